@@ -1,0 +1,1 @@
+"""Package data: icons, stylesheets, recipe presets and the demo dataset."""

@@ -1,0 +1,1 @@
+"""All GUI code (PySide6, pyqtgraph, superqt). Never runs model code on the GUI thread."""
