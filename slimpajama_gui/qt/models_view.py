@@ -1,0 +1,556 @@
+"""The model browser: a table of every model we can open, a search box, and details.
+
+The table model is a thin adapter over a list of :class:`ModelInfo`; sorting and
+filtering live only in the proxy (napari/Qt convention). Scanning folders and the
+Hugging Face cache reads safetensors headers only, and still runs on the thread pool
+so a slow network drive never freezes the window.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSettings,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt.utils import create_worker
+
+from slimpajama_gui.core.models import ModelInfo, discover_models
+
+log = logging.getLogger(__name__)
+
+#: Role holding the raw (sortable) value of a cell.
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+#: Role holding the row's ModelInfo.
+INFO_ROLE = Qt.ItemDataRole.UserRole + 2
+
+_Index = QModelIndex | QPersistentModelIndex
+
+
+def human_count(n: int) -> str:
+    """22713216 -> '22.7 M'."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return str(n)
+
+
+def human_bytes(n: int) -> str:
+    """90868376 -> '90.9 MB' (decimal units, as file managers show)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def heads_text(info: ModelInfo) -> str:
+    heads = info.layer_heads or (info.heads,)
+    return str(heads[0]) if len(set(heads)) <= 1 else "/".join(map(str, heads))
+
+
+# column title, display text, sort value, right-aligned
+_COLUMNS: tuple[tuple[str, Any, Any, bool], ...] = (
+    ("Name", lambda i: i.name, lambda i: i.name.lower(), False),
+    ("Family", lambda i: i.family, lambda i: i.family, False),
+    ("Parameters", lambda i: human_count(i.parameters), lambda i: i.parameters, True),
+    ("Size on disk", lambda i: human_bytes(i.size_bytes), lambda i: i.size_bytes, True),
+    ("Layers", lambda i: str(i.layers), lambda i: i.layers, True),
+    ("Hidden", lambda i: str(i.hidden), lambda i: i.hidden, True),
+    ("Heads", heads_text, lambda i: sum(i.layer_heads or (i.heads,)), True),
+    ("Vocabulary", lambda i: f"{i.vocab:,}", lambda i: i.vocab, True),
+    ("Source", lambda i: i.source, lambda i: i.source, False),
+    ("Path", lambda i: str(i.path), lambda i: str(i.path), False),
+)
+COLUMN_TITLES = tuple(c[0] for c in _COLUMNS)
+
+
+class ModelTableModel(QAbstractTableModel):
+    """One row per :class:`ModelInfo`; read-only."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._infos: list[ModelInfo] = []
+
+    # Qt API ------------------------------------------------------------------
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(self._infos)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(_COLUMNS)
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not (0 <= index.row() < len(self._infos)):
+            return None
+        info = self._infos[index.row()]
+        _title, display, sort, right = _COLUMNS[index.column()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return display(info)
+        if role == SORT_ROLE:
+            return sort(info)
+        if role == INFO_ROLE:
+            return info
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{info.name}\n{info.path}\n{info.parameters:,} parameters"
+        if role == Qt.ItemDataRole.TextAlignmentRole and right:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def headerData(  # noqa: N802
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if (
+            role == Qt.ItemDataRole.DisplayRole
+            and orientation == Qt.Orientation.Horizontal
+            and 0 <= section < len(_COLUMNS)
+        ):
+            return _COLUMNS[section][0]
+        return None
+
+    # our API -----------------------------------------------------------------
+    def infos(self) -> list[ModelInfo]:
+        return list(self._infos)
+
+    def set_infos(self, infos: Sequence[ModelInfo]) -> None:
+        self.beginResetModel()
+        self._infos = list(infos)
+        self.endResetModel()
+
+    def upsert(self, infos: Iterable[ModelInfo]) -> None:
+        """Add new models; replace rows whose folder is already listed."""
+        for info in infos:
+            row = self.row_of(info.path)
+            if row is None:
+                self.beginInsertRows(QModelIndex(), len(self._infos), len(self._infos))
+                self._infos.append(info)
+                self.endInsertRows()
+            else:
+                self._infos[row] = info
+                self.dataChanged.emit(self.index(row, 0), self.index(row, len(_COLUMNS) - 1))
+
+    def row_of(self, path: Path) -> int | None:
+        target = Path(path).resolve()
+        for row, info in enumerate(self._infos):
+            if Path(info.path).resolve() == target:
+                return row
+        return None
+
+
+class ModelFilterProxy(QSortFilterProxyModel):
+    """Keeps rows where every word typed appears in some column (case-insensitive)."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._words: list[str] = []
+        self.setSortRole(SORT_ROLE)
+        self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+
+    def set_search(self, text: str) -> None:
+        words = text.lower().split()
+        if words == self._words:
+            return
+        # Qt >= 6.9 wants begin/endFilterChange; invalidateFilter is deprecated there.
+        if hasattr(self, "beginFilterChange"):
+            self.beginFilterChange()
+            self._words = words
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self._words = words
+            self.invalidateFilter()
+
+    def filterAcceptsRow(self, source_row: int, source_parent: _Index) -> bool:  # noqa: N802
+        if not self._words:
+            return True
+        model = self.sourceModel()
+        haystack = " ".join(
+            str(model.data(model.index(source_row, col, source_parent)) or "")
+            for col in range(model.columnCount(source_parent))
+        ).lower()
+        return all(word in haystack for word in self._words)
+
+
+class LayerBars(pg.PlotWidget):
+    """Parameters per block: embeddings, each encoder layer, then the head."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent, background=None)
+        self.setMinimumHeight(200)
+        self.setMenuEnabled(False)
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.getPlotItem().setLabel("left", "parameters (M)")
+        self.getPlotItem().showGrid(y=True, alpha=0.25)
+        self._bars = pg.BarGraphItem(x=[], height=[], width=0.7)
+        self.addItem(self._bars)
+        self.labels: list[str] = []
+        self.values: list[int] = []
+
+    def show_info(self, info: ModelInfo | None) -> None:
+        if info is None:
+            self.labels, self.values = [], []
+        else:
+            self.labels = ["emb"] + [f"L{i + 1}" for i in range(len(info.layer_params))] + ["head"]
+            self.values = [info.embedding_params, *info.layer_params, info.other_params]
+        x = np.arange(len(self.values))
+        heights = np.asarray(self.values, dtype=float) / 1e6
+        colors = ["#c98b2b"] + ["#2f7bbf"] * (len(self.values) - 2) + ["#7a8a99"]
+        self._bars.setOpts(x=x, height=heights, width=0.7, brushes=colors[: len(x)], pen=None)
+        self.getPlotItem().getAxis("bottom").setTicks([list(enumerate(self.labels))])
+        if len(x):
+            self.setXRange(-0.6, len(x) - 0.4, padding=0)
+            self.setYRange(0, max(heights.max(), 1e-6) * 1.08, padding=0)
+
+
+class DetailsPane(QWidget):
+    """Everything we know about the selected model without loading its weights."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.title = QLabel("<i>Select a model to see its details.</i>")
+        self.title.setTextFormat(Qt.TextFormat.RichText)
+        self.title.setWordWrap(True)
+        form_box = QWidget()
+        self.form = QFormLayout(form_box)
+        self.form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+        self.fields: dict[str, QLabel] = {}
+        for key in (
+            "Family",
+            "Source",
+            "Parameters",
+            "Embeddings",
+            "Size on disk",
+            "Layers",
+            "Hidden size",
+            "Heads per layer",
+            "FFN width per layer",
+            "Vocabulary",
+            "Labels",
+            "Weights dtype",
+            "Folder",
+        ):
+            label = QLabel("–")
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            label.setWordWrap(True)
+            self.fields[key] = label
+            self.form.addRow(f"{key}:", label)
+        self.bars = LayerBars()
+        caption = QLabel("Parameters per block (emb = token, position and type embeddings)")
+        caption.setWordWrap(True)
+        caption.setStyleSheet("color: palette(mid);")
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addWidget(form_box)
+        layout.addWidget(self.bars, 1)
+        layout.addWidget(caption)
+
+    def show_info(self, info: ModelInfo | None) -> None:
+        self.bars.show_info(info)
+        if info is None:
+            self.title.setText("<i>Select a model to see its details.</i>")
+            for label in self.fields.values():
+                label.setText("–")
+            return
+        self.title.setText(f"<h3>{info.name}</h3>")
+        share = 100.0 * info.embedding_params / max(info.parameters, 1)
+        ffn = info.layer_ffn
+        values = {
+            "Family": info.family,
+            "Source": info.source,
+            "Parameters": f"{info.parameters:,} ({human_count(info.parameters)})",
+            "Embeddings": f"{info.embedding_params:,} ({share:.0f} % of all parameters)",
+            "Size on disk": human_bytes(info.size_bytes),
+            "Layers": str(info.layers),
+            "Hidden size": str(info.hidden),
+            "Heads per layer": heads_text(info),
+            "FFN width per layer": (
+                str(ffn[0]) if ffn and len(set(ffn)) == 1 else "/".join(map(str, ffn)) or "–"
+            ),
+            "Vocabulary": f"{info.vocab:,} tokens",
+            "Labels": "none yet (encoder only)" if not info.num_labels else str(info.num_labels),
+            "Weights dtype": info.dtype,
+            "Folder": str(info.path),
+        }
+        for key, text in values.items():
+            self.fields[key].setText(text)
+
+
+class Banner(QFrame):
+    """A dismissible message strip above the table (non-modal: nothing to click away)."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("banner")
+        self.setStyleSheet(
+            "#banner { background: #fff4d6; border: 1px solid #e0b84f; border-radius: 4px; }"
+            "#banner QLabel { color: #4a3b00; }"
+        )
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton()
+        close.setText("✕")
+        close.setAutoRaise(True)
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 4, 4)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.hide()
+
+    def show_messages(self, messages: Sequence[str]) -> None:
+        if not messages:
+            self.hide()
+            return
+        self.label.setText("\n".join(messages))
+        self.show()
+
+
+class ModelsView(QWidget):
+    """The Models area: search, add a folder (button or drag-and-drop), table, details."""
+
+    #: Emitted after each scan with the number of models listed.
+    scan_finished = Signal(int)
+    #: A short sentence for the status bar.
+    status_message = Signal(str)
+
+    def __init__(self, parent=None, *, scan_on_start: bool = True) -> None:
+        super().__init__(parent)
+        self.setAcceptDrops(True)
+        self.extra_folders: list[Path] = []
+        self._workers: set = set()
+        self._closing = False
+
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search models by name, family, source or folder…")
+        self.search.setClearButtonEnabled(True)
+        self.add_button = QPushButton("Add folder…")
+        self.add_button.setToolTip(
+            "Add a Hugging Face model folder (config.json, tokenizer and .safetensors), "
+            "or a folder of such folders. You can also drop a folder on this window."
+        )
+        self.rescan_button = QPushButton("Rescan")
+        self.rescan_button.setToolTip(
+            "Look again at the packaged model, the Hugging Face cache and added folders"
+        )
+        toolbar = QHBoxLayout()
+        toolbar.addWidget(self.search, 1)
+        toolbar.addWidget(self.add_button)
+        toolbar.addWidget(self.rescan_button)
+
+        self.banner = Banner()
+        self.model = ModelTableModel(self)
+        self.proxy = ModelFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().hide()
+        self.table.setWordWrap(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        self.empty_hint = QLabel("Scanning for models…", alignment=Qt.AlignmentFlag.AlignCenter)
+        self.details = DetailsPane()
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addLayout(toolbar)
+        left_layout.addWidget(self.banner)
+        left_layout.addWidget(self.table, 1)
+        left_layout.addWidget(self.empty_hint)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.details)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setSizes([640, 420])
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.splitter)
+
+        self.search.textChanged.connect(self._on_search)
+        self.add_button.clicked.connect(self.add_folder)
+        self.rescan_button.clicked.connect(self.rescan)
+        self.table.selectionModel().currentRowChanged.connect(self._on_current_changed)
+        self.model.modelReset.connect(self._update_hint)
+        self.model.rowsInserted.connect(self._update_hint)
+        self.proxy.layoutChanged.connect(self._update_hint)
+        if scan_on_start:
+            self.rescan()
+
+    # ------------------------------------------------------------------ scanning
+    def rescan(self) -> None:
+        """Rebuild the list from the packaged model, the HF cache and added folders."""
+        self.empty_hint.setText("Scanning for models…")
+        self.empty_hint.show()
+        self._start(discover_models, list(self.extra_folders), replace=True)
+
+    def add_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a model folder")
+        if folder:
+            self.add_folders([Path(folder)])
+
+    def add_folders(self, folders: Iterable[Path]) -> None:
+        """Inspect ``folders`` off the GUI thread and add every model found in them."""
+        folders = [Path(f) for f in folders]
+        for folder in folders:
+            if folder not in self.extra_folders:
+                self.extra_folders.append(folder)
+        self.status_message.emit("Reading " + ", ".join(f.name or str(f) for f in folders) + "…")
+        self._start(_inspect_only, folders, replace=False)
+
+    def _start(self, func, folders: list[Path], *, replace: bool) -> None:
+        worker = create_worker(func, folders, _start_thread=False)
+        worker.returned.connect(lambda result, r=replace: self._on_scanned(result, r))
+        worker.errored.connect(self._on_scan_error)
+        worker.finished.connect(lambda w=worker: self._workers.discard(w))
+        self._workers.add(worker)
+        worker.start()
+
+    def _on_scanned(self, result: tuple[list[ModelInfo], list[str]], replace: bool) -> None:
+        if self._closing:
+            return
+        infos, skipped = result
+        selected = self.selected_info()
+        if replace:
+            self.model.set_infos(infos)
+        else:
+            self.model.upsert(infos)
+        self.table.resizeColumnsToContents()
+        self.banner.show_messages(skipped)
+        self._update_hint()
+        if infos and not replace:
+            self.select_path(infos[0].path)
+        elif selected is not None and self.model.row_of(selected.path) is not None:
+            self.select_path(selected.path)
+        elif self.proxy.rowCount() and self.selected_info() is None:
+            self.table.selectRow(0)
+        count = self.model.rowCount()
+        self.status_message.emit(f"{count} model{'s' if count != 1 else ''} listed")
+        self.scan_finished.emit(self.model.rowCount())
+
+    def _on_scan_error(self, exc: BaseException) -> None:
+        # discover_models reports bad folders as sentences; reaching here is a bug.
+        log.error("Model scan failed", exc_info=exc)
+        if not self._closing:
+            self.banner.show_messages([f"Scanning for models failed: {exc}"])
+            self.scan_finished.emit(self.model.rowCount())
+
+    def shutdown(self) -> None:
+        """Stop listening to workers; they only read headers and end on their own."""
+        self._closing = True
+
+    # ------------------------------------------------------------------ selection
+    def selected_info(self) -> ModelInfo | None:
+        index = self.table.currentIndex()
+        return index.data(INFO_ROLE) if index.isValid() else None
+
+    def select_path(self, path: Path) -> None:
+        row = self.model.row_of(path)
+        if row is None:
+            return
+        proxy_index = self.proxy.mapFromSource(self.model.index(row, 0))
+        if proxy_index.isValid():
+            self.table.selectRow(proxy_index.row())
+            self.table.scrollTo(proxy_index)
+
+    def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        self.details.show_info(current.data(INFO_ROLE) if current.isValid() else None)
+
+    def _on_search(self, text: str) -> None:
+        self.proxy.set_search(text)
+        self._update_hint()
+
+    def _update_hint(self, *_args) -> None:
+        if self.model.rowCount() == 0:
+            self.empty_hint.setText(
+                "No models found yet. Click “Add folder…” or drop a model folder here."
+            )
+            self.empty_hint.show()
+        elif self.proxy.rowCount() == 0:
+            self.empty_hint.setText(f"No model matches “{self.search.text()}”.")
+            self.empty_hint.show()
+        else:
+            self.empty_hint.hide()
+
+    # ------------------------------------------------------------------ drag and drop
+    @staticmethod
+    def _dropped_folders(event: QDragEnterEvent | QDropEvent) -> list[Path]:
+        mime = event.mimeData()
+        if not mime.hasUrls():
+            return []
+        paths = [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
+        return [p if p.is_dir() else p.parent for p in paths if p.exists()]
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if self._dropped_folders(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        folders = self._dropped_folders(event)
+        if folders:
+            event.acceptProposedAction()
+            self.add_folders(folders)
+
+    # ------------------------------------------------------------------ settings
+    def save_state(self, settings: QSettings) -> None:
+        settings.setValue("models/extra_folders", [str(p) for p in self.extra_folders])
+        settings.setValue("models/splitter", self.splitter.saveState())
+        settings.setValue("models/header", self.table.horizontalHeader().saveState())
+
+    def restore_state(self, settings: QSettings) -> None:
+        saved = settings.value("models/extra_folders", []) or []
+        if isinstance(saved, str):  # QSettings returns a bare string for one item
+            saved = [saved]
+        new = [Path(p) for p in saved if Path(p) not in self.extra_folders]
+        if new:
+            self.extra_folders.extend(new)
+            self.rescan()
+        if (state := settings.value("models/splitter")) is not None:
+            self.splitter.restoreState(state)
+        if (state := settings.value("models/header")) is not None:
+            self.table.horizontalHeader().restoreState(state)
+
+    def copy_path(self) -> None:
+        info = self.selected_info()
+        if info is not None:
+            QGuiApplication.clipboard().setText(str(info.path))
+
+
+def _inspect_only(folders: list[Path]) -> tuple[list[ModelInfo], list[str]]:
+    """Runs on a worker thread: models inside ``folders`` only, not the whole scan."""
+    return discover_models(folders, include_packaged=False, include_hf_cache=False)

@@ -1,0 +1,240 @@
+"""The Models area as a user drives it: list, search, add a folder, drop a folder."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+
+from slimpajama_gui.core.models import discover_models, packaged_minilm_path
+from slimpajama_gui.qt import models_view as mv
+from slimpajama_gui.qt.main_window import AREAS, MainWindow
+from slimpajama_gui.qt.models_view import INFO_ROLE, ModelsView, ModelTableModel
+
+from ..conftest import write_tiny_bert
+
+SCAN_TIMEOUT = 30_000
+
+
+def _row_texts(view: ModelsView) -> list[dict[str, str]]:
+    proxy = view.proxy
+    return [
+        {
+            proxy.headerData(c, Qt.Orientation.Horizontal): proxy.index(r, c).data()
+            for c in range(proxy.columnCount())
+        }
+        for r in range(proxy.rowCount())
+    ]
+
+
+@pytest.fixture
+def window(qtbot):
+    win = MainWindow()
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.models_view.scan_finished, timeout=SCAN_TIMEOUT):
+        win.show()
+    return win
+
+
+def test_browser_lists_the_packaged_minilm(window):
+    rows = _row_texts(window.models_view)
+    minilm = [r for r in rows if r["Source"] == "packaged"]
+    assert len(minilm) == 1, rows
+    row = minilm[0]
+    assert row["Parameters"] == "22.7 M"
+    assert (row["Layers"], row["Hidden"], row["Heads"], row["Vocabulary"]) == (
+        "6",
+        "384",
+        "12",
+        "30,522",
+    )
+    assert Path(row["Path"]) == packaged_minilm_path()
+    # The details pane shows the selected model with one bar per block.
+    info = window.models_view.selected_info()
+    assert info is not None and info.source == "packaged"
+    assert window.models_view.details.fields["Parameters"].text().startswith("22,713,216")
+    assert window.models_view.details.bars.labels == [
+        "emb",
+        "L1",
+        "L2",
+        "L3",
+        "L4",
+        "L5",
+        "L6",
+        "head",
+    ]
+    assert sum(window.models_view.details.bars.values) == 22_713_216
+
+
+def test_other_areas_say_what_they_will_do(window):
+    for area in AREAS[1:]:
+        window.show_area(area.key)
+        page = window.stack.currentWidget()
+        text = " ".join(label.text() for label in page.findChildren(mv.QLabel))
+        assert area.title in text and "not available yet" in text
+
+
+def test_typing_in_search_narrows_rows(window, qtbot, tiny_bert):
+    view = window.models_view
+    with qtbot.waitSignal(view.scan_finished, timeout=SCAN_TIMEOUT):
+        view.add_folders([tiny_bert])
+    assert view.proxy.rowCount() == 2
+    qtbot.keyClicks(view.search, "tiny")
+    assert [r["Name"] for r in _row_texts(view)] == ["tiny-bert"]
+    view.search.clear()
+    qtbot.keyClicks(view.search, "MINILM packaged")
+    assert [r["Source"] for r in _row_texts(view)] == ["packaged"]
+    view.search.clear()
+    qtbot.keyClicks(view.search, "no-such-model")
+    assert view.proxy.rowCount() == 0
+    assert view.empty_hint.isVisibleTo(view) and "no-such-model" in view.empty_hint.text()
+    view.search.clear()
+    assert view.proxy.rowCount() == 2
+
+
+def test_add_folder_adds_a_row_and_selects_it(window, qtbot, tiny_bert):
+    view = window.models_view
+    before = view.model.rowCount()
+    with qtbot.waitSignal(view.scan_finished, timeout=SCAN_TIMEOUT):
+        view.add_folders([tiny_bert])
+    assert view.model.rowCount() == before + 1
+    info = view.selected_info()
+    assert info.name == "tiny-bert" and info.layers == 2 and info.num_labels == 2
+    assert view.details.bars.labels == ["emb", "L1", "L2", "head"]
+    # Adding the same folder again updates its row instead of duplicating it.
+    with qtbot.waitSignal(view.scan_finished, timeout=SCAN_TIMEOUT):
+        view.add_folders([tiny_bert])
+    assert view.model.rowCount() == before + 1
+
+
+def test_add_folder_button_uses_the_file_dialog(window, qtbot, tiny_bert, monkeypatch):
+    monkeypatch.setattr(mv.QFileDialog, "getExistingDirectory", lambda *a, **k: str(tiny_bert))
+    with qtbot.waitSignal(window.models_view.scan_finished, timeout=SCAN_TIMEOUT):
+        qtbot.mouseClick(window.models_view.add_button, Qt.MouseButton.LeftButton)
+    assert window.models_view.selected_info().name == "tiny-bert"
+
+
+def test_dropping_a_folder_adds_it(window, qtbot, tiny_bert):
+    view = window.models_view
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(tiny_bert))])
+    enter = QDragEnterEvent(
+        QPointF(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    view.dragEnterEvent(enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(
+        QPointF(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    with qtbot.waitSignal(view.scan_finished, timeout=SCAN_TIMEOUT):
+        view.dropEvent(drop)
+    assert "tiny-bert" in [r["Name"] for r in _row_texts(view)]
+
+
+def test_dropping_text_is_ignored(window):
+    mime = QMimeData()
+    mime.setText("not a folder")
+    enter = QDragEnterEvent(
+        QPointF(1, 1),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    window.models_view.dragEnterEvent(enter)
+    assert not enter.isAccepted()
+
+
+def test_pickle_only_folder_is_refused_with_a_sentence(window, qtbot, tmp_path):
+    bad = tmp_path / "pickled"
+    write_tiny_bert(bad)
+    (bad / "model.safetensors").rename(bad / "pytorch_model.bin")
+    view = window.models_view
+    before = view.model.rowCount()
+    with qtbot.waitSignal(view.scan_finished, timeout=SCAN_TIMEOUT):
+        view.add_folders([bad])
+    assert view.model.rowCount() == before
+    assert view.banner.isVisibleTo(view)
+    assert "pickle" in view.banner.label.text() and "pickled" in view.banner.label.text()
+
+
+def test_table_model_passes_qtmodeltester(qtmodeltester, tiny_bert):
+    infos, _ = discover_models([tiny_bert])
+    model = ModelTableModel()
+    model.set_infos(infos)
+    assert model.rowCount() == len(infos) >= 2
+    qtmodeltester.check(model, force_py=True)
+    model.upsert(infos[:1])
+    qtmodeltester.check(model, force_py=True)
+
+
+def test_sorting_by_parameters_is_numeric(window, qtbot, tiny_bert):
+    view = window.models_view
+    with qtbot.waitSignal(view.scan_finished, timeout=SCAN_TIMEOUT):
+        view.add_folders([tiny_bert])
+    view.table.sortByColumn(mv.COLUMN_TITLES.index("Parameters"), Qt.SortOrder.AscendingOrder)
+    params = [
+        view.proxy.index(r, 0).data(INFO_ROLE).parameters for r in range(view.proxy.rowCount())
+    ]
+    assert params == sorted(params) and params[0] < 1_000_000 < params[-1]
+
+
+def test_scanning_runs_off_the_gui_thread(qtbot, monkeypatch):
+    """The GUI keeps processing events while a (deliberately slow) scan runs."""
+    seen_threads: list[threading.Thread] = []
+
+    def slow_discover(folders, **kwargs):
+        seen_threads.append(threading.current_thread())
+        time.sleep(0.6)
+        return discover_models(folders, **kwargs)
+
+    monkeypatch.setattr(mv, "discover_models", slow_discover)
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start()
+    view = ModelsView(scan_on_start=False)
+    qtbot.addWidget(view)
+    with qtbot.waitSignal(view.scan_finished, timeout=SCAN_TIMEOUT):
+        view.rescan()
+    timer.stop()
+    assert seen_threads and seen_threads[0] is not threading.main_thread()
+    assert len(ticks) >= 10, "the GUI thread stopped processing events during the scan"
+
+
+def test_window_geometry_and_area_persist(qtbot, tiny_bert):
+    first = MainWindow()
+    qtbot.addWidget(first)
+    with qtbot.waitSignal(first.models_view.scan_finished, timeout=SCAN_TIMEOUT):
+        first.show()
+    first.resize(790, 630)
+    with qtbot.waitSignal(first.models_view.scan_finished, timeout=SCAN_TIMEOUT):
+        first.models_view.add_folders([tiny_bert])
+    first.show_area("jobs")
+    first.close()
+
+    second = MainWindow()
+    qtbot.addWidget(second)
+    with qtbot.waitSignal(second.models_view.scan_finished, timeout=SCAN_TIMEOUT):
+        second.show()
+    assert (second.width(), second.height()) == (790, 630)
+    assert second.current_area() == "jobs"
+    # Folders the user added come back after a restart.
+    assert tiny_bert in second.models_view.extra_folders
+    qtbot.waitUntil(
+        lambda: "tiny-bert" in [i.name for i in second.models_view.model.infos()],
+        timeout=SCAN_TIMEOUT,
+    )
