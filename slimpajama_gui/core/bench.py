@@ -1,0 +1,225 @@
+"""Size, parameters, memory, latency and throughput, measured the same way every time.
+
+The result records how it was measured (threads, sentences, warm-up, repetitions,
+backend, versions), so a number in a report can always be traced to its method.
+Latency is the model's forward pass on pre-tokenized input at batch 1 (tokenization is
+the same for every variant and is excluded); throughput is padded batches of 32.
+
+Example:
+    >>> result = benchmark(TorchRunner(model), tokenizer, sentences)  # doctest: +SKIP
+    >>> f"{result.latency_p50_ms:.1f} ms"
+    '10.4 ms'
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+Inputs = dict[str, np.ndarray]
+
+
+@dataclass
+class BenchConfig:
+    threads: int = 2
+    sentences: int = 200  # how many of the given sentences to use
+    warmup: int = 10  # untimed calls before measuring
+    repeats: int = 3  # timed passes over all sentences at batch 1
+    throughput_batch: int = 32
+    max_length: int = 128
+
+
+@dataclass
+class BenchResult:
+    backend: str
+    threads: int
+    sentences: int
+    latency_samples: int
+    latency_p50_ms: float
+    latency_p95_ms: float
+    latency_mean_ms: float
+    throughput_per_s: float
+    throughput_batch: int
+    peak_rss_mb: float
+    size_bytes: int | None
+    parameters: int | None
+    nonzero_parameters: int | None
+    versions: str
+    method: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TorchRunner:
+    """Runs a PyTorch classifier on numpy inputs (the backend every other one is compared to)."""
+
+    name = "pytorch"
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model.eval()
+
+    @torch.inference_mode()
+    def __call__(self, inputs: Inputs) -> np.ndarray:
+        out = self.model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+        return out.logits.float().numpy()
+
+
+def size_on_disk(folder: Path) -> int:
+    """Bytes of every file in a saved model folder (weights, config, tokenizer)."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(parameters, non-zero parameters); pruned weights count as zeros."""
+    total = nonzero = 0
+    for p in model.parameters():
+        total += p.numel()
+        nonzero += int(torch.count_nonzero(p.detach()))
+    return total, nonzero
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class _PeakRss:
+    """Samples resident memory every 5 ms while the benchmark runs."""
+
+    def __init__(self) -> None:
+        self.peak = _rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss_bytes())
+
+    def __enter__(self) -> _PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+
+@contextmanager
+def torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def encode_for_bench(tokenizer, sentences: Sequence[str], max_length: int) -> list[Inputs]:
+    """One unpadded int64 input per sentence, as a batch-1 caller would send it."""
+    out = []
+    for s in sentences:
+        enc = tokenizer(s, truncation=True, max_length=max_length, return_tensors="np")
+        out.append(
+            {
+                k: v.astype(np.int64)
+                for k, v in enc.items()
+                if k in ("input_ids", "attention_mask", "token_type_ids")
+            }
+        )
+    return out
+
+
+def _pad_batch(items: Sequence[Inputs]) -> Inputs:
+    width = max(i["input_ids"].shape[1] for i in items)
+    batch: Inputs = {}
+    for key in items[0]:
+        rows = [np.pad(i[key], ((0, 0), (0, width - i[key].shape[1]))) for i in items]
+        batch[key] = np.concatenate(rows, axis=0)
+    return batch
+
+
+def benchmark(
+    runner: Callable[[Inputs], np.ndarray],
+    tokenizer,
+    sentences: Sequence[str],
+    config: BenchConfig | None = None,
+    *,
+    model: nn.Module | None = None,
+    folder: Path | None = None,
+    control=None,
+) -> BenchResult:
+    """Measure ``runner`` on ``sentences`` with a fixed thread count.
+
+    Args:
+        runner: maps numpy inputs to logits (:class:`TorchRunner` or another backend).
+        model: if given, parameters and non-zero parameters are counted.
+        folder: if given, its size on disk is reported.
+    """
+    config = config or BenchConfig()
+    sentences = list(sentences)[: config.sentences]
+    if not sentences:
+        raise ValueError("benchmark needs at least one sentence")
+    inputs = encode_for_bench(tokenizer, sentences, config.max_length)
+    samples: list[float] = []
+    with torch_threads(config.threads), _PeakRss() as rss:
+        for item in (inputs * (1 + config.warmup // len(inputs)))[: config.warmup]:
+            runner(item)
+        for _ in range(config.repeats):
+            for item in inputs:
+                if control is not None and control.should_stop:
+                    break
+                t0 = time.perf_counter()
+                runner(item)
+                samples.append(time.perf_counter() - t0)
+        batches = [
+            _pad_batch(inputs[i : i + config.throughput_batch])
+            for i in range(0, len(inputs), config.throughput_batch)
+        ]
+        runner(batches[0])
+        t0 = time.perf_counter()
+        for batch in batches:
+            runner(batch)
+        throughput = len(inputs) / (time.perf_counter() - t0)
+    ms = np.asarray(samples) * 1000.0
+    params = nonzero = None
+    if model is not None:
+        params, nonzero = count_parameters(model)
+    name = getattr(runner, "name", type(runner).__name__)
+    return BenchResult(
+        backend=name,
+        threads=config.threads,
+        sentences=len(inputs),
+        latency_samples=len(samples),
+        latency_p50_ms=float(np.percentile(ms, 50)) if len(ms) else float("nan"),
+        latency_p95_ms=float(np.percentile(ms, 95)) if len(ms) else float("nan"),
+        latency_mean_ms=float(ms.mean()) if len(ms) else float("nan"),
+        throughput_per_s=float(throughput),
+        throughput_batch=config.throughput_batch,
+        peak_rss_mb=rss.peak / 1e6,
+        size_bytes=size_on_disk(folder) if folder is not None else None,
+        parameters=params,
+        nonzero_parameters=nonzero,
+        versions=f"torch {torch.__version__}",
+        method=(
+            f"{name} forward pass on pre-tokenized input, {config.threads} threads; "
+            f"latency: batch 1, {len(inputs)} sentences x {config.repeats} passes after "
+            f"{config.warmup} warm-up calls, p50/p95 of {len(samples)} calls; throughput: "
+            f"padded batches of {config.throughput_batch}; peak RSS of the process "
+            "sampled every 5 ms during the run"
+        ),
+    )

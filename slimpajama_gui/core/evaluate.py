@@ -1,0 +1,175 @@
+"""Accuracy, macro-F1, confusion matrices, and what changes between two models.
+
+Example:
+    >>> preds = predict(model, batches)                      # doctest: +SKIP
+    >>> report = classification_report(preds, ["neg", "pos"])
+    >>> round(report.accuracy, 3), report.confusion
+    (0.894, [[380, 48], [44, 400]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class Predictions:
+    """Logits and gold labels of one model on one split, in dataset order."""
+
+    logits: np.ndarray  # (N, C) float32
+    labels: np.ndarray  # (N,) int64
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.logits.argmax(axis=1)
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        z = self.logits - self.logits.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    batches: Iterable[Mapping[str, torch.Tensor]],
+    *,
+    device: torch.device | str | None = None,
+    control=None,
+) -> Predictions:
+    """Run ``model`` over ``batches`` (with ``labels``); stops early if asked.
+
+    Batches may carry an ``index`` tensor (their rows' positions in the dataset, as
+    length-bucketed loaders produce); outputs are put back in dataset order.
+    """
+    model.eval()
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    logits, labels, order = [], [], []
+    for batch in batches:
+        if control is not None and control.should_stop:
+            break
+        out = model(
+            input_ids=batch["input_ids"].to(device),
+            attention_mask=batch["attention_mask"].to(device),
+            token_type_ids=batch["token_type_ids"].to(device)
+            if "token_type_ids" in batch
+            else None,
+        )
+        logits.append(out.logits.float().cpu().numpy())
+        labels.append(batch["labels"].cpu().numpy())
+        if "index" in batch:
+            order.append(batch["index"].cpu().numpy())
+    if not logits:
+        return Predictions(np.zeros((0, 0), np.float32), np.zeros((0,), np.int64))
+    result = Predictions(np.concatenate(logits), np.concatenate(labels).astype(np.int64))
+    if order:
+        back = np.argsort(np.concatenate(order), kind="stable")
+        result = Predictions(result.logits[back], result.labels[back])
+    return result
+
+
+@dataclass
+class ClassReport:
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass
+class EvalReport:
+    accuracy: float
+    macro_f1: float
+    n: int
+    confusion: list[list[int]]  # rows: gold label, columns: predicted label
+    per_class: dict[str, ClassReport]
+
+    def metrics(self) -> dict[str, float]:
+        """Flat numbers for charts and the job history."""
+        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1, "n": float(self.n)}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def classification_report(preds: Predictions, label_names: Sequence[str]) -> EvalReport:
+    k = len(label_names)
+    gold, guess = preds.labels, preds.predicted
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (gold, guess), 1)
+    per_class: dict[str, ClassReport] = {}
+    f1s = []
+    for c, name in enumerate(label_names):
+        tp = confusion[c, c]
+        precision = tp / confusion[:, c].sum() if confusion[:, c].sum() else 0.0
+        recall = tp / confusion[c, :].sum() if confusion[c, :].sum() else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[str(name)] = ClassReport(
+            float(precision), float(recall), float(f1), int(confusion[c, :].sum())
+        )
+        f1s.append(f1)
+    n = int(len(gold))
+    return EvalReport(
+        accuracy=float((gold == guess).mean()) if n else 0.0,
+        macro_f1=float(np.mean(f1s)) if f1s else 0.0,
+        n=n,
+        confusion=confusion.tolist(),
+        per_class=per_class,
+    )
+
+
+@dataclass
+class Flip:
+    index: int
+    text: str
+    label: int
+    before: int  # prediction of model A
+    after: int  # prediction of model B
+    confidence_before: float  # A's probability of its own prediction
+    confidence_after: float
+
+
+@dataclass
+class PredictionDiff:
+    agreement: float  # share of examples where A and B predict the same class
+    flips: list[Flip]
+    fixed: int  # B right where A was wrong
+    broken: int  # B wrong where A was right
+    mean_confidence_shift: float  # mean |p_B(gold) - p_A(gold)|
+
+
+def prediction_diff(a: Predictions, b: Predictions, texts: Sequence[str]) -> PredictionDiff:
+    """Which examples change their prediction from model A to model B."""
+    if a.logits.shape[0] != b.logits.shape[0]:
+        raise ValueError("both predictions must cover the same examples")
+    pa, pb = a.predicted, b.predicted
+    prob_a, prob_b = a.probabilities, b.probabilities
+    rows = np.arange(len(pa))
+    flips = [
+        Flip(
+            index=int(i),
+            text=texts[i],
+            label=int(a.labels[i]),
+            before=int(pa[i]),
+            after=int(pb[i]),
+            confidence_before=float(prob_a[i, pa[i]]),
+            confidence_after=float(prob_b[i, pb[i]]),
+        )
+        for i in np.nonzero(pa != pb)[0]
+    ]
+    gold = a.labels
+    return PredictionDiff(
+        agreement=float((pa == pb).mean()) if len(pa) else 1.0,
+        flips=flips,
+        fixed=int(((pa != gold) & (pb == gold)).sum()),
+        broken=int(((pa == gold) & (pb != gold)).sum()),
+        mean_confidence_shift=float(np.abs(prob_b[rows, gold] - prob_a[rows, gold]).mean())
+        if len(pa)
+        else 0.0,
+    )

@@ -1,0 +1,219 @@
+"""The shared training loop, evaluation and benchmark on tiny models (no Qt)."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from slimpajama_gui.core.bench import BenchConfig, TorchRunner, benchmark, count_parameters
+from slimpajama_gui.core.evaluate import (
+    Predictions,
+    classification_report,
+    predict,
+    prediction_diff,
+)
+from slimpajama_gui.core.train import Callbacks, Control, NonFiniteLoss, TrainConfig, train
+from slimpajama_gui.core.transformer import SlimConfig, SlimPajamaModel
+
+# A learnable toy task: the label says whether "good" (id 7) or "bad" (id 8) appears.
+VOCAB, GOOD, BAD = 40, 7, 8
+
+
+def toy_rows(n: int, seed: int) -> list[tuple[list[int], int]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        words = [rng.randrange(10, VOCAB) for _ in range(rng.randrange(3, 10))]
+        words.insert(rng.randrange(len(words) + 1), GOOD if label else BAD)
+        rows.append(([2, *words, 3], label))
+    return rows
+
+
+def to_batches(rows, batch_size: int, *, shuffle_seed: int | None = None):
+    rows = list(rows)
+    if shuffle_seed is not None:
+        random.Random(shuffle_seed).shuffle(rows)
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i : i + batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        ids = torch.zeros(len(chunk), width, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, (tokens, _) in enumerate(chunk):
+            ids[r, : len(tokens)] = torch.tensor(tokens)
+            mask[r, : len(tokens)] = 1
+        yield {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "token_type_ids": torch.zeros_like(ids),
+            "labels": torch.tensor([label for _, label in chunk]),
+        }
+
+
+def tiny_model(seed: int = 0) -> SlimPajamaModel:
+    torch.manual_seed(seed)
+    config = SlimConfig(
+        vocab_size=VOCAB, hidden_size=32, layer_heads=[4, 4], head_dim=8, layer_ffn=[64, 64],
+        max_position_embeddings=32, hidden_dropout=0.0, attention_dropout=0.0,
+    )  # fmt: skip
+    return SlimPajamaModel(config)
+
+
+class Recorder(Callbacks):
+    def __init__(self) -> None:
+        self.logs: list[dict] = []
+        self.evals: list[dict] = []
+        self.steps = 0
+        self.ended: str | None = None
+
+    def on_step_end(self, state) -> None:
+        self.steps = state.step
+
+    def on_log(self, state, metrics) -> None:
+        self.logs.append(metrics)
+
+    def on_evaluate(self, state, metrics) -> None:
+        self.evals.append(metrics)
+
+    def on_end(self, state, status) -> None:
+        self.ended = status
+
+
+TRAIN, EVAL = toy_rows(320, seed=1), toy_rows(80, seed=2)
+
+
+def eval_accuracy(model, control=None) -> dict[str, float]:
+    preds = predict(model, to_batches(EVAL, 40), control=control)
+    return classification_report(preds, ["neg", "pos"]).metrics()
+
+
+def test_training_lowers_the_loss_and_beats_chance():
+    model = tiny_model()
+    before = eval_accuracy(model)["accuracy"]
+    rec = Recorder()
+    config = TrainConfig(
+        epochs=6, learning_rate=3e-3, batch_size=16, log_every_steps=5, warmup_ratio=0.1
+    )
+    result = train(
+        model, lambda epoch: to_batches(TRAIN, 16, shuffle_seed=epoch), steps_per_epoch=20,
+        config=config, eval_fn=eval_accuracy, callbacks=rec,
+    )  # fmt: skip
+    assert result.status == "done" and result.steps == 120 and rec.ended == "done"
+    losses = [m["loss"] for m in rec.logs]
+    assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3]), losses
+    after = eval_accuracy(model)["accuracy"]
+    assert after >= 0.9 > before + 0.2, (before, after)
+    # The model ends with the best evaluated weights, and every epoch was evaluated.
+    assert len(rec.evals) == 6 and math.isclose(after, result.best_metric)
+    # The LR warms up then decays to ~0.
+    lrs = [m["lr"] for m in rec.logs]
+    assert max(lrs) == pytest.approx(3e-3, rel=0.1) and lrs[-1] < 1e-4
+
+
+def test_training_is_deterministic_on_cpu():
+    def run() -> torch.Tensor:
+        model = tiny_model(seed=3)
+        config = TrainConfig(epochs=1, learning_rate=1e-3, batch_size=16, seed=5)
+        train(model, lambda e: to_batches(TRAIN, 16, shuffle_seed=e), 20, config)
+        return model.classifier.weight.detach().clone()
+
+    assert torch.equal(run(), run())
+
+
+def test_nan_loss_stops_with_the_step_and_rolls_back():
+    model = tiny_model()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    calls = {"n": 0}
+
+    def exploding_loss(m, batch):
+        calls["n"] += 1
+        out = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        loss = torch.nn.functional.cross_entropy(out.logits, batch["labels"])
+        if calls["n"] == 4:
+            loss = loss * float("nan")
+        return loss, {"loss": float(loss.detach())}
+
+    config = TrainConfig(epochs=1, learning_rate=1e-3, batch_size=16, log_every_steps=100)
+    rec = Recorder()
+    with pytest.raises(NonFiniteLoss, match="step 4"):
+        train(
+            model,
+            lambda e: to_batches(TRAIN, 16),
+            20,
+            config,
+            loss_fn=exploding_loss,
+            callbacks=rec,
+        )
+    assert rec.ended == "failed"
+    # Rolled back to the last good snapshot (here: the start), never the NaN weights.
+    for key, value in model.state_dict().items():
+        assert torch.isfinite(value.float()).all()
+        assert torch.equal(value, start[key])
+
+
+def test_stop_request_ends_training_quickly():
+    model = tiny_model()
+    control = Control()
+    rec = Recorder()
+
+    def slow_batches(epoch):
+        for batch in to_batches(TRAIN, 16, shuffle_seed=epoch):
+            time.sleep(0.05)
+            yield batch
+
+    timer = threading.Timer(0.5, control.request_stop)
+    timer.start()
+    t0 = time.monotonic()
+    result = train(model, slow_batches, 20, TrainConfig(epochs=50), control=control, callbacks=rec)
+    elapsed = time.monotonic() - t0
+    assert result.status == "cancelled" and rec.ended == "cancelled"
+    assert 0 < result.steps < 1000 and elapsed < 2.5
+
+
+def test_report_confusion_and_diff():
+    logits_a = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    logits_b = np.array([[2.0, 0.0], [2.0, 0.0], [0.0, 2.0], [0.0, 1.0]], dtype=np.float32)
+    labels = np.array([0, 1, 1, 1])
+    a, b = Predictions(logits_a, labels), Predictions(logits_b, labels)
+    report = classification_report(a, ["neg", "pos"])
+    assert report.accuracy == 0.75 and report.confusion == [[1, 0], [1, 2]]
+    assert report.per_class["pos"].recall == pytest.approx(2 / 3)
+    assert report.per_class["neg"].precision == pytest.approx(0.5)
+    assert report.macro_f1 == pytest.approx((2 / 3 + 0.8) / 2)
+    diff = prediction_diff(a, b, ["w", "x", "y", "z"])
+    assert [f.text for f in diff.flips] == ["x", "y"]
+    assert diff.fixed == 1 and diff.broken == 1 and diff.agreement == 0.5
+
+
+def test_benchmark_reports_what_it_measured():
+    from transformers import AutoTokenizer
+
+    from slimpajama_gui.core.models import packaged_minilm_path
+
+    model = SlimPajamaModel.from_pretrained(packaged_minilm_path(), num_labels=2)
+    tokenizer = AutoTokenizer.from_pretrained(packaged_minilm_path(), local_files_only=True)
+    sentences = [
+        f"this film is {w} and the plot is {v}"
+        for w in ("great", "dull", "fine")
+        for v in ("thin", "rich")
+    ]
+    config = BenchConfig(threads=2, warmup=10, repeats=6, throughput_batch=4)
+    runs = [
+        benchmark(TorchRunner(model), tokenizer, sentences * 8, config, model=model)
+        for _ in range(3)
+    ]
+    p50s = [r.latency_p50_ms for r in runs]
+    # Stability: the p50 of three runs in one process stays within 15 % of their median.
+    assert max(abs(p - np.median(p50s)) / np.median(p50s) for p in p50s) < 0.15, p50s
+    r = runs[0]
+    assert r.latency_samples == 48 * 6 and r.threads == 2 and r.throughput_per_s > 0
+    assert r.latency_p95_ms >= r.latency_p50_ms > 0 and r.peak_rss_mb > 50
+    assert r.parameters == count_parameters(model)[0] == 22_713_986  # MiniLM + a 2-label head
+    assert 0.99 * r.parameters < r.nonzero_parameters <= r.parameters
+    assert "batch 1" in r.method and "2 threads" in r.method
