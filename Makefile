@@ -32,8 +32,8 @@ $(STAMP): pyproject.toml
 
 run: install
 	@if [ "$$(uname -s)" = Linux ] && [ -z "$${DISPLAY}$${WAYLAND_DISPLAY}" ]; then \
-	  echo "No display found (neither DISPLAY nor WAYLAND_DISPLAY is set), so the SlimPajama Studio window cannot open here; showing the default model from the command line instead."; \
-	  $(VENV)/bin/slimpajama info packaged; \
+	  echo "No display found (neither DISPLAY nor WAYLAND_DISPLAY is set), so the SlimPajama Studio window cannot open here; running the demo job (resources/recipes/demo.yaml) from the command line instead."; \
+	  $(VENV)/bin/slimpajama run resources/recipes/demo.yaml; \
 	else \
 	  tools/system-deps.sh xcb && $(PY) -m slimpajama_gui; \
 	fi

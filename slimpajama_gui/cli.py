@@ -1,10 +1,16 @@
-"""`slimpajama`: the headless command line.
+"""`slimpajama`: the headless command line over the same engine as the app.
 
-    slimpajama models            list the models the app can open
-    slimpajama info MODEL        what a model is, read from its headers (MODEL: a folder or "packaged")
+    slimpajama models [FOLDER...]         list the models the app can open
+    slimpajama info MODEL                 describe a model from its headers
+    slimpajama run RECIPE [--device D]    run a YAML recipe, print a results table
+    slimpajama eval MODEL DATA            accuracy of a classifier on a labelled file
+    slimpajama bench MODEL                latency, throughput, size, memory
+    slimpajama predict MODEL TEXT...      predicted label and probabilities
+    slimpajama history                    recent jobs
 
-Exit codes: 0 success, 1 a problem with the input (one sentence on stderr),
-2 wrong usage, 3 an internal error (traceback with --debug).
+MODEL is a folder, or "packaged" for the bundled MiniLM.
+Exit codes: 0 success, 1 a problem with the input or a failed job (one sentence on
+stderr), 2 wrong usage, 3 an internal error (traceback with --debug), 130 cancelled.
 """
 
 from __future__ import annotations
@@ -12,30 +18,61 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from slimpajama_gui import __version__
 from slimpajama_gui.core.errors import UserError
 
-EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_BUG, EXIT_CANCELLED = 0, 1, 2, 3, 130
+PACKAGED = {"packaged", "minilm"}
+#: Steps that measure the current model rather than change it.
+MEASURING_STEPS = {"evaluate", "benchmark"}
 
 
-def _resolve_model(spec: str) -> Path:
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:  # logs and pipes: wide enough that tables never wrap
+        console = Console(stderr=stderr, highlight=False, width=140)
+    return console
+
+
+def _model_path(spec: str) -> Path:
     from slimpajama_gui.core.models import packaged_minilm_path
 
-    return packaged_minilm_path() if spec in {"packaged", "minilm"} else Path(spec)
+    return packaged_minilm_path() if spec in PACKAGED else Path(spec)
 
 
-def _fmt_row(cells, widths) -> str:
-    return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True))
+def _table(title: str, columns: list[str], rows: list[list[Any]]):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*[str(c) for c in row])
+    return table
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.2f} %"
+
+
+def _mb(n: int | None) -> str:
+    return "–" if n is None else f"{n / 1e6:.1f} MB"
+
+
+# --------------------------------------------------------------------------- commands
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     from slimpajama_gui.core.models import inspect_model
 
-    path = _resolve_model(args.model)
     info = inspect_model(
-        path, source="packaged" if args.model in {"packaged", "minilm"} else "folder"
+        _model_path(args.model), source="packaged" if args.model in PACKAGED else "folder"
     )
     heads = info.layer_heads
     rows = [
@@ -48,7 +85,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("Layers", info.layers),
         ("Hidden size", info.hidden),
         ("Heads", heads[0] if len(set(heads)) == 1 else "/".join(map(str, heads))),
-        ("FFN width", "/".join(map(str, sorted(set(info.layer_ffn))))),
+        (
+            "FFN width",
+            "/".join(map(str, info.layer_ffn))
+            if len(set(info.layer_ffn)) > 1
+            else info.layer_ffn[0],
+        ),
         ("Vocabulary", f"{info.vocab:,}"),
         ("Labels", info.num_labels or "none (encoder only)"),
         ("Weights dtype", info.dtype),
@@ -63,55 +105,382 @@ def cmd_models(args: argparse.Namespace) -> int:
     from slimpajama_gui.core.models import discover_models
 
     infos, skipped = discover_models([Path(p) for p in args.folders])
-    header = ("NAME", "FAMILY", "PARAMS", "SIZE", "LAYERS", "SOURCE", "PATH")
     rows = [
-        (
+        [
             i.name,
             i.family,
             f"{i.parameters / 1e6:.1f} M",
-            f"{i.size_bytes / 1e6:.1f} MB",
+            _mb(i.size_bytes),
             i.layers,
             i.source,
             i.path,
-        )
+        ]
         for i in infos
     ]
-    widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
-    print(_fmt_row(header, widths))
-    for row in rows:
-        print(_fmt_row(row, widths))
+    _console().print(
+        _table("Models", ["Name", "Family", "Params", "Size", "Layers", "Source", "Path"], rows)
+    )
     for sentence in skipped:
         print(f"skipped: {sentence}", file=sys.stderr)
     return EXIT_OK
 
 
+class _CliCallbacks:
+    """Pipeline events → a rich progress bar and one line per evaluation."""
+
+    def __init__(self, console) -> None:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = console
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+            transient=False,
+        )
+        self.task = None
+
+    # PipelineCallbacks protocol -------------------------------------------------
+    def on_job_start(self, job_id, recipe) -> None:
+        self.console.print(f"Job {job_id}: [bold]{recipe.name}[/bold] ({len(recipe.steps)} steps)")
+        self.progress.start()
+
+    def on_message(self, text: str) -> None:
+        self.progress.console.print(f"[yellow]warning:[/yellow] {text}")
+
+    def on_step_start(self, index, step, count) -> None:
+        self._close_task()
+        self.task = self.progress.add_task(
+            f"step {index + 1}/{count} {step.step_type}", total=None, info=""
+        )
+
+    def on_progress(self, index, done, total) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=done, total=total)
+
+    def on_log(self, index, metrics) -> None:
+        if self.task is not None and "loss" in metrics:
+            self.progress.update(
+                self.task, info=f"loss {metrics['loss']:.4f}  lr {metrics.get('lr', 0):.2e}"
+            )
+
+    def on_eval(self, index, metrics) -> None:
+        shown = {k: v for k, v in metrics.items() if isinstance(v, float) and "accuracy" in k}
+        if shown:
+            text = "  ".join(f"{k} {100 * v:.2f} %" for k, v in shown.items())
+            step = metrics.get("step")
+            self.progress.console.print(f"  eval{f' at step {step}' if step else ''}: {text}")
+
+    def on_artifact(self, index, path, summary) -> None:
+        self.progress.console.print(f"  saved {path}")
+
+    def on_step_end(self, index, step, summary) -> None:
+        self._close_task()
+
+    def on_end(self, status, error) -> None:
+        self._close_task()
+        self.progress.stop()
+
+    def _close_task(self) -> None:
+        if self.task is not None:
+            t = self.progress.tasks[-1]
+            if t.total is None:
+                self.progress.update(self.task, total=1, completed=1)
+            self.task = None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from slimpajama_gui.core.pipeline import run
+    from slimpajama_gui.core.recipe import load_recipe
+
+    recipe = load_recipe(Path(args.recipe))
+    console = _console()
+    result = run(recipe, _CliCallbacks(console), device=args.device)
+    # One row per model: the source (if measured before any change) and each variant.
+    variants: list[dict[str, Any]] = []
+    for row in result.summary:
+        if row["step"] not in MEASURING_STEPS or not variants:
+            label = "source model" if row["step"] in MEASURING_STEPS else row["step"]
+            variants.append({"model": label})
+        variants[-1].update({k: v for k, v in row.items() if k != "step"})
+    rows = [
+        [
+            v["model"],
+            _pct(v.get("accuracy")),
+            "–" if v.get("macro_f1") is None else f"{100 * v['macro_f1']:.2f}",
+            _mb(v.get("size_bytes")),
+            "–" if v.get("parameters") is None else f"{v['parameters'] / 1e6:.1f} M",
+            "–" if v.get("latency_p50_ms") is None else f"{v['latency_p50_ms']:.2f} ms",
+            "–" if v.get("latency_p95_ms") is None else f"{v['latency_p95_ms']:.2f} ms",
+            "–" if v.get("throughput_per_s") is None else f"{v['throughput_per_s']:.0f}/s",
+        ]
+        for v in variants
+    ]
+    console.print(
+        _table(
+            f"Job {result.job_id}: {result.status} in {result.seconds:.0f} s",
+            [
+                "Model",
+                "Eval accuracy",
+                "Macro-F1",
+                "Size",
+                "Params",
+                "p50 (batch 1)",
+                "p95 (batch 1)",
+                "Throughput (batch 32)",
+            ],
+            rows,
+        )
+    )
+    if result.final:
+        console.print(f"Result: {result.final}")
+    if result.status == "failed":
+        where = f" in {result.failed_step}" if result.failed_step else ""
+        print(f"error: job {result.job_id} failed{where}: {result.error}", file=sys.stderr)
+        return EXIT_INPUT
+    if result.status == "cancelled":
+        print(f"job {result.job_id} cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    return EXIT_OK
+
+
+def _load_classifier(spec: str):
+    from slimpajama_gui.core.models import open_model
+
+    handle = open_model(_model_path(spec))
+    model = handle.load_model()
+    if getattr(model, "load_report", None) is not None and model.load_report.new_keys:
+        raise UserError(
+            f"{handle.info.path} has no trained classifier head (it is an encoder only); "
+            "fine-tune it first, e.g. `slimpajama run resources/recipes/demo.yaml`."
+        )
+    return handle, model, handle.load_tokenizer()
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from slimpajama_gui.core import data as data_mod
+    from slimpajama_gui.core.evaluate import classification_report, predict
+
+    handle, model, tokenizer = _load_classifier(args.model)
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    spec = data_mod.DatasetSpec(
+        train=args.data, eval=args.data, text_column=args.text_column, label_column=args.label_column,
+        labels=names if not args.label_ids else None, max_length=args.max_length,
+    )  # fmt: skip
+    ds = data_mod.load_dataset(spec, base_dir=Path.cwd())
+    for w in ds.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    data_mod.validate_labels(ds, model.config.num_labels)
+    enc = data_mod.encode_split(ds.eval, tokenizer, args.max_length)
+    batches = data_mod.batches(
+        enc, ds.eval.labels, 64, False, 0, tokenizer.pad_token_id or 0, sort_by_length=True
+    )
+    t0 = time.perf_counter()
+    report = classification_report(predict(model, batches), ds.label_names)
+    seconds = time.perf_counter() - t0
+    console = _console()
+    console.print(
+        _table(
+            f"{handle.info.name} on {args.data} ({report.n} rows, {seconds:.1f} s)",
+            ["Class", "Precision", "Recall", "F1", "Support"],
+            [
+                [k, f"{v.precision:.3f}", f"{v.recall:.3f}", f"{v.f1:.3f}", v.support]
+                for k, v in report.per_class.items()
+            ],
+        )
+    )
+    console.print(f"Accuracy {_pct(report.accuracy)}   macro-F1 {100 * report.macro_f1:.2f}")
+    console.print("Confusion (rows: true, columns: predicted): " + str(report.confusion))
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from slimpajama_gui.core import data as data_mod
+    from slimpajama_gui.core.bench import BenchConfig, TorchRunner, benchmark
+    from slimpajama_gui.core.models import open_model
+
+    handle = open_model(_model_path(args.model))
+    model = handle.load_model()
+    tokenizer = handle.load_tokenizer()
+    source = Path(args.data) if args.data else data_mod.demo_path("dev")
+    sentences = data_mod.read_table(source).column(args.text_column, "--text-column")
+    config = BenchConfig(
+        threads=args.threads,
+        sentences=args.sentences,
+        repeats=None if args.repeats == 0 else args.repeats,
+    )
+    r = benchmark(
+        TorchRunner(model),
+        tokenizer,
+        [str(s) for s in sentences],
+        config,
+        model=model,
+        folder=handle.info.path,
+    )
+    _console().print(
+        _table(
+            f"{handle.info.name}",
+            ["Measure", "Value"],
+            [
+                ["latency p50 (batch 1)", f"{r.latency_p50_ms:.2f} ms"],
+                ["latency p95 (batch 1)", f"{r.latency_p95_ms:.2f} ms"],
+                [
+                    f"throughput (batch {r.throughput_batch})",
+                    f"{r.throughput_per_s:.0f} sentences/s",
+                ],
+                ["size on disk", _mb(r.size_bytes)],
+                ["parameters (non-zero)", f"{r.parameters:,} ({r.nonzero_parameters:,})"],
+                ["peak resident memory", f"{r.peak_rss_mb:.0f} MB"],
+            ],
+        )
+    )
+    print(f"Method: {r.method}; {r.versions}.")
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    handle, model, tokenizer = _load_classifier(args.model)
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    for text in args.text:
+        enc = tokenizer(text, truncation=True, max_length=args.max_length, return_tensors="pt")
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            logits = model(
+                **{
+                    k: v
+                    for k, v in enc.items()
+                    if k in ("input_ids", "attention_mask", "token_type_ids")
+                }
+            ).logits
+        ms = (time.perf_counter() - t0) * 1000
+        probs = torch.softmax(logits[0].float(), -1).tolist()
+        best = max(range(len(probs)), key=probs.__getitem__)
+        shown = "  ".join(f"{n} {p:.3f}" for n, p in zip(names, probs, strict=True))
+        print(f"{names[best]}\t{shown}\t({ms:.1f} ms)\t{text}")
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from slimpajama_gui.core.store import JobStore
+
+    with JobStore() as store:
+        jobs = store.list_jobs(limit=args.limit)
+    rows = []
+    for j in jobs:
+        took = f"{j.finished_at - j.started_at:.0f} s" if j.finished_at and j.started_at else "–"
+        rows.append(
+            [
+                j.id,
+                j.name,
+                j.status,
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(j.created_at)),
+                took,
+                j.output or "",
+                j.error or "",
+            ]
+        )
+    if not rows:
+        print("No jobs yet. Run one with: slimpajama run resources/recipes/demo.yaml")
+        return EXIT_OK
+    _console().print(
+        _table("Jobs", ["Id", "Name", "Status", "Created", "Took", "Output", "Error"], rows)
+    )
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="slimpajama",
-        description="SlimPajama Studio from the command line: inspect and compress text classifiers.",
+        description="SlimPajama Studio from the command line: inspect, fine-tune and measure text classifiers.",
+        epilog='MODEL is a model folder, or "packaged" for the bundled MiniLM.',
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    info = sub.add_parser(
-        "info",
-        help="describe a model from its config and safetensors headers (no weights loaded)",
-        description="Describe a model folder without loading its weights.",
-    )
-    info.add_argument(
-        "model", metavar="MODEL", help='a model folder, or "packaged" for the bundled MiniLM'
-    )
-    info.set_defaults(func=cmd_info)
+    p = sub.add_parser("info", help="describe a model from its config and safetensors headers (no weights loaded)",
+                       description="Describe a model folder without loading its weights.")  # fmt: skip
+    p.add_argument("model", metavar="MODEL", help='a model folder, or "packaged"')
+    p.set_defaults(func=cmd_info)
 
-    models = sub.add_parser(
-        "models",
-        help="list the packaged model, models in the Hugging Face cache, and FOLDERS",
-        description="List every model the app can open: the packaged MiniLM, the local "
-        "Hugging Face cache (never downloads), and any FOLDERS given.",
+    p = sub.add_parser("models", help="list the packaged model, the Hugging Face cache and FOLDERs",
+                       description="List every model the app can open: the packaged MiniLM, the local "
+                       "Hugging Face cache (never downloads), and any FOLDERs given.")  # fmt: skip
+    p.add_argument("folders", nargs="*", metavar="FOLDER", help="extra folders to look in")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("run", help="run a YAML recipe and print a results table",
+                       description="Run every step of a recipe (fine-tune, evaluate, benchmark), save each "
+                       "variant in the recipe's output folder and record the job in the history.")  # fmt: skip
+    p.add_argument(
+        "recipe", metavar="RECIPE", help="a recipe file, e.g. resources/recipes/demo.yaml"
     )
-    models.add_argument("folders", nargs="*", metavar="FOLDER", help="extra folders to look in")
-    models.set_defaults(func=cmd_models)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                   help="where to train (default: the recipe's device; latency is always measured on CPU)")  # fmt: skip
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("eval", help="accuracy, macro-F1 and confusion matrix of a classifier on DATA",
+                       description="Evaluate a fine-tuned classifier on a labelled CSV/TSV/JSONL/Parquet file.")  # fmt: skip
+    p.add_argument("model", metavar="MODEL", help="a fine-tuned model folder")
+    p.add_argument("data", metavar="DATA", help="a labelled file")
+    p.add_argument(
+        "--text-column", default="sentence", help="column with the text (default: sentence)"
+    )
+    p.add_argument("--label-column", default="label", help="column with the label (default: label)")
+    p.add_argument(
+        "--label-ids",
+        action="store_true",
+        help="labels in DATA are class ids, not the model's label names",
+    )
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=128,
+        help="truncate texts to this many tokens (default: 128)",
+    )
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="latency p50/p95 at batch 1, throughput, size and memory of MODEL",
+                       description="Benchmark a model on CPU with a fixed thread count. Sentences come from "
+                       "the demo set unless --data is given.")  # fmt: skip
+    p.add_argument("model", metavar="MODEL", help='a model folder, or "packaged"')
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--sentences", type=int, default=200, help="sentences to time (default: 200)")
+    p.add_argument(
+        "--repeats", type=int, default=0, help="passes over the sentences (default: 0 = about 3 s)"
+    )
+    p.add_argument("--data", help="a file with the sentences to time")
+    p.add_argument("--text-column", default="sentence", help="column with the text in --data")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("predict", help="predicted label and class probabilities for each TEXT",
+                       description="Print the predicted label, the class probabilities and the latency.")  # fmt: skip
+    p.add_argument("model", metavar="MODEL", help="a fine-tuned model folder")
+    p.add_argument("text", metavar="TEXT", nargs="+", help="one or more texts")
+    p.add_argument(
+        "--max-length", type=int, default=128, help="truncate to this many tokens (default: 128)"
+    )
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("history", help="recent jobs with their status and output",
+                       description="List recent jobs from the job history (newest first).")  # fmt: skip
+    p.add_argument("--limit", type=int, default=20, help="how many jobs (default: 20)")
+    p.set_defaults(func=cmd_history)
     return parser
 
 
@@ -119,16 +488,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s"
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s"
     )
+    if not args.debug:
+        # The pipeline reports a new classifier head itself, in one sentence.
+        logging.getLogger("slimpajama_gui.core.transformer").setLevel(logging.ERROR)
     try:
         return args.func(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        print("cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
     except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a sentence
         if args.debug:
             raise

@@ -65,3 +65,34 @@ def write_tiny_bert(
 @pytest.fixture
 def tiny_bert(tmp_path) -> Path:
     return write_tiny_bert(tmp_path / "tiny-bert")
+
+
+def write_tiny_minilm_vocab(
+    folder: Path, *, layers: int = 2, hidden: int = 32, heads: int = 4
+) -> Path:
+    """A small random BERT classifier that uses the packaged MiniLM tokenizer (30,522 ids).
+
+    Real words map to real ids, so it can learn the demo data in a few seconds.
+    """
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from slimpajama_gui.core.models import packaged_minilm_path
+    from slimpajama_gui.core.transformer import copy_tokenizer_files
+
+    torch.manual_seed(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = BertConfig(
+        vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        intermediate_size=hidden * 2, max_position_embeddings=128, num_labels=2,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
+    copy_tokenizer_files(packaged_minilm_path(), folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_minilm(tmp_path_factory) -> Path:
+    """Read-only: tests copy it if they need to change it."""
+    return write_tiny_minilm_vocab(tmp_path_factory.mktemp("models") / "tiny-minilm")

@@ -34,7 +34,8 @@ class BenchConfig:
     threads: int = 2
     sentences: int = 200  # how many of the given sentences to use
     warmup: int = 10  # untimed calls before measuring
-    repeats: int = 3  # timed passes over all sentences at batch 1
+    repeats: int | None = 3  # timed passes over all sentences at batch 1; None = auto
+    auto_seconds: float = 3.0  # with repeats=None: passes that fill about this long
     throughput_batch: int = 32
     max_length: int = 128
 
@@ -177,9 +178,17 @@ def benchmark(
     inputs = encode_for_bench(tokenizer, sentences, config.max_length)
     samples: list[float] = []
     with torch_threads(config.threads), _PeakRss() as rss:
-        for item in (inputs * (1 + config.warmup // len(inputs)))[: config.warmup]:
+        t0 = time.perf_counter()
+        warm = (inputs * (1 + config.warmup // len(inputs)))[: max(config.warmup, 1)]
+        for item in warm:
             runner(item)
-        for _ in range(config.repeats):
+        repeats = config.repeats
+        if repeats is None:
+            # Enough passes to fill ~auto_seconds, so fast models get as many samples as
+            # slow ones need for a stable median; at least one and at most 20.
+            per_call = (time.perf_counter() - t0) / len(warm)
+            repeats = int(min(20, max(1, config.auto_seconds / (per_call * len(inputs)))))
+        for _ in range(repeats):
             for item in inputs:
                 if control is not None and control.should_stop:
                     break
@@ -217,7 +226,7 @@ def benchmark(
         versions=f"torch {torch.__version__}",
         method=(
             f"{name} forward pass on pre-tokenized input, {config.threads} threads; "
-            f"latency: batch 1, {len(inputs)} sentences x {config.repeats} passes after "
+            f"latency: batch 1, {len(inputs)} sentences x {repeats} passes after "
             f"{config.warmup} warm-up calls, p50/p95 of {len(samples)} calls; throughput: "
             f"padded batches of {config.throughput_batch}; peak RSS of the process "
             "sampled every 5 ms during the run"

@@ -799,11 +799,18 @@ class ModelHandle:
     def __repr__(self) -> str:
         return f"ModelHandle({self.info.name!r}, path={str(self.info.path)!r})"
 
-    def load_model(self, num_labels: int | None = None, *, available_bytes: int | None = None):
+    def load_model(
+        self,
+        num_labels: int | None = None,
+        *,
+        id2label: dict[int, str] | None = None,
+        available_bytes: int | None = None,
+    ):
         """Load the weights into a ``SlimPajamaModel`` (safetensors only).
 
         Args:
             num_labels: classes for the classifier head; ``None`` keeps the saved head.
+            id2label: names of those classes, saved with the model.
             available_bytes: free memory to check against (default: measured).
 
         Raises:
@@ -813,7 +820,9 @@ class ModelHandle:
         check_memory(self.info, available_bytes)
         from slimpajama_gui.core.transformer import SlimPajamaModel
 
-        return SlimPajamaModel.from_pretrained(self.info.path, num_labels=num_labels)
+        return SlimPajamaModel.from_pretrained(
+            self.info.path, num_labels=num_labels, id2label=id2label
+        )
 
     def load_tokenizer(self):
         """The model's tokenizer, from local files only and without model code.
@@ -822,8 +831,13 @@ class ModelHandle:
             UserError: "tokenizer not found in FOLDER" with the reason.
         """
         from transformers import AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         folder = self.info.path
+        # AutoTokenizer also reads config.json and warns that it does not know our own
+        # "slimpajama" model_type; the tokenizer files decide the class, so silence it.
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
         try:
             return AutoTokenizer.from_pretrained(
                 str(folder), local_files_only=True, trust_remote_code=False
@@ -833,6 +847,8 @@ class ModelHandle:
                 f"tokenizer not found in {folder}: it could not be loaded ({exc}). "
                 "Copy the tokenizer files from the model's source."
             ) from exc
+        finally:
+            hf_logging.set_verbosity(verbosity)
 
 
 def open_model(path: Path | str, source: str | None = None) -> ModelHandle:

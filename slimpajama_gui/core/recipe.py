@@ -592,8 +592,17 @@ class Recipe:
     }  # fmt: skip
 
     def resolve_path(self, value: str | Path) -> Path:
-        """``value`` as an absolute path; relative ones are taken from ``base_dir``."""
-        path = Path(value).expanduser()
+        """``value`` as an absolute path; relative ones are taken from ``base_dir``.
+
+        ``{data}`` stands for the app's data folder (``paths.data_dir()``), so shipped
+        recipes write results there rather than next to themselves.
+        """
+        text = str(value)
+        if "{data}" in text:
+            from slimpajama_gui.core.paths import data_dir
+
+            text = text.replace("{data}", str(data_dir()))
+        path = Path(text).expanduser()
         if path.is_absolute():
             return path
         return ((self.base_dir or Path.cwd()) / path).absolute()

@@ -179,11 +179,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _file_mode() -> int:
+    """What a plain ``open(path, "w")`` would give (mkstemp files are private, 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see the old or the new file, never half."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -200,9 +208,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def _fsync_tree(root: Path) -> None:
+    mode = _file_mode()
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
             with open(os.path.join(dirpath, f), "rb") as fh:
+                os.fchmod(fh.fileno(), mode)  # some writers stage files as 0600
                 os.fsync(fh.fileno())
         _fsync_dir(Path(dirpath))
 

@@ -1,0 +1,564 @@
+"""Run a recipe: load the model and data, run the steps in order, save each variant.
+
+The pipeline knows no screen. It reports through :class:`PipelineCallbacks` (no-op
+hooks; the CLI prints, the GUI's bridge emits Qt signals) and reads stop requests from a
+:class:`~slimpajama_gui.core.train.Control`, checked between steps and inside every
+step. Step types map to handler functions in :data:`HANDLERS` (a registry, not an
+if/elif chain); a new technique adds a handler here and its config in ``recipe.py``.
+
+Example:
+    >>> result = run(load_recipe("resources/recipes/demo.yaml"))  # doctest: +SKIP
+    >>> result.status, result.final
+    ('done', PosixPath('.../demo-output/01-finetune'))
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from slimpajama_gui import __version__
+from slimpajama_gui.core import data as data_mod
+from slimpajama_gui.core.bench import BenchConfig, TorchRunner, benchmark, count_parameters
+from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.evaluate import classification_report, predict
+from slimpajama_gui.core.models import open_model, packaged_minilm_path
+from slimpajama_gui.core.recipe import Benchmark, Evaluate, FineTune, Recipe, Step, dump_recipe
+from slimpajama_gui.core.safe_io import atomic_dir, atomic_write_text
+from slimpajama_gui.core.store import JobStore, OutputLock
+from slimpajama_gui.core.train import (
+    Callbacks,
+    Control,
+    NonFiniteLoss,
+    TrainConfig,
+    TrainState,
+    pick_device,
+    train,
+)
+from slimpajama_gui.core.transformer import copy_tokenizer_files
+
+log = logging.getLogger(__name__)
+
+RESULT_FILE = "slimpajama.json"
+
+
+class PipelineCallbacks:
+    """No-op hooks; every call happens on the thread that runs the pipeline."""
+
+    def on_job_start(self, job_id: int, recipe: Recipe) -> None: ...
+
+    def on_message(self, text: str) -> None:
+        """A warning or note for the user (data warnings, a new classifier head...)."""
+
+    def on_step_start(self, index: int, step: Step, count: int) -> None: ...
+
+    def on_progress(self, index: int, done: int, total: int) -> None:
+        """``done`` of ``total`` units of the current step (training steps, batches)."""
+
+    def on_log(self, index: int, metrics: dict[str, float]) -> None:
+        """Training metrics: loss (and each loss term), lr, grad_norm, step, epoch."""
+
+    def on_eval(self, index: int, metrics: dict[str, Any]) -> None: ...
+
+    def on_artifact(self, index: int, path: Path, summary: dict[str, Any]) -> None: ...
+
+    def on_step_end(self, index: int, step: Step, summary: dict[str, Any]) -> None: ...
+
+    def on_end(self, status: str, error: str | None) -> None: ...
+
+
+@dataclass
+class PipelineResult:
+    job_id: int
+    status: str  # done | failed | cancelled
+    error: str | None = None
+    failed_step: str | None = None
+    variants: list[Path] = field(default_factory=list)
+    #: one row per step: {"step": "finetune", "accuracy": ..., "p50_ms": ...}
+    summary: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def final(self) -> Path | None:
+        return self.variants[-1] if self.variants else None
+
+
+class _Cancelled(Exception):
+    """Raised inside a step when the control asks to stop."""
+
+
+@dataclass
+class _Context:
+    """What the steps share: the current model and where it is saved."""
+
+    recipe: Recipe
+    job_id: int
+    source: Path
+    output: Path
+    model: Any
+    tokenizer: Any
+    dataset: data_mod.TextDataset
+    device: torch.device
+    callbacks: PipelineCallbacks
+    control: Control
+    store: JobStore
+    variant: Path | None = None  # folder of the current model, once saved
+    variant_info: dict[str, Any] = field(default_factory=dict)
+    variants: list[Path] = field(default_factory=list)
+    _encoded: dict[str, data_mod.Encoded] = field(default_factory=dict)
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id or 0
+
+    def split(self, name: str) -> data_mod.Split:
+        split = getattr(self.dataset, name)
+        if split is None:
+            raise UserError(
+                f"the recipe evaluates on '{name}' but the dataset has no {name} file; "
+                f"add 'dataset.{name}: PATH' or evaluate on 'eval'."
+            )
+        return split
+
+    def encoded(self, name: str) -> data_mod.Encoded:
+        if name not in self._encoded:
+            spec_len = self.dataset.spec.max_length
+            enc = data_mod.encode_split(self.split(name), self.tokenizer, spec_len)
+            for warning in enc.warnings:
+                self.callbacks.on_message(warning)
+            self._encoded[name] = enc
+        return self._encoded[name]
+
+    def check_stop(self) -> None:
+        if self.control.should_stop:
+            raise _Cancelled
+
+
+Handler = Callable[[_Context, int, Step], dict[str, Any]]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(step_type: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[step_type] = fn
+        return fn
+
+    return register
+
+
+# --------------------------------------------------------------------------- steps
+
+
+class _TrainBridge(Callbacks):
+    """Training-loop events → pipeline events and the job history."""
+
+    def __init__(self, ctx: _Context, index: int, step_type: str) -> None:
+        self.ctx, self.index, self.step_type = ctx, index, step_type
+        self._last_progress = 0.0
+
+    def on_step_end(self, state: TrainState) -> None:
+        self.ctx.callbacks.on_progress(self.index, state.step, state.total_steps)
+        now = time.monotonic()
+        if now - self._last_progress > 1.0:  # the history needs no more than 1 write/s
+            self._last_progress = now
+            self.ctx.store.set_progress(self.ctx.job_id, self._overall(state.fraction))
+
+    def _overall(self, fraction: float) -> float:
+        return (self.index + fraction) / len(self.ctx.recipe.steps)
+
+    def on_log(self, state: TrainState, metrics: dict[str, float]) -> None:
+        metrics = dict(metrics, step=state.step)
+        self.ctx.store.log_metrics(self.ctx.job_id, self.index, self.step_type, metrics)
+        self.ctx.callbacks.on_log(self.index, metrics)
+
+    def on_evaluate(self, state: TrainState, metrics: dict[str, float]) -> None:
+        metrics = {f"eval_{k}" if k != "step" else k: v for k, v in metrics.items()}
+        self.ctx.store.log_metrics(self.ctx.job_id, self.index, self.step_type, metrics)
+        self.ctx.callbacks.on_eval(self.index, metrics)
+
+
+def _eval_batches(ctx: _Context, name: str, batch_size: int):
+    return data_mod.batches(
+        ctx.encoded(name),
+        ctx.split(name).labels,
+        batch_size,
+        shuffle=False,
+        seed=0,
+        pad_id=ctx.pad_id,
+        sort_by_length=True,
+    )
+
+
+@handles("finetune")
+def _finetune(ctx: _Context, index: int, step: FineTune) -> dict[str, Any]:
+    encoded = ctx.encoded("train")
+    labels = ctx.dataset.train.labels
+    steps_per_epoch = math.ceil(len(encoded) / step.batch_size)
+    ctx.encoded("eval")
+
+    def train_batches(epoch: int):
+        return data_mod.batches(
+            encoded,
+            labels,
+            step.batch_size,
+            shuffle=True,
+            seed=step.seed + epoch,
+            pad_id=ctx.pad_id,
+        )
+
+    def eval_fn(model, control) -> dict[str, float]:
+        preds = predict(model, _eval_batches(ctx, "eval", step.eval_batch_size), control=control)
+        return classification_report(preds, ctx.dataset.label_names).metrics()
+
+    config = TrainConfig(
+        epochs=step.epochs,
+        learning_rate=step.learning_rate,
+        batch_size=step.batch_size,
+        warmup_ratio=step.warmup_ratio,
+        weight_decay=step.weight_decay,
+        max_grad_norm=step.max_grad_norm if step.max_grad_norm > 0 else float("inf"),
+        eval_every_steps=step.eval_every_steps,
+        max_steps=step.max_steps,
+        keep_best=step.keep_best,
+        seed=step.seed,
+        log_every_steps=step.log_every_steps,
+        device=str(ctx.device),
+    )
+    result = train(
+        ctx.model,
+        train_batches,
+        steps_per_epoch,
+        config,
+        eval_fn=eval_fn,
+        callbacks=_TrainBridge(ctx, index, "finetune"),
+        control=ctx.control,
+    )
+    if result.status == "cancelled":
+        raise _Cancelled
+    metrics = {
+        "eval_accuracy": result.best_metric,
+        "train_steps": result.steps,
+        "train_seconds": round(result.seconds, 1),
+        "examples_per_second": round(result.examples_per_second, 1),
+    }
+    ctx.variant_info = {"metrics": {"training": metrics}}
+    _save_variant(ctx, index, step)
+    return {"accuracy": result.best_metric, "seconds": result.seconds}
+
+
+@handles("evaluate")
+def _evaluate(ctx: _Context, index: int, step: Evaluate) -> dict[str, Any]:
+    total = math.ceil(len(ctx.encoded(step.split)) / step.batch_size)
+    done = 0
+
+    def counted():
+        nonlocal done
+        for batch in _eval_batches(ctx, step.split, step.batch_size):
+            ctx.check_stop()
+            yield batch
+            done += 1
+            ctx.callbacks.on_progress(index, done, total)
+
+    ctx.model.to(ctx.device)
+    preds = predict(ctx.model, counted(), control=ctx.control)
+    ctx.check_stop()
+    report = classification_report(preds, ctx.dataset.label_names)
+    flat = {f"{step.split}_{k}": v for k, v in report.metrics().items()}
+    ctx.store.log_metrics(ctx.job_id, index, "evaluate", flat)
+    ctx.callbacks.on_eval(index, dict(flat, confusion=report.confusion))
+    ctx.variant_info.setdefault("metrics", {})[step.split] = report.to_dict()
+    _update_variant(ctx)
+    return {
+        "split": step.split,
+        "accuracy": report.accuracy,
+        "macro_f1": report.macro_f1,
+        "n": report.n,
+    }
+
+
+@handles("benchmark")
+def _benchmark(ctx: _Context, index: int, step: Benchmark) -> dict[str, Any]:
+    if step.latency_batch != 1:
+        raise UserError(
+            "benchmark.latency_batch: only batch 1 is measured for latency so far; set it to 1."
+        )
+    sentences = ctx.split("eval").texts
+    ctx.model.to("cpu")  # latency is a CPU figure, whatever trained the model
+    config = BenchConfig(
+        threads=step.threads,
+        sentences=step.sentences,
+        warmup=step.warmup,
+        repeats=None if step.repeats == "auto" else step.repeats,
+        throughput_batch=step.throughput_batch,
+        max_length=ctx.dataset.spec.max_length,
+    )
+    result = benchmark(
+        TorchRunner(ctx.model),
+        ctx.tokenizer,
+        sentences,
+        config,
+        model=ctx.model,
+        folder=ctx.variant or ctx.source,
+        control=ctx.control,
+    )
+    ctx.check_stop()
+    ctx.model.to(ctx.device)
+    figures = {
+        "latency_p50_ms": result.latency_p50_ms,
+        "latency_p95_ms": result.latency_p95_ms,
+        "throughput_per_s": result.throughput_per_s,
+        "size_bytes": result.size_bytes,
+        "parameters": result.parameters,
+        "nonzero_parameters": result.nonzero_parameters,
+        "peak_rss_mb": result.peak_rss_mb,
+    }
+    ctx.store.log_metrics(ctx.job_id, index, "benchmark", figures)
+    ctx.callbacks.on_eval(index, figures)
+    ctx.variant_info.setdefault("metrics", {})["benchmark"] = result.to_dict()
+    _update_variant(ctx)
+    return figures
+
+
+def _not_yet(step_type: str) -> Handler:
+    def handler(ctx: _Context, index: int, step: Step) -> dict[str, Any]:
+        raise UserError(
+            f"step {index + 1} '{step_type}' is not available in SlimPajama Studio "
+            f"{__version__} yet; remove it from the recipe (fine-tune, evaluate and "
+            "benchmark run today)."
+        )
+
+    return handler
+
+
+for _name in ("prune", "distill", "quantize"):
+    HANDLERS.setdefault(_name, _not_yet(_name))
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def _result_json(ctx: _Context, index: int, step: Step | None) -> dict[str, Any]:
+    params, nonzero = count_parameters(ctx.model)
+    info = {
+        "format": "slimpajama-result",
+        "version": 1,
+        "app_version": __version__,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "job_id": ctx.job_id,
+        "step_index": index,
+        "step": step.to_dict() if step is not None else None,
+        "parent": str(ctx.variants[-1] if ctx.variants else ctx.source),
+        "source_model": str(ctx.source),
+        "label_names": list(ctx.dataset.label_names),
+        "weights_format": "fp32",
+        "parameters": params,
+        "nonzero_parameters": nonzero,
+        "recipe": ctx.recipe.to_dict(),
+    }
+    info.update({k: v for k, v in ctx.variant_info.items() if k != "size_bytes"})
+    return info
+
+
+def _model_card(info: dict[str, Any], folder_name: str) -> str:
+    metrics = info.get("metrics", {})
+    lines = [
+        f"# {folder_name}",
+        "",
+        f"A text classifier made by SlimPajama Studio {info['app_version']} from "
+        f"`{info['source_model']}` (job {info['job_id']}, step "
+        f"{info['step_index'] + 1}: {info['step']['type'] if info['step'] else 'source'}).",
+        "",
+        f"- Labels: {', '.join(info['label_names'])}",
+        f"- Parameters: {info['parameters']:,} (non-zero {info['nonzero_parameters']:,})",
+        f"- Weights: {info['weights_format']}, safetensors",
+    ]
+    for split in ("eval", "test"):
+        if split in metrics:
+            m = metrics[split]
+            lines.append(
+                f"- {split} accuracy: {100 * m['accuracy']:.2f} % (macro-F1 {100 * m['macro_f1']:.2f}, n={m['n']})"
+            )
+    if "benchmark" in metrics:
+        b = metrics["benchmark"]
+        lines.append(
+            f"- Latency (batch 1, {b['threads']} threads, {b['backend']}): p50 "
+            f"{b['latency_p50_ms']:.2f} ms, p95 {b['latency_p95_ms']:.2f} ms; throughput "
+            f"{b['throughput_per_s']:.0f}/s at batch {b['throughput_batch']}"
+        )
+    lines += [
+        "",
+        'Load it with SlimPajama Studio (`slimpajama predict FOLDER "text"`) or in Python:',
+        "",
+        "```python",
+        "from slimpajama_gui.core.transformer import SlimPajamaModel",
+        "model = SlimPajamaModel.from_pretrained(FOLDER)",
+        "```",
+        "",
+        "`slimpajama.json` beside this file holds the recipe, the metrics and the parent model.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _save_variant(ctx: _Context, index: int, step: Step) -> Path:
+    """Save the current model as ``OUTPUT/NN-type`` atomically (old copy or new, never half)."""
+    target = ctx.output / f"{index + 1:02d}-{step.step_type}"
+    ctx.check_stop()
+    ctx.model.to("cpu")
+    info = _result_json(ctx, index, step)
+    with atomic_dir(target) as staging:
+        ctx.model.write_files(staging)
+        copy_tokenizer_files(ctx.source, staging)
+        atomic_write_text(staging / RESULT_FILE, json.dumps(info, indent=2) + "\n")
+        atomic_write_text(staging / "README.md", _model_card(info, target.name))
+    ctx.model.to(ctx.device)
+    ctx.variants.append(target)
+    ctx.variant = target
+    ctx.store.add_artifact(ctx.job_id, index, "model", str(target), info.get("metrics", {}))
+    ctx.callbacks.on_artifact(index, target, info)
+    return target
+
+
+def _update_variant(ctx: _Context) -> None:
+    """Add new metrics to the saved variant's ``slimpajama.json`` and model card."""
+    if ctx.variant is None:
+        return
+    path = ctx.variant / RESULT_FILE
+    info = json.loads(path.read_text(encoding="utf-8"))
+    info["metrics"] = ctx.variant_info.get("metrics", {})
+    atomic_write_text(path, json.dumps(info, indent=2) + "\n")
+    atomic_write_text(ctx.variant / "README.md", _model_card(info, ctx.variant.name))
+
+
+# --------------------------------------------------------------------------- running
+
+
+def resolve_model_path(recipe: Recipe) -> Path:
+    return (
+        packaged_minilm_path() if recipe.uses_packaged_model else recipe.resolve_path(recipe.model)
+    )
+
+
+def run(
+    recipe: Recipe,
+    callbacks: PipelineCallbacks | None = None,
+    control: Control | None = None,
+    *,
+    store: JobStore | None = None,
+    device: str | None = None,
+) -> PipelineResult:
+    """Run every step of ``recipe`` and record the job; never raises for a failed job.
+
+    Returns:
+        The job's outcome. ``status`` is "failed" with a sentence in ``error`` (and the
+        step in ``failed_step``) when something went wrong; earlier variants stay.
+    """
+    callbacks = callbacks or PipelineCallbacks()
+    control = control or Control()
+    own_store = store is None
+    store = store or JobStore()
+    started = time.monotonic()
+    recipe.validate()
+    output = recipe.resolve_path(recipe.output)
+    job_id = store.create_job(recipe.name, dump_recipe(recipe), str(output))
+    result = PipelineResult(job_id=job_id, status="running")
+    current: str | None = None
+    threads_before = torch.get_num_threads()
+    try:
+        with OutputLock(output, job_id=job_id):
+            store.mark_running(job_id)
+            callbacks.on_job_start(job_id, recipe)
+            current = "loading the model and data"
+            ctx = _prepare(recipe, job_id, output, callbacks, control, store, device)
+            for index, step in enumerate(recipe.steps):
+                ctx.check_stop()
+                current = f"step {index + 1} ({step.step_type})"
+                callbacks.on_step_start(index, step, len(recipe.steps))
+                summary = HANDLERS[step.step_type](ctx, index, step)
+                result.summary.append({"step": step.step_type, **summary})
+                store.set_progress(job_id, (index + 1) / len(recipe.steps))
+                callbacks.on_step_end(index, step, summary)
+            result.status = "done"
+    except _Cancelled:
+        result.status = "cancelled"
+        result.error = f"cancelled during {current}" if current else "cancelled"
+    except KeyboardInterrupt:
+        result.status, result.error = "cancelled", "interrupted from the keyboard"
+        raise
+    except NonFiniteLoss as exc:
+        result.status, result.error, result.failed_step = "failed", str(exc), current
+    except UserError as exc:
+        result.status, result.error, result.failed_step = "failed", str(exc), current
+    except Exception as exc:  # noqa: BLE001 - a bug must still end the job as "failed"
+        log.exception("Job %s failed in %s", job_id, current)
+        result.status, result.failed_step = "failed", current
+        result.error = (
+            f"internal error in {current or 'the job'}: {type(exc).__name__}: {exc}. "
+            "The log has the full traceback; please report it."
+        )
+    finally:
+        torch.set_num_threads(threads_before)
+        result.seconds = time.monotonic() - started
+        if result.status == "running":  # an exception we re-raise (KeyboardInterrupt)
+            result.status = "cancelled"
+        if "ctx" in locals():
+            result.variants = list(ctx.variants)
+        store.finish(job_id, result.status, error=result.error, failed_step=result.failed_step)
+        callbacks.on_end(result.status, result.error)
+        if own_store:
+            store.close()
+    return result
+
+
+def _prepare(
+    recipe: Recipe,
+    job_id: int,
+    output: Path,
+    callbacks: PipelineCallbacks,
+    control: Control,
+    store: JobStore,
+    device: str | None,
+) -> _Context:
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    torch.manual_seed(recipe.seed)
+    spec = data_mod.DatasetSpec.from_dict(recipe.dataset)
+    dataset = data_mod.load_dataset(spec, base_dir=recipe.base_dir)
+    for warning in dataset.warnings:
+        callbacks.on_message(warning)
+    source = resolve_model_path(recipe)
+    handle = open_model(source)
+    id2label = dict(enumerate(dataset.label_names))
+    model = handle.load_model(num_labels=dataset.num_labels, id2label=id2label)
+    report = getattr(model, "load_report", None)
+    if report is not None and report.new_keys:
+        callbacks.on_message(
+            f"{handle.info.name} gets a new {dataset.num_labels}-class classifier head "
+            "(randomly initialised); fine-tune before trusting its predictions."
+        )
+    data_mod.validate_labels(dataset, model.config.num_labels)
+    tokenizer = handle.load_tokenizer()
+    run_device = pick_device(device or recipe.device)
+    model.to(run_device)
+    return _Context(
+        recipe=recipe,
+        job_id=job_id,
+        source=handle.info.path,
+        output=output,
+        model=model,
+        tokenizer=tokenizer,
+        dataset=dataset,
+        device=run_device,
+        callbacks=callbacks,
+        control=control,
+        store=store,
+    )

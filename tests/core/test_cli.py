@@ -1,0 +1,121 @@
+"""The `slimpajama` command: help texts, one-sentence errors, exit codes, a real run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slimpajama_gui import cli
+
+COMMANDS = ["info", "models", "run", "eval", "bench", "predict", "history"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_of_every_command(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: slimpajama {command}")
+    # Every argument the parser knows is described in the help.
+    sub = cli.build_parser()._subparsers._group_actions[0].choices[command]
+    for action in sub._actions:
+        if action.help and action.help != "==SUPPRESS==":
+            assert action.help.split("(")[0].strip()[:30] in " ".join(out.split())
+
+
+def test_top_level_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert all(c in out for c in COMMANDS)
+
+
+def _one_sentence_error(capsys, argv, expected_code=1) -> str:
+    code = cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == expected_code
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_wrong_model_path_is_one_sentence(capsys, tmp_path):
+    err = _one_sentence_error(capsys, ["info", str(tmp_path / "nope")])
+    assert "nope" in err and "does not exist" in err
+
+
+def test_bad_recipe_is_one_sentence_naming_key_and_line(capsys, tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(
+        "name: x\nmodel: packaged\ndataset: {train: demo}\noutput: out\nsteps:\n  - type: finetune\n    epoch: 3\n"
+    )
+    err = _one_sentence_error(capsys, ["run", str(recipe)])
+    assert "epoch" in err and "line 7" in err and "bad.yaml" in err
+
+
+def test_missing_recipe_file(capsys, tmp_path):
+    err = _one_sentence_error(capsys, ["run", str(tmp_path / "missing.yaml")])
+    assert "missing.yaml" in err
+
+
+def test_predict_refuses_an_encoder_without_a_head(capsys):
+    err = _one_sentence_error(capsys, ["predict", "packaged", "hello"])
+    assert "no trained classifier head" in err
+
+
+def test_usage_error_exit_code(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run"])
+    assert exit_info.value.code == 2
+
+
+def test_run_eval_predict_bench_history(tiny_minilm, tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"""name: cli-test
+model: {tiny_minilm}
+dataset: {{train: demo, labels: [negative, positive], max_length: 48}}
+output: out
+steps:
+  - {{type: finetune, epochs: 2, learning_rate: 3.0e-3, batch_size: 16}}
+  - {{type: evaluate}}
+  - {{type: benchmark, sentences: 10, repeats: 1}}
+"""
+    )
+    assert cli.main(["run", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "Eval accuracy" in out and "p50 (batch 1)" in out and "MB" in out and "ms" in out
+    variant = tmp_path / "out" / "01-finetune"
+    assert (variant / "model.safetensors").is_file()
+
+    assert cli.main(["history"]) == 0
+    out = capsys.readouterr().out
+    assert "cli-test" in out and "done" in out
+
+    from slimpajama_gui.core.data import demo_path
+
+    assert cli.main(["eval", str(variant), str(demo_path("dev"))]) == 0
+    out = capsys.readouterr().out
+    assert "Accuracy" in out and "negative" in out and "(100 rows" in out
+
+    assert cli.main(["predict", str(variant), "a wonderful film", "a dreadful meal"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all(
+        line.split("\t")[0] in {"negative", "positive"} for line in lines
+    )
+
+    assert cli.main(["bench", str(variant), "--sentences", "10", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "latency p50" in out and "Method:" in out
+
+
+def test_entry_point_runs_as_a_process():
+    exe = Path(sys.executable).with_name("slimpajama")
+    proc = subprocess.run(
+        [str(exe), "info", "packaged"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "22,713,216" in proc.stdout and "30,522" in proc.stdout

@@ -1,0 +1,194 @@
+"""Recipes run end to end on a tiny model and the demo data: results, history, faults."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from slimpajama_gui.core import pipeline
+from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.models import open_model
+from slimpajama_gui.core.pipeline import PipelineCallbacks, run
+from slimpajama_gui.core.recipe import recipe_from_yaml
+from slimpajama_gui.core.store import JobStore, OutputLock
+from slimpajama_gui.core.train import Control
+
+
+def make_recipe(model: Path, output: Path, steps: str, dataset: str = "train: demo") -> object:
+    text = f"""
+name: test
+model: {model}
+dataset:
+  {dataset}
+  labels: [negative, positive]
+  max_length: 48
+output: {output}
+steps:
+{steps}
+"""
+    return recipe_from_yaml(text, source="test.yaml", base_dir=output.parent)
+
+
+FINETUNE = """
+  - type: finetune
+    epochs: 6
+    learning_rate: 3.0e-3
+    batch_size: 16
+    warmup_ratio: 0.1
+    log_every_steps: 5
+    seed: 1
+"""
+
+
+class Recorder(PipelineCallbacks):
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+        self.messages: list[str] = []
+
+    def on_message(self, text):
+        self.messages.append(text)
+
+    def on_step_start(self, index, step, count):
+        self.events.append(("start", index, step.step_type))
+
+    def on_log(self, index, metrics):
+        self.events.append(("log", index, metrics))
+
+    def on_eval(self, index, metrics):
+        self.events.append(("eval", index, metrics))
+
+    def on_artifact(self, index, path, summary):
+        self.events.append(("artifact", index, path))
+
+    def on_end(self, status, error):
+        self.events.append(("end", status, error))
+
+
+@pytest.fixture
+def store(tmp_path):
+    with JobStore(tmp_path / "history.sqlite3") as s:
+        yield s
+
+
+def test_demo_chain_trains_saves_and_measures(tiny_minilm, tmp_path, store):
+    """Fine-tune → evaluate → benchmark: loss falls, accuracy beats chance, the result reloads."""
+    out = tmp_path / "out"
+    steps = (
+        FINETUNE + "  - type: evaluate\n  - type: benchmark\n    sentences: 20\n    repeats: 2\n"
+    )
+    rec = Recorder()
+    result = run(make_recipe(tiny_minilm, out, steps), rec, store=store)
+    assert result.status == "done", result.error
+    losses = [m["loss"] for kind, _, m in (e for e in rec.events if e[0] == "log") if "loss" in m]
+    assert len(losses) >= 10 and np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3]), losses
+    accuracy = result.summary[1]["accuracy"]
+    assert accuracy >= 0.70, f"eval accuracy {accuracy} does not beat chance (0.5) clearly"
+
+    variant = out / "01-finetune"
+    assert result.variants == [variant]
+    info = json.loads((variant / "slimpajama.json").read_text())
+    assert info["metrics"]["eval"]["accuracy"] == pytest.approx(accuracy)
+    assert info["metrics"]["benchmark"]["latency_p50_ms"] > 0
+    assert info["parent"] == str(tiny_minilm) and info["label_names"] == ["negative", "positive"]
+    assert info["recipe"]["steps"][0]["type"] == "finetune"
+    assert "eval accuracy" in (variant / "README.md").read_text()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "staging folders left behind"
+
+    # The saved variant reloads and predicts what the job measured.
+    handle = open_model(variant)
+    assert handle.info.source == "result" and handle.info.num_labels == 2
+    model, tok = handle.load_model(), handle.load_tokenizer()
+    assert model.config.id2label == {0: "negative", 1: "positive"}
+    enc = tok(["An absolute joy from start to finish."], return_tensors="pt")
+    with torch.inference_mode():
+        probs = torch.softmax(model(**enc).logits, -1)
+    assert probs.shape == (1, 2) and torch.isfinite(probs).all()
+
+    job = store.get_job(result.job_id)
+    assert job.status == "done" and job.progress == pytest.approx(1.0)
+    assert [a.path for a in store.artifacts(result.job_id)] == [str(variant)]
+    keys = {m.key for m in store.metrics(result.job_id)}
+    assert {"loss", "lr", "eval_accuracy", "latency_p50_ms"} <= keys
+
+
+def test_cancel_during_finetune_stops_fast_and_writes_nothing(tiny_minilm, tmp_path, store):
+    out = tmp_path / "out"
+    steps = FINETUNE.replace("epochs: 6", "epochs: 500")
+    control = Control()
+    asked: list[float] = []
+
+    class StopAfterFewSteps(PipelineCallbacks):
+        def on_progress(self, index, done, total):
+            if done == 5 and not asked:
+                asked.append(time.monotonic())
+                threading.Thread(target=control.request_stop).start()
+
+    result = run(make_recipe(tiny_minilm, out, steps), StopAfterFewSteps(), control, store=store)
+    stopped = time.monotonic() - asked[0]
+    assert result.status == "cancelled" and stopped < 2.0, stopped
+    assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+    assert store.get_job(result.job_id).status == "cancelled"
+
+
+def test_nan_loss_marks_the_job_failed_with_the_step(tiny_minilm, tmp_path, store, monkeypatch):
+    real_train = pipeline.train
+
+    def nan_after_three(model, batches, steps, config, **kw):
+        calls = {"n": 0}
+
+        def loss_fn(m, batch):
+            calls["n"] += 1
+            logits = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            loss = torch.nn.functional.cross_entropy(logits, batch["labels"])
+            return (loss * float("nan") if calls["n"] >= 3 else loss), {
+                "loss": float(loss.detach())
+            }
+
+        return real_train(model, batches, steps, config, **dict(kw, loss_fn=loss_fn))
+
+    monkeypatch.setattr(pipeline, "train", nan_after_three)
+    out = tmp_path / "out"
+    result = run(make_recipe(tiny_minilm, out, FINETUNE), store=store)
+    assert result.status == "failed" and "step 3" in result.error and "not a finite" in result.error
+    assert result.failed_step == "step 1 (finetune)"
+    job = store.get_job(result.job_id)
+    assert job.status == "failed" and "step 3" in job.error
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_second_job_on_the_same_output_is_refused(tiny_minilm, tmp_path, store):
+    out = tmp_path / "out"
+    with OutputLock(out, job_id=99):
+        result = run(make_recipe(tiny_minilm, out, "  - type: evaluate\n"), store=store)
+    assert result.status == "failed" and "already being written" in result.error
+
+
+def test_output_inside_the_source_model_is_refused(tiny_minilm, store):
+    with pytest.raises(UserError, match="source model"):
+        run(make_recipe(tiny_minilm, tiny_minilm / "out", "  - type: evaluate\n"), store=store)
+
+
+def test_unavailable_step_fails_with_a_sentence(tiny_minilm, tmp_path, store):
+    steps = "  - type: evaluate\n  - type: quantize\n    method: dynamic_int8\n"
+    result = run(make_recipe(tiny_minilm, tmp_path / "out", steps), store=store)
+    assert result.status == "failed" and "'quantize' is not available" in result.error
+    assert result.summary[0]["step"] == "evaluate"  # the step before it still ran
+
+
+def test_bad_data_fails_before_training_with_the_file_named(tiny_minilm, tmp_path, store):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\ngood film,1\nbad film,7\n", encoding="utf-8")
+    recipe = make_recipe(
+        tiny_minilm, tmp_path / "out", FINETUNE,
+        dataset=f"train: {bad}\n  eval: {bad}\n  text_column: text",
+    )  # fmt: skip
+    result = run(recipe, store=store)
+    assert result.status == "failed" and "bad.csv" in result.error
+    assert result.failed_step == "loading the model and data"
+    assert not store.metrics(result.job_id)  # no training step was logged
