@@ -149,6 +149,7 @@ class _CliCallbacks:
             transient=False,
         )
         self.task = None
+        self._last_line = time.monotonic()
 
     # PipelineCallbacks protocol -------------------------------------------------
     def on_job_start(self, job_id, recipe) -> None:
@@ -170,9 +171,16 @@ class _CliCallbacks:
 
     def on_log(self, index, metrics) -> None:
         if self.task is not None and "loss" in metrics:
-            self.progress.update(
-                self.task, info=f"loss {metrics['loss']:.4f}  lr {metrics.get('lr', 0):.2e}"
-            )
+            info = f"loss {metrics['loss']:.4f}  lr {metrics.get('lr', 0):.2e}"
+            self.progress.update(self.task, info=info)
+            # Without a terminal the bar is not redrawn; a log file still gets a line every 30 s.
+            if not self.console.is_terminal and time.monotonic() - self._last_line > 30:
+                self._last_line = time.monotonic()
+                task = self.progress.tasks[-1]
+                rate = metrics.get("examples_per_second", 0)
+                self.console.print(
+                    f"  step {task.completed}/{task.total}  {info}  {rate:.1f} examples/s"
+                )
 
     def on_eval(self, index, metrics) -> None:
         shown = {k: v for k, v in metrics.items() if isinstance(v, float) and "accuracy" in k}
@@ -490,9 +498,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s"
     )
+    # The pipeline reports a new classifier head itself, in one sentence.
+    quiet = logging.getLogger("slimpajama_gui.core.transformer")
+    level = quiet.level
     if not args.debug:
-        # The pipeline reports a new classifier head itself, in one sentence.
-        logging.getLogger("slimpajama_gui.core.transformer").setLevel(logging.ERROR)
+        quiet.setLevel(logging.ERROR)
     try:
         return args.func(args)
     except UserError as exc:
@@ -509,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_BUG
+    finally:
+        quiet.setLevel(level)
 
 
 if __name__ == "__main__":
