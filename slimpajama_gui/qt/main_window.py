@@ -29,6 +29,7 @@ class Area:
     title: str
     icon: QStyle.StandardPixmap
     plan: str = ""  # what a not-yet-built area will do, said plainly
+    today: str = ""  # how to do it from the command line until then
 
 
 AREAS = (
@@ -39,6 +40,8 @@ AREAS = (
         QStyle.StandardPixmap.SP_ArrowDown,
         "A step-by-step wizard: pick a model and a dataset, choose fine-tuning, pruning, "
         "distillation and quantization (or a preset), review the estimated size, then run.",
+        "write a recipe (start from <code>resources/recipes/demo.yaml</code>) and run "
+        "<code>slimpajama run RECIPE</code>.",
     ),
     Area(
         "jobs",
@@ -46,6 +49,7 @@ AREAS = (
         QStyle.StandardPixmap.SP_BrowserReload,
         "The queue and history of compression jobs, with live charts of loss, accuracy, "
         "learning rate, sparsity, size and latency, and Cancel / Re-run buttons.",
+        "<code>slimpajama history</code> lists every job with its status and output folder.",
     ),
     Area(
         "compare",
@@ -53,6 +57,8 @@ AREAS = (
         QStyle.StandardPixmap.SP_FileDialogDetailedView,
         "Every variant on one accuracy-versus-latency chart, sized by file size, with a table "
         "and a side-by-side comparison of any two, including the examples whose prediction flips.",
+        "<code>slimpajama eval MODEL DATA</code> and <code>slimpajama bench MODEL</code> "
+        "measure one model at a time.",
     ),
     Area(
         "playground",
@@ -60,6 +66,7 @@ AREAS = (
         QStyle.StandardPixmap.SP_MessageBoxQuestion,
         "Type a sentence and see what the original and the compressed model predict, with "
         "class probabilities and latency, side by side.",
+        '<code>slimpajama predict MODEL "some text"</code> prints the label and the probabilities.',
     ),
 )
 
@@ -76,6 +83,7 @@ class PlannedArea(QWidget):
         body = QLabel(
             f"<p>{area.plan}</p><p><i>This area is not available yet in version "
             f"{__version__}. Use the Models area to browse and inspect models.</i></p>"
+            + (f"<p>From the command line today: {area.today}</p>" if area.today else "")
         )
         body.setWordWrap(True)
         body.setMaximumWidth(640)
