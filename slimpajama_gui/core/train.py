@@ -91,7 +91,11 @@ class TrainState:
 
 
 class Callbacks:
-    """No-op hooks; override the ones you need."""
+    """No-op hooks; override the ones you need.
+
+    ``on_step_end`` runs right after the optimizer step, so a callback may change the
+    weights there (gradual pruning re-applies its masks in it).
+    """
 
     def on_train_begin(self, state: TrainState) -> None: ...
 
@@ -102,6 +106,33 @@ class Callbacks:
     def on_evaluate(self, state: TrainState, metrics: dict[str, float]) -> None: ...
 
     def on_end(self, state: TrainState, status: str) -> None: ...
+
+
+class CallbackList(Callbacks):
+    """Several callbacks called in order (e.g. a pruning schedule and the progress bridge)."""
+
+    def __init__(self, callbacks: Iterable[Callbacks]) -> None:
+        self.callbacks = list(callbacks)
+
+    def on_train_begin(self, state: TrainState) -> None:
+        for cb in self.callbacks:
+            cb.on_train_begin(state)
+
+    def on_step_end(self, state: TrainState) -> None:
+        for cb in self.callbacks:
+            cb.on_step_end(state)
+
+    def on_log(self, state: TrainState, metrics: dict[str, float]) -> None:
+        for cb in self.callbacks:
+            cb.on_log(state, metrics)
+
+    def on_evaluate(self, state: TrainState, metrics: dict[str, float]) -> None:
+        for cb in self.callbacks:
+            cb.on_evaluate(state, metrics)
+
+    def on_end(self, state: TrainState, status: str) -> None:
+        for cb in self.callbacks:
+            cb.on_end(state, status)
 
 
 @dataclass
@@ -184,7 +215,7 @@ def train(
     *,
     eval_fn: EvalFn | None = None,
     loss_fn: LossFn = cross_entropy_loss,
-    callbacks: Callbacks | None = None,
+    callbacks: Callbacks | Iterable[Callbacks] | None = None,
     control: Control | None = None,
 ) -> TrainResult:
     """Train ``model`` in place.
@@ -205,7 +236,10 @@ def train(
     Raises:
         NonFiniteLoss: the loss became NaN/inf; the model holds the last good weights.
     """
-    callbacks = callbacks or Callbacks()
+    if callbacks is None:
+        callbacks = Callbacks()
+    elif not isinstance(callbacks, Callbacks):
+        callbacks = CallbackList(callbacks)
     control = control or Control()
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
