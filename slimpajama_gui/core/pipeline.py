@@ -198,27 +198,56 @@ def _eval_batches(ctx: _Context, name: str, batch_size: int):
     )
 
 
-@handles("finetune")
-def _finetune(ctx: _Context, index: int, step: FineTune) -> dict[str, Any]:
+def _fit(
+    ctx: _Context,
+    index: int,
+    step_type: str,
+    model: Any,
+    config: TrainConfig,
+    *,
+    loss_fn: Any = None,
+    callbacks: tuple[Callbacks, ...] = (),
+    eval_batch_size: int = 64,
+):
+    """The shared training loop on the recipe's data; every technique trains through this."""
     encoded = ctx.encoded("train")
     labels = ctx.dataset.train.labels
-    steps_per_epoch = math.ceil(len(encoded) / step.batch_size)
+    steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
     ctx.encoded("eval")
 
     def train_batches(epoch: int):
         return data_mod.batches(
             encoded,
             labels,
-            step.batch_size,
+            config.batch_size,
             shuffle=True,
-            seed=step.seed + epoch,
+            seed=config.seed + epoch,
             pad_id=ctx.pad_id,
         )
 
-    def eval_fn(model, control) -> dict[str, float]:
-        preds = predict(model, _eval_batches(ctx, "eval", step.eval_batch_size), control=control)
+    def eval_fn(m, control) -> dict[str, float]:
+        preds = predict(m, _eval_batches(ctx, "eval", eval_batch_size), control=control)
         return classification_report(preds, ctx.dataset.label_names).metrics()
 
+    config.device = str(ctx.device)
+    extra = {"loss_fn": loss_fn} if loss_fn is not None else {}
+    result = train(
+        model,
+        train_batches,
+        steps_per_epoch,
+        config,
+        eval_fn=eval_fn,
+        callbacks=[*callbacks, _TrainBridge(ctx, index, step_type)],
+        control=ctx.control,
+        **extra,
+    )
+    if result.status == "cancelled":
+        raise _Cancelled
+    return result
+
+
+@handles("finetune")
+def _finetune(ctx: _Context, index: int, step: FineTune) -> dict[str, Any]:
     config = TrainConfig(
         epochs=step.epochs,
         learning_rate=step.learning_rate,
@@ -231,19 +260,8 @@ def _finetune(ctx: _Context, index: int, step: FineTune) -> dict[str, Any]:
         keep_best=step.keep_best,
         seed=step.seed,
         log_every_steps=step.log_every_steps,
-        device=str(ctx.device),
     )
-    result = train(
-        ctx.model,
-        train_batches,
-        steps_per_epoch,
-        config,
-        eval_fn=eval_fn,
-        callbacks=_TrainBridge(ctx, index, "finetune"),
-        control=ctx.control,
-    )
-    if result.status == "cancelled":
-        raise _Cancelled
+    result = _fit(ctx, index, "finetune", ctx.model, config, eval_batch_size=step.eval_batch_size)
     metrics = {
         "eval_accuracy": result.best_metric,
         "train_steps": result.steps,
