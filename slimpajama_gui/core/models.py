@@ -830,25 +830,33 @@ class ModelHandle:
         Raises:
             UserError: "tokenizer not found in FOLDER" with the reason.
         """
-        from transformers import AutoTokenizer
-        from transformers.utils import logging as hf_logging
+        return load_tokenizer(self.info.path)
 
-        folder = self.info.path
-        # AutoTokenizer also reads config.json and warns that it does not know our own
-        # "slimpajama" model_type; the tokenizer files decide the class, so silence it.
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-        try:
-            return AutoTokenizer.from_pretrained(
-                str(folder), local_files_only=True, trust_remote_code=False
-            )
-        except Exception as exc:  # transformers raises many types; the user needs one
-            raise UserError(
-                f"tokenizer not found in {folder}: it could not be loaded ({exc}). "
-                "Copy the tokenizer files from the model's source."
-            ) from exc
-        finally:
-            hf_logging.set_verbosity(verbosity)
+
+def load_tokenizer(folder: Path | str):
+    """A tokenizer from ``folder``: local files only, never model code.
+
+    Raises:
+        UserError: "tokenizer not found in FOLDER" with the reason.
+    """
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    # AutoTokenizer also reads config.json and warns that it does not know our own
+    # "slimpajama" model_type; the tokenizer files decide the class, so silence it.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoTokenizer.from_pretrained(
+            str(folder), local_files_only=True, trust_remote_code=False
+        )
+    except Exception as exc:  # transformers raises many types; the user needs one
+        raise UserError(
+            f"tokenizer not found in {folder}: it could not be loaded ({exc}). "
+            "Copy the tokenizer files from the model's source."
+        ) from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def open_model(path: Path | str, source: str | None = None) -> ModelHandle:

@@ -17,9 +17,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,11 +30,23 @@ import torch
 
 from slimpajama_gui import __version__
 from slimpajama_gui.core import data as data_mod
+from slimpajama_gui.core import distill as distill_mod
+from slimpajama_gui.core import prune as prune_mod
 from slimpajama_gui.core.bench import BenchConfig, TorchRunner, benchmark, count_parameters
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.evaluate import classification_report, predict
+from slimpajama_gui.core.models import load_tokenizer as open_tokenizer
 from slimpajama_gui.core.models import open_model, packaged_minilm_path
-from slimpajama_gui.core.recipe import Benchmark, Evaluate, FineTune, Recipe, Step, dump_recipe
+from slimpajama_gui.core.recipe import (
+    Benchmark,
+    Distill,
+    Evaluate,
+    FineTune,
+    Prune,
+    Recipe,
+    Step,
+    dump_recipe,
+)
 from slimpajama_gui.core.safe_io import atomic_dir, atomic_write_text
 from slimpajama_gui.core.store import JobStore, OutputLock
 from slimpajama_gui.core.train import (
@@ -111,6 +125,8 @@ class _Context:
     callbacks: PipelineCallbacks
     control: Control
     store: JobStore
+    tokenizer_dir: Path | None = None  # where the current tokenizer's files are
+    scratch: Path | None = None  # temporary files of this job (removed at the end)
     variant: Path | None = None  # folder of the current model, once saved
     variant_info: dict[str, Any] = field(default_factory=dict)
     variants: list[Path] = field(default_factory=list)
@@ -346,18 +362,186 @@ def _benchmark(ctx: _Context, index: int, step: Benchmark) -> dict[str, Any]:
     return figures
 
 
+def _accuracy(ctx: _Context, batch_size: int = 64) -> float:
+    preds = predict(ctx.model, _eval_batches(ctx, "eval", batch_size), control=ctx.control)
+    ctx.check_stop()
+    return classification_report(preds, ctx.dataset.label_names).accuracy
+
+
+def _train_config(step: Any, epochs: float, *, keep_best: bool = True) -> TrainConfig:
+    return TrainConfig(
+        epochs=epochs,
+        learning_rate=step.learning_rate,
+        batch_size=step.batch_size,
+        keep_best=keep_best,
+        seed=getattr(step, "seed", 0),
+    )
+
+
+def _report_sparsity(ctx: _Context, index: int) -> dict[str, Any]:
+    report = prune_mod.sparsity_report(ctx.model)
+    figures = {f"sparsity/{name}": value for name, value in report.per_layer.items()}
+    figures["sparsity/overall"] = report.overall
+    ctx.store.log_metrics(ctx.job_id, index, "prune", figures)
+    ctx.callbacks.on_eval(index, figures)
+    ctx.callbacks.on_message(report.note)
+    return report.to_dict()
+
+
+@handles("prune")
+def _prune(ctx: _Context, index: int, step: Prune) -> dict[str, Any]:
+    before = count_parameters(ctx.model)[0]
+    callbacks: tuple[Callbacks, ...] = ()
+    info: dict[str, Any] = {"method": step.method}
+    if step.method == "magnitude":
+        if step.schedule == "gradual":
+            steps = math.ceil(step.recovery_epochs * len(ctx.encoded("train")) / step.batch_size)
+            callbacks = (
+                prune_mod.GradualMagnitudePruner(
+                    ctx.model,
+                    step.amount,
+                    step.scope,
+                    start_step=0,
+                    end_step=max(1, int(0.75 * steps)),
+                ),
+            )
+        else:
+            prune_mod.magnitude_prune(ctx.model, step.amount, step.scope)
+    elif step.method in ("heads", "ffn"):
+        batches = data_mod.batches(
+            ctx.encoded("train"), ctx.dataset.train.labels, step.batch_size,
+            shuffle=True, seed=0, pad_id=ctx.pad_id,
+        )  # fmt: skip
+        importance = prune_mod.structure_importance(ctx.model, batches, max_batches=32)
+        ctx.check_stop()
+        fraction = {"head_fraction" if step.method == "heads" else "ffn_fraction": step.amount}
+        ctx.model = prune_mod.prune_structure(ctx.model, importance, scope=step.scope, **fraction)
+        ctx.model.to(ctx.device)
+        info.update(layer_heads=ctx.model.config.layer_heads, layer_ffn=ctx.model.config.layer_ffn)
+    elif step.method == "layers":
+        ctx.model = prune_mod.drop_layers(ctx.model, step.keep_layers or [])
+        ctx.model.to(ctx.device)
+        info["kept_layers"] = list(step.keep_layers or [])
+    elif step.method == "vocabulary":
+        return _prune_vocabulary(ctx, index, step, before)
+    if step.recovery_epochs > 0:
+        # A gradual schedule is not finished before its end step, so "best" weights from
+        # earlier would be less sparse than asked: keep the last ones there.
+        keep_best = step.schedule == "oneshot"
+        _fit(
+            ctx,
+            index,
+            "prune",
+            ctx.model,
+            _train_config(step, step.recovery_epochs, keep_best=keep_best),
+            callbacks=callbacks,
+        )
+    if step.method == "magnitude":
+        prune_mod.make_permanent(ctx.model)
+        info["sparsity"] = _report_sparsity(ctx, index)
+    accuracy = _accuracy(ctx)
+    after = count_parameters(ctx.model)[0]
+    ctx.variant_info = {"metrics": {"training": {"eval_accuracy": accuracy}}, "prune": info}
+    _save_variant(ctx, index, step)
+    return {"accuracy": accuracy, "parameters_before": before, "parameters": after}
+
+
+def _prune_vocabulary(ctx: _Context, index: int, step: Prune, before: int) -> dict[str, Any]:
+    if ctx.scratch is None:
+        ctx.scratch = Path(tempfile.mkdtemp(prefix=".slimpajama-job-", dir=ctx.output.parent))
+    out = ctx.scratch / f"tokenizer-{index + 1:02d}"
+    ctx.model, report = prune_mod.prune_vocabulary(
+        ctx.model,
+        ctx.tokenizer_dir or ctx.source,
+        ctx.dataset.train.texts,
+        out,
+        eval_texts=ctx.dataset.eval.texts,
+    )
+    ctx.model.to(ctx.device)
+    # Token ids changed: the tokenizer and every cached encoding must follow.
+    ctx.tokenizer_dir = out
+    ctx.tokenizer = open_tokenizer(out)
+    ctx._encoded.clear()
+    accuracy = _accuracy(ctx)
+    summary = report.to_dict()
+    summary.pop("kept_ids", None)
+    ctx.variant_info = {
+        "metrics": {"training": {"eval_accuracy": accuracy}},
+        "prune": {"method": "vocabulary", **summary},
+    }
+    _save_variant(ctx, index, step)
+    return {
+        "accuracy": accuracy,
+        "parameters_before": before,
+        "parameters": count_parameters(ctx.model)[0],
+    }
+
+
+@handles("distill")
+def _distill(ctx: _Context, index: int, step: Distill) -> dict[str, Any]:
+    teacher = ctx.model
+    student = distill_mod.student_from_teacher(teacher, step.student_layers)
+    student.to(ctx.device)
+    base = _train_config(step, step.epochs)
+
+    def fit(model, epochs, loss_fn=None, callbacks=()):
+        return _fit(
+            ctx,
+            index,
+            "distill",
+            model,
+            replace(base, epochs=epochs),
+            loss_fn=loss_fn,
+            callbacks=tuple(callbacks),
+        )
+
+    cache_batches = data_mod.batches(
+        ctx.encoded("train"), ctx.dataset.train.labels, 64,
+        shuffle=False, seed=0, pad_id=ctx.pad_id, sort_by_length=True,
+    )  # fmt: skip
+    total = math.ceil(len(ctx.encoded("train")) / 64)
+    done = {"n": 0}
+
+    def cached(*_args) -> None:
+        done["n"] += 1
+        ctx.callbacks.on_progress(index, done["n"], total)
+
+    result = distill_mod.distill(
+        student, teacher, fit,
+        temperature=step.temperature, alpha_kd=step.alpha_kd,
+        hidden_mse=step.hidden_mse, attention_mse=step.attention_mse, epochs=step.epochs,
+        cache=True, train_batches_for_cache=cache_batches, control=ctx.control, on_cache_batch=cached,
+    )  # fmt: skip
+    if result.status == "cancelled":
+        raise _Cancelled
+    layers = list(getattr(student, "distill_layers", step.student_layers))
+    ctx.model = student
+    del teacher
+    accuracy = _accuracy(ctx)
+    ctx.variant_info = {
+        "metrics": {"training": {"eval_accuracy": accuracy, "train_steps": result.steps}},
+        "distill": {
+            "teacher_layers": layers,
+            "temperature": step.temperature,
+            "alpha_kd": step.alpha_kd,
+        },
+    }
+    _save_variant(ctx, index, step)
+    return {"accuracy": accuracy, "parameters": count_parameters(ctx.model)[0]}
+
+
 def _not_yet(step_type: str) -> Handler:
     def handler(ctx: _Context, index: int, step: Step) -> dict[str, Any]:
         raise UserError(
             f"step {index + 1} '{step_type}' is not available in SlimPajama Studio "
-            f"{__version__} yet; remove it from the recipe (fine-tune, evaluate and "
-            "benchmark run today)."
+            f"{__version__} yet; remove it from the recipe (fine-tune, prune, distill, "
+            "evaluate and benchmark run today)."
         )
 
     return handler
 
 
-for _name in ("prune", "distill", "quantize"):
+for _name in ("quantize",):
     HANDLERS.setdefault(_name, _not_yet(_name))
 
 
@@ -381,6 +565,8 @@ def _result_json(ctx: _Context, index: int, step: Step | None) -> dict[str, Any]
         "parameters": params,
         "nonzero_parameters": nonzero,
         "recipe": ctx.recipe.to_dict(),
+        # Relative dataset paths in the recipe are relative to this folder.
+        "recipe_base_dir": str(ctx.recipe.base_dir) if ctx.recipe.base_dir else None,
     }
     info.update({k: v for k, v in ctx.variant_info.items() if k != "size_bytes"})
     return info
@@ -435,7 +621,7 @@ def _save_variant(ctx: _Context, index: int, step: Step) -> Path:
     info = _result_json(ctx, index, step)
     with atomic_dir(target) as staging:
         ctx.model.write_files(staging)
-        copy_tokenizer_files(ctx.source, staging)
+        copy_tokenizer_files(ctx.tokenizer_dir or ctx.source, staging)
         atomic_write_text(staging / RESULT_FILE, json.dumps(info, indent=2) + "\n")
         atomic_write_text(staging / "README.md", _model_card(info, target.name))
     ctx.model.to(ctx.device)
@@ -530,6 +716,8 @@ def run(
             result.status = "cancelled"
         if "ctx" in locals():
             result.variants = list(ctx.variants)
+            if ctx.scratch is not None:
+                shutil.rmtree(ctx.scratch, ignore_errors=True)
         store.finish(job_id, result.status, error=result.error, failed_step=result.failed_step)
         callbacks.on_end(result.status, result.error)
         if own_store:
@@ -571,6 +759,7 @@ def _prepare(
         recipe=recipe,
         job_id=job_id,
         source=handle.info.path,
+        tokenizer_dir=handle.info.path,
         output=output,
         model=model,
         tokenizer=tokenizer,

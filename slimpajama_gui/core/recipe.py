@@ -490,11 +490,19 @@ class Prune(Step):
     schedule: PruneSchedule = "oneshot"  # gradual = cubic schedule during recovery
     recovery_epochs: float = 1.0  # fine-tuning after pruning; 0 = none
     keep_layers: list[int] | None = None  # method "layers": encoder layers kept, 0-based
+    learning_rate: float = 5e-5  # of the recovery fine-tuning
+    batch_size: int = 32  # of the recovery fine-tuning (and the importance batches)
 
     def check(self) -> None:
         if self.method in ("magnitude", "heads", "ffn"):
             _fraction(self, "amount", low_open=True, high_open=True)
         _non_negative(self, "recovery_epochs")
+        _positive(self, "learning_rate", "batch_size")
+        _require(
+            self.schedule == "oneshot" or self.method == "magnitude",
+            "schedule",
+            f"'gradual' works with method 'magnitude' only; use 'oneshot' for '{self.method}'",
+        )
         if self.schedule == "gradual":
             _require(
                 self.recovery_epochs > 0,

@@ -192,3 +192,43 @@ def test_bad_data_fails_before_training_with_the_file_named(tiny_minilm, tmp_pat
     assert result.status == "failed" and "bad.csv" in result.error
     assert result.failed_step == "loading the model and data"
     assert not store.metrics(result.job_id)  # no training step was logged
+
+
+def test_prune_distill_chain_shrinks_and_reloads(tiny_minilm, tmp_path, store):
+    """Fine-tune, drop heads/FFN, distill to fewer layers, prune the vocabulary: each
+    variant is smaller than its parent, is saved, and reloads with the same predictions."""
+    out = tmp_path / "out"
+    steps = (
+        FINETUNE.replace("epochs: 6", "epochs: 3")
+        + "  - {type: prune, method: heads, amount: 0.5, recovery_epochs: 0.5, learning_rate: 1.0e-3, batch_size: 16}\n"
+        + "  - {type: prune, method: ffn, amount: 0.5, recovery_epochs: 0, batch_size: 16}\n"
+        + "  - {type: distill, student_layers: [1], epochs: 1, learning_rate: 1.0e-3, batch_size: 16}\n"
+        + "  - {type: prune, method: magnitude, amount: 0.5, recovery_epochs: 0.5, learning_rate: 1.0e-3, batch_size: 16}\n"
+        + "  - {type: prune, method: vocabulary}\n"
+        + "  - type: evaluate\n"
+    )
+    rec = Recorder()
+    result = run(make_recipe(tiny_minilm, out, steps), rec, store=store)
+    assert result.status == "done", result.error
+    names = [p.name for p in result.variants]
+    assert names == ["01-finetune", "02-prune", "03-prune", "04-distill", "05-prune", "06-prune"]
+    params = [open_model(p).info.parameters for p in result.variants]
+    assert params[1] < params[0] and params[2] < params[1] and params[3] < params[2]
+    assert params[5] < params[4] / 2  # the 30,522-row embedding keeps only ids seen in train
+    heads = json.loads((out / "02-prune" / "config.json").read_text())["layer_heads"]
+    assert heads == [2, 2]  # 4 heads per layer, half removed
+    assert json.loads((out / "04-distill" / "config.json").read_text())["layer_heads"] == [2]
+    sparsity = json.loads((out / "05-prune" / "slimpajama.json").read_text())["prune"]["sparsity"]
+    assert 0.45 < sparsity["overall"] < 0.55
+    # Sparsity per layer reached the charts as metrics.
+    assert any(e[0] == "eval" and "sparsity/overall" in e[2] for e in rec.events)
+    # The vocabulary-pruned variant ships a tokenizer that agrees with its embedding.
+    final = result.variants[-1]
+    handle = open_model(final)
+    model, tok = handle.load_model(), handle.load_tokenizer()
+    assert len(tok) == model.config.vocab_size == handle.info.vocab
+    enc = tok(["a great film", "zyxwvut qwerty"], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        assert torch.isfinite(model(**enc).logits).all()
+    # Its accuracy equals the evaluate step's (same data, same ids).
+    assert result.summary[-1]["accuracy"] == pytest.approx(result.summary[-2]["accuracy"], abs=0.011)

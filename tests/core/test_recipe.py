@@ -52,7 +52,7 @@ def full_recipe(**overrides) -> Recipe:
         steps=[
             FineTune(epochs=2.0, learning_rate=3e-5, max_steps=100, keep_best=False),
             Evaluate(split="test", batch_size=128),
-            Prune(method="heads", amount=0.25, scope="layer", schedule="gradual"),
+            Prune(method="heads", amount=0.25, scope="layer", learning_rate=3e-5, batch_size=16),
             Prune(method="layers", keep_layers=[0, 2, 4]),
             Distill(student_layers=[1, 3, 5], temperature=4.0, hidden_mse=1.0),
             Quantize(method="weight_int4", per_channel=False, embeddings=False, tolerance=1.0),
