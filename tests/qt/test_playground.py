@@ -1,0 +1,259 @@
+"""The Playground as a user drives it: type, see two predictions; paste lines, count disagreements."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt, QTimer
+
+from slimpajama_gui.core.models import inspect_model
+from slimpajama_gui.qt.playground import PlaygroundView, TorchPredictor, choose_pair
+
+TIMEOUT = 30_000
+
+SENTENCES = [
+    "the movie was good",
+    "a boring film with a bad plot",
+    "I really love this story",
+    "not funny at all",
+    "great actor, awful script",
+    "this was a fun evening",
+    "the plot is very slow",
+    "what a wonderful surprise",
+    "I hated every minute of it",
+    "an honest and moving film",
+    "the jokes fall flat",
+    "it is fine but forgettable",
+    "brilliant and sharp",
+    "dull, long and loud",
+    "a warm film about friendship",
+    "nothing works in this movie",
+]
+
+
+def _perturbed_copy(src: Path, dst: Path, seed: int, texts: list[str]) -> Path:
+    """A copy of ``src`` with a new classifier head that splits ``texts`` about in half.
+
+    A random tiny encoder gives nearly the same [CLS] vector for every text, so a random
+    head alone would answer one class throughout; centring the bias on the median
+    logit margin makes the copy disagree with the original on some texts, not all.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    weights = dst / "model.safetensors"
+    state = load_file(str(weights))
+    g = torch.Generator().manual_seed(seed)
+    state["classifier.weight"] = torch.randn(state["classifier.weight"].shape, generator=g)
+    state["classifier.bias"] = torch.zeros_like(state["classifier.bias"])
+    save_file(state, str(weights), metadata={"format": "pt"})
+    probs, _names, _ms = TorchPredictor(dst).predict(texts)
+    margin = np.log(probs[:, 1]) - np.log(probs[:, 0])
+    state["classifier.bias"][1] = -float(np.median(margin))
+    save_file(state, str(weights), metadata={"format": "pt"})
+    return dst
+
+
+@pytest.fixture
+def two_models(tiny_minilm, tmp_path):
+    a = shutil.copytree(tiny_minilm, tmp_path / "model-a")
+    b = _perturbed_copy(tiny_minilm, tmp_path / "model-b", seed=1, texts=SENTENCES)
+    return inspect_model(a), inspect_model(b)
+
+
+@pytest.fixture
+def view(qtbot):
+    v = PlaygroundView()
+    qtbot.addWidget(v, before_close_func=lambda w: _settle(w, qtbot))
+    v.resize(1000, 600)
+    v.show()
+    return v
+
+
+def _settle(view, qtbot) -> None:
+    """Let workers end before the widget closes, as the app does."""
+    qtbot.waitUntil(lambda: not view.busy(), timeout=TIMEOUT)
+
+
+def _offer(view, qtbot, infos):
+    with qtbot.waitSignal(view.defaults_chosen, timeout=TIMEOUT):
+        view.set_models(infos)
+
+
+def _shown_for(view, text: str) -> bool:
+    return all(
+        p.result is not None and p.result.text == text for p in (view.panels["a"], view.panels["b"])
+    )
+
+
+class _Ticker:
+    """Counts 20 ms timer ticks on the GUI thread and the longest gap between two."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.max_gap = 0.0
+        self._last = time.perf_counter()
+        self.timer = QTimer()
+        self.timer.setInterval(20)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.max_gap = max(self.max_gap, now - self._last)
+        self._last = now
+        self.ticks += 1
+
+
+def test_typing_shows_two_predictions(view, qtbot, two_models):
+    a, b = two_models
+    _offer(view, qtbot, list(two_models))
+    assert (view.path("a"), view.path("b")) == (a.path, b.path)
+
+    text = "the movie was really good"
+    qtbot.keyClicks(view.text, text)
+    qtbot.waitUntil(lambda: _shown_for(view, text), timeout=TIMEOUT)
+    for side, info in (("a", a), ("b", b)):
+        pred = view.panels[side].result
+        assert pred.label in pred.label_names
+        assert pred.probs.shape == (2,) and abs(float(pred.probs.sum()) - 1.0) < 1e-5
+        assert pred.ms > 0
+        assert view.panels[side].latency.text().endswith("ms")
+        assert view.panels[side].label.text() == pred.label
+        assert sum(view.panels[side].bars.values().values()) == pytest.approx(1.0, abs=2e-3)
+        # The same numbers as running the model directly.
+        probs, names, _ms = TorchPredictor(info.path).predict([text])
+        np.testing.assert_allclose(pred.probs, probs[0], atol=1e-5)
+        assert pred.label == names[int(probs[0].argmax())]
+    # Each model was loaded once, on a worker, and is reused for the next text.
+    qtbot.keyClicks(view.text, "!")
+    qtbot.keyClick(view.text, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: _shown_for(view, text + "!"), timeout=TIMEOUT)
+    assert sorted(view.cache.loads.values()) == [1, 1]
+
+
+def test_gui_keeps_running_while_models_load(qtbot, two_models):
+    """Loading and predicting happen off the GUI thread: a 20 ms timer keeps ticking."""
+
+    def slow(path):
+        time.sleep(0.6)  # a big model on a slow disk
+        return TorchPredictor(path)
+
+    view = PlaygroundView(factory=slow)
+    qtbot.addWidget(view, before_close_func=lambda w: _settle(w, qtbot))
+    view.show()
+    _offer(view, qtbot, list(two_models))
+    ticker = _Ticker()
+    view.text.setText("a fun film")
+    view.predict_now()
+    qtbot.waitUntil(lambda: "Loading" in view.panels["a"].state.text(), timeout=TIMEOUT)
+    ticks_at_loading = ticker.ticks
+    qtbot.waitUntil(lambda: _shown_for(view, "a fun film"), timeout=TIMEOUT)
+    ticker.timer.stop()
+    assert ticker.ticks - ticks_at_loading >= 10, ticker.ticks
+    assert ticker.max_gap < 0.5, ticker.max_gap
+
+
+def test_older_text_never_overwrites_newer(view, qtbot, two_models):
+    _offer(view, qtbot, list(two_models))
+    for text in ("first text", "second text", "the third and last text"):
+        view.text.setText(text)
+        view.predict_now()
+    qtbot.waitUntil(lambda: _shown_for(view, "the third and last text"), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not view.busy(), timeout=TIMEOUT)
+    assert _shown_for(view, "the third and last text")
+
+
+def test_batch_counts_disagreements(view, qtbot, two_models):
+    a, b = two_models
+    _offer(view, qtbot, list(two_models))
+    view.tabs.setCurrentWidget(view.batch)
+    view.batch.input.setPlainText("\n".join(SENTENCES) + "\n\n")
+    with qtbot.waitSignal(view.batch_finished, timeout=TIMEOUT) as blocker:
+        qtbot.mouseClick(view.batch.run_button, Qt.MouseButton.LeftButton)
+    n, m = blocker.args
+
+    pa, names_a, _ = TorchPredictor(a.path).predict(SENTENCES)
+    pb, names_b, _ = TorchPredictor(b.path).predict(SENTENCES)
+    expected = int((pa.argmax(1) != pb.argmax(1)).sum())
+    assert names_a == names_b
+    assert (n, m) == (expected, len(SENTENCES))
+    assert 0 < n < m  # the perturbed head really changes some answers, not all
+    assert view.batch.count.text().startswith(f"<b>{n} of {m}</b> disagree")
+
+    model = view.batch.model
+    assert model.rowCount() == m
+    tinted = [
+        r for r in range(m) if model.index(r, 0).data(Qt.ItemDataRole.BackgroundRole) is not None
+    ]
+    assert len(tinted) == n
+    for r in range(m):
+        assert model.index(r, 1).data() == names_a[int(pa[r].argmax())]
+        assert float(model.index(r, 4).data()) == pytest.approx(float(pb[r].max()), abs=1e-3)
+    view.batch.only.setChecked(True)
+    assert view.batch.proxy.rowCount() == n
+
+
+def test_an_unloadable_model_shows_a_sentence(view, qtbot, two_models, tmp_path):
+    a, _b = two_models
+    broken = shutil.copytree(a.path, tmp_path / "broken-model")
+    info = inspect_model(broken)
+    _offer(view, qtbot, [a, info])
+    (broken / "model.safetensors").unlink()  # e.g. deleted by another program
+    view.set_pair(broken, a.path)
+    view.text.setText("good")
+    view.predict_now()
+    qtbot.waitUntil(lambda: bool(view.panels["a"].error), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: view.panels["b"].result is not None, timeout=TIMEOUT)
+    assert "broken-model" in view.panels["a"].error
+    assert "Traceback" not in view.panels["a"].error
+
+
+def test_models_without_a_head_are_not_offered(view, qtbot, two_models):
+    a, b = two_models
+    encoder = replace(a, name="bare-encoder", num_labels=None)
+    _offer(view, qtbot, [encoder, a, b])
+    combo = view.pickers["a"]
+    assert [combo.itemText(i) for i in range(combo.count())] == ["model-a", "model-b"]
+    with qtbot.waitSignal(view.defaults_chosen, timeout=TIMEOUT):
+        view.set_models([encoder])
+    assert view.hint.isVisibleTo(view) and "classifier head" in view.hint.text()
+
+
+def test_default_pair_is_original_and_newest_result(tmp_path, two_models):
+    a, b = two_models
+
+    def result(name: str, created: str, parent: Path, job: int, step: int):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "slimpajama.json").write_text(
+            json.dumps(
+                {
+                    "created_at": created,
+                    "parent": str(parent),
+                    "source_model": str(parent),
+                    "job_id": job,
+                    "step_index": step,
+                }  # fmt: skip
+            )
+        )
+        return replace(b, name=name, path=folder, source="result")
+
+    old = result("old", "2024-01-01T00:00:00+00:00", a.path, 1, 0)
+    new = result("new", "2025-01-01T00:00:00+00:00", a.path, 2, 0)
+    assert choose_pair([old, a, new]) == (a.path, new.path)
+    # The parent is an encoder without head (not listed): the job's first variant instead.
+    first = result("ft", "2025-02-01T00:00:00+00:00", tmp_path / "encoder", 3, 0)
+    last = result("q", "2025-02-01T00:00:01+00:00", first.path, 3, 1)
+    assert choose_pair([first, last]) == (first.path, last.path)
+    lone = result("lone", "2025-03-01T00:00:00+00:00", tmp_path / "encoder", 4, 0)
+    assert choose_pair([lone, a]) == (a.path, lone.path)
+    assert choose_pair([a, b]) == (a.path, b.path)
+    assert choose_pair([]) == (None, None)
