@@ -82,11 +82,28 @@ def size_on_disk(folder: Path) -> int:
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(parameters, non-zero parameters); pruned weights count as zeros."""
+    """(parameters, non-zero parameters); pruned weights count as zeros.
+
+    Quantized modules keep their weights in buffers or packed params rather than
+    ``nn.Parameter``s; they count with their logical shape (in x out + bias, or rows x
+    dim), so an int8 model reports the same parameters as its float parent.
+    """
     total = nonzero = 0
-    for p in model.parameters():
-        total += p.numel()
-        nonzero += int(torch.count_nonzero(p.detach()))
+    for module in model.modules():
+        own = list(module.parameters(recurse=False))
+        for p in own:
+            total += p.numel()
+            nonzero += int(torch.count_nonzero(p.detach()))
+        if any(name == "weight" for name, _ in module.named_parameters(recurse=False)):
+            continue
+        if hasattr(module, "in_features") and hasattr(module, "out_features"):
+            n = module.in_features * module.out_features + module.out_features
+        elif hasattr(module, "num_embeddings") and hasattr(module, "embedding_dim"):
+            n = module.num_embeddings * module.embedding_dim
+        else:
+            continue
+        total += n
+        nonzero += n  # packed weights: sparsity is not recovered from them
     return total, nonzero
 
 

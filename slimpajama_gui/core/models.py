@@ -402,6 +402,36 @@ def _count(headers: list[SafetensorsHeader], layers: int) -> _Counts:
     )
 
 
+def _config_counts(config: dict, headers: _Counts) -> _Counts:
+    """Parameters of a SlimPajama config's float structure (for quantized folders)."""
+    h = int(config["hidden_size"])
+    d = int(config.get("head_dim", 0))
+    emb = (
+        int(config["vocab_size"]) * h
+        + int(config.get("max_position_embeddings", 0)) * h
+        + int(config.get("type_vocab_size", 0)) * h
+        + 2 * h
+    )
+    layers = []
+    for heads, ffn in zip(config["layer_heads"], config["layer_ffn"], strict=True):
+        inner = int(heads) * d
+        attention = 3 * (h * inner + inner) + inner * h + h + 2 * h
+        feed_forward = h * int(ffn) + int(ffn) + int(ffn) * h + h + 2 * h
+        layers.append(attention + feed_forward)
+    labels = int(config.get("num_labels", 2))
+    other = (h * h + h if config.get("has_pooler", True) else 0) + h * labels + labels
+    method = str(config["quantization"].get("method", "quantized"))
+    return replace(
+        headers,
+        parameters=emb + sum(layers) + other,
+        layer_params=tuple(layers),
+        embedding_params=emb,
+        other_params=other,
+        dtype=method,
+        classifier_out=labels,
+    )
+
+
 def _file_size(path: Path) -> int:
     try:
         return path.stat().st_size  # follows HF cache symlinks to the blob
@@ -525,6 +555,10 @@ def inspect_model(
         )
     headers = [read_safetensors_header(p) for p in weights]
     counts = _count(headers, shape.layers)
+    if isinstance(config.get("quantization"), dict) and family == "slimpajama":
+        # Quantized tensors (packed int4, scales, zero points) do not map one-to-one to
+        # parameters; the float structure in the config does.
+        counts = _config_counts(config, counts)
     if counts.parameters == 0:
         raise UserError(f"the weights in {folder} hold no parameters; copy the model again.")
 
@@ -818,7 +852,11 @@ class ModelHandle:
                 the config.
         """
         check_memory(self.info, available_bytes)
+        from slimpajama_gui.core.quantize import is_quantized_folder, load_any
         from slimpajama_gui.core.transformer import SlimPajamaModel
+
+        if is_quantized_folder(self.info.path):
+            return load_any(self.info.path, num_labels=num_labels, id2label=id2label)
 
         return SlimPajamaModel.from_pretrained(
             self.info.path, num_labels=num_labels, id2label=id2label

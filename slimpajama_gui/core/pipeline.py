@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -32,6 +33,7 @@ from slimpajama_gui import __version__
 from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core import distill as distill_mod
 from slimpajama_gui.core import prune as prune_mod
+from slimpajama_gui.core import quantize as quant_mod
 from slimpajama_gui.core.bench import BenchConfig, TorchRunner, benchmark, count_parameters
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.evaluate import classification_report, predict
@@ -43,6 +45,7 @@ from slimpajama_gui.core.recipe import (
     Evaluate,
     FineTune,
     Prune,
+    Quantize,
     Recipe,
     Step,
     dump_recipe,
@@ -530,19 +533,55 @@ def _distill(ctx: _Context, index: int, step: Distill) -> dict[str, Any]:
     return {"accuracy": accuracy, "parameters": count_parameters(ctx.model)[0]}
 
 
-def _not_yet(step_type: str) -> Handler:
-    def handler(ctx: _Context, index: int, step: Step) -> dict[str, Any]:
+@handles("quantize")
+def _quantize(ctx: _Context, index: int, step: Quantize) -> dict[str, Any]:
+    # Quantized kernels here are CPU kernels; the rest of the job follows the model.
+    ctx.device = torch.device("cpu")
+    ctx.model.to(ctx.device)
+    sample = list(itertools.islice(_eval_batches(ctx, "eval", 32), 2))
+
+    def accuracy_of(model) -> float:
+        preds = predict(model, _eval_batches(ctx, "eval", 64), control=ctx.control)
+        ctx.check_stop()
+        return classification_report(preds, ctx.dataset.label_names).accuracy
+
+    report = quant_mod.guard_quantization(
+        ctx.model, step.method, accuracy_of,
+        tolerance=step.tolerance / 100, per_channel=step.per_channel,
+        embeddings=step.embeddings, sample=sample, log=ctx.callbacks.on_message,
+    )  # fmt: skip
+    if not report.ok:
         raise UserError(
-            f"step {index + 1} '{step_type}' is not available in SlimPajama Studio "
-            f"{__version__} yet; remove it from the recipe (fine-tune, prune, distill, "
-            "evaluate and benchmark run today)."
+            f"quantize: {step.method} costs {100 * report.drop:.2f} accuracy points even with "
+            f"{len(report.kept_float)} modules kept in float, more than quantize.tolerance "
+            f"({step.tolerance}); raise the tolerance or choose another method."
         )
-
-    return handler
-
-
-for _name in ("quantize",):
-    HANDLERS.setdefault(_name, _not_yet(_name))
+    ctx.model = report.result.model
+    figures = {
+        "baseline_accuracy": report.baseline,
+        "quantized_accuracy": report.quantized,
+        "eval_accuracy": report.final,
+        "kept_float": len(report.kept_float),
+    }
+    ctx.store.log_metrics(ctx.job_id, index, "quantize", figures)
+    ctx.callbacks.on_eval(index, figures)
+    if report.kept_float:
+        ctx.callbacks.on_message(
+            f"the accuracy guard kept {len(report.kept_float)} modules in float: "
+            + ", ".join(report.kept_float)
+        )
+    ctx.variant_info = {
+        "metrics": {"training": {"eval_accuracy": report.final}},
+        "quantization": {
+            "method": step.method,
+            "baseline_accuracy": report.baseline,
+            "accuracy_before_guard": report.quantized,
+            "kept_float": list(report.kept_float),
+            "note": report.result.note,
+        },
+    }
+    _save_variant(ctx, index, step)
+    return {"accuracy": report.final, "kept_float": len(report.kept_float)}
 
 
 # --------------------------------------------------------------------------- saving
@@ -561,7 +600,7 @@ def _result_json(ctx: _Context, index: int, step: Step | None) -> dict[str, Any]
         "parent": str(ctx.variants[-1] if ctx.variants else ctx.source),
         "source_model": str(ctx.source),
         "label_names": list(ctx.dataset.label_names),
-        "weights_format": "fp32",
+        "weights_format": _weights_format(ctx.model),
         "parameters": params,
         "nonzero_parameters": nonzero,
         "recipe": ctx.recipe.to_dict(),
@@ -570,6 +609,11 @@ def _result_json(ctx: _Context, index: int, step: Step | None) -> dict[str, Any]
     }
     info.update({k: v for k, v in ctx.variant_info.items() if k != "size_bytes"})
     return info
+
+
+def _weights_format(model: Any) -> str:
+    spec = getattr(model, "quantization", None)
+    return spec.method if spec is not None else "fp32"
 
 
 def _model_card(info: dict[str, Any], folder_name: str) -> str:
@@ -620,7 +664,10 @@ def _save_variant(ctx: _Context, index: int, step: Step) -> Path:
     ctx.model.to("cpu")
     info = _result_json(ctx, index, step)
     with atomic_dir(target) as staging:
-        ctx.model.write_files(staging)
+        if getattr(ctx.model, "quantization", None) is not None:
+            quant_mod.save_quantized(ctx.model, None, staging)
+        else:
+            ctx.model.write_files(staging)
         copy_tokenizer_files(ctx.tokenizer_dir or ctx.source, staging)
         atomic_write_text(staging / RESULT_FILE, json.dumps(info, indent=2) + "\n")
         atomic_write_text(staging / "README.md", _model_card(info, target.name))

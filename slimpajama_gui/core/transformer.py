@@ -584,6 +584,17 @@ class SlimPajamaModel(nn.Module):
         if not folder.is_dir():
             raise UserError(f"{folder} is not a folder; choose the folder that holds config.json.")
         raw = read_config(folder)
+        if "quantization" in raw:
+            # Loading int8/int4 tensors as float would silently give a different model.
+            method = (
+                raw["quantization"].get("method", "?")
+                if isinstance(raw["quantization"], dict)
+                else "?"
+            )
+            raise UserError(
+                f"{folder} holds a quantized model ({method}); open it with "
+                "quantize.load_any(folder) or open_model(folder).load_model(), which keep it quantized."
+            )
         family = raw.get("model_type")
         if family == CONFIG_FORMAT:
             config, mapped, ignored = _slim_checkpoint(folder, raw)

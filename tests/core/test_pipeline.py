@@ -174,11 +174,25 @@ def test_output_inside_the_source_model_is_refused(tiny_minilm, store):
         run(make_recipe(tiny_minilm, tiny_minilm / "out", "  - type: evaluate\n"), store=store)
 
 
-def test_unavailable_step_fails_with_a_sentence(tiny_minilm, tmp_path, store):
-    steps = "  - type: evaluate\n  - type: quantize\n    method: dynamic_int8\n"
-    result = run(make_recipe(tiny_minilm, tmp_path / "out", steps), store=store)
-    assert result.status == "failed" and "'quantize' is not available" in result.error
-    assert result.summary[0]["step"] == "evaluate"  # the step before it still ran
+def test_quantize_saves_an_int8_variant_that_reloads_quantized(tiny_minilm, tmp_path, store):
+    out = tmp_path / "out"
+    steps = (
+        FINETUNE.replace("epochs: 6", "epochs: 3")
+        + "  - {type: quantize, method: dynamic_int8, tolerance: 2.0}\n  - type: evaluate\n"
+    )
+    result = run(make_recipe(tiny_minilm, out, steps), store=store)
+    assert result.status == "done", result.error
+    fp32, int8 = result.variants
+    info = json.loads((int8 / "slimpajama.json").read_text())
+    assert info["weights_format"] == "dynamic_int8"
+    q = info["quantization"]
+    assert q["baseline_accuracy"] - info["metrics"]["training"]["eval_accuracy"] <= 0.02 + 1e-9
+    assert (int8 / "model.safetensors").stat().st_size < (fp32 / "model.safetensors").stat().st_size / 3
+    handle = open_model(int8)
+    assert handle.info.dtype == "dynamic_int8" and handle.info.parameters == open_model(fp32).info.parameters
+    model = handle.load_model()
+    assert model.quantization.method == "dynamic_int8"  # not silently reloaded as float
+    assert result.summary[-1]["accuracy"] == pytest.approx(result.summary[-2]["accuracy"])
 
 
 def test_bad_data_fails_before_training_with_the_file_named(tiny_minilm, tmp_path, store):
