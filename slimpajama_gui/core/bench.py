@@ -162,6 +162,15 @@ def encode_for_bench(tokenizer, sentences: Sequence[str], max_length: int) -> li
     return out
 
 
+def _versions(backend: str) -> str:
+    text = f"torch {torch.__version__}"
+    if backend == "onnxruntime":
+        import onnxruntime
+
+        text += f", onnxruntime {onnxruntime.__version__}"
+    return text
+
+
 def _pad_batch(items: Sequence[Inputs]) -> Inputs:
     width = max(i["input_ids"].shape[1] for i in items)
     batch: Inputs = {}
@@ -240,7 +249,7 @@ def benchmark(
         size_bytes=size_on_disk(folder) if folder is not None else None,
         parameters=params,
         nonzero_parameters=nonzero,
-        versions=f"torch {torch.__version__}",
+        versions=_versions(name),
         method=(
             f"{name} forward pass on pre-tokenized input, {config.threads} threads; "
             f"latency: batch 1, {len(inputs)} sentences x {repeats} passes after "

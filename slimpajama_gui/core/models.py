@@ -70,6 +70,8 @@ PACKAGED_NAME = "all-MiniLM-L6-v2 (packaged)"
 #: Loading needs the weights plus some working memory (allocator slack, the state
 #: dict copy while it is assigned); 1.2x the weight bytes is the estimate we check.
 MEMORY_FACTOR = 1.2
+#: The file of an ONNX variant (written by core.onnx_backend; kept in sync there).
+ONNX_FILE = "model.onnx"
 
 #: config.json keys that ask transformers to import code shipped with the model.
 REMOTE_CODE_KEYS = (
@@ -432,6 +434,45 @@ def _config_counts(config: dict, headers: _Counts) -> _Counts:
     )
 
 
+def _inspect_onnx_variant(
+    folder: Path, config: dict, shape: Any, family: str, source: str, name: str | None
+) -> ModelInfo:
+    """An ONNX variant (model.onnx + our config): counted from the config's structure."""
+    zero = _Counts(0, (), 0, 0, "F32", 0, None, None)
+    quantized = "F32"
+    report = folder / "slimpajama.json"
+    if report.is_file():
+        try:
+            quantized = str(
+                json.loads(report.read_text(encoding="utf-8")).get("weights_format", "onnx")
+            )
+        except (OSError, ValueError):
+            quantized = "onnx"
+    counts = _config_counts(dict(config, quantization={"method": quantized}), zero)
+    owned = [folder / ONNX_FILE, folder / "config.json", *(folder / f for f in TOKENIZER_FILES)]
+    size = sum(_file_size(p) for p in owned if p.is_file())
+    return ModelInfo(
+        name=name or folder.name,
+        family=family,
+        path=folder,
+        source=source,
+        parameters=counts.parameters,
+        size_bytes=size,
+        layers=shape.layers,
+        hidden=shape.hidden,
+        heads=max(shape.layer_heads, default=0),
+        vocab=shape.vocab,
+        layer_heads=shape.layer_heads,
+        layer_ffn=shape.layer_ffn,
+        layer_params=counts.layer_params,
+        embedding_params=counts.embedding_params,
+        other_params=counts.other_params,
+        num_labels=counts.classifier_out,
+        dtype=counts.dtype,
+        weights_bytes=_file_size(folder / ONNX_FILE),
+    )
+
+
 def _file_size(path: Path) -> int:
     try:
         return path.stat().st_size  # follows HF cache symlinks to the blob
@@ -546,6 +587,8 @@ def inspect_model(
             )
 
     weights, index = _weight_files(folder)
+    if not weights and (folder / ONNX_FILE).is_file() and family == "slimpajama":
+        return _inspect_onnx_variant(folder, config, shape, family, source, name)
     if not weights:
         if any(p.suffix in PICKLE_SUFFIXES for p in folder.iterdir() if p.is_file()):
             raise refuse_pickle(folder)
@@ -839,12 +882,14 @@ class ModelHandle:
         *,
         id2label: dict[int, str] | None = None,
         available_bytes: int | None = None,
+        threads: int = 2,
     ):
         """Load the weights into a ``SlimPajamaModel`` (safetensors only).
 
         Args:
             num_labels: classes for the classifier head; ``None`` keeps the saved head.
             id2label: names of those classes, saved with the model.
+            threads: CPU threads of an ONNX variant's onnxruntime session.
             available_bytes: free memory to check against (default: measured).
 
         Raises:
@@ -857,6 +902,13 @@ class ModelHandle:
 
         if is_quantized_folder(self.info.path):
             return load_any(self.info.path, num_labels=num_labels, id2label=id2label)
+        if (self.info.path / ONNX_FILE).is_file() and not (
+            self.info.path / "model.safetensors"
+        ).is_file():
+            from slimpajama_gui.core.onnx_backend import OnnxClassifier, load_onnx_runner
+
+            # Runs in onnxruntime; it has the same model(...).logits call as PyTorch.
+            return OnnxClassifier(load_onnx_runner(self.info.path, threads=threads))
 
         return SlimPajamaModel.from_pretrained(
             self.info.path, num_labels=num_labels, id2label=id2label

@@ -32,6 +32,7 @@ import torch
 from slimpajama_gui import __version__
 from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core import distill as distill_mod
+from slimpajama_gui.core import onnx_backend as onnx_mod
 from slimpajama_gui.core import prune as prune_mod
 from slimpajama_gui.core import quantize as quant_mod
 from slimpajama_gui.core.bench import BenchConfig, TorchRunner, benchmark, count_parameters
@@ -43,6 +44,7 @@ from slimpajama_gui.core.recipe import (
     Benchmark,
     Distill,
     Evaluate,
+    Export,
     FineTune,
     Prune,
     Quantize,
@@ -131,6 +133,11 @@ class _Context:
     tokenizer_dir: Path | None = None  # where the current tokenizer's files are
     scratch: Path | None = None  # temporary files of this job (removed at the end)
     variant: Path | None = None  # folder of the current model, once saved
+    #: Once the model is an ONNX variant: the PyTorch model it came from (for a
+    #: PyTorch benchmark of the same weights), its parameter count and weight format.
+    torch_model: Any = None
+    onnx_parameters: int | None = None
+    onnx_format: str | None = None
     variant_info: dict[str, Any] = field(default_factory=dict)
     variants: list[Path] = field(default_factory=list)
     _encoded: dict[str, data_mod.Encoded] = field(default_factory=dict)
@@ -161,8 +168,26 @@ class _Context:
         if self.control.should_stop:
             raise _Cancelled
 
+    @property
+    def is_onnx(self) -> bool:
+        return self.onnx_format is not None
+
+    def parameters(self) -> tuple[int, int]:
+        if self.is_onnx:
+            return self.onnx_parameters or 0, self.onnx_parameters or 0
+        return count_parameters(self.model)
+
+    def scratch_dir(self, name: str) -> Path:
+        if self.scratch is None:
+            self.scratch = Path(tempfile.mkdtemp(prefix=".slimpajama-job-", dir=self.output.parent))
+        path = self.scratch / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
 
 Handler = Callable[[_Context, int, Step], dict[str, Any]]
+#: Steps that can run on an ONNX variant (they measure, they do not change weights).
+ONNX_STEPS = {"evaluate", "benchmark"}
 HANDLERS: dict[str, Handler] = {}
 
 
@@ -329,7 +354,7 @@ def _benchmark(ctx: _Context, index: int, step: Benchmark) -> dict[str, Any]:
             "benchmark.latency_batch: only batch 1 is measured for latency so far; set it to 1."
         )
     sentences = ctx.split("eval").texts
-    ctx.model.to("cpu")  # latency is a CPU figure, whatever trained the model
+    runner, model, folder = _bench_runner(ctx, index, step)
     config = BenchConfig(
         threads=step.threads,
         sentences=step.sentences,
@@ -339,16 +364,13 @@ def _benchmark(ctx: _Context, index: int, step: Benchmark) -> dict[str, Any]:
         max_length=ctx.dataset.spec.max_length,
     )
     result = benchmark(
-        TorchRunner(ctx.model),
-        ctx.tokenizer,
-        sentences,
-        config,
-        model=ctx.model,
-        folder=ctx.variant or ctx.source,
-        control=ctx.control,
+        runner, ctx.tokenizer, sentences, config, model=model, folder=folder, control=ctx.control
     )
     ctx.check_stop()
-    ctx.model.to(ctx.device)
+    if model is None:
+        result.parameters, result.nonzero_parameters = ctx.parameters()
+    if not ctx.is_onnx:
+        ctx.model.to(ctx.device)
     figures = {
         "latency_p50_ms": result.latency_p50_ms,
         "latency_p95_ms": result.latency_p95_ms,
@@ -362,7 +384,33 @@ def _benchmark(ctx: _Context, index: int, step: Benchmark) -> dict[str, Any]:
     ctx.callbacks.on_eval(index, figures)
     ctx.variant_info.setdefault("metrics", {})["benchmark"] = result.to_dict()
     _update_variant(ctx)
-    return figures
+    return dict(figures, backend=result.backend)
+
+
+def _bench_runner(ctx: _Context, index: int, step: Benchmark) -> tuple[Any, Any, Path]:
+    """The runner for the current variant on the requested backend, on CPU."""
+    backend = step.backend
+    if backend == "auto":
+        backend = "onnxruntime" if ctx.is_onnx else "pytorch"
+    folder = ctx.variant or ctx.source
+    if backend == "onnxruntime":
+        if ctx.is_onnx:
+            return onnx_mod.load_onnx_runner(ctx.variant, threads=step.threads), None, folder
+        if getattr(ctx.model, "quantization", None) is not None:
+            raise UserError(
+                "benchmark.backend: a PyTorch-quantized model cannot run in onnxruntime; "
+                "quantize with 'backend: onnxruntime' instead, or benchmark with pytorch."
+            )
+        # Any PyTorch variant can be timed in onnxruntime: export it on the side.
+        scratch = ctx.scratch_dir(f"bench-onnx-{index + 1:02d}")
+        onnx_mod.export_onnx(ctx.model.to("cpu"), scratch / onnx_mod.ONNX_NAME)
+        runner = onnx_mod.OrtRunner(
+            scratch / onnx_mod.ONNX_NAME, threads=step.threads, config=ctx.model.config
+        )
+        return runner, ctx.model, folder
+    model = ctx.torch_model if ctx.is_onnx else ctx.model
+    model.to("cpu")  # latency is a CPU figure, whatever trained the model
+    return TorchRunner(model), model, folder
 
 
 def _accuracy(ctx: _Context, batch_size: int = 64) -> float:
@@ -450,9 +498,7 @@ def _prune(ctx: _Context, index: int, step: Prune) -> dict[str, Any]:
 
 
 def _prune_vocabulary(ctx: _Context, index: int, step: Prune, before: int) -> dict[str, Any]:
-    if ctx.scratch is None:
-        ctx.scratch = Path(tempfile.mkdtemp(prefix=".slimpajama-job-", dir=ctx.output.parent))
-    out = ctx.scratch / f"tokenizer-{index + 1:02d}"
+    out = ctx.scratch_dir(f"tokenizer-{index + 1:02d}")
     ctx.model, report = prune_mod.prune_vocabulary(
         ctx.model,
         ctx.tokenizer_dir or ctx.source,
@@ -535,6 +581,10 @@ def _distill(ctx: _Context, index: int, step: Distill) -> dict[str, Any]:
 
 @handles("quantize")
 def _quantize(ctx: _Context, index: int, step: Quantize) -> dict[str, Any]:
+    if step.backend == "onnxruntime":
+        return _to_onnx(
+            ctx, index, step, quantized=True, per_channel=step.per_channel, tolerance=step.tolerance
+        )
     # Quantized kernels here are CPU kernels; the rest of the job follows the model.
     ctx.device = torch.device("cpu")
     ctx.model.to(ctx.device)
@@ -584,11 +634,73 @@ def _quantize(ctx: _Context, index: int, step: Quantize) -> dict[str, Any]:
     return {"accuracy": report.final, "kept_float": len(report.kept_float)}
 
 
+@handles("export")
+def _export(ctx: _Context, index: int, step: Export) -> dict[str, Any]:
+    return _to_onnx(ctx, index, step, quantized=False, per_channel=True, tolerance=None)
+
+
+def _to_onnx(
+    ctx: _Context,
+    index: int,
+    step: Step,
+    *,
+    quantized: bool,
+    per_channel: bool,
+    tolerance: float | None,
+) -> dict[str, Any]:
+    """Export (and maybe int8-quantize) to ONNX, check accuracy, save it as the new variant."""
+    if getattr(ctx.model, "quantization", None) is not None:
+        raise UserError(
+            f"step {index + 1} '{step.step_type}': the model is already quantized in PyTorch; "
+            "export to ONNX before any PyTorch quantize step (or use 'backend: onnxruntime')."
+        )
+    ctx.device = torch.device("cpu")
+    torch_model = ctx.model.to("cpu")
+    baseline = _accuracy(ctx)
+    staged = ctx.scratch_dir(f"onnx-{index + 1:02d}")
+    info = onnx_mod.save_onnx_variant(
+        torch_model,
+        ctx.tokenizer_dir or ctx.source,
+        staged,
+        quantized=quantized,
+        per_channel=per_channel,
+    )
+    ctx.check_stop()
+    candidate = onnx_mod.OnnxClassifier(onnx_mod.load_onnx_runner(staged, threads=2))
+    preds = predict(candidate, _eval_batches(ctx, "eval", 64), control=ctx.control)
+    ctx.check_stop()
+    accuracy = classification_report(preds, ctx.dataset.label_names).accuracy
+    drop = 100 * (baseline - accuracy)
+    if tolerance is not None and drop > tolerance:
+        raise UserError(
+            f"quantize: onnxruntime int8 costs {drop:.2f} accuracy points, more than "
+            f"quantize.tolerance ({tolerance}); try 'per_channel: true', raise the "
+            "tolerance, or quantize with the pytorch backend and its accuracy guard."
+        )
+    ctx.torch_model = torch_model
+    ctx.onnx_parameters = count_parameters(torch_model)[0]
+    ctx.onnx_format = "onnx_int8" if quantized else "onnx_fp32"
+    ctx.model = candidate
+    ctx.variant_info = {
+        "metrics": {"training": {"eval_accuracy": accuracy}},
+        "onnx": dict(info.to_dict(), path=None, baseline_accuracy=baseline),
+    }
+
+    def copy_staged(staging: Path) -> None:
+        for item in staged.iterdir():
+            shutil.copy2(item, staging / item.name)
+
+    target = _save_variant(ctx, index, step, writer=copy_staged)
+    # Run from the saved folder from now on; the staged copy goes with the scratch folder.
+    ctx.model = onnx_mod.OnnxClassifier(onnx_mod.load_onnx_runner(target, threads=2))
+    return {"accuracy": accuracy, "accuracy_drop": drop, "size_bytes": info.size_bytes}
+
+
 # --------------------------------------------------------------------------- saving
 
 
 def _result_json(ctx: _Context, index: int, step: Step | None) -> dict[str, Any]:
-    params, nonzero = count_parameters(ctx.model)
+    params, nonzero = ctx.parameters()
     info = {
         "format": "slimpajama-result",
         "version": 1,
@@ -600,7 +712,7 @@ def _result_json(ctx: _Context, index: int, step: Step | None) -> dict[str, Any]
         "parent": str(ctx.variants[-1] if ctx.variants else ctx.source),
         "source_model": str(ctx.source),
         "label_names": list(ctx.dataset.label_names),
-        "weights_format": _weights_format(ctx.model),
+        "weights_format": ctx.onnx_format or _weights_format(ctx.model),
         "parameters": params,
         "nonzero_parameters": nonzero,
         "recipe": ctx.recipe.to_dict(),
@@ -657,14 +769,22 @@ def _model_card(info: dict[str, Any], folder_name: str) -> str:
     return "\n".join(lines)
 
 
-def _save_variant(ctx: _Context, index: int, step: Step) -> Path:
-    """Save the current model as ``OUTPUT/NN-type`` atomically (old copy or new, never half)."""
+def _save_variant(
+    ctx: _Context, index: int, step: Step, *, writer: Callable[[Path], None] | None = None
+) -> Path:
+    """Save the current model as ``OUTPUT/NN-type`` atomically (old copy or new, never half).
+
+    ``writer`` puts the model files into the staging folder when the model is not a
+    PyTorch one (ONNX variants); the report and model card are added here either way.
+    """
     target = ctx.output / f"{index + 1:02d}-{step.step_type}"
     ctx.check_stop()
     ctx.model.to("cpu")
     info = _result_json(ctx, index, step)
     with atomic_dir(target) as staging:
-        if getattr(ctx.model, "quantization", None) is not None:
+        if writer is not None:
+            writer(staging)
+        elif getattr(ctx.model, "quantization", None) is not None:
             quant_mod.save_quantized(ctx.model, None, staging)
         else:
             ctx.model.write_files(staging)
@@ -734,6 +854,12 @@ def run(
                 ctx.check_stop()
                 current = f"step {index + 1} ({step.step_type})"
                 callbacks.on_step_start(index, step, len(recipe.steps))
+                if ctx.is_onnx and step.step_type not in ONNX_STEPS:
+                    raise UserError(
+                        f"step {index + 1} '{step.step_type}' needs a PyTorch model, but an "
+                        "earlier step turned the model into ONNX; move export and "
+                        "onnxruntime quantization to the end of the recipe."
+                    )
                 summary = HANDLERS[step.step_type](ctx, index, step)
                 result.summary.append({"step": step.step_type, **summary})
                 store.set_progress(job_id, (index + 1) / len(recipe.steps))

@@ -410,6 +410,9 @@ PruneMethod = Literal["magnitude", "heads", "ffn", "layers", "vocabulary"]
 PruneScope = Literal["global", "layer"]
 PruneSchedule = Literal["oneshot", "gradual"]
 QuantizeMethod = Literal["dynamic_int8", "fp16", "bf16", "weight_int8", "weight_int4"]
+QuantizeBackend = Literal["pytorch", "onnxruntime"]
+ExportFormat = Literal["onnx"]
+BenchBackend = Literal["auto", "pytorch", "onnxruntime"]
 
 
 @register_step("finetune")
@@ -467,7 +470,9 @@ class Benchmark(Step):
     latency_batch: int = 1
     throughput_batch: int = 32
     warmup: int = 10  # untimed calls first
-    repeats: int | Literal["auto"] = "auto"  # passes over the sentences; auto = ~2 s budget
+    repeats: int | Literal["auto"] = "auto"  # passes over the sentences; auto = ~3 s budget
+    # auto: the variant's own runtime (onnxruntime for ONNX variants, else PyTorch)
+    backend: BenchBackend = "auto"
 
     def check(self) -> None:
         _positive(self, "threads", "sentences", "latency_batch", "throughput_batch")
@@ -554,9 +559,27 @@ class Quantize(Step):
     per_channel: bool = True  # one scale per output channel instead of per tensor
     embeddings: bool = True  # quantize the embedding table too (weight-only methods)
     tolerance: float = 0.5  # accuracy points we may lose; more fails the step
+    # pytorch: a PyTorch model with int8 modules; onnxruntime: export to ONNX and
+    # quantize with onnxruntime (the fastest CPU backend; dynamic_int8 only).
+    backend: QuantizeBackend = "pytorch"
 
     def check(self) -> None:
         _non_negative(self, "tolerance")
+        _require(
+            self.backend == "pytorch" or self.method == "dynamic_int8",
+            "method",
+            f"the onnxruntime backend quantizes with dynamic_int8 only, not '{self.method}'",
+        )
+
+
+@register_step("export")
+@dataclass
+class Export(Step):
+    """Export the current model to ONNX (fp32) as a variant that runs with onnxruntime."""
+
+    version: ClassVar[int] = 1
+
+    format: ExportFormat = "onnx"
 
 
 def _check_layer_list(name: str, layers: list[int]) -> None:

@@ -246,3 +246,33 @@ def test_prune_distill_chain_shrinks_and_reloads(tiny_minilm, tmp_path, store):
         assert torch.isfinite(model(**enc).logits).all()
     # Its accuracy equals the evaluate step's (same data, same ids).
     assert result.summary[-1]["accuracy"] == pytest.approx(result.summary[-2]["accuracy"], abs=0.011)
+
+
+def test_onnx_int8_variant_is_measured_in_onnxruntime_and_reloads(tiny_minilm, tmp_path, store):
+    out = tmp_path / "out"
+    steps = (
+        FINETUNE.replace("epochs: 6", "epochs: 3")
+        + "  - {type: benchmark, sentences: 10, repeats: 1, backend: onnxruntime}\n"
+        + "  - {type: quantize, method: dynamic_int8, backend: onnxruntime, tolerance: 3.0}\n"
+        + "  - type: evaluate\n"
+        + "  - {type: benchmark, sentences: 10, repeats: 1}\n"
+        + "  - {type: benchmark, sentences: 10, repeats: 1, backend: pytorch}\n"
+        + "  - {type: finetune, epochs: 1}\n"
+    )
+    result = run(make_recipe(tiny_minilm, out, steps), store=store)
+    # The last step must refuse: an ONNX model cannot be trained.
+    assert result.status == "failed" and "needs a PyTorch model" in result.error
+    fp32, onnx = result.variants
+    assert result.summary[1]["backend"] == "onnxruntime"  # the fp32 variant timed in ORT
+    assert result.summary[4]["backend"] == "onnxruntime" and result.summary[5]["backend"] == "pytorch"
+    assert result.summary[4]["parameters"] == result.summary[5]["parameters"] > 0
+    info = json.loads((onnx / "slimpajama.json").read_text())
+    assert info["weights_format"] == "onnx_int8" and (onnx / "model.onnx").is_file()
+    assert info["metrics"]["benchmark"]["backend"] == "pytorch"  # the last benchmark wins
+    assert abs(info["onnx"]["baseline_accuracy"] - info["metrics"]["eval"]["accuracy"]) <= 0.03
+    handle = open_model(onnx)
+    assert handle.info.dtype == "onnx_int8" and handle.info.num_labels == 2
+    assert handle.info.size_bytes < open_model(fp32).info.size_bytes
+    model, tok = handle.load_model(), handle.load_tokenizer()
+    logits = model(**tok(["a fine film"], return_tensors="pt")).logits
+    assert logits.shape == (1, 2)
