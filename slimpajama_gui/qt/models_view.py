@@ -432,10 +432,19 @@ class ModelsView(QWidget):
         self._start(_inspect_only, folders, replace=False)
 
     def _start(self, func, folders: list[Path], *, replace: bool) -> None:
-        worker = create_worker(func, folders, _start_thread=False)
-        worker.returned.connect(lambda result, r=replace: self._on_scanned(result, r))
-        worker.errored.connect(self._on_scan_error)
-        worker.finished.connect(lambda w=worker: self._workers.discard(w))
+        # "errored" must be in _connect: otherwise superqt adds a handler that re-raises.
+        holder: list = []
+        worker = create_worker(
+            func,
+            folders,
+            _start_thread=False,
+            _connect={
+                "returned": lambda result, r=replace: self._on_scanned(result, r),
+                "errored": self._on_scan_error,
+                "finished": lambda: self._workers.difference_update(holder),
+            },
+        )
+        holder.append(worker)
         self._workers.add(worker)
         worker.start()
 

@@ -1,0 +1,289 @@
+"""Run recipes one at a time on a worker, with a queue, cancel and a clean shutdown.
+
+:class:`JobRunner` owns one :class:`~slimpajama_gui.qt.bridge.JobBridge` (connect to
+``runner.bridge`` for live events) and runs each recipe as a superqt function worker on
+the thread pool. Cancellation is cooperative: :meth:`JobRunner.cancel` sets the
+pipeline's :class:`~slimpajama_gui.core.train.Control`, which the engine checks every
+training step and every evaluation batch, so a job stops within about a second.
+
+Rules kept here (RELIABILITY.md F3, F5, F9; Orange3 ``concurrent.py``):
+
+- ``errored`` is always connected. An exception that escapes the pipeline is a bug: its
+  traceback goes to the log, the job is marked failed in the history, and ``errored``
+  carries a sentence. The runner goes on with the next job.
+- The next queued job is never started from inside a "finished" handler; it is
+  scheduled with ``QTimer.singleShot(0, ...)`` so every slot of the finished job has run.
+- :meth:`JobRunner.shutdown` asks the job to stop and waits for the worker while still
+  processing events, so the window can close without "QThread destroyed while running";
+  a job that does not stop in time is marked interrupted.
+
+Example:
+    >>> runner = JobRunner(store)  # doctest: +SKIP
+    >>> runner.bridge.logged.connect(charts.add_metrics)
+    >>> runner.job_finished.connect(lambda job, status, error: print(job, status))
+    >>> runner.submit(load_recipe("resources/recipes/demo.yaml"))
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QTimer, Signal
+from superqt.utils import create_worker
+
+from slimpajama_gui.core import pipeline
+from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.recipe import Recipe
+from slimpajama_gui.core.store import INTERRUPTED_MESSAGE, JobStore
+from slimpajama_gui.core.train import Control
+from slimpajama_gui.qt.bridge import JobBridge
+
+log = logging.getLogger(__name__)
+
+#: ``job_finished`` carries this id when the job never reached the history.
+NO_JOB = -1
+
+
+@dataclass
+class QueuedJob:
+    """A recipe waiting for its turn (not in the history yet)."""
+
+    key: int
+    recipe: Recipe
+    submitted_at: float = field(default_factory=time.time)
+
+    @property
+    def name(self) -> str:
+        return self.recipe.name
+
+
+def unexpected_error_sentence(exc: BaseException) -> str:
+    """What the user reads when a job dies of a bug (the traceback is in the log)."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    return (
+        f"The job stopped because of an unexpected error ({type(exc).__name__}: {exc}). "
+        "The log has the full report; the app is still usable and earlier results are "
+        "untouched."
+    )
+
+
+def _run_job(
+    recipe: Recipe,
+    bridge: JobBridge,
+    control: Control,
+    store: JobStore,
+    done: threading.Event,
+    device: str | None,
+) -> pipeline.PipelineResult:
+    """Runs on the worker thread. ``done`` tells :meth:`JobRunner.shutdown` it returned."""
+    try:
+        # Looked up at call time so tests can replace ``pipeline.run``.
+        return pipeline.run(recipe, bridge, control, store=store, device=device)
+    finally:
+        done.set()
+
+
+class JobRunner(QObject):
+    """A queue of recipes run one at a time on a thread-pool worker.
+
+    Args:
+        store: the job history every job is recorded in (shared with the view).
+        device: ``None`` to follow each recipe's ``device``; "cpu" forces the CPU.
+
+    Signals:
+        queue_changed(): a recipe was queued, started or removed from the queue.
+        job_started(int job_id): the pipeline created the job row and runs it.
+        job_finished(int job_id, str status, str error): the worker has returned;
+            ``status`` is done / failed / cancelled; ``job_id`` is ``NO_JOB`` if the
+            job never reached the history. ``is_running`` is already False here.
+        errored(str sentence): an unexpected exception ended a job (after the job was
+            marked failed).
+    """
+
+    queue_changed = Signal()
+    job_started = Signal(int)
+    job_finished = Signal(int, str, str)
+    errored = Signal(str)
+
+    def __init__(
+        self, store: JobStore, parent: QObject | None = None, *, device: str | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.device = device
+        self.bridge = JobBridge(self)
+        self.bridge.job_started.connect(self._on_job_started)
+        self._queue: list[QueuedJob] = []
+        self._keys = itertools.count(1)
+        self._worker = None
+        self._control: Control | None = None
+        self._done: threading.Event | None = None
+        self._running_recipe: Recipe | None = None
+        self._outcome: tuple[int, str, str] | None = None
+        self._recipes: dict[int, Recipe] = {}  # this session's jobs, for Re-run
+        self._closing = False
+        self.current_job_id: int | None = None
+        self.started_at: float | None = None  # time.time() when the worker started
+
+    # ------------------------------------------------------------------ queue
+    @property
+    def is_running(self) -> bool:
+        """Whether a worker is running a job (until ``job_finished`` is emitted)."""
+        return self._worker is not None
+
+    @property
+    def pending(self) -> list[QueuedJob]:
+        """Recipes waiting, in the order they will run."""
+        return list(self._queue)
+
+    def submit(self, recipe: Recipe) -> None:
+        """Queue ``recipe``; it starts as soon as the runner is free.
+
+        Raises:
+            UserError: the recipe is invalid (checked now, so the caller can show the
+                sentence next to what the user just did), or the runner is shut down.
+        """
+        if self._closing:
+            raise UserError("The app is closing; the job was not started.")
+        recipe.validate()
+        self._queue.append(QueuedJob(next(self._keys), recipe))
+        self.queue_changed.emit()
+        if not self.is_running:
+            QTimer.singleShot(0, self._start_next)
+
+    def remove_queued(self, key: int) -> bool:
+        """Take a waiting recipe off the queue; False if it already started."""
+        for i, item in enumerate(self._queue):
+            if item.key == key:
+                del self._queue[i]
+                self.queue_changed.emit()
+                return True
+        return False
+
+    def cancel(self) -> None:
+        """Ask the running job to stop (it ends "cancelled" within about a second)."""
+        if self._control is not None:
+            self._control.request_stop()
+
+    def recipe_for(self, job_id: int) -> Recipe | None:
+        """The recipe object a job of this session ran (it keeps its ``base_dir``)."""
+        return self._recipes.get(job_id)
+
+    # ------------------------------------------------------------------ running
+    def _start_next(self) -> None:
+        if self._closing or self.is_running or not self._queue:
+            return
+        item = self._queue.pop(0)
+        self._control = Control()
+        self._done = threading.Event()
+        self._running_recipe = item.recipe
+        self._outcome = None
+        self.current_job_id = None
+        self.bridge.job_id = None
+        self.started_at = time.time()
+        worker = create_worker(
+            _run_job,
+            item.recipe,
+            self.bridge,
+            self._control,
+            self.store,
+            self._done,
+            self.device,
+            _start_thread=False,
+            # Passed here, not connected afterwards: without an "errored" entry in
+            # _connect, superqt also connects a handler that re-raises the exception.
+            _connect={
+                "returned": self._on_returned,
+                "errored": self._on_errored,
+                "warned": self._on_warned,
+                "finished": self._on_worker_finished,
+            },
+        )
+        self._worker = worker
+        self.queue_changed.emit()
+        worker.start()
+
+    def _on_job_started(self, job_id: int) -> None:
+        self.current_job_id = job_id
+        if self._running_recipe is not None:
+            self._recipes[job_id] = self._running_recipe
+        self.job_started.emit(job_id)
+
+    def _on_returned(self, result: pipeline.PipelineResult) -> None:
+        self._outcome = (result.job_id, result.status, result.error or "")
+
+    def _on_errored(self, exc: BaseException) -> None:
+        log.error("A job worker raised", exc_info=(type(exc), exc, exc.__traceback__))
+        sentence = unexpected_error_sentence(exc)
+        job_id = self.bridge.job_id
+        if job_id is not None:
+            try:
+                if not self.store.get_job(job_id).is_final:
+                    self.store.finish(job_id, "failed", error=sentence)
+            except Exception:  # noqa: BLE001 - the history itself may be what broke
+                log.exception("Could not mark job %s failed", job_id)
+        self._outcome = (job_id if job_id is not None else NO_JOB, "failed", sentence)
+        self.errored.emit(sentence)
+
+    def _on_warned(self, args: tuple) -> None:
+        message, category = args[0], args[1]
+        log.warning("%s in a job: %s", getattr(category, "__name__", "Warning"), message)
+
+    def _on_worker_finished(self) -> None:
+        outcome = self._outcome or (
+            self.bridge.job_id if self.bridge.job_id is not None else NO_JOB,
+            "failed",
+            "the job ended without a result; see the log",
+        )
+        self._worker = None
+        self._control = None
+        self._running_recipe = None
+        self.current_job_id = None
+        self.started_at = None
+        self.job_finished.emit(*outcome)
+        # Orange3 rule: never start the next task from inside a "done" handler.
+        QTimer.singleShot(0, self._start_next)
+
+    # ------------------------------------------------------------------ closing
+    def shutdown(self, timeout_s: float = 10.0) -> bool:
+        """Stop for good: drop the queue, stop the running job and wait for it.
+
+        Events keep being processed while waiting, so the job's last signals arrive and
+        the window stays painted. Called from the main window's ``closeEvent``.
+
+        Returns:
+            True when no worker is left running; False if the job did not stop within
+            ``timeout_s`` (it is then marked interrupted in the history).
+        """
+        self._closing = True
+        if self._queue:
+            self._queue.clear()
+            self.queue_changed.emit()
+        if self._worker is None or self._done is None:
+            return True
+        self.cancel()
+        done = self._done
+        deadline = time.monotonic() + timeout_s
+        while not done.is_set() and time.monotonic() < deadline:
+            QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            done.wait(0.02)
+        if not done.is_set():
+            job_id = self.bridge.job_id
+            log.warning("Job %s did not stop within %.0f s of closing", job_id, timeout_s)
+            if job_id is not None:
+                try:
+                    self.store.finish(job_id, "interrupted", error=INTERRUPTED_MESSAGE)
+                except Exception:  # noqa: BLE001 - closing must go on
+                    log.exception("Could not mark job %s interrupted", job_id)
+            return False
+        # The function returned; superqt emits returned/finished right after it.
+        grace = time.monotonic() + 5.0
+        while self._worker is not None and time.monotonic() < grace:
+            QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            threading.Event().wait(0.005)
+        return True

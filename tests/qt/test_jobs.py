@@ -1,0 +1,544 @@
+"""The Jobs area as a user drives it: run, watch, cancel, fail, close — on a tiny model."""
+
+from __future__ import annotations
+
+import csv
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QModelIndex, QPointF, Qt, QThreadPool, QTimer
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QMessageBox
+
+from slimpajama_gui.core import pipeline
+from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.paths import data_dir
+from slimpajama_gui.core.recipe import recipe_from_yaml
+from slimpajama_gui.core.store import JobStore, MetricRecord
+from slimpajama_gui.qt import jobs_view as jv
+from slimpajama_gui.qt.charts import JobCharts, LiveCurves, SparsityBars, group_records
+from slimpajama_gui.qt.jobs import JobRunner
+from slimpajama_gui.qt.jobs_view import (
+    COL_PROGRESS,
+    COL_STATUS,
+    PROGRESS_ROLE,
+    JobRow,
+    JobsView,
+    JobTableModel,
+)
+
+JOB_TIMEOUT = 120_000
+
+FINETUNE = """
+  - type: finetune
+    epochs: {epochs}
+    max_steps: {max_steps}
+    learning_rate: 3.0e-3
+    batch_size: 16
+    warmup_ratio: 0.1
+    log_every_steps: 1
+"""
+MEASURE = """
+  - type: evaluate
+  - type: benchmark
+    threads: 1
+    sentences: 5
+    repeats: 1
+    warmup: 1
+    throughput_batch: 4
+"""
+
+
+def make_recipe(model: Path, output: Path, steps: str, dataset: str = "train: demo"):
+    text = f"""
+name: {output.name}
+model: {model}
+dataset:
+  {dataset}
+  labels: [negative, positive]
+  max_length: 48
+output: {output}
+steps:
+{steps}
+"""
+    return recipe_from_yaml(text, source="test.yaml", base_dir=output.parent)
+
+
+def short_job(model: Path, output: Path, max_steps: int = 6, *, measure: bool = True):
+    steps = FINETUNE.format(epochs=1, max_steps=max_steps) + (MEASURE if measure else "")
+    return make_recipe(model, output, steps)
+
+
+def long_job(model: Path, output: Path):
+    """Thousands of steps: only ever ends by being cancelled."""
+    return make_recipe(model, output, FINETUNE.format(epochs=200, max_steps=100_000))
+
+
+def evaluate_only(model: Path, output: Path):
+    return make_recipe(model, output, "  - type: evaluate\n")
+
+
+@pytest.fixture
+def view(qtbot):
+    v = JobsView()
+    qtbot.addWidget(v)
+    v.resize(1200, 820)
+    v.show()
+    yield v
+    assert v.shutdown(timeout_s=30)
+    assert not v.runner.is_running
+
+
+def status_cell(view: JobsView, job_id: int) -> str:
+    row = view.model.row_of_job(job_id)
+    assert row is not None, f"job {job_id} is not in the table"
+    return view.model.index(row, COL_STATUS).data()
+
+
+# --------------------------------------------------------------------------- a whole job
+
+
+def test_a_job_runs_to_done_with_live_charts_and_exports(
+    view, qtbot, tiny_minilm, tmp_path, monkeypatch
+):
+    with qtbot.waitSignal(view.runner.job_finished, timeout=JOB_TIMEOUT) as finished:
+        view.submit(short_job(tiny_minilm, tmp_path / "out"))
+        assert status_cell_of_first_row(view) in ("queued", "running")
+    job_id, status, error = finished.args
+    assert status == "done", error
+    assert not view.runner.is_running
+
+    # The row shows the outcome and a full bar; the finished job stays selected.
+    assert status_cell(view, job_id) == "done"
+    row = view.model.row_of_job(job_id)
+    assert view.model.index(row, COL_PROGRESS).data(PROGRESS_ROLE) == pytest.approx(1.0)
+    assert view.selected_row().job_id == job_id
+    assert not view.cancel_button.isEnabled() and view.failure.isHidden()
+
+    charts = view.current_charts()
+    assert charts is view.live_charts
+    charts.flush()
+    assert charts.loss.count("loss") >= 3
+    assert charts.lr.count("lr") >= 3
+    assert charts.accuracy.count("eval") >= 1  # during training
+    assert charts.accuracy.count("eval (pipeline step)") == 1
+    assert charts.latency.count("p50") == 1 and charts.size.count("size") == 1
+    x, _ = charts.loss.points("loss")
+    assert list(x[:3]) == [1.0, 2.0, 3.0]
+
+    # Export: PNG and SVG pictures and CSV numbers, none empty.
+    exported = tmp_path / "exported"
+    for suffix in (".png", ".svg", ".csv"):
+        path = charts.loss.export(exported / f"loss{suffix}")
+        assert path.stat().st_size > 0, path
+    with (exported / "loss.csv").open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len([r for r in rows if r["series"] == "loss"]) == charts.loss.count("loss")
+    assert len(charts.export_all(exported / "all")) == 18
+    with pytest.raises(UserError, match=r"\.png, \.svg or \.csv"):
+        charts.loss.export(exported / "loss.jpg")
+
+    # The history holds the same numbers: a finished job's charts look the same later.
+    again = JobCharts()
+    qtbot.addWidget(again)
+    again.load_history(view.store.metrics(job_id))
+    for name in ("loss", "accuracy", "learning-rate", "latency", "size"):
+        live, replay = charts.charts[name], again.charts[name]
+        for curve in live.names:
+            np.testing.assert_allclose(replay.points(curve)[0], live.points(curve)[0])
+            np.testing.assert_allclose(replay.points(curve)[1], live.points(curve)[1])
+
+    # Open result names the saved variant; the folder opens through the desktop.
+    assert view.result_button.isEnabled()
+    with qtbot.waitSignal(view.open_result, timeout=1000) as opened:
+        qtbot.mouseClick(view.result_button, Qt.MouseButton.LeftButton)
+    assert Path(opened.args[0]) == tmp_path / "out" / "01-finetune"
+    urls = []
+    monkeypatch.setattr(jv.QDesktopServices, "openUrl", lambda url: urls.append(url))
+    qtbot.mouseClick(view.open_folder_button, Qt.MouseButton.LeftButton)
+    assert [Path(u.toLocalFile()) for u in urls] == [tmp_path / "out"]
+
+    # Recipe and log dialogs.
+    dialog = view.show_recipe()
+    assert "max_steps: 6" in dialog.text.toPlainText()
+    dialog.copy()
+    assert "max_steps: 6" in QGuiApplication.clipboard().text()
+    dialog = view.show_log()
+    text = dialog.text.toPlainText()
+    assert "step 1/3: finetune" in text and f"job #{job_id} done" in text
+    assert "saved" in text and (data_dir() / "logs" / f"job-{job_id}.log").is_file()
+    dialog.close()
+
+
+def status_cell_of_first_row(view: JobsView) -> str:
+    return view.model.index(0, COL_STATUS).data()
+
+
+def test_the_gui_keeps_processing_events_while_a_job_runs(view, qtbot, tiny_minilm, tmp_path):
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    training: list[float] = []
+    view.runner.bridge.progress.connect(lambda *_: training.append(time.monotonic()))
+    timer.start()
+    with qtbot.waitSignal(view.runner.job_finished, timeout=JOB_TIMEOUT) as finished:
+        view.submit(short_job(tiny_minilm, tmp_path / "out", max_steps=40, measure=False))
+    ended = time.monotonic()
+    timer.stop()
+    assert finished.args[1] == "done", finished.args
+    # While training runs (model loading holds the GIL in native code for a moment).
+    during = [t for t in ticks if t >= training[0]]
+    seconds = ended - training[0]
+    # A free GUI thread ticks every 20 ms; ask for a quarter of that on a busy 2-core box.
+    assert len(during) >= max(5, int(seconds / 0.020 / 4)), (len(during), seconds)
+
+
+# --------------------------------------------------------------------------- cancel
+
+
+def test_cancel_stops_the_job_within_two_seconds_and_the_view_stays_usable(
+    view, qtbot, tiny_minilm, tmp_path
+):
+    with qtbot.waitSignal(view.runner.bridge.progress, timeout=JOB_TIMEOUT):
+        view.submit(long_job(tiny_minilm, tmp_path / "long"))
+    assert view.runner.is_running and view.selected_row().status == "running"
+    assert view.cancel_button.isEnabled()
+    clicked = time.monotonic()
+    with qtbot.waitSignal(view.runner.job_finished, timeout=10_000) as finished:
+        qtbot.mouseClick(view.cancel_button, Qt.MouseButton.LeftButton)
+        assert not view.cancel_button.isEnabled()  # no double cancel
+    took = time.monotonic() - clicked
+    job_id, status, error = finished.args
+    assert status == "cancelled" and took < 2.0, (status, took, error)
+    assert status_cell(view, job_id) == "cancelled"
+    assert view.store.get_job(job_id).status == "cancelled"
+    assert view.failure.isVisible() and "cancelled" in view.failure.text()
+    assert not view.cancel_button.isEnabled()
+
+    # Usable afterwards: another job runs to the end.
+    with qtbot.waitSignal(view.runner.job_finished, timeout=JOB_TIMEOUT) as again:
+        view.submit(evaluate_only(tiny_minilm, tmp_path / "after"))
+    assert again.args[1] == "done", again.args
+    assert status_cell(view, again.args[0]) == "done"
+
+
+def test_a_queued_job_can_be_taken_off_the_queue(view, qtbot, tiny_minilm, tmp_path):
+    with qtbot.waitSignal(view.runner.bridge.progress, timeout=JOB_TIMEOUT):
+        view.submit(long_job(tiny_minilm, tmp_path / "long"))
+    view.submit(evaluate_only(tiny_minilm, tmp_path / "waiting"))
+    assert [r.status for r in view.model.rows()][:2] == ["queued", "running"]
+    assert view.queue_label.text() == "1 waiting"
+    view.table.selectRow(0)
+    assert view.cancel_button.isEnabled() and not view.rerun_button.isEnabled()
+    qtbot.mouseClick(view.cancel_button, Qt.MouseButton.LeftButton)
+    assert not view.runner.pending and view.model.rows()[0].status == "running"
+    with qtbot.waitSignal(view.runner.job_finished, timeout=10_000) as finished:
+        view.runner.cancel()
+    assert finished.args[1] == "cancelled"
+    # Nothing else starts: the removed recipe never runs.
+    qtbot.wait(100)
+    assert not view.runner.is_running
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_a_missing_dataset_file_ends_failed_with_the_sentence_shown(
+    view, qtbot, tiny_minilm, tmp_path
+):
+    missing = tmp_path / "nowhere" / "reviews.csv"
+    recipe = make_recipe(
+        tiny_minilm,
+        tmp_path / "out",
+        FINETUNE.format(epochs=1, max_steps=3),
+        dataset=f"train: {missing}\n  text_column: text",
+    )
+    with qtbot.waitSignal(view.runner.job_finished, timeout=JOB_TIMEOUT) as finished:
+        view.submit(recipe)
+    job_id, status, error = finished.args
+    assert status == "failed" and "reviews.csv" in error
+    assert status_cell(view, job_id) == "failed"
+    assert view.selected_row().job_id == job_id
+    assert view.failure.isVisible()
+    assert "reviews.csv" in view.failure.text() and "loading the model and data" in (
+        view.failure.text()
+    )
+    tooltip = view.model.index(view.model.row_of_job(job_id), 0).data(Qt.ItemDataRole.ToolTipRole)
+    assert "reviews.csv" in tooltip
+    dialog = view.show_log()
+    assert "reviews.csv" in dialog.note.text()
+    assert not view.result_button.isEnabled()
+
+
+def test_an_exception_in_the_worker_fails_the_job_and_the_app_stays_usable(
+    view, qtbot, tiny_minilm, tmp_path, monkeypatch
+):
+    """RELIABILITY.md F9: the job is marked failed, a sentence is shown, the next job runs."""
+    real_run = pipeline.run
+
+    def broken_run(recipe, callbacks, control, *, store, device=None):
+        job_id = store.create_job(recipe.name, "name: broken\n", str(tmp_path / "broken"))
+        store.mark_running(job_id)
+        callbacks.on_job_start(job_id, recipe)
+        raise RuntimeError("boom in the engine")
+
+    monkeypatch.setattr(pipeline, "run", broken_run)
+    with (
+        qtbot.waitSignal(view.runner.errored, timeout=JOB_TIMEOUT) as errored,
+        qtbot.waitSignal(view.runner.job_finished, timeout=JOB_TIMEOUT) as finished,
+    ):
+        view.submit(evaluate_only(tiny_minilm, tmp_path / "broken"))
+    sentence = errored.args[0]
+    assert "unexpected error" in sentence and "boom in the engine" in sentence
+    job_id, status, _error = finished.args
+    assert status == "failed"
+    job = view.store.get_job(job_id)
+    assert job.status == "failed" and "boom in the engine" in job.error
+    assert status_cell(view, job_id) == "failed" and view.failure.isVisible()
+    assert view.error_dialog is not None and view.error_dialog.isVisible()
+    assert "boom" in view.error_dialog.text()
+    view.error_dialog.close()
+
+    monkeypatch.setattr(pipeline, "run", real_run)
+    with qtbot.waitSignal(view.runner.job_finished, timeout=JOB_TIMEOUT) as again:
+        view.submit(evaluate_only(tiny_minilm, tmp_path / "fine"))
+    assert again.args[1] == "done", again.args
+
+
+def test_an_invalid_recipe_is_refused_at_submit(view, tiny_minilm, tmp_path):
+    recipe = evaluate_only(tiny_minilm, tmp_path / "out")
+    recipe.output = str(tiny_minilm / "inside")  # as a wizard bug might build it
+    with pytest.raises(UserError, match="source model"):
+        view.submit(recipe)
+    assert not view.runner.pending and not view.runner.is_running
+
+
+def test_rerun_submits_the_stored_recipe_again(view, qtbot, tiny_minilm, tmp_path):
+    with qtbot.waitSignal(view.runner.job_finished, timeout=JOB_TIMEOUT) as first:
+        view.submit(evaluate_only(tiny_minilm, tmp_path / "out"))
+    view.select_job(first.args[0])
+    with qtbot.waitSignal(view.runner.job_finished, timeout=JOB_TIMEOUT) as second:
+        qtbot.mouseClick(view.rerun_button, Qt.MouseButton.LeftButton)
+    assert second.args[1] == "done" and second.args[0] != first.args[0]
+    assert view.selected_row().job_id == second.args[0]  # the view follows the new run
+    assert view.store.get_job(second.args[0]).recipe_yaml == (
+        view.store.get_job(first.args[0]).recipe_yaml
+    )
+
+
+# --------------------------------------------------------------------------- closing
+
+
+def test_shutdown_while_running_stops_the_job_and_leaves_no_worker(
+    view, qtbot, tiny_minilm, tmp_path
+):
+    with qtbot.waitSignal(view.runner.bridge.progress, timeout=JOB_TIMEOUT):
+        view.submit(long_job(tiny_minilm, tmp_path / "long"))
+    job_id = view.runner.current_job_id
+    store_path = view.store.path
+    assert view.shutdown(timeout_s=10)
+    assert not view.runner.is_running
+    with JobStore(store_path) as store:
+        assert store.get_job(job_id).status in ("cancelled", "interrupted")
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=5000)
+    with pytest.raises(UserError, match="closing"):
+        view.submit(evaluate_only(tiny_minilm, tmp_path / "late"))
+
+
+def test_a_job_that_does_not_stop_in_time_is_marked_interrupted(
+    qtbot, tiny_minilm, tmp_path, monkeypatch
+):
+    release = threading.Event()
+
+    def stuck_run(recipe, callbacks, control, *, store, device=None):
+        job_id = store.create_job(recipe.name, "name: stuck\n", str(tmp_path / "stuck"))
+        store.mark_running(job_id)
+        callbacks.on_job_start(job_id, recipe)
+        release.wait(30)  # ignores the stop request, like a step stuck in I/O
+        return pipeline.PipelineResult(job_id=job_id, status="cancelled")
+
+    monkeypatch.setattr(pipeline, "run", stuck_run)
+    store = JobStore(tmp_path / "history.sqlite3")
+    runner = JobRunner(store)
+    with qtbot.waitSignal(runner.job_started, timeout=10_000) as started:
+        runner.submit(evaluate_only(tiny_minilm, tmp_path / "stuck"))
+    assert runner.shutdown(timeout_s=0.3) is False
+    assert store.get_job(started.args[0]).status == "interrupted"
+    release.set()  # let the thread end so nothing outlives the test
+    qtbot.waitUntil(lambda: not runner.is_running, timeout=10_000)
+    store.close()
+
+
+def test_confirm_close_asks_only_while_a_job_runs(view, qtbot, tiny_minilm, tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(
+        jv.QMessageBox,
+        "question",
+        lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.No,
+    )
+    assert view.confirm_close() is True and not asked
+    with qtbot.waitSignal(view.runner.bridge.progress, timeout=JOB_TIMEOUT):
+        view.submit(long_job(tiny_minilm, tmp_path / "long"))
+    assert view.confirm_close() is False and len(asked) == 1
+
+
+# --------------------------------------------------------------------------- history
+
+
+def test_a_damaged_history_shows_a_banner_and_the_view_works(qtbot):
+    path = data_dir() / "history.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    view = JobsView()
+    qtbot.addWidget(view)
+    assert view.banner.isVisibleTo(view) and "damaged" in view.banner.label.text()
+    assert view.model.rowCount() == 0 and view.empty_hint.isVisibleTo(view)
+    assert view.shutdown(1)
+
+
+def _fill_history(store: JobStore) -> dict[str, int]:
+    ids = {}
+    for name, status in (("done", "done"), ("failed", "failed"), ("running", "running")):
+        job = store.create_job(name, f"name: {name}\n", f"/tmp/{name}")
+        store.mark_running(job)
+        if status != "running":
+            store.finish(job, status, error="it broke" if status == "failed" else None)
+        ids[name] = job
+    store.set_progress(ids["running"], 0.5)
+    store.log_metrics(ids["done"], 0, "finetune", {"loss": 0.7, "lr": 1e-4, "step": 1})
+    store.log_metrics(ids["done"], 0, "finetune", {"loss": 0.5, "lr": 2e-4, "step": 2})
+    store.log_metrics(ids["done"], 0, "finetune", {"eval_accuracy": 0.8, "step": 2})
+    store.log_metrics(ids["done"], 1, "benchmark", {"latency_p50_ms": 3.0, "size_bytes": 2e6})
+    return ids
+
+
+def test_jobs_table_model_passes_the_model_tester(qtmodeltester, tmp_path):
+    with JobStore(tmp_path / "history.sqlite3") as store:
+        _fill_history(store)
+        rows = [JobRow.from_record(r) for r in store.list_jobs()]
+    queued = JobRow(None, 7, "waiting", "queued", time.time(), recipe_yaml="name: w\n")
+    model = JobTableModel()
+    model.set_rows([queued, *rows])
+    qtmodeltester.check(model)
+    assert [model.index(r, COL_STATUS).data() for r in range(4)] == [
+        "queued",
+        "running",
+        "failed",
+        "done",
+    ]
+    running = model.row_at(1)
+    assert running.remaining is not None and running.remaining >= 0
+    model.set_live_progress(running.job_id, 0.75)
+    assert model.index(1, COL_PROGRESS).data(PROGRESS_ROLE) == pytest.approx(0.75)
+    assert model.index(0, 0, QModelIndex()).data(Qt.ItemDataRole.ToolTipRole)
+    qtmodeltester.check(model)
+
+
+def test_selecting_a_finished_job_shows_its_history(qtbot, tmp_path):
+    store = JobStore(tmp_path / "history.sqlite3")
+    ids = _fill_history(store)
+    view = JobsView(store=store)
+    qtbot.addWidget(view)
+    view.select_job(ids["done"])
+    charts = view.current_charts()
+    assert charts is view.history_charts
+    assert charts.loss.count("loss") == 2 and charts.accuracy.count("eval") == 1
+    assert charts.latency.points("p50")[0].tolist() == [2.0]  # pipeline step 2
+    view.select_job(ids["failed"])
+    assert view.failure.isVisibleTo(view) and "it broke" in view.failure.text()
+    assert charts.loss.count() == 0
+    # A job running in another process is shown, but only its own process can cancel it.
+    view.select_job(ids["running"])
+    assert not view.cancel_button.isEnabled()
+    assert view.shutdown(1)
+
+
+# --------------------------------------------------------------------------- charts
+
+
+def test_live_curves_grow_by_doubling_and_draw_only_on_change(qtbot):
+    chart = LiveCurves("Loss", y_label="loss")
+    qtbot.addWidget(chart)
+    for i in range(1000):
+        chart.append("loss", i, 1.0 / (i + 1))
+    series = chart._series["loss"]
+    assert series.n == 1000 and len(series.x) == 1024  # 64 doubled four times
+    assert chart._timer.isActive()
+    qtbot.waitUntil(lambda: not chart._timer.isActive(), timeout=1000)
+    assert len(series.item.getData()[0]) == 1000
+    assert not series.dirty
+    name, x, y, _ = chart.nearest_point(10.2, 0.09)
+    assert (name, x) == ("loss", 10.0)
+    # The mouse near a point shows its values.
+    chart.resize(500, 300)
+    chart.show()
+    chart.getPlotItem().setRange(xRange=(0, 20), yRange=(0, 1), padding=0)
+    qtbot.waitExposed(chart)
+    scene_pos = chart.getPlotItem().getViewBox().mapViewToScene(QPointF(10.0, 1 / 11))
+    with qtbot.waitSignal(chart.hovered, timeout=2000) as hovered:
+        chart.scene().sigMouseMoved.emit(scene_pos)
+    assert hovered.args[0] == "loss: 0.09091 at 10"
+    chart.clear_data()
+    assert chart.count() == 0 and chart.names == []
+
+
+def test_sparsity_bars_update_in_place_in_layer_order(qtbot, tmp_path):
+    bars = SparsityBars()
+    qtbot.addWidget(bars)
+    bars.set_values({"layer 10": 0.9, "layer 2": 0.5, "embeddings": 0.1})
+    bars.set_value("layer 2", 0.6)
+    assert list(bars.values()) == ["embeddings", "layer 2", "layer 10"]
+    assert bars.values()["layer 2"] == 0.6
+    assert "layer 10,2.0,90.0" in bars.export(tmp_path / "s.csv").read_text()
+    charts = JobCharts()
+    qtbot.addWidget(charts)
+    charts.add_metrics(0, {"loss": 0.3, "kd": 0.2, "lr": 1e-4, "step": 1, "grad_norm": 1.0})
+    assert set(charts.loss.names) == {"loss", "kd"}
+    # What the prune step reports (pipeline._report_sparsity).
+    charts.add_metrics(1, {"sparsity/layer 0": 0.5, "sparsity/head": 0.1, "sparsity/overall": 0.4})
+    assert charts.sparsity.values() == {"head": 0.1, "layer 0": 0.5}
+    assert charts.sparsity.overall == 0.4
+    # A quantize step's figures: only the split accuracy is drawn, as a step marker.
+    charts.add_metrics(
+        2, {"baseline_accuracy": 0.9, "quantized_accuracy": 0.8, "eval_accuracy": 0.85}
+    )
+    assert charts.accuracy.names == ["eval (pipeline step)"]
+
+
+def test_group_records_rebuilds_each_logged_dict():
+    records = [
+        MetricRecord(1, 0, "finetune", "loss", 0.5, 10.0),
+        MetricRecord(1, 0, "finetune", "step", 1, 10.0),
+        MetricRecord(1, 0, "finetune", "loss", 0.4, 11.0),
+        MetricRecord(1, 0, "finetune", "step", 2, 11.0),
+        MetricRecord(1, 1, "evaluate", "eval_accuracy", 0.9, 11.0),
+    ]
+    assert group_records(records) == [
+        (0, {"loss": 0.5, "step": 1}),
+        (0, {"loss": 0.4, "step": 2}),
+        (1, {"eval_accuracy": 0.9}),
+    ]
+
+
+def test_many_signals_do_not_use_up_none_true_or_false(qtbot):
+    """PySide6 6.12.0 on CPython 3.11 drops a reference per emit()/void call until the
+    interpreter aborts ("deallocating None"); pyproject.toml keeps it out. This fails
+    fast on any PySide6 with that bug."""
+    import sys
+
+    from PySide6.QtWidgets import QLabel
+
+    from slimpajama_gui.qt.bridge import JobBridge
+
+    bridge = JobBridge()
+    label = QLabel()
+    qtbot.addWidget(label)
+    before = sys.getrefcount(True), sys.getrefcount(None)
+    for i in range(20_000):  # about what a long job emits
+        bridge.progress.emit(0, i, 20_000)
+        label.setText("x")
+    after = sys.getrefcount(True), sys.getrefcount(None)
+    assert after[0] >= before[0] - 100 and after[1] >= before[1] - 100, (before, after)
