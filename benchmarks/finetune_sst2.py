@@ -28,7 +28,7 @@ RECIPE = Path(__file__).resolve().parents[1] / "resources" / "recipes" / "sst2-f
 REFERENCE = 89.4
 
 
-def report(result_dir: Path, command: str) -> str:
+def report(result_dir: Path, command: str, note: str | None = None) -> str:
     info = json.loads((result_dir / "slimpajama.json").read_text())
     m = info["metrics"]
     training, ev, bench = m["training"], m["eval"], m.get("benchmark", {})
@@ -59,6 +59,8 @@ def report(result_dir: Path, command: str) -> str:
             f"| Latency of the result | p50 {bench['latency_p50_ms']:.2f} ms, p95 {bench['latency_p95_ms']:.2f} ms at batch 1, {bench['threads']} threads; {bench['throughput_per_s']:.0f} sentences/s at batch {bench['throughput_batch']} |"
         )
     lines += ["", f"Confusion on dev (rows true, columns predicted): `{ev['confusion']}`."]
+    if note:
+        lines += ["", note]
     return "\n".join(lines)
 
 
@@ -70,10 +72,11 @@ def main() -> int:
     parser.add_argument(
         "--from-result", type=Path, help="report an existing result folder instead of training"
     )
+    parser.add_argument("--note", help="a sentence about the run to keep with the figures")
     args = parser.parse_args()
     if args.from_result:
         command = f".venv/bin/slimpajama run {RECIPE.relative_to(RECIPE.parents[2])}"
-        body = report(args.from_result, command)
+        body = report(args.from_result, command, args.note)
     else:
         result = run(load_recipe(RECIPE), device=args.device)
         if result.status != "done":
@@ -83,6 +86,7 @@ def main() -> int:
             result.final,
             "python benchmarks/finetune_sst2.py"
             + (f" --device {args.device}" if args.device else ""),
+            args.note,
         )
     print(body)
     write_section("finetune-sst2", body)
