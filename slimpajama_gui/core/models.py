@@ -723,6 +723,7 @@ def discover_models(
     cache_dir: Path | str | None = None,
     include_packaged: bool = True,
     include_hf_cache: bool = True,
+    include_results: bool = False,
 ) -> tuple[list[ModelInfo], list[str]]:
     """Every model the app can offer: packaged MiniLM, HF cache, and ``extra`` folders.
 
@@ -735,6 +736,8 @@ def discover_models(
         cache_dir: the HF hub cache (default: :func:`default_hf_cache_dir`).
         include_packaged: list the packaged MiniLM.
         include_hf_cache: scan the HF cache.
+        include_results: also list the variants saved by jobs under the app's data
+            folder (``results/<job>/<NN-step>``).
 
     Returns:
         ``(models, skipped)``: the models found, and one sentence per folder that was
@@ -759,6 +762,15 @@ def discover_models(
         for info in scan_hf_cache(cache_dir, skipped=skipped):
             add(info)
 
+    extra = list(extra)
+    if include_results:
+        from slimpajama_gui.core.paths import data_dir
+
+        results = data_dir() / "results"
+        if results.is_dir():
+            extra += sorted(
+                p for p in results.iterdir() if p.is_dir() and not p.name.startswith(".")
+            )
     for entry in extra:
         path = Path(entry).expanduser()
         if path.is_file() and path.suffix == ".safetensors":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from PySide6.QtCore import QSettings, QSize, Qt
 from PySide6.QtGui import QAction, QKeySequence
@@ -20,7 +21,10 @@ from PySide6.QtWidgets import (
 )
 
 from slimpajama_gui import __version__
+from slimpajama_gui.qt.compare_view import CompareView
+from slimpajama_gui.qt.jobs_view import JobsView
 from slimpajama_gui.qt.models_view import ModelsView
+from slimpajama_gui.qt.playground import PlaygroundView
 
 
 @dataclass(frozen=True)
@@ -106,9 +110,18 @@ class MainWindow(QMainWindow):
         self.nav.setFixedWidth(150)
         self.stack = QStackedWidget()
         self.models_view = ModelsView()
+        self.jobs_view = JobsView()
+        self.compare_view = CompareView(self.jobs_view.store)
+        self.playground = PlaygroundView()
+        built = {
+            "models": self.models_view,
+            "jobs": self.jobs_view,
+            "compare": self.compare_view,
+            "playground": self.playground,
+        }
         self.pages: dict[str, QWidget] = {}
         for area in AREAS:
-            page = self.models_view if area.key == "models" else PlannedArea(area)
+            page = built.get(area.key) or PlannedArea(area)
             self.pages[area.key] = page
             self.stack.addWidget(page)
             item = QListWidgetItem(self.style().standardIcon(area.icon), area.title)
@@ -126,7 +139,16 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         self._build_menus()
-        self.models_view.status_message.connect(self.statusBar().showMessage)
+        status = self.statusBar().showMessage
+        self.models_view.status_message.connect(status)
+        self.jobs_view.status_message.connect(status)
+        self.playground.status_message.connect(status)
+        self.compare_view.status_message.connect(status)
+        self.models_view.scan_finished.connect(
+            lambda _n: self.playground.set_models(self.models_view.model.infos())
+        )
+        self.jobs_view.open_result.connect(self._open_result)
+        self.jobs_view.runner.job_finished.connect(self._on_job_finished)
         self._restore_settings()
 
     # ------------------------------------------------------------------ navigation
@@ -172,6 +194,15 @@ class MainWindow(QMainWindow):
             "small and fast, and watch it happen.</p>",
         )
 
+    def _open_result(self, path: str) -> None:
+        self.show_area("models")
+        self.models_view.add_folders([Path(path)])
+
+    def _on_job_finished(self, _job_id: int, _status: str, _error: str) -> None:
+        # New variants appear in the browser, the Playground pickers and Compare.
+        self.models_view.rescan()
+        self.compare_view.refresh()
+
     # ------------------------------------------------------------------ settings
     def _restore_settings(self) -> None:
         settings = QSettings()
@@ -183,9 +214,16 @@ class MainWindow(QMainWindow):
         self.models_view.restore_state(settings)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        # F5: closing while a job runs asks first, then stops the job cleanly.
+        if not self.jobs_view.confirm_close(self):
+            event.ignore()
+            return
         settings = QSettings()
         settings.setValue("window/geometry", self.saveGeometry())
         settings.setValue("window/area", self.current_area())
         self.models_view.save_state(settings)
         self.models_view.shutdown()
+        self.playground.shutdown()
+        self.compare_view.shutdown()
+        self.jobs_view.shutdown(timeout_s=10)
         super().closeEvent(event)

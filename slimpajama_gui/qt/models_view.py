@@ -415,7 +415,7 @@ class ModelsView(QWidget):
         """Rebuild the list from the packaged model, the HF cache and added folders."""
         self.empty_hint.setText("Scanning for models…")
         self.empty_hint.show()
-        self._start(discover_models, list(self.extra_folders), replace=True)
+        self._start(_discover_all, list(self.extra_folders), replace=True)
 
     def add_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Add a model folder")
@@ -558,6 +558,11 @@ class ModelsView(QWidget):
         info = self.selected_info()
         if info is not None:
             QGuiApplication.clipboard().setText(str(info.path))
+
+
+def _discover_all(folders: list[Path]) -> tuple[list[ModelInfo], list[str]]:
+    """Runs on a worker thread: the packaged model, the HF cache, job results, ``folders``."""
+    return discover_models(folders, include_results=True)
 
 
 def _inspect_only(folders: list[Path]) -> tuple[list[ModelInfo], list[str]]:

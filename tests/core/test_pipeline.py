@@ -187,9 +187,14 @@ def test_quantize_saves_an_int8_variant_that_reloads_quantized(tiny_minilm, tmp_
     assert info["weights_format"] == "dynamic_int8"
     q = info["quantization"]
     assert q["baseline_accuracy"] - info["metrics"]["training"]["eval_accuracy"] <= 0.02 + 1e-9
-    assert (int8 / "model.safetensors").stat().st_size < (fp32 / "model.safetensors").stat().st_size / 3
+    assert (int8 / "model.safetensors").stat().st_size < (
+        fp32 / "model.safetensors"
+    ).stat().st_size / 3
     handle = open_model(int8)
-    assert handle.info.dtype == "dynamic_int8" and handle.info.parameters == open_model(fp32).info.parameters
+    assert (
+        handle.info.dtype == "dynamic_int8"
+        and handle.info.parameters == open_model(fp32).info.parameters
+    )
     model = handle.load_model()
     assert model.quantization.method == "dynamic_int8"  # not silently reloaded as float
     assert result.summary[-1]["accuracy"] == pytest.approx(result.summary[-2]["accuracy"])
@@ -245,7 +250,9 @@ def test_prune_distill_chain_shrinks_and_reloads(tiny_minilm, tmp_path, store):
     with torch.inference_mode():
         assert torch.isfinite(model(**enc).logits).all()
     # Its accuracy equals the evaluate step's (same data, same ids).
-    assert result.summary[-1]["accuracy"] == pytest.approx(result.summary[-2]["accuracy"], abs=0.011)
+    assert result.summary[-1]["accuracy"] == pytest.approx(
+        result.summary[-2]["accuracy"], abs=0.011
+    )
 
 
 def test_onnx_int8_variant_is_measured_in_onnxruntime_and_reloads(tiny_minilm, tmp_path, store):
@@ -264,7 +271,9 @@ def test_onnx_int8_variant_is_measured_in_onnxruntime_and_reloads(tiny_minilm, t
     assert result.status == "failed" and "needs a PyTorch model" in result.error
     fp32, onnx = result.variants
     assert result.summary[1]["backend"] == "onnxruntime"  # the fp32 variant timed in ORT
-    assert result.summary[4]["backend"] == "onnxruntime" and result.summary[5]["backend"] == "pytorch"
+    assert (
+        result.summary[4]["backend"] == "onnxruntime" and result.summary[5]["backend"] == "pytorch"
+    )
     assert result.summary[4]["parameters"] == result.summary[5]["parameters"] > 0
     info = json.loads((onnx / "slimpajama.json").read_text())
     assert info["weights_format"] == "onnx_int8" and (onnx / "model.onnx").is_file()

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 
 from slimpajama_gui.core.models import discover_models, packaged_minilm_path
@@ -70,8 +70,10 @@ def test_browser_lists_the_packaged_minilm(window):
     assert sum(window.models_view.details.bars.values) == 22_713_216
 
 
-def test_other_areas_say_what_they_will_do(window):
-    for area in AREAS[1:]:
+def test_unbuilt_areas_say_what_they_will_do(window):
+    from slimpajama_gui.qt.main_window import PlannedArea
+
+    for area in [a for a in AREAS if isinstance(window.pages[a.key], PlannedArea)]:
         window.show_area(area.key)
         page = window.stack.currentWidget()
         text = " ".join(label.text() for label in page.findChildren(mv.QLabel))
@@ -123,7 +125,7 @@ def test_dropping_a_folder_adds_it(window, qtbot, tiny_bert):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(tiny_bert))])
     enter = QDragEnterEvent(
-        QPointF(10, 10),
+        QPoint(10, 10),
         Qt.DropAction.CopyAction,
         mime,
         Qt.MouseButton.LeftButton,
@@ -147,7 +149,7 @@ def test_dropping_text_is_ignored(window):
     mime = QMimeData()
     mime.setText("not a folder")
     enter = QDragEnterEvent(
-        QPointF(1, 1),
+        QPoint(1, 1),
         Qt.DropAction.CopyAction,
         mime,
         Qt.MouseButton.LeftButton,
