@@ -860,7 +860,9 @@ def run(
                         "earlier step turned the model into ONNX; move export and "
                         "onnxruntime quantization to the end of the recipe."
                     )
+                step_started = time.monotonic()
                 summary = HANDLERS[step.step_type](ctx, index, step)
+                summary["seconds"] = time.monotonic() - step_started
                 result.summary.append({"step": step.step_type, **summary})
                 store.set_progress(job_id, (index + 1) / len(recipe.steps))
                 callbacks.on_step_end(index, step, summary)

@@ -581,6 +581,7 @@ def _spin(low: float, high: float, value: float, *, decimals: int = 2, step: flo
     box.setSuffix(suffix)
     box.setToolTip(tip)
     box.setKeyboardTracking(True)
+    box.setMaximumWidth(110)
     return box
 
 
@@ -596,6 +597,44 @@ def _set_combo(box: QComboBox, value: Any) -> None:
     index = box.findData(value)
     if index >= 0:
         box.setCurrentIndex(index)
+
+
+def _group(title: str, tip: str) -> QGroupBox:
+    box = QGroupBox(title)
+    box.setCheckable(True)
+    box.setChecked(False)
+    box.setToolTip(tip)
+    return box
+
+
+def _vbox(widget: QWidget) -> QVBoxLayout:
+    layout = QVBoxLayout(widget)
+    layout.setSpacing(4)
+    return layout
+
+
+def _percent(value: float, tip: str) -> QDoubleSpinBox:
+    box = _spin(0, 100, value, decimals=0, step=5, suffix=" %", tip=tip)
+    box.setMaximumWidth(90)
+    return box
+
+
+def _scope_combo(what: str) -> QComboBox:
+    return _combo(
+        [("global", "across the model"), ("layer", "in every layer")],
+        f"Rank {what} across all layers (layers lose different amounts), or remove the same "
+        "share from every layer",
+    )
+
+
+def _amount_row(box: QGroupBox, verb: str, amount: QDoubleSpinBox, scope: QComboBox) -> QVBoxLayout:
+    row = QHBoxLayout()
+    row.addWidget(QLabel(f"{verb}:"))
+    row.addWidget(amount)
+    row.addWidget(scope, 1)
+    layout = _vbox(box)
+    layout.addLayout(row)
+    return layout
 
 
 class LayerPicker(QWidget):
@@ -720,6 +759,10 @@ class _Page(QWizardPage):
         self.wiz = wizard
         self.setTitle(title)
         self.setSubTitle(subtitle)
+
+    def validatePage(self) -> bool:  # noqa: N802 (Qt override)
+        # QWizard.next() (keyboard, code) asks only this; an incomplete page stays put.
+        return self.isComplete()
 
 
 class ModelPage(_Page):
@@ -1150,9 +1193,8 @@ class TechniquesPage(_Page):
         super().__init__(
             wizard,
             "Techniques",
-            "Pick a preset, or tick the techniques you want. Steps run in the order shown: "
-            "fine-tune → distil or drop layers → heads → FFN → weights → vocabulary → "
-            "quantize → measure.",
+            "Pick a preset, or tick techniques to build your own chain. Steps run in this "
+            "order: column by column, top to bottom.",
         )
         self._loading = False
         self._layers = 0
@@ -1163,6 +1205,7 @@ class TechniquesPage(_Page):
         self.preset_buttons: dict[str, QRadioButton] = {}
         self.preset_group = QButtonGroup(self)
         presets = QHBoxLayout()
+        presets.addWidget(QLabel("Preset:"))
         for name in (*PRESETS, "custom"):
             button = QRadioButton(name.capitalize())
             button.setToolTip(PRESET_BLURBS.get(name, "Choose the techniques yourself below."))
@@ -1175,170 +1218,148 @@ class TechniquesPage(_Page):
         self.description.setTextFormat(Qt.TextFormat.RichText)
 
         # fine-tune
-        self.finetune_box = QGroupBox("Fine-tune")
-        self.finetune_box.setCheckable(True)
-        self.finetune_box.setChecked(False)
-        self.finetune_box.setToolTip("Train the whole model on your data first")
+        self.finetune_box = _group("Fine-tune", "Train the whole model on your data first")
         self.finetune_note = _label("Trains the whole model on your data first.", NOTE_STYLE)
-        QVBoxLayout(self.finetune_box).addWidget(self.finetune_note)
+        _vbox(self.finetune_box).addWidget(self.finetune_note)
 
         # distill
-        self.distill_box = QGroupBox("Distill into a smaller student")
-        self.distill_box.setCheckable(True)
-        self.distill_box.setToolTip(
+        self.distill_box = _group(
+            "Distill into a smaller student",
             "Build a shallower student from some of the teacher's layers and train it to "
-            "imitate the teacher"
+            "imitate the teacher",
         )
         self.student_picker = LayerPicker("kept in the student")
         self.temperature = _spin(0.5, 20, 2.0, decimals=1, step=0.5,
-                                 tip="Softens both models' outputs for the KD loss")  # fmt: skip
+                                 tip="Temperature: softens both models' outputs for the "
+                                 "KD loss")  # fmt: skip
         self.alpha_kd = _spin(0, 1, 0.5, step=0.1,
-                              tip="Weight of the teacher's soft labels; the rest goes to the "
-                              "true labels")  # fmt: skip
+                              tip="Weight of the teacher's soft labels (KD); the rest goes to "
+                              "the true labels")  # fmt: skip
         self.hidden_mse = _spin(0, 100, 0.0, step=0.5,
                                 tip="Weight of matching the teacher's hidden states layer by "
                                 "layer (1.0 helped on SST-2)")  # fmt: skip
         self.attention_mse = _spin(0, 100, 0.0, step=0.5,
                                    tip="Weight of matching the teacher's attention maps")  # fmt: skip
-        form = QFormLayout()
-        form.addRow("Temperature:", self.temperature)
-        form.addRow("KD weight (alpha):", self.alpha_kd)
-        form.addRow("Hidden-state MSE:", self.hidden_mse)
-        form.addRow("Attention MSE:", self.attention_mse)
-        distill_layout = QVBoxLayout(self.distill_box)
-        distill_layout.addWidget(_label("Teacher layers — pressed ones are kept:", wrap=False))
+        knobs = QGridLayout()
+        knobs.addWidget(QLabel("Temperature:"), 0, 0)
+        knobs.addWidget(self.temperature, 0, 1)
+        knobs.addWidget(QLabel("KD weight:"), 0, 2)
+        knobs.addWidget(self.alpha_kd, 0, 3)
+        knobs.addWidget(QLabel("Hidden MSE:"), 1, 0)
+        knobs.addWidget(self.hidden_mse, 1, 1)
+        knobs.addWidget(QLabel("Attention MSE:"), 1, 2)
+        knobs.addWidget(self.attention_mse, 1, 3)
+        knobs.setColumnStretch(4, 1)
+        distill_layout = _vbox(self.distill_box)
+        distill_layout.addWidget(_label("Teacher layers; pressed ones are kept:", wrap=False))
         distill_layout.addWidget(self.student_picker)
-        distill_layout.addLayout(form)
+        distill_layout.addLayout(knobs)
 
         # drop layers
-        self.layers_box = QGroupBox("Drop whole layers")
-        self.layers_box.setCheckable(True)
-        self.layers_box.setChecked(False)
-        self.layers_box.setToolTip("Remove encoder layers, then fine-tune to recover")
+        self.layers_box = _group("Drop whole layers", "Remove encoder layers, then recover")
         self.keep_picker = LayerPicker("kept")
-        QVBoxLayout(self.layers_box).addWidget(self.keep_picker)
+        _vbox(self.layers_box).addWidget(self.keep_picker)
 
-        # heads / FFN
-        self.heads_box = QGroupBox("Prune attention heads")
-        self.heads_box.setCheckable(True)
-        self.heads_box.setChecked(False)
-        self.heads_amount = _spin(0, 100, 30, decimals=0, step=5, suffix=" %",
-                                  tip="Share of all attention heads removed (least important "
-                                  "first); at least one stays per layer")  # fmt: skip
-        self.heads_scope = _combo(
-            [("global", "across the model"), ("layer", "in every layer")],
-            "Rank heads across all layers, or remove the same share from each layer",
-        )
-        heads_form = QFormLayout(self.heads_box)
-        heads_form.addRow("Remove:", self.heads_amount)
-        heads_form.addRow("Rank:", self.heads_scope)
+        # heads / FFN / weights
+        self.heads_box = _group("Prune attention heads",
+                                "Remove the least important heads; one always stays per layer")  # fmt: skip
+        self.heads_amount = _percent(30, "Share of all attention heads removed")
+        self.heads_scope = _scope_combo("heads")
+        _amount_row(self.heads_box, "Remove", self.heads_amount, self.heads_scope)
 
-        self.ffn_box = QGroupBox("Prune FFN neurons")
-        self.ffn_box.setCheckable(True)
-        self.ffn_box.setChecked(False)
-        self.ffn_amount = _spin(0, 100, 50, decimals=0, step=5, suffix=" %",
-                                tip="Share of all feed-forward neurons removed")  # fmt: skip
-        self.ffn_scope = _combo(
-            [("global", "across the model"), ("layer", "in every layer")],
-            "Rank neurons across all layers, or remove the same share from each layer",
-        )
-        ffn_form = QFormLayout(self.ffn_box)
-        ffn_form.addRow("Remove:", self.ffn_amount)
-        ffn_form.addRow("Rank:", self.ffn_scope)
+        self.ffn_box = _group("Prune FFN neurons", "Remove the least important FFN neurons")
+        self.ffn_amount = _percent(50, "Share of all feed-forward neurons removed")
+        self.ffn_scope = _scope_combo("neurons")
+        _amount_row(self.ffn_box, "Remove", self.ffn_amount, self.ffn_scope)
 
-        # magnitude
-        self.magnitude_box = QGroupBox("Prune weights (unstructured)")
-        self.magnitude_box.setCheckable(True)
-        self.magnitude_box.setChecked(False)
-        self.magnitude_box.setToolTip(
+        self.magnitude_box = _group(
+            "Prune weights (unstructured)",
             "Zero the smallest weights of the encoder's linear layers. The file keeps its "
-            "size; sparse runtimes can use the zeros."
+            "size; sparse runtimes can use the zeros.",
         )
-        self.magnitude_amount = _spin(0, 100, 50, decimals=0, step=5, suffix=" %",
-                                      tip="Share of encoder weights set to zero")  # fmt: skip
-        self.magnitude_scope = _combo(
-            [("global", "across the model"), ("layer", "in every layer")],
-            "Rank weights across all layers, or prune each layer by the same share",
-        )
+        self.magnitude_amount = _percent(50, "Share of encoder weights set to zero")
+        self.magnitude_scope = _scope_combo("weights")
         self.magnitude_schedule = _combo(
-            [("oneshot", "all at once"), ("gradual", "gradually while recovering")],
+            [("oneshot", "all at once"), ("gradual", "gradually")],
             "Gradual pruning raises sparsity step by step during the recovery training",
         )
-        mag_form = QFormLayout(self.magnitude_box)
-        mag_form.addRow("Zero:", self.magnitude_amount)
-        mag_form.addRow("Rank:", self.magnitude_scope)
-        mag_form.addRow("Schedule:", self.magnitude_schedule)
+        mag_layout = _amount_row(
+            self.magnitude_box, "Zero", self.magnitude_amount, self.magnitude_scope
+        )
+        schedule_row = QHBoxLayout()
+        schedule_row.addWidget(QLabel("Schedule:"))
+        schedule_row.addWidget(self.magnitude_schedule)
+        schedule_row.addStretch(1)
+        mag_layout.addLayout(schedule_row)
 
-        # vocabulary
-        self.vocab_box = QGroupBox("Prune vocabulary")
-        self.vocab_box.setCheckable(True)
-        self.vocab_box.setChecked(False)
-        self.vocab_box.setToolTip("Keep only the tokens the training data uses")
-        QVBoxLayout(self.vocab_box).addWidget(
+        self.vocab_box = _group("Prune vocabulary", "Keep only the tokens the training data uses")
+        _vbox(self.vocab_box).addWidget(
             _label(
-                "Keeps only the token ids the training texts use; others become [UNK].", NOTE_STYLE
+                "Keeps the token ids the training texts use; others become [UNK].", NOTE_STYLE
             )  # fmt: skip
         )
 
         # quantize
-        self.quant_box = QGroupBox("Quantize")
-        self.quant_box.setCheckable(True)
+        self.quant_box = _group("Quantize", "Store (and compute) the weights in fewer bits")
         self.quant_method = _combo(
             [
-                ("dynamic_int8", "dynamic int8 (fast on CPU)"),
+                ("dynamic_int8", "dynamic int8"),
                 ("weight_int8", "weight-only int8"),
-                ("weight_int4", "weight-only int4 (smallest)"),
-                ("fp16", "fp16 (GPUs)"),
+                ("weight_int4", "weight-only int4"),
+                ("fp16", "fp16"),
                 ("bf16", "bf16"),
             ],
-            "How the weights are stored and computed",
+            "dynamic int8: fast on CPU; weight-only int8/int4: smaller files, dequantized at "
+            "run time; fp16/bf16: half precision (fp16 is for GPUs)",
         )
         self.quant_backend = _combo(
-            [("onnxruntime", "onnxruntime (fastest on CPU)"), ("pytorch", "PyTorch")],
-            "onnxruntime exports to ONNX and supports dynamic int8 only",
+            [("onnxruntime", "onnxruntime"), ("pytorch", "PyTorch")],
+            "onnxruntime: exports to ONNX, the fastest on CPU, dynamic int8 only. "
+            "PyTorch: every method, with an accuracy guard",
         )
         self.per_channel = QCheckBox("Per-channel scales")
         self.per_channel.setChecked(True)
         self.per_channel.setToolTip("One scale per output channel: more accurate, same speed")
-        self.quant_embeddings = QCheckBox("Quantize the embedding table")
+        self.quant_embeddings = QCheckBox("Quantize embeddings")
         self.quant_embeddings.setChecked(True)
-        self.quant_embeddings.setToolTip("The word embeddings are often half of a small model")
-        self.tolerance = _spin(0, 100, 1.0, decimals=1, step=0.5, suffix=" points",
-                               tip="Accuracy guard: the most accuracy this step may cost; "
-                               "sensitive layers stay in float until it fits, else the "
-                               "step fails")  # fmt: skip
+        self.quant_embeddings.setToolTip(
+            "The word-embedding table is often half of a small model (PyTorch backend; "
+            "onnxruntime always quantizes it)"
+        )
+        self.tolerance = _spin(0, 100, 1.0, decimals=1, step=0.5, suffix=" pt",
+                               tip="Accuracy guard: the most accuracy (in points) this step "
+                               "may cost; sensitive layers stay in float until it fits, else "
+                               "the step fails")  # fmt: skip
         quant_form = QFormLayout(self.quant_box)
         quant_form.addRow("Method:", self.quant_method)
         quant_form.addRow("Backend:", self.quant_backend)
-        quant_form.addRow("", self.per_channel)
-        quant_form.addRow("", self.quant_embeddings)
-        quant_form.addRow("Max. accuracy loss:", self.tolerance)
+        quant_form.addRow(self.per_channel)
+        quant_form.addRow(self.quant_embeddings)
+        quant_form.addRow("Max. loss:", self.tolerance)
 
         # measure
         self.measure_box = QGroupBox("Measure the result")
-        self.evaluate_check = QCheckBox("Evaluate accuracy on the eval split")
+        self.evaluate_check = QCheckBox("Accuracy on the eval split")
         self.evaluate_check.setChecked(True)
-        self.benchmark_check = QCheckBox("Benchmark size and latency on the CPU")
+        self.benchmark_check = QCheckBox("Size and CPU latency")
         self.benchmark_check.setChecked(True)
-        measure_layout = QVBoxLayout(self.measure_box)
+        measure_layout = _vbox(self.measure_box)
         measure_layout.addWidget(self.evaluate_check)
         measure_layout.addWidget(self.benchmark_check)
 
-        grid = QGridLayout()
-        grid.addWidget(self.finetune_box, 0, 0)
-        grid.addWidget(self.distill_box, 1, 0)
-        grid.addWidget(self.layers_box, 2, 0)
-        grid.addWidget(self.measure_box, 3, 0)
-        grid.addWidget(self.heads_box, 0, 1)
-        grid.addWidget(self.ffn_box, 1, 1)
-        grid.addWidget(self.magnitude_box, 2, 1)
-        grid.addWidget(self.vocab_box, 3, 1)
-        grid.addWidget(self.quant_box, 0, 2, 4, 1)
-        grid.setRowStretch(4, 1)
-        for col in range(3):
-            grid.setColumnStretch(col, 1)
+        columns = QHBoxLayout()
+        for boxes, stretch in (
+            ((self.finetune_box, self.distill_box, self.layers_box), 5),
+            ((self.heads_box, self.ffn_box, self.magnitude_box, self.vocab_box), 4),
+            ((self.quant_box, self.measure_box), 3),
+        ):
+            column = QVBoxLayout()
+            for box in boxes:
+                column.addWidget(box)
+            column.addStretch(1)
+            columns.addLayout(column, stretch)
         inner = QWidget()
-        inner.setLayout(grid)
+        inner.setLayout(columns)
         self.scroll = QScrollArea()
         self.scroll.setWidget(inner)
         self.scroll.setWidgetResizable(True)
@@ -1350,7 +1371,6 @@ class TechniquesPage(_Page):
         layout.addWidget(self.description)
         layout.addWidget(self.scroll, 1)
         layout.addWidget(self.error)
-
         self.preset_group.buttonToggled.connect(self._on_preset_toggled)
         for box in (self.finetune_box, self.distill_box, self.layers_box, self.heads_box,
                     self.ffn_box, self.magnitude_box, self.vocab_box, self.quant_box):  # fmt: skip
@@ -1637,6 +1657,7 @@ class SettingsPage(_Page):
             item.setToolTip(tip)
             self.device.setItemData(2, tip, Qt.ItemDataRole.ToolTipRole)
         self.threads = QSpinBox()
+        self.threads.setMinimumWidth(80)
         self.threads.setRange(0, max(os.cpu_count() or 1, 1))
         self.threads.setSpecialValueText("auto")
         self.threads.setToolTip(
@@ -1649,7 +1670,7 @@ class SettingsPage(_Page):
             "folder."
         )
         self.output_browse = QPushButton("Browse…")
-        self.output_resolved = _label("", NOTE_STYLE)
+        self.output_resolved = _label("", NOTE_STYLE, wrap=False)
         self.output_resolved.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         output_row = QHBoxLayout()
         output_row.addWidget(self.output_edit, 1)
@@ -1818,6 +1839,12 @@ class SettingsPage(_Page):
                 step.validate()
             except RecipeError as exc:
                 out.append(f"{step_title(step)} — {exc}")
+        if not out:
+            # The recipe's own checks too, e.g. an output folder inside the source model.
+            try:
+                self.wiz.recipe()
+            except UserError as exc:
+                out.append(str(exc))
         return out
 
     def _update(self, *_args: Any) -> None:
@@ -1845,12 +1872,14 @@ class ReviewPage(_Page):
         self.headline = _label()
         self.headline.setStyleSheet("font-size: 14px; font-weight: bold;")
         self.chain_label = _label()
+        self.chain_label.setTextFormat(Qt.TextFormat.RichText)
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["Now", "After (estimate)"])
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
+        self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.notes = _label("", NOTE_STYLE)
         self.yaml = QPlainTextEdit()
         self.yaml.setReadOnly(True)
@@ -1867,9 +1896,11 @@ class ReviewPage(_Page):
 
         left = QVBoxLayout()
         left.addWidget(self.headline)
-        left.addWidget(self.chain_label)
-        left.addWidget(self.table, 1)
+        left.addWidget(self.table)
         left.addWidget(self.notes)
+        left.addWidget(_label("<b>Steps</b>"))
+        left.addWidget(self.chain_label)
+        left.addStretch(1)
         yaml_box = QGroupBox("Recipe")
         yaml_layout = QVBoxLayout(yaml_box)
         yaml_layout.addWidget(self.yaml, 1)
@@ -1910,7 +1941,8 @@ class ReviewPage(_Page):
                 steps = self.wiz.steps()
             except UserError:
                 steps = self.wiz.techniques_page.chain()
-            self.chain_label.setText(" → ".join(step_summary(s) for s in steps))
+            items = "".join(f"<li>{_escape(step_summary(s))}</li>" for s in steps)
+            self.chain_label.setText(f"<ol style='margin-left:-20px'>{items}</ol>")
             self.show_estimate(
                 estimate_chain(
                     info,
@@ -1954,7 +1986,7 @@ class ReviewPage(_Page):
         self.table.resizeRowsToContents()
         height = self.table.horizontalHeader().height() + 2 * self.table.frameWidth()
         height += sum(self.table.rowHeight(r) for r in range(len(rows)))
-        self.table.setMinimumHeight(height)
+        self.table.setFixedHeight(height)
         self.notes.setText("\n".join(est.notes))
 
     def recipe_to_run(self) -> Recipe | None:

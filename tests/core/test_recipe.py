@@ -65,7 +65,15 @@ def full_recipe(**overrides) -> Recipe:
 
 
 def test_every_step_type_is_registered() -> None:
-    assert set(STEP_TYPES) == {"finetune", "evaluate", "benchmark", "prune", "distill", "quantize"}
+    assert set(STEP_TYPES) == {
+        "finetune",
+        "evaluate",
+        "benchmark",
+        "prune",
+        "distill",
+        "quantize",
+        "export",
+    }
     assert all(isinstance(cls.version, int) for cls in STEP_TYPES.values())
 
 

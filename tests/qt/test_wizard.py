@@ -1,0 +1,484 @@
+"""The compression wizard as a user drives it: pick, tick, type, review, Run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QComboBox,
+    QFileDialog,
+    QGroupBox,
+    QStyle,
+    QStyleOptionGroupBox,
+    QWizard,
+)
+
+from slimpajama_gui.core import pipeline
+from slimpajama_gui.core.models import inspect_model, packaged_minilm_path
+from slimpajama_gui.core.recipe import (
+    Benchmark,
+    Distill,
+    Evaluate,
+    FineTune,
+    Prune,
+    Quantize,
+    load_recipe,
+    recipe_from_yaml,
+)
+from slimpajama_gui.core.store import JobStore
+from slimpajama_gui.qt import wizard as wiz
+from slimpajama_gui.qt.wizard import CompressWizard, estimate_chain
+
+from ..conftest import write_tiny_bert
+
+TIMEOUT = 30_000
+
+
+# --------------------------------------------------------------------------- driving helpers
+
+
+def click(qtbot, widget) -> None:
+    qtbot.mouseClick(widget, Qt.MouseButton.LeftButton)
+
+
+def click_group_check(qtbot, box: QGroupBox) -> None:
+    """Click the check box in a checkable group box's title, where a user clicks."""
+    option = QStyleOptionGroupBox()
+    box.initStyleOption(option)
+    rect = box.style().subControlRect(
+        QStyle.ComplexControl.CC_GroupBox, option, QStyle.SubControl.SC_GroupBoxCheckBox, box
+    )
+    before = box.isChecked()
+    qtbot.mouseClick(box, Qt.MouseButton.LeftButton, pos=rect.center())
+    assert box.isChecked() != before, f"clicking {box.title()!r} did not toggle it"
+
+
+def type_into(qtbot, spin: QAbstractSpinBox, text: str) -> None:
+    """Select the spin box's text and type a new value, as a user would."""
+    spin.setFocus()
+    spin.selectAll()
+    qtbot.keyClicks(spin, text)
+    qtbot.keyClick(spin, Qt.Key.Key_Tab)
+
+
+def choose(qtbot, combo: QComboBox, text: str) -> None:
+    """Pick an item of a (non-editable) combo by typing its first letters."""
+    combo.setFocus()
+    qtbot.keyClicks(combo, text)
+    assert combo.currentText().lower().startswith(text.lower()), combo.currentText()
+
+
+def next_button(w: QWizard):
+    return w.button(QWizard.WizardButton.NextButton)
+
+
+def go_next(qtbot, w: CompressWizard) -> None:
+    page = w.currentId()
+    assert next_button(w).isEnabled(), error_text(w.currentPage())
+    click(qtbot, next_button(w))
+    assert w.currentId() == page + 1
+
+
+def error_text(page) -> str:
+    return page.error.text() if page.error.isVisible() else ""
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def make_wizard(qtbot):
+    made: list[CompressWizard] = []
+
+    def make(models, current=None) -> CompressWizard:
+        w = CompressWizard(models=[inspect_model(m) for m in models], current_model=current)
+        qtbot.addWidget(w)
+        w.show()
+        qtbot.waitExposed(w)
+        made.append(w)
+        return w
+
+    yield make
+    # Nothing may outlive the test: header reads, data loads, vocabulary counts.
+    for w in made:
+        qtbot.waitUntil(lambda w=w: not w.busy(), timeout=TIMEOUT)
+
+
+@pytest.fixture
+def on_techniques(qtbot, make_wizard, tiny_minilm):
+    """The wizard on the techniques page, with tiny_minilm and the demo data chosen."""
+    w = make_wizard([tiny_minilm], tiny_minilm)
+    go_next(qtbot, w)
+    qtbot.waitUntil(w.data_page.isComplete, timeout=TIMEOUT)
+    go_next(qtbot, w)
+    return w
+
+
+# --------------------------------------------------------------------------- the whole way
+
+
+def test_custom_chain_review_run_and_execute(qtbot, make_wizard, tiny_minilm, tiny_bert, tmp_path):
+    w = make_wizard([tiny_bert, tiny_minilm], tiny_minilm)
+
+    # (a) Model: the preselected one, picked again by a click; its summary has the head.
+    page = w.model_page
+    assert page.selected_info().path == tiny_minilm
+    row = next(
+        r for r in range(page.list.count())
+        if page.list.item(r).data(Qt.ItemDataRole.UserRole).path == tiny_minilm
+    )  # fmt: skip
+    rect = page.list.visualItemRect(page.list.item(row))
+    qtbot.mouseClick(page.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert "yes, 2 classes" in page.summary.text()
+    assert "2" in page.summary.text() and "Vocabulary" in page.summary.text()
+    go_next(qtbot, w)
+
+    # (b) Data: the demo set is the default; preview, mapping and label balance appear.
+    data = w.data_page
+    assert data.demo_radio.isChecked()
+    qtbot.waitUntil(data.isComplete, timeout=TIMEOUT)
+    assert data.table.rowCount() == 8
+    assert [data.table.horizontalHeaderItem(c).text() for c in range(2)] == ["sentence", "label"]
+    assert (data.text_combo.currentText(), data.label_combo.currentText()) == ("sentence", "label")
+    assert data.balance.counts == {"negative": 220, "positive": 220}
+    go_next(qtbot, w)
+
+    # (c) Techniques: custom = distill + heads pruning + int8 in PyTorch.
+    tech = w.techniques_page
+    click(qtbot, tech.preset_buttons["custom"])
+    assert tech.preset() == "custom"
+    if tech.vocab_box.isChecked():
+        click_group_check(qtbot, tech.vocab_box)
+    if not tech.distill_box.isChecked():
+        click_group_check(qtbot, tech.distill_box)
+    assert tech.student_picker.selected() == [1]  # every second layer of 2
+    click_group_check(qtbot, tech.heads_box)
+    type_into(qtbot, tech.heads_amount, "50")
+    if not tech.quant_box.isChecked():
+        click_group_check(qtbot, tech.quant_box)
+    choose(qtbot, tech.quant_method, "dyn")
+    choose(qtbot, tech.quant_backend, "Py")
+    type_into(qtbot, tech.tolerance, "50")
+    click(qtbot, tech.benchmark_check)  # keep the test quick: accuracy only
+    assert not error_text(tech), error_text(tech)
+    chain = tech.chain()
+    assert [type(s) for s in chain] == [Distill, Prune, Quantize, Evaluate]
+    assert chain[1].method == "heads" and chain[1].amount == pytest.approx(0.5)
+    assert (chain[2].method, chain[2].backend) == ("dynamic_int8", "pytorch")
+    go_next(qtbot, w)
+
+    # (d) Settings: one row per training step; tiny epochs, no recovery training.
+    settings = w.settings_page
+    distill_row = settings.row_for("distill")
+    prune_row = settings.row_for("prune", "heads")
+    assert distill_row is not None and prune_row is not None
+    type_into(qtbot, distill_row.epochs, "0.1")
+    type_into(qtbot, prune_row.epochs, "0")
+    type_into(qtbot, distill_row.batch_size, "32")
+    lr = distill_row.learning_rate
+    lr.lineEdit().selectAll()
+    qtbot.keyClicks(lr.lineEdit(), "2e-4")
+    assert settings.device.currentData() == "auto"
+    assert settings.output_edit.text().startswith("{data}/results/tiny-minilm-")
+    assert not error_text(settings), error_text(settings)
+    go_next(qtbot, w)
+
+    # (e) Review: smaller than now, and YAML that parses back to the same recipe.
+    review = w.review_page
+    est = review.estimate
+    assert est is not None
+    assert est.parameters_after < est.parameters_before
+    assert est.size_after < est.size_before
+    assert (est.layers_after, est.heads_after) == (1, [2])
+    assert "smaller than" in review.headline.text()
+    text = review.yaml.toPlainText()
+    parsed = recipe_from_yaml(text)
+    assert parsed == w.recipe()
+    steps = parsed.steps
+    assert steps[0].epochs == pytest.approx(0.1) and steps[0].learning_rate == pytest.approx(2e-4)
+    assert steps[0].batch_size == 32 and steps[1].recovery_epochs == 0
+    assert parsed.model == str(tiny_minilm) and parsed.dataset["train"] == "demo"
+    assert w.button(QWizard.WizardButton.FinishButton).text() == "Run"
+
+    with qtbot.waitSignal(w.recipe_ready, timeout=5_000) as blocker:
+        click(qtbot, w.button(QWizard.WizardButton.FinishButton))
+    recipe = blocker.args[0]
+    assert recipe == parsed
+    assert not w.isVisible()
+
+    # The emitted recipe runs as it is.
+    with JobStore(tmp_path / "jobs.db") as store:
+        result = pipeline.run(recipe, store=store)
+        assert result.status == "done", result.error
+        assert store.get_job(result.job_id).status == "done"
+    assert result.final is not None and result.final.is_dir()
+
+
+# --------------------------------------------------------------------------- invalid choices
+
+
+def test_invalid_techniques_block_next_with_a_sentence(qtbot, on_techniques):
+    w = on_techniques
+    tech = w.techniques_page
+    click(qtbot, tech.preset_buttons["custom"])
+    if not tech.distill_box.isChecked():
+        click_group_check(qtbot, tech.distill_box)
+    assert tech.student_picker.selected() == [1]
+
+    # Every layer kept: the student would be no smaller.
+    click(qtbot, tech.student_picker.buttons[0])
+    assert tech.student_picker.selected() == [0, 1]
+    assert "all 2 layers are selected" in error_text(tech)
+    assert not next_button(w).isEnabled()
+    w.next()
+    assert w.currentPage() is tech
+
+    # No layer kept.
+    click(qtbot, tech.student_picker.buttons[0])
+    click(qtbot, tech.student_picker.buttons[1])
+    assert "select at least one layer" in error_text(tech)
+    assert not next_button(w).isEnabled()
+    click(qtbot, tech.student_picker.buttons[1])
+    assert not error_text(tech)
+    assert next_button(w).isEnabled()
+
+    # An amount out of range: the sentence is Step.validate()'s.
+    click_group_check(qtbot, tech.heads_box)
+    type_into(qtbot, tech.heads_amount, "100")
+    assert "Prune attention heads" in error_text(tech)
+    assert "amount: must be above 0 and below 1, got 1.0" in error_text(tech)
+    assert not next_button(w).isEnabled()
+    type_into(qtbot, tech.heads_amount, "25")
+    assert not error_text(tech)
+
+    # A method the backend cannot do.
+    if not tech.quant_box.isChecked():
+        click_group_check(qtbot, tech.quant_box)
+    choose(qtbot, tech.quant_backend, "onnx")
+    choose(qtbot, tech.quant_method, "fp16")
+    assert "onnxruntime backend quantizes with dynamic_int8 only" in error_text(tech)
+    assert not next_button(w).isEnabled()
+    choose(qtbot, tech.quant_backend, "Py")
+    assert not error_text(tech)
+
+    # Distillation and dropping layers both pick layers: only one at a time.
+    click_group_check(qtbot, tech.layers_box)
+    assert "either distillation or dropping layers" in error_text(tech)
+    click_group_check(qtbot, tech.layers_box)
+
+    # Nothing ticked at all.
+    for box in (tech.distill_box, tech.heads_box, tech.quant_box, tech.vocab_box,
+                tech.finetune_box):  # fmt: skip
+        if box.isChecked():
+            click_group_check(qtbot, box)
+    assert "at least one technique" in error_text(tech)
+    assert not next_button(w).isEnabled()
+
+    # A preset is always valid again.
+    click(qtbot, tech.preset_buttons["fast"])
+    assert not error_text(tech)
+    assert next_button(w).isEnabled()
+
+
+def test_settings_errors_block_next(qtbot, on_techniques):
+    w = on_techniques
+    tech = w.techniques_page
+    click(qtbot, tech.preset_buttons["custom"])
+    click_group_check(qtbot, tech.magnitude_box)
+    choose(qtbot, tech.magnitude_schedule, "grad")
+    go_next(qtbot, w)
+    settings = w.settings_page
+    row = settings.row_for("prune", "magnitude")
+    type_into(qtbot, row.epochs, "0")
+    assert "recovery_epochs: must be above 0 when schedule is 'gradual'" in error_text(settings)
+    assert not next_button(w).isEnabled()
+    type_into(qtbot, row.epochs, "1")
+    row.learning_rate.lineEdit().selectAll()
+    qtbot.keyClicks(row.learning_rate.lineEdit(), "fast")
+    assert "'fast' is not a number" in error_text(settings)
+    assert not next_button(w).isEnabled()
+    row.learning_rate.lineEdit().selectAll()
+    qtbot.keyClicks(row.learning_rate.lineEdit(), "3e-5")
+    settings.output_edit.selectAll()
+    qtbot.keyClick(settings.output_edit, Qt.Key.Key_Delete)
+    assert "Output folder" in error_text(settings)
+    # The recipe refuses to write into the source model (RELIABILITY F8).
+    qtbot.keyClicks(settings.output_edit, str(Path(w.model_info().path) / "out"))
+    assert "source model folder" in error_text(settings)
+    assert not next_button(w).isEnabled()
+    settings.output_edit.selectAll()
+    qtbot.keyClicks(settings.output_edit, "{data}/results/elsewhere")
+    assert not error_text(settings)
+    go_next(qtbot, w)
+    assert w.recipe().output == "{data}/results/elsewhere"
+
+
+def test_data_errors_are_shown_and_block_next(qtbot, make_wizard, tiny_minilm, tmp_path):
+    w = make_wizard([tiny_minilm], tiny_minilm)
+    go_next(qtbot, w)
+    data = w.data_page
+    qtbot.waitUntil(data.isComplete, timeout=TIMEOUT)
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("review,stars\n", encoding="utf-8")
+    click(qtbot, data.file_radio)
+    qtbot.keyClicks(data.train_edit, str(empty))
+    qtbot.waitUntil(lambda: bool(error_text(data)), timeout=TIMEOUT)
+    assert "has a header" in error_text(data) and "no rows" in error_text(data)
+    assert not next_button(w).isEnabled()
+
+    # Unusual column names: the mapping is guessed, then the user corrects it.
+    good = tmp_path / "reviews.csv"
+    rows = ["id,review,stars"] + [
+        f"{i},{'great fun film' if i % 2 else 'awful boring plot'} number {i},{i % 2}"
+        for i in range(40)
+    ]
+    good.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    data.train_edit.selectAll()
+    qtbot.keyClicks(data.train_edit, str(good))
+    qtbot.waitUntil(lambda: data.table.rowCount() > 0 and not data.is_loading(), timeout=TIMEOUT)
+    assert [data.text_combo.itemText(i) for i in range(3)] == ["id", "review", "stars"]
+    assert data.text_combo.currentText() == "review"  # guessed by name
+    choose(qtbot, data.label_combo, "stars")
+    qtbot.waitUntil(data.isComplete, timeout=TIMEOUT)
+    assert data.balance.counts == {"0": 20, "1": 20}
+    assert data.spec() == {"train": str(good), "text_column": "review", "label_column": "stars"}
+    assert not error_text(data)
+    go_next(qtbot, w)
+    assert w.techniques_page.isComplete()
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def test_packaged_model_needs_finetune_and_presets_start_with_it(qtbot, make_wizard):
+    packaged = packaged_minilm_path()
+    w = make_wizard([packaged], packaged)
+    assert "none" in w.model_page.summary.text()
+    go_next(qtbot, w)
+    qtbot.waitUntil(w.data_page.isComplete, timeout=TIMEOUT)
+    go_next(qtbot, w)
+    tech = w.techniques_page
+    for name in ("fast", "balanced", "smallest"):
+        click(qtbot, tech.preset_buttons[name])
+        chain = tech.chain()
+        assert isinstance(chain[0], FineTune), name
+        assert isinstance(chain[-1], Benchmark) and isinstance(chain[-2], Evaluate)
+        assert any(isinstance(s, Quantize) and s.backend == "onnxruntime" for s in chain)
+    assert [type(s) for s in tech.chain()] == [
+        FineTune, Distill, Prune, Prune, Quantize, Evaluate, Benchmark
+    ]  # fmt: skip
+    assert tech.chain()[1].student_layers == [1, 4]
+    # Fine-tuning cannot be unticked while the model has no head.
+    click(qtbot, tech.preset_buttons["custom"])
+    assert tech.finetune_box.isChecked()
+    option = QStyleOptionGroupBox()
+    tech.finetune_box.initStyleOption(option)
+    rect = tech.finetune_box.style().subControlRect(
+        QStyle.ComplexControl.CC_GroupBox, option, QStyle.SubControl.SC_GroupBoxCheckBox,
+        tech.finetune_box,
+    )  # fmt: skip
+    qtbot.mouseClick(tech.finetune_box, Qt.MouseButton.LeftButton, pos=rect.center())
+    assert tech.finetune_box.isChecked()
+    assert isinstance(tech.chain()[0], FineTune)
+
+    # Settings start from the preset's own values.
+    click(qtbot, tech.preset_buttons["balanced"])
+    go_next(qtbot, w)
+    settings = w.settings_page
+    assert settings.row_for("finetune").epochs.value() == 3
+    assert settings.row_for("distill").epochs.value() == 4
+    assert settings.name_edit.text() == "all-MiniLM-L6-v2-balanced"
+    cuda = settings.device.model().item(2)
+    if not wiz._cuda_available():
+        assert not cuda.isEnabled() and "torch.cuda.is_available() is False" in cuda.toolTip()
+    go_next(qtbot, w)
+    recipe = w.recipe()
+    assert recipe.model == "packaged"
+    assert w.review_page.estimate.layers_after == 3
+
+
+def test_review_copy_and_save(qtbot, on_techniques, tmp_path, monkeypatch):
+    w = on_techniques
+    go_next(qtbot, w)
+    go_next(qtbot, w)
+    review = w.review_page
+    click(qtbot, review.copy_button)
+    assert QGuiApplication.clipboard().text() == review.yaml.toPlainText()
+    target = tmp_path / "saved" / "my-recipe.yaml"
+    monkeypatch.setattr(
+        QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), ""))
+    )
+    click(qtbot, review.save_button)
+    assert target.is_file()
+    assert load_recipe(target) == w.recipe()
+    assert str(target) in review.saved.text()
+
+
+def test_add_folder_reads_headers_off_the_gui_thread(qtbot, make_wizard, tiny_minilm, tmp_path,
+                                                     monkeypatch):  # fmt: skip
+    w = make_wizard([tiny_minilm])
+    page = w.model_page
+    extra = write_tiny_bert(tmp_path / "another-bert")
+    monkeypatch.setattr(
+        QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(extra))
+    )
+    click(qtbot, page.add_button)
+    qtbot.waitUntil(lambda: page.list.count() == 2 and page.add_button.isEnabled(), timeout=TIMEOUT)
+    assert page.selected_info().path == extra
+    assert "another-bert" in page.summary.text()
+
+    not_a_model = tmp_path / "just-a-folder"
+    not_a_model.mkdir()
+    monkeypatch.setattr(
+        QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(not_a_model))
+    )
+    click(qtbot, page.add_button)
+    qtbot.waitUntil(lambda: bool(error_text(page)), timeout=TIMEOUT)
+    assert "not a model folder" in error_text(page)
+    assert page.list.count() == 2 and next_button(w).isEnabled()
+
+
+def test_current_model_is_selected_when_the_list_arrives(qtbot, tiny_minilm, tiny_bert):
+    w = CompressWizard()
+    qtbot.addWidget(w)
+    w.set_current_model(tiny_bert)
+    w.set_models([inspect_model(tiny_minilm), inspect_model(tiny_bert)])
+    assert w.model_info().path == tiny_bert
+    qtbot.waitUntil(lambda: not w.busy(), timeout=TIMEOUT)
+
+
+def test_estimate_matches_the_reference_chain():
+    """DESIGN.md: 3-layer student, 11,575 ids, onnxruntime int8 per-channel: 10.3 MB."""
+    info = inspect_model(packaged_minilm_path(), "packaged")
+    same = estimate_chain(info, [Evaluate()], num_labels=2)
+    # The encoder-only model gets a 2-class head (384 x 2 + 2); nothing else changes.
+    assert same.parameters_after == info.parameters + 770
+    assert same.size_after == pytest.approx(info.size_bytes, rel=1e-3)
+    chain = [
+        Distill(student_layers=[1, 3, 5]),
+        Prune(method="vocabulary"),
+        Quantize(method="dynamic_int8", backend="onnxruntime"),
+    ]
+    est = estimate_chain(info, chain, vocab_kept=11_575, num_labels=2)
+    assert est.layers_after == 3 and est.vocab_after == 11_575
+    assert est.size_after == pytest.approx(10.3e6, rel=0.1)
+    # A head is added to the encoder-only model (2 classes): 22.7 M -> about 10 M.
+    assert est.parameters_after == pytest.approx(10.0e6, rel=0.05)
+    heads = estimate_chain(info, [Prune(method="heads", amount=0.5)])
+    assert heads.heads_after == [6] * 6 and heads.parameters_after < info.parameters
+    int4 = estimate_chain(info, [Quantize(method="weight_int4", backend="pytorch")])
+    int8 = estimate_chain(info, [Quantize(method="weight_int8", backend="pytorch")])
+    assert int4.size_after < int8.size_after < info.size_bytes
+    sparse = estimate_chain(info, [Prune(method="magnitude", amount=0.5)])
+    assert sparse.size_after == info.size_bytes and sparse.nonzero_after < info.parameters
+
+
+def test_presets_are_read_from_the_yaml_files():
+    for name in wiz.PRESETS:
+        steps = wiz.load_preset(name)
+        assert [type(s) for s in steps] == [type(s) for s in wiz._code_preset(name)], name
