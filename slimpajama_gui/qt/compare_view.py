@@ -439,7 +439,8 @@ def flip_job(a: Variant, b: Variant, max_rows: int = MAX_FLIP_ROWS) -> Iterator[
         yield ("status", f"Loading {side}: {variant.name}…")
         handle = open_model(variant.path)
         model = handle.load_model()
-        if model.load_report is not None and model.load_report.new_keys:
+        report = getattr(model, "load_report", None)  # an ONNX variant has none
+        if report is not None and report.new_keys:
             raise UserError(
                 f"{variant.name} has no trained classifier head (it is an encoder only), so "
                 "its predictions would be noise; fine-tune it first."

@@ -21,10 +21,13 @@ from PySide6.QtWidgets import (
 )
 
 from slimpajama_gui import __version__
+from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.qt.compare_view import CompareView
+from slimpajama_gui.qt.compress_page import CompressPage
 from slimpajama_gui.qt.jobs_view import JobsView
 from slimpajama_gui.qt.models_view import ModelsView
 from slimpajama_gui.qt.playground import PlaygroundView
+from slimpajama_gui.qt.settings_dialog import SettingsDialog
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,11 @@ class MainWindow(QMainWindow):
         self.jobs_view = JobsView()
         self.compare_view = CompareView(self.jobs_view.store)
         self.playground = PlaygroundView()
+        self.compress_page = CompressPage(
+            self.models_view.model.infos, self.models_view.selected_info
+        )
         built = {
+            "compress": self.compress_page,
             "models": self.models_view,
             "jobs": self.jobs_view,
             "compare": self.compare_view,
@@ -148,6 +155,7 @@ class MainWindow(QMainWindow):
             lambda _n: self.playground.set_models(self.models_view.model.infos())
         )
         self.jobs_view.open_result.connect(self._open_result)
+        self.compress_page.recipe_ready.connect(self._submit)
         self.jobs_view.runner.job_finished.connect(self._on_job_finished)
         self._restore_settings()
 
@@ -174,6 +182,13 @@ class MainWindow(QMainWindow):
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
 
+        edit_menu = self.menuBar().addMenu("&Edit")
+        settings_action = QAction("&Settings…", self)
+        settings_action.setShortcut(QKeySequence("Ctrl+,"))
+        settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
+        settings_action.triggered.connect(self.show_settings)
+        edit_menu.addAction(settings_action)
+
         view_menu = self.menuBar().addMenu("&View")
         for i, area in enumerate(AREAS):
             action = QAction(area.title, self)
@@ -193,6 +208,28 @@ class MainWindow(QMainWindow):
             f"<b>SlimPajama Studio {__version__}</b><p>Make transformer text classifiers "
             "small and fast, and watch it happen.</p>",
         )
+
+    def show_settings(self) -> SettingsDialog:
+        """Edit → Settings… (window-modal; returned for tests)."""
+        dialog = SettingsDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(
+            lambda: self.statusBar().showMessage(
+                "Settings saved; the new data folder is used from the next start"
+                if dialog.data_dir_changed()
+                else "Settings saved"
+            )
+        )
+        dialog.open()
+        return dialog
+
+    def _submit(self, recipe) -> None:
+        try:
+            self.jobs_view.submit(recipe)
+        except UserError as exc:
+            QMessageBox.warning(self, "Cannot start the job", str(exc))
+            return
+        self.show_area("jobs")
 
     def _open_result(self, path: str) -> None:
         self.show_area("models")

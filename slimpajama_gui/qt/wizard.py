@@ -1028,8 +1028,8 @@ class DataPage(_Page):
         self._timer.setInterval(250)  # typing a path: read once the user pauses
         self._timer.timeout.connect(self.refresh)
         self.demo_radio.toggled.connect(self._on_source_changed)
-        self.train_edit.textChanged.connect(self._timer.start)
-        self.eval_edit.textChanged.connect(self._timer.start)
+        self.train_edit.textChanged.connect(self._schedule)
+        self.eval_edit.textChanged.connect(self._schedule)
         self.text_combo.activated.connect(self.refresh)
         self.label_combo.activated.connect(self.refresh)
         self.train_browse.clicked.connect(lambda: self._browse(self.train_edit, "training"))
@@ -1074,6 +1074,10 @@ class DataPage(_Page):
         self.refresh()
 
     # -- reading ---------------------------------------------------------------------
+    def _schedule(self, *_args: Any) -> None:
+        self._timer.start()
+        self.completeChanged.emit()
+
     def refresh(self) -> None:
         """Read the chosen data again on the thread pool (older reads are ignored)."""
         self._timer.stop()
@@ -1100,6 +1104,8 @@ class DataPage(_Page):
         self.completeChanged.emit()
 
     def _clear_preview(self) -> None:
+        for combo in (self.text_combo, self.label_combo):
+            combo.clear()
         self.table.clear()
         self.table.setRowCount(0)
         self.table.setColumnCount(0)
@@ -1722,7 +1728,9 @@ class SettingsPage(_Page):
             lr.setCurrentText(format_lr(step.learning_rate))
             lr.setToolTip("Peak learning rate of AdamW, e.g. 5e-5 for fine-tuning, 1e-4 for "
                           "distillation")  # fmt: skip
+            lr.setMaximumWidth(140)
             batch = QSpinBox()
+            batch.setMaximumWidth(110)
             batch.setRange(1, 4096)
             batch.setValue(step.batch_size)
             batch.setToolTip("Examples per optimizer step; lower it if memory runs out")
@@ -2031,8 +2039,9 @@ class ReviewPage(_Page):
 class CompressWizard(QWizard):
     """Model → data → techniques → settings → review; *Run* emits :attr:`recipe_ready`.
 
-    Works as a dialog (``open()`` / ``exec()``) or embedded in a layout: embedded, *Run*
-    starts it over instead of hiding it.
+    Works as a dialog (``open()`` / ``exec()``), or embedded in a layout after
+    ``setWindowFlags(Qt.WindowType.Widget)``: embedded, *Run* and *Cancel* start it over
+    instead of hiding it. Make a new wizard for each job when it is a dialog.
     """
 
     #: The recipe to run (a :class:`~slimpajama_gui.core.recipe.Recipe`), on *Run*.
@@ -2067,6 +2076,8 @@ class CompressWizard(QWizard):
                                         self.settings_page, self.review_page)):  # fmt: skip
             self.setPage(page_id, page)
         self.setStartId(self.PAGE_MODEL)
+        # Fits a 1280x800 screen; below 960x640 the techniques page would scroll sideways.
+        self.setMinimumSize(960, 640)
         self.resize(1040, 740)
         if models is not None:
             self.set_models(models)
@@ -2201,6 +2212,10 @@ class CompressWizard(QWizard):
             return
         self.closing = True
         super().done(result)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        self.closing = False  # opened again after Cancel or Run
+        super().showEvent(event)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)
         self.closing = True

@@ -1,0 +1,135 @@
+"""Edit → Settings…: values round-trip through QSettings; the menu opens the dialog."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from PySide6.QtCore import QSettings
+from PySide6.QtGui import QKeySequence, QPalette
+from PySide6.QtWidgets import QApplication, QDialogButtonBox
+
+from slimpajama_gui.qt.settings_dialog import (
+    KEY_DATA_DIR,
+    KEY_DEVICE,
+    KEY_THEME,
+    KEY_THREADS,
+    AppSettings,
+    SettingsDialog,
+    apply_startup_settings,
+    apply_theme,
+    load_settings,
+)
+
+
+@pytest.fixture(autouse=True)
+def _system_theme_afterwards():
+    yield
+    apply_theme("system")
+
+
+def _ok(dialog: SettingsDialog) -> None:
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+
+
+def test_changed_values_are_stored_and_read_back(qtbot, tmp_path):
+    dialog = SettingsDialog(cuda=False)
+    qtbot.addWidget(dialog)
+    assert dialog.current_values() == AppSettings()  # nothing stored yet: the defaults
+    dialog.device.setCurrentIndex(dialog.device.findData("cpu"))
+    dialog.threads.setValue(1)
+    folder = tmp_path / "elsewhere"
+    qtbot.keyClicks(dialog.data_dir, str(folder))
+    dialog.theme.setCurrentIndex(dialog.theme.findData("dark"))
+    assert dialog.data_dir_changed()
+    with qtbot.waitSignal(dialog.accepted, timeout=1000):
+        _ok(dialog)
+
+    settings = QSettings()
+    assert settings.value(KEY_DEVICE) == "cpu"
+    assert int(settings.value(KEY_THREADS)) == 1
+    assert settings.value(KEY_DATA_DIR) == str(folder)
+    assert settings.value(KEY_THEME) == "dark"
+    assert load_settings() == AppSettings("cpu", 1, str(folder), "dark")
+    # Dark at once, even where the platform has no colour scheme of its own (offscreen).
+    assert QApplication.palette().color(QPalette.ColorRole.Window).lightness() < 100
+
+    # A new dialog starts from what was stored.
+    again = SettingsDialog(cuda=False)
+    qtbot.addWidget(again)
+    assert again.current_values() == AppSettings("cpu", 1, str(folder), "dark")
+    assert not again.data_dir_changed()
+
+
+def test_cancel_stores_nothing_and_defaults_restore(qtbot):
+    dialog = SettingsDialog(cuda=False)
+    qtbot.addWidget(dialog)
+    dialog.threads.setValue(2)
+    dialog.reject()
+    assert QSettings().value(KEY_THREADS) is None
+
+    QSettings().setValue(KEY_THEME, "light")
+    dialog = SettingsDialog(cuda=False)
+    qtbot.addWidget(dialog)
+    dialog.buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults).click()
+    assert dialog.current_values() == AppSettings()
+
+
+def test_cuda_is_disabled_without_a_gpu(qtbot):
+    QSettings().setValue(KEY_DEVICE, "cuda")  # stored on a machine that had one
+    dialog = SettingsDialog(cuda=False)
+    qtbot.addWidget(dialog)
+    cuda = dialog.device.findData("cuda")
+    assert not dialog.device.model().item(cuda).isEnabled()
+    assert dialog.device.currentData() == "auto"
+    enabled = SettingsDialog(cuda=True)
+    qtbot.addWidget(enabled)
+    assert enabled.device.model().item(cuda).isEnabled()
+    assert enabled.device.currentData() == "cuda"
+
+
+def test_theme_system_restores_the_palette_the_app_started_with(qtbot):
+    window = QApplication.palette().color(QPalette.ColorRole.Window)
+    apply_theme("dark")
+    assert QApplication.palette().color(QPalette.ColorRole.Window) != window
+    apply_theme("light")
+    assert QApplication.palette().color(QPalette.ColorRole.Window).lightness() > 180
+    apply_theme("system")
+    assert QApplication.palette().color(QPalette.ColorRole.Window) == window
+
+
+def test_unreadable_values_fall_back_to_defaults():
+    settings = QSettings()
+    for key, value in ((KEY_DEVICE, "tpu"), (KEY_THREADS, "many"), (KEY_THEME, "neon")):
+        settings.setValue(key, value)
+    assert load_settings() == AppSettings()
+
+
+def test_data_folder_applies_at_start_unless_the_environment_says(monkeypatch, tmp_path):
+    QSettings().setValue(KEY_DATA_DIR, str(tmp_path / "stored"))
+    apply_startup_settings()
+    assert os.environ["SLIMPAJAMA_HOME"] != str(tmp_path / "stored")  # the test's own wins
+    monkeypatch.delenv("SLIMPAJAMA_HOME")
+    apply_startup_settings()
+    assert os.environ["SLIMPAJAMA_HOME"] == str(tmp_path / "stored")
+
+
+def test_edit_menu_opens_the_dialog(qtbot):
+    from slimpajama_gui.qt.main_window import MainWindow
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    with qtbot.waitSignal(window.models_view.scan_finished, timeout=30_000):
+        window.show()
+    menus = {a.text(): a.menu() for a in window.menuBar().actions()}
+    assert list(menus)[:3] == ["&File", "&Edit", "&View"]
+    (action,) = [a for a in menus["&Edit"].actions() if a.text() == "&Settings…"]
+    assert action.shortcut() == QKeySequence("Ctrl+,")
+    action.trigger()
+    dialog = window.findChild(SettingsDialog)
+    assert dialog is not None and dialog.isVisible()
+    dialog.threads.setValue(1)
+    with qtbot.waitSignal(dialog.accepted, timeout=1000):
+        _ok(dialog)
+    assert int(QSettings().value(KEY_THREADS)) == 1
+    assert window.statusBar().currentMessage() == "Settings saved"
