@@ -45,6 +45,7 @@ class Variant:
     name: str
     what: str
     steps: list[dict[str, Any]]
+    extra: bool = False  # the other quantization formats: run with --extra
     row: dict[str, Any] = field(default_factory=dict)
 
 
@@ -115,6 +116,20 @@ def variants(epochs: float, lr: float) -> list[Variant]:
             "teacher exported to ONNX, onnxruntime dynamic int8 per-channel",
             [ONNX_INT8],
         ),
+        *[
+            Variant(
+                f"PyTorch {m}",
+                what,
+                [{"type": "quantize", "method": m, "tolerance": 100.0}],
+                extra=True,
+            )
+            for m, what in (
+                ("fp16", "weights and compute in fp16 (no accuracy guard)"),
+                ("bf16", "weights and compute in bf16 (no accuracy guard)"),
+                ("weight_int8", "int8 weights dequantized per call (no accuracy guard)"),
+                ("weight_int4", "int4 weights, groups of 32 (no accuracy guard)"),
+            )
+        ],
         Variant(
             "preset fast",
             "vocabulary pruning + onnxruntime int8 (no training)",
@@ -247,11 +262,20 @@ def main() -> int:
     parser.add_argument(
         "--work", type=Path, help="folder for the variants (default: a temp folder)"
     )
+    parser.add_argument(
+        "--extra",
+        action="store_true",
+        help="instead: the other PyTorch formats (fp16, bf16, weight-only int8/int4) against the teacher",
+    )
     args = parser.parse_args()
     if args.quick:
         args.train_rows, args.sentences = args.train_rows or 200, 20
     work = args.work or Path(tempfile.mkdtemp(prefix="compress-sst2-"))
-    rows = variants(args.epochs, args.lr)
+    rows = [
+        v
+        for v in variants(args.epochs, args.lr)
+        if v.name == "teacher fp32" or v.extra == args.extra
+    ]
     if args.only:
         rows = [rows[0]] + [v for v in rows[1:] if v.name in args.only]
     started = time.monotonic()
@@ -264,11 +288,14 @@ def main() -> int:
         return 1
     body = "\n".join(
         [
-            "## Compression on SST-2: every technique and preset (compression issue)",
+            "## Compression on SST-2: other PyTorch weight formats"
+            if args.extra
+            else "## Compression on SST-2: every technique and preset (compression issue)",
             "",
             f"Command: `python benchmarks/compress_sst2.py --teacher {args.teacher.name} "
             + (f"--train-rows {args.train_rows} " if args.train_rows else "")
-            + f"--epochs {args.epochs:g}`",
+            + f"--epochs {args.epochs:g}"
+            + (" --extra`" if args.extra else "`"),
             "",
             f"Machine: {machine()}. Teacher: `{args.teacher}`. Whole run: {(time.monotonic() - started) / 60:.0f} min.",
             "Training steps used "
@@ -288,7 +315,7 @@ def main() -> int:
     )
     print(body)
     if not args.quick:
-        write_section("compress-sst2", body)
+        write_section("compress-sst2-extra" if args.extra else "compress-sst2", body)
     return 0 if all("error" not in v.row for v in rows) else 1
 
 

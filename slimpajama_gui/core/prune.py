@@ -1040,12 +1040,9 @@ class VocabReport:
 
 
 def _load_tokenizer(folder: Path):
-    from transformers import AutoTokenizer
+    from slimpajama_gui.core.models import load_tokenizer
 
-    try:
-        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load the tokenizer in {folder}: {exc}") from exc
+    return load_tokenizer(folder)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
