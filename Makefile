@@ -53,7 +53,7 @@ format: install
 
 screenshots: install
 	@tools/system-deps.sh xvfb
-	xvfb-run -a -s "-screen 0 1280x800x24" $(PY) -m slimpajama_gui.qt.screenshots docs/screenshots
+	xvfb-run -a -s "-screen 0 $${SHOT_SIZE:-1280x800}x24" $(PY) -m slimpajama_gui.qt.screenshots docs/screenshots
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

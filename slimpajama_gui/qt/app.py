@@ -76,6 +76,10 @@ def run_app(argv: list[str]) -> int:
     # Fusion follows the system's light/dark colour scheme on every platform.
     app.setStyle("Fusion")
     app.setWindowIcon(app_icon())
+    from slimpajama_gui.qt.settings_dialog import apply_startup_settings
+
+    # Before logging: the data folder chosen in Settings decides where the log goes.
+    apply_startup_settings()
     configure_logging()
     install_excepthook()
 

@@ -3,33 +3,118 @@
 `make screenshots` runs this under Xvfb (a real X server, the xcb platform), so the
 pictures are what a person sees. Settings and data go to a throw-away folder, so the
 user's own window layout and history neither leak into the pictures nor get changed.
+
+Every area shows real content: before taking the pictures, the script runs a real job
+through the app's own Jobs area (the packaged MiniLM on the built-in demo data:
+fine-tune, prune attention heads, int8 in onnxruntime, each variant evaluated and
+benchmarked, the source model too), then waits for the model browser, Compare (the
+fine-tuned variant against the ONNX int8 one, flips computed) and the Playground (both
+models' predictions for one typed sentence). About a minute on 2 CPU cores.
+
+Options (each also read from the environment, as ``make screenshots`` passes them):
+
+- ``--size WxH`` (``SHOT_SIZE``, default 1280x800): the window size.
+- ``--suffix TEXT`` (``SHOT_SUFFIX``): added to each file name (``models-1080.png``).
+- ``--model PATH`` and ``--max-steps N``: a smaller job, for checking layouts quickly.
+
+Example:
+    SHOT_SIZE=1920x1080 SHOT_SUFFIX=-1080 make screenshots
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+#: The sentence typed into the Playground.
+SENTENCE = "A warm, funny and beautifully acted film."
 
-def _wait(app, predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        app.processEvents()
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
+RECIPE = """\
+version: 1
+name: minilm-demo
+model: {model}
+dataset:
+  train: demo
+  labels: [negative, positive]
+  max_length: 64
+output: "{{data}}/results/minilm-demo"
+steps:
+  # The source model as it is (no classifier head trained yet), for Compare.
+  - {{type: evaluate}}
+  - {{type: benchmark, threads: 2, sentences: 100, repeats: 2}}
+  - {{type: finetune, epochs: 3, max_steps: {max_steps}, batch_size: 16, learning_rate: 1.0e-4,
+      log_every_steps: 2, eval_every_steps: 10}}
+  - {{type: evaluate}}
+  - {{type: benchmark, threads: 2, sentences: 100, repeats: 2}}
+  - {{type: prune, method: heads, amount: 0.5, recovery_epochs: 0}}
+  - {{type: evaluate}}
+  - {{type: benchmark, threads: 2, sentences: 100, repeats: 2}}
+  - {{type: quantize, method: dynamic_int8, backend: onnxruntime, tolerance: 5}}
+  - {{type: evaluate}}
+  - {{type: benchmark, threads: 2, sentences: 100, repeats: 2}}
+"""
+
+
+class Timeout(RuntimeError):
+    pass
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if width < 640 or height < 400:
+        raise argparse.ArgumentTypeError(f"{text} is too small; at least 640x400")
+    return width, height
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m slimpajama_gui.qt.screenshots",
+        description="Run a real demo job in the app and save a PNG of every area.",
+    )
+    parser.add_argument("out", nargs="?", default="docs/screenshots", help="output folder")
+    parser.add_argument(
+        "--size",
+        type=_size,
+        default=_size(os.environ.get("SHOT_SIZE") or "1280x800"),
+        help="window size WxH (env SHOT_SIZE; default 1280x800)",
+    )
+    parser.add_argument(
+        "--suffix",
+        default=os.environ.get("SHOT_SUFFIX", ""),
+        help="added to each file name, e.g. -1080 (env SHOT_SUFFIX)",
+    )
+    parser.add_argument(
+        "--model", default="packaged", help="the job's model (default: the packaged MiniLM)"
+    )
+    parser.add_argument(
+        "--max-steps", type=int, default=80, help="fine-tuning steps (80: ~3 epochs of the demo)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=900, help="seconds the job may take before giving up"
+    )
+    return parser.parse_args(argv[1:])
 
 
 def main(argv: list[str]) -> int:
-    out = Path(argv[1] if len(argv) > 1 else "docs/screenshots")
+    args = parse_args(argv)
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="slimpajama-shots-"))
     os.environ["SLIMPAJAMA_HOME"] = str(scratch / "home")
     os.environ.setdefault("HF_HUB_CACHE", str(scratch / "hf-cache"))
+    t0 = time.monotonic()
+
+    def say(text: str) -> None:
+        print(f"[{time.monotonic() - t0:6.1f} s] {text}", flush=True)
 
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
@@ -45,32 +130,171 @@ def main(argv: list[str]) -> int:
     app.setStyle("Fusion")
     app.setWindowIcon(app_icon())
 
+    from slimpajama_gui.core.recipe import recipe_from_yaml
     from slimpajama_gui.qt.main_window import AREAS, MainWindow
 
-    size = tuple(int(v) for v in os.environ.get("SHOT_SIZE", "1280x800").split("x"))
+    def wait(predicate, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise Timeout(f"{what} did not happen within {timeout:.0f} s")
+            app.processEvents()
+            time.sleep(0.02)
+
+    def settle(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            app.processEvents()
+            time.sleep(0.02)
+
     window = MainWindow()
-    window.resize(*size)
+    window.resize(*args.size)
     window.show()
-    done = []
-    window.models_view.scan_finished.connect(done.append)
-    if not _wait(app, lambda: bool(done), 60):
-        print("screenshots: the model scan did not finish within 60 s", file=sys.stderr)
+    counts = {"scans": 0, "loaded": 0, "defaults": 0}
+    finished: list[tuple[int, str, str]] = []
+
+    def bump(key: str):
+        return lambda *_: counts.__setitem__(key, counts[key] + 1)
+
+    window.models_view.scan_finished.connect(bump("scans"))
+    window.compare_view.loaded.connect(bump("loaded"))
+    window.playground.defaults_chosen.connect(bump("defaults"))
+    runner = window.jobs_view.runner
+    runner.job_finished.connect(lambda *a: finished.append(a))
+    runner.bridge.step_started.connect(lambda i, kind, n: say(f"job step {i + 1}/{n}: {kind}"))
+    try:
+        wait(lambda: counts["scans"] > 0, 60, "the first model scan")
+        say(f"window {window.width()}x{window.height()}; running the demo job")
+
+        # ------------------------------------------------------------------ the job
+        recipe = recipe_from_yaml(
+            RECIPE.format(model=args.model, max_steps=args.max_steps), "the screenshot recipe"
+        )
+        window.show_area("jobs")
+        scans, loaded, defaults = counts["scans"], counts["loaded"], counts["defaults"]
+        window.jobs_view.submit(recipe)
+        wait(lambda: bool(finished), args.timeout, "the demo job")
+        job_id, status, error = finished[0]
+        say(f"job #{job_id} {status}" + (f": {error}" if error else ""))
+        if status != "done":
+            print(f"screenshots: the demo job {status}: {error}", file=sys.stderr)
+            return 1
+
+        # ------------------------------------------------------------------ the areas
+        # The main window rescans the models and refreshes Compare when a job ends.
+        wait(lambda: counts["scans"] > scans, 60, "the model rescan")
+        wait(lambda: counts["loaded"] > loaded, 60, "Compare reading the history")
+        wait(lambda: counts["defaults"] > defaults, 60, "the Playground's default pair")
+        variants = {v.step_type: v for v in window.compare_view.variants if not v.is_source}
+        tuned, int8 = variants.get("finetune"), variants.get("quantize")
+        if tuned is None or int8 is None:
+            print(f"screenshots: variants missing: {sorted(variants)}", file=sys.stderr)
+            return 1
+
+        compare = window.compare_view
+        flips: list[object] = []
+        compare.flips_ready.connect(flips.append)
+        compare.flips_failed.connect(flips.append)
+        compare.set_pair(compare.variants.index(tuned), compare.variants.index(int8))
+        compare.select_row(compare.variants.index(int8))
+        wait(lambda: bool(flips), 120, "Compare's flip list")
+        say("Compare: flips computed")
+
+        playground = window.playground
+        playground.set_pair(tuned.path, int8.path)
+        if playground.path("a") is None or playground.path("b") is None:
+            listed = [str(i.path) for i in playground.models()]
+            print(f"screenshots: the Playground does not list {tuned.path}: {listed}")
+            return 1
+        playground.text.setText(SENTENCE)
+        playground.predict_now()
+
+        def both_predicted() -> bool:
+            return all(
+                (p.result is not None and p.result.text == SENTENCE) or p.error
+                for p in playground.panels.values()
+            )
+
+        wait(both_predicted, 120, "the Playground's predictions")
+        say("Playground: both models predicted")
+
+        view = window.models_view
+        view.select_path(next(i.path for i in view.model.infos() if i.source == "packaged"))
+        for area in AREAS:
+            window.show_area(area.key)
+            window.statusBar().clearMessage()  # a stale "Loading…" would mislead
+            dialog = _open_wizard(window, wait, settle) if area.key == "compress" else None
+            settle(0.5)  # let layouts and the plots settle
+            path = out / f"{area.key}{args.suffix}.png"
+            shot = _grab(window, dialog)
+            shot.save(str(path))
+            say(f"wrote {path} ({shot.width()}x{shot.height()})")
+            if dialog is not None:
+                dialog.reject()
+    except Timeout as exc:
+        print(f"screenshots: {exc}", file=sys.stderr)
         return 1
-    view = window.models_view
-    view.select_path(next(i.path for i in view.model.infos() if i.source == "packaged"))
-    suffix = os.environ.get("SHOT_SUFFIX", "")
-    for area in AREAS:
-        window.show_area(area.key)
-        _wait(app, lambda: False, 0.4)  # let layouts and the plot settle
-        screen = window.screen()
-        shot = screen.grabWindow(window.winId()) if screen else None
-        if shot is None or shot.isNull():
-            shot = window.grab()
-        path = out / f"{area.key}{suffix}.png"
-        shot.save(str(path))
-        print(f"wrote {path} ({shot.width()}x{shot.height()})")
-    window.close()
+    finally:
+        if runner.is_running:  # closing would ask whether to stop it
+            runner.cancel()
+            with contextlib.suppress(Timeout):
+                wait(lambda: not runner.is_running, 60, "cancelling the job")
+        window.close()
+        shutil.rmtree(scratch, ignore_errors=True)
     return 0
+
+
+def _open_wizard(window, wait, settle):
+    """The Compress area's wizard on its techniques page (None if the area has no wizard)."""
+    page = window.pages["compress"]
+    if not hasattr(page, "open_wizard"):
+        return None
+    wizard = page.open_wizard()
+    from PySide6.QtWidgets import QWizard
+
+    for _ in range(2):  # model → data → techniques
+        next_button = wizard.button(QWizard.WizardButton.NextButton)
+        try:
+            wait(next_button.isEnabled, 30, "the wizard's Next button")
+        except Timeout as exc:
+            print(f"screenshots: {exc}; showing the page it is on", file=sys.stderr)
+            break
+        wizard.next()
+        settle(0.3)
+    # Centred over the window, as a window manager would place it.
+    wizard.move(window.geometry().center() - wizard.rect().center())
+    settle(0.2)
+    return wizard
+
+
+def _grab(window, dialog=None):
+    """What the X server shows, or the widget rendered when it does not fit the screen.
+
+    A dialog open over the window is painted in where it sits, since a widget grab of
+    the main window leaves other top-level windows out.
+    """
+    from PySide6.QtGui import QColor, QPainter
+
+    screen = window.screen()
+    shot = None
+    if screen is not None and screen.geometry().contains(window.frameGeometry()):
+        shot = screen.grabWindow(window.winId())
+    if shot is None or shot.isNull():
+        shot = window.grab()
+    if dialog is not None and dialog.isVisible():
+        # Xvfb has no window manager: no title bar and no shadow, so the picture dims the
+        # window behind and draws a thin frame to show the dialog is on top.
+        top_left = dialog.geometry().topLeft() - window.geometry().topLeft()
+        picture = dialog.grab()
+        painter = QPainter(shot)
+        painter.fillRect(shot.rect(), QColor(0, 0, 0, 70))
+        painter.drawPixmap(top_left, picture)
+        painter.setPen(QColor("#5a5a5a"))
+        painter.drawRect(
+            top_left.x() - 1, top_left.y() - 1, picture.width() + 1, picture.height() + 1
+        )
+        painter.end()
+    return shot
 
 
 if __name__ == "__main__":
