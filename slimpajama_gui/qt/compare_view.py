@@ -59,6 +59,7 @@ from superqt.utils import create_worker
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.store import JobStore
 from slimpajama_gui.qt.models_view import human_bytes, human_count
+from slimpajama_gui.qt.workers import WorkerSet
 
 log = logging.getLogger(__name__)
 
@@ -1155,7 +1156,7 @@ class CompareView(QWidget):
         self.variants: list[Variant] = []
         self._load_on_start = load_on_start
         self._loaded_once = False
-        self._workers: set = set()
+        self._workers = WorkerSet()
         self._refresh_generation = 0
         self._flip_worker = None
         self._flip_generation = 0
@@ -1427,8 +1428,7 @@ class CompareView(QWidget):
 
     # ------------------------------------------------------------------ lifetime
     def _track(self, worker) -> None:
-        self._workers.add(worker)
-        worker.finished.connect(lambda w=worker: self._workers.discard(w))
+        self._workers.track(worker)
 
     def busy(self) -> bool:
         return bool(self._workers)
@@ -1439,8 +1439,7 @@ class CompareView(QWidget):
             return
         self._closing = True
         self._pair_timer.stop()
-        for worker in list(self._workers):
-            worker.quit()
+        self._workers.quit_all()
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)
         self.shutdown()

@@ -62,6 +62,7 @@ from superqt.utils import create_worker
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.models import ModelInfo, open_model
+from slimpajama_gui.qt.workers import WorkerSet
 
 log = logging.getLogger(__name__)
 
@@ -679,7 +680,7 @@ class PlaygroundView(QWidget):
         self._infos: list[ModelInfo] = []
         self._state = {s: _SideState() for s in SIDES}
         self._generation = 0
-        self._workers: set = set()
+        self._workers = WorkerSet()
         self._batch_worker = None
         self._models_generation = 0
         self._closing = False
@@ -1022,8 +1023,7 @@ class PlaygroundView(QWidget):
 
     # ------------------------------------------------------------------ lifetime
     def _track(self, worker) -> None:
-        self._workers.add(worker)
-        worker.finished.connect(lambda w=worker: self._workers.discard(w))
+        self._workers.track(worker)
 
     def busy(self) -> bool:
         return bool(self._workers)
@@ -1034,8 +1034,7 @@ class PlaygroundView(QWidget):
             return
         self._closing = True
         self._debounce.stop()
-        for worker in list(self._workers):
-            worker.quit()
+        self._workers.quit_all()
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)
         self.shutdown()
