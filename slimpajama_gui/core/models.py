@@ -451,13 +451,33 @@ def _inspect_onnx_variant(
     counts = _config_counts(dict(config, quantization={"method": quantized}), zero)
     owned = [folder / ONNX_FILE, folder / "config.json", *(folder / f for f in TOKENIZER_FILES)]
     size = sum(_file_size(p) for p in owned if p.is_file())
+    return _info(
+        folder, family, source, name or folder.name, shape, counts,
+        size_bytes=size, num_labels=counts.classifier_out,
+        weights_bytes=_file_size(folder / ONNX_FILE),
+    )  # fmt: skip
+
+
+def _info(
+    folder: Path,
+    family: str,
+    source: str,
+    name: str,
+    shape: Any,
+    counts: _Counts,
+    *,
+    size_bytes: int,
+    num_labels: int | None,
+    weights_bytes: int,
+) -> ModelInfo:
+    """One ModelInfo from the config's shape and the counted parameters."""
     return ModelInfo(
-        name=name or folder.name,
+        name=name,
         family=family,
         path=folder,
         source=source,
         parameters=counts.parameters,
-        size_bytes=size,
+        size_bytes=size_bytes,
         layers=shape.layers,
         hidden=shape.hidden,
         heads=max(shape.layer_heads, default=0),
@@ -467,9 +487,9 @@ def _inspect_onnx_variant(
         layer_params=counts.layer_params,
         embedding_params=counts.embedding_params,
         other_params=counts.other_params,
-        num_labels=counts.classifier_out,
+        num_labels=num_labels,
         dtype=counts.dtype,
-        weights_bytes=_file_size(folder / ONNX_FILE),
+        weights_bytes=weights_bytes,
     )
 
 
@@ -619,26 +639,10 @@ def inspect_model(
         else:
             name = folder.name
     num_labels = counts.classifier_out if counts.classifier_out is not None else shape.num_labels
-    return ModelInfo(
-        name=name,
-        family=family,
-        path=folder,
-        source=source,
-        parameters=counts.parameters,
-        size_bytes=size_bytes,
-        layers=shape.layers,
-        hidden=shape.hidden,
-        heads=max(shape.layer_heads, default=0),
-        vocab=shape.vocab,
-        layer_heads=shape.layer_heads,
-        layer_ffn=shape.layer_ffn,
-        layer_params=counts.layer_params,
-        embedding_params=counts.embedding_params,
-        other_params=counts.other_params,
-        num_labels=num_labels,
-        dtype=counts.dtype,
-        weights_bytes=counts.weights_bytes,
-    )
+    return _info(
+        folder, family, source, name, shape, counts,
+        size_bytes=size_bytes, num_labels=num_labels, weights_bytes=counts.weights_bytes,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- discover
