@@ -37,6 +37,7 @@ from superqt.utils import create_worker
 
 from slimpajama_gui.core import pipeline
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.priority import lower_thread_priority
 from slimpajama_gui.core.recipe import Recipe
 from slimpajama_gui.core.store import INTERRUPTED_MESSAGE, JobStore
 from slimpajama_gui.core.train import Control
@@ -82,8 +83,10 @@ def _run_job(
 ) -> pipeline.PipelineResult:
     """Runs on the worker thread. ``done`` tells :meth:`JobRunner.shutdown` it returned."""
     try:
-        # Looked up at call time so tests can replace ``pipeline.run``.
-        return pipeline.run(recipe, bridge, control, store=store, device=device)
+        # The GUI thread keeps its time slices while the job computes (core/priority.py).
+        with lower_thread_priority():
+            # Looked up at call time so tests can replace ``pipeline.run``.
+            return pipeline.run(recipe, bridge, control, store=store, device=device)
     finally:
         done.set()
 

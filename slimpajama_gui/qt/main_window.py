@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QSize, Qt
+from PySide6.QtCore import QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -19,9 +19,11 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt.utils import create_worker
 
 from slimpajama_gui import __version__
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.warmup import warm_imports
 from slimpajama_gui.qt.compare_view import CompareView
 from slimpajama_gui.qt.compress_page import CompressPage
 from slimpajama_gui.qt.jobs_view import JobsView
@@ -100,10 +102,18 @@ class PlannedArea(QWidget):
 
 
 class MainWindow(QMainWindow):
-    """Navigation bar on the left, one page per area on the right."""
+    """Navigation bar on the left, one page per area on the right.
+
+    Signals:
+        warmed_up(float): the start-up imports a first job would otherwise make
+            (``core.warmup``) are done, on a worker thread; the seconds they took.
+    """
+
+    warmed_up = Signal(float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.warm = False
         self.setWindowTitle("SlimPajama Studio")
         self.setMinimumSize(QSize(760, 520))
 
@@ -158,6 +168,18 @@ class MainWindow(QMainWindow):
         self.compress_page.recipe_ready.connect(self._submit)
         self.jobs_view.runner.job_finished.connect(self._on_job_finished)
         self._restore_settings()
+        QTimer.singleShot(0, self._warm_up)
+
+    def _warm_up(self) -> None:
+        worker = create_worker(warm_imports)
+        worker.returned.connect(self._on_warm)
+        worker.errored.connect(lambda _exc: self._on_warm(float("nan")))
+        self._warm_worker = worker  # a reference, so the worker outlives this call
+        worker.start()
+
+    def _on_warm(self, seconds: float) -> None:
+        self.warm = True
+        self.warmed_up.emit(seconds)
 
     # ------------------------------------------------------------------ navigation
     def show_area(self, key: str) -> None:
