@@ -21,13 +21,14 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from slimpajama_gui import __version__
 from slimpajama_gui.core import data as data_mod
@@ -439,9 +440,37 @@ def _report_sparsity(ctx: _Context, index: int) -> dict[str, Any]:
     return report.to_dict()
 
 
+def _layer_weights(model) -> dict[int, int]:
+    """Encoder layer index -> weights of its linears (0 for a branch pruned away)."""
+    return {
+        i: sum(module.weight.numel() for module in layer.modules() if isinstance(module, nn.Linear))
+        for i, layer in enumerate(model.layers)
+    }
+
+
+def _report_removed(
+    ctx: _Context, index: int, before: dict[int, int], kept: Sequence[int] | None = None
+) -> None:
+    """Per-layer share of weights structured pruning removed, for the sparsity chart.
+
+    The same ``sparsity/layer i`` keys as unstructured pruning (the share of each
+    original layer's weights that no longer count), so one chart shows both; a dropped
+    layer is 100 %.
+    """
+    after = _layer_weights(ctx.model)
+    kept = list(kept) if kept is not None else list(before)
+    remaining = {original: after[new] for new, original in enumerate(kept)}
+    figures = {f"sparsity/layer {i}": 1.0 - remaining.get(i, 0) / n for i, n in before.items() if n}
+    total = sum(before.values())
+    figures["sparsity/overall"] = 1.0 - sum(remaining.values()) / total if total else 0.0
+    ctx.store.log_metrics(ctx.job_id, index, "prune", figures)
+    ctx.callbacks.on_eval(index, figures)
+
+
 @handles("prune")
 def _prune(ctx: _Context, index: int, step: Prune) -> dict[str, Any]:
     before = count_parameters(ctx.model)[0]
+    layer_weights = _layer_weights(ctx.model)
     callbacks: tuple[Callbacks, ...] = ()
     info: dict[str, Any] = {"method": step.method}
     if step.method == "magnitude":
@@ -469,10 +498,12 @@ def _prune(ctx: _Context, index: int, step: Prune) -> dict[str, Any]:
         ctx.model = prune_mod.prune_structure(ctx.model, importance, scope=step.scope, **fraction)
         ctx.model.to(ctx.device)
         info.update(layer_heads=ctx.model.config.layer_heads, layer_ffn=ctx.model.config.layer_ffn)
+        _report_removed(ctx, index, layer_weights)
     elif step.method == "layers":
         ctx.model = prune_mod.drop_layers(ctx.model, step.keep_layers or [])
         ctx.model.to(ctx.device)
         info["kept_layers"] = list(step.keep_layers or [])
+        _report_removed(ctx, index, layer_weights, kept=info["kept_layers"])
     elif step.method == "vocabulary":
         return _prune_vocabulary(ctx, index, step, before)
     if step.recovery_epochs > 0:

@@ -18,8 +18,9 @@ live from the bridge (``logged`` / ``evaluated``) or are replayed from the histo
   percent: a line per split for evaluations during training (dicts with ``step``), and
   a marker series "<split> (pipeline step)" for figures measured by a whole step
   (evaluate, the quantize guard).
-- ``sparsity/<layer name>`` → the per-layer sparsity bars, a fraction 0..1 of zero
-  weights, as the prune step reports them with ``on_eval`` (``sparsity/layer 0`` ...
+- ``sparsity/<layer name>`` → the per-layer sparsity bars, a fraction 0..1 of weights
+  zeroed (magnitude) or removed (heads, FFN, layers), as the prune step reports them
+  with ``on_eval`` (``sparsity/layer 0`` ...
   ``sparsity/layer 5``, ``sparsity/head``); the latest value per layer wins, layers are
   shown in natural order. ``sparsity/overall`` goes into the chart's title.
 - ``latency_p50_ms`` / ``latency_p95_ms`` → the latency chart, ``size_bytes`` → the size
@@ -517,12 +518,18 @@ def _fmt(value: float) -> str:
 
 
 class SparsityBars(_ChartBase):
-    """Share of zero weights per layer, as bars updated in place (0..100 %)."""
+    """Share of each layer's weights pruned, as bars updated in place (0..100 %).
 
-    def __init__(self, title: str = "Sparsity per layer", parent: QWidget | None = None) -> None:
+    Zeroed by magnitude pruning, or removed by head, FFN and layer pruning (a dropped
+    layer is 100 %): the pipeline reports both under the same ``sparsity/`` keys.
+    """
+
+    def __init__(
+        self, title: str = "Pruned weights per layer", parent: QWidget | None = None
+    ) -> None:
         super().__init__(
             title,
-            y_label="zero weights (%)",
+            y_label="pruned weights (%)",
             x_label="layer",
             empty="No pruning in this job",
             parent=parent,
@@ -537,7 +544,7 @@ class SparsityBars(_ChartBase):
         self.setYRange(0, 100, padding=0.02)
 
     def values(self) -> dict[str, float]:
-        """Layer name → fraction of zero weights (0..1), in display order."""
+        """Layer name → fraction of its weights pruned (0..1), in display order."""
         return {k: self._values[k] for k in sorted(self._values, key=natural_key)}
 
     def set_value(self, layer: str, fraction: float) -> None:
@@ -554,7 +561,7 @@ class SparsityBars(_ChartBase):
             self._redraw()
 
     def set_overall(self, fraction: float | None) -> None:
-        """The whole model's share of zero weights, shown in the title."""
+        """The whole encoder's share of pruned weights, shown in the title."""
         self.overall = fraction
         suffix = "" if fraction is None else f" (overall {100 * fraction:.0f} %)"
         self.getPlotItem().setTitle(self.title + suffix, size="10pt")

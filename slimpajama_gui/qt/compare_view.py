@@ -1067,6 +1067,15 @@ class DetailsPanel(QWidget):
         layout.addWidget(figures)
         layout.addWidget(flips, 1)
 
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        # Row heights computed before the panel was first shown can use the unpolished
+        # font, which left the last rows of the figures clipped at 1920x1080: fit again.
+        super().showEvent(event)
+        fit_height(self.metrics)
+        for table in (self.confusion_a, self.confusion_b):
+            if table.isVisibleTo(self):
+                fit_height(table)
+
     def show_pair(self, a: Variant | None, b: Variant | None) -> None:
         """Figures and stored confusion matrices; the flips come later."""
         self.flips.set_flips([], [])

@@ -241,6 +241,13 @@ def test_prune_distill_chain_shrinks_and_reloads(tiny_minilm, tmp_path, store):
     assert 0.45 < sparsity["overall"] < 0.55
     # Sparsity per layer reached the charts as metrics.
     assert any(e[0] == "eval" and "sparsity/overall" in e[2] for e in rec.events)
+    # Heads and FFN pruning report the share of each layer's weights they removed: half
+    # of the attention weights, then half of the FFN weights on top.
+    removed = [e[2] for e in rec.events if e[0] == "eval" and "sparsity/layer 0" in e[2]]
+    heads_cut, ffn_cut = removed[0], removed[1]
+    for layer in ("layer 0", "layer 1"):
+        assert 0.1 < heads_cut[f"sparsity/{layer}"] < 0.5
+        assert heads_cut[f"sparsity/{layer}"] < ffn_cut[f"sparsity/{layer}"] <= 0.5 + 1e-6
     # The vocabulary-pruned variant ships a tokenizer that agrees with its embedding.
     final = result.variants[-1]
     handle = open_model(final)
@@ -285,3 +292,17 @@ def test_onnx_int8_variant_is_measured_in_onnxruntime_and_reloads(tiny_minilm, t
     model, tok = handle.load_model(), handle.load_tokenizer()
     logits = model(**tok(["a fine film"], return_tensors="pt")).logits
     assert logits.shape == (1, 2)
+
+
+def test_dropping_a_layer_reports_it_fully_pruned_for_the_chart(tiny_minilm, tmp_path, store):
+    steps = "\n  - {type: prune, method: layers, keep_layers: [1], recovery_epochs: 0}\n"
+    rec = Recorder()
+    result = run(make_recipe(tiny_minilm, tmp_path / "out", steps), rec, store=store)
+    assert result.status == "done", result.error
+    (figures,) = [e[2] for e in rec.events if e[0] == "eval" and "sparsity/overall" in e[2]]
+    assert figures["sparsity/layer 0"] == pytest.approx(1.0)
+    assert figures["sparsity/layer 1"] == pytest.approx(0.0)
+    assert figures["sparsity/overall"] == pytest.approx(0.5)
+    # The history keeps them, so the chart of a finished job shows the same bars.
+    logged = {r.key: r.value for r in store.metrics(result.job_id) if r.key.startswith("sparsity/")}
+    assert logged["sparsity/layer 0"] == pytest.approx(1.0)
