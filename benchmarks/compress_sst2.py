@@ -173,7 +173,12 @@ def measure(v: Variant, teacher: Path, data: Path, out: Path, store: JobStore, a
     }
     if args.train_rows:
         dataset["max_rows"] = args.train_rows
-    bench = {"type": "benchmark", "threads": 2, "sentences": args.sentences}
+    # Callers may time with fewer threads or passes (peers_sst2.py --quick); 2 threads and
+    # "auto" passes are the published protocol.
+    threads = getattr(args, "threads", 2)
+    bench = {"type": "benchmark", "threads": threads, "sentences": args.sentences}
+    if getattr(args, "repeats", None):
+        bench["repeats"] = args.repeats
     steps = [
         *v.steps,
         {"type": "evaluate", "split": "eval"},
@@ -187,7 +192,7 @@ def measure(v: Variant, teacher: Path, data: Path, out: Path, store: JobStore, a
         output=str(out / v.name.replace(" ", "_").replace("%", "pct").replace(",", "")),
         steps=[step_from_dict(s, index=i) for i, s in enumerate(steps)],
         device=args.device or "auto",
-        threads=2,
+        threads=threads,
     )
     result = run(recipe, store=store)
     if result.status != "done":
