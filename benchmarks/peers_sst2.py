@@ -424,7 +424,7 @@ def _textpruner(p: Peers):
     except ImportError as first:
         if extra is None or not Path(extra).is_dir():
             raise _NotInstalled(
-                f"not installed ({_reason(first)}; install it with `pip install --target "
+                f"not installed ({first}; install it with `pip install --target "
                 f"{TEXTPRUNER_DEFAULT} textpruner --no-deps`)"
             ) from first
     if str(extra) not in sys.path:
@@ -1095,7 +1095,8 @@ def main() -> int:
         args.threads,
     )
     command = (
-        f"OMP_NUM_THREADS=2 python benchmarks/peers_sst2.py --teacher {args.teacher.name}"
+        f"OMP_NUM_THREADS={args.threads} python benchmarks/peers_sst2.py "
+        f"--teacher {args.teacher.name}"
         + (f" --train-rows {args.train_rows}" if args.train_rows else "")
         + f" --epochs {args.epochs:g}"
         + (" --quick" if args.quick else "")
