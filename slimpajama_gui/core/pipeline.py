@@ -680,10 +680,18 @@ def _to_onnx(
     tolerance: float | None,
 ) -> dict[str, Any]:
     """Export (and maybe int8-quantize) to ONNX, check accuracy, save it as the new variant."""
-    if getattr(ctx.model, "quantization", None) is not None:
+    spec = getattr(ctx.model, "quantization", None)
+    if spec is not None and (quantized or spec.method != "dynamic_int8"):
         raise UserError(
-            f"step {index + 1} '{step.step_type}': the model is already quantized in PyTorch; "
-            "export to ONNX before any PyTorch quantize step (or use 'backend: onnxruntime')."
+            f"step {index + 1} '{step.step_type}': the model is already quantized in PyTorch "
+            f"({spec.method}); "
+            + (
+                "an 'export' step writes a dynamic_int8 model to ONNX as it is, without "
+                "quantizing it twice."
+                if quantized and spec.method == "dynamic_int8"
+                else "only dynamic_int8 models export to ONNX; export before that quantize "
+                "step (or use 'backend: onnxruntime')."
+            )
         )
     ctx.device = torch.device("cpu")
     torch_model = ctx.model.to("cpu")
@@ -710,7 +718,7 @@ def _to_onnx(
         )
     ctx.torch_model = torch_model
     ctx.onnx_parameters = count_parameters(torch_model)[0]
-    ctx.onnx_format = "onnx_int8" if quantized else "onnx_fp32"
+    ctx.onnx_format = "onnx_int8" if info.quantized else "onnx_fp32"
     ctx.model = candidate
     ctx.variant_info = {
         "metrics": {"training": {"eval_accuracy": accuracy}},

@@ -336,3 +336,44 @@ def test_packaged_minilm_parity(tmp_path):
     assert (q.argmax(1) == ref.argmax(1))[clear].mean() >= 0.995
     assert (q.argmax(1) == ref.argmax(1)).mean() >= 0.95
     assert int8.stat().st_size < 0.3 * fp32.stat().st_size
+
+
+# --------------------------------------------------------------------------- PyTorch int8
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_a_pytorch_int8_model_exports_as_the_same_int8_model(tmp_path, per_channel):
+    """The ONNX file computes what the PyTorch int8 model computes: its int8 weights,
+    per-row int8 embeddings and int8 pooler/classifier, not a re-quantized float copy."""
+    from slimpajama_gui.core.quantize import quantize_model
+
+    float_model = tiny_model(seed=4)
+    quantized = quantize_model(float_model, "dynamic_int8", per_channel=per_channel).model
+    info = export_and_quantize(quantized, tmp_path / "int8")
+    assert info.quantized and info.per_channel == per_channel
+    import onnx
+
+    graph = onnx.load(str(info.path)).graph
+    ops = [n.op_type for n in graph.node]
+    # Every linear, the pooler and the classifier included, is an integer matmul; the
+    # word embedding is looked up as uint8 rows.
+    linears = 4 * 2 + 2 * 2 + 2  # q, k, v, out and two FFN per layer; pooler, classifier
+    assert ops.count("MatMulInteger") == linears and "Gemm" not in ops
+    uint8 = [i for i in graph.initializer if i.data_type == onnx.TensorProto.UINT8]
+    assert any(tuple(i.dims) == (VOCAB, 32) for i in uint8)
+    # One sentence at a time, as the Playground and the batch-1 benchmark run it, the
+    # two compute the same integers; only the order of float additions differs.
+    runner = OrtRunner(info.path, threads=1)
+    for n in (3, 9, 17, 30):
+        inputs = padded_batch([n], seed=n)
+        expected = torch_logits(quantized, inputs)
+        np.testing.assert_allclose(runner(inputs), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_only_dynamic_int8_models_export(tmp_path):
+    from slimpajama_gui.core.quantize import quantize_model
+
+    half = quantize_model(tiny_model(), "bf16").model
+    with pytest.raises(UserError, match="bf16.*no ONNX form"):
+        export_and_quantize(half, tmp_path / "bf16")
+    assert not (tmp_path / "bf16" / ONNX_NAME).exists()

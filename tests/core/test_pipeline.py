@@ -306,3 +306,30 @@ def test_dropping_a_layer_reports_it_fully_pruned_for_the_chart(tiny_minilm, tmp
     # The history keeps them, so the chart of a finished job shows the same bars.
     logged = {r.key: r.value for r in store.metrics(result.job_id) if r.key.startswith("sparsity/")}
     assert logged["sparsity/layer 0"] == pytest.approx(1.0)
+
+
+def test_a_pytorch_int8_variant_exports_to_onnx_as_it_is(tiny_minilm, tmp_path, store):
+    out = tmp_path / "out"
+    steps = (
+        FINETUNE.replace("epochs: 6", "epochs: 3")
+        + "  - {type: quantize, method: dynamic_int8, tolerance: 5.0}\n"
+        + "  - type: export\n"
+        + "  - type: evaluate\n"
+    )
+    result = run(make_recipe(tiny_minilm, out, steps), store=store)
+    assert result.status == "done", result.error
+    _fp32, pytorch_int8, onnx = result.variants
+    info = json.loads((onnx / "slimpajama.json").read_text())
+    assert info["weights_format"] == "onnx_int8"
+    # Same int8 model, other runtime: the eval accuracy is the PyTorch int8 one.
+    assert info["metrics"]["training"]["eval_accuracy"] == pytest.approx(
+        info["onnx"]["baseline_accuracy"], abs=0.02
+    )
+    size = open_model(onnx).info.size_bytes
+    assert size <= 1.1 * open_model(pytorch_int8).info.size_bytes
+    # Quantizing it again in onnxruntime is refused with a sentence.
+    twice = "\n  - {type: quantize, method: dynamic_int8, tolerance: 100}\n" + (
+        "  - {type: quantize, method: dynamic_int8, backend: onnxruntime}\n"
+    )
+    again = run(make_recipe(tiny_minilm, tmp_path / "twice", twice), store=store)
+    assert again.status == "failed" and "without quantizing it twice" in again.error
