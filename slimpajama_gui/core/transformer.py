@@ -320,6 +320,11 @@ class SelfAttention(nn.Module):
         self.value = _linear(hidden_size, inner)
         self.output = _linear(inner, hidden_size)
         self.dropout = dropout
+        # Set only while exporting to ONNX (onnx_backend): spell attention out as
+        # MatMul -> scale -> Add mask -> Softmax -> MatMul, the pattern ONNX Runtime's
+        # BERT optimizer fuses into one (int8-quantizable) Attention operator; SDPA
+        # exports as a graph it does not recognise.
+        self.fusable_export = False
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None, need_weights: bool = False
@@ -346,8 +351,13 @@ class SelfAttention(nn.Module):
         p = self.dropout if self.training else 0.0
         scale = 1.0 / math.sqrt(d)
         weights = None
-        if need_weights:
-            scores = (q @ k.transpose(-2, -1)) * scale  # (B, h, T, T)
+        if need_weights or self.fusable_export:
+            if self.fusable_export:
+                # A Div: the optimizer looks for the mask's Mul among the Add's inputs
+                # and takes a scale Mul there for it.
+                scores = (q @ k.transpose(-2, -1)) / math.sqrt(d)  # (B, h, T, T)
+            else:
+                scores = (q @ k.transpose(-2, -1)) * scale  # (B, h, T, T)
             if mask is not None:
                 scores = scores + mask
             weights = scores.softmax(dim=-1)  # (B, h, T, T)
@@ -355,7 +365,7 @@ class SelfAttention(nn.Module):
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, scale=scale)
         y = y.transpose(1, 2).reshape(B, T, h * d)  # (B, T, h*d)
-        return self.output(y), weights  # (B, T, C)
+        return self.output(y), weights if need_weights else None  # (B, T, C)
 
 
 class FeedForward(nn.Module):

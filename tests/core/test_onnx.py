@@ -377,3 +377,29 @@ def test_only_dynamic_int8_models_export(tmp_path):
     with pytest.raises(UserError, match="bf16.*no ONNX form"):
         export_and_quantize(half, tmp_path / "bf16")
     assert not (tmp_path / "bf16" / ONNX_NAME).exists()
+
+
+# --------------------------------------------------------------------------- fused
+
+
+@pytest.mark.parametrize(
+    ("heads", "ffn", "fused"),
+    [((4, 4), (64, 64), 2), ((4, 2), (64, 0), 2), ((0, 3), (16, 64), 1)],
+)
+def test_exports_are_fused_for_onnx_runtime_and_still_exact(tmp_path, heads, ffn, fused):
+    """Each layer's attention becomes one Attention operator (the fast CPU kernel), also
+    when structured pruning left layers with different head counts, or none."""
+    import onnx
+
+    model = tiny_model(heads, ffn, seed=7)
+    info = export_and_quantize(model, tmp_path / "fp32", quantize=False)
+    ops = [n.op_type for n in onnx.load(str(info.path)).graph.node]
+    assert ops.count("Attention") == fused, ops
+    inputs = padded_batch([3, 17, 9, 30], seed=7)
+    np.testing.assert_allclose(
+        OrtRunner(info.path, threads=1)(inputs), torch_logits(model, inputs), atol=TINY_FP32_ATOL
+    )
+    int8 = export_and_quantize(model, tmp_path / "int8")
+    ops = [n.op_type for n in onnx.load(str(int8.path)).graph.node]
+    assert ops.count("QAttention") == fused, ops
+    assert np.abs(OrtRunner(int8.path, threads=1)(inputs) - torch_logits(model, inputs)).max() < 0.05
