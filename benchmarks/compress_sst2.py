@@ -214,6 +214,8 @@ def measure(v: Variant, teacher: Path, data: Path, out: Path, store: JobStore, a
         "tput": b["throughput_per_s"],
         "backend": b.get("backend", "pytorch"),
         "compress_s": sum(r["seconds"] for r in by_step[:n]),
+        # The folder that was measured (the teacher itself when no step made a variant).
+        "folder": str(result.variants[-1]) if result.variants else str(teacher),
     }
     print(
         f"  {v.name}: dev {100 * v.row['dev']:.2f} test {100 * v.row['test']:.2f} "
