@@ -402,4 +402,6 @@ def test_exports_are_fused_for_onnx_runtime_and_still_exact(tmp_path, heads, ffn
     int8 = export_and_quantize(model, tmp_path / "int8")
     ops = [n.op_type for n in onnx.load(str(int8.path)).graph.node]
     assert ops.count("QAttention") == fused, ops
-    assert np.abs(OrtRunner(int8.path, threads=1)(inputs) - torch_logits(model, inputs)).max() < 0.05
+    assert (
+        np.abs(OrtRunner(int8.path, threads=1)(inputs) - torch_logits(model, inputs)).max() < 0.05
+    )
