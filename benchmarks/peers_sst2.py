@@ -57,9 +57,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _report import DOC, machine, write_section  # noqa: E402
+from _timing import interleaved_latency, timer_of  # noqa: E402
 from compress_sst2 import SST2, Variant, measure, variants  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -992,7 +992,7 @@ def run_entry(e: Entry, args, teacher: Path, work: Path, store: JobStore, peers:
         measure(e.variant, teacher, args.data, work / "ours", store, args)
         e.row = e.variant.row
         if "error" not in e.row:
-            e.timer = _timer_of(Path(e.row.get("folder") or teacher), args.threads)
+            e.timer = timer_of(Path(e.row.get("folder") or teacher), args.threads)
     else:
         try:
             peers.last_timer = None
@@ -1015,51 +1015,22 @@ def run_entry(e: Entry, args, teacher: Path, work: Path, store: JobStore, peers:
         )
 
 
-def _timer_of(folder: Path, threads: int) -> tuple[Callable, Any]:
-    """The runner our own app would time ``folder`` with: onnxruntime or PyTorch."""
-    from slimpajama_gui.core.onnx_backend import is_onnx_variant, load_onnx_runner
-
-    tokenizer = load_tokenizer(folder)
-    if is_onnx_variant(folder):
-        return load_onnx_runner(folder, threads=threads), tokenizer
-    return TorchRunner(open_model(folder).load_model().eval()), tokenizer
-
-
-def interleaved_latency(entries: list[Entry], peers: Peers, rounds: int) -> dict[str, list[float]]:
-    """Batch-1 latency of every entry again, round-robin, so drift hits all alike.
-
-    Each entry's first timing happened when it was built, minutes apart from the others';
-    on a shared 2-core machine the same model measured 10-40 % apart that way. Here every
-    round times every entry once over the same sentences, in a rotating order, and the
-    p50/p95 come from all rounds pooled. Returns each entry's per-round p50 (for the
-    noise estimate).
-    """
-    from slimpajama_gui.core.bench import encode_for_bench
-
-    texts = peers.dataset.eval.texts[: peers.config.sentences]
+def interleaved(entries: list[Entry], peers: Peers, rounds: int) -> dict[str, list[float]]:
+    """Every entry's batch-1 latency again, round-robin (``_timing``); per-round p50s."""
     timed = [e for e in entries if e.timer is not None and "error" not in e.row]
-    inputs = {e.name: encode_for_bench(e.timer[1], texts, MAX_LENGTH) for e in timed}
-    samples: dict[str, list[float]] = {e.name: [] for e in timed}
-    per_round: dict[str, list[float]] = {e.name: [] for e in timed}
-    with torch_threads(peers.args.threads), torch.inference_mode():
-        for e in timed:  # warm-up, as bench.benchmark does
-            for item in inputs[e.name][:10]:
-                e.timer[0](item)
-        for r in range(rounds):
-            order = timed[r % len(timed) :] + timed[: r % len(timed)]
-            for e in order:
-                runner, this = e.timer[0], []
-                for item in inputs[e.name]:
-                    t0 = time.perf_counter()
-                    runner(item)
-                    this.append(time.perf_counter() - t0)
-                samples[e.name] += this
-                per_round[e.name].append(1000 * float(np.median(this)))
+    texts = peers.dataset.eval.texts[: peers.config.sentences]
+    results = interleaved_latency(
+        [(e.name, *e.timer) for e in timed],
+        texts,
+        rounds=rounds,
+        threads=peers.args.threads,
+        max_length=MAX_LENGTH,
+    )
     for e in timed:
-        ms = 1000 * np.asarray(samples[e.name])
+        t = results[e.name]
         e.row["p50_first"], e.row["p95_first"] = e.row["p50"], e.row["p95"]
-        e.row["p50"], e.row["p95"] = float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
-    return per_round
+        e.row["p50"], e.row["p95"] = t.p50, t.p95
+    return {name: t.rounds for name, t in results.items()}
 
 
 def retime_teacher(peers: Peers) -> dict[str, float]:
@@ -1137,7 +1108,7 @@ def main() -> int:
             return 1
         end = retime_teacher(peers)
         teacher_p50_first = entries[0].row["p50"]
-        per_round = interleaved_latency(entries, peers, rounds=args.rounds)
+        per_round = interleaved(entries, peers, rounds=args.rounds)
     base = entries[0].row
     teacher_rounds = per_round.get(entries[0].name) or [base["p50"]]
     n_test = len(peers.dataset.test)

@@ -1,0 +1,75 @@
+"""Batch-1 latency of several models, timed round-robin so drift hits them all alike.
+
+Timing each model once, when it is built, puts minutes between two models' numbers; on
+a shared 2-core machine the same int8 graph measured 2.0 to 3.2 ms that way, enough to
+flip a comparison. :func:`interleaved_latency` times every model once per round over the
+same sentences, in a rotating order, and pools the rounds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from slimpajama_gui.core.bench import TorchRunner, encode_for_bench, torch_threads
+from slimpajama_gui.core.models import load_tokenizer, open_model
+from slimpajama_gui.core.onnx_backend import is_onnx_variant, load_onnx_runner
+
+
+@dataclass
+class Timed:
+    """One model's pooled batch-1 latency."""
+
+    p50: float  # ms, all rounds pooled
+    p95: float
+    rounds: list[float]  # each round's p50, ms
+
+
+def timer_of(folder: Path, threads: int) -> tuple[Callable, Any]:
+    """(runner, tokenizer) as the app times ``folder``: onnxruntime or PyTorch."""
+    tokenizer = load_tokenizer(folder)
+    if is_onnx_variant(folder):
+        return load_onnx_runner(folder, threads=threads), tokenizer
+    return TorchRunner(open_model(folder).load_model().eval()), tokenizer
+
+
+def interleaved_latency(
+    models: Sequence[tuple[str, Callable, Any]],
+    texts: Sequence[str],
+    *,
+    rounds: int,
+    threads: int,
+    max_length: int = 128,
+    warmup: int = 10,
+) -> dict[str, Timed]:
+    """Time every ``(name, runner, tokenizer)`` on ``texts`` one by one, ``rounds`` times."""
+    inputs = {name: encode_for_bench(tok, texts, max_length) for name, _, tok in models}
+    samples: dict[str, list[float]] = {name: [] for name, _, _ in models}
+    per_round: dict[str, list[float]] = {name: [] for name, _, _ in models}
+    with torch_threads(threads), torch.inference_mode():
+        for name, runner, _ in models:
+            for item in inputs[name][:warmup]:
+                runner(item)
+        for r in range(rounds):
+            shift = r % max(len(models), 1)
+            for name, runner, _ in [*models[shift:], *models[:shift]]:
+                this = []
+                for item in inputs[name]:
+                    t0 = time.perf_counter()
+                    runner(item)
+                    this.append(time.perf_counter() - t0)
+                samples[name] += this
+                per_round[name].append(1000 * float(np.median(this)))
+    out = {}
+    for name in samples:
+        ms = 1000 * np.asarray(samples[name])
+        out[name] = Timed(
+            float(np.percentile(ms, 50)), float(np.percentile(ms, 95)), per_round[name]
+        )
+    return out
