@@ -317,6 +317,10 @@ def report(f: dict, model: str, steps: int, command: str, load: str) -> str:
             f"{f['loss_redraws_per_s']:.1f}/s of the loss chart |",
             f"| Log → loss curve drawn | p50 {f['draw_delay_p50_ms']:.0f} ms, max "
             f"{f['draw_delay_max_ms']:.0f} ms (the refresh timer is 80 ms) |",
+            f"| Chart refresh rate | every new point on screen within "
+            f"{f['draw_delay_max_ms']:.0f} ms, i.e. the charts keep up with "
+            f"{1000 / f['draw_delay_max_ms']:.0f} refreshes a second; they redraw only when "
+            f"data arrives ({f['logs_per_s']:.1f} training logs a second here) |",
         ]
     )
 

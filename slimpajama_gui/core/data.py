@@ -471,7 +471,9 @@ class DatasetSpec:
     eval_fraction: float = 0.1
     #: Seed for the held-out split and the ``max_rows`` sample.
     seed: int = 0
-    #: Use only this many train rows (a seeded sample) for a quick run.
+    #: Train on only this many train rows (a seeded sample), for a quick run. Vocabulary
+    #: pruning still reads every train row when eval comes from its own file: it is only
+    #: tokenizing, and a word it drops becomes [UNK] for good.
     max_rows: int | None = None
     #: Tokens per text; longer texts are truncated with a warning.
     max_length: int = 128
@@ -603,6 +605,9 @@ class TextDataset:
     label_names: list[str]
     warnings: list[str] = field(default_factory=list)
     spec: DatasetSpec | None = None
+    #: Every train text when ``max_rows`` sampled the train split (else None): what
+    #: vocabulary pruning keeps tokens from. None too when eval is held out of train.
+    vocabulary_texts: list[str] | None = None
 
     @property
     def num_labels(self) -> int:
@@ -866,7 +871,10 @@ def load_dataset(spec: DatasetSpec, base_dir: str | Path | None = None) -> TextD
     test_path = None if spec.test is None else _resolve(spec.test, base, "test")
 
     train = _read_split("train", train_path, spec, warnings)
+    vocabulary_texts = None
     if spec.max_rows is not None and spec.max_rows < len(train.texts):
+        if eval_path is not None:  # else the rows left out include the held-out eval
+            vocabulary_texts = list(train.texts)
         train = train.take(_sample(len(train.texts), spec.max_rows, spec.seed), "train")
     if eval_path is not None:
         ev = _read_split("eval", eval_path, spec, warnings)
@@ -890,7 +898,9 @@ def load_dataset(spec: DatasetSpec, base_dir: str | Path | None = None) -> TextD
         )
         for r, label_ids in zip(raws, ids, strict=True)
     ]
-    ds = TextDataset(splits[0], splits[1], splits[2] if test else None, names, warnings, spec)
+    ds = TextDataset(
+        splits[0], splits[1], splits[2] if test else None, names, warnings, spec, vocabulary_texts
+    )
 
     counts = Counter(ds.train.labels)
     if len(counts) == 1:

@@ -533,7 +533,8 @@ def _prune_vocabulary(ctx: _Context, index: int, step: Prune, before: int) -> di
     ctx.model, report = prune_mod.prune_vocabulary(
         ctx.model,
         ctx.tokenizer_dir or ctx.source,
-        ctx.dataset.train.texts,
+        # Every train row, also those dataset.max_rows left out of training (data.py).
+        ctx.dataset.vocabulary_texts or ctx.dataset.train.texts,
         out,
         eval_texts=ctx.dataset.eval.texts,
     )

@@ -396,6 +396,12 @@ def test_max_rows_takes_a_seeded_sample(tmp_path):
     assert len(a.train) == 30 and a.train.texts == b.train.texts
     assert a.train.texts != [t for t, _ in balanced(30)]  # a sample, not the head
     assert len(a.eval) == 200
+    # Vocabulary pruning keeps the words of every train row, not only the sampled ones.
+    assert a.vocabulary_texts == [t for t, _ in balanced(200)]
+    # With eval held out of train, the rows left out include eval: no such list then.
+    held = load_dataset(DatasetSpec(train=str(path), max_rows=30, seed=3))
+    assert held.vocabulary_texts is None
+    assert load_dataset(DatasetSpec(train=str(path), eval=str(path))).vocabulary_texts is None
 
 
 def test_spec_round_trip_and_unknown_keys():

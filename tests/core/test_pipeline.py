@@ -333,3 +333,30 @@ def test_a_pytorch_int8_variant_exports_to_onnx_as_it_is(tiny_minilm, tmp_path, 
     )
     again = run(make_recipe(tiny_minilm, tmp_path / "twice", twice), store=store)
     assert again.status == "failed" and "without quantizing it twice" in again.error
+
+
+def test_vocabulary_pruning_keeps_words_of_train_rows_left_out_by_max_rows(
+    tiny_minilm, tmp_path, store
+):
+    from slimpajama_gui.core import data as data_mod
+    from slimpajama_gui.core.models import load_tokenizer
+
+    dataset = "train: demo\n  max_rows: 20"
+    result = run(
+        make_recipe(
+            tiny_minilm, tmp_path / "out", "\n  - {type: prune, method: vocabulary}\n", dataset
+        ),
+        store=store,
+    )
+    assert result.status == "done", result.error
+    ds = data_mod.load_dataset(data_mod.DatasetSpec(train="demo", max_rows=20))
+    source = load_tokenizer(tiny_minilm)
+    sampled = {w for t in ds.train.texts for w in source.tokenize(t)}
+    unsampled = sorted(
+        {w for t in ds.vocabulary_texts for w in source.tokenize(t)} - sampled - {"[UNK]"}
+    )
+    assert len(unsampled) > 50  # the 20 sampled rows miss most of the demo's words
+    pruned = load_tokenizer(result.variants[-1])
+    unk = pruned.unk_token_id
+    kept = [w for w in unsampled if pruned.convert_tokens_to_ids(w) != unk]
+    assert kept == unsampled
