@@ -8,6 +8,7 @@ same sentences, in a rotating order, and pools the rounds.
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -73,3 +74,23 @@ def interleaved_latency(
             float(np.percentile(ms, 50)), float(np.percentile(ms, 95)), per_round[name]
         )
     return out
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, data: Path, what: str) -> None:
+    """The options compress_sst2.py and peers_sst2.py share: teacher, data, budget, timing."""
+    parser.add_argument("--teacher", type=Path, required=True, help="fine-tuned teacher folder")
+    parser.add_argument("--data", type=Path, default=data, help="folder with train/dev/test.tsv")
+    parser.add_argument(
+        "--train-rows", type=int, help=f"cap the training rows of every {what} that trains"
+    )
+    parser.add_argument(
+        "--epochs", type=float, default=1.0, help="epochs of every training step (default 1)"
+    )
+    parser.add_argument(
+        "--lr", type=float, default=1e-4, help="learning rate of every training step"
+    )
+    parser.add_argument("--sentences", type=int, default=200, help="dev sentences timed at batch 1")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="interleaved batch-1 timing rounds at the end"
+    )
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where training runs")

@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 from _report import DOC, machine, write_section  # noqa: E402
-from _timing import interleaved_latency, timer_of  # noqa: E402
+from _timing import add_run_arguments, interleaved_latency, timer_of  # noqa: E402
 from compress_sst2 import SST2, Variant, measure, variants  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -1048,22 +1048,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--teacher", type=Path, required=True, help="fine-tuned teacher folder")
-    parser.add_argument("--data", type=Path, default=SST2, help="folder with train/dev/test.tsv")
-    parser.add_argument(
-        "--train-rows", type=int, help="cap the training rows of every entry that trains"
-    )
-    parser.add_argument(
-        "--epochs", type=float, default=1.0, help="epochs of every training step (default 1)"
-    )
-    parser.add_argument(
-        "--lr", type=float, default=1e-4, help="learning rate of every training step"
-    )
-    parser.add_argument("--sentences", type=int, default=200, help="dev sentences timed at batch 1")
-    parser.add_argument(
-        "--rounds", type=int, default=5, help="interleaved batch-1 timing rounds at the end"
-    )
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where training runs")
+    add_run_arguments(parser, SST2, "entry")
     parser.add_argument(
         "--only",
         nargs="*",
