@@ -1,4 +1,4 @@
-"""Batch-1 latency of several models, timed round-robin so drift hits them all alike.
+"""Latency and throughput of several models, timed round-robin so drift hits them all alike.
 
 Timing each model once, when it is built, puts minutes between two models' numbers; on
 a shared 2-core machine the same int8 graph measured 2.0 to 3.2 ms that way, enough to
@@ -18,18 +18,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from slimpajama_gui.core.bench import TorchRunner, encode_for_bench, torch_threads
+from slimpajama_gui.core.bench import TorchRunner, _pad_batch, encode_for_bench, torch_threads
 from slimpajama_gui.core.models import load_tokenizer, open_model
 from slimpajama_gui.core.onnx_backend import is_onnx_variant, load_onnx_runner
 
 
 @dataclass
 class Timed:
-    """One model's pooled batch-1 latency."""
+    """One model's pooled batch-1 latency and its batch-32 throughput."""
 
     p50: float  # ms, all rounds pooled
     p95: float
     rounds: list[float]  # each round's p50, ms
+    throughput: float = float("nan")  # sentences/s in padded batches, median of rounds
+    throughput_rounds: list[float] | None = None
 
 
 def timer_of(folder: Path, threads: int) -> tuple[Callable, Any]:
@@ -48,11 +50,19 @@ def interleaved_latency(
     threads: int,
     max_length: int = 128,
     warmup: int = 10,
+    batch: int = 32,
 ) -> dict[str, Timed]:
-    """Time every ``(name, runner, tokenizer)`` on ``texts`` one by one, ``rounds`` times."""
+    """Time every ``(name, runner, tokenizer)`` on ``texts``, ``rounds`` times: one by one
+    (batch-1 latency) and in padded batches of ``batch`` (throughput), as
+    ``bench.benchmark`` does, every model once per round."""
     inputs = {name: encode_for_bench(tok, texts, max_length) for name, _, tok in models}
+    batches = {
+        name: [_pad_batch(items[i : i + batch]) for i in range(0, len(items), batch)]
+        for name, items in inputs.items()
+    }
     samples: dict[str, list[float]] = {name: [] for name, _, _ in models}
     per_round: dict[str, list[float]] = {name: [] for name, _, _ in models}
+    rates: dict[str, list[float]] = {name: [] for name, _, _ in models}
     with torch_threads(threads), torch.inference_mode():
         for name, runner, _ in models:
             for item in inputs[name][:warmup]:
@@ -67,11 +77,20 @@ def interleaved_latency(
                     this.append(time.perf_counter() - t0)
                 samples[name] += this
                 per_round[name].append(1000 * float(np.median(this)))
+                runner(batches[name][0])  # warm the batch shapes
+                t0 = time.perf_counter()
+                for padded in batches[name]:
+                    runner(padded)
+                rates[name].append(len(inputs[name]) / (time.perf_counter() - t0))
     out = {}
     for name in samples:
         ms = 1000 * np.asarray(samples[name])
         out[name] = Timed(
-            float(np.percentile(ms, 50)), float(np.percentile(ms, 95)), per_round[name]
+            float(np.percentile(ms, 50)),
+            float(np.percentile(ms, 95)),
+            per_round[name],
+            float(np.median(rates[name])),
+            rates[name],
         )
     return out
 
