@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.safe_io import atomic_write_text
+from slimpajama_gui.core.safe_io import atomic_file, atomic_write_text
 from slimpajama_gui.core.transformer import (
     CONFIG_FORMAT,
     SelfAttention,
@@ -126,35 +126,6 @@ def _exportable(model: SlimPajamaModel) -> SlimPajamaModel:
     if all(p.device.type == "cpu" and p.dtype == torch.float32 for p in params):
         return model
     return copy.deepcopy(model).to(device="cpu", dtype=torch.float32)
-
-
-@contextlib.contextmanager
-def _staged_file(path: Path) -> Iterator[Path]:
-    """A temporary file beside ``path`` that replaces it only if the body succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}"
-    try:
-        yield tmp
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _torchscript_export(
@@ -269,7 +240,7 @@ def export_onnx(
     for module in attention:
         module.fusable_export = True
     try:
-        with _staged_file(path) as tmp, torch.no_grad():
+        with atomic_file(path) as tmp, torch.no_grad():
             if exporter in ("auto", "torchscript"):
                 try:
                     _torchscript_export(wrapper, args, names, tmp, opset)
@@ -309,7 +280,7 @@ def optimize_onnx(path: Path) -> dict[str, int]:
             # num_heads / hidden_size 0: read from each layer's own reshape, because a
             # structured-pruned model has a different head count per layer.
             optimized = optimize_model(str(path), model_type="bert", num_heads=0, hidden_size=0)
-            with _staged_file(path) as tmp:
+            with atomic_file(path) as tmp:
                 optimized.save_model_to_file(str(tmp))
     except Exception as exc:  # the optimizer is an optimisation, never a failure
         logger.warning("ONNX Runtime's optimizer left %s unfused: %s", path.name, exc)
@@ -359,7 +330,7 @@ def quantize_onnx(
     src, dst = Path(src), Path(dst)
     if not src.is_file():
         raise UserError(f"{src} not found; export the model to ONNX first.")
-    with _staged_file(dst) as tmp:
+    with atomic_file(dst) as tmp:
         with warnings.catch_warnings(), _quiet_quantizer():
             warnings.simplefilter("ignore")
             quantize_dynamic(
@@ -668,7 +639,7 @@ def export_and_quantize(
         elif quantize:
             quantize_onnx(staged, target, per_channel=per_channel)
         else:
-            with _staged_file(target) as tmp:
+            with atomic_file(target) as tmp:
                 os.replace(staged, tmp)
     finally:
         staged.unlink(missing_ok=True)
@@ -706,7 +677,7 @@ def _export_pytorch_int8(plan: _Int8Export, fp32: Path, target: Path) -> None:
     ]
     if plan.embedding is not None:
         _int8_embedding_graph(fp32, plan)
-    with _staged_file(target) as tmp:
+    with atomic_file(target) as tmp:
         quantize_onnx(
             fp32, tmp, per_channel=plan.per_channel, op_types=("MatMul",), exclude=float_nodes
         )

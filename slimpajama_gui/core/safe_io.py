@@ -203,6 +203,30 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that needs a file name (``onnx.save``,
+    ``quantize_dynamic``); it replaces ``path`` only if the body succeeds.
+
+    Example:
+        >>> with atomic_file(Path("out/model.onnx")) as tmp:  # doctest: +SKIP
+        ...     onnx.save(proto, str(tmp))
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The suffix stays last: some writers pick the format from it.
+    tmp = path.parent / f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}"
+    try:
+        yield tmp
+        with open(tmp, "rb") as fh:
+            os.fchmod(fh.fileno(), _file_mode())
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
