@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine, write_section  # noqa: E402
 from _timing import add_run_arguments, interleaved_latency, timer_of  # noqa: E402
 
+from slimpajama_gui.core.data import DatasetSpec, load_dataset  # noqa: E402
 from slimpajama_gui.core.pipeline import run  # noqa: E402
 from slimpajama_gui.core.recipe import Recipe, step_from_dict  # noqa: E402
 from slimpajama_gui.core.store import JobStore  # noqa: E402
@@ -231,10 +232,9 @@ def retime(rows: list[Variant], args) -> float:
     spread across rounds, in percent."""
     done = [v for v in rows if "error" not in v.row]
     models = [(v.name, *timer_of(Path(v.row["folder"]), 2)) for v in done]
-    texts = [
-        line.split("\t")[0]
-        for line in (args.data / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
-    ][: args.sentences]
+    dev = str(args.data / "dev.tsv")
+    spec = DatasetSpec(train=dev, eval=dev, labels=["negative", "positive"])
+    texts = load_dataset(spec).eval.texts[: args.sentences]  # the pipeline's reader
     timed = interleaved_latency(models, texts, rounds=args.rounds, threads=2)
     for v in done:
         v.row["p50_first"], v.row["p95_first"] = v.row["p50"], v.row["p95"]
