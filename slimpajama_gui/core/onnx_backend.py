@@ -16,8 +16,8 @@ attention is exported in the explicit form it recognises (``SelfAttention.fusabl
 and fused into one ``Attention`` operator per layer, which int8 quantization turns into
 ``QAttention``. On the SST-2 MiniLM teacher this took batch-1 int8 latency from 3.8 to
 about 2 ms on 2 cores, as fast as ORT's own documented BERT path (benchmarks/peers_sst2.py).
-A model exported from PyTorch int8 (:func:`_export_pytorch_int8`) is not fused: its
-per-linear int8 weights must stay where PyTorch has them.
+A model exported from PyTorch int8 (:mod:`slimpajama_gui.core.onnx_int8`) is not
+fused: its per-linear int8 weights must stay where PyTorch has them.
 
 Example:
     >>> info = export_and_quantize(model, Path("out/onnx"))  # doctest: +SKIP
@@ -389,190 +389,6 @@ def _copy_metadata(src: Path, dst: Path) -> None:
         onnx.save(model, str(dst))
 
 
-# --------------------------------------------------------------------------- PyTorch int8
-
-
-@dataclass
-class _Int8Export:
-    """How to write a PyTorch dynamic-int8 model as the same int8 model in ONNX."""
-
-    twin: SlimPajamaModel  # float copy holding exactly the dequantized int8 weights
-    linears: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # name -> W^T, q^T, scale
-    per_channel: bool
-    embedding: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # uint8 rows, scale, zero
-    embedding_float: np.ndarray | None = None  # the twin's table: (rows - zero) * scale
-
-
-class _AsMatMul(nn.Module):
-    """A linear applied to ``(batch, 1, features)``, so it exports as MatMul, not Gemm.
-
-    The pooler and classifier see 2-D inputs and export as Gemm, which ONNX Runtime's
-    dynamic quantizer leaves in float; PyTorch's int8 model has them in int8, and that
-    alone moved logits by up to 0.5 on SST-2 dev. As MatMul they get the same int8
-    treatment as in PyTorch. Numerically the same layer.
-    """
-
-    def __init__(self, linear: nn.Linear) -> None:
-        super().__init__()
-        self.linear = linear
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x.unsqueeze(-2)).squeeze(-2) if x.dim() == 2 else self.linear(x)
-
-
-def _int8_export(model: SlimPajamaModel) -> _Int8Export:
-    """Split a PyTorch ``dynamic_int8`` model into a float twin and its int8 tensors.
-
-    Raises:
-        UserError: the model is quantized some other way (fp16, weight-only, ...).
-    """
-    import torch.ao.nn.quantized as nnq
-    import torch.ao.nn.quantized.dynamic as nnqd
-
-    spec = getattr(model, "quantization", None)
-    if spec is None or getattr(spec, "method", None) != "dynamic_int8":
-        method = getattr(spec, "method", "?")
-        raise UserError(
-            f"export: a model quantized with '{method}' in PyTorch has no ONNX form; "
-            "export before that quantize step, or quantize with method dynamic_int8 "
-            "(or 'backend: onnxruntime')."
-        )
-    twin = copy.deepcopy(model).cpu().eval()
-    twin.quantization = None
-    linears: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    embedding = embedding_float = None
-    per_channel = True
-    for name, module in list(twin.named_modules()):
-        parent_name, _, attr = name.rpartition(".")
-        parent = twin.get_submodule(parent_name) if parent_name else twin
-        if isinstance(module, nnqd.Linear):
-            w = module.weight()
-            per_channel = w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric)
-            scale = (
-                w.q_per_channel_scales().float()
-                if per_channel
-                else torch.tensor([w.q_scale()], dtype=torch.float32)
-            )
-            dense = nn.Linear(
-                module.in_features, module.out_features, bias=module.bias() is not None
-            )
-            with torch.no_grad():
-                dense.weight.copy_(w.dequantize())
-                if module.bias() is not None:
-                    dense.bias.copy_(module.bias())
-            setattr(parent, attr, dense if name.startswith("layers.") else _AsMatMul(dense))
-            linears[name] = (
-                dense.weight.detach().numpy().T.copy(),
-                np.array(w.int_repr().numpy().T, copy=True),
-                np.array(scale.tolist(), dtype=np.float32),
-            )
-        elif isinstance(module, nnq.Embedding):
-            w = module.weight()
-            dense = nn.Embedding(module.num_embeddings, module.embedding_dim)
-            with torch.no_grad():
-                dense.weight.copy_(w.dequantize())
-            setattr(parent, attr, dense)
-            embedding_float = dense.weight.detach().numpy().copy()
-            # Copies: arrays viewing the temporary qparam tensors were read back as garbage.
-            embedding = (
-                np.array(w.int_repr().numpy(), copy=True),
-                np.array(w.q_per_channel_scales().to(torch.float32).tolist(), dtype=np.float32),
-                np.array(
-                    w.q_per_channel_zero_points().to(torch.float32).tolist(), dtype=np.float32
-                ),
-            )
-    return _Int8Export(twin, linears, per_channel, embedding, embedding_float)
-
-
-def _matmul_weights(graph) -> dict[str, np.ndarray]:
-    """MatMul weight initializer name -> its array (the ``[in, out]`` side of a linear)."""
-    from onnx import numpy_helper
-
-    inits = {i.name: i for i in graph.initializer}
-    found: dict[str, np.ndarray] = {}
-    for node in graph.node:
-        if node.op_type == "MatMul" and len(node.input) == 2 and node.input[1] in inits:
-            found[node.input[1]] = numpy_helper.to_array(inits[node.input[1]])
-    return found
-
-
-def _int8_embedding_graph(path: Path, plan: _Int8Export) -> None:
-    """Replace the float word-embedding Gather by the int8 rows PyTorch looks up.
-
-    PyTorch keeps each row as uint8 with a float scale and zero point; ONNX Runtime's own
-    Gather quantization is per tensor, which would change the numbers. So the table stays
-    uint8 and each looked-up row is dequantized in the graph, as PyTorch does.
-    """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    q, scale, zero = plan.embedding
-    proto = onnx.load(str(path))
-    graph = proto.graph
-    inits = {i.name: i for i in graph.initializer}
-    target = None
-    for node in graph.node:
-        if node.op_type == "Gather" and node.input[0] in inits:
-            table = inits[node.input[0]]
-            if tuple(table.dims) == q.shape and np.array_equal(
-                numpy_helper.to_array(table), plan.embedding_float
-            ):
-                target = node
-                break
-    if target is None:
-        raise UserError("export: the int8 word embedding was not found in the exported graph.")
-    base = target.input[0]
-    graph.initializer.remove(inits[base])
-    graph.initializer.extend(
-        [
-            numpy_helper.from_array(q, f"{base}_uint8"),
-            numpy_helper.from_array(scale[:, None].astype(np.float32), f"{base}_row_scale"),
-            numpy_helper.from_array(zero[:, None].astype(np.float32), f"{base}_row_zero"),
-        ]
-    )
-    ids, out = target.input[1], target.output[0]
-    nodes = [
-        helper.make_node("Gather", [f"{base}_uint8", ids], [f"{out}_q"], axis=0),
-        helper.make_node("Cast", [f"{out}_q"], [f"{out}_f"], to=TensorProto.FLOAT),
-        helper.make_node("Gather", [f"{base}_row_zero", ids], [f"{out}_z"], axis=0),
-        helper.make_node("Gather", [f"{base}_row_scale", ids], [f"{out}_s"], axis=0),
-        helper.make_node("Sub", [f"{out}_f", f"{out}_z"], [f"{out}_c"]),
-        helper.make_node("Mul", [f"{out}_c", f"{out}_s"], [out]),
-    ]
-    at = list(graph.node).index(target)
-    graph.node.remove(target)
-    for offset, node in enumerate(nodes):
-        graph.node.insert(at + offset, node)
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
-
-
-def _pytorch_int8_values(path: Path, names: dict[str, str], plan: _Int8Export) -> int:
-    """Overwrite ONNX Runtime's int8 weights and scales with PyTorch's own; how many.
-
-    quantize_dynamic recomputes the scales from the (dequantized) float weights, which
-    can round a few values differently; writing PyTorch's integers and scales back makes
-    the ONNX model compute what the PyTorch one does.
-    """
-    import onnx
-    from onnx import numpy_helper
-
-    proto = onnx.load(str(path))
-    inits = {i.name: i for i in proto.graph.initializer}
-    replaced = 0
-    for init_name, module_name in names.items():
-        _w, q, scale = plan.linears[module_name]
-        quantized, scales = inits.get(f"{init_name}_quantized"), inits.get(f"{init_name}_scale")
-        if quantized is None or scales is None or tuple(quantized.dims) != q.shape:
-            continue
-        scale = scale.astype(np.float32).reshape(tuple(scales.dims))
-        quantized.CopyFrom(numpy_helper.from_array(q.astype(np.int8), quantized.name))
-        scales.CopyFrom(numpy_helper.from_array(scale, scales.name))
-        replaced += 1
-    onnx.save(proto, str(path))
-    return replaced
-
-
 # --------------------------------------------------------------------------- variants
 
 
@@ -587,6 +403,11 @@ class OnnxVariantInfo:
     fp32_size_bytes: int
     opset: int
     versions: str
+    #: Bits of the int8 activations (None for fp32). 8 for ONNX Runtime's own int8 and
+    #: for PyTorch int8 exported on VNNI or ARM; 7 when exported where PyTorch uses 7.
+    activation_bits: int | None = None
+    #: For a PyTorch int8 export: the int8 path it reproduces (``Int8Path.to_dict``).
+    int8_path: dict | None = None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "path": str(self.path)}
@@ -620,21 +441,35 @@ def export_and_quantize(
         per_channel: see :func:`quantize_onnx`.
         optimize: fuse with :func:`optimize_onnx` first (not for PyTorch int8 models).
 
+    A PyTorch ``dynamic_int8`` model is written as the same int8 model, with the
+    activation bits PyTorch uses on this machine (:mod:`slimpajama_gui.core.int8_path`),
+    so the file reproduces what PyTorch computes here; ``quantize`` and ``per_channel``
+    are then the model's own.
+
     Returns:
         Where the file went and how it was made.
+
+    Raises:
+        UserError: the model was quantized in PyTorch some other way than dynamic_int8.
     """
+    from slimpajama_gui.core import int8_path, onnx_int8
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / ONNX_NAME
     staged = folder / f".{target.stem}.{uuid.uuid4().hex[:8]}.fp32.onnx"
-    plan = _int8_export(model) if getattr(model, "quantization", None) is not None else None
+    quantized_in_torch = getattr(model, "quantization", None) is not None
+    plan = onnx_int8.plan_int8_export(model) if quantized_in_torch else None
+    bits, path_info = (8 if quantize else None), None
     try:
         export_onnx(plan.twin if plan else model, staged, opset=opset)
         fp32_size = staged.stat().st_size
         if plan is None and optimize:
             optimize_onnx(staged)
         if plan is not None:
-            _export_pytorch_int8(plan, staged, target)
+            path = int8_path.current()
+            bits, path_info = path.activation_bits, path.to_dict()
+            onnx_int8.export_pytorch_int8(plan, staged, target, bits)
             quantize, per_channel = True, plan.per_channel
         elif quantize:
             quantize_onnx(staged, target, per_channel=per_channel)
@@ -651,44 +486,9 @@ def export_and_quantize(
         fp32_size_bytes=fp32_size,
         opset=opset,
         versions=_versions(),
+        activation_bits=bits,
+        int8_path=path_info,
     )
-
-
-def _export_pytorch_int8(plan: _Int8Export, fp32: Path, target: Path) -> None:
-    """The fp32 export of ``plan.twin`` → the same int8 model in ONNX, at ``target``."""
-    import onnx
-
-    graph = onnx.load(str(fp32)).graph
-    # Which MatMul belongs to which int8 linear: the twin's weights are exactly the
-    # dequantized ones, so the exported initializers equal them bit for bit.
-    by_shape: dict[tuple[int, ...], list[str]] = {}
-    for name, (w, _q, _s) in plan.linears.items():
-        by_shape.setdefault(w.shape, []).append(name)
-    names: dict[str, str] = {}
-    for init_name, array in _matmul_weights(graph).items():
-        for module_name in by_shape.get(array.shape, []):
-            if np.array_equal(array, plan.linears[module_name][0]):
-                names[init_name] = module_name
-                break
-    float_nodes = [
-        n.name
-        for n in graph.node
-        if n.op_type == "MatMul" and len(n.input) == 2 and n.input[1] not in names
-    ]
-    if plan.embedding is not None:
-        _int8_embedding_graph(fp32, plan)
-    with atomic_file(target) as tmp:
-        quantize_onnx(
-            fp32, tmp, per_channel=plan.per_channel, op_types=("MatMul",), exclude=float_nodes
-        )
-        replaced = _pytorch_int8_values(tmp, names, plan)
-    if replaced != len(plan.linears):
-        logger.warning(
-            "ONNX export of the int8 model: %d of %d linears carry PyTorch's exact int8 "
-            "weights; the others were re-quantized by onnxruntime.",
-            replaced,
-            len(plan.linears),
-        )
 
 
 def save_onnx_variant(

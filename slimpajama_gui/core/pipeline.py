@@ -33,6 +33,7 @@ from torch import nn
 from slimpajama_gui import __version__
 from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core import distill as distill_mod
+from slimpajama_gui.core import int8_path
 from slimpajama_gui.core import onnx_backend as onnx_mod
 from slimpajama_gui.core import prune as prune_mod
 from slimpajama_gui.core import quantize as quant_mod
@@ -662,6 +663,9 @@ def _quantize(ctx: _Context, index: int, step: Quantize) -> dict[str, Any]:
             "note": report.result.note,
         },
     }
+    if step.method == "dynamic_int8":
+        # Its accuracy depends on the CPU's int8 arithmetic: say which one measured it.
+        ctx.variant_info["quantization"]["int8_path"] = int8_path.current().to_dict()
     _save_variant(ctx, index, step)
     return {"accuracy": report.final, "kept_float": len(report.kept_float)}
 

@@ -39,7 +39,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import logging
 import math
@@ -56,6 +55,7 @@ import torch.ao.nn.quantized.dynamic as nnqd
 import torch.nn.functional as F
 from torch import nn
 
+from slimpajama_gui.core import int8_path
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.safe_io import (
     PICKLE_SUFFIXES,
@@ -439,37 +439,19 @@ class Int4WeightEmbedding(_QuantModule):
         )  # (B, T, C) float32
 
 
-@functools.cache
-def full_range_activations() -> bool:
-    """True when the int8 kernels can quantize activations to all 8 bits.
-
-    fbgemm's AVX2/AVX512 kernels add pairs of uint8 x int8 products in int16, which
-    overflows with 8-bit activations; that is why PyTorch's dynamic Linear always
-    passes ``reduce_range=True`` (7-bit activations, twice the rounding error). VNNI
-    instructions accumulate in int32, so on CPUs that have them the full range is
-    exact, and on MiniLM it halves the error of the hidden states.
-    """
-    if torch.backends.quantized.engine not in ("x86", "fbgemm"):
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:  # not Linux: keep PyTorch's safe default
-        return False
-    return any(f in flags.split() for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
-
-
 class DynamicInt8Linear(nnqd.Linear):
-    """PyTorch's dynamic int8 Linear, with 8-bit activations where the CPU allows.
+    """PyTorch's dynamic int8 Linear, with 8-bit activations where the CPU is exact.
 
     Attributes:
-        reduce_range: quantize activations to 7 bits (PyTorch's default); False on
-            CPUs with VNNI (see :func:`full_range_activations`). Decided when the
-            module is built, on the machine that runs it; not part of the saved format.
+        reduce_range: quantize activations to 7 bits, as on x86 CPUs without VNNI
+            (:func:`slimpajama_gui.core.int8_path.current`); False on VNNI and ARM.
+            Decided when the module is built, on the machine that runs it; not part of
+            the saved format.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.reduce_range = not full_range_activations()
+        self.reduce_range = int8_path.current().activation_bits < 8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._packed_params.dtype != torch.qint8:
@@ -581,7 +563,7 @@ def _ensure_qengine() -> str:
 @register_method(
     "dynamic_int8",
     "int8 weights (per channel unless per_channel=false) with activations quantized to "
-    "8 bits at run time (7 on CPUs without VNNI) by PyTorch's x86/fbgemm kernels: about "
+    "8 bits at run time (7 on x86 CPUs without AVX512-VNNI) by PyTorch's kernels: about "
     "4x smaller linear layers and faster on CPU; runs on CPU only.",
     cpu_only=True,
 )

@@ -117,6 +117,9 @@ class Variant:
     source_model: Path | None = None
     created_at: str = ""
     note: str = ""  # why figures are missing (a damaged or deleted folder)
+    #: For int8 variants: the CPU arithmetic its figures were measured with, e.g.
+    #: "x86 with AVX512-VNNI (8-bit activations)"; accuracy can differ on another path.
+    int8_arithmetic: str = ""
 
     #: The resolved folder, and those of the parent and the source model. Worked out
     #: once where the variant is built (a worker), since resolving touches the disk.
@@ -190,6 +193,7 @@ def _variant_from_result(path: Path, info: dict[str, Any], fallback: dict[str, A
         size = size_on_disk(path)
     confusion = ev.get("confusion")
     return Variant(
+        int8_arithmetic=_int8_arithmetic(info),
         path=path,
         name=f"{path.parent.name}/{path.name}",
         job_id=_int(info.get("job_id")),
@@ -211,6 +215,20 @@ def _variant_from_result(path: Path, info: dict[str, Any], fallback: dict[str, A
         source_model=Path(info["source_model"]) if info.get("source_model") else None,
         created_at=str(info.get("created_at", "")),
     )
+
+
+def _int8_arithmetic(info: dict[str, Any]) -> str:
+    for key in ("quantization", "onnx"):
+        section = info.get(key)
+        if not isinstance(section, dict):
+            continue
+        path = section.get("int8_path")
+        if isinstance(path, dict) and path.get("description"):
+            return str(path["description"])
+        bits = section.get("activation_bits")
+        if key == "onnx" and isinstance(bits, int):
+            return f"ONNX Runtime, {bits}-bit activations"
+    return ""
 
 
 #: Keys a job logs when it measures its source model before changing it.
@@ -619,6 +637,8 @@ def describe(v: Variant) -> str:
     lines.append(f"size {size} · {params} parameters")
     if v.throughput is not None:
         lines.append(f"throughput {v.throughput:,.0f} sentences/s")
+    if v.int8_arithmetic:
+        lines.append(f"int8 measured on {v.int8_arithmetic}")
     return "\n".join(lines)
 
 
@@ -977,7 +997,11 @@ def metric_cells(a: Variant, b: Variant) -> list[tuple[str, str, str, str]]:
             tput(b),
             _ratio(b.throughput, a.throughput, "higher", "lower"),
         ),
-    ]
+    ] + (
+        [("int8 measured on", a.int8_arithmetic or "–", b.int8_arithmetic or "–", "")]
+        if a.int8_arithmetic or b.int8_arithmetic
+        else []
+    )
 
 
 class DetailsPanel(QWidget):

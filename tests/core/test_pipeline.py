@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from slimpajama_gui.core import pipeline
+from slimpajama_gui.core import int8_path, pipeline
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.models import open_model
 from slimpajama_gui.core.pipeline import PipelineCallbacks, run
@@ -174,6 +174,7 @@ def test_output_inside_the_source_model_is_refused(tiny_minilm, store):
         run(make_recipe(tiny_minilm, tiny_minilm / "out", "  - type: evaluate\n"), store=store)
 
 
+@pytest.mark.int8
 def test_quantize_saves_an_int8_variant_that_reloads_quantized(tiny_minilm, tmp_path, store):
     out = tmp_path / "out"
     steps = (
@@ -187,6 +188,8 @@ def test_quantize_saves_an_int8_variant_that_reloads_quantized(tiny_minilm, tmp_
     assert info["weights_format"] == "dynamic_int8"
     q = info["quantization"]
     assert q["baseline_accuracy"] - info["metrics"]["training"]["eval_accuracy"] <= 0.02 + 1e-9
+    # Its accuracy was measured with this CPU's int8 arithmetic, and it says which.
+    assert q["int8_path"] == int8_path.current().to_dict()
     assert (int8 / "model.safetensors").stat().st_size < (
         fp32 / "model.safetensors"
     ).stat().st_size / 3
@@ -262,6 +265,7 @@ def test_prune_distill_chain_shrinks_and_reloads(tiny_minilm, tmp_path, store):
     )
 
 
+@pytest.mark.int8
 def test_onnx_int8_variant_is_measured_in_onnxruntime_and_reloads(tiny_minilm, tmp_path, store):
     out = tmp_path / "out"
     steps = (
@@ -308,6 +312,7 @@ def test_dropping_a_layer_reports_it_fully_pruned_for_the_chart(tiny_minilm, tmp
     assert logged["sparsity/layer 0"] == pytest.approx(1.0)
 
 
+@pytest.mark.int8
 def test_a_pytorch_int8_variant_exports_to_onnx_as_it_is(tiny_minilm, tmp_path, store):
     out = tmp_path / "out"
     steps = (
@@ -321,6 +326,7 @@ def test_a_pytorch_int8_variant_exports_to_onnx_as_it_is(tiny_minilm, tmp_path, 
     _fp32, pytorch_int8, onnx = result.variants
     info = json.loads((onnx / "slimpajama.json").read_text())
     assert info["weights_format"] == "onnx_int8"
+    assert info["onnx"]["activation_bits"] == int8_path.current().activation_bits
     # Same int8 model, other runtime: the eval accuracy is the PyTorch int8 one.
     assert info["metrics"]["training"]["eval_accuracy"] == pytest.approx(
         info["onnx"]["baseline_accuracy"], abs=0.02

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slimpajama_gui.core import int8_path
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.quantize import (
     METHODS,
@@ -29,6 +30,8 @@ from slimpajama_gui.core.quantize import (
 )
 from slimpajama_gui.core.safe_io import load_safetensors, read_safetensors_header
 from slimpajama_gui.core.transformer import SlimConfig, SlimPajamaModel
+
+pytestmark = pytest.mark.int8
 
 # max |logit - fp32 logit| / max |fp32 logit| on the tiny model below (logits ~5): int8
 # and bf16 move them by ~1-3 %, fp16 by ~0.1 %. 4 bits leave ~8 % RMS error in every
@@ -330,6 +333,14 @@ def test_guard_kl_proxy_finds_a_really_damaged_layer():
     assert report.ok
 
 
+#: Relative error of MiniLM's pooled output after dynamic int8, by activation bits.
+#: Measured on the packaged MiniLM with these inputs: 0.107 with 8-bit activations and
+#: 0.236 with 7 (the 7-bit path both forced with SLIMPAJAMA_INT8_PATH=no-vnni on a VNNI
+#: CPU and on a real AVX2-only EPYC, which printed 0.23). 7 bits double the rounding
+#: step of every activation, so the error roughly doubles; the bounds leave ~30 % room.
+MINILM_POOLED_ERROR = {8: 0.15, 7: 0.30}
+
+
 @pytest.mark.slow
 def test_minilm_dynamic_int8_roundtrip(tmp_path):
     from slimpajama_gui.core.models import packaged_minilm_path
@@ -345,4 +356,6 @@ def test_minilm_dynamic_int8_roundtrip(tmp_path):
     assert torch.equal(logits(again, batch), logits(result.model, batch))
     with torch.no_grad():  # the random head's logits are ~0.02; compare what feeds it
         pooled, float_pooled = (m(**batch).pooled_output for m in (again, model))
-    assert (pooled - float_pooled).norm() / float_pooled.norm() < 0.2  # measured 0.11
+    bits = int8_path.current().activation_bits
+    error = (pooled - float_pooled).norm() / float_pooled.norm()
+    assert error < MINILM_POOLED_ERROR[bits], f"{error:.3f} on {int8_path.current().describe()}"

@@ -1,0 +1,343 @@
+"""A PyTorch dynamic-int8 model written to ONNX as the same int8 model.
+
+:func:`export_pytorch_int8` keeps PyTorch's own int8 weights and scales, its uint8
+embedding rows and its int8 pooler/classifier, so ONNX Runtime computes the integers
+PyTorch computes. Activations are quantized at run time as PyTorch quantizes them on the
+machine that exports (:mod:`slimpajama_gui.core.int8_path`): with ONNX's
+``DynamicQuantizeLinear`` for 8 bits, and with a small subgraph that mirrors PyTorch's
+``ChooseQuantizationParams`` for the 7 bits of x86 CPUs without VNNI (``DynamicQuantize
+Linear`` only knows 0..255). A 7-bit file gives the same numbers on every CPU: 7-bit
+activations cannot saturate the int16 pair sums of AVX2 int8 kernels, in PyTorch or in
+ONNX Runtime. The file records its activation bits in its metadata.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.safe_io import atomic_file
+from slimpajama_gui.core.transformer import SlimPajamaModel
+
+logger = logging.getLogger(__name__)
+
+#: ONNX metadata key: the activation bits of the file's int8 matrix products.
+META_ACTIVATION_BITS = "slimpajama.activation_bits"
+
+
+@dataclass
+class Int8Export:
+    """How to write a PyTorch dynamic-int8 model as the same int8 model in ONNX."""
+
+    twin: SlimPajamaModel  # float copy holding exactly the dequantized int8 weights
+    linears: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # name -> W^T, q^T, scale
+    per_channel: bool
+    embedding: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # uint8 rows, scale, zero
+    embedding_float: np.ndarray | None = None  # the twin's table: (rows - zero) * scale
+
+
+class _AsMatMul(nn.Module):
+    """A linear applied to ``(batch, 1, features)``, so it exports as MatMul, not Gemm.
+
+    The pooler and classifier see 2-D inputs and export as Gemm, which ONNX Runtime's
+    dynamic quantizer leaves in float; PyTorch's int8 model has them in int8, and that
+    alone moved logits by up to 0.5 on SST-2 dev. As MatMul they get the same int8
+    treatment as in PyTorch. Numerically the same layer.
+    """
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.unsqueeze(-2)).squeeze(-2) if x.dim() == 2 else self.linear(x)
+
+
+def plan_int8_export(model: SlimPajamaModel) -> Int8Export:
+    """Split a PyTorch ``dynamic_int8`` model into a float twin and its int8 tensors.
+
+    Raises:
+        UserError: the model is quantized some other way (fp16, weight-only, ...).
+    """
+    import torch.ao.nn.quantized as nnq
+    import torch.ao.nn.quantized.dynamic as nnqd
+
+    spec = getattr(model, "quantization", None)
+    if spec is None or getattr(spec, "method", None) != "dynamic_int8":
+        method = getattr(spec, "method", "?")
+        raise UserError(
+            f"export: a model quantized with '{method}' in PyTorch has no ONNX form; "
+            "export before that quantize step, or quantize with method dynamic_int8 "
+            "(or 'backend: onnxruntime')."
+        )
+    twin = copy.deepcopy(model).cpu().eval()
+    twin.quantization = None
+    linears: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    embedding = embedding_float = None
+    per_channel = True
+    for name, module in list(twin.named_modules()):
+        parent_name, _, attr = name.rpartition(".")
+        parent = twin.get_submodule(parent_name) if parent_name else twin
+        if isinstance(module, nnqd.Linear):
+            w = module.weight()
+            per_channel = w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric)
+            scale = (
+                w.q_per_channel_scales().float()
+                if per_channel
+                else torch.tensor([w.q_scale()], dtype=torch.float32)
+            )
+            dense = nn.Linear(
+                module.in_features, module.out_features, bias=module.bias() is not None
+            )
+            with torch.no_grad():
+                dense.weight.copy_(w.dequantize())
+                if module.bias() is not None:
+                    dense.bias.copy_(module.bias())
+            setattr(parent, attr, dense if name.startswith("layers.") else _AsMatMul(dense))
+            linears[name] = (
+                dense.weight.detach().numpy().T.copy(),
+                np.array(w.int_repr().numpy().T, copy=True),
+                np.array(scale.tolist(), dtype=np.float32),
+            )
+        elif isinstance(module, nnq.Embedding):
+            w = module.weight()
+            dense = nn.Embedding(module.num_embeddings, module.embedding_dim)
+            with torch.no_grad():
+                dense.weight.copy_(w.dequantize())
+            setattr(parent, attr, dense)
+            embedding_float = dense.weight.detach().numpy().copy()
+            # Copies: arrays viewing the temporary qparam tensors were read back as garbage.
+            embedding = (
+                np.array(w.int_repr().numpy(), copy=True),
+                np.array(w.q_per_channel_scales().to(torch.float32).tolist(), dtype=np.float32),
+                np.array(
+                    w.q_per_channel_zero_points().to(torch.float32).tolist(), dtype=np.float32
+                ),
+            )
+    return Int8Export(twin, linears, per_channel, embedding, embedding_float)
+
+
+def _matmul_weights(graph) -> dict[str, np.ndarray]:
+    """MatMul weight initializer name -> its array (the ``[in, out]`` side of a linear)."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in graph.initializer}
+    found: dict[str, np.ndarray] = {}
+    for node in graph.node:
+        if node.op_type == "MatMul" and len(node.input) == 2 and node.input[1] in inits:
+            found[node.input[1]] = numpy_helper.to_array(inits[node.input[1]])
+    return found
+
+
+def _int8_embedding_graph(path: Path, plan: Int8Export) -> None:
+    """Replace the float word-embedding Gather by the int8 rows PyTorch looks up.
+
+    PyTorch keeps each row as uint8 with a float scale and zero point; ONNX Runtime's own
+    Gather quantization is per tensor, which would change the numbers. So the table stays
+    uint8 and each looked-up row is dequantized in the graph, as PyTorch does.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    q, scale, zero = plan.embedding
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    target = None
+    for node in graph.node:
+        if node.op_type == "Gather" and node.input[0] in inits:
+            table = inits[node.input[0]]
+            if tuple(table.dims) == q.shape and np.array_equal(
+                numpy_helper.to_array(table), plan.embedding_float
+            ):
+                target = node
+                break
+    if target is None:
+        raise UserError("export: the int8 word embedding was not found in the exported graph.")
+    base = target.input[0]
+    graph.initializer.remove(inits[base])
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(q, f"{base}_uint8"),
+            numpy_helper.from_array(scale[:, None].astype(np.float32), f"{base}_row_scale"),
+            numpy_helper.from_array(zero[:, None].astype(np.float32), f"{base}_row_zero"),
+        ]
+    )
+    ids, out = target.input[1], target.output[0]
+    nodes = [
+        helper.make_node("Gather", [f"{base}_uint8", ids], [f"{out}_q"], axis=0),
+        helper.make_node("Cast", [f"{out}_q"], [f"{out}_f"], to=TensorProto.FLOAT),
+        helper.make_node("Gather", [f"{base}_row_zero", ids], [f"{out}_z"], axis=0),
+        helper.make_node("Gather", [f"{base}_row_scale", ids], [f"{out}_s"], axis=0),
+        helper.make_node("Sub", [f"{out}_f", f"{out}_z"], [f"{out}_c"]),
+        helper.make_node("Mul", [f"{out}_c", f"{out}_s"], [out]),
+    ]
+    at = list(graph.node).index(target)
+    graph.node.remove(target)
+    for offset, node in enumerate(nodes):
+        graph.node.insert(at + offset, node)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+
+def _pytorch_int8_values(path: Path, names: dict[str, str], plan: Int8Export) -> int:
+    """Overwrite ONNX Runtime's int8 weights and scales with PyTorch's own; how many.
+
+    quantize_dynamic recomputes the scales from the (dequantized) float weights, which
+    can round a few values differently; writing PyTorch's integers and scales back makes
+    the ONNX model compute what the PyTorch one does.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    inits = {i.name: i for i in proto.graph.initializer}
+    replaced = 0
+    for init_name, module_name in names.items():
+        _w, q, scale = plan.linears[module_name]
+        quantized, scales = inits.get(f"{init_name}_quantized"), inits.get(f"{init_name}_scale")
+        if quantized is None or scales is None or tuple(quantized.dims) != q.shape:
+            continue
+        scale = scale.astype(np.float32).reshape(tuple(scales.dims))
+        quantized.CopyFrom(numpy_helper.from_array(q.astype(np.int8), quantized.name))
+        scales.CopyFrom(numpy_helper.from_array(scale, scales.name))
+        replaced += 1
+    onnx.save(proto, str(path))
+    return replaced
+
+
+def export_pytorch_int8(plan: Int8Export, fp32: Path, target: Path, activation_bits: int) -> None:
+    """The fp32 export of ``plan.twin`` → the same int8 model in ONNX, at ``target``.
+
+    Args:
+        plan: from :func:`plan_int8_export`.
+        fp32: the fp32 export of ``plan.twin`` (edited in place: int8 embedding rows).
+        target: the int8 file to write (atomically).
+        activation_bits: 8, or 7 to compute as PyTorch does on x86 CPUs without VNNI.
+    """
+    import onnx
+
+    from slimpajama_gui.core.onnx_backend import quantize_onnx
+
+    graph = onnx.load(str(fp32)).graph
+    # Which MatMul belongs to which int8 linear: the twin's weights are exactly the
+    # dequantized ones, so the exported initializers equal them bit for bit.
+    by_shape: dict[tuple[int, ...], list[str]] = {}
+    for name, (w, _q, _s) in plan.linears.items():
+        by_shape.setdefault(w.shape, []).append(name)
+    names: dict[str, str] = {}
+    for init_name, array in _matmul_weights(graph).items():
+        for module_name in by_shape.get(array.shape, []):
+            if np.array_equal(array, plan.linears[module_name][0]):
+                names[init_name] = module_name
+                break
+    float_nodes = [
+        n.name
+        for n in graph.node
+        if n.op_type == "MatMul" and len(n.input) == 2 and n.input[1] not in names
+    ]
+    if plan.embedding is not None:
+        _int8_embedding_graph(fp32, plan)
+    with atomic_file(target) as tmp:
+        quantize_onnx(
+            fp32, tmp, per_channel=plan.per_channel, op_types=("MatMul",), exclude=float_nodes
+        )
+        replaced = _pytorch_int8_values(tmp, names, plan)
+        set_activation_bits(tmp, activation_bits)
+    if replaced != len(plan.linears):
+        logger.warning(
+            "ONNX export of the int8 model: %d of %d linears carry PyTorch's exact int8 "
+            "weights; the others were re-quantized by onnxruntime.",
+            replaced,
+            len(plan.linears),
+        )
+
+
+def set_activation_bits(path: Path, bits: int) -> int:
+    """Make every ``DynamicQuantizeLinear`` of ``path`` quantize to ``bits`` bits; how many.
+
+    8 keeps ONNX's operator (0..255). 7 replaces each by the same computation for
+    0..127, following PyTorch's ``quant_utils::ChooseQuantizationParams`` (fbgemm's
+    dynamic Linear): range widened to hold 0, scale = (max - min) / 127 (0.1 for an
+    all-zero input, at least 6.1e-5 with the range scaled to match), and the zero point
+    taken from whichever end has the smaller rounding error, rounded half to even and
+    clamped. Either way the bit count is recorded in the metadata
+    (:data:`META_ACTIVATION_BITS`).
+
+    Raises:
+        ValueError: ``bits`` is not 7 or 8.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    if bits not in (7, 8):
+        raise ValueError(f"activation bits must be 7 or 8, not {bits!r}")
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    nodes = [n for n in graph.node if n.op_type == "DynamicQuantizeLinear"]
+    if bits == 7 and nodes:
+        qmax = float((1 << bits) - 1)
+        consts = {
+            "zero": 0.0, "qmax": qmax, "fallback": 0.1, "smallest": 6.1e-5,
+        }  # fmt: skip
+        graph.initializer.extend(
+            numpy_helper.from_array(np.array(v, dtype=np.float32), f"act{bits}_{k}")
+            for k, v in consts.items()
+        )
+        c = {k: f"act{bits}_{k}" for k in consts}
+        for node in nodes:
+            steps = _quantize_nodes(node, c)
+            at = list(graph.node).index(node)
+            graph.node.remove(node)
+            for offset, new in enumerate(steps):
+                graph.node.insert(at + offset, new)
+    kept = [m for m in proto.metadata_props if m.key != META_ACTIVATION_BITS]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    proto.metadata_props.append(
+        onnx.StringStringEntryProto(key=META_ACTIVATION_BITS, value=str(bits))
+    )
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    return len(nodes)
+
+
+def _quantize_nodes(node, c: dict[str, str]) -> list:
+    """The nodes replacing one ``DynamicQuantizeLinear``; ``c`` names the constants."""
+    from onnx import TensorProto, helper
+
+    x = node.input[0]
+    q, scale, zero = node.output
+    prefix = f"{node.name or x}_act"
+    steps = []
+
+    def add(kind: str, inputs: list[str], suffix: str, **attrs) -> str:
+        out = f"{prefix}_{suffix}"
+        steps.append(helper.make_node(kind, inputs, [out], **attrs))
+        return out
+
+    lo = add("Min", [add("ReduceMin", [x], "rmin", keepdims=0), c["zero"]], "min")
+    hi = add("Max", [add("ReduceMax", [x], "rmax", keepdims=0), c["zero"]], "max")
+    raw = add("Div", [add("Sub", [hi, lo], "range"), c["qmax"]], "raw")
+    nonzero = add("Where", [add("Equal", [raw, c["zero"]], "is0"), c["fallback"], raw], "s0")
+    s = add("Max", [nonzero, c["smallest"]], "s")
+    grow = add("Div", [s, nonzero], "grow")  # 1 unless the scale was raised
+    r_lo = add("Div", [add("Mul", [lo, grow], "lo2"), s], "rlo")
+    r_hi = add("Div", [add("Mul", [hi, grow], "hi2"), s], "rhi")
+    from_lo = add("Neg", [r_lo], "zlo")  # qmin - lo / s, with qmin = 0
+    from_hi = add("Sub", [c["qmax"], r_hi], "zhi")
+    err_lo = add("Neg", [add("Abs", [r_lo], "alo")], "elo")
+    err_hi = add("Sub", [c["qmax"], add("Abs", [r_hi], "ahi")], "ehi")
+    z = add("Where", [add("Less", [err_lo, err_hi], "pick"), from_lo, from_hi], "z")
+    z = add("Clip", [add("Round", [z], "zr"), c["zero"], c["qmax"]], "zc")
+    steps.append(helper.make_node("Cast", [z], [zero], to=TensorProto.UINT8))
+    steps.append(helper.make_node("Identity", [s], [scale]))
+    steps.append(helper.make_node("QuantizeLinear", [x, scale, zero], [q]))
+    return steps
