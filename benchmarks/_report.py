@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from slimpajama_gui.core import int8_path
 from slimpajama_gui.core.safe_io import atomic_write_text
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -17,6 +18,9 @@ HEADER = """# Benchmarks
 Every figure here was printed by a script in `benchmarks/` on the machine it names, and
 the script wrote its own section. Rerun the command under a section to reproduce it.
 Speed-ups are ratios measured within one run, against the baseline on the same input.
+int8 figures depend on the CPU's int8 arithmetic (8-bit activations on x86 with
+AVX512-VNNI and on ARM, 7-bit on other x86): each section's machine line names its
+"int8 path"; `SLIMPAJAMA_INT8_PATH=no-vnni` reproduces the 7-bit path on any x86 CPU.
 """
 
 
@@ -30,8 +34,9 @@ def machine() -> str:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (
-        f"{cpu}, {os.cpu_count()} cores, {gpu}; Python {platform.python_version()}, "
-        f"torch {torch.__version__}, {platform.system()} {platform.release()}"
+        f"{cpu}, {os.cpu_count()} cores, {gpu}; int8 path: {int8_path.current().describe()}; "
+        f"Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{platform.system()} {platform.release()}"
     )
 
 
