@@ -43,19 +43,22 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
-# The second pass runs the int8 tests as an x86 CPU without VNNI computes them (7-bit
-# activations on fbgemm's AVX2 kernels), so both int8 paths are tested on any x86 machine
-# (see slimpajama_gui/core/int8_path.py). ARM's int8 kernels have one path only. Exit
-# code 5 means PYTEST_ARGS selected no int8 test, which is fine.
+# The int8 tests run again on the paths this CPU does not take by itself: as an x86 CPU
+# without VNNI computes (7-bit activations on fbgemm's AVX2 kernels) and as ARM computes
+# (qnnpack, which x86 builds of PyTorch include); see slimpajama_gui/core/int8_path.py.
+# ARM builds have only the one path. Exit code 5: PYTEST_ARGS selected no int8 test.
+INT8_PATHS = no-vnni arm
+
 test: lint
 	@tools/system-deps.sh offscreen
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest $(PYTEST_ARGS)
-	@case "$$(uname -m)" in x86_64|amd64|i?86) \
-	  echo "Second pass: the int8 tests with SLIMPAJAMA_INT8_PATH=no-vnni (x86 without VNNI)"; \
-	  SLIMPAJAMA_INT8_PATH=no-vnni QT_QPA_PLATFORM=offscreen $(PY) -m pytest -m int8 $(PYTEST_ARGS); \
-	  rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc;; \
-	*) echo "No second int8 pass: this CPU is not x86, whose int8 kernels have one path only.";; \
-	esac
+	@case "$$(uname -m)" in x86_64|amd64|i?86) ;; \
+	  *) echo "No other int8 path to test: this CPU is not x86."; exit 0;; esac; \
+	for path in $(INT8_PATHS); do \
+	  echo "int8 pass: the tests marked int8 with SLIMPAJAMA_INT8_PATH=$$path"; \
+	  SLIMPAJAMA_INT8_PATH=$$path QT_QPA_PLATFORM=offscreen $(PY) -m pytest -m int8 $(PYTEST_ARGS); \
+	  rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc; \
+	done
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -20,9 +20,11 @@ differ by path. Reports and exports record which path a figure came from.
 Nobody can pick their CPU, so ``SLIMPAJAMA_INT8_PATH=no-vnni`` makes a VNNI machine
 compute as one without VNNI does: 7-bit activations, and fbgemm forced onto its AVX2
 kernels (``FBGEMM_ENABLE_INSTRUCTIONS=AVX2``, read by fbgemm once, at its first use, so
-:func:`apply_override` runs when ``slimpajama_gui.core`` is imported). ``make test``
-runs the int8 and ONNX tests a second time that way. ONNX Runtime has no such switch;
-the 7-bit graphs the exporter writes for this path cannot saturate on any CPU.
+:func:`apply_override` runs when ``slimpajama_gui.core`` is imported), and
+``SLIMPAJAMA_INT8_PATH=arm`` runs ARM's int8 kernels (qnnpack, which x86 builds of
+PyTorch include) on an x86 machine. ``make test`` runs the int8 and ONNX tests again on
+the paths this CPU does not take by itself. ONNX Runtime has no such switch; the 7-bit
+graphs the exporter writes for the no-VNNI path cannot saturate on any CPU.
 """
 
 from __future__ import annotations
@@ -35,10 +37,10 @@ from typing import Literal
 
 from slimpajama_gui.core.errors import UserError
 
-#: Environment variable selecting the int8 path: unset, "auto" or "no-vnni".
+#: Environment variable selecting the int8 path: unset, "auto", "no-vnni" or "arm".
 ENV_VAR = "SLIMPAJAMA_INT8_PATH"
 _FBGEMM_ENV = "FBGEMM_ENABLE_INSTRUCTIONS"
-_CHOICES = ("auto", "no-vnni")
+_CHOICES = ("auto", "no-vnni", "arm")
 
 PathName = Literal["vnni", "no-vnni", "arm"]
 
@@ -50,11 +52,13 @@ class Int8Path:
     Attributes:
         name: "vnni" (x86 with AVX512-VNNI), "no-vnni" (other x86) or "arm" (qnnpack).
         activation_bits: 8, or 7 on "no-vnni" (activations in 0..127 instead of 0..255).
-        forced: True when :data:`ENV_VAR` selected "no-vnni" on a CPU that has VNNI.
+        engine: PyTorch's quantized engine for this path ("x86", "fbgemm" or "qnnpack").
+        forced: True when :data:`ENV_VAR` selected a path this CPU does not take itself.
     """
 
     name: PathName
     activation_bits: int
+    engine: str = "x86"
     forced: bool = False
 
     @property
@@ -69,7 +73,7 @@ class Int8Path:
             "no-vnni": "x86 without AVX512-VNNI",
             "arm": "ARM/qnnpack",
         }[self.name]
-        forced = f", forced by {ENV_VAR}" if self.forced else ""
+        forced = f", forced by {ENV_VAR}" if self.forced else ""  # e.g. ARM's on x86
         return f"{where} ({self.activation_bits}-bit activations{forced})"
 
     def to_dict(self) -> dict[str, object]:
@@ -86,7 +90,8 @@ def _requested() -> str:
     if value not in _CHOICES:
         raise UserError(
             f"the environment variable {ENV_VAR} is {os.environ[ENV_VAR]!r}; set it to "
-            f"'no-vnni' (compute int8 as an x86 CPU without VNNI does) or unset it."
+            "'no-vnni' (compute int8 as an x86 CPU without VNNI does), 'arm' (as ARM "
+            "CPUs do) or unset it."
         )
     return value
 
@@ -118,14 +123,12 @@ def _has_avx512_vnni() -> bool:
     return "avx512_vnni" in flags
 
 
-def _engine() -> str:
+def _native_engine() -> str:
+    """The engine this CPU's PyTorch build runs int8 with: x86/fbgemm, else qnnpack (ARM)."""
     import torch
 
-    engine = torch.backends.quantized.engine
-    if engine in ("x86", "fbgemm", "qnnpack"):
-        return engine
     supported = torch.backends.quantized.supported_engines
-    return next((e for e in ("x86", "fbgemm", "qnnpack") if e in supported), engine)
+    return next((e for e in ("x86", "fbgemm", "qnnpack") if e in supported), "none")
 
 
 @functools.cache
@@ -133,19 +136,29 @@ def current() -> Int8Path:
     """The int8 path of this process (decided once; see the module docstring).
 
     Raises:
-        UserError: :data:`ENV_VAR` holds something other than "auto" or "no-vnni", or
-            asks for "no-vnni" where PyTorch's int8 kernels are ARM's (qnnpack), which
-            always use 8 bits.
+        UserError: :data:`ENV_VAR` holds something else than "auto", "no-vnni" or
+            "arm"; asks for "no-vnni" where PyTorch has only ARM's kernels (qnnpack,
+            always 8 bits); or asks for "arm" where this PyTorch build has no qnnpack.
     """
+    import torch
+
     requested = _requested()
-    if _engine() == "qnnpack":
+    native = _native_engine()
+    if requested == "arm":
+        if "qnnpack" not in torch.backends.quantized.supported_engines:
+            raise UserError(
+                f"{ENV_VAR}=arm needs PyTorch's qnnpack kernels, which this PyTorch build "
+                "does not have; unset it."
+            )
+        return Int8Path("arm", 8, "qnnpack", forced=native != "qnnpack")
+    if native not in ("x86", "fbgemm"):
         if requested == "no-vnni":
             raise UserError(
                 f"{ENV_VAR}=no-vnni emulates x86 CPUs without VNNI, but PyTorch runs int8 "
                 "with qnnpack here, which always uses 8-bit activations; unset it."
             )
-        return Int8Path("arm", 8)
+        return Int8Path("arm", 8, native)
     vnni = _has_avx512_vnni()
     if requested == "no-vnni":
-        return Int8Path("no-vnni", 7, forced=vnni)
-    return Int8Path("vnni", 8) if vnni else Int8Path("no-vnni", 7)
+        return Int8Path("no-vnni", 7, native, forced=vnni)
+    return Int8Path("vnni", 8, native) if vnni else Int8Path("no-vnni", 7, native)

@@ -545,19 +545,17 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, child, new)
 
 
-def _ensure_qengine() -> str:
-    """Select fbgemm-based x86 kernels (or qnnpack on ARM); packed weights depend on it."""
-    engines = torch.backends.quantized.supported_engines
-    if torch.backends.quantized.engine in ("x86", "fbgemm"):
-        return torch.backends.quantized.engine
-    for engine in ("x86", "fbgemm", "qnnpack"):
-        if engine in engines:
-            torch.backends.quantized.engine = engine
-            return engine
-    raise UserError(
-        "quantize.method: dynamic_int8 needs PyTorch's quantized CPU kernels (x86/fbgemm "
-        "or qnnpack), which this PyTorch build lacks; use weight_int8 instead."
-    )
+def use_int8_kernels() -> str:
+    """Select the int8 path's kernels (fbgemm on x86, qnnpack on ARM); packed weights
+    depend on them."""
+    engine = int8_path.current().engine
+    if engine not in torch.backends.quantized.supported_engines:
+        raise UserError(
+            "quantize.method: dynamic_int8 needs PyTorch's quantized CPU kernels (x86/fbgemm "
+            "or qnnpack), which this PyTorch build lacks; use weight_int8 instead."
+        )
+    torch.backends.quantized.engine = engine
+    return engine
 
 
 @register_method(
@@ -575,7 +573,7 @@ def _dynamic_int8(model: SlimPajamaModel, spec: QuantSpec, targets: list[str]) -
         quantize_dynamic,
     )
 
-    _ensure_qengine()
+    use_int8_kernels()
     linear = per_channel_dynamic_qconfig if spec.per_channel else default_dynamic_qconfig
     # Module names, not types, so that skipped layers stay float; embeddings can only
     # be weight-only (float scale and offset per row).

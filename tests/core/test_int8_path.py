@@ -1,8 +1,8 @@
 """int8 that means the same on every CPU: the path each CPU takes, and exact arithmetic.
 
-``make test`` runs this module twice: as this CPU computes int8, and with
-``SLIMPAJAMA_INT8_PATH=no-vnni`` (7-bit activations on fbgemm's AVX2 kernels), so both
-x86 paths are checked on any x86 machine.
+``make test`` runs this module on every int8 path: as this CPU computes int8, with
+``SLIMPAJAMA_INT8_PATH=no-vnni`` (7-bit activations on fbgemm's AVX2 kernels) and with
+``SLIMPAJAMA_INT8_PATH=arm`` (qnnpack), so every path is checked on any x86 machine.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import nn
 from slimpajama_gui.core import int8_path
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.int8_path import ENV_VAR, Int8Path
-from slimpajama_gui.core.quantize import DynamicInt8Linear
+from slimpajama_gui.core.quantize import DynamicInt8Linear, use_int8_kernels
 
 pytestmark = pytest.mark.int8
 
@@ -48,6 +48,7 @@ def _exact_linear(x: np.ndarray, module: DynamicInt8Linear, qmax: int) -> np.nda
 def _int8_linear(weight: torch.Tensor) -> DynamicInt8Linear:
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
+    assert use_int8_kernels() == int8_path.current().engine
     linear = nn.Linear(weight.shape[1], weight.shape[0])
     with torch.no_grad():
         linear.weight.copy_(weight)
@@ -86,9 +87,11 @@ def test_int8_linear_computes_the_exact_integer_product_on_every_cpu():
 
 
 def test_the_int8_path_follows_the_cpu_and_the_override(monkeypatch):
-    def path_for(*, vnni: bool, engine: str = "x86", env: str | None = None) -> Int8Path:
+    import torch
+
+    def path_for(*, vnni: bool, native: str = "x86", env: str | None = None) -> Int8Path:
         monkeypatch.setattr(int8_path, "_has_avx512_vnni", lambda: vnni)
-        monkeypatch.setattr(int8_path, "_engine", lambda: engine)
+        monkeypatch.setattr(int8_path, "_native_engine", lambda: native)
         if env is None:
             monkeypatch.delenv(ENV_VAR, raising=False)
         else:
@@ -97,19 +100,27 @@ def test_the_int8_path_follows_the_cpu_and_the_override(monkeypatch):
         return int8_path.current()
 
     try:
-        assert path_for(vnni=True) == Int8Path("vnni", 8)
-        assert path_for(vnni=False) == Int8Path("no-vnni", 7)
-        assert path_for(vnni=True, env="no-vnni") == Int8Path("no-vnni", 7, forced=True)
-        assert path_for(vnni=False, env="No-VNNI ") == Int8Path("no-vnni", 7, forced=False)
-        assert path_for(vnni=True, env="auto") == Int8Path("vnni", 8)
-        assert path_for(vnni=False, engine="qnnpack") == Int8Path("arm", 8)
-        assert "7-bit activations, forced by SLIMPAJAMA_INT8_PATH" in (
-            path_for(vnni=True, env="no-vnni").describe()
+        assert path_for(vnni=True) == Int8Path("vnni", 8, "x86")
+        assert path_for(vnni=False) == Int8Path("no-vnni", 7, "x86")
+        assert path_for(vnni=False, native="fbgemm") == Int8Path("no-vnni", 7, "fbgemm")
+        assert path_for(vnni=True, env="no-vnni") == Int8Path("no-vnni", 7, "x86", forced=True)
+        assert path_for(vnni=False, env="No-VNNI ") == Int8Path("no-vnni", 7, "x86")
+        assert path_for(vnni=True, env="auto") == Int8Path("vnni", 8, "x86")
+        assert path_for(vnni=False, native="qnnpack") == Int8Path("arm", 8, "qnnpack")
+        assert path_for(vnni=False, native="qnnpack", env="arm") == Int8Path("arm", 8, "qnnpack")
+        if "qnnpack" in torch.backends.quantized.supported_engines:
+            forced = path_for(vnni=True, env="arm")
+            assert forced == Int8Path("arm", 8, "qnnpack", forced=True)
+            assert forced.describe() == (
+                "ARM/qnnpack (8-bit activations, forced by SLIMPAJAMA_INT8_PATH)"
+            )
+        assert path_for(vnni=True, env="no-vnni").describe() == (
+            "x86 without AVX512-VNNI (7-bit activations, forced by SLIMPAJAMA_INT8_PATH)"
         )
         with pytest.raises(UserError, match=f"{ENV_VAR} is 'avx2'; set it to 'no-vnni'"):
             path_for(vnni=True, env="avx2")
         with pytest.raises(UserError, match="qnnpack here, which always uses 8-bit"):
-            path_for(vnni=False, engine="qnnpack", env="no-vnni")
+            path_for(vnni=False, native="qnnpack", env="no-vnni")
     finally:
         int8_path.current.cache_clear()
 
