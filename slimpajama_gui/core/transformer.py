@@ -1186,6 +1186,17 @@ def _check_match(
     """
     missing = [k for k in expected if k not in provided and k not in allowed_missing]
     unexpected = [k for k in provided if k not in expected]
+    held = {int(m.group(1)) for k in provided if (m := re.match(r"layers\.(\d+)\.", k))}
+    wanted = {int(m.group(1)) for k in expected if (m := re.match(r"layers\.(\d+)\.", k))}
+    if held and held == set(range(len(held))) and held < wanted:
+        # Whole top layers missing: config.json counts more layers than the file holds
+        # (transformers would give them random weights).
+        key = "layer_heads" if family == CONFIG_FORMAT else "num_hidden_layers"
+        raise UserError(
+            f"the weights in {folder} hold {len(held)} layers but config.json's {key} "
+            f"gives {len(wanted)}; set {key} to match the weights, or copy the folder "
+            "again if a weight file is missing."
+        )
     wrong = [
         f"{k} (file {tuple(provided[k].shape)}, config {tuple(v.shape)}) "
         f"set by {shape_keys(k, family)}"

@@ -415,3 +415,13 @@ def test_defaults_and_activation_lists_match_transformers():
         for key, value in DEFAULTS[family].items():
             assert getattr(reference, key) == value, (family, key)
     assert set(ACTIVATIONS) == set(ACTIVATION_NAMES)
+
+
+def test_more_num_hidden_layers_than_the_weights_hold_is_named(tmp_path):
+    folder = tmp_path / "m"
+    build(folder, edit={"num_hidden_layers": 3})
+    with pytest.raises(UserError) as err:
+        SlimPajamaModel.from_pretrained(folder)
+    message = str(err.value)
+    assert "hold 2 layers but config.json's num_hidden_layers gives 3" in message
+    assert "set num_hidden_layers to match the weights" in message
