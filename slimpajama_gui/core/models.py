@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.hf_config import translate
 from slimpajama_gui.core.safe_io import (
     DTYPE_SIZES,
     PICKLE_SUFFIXES,
@@ -290,26 +291,26 @@ class _Shape:
 
 
 def _config_shape(config: dict, family: str, folder: Path) -> _Shape:
+    if family != "slimpajama":
+        # The loader's own translation: the same per-layer heads (pruned_heads), the
+        # same defaults and the same refusals, so the browser never lists a model that
+        # cannot be opened.
+        fields = translate(config, family, str(folder / "config.json")).fields
+        heads, ffn = tuple(fields["layer_heads"]), tuple(fields["layer_ffn"])
+        return _Shape(len(heads), fields["hidden_size"], fields["vocab_size"], heads, ffn, None)
     hidden = _int_field(config, "hidden_size", folder)
     vocab = _int_field(config, "vocab_size", folder)
-    if family == "slimpajama":
-        heads = _int_list_field(config, "layer_heads", folder)
-        ffn = _int_list_field(config, "layer_ffn", folder)
-        if len(heads) != len(ffn):
-            raise UserError(
-                f"config.json in {folder}: layer_heads has {len(heads)} entries but "
-                f"layer_ffn has {len(ffn)}; they must list the same layers."
-            )
-        num_labels = config.get("num_labels")
-        if num_labels is not None:
-            num_labels = _int_field(config, "num_labels", folder)
-        return _Shape(len(heads), hidden, vocab, heads, ffn, num_labels)
-    layers = _int_field(config, "num_hidden_layers", folder, minimum=0)
-    heads = _int_field(config, "num_attention_heads", folder)
-    inter = config.get("intermediate_size", 4 * hidden)
-    if isinstance(inter, bool) or not isinstance(inter, int) or inter < 0:
-        raise UserError(f"config.json in {folder}: intermediate_size must be an integer.")
-    return _Shape(layers, hidden, vocab, (heads,) * layers, (inter,) * layers, None)
+    heads = _int_list_field(config, "layer_heads", folder)
+    ffn = _int_list_field(config, "layer_ffn", folder)
+    if len(heads) != len(ffn):
+        raise UserError(
+            f"config.json in {folder}: layer_heads has {len(heads)} entries but "
+            f"layer_ffn has {len(ffn)}; they must list the same layers."
+        )
+    num_labels = config.get("num_labels")
+    if num_labels is not None:
+        num_labels = _int_field(config, "num_labels", folder)
+    return _Shape(len(heads), hidden, vocab, heads, ffn, num_labels)
 
 
 # --------------------------------------------------------------------------- files
@@ -391,7 +392,9 @@ def _count(headers: list[SafetensorsHeader], layers: int) -> _Counts:
             if "word_embeddings.weight" in key and t.shape:
                 word_vocab = t.shape[0]
             m = _LAYER_RE.search(key)
-            if m and int(m.group(1)) < layers:
+            if m and int(m.group(1)) >= layers:
+                continue  # beyond num_hidden_layers: in the file, not in the model
+            if m:
                 per_layer[int(m.group(1))] += n
             elif _EMBED_RE.search(key):
                 embedding += n

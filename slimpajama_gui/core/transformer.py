@@ -60,6 +60,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.hf_config import (
+    Translation,
+    head_refusal,
+    shape_keys,
+    translate,
+)
 from slimpajama_gui.core.safe_io import (
     PICKLE_SUFFIXES,
     atomic_dir,
@@ -87,13 +93,39 @@ TOKENIZER_FILES = (
     "added_tokens.json",
 )
 
-#: Activations by their Hugging Face names. "gelu" is the exact erf form BERT uses;
-#: "gelu_new" and "gelu_pytorch_tanh" are the same tanh approximation.
+
+def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+#: Activations by their Hugging Face names (``hf_config.ACTIVATION_NAMES``), each the
+#: same function as transformers' ``ACT2FN`` entry. "gelu" is the exact erf form BERT
+#: uses; the gelu_new / _fast / _accurate / _tanh spellings are all the tanh
+#: approximation; "swish" is silu.
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu": F.gelu,
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_python": F.gelu,
+    "gelu_new": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "gelu_python_tanh": _gelu_tanh,
+    "gelu_fast": _gelu_tanh,
+    "gelu_accurate": _gelu_tanh,
+    "gelu_10": lambda x: F.gelu(x).clamp(-10.0, 10.0),
+    "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
     "relu": F.relu,
+    "relu2": lambda x: F.relu(x).square(),
+    "relu6": F.relu6,
+    "leaky_relu": F.leaky_relu,  # slope 0.01, as nn.LeakyReLU()
+    "silu": F.silu,
+    "swish": F.silu,
+    "mish": F.mish,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "linear": lambda x: x,
+    "hardswish": F.hardswish,
+    "sqrtsoftplus": lambda x: F.softplus(x).sqrt(),
+    # MEGA's Laplace: the normal CDF at (x - mu) / sigma, mu = 1/sqrt(2), sigma = 1/sqrt(4 pi).
+    "laplace": lambda x: 0.5 * (1.0 + torch.erf((x - 0.707107) / (0.282095 * math.sqrt(2.0)))),
 }
 
 
@@ -607,9 +639,9 @@ class SlimPajamaModel(nn.Module):
             )
         family = raw.get("model_type")
         if family == CONFIG_FORMAT:
-            config, mapped, ignored = _slim_checkpoint(folder, raw)
+            config, mapped, ignored, translation = _slim_checkpoint(folder, raw)
         elif isinstance(family, str) and family in _FAMILIES:
-            config, mapped, ignored = _hf_checkpoint(folder, raw, _FAMILIES[family])
+            config, mapped, ignored, translation = _hf_checkpoint(folder, raw, _FAMILIES[family])
         elif family is None:
             raise UserError(
                 f"{folder / 'config.json'} has no model_type, so the architecture is "
@@ -645,10 +677,15 @@ class SlimPajamaModel(nn.Module):
                 for k in head:
                     mapped.pop(k, None)
 
+        if translation is not None and "classifier.weight" in mapped:
+            refusal = head_refusal(translation, config.num_labels, str(folder / "config.json"))
+            if refusal is not None:
+                raise UserError(refusal)
+
         model = cls(config)
         expected = model.state_dict()
         new_keys = [k for k in head if k not in mapped]
-        _check_match(folder, expected, mapped, allowed_missing=set(head))
+        _check_match(folder, expected, mapped, allowed_missing=set(head), family=str(family))
         model.load_state_dict(mapped, strict=False)
         model.source_path = folder.resolve()
         model.load_report = LoadReport(
@@ -715,27 +752,28 @@ class SlimPajamaModel(nn.Module):
         positioned ones ``RobertaForSequenceClassification`` (its head is our pooler
         + classifier). Written atomically, like :meth:`save_pretrained`.
 
+        transformers (5.x) gives every layer ``hidden_size / head_dim`` heads and one
+        FFN width, and no longer reads ``pruned_heads``. A structured-pruned layer is
+        therefore written back at full width with zero rows and columns in place of
+        its removed heads and neurons: they contribute exactly nothing, so the logits
+        are the same, but the file is as large as the unpruned model's (our own format,
+        :meth:`save_pretrained`, keeps it small).
+
         Raises:
-            UserError: the model cannot be expressed in that class (uneven layers,
-                heads * head_dim != hidden_size, no pooler), or the folder is refused
-                as in :meth:`save_pretrained`.
+            UserError: the model cannot be expressed in that class (a layer wider than
+                ``hidden_size``, ``hidden_size`` not a multiple of ``head_dim``, no
+                pooler), or the folder is refused as in :meth:`save_pretrained`.
         """
         cfg = self.config
         target = self._check_target(folder)
-        if len(set(cfg.layer_heads)) > 1 or len(set(cfg.layer_ffn)) > 1:
+        heads = cfg.hidden_size // cfg.head_dim
+        if heads * cfg.head_dim != cfg.hidden_size or max(cfg.layer_heads, default=0) > heads:
             raise UserError(
-                "structured-pruned models with uneven layers (heads per layer "
-                f"{cfg.layer_heads}, FFN widths {cfg.layer_ffn}) cannot be expressed as "
-                "BertForSequenceClassification; save in the SlimPajama format instead "
-                "(or export to ONNX)."
+                f"this model has heads of width {cfg.head_dim} ({cfg.layer_heads} per layer), "
+                f"but Hugging Face BERT needs heads x head width = hidden size "
+                f"({cfg.hidden_size}); save in the SlimPajama format instead."
             )
-        heads = cfg.layer_heads[0] if cfg.layer_heads else 1
-        if heads * cfg.head_dim != cfg.hidden_size:
-            raise UserError(
-                f"this model has {heads} heads of {cfg.head_dim} per layer, which is "
-                f"{heads * cfg.head_dim} wide, but Hugging Face BERT needs heads x head "
-                f"width = hidden size ({cfg.hidden_size}); save in the SlimPajama format instead."
-            )
+        ffn = max(cfg.layer_ffn, default=0)
         if self.pooler is None:
             raise UserError(
                 "this model has no pooler, and Hugging Face's sequence classifiers always "
@@ -750,8 +788,17 @@ class SlimPajamaModel(nn.Module):
         family = "roberta" if roberta else "bert"
 
         state: dict[str, torch.Tensor] = {}
-        for name, tensor in self.state_dict().items():
+        padded = _pad_layers(self.state_dict(), cfg, heads * cfg.head_dim, ffn)
+        for name, tensor in padded.items():
             state[_export_name(name, family)] = tensor.detach().cpu().contiguous()
+        if any(h != heads for h in cfg.layer_heads) or any(f != ffn for f in cfg.layer_ffn):
+            logger.warning(
+                "Exported %s with its pruned heads and neurons as zeros (%d heads, FFN %d "
+                "in every layer): transformers has one width for all layers.",
+                target,
+                heads,
+                ffn,
+            )
         if cfg.type_vocab_size == 0:
             # Hugging Face always adds a token-type row; a zero row adds nothing.
             ref = self.embeddings.word_embeddings.weight
@@ -768,7 +815,7 @@ class SlimPajamaModel(nn.Module):
             "hidden_size": cfg.hidden_size,
             "num_hidden_layers": cfg.num_layers,
             "num_attention_heads": heads,
-            "intermediate_size": cfg.layer_ffn[0] if cfg.layer_ffn else 0,
+            "intermediate_size": ffn,
             "hidden_act": cfg.hidden_act,
             "hidden_dropout_prob": cfg.hidden_dropout,
             "attention_probs_dropout_prob": cfg.attention_dropout,
@@ -810,6 +857,36 @@ class SlimPajamaModel(nn.Module):
                 "replace it. Choose a new or empty folder."
             )
         return target
+
+
+def _pad_layers(
+    state: dict[str, torch.Tensor], cfg: SlimConfig, attention_width: int, ffn: int
+) -> dict[str, torch.Tensor]:
+    """``state`` with every layer widened to ``attention_width`` / ``ffn`` by zeros.
+
+    A zero query/key/value row gives a head whose value is 0, and a zero column of the
+    output projection drops it; a zero FFN output column drops that neuron whatever
+    its activation gives. So the padded layers compute exactly what the narrow ones do.
+    """
+    out = dict(state)
+    for i in range(cfg.num_layers):
+        rows = {
+            f"layers.{i}.attention.{p}.{t}": attention_width
+            for p in ("query", "key", "value")
+            for t in ("weight", "bias")
+        }
+        rows[f"layers.{i}.ffn.intermediate.weight"] = ffn
+        rows[f"layers.{i}.ffn.intermediate.bias"] = ffn
+        for name, width in rows.items():
+            t = out[name]
+            out[name] = torch.cat([t, t.new_zeros(width - t.shape[0], *t.shape[1:])])
+        for name, width in (
+            (f"layers.{i}.attention.output.weight", attention_width),
+            (f"layers.{i}.ffn.output.weight", ffn),
+        ):
+            t = out[name]
+            out[name] = torch.cat([t, t.new_zeros(t.shape[0], width - t.shape[1])], dim=1)
+    return out
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -882,57 +959,32 @@ def _rename(key: str, table: list[tuple[re.Pattern[str], str]]) -> str | None:
 
 @dataclass(frozen=True)
 class _Family:
-    """How one Hugging Face encoder family maps onto :class:`SlimPajamaModel`."""
+    """How one Hugging Face encoder family's tensors map onto :class:`SlimPajamaModel`.
+
+    What its config.json may say (architectures, defaults, positions) is in
+    :data:`hf_config.FAMILIES`.
+    """
 
     name: str
     prefix: str  # base-model key prefix in task checkpoints, e.g. "bert."
-    architectures: frozenset[str]  # transformers classes we accept in config.json
     head: dict[str, str]  # sequence-classifier tensors -> our names
-    default_pad: int
-    positions_from_pad: bool  # RoBERTa: position_offset = pad_token_id + 1
 
 
 _FAMILIES: dict[str, _Family] = {
     "bert": _Family(
         name="bert",
         prefix="bert.",
-        architectures=frozenset(
-            {
-                "BertModel",
-                "BertForSequenceClassification",
-                "BertForMaskedLM",
-                "BertForPreTraining",
-                "BertForNextSentencePrediction",
-                "BertForTokenClassification",
-                "BertForQuestionAnswering",
-                "BertForMultipleChoice",
-            }
-        ),
         head={"classifier.weight": "classifier.weight", "classifier.bias": "classifier.bias"},
-        default_pad=0,
-        positions_from_pad=False,
     ),
     "roberta": _Family(
         name="roberta",
         prefix="roberta.",
-        architectures=frozenset(
-            {
-                "RobertaModel",
-                "RobertaForSequenceClassification",
-                "RobertaForMaskedLM",
-                "RobertaForTokenClassification",
-                "RobertaForQuestionAnswering",
-                "RobertaForMultipleChoice",
-            }
-        ),
         head={
             "classifier.dense.weight": "pooler.dense.weight",
             "classifier.dense.bias": "pooler.dense.bias",
             "classifier.out_proj.weight": "classifier.weight",
             "classifier.out_proj.bias": "classifier.bias",
         },
-        default_pad=1,
-        positions_from_pad=True,
     ),
 }
 
@@ -996,80 +1048,6 @@ def read_config(folder: Path) -> dict[str, Any]:
     return raw
 
 
-def _hf_int(raw: dict, key: str, folder: Path, default: int | None = None, minimum: int = 0) -> int:
-    value = raw.get(key, default)
-    if value is None or isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(
-            f"{folder / 'config.json'}: {key} must be a whole number >= {minimum}, not {value!r}."
-        )
-    return value
-
-
-def _hf_config(folder: Path, raw: dict[str, Any], family: _Family) -> SlimConfig:
-    """Translate a Hugging Face BERT/RoBERTa config.json into a :class:`SlimConfig`."""
-    where = folder / "config.json"
-    archs = raw.get("architectures") or []
-    if not isinstance(archs, list):
-        archs = [archs]
-    unknown = [a for a in archs if a not in family.architectures]
-    if unknown:
-        raise UserError(
-            f"{where}: architectures names {', '.join(map(str, unknown))}, which is not a "
-            f"{family.name} class we support (custom classes are never loaded); supported: "
-            f"{', '.join(sorted(family.architectures))}."
-        )
-    for key in ("is_decoder", "add_cross_attention"):
-        if raw.get(key):
-            raise UserError(
-                f"{where}: {key} is true; SlimPajama Studio compresses encoders "
-                "(text classifiers), not decoders."
-            )
-    pos_type = raw.get("position_embedding_type", "absolute")
-    if pos_type != "absolute":
-        raise UserError(
-            f'{where}: position_embedding_type {pos_type!r} is not supported; only "absolute".'
-        )
-    act = raw.get("hidden_act", "gelu")
-    if act not in ACTIVATIONS:
-        raise UserError(
-            f"{where}: hidden_act {act!r} is not supported; use one of {', '.join(ACTIVATIONS)}."
-        )
-    layers = _hf_int(raw, "num_hidden_layers", folder)
-    heads = _hf_int(raw, "num_attention_heads", folder, minimum=1)
-    hidden = _hf_int(raw, "hidden_size", folder, minimum=1)
-    if hidden % heads:
-        raise UserError(f"{where}: hidden_size {hidden} is not a multiple of {heads} heads.")
-    pad = raw.get("pad_token_id", family.default_pad)
-    pad = family.default_pad if pad is None else _hf_int(raw, "pad_token_id", folder)
-    id2label = raw.get("id2label") or {}
-    if not isinstance(id2label, dict):
-        raise UserError(f"{where}: id2label must be an object mapping ids to names.")
-    num_labels = len(id2label) or raw.get("num_labels") or 2
-    try:
-        return SlimConfig(
-            vocab_size=_hf_int(raw, "vocab_size", folder, minimum=1),
-            hidden_size=hidden,
-            layer_heads=[heads] * layers,
-            head_dim=hidden // heads,
-            layer_ffn=[_hf_int(raw, "intermediate_size", folder)] * layers,
-            max_position_embeddings=_hf_int(raw, "max_position_embeddings", folder, 512, 1),
-            type_vocab_size=_hf_int(raw, "type_vocab_size", folder, 2),
-            layer_norm_eps=raw.get("layer_norm_eps", 1e-12),
-            hidden_act=act,
-            hidden_dropout=raw.get("hidden_dropout_prob", 0.1),
-            attention_dropout=raw.get("attention_probs_dropout_prob", 0.1),
-            classifier_dropout=raw.get("classifier_dropout"),
-            num_labels=num_labels,
-            id2label=id2label,
-            pad_token_id=pad,
-            position_offset=pad + 1 if family.positions_from_pad else 0,
-            has_pooler=True,  # settled by the weights in _hf_checkpoint
-            source_family=family.name,
-        )
-    except UserError as exc:
-        raise UserError(f"{where}: {exc}") from exc
-
-
 def _load_weights(folder: Path) -> dict[str, torch.Tensor]:
     """All tensors of ``folder``'s safetensors weights (single file or sharded)."""
     single = folder / WEIGHTS_NAME
@@ -1115,8 +1093,13 @@ def _load_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 def _hf_checkpoint(
     folder: Path, raw: dict[str, Any], family: _Family
-) -> tuple[SlimConfig, dict[str, torch.Tensor], list[str]]:
-    config = _hf_config(folder, raw, family)
+) -> tuple[SlimConfig, dict[str, torch.Tensor], list[str], Translation]:
+    where = str(folder / "config.json")
+    translation = translate(raw, family.name, where)
+    try:
+        config = SlimConfig(**translation.fields)
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from exc
     archs = raw.get("architectures") or []
     # Only a sequence classifier's head is ours to reuse; a token-classification or QA
     # head has the same key names but a different meaning.
@@ -1125,6 +1108,7 @@ def _hf_checkpoint(
     head: dict[str, torch.Tensor] = {}
     mapped: dict[str, torch.Tensor] = {}
     ignored: list[str] = []
+    unused_layers: set[int] = set()
     for key, tensor in tensors.items():
         if seq_cls and key in family.head:
             head[family.head[key]] = tensor
@@ -1134,7 +1118,12 @@ def _hf_checkpoint(
         base = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", base)
         base = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", base)
         ours = _rename(base, _FROM_HF)
+        layer = re.match(r"layers\.(\d+)\.", ours or "")
         if ours is None:
+            ignored.append(key)
+        elif layer and int(layer.group(1)) >= config.num_layers:
+            # transformers builds num_hidden_layers layers and leaves the rest unused.
+            unused_layers.add(int(layer.group(1)))
             ignored.append(key)
         elif ours in mapped:
             raise UserError(
@@ -1143,27 +1132,35 @@ def _hf_checkpoint(
             )
         else:
             mapped[ours] = tensor
+    if unused_layers:
+        logger.warning(
+            "%s: num_hidden_layers is %d, so the weights' layers %s are not used "
+            "(as transformers does).",
+            where,
+            config.num_layers,
+            ", ".join(map(str, sorted(unused_layers))),
+        )
     # A RoBERTa classifier's dense layer replaces any pretraining pooler.
     for ours, tensor in head.items():
         if ours in mapped:
             ignored.append(family.prefix + ours)
         mapped[ours] = tensor
     config.has_pooler = "pooler.dense.weight" in mapped or "pooler.dense.bias" in mapped
-    if "classifier.weight" in mapped and not raw.get("id2label") and not raw.get("num_labels"):
+    if "classifier.weight" in mapped and not translation.num_labels_given:
         config.num_labels = mapped["classifier.weight"].shape[0]
         config.id2label = {}
         config.__post_init__()
-    return config, mapped, ignored
+    return config, mapped, ignored, translation
 
 
 def _slim_checkpoint(
     folder: Path, raw: dict[str, Any]
-) -> tuple[SlimConfig, dict[str, torch.Tensor], list[str]]:
+) -> tuple[SlimConfig, dict[str, torch.Tensor], list[str], None]:
     try:
         config = SlimConfig.from_dict(raw)
     except UserError as exc:
         raise UserError(f"{folder / 'config.json'}: {exc}") from exc
-    return config, _load_weights(folder), []
+    return config, _load_weights(folder), [], None
 
 
 def _list_keys(keys: Iterable[str], limit: int = 10) -> str:
@@ -1179,16 +1176,40 @@ def _check_match(
     expected: dict[str, torch.Tensor],
     provided: dict[str, torch.Tensor],
     allowed_missing: set[str],
+    family: str,
 ) -> None:
-    """Refuse weights that do not fit the model built from the config."""
+    """Refuse weights that do not fit the model built from the config.
+
+    Every config.json feature that changes a shape was translated or refused before
+    this point, so a mismatch here means config.json describes another model; the
+    message names the keys that set each wrong shape.
+    """
     missing = [k for k in expected if k not in provided and k not in allowed_missing]
     unexpected = [k for k in provided if k not in expected]
+    held = {int(m.group(1)) for k in provided if (m := re.match(r"layers\.(\d+)\.", k))}
+    wanted = {int(m.group(1)) for k in expected if (m := re.match(r"layers\.(\d+)\.", k))}
+    if held and held == set(range(len(held))) and held < wanted:
+        # Whole top layers missing: config.json counts more layers than the file holds
+        # (transformers would give them random weights).
+        key = "layer_heads" if family == CONFIG_FORMAT else "num_hidden_layers"
+        raise UserError(
+            f"the weights in {folder} hold {len(held)} layers but config.json's {key} "
+            f"gives {len(wanted)}; set {key} to match the weights, or copy the folder "
+            "again if a weight file is missing."
+        )
     wrong = [
-        f"{k} (file {tuple(provided[k].shape)}, config {tuple(v.shape)})"
+        f"{k} (file {tuple(provided[k].shape)}, config {tuple(v.shape)}) "
+        f"set by {shape_keys(k, family)}"
         for k, v in expected.items()
         if k in provided and provided[k].shape != v.shape
     ]
     not_float = [k for k in provided if k in expected and not provided[k].is_floating_point()]
+    if not_float and not (wrong or missing or unexpected):
+        raise UserError(
+            f"the weights in {folder} hold integer tensors ({_list_keys(not_float)}), which "
+            "is not supported: SlimPajama Studio reads float weights (a model quantized by "
+            "another tool is not); use the unquantized model."
+        )
     problems = []
     if wrong:
         problems.append(f"{len(wrong)} with the wrong shape: {_list_keys(wrong)}")
@@ -1202,6 +1223,6 @@ def _check_match(
         raise UserError(
             f"the weights in {folder} do not match its config.json — "
             + "; ".join(problems)
-            + ". The weights and config come from different models; copy the folder again "
-            "from its source."
+            + ". config.json and the weights describe different models; fix those keys in "
+            "config.json, or copy the folder again from its source."
         )

@@ -113,6 +113,19 @@ def test_add_folder_adds_a_row_and_selects_it(window, qtbot, tiny_bert):
     assert view.model.rowCount() == before + 1
 
 
+def test_a_pruned_heads_folder_shows_its_heads_per_layer(window, qtbot, tmp_path):
+    from ..core.test_configs import build
+
+    folder = tmp_path / "pruned"
+    build(folder, prune={0: [1, 3], 1: [0]})
+    view = window.models_view
+    with qtbot.waitSignal(view.scan_finished, timeout=SCAN_TIMEOUT):
+        view.add_folders([folder])
+    row = next(r for r in _row_texts(view) if r["Name"] == "pruned")
+    assert row["Heads"] == "2/3"
+    assert view.details.fields["Heads per layer"].text() == "2/3"
+
+
 def test_add_folder_button_uses_the_file_dialog(window, qtbot, tiny_bert, monkeypatch):
     monkeypatch.setattr(mv.QFileDialog, "getExistingDirectory", lambda *a, **k: str(tiny_bert))
     with qtbot.waitSignal(window.models_view.scan_finished, timeout=SCAN_TIMEOUT):
