@@ -46,15 +46,19 @@ def _model_path(spec: str) -> Path:
     return packaged_minilm_path() if spec in PACKAGED else Path(spec)
 
 
-def _table(title: str, columns: list[str], rows: list[list[Any]]):
+def _print_table(console, title: str, columns: list[str], rows: list[list[Any]]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, title_justify="left")
+    table = Table()
     for i, col in enumerate(columns):
         table.add_column(col, justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*[str(c) for c in row])
-    return table
+    # The title on a line of its own that is never wrapped or cut: a table's own title
+    # wraps at the table's width, which split a long path (and what follows it).
+    console.print(Text(title, style="italic"), soft_wrap=True)
+    console.print(table)
 
 
 def _pct(x: float | None) -> str:
@@ -117,8 +121,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         ]
         for i in infos
     ]
-    _console().print(
-        _table("Models", ["Name", "Family", "Params", "Size", "Layers", "Source", "Path"], rows)
+    _print_table(
+        _console(), "Models", ["Name", "Family", "Params", "Size", "Layers", "Source", "Path"], rows
     )
     for sentence in skipped:
         print(f"skipped: {sentence}", file=sys.stderr)
@@ -234,21 +238,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         ]
         for v in variants
     ]
-    console.print(
-        _table(
-            f"Job {result.job_id}: {result.status} in {result.seconds:.0f} s",
-            [
-                "Model",
-                "Eval accuracy",
-                "Macro-F1",
-                "Size",
-                "Params",
-                "p50 (batch 1)",
-                "p95 (batch 1)",
-                "Throughput (batch 32)",
-            ],
-            rows,
-        )
+    _print_table(
+        console,
+        f"Job {result.job_id}: {result.status} in {result.seconds:.0f} s",
+        [
+            "Model",
+            "Eval accuracy",
+            "Macro-F1",
+            "Size",
+            "Params",
+            "p50 (batch 1)",
+            "p95 (batch 1)",
+            "Throughput (batch 32)",
+        ],
+        rows,
     )
     if result.final:
         console.print(f"Result: {result.final}")
@@ -297,15 +300,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report = classification_report(predict(model, batches), ds.label_names)
     seconds = time.perf_counter() - t0
     console = _console()
-    console.print(
-        _table(
-            f"{handle.info.name} on {args.data} ({report.n} rows, {seconds:.1f} s)",
-            ["Class", "Precision", "Recall", "F1", "Support"],
-            [
-                [k, f"{v.precision:.3f}", f"{v.recall:.3f}", f"{v.f1:.3f}", v.support]
-                for k, v in report.per_class.items()
-            ],
-        )
+    _print_table(
+        console,
+        f"{handle.info.name} on {args.data} ({report.n} rows, {seconds:.1f} s)",
+        ["Class", "Precision", "Recall", "F1", "Support"],
+        [
+            [k, f"{v.precision:.3f}", f"{v.recall:.3f}", f"{v.f1:.3f}", v.support]
+            for k, v in report.per_class.items()
+        ],
     )
     console.print(f"Accuracy {_pct(report.accuracy)}   macro-F1 {100 * report.macro_f1:.2f}")
     console.print("Confusion (rows: true, columns: predicted): " + str(report.confusion))
@@ -335,22 +337,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
         model=model,
         folder=handle.info.path,
     )
-    _console().print(
-        _table(
-            f"{handle.info.name}",
-            ["Measure", "Value"],
+    _print_table(
+        _console(),
+        f"{handle.info.name}",
+        ["Measure", "Value"],
+        [
+            ["latency p50 (batch 1)", f"{r.latency_p50_ms:.2f} ms"],
+            ["latency p95 (batch 1)", f"{r.latency_p95_ms:.2f} ms"],
             [
-                ["latency p50 (batch 1)", f"{r.latency_p50_ms:.2f} ms"],
-                ["latency p95 (batch 1)", f"{r.latency_p95_ms:.2f} ms"],
-                [
-                    f"throughput (batch {r.throughput_batch})",
-                    f"{r.throughput_per_s:.0f} sentences/s",
-                ],
-                ["size on disk", _mb(r.size_bytes)],
-                ["parameters (non-zero)", f"{r.parameters:,} ({r.nonzero_parameters:,})"],
-                ["peak resident memory", f"{r.peak_rss_mb:.0f} MB"],
+                f"throughput (batch {r.throughput_batch})",
+                f"{r.throughput_per_s:.0f} sentences/s",
             ],
-        )
+            ["size on disk", _mb(r.size_bytes)],
+            ["parameters (non-zero)", f"{r.parameters:,} ({r.nonzero_parameters:,})"],
+            ["peak resident memory", f"{r.peak_rss_mb:.0f} MB"],
+        ],
     )
     print(f"Method: {r.method}; {r.versions}.")
     return EXIT_OK
@@ -402,8 +403,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     if not rows:
         print("No jobs yet. Run one with: slimpajama run resources/recipes/demo.yaml")
         return EXIT_OK
-    _console().print(
-        _table("Jobs", ["Id", "Name", "Status", "Created", "Took", "Output", "Error"], rows)
+    _print_table(
+        _console(), "Jobs", ["Id", "Name", "Status", "Created", "Took", "Output", "Error"], rows
     )
     return EXIT_OK
 

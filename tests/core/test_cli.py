@@ -100,6 +100,14 @@ steps:
     assert cli.main(["eval", str(variant), str(demo_path("dev"))]) == 0
     out = capsys.readouterr().out
     assert "Accuracy" in out and "negative" in out and "(100 rows" in out
+    # However long the data's path (a deep checkout, CI's work folder), the title that
+    # names it stays one line: output must not depend on where the repo lives.
+    deep = tmp_path / ("d" * 150) / "dev.tsv"
+    deep.parent.mkdir()
+    deep.write_bytes(demo_path("dev").read_bytes())
+    assert cli.main(["eval", str(variant), str(deep)]) == 0
+    title = [line for line in capsys.readouterr().out.splitlines() if str(deep) in line]
+    assert len(title) == 1 and "(100 rows" in title[0]
 
     assert cli.main(["predict", str(variant), "a wonderful film", "a dreadful meal"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
