@@ -36,6 +36,7 @@ from slimpajama_gui.core import distill as distill_mod
 from slimpajama_gui.core import onnx_backend as onnx_mod
 from slimpajama_gui.core import prune as prune_mod
 from slimpajama_gui.core import quantize as quant_mod
+from slimpajama_gui.core import vocabulary as vocab_mod
 from slimpajama_gui.core.bench import BenchConfig, TorchRunner, benchmark, count_parameters
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.evaluate import classification_report, predict
@@ -530,7 +531,7 @@ def _prune(ctx: _Context, index: int, step: Prune) -> dict[str, Any]:
 
 def _prune_vocabulary(ctx: _Context, index: int, step: Prune, before: int) -> dict[str, Any]:
     out = ctx.scratch_dir(f"tokenizer-{index + 1:02d}")
-    ctx.model, report = prune_mod.prune_vocabulary(
+    ctx.model, report = vocab_mod.prune_vocabulary(
         ctx.model,
         ctx.tokenizer_dir or ctx.source,
         # Every train row, also those dataset.max_rows left out of training (data.py).
