@@ -41,7 +41,7 @@ from slimpajama_gui.core.bench import BenchConfig, TorchRunner, benchmark, count
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.evaluate import classification_report, predict
 from slimpajama_gui.core.models import load_tokenizer as open_tokenizer
-from slimpajama_gui.core.models import open_model, packaged_minilm_path
+from slimpajama_gui.core.models import open_model, packaged_minilm_path, pin_tokenizer_class
 from slimpajama_gui.core.recipe import (
     Benchmark,
     Distill,
@@ -830,6 +830,9 @@ def _save_variant(
         else:
             ctx.model.write_files(staging)
         copy_tokenizer_files(ctx.tokenizer_dir or ctx.source, staging)
+        # The variant's config.json says "slimpajama", not the source's model_type: the
+        # tokenizer must load as the class the model was trained and measured with.
+        pin_tokenizer_class(staging, ctx.tokenizer)
         atomic_write_text(staging / RESULT_FILE, json.dumps(info, indent=2) + "\n")
         atomic_write_text(staging / "README.md", _model_card(info, target.name))
     ctx.model.to(ctx.device)
