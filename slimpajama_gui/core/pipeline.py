@@ -531,32 +531,43 @@ def _prune(ctx: _Context, index: int, step: Prune) -> dict[str, Any]:
 
 def _prune_vocabulary(ctx: _Context, index: int, step: Prune, before: int) -> dict[str, Any]:
     out = ctx.scratch_dir(f"tokenizer-{index + 1:02d}")
+    # Every train row (both text columns), also those dataset.max_rows left out of
+    # training; measured on the eval rows, encoded at the length the model reads.
+    texts, pairs = ctx.dataset.vocabulary_rows()
+    ev = ctx.dataset.eval
     ctx.model, report = vocab_mod.prune_vocabulary(
         ctx.model,
         ctx.tokenizer_dir or ctx.source,
-        # Every train row, also those dataset.max_rows left out of training (data.py).
-        ctx.dataset.vocabulary_texts or ctx.dataset.train.texts,
+        texts,
         out,
-        eval_texts=ctx.dataset.eval.texts,
+        pairs=pairs,
+        eval_texts=ev.texts,
+        eval_pairs=ev.pairs,
+        max_length=ctx.dataset.spec.max_length,
     )
     ctx.model.to(ctx.device)
     # Token ids changed: the tokenizer and every cached encoding must follow.
     ctx.tokenizer_dir = out
     ctx.tokenizer = open_tokenizer(out)
     ctx._encoded.clear()
+    ctx.callbacks.on_message(report.sentence())
     accuracy = _accuracy(ctx)
-    summary = report.to_dict()
-    summary.pop("kept_ids", None)
+    figures = report.to_dict()
     ctx.variant_info = {
         "metrics": {"training": {"eval_accuracy": accuracy}},
-        "prune": {"method": "vocabulary", **summary},
+        "prune": {"method": "vocabulary", **figures},
     }
     _save_variant(ctx, index, step)
     return {
         "accuracy": accuracy,
         "parameters_before": before,
         "parameters": count_parameters(ctx.model)[0],
+        **{k: figures[k] for k in _VOCAB_FIGURES},
     }
+
+
+#: The vocabulary report's figures that the step's summary (CLI, job log) carries.
+_VOCAB_FIGURES = ("kept", "unk_rate_on_texts", "unk_rate_on_eval", "changed_on_eval")
 
 
 @handles("distill")
