@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -708,7 +709,9 @@ def _to_onnx(
         )
     ctx.device = torch.device("cpu")
     torch_model = ctx.model.to("cpu")
-    baseline = _accuracy(ctx)
+    reference = predict(torch_model, _eval_batches(ctx, "eval", 64), control=ctx.control)
+    ctx.check_stop()
+    baseline = classification_report(reference, ctx.dataset.label_names).accuracy
     staged = ctx.scratch_dir(f"onnx-{index + 1:02d}")
     info = onnx_mod.save_onnx_variant(
         torch_model,
@@ -723,6 +726,17 @@ def _to_onnx(
     ctx.check_stop()
     accuracy = classification_report(preds, ctx.dataset.label_names).accuracy
     drop = 100 * (baseline - accuracy)
+    parity = _logit_parity(reference, preds)
+    if not quantized and spec is None:
+        # An fp32 export promises the model's own logits: check it on every eval row.
+        bound = onnx_mod.FP32_EXPORT_TOLERANCE * max(1.0, parity["max_abs_logit"])
+        if parity["max_abs_logit_diff"] > bound:
+            raise UserError(
+                f"export: the fp32 ONNX model's logits differ from the PyTorch model's by "
+                f"up to {parity['max_abs_logit_diff']:.3g} on the eval rows (float rounding "
+                f"stays below {bound:.1g}; {100 * parity['agreement']:.2f} % of the "
+                "predictions agree), so it was not saved. Please report it."
+            )
     if tolerance is not None and drop > tolerance:
         raise UserError(
             f"quantize: onnxruntime int8 costs {drop:.2f} accuracy points, more than "
@@ -735,7 +749,13 @@ def _to_onnx(
     ctx.model = candidate
     ctx.variant_info = {
         "metrics": {"training": {"eval_accuracy": accuracy}},
-        "onnx": dict(info.to_dict(), path=None, baseline_accuracy=baseline),
+        "onnx": dict(
+            info.to_dict(),
+            path=None,
+            baseline_accuracy=baseline,
+            max_abs_logit_diff=parity["max_abs_logit_diff"],
+            agreement=parity["agreement"],
+        ),
     }
 
     def copy_staged(staging: Path) -> None:
@@ -745,7 +765,29 @@ def _to_onnx(
     target = _save_variant(ctx, index, step, writer=copy_staged)
     # Run from the saved folder from now on; the staged copy goes with the scratch folder.
     ctx.model = onnx_mod.OnnxClassifier(onnx_mod.load_onnx_runner(target, threads=2))
-    return {"accuracy": accuracy, "accuracy_drop": drop, "size_bytes": info.size_bytes}
+    return {
+        "accuracy": accuracy,
+        "accuracy_drop": drop,
+        "size_bytes": info.size_bytes,
+        "agreement": parity["agreement"],
+    }
+
+
+def _logit_parity(reference: Any, candidate: Any) -> dict[str, float]:
+    """How far ``candidate``'s eval logits are from ``reference``'s (same rows, same order).
+
+    Returns the largest absolute logit difference, the largest absolute reference logit
+    and the share of rows where both predict the same class (1.0 with no rows).
+    """
+    if not len(reference.logits):
+        return {"max_abs_logit_diff": 0.0, "max_abs_logit": 0.0, "agreement": 1.0}
+    diff = np.abs(candidate.logits - reference.logits).max()
+    same = (candidate.predicted == reference.predicted).mean()
+    return {
+        "max_abs_logit_diff": float(diff),
+        "max_abs_logit": float(np.abs(reference.logits).max()),
+        "agreement": float(same),
+    }
 
 
 # --------------------------------------------------------------------------- saving

@@ -335,6 +335,33 @@ def test_a_pytorch_int8_variant_exports_to_onnx_as_it_is(tiny_minilm, tmp_path, 
     assert again.status == "failed" and "without quantizing it twice" in again.error
 
 
+def test_an_fp32_export_checks_it_gives_the_same_logits(tiny_minilm, tmp_path, store, monkeypatch):
+    """An fp32 export promises PyTorch's logits: the figures are measured on the eval
+    rows, and an export that does not keep the promise is refused, not saved."""
+    steps = "\n  - type: export\n"
+    result = run(make_recipe(tiny_minilm, tmp_path / "out", steps), store=store)
+    assert result.status == "done", result.error
+    info = json.loads((result.variants[-1] / "slimpajama.json").read_text())
+    assert info["weights_format"] == "onnx_fp32"
+    assert info["onnx"]["max_abs_logit_diff"] < 1e-4 and info["onnx"]["agreement"] == 1.0
+    assert result.summary[-1]["agreement"] == 1.0
+
+    real = pipeline.onnx_mod.save_onnx_variant
+
+    def off_by_a_little(model, tokenizer_src, folder, **kw):
+        import copy
+
+        broken = copy.deepcopy(model)
+        with torch.no_grad():
+            broken.classifier.bias += 0.01
+        return real(broken, tokenizer_src, folder, **kw)
+
+    monkeypatch.setattr(pipeline.onnx_mod, "save_onnx_variant", off_by_a_little)
+    again = run(make_recipe(tiny_minilm, tmp_path / "again", steps), store=store)
+    assert again.status == "failed" and "logits differ" in again.error and "0.01" in again.error
+    assert again.variants == [] and not (tmp_path / "again" / "01-export").exists()
+
+
 def test_vocabulary_pruning_keeps_words_of_train_rows_left_out_by_max_rows(
     tiny_minilm, tmp_path, store
 ):
