@@ -462,8 +462,8 @@ def prune_vocabulary(
         raise UserError(
             f"vocabulary pruning would change what the model reads: with the pruned "
             f"tokenizer, {len(train.changed)} of {len(texts)} train rows read other tokens "
-            f"than before (row {first + 1}: {_describe_row(texts, pairs, first)}), so "
-            "nothing was kept. Leave the vocabulary step out for this tokenizer, and "
+            f"than before (row {first + 1}: {_describe_row(texts, pairs, first)}), so no "
+            "pruned model was made. Leave the vocabulary step out for this tokenizer, and "
             "please report it."
         )
     report = VocabReport(
