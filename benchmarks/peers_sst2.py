@@ -469,8 +469,9 @@ def peer_textpruner_vocabulary(p: Peers) -> dict[str, Any]:
                 p.tokenizer(),
                 general_config=tp.GeneralConfig(use_device="cpu", output_dir=str(out)),
             )
-            # Every train row, as our vocabulary step reads (data.TextDataset.vocabulary_texts).
-            texts = p.dataset.vocabulary_texts or p.dataset.train.texts
+            # Every train row, as our vocabulary step reads (TextDataset.vocabulary_rows;
+            # SST-2 has no second text column).
+            texts, _ = p.dataset.vocabulary_rows()
             save_dir = Path(pruner.prune(dataiter=texts, save_model=True))
     except Exception as exc:
         raise _Failed(f"{_versions(tp)}: {_reason(exc)}") from exc

@@ -472,7 +472,7 @@ class DatasetSpec:
     #: Seed for the held-out split and the ``max_rows`` sample.
     seed: int = 0
     #: Train on only this many train rows (a seeded sample), for a quick run. Vocabulary
-    #: pruning still reads every train row when eval comes from its own file: it is only
+    #: pruning still reads every train row but those held out as eval: it is only
     #: tokenizing, and a word it drops becomes [UNK] for good.
     max_rows: int | None = None
     #: Tokens per text; longer texts are truncated with a warning.
@@ -605,13 +605,26 @@ class TextDataset:
     label_names: list[str]
     warnings: list[str] = field(default_factory=list)
     spec: DatasetSpec | None = None
-    #: Every train text when ``max_rows`` sampled the train split (else None): what
-    #: vocabulary pruning keeps tokens from. None too when eval is held out of train.
+    #: When ``max_rows`` sampled the train split: every row of the train file but those
+    #: held out as eval (else None, and :meth:`vocabulary_rows` gives the train split).
     vocabulary_texts: list[str] | None = None
+    #: The second texts of those rows, for sentence-pair data.
+    vocabulary_pairs: list[str] | None = None
 
     @property
     def num_labels(self) -> int:
         return len(self.label_names)
+
+    def vocabulary_rows(self) -> tuple[list[str], list[str] | None]:
+        """The train rows vocabulary pruning keeps tokens from: (texts, second texts).
+
+        Every row of the train file, also those ``max_rows`` left out of training (a
+        word dropped there would be [UNK] for good), never the rows held out as eval.
+        The second texts are None unless ``text_pair_column`` is set.
+        """
+        if self.vocabulary_texts is None:
+            return self.train.texts, self.train.pairs
+        return self.vocabulary_texts, self.vocabulary_pairs
 
     def splits(self) -> list[Split]:
         return [s for s in (self.train, self.eval, self.test) if s is not None]
@@ -870,18 +883,22 @@ def load_dataset(spec: DatasetSpec, base_dir: str | Path | None = None) -> TextD
         eval_path = demo_path("dev") if is_demo else _resolve(eval_value, base, "eval")
     test_path = None if spec.test is None else _resolve(spec.test, base, "test")
 
-    train = _read_split("train", train_path, spec, warnings)
-    vocabulary_texts = None
+    whole = train = _read_split("train", train_path, spec, warnings)
+    sampled: list[int] | None = None  # rows of the train file that max_rows kept
     if spec.max_rows is not None and spec.max_rows < len(train.texts):
-        if eval_path is not None:  # else the rows left out include the held-out eval
-            vocabulary_texts = list(train.texts)
-        train = train.take(_sample(len(train.texts), spec.max_rows, spec.seed), "train")
+        sampled = _sample(len(train.texts), spec.max_rows, spec.seed)
+        train = train.take(sampled, "train")
+    held_out: set[int] = set()  # rows of the train file held out as eval
     if eval_path is not None:
         ev = _read_split("eval", eval_path, spec, warnings)
     else:
         keep, held = _stratified_split(train, spec.eval_fraction, spec.seed)
         train, ev = train.take(keep, "train"), train.take(held, "eval")
+        held_out = {sampled[i] if sampled is not None else i for i in held}
     test = _read_split("test", test_path, spec, warnings) if test_path is not None else None
+    vocabulary = None
+    if sampled is not None:
+        vocabulary = whole.take([i for i in range(len(whole.texts)) if i not in held_out], "train")
 
     raws = [r for r in (train, ev, test) if r is not None]
     ids, names = _label_ids(raws, spec.labels, warnings)
@@ -899,7 +916,14 @@ def load_dataset(spec: DatasetSpec, base_dir: str | Path | None = None) -> TextD
         for r, label_ids in zip(raws, ids, strict=True)
     ]
     ds = TextDataset(
-        splits[0], splits[1], splits[2] if test else None, names, warnings, spec, vocabulary_texts
+        splits[0],
+        splits[1],
+        splits[2] if test else None,
+        names,
+        warnings,
+        spec,
+        vocabulary.texts if vocabulary is not None else None,
+        vocabulary.pairs if vocabulary is not None else None,
     )
 
     counts = Counter(ds.train.labels)
@@ -1059,11 +1083,18 @@ def encode(
     tokenizer: Any,
     max_length: int,
     pairs: Sequence[str] | None = None,
+    *,
+    truncate: bool = True,
 ) -> Encoded:
     """Tokenize ``texts`` (and ``pairs``) with special tokens, truncated to ``max_length``.
 
     A text longer than ``max_length`` tokens is truncated and counted (D5). Texts are first
     cut to ``max_length * CHARS_PER_TOKEN`` characters so a 1 MB text takes milliseconds.
+
+    Args:
+        truncate: False keeps every token of the (character-cut) texts: what the
+            tokenizer sees before truncation decides which tokens the model reads.
+            ``truncated_count`` then counts only the character cuts.
     """
     texts = list(texts)
     if pairs is not None:
@@ -1080,16 +1111,28 @@ def encode(
         pairs = [p[:limit] if c else p for p, c in zip(pairs, pair_cut, strict=True)]
         cut = [a or b for a, b in zip(cut, pair_cut, strict=True)]
 
-    def run(idx: Sequence[int] | None, length: int) -> Any:
+    def run(idx: Sequence[int] | None, length: int | None) -> Any:
         a = texts if idx is None else [texts[i] for i in idx]
         b = None if pairs is None else pairs if idx is None else [pairs[i] for i in idx]
         return tokenizer(
             a,
             b,
-            truncation=True,
+            truncation=length is not None,
             max_length=length,
             padding=False,
             return_attention_mask=False,
+            # Untruncated ids are counted, never fed to the model: no "too long" warning.
+            verbose=length is not None,
+        )
+
+    if not truncate:
+        whole = run(None, None)
+        type_ids = whole.get("token_type_ids")
+        return Encoded(
+            [list(ids) for ids in whole["input_ids"]],
+            None if type_ids is None else [list(t) for t in type_ids],
+            max_length,
+            sum(cut),
         )
 
     # One token of headroom tells a text that fits exactly from one that was cut; only

@@ -37,6 +37,7 @@ from slimpajama_gui.core.safe_io import (
     DTYPE_SIZES,
     PICKLE_SUFFIXES,
     SafetensorsHeader,
+    atomic_write_text,
     read_safetensors_header,
     refuse_pickle,
 )
@@ -966,6 +967,42 @@ def load_tokenizer(folder: Path | str):
         ) from exc
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def pin_tokenizer_class(folder: Path | str, tokenizer: Any) -> bool:
+    """Name ``tokenizer``'s class in ``folder/tokenizer_config.json`` when it names none.
+
+    Without ``tokenizer_class`` :func:`load_tokenizer` picks the class from
+    ``config.json``'s ``model_type``, and a saved variant's is ``slimpajama``: a BERT
+    tokenizer would load there as a plain ``tokenizers`` backend that ignores
+    ``do_lower_case`` (or, with only ``vocab.txt``, not at all), so the saved model
+    would read other ids than the ones it was trained and measured on.
+
+    Args:
+        folder: a folder with tokenizer files (``tokenizer_config.json`` is created if
+            missing, written atomically).
+        tokenizer: the tokenizer those files were loaded as.
+
+    Returns:
+        Whether the file was written.
+
+    Raises:
+        UserError: ``tokenizer_config.json`` is not a JSON object.
+    """
+    path = Path(folder) / "tokenizer_config.json"
+    config: Any = {}
+    if path.is_file():
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"cannot read {path}: {exc}.") from exc
+        if not isinstance(config, dict):
+            raise UserError(f"{path} must hold a JSON object; fix or delete it.")
+    if config.get("tokenizer_class"):
+        return False
+    config["tokenizer_class"] = type(tokenizer).__name__
+    atomic_write_text(path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    return True
 
 
 def open_model(path: Path | str, source: str | None = None) -> ModelHandle:

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,11 +38,12 @@ from slimpajama_gui.core import int8_path
 from slimpajama_gui.core import onnx_backend as onnx_mod
 from slimpajama_gui.core import prune as prune_mod
 from slimpajama_gui.core import quantize as quant_mod
+from slimpajama_gui.core import vocabulary as vocab_mod
 from slimpajama_gui.core.bench import BenchConfig, TorchRunner, benchmark, count_parameters
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.evaluate import classification_report, predict
 from slimpajama_gui.core.models import load_tokenizer as open_tokenizer
-from slimpajama_gui.core.models import open_model, packaged_minilm_path
+from slimpajama_gui.core.models import open_model, packaged_minilm_path, pin_tokenizer_class
 from slimpajama_gui.core.recipe import (
     Benchmark,
     Distill,
@@ -531,32 +533,43 @@ def _prune(ctx: _Context, index: int, step: Prune) -> dict[str, Any]:
 
 def _prune_vocabulary(ctx: _Context, index: int, step: Prune, before: int) -> dict[str, Any]:
     out = ctx.scratch_dir(f"tokenizer-{index + 1:02d}")
-    ctx.model, report = prune_mod.prune_vocabulary(
+    # Every train row (both text columns), also those dataset.max_rows left out of
+    # training; measured on the eval rows, encoded at the length the model reads.
+    texts, pairs = ctx.dataset.vocabulary_rows()
+    ev = ctx.dataset.eval
+    ctx.model, report = vocab_mod.prune_vocabulary(
         ctx.model,
         ctx.tokenizer_dir or ctx.source,
-        # Every train row, also those dataset.max_rows left out of training (data.py).
-        ctx.dataset.vocabulary_texts or ctx.dataset.train.texts,
+        texts,
         out,
-        eval_texts=ctx.dataset.eval.texts,
+        pairs=pairs,
+        eval_texts=ev.texts,
+        eval_pairs=ev.pairs,
+        max_length=ctx.dataset.spec.max_length,
     )
     ctx.model.to(ctx.device)
     # Token ids changed: the tokenizer and every cached encoding must follow.
     ctx.tokenizer_dir = out
     ctx.tokenizer = open_tokenizer(out)
     ctx._encoded.clear()
+    ctx.callbacks.on_message(report.sentence())
     accuracy = _accuracy(ctx)
-    summary = report.to_dict()
-    summary.pop("kept_ids", None)
+    figures = report.to_dict()
     ctx.variant_info = {
         "metrics": {"training": {"eval_accuracy": accuracy}},
-        "prune": {"method": "vocabulary", **summary},
+        "prune": {"method": "vocabulary", **figures},
     }
     _save_variant(ctx, index, step)
     return {
         "accuracy": accuracy,
         "parameters_before": before,
         "parameters": count_parameters(ctx.model)[0],
+        **{k: figures[k] for k in _VOCAB_FIGURES},
     }
+
+
+#: The vocabulary report's figures that the step's summary (CLI, job log) carries.
+_VOCAB_FIGURES = ("kept", "unk_rate_on_texts", "unk_rate_on_eval", "changed_on_eval")
 
 
 @handles("distill")
@@ -700,7 +713,9 @@ def _to_onnx(
         )
     ctx.device = torch.device("cpu")
     torch_model = ctx.model.to("cpu")
-    baseline = _accuracy(ctx)
+    reference = predict(torch_model, _eval_batches(ctx, "eval", 64), control=ctx.control)
+    ctx.check_stop()
+    baseline = classification_report(reference, ctx.dataset.label_names).accuracy
     staged = ctx.scratch_dir(f"onnx-{index + 1:02d}")
     info = onnx_mod.save_onnx_variant(
         torch_model,
@@ -715,6 +730,17 @@ def _to_onnx(
     ctx.check_stop()
     accuracy = classification_report(preds, ctx.dataset.label_names).accuracy
     drop = 100 * (baseline - accuracy)
+    parity = _logit_parity(reference, preds)
+    if not quantized and spec is None:
+        # An fp32 export promises the model's own logits: check it on every eval row.
+        bound = onnx_mod.FP32_EXPORT_TOLERANCE * max(1.0, parity["max_abs_logit"])
+        if parity["max_abs_logit_diff"] > bound:
+            raise UserError(
+                f"export: the fp32 ONNX model's logits differ from the PyTorch model's by "
+                f"up to {parity['max_abs_logit_diff']:.3g} on the eval rows (float rounding "
+                f"stays below {bound:.1g}; {100 * parity['agreement']:.2f} % of the "
+                "predictions agree), so it was not saved. Please report it."
+            )
     if tolerance is not None and drop > tolerance:
         raise UserError(
             f"quantize: onnxruntime int8 costs {drop:.2f} accuracy points, more than "
@@ -727,7 +753,13 @@ def _to_onnx(
     ctx.model = candidate
     ctx.variant_info = {
         "metrics": {"training": {"eval_accuracy": accuracy}},
-        "onnx": dict(info.to_dict(), path=None, baseline_accuracy=baseline),
+        "onnx": dict(
+            info.to_dict(),
+            path=None,
+            baseline_accuracy=baseline,
+            max_abs_logit_diff=parity["max_abs_logit_diff"],
+            agreement=parity["agreement"],
+        ),
     }
 
     def copy_staged(staging: Path) -> None:
@@ -737,7 +769,29 @@ def _to_onnx(
     target = _save_variant(ctx, index, step, writer=copy_staged)
     # Run from the saved folder from now on; the staged copy goes with the scratch folder.
     ctx.model = onnx_mod.OnnxClassifier(onnx_mod.load_onnx_runner(target, threads=2))
-    return {"accuracy": accuracy, "accuracy_drop": drop, "size_bytes": info.size_bytes}
+    return {
+        "accuracy": accuracy,
+        "accuracy_drop": drop,
+        "size_bytes": info.size_bytes,
+        "agreement": parity["agreement"],
+    }
+
+
+def _logit_parity(reference: Any, candidate: Any) -> dict[str, float]:
+    """How far ``candidate``'s eval logits are from ``reference``'s (same rows, same order).
+
+    Returns the largest absolute logit difference, the largest absolute reference logit
+    and the share of rows where both predict the same class (1.0 with no rows).
+    """
+    if not len(reference.logits):
+        return {"max_abs_logit_diff": 0.0, "max_abs_logit": 0.0, "agreement": 1.0}
+    diff = np.abs(candidate.logits - reference.logits).max()
+    same = (candidate.predicted == reference.predicted).mean()
+    return {
+        "max_abs_logit_diff": float(diff),
+        "max_abs_logit": float(np.abs(reference.logits).max()),
+        "agreement": float(same),
+    }
 
 
 # --------------------------------------------------------------------------- saving
@@ -833,6 +887,9 @@ def _save_variant(
         else:
             ctx.model.write_files(staging)
         copy_tokenizer_files(ctx.tokenizer_dir or ctx.source, staging)
+        # The variant's config.json says "slimpajama", not the source's model_type: the
+        # tokenizer must load as the class the model was trained and measured with.
+        pin_tokenizer_class(staging, ctx.tokenizer)
         atomic_write_text(staging / RESULT_FILE, json.dumps(info, indent=2) + "\n")
         atomic_write_text(staging / "README.md", _model_card(info, target.name))
     ctx.model.to(ctx.device)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from slimpajama_gui.core.data import (
+    CHARS_PER_TOKEN,
     DatasetSpec,
     Encoded,
     batches,
@@ -397,11 +398,28 @@ def test_max_rows_takes_a_seeded_sample(tmp_path):
     assert a.train.texts != [t for t, _ in balanced(30)]  # a sample, not the head
     assert len(a.eval) == 200
     # Vocabulary pruning keeps the words of every train row, not only the sampled ones.
-    assert a.vocabulary_texts == [t for t, _ in balanced(200)]
-    # With eval held out of train, the rows left out include eval: no such list then.
+    assert a.vocabulary_rows() == ([t for t, _ in balanced(200)], None)
+    # With eval held out of the sample: every row of the file but the eval rows.
     held = load_dataset(DatasetSpec(train=str(path), max_rows=30, seed=3))
-    assert held.vocabulary_texts is None
-    assert load_dataset(DatasetSpec(train=str(path), eval=str(path))).vocabulary_texts is None
+    texts, _ = held.vocabulary_rows()
+    assert len(texts) == 200 - len(held.eval) and not set(texts) & set(held.eval.texts)
+    assert set(held.train.texts) < set(texts)
+    whole = load_dataset(DatasetSpec(train=str(path), eval=str(path)))
+    assert whole.vocabulary_rows() == (whole.train.texts, None)
+
+
+def test_vocabulary_rows_carry_the_second_text_column(tmp_path):
+    rows = [(f"first {i}", f"second {i}", i % 2) for i in range(100)]
+    path = write_csv(tmp_path / "pairs.csv", rows, header=("sentence", "other", "label"))
+    for eval_file in (str(path), None):
+        spec = DatasetSpec(train=str(path), eval=eval_file, text_pair_column="other", max_rows=20)
+        ds = load_dataset(spec)
+        texts, pairs = ds.vocabulary_rows()
+        eval_rows = set() if eval_file else set(zip(ds.eval.texts, ds.eval.pairs, strict=True))
+        expected = [(a, b) for a, b, _ in rows if (a, b) not in eval_rows]
+        assert list(zip(texts, pairs, strict=True)) == expected
+    unsampled = load_dataset(DatasetSpec(train=str(path), text_pair_column="other"))
+    assert unsampled.vocabulary_rows() == (unsampled.train.texts, unsampled.train.pairs)
 
 
 def test_spec_round_trip_and_unknown_keys():
@@ -464,6 +482,22 @@ def test_pair_encoding_sets_token_types(tokenizer):
     assert enc.token_type_ids is not None and 1 in enc.token_type_ids[0]
     out = collate([{"input_ids": enc.input_ids[0], "token_type_ids": enc.token_type_ids[0]}], 0)
     assert out["token_type_ids"][0].tolist() == enc.token_type_ids[0]
+
+
+def test_untruncated_encoding_keeps_every_token_but_the_character_cut(tokenizer):
+    long, short = "word " * 40, "a " * 5000  # 40 tokens; far past the character cut
+    cut = encode([long, "x"], tokenizer, 16, pairs=["y", short])
+    whole = encode([long, "x"], tokenizer, 16, pairs=["y", short], truncate=False)
+    assert [len(ids) for ids in cut.input_ids] == [16, 16] and cut.truncated_count == 2
+    assert len(whole.input_ids[0]) == 40 + 4  # [CLS] 40 words [SEP] y [SEP]
+    first = cut.input_ids[0].index(tokenizer.sep_token_id)  # where the cut first text ends
+    assert whole.input_ids[0][:first] == cut.input_ids[0][:first]
+    # The character cut (16 * CHARS_PER_TOKEN) still applies, and is counted.
+    assert len(whole.input_ids[1]) == 4 + 16 * CHARS_PER_TOKEN // 2
+    assert whole.truncated_count == 1
+    assert whole.token_type_ids is not None and len(whole.token_type_ids[1]) == len(
+        whole.input_ids[1]
+    )
 
 
 def test_batches_deterministic_and_order_restorable(tokenizer):

@@ -341,6 +341,33 @@ def test_a_pytorch_int8_variant_exports_to_onnx_as_it_is(tiny_minilm, tmp_path, 
     assert again.status == "failed" and "without quantizing it twice" in again.error
 
 
+def test_an_fp32_export_checks_it_gives_the_same_logits(tiny_minilm, tmp_path, store, monkeypatch):
+    """An fp32 export promises PyTorch's logits: the figures are measured on the eval
+    rows, and an export that does not keep the promise is refused, not saved."""
+    steps = "\n  - type: export\n"
+    result = run(make_recipe(tiny_minilm, tmp_path / "out", steps), store=store)
+    assert result.status == "done", result.error
+    info = json.loads((result.variants[-1] / "slimpajama.json").read_text())
+    assert info["weights_format"] == "onnx_fp32"
+    assert info["onnx"]["max_abs_logit_diff"] < 1e-4 and info["onnx"]["agreement"] == 1.0
+    assert result.summary[-1]["agreement"] == 1.0
+
+    real = pipeline.onnx_mod.save_onnx_variant
+
+    def off_by_a_little(model, tokenizer_src, folder, **kw):
+        import copy
+
+        broken = copy.deepcopy(model)
+        with torch.no_grad():
+            broken.classifier.bias += 0.01
+        return real(broken, tokenizer_src, folder, **kw)
+
+    monkeypatch.setattr(pipeline.onnx_mod, "save_onnx_variant", off_by_a_little)
+    again = run(make_recipe(tiny_minilm, tmp_path / "again", steps), store=store)
+    assert again.status == "failed" and "logits differ" in again.error and "0.01" in again.error
+    assert again.variants == [] and not (tmp_path / "again" / "01-export").exists()
+
+
 def test_vocabulary_pruning_keeps_words_of_train_rows_left_out_by_max_rows(
     tiny_minilm, tmp_path, store
 ):
@@ -366,3 +393,216 @@ def test_vocabulary_pruning_keeps_words_of_train_rows_left_out_by_max_rows(
     unk = pruned.unk_token_id
     kept = [w for w in unsampled if pruned.convert_tokens_to_ids(w) != unk]
     assert kept == unsampled
+
+
+# ------------------------------------------------- vocabulary pruning on sentence pairs
+
+#: The second column holds words the first never uses.
+PAIR_FIRST = ["a good film", "the plot is bad", "i loved it", "not worth it", "a fine story"]
+PAIR_SECOND = [
+    "The zebra played a xylophone in Kyoto.",
+    "quantum jellyfish waltz at dawn",
+    "marmalade volcano",
+    "penguins of the tundra",
+]
+PAIR_TRAIN = [(PAIR_FIRST[i % 5], PAIR_SECOND[i % 4], i % 2) for i in range(40)]
+#: Eval has words that are in neither train column (so its figures are not zero).
+PAIR_EVAL = [
+    ("a good film", "The zebra played a xylophone in Kyoto.", 1),
+    ("a harpsichord film", "zebra", 0),
+    ("i loved it", "Tchaikovsky in Reykjavik", 1),
+    ("not worth it", "penguins of the tundra", 0),
+    ("wombats", "marmalade volcano", 1),
+    ("the plot is bad", "quantum jellyfish", 0),
+]
+
+
+def write_pairs(path: Path, rows) -> Path:
+    import csv
+
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["sentence", "second", "label"])
+        writer.writerows(rows)
+    return path
+
+
+def pair_dataset(tmp_path: Path) -> str:
+    train = write_pairs(tmp_path / "train.csv", PAIR_TRAIN)
+    ev = write_pairs(tmp_path / "eval.csv", PAIR_EVAL)
+    return f"train: {train}\n  eval: {ev}\n  text_pair_column: second"
+
+
+def wordpiece(word: str, vocab: set[str]) -> list[str]:
+    """Greedy longest-match-first WordPiece (BERT's), written out for the test."""
+    pieces, start = [], 0
+    while start < len(word):
+        end = len(word)
+        while (
+            end > start and (word[start:end] if start == 0 else "##" + word[start:end]) not in vocab
+        ):
+            end -= 1
+        if end == start:
+            return ["[UNK]"]
+        pieces.append(word[start:end] if start == 0 else "##" + word[start:end])
+        start = end
+    return pieces
+
+
+def pair_logits(model_folder: Path, texts, pairs, max_length: int = 48) -> torch.Tensor:
+    from slimpajama_gui.core import data as data_mod
+    from slimpajama_gui.core.models import load_tokenizer
+
+    handle = open_model(model_folder)
+    model, tok = handle.load_model(num_labels=2).eval(), load_tokenizer(model_folder)
+    enc = data_mod.encode(texts, tok, max_length, pairs)
+    rows = [
+        {"input_ids": ids, "token_type_ids": types}
+        for ids, types in zip(enc.input_ids, enc.token_type_ids, strict=True)
+    ]
+    batch = data_mod.collate(rows, tok.pad_token_id)
+    with torch.inference_mode():
+        return model(**batch).logits
+
+
+def test_a_no_change_step_checks_its_promise_on_every_text_column(tiny_minilm, tmp_path, store):
+    """Vocabulary pruning of sentence pairs keeps the words of the second column, gives
+    the same logits on every train pair, and reports [UNK] and changed-row figures that
+    are measured (here known and non-zero on eval)."""
+    from slimpajama_gui.core.models import load_tokenizer
+
+    steps = "\n  - {type: prune, method: vocabulary}\n"
+    recipe = make_recipe(tiny_minilm, tmp_path / "out", steps, pair_dataset(tmp_path))
+    result = run(recipe, store=store)
+    assert result.status == "done", result.error
+    variant = result.variants[-1]
+    old, new = load_tokenizer(tiny_minilm), load_tokenizer(variant)  # as saved
+
+    # The zebra sentence of the second column reads the same tokens, renumbered.
+    a, b = "a good film", "The zebra played a xylophone in Kyoto."
+    old_tokens = old.convert_ids_to_tokens(old(a, b)["input_ids"])
+    assert old_tokens.count("[UNK]") == 0
+    assert new.convert_ids_to_tokens(new(a, b)["input_ids"]) == old_tokens
+    assert new(a, b)["input_ids"] == new.convert_tokens_to_ids(old_tokens)
+
+    # Every train pair: the same logits from the pruned model.
+    texts, pairs = [r[0] for r in PAIR_TRAIN], [r[1] for r in PAIR_TRAIN]
+    before = pair_logits(tiny_minilm, texts, pairs)
+    after = pair_logits(variant, texts, pairs)
+    torch.testing.assert_close(after, before, rtol=0, atol=1e-6)
+
+    # The figures, computed here from the original tokenizer and WordPiece by hand.
+    specials = {"[CLS]", "[SEP]", "[PAD]", "[MASK]"}
+    train_ids = [old(t, p)["input_ids"] for t, p in zip(texts, pairs, strict=True)]
+    kept = {tok for ids in train_ids for tok in old.convert_ids_to_tokens(ids)}
+    kept |= specials | {"[UNK]"}  # special tokens are always kept
+
+    def words(text: str) -> list[str]:
+        norm = old.backend_tokenizer.normalizer.normalize_str(text)
+        return [w for w, _ in old.backend_tokenizer.pre_tokenizer.pre_tokenize_str(norm)]
+
+    changed = unk = tokens = 0
+    for t, p, _ in PAIR_EVAL:
+        was = old.convert_ids_to_tokens(old(t, p)["input_ids"])
+        now = ["[CLS]"]
+        for text in (t, p):
+            now += [piece for w in words(text) for piece in wordpiece(w, kept)] + ["[SEP]"]
+        assert new.convert_ids_to_tokens(new(t, p)["input_ids"]) == now
+        changed += now != was
+        unk += now.count("[UNK]")
+        tokens += sum(tok not in specials for tok in now)
+    assert 0 < changed < len(PAIR_EVAL) and unk > 0
+    report = json.loads((variant / "slimpajama.json").read_text())["prune"]
+    assert report["changed_on_eval"] == pytest.approx(changed / len(PAIR_EVAL))
+    assert report["unk_rate_on_eval"] == pytest.approx(unk / tokens)
+    assert report["unk_rate_on_eval_before"] == 0.0
+    assert report["unk_rate_on_texts"] == 0.0
+    assert (report["train_rows"], report["eval_rows"]) == (40, len(PAIR_EVAL))
+    assert report["kept"] == len(kept)
+    # The step's summary (CLI, job log) carries the same figures.
+    summary = result.summary[-1]
+    assert summary["changed_on_eval"] == report["changed_on_eval"]
+    assert summary["unk_rate_on_eval"] == report["unk_rate_on_eval"]
+
+
+#: Train pairs with capitals, so a tokenizer that stops lowercasing reads other ids.
+CASED_TRAIN = [("A Good Film", "The Zebra played in Kyoto.", i % 2) for i in range(20)]
+
+
+def bert_source_without_tokenizer_class(tiny_minilm: Path, folder: Path, kind: str) -> Path:
+    """A copy of the tiny model whose tokenizer files name no class: it loads by its
+    config.json (model_type bert) as BERT's tokenizer, with do_lower_case from the
+    tokenizer config (false here, unlike the tokenizer.json's normalizer)."""
+    import shutil
+
+    shutil.copytree(tiny_minilm, folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    del config["tokenizer_class"]
+    if kind == "vocab.txt only":
+        (folder / "tokenizer_config.json").unlink()
+        (folder / "tokenizer.json").unlink()
+    else:
+        config["do_lower_case"] = False
+        (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["do_lower_case false", "vocab.txt only"])
+def test_every_saved_variant_reads_with_the_tokenizer_it_was_measured_with(
+    tiny_minilm, tmp_path, store, kind
+):
+    """A variant's config.json names model_type slimpajama, not the source's bert: its
+    tokenizer must still load as the one the job used (same tokens), for a step that
+    changes no ids (dropping no layer) and for vocabulary pruning."""
+    from slimpajama_gui.core.models import load_tokenizer
+
+    source = bert_source_without_tokenizer_class(tiny_minilm, tmp_path / "src", kind)
+    train = write_pairs(tmp_path / "train.csv", CASED_TRAIN)
+    steps = (
+        "\n  - {type: prune, method: layers, keep_layers: [0, 1], recovery_epochs: 0}"
+        "\n  - {type: prune, method: vocabulary}\n"
+    )
+    dataset = f"train: {train}\n  eval: {train}\n  text_pair_column: second"
+    result = run(make_recipe(source, tmp_path / "out", steps, dataset), store=store)
+    assert result.status == "done", result.error
+    texts, pairs = [r[0] for r in CASED_TRAIN], [r[1] for r in CASED_TRAIN]
+    old = load_tokenizer(source)
+    expected = [
+        old.convert_ids_to_tokens(old(t, p)["input_ids"]) for t, p in zip(texts, pairs, strict=True)
+    ]
+    for variant in result.variants:
+        tok = load_tokenizer(variant)
+        got = [
+            tok.convert_ids_to_tokens(tok(t, p)["input_ids"])
+            for t, p in zip(texts, pairs, strict=True)
+        ]
+        assert got == expected, variant.name
+    before = pair_logits(source, texts, pairs)
+    torch.testing.assert_close(
+        pair_logits(result.variants[-1], texts, pairs), before, rtol=0, atol=1e-6
+    )
+
+
+def test_vocabulary_pruning_that_would_change_train_tokens_fails_and_saves_nothing(
+    tiny_minilm, tmp_path, store, monkeypatch
+):
+    from tokenizers import normalizers
+
+    from slimpajama_gui.core import vocabulary
+
+    real = vocabulary._load_tokenizer
+
+    def pruned_stops_lowercasing(folder):
+        tok = real(folder)
+        if Path(folder).name.startswith("tokenizer-"):  # the step's written tokenizer
+            tok.backend_tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False)
+        return tok
+
+    monkeypatch.setattr(vocabulary, "_load_tokenizer", pruned_stops_lowercasing)
+    train = write_pairs(tmp_path / "train.csv", CASED_TRAIN)
+    dataset = f"train: {train}\n  eval: {train}\n  text_pair_column: second"
+    steps = "\n  - {type: prune, method: vocabulary}\n"
+    result = run(make_recipe(tiny_minilm, tmp_path / "out", steps, dataset), store=store)
+    assert result.status == "failed" and result.failed_step == "step 1 (prune)"
+    assert "20 of 20 train rows" in result.error and "'The Zebra played in Kyoto.'" in result.error
+    assert result.variants == [] and not (tmp_path / "out" / "01-prune").exists()

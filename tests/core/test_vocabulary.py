@@ -1,0 +1,207 @@
+"""Vocabulary pruning: fewer embedding rows, a re-numbered tokenizer, the same predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.transformer import SlimConfig, SlimPajamaModel
+from slimpajama_gui.core.vocabulary import prune_vocabulary
+
+
+def tiny_model(seed: int = 0, **overrides) -> SlimPajamaModel:
+    torch.manual_seed(seed)
+    base = dict(
+        vocab_size=40, hidden_size=32, layer_heads=[4, 4, 4], head_dim=8,
+        layer_ffn=[64, 64, 64], max_position_embeddings=32, hidden_dropout=0.0,
+        attention_dropout=0.0,
+    )  # fmt: skip
+    base.update(overrides)
+    return SlimPajamaModel(SlimConfig(**base)).eval()
+
+
+TEXTS = [
+    "a gripping, funny and moving film.",
+    "the plot is dull and the acting is worse",
+    "I loved every minute of it!",
+    "not worth the ticket price",
+]
+
+
+@pytest.fixture(scope="module")
+def minilm_tokenizer_folder() -> Path:
+    from slimpajama_gui.core.models import packaged_minilm_path
+
+    return packaged_minilm_path()
+
+
+def test_prune_vocabulary_gives_same_logits_with_remapped_tokenizer(
+    tmp_path, minilm_tokenizer_folder
+):
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    model = tiny_model(vocab_size=30522, hidden_size=16, head_dim=4, layer_ffn=[32] * 3)
+    out = tmp_path / "tok"
+    small, report = prune_vocabulary(
+        model,
+        minilm_tokenizer_folder,
+        iter(TEXTS),
+        out,
+        extra_ids=[2000],
+        eval_texts=["a film about xylophones", "loved it"],
+    )
+    assert report.original == 30522 and report.kept == small.config.vocab_size < 60
+    assert report.unk_rate_on_texts == 0.0
+    assert 0 < report.changed_on_eval <= 0.5  # "loved it" only uses kept pieces
+    assert 2000 in report.kept_ids
+    old_tok = AutoTokenizer.from_pretrained(minilm_tokenizer_folder, local_files_only=True)
+    new_tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    assert len(new_tok) == small.embeddings.word_embeddings.num_embeddings == report.kept
+    assert len((out / "vocab.txt").read_text(encoding="utf-8").splitlines()) == report.kept
+    # the tokenizer.json on its own (the Rust tokenizer) agrees with vocab.txt
+    raw = Tokenizer.from_file(str(out / "tokenizer.json"))
+    assert raw.get_vocab_size() == report.kept
+    assert raw.padding["pad_id"] == 0
+    raw.no_padding()
+    assert raw.encode(TEXTS[0]).ids == new_tok(TEXTS[0])["input_ids"]
+    assert small.config.pad_token_id == new_tok.pad_token_id == 0
+    assert new_tok.cls_token_id == report.id_map[old_tok.cls_token_id]
+    a = old_tok(TEXTS, padding=True, return_tensors="pt")
+    b = new_tok(TEXTS, padding=True, return_tensors="pt")
+    assert torch.equal(report.id_map[a["input_ids"]], b["input_ids"])
+    with torch.no_grad():
+        torch.testing.assert_close(small(**b).logits, model(**a).logits, rtol=0, atol=0)
+    unseen = new_tok("xylophone quintessence")
+    tokens = new_tok.convert_ids_to_tokens(unseen["input_ids"])
+    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and "[UNK]" in tokens
+    with torch.no_grad():
+        small(torch.tensor([unseen["input_ids"]]))  # every id fits the new embedding
+    saved = small.save_pretrained(tmp_path / "model", tokenizer_from=out)
+    again = SlimPajamaModel.from_pretrained(saved)
+    assert again.config.vocab_size == report.kept
+    assert len(AutoTokenizer.from_pretrained(saved, local_files_only=True)) == report.kept
+
+
+def test_prune_vocabulary_refusals(tmp_path, minilm_tokenizer_folder):
+    model = tiny_model(vocab_size=30522, hidden_size=16, head_dim=4, layer_ffn=[32] * 3)
+    with pytest.raises(UserError, match="overwrite the source"):
+        prune_vocabulary(model, minilm_tokenizer_folder, TEXTS, minilm_tokenizer_folder)
+    with pytest.raises(UserError, match="extra_ids"):
+        prune_vocabulary(model, minilm_tokenizer_folder, TEXTS, tmp_path / "a", extra_ids=[40000])
+    with pytest.raises(UserError, match="texts"):
+        prune_vocabulary(model, minilm_tokenizer_folder, [], tmp_path / "b")
+    with pytest.raises(UserError, match="rows"):
+        prune_vocabulary(tiny_model(), minilm_tokenizer_folder, TEXTS, tmp_path / "c")
+    bpe = tmp_path / "bpe"
+    bpe.mkdir()
+    (bpe / "tokenizer.json").write_text(
+        json.dumps({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}}), encoding="utf-8"
+    )
+    with pytest.raises(UserError, match="WordPiece"):
+        prune_vocabulary(model, bpe, TEXTS, tmp_path / "d")
+
+
+# ------------------------------------------------- the promise, checked on what the model reads
+
+
+def encoded_logits(model, tokenizer, texts, pairs, max_length):
+    from slimpajama_gui.core import data as data_mod
+
+    enc = data_mod.encode(texts, tokenizer, max_length, pairs)
+    types = enc.token_type_ids or [None] * len(enc)
+    rows = [
+        {"input_ids": i, "token_type_ids": t} for i, t in zip(enc.input_ids, types, strict=True)
+    ]
+    batch = data_mod.collate(rows, tokenizer.pad_token_id)
+    with torch.no_grad():
+        return enc, model(**batch).logits
+
+
+def test_pairs_cut_by_max_length_read_the_same_tokens(tmp_path, minilm_tokenizer_folder):
+    """Which tokens truncation drops from a pair depends on the length of both texts, so
+    a word past the cut must keep its pieces too (here counting only the ids the model
+    reads would turn the rare words past the cut into [UNK] and move the cut)."""
+    from slimpajama_gui.core.models import load_tokenizer
+
+    texts = ["a plot plot a a the xylophone harpsichord tchaikovsky", "a good film"]
+    pairs = ["story a a good fine plot good film a harpsichord", "loved it"]
+    model = tiny_model(vocab_size=30522, hidden_size=16, head_dim=4, layer_ffn=[32] * 3)
+    out = tmp_path / "tok"
+    small, report = prune_vocabulary(
+        model, minilm_tokenizer_folder, texts, out, pairs=pairs, max_length=12
+    )
+    old, new = load_tokenizer(minilm_tokenizer_folder), load_tokenizer(out)
+    enc_old, before = encoded_logits(model, old, texts, pairs, 12)
+    enc_new, after = encoded_logits(small, new, texts, pairs, 12)
+    assert enc_old.truncated_count == 1
+    assert [report.id_map[ids].tolist() for ids in enc_old.input_ids] == enc_new.input_ids
+    torch.testing.assert_close(after, before, rtol=0, atol=0)
+    assert report.train_rows == 2 and report.unk_rate_on_texts == 0.0
+
+
+def test_figures_that_cannot_be_measured_are_none_with_the_reason(
+    tmp_path, minilm_tokenizer_folder
+):
+    model = tiny_model(vocab_size=30522, hidden_size=16, head_dim=4, layer_ffn=[32] * 3)
+    _, report = prune_vocabulary(model, minilm_tokenizer_folder, TEXTS, tmp_path / "a")
+    assert report.eval_rows is None
+    assert report.unk_rate_on_eval is report.changed_on_eval is None
+    assert "no eval rows" in report.note and "no eval rows" in report.sentence()
+    # Texts without a single token: no [UNK] rate to give, rather than 0.
+    _, empty = prune_vocabulary(
+        model, minilm_tokenizer_folder, ["", " "], tmp_path / "b", eval_texts=["", "film"]
+    )
+    assert empty.unk_rate_on_texts is None and empty.train_rows == 2
+    assert empty.unk_rate_on_eval == 1.0 and empty.changed_on_eval == 0.5
+    assert "not measured" in empty.sentence()
+
+
+def test_a_train_row_that_would_read_other_tokens_makes_pruning_refuse(
+    tmp_path, minilm_tokenizer_folder, monkeypatch
+):
+    """If the written tokenizer read the train rows differently (here: it stopped
+    lowercasing), pruning says so instead of handing back a model that reads other ids."""
+    from tokenizers import normalizers
+
+    from slimpajama_gui.core import vocabulary
+
+    out = tmp_path / "tok"
+    real = vocabulary._load_tokenizer
+
+    def case_sensitive(folder):
+        tok = real(folder)
+        if Path(folder) == out:
+            tok.backend_tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False)
+        return tok
+
+    monkeypatch.setattr(vocabulary, "_load_tokenizer", case_sensitive)
+    model = tiny_model(vocab_size=30522, hidden_size=16, head_dim=4, layer_ffn=[32] * 3)
+    with pytest.raises(UserError, match=r"1 of 2 train rows .*row 2: 'a film' / 'Kyoto rain'"):
+        prune_vocabulary(
+            model, minilm_tokenizer_folder, ["a film", "a film"], out, pairs=["rain", "Kyoto rain"]
+        )
+
+
+def test_added_tokens_in_the_second_column_are_kept(tmp_path, minilm_tokenizer_folder):
+    from slimpajama_gui.core.models import load_tokenizer
+
+    source = tmp_path / "added"
+    tok = load_tokenizer(minilm_tokenizer_folder)
+    assert tok.add_tokens(["xylozebra"]) == 1
+    tok.save_pretrained(source)
+    texts, pairs = ["a good film", "not worth it"], ["a xylozebra in Kyoto", "xylozebra"]
+    model = tiny_model(vocab_size=30523, hidden_size=16, head_dim=4, layer_ffn=[32] * 3)
+    small, report = prune_vocabulary(
+        model, source, texts, tmp_path / "tok", pairs=pairs, eval_texts=["xylozebra"]
+    )
+    old, new = load_tokenizer(source), load_tokenizer(tmp_path / "tok")
+    assert "xylozebra" in new.convert_ids_to_tokens(new(texts[1], pairs[1])["input_ids"])
+    _, before = encoded_logits(model, old, texts, pairs, 32)
+    _, after = encoded_logits(small, new, texts, pairs, 32)
+    torch.testing.assert_close(after, before, rtol=0, atol=0)
+    assert report.changed_on_eval == 0.0 and report.unk_rate_on_eval == 0.0
