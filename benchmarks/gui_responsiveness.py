@@ -1,4 +1,4 @@
-"""Does the window stay responsive while a job trains? Event-loop stalls and chart redraws.
+"""Does the window stay responsive while a job trains, stops or a model loads? Event-loop stalls.
 
     .venv/bin/python benchmarks/gui_responsiveness.py            # MiniLM, 60 steps; a few minutes
     .venv/bin/python benchmarks/gui_responsiveness.py --quick    # a tiny model, seconds; tests use it
@@ -16,6 +16,16 @@ While it runs:
   80 ms single-shot refresh per chart, restarted by the first new point) — how many
   redraws with new data happen per second while training logs arrive, how many
   ``setData`` calls that is, and how long a logged loss waits before it is drawn.
+
+Then, in the same window (the unit tests check that these run off the GUI thread; how
+fast is this script's business):
+
+- **Cancel.** The same fine-tune with 100 times the steps; at its first training log the Jobs
+  area's Cancel button is clicked. Seconds from the click until the job's end reaches
+  the GUI thread (the row says "cancelled"). Target: under 2 s.
+- **Playground.** Both Playground models (the model the job started from and its result)
+  load and predict a sentence, cold. Seconds until both predictions are shown, and the
+  event-loop gaps meanwhile. Target: no gap over 500 ms.
 
 Writes the "gui-responsiveness" section of docs/benchmarks.md (not with --quick).
 """
@@ -37,6 +47,8 @@ from _report import machine, write_section  # noqa: E402
 
 PROBE_MS = 10
 STALL_MS = 50
+CANCEL_TARGET_S = 2.0
+PLAYGROUND_GAP_TARGET_MS = 500
 
 RECIPE = """\
 version: 1
@@ -72,9 +84,17 @@ class Probe:
     shown: float | None = None
     warm: float | None = None
     warm_seconds: float = float("nan")
+    # The playground phase: ticks while its models load and predict.
+    playground_ticks: list[float] = field(default_factory=list)
+    playground_active: bool = False
+    playground_seconds: float = float("nan")
+    cancel_seconds: float = float("nan")
+    cancel_status: str = "not run"
 
     def tick(self) -> None:
         now = time.perf_counter()
+        if self.playground_active:
+            self.playground_ticks.append(now)
         if self.shown is not None and self.warm is None:
             self.startup_ticks.append(now)
         if self.started is not None and self.finished is None:
@@ -214,17 +234,115 @@ def measure(model: str, steps: int, timeout: float, scratch: Path) -> tuple[Prob
     QTimer.singleShot(int(timeout * 1000), loop.quit)
     jobs.submit(recipe)
     loop.exec()
+    if outcome.get("status") == "done":
+        bridge.job_started.disconnect(on_started)
+        bridge.logged.disconnect(on_log)
+        jobs.runner.job_finished.disconnect(on_finished)
+        cancel_phase(jobs, model, steps, timeout, probe)
+        result = Path(jobs.store.artifacts(outcome["job_id"])[0].path)
+        playground_phase(window, Path(model_folder(model)), result, timeout, probe)
     timer.stop()
     if not outcome:
         jobs.runner.cancel()
         outcome.update(job_id=None, status="timeout", error=f"still running after {timeout} s")
-        end = time.monotonic() + 60
-        while jobs.runner.is_running and time.monotonic() < end:
-            app.processEvents()
-            time.sleep(0.01)
+        _wait_idle(app, jobs)
     window.close()
     charts.LiveCurves.flush = original_flush
     return probe, outcome
+
+
+def _wait_idle(app, jobs) -> None:
+    end = time.monotonic() + 60
+    while jobs.runner.is_running and time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def model_folder(model: str) -> str:
+    if model != "packaged":
+        return model
+    from slimpajama_gui.core.models import packaged_minilm_path
+
+    return str(packaged_minilm_path())
+
+
+def _run_loop(signal, timeout: float) -> None:
+    """The app's event loop until ``signal`` fires (or ``timeout`` seconds pass)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    signal.connect(loop.quit)
+    QTimer.singleShot(int(timeout * 1000), loop.quit)
+    loop.exec()
+    signal.disconnect(loop.quit)
+
+
+def cancel_phase(jobs, model: str, steps: int, timeout: float, probe: Probe) -> None:
+    """Click Cancel at the first training log of an unlimited job; time until it ends."""
+    from slimpajama_gui.core.recipe import recipe_from_yaml
+
+    marks: dict[str, float] = {}
+
+    def on_log(_index: int, _metrics: dict) -> None:
+        if "clicked" not in marks:
+            marks["clicked"] = time.perf_counter()
+            if jobs.cancel_button.isEnabled():
+                jobs.cancel_button.click()
+            else:  # the running job is not the selected row
+                jobs.runner.cancel()
+
+    def on_finished(_job_id: int, status: str, _error: str) -> None:
+        marks["ended"] = time.perf_counter()
+        probe.cancel_status = status
+
+    text = RECIPE.format(model=model, steps=100 * steps, eval_every=100 * steps)
+    recipe = recipe_from_yaml(text.replace("responsiveness", "responsiveness-cancel"), "cancel")
+    jobs.runner.bridge.logged.connect(on_log)
+    jobs.runner.job_finished.connect(on_finished)
+    jobs.submit(recipe)
+    _run_loop(jobs.runner.job_finished, timeout)
+    jobs.runner.bridge.logged.disconnect(on_log)
+    jobs.runner.job_finished.disconnect(on_finished)
+    if "ended" in marks and "clicked" in marks:
+        probe.cancel_seconds = marks["ended"] - marks["clicked"]
+    else:
+        probe.cancel_status = "timeout"
+        jobs.runner.cancel()
+
+
+def playground_phase(window, source: Path, result: Path, timeout: float, probe: Probe) -> None:
+    """Both Playground models load (cold) and predict one sentence; ticks meanwhile."""
+    from slimpajama_gui.core.models import inspect_model
+
+    view = window.playground
+    window.show_area("playground")
+    view.set_models([inspect_model(source), inspect_model(result, "result")])
+    if view.busy():
+        _run_loop(view.defaults_chosen, timeout)
+    view.set_pair(source, result)
+    text = "a warm, funny and moving film"
+    shown: set[str] = set()
+
+    def on_shown(side: str, pred) -> None:
+        if pred.text == text:
+            shown.add(side)
+            if len(shown) == 2:
+                done.append(time.perf_counter())
+
+    done: list[float] = []
+    view.prediction_shown.connect(on_shown)
+    view.text.setText(text)
+    probe.playground_active = True
+    started = time.perf_counter()
+    probe.playground_ticks.append(started)
+    view.predict_now()
+    end = started + timeout
+    while not done and time.perf_counter() < end:
+        _run_loop(view.prediction_shown, end - time.perf_counter())
+    probe.playground_active = False
+    view.prediction_shown.disconnect(on_shown)
+    if done:
+        probe.playground_seconds = done[0] - started
 
 
 def figures(probe: Probe) -> dict[str, float | str]:
@@ -242,6 +360,8 @@ def figures(probe: Probe) -> dict[str, float | str]:
     startup = [
         1000 * (b - a) for a, b in zip(probe.startup_ticks, probe.startup_ticks[1:], strict=False)
     ]
+    ticks = probe.playground_ticks
+    playground = [1000 * (b - a) for a, b in zip(ticks, ticks[1:], strict=False)]
     worst = max(range(len(gaps)), key=gaps.__getitem__, default=None)
     worst_at = probe.ticks[worst + 1] if worst is not None else float("nan")
     if not probe.logs or worst is None:
@@ -276,13 +396,19 @@ def figures(probe: Probe) -> dict[str, float | str]:
         "empty_flushes": probe.empty_flushes,
         "draw_delay_p50_ms": 1000 * _percentile(probe.draw_delays, 50),
         "draw_delay_max_ms": 1000 * max(probe.draw_delays, default=float("nan")),
+        "cancel_status": probe.cancel_status,
+        "cancel_seconds": probe.cancel_seconds,
+        "playground_seconds": probe.playground_seconds,
+        "playground_ticks": len(playground),
+        "playground_gap_max_ms": max(playground, default=float("nan")),
+        "playground_gaps_over_50ms": sum(g > STALL_MS for g in playground),
     }
 
 
 def report(f: dict, model: str, steps: int, command: str, load: str) -> str:
     return "\n".join(
         [
-            "## GUI responsiveness while a job trains (Jobs area, live charts)",
+            "## GUI responsiveness: a job training, Cancel, the Playground loading models",
             "",
             f"Command: `{command}`",
             "",
@@ -293,7 +419,9 @@ def report(f: dict, model: str, steps: int, command: str, load: str) -> str:
             f"({steps} steps, batch 16, max length 64, a training log every step) submitted "
             "through the Jobs area once the app's start-up imports are done (as when a person "
             "opens the wizard). A 10 ms timer on the GUI thread measures how long the event "
-            "loop could not run; the live charts' flushes are counted.",
+            "loop could not run; the live charts' flushes are counted. Then Cancel is "
+            "clicked at the first training log of the same job with 100 times the steps, and "
+            "the Playground loads its two models (the job's source and its result) cold.",
             "",
             "| What | Figure |",
             "|---|---|",
@@ -321,8 +449,20 @@ def report(f: dict, model: str, steps: int, command: str, load: str) -> str:
             f"{f['draw_delay_max_ms']:.0f} ms, i.e. the charts keep up with "
             f"{1000 / f['draw_delay_max_ms']:.0f} refreshes a second; they redraw only when "
             f"data arrives ({f['logs_per_s']:.1f} training logs a second here) |",
+            f"| Cancel clicked at the first training log → the job's end on screen | "
+            f"{f['cancel_seconds']:.2f} s, {f['cancel_status']} (target under "
+            f"{CANCEL_TARGET_S:g} s: {_verdict(f['cancel_seconds'] < CANCEL_TARGET_S)}) |",
+            f"| Playground: both models load (cold) and predict one sentence | "
+            f"{f['playground_seconds']:.1f} s; largest event-loop gap "
+            f"{f['playground_gap_max_ms']:.0f} ms, {f['playground_gaps_over_50ms']} gaps over "
+            f"{STALL_MS} ms (target no gap over {PLAYGROUND_GAP_TARGET_MS} ms: "
+            f"{_verdict(f['playground_gap_max_ms'] <= PLAYGROUND_GAP_TARGET_MS)}) |",
         ]
     )
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,6 +485,13 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     if outcome.get("status") != "done":
         print(f"the job {outcome.get('status')}: {outcome.get('error')}", file=sys.stderr)
+        return 1
+    if probe.cancel_status != "cancelled" or probe.playground_seconds != probe.playground_seconds:
+        print(
+            f"cancel: {probe.cancel_status}; playground predictions shown: "
+            f"{probe.playground_seconds == probe.playground_seconds}",
+            file=sys.stderr,
+        )
         return 1
     f = figures(probe)
     for key, value in f.items():

@@ -20,8 +20,9 @@ script it by hand, outside our pipeline, from the teacher exported as a plain
 * A DistilBERT-style baseline: every other teacher layer (0, 2, 4), logit distillation
   only, the same epochs and rows as our presets (our pipeline's distill step with
   ``hidden_mse: 0``).
-* TextPruner (optional; ``pip install --target DIR textpruner --no-deps``, then
-  ``--textpruner-path DIR``): vocabulary pruning, and head + FFN pruning to half.
+* TextPruner (optional: ``pip install -e ".[peers]"``): vocabulary pruning, and head +
+  FFN pruning to half. Without it both entries are skipped, with that command as the
+  reason, and the run goes on.
 
 Every entry is measured with the same code: accuracy on the dev and test TSVs through the
 same tokenizer rules (max_length 128, ``data.encode_split`` + ``evaluate.predict``), and
@@ -98,7 +99,9 @@ OURS = (
 )
 PRESETS = ("preset fast", "preset balanced", "preset smallest")
 BASELINE = "DistilBERT-style 3 layers (baseline)"
-TEXTPRUNER_DEFAULT = Path(tempfile.gettempdir()) / "textpruner-pkg"
+TEXTPRUNER_MISSING = (
+    "TextPruner is not installed; install the peers extra: pip install -e '.[peers]'"
+)
 # The ORT int8 peers, in the order our "onnxruntime int8" is compared with them.
 ORT_INT8_PEERS = (
     "ONNX Runtime int8, per-channel",
@@ -118,6 +121,19 @@ class Entry:
     row: dict[str, Any] = field(default_factory=dict)  # figures, or {"error": sentence}
     wall_s: float = 0.0
     timer: tuple[Callable, Any] | None = None  # (runner, tokenizer) for the final timing
+    skipped: str = ""  # why an optional peer did not run (not installed); row stays empty
+
+    @property
+    def measured(self) -> bool:
+        """It ran and has figures: neither skipped nor failed."""
+        return not self.skipped and "error" not in self.row
+
+    @property
+    def outcome(self) -> str:
+        """What a report says in place of figures, or "" when there are figures."""
+        if self.skipped:
+            return f"skipped: {self.skipped}"
+        return f"did not run: {self.row['error']}" if "error" in self.row else ""
 
 
 def _reason(exc: BaseException) -> str:
@@ -148,7 +164,7 @@ class _Failed(Exception):
 
 
 class _NotInstalled(Exception):
-    pass
+    """An optional peer that is not installed: the entry is skipped, the run goes on."""
 
 
 @contextlib.contextmanager
@@ -420,23 +436,19 @@ def peer_ort_int8_optimized(p: Peers) -> dict[str, Any]:
     return p.measure_onnx(folder, seconds + time.perf_counter() - t0)
 
 
-def _textpruner(p: Peers):
-    """The textpruner module, from the environment or ``--textpruner-path``."""
-    extra = p.args.textpruner_path
-    try:
-        return _import_textpruner()
-    except ImportError as first:
-        if extra is None or not Path(extra).is_dir():
-            raise _NotInstalled(
-                f"not installed ({first}; install it with `pip install --target "
-                f"{TEXTPRUNER_DEFAULT} textpruner --no-deps`)"
-            ) from first
-    if str(extra) not in sys.path:
-        sys.path.append(str(extra))  # appended: it must not shadow the project's packages
+def _textpruner():
+    """The textpruner module (the ``peers`` extra).
+
+    Raises:
+        _NotInstalled: textpruner itself is absent (the entry is skipped).
+        _Failed: it is installed but does not import (one of its own imports fails).
+    """
     try:
         return _import_textpruner()
     except ImportError as exc:
-        raise _NotInstalled(f"not importable from {extra}: {_reason(exc)}") from exc
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "textpruner":
+            raise _NotInstalled(TEXTPRUNER_MISSING) from exc
+        raise _Failed(f"TextPruner is installed but does not import: {_reason(exc)}") from exc
 
 
 def _import_textpruner():
@@ -456,7 +468,7 @@ def _versions(textpruner) -> str:
 
 
 def peer_textpruner_vocabulary(p: Peers) -> dict[str, Any]:
-    tp = _textpruner(p)
+    tp = _textpruner()
     out = p.work / "textpruner-vocabulary"
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
@@ -484,7 +496,7 @@ def peer_textpruner_vocabulary(p: Peers) -> dict[str, Any]:
 
 
 def peer_textpruner_transformer(p: Peers) -> dict[str, Any]:
-    tp = _textpruner(p)
+    tp = _textpruner()
     out = p.work / "textpruner-transformer"
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
@@ -667,9 +679,9 @@ def table(entries: list[Entry]) -> str:
     for e in entries:
         r = e.row
         what = e.what.replace("|", "\\|")  # an error or a description must not split a cell
-        if "error" in r:
-            error = r["error"].replace("|", "\\|")
-            lines.append(f"| {e.name} | {e.kind} | {what} | did not run: {error} | | | | | | | |")
+        if not e.measured:
+            outcome = e.outcome.replace("|", "\\|")
+            lines.append(f"| {e.name} | {e.kind} | {what} | {outcome} | | | | | | | |")
             continue
         x = ratios(r, base)
         lines.append(
@@ -686,7 +698,7 @@ def best_preset(entries: list[Entry]) -> Entry | None:
     """Fixed before the run, on dev only: the fastest preset (p50) within 1 dev point of
     the teacher; if none is, the preset with the best dev accuracy."""
     teacher = entries[0].row
-    done = [e for e in entries if e.name in PRESETS and "error" not in e.row]
+    done = [e for e in entries if e.name in PRESETS and e.measured]
     if not done:
         return None
     close = [e for e in done if e.row["dev"] >= teacher["dev"] - 0.01]
@@ -771,8 +783,9 @@ def findings(entries: list[Entry], noise: Noise) -> list[str]:
         for e in entries:
             if e.kind not in ("peer", "baseline"):
                 continue
-            if "error" in e.row:
-                lines.append(f"  - Against {e.name}: no comparison, it did not run.")
+            if not e.measured:
+                said = "was skipped" if e.skipped else "did not run"
+                lines.append(f"  - Against {e.name}: no comparison, it {said}.")
                 continue
             ahead, behind, level = _versus(b, e.row, noise)
             parts = [f"  - Against {e.name}:"]
@@ -789,7 +802,7 @@ def findings(entries: list[Entry], noise: Noise) -> list[str]:
     ]
     said = []
     for a, b in pairs:
-        if a is None or b is None or "error" in a.row or "error" in b.row:
+        if a is None or b is None or not a.measured or not b.measured:
             continue
         r = b.row["p50"] / a.row["p50"]
         t = a.row["tput"] / b.row["tput"]
@@ -810,8 +823,9 @@ def findings(entries: list[Entry], noise: Noise) -> list[str]:
             "teacher, same architecture; > 1× means ours is faster): " + "; ".join(said) + "."
         )
     for e in entries:
-        if e.name.startswith("TextPruner") and "error" in e.row:
-            lines.append(f"- **{e.name} did not run:** {e.row['error']}.")
+        if e.name.startswith("TextPruner") and not e.measured:
+            verdict, reason = e.outcome.split(": ", 1)
+            lines.append(f"- **{e.name} {verdict.replace('skipped', 'was skipped')}:** {reason}.")
     return lines
 
 
@@ -857,7 +871,7 @@ def plot(entries: list[Entry], path: Path, title: str, threads: int) -> None:
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     pg.setConfigOptions(antialias=True, background="w", foreground="k")
-    done = [e for e in entries if "error" not in e.row]
+    done = [e for e in entries if e.measured]
     win = pg.GraphicsLayoutWidget()
     win.resize(*PLOT_SIZE)
     win.ci.setContentsMargins(10, 10, 10, 10)
@@ -1003,13 +1017,15 @@ def run_entry(e: Entry, args, teacher: Path, work: Path, store: JobStore, peers:
             peers.last_timer = None
             e.row = e.build(peers)
             e.timer = peers.last_timer
-        except (_NotInstalled, _Failed) as exc:
+        except _NotInstalled as exc:
+            e.row, e.skipped = {}, str(exc)
+        except _Failed as exc:
             e.row = {"error": str(exc)}
         except Exception as exc:  # a peer that fails is a finding: record why, go on
             e.row = {"error": _reason(exc)}
     e.wall_s = time.monotonic() - t0
-    if "error" in e.row:
-        print(f"  {e.name}: did not run: {e.row['error']}", file=sys.stderr, flush=True)
+    if not e.measured:
+        print(f"  {e.name}: {e.outcome}", file=sys.stderr, flush=True)
     elif e.variant is None:  # measure() prints our own entries
         r = e.row
         print(
@@ -1025,7 +1041,7 @@ def interleaved(
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Every entry's latency and throughput again, round-robin (``_timing``); the
     per-round p50s and throughputs."""
-    timed = [e for e in entries if e.timer is not None and "error" not in e.row]
+    timed = [e for e in entries if e.timer is not None and e.measured]
     texts = peers.dataset.eval.texts[: peers.config.sentences]
     results = interleaved_latency(
         [(e.name, *e.timer) for e in timed],
@@ -1062,12 +1078,6 @@ def main() -> int:
     parser.add_argument(
         "--work", type=Path, help="folder for every artifact (default: a temp folder)"
     )
-    parser.add_argument(
-        "--textpruner-path",
-        type=Path,
-        default=TEXTPRUNER_DEFAULT,
-        help=f"a `pip install --target` folder holding textpruner (default {TEXTPRUNER_DEFAULT})",
-    )
     args = parser.parse_args()
     # The published protocol: 2 threads, and as many passes as fill ~3 s ("auto").
     args.threads, args.repeats = 2, None
@@ -1090,7 +1100,7 @@ def main() -> int:
     with JobStore(work / "history.sqlite3") as store:
         for e in entries:
             run_entry(e, args, teacher, work, store, peers)
-        if "error" in entries[0].row:
+        if not entries[0].measured:
             print("the teacher could not be measured; nothing to compare against", file=sys.stderr)
             return 1
         teacher_p50_first = entries[0].row["p50"]
@@ -1172,7 +1182,8 @@ def main() -> int:
                 "what": e.what,
                 "wall_s": e.wall_s,
                 "row": e.row,
-                "ratios": ratios(e.row, base) if "error" not in e.row else None,
+                "skipped": e.skipped or None,
+                "ratios": ratios(e.row, base) if e.measured else None,
             }
             for e in entries
         ],
@@ -1182,6 +1193,7 @@ def main() -> int:
         write_section("peers-sst2", body)
     else:
         print(f"(not written to docs/: --quick or --only; picture and figures in {work})")
+    # A skipped optional peer is not a failure; one of our own entries failing is.
     failed = [e.name for e in entries if "error" in e.row and e.kind != "peer"]
     if failed:
         print(f"our own entries failed: {failed}", file=sys.stderr)

@@ -17,6 +17,9 @@ FIGURES = (
     "redraws_per_s",
     "set_data_calls",
     "draw_delay_p50_ms",
+    "cancel_seconds",
+    "playground_seconds",
+    "playground_gap_max_ms",
 )
 
 
@@ -39,5 +42,12 @@ def test_quick_run_prints_the_figures(tmp_path):
         float(printed[key])  # a number (nan allowed), not an error text
     assert int(printed["logs"]) == 12  # a training log per step reached the GUI thread
     assert "| Event-loop gap, largest |" in proc.stdout
+    # Cancel ended the job as cancelled; the Playground showed both predictions. How fast
+    # is in the figures, not in this test.
+    assert printed["cancel_status"] == "cancelled"
+    assert float(printed["cancel_seconds"]) > 0 and float(printed["playground_seconds"]) > 0
+    assert int(printed["playground_ticks"]) >= 1  # the start; the rest depends on speed
+    assert "| Cancel clicked at the first training log" in proc.stdout
+    assert "| Playground: both models load (cold) and predict one sentence |" in proc.stdout
     # --quick never rewrites the published report.
     assert (report.read_bytes() if report.exists() else None) == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -20,11 +21,14 @@ MUST_RUN = [  # ours, the baseline and the plain transformers teacher
     "preset balanced", "preset smallest", "DistilBERT-style 3 layers (baseline)",
     "transformers fp32",
 ]  # fmt: skip
+# Optional peers (the "peers" extra): skipped, with the install command, when absent.
+TEXTPRUNER = ["TextPruner vocabulary", "TextPruner heads + FFN 50 %"]
 PEERS = [
     "PyTorch dynamic int8", "ONNX Runtime fp32", "ONNX Runtime int8, defaults",
     "ONNX Runtime int8, per-channel", "ONNX Runtime int8, BERT optimizer + per-channel",
-    "TextPruner vocabulary", "TextPruner heads + FFN 50 %",
+    *TEXTPRUNER,
 ]  # fmt: skip
+SKIPPED = "TextPruner is not installed; install the peers extra: pip install -e '.[peers]'"
 
 
 def _image(path: Path) -> tuple[int, int, float, bool]:
@@ -64,8 +68,24 @@ def test_quick_run_measures_every_entry_and_leaves_docs_alone(tmp_path):
     result = json.loads((work / "peers_sst2.json").read_text(encoding="utf-8"))
     entries = {e["name"]: e for e in result["entries"]}
     assert sorted(entries) == sorted(MUST_RUN + PEERS)
+    # TextPruner runs where the peers extra is installed and is skipped, saying how to
+    # install it, where it is not; never an error for being absent.
+    has_textpruner = importlib.util.find_spec("textpruner") is not None
+    for name in TEXTPRUNER:
+        e = entries[name]
+        if has_textpruner:
+            assert e["skipped"] is None, e
+        else:
+            assert e["skipped"] == SKIPPED and e["row"] == {} and e["ratios"] is None, e
+            assert f"| {name} | peer |" in proc.stdout and f"skipped: {SKIPPED}" in proc.stdout
+            assert f"- **{name} was skipped:** {SKIPPED}." in proc.stdout
+    if has_textpruner:  # vocabulary pruning works with every transformers we support
+        assert "error" not in entries["TextPruner vocabulary"]["row"]
     for name, e in entries.items():
         row = e["row"]
+        if e["skipped"]:
+            assert name in TEXTPRUNER, f"{name} was skipped: {e['skipped']}"
+            continue
         if "error" in row:
             # Only a peer may fail, and then with a reason a person can act on.
             assert name in PEERS, f"{name}: {row['error']}"
@@ -81,10 +101,10 @@ def test_quick_run_measures_every_entry_and_leaves_docs_alone(tmp_path):
     n_test = result["noise"]["test_n"]
     same = entries["transformers fp32"]["row"]["test"] - entries["teacher fp32"]["row"]["test"]
     assert abs(same) <= 1 / n_test + 1e-9
-    # TextPruner either ran or says why not (not installed, or the exception and versions).
-    for name in ("TextPruner vocabulary", "TextPruner heads + FFN 50 %"):
+    # An installed TextPruner that fails names its version and ours with the exception.
+    for name in TEXTPRUNER:
         error = entries[name]["row"].get("error", "")
-        assert not error or error.startswith("not installed") or "TextPruner" in error
+        assert not error or error.startswith("TextPruner "), error
     assert result["best_preset"] in ("preset fast", "preset balanced", "preset smallest")
     assert result["noise"]["latency"] >= 0 and 0 < result["noise"]["test_se"] < 0.05
 
@@ -102,3 +122,56 @@ def test_quick_run_measures_every_entry_and_leaves_docs_alone(tmp_path):
 
     # --quick never rewrites the published report or picture.
     assert [p.read_bytes() if p.exists() else None for p in docs] == before
+
+
+@pytest.fixture
+def peers_sst2(monkeypatch):
+    """benchmarks/peers_sst2.py as a module."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import peers_sst2
+
+    return peers_sst2
+
+
+def _textpruner_entry(peers_sst2, name: str):
+    return next(e for e in peers_sst2.lineup(_Args(), 6) if e.name == name)
+
+
+class _Args:
+    epochs, lr = 1.0, 1e-4
+
+
+class _NoPeers:
+    """run_entry's ``peers``: the TextPruner builders fail on import, before using it."""
+
+    last_timer = None
+
+
+@pytest.mark.parametrize("name", TEXTPRUNER)
+def test_an_absent_textpruner_is_skipped_with_the_install_command(
+    peers_sst2, monkeypatch, capsys, name
+):
+    monkeypatch.setitem(sys.modules, "textpruner", None)  # `import textpruner` fails
+    entry = _textpruner_entry(peers_sst2, name)
+    peers_sst2.run_entry(entry, None, None, None, None, _NoPeers())
+    assert entry.skipped == SKIPPED and entry.row == {} and not entry.measured
+    assert f"{name}: skipped: {SKIPPED}" in capsys.readouterr().err
+    assert f"| {name} | peer |" in peers_sst2.table([entry]) and SKIPPED in peers_sst2.table(
+        [entry]
+    )
+
+
+def test_an_installed_textpruner_that_does_not_import_is_an_error_not_a_skip(
+    peers_sst2, monkeypatch, tmp_path
+):
+    # Installed, but one of its own imports is missing: a finding, not "not installed".
+    package = tmp_path / "site" / "textpruner"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("import sentencepiece_that_is_missing\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "textpruner", raising=False)
+    entry = _textpruner_entry(peers_sst2, "TextPruner vocabulary")
+    peers_sst2.run_entry(entry, None, None, None, None, _NoPeers())
+    assert not entry.skipped and not entry.measured
+    assert entry.row["error"].startswith("TextPruner is installed but does not import: ")
+    assert "sentencepiece_that_is_missing" in entry.row["error"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -117,23 +116,45 @@ def test_demo_chain_trains_saves_and_measures(tiny_minilm, tmp_path, store):
     assert {"loss", "lr", "eval_accuracy", "latency_p50_ms"} <= keys
 
 
-def test_cancel_during_finetune_stops_fast_and_writes_nothing(tiny_minilm, tmp_path, store):
+# A step per kind of unit that on_progress counts: training steps, evaluation batches and
+# the distill step's teacher-cache batches.
+CANCELLABLE = {
+    "finetune": FINETUNE.replace("epochs: 6", "epochs: 500"),
+    "evaluate": "  - {type: evaluate, batch_size: 2}\n",
+    "distill": "  - {type: distill, student_layers: [1], epochs: 500, learning_rate: 1.0e-3, batch_size: 16}\n",
+}
+
+
+@pytest.mark.parametrize("step_type", sorted(CANCELLABLE))
+def test_cancel_stops_at_the_next_unit_of_work_and_writes_nothing(
+    tiny_minilm, tmp_path, store, step_type
+):
+    """Cancel is checked before every training step and every batch: once the request is
+    in, no further unit starts, the job ends cancelled and the output folder stays empty."""
     out = tmp_path / "out"
-    steps = FINETUNE.replace("epochs: 6", "epochs: 500")
+    steps = CANCELLABLE[step_type]
     control = Control()
-    asked: list[float] = []
+    done: list[int] = []
+    after_request: list[int] = []
 
-    class StopAfterFewSteps(PipelineCallbacks):
-        def on_progress(self, index, done, total):
-            if done == 5 and not asked:
-                asked.append(time.monotonic())
-                threading.Thread(target=control.request_stop).start()
+    class StopAfterTwo(PipelineCallbacks):
+        def on_progress(self, index, n, total):
+            (after_request if control.should_stop else done).append(n)
+            if n == 2 and not control.should_stop:
+                # As the GUI's Cancel button does: another thread sets the flag. Joined,
+                # so the request is in before the loop goes on.
+                stopper = threading.Thread(target=control.request_stop)
+                stopper.start()
+                stopper.join()
 
-    result = run(make_recipe(tiny_minilm, out, steps), StopAfterFewSteps(), control, store=store)
-    stopped = time.monotonic() - asked[0]
-    assert result.status == "cancelled" and stopped < 2.0, stopped
+    result = run(make_recipe(tiny_minilm, out, steps), StopAfterTwo(), control, store=store)
+    assert result.status == "cancelled", (result.status, result.error)
+    assert result.error == f"cancelled during step 1 ({step_type})"
+    assert done == [1, 2] and after_request == [], (done, after_request)
     assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
-    assert store.get_job(result.job_id).status == "cancelled"
+    assert not list(tmp_path.glob(".slimpajama-job-*"))  # the scratch folder is gone too
+    job = store.get_job(result.job_id)
+    assert job.status == "cancelled" and store.artifacts(result.job_id) == []
 
 
 def test_nan_loss_marks_the_job_failed_with_the_step(tiny_minilm, tmp_path, store, monkeypatch):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import random
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -157,23 +156,70 @@ def test_nan_loss_stops_with_the_step_and_rolls_back():
         assert torch.equal(value, start[key])
 
 
-def test_stop_request_ends_training_quickly():
+def _request_stop_from_another_thread(control: Control) -> None:
+    """As the GUI's Cancel does; joined, so the request is in before the caller goes on."""
+    stopper = threading.Thread(target=control.request_stop)
+    stopper.start()
+    stopper.join()
+
+
+def test_a_stop_request_ends_training_before_the_next_step():
     model = tiny_model()
     control = Control()
-    rec = Recorder()
+    steps: list[int] = []
 
-    def slow_batches(epoch):
-        for batch in to_batches(TRAIN, 16, shuffle_seed=epoch):
-            time.sleep(0.05)
-            yield batch
+    class StopAtStepFive(Recorder):
+        def on_step_end(self, state) -> None:
+            super().on_step_end(state)
+            steps.append(state.step)
+            if state.step == 5:
+                _request_stop_from_another_thread(control)
 
-    timer = threading.Timer(0.5, control.request_stop)
-    timer.start()
-    t0 = time.monotonic()
-    result = train(model, slow_batches, 20, TrainConfig(epochs=50), control=control, callbacks=rec)
-    elapsed = time.monotonic() - t0
+    rec = StopAtStepFive()
+    result = train(
+        model,
+        lambda epoch: to_batches(TRAIN, 16, shuffle_seed=epoch),
+        20,
+        TrainConfig(epochs=50),
+        control=control,
+        callbacks=rec,
+    )
     assert result.status == "cancelled" and rec.ended == "cancelled"
-    assert 0 < result.steps < 1000 and elapsed < 2.5
+    assert result.steps == 5 and steps == [1, 2, 3, 4, 5]  # 1,000 steps were planned
+    assert all(torch.isfinite(v.float()).all() for v in model.state_dict().values())
+
+
+def test_a_stop_request_during_evaluation_ends_it_before_the_next_batch():
+    model = tiny_model()
+    control = Control()
+    eval_batches: list[int] = []
+
+    def eval_fn(m, ctl):
+        def batches():
+            for n, batch in enumerate(to_batches(EVAL, 8), start=1):  # 10 batches
+                eval_batches.append(n)
+                if n == 2:
+                    _request_stop_from_another_thread(control)
+                yield batch
+
+        preds = predict(m, batches(), control=ctl)
+        return classification_report(preds, ["neg", "pos"]).metrics()
+
+    rec = Recorder()
+    config = TrainConfig(epochs=50, eval_every_steps=3)
+    result = train(
+        model,
+        lambda epoch: to_batches(TRAIN, 16, shuffle_seed=epoch),
+        20,
+        config,
+        eval_fn=eval_fn,
+        control=control,
+        callbacks=rec,
+    )
+    assert result.status == "cancelled" and rec.ended == "cancelled"
+    # The batch already handed out may finish; no later one is read.
+    assert eval_batches == [1, 2] and result.steps == 3
+    assert rec.evals == []  # a cut-short evaluation is never reported as a result
 
 
 def test_report_confusion_and_diff():
@@ -204,25 +250,23 @@ def test_benchmark_reports_what_it_measured():
         for v in ("thin", "rich")
     ]
     config = BenchConfig(threads=2, warmup=10, repeats=6, throughput_batch=4)
+    calls: list[int] = []  # batch size of every forward pass
+    torch_runner = TorchRunner(model)
 
-    def three_runs():
-        runs = [
-            benchmark(TorchRunner(model), tokenizer, sentences * 8, config, model=model)
-            for _ in range(3)
-        ]
-        p50s = [r.latency_p50_ms for r in runs]
-        return runs, p50s, max(abs(p - np.median(p50s)) / np.median(p50s) for p in p50s)
+    def counting_runner(inputs):
+        calls.append(len(inputs["input_ids"]))
+        return torch_runner(inputs)
 
-    # Stability: the p50 of three runs in one process stays within 15 % of their median.
-    # Another process starting mid-way shifts every sample at once, which no median can
-    # absorb; one more set of three then tells load from an unstable method.
-    runs, p50s, spread = three_runs()
-    if spread >= 0.15:
-        runs, p50s, spread = three_runs()
-    assert spread < 0.15, p50s
-    r = runs[0]
-    assert r.latency_samples == 48 * 6 and r.threads == 2 and r.throughput_per_s > 0
-    assert r.latency_p95_ms >= r.latency_p50_ms > 0 and r.peak_rss_mb > 50
+    counting_runner.name = torch_runner.name
+    r = benchmark(counting_runner, tokenizer, sentences * 8, config, model=model)
+    # The counts it reports are the calls it made: 10 warm-up and 48 x 6 timed calls at
+    # batch 1, then one warm-up and 12 timed padded batches of 4. How fast they were is
+    # benchmarks/bench_stability.py's business, not a unit test's.
+    assert r.sentences == 48 and r.latency_samples == 48 * 6
+    assert calls.count(1) == 10 + 48 * 6 and calls.count(4) == 1 + 12 and len(calls) == 311
+    assert r.threads == 2 and r.throughput_batch == 4 and r.backend == "pytorch"
+    assert 0 < r.latency_p50_ms <= r.latency_p95_ms and r.latency_mean_ms > 0
+    assert r.throughput_per_s > 0 and r.peak_rss_mb > 50
     assert r.parameters == count_parameters(model)[0] == 22_713_986  # MiniLM + a 2-label head
     assert 0.99 * r.parameters < r.nonzero_parameters <= r.parameters
     assert "batch 1" in r.method and "2 threads" in r.method

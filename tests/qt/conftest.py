@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from typing import Any
+
 import pytest
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, QTimer
 
 from slimpajama_gui.qt.app import configure_identity
 
@@ -15,3 +19,80 @@ def isolated_settings(tmp_path):
         QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings")
     )
     yield
+
+
+class GuiProbe:
+    """Shows that work ran off the GUI thread while the GUI thread kept handling events.
+
+    Call :meth:`check_in` from inside the work (or wrap a function with :meth:`wrap`). On
+    a worker thread it records the thread and waits until the GUI thread has run a timer
+    slot twice after the check-in (twice: the first may come before the events posted
+    just before the check-in are delivered), which it can only do while the work does
+    not block it. No clock is read: a busy machine makes a test slower, never wrong. The
+    wait is bounded (``wait_s``) only so that a blocked GUI thread fails the test instead
+    of hanging it.
+
+    Attributes:
+        threads: the thread ident of every check-in.
+        answered: per check-in, whether the GUI thread handled events meanwhile.
+        look: called on the GUI thread while a check-in waits; what it returns is
+            appended to ``seen`` (what the screen showed while the work was under way).
+    """
+
+    def __init__(self, wait_s: float = 60.0) -> None:
+        self.gui_thread = threading.get_ident()  # created by the test, on the GUI thread
+        self.threads: list[int] = []
+        self.answered: list[bool] = []
+        self.look: Callable[[], Any] | None = None
+        self.seen: list[Any] = []
+        self._wait_s = wait_s
+        self._cond = threading.Condition()
+        self._waiting = 0
+        self._gui_events = 0
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(self._on_gui_event)
+        self.timer.start()
+
+    def _on_gui_event(self) -> None:
+        with self._cond:
+            if self._waiting:
+                self._gui_events += 1
+                if self.look is not None:
+                    self.seen.append(self.look())
+                self._cond.notify_all()
+
+    def check_in(self) -> None:
+        me = threading.get_ident()
+        self.threads.append(me)
+        if me == self.gui_thread:  # waiting here would wait for ourselves
+            self.answered.append(False)
+            return
+        with self._cond:
+            self._waiting += 1
+            seen = self._gui_events
+            ok = self._cond.wait_for(lambda: self._gui_events >= seen + 2, timeout=self._wait_s)
+            self._waiting -= 1
+        self.answered.append(ok)
+
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def probed(*args: Any, **kwargs: Any) -> Any:
+            self.check_in()
+            return fn(*args, **kwargs)
+
+        return probed
+
+    def assert_work_ran_off_the_gui_thread(self, calls: int | None = None) -> None:
+        """Every check-in was on a worker and saw the GUI thread handle an event."""
+        assert self.threads, "the work never ran"
+        if calls is not None:
+            assert len(self.threads) == calls, self.threads
+        assert self.gui_thread not in self.threads, "the work ran on the GUI thread"
+        assert all(self.answered), f"the GUI thread handled no event meanwhile: {self.answered}"
+
+
+@pytest.fixture
+def gui_probe(qtbot):
+    probe = GuiProbe()
+    yield probe
+    probe.timer.stop()

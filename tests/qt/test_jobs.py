@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QModelIndex, QPointF, Qt, QThreadPool, QTimer
+from PySide6.QtCore import QModelIndex, QPointF, Qt, QThreadPool
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMessageBox
 
@@ -153,7 +153,7 @@ def test_a_job_runs_to_done_with_live_charts_and_exports(
 
     # Open result names the saved variant; the folder opens through the desktop.
     assert view.result_button.isEnabled()
-    with qtbot.waitSignal(view.open_result, timeout=1000) as opened:
+    with qtbot.waitSignal(view.open_result, timeout=10_000) as opened:
         qtbot.mouseClick(view.result_button, Qt.MouseButton.LeftButton)
     assert Path(opened.args[0]) == tmp_path / "out" / "01-finetune"
     urls = []
@@ -177,43 +177,62 @@ def status_cell_of_first_row(view: JobsView) -> str:
     return view.model.index(0, COL_STATUS).data()
 
 
-def test_the_gui_keeps_processing_events_while_a_job_runs(view, qtbot, tiny_minilm, tmp_path):
-    ticks: list[float] = []
-    timer = QTimer()
-    timer.setInterval(20)
-    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
-    training: list[float] = []
-    view.runner.bridge.progress.connect(lambda *_: training.append(time.monotonic()))
-    timer.start()
+def _on_training_steps(monkeypatch, hook) -> None:
+    """Calls ``hook(done, control)`` on the worker after every step the pipeline reports."""
+    real_run = pipeline.run
+
+    def watched_run(recipe, callbacks, control, *, store, device=None):
+        forward = callbacks.on_progress
+
+        def on_progress(index, done, total):
+            hook(done, control)
+            forward(index, done, total)
+
+        callbacks.on_progress = on_progress
+        try:
+            return real_run(recipe, callbacks, control, store=store, device=device)
+        finally:
+            del callbacks.on_progress
+
+    monkeypatch.setattr(pipeline, "run", watched_run)
+
+
+def test_the_job_trains_off_the_gui_thread_while_the_gui_handles_events(
+    view, qtbot, tiny_minilm, tmp_path, monkeypatch, gui_probe
+):
+    # At every training step the worker waits until the GUI thread has handled events:
+    # a GUI thread that ran the job, or waited on it, never would.
+    _on_training_steps(monkeypatch, lambda done, control: gui_probe.check_in())
     with qtbot.waitSignal(view.runner.job_finished, timeout=JOB_TIMEOUT) as finished:
-        view.submit(short_job(tiny_minilm, tmp_path / "out", max_steps=40, measure=False))
-    ended = time.monotonic()
-    timer.stop()
+        view.submit(short_job(tiny_minilm, tmp_path / "out", max_steps=20, measure=False))
     assert finished.args[1] == "done", finished.args
-    # While training runs (model loading holds the GIL in native code for a moment).
-    during = [t for t in ticks if t >= training[0]]
-    seconds = ended - training[0]
-    # A free GUI thread ticks every 20 ms; ask for a quarter of that on a busy 2-core box.
-    assert len(during) >= max(5, int(seconds / 0.020 / 4)), (len(during), seconds)
+    gui_probe.assert_work_ran_off_the_gui_thread(calls=20)
+    charts = view.current_charts()
+    charts.flush()
+    assert charts.loss.count("loss") == 20  # a point per step reached the chart
 
 
 # --------------------------------------------------------------------------- cancel
 
 
-def test_cancel_stops_the_job_within_two_seconds_and_the_view_stays_usable(
-    view, qtbot, tiny_minilm, tmp_path
+def test_cancel_stops_the_job_at_the_next_training_step_and_the_view_stays_usable(
+    view, qtbot, tiny_minilm, tmp_path, monkeypatch
 ):
+    steps: list[tuple[int, bool]] = []  # (step, stop already requested), on the worker
+    _on_training_steps(monkeypatch, lambda done, control: steps.append((done, control.should_stop)))
     with qtbot.waitSignal(view.runner.bridge.progress, timeout=JOB_TIMEOUT):
         view.submit(long_job(tiny_minilm, tmp_path / "long"))
     assert view.runner.is_running and view.selected_row().status == "running"
     assert view.cancel_button.isEnabled()
-    clicked = time.monotonic()
-    with qtbot.waitSignal(view.runner.job_finished, timeout=10_000) as finished:
+    with qtbot.waitSignal(view.runner.job_finished, timeout=JOB_TIMEOUT) as finished:
         qtbot.mouseClick(view.cancel_button, Qt.MouseButton.LeftButton)
         assert not view.cancel_button.isEnabled()  # no double cancel
-    took = time.monotonic() - clicked
     job_id, status, error = finished.args
-    assert status == "cancelled" and took < 2.0, (status, took, error)
+    assert status == "cancelled", (status, error)
+    # The step under way when the click landed may end; no step starts after it.
+    assert sum(requested for _, requested in steps) <= 1, steps
+    assert steps[-1][0] < 1000  # of 100,000 planned: it stopped, it did not run out
+    assert not (tmp_path / "long").exists() or not any((tmp_path / "long").iterdir())
     assert status_cell(view, job_id) == "cancelled"
     assert view.store.get_job(job_id).status == "cancelled"
     assert view.failure.isVisible() and "cancelled" in view.failure.text()
@@ -236,7 +255,7 @@ def test_a_queued_job_can_be_taken_off_the_queue(view, qtbot, tiny_minilm, tmp_p
     assert view.cancel_button.isEnabled() and not view.rerun_button.isEnabled()
     qtbot.mouseClick(view.cancel_button, Qt.MouseButton.LeftButton)
     assert not view.runner.pending and view.model.rows()[0].status == "running"
-    with qtbot.waitSignal(view.runner.job_finished, timeout=10_000) as finished:
+    with qtbot.waitSignal(view.runner.job_finished, timeout=JOB_TIMEOUT) as finished:
         view.runner.cancel()
     assert finished.args[1] == "cancelled"
     # Nothing else starts: the removed recipe never runs.
@@ -340,11 +359,11 @@ def test_shutdown_while_running_stops_the_job_and_leaves_no_worker(
         view.submit(long_job(tiny_minilm, tmp_path / "long"))
     job_id = view.runner.current_job_id
     store_path = view.store.path
-    assert view.shutdown(timeout_s=10)
+    assert view.shutdown(timeout_s=30)
     assert not view.runner.is_running
     with JobStore(store_path) as store:
         assert store.get_job(job_id).status in ("cancelled", "interrupted")
-    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=5000)
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=30_000)
     with pytest.raises(UserError, match="closing"):
         view.submit(evaluate_only(tiny_minilm, tmp_path / "late"))
 
@@ -364,12 +383,12 @@ def test_a_job_that_does_not_stop_in_time_is_marked_interrupted(
     monkeypatch.setattr(pipeline, "run", stuck_run)
     store = JobStore(tmp_path / "history.sqlite3")
     runner = JobRunner(store)
-    with qtbot.waitSignal(runner.job_started, timeout=10_000) as started:
+    with qtbot.waitSignal(runner.job_started, timeout=30_000) as started:
         runner.submit(evaluate_only(tiny_minilm, tmp_path / "stuck"))
     assert runner.shutdown(timeout_s=0.3) is False
     assert store.get_job(started.args[0]).status == "interrupted"
     release.set()  # let the thread end so nothing outlives the test
-    qtbot.waitUntil(lambda: not runner.is_running, timeout=10_000)
+    qtbot.waitUntil(lambda: not runner.is_running, timeout=30_000)
     store.close()
 
 
@@ -467,7 +486,7 @@ def test_live_curves_grow_by_doubling_and_draw_only_on_change(qtbot):
     series = chart._series["loss"]
     assert series.n == 1000 and len(series.x) == 1024  # 64 doubled four times
     assert chart._timer.isActive()
-    qtbot.waitUntil(lambda: not chart._timer.isActive(), timeout=1000)
+    qtbot.waitUntil(lambda: not chart._timer.isActive(), timeout=10_000)
     assert len(series.item.getData()[0]) == 1000
     assert not series.dirty
     name, x, y, _ = chart.nearest_point(10.2, 0.09)
@@ -478,7 +497,7 @@ def test_live_curves_grow_by_doubling_and_draw_only_on_change(qtbot):
     chart.getPlotItem().setRange(xRange=(0, 20), yRange=(0, 1), padding=0)
     qtbot.waitExposed(chart)
     scene_pos = chart.getPlotItem().getViewBox().mapViewToScene(QPointF(10.0, 1 / 11))
-    with qtbot.waitSignal(chart.hovered, timeout=2000) as hovered:
+    with qtbot.waitSignal(chart.hovered, timeout=10_000) as hovered:
         chart.scene().sigMouseMoved.emit(scene_pos)
     assert hovered.args[0] == "loss: 0.09091 at 10"
     chart.clear_data()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 
 from slimpajama_gui.core.models import discover_models, packaged_minilm_path
@@ -206,28 +204,15 @@ def test_sorting_by_parameters_is_numeric(window, qtbot, tiny_bert):
     assert params == sorted(params) and params[0] < 1_000_000 < params[-1]
 
 
-def test_scanning_runs_off_the_gui_thread(qtbot, monkeypatch):
-    """The GUI keeps processing events while a (deliberately slow) scan runs."""
-    seen_threads: list[threading.Thread] = []
-
-    def slow_discover(folders, **kwargs):
-        seen_threads.append(threading.current_thread())
-        time.sleep(0.6)
-        return discover_models(folders, **kwargs)
-
-    monkeypatch.setattr(mv, "discover_models", slow_discover)
-    ticks: list[float] = []
-    timer = QTimer()
-    timer.setInterval(20)
-    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
-    timer.start()
+def test_scanning_runs_off_the_gui_thread(qtbot, monkeypatch, gui_probe):
+    """The scan runs on a worker, and the GUI thread handles events while it does."""
+    monkeypatch.setattr(mv, "discover_models", gui_probe.wrap(discover_models))
     view = ModelsView(scan_on_start=False)
     qtbot.addWidget(view)
     with qtbot.waitSignal(view.scan_finished, timeout=SCAN_TIMEOUT):
         view.rescan()
-    timer.stop()
-    assert seen_threads and seen_threads[0] is not threading.main_thread()
-    assert len(ticks) >= 10, "the GUI thread stopped processing events during the scan"
+    gui_probe.assert_work_ran_off_the_gui_thread(calls=1)
+    assert packaged_minilm_path() in [i.path for i in view.model.infos()]
 
 
 def test_window_geometry_and_area_persist(qtbot, tiny_bert):

@@ -42,7 +42,7 @@ def test_changed_values_are_stored_and_read_back(qtbot, tmp_path):
     qtbot.keyClicks(dialog.data_dir, str(folder))
     dialog.theme.setCurrentIndex(dialog.theme.findData("dark"))
     assert dialog.data_dir_changed()
-    with qtbot.waitSignal(dialog.accepted, timeout=1000):
+    with qtbot.waitSignal(dialog.accepted, timeout=10_000):
         _ok(dialog)
 
     settings = QSettings()
@@ -129,7 +129,7 @@ def test_edit_menu_opens_the_dialog(qtbot):
     dialog = window.findChild(SettingsDialog)
     assert dialog is not None and dialog.isVisible()
     dialog.threads.setValue(1)
-    with qtbot.waitSignal(dialog.accepted, timeout=1000):
+    with qtbot.waitSignal(dialog.accepted, timeout=10_000):
         _ok(dialog)
     assert int(QSettings().value(KEY_THREADS)) == 1
     assert window.statusBar().currentMessage() == "Settings saved"

@@ -219,7 +219,7 @@ def test_custom_chain_review_run_and_execute(qtbot, make_wizard, tiny_minilm, ti
     assert parsed.model == str(tiny_minilm) and parsed.dataset["train"] == "demo"
     assert w.button(QWizard.WizardButton.FinishButton).text() == "Run"
 
-    with qtbot.waitSignal(w.recipe_ready, timeout=5_000) as blocker:
+    with qtbot.waitSignal(w.recipe_ready, timeout=TIMEOUT) as blocker:
         click(qtbot, w.button(QWizard.WizardButton.FinishButton))
     recipe = blocker.args[0]
     assert recipe == parsed
@@ -513,7 +513,7 @@ def test_embedded_wizard_starts_over_after_run(qtbot, tiny_minilm):
     for _ in range(3):
         w.next()
     assert w.currentPage() is w.review_page
-    with qtbot.waitSignal(w.recipe_ready, timeout=5_000):
+    with qtbot.waitSignal(w.recipe_ready, timeout=TIMEOUT):
         click(qtbot, w.button(QWizard.WizardButton.FinishButton))
     assert w.isVisible() and w.currentId() == w.PAGE_MODEL
     qtbot.waitUntil(lambda: not w.busy(), timeout=TIMEOUT)
