@@ -266,6 +266,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _load_classifier(spec: str):
+    from slimpajama_gui.core.inputs import model_inputs
     from slimpajama_gui.core.models import open_model
 
     handle = open_model(_model_path(spec))
@@ -275,14 +276,16 @@ def _load_classifier(spec: str):
             f"{handle.info.path} has no trained classifier head (it is an encoder only); "
             "fine-tune it first, e.g. `slimpajama run resources/recipes/demo.yaml`."
         )
-    return handle, model, handle.load_tokenizer()
+    tokenizer = handle.load_tokenizer()
+    return handle, model, tokenizer, model_inputs(model, tokenizer, handle.info.name)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from slimpajama_gui.core import data as data_mod
     from slimpajama_gui.core.evaluate import classification_report, predict
+    from slimpajama_gui.core.inputs import check_job_inputs
 
-    handle, model, tokenizer = _load_classifier(args.model)
+    handle, model, tokenizer, _ = _load_classifier(args.model)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     spec = data_mod.DatasetSpec(
         train=args.data, eval=args.data, text_column=args.text_column, label_column=args.label_column,
@@ -291,8 +294,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ds = data_mod.load_dataset(spec, base_dir=Path.cwd())
     for w in ds.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    data_mod.validate_labels(ds, model.config.num_labels)
-    enc = data_mod.encode_split(ds.eval, tokenizer, args.max_length)
+    inputs, notes = check_job_inputs(
+        model, tokenizer, ds, name=handle.info.name, max_length=args.max_length,
+        setting="--max-length",
+    )  # fmt: skip
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    enc = inputs.encode_split(ds.eval, tokenizer, args.max_length)
+    for w in enc.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     batches = data_mod.batches(
         enc, ds.eval.labels, 64, False, 0, tokenizer.pad_token_id or 0, sort_by_length=True
     )
@@ -317,11 +327,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from slimpajama_gui.core import data as data_mod
     from slimpajama_gui.core.bench import BenchConfig, TorchRunner, benchmark
+    from slimpajama_gui.core.inputs import model_inputs
     from slimpajama_gui.core.models import open_model
 
     handle = open_model(_model_path(args.model))
     model = handle.load_model()
     tokenizer = handle.load_tokenizer()
+    inputs = model_inputs(model, tokenizer, handle.info.name)
     source = Path(args.data) if args.data else data_mod.demo_path("dev")
     sentences = data_mod.read_table(source).column(args.text_column, "--text-column")
     config = BenchConfig(
@@ -329,6 +341,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         sentences=args.sentences,
         repeats=None if args.repeats == 0 else args.repeats,
     )
+    config.max_length = inputs.fit_length(config.max_length)
     r = benchmark(
         TorchRunner(model),
         tokenizer,
@@ -360,19 +373,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
-    handle, model, tokenizer = _load_classifier(args.model)
+    handle, model, tokenizer, inputs = _load_classifier(args.model)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    note = inputs.length_note(args.max_length, "--max-length")
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
     for text in args.text:
-        enc = tokenizer(text, truncation=True, max_length=args.max_length, return_tensors="pt")
+        batch, warnings = inputs.batch([text], tokenizer, args.max_length)
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            logits = model(
-                **{
-                    k: v
-                    for k, v in enc.items()
-                    if k in ("input_ids", "attention_mask", "token_type_ids")
-                }
-            ).logits
+            logits = model(**batch).logits
         ms = (time.perf_counter() - t0) * 1000
         probs = torch.softmax(logits[0].float(), -1).tolist()
         best = max(range(len(probs)), key=probs.__getitem__)

@@ -34,6 +34,7 @@ from torch import nn
 from slimpajama_gui import __version__
 from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core import distill as distill_mod
+from slimpajama_gui.core import inputs as inputs_mod
 from slimpajama_gui.core import int8_path
 from slimpajama_gui.core import onnx_backend as onnx_mod
 from slimpajama_gui.core import prune as prune_mod
@@ -134,6 +135,9 @@ class _Context:
     callbacks: PipelineCallbacks
     control: Control
     store: JobStore
+    #: What the model can represent; every encoding goes through it.
+    inputs: inputs_mod.ModelInputs
+    model_name: str = ""
     tokenizer_dir: Path | None = None  # where the current tokenizer's files are
     scratch: Path | None = None  # temporary files of this job (removed at the end)
     variant: Path | None = None  # folder of the current model, once saved
@@ -162,7 +166,7 @@ class _Context:
     def encoded(self, name: str) -> data_mod.Encoded:
         if name not in self._encoded:
             spec_len = self.dataset.spec.max_length
-            enc = data_mod.encode_split(self.split(name), self.tokenizer, spec_len)
+            enc = self.inputs.encode_split(self.split(name), self.tokenizer, spec_len)
             for warning in enc.warnings:
                 self.callbacks.on_message(warning)
             self._encoded[name] = enc
@@ -365,7 +369,7 @@ def _benchmark(ctx: _Context, index: int, step: Benchmark) -> dict[str, Any]:
         warmup=step.warmup,
         repeats=None if step.repeats == "auto" else step.repeats,
         throughput_batch=step.throughput_batch,
-        max_length=ctx.dataset.spec.max_length,
+        max_length=ctx.inputs.fit_length(ctx.dataset.spec.max_length),
     )
     result = benchmark(
         runner, ctx.tokenizer, sentences, config, model=model, folder=folder, control=ctx.control
@@ -551,6 +555,7 @@ def _prune_vocabulary(ctx: _Context, index: int, step: Prune, before: int) -> di
     # Token ids changed: the tokenizer and every cached encoding must follow.
     ctx.tokenizer_dir = out
     ctx.tokenizer = open_tokenizer(out)
+    ctx.inputs = inputs_mod.model_inputs(ctx.model, ctx.tokenizer, ctx.model_name)
     ctx._encoded.clear()
     ctx.callbacks.on_message(report.sentence())
     accuracy = _accuracy(ctx)
@@ -1027,8 +1032,19 @@ def _prepare(
             f"{handle.info.name} gets a new {dataset.num_labels}-class classifier head "
             "(randomly initialised); fine-tune before trusting its predictions."
         )
-    data_mod.validate_labels(dataset, model.config.num_labels)
     tokenizer = handle.load_tokenizer()
+    # Tokens, segment ids, positions and labels the model cannot represent: all refused
+    # (or fitted, as transformers fits them) here, before any step writes anything.
+    inputs, notes = inputs_mod.check_job_inputs(
+        model,
+        tokenizer,
+        dataset,
+        name=handle.info.name,
+        max_length=spec.max_length,
+        first_label_step=_first_untrained_use(recipe.steps),
+    )
+    for note in notes:
+        callbacks.on_message(note)
     run_device = pick_device(device or recipe.device)
     model.to(run_device)
     return _Context(
@@ -1044,4 +1060,23 @@ def _prepare(
         callbacks=callbacks,
         control=control,
         store=store,
+        inputs=inputs,
+        model_name=handle.info.name,
     )
+
+
+def _first_untrained_use(steps: Sequence[Step]) -> str | None:
+    """The first step that uses the classifier's outputs before any step trains it."""
+    for index, step in enumerate(steps):
+        if step.step_type == "finetune":
+            return None
+        # Pruning weights by magnitude or dropping layers needs no labels; recovery then trains.
+        if (
+            isinstance(step, Prune)
+            and step.method in ("magnitude", "layers")
+            and step.recovery_epochs > 0
+        ):
+            return None
+        if step.step_type != "benchmark":
+            return f"step {index + 1} '{step.step_type}'"
+    return None

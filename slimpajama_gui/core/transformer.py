@@ -315,7 +315,8 @@ class Embeddings(nn.Module):
             return torch.arange(T, device=input_ids.device)  # (T,)
         # RoBERTa counts only real tokens, so left padding does not shift positions.
         real = input_ids.ne(self.config.pad_token_id)  # (B, T)
-        counted = torch.cumsum(real, dim=1) - 1 + offset  # (B, T)
+        # int64 rather than bool: ONNX's CumSum has no bool kernel, so export needs it.
+        counted = torch.cumsum(real.long(), dim=1) - 1 + offset  # (B, T)
         return torch.where(real, counted, self.config.pad_token_id)
 
     def forward(

@@ -431,6 +431,7 @@ def flip_job(a: Variant, b: Variant, max_rows: int = MAX_FLIP_ROWS) -> Iterator[
         predict,
         prediction_diff,
     )
+    from slimpajama_gui.core.inputs import model_inputs
     from slimpajama_gui.core.models import open_model
 
     owner = a if a.recipe else b
@@ -471,7 +472,8 @@ def flip_job(a: Variant, b: Variant, max_rows: int = MAX_FLIP_ROWS) -> Iterator[
                 "labels."
             )
         tokenizer = handle.load_tokenizer()
-        enc = data_mod.encode_split(sub, tokenizer, spec.max_length)
+        inputs = model_inputs(model, tokenizer, variant.name)
+        enc = inputs.encode_split(sub, tokenizer, spec.max_length)
         total = math.ceil(n / EVAL_BATCH)
         logits, labels, order = [], [], []
         batches = data_mod.batches(

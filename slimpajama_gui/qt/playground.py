@@ -61,6 +61,7 @@ from PySide6.QtWidgets import (
 from superqt.utils import create_worker
 
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.inputs import model_inputs
 from slimpajama_gui.core.models import ModelInfo, open_model
 from slimpajama_gui.qt.workers import WorkerSet
 
@@ -122,17 +123,14 @@ class TorchPredictor:
         self.name = handle.info.name
         self.model = model.eval()
         self.tokenizer = handle.load_tokenizer()
-        self.max_length = min(max_length, self._position_limit())
+        self.inputs = model_inputs(model, self.tokenizer, self.name)
+        self.max_length = self.inputs.fit_length(max_length)
         self.batch_size = batch_size
         config = model.config
         self.label_names = [str(config.id2label[i]) for i in range(config.num_labels)]
         # A fast tokenizer is not safe to share between threads ("Already borrowed"), and
         # the live and the batch tab may both use this model at once.
         self._lock = threading.Lock()
-
-    def _position_limit(self) -> int:
-        config = self.model.config
-        return max(4, config.max_position_embeddings - config.position_offset)
 
     def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, list[str], float]:
         import torch
@@ -144,18 +142,9 @@ class TorchPredictor:
         seconds = 0.0
         with self._lock, torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
-                enc = self.tokenizer(
-                    texts[start : start + self.batch_size],
-                    truncation=True,
-                    max_length=self.max_length,
-                    padding=True,
-                    return_tensors="pt",
+                inputs, _ = self.inputs.batch(
+                    texts[start : start + self.batch_size], self.tokenizer, self.max_length
                 )
-                inputs = {
-                    k: v
-                    for k, v in enc.items()
-                    if k in ("input_ids", "attention_mask", "token_type_ids")
-                }
                 t0 = time.perf_counter()
                 logits = self.model(**inputs).logits
                 seconds += time.perf_counter() - t0
