@@ -219,7 +219,8 @@ def _refuse_unsupported(raw: dict, family: str, where: str) -> None:
         raise _refuse(
             where,
             "type_vocab_size 0 is not supported: BERT and RoBERTa look up token type 0 "
-            "for every token.",
+            "for every token (transformers cannot run this model either); choose a "
+            "checkpoint with type_vocab_size 1 or more.",
         )
 
 
@@ -397,13 +398,15 @@ def head_refusal(translation: Translation, num_labels: int, where: str) -> str |
         kind = "is not supported" if problem in _PROBLEM_TYPES else "is not a problem type"
         return (
             f"{where}: problem_type {problem!r} {kind}; SlimPajama Studio trains and "
-            "evaluates single-label classifiers (one class per text)."
+            "evaluates single-label classifiers (one class per text). Start the job with a "
+            "finetune step on single-label data, which gives the model a new head."
         )
     if num_labels == 1:
         return (
             f"{where}: a classifier with num_labels 1 is a regression model in "
             "transformers, which is not supported; SlimPajama Studio trains and evaluates "
-            "single-label classifiers with 2 or more classes."
+            "single-label classifiers with 2 or more classes. Start the job with a finetune "
+            "step on data with 2 or more classes, which gives the model a new head."
         )
     return None
 
