@@ -57,7 +57,13 @@ def write_tiny_bert(
     )
     model = BertForSequenceClassification(config).eval()
     model.save_pretrained(folder, safe_serialization=True)
-    BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True).save_pretrained(folder)
+    # transformers 5 ignores vocab_file here (the tokenizer kept only its 5 special
+    # tokens and read every word as [UNK]); the vocabulary itself is what it uses.
+    tokenizer = BertTokenizerFast(
+        vocab={w: i for i, w in enumerate(TINY_VOCAB)}, do_lower_case=True
+    )
+    assert tokenizer("the movie")["input_ids"][1:3] == [5, 13]
+    tokenizer.save_pretrained(folder)
     assert json.loads((folder / "config.json").read_text())["model_type"] == "bert"
     return folder
 
