@@ -196,8 +196,15 @@ def benchmark(
         runner: maps numpy inputs to logits (:class:`TorchRunner` or another backend).
         model: if given, parameters and non-zero parameters are counted.
         folder: if given, its size on disk is reported.
+        control: a :class:`~slimpajama_gui.core.train.Control` checked before every
+            call; after a stop the figures are partial (NaN where nothing was timed)
+            and the caller should discard them.
     """
     config = config or BenchConfig()
+
+    def stopped() -> bool:
+        return control is not None and control.should_stop
+
     sentences = list(sentences)[: config.sentences]
     if not sentences:
         raise ValueError("benchmark needs at least one sentence")
@@ -207,6 +214,8 @@ def benchmark(
         t0 = time.perf_counter()
         warm = (inputs * (1 + config.warmup // len(inputs)))[: max(config.warmup, 1)]
         for item in warm:
+            if stopped():
+                break
             runner(item)
         repeats = config.repeats
         if repeats is None:
@@ -216,7 +225,7 @@ def benchmark(
             repeats = int(min(20, max(1, config.auto_seconds / (per_call * len(inputs)))))
         for _ in range(repeats):
             for item in inputs:
-                if control is not None and control.should_stop:
+                if stopped():
                     break
                 t0 = time.perf_counter()
                 runner(item)
@@ -225,11 +234,16 @@ def benchmark(
             _pad_batch(inputs[i : i + config.throughput_batch])
             for i in range(0, len(inputs), config.throughput_batch)
         ]
-        runner(batches[0])
-        t0 = time.perf_counter()
-        for batch in batches:
-            runner(batch)
-        throughput = len(inputs) / (time.perf_counter() - t0)
+        throughput = float("nan")
+        if not stopped():
+            runner(batches[0])
+            t0 = time.perf_counter()
+            for batch in batches:
+                if stopped():
+                    break
+                runner(batch)
+            else:
+                throughput = len(inputs) / (time.perf_counter() - t0)
     ms = np.asarray(samples) * 1000.0
     params = nonzero = None
     if model is not None:

@@ -2,9 +2,15 @@
 
 The pipeline knows no screen. It reports through :class:`PipelineCallbacks` (no-op
 hooks; the CLI prints, the GUI's bridge emits Qt signals) and reads stop requests from a
-:class:`~slimpajama_gui.core.train.Control`, checked between steps and inside every
-step. Step types map to handler functions in :data:`HANDLERS` (a registry, not an
-if/elif chain); a new technique adds a handler here and its config in ``recipe.py``.
+:class:`~slimpajama_gui.core.train.Control`: checked between steps and inside every
+loop (training steps, evaluation and benchmark batches, importance-scoring batches,
+vocabulary-counting chunks, quantization-guard candidates). The phases that have no
+loop of ours to check in (loading the data, model and tokenizer, tokenizing a split,
+exporting to ONNX, loading an ONNX session, saving a variant) run inside
+``control.uncancellable(...)``, so whoever asks the job to stop can say what it waits
+for; the stop is honoured right after them. Step types map to handler functions in
+:data:`HANDLERS` (a registry, not an if/elif chain); a new technique adds a handler here
+and its config in ``recipe.py``.
 
 Example:
     >>> result = run(load_recipe("resources/recipes/demo.yaml"))  # doctest: +SKIP
@@ -19,7 +25,6 @@ import json
 import logging
 import math
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -43,6 +48,7 @@ from slimpajama_gui.core import vocabulary as vocab_mod
 from slimpajama_gui.core.bench import BenchConfig, TorchRunner, benchmark, count_parameters
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.evaluate import classification_report, predict
+from slimpajama_gui.core.leftovers import make_scratch, sweep_output
 from slimpajama_gui.core.models import load_tokenizer as open_tokenizer
 from slimpajama_gui.core.models import open_model, packaged_minilm_path, pin_tokenizer_class
 from slimpajama_gui.core.recipe import (
@@ -139,6 +145,7 @@ class _Context:
     inputs: inputs_mod.ModelInputs
     model_name: str = ""
     tokenizer_dir: Path | None = None  # where the current tokenizer's files are
+    where: str = ""  # the running step for a person: "step 3 of 4 (export)"
     scratch: Path | None = None  # temporary files of this job (removed at the end)
     variant: Path | None = None  # folder of the current model, once saved
     #: Once the model is an ONNX variant: the PyTorch model it came from (for a
@@ -166,7 +173,8 @@ class _Context:
     def encoded(self, name: str) -> data_mod.Encoded:
         if name not in self._encoded:
             spec_len = self.dataset.spec.max_length
-            enc = self.inputs.encode_split(self.split(name), self.tokenizer, spec_len)
+            with self.uncancellable(f"tokenizing the {name} data"):
+                enc = self.inputs.encode_split(self.split(name), self.tokenizer, spec_len)
             for warning in enc.warnings:
                 self.callbacks.on_message(warning)
             self._encoded[name] = enc
@@ -175,6 +183,10 @@ class _Context:
     def check_stop(self) -> None:
         if self.control.should_stop:
             raise _Cancelled
+
+    def uncancellable(self, what: str):
+        """A phase with no stop point, named for whoever asks the job to stop."""
+        return self.control.uncancellable(f"{what} in {self.where}" if self.where else what)
 
     @property
     def is_onnx(self) -> bool:
@@ -187,7 +199,7 @@ class _Context:
 
     def scratch_dir(self, name: str) -> Path:
         if self.scratch is None:
-            self.scratch = Path(tempfile.mkdtemp(prefix=".slimpajama-job-", dir=self.output.parent))
+            self.scratch = make_scratch(self.output, self.job_id)
         path = self.scratch / name
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -403,7 +415,9 @@ def _bench_runner(ctx: _Context, index: int, step: Benchmark) -> tuple[Any, Any,
     folder = ctx.variant or ctx.source
     if backend == "onnxruntime":
         if ctx.is_onnx:
-            return onnx_mod.load_onnx_runner(ctx.variant, threads=step.threads), None, folder
+            with ctx.uncancellable("loading the ONNX model"):
+                runner = onnx_mod.load_onnx_runner(ctx.variant, threads=step.threads)
+            return runner, None, folder
         if getattr(ctx.model, "quantization", None) is not None:
             raise UserError(
                 "benchmark.backend: a PyTorch-quantized model cannot run in onnxruntime; "
@@ -411,10 +425,12 @@ def _bench_runner(ctx: _Context, index: int, step: Benchmark) -> tuple[Any, Any,
             )
         # Any PyTorch variant can be timed in onnxruntime: export it on the side.
         scratch = ctx.scratch_dir(f"bench-onnx-{index + 1:02d}")
-        onnx_mod.export_onnx(ctx.model.to("cpu"), scratch / onnx_mod.ONNX_NAME)
-        runner = onnx_mod.OrtRunner(
-            scratch / onnx_mod.ONNX_NAME, threads=step.threads, config=ctx.model.config
-        )
+        with ctx.uncancellable("exporting the model to ONNX to time it"):
+            onnx_mod.export_onnx(ctx.model.to("cpu"), scratch / onnx_mod.ONNX_NAME)
+            runner = onnx_mod.OrtRunner(
+                scratch / onnx_mod.ONNX_NAME, threads=step.threads, config=ctx.model.config
+            )
+        ctx.check_stop()
         return runner, ctx.model, folder
     model = ctx.torch_model if ctx.is_onnx else ctx.model
     model.to("cpu")  # latency is a CPU figure, whatever trained the model
@@ -499,8 +515,9 @@ def _prune(ctx: _Context, index: int, step: Prune) -> dict[str, Any]:
             ctx.encoded("train"), ctx.dataset.train.labels, step.batch_size,
             shuffle=True, seed=0, pad_id=ctx.pad_id,
         )  # fmt: skip
-        importance = prune_mod.structure_importance(ctx.model, batches, max_batches=32)
-        ctx.check_stop()
+        importance = prune_mod.structure_importance(
+            ctx.model, batches, max_batches=32, check=ctx.check_stop
+        )
         fraction = {"head_fraction" if step.method == "heads" else "ffn_fraction": step.amount}
         ctx.model = prune_mod.prune_structure(ctx.model, importance, scope=step.scope, **fraction)
         ctx.model.to(ctx.device)
@@ -550,6 +567,7 @@ def _prune_vocabulary(ctx: _Context, index: int, step: Prune, before: int) -> di
         eval_texts=ev.texts,
         eval_pairs=ev.pairs,
         max_length=ctx.dataset.spec.max_length,
+        check=ctx.check_stop,
     )
     ctx.model.to(ctx.device)
     # Token ids changed: the tokenizer and every cached encoding must follow.
@@ -650,6 +668,7 @@ def _quantize(ctx: _Context, index: int, step: Quantize) -> dict[str, Any]:
         ctx.model, step.method, accuracy_of,
         tolerance=step.tolerance / 100, per_channel=step.per_channel,
         embeddings=step.embeddings, sample=sample, log=ctx.callbacks.on_message,
+        check=ctx.check_stop,
     )  # fmt: skip
     if not report.ok:
         raise UserError(
@@ -722,15 +741,18 @@ def _to_onnx(
     ctx.check_stop()
     baseline = classification_report(reference, ctx.dataset.label_names).accuracy
     staged = ctx.scratch_dir(f"onnx-{index + 1:02d}")
-    info = onnx_mod.save_onnx_variant(
-        torch_model,
-        ctx.tokenizer_dir or ctx.source,
-        staged,
-        quantized=quantized,
-        per_channel=per_channel,
-    )
+    what = "exporting the model to ONNX" + (" and quantizing it" if quantized else "")
+    with ctx.uncancellable(what):
+        info = onnx_mod.save_onnx_variant(
+            torch_model,
+            ctx.tokenizer_dir or ctx.source,
+            staged,
+            quantized=quantized,
+            per_channel=per_channel,
+        )
     ctx.check_stop()
-    candidate = onnx_mod.OnnxClassifier(onnx_mod.load_onnx_runner(staged, threads=2))
+    with ctx.uncancellable("loading the exported ONNX model"):
+        candidate = onnx_mod.OnnxClassifier(onnx_mod.load_onnx_runner(staged, threads=2))
     preds = predict(candidate, _eval_batches(ctx, "eval", 64), control=ctx.control)
     ctx.check_stop()
     accuracy = classification_report(preds, ctx.dataset.label_names).accuracy
@@ -773,7 +795,8 @@ def _to_onnx(
 
     target = _save_variant(ctx, index, step, writer=copy_staged)
     # Run from the saved folder from now on; the staged copy goes with the scratch folder.
-    ctx.model = onnx_mod.OnnxClassifier(onnx_mod.load_onnx_runner(target, threads=2))
+    with ctx.uncancellable("loading the saved ONNX model"):
+        ctx.model = onnx_mod.OnnxClassifier(onnx_mod.load_onnx_runner(target, threads=2))
     return {
         "accuracy": accuracy,
         "accuracy_drop": drop,
@@ -882,21 +905,24 @@ def _save_variant(
     """
     target = ctx.output / f"{index + 1:02d}-{step.step_type}"
     ctx.check_stop()
-    ctx.model.to("cpu")
-    info = _result_json(ctx, index, step)
-    with atomic_dir(target) as staging:
-        if writer is not None:
-            writer(staging)
-        elif getattr(ctx.model, "quantization", None) is not None:
-            quant_mod.save_quantized(ctx.model, None, staging)
-        else:
-            ctx.model.write_files(staging)
-        copy_tokenizer_files(ctx.tokenizer_dir or ctx.source, staging)
-        # The variant's config.json says "slimpajama", not the source's model_type: the
-        # tokenizer must load as the class the model was trained and measured with.
-        pin_tokenizer_class(staging, ctx.tokenizer)
-        atomic_write_text(staging / RESULT_FILE, json.dumps(info, indent=2) + "\n")
-        atomic_write_text(staging / "README.md", _model_card(info, target.name))
+    # From here the variant is written whole or not at all (atomic_dir): a stop request
+    # waits for the save, and a process that dies inside leaves only a staging folder.
+    with ctx.uncancellable(f"saving {target.name}"):
+        ctx.model.to("cpu")
+        info = _result_json(ctx, index, step)
+        with atomic_dir(target) as staging:
+            if writer is not None:
+                writer(staging)
+            elif getattr(ctx.model, "quantization", None) is not None:
+                quant_mod.save_quantized(ctx.model, None, staging)
+            else:
+                ctx.model.write_files(staging)
+            copy_tokenizer_files(ctx.tokenizer_dir or ctx.source, staging)
+            # The variant's config.json says "slimpajama", not the source's model_type:
+            # the tokenizer must load as the class the model was trained and measured with.
+            pin_tokenizer_class(staging, ctx.tokenizer)
+            atomic_write_text(staging / RESULT_FILE, json.dumps(info, indent=2) + "\n")
+            atomic_write_text(staging / "README.md", _model_card(info, target.name))
     ctx.model.to(ctx.device)
     ctx.variants.append(target)
     ctx.variant = target
@@ -952,6 +978,8 @@ def run(
     threads_before = torch.get_num_threads()
     try:
         with OutputLock(output, job_id=job_id):
+            # What a job killed in this folder left behind (only a lock holder writes it).
+            sweep_output(output)
             store.mark_running(job_id)
             callbacks.on_job_start(job_id, recipe)
             current = "loading the model and data"
@@ -959,6 +987,7 @@ def run(
             for index, step in enumerate(recipe.steps):
                 ctx.check_stop()
                 current = f"step {index + 1} ({step.step_type})"
+                ctx.where = f"step {index + 1} of {len(recipe.steps)} ({step.step_type})"
                 callbacks.on_step_start(index, step, len(recipe.steps))
                 if ctx.is_onnx and step.step_type not in ONNX_STEPS:
                     raise UserError(
@@ -1018,21 +1047,29 @@ def _prepare(
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)
+    # Reading a file and a model has no stop point; the stop is honoured in between.
+    if control.should_stop:
+        raise _Cancelled
     spec = data_mod.DatasetSpec.from_dict(recipe.dataset)
-    dataset = data_mod.load_dataset(spec, base_dir=recipe.base_dir)
+    with control.uncancellable("loading the data"):
+        dataset = data_mod.load_dataset(spec, base_dir=recipe.base_dir)
     for warning in dataset.warnings:
         callbacks.on_message(warning)
+    if control.should_stop:
+        raise _Cancelled
     source = resolve_model_path(recipe)
-    handle = open_model(source)
-    id2label = dict(enumerate(dataset.label_names))
-    model = handle.load_model(num_labels=dataset.num_labels, id2label=id2label)
+    with control.uncancellable("loading the model"):
+        handle = open_model(source)
+        id2label = dict(enumerate(dataset.label_names))
+        model = handle.load_model(num_labels=dataset.num_labels, id2label=id2label)
     report = getattr(model, "load_report", None)
     if report is not None and report.new_keys:
         callbacks.on_message(
             f"{handle.info.name} gets a new {dataset.num_labels}-class classifier head "
             "(randomly initialised); fine-tune before trusting its predictions."
         )
-    tokenizer = handle.load_tokenizer()
+    with control.uncancellable("loading the tokenizer"):
+        tokenizer = handle.load_tokenizer()
     # Tokens, segment ids, positions and labels the model cannot represent: all refused
     # (or fitted, as transformers fits them) here, before any step writes anything.
     inputs, notes = inputs_mod.check_job_inputs(

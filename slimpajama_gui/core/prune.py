@@ -697,6 +697,7 @@ def structure_importance(
     max_batches: int | None = 32,
     *,
     loss_fn: LossFn | None = None,
+    check: Callable[[], None] | None = None,
 ) -> Importance:
     """Score every head and FFN neuron by how much the loss depends on it.
 
@@ -715,6 +716,8 @@ def structure_importance(
             ``token_type_ids``, ``labels``), e.g. one epoch's iterator.
         max_batches: stop after this many; None = all.
         loss_fn: ``(model, batch) -> (loss, parts)``; default: summed cross-entropy.
+        check: called before every batch; raises to stop (the pipeline's stop check),
+            and whatever it raises propagates.
 
     Raises:
         UserError: no batch was given.
@@ -749,6 +752,8 @@ def structure_importance(
             for batch in batches:
                 if max_batches is not None and n_batches >= max_batches:
                     break
+                if check is not None:
+                    check()
                 batch = {k: v.to(device) for k, v in batch.items()}
                 current.clear()
                 loss = _batch_loss(model, batch, loss_fn)

@@ -1154,6 +1154,7 @@ def guard_quantization(
     skip: Iterable[str] = frozenset(),
     baseline: float | None = None,
     log: Callable[[str], None] | None = None,
+    check: Callable[[], None] | None = None,
 ) -> GuardReport:
     """Quantize, then keep the most sensitive layers in float until accuracy holds.
 
@@ -1180,6 +1181,8 @@ def guard_quantization(
         skip: modules always kept float.
         baseline: the float model's accuracy, if already known.
         log: receives one line per step, for progress messages.
+        check: called before every candidate is scored or kept float; raises to stop
+            (the pipeline's stop check), and whatever it raises propagates.
 
     Raises:
         UserError: a bad method, tolerance or candidate.
@@ -1208,6 +1211,8 @@ def guard_quantization(
     reference = _logits(model, _as_batches(sample)) if sample is not None else None
     report.sensitivity_measure = "kl" if reference is not None else "accuracy"
     for name, group in groups.items():
+        if check is not None:
+            check()
         only = quantize_model(model, method, skip=set(every) - group, **options).model
         if reference is not None:
             score = _kl(reference, _logits(only, _as_batches(sample)))
@@ -1220,6 +1225,8 @@ def guard_quantization(
     for name in sorted(groups, key=lambda c: -report.sensitivity[c]):
         if report.ok:
             break
+        if check is not None:
+            check()
         kept |= groups[name]
         report.result = quantize_model(model, method, skip=kept, **options)
         report.final = float(evaluate(report.result.model))

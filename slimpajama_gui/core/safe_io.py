@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -271,3 +272,51 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+# What the writers above leave behind when the process dies inside them (kill -9, a
+# power cut, an app that quits while a job cannot stop): the names they stage under.
+_STAGED_DIR = re.compile(r"\.(?P<name>.+)\.(?P<kind>staging|old)-[0-9a-f]{8}")
+_STAGED_FILE = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.[^.]+)?")
+
+
+def recover_atomic_leftovers(folder: Path) -> list[Path]:
+    """Finish what a killed :func:`atomic_dir` / ``atomic_write_*`` left in ``folder``.
+
+    Afterwards every target in ``folder`` is the old complete copy or the new complete
+    one. A staging folder or temporary file is removed (it was never swapped in); an
+    ``.old-`` copy whose target is missing (killed between the two renames of
+    :func:`atomic_dir`) is put back, any other ``.old-`` copy is removed. Sub-folders
+    are not searched. Only call it while nobody writes in ``folder`` (hold its
+    :class:`~slimpajama_gui.core.store.OutputLock`).
+
+    Args:
+        folder: where the atomic writes happened; missing is fine (nothing to do).
+
+    Returns:
+        The paths removed or restored, for the log.
+
+    Raises:
+        OSError: an ``.old-`` copy could not be put back.
+    """
+    folder = Path(folder)
+    touched: list[Path] = []
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return touched
+    for entry in entries:
+        staged = _STAGED_DIR.fullmatch(entry.name)
+        if staged and entry.is_dir() and not entry.is_symlink():
+            target = folder / staged["name"]
+            if staged["kind"] == "old" and not target.exists():
+                os.replace(entry, target)
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
+            touched.append(entry)
+        elif _STAGED_FILE.fullmatch(entry.name) and entry.is_file():
+            entry.unlink(missing_ok=True)
+            touched.append(entry)
+    if touched:
+        _fsync_dir(folder)
+    return touched

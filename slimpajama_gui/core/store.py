@@ -516,6 +516,23 @@ class JobStore:
                 (status, time.time(), error, failed_step, status, job_id),
             )
 
+    def mark_interrupted(self, job_id: int) -> bool:
+        """Mark a job that is still queued or running interrupted.
+
+        For the app when it quits while a job cannot stop: a status the job has already
+        written itself (done, failed, cancelled) is the truth and stays.
+
+        Returns:
+            True if the row was changed.
+        """
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE jobs SET status = 'interrupted', error = ?, finished_at = ? "
+                "WHERE id = ? AND status IN ('running', 'queued')",
+                (INTERRUPTED_MESSAGE, time.time(), job_id),
+            )
+            return cur.rowcount > 0
+
     def set_progress(self, job_id: int, fraction: float) -> None:
         """Overall progress of the job, 0..1 (clamped)."""
         fraction = 0.0 if not math.isfinite(fraction) else min(1.0, max(0.0, float(fraction)))

@@ -18,8 +18,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -56,10 +56,27 @@ class TrainConfig:
 
 
 class Control:
-    """Carries a stop request from any thread into the loop (checked every step)."""
+    """Carries a stop request from any thread into the loop (checked every step).
+
+    It also tells the thread that asks for a stop what the job is doing when it cannot
+    stop at once: code that runs a phase with no stop point inside (an ONNX export, a
+    save that must finish or be discarded) wraps it in :meth:`uncancellable`, and
+    :attr:`busy_with` names it until the phase ends.
+
+    Example:
+        >>> control = Control()
+        >>> with control.uncancellable("exporting the model to ONNX in step 3 of 4 (export)"):
+        ...     control.busy_with
+        'exporting the model to ONNX in step 3 of 4 (export)'
+        >>> control.busy_with is None
+        True
+    """
 
     def __init__(self) -> None:
         self._stop = threading.Event()
+        # A tuple replaced whole, never changed in place: another thread reading it
+        # sees one consistent value without a lock.
+        self._busy: tuple[str, ...] = ()
 
     @property
     def should_stop(self) -> bool:
@@ -67,6 +84,29 @@ class Control:
 
     def request_stop(self) -> None:
         self._stop.set()
+
+    @property
+    def busy_with(self) -> str | None:
+        """The phase that cannot be stopped part-way running now (innermost), or None.
+
+        Safe to read from any thread.
+        """
+        busy = self._busy
+        return busy[-1] if busy else None
+
+    @contextmanager
+    def uncancellable(self, what: str) -> Iterator[None]:
+        """Mark the body as a phase with no stop point; ``what`` names it for a person.
+
+        ``what`` reads after "the job is ...": "saving 02-prune in step 2 of 3 (prune)".
+        A stop requested meanwhile takes effect at the next stop point after the body.
+        """
+        outer = self._busy
+        self._busy = (*outer, what)
+        try:
+            yield
+        finally:
+            self._busy = outer
 
 
 @dataclass

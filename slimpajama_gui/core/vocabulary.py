@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ from slimpajama_gui.core.transformer import TOKENIZER_FILES, SlimPajamaModel
 
 #: Rows tokenized at a time (bounds the memory of the id lists).
 CHUNK_ROWS = 2048
+#: The pipeline's stop check: called between chunks, raises to stop.
+Check = Callable[[], None] | None
 
 
 @dataclass
@@ -257,15 +259,21 @@ def _check_pairs(texts: Sequence[str], pairs: Sequence[str] | None, what: str) -
         raise ValueError(f"{len(texts)} {what} texts but {len(pairs)} second texts")
 
 
-def _chunks(texts: Sequence[str], pairs: Sequence[str] | None):
-    """(start, texts, pairs) of at most :data:`CHUNK_ROWS` rows."""
+def _chunks(texts: Sequence[str], pairs: Sequence[str] | None, check: Check = None):
+    """(start, texts, pairs) of at most :data:`CHUNK_ROWS` rows; ``check()`` before each."""
     for start in range(0, len(texts), CHUNK_ROWS):
+        if check is not None:
+            check()
         stop = start + CHUNK_ROWS
         yield start, texts[start:stop], None if pairs is None else pairs[start:stop]
 
 
 def _read_rows(
-    tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int
+    tokenizer,
+    texts: Sequence[str],
+    pairs: Sequence[str] | None,
+    max_length: int,
+    check: Check = None,
 ) -> tuple[list[data_mod.Encoded], set[int]]:
     """The rows as the model reads them (one :class:`Encoded` per chunk), and every id
     they use before token truncation.
@@ -276,7 +284,7 @@ def _read_rows(
     """
     chunks: list[data_mod.Encoded] = []
     used: set[int] = set()
-    for _, a, b in _chunks(texts, pairs):
+    for _, a, b in _chunks(texts, pairs, check):
         enc = data_mod.encode(a, tokenizer, max_length, b)
         for ids in enc.input_ids:
             used.update(ids)
@@ -319,13 +327,14 @@ def _compare(
     texts: Sequence[str],
     pairs: Sequence[str] | None,
     max_length: int,
+    check: Check = None,
 ) -> _Comparison:
     """Encode the rows as the model reads them with the new tokenizer and compare with
     ``old_chunks`` (the same rows and chunks, from :func:`_read_rows`)."""
     result = _Comparison()
     old_special = set(old_tok.all_special_ids) - {old_tok.unk_token_id}
     new_special = set(new_tok.all_special_ids) - {new_tok.unk_token_id}
-    for (start, a, b), old in zip(_chunks(texts, pairs), old_chunks, strict=True):
+    for (start, a, b), old in zip(_chunks(texts, pairs, check), old_chunks, strict=True):
         new = data_mod.encode(a, new_tok, max_length, b)
         for j, (o, n) in enumerate(zip(old.input_ids, new.input_ids, strict=True)):
             same = len(o) == len(n) and all(
@@ -363,6 +372,7 @@ def prune_vocabulary(
     eval_texts: Sequence[str] | None = None,
     eval_pairs: Sequence[str] | None = None,
     max_length: int | None = None,
+    check: Check = None,
 ) -> tuple[SlimPajamaModel, VocabReport]:
     """A NEW model whose word embedding has only the rows the train rows use, plus a tokenizer.
 
@@ -394,6 +404,8 @@ def prune_vocabulary(
         eval_pairs: their second texts.
         max_length: tokens per row the model reads (the dataset's ``max_length``);
             None = the model's position table.
+        check: called before every chunk of rows is encoded; raises to stop (the
+            pipeline's stop check), and whatever it raises propagates.
 
     Returns:
         The new model (``vocab_size`` and ``pad_token_id`` updated) and a
@@ -435,7 +447,7 @@ def prune_vocabulary(
             "but none were given."
         )
     tokenizer = _load_tokenizer(tokenizer_folder)
-    old_train, keep = _read_rows(tokenizer, texts, pairs, length)
+    old_train, keep = _read_rows(tokenizer, texts, pairs, length, check)
     keep |= {int(i) for i in tokenizer.all_special_ids}
     if data is not None:
         keep |= {int(t["id"]) for t in data.get("added_tokens") or []}
@@ -456,7 +468,7 @@ def prune_vocabulary(
     if len(new_tok) != len(kept_ids):
         raise RuntimeError(f"the pruned tokenizer has {len(new_tok)} ids, expected {len(kept_ids)}")
     id_map = {old: new for new, old in enumerate(kept_ids)}
-    train = _compare(tokenizer, old_train, new_tok, id_map, texts, pairs, length)
+    train = _compare(tokenizer, old_train, new_tok, id_map, texts, pairs, length, check)
     if train.changed:
         first = train.changed[0]
         raise UserError(
@@ -474,8 +486,8 @@ def prune_vocabulary(
         kept_ids=kept_ids,
     )
     if eval_texts:
-        old_eval, _ = _read_rows(tokenizer, eval_texts, eval_pairs, length)
-        ev = _compare(tokenizer, old_eval, new_tok, id_map, eval_texts, eval_pairs, length)
+        old_eval, _ = _read_rows(tokenizer, eval_texts, eval_pairs, length, check)
+        ev = _compare(tokenizer, old_eval, new_tok, id_map, eval_texts, eval_pairs, length, check)
         report.eval_rows = ev.rows
         report.unk_rate_on_eval = _Comparison.rate(ev.unk_new, ev.tokens_new)
         report.unk_rate_on_eval_before = _Comparison.rate(ev.unk_old, ev.tokens_old)

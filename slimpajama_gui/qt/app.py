@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 import traceback
 from importlib.resources import files
 from logging.handlers import RotatingFileHandler
 
-from PySide6.QtCore import QCoreApplication, Qt
+from PySide6.QtCore import QCoreApplication, Qt, QThreadPool
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -20,6 +22,9 @@ log = logging.getLogger("slimpajama_gui")
 
 ORGANIZATION = "SlimPajama"
 APPLICATION = "SlimPajama Studio"
+
+#: How long short workers (a model scan, a prediction) may take to end after the window.
+POOL_WAIT_MS = 30_000
 
 
 def app_icon() -> QIcon:
@@ -87,4 +92,35 @@ def run_app(argv: list[str]) -> int:
 
     window = MainWindow()
     window.show()
-    return app.exec()
+    return end_session(window, app.exec())
+
+
+def end_session(window, code: int) -> int:
+    """Leave after the event loop ended, never tearing Python down under a worker.
+
+    A thread-pool thread still running Python code while the interpreter and Qt are torn
+    down prints "Signal source has been deleted" or aborts ("QThread: Destroyed while
+    thread is still running"). So the short workers are waited for here, while every
+    object they might emit to still exists. A job the user let go with "Quit now"
+    (``qt/closing.py``) is not waited for: it is already marked interrupted, and the
+    process ends at once, as if killed; its half-written step is only staging, cleared
+    at the next start.
+
+    Returns:
+        ``code``, when the normal exit is safe (otherwise the process ends here).
+    """
+    if window.jobs_view.runner.worker_alive:
+        exit_now(code)
+    elif not QThreadPool.globalInstance().waitForDone(POOL_WAIT_MS):
+        log.warning("A worker did not end within %d s of closing", POOL_WAIT_MS // 1000)
+        exit_now(code)
+    return code
+
+
+def exit_now(code: int) -> None:
+    """End the process without waiting for threads or running destructors."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # closed or None
+            stream.flush()
+    os._exit(code)

@@ -7,6 +7,13 @@ the GUI thread and its receivers do too, Qt delivers every signal *queued*: the 
 run later on the GUI thread, in the order the events happened. Nothing else in the app
 turns core events into signals, and the bridge itself never touches a widget.
 
+A job can outlive the window (the app may quit while the job is inside a step that
+cannot stop), so the bridge must never be a Qt child of a widget: emitting on a deleted
+C++ object raises "Signal source has been deleted" on the worker thread. The runner
+creates it without a parent and the worker holds a reference to it, so it lives exactly
+as long as someone can emit on it; receivers that are deleted first are disconnected by
+Qt. :meth:`JobBridge.detach` silences it for good when the window lets a job go.
+
 Example:
     >>> bridge = JobBridge()  # doctest: +SKIP
     >>> bridge.logged.connect(charts.add_metrics)
@@ -68,6 +75,7 @@ class JobBridge(QObject, PipelineCallbacks):
         job_id: the id of the job being run, set on the worker thread as soon as the
             pipeline has created it (so the runner knows it even if an exception
             arrives before the queued ``job_started``).
+        detached: True after :meth:`detach`: every hook is then a no-op.
     """
 
     job_started = Signal(int)
@@ -83,29 +91,46 @@ class JobBridge(QObject, PipelineCallbacks):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.job_id: int | None = None
+        self.detached = False
+
+    def detach(self) -> None:
+        """Emit nothing any more (GUI thread): the window no longer follows this job.
+
+        A hook already past its check may still emit once; that event is queued and
+        delivered to whatever receivers are still alive, or dropped with them.
+        """
+        self.detached = True
 
     # Every method below runs on the worker thread.
 
     def on_job_start(self, job_id: int, recipe: Recipe) -> None:
         self.job_id = job_id
-        self.job_started.emit(job_id)
+        if not self.detached:
+            self.job_started.emit(job_id)
 
     def on_message(self, text: str) -> None:
-        self.message.emit(str(text))
+        if not self.detached:
+            self.message.emit(str(text))
 
     def on_step_start(self, index: int, step: Step, count: int) -> None:
-        self.step_started.emit(index, step.step_type, count)
+        if not self.detached:
+            self.step_started.emit(index, step.step_type, count)
 
     def on_progress(self, index: int, done: int, total: int) -> None:
-        self.progress.emit(index, int(done), int(total))
+        if not self.detached:
+            self.progress.emit(index, int(done), int(total))
 
     def on_log(self, index: int, metrics: dict[str, float]) -> None:
-        self.logged.emit(index, _plain(metrics))
+        if not self.detached:
+            self.logged.emit(index, _plain(metrics))
 
     def on_eval(self, index: int, metrics: dict[str, Any]) -> None:
-        self.evaluated.emit(index, _plain(metrics))
+        if not self.detached:
+            self.evaluated.emit(index, _plain(metrics))
 
     def on_artifact(self, index: int, path: Path, summary: dict[str, Any]) -> None:
+        if self.detached:
+            return
         # The saved info holds the whole recipe; the receivers need only the figures.
         info = {
             k: summary.get(k)
@@ -116,7 +141,9 @@ class JobBridge(QObject, PipelineCallbacks):
         self.artifact.emit(index, str(path), info)
 
     def on_step_end(self, index: int, step: Step, summary: dict[str, Any]) -> None:
-        self.step_finished.emit(index, _plain(summary))
+        if not self.detached:
+            self.step_finished.emit(index, _plain(summary))
 
     def on_end(self, status: str, error: str | None) -> None:
-        self.finished.emit(status, error or "")
+        if not self.detached:
+            self.finished.emit(status, error or "")

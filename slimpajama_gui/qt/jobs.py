@@ -3,8 +3,9 @@
 :class:`JobRunner` owns one :class:`~slimpajama_gui.qt.bridge.JobBridge` (connect to
 ``runner.bridge`` for live events) and runs each recipe as a superqt function worker on
 the thread pool. Cancellation is cooperative: :meth:`JobRunner.cancel` sets the
-pipeline's :class:`~slimpajama_gui.core.train.Control`, which the engine checks every
-training step and every evaluation batch, so a job stops within about a second.
+pipeline's :class:`~slimpajama_gui.core.train.Control`, which the engine checks between
+steps and in every loop (training steps, evaluation batches, ...), so a job stops within
+about a second, or right after a phase that cannot stop part-way.
 
 Rules kept here (RELIABILITY.md F3, F5, F9; Orange3 ``concurrent.py``):
 
@@ -13,9 +14,15 @@ Rules kept here (RELIABILITY.md F3, F5, F9; Orange3 ``concurrent.py``):
   carries a sentence. The runner goes on with the next job.
 - The next queued job is never started from inside a "finished" handler; it is
   scheduled with ``QTimer.singleShot(0, ...)`` so every slot of the finished job has run.
+- Some phases of a job cannot stop part-way (an ONNX export, a save);
+  :attr:`JobRunner.busy_with` names the one running, so whoever closes can say what the
+  job waits for. :meth:`JobRunner.stop_for_close` asks the job to stop without waiting
+  (the window closes on ``job_finished``); :meth:`JobRunner.abandon` lets a job go when
+  the app quits first: the job is marked interrupted unless it already wrote its own
+  final status, and the bridge is detached so nothing it does later reaches a window.
 - :meth:`JobRunner.shutdown` asks the job to stop and waits for the worker while still
   processing events, so the window can close without "QThread destroyed while running";
-  a job that does not stop in time is marked interrupted.
+  a job that does not stop in time is abandoned.
 
 Example:
     >>> runner = JobRunner(store)  # doctest: +SKIP
@@ -39,7 +46,7 @@ from slimpajama_gui.core import pipeline
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.priority import lower_thread_priority
 from slimpajama_gui.core.recipe import Recipe
-from slimpajama_gui.core.store import INTERRUPTED_MESSAGE, JobStore
+from slimpajama_gui.core.store import JobStore
 from slimpajama_gui.core.train import Control
 from slimpajama_gui.qt.bridge import JobBridge
 
@@ -103,7 +110,8 @@ class JobRunner(QObject):
         job_started(int job_id): the pipeline created the job row and runs it.
         job_finished(int job_id, str status, str error): the worker has returned;
             ``status`` is done / failed / cancelled; ``job_id`` is ``NO_JOB`` if the
-            job never reached the history. ``is_running`` is already False here.
+            job never reached the history. ``is_running`` is already False here. Not
+            emitted for a job let go by :meth:`abandon`.
         errored(str sentence): an unexpected exception ended a job (after the job was
             marked failed).
     """
@@ -119,7 +127,9 @@ class JobRunner(QObject):
         super().__init__(parent)
         self.store = store
         self.device = device
-        self.bridge = JobBridge(self)
+        # No Qt parent on purpose: the worker holds the bridge while it runs, so it is
+        # never deleted with the window under a job that still emits (bridge.py).
+        self.bridge = JobBridge()
         self.bridge.job_started.connect(self._on_job_started)
         self._queue: list[QueuedJob] = []
         self._keys = itertools.count(1)
@@ -130,6 +140,7 @@ class JobRunner(QObject):
         self._outcome: tuple[int, str, str] | None = None
         self._recipes: dict[int, Recipe] = {}  # this session's jobs, for Re-run
         self._closing = False
+        self._abandoned = False
         self.current_job_id: int | None = None
         self.started_at: float | None = None  # time.time() when the worker started
 
@@ -138,6 +149,22 @@ class JobRunner(QObject):
     def is_running(self) -> bool:
         """Whether a worker is running a job (until ``job_finished`` is emitted)."""
         return self._worker is not None
+
+    @property
+    def worker_alive(self) -> bool:
+        """Whether a job's thread still runs, also after :meth:`abandon` (any thread)."""
+        done = self._done
+        return done is not None and not done.is_set()
+
+    @property
+    def busy_with(self) -> str | None:
+        """What the running job does that cannot be stopped part-way, or None.
+
+        A phrase that reads after "the job is": "exporting the model to ONNX in step 3
+        of 4 (export)". None when no job runs or it is at a point where it can stop.
+        """
+        control = self._control
+        return control.busy_with if control is not None else None
 
     @property
     def pending(self) -> list[QueuedJob]:
@@ -212,6 +239,8 @@ class JobRunner(QObject):
         worker.start()
 
     def _on_job_started(self, job_id: int) -> None:
+        if self._abandoned:
+            return
         self.current_job_id = job_id
         if self._running_recipe is not None:
             self._recipes[job_id] = self._running_recipe
@@ -231,7 +260,8 @@ class JobRunner(QObject):
             except Exception:  # noqa: BLE001 - the history itself may be what broke
                 log.exception("Could not mark job %s failed", job_id)
         self._outcome = (job_id if job_id is not None else NO_JOB, "failed", sentence)
-        self.errored.emit(sentence)
+        if not self._abandoned:
+            self.errored.emit(sentence)
 
     def _on_warned(self, args: tuple) -> None:
         message, category = args[0], args[1]
@@ -248,41 +278,81 @@ class JobRunner(QObject):
         self._running_recipe = None
         self.current_job_id = None
         self.started_at = None
+        if self._abandoned:
+            # Nobody follows it any more; its own final status is in the history.
+            log.info("Job %s ended after the window let it go: %s", outcome[0], outcome[1])
+            return
         self.job_finished.emit(*outcome)
         # Orange3 rule: never start the next task from inside a "done" handler.
         QTimer.singleShot(0, self._start_next)
 
     # ------------------------------------------------------------------ closing
-    def shutdown(self, timeout_s: float = 10.0) -> bool:
-        """Stop for good: drop the queue, stop the running job and wait for it.
+    def stop_for_close(self) -> None:
+        """Stop for good without waiting: drop the queue, ask the running job to stop.
 
-        Events keep being processed while waiting, so the job's last signals arrive and
-        the window stays painted. Called from the main window's ``closeEvent``.
-
-        Returns:
-            True when no worker is left running; False if the job did not stop within
-            ``timeout_s`` (it is then marked interrupted in the history).
+        ``job_finished`` follows once the worker has ended (the job records itself as
+        cancelled at its next stop point, or done if nothing was left); no new job
+        starts and :meth:`submit` refuses.
         """
         self._closing = True
         if self._queue:
             self._queue.clear()
             self.queue_changed.emit()
+        self.cancel()
+
+    def abandon(self) -> None:
+        """Let the running job go because the app quits before it can stop.
+
+        The job is marked interrupted unless it has already written its own final
+        status, and the bridge is detached: whatever the job does from now on reaches no
+        window, and ``job_finished`` is not emitted for it. If the process outlives the
+        job after all, the job's own final status replaces "interrupted" (it is the
+        truth: it did stop, or finish). The caller ends the process without waiting for
+        the thread (``app.end_session``).
+        """
+        self.stop_for_close()
+        if self._worker is None or self._abandoned:
+            return
+        self._abandoned = True
+        self.bridge.detach()
+        job_id = self.bridge.job_id
+        busy = self.busy_with or "between stop points"
+        if job_id is None:
+            # Not in the history yet; if it gets there before the process ends, the
+            # next start finds a dead process's job and marks it interrupted.
+            log.warning("A starting job was left running as the app quit (%s)", busy)
+            return
+        log.warning("Job %s was left running as the app quit (%s)", job_id, busy)
+        try:
+            self.store.mark_interrupted(job_id)
+        except Exception:  # noqa: BLE001 - quitting must go on
+            log.exception("Could not mark job %s interrupted", job_id)
+
+    def shutdown(self, timeout_s: float = 10.0) -> bool:
+        """Stop for good: drop the queue, stop the running job and wait for it.
+
+        Events keep being processed while waiting, so the job's last signals arrive and
+        the window stays painted. The main window waits on ``job_finished`` instead (see
+        ``qt/closing.py``), so that a job in a phase that cannot stop never blocks it;
+        by then this returns at once.
+
+        Returns:
+            True when no worker is left running; False if the job did not stop within
+            ``timeout_s`` or was abandoned before (see :meth:`abandon`).
+        """
+        self.stop_for_close()
         if self._worker is None or self._done is None:
             return True
-        self.cancel()
+        if self._abandoned:
+            return False
         done = self._done
         deadline = time.monotonic() + timeout_s
         while not done.is_set() and time.monotonic() < deadline:
             QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
             done.wait(0.02)
         if not done.is_set():
-            job_id = self.bridge.job_id
-            log.warning("Job %s did not stop within %.0f s of closing", job_id, timeout_s)
-            if job_id is not None:
-                try:
-                    self.store.finish(job_id, "interrupted", error=INTERRUPTED_MESSAGE)
-                except Exception:  # noqa: BLE001 - closing must go on
-                    log.exception("Could not mark job %s interrupted", job_id)
+            log.warning("Job %s did not stop within %.0f s", self.bridge.job_id, timeout_s)
+            self.abandon()
             return False
         # The function returned; superqt emits returned/finished right after it.
         grace = time.monotonic() + 5.0

@@ -56,14 +56,17 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt.utils import create_worker
 
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.leftovers import sweep_outputs
 from slimpajama_gui.core.paths import data_dir
 from slimpajama_gui.core.recipe import dump_recipe, recipe_from_yaml
 from slimpajama_gui.core.store import JobRecord, JobStore
 from slimpajama_gui.qt.charts import JobCharts
 from slimpajama_gui.qt.jobs import NO_JOB, JobRunner, QueuedJob
 from slimpajama_gui.qt.models_view import Banner
+from slimpajama_gui.qt.workers import WorkerSet
 
 log = logging.getLogger(__name__)
 
@@ -565,6 +568,8 @@ class JobsView(QWidget):
         if self.model.rowCount():
             self.table.selectRow(0)
         self._update_actions()
+        self._workers = WorkerSet()
+        self._clear_leftovers()
 
     # ------------------------------------------------------------------ public API
     def submit(self, recipe) -> None:
@@ -860,19 +865,24 @@ class JobsView(QWidget):
             log.warning("Could not write the job log of #%s: %s", job_id, exc)
 
     # ------------------------------------------------------------------ closing
-    def confirm_close(self, parent: QWidget | None = None) -> bool:
-        """Ask before closing while a job runs (RELIABILITY.md F5); True to go on."""
-        if not self.runner.is_running:
-            return True
-        answer = QMessageBox.question(
-            parent or self,
-            "A job is running",
-            "A job is still running. Stop it and quit? Finished steps stay saved; the job "
-            "is marked cancelled.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No,
+    def _clear_leftovers(self) -> None:
+        """Clear what interrupted jobs left in their output folders (off the GUI thread)."""
+        outputs = {r.output for r in self.model.rows() if r.status == "interrupted" and r.output}
+        if not outputs:
+            return
+        # Bound methods, not lambdas: Qt drops the call if this view is gone by then.
+        worker = create_worker(
+            sweep_outputs,
+            sorted(outputs),
+            _connect={"returned": self._on_leftovers_cleared, "errored": _log_sweep_error},
         )
-        return answer == QMessageBox.StandardButton.Yes
+        self._workers.track(worker)
+
+    def _on_leftovers_cleared(self, paths: list) -> None:
+        if paths and not self._closing:
+            self.status_message.emit(
+                f"Removed {len(paths)} unfinished save(s) that interrupted jobs left behind"
+            )
 
     def shutdown(self, timeout_s: float = 10.0) -> bool:
         """Stop the running job and wait for it (see :meth:`JobRunner.shutdown`).
@@ -890,6 +900,10 @@ class JobsView(QWidget):
         if stopped:
             self.store.close()
         return stopped
+
+
+def _log_sweep_error(exc: BaseException) -> None:
+    log.warning("Could not clear what interrupted jobs left: %s", exc)
 
 
 def log_path(job_id: int) -> Path:

@@ -24,6 +24,7 @@ from superqt.utils import create_worker
 from slimpajama_gui import __version__
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.warmup import warm_imports
+from slimpajama_gui.qt.closing import CloseGuard
 from slimpajama_gui.qt.compare_view import CompareView
 from slimpajama_gui.qt.compress_page import CompressPage
 from slimpajama_gui.qt.jobs_view import JobsView
@@ -167,6 +168,7 @@ class MainWindow(QMainWindow):
         self.jobs_view.open_result.connect(self._open_result)
         self.compress_page.recipe_ready.connect(self._submit)
         self.jobs_view.runner.job_finished.connect(self._on_job_finished)
+        self.closer = CloseGuard(self.jobs_view.runner, self)
         self._restore_settings()
         QTimer.singleShot(0, self._warm_up)
 
@@ -258,6 +260,8 @@ class MainWindow(QMainWindow):
         self.models_view.add_folders([Path(path)])
 
     def _on_job_finished(self, _job_id: int, _status: str, _error: str) -> None:
+        if self.closer.closing:
+            return  # the window closes next: no new scan to wait for
         # New variants appear in the browser, the Playground pickers and Compare.
         self.models_view.rescan()
         self.compare_view.refresh()
@@ -273,14 +277,15 @@ class MainWindow(QMainWindow):
         self.models_view.restore_state(settings)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)
-        # F5: closing while a job runs asks first, then stops the job cleanly.
-        if not self.jobs_view.confirm_close(self):
+        # While a job runs: ask, then close once it has stopped or was let go (closing.py).
+        if not self.closer.may_close():
             event.ignore()
             return
         settings = QSettings()
         settings.setValue("window/geometry", self.saveGeometry())
         settings.setValue("window/area", self.current_area())
         self.models_view.save_state(settings)
+        settings.sync()  # the process may end without destructors (app.end_session)
         self.models_view.shutdown()
         self.playground.shutdown()
         self.compare_view.shutdown()

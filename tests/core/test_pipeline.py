@@ -627,3 +627,89 @@ def test_vocabulary_pruning_that_would_change_train_tokens_fails_and_saves_nothi
     assert result.status == "failed" and result.failed_step == "step 1 (prune)"
     assert "20 of 20 train rows" in result.error and "'The Zebra played in Kyoto.'" in result.error
     assert result.variants == [] and not (tmp_path / "out" / "01-prune").exists()
+
+
+def _stop_on_first_call(control: Control, fn, calls: list):
+    def first_stops(*args, **kwargs):
+        calls.append(1)
+        control.request_stop()
+        return fn(*args, **kwargs)
+
+    return first_stops
+
+
+@pytest.mark.parametrize("phase", ["importance", "vocabulary", "benchmark"])
+def test_a_stop_inside_a_loop_of_a_step_is_honoured_at_the_next_item(
+    tiny_minilm, tmp_path, store, monkeypatch, phase
+):
+    """Loops besides training check the stop flag per item: the step ends cancelled after
+    the item in progress, and writes nothing."""
+    from slimpajama_gui.core import prune as prune_mod
+    from slimpajama_gui.core import vocabulary as vocab_mod
+    from slimpajama_gui.core.bench import TorchRunner
+
+    control = Control()
+    calls: list[int] = []
+    later: list[int] = []
+    if phase == "importance":  # scoring heads: up to 32 batches of 4
+        step = "{type: prune, method: heads, amount: 0.5, recovery_epochs: 0, batch_size: 4}"
+        monkeypatch.setattr(
+            prune_mod, "_batch_loss", _stop_on_first_call(control, prune_mod._batch_loss, calls)
+        )
+    elif phase == "vocabulary":  # reading every train row, chunk by chunk
+        step = "{type: prune, method: vocabulary}"
+        monkeypatch.setattr(
+            vocab_mod,
+            "_load_tokenizer",
+            _stop_on_first_call(control, vocab_mod._load_tokenizer, calls),
+        )
+        real_write = vocab_mod.write_remapped_tokenizer
+        monkeypatch.setattr(
+            vocab_mod, "write_remapped_tokenizer", lambda *a: later.append(1) or real_write(*a)
+        )
+    else:  # warm-up, latency and throughput calls
+        step = "{type: benchmark, threads: 1, sentences: 8, warmup: 4, repeats: 3, throughput_batch: 2}"
+
+        class FirstCallStops(TorchRunner):
+            def __call__(self, inputs):
+                calls.append(1)
+                control.request_stop()
+                return super().__call__(inputs)
+
+        monkeypatch.setattr(pipeline, "TorchRunner", FirstCallStops)
+    out = tmp_path / "out"
+    result = run(make_recipe(tiny_minilm, out, f"  - {step}\n"), control=control, store=store)
+    step_type = "benchmark" if phase == "benchmark" else "prune"
+    assert (result.status, result.error) == ("cancelled", f"cancelled during step 1 ({step_type})")
+    assert len(calls) == 1 and not later
+    assert store.get_job(result.job_id).status == "cancelled"
+    assert not out.exists() or not any(out.iterdir())
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_job_clears_what_a_killed_job_left_in_its_output_folder(tiny_minilm, tmp_path, store):
+    from slimpajama_gui.core.leftovers import make_scratch, sweep_outputs
+
+    out = tmp_path / "out"
+    (out / "01-finetune").mkdir(parents=True)
+    (out / "01-finetune" / "model.safetensors").write_bytes(b"complete")
+    # What a job killed mid-export and mid-save leaves: scratch beside, staging inside.
+    scratch = make_scratch(out, job_id=3)
+    (scratch / "onnx-02").mkdir()
+    (scratch / "onnx-02" / "model.onnx").write_bytes(b"half an export")
+    (out / ".02-export.staging-0123abcd").mkdir()
+    # Another output folder's scratch in the same parent is not this job's to clear.
+    other = make_scratch(tmp_path / "other", job_id=4)
+    hidden = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
+    assert len(hidden) == 2
+
+    # A folder another job holds is left alone...
+    with OutputLock(out, job_id=9):
+        assert sweep_outputs([out]) == []
+    assert scratch.exists()
+    # ...and the next job that writes there clears it first.
+    result = run(make_recipe(tiny_minilm, out, "  - type: evaluate\n"), store=store)
+    assert result.status == "done", result.error
+    assert sorted(p.name for p in out.iterdir()) == ["01-finetune"]
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".")] == [other]
+    assert (out / "01-finetune" / "model.safetensors").read_bytes() == b"complete"

@@ -359,3 +359,26 @@ def test_minilm_dynamic_int8_roundtrip(tmp_path):
     bits = int8_path.current().activation_bits
     error = (pooled - float_pooled).norm() / float_pooled.norm()
     assert error < MINILM_POOLED_ERROR[bits], f"{error:.3f} on {int8_path.current().describe()}"
+
+
+def test_guard_checks_the_stop_flag_before_every_candidate(model):
+    class Stop(Exception):
+        pass
+
+    checks: list[int] = []
+
+    def stop_at_the_second_check() -> None:
+        checks.append(1)
+        if len(checks) == 2:
+            raise Stop
+
+    scored: list[int] = []
+
+    def evaluate(m: nn.Module) -> float:
+        scored.append(1)
+        return fake_evaluate(m)
+
+    with pytest.raises(Stop):
+        guard_quantization(model, "dynamic_int8", evaluate, check=stop_at_the_second_check)
+    # baseline, the whole model, then one candidate; the second stopped before scoring.
+    assert len(scored) == 3 and len(checks) == 2

@@ -224,3 +224,61 @@ def test_atomic_write_failure_keeps_old_file(tmp_path: Path, monkeypatch) -> Non
     assert path.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
     assert os.listdir(tmp_path) == ["report.json"]
+
+
+def test_what_a_killed_atomic_write_leaves_is_undone_to_old_or_new(tmp_path, monkeypatch):
+    """kill -9 inside atomic_dir / atomic_write: each target ends old or new, never half."""
+    out = tmp_path / "out"
+    for name in ("01-finetune", "02-prune", "03-distill"):
+        (out / name).mkdir(parents=True)
+        (out / name / "model.safetensors").write_bytes(f"old {name}".encode())
+    # A process killed at a point where atomic_dir's own clean-up never runs.
+    monkeypatch.setattr(safe_io.shutil, "rmtree", lambda *a, **k: None)
+    real_replace = os.replace
+
+    class Killed(BaseException):
+        pass
+
+    def kill_at(n: int):
+        calls = []
+
+        def replace(src, dst):
+            calls.append(src)
+            if len(calls) == n:
+                raise Killed
+            real_replace(src, dst)
+
+        return replace
+
+    # 01: killed while writing the new copy.
+    with pytest.raises(Killed), atomic_dir(out / "01-finetune") as staging:
+        (staging / "model.safetensors").write_bytes(b"half")
+        raise Killed
+    # 02: killed between moving the old copy aside and moving the new one in.
+    monkeypatch.setattr(safe_io.os, "replace", kill_at(2))
+    with pytest.raises(Killed), atomic_dir(out / "02-prune") as staging:
+        (staging / "model.safetensors").write_bytes(b"new 02-prune")
+    assert not (out / "02-prune").exists()
+    # 03: killed after the swap, before the old copy was removed.
+    monkeypatch.setattr(safe_io.os, "replace", real_replace)
+    with atomic_dir(out / "03-distill") as staging:
+        (staging / "model.safetensors").write_bytes(b"new 03-distill")
+    # A report being rewritten inside a variant: its temporary file.
+    (out / "03-distill" / ".slimpajama.json.k2j4x9aa.tmp").write_text('{"half')
+    (out / "03-distill" / "notes.tmp").write_text("the user's own file")
+    monkeypatch.undo()
+    assert len([p for p in out.iterdir() if p.name.startswith(".")]) == 4
+
+    touched = safe_io.recover_atomic_leftovers(out)
+    touched += safe_io.recover_atomic_leftovers(out / "03-distill")
+
+    assert len(touched) == 5
+    assert sorted(p.name for p in out.iterdir()) == ["01-finetune", "02-prune", "03-distill"]
+    assert snapshot(out / "01-finetune") == {"model.safetensors": b"old 01-finetune"}
+    assert snapshot(out / "02-prune") == {"model.safetensors": b"old 02-prune"}
+    assert snapshot(out / "03-distill") == {
+        "model.safetensors": b"new 03-distill",
+        "notes.tmp": b"the user's own file",
+    }
+    assert safe_io.recover_atomic_leftovers(out) == []
+    assert safe_io.recover_atomic_leftovers(tmp_path / "missing") == []

@@ -382,3 +382,22 @@ def test_exclusive_file_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     with OutputLock(folder, job_id=6):
         assert '"job": 6' in lock.path.read_text()
     assert not lock.path.exists()
+
+
+def test_mark_interrupted_never_replaces_a_status_the_job_wrote(store: JobStore) -> None:
+    running = store.create_job("running", "name: running\n", "/out/a")
+    store.mark_running(running)
+    queued = store.create_job("queued", "name: queued\n", "/out/b")
+    finished = {}
+    for status in ("done", "failed", "cancelled"):
+        finished[status] = store.create_job(status, f"name: {status}\n", f"/out/{status}")
+        store.mark_running(finished[status])
+        store.finish(finished[status], status)
+    assert store.mark_interrupted(running) and store.mark_interrupted(queued)
+    for job in (running, queued):
+        record = store.get_job(job)
+        assert record.status == "interrupted" and record.error == store_mod.INTERRUPTED_MESSAGE
+        assert record.finished_at is not None
+    for status, job in finished.items():
+        assert not store.mark_interrupted(job)
+        assert store.get_job(job).status == status

@@ -270,3 +270,16 @@ def test_benchmark_reports_what_it_measured():
     assert r.parameters == count_parameters(model)[0] == 22_713_986  # MiniLM + a 2-label head
     assert 0.99 * r.parameters < r.nonzero_parameters <= r.parameters
     assert "batch 1" in r.method and "2 threads" in r.method
+
+
+def test_control_names_the_phase_that_cannot_stop_until_it_ends():
+    control = Control()
+    assert control.busy_with is None
+    with pytest.raises(OSError), control.uncancellable("saving 01-finetune in step 1 of 2"):
+        with control.uncancellable("writing model.safetensors"):
+            assert control.busy_with == "writing model.safetensors"
+        assert control.busy_with == "saving 01-finetune in step 1 of 2"
+        raise OSError("disk full")
+    assert control.busy_with is None  # also after the phase failed
+    control.request_stop()
+    assert control.should_stop and control.busy_with is None

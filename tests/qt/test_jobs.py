@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QModelIndex, QPointF, Qt, QThreadPool
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QMessageBox
 
 from slimpajama_gui.core import pipeline
 from slimpajama_gui.core.errors import UserError
@@ -390,19 +389,6 @@ def test_a_job_that_does_not_stop_in_time_is_marked_interrupted(
     release.set()  # let the thread end so nothing outlives the test
     qtbot.waitUntil(lambda: not runner.is_running, timeout=30_000)
     store.close()
-
-
-def test_confirm_close_asks_only_while_a_job_runs(view, qtbot, tiny_minilm, tmp_path, monkeypatch):
-    asked = []
-    monkeypatch.setattr(
-        jv.QMessageBox,
-        "question",
-        lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.No,
-    )
-    assert view.confirm_close() is True and not asked
-    with qtbot.waitSignal(view.runner.bridge.progress, timeout=JOB_TIMEOUT):
-        view.submit(long_job(tiny_minilm, tmp_path / "long"))
-    assert view.confirm_close() is False and len(asked) == 1
 
 
 # --------------------------------------------------------------------------- history
