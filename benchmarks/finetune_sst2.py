@@ -6,7 +6,7 @@
 
 Runs resources/recipes/sst2-finetune.yaml (1 epoch, evaluate on dev, benchmark) through
 the same pipeline as the app and writes the "finetune-sst2" section of docs/benchmarks.md.
-The reference (DESIGN.md) is dev 89.4 after 3 epochs; the target is within 1.0 point.
+The reference (docs/reference.md) is dev 89.4 after 3 epochs; the target is within 1.0 point.
 """
 
 from __future__ import annotations

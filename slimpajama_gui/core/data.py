@@ -4,7 +4,7 @@ A dataset is described by a :class:`DatasetSpec` (plain fields, embedded in YAML
 and loaded with :func:`load_dataset` into a :class:`TextDataset` of ``train``, ``eval``
 and optional ``test`` splits. Every problem a user can fix is found here, before any
 training starts, and reported as a :class:`~slimpajama_gui.core.errors.UserError` that
-names the file, the column or the line (RELIABILITY.md D1-D8):
+names the file, the column or the line (docs/reliability.md D1-D8):
 
 * D1 a missing text/label column lists the columns found and how to map them;
 * D2 a file that is not in the given encoding names the line and byte and offers one;
@@ -868,7 +868,7 @@ def load_dataset(spec: DatasetSpec, base_dir: str | Path | None = None) -> TextD
         base_dir: folder that relative paths are read from (the recipe's folder).
 
     Raises:
-        UserError: any of RELIABILITY.md D1-D4, D6 (see the module docstring).
+        UserError: any of docs/reliability.md D1-D4, D6 (see the module docstring).
     """
     base = Path(base_dir) if base_dir is not None else None
     warnings: list[str] = []

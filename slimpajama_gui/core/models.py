@@ -6,7 +6,7 @@ discovery fast (a 90 MB model is inspected in milliseconds) and means a hostile 
 is refused before any of its bytes reach a parser that could be tricked:
 
 * weights are read from ``.safetensors`` only, each header validated first
-  (RELIABILITY.md M1-M3); a folder with only pickle weights is refused (M4/M5);
+  (docs/reliability.md M1-M3); a folder with only pickle weights is refused (M4/M5);
 * ``config.json`` is parsed by us and refused if it asks for remote code
   (``auto_map`` and friends, M6) or a hub kernel as ``attn_implementation`` (M7);
 * only encoders we implement are accepted (M8), and JSON errors name the line (M9);

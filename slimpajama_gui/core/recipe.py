@@ -685,7 +685,7 @@ class Recipe:
         self._check_output_folder()
 
     def _check_output_folder(self) -> None:
-        # RELIABILITY.md F8: a job must never write into its own source model.
+        # docs/reliability.md F8: a job must never write into its own source model.
         if self.uses_packaged_model:
             return
         model = self.resolve_path(self.model).resolve()

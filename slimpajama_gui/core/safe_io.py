@@ -27,7 +27,7 @@ from pathlib import Path
 
 from slimpajama_gui.core.errors import UserError
 
-#: A header larger than this is refused outright (RELIABILITY.md M1).
+#: A header larger than this is refused outright (docs/reliability.md M1).
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 #: Bytes per element of each dtype the safetensors format defines.
@@ -39,7 +39,7 @@ DTYPE_SIZES: dict[str, float] = {
     "F4": 0.5, "F6_E2M3": 0.75, "F6_E3M2": 0.75,
 }  # fmt: skip
 
-#: File suffixes that hold Python pickles; never loaded (RELIABILITY.md M4/M5).
+#: File suffixes that hold Python pickles; never loaded (docs/reliability.md M4/M5).
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 

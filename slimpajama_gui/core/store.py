@@ -1,7 +1,7 @@
 """Job history (SQLite in WAL mode) and the one-writer lock on output folders.
 
 The history file lives at ``data_dir()/history.sqlite3``. It is checked when opened
-(RELIABILITY.md F10): a damaged file is moved aside, never deleted, and the caller gets
+(docs/reliability.md F10): a damaged file is moved aside, never deleted, and the caller gets
 a :class:`StoreCorrupt` sentence to show; opening again starts a fresh history. Jobs
 that were running in a process that no longer exists are marked interrupted (F6).
 :class:`OutputLock` keeps two jobs from writing the same output folder (F7).
@@ -445,7 +445,7 @@ class JobStore:
                 c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _mark_dead_jobs(self) -> None:
-        """RELIABILITY.md F6: running/queued jobs of a dead process become interrupted."""
+        """docs/reliability.md F6: running/queued jobs of a dead process become interrupted."""
         rows = self._conn.execute(
             "SELECT id, pid, host, pid_token FROM jobs WHERE status IN ('running', 'queued')"
         ).fetchall()
@@ -689,7 +689,7 @@ LOCK_SUFFIX = ".slimpajama.lock"
 
 
 class OutputLock:
-    """One writer per output folder (RELIABILITY.md F7), across threads and processes.
+    """One writer per output folder (docs/reliability.md F7), across threads and processes.
 
     The lock file ``.<folder name>.slimpajama.lock`` sits beside the folder, not inside
     it, because a finished variant replaces its folder atomically. It is held with

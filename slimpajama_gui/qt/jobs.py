@@ -7,7 +7,7 @@ pipeline's :class:`~slimpajama_gui.core.train.Control`, which the engine checks 
 steps and in every loop (training steps, evaluation batches, ...), so a job stops within
 about a second, or right after a phase that cannot stop part-way.
 
-Rules kept here (RELIABILITY.md F3, F5, F9; Orange3 ``concurrent.py``):
+Rules kept here (docs/reliability.md F3, F5, F9; Orange3 ``concurrent.py``):
 
 - ``errored`` is always connected. An exception that escapes the pipeline is a bug: its
   traceback goes to the log, the job is marked failed in the history, and ``errored``

@@ -1,4 +1,4 @@
-"""data: reading, checks (RELIABILITY.md D1-D8), splits, tokenization and batching."""
+"""data: reading, checks (docs/reliability.md D1-D8), splits, tokenization and batching."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""safe_io: hostile or damaged safetensors files (RELIABILITY.md M1-M3) and atomic writes."""
+"""safe_io: hostile or damaged safetensors files (docs/reliability.md M1-M3) and atomic writes."""
 
 from __future__ import annotations
 

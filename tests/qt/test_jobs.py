@@ -295,7 +295,7 @@ def test_a_missing_dataset_file_ends_failed_with_the_sentence_shown(
 def test_an_exception_in_the_worker_fails_the_job_and_the_app_stays_usable(
     view, qtbot, tiny_minilm, tmp_path, monkeypatch
 ):
-    """RELIABILITY.md F9: the job is marked failed, a sentence is shown, the next job runs."""
+    """docs/reliability.md F9: the job is marked failed, a sentence is shown, the next job runs."""
     real_run = pipeline.run
 
     def broken_run(recipe, callbacks, control, *, store, device=None):

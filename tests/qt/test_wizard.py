@@ -469,7 +469,7 @@ def test_current_model_is_selected_when_the_list_arrives(qtbot, tiny_minilm, tin
 
 
 def test_estimate_matches_the_reference_chain():
-    """DESIGN.md: 3-layer student, 11,575 ids, onnxruntime int8 per-channel: 10.3 MB."""
+    """docs/reference.md: 3-layer student, 11,575 ids, onnxruntime int8 per-channel: 10.3 MB."""
     info = inspect_model(packaged_minilm_path(), "packaged")
     same = estimate_chain(info, [Evaluate()], num_labels=2)
     # The encoder-only model gets a 2-class head (384 x 2 + 2); nothing else changes.
