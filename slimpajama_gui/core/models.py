@@ -38,6 +38,7 @@ from slimpajama_gui.core.safe_io import (
     PICKLE_SUFFIXES,
     SafetensorsHeader,
     atomic_write_text,
+    read_json_object,
     read_safetensors_header,
     refuse_pickle,
 )
@@ -990,14 +991,7 @@ def pin_tokenizer_class(folder: Path | str, tokenizer: Any) -> bool:
         UserError: ``tokenizer_config.json`` is not a JSON object.
     """
     path = Path(folder) / "tokenizer_config.json"
-    config: Any = {}
-    if path.is_file():
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UserError(f"cannot read {path}: {exc}.") from exc
-        if not isinstance(config, dict):
-            raise UserError(f"{path} must hold a JSON object; fix or delete it.")
+    config: Any = read_json_object(path) if path.is_file() else {}
     if config.get("tokenizer_class"):
         return False
     config["tokenizer_class"] = type(tokenizer).__name__

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from slimpajama_gui.core.errors import UserError
 
@@ -152,6 +153,30 @@ def load_safetensors(path: Path, device: str = "cpu") -> dict:
 
     read_safetensors_header(path)
     return load_file(str(path), device=device)
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (a config or tokenizer file).
+
+    Raises:
+        UserError: the file cannot be read, is not JSON (line and column named) or does
+            not hold an object.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}.") from exc
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            "fix it or copy the folder again."
+        ) from exc
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{path} must hold a JSON object, not {type(data).__name__}; fix it or copy the "
+            "folder again."
+        )
+    return data
 
 
 def refuse_pickle(path: Path) -> UserError:

@@ -28,7 +28,7 @@ from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.models import load_tokenizer, pin_tokenizer_class
 from slimpajama_gui.core.prune import _check_slim, _new_model, _plain_state_dict, _take
-from slimpajama_gui.core.safe_io import atomic_write_text
+from slimpajama_gui.core.safe_io import atomic_write_text, read_json_object
 from slimpajama_gui.core.transformer import TOKENIZER_FILES, SlimPajamaModel
 
 #: Rows tokenized at a time (bounds the memory of the id lists).
@@ -110,21 +110,11 @@ def _load_tokenizer(folder: Path):
     return load_tokenizer(folder)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}.") from exc
-    if not isinstance(data, dict):
-        raise UserError(f"{path} must hold a JSON object.")
-    return data
-
-
 def _tokenizer_vocab(folder: Path) -> tuple[dict[str, int], dict[str, Any] | None]:
     """token -> id of a WordPiece tokenizer folder, and its parsed tokenizer.json (or None)."""
     tj = folder / "tokenizer.json"
     if tj.is_file():
-        data = _read_json(tj)
+        data = read_json_object(tj)
         model = data.get("model") or {}
         if model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict):
             raise UserError(
@@ -234,7 +224,7 @@ def write_remapped_tokenizer(src: Path, dst: Path, kept_ids: Sequence[int]) -> l
         written.append("vocab.txt")
     tc = src / "tokenizer_config.json"
     if tc.is_file():
-        cfg = _read_json(tc)
+        cfg = read_json_object(tc)
         decoder = cfg.get("added_tokens_decoder")
         if isinstance(decoder, dict):
             cfg["added_tokens_decoder"] = {
@@ -245,7 +235,7 @@ def write_remapped_tokenizer(src: Path, dst: Path, kept_ids: Sequence[int]) -> l
     for name in TOKENIZER_FILES:
         if name not in written and (src / name).is_file():
             if name == "added_tokens.json":
-                added = _read_json(src / name)
+                added = read_json_object(src / name)
                 text = json.dumps({k: id_map[int(v)] for k, v in added.items() if int(v) in id_map})
             else:
                 text = (src / name).read_text(encoding="utf-8")
