@@ -117,8 +117,9 @@ def main() -> int:
         "",
         f"Command: `python benchmarks/onnx_parity.py --teacher {args.teacher.name}`",
         "",
-        f"Machine: {machine()}. {len(gold)} SST-2 dev sentences, one at a time (batch 1), the "
-        "fine-tuned teacher. Each ONNX model is compared with the PyTorch model it was made from.",
+        f"Machine: {machine()}. {len(gold)} SST-2 dev sentences, one at a time (batch 1). "
+        f"Teacher: {_teacher_summary(args.teacher)}. Each ONNX model is compared with the "
+        "PyTorch model it was made from.",
         "",
         "| Model | Compared with | int8 arithmetic | Max abs logit difference | Argmax agreement | Dev accuracy | .onnx size |",
         "|---|---|---|---|---|---|---|",
@@ -151,6 +152,18 @@ def main() -> int:
     if not args.quick:
         write_section("onnx-parity", body)
     return 0
+
+
+def _teacher_summary(folder: Path) -> str:
+    """How the teacher was trained, from its slimpajama.json (when it has one)."""
+    try:
+        info = json.loads((folder / "slimpajama.json").read_text(encoding="utf-8"))
+        step, data = info["step"], info["recipe"]["dataset"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"`{folder.name}`"
+    rows = data.get("max_rows")
+    rows_text = f"{rows:,} train rows" if rows else "the whole train set"
+    return f"`{folder.name}`, {step.get('type')} of {step.get('epochs')} epoch(s) on {rows_text}"
 
 
 def _int8_rows(model, work: Path, logits, ort) -> tuple[np.ndarray, np.ndarray, int]:
