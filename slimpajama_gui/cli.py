@@ -291,7 +291,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         train=args.data, eval=args.data, text_column=args.text_column, label_column=args.label_column,
         labels=names if not args.label_ids else None, max_length=args.max_length,
     )  # fmt: skip
-    ds = data_mod.load_dataset(spec, base_dir=Path.cwd())
+    ds = data_mod.load_dataset(
+        spec, base_dir=Path.cwd(), labels_from=None if args.label_ids else handle.info.name
+    )
     for w in ds.warnings:
         print(f"warning: {w}", file=sys.stderr)
     inputs, notes = check_job_inputs(

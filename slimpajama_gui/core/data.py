@@ -789,7 +789,7 @@ def _stratified_split(raw: _Raw, fraction: float, seed: int) -> tuple[list[int],
 
 
 def _label_ids(
-    raws: list[_Raw], labels: list[str] | None, warnings: list[str]
+    raws: list[_Raw], labels: list[str] | None, warnings: list[str], labels_from: str | None = None
 ) -> tuple[list[list[int]], list[str]]:
     """Map raw labels of all splits to ids (D4) and return the id → name list."""
     values: dict[Any, list[tuple[_Raw, int]]] = {}
@@ -819,6 +819,12 @@ def _label_ids(
         else:
             bad = sorted((v for v in values if str(v) not in names), key=str)
             shown = ", ".join(f"{v!r} ({where(v)})" for v in bad[:5])
+            if labels_from is not None:
+                raise UserError(
+                    f"labels {shown} are not among {labels_from}'s labels "
+                    f"({_quote_list(names)}), so it cannot predict them. Fix those rows, or "
+                    "use a model trained with these labels."
+                )
             raise UserError(
                 f"labels {shown} are not in dataset.labels ({_quote_list(names)}). Add them to "
                 "the list or fix those rows."
@@ -860,12 +866,16 @@ def _label_ids(
     return [[mapping[v] for v in raw.labels] for raw in raws], names
 
 
-def load_dataset(spec: DatasetSpec, base_dir: str | Path | None = None) -> TextDataset:
+def load_dataset(
+    spec: DatasetSpec, base_dir: str | Path | None = None, *, labels_from: str | None = None
+) -> TextDataset:
     """Read, check and split the data described by ``spec``.
 
     Args:
         spec: the dataset settings.
         base_dir: folder that relative paths are read from (the recipe's folder).
+        labels_from: who set ``spec.labels`` when the user did not (e.g. "the model's
+            classifier"), so a label outside them is explained in those terms.
 
     Raises:
         UserError: any of docs/reliability.md D1-D4, D6 (see the module docstring).
@@ -901,7 +911,7 @@ def load_dataset(spec: DatasetSpec, base_dir: str | Path | None = None) -> TextD
         vocabulary = whole.take([i for i in range(len(whole.texts)) if i not in held_out], "train")
 
     raws = [r for r in (train, ev, test) if r is not None]
-    ids, names = _label_ids(raws, spec.labels, warnings)
+    ids, names = _label_ids(raws, spec.labels, warnings, labels_from)
     splits = [
         Split(
             r.name,

@@ -386,6 +386,20 @@ def translate(raw: dict[str, Any], family: str, where: str) -> Translation:
     return Translation(fields, num_labels is not None, problem)
 
 
+def specific_label_names(id2label: Any) -> list[str] | None:
+    """A head's class names in id order, or None when they say nothing (absent, or
+    transformers' placeholders LABEL_0, LABEL_1, ...)."""
+    if not isinstance(id2label, dict) or not id2label:
+        return None
+    try:
+        names = [str(id2label[k]) for k in sorted(id2label, key=int)]
+    except (TypeError, ValueError):
+        return None
+    if all(n == f"LABEL_{i}" for i, n in enumerate(names)):
+        return None
+    return names
+
+
 def head_refusal(translation: Translation, num_labels: int, where: str) -> str | None:
     """Why a checkpoint's classifier head cannot be used as ours, or None if it can.
 

@@ -23,9 +23,10 @@ to the model as ``transformers`` fits it or refused up front with a sentence:
   whatever the tokenizer's ``model_max_length`` says (often the 1e30 "unset" value),
   with data.py's truncation warning (D5). Pairs are cut longest-first.
 * **Labels.** Label ids must lie inside the head
-  (:func:`~slimpajama_gui.core.data.validate_labels`, D4), and a job may not score a
-  trained head's untrained replacement (the dataset's labels are not the head's) before
-  a step trains it. (A kept head that is not single-label, ``num_labels`` 1 or a
+  (:func:`~slimpajama_gui.core.data.validate_labels`, D4). A trained head's classes are
+  matched to the data's by name (:func:`match_label_order`): the same names in another
+  order renumber the data, other names give a new head (reported), and a job may not
+  score that untrained replacement before a step trains it. (A kept head that is not single-label, ``num_labels`` 1 or a
   ``problem_type`` other than single-label, is refused when the model is loaded.)
 
 Example:
@@ -38,12 +39,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.hf_config import specific_label_names
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,69 @@ def _source_config(model: Any) -> dict[str, Any]:
     if source is None or not (Path(source) / "config.json").is_file():
         return {}
     return read_config(Path(source))
+
+
+def _label_key(name: str) -> str:
+    return name.strip().casefold()
+
+
+def head_label_names(folder: Path) -> list[str] | None:
+    """The class names of the trained head saved in ``folder`` (see
+    :func:`specific_label_names`); None for a bare encoder or placeholder names."""
+    from slimpajama_gui.core.transformer import read_config
+
+    if not (Path(folder) / "config.json").is_file():
+        return None
+    return specific_label_names(read_config(Path(folder)).get("id2label"))
+
+
+def match_label_order(
+    dataset: data_mod.TextDataset, head: Sequence[str] | None, name: str
+) -> tuple[data_mod.TextDataset, str | None]:
+    """Number the dataset's labels as the model's trained head numbers its classes.
+
+    A head's row i means the class it was trained as id i; a dataset listing the same
+    names in another order (``labels: [positive, negative]``) would otherwise be scored
+    against the wrong rows and report, say, 7 % for a 93 % model. Names are compared
+    without case or surrounding spaces.
+
+    Args:
+        dataset: the loaded dataset.
+        head: the head's class names in id order (:func:`head_label_names`), or None.
+        name: the model's name in sentences.
+
+    Returns:
+        The dataset, renumbered when only the order differed, and a note saying so
+        (None when nothing changed). Other names are left for the loader, which gives
+        the model a new head.
+    """
+    mine = list(dataset.label_names)
+    if head is None or len(head) != len(mine):
+        return dataset, None
+    by_key = {_label_key(n): i for i, n in enumerate(head)}
+    if len(by_key) != len(head) or sorted(by_key) != sorted(_label_key(n) for n in mine):
+        return dataset, None
+    new_id = [by_key[_label_key(n)] for n in mine]  # old id -> the head's id
+    if new_id == list(range(len(mine))):
+        return dataset, None
+    names = list(head)
+
+    def renumber(split: data_mod.Split) -> data_mod.Split:
+        return replace(split, labels=[new_id[y] for y in split.labels], label_names=names)
+
+    test = renumber(dataset.test) if dataset.test is not None else None
+    renumbered = replace(
+        dataset,
+        train=renumber(dataset.train),
+        eval=renumber(dataset.eval),
+        test=test,
+        label_names=names,
+    )
+    note = (
+        f"the dataset lists its labels as {_names(mine)} but {name}'s classifier was trained "
+        f"with them in the order {_names(names)}; they are matched by name."
+    )
+    return renumbered, note
 
 
 def _names(labels: Sequence[str], limit: int = 8) -> str:

@@ -1060,6 +1060,12 @@ def _prepare(
     source = resolve_model_path(recipe)
     with control.uncancellable("loading the model"):
         handle = open_model(source)
+        # A trained head's rows are its classes: the data is numbered as the head is.
+        dataset, note = inputs_mod.match_label_order(
+            dataset, inputs_mod.head_label_names(handle.info.path), handle.info.name
+        )
+        if note:
+            callbacks.on_message(note)
         id2label = dict(enumerate(dataset.label_names))
         model = handle.load_model(num_labels=dataset.num_labels, id2label=id2label)
     report = getattr(model, "load_report", None)

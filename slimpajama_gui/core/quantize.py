@@ -57,6 +57,7 @@ from torch import nn
 
 from slimpajama_gui.core import int8_path
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.hf_config import specific_label_names
 from slimpajama_gui.core.safe_io import (
     PICKLE_SUFFIXES,
     atomic_write_text,
@@ -1051,6 +1052,17 @@ def load_any(
             f"{folder} is a quantized model with {model.config.num_labels} labels; its "
             f"classifier cannot be replaced by one with {labels}. Quantize after fine-tuning."
         )
+    trained = specific_label_names(model.config.id2label)
+    if id2label is not None and trained is not None:
+        wanted = [str(id2label[i]) for i in sorted(id2label)]
+        if [n.strip().casefold() for n in trained] != [n.strip().casefold() for n in wanted]:
+            raise UserError(
+                f"{folder} is a quantized model whose classifier was trained for the labels "
+                f"{', '.join(trained)} (in that order), not {', '.join(wanted)}; its head "
+                "cannot be replaced. Use data with its labels, or fine-tune the float model "
+                "on this data and quantize after that."
+            )
+        model.config.id2label = dict(id2label)  # the same names, as the caller spells them
     return model
 
 

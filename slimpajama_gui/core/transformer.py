@@ -64,6 +64,7 @@ from slimpajama_gui.core.hf_config import (
     Translation,
     head_refusal,
     shape_keys,
+    specific_label_names,
     translate,
 )
 from slimpajama_gui.core.safe_io import (
@@ -655,7 +656,10 @@ class SlimPajamaModel(nn.Module):
             )
 
         # Decide the classifier: the caller's labels win; a checkpoint head that does
-        # not fit them is set aside (reported), never reshaped.
+        # not fit them is set aside (reported), never reshaped. A head trained for other
+        # named classes does not fit either, even with as many rows (its row i means
+        # the class it was trained as id i; callers match names first, see inputs.py).
+        trained_names = specific_label_names(config.id2label)
         if id2label is not None:
             if num_labels is not None and num_labels != len(id2label):
                 raise UserError(
@@ -673,7 +677,13 @@ class SlimPajamaModel(nn.Module):
         user_labels = num_labels is not None
         if user_labels and "classifier.weight" in mapped:
             rows = mapped["classifier.weight"].shape[0]
-            if rows != config.num_labels:
+            other_classes = (
+                trained_names is not None
+                and id2label is not None
+                and sorted(n.strip().casefold() for n in trained_names)
+                != sorted(str(n).strip().casefold() for n in id2label.values())
+            )
+            if rows != config.num_labels or other_classes:
                 ignored += [k for k in head if k in mapped]
                 for k in head:
                     mapped.pop(k, None)

@@ -431,7 +431,7 @@ def flip_job(a: Variant, b: Variant, max_rows: int = MAX_FLIP_ROWS) -> Iterator[
         predict,
         prediction_diff,
     )
-    from slimpajama_gui.core.inputs import model_inputs
+    from slimpajama_gui.core.inputs import head_label_names, match_label_order, model_inputs
     from slimpajama_gui.core.models import open_model
 
     owner = a if a.recipe else b
@@ -471,14 +471,18 @@ def flip_job(a: Variant, b: Variant, max_rows: int = MAX_FLIP_ROWS) -> Iterator[
                 f"has {len(names)} ({', '.join(names)}); compare models trained on the same "
                 "labels."
             )
+        # The job numbered the data as the model's head numbers its classes.
+        matched, _ = match_label_order(
+            replace(dataset, eval=sub), head_label_names(variant.path), variant.name
+        )
         tokenizer = handle.load_tokenizer()
         inputs = model_inputs(model, tokenizer, variant.name)
-        enc = inputs.encode_split(sub, tokenizer, spec.max_length)
+        enc = inputs.encode_split(matched.eval, tokenizer, spec.max_length)
         total = math.ceil(n / EVAL_BATCH)
-        logits, labels, order = [], [], []
+        logits, order = [], []
         batches = data_mod.batches(
             enc,
-            sub.labels,
+            matched.eval.labels,
             EVAL_BATCH,
             shuffle=False,
             seed=0,
@@ -488,11 +492,14 @@ def flip_job(a: Variant, b: Variant, max_rows: int = MAX_FLIP_ROWS) -> Iterator[
         for done, batch in enumerate(batches, start=1):
             part = predict(model, [batch])  # rows come back sorted by their index
             logits.append(part.logits)
-            labels.append(part.labels)
             order.append(np.sort(batch["index"].numpy()))
             yield ("progress", side, done, total)
         back = np.argsort(np.concatenate(order), kind="stable")
-        preds.append(Predictions(np.concatenate(logits)[back], np.concatenate(labels)[back]))
+        # Back to the data's own numbering, so A and B are compared class by class.
+        keys = [n.strip().casefold() for n in matched.label_names]
+        columns = [keys.index(n.strip().casefold()) for n in names]
+        ordered = np.concatenate(logits)[back][:, columns]
+        preds.append(Predictions(ordered, np.asarray(sub.labels)))
         del model
     diff = prediction_diff(preds[0], preds[1], sub.texts)
     return FlipResult(

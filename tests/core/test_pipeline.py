@@ -713,3 +713,66 @@ def test_a_job_clears_what_a_killed_job_left_in_its_output_folder(tiny_minilm, t
     assert sorted(p.name for p in out.iterdir()) == ["01-finetune"]
     assert [p for p in tmp_path.iterdir() if p.name.startswith(".")] == [other]
     assert (out / "01-finetune" / "model.safetensors").read_bytes() == b"complete"
+
+
+def _named_demo(folder: Path) -> tuple[Path, Path]:
+    """The demo data with its 0/1 labels written as names, as many real files have them."""
+    from slimpajama_gui.core.data import demo_path
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for split in ("train", "dev"):
+        lines = demo_path(split).read_text(encoding="utf-8").splitlines()
+        rows = [lines[0]] + [
+            t + "\t" + ("negative" if y == "0" else "positive")
+            for t, y in (line.rsplit("\t", 1) for line in lines[1:])
+        ]
+        files.append(folder / f"{split}.tsv")
+        files[-1].write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return files[0], files[1]
+
+
+def test_labels_are_matched_to_a_trained_head_by_name(tiny_minilm, tmp_path, store):
+    """Kind: label ids a model cannot represent as the data means them. A trained head's
+    row i is the class it was trained as id i: data listing the same names in another
+    order is numbered as the head is; other names never reuse the trained rows."""
+    train, dev = _named_demo(tmp_path / "data")
+    data = f"train: {train}\n  eval: {dev}"
+    first = run(
+        make_recipe(tiny_minilm, tmp_path / "a", FINETUNE + "  - type: evaluate\n", data),
+        store=store,
+    )
+    assert first.status == "done", first.error
+    trained = first.variants[0]
+    accuracy = first.summary[-1]["accuracy"]
+    assert accuracy >= 0.7
+
+    def evaluate(labels: str, out: str) -> tuple[pipeline.PipelineResult, Recorder]:
+        recipe = make_recipe(trained, tmp_path / out, "  - type: evaluate\n", data)
+        recipe.dataset["labels"] = [s.strip() for s in labels.split(",")]
+        recorder = Recorder()
+        return run(recipe, recorder, store=store), recorder
+
+    # Same names, other order: the same predictions, the same accuracy.
+    result, recorder = evaluate("positive, negative", "reversed")
+    assert result.status == "done", result.error
+    assert result.summary[-1]["accuracy"] == pytest.approx(accuracy)  # was 1 - accuracy
+    assert any("matched by name" in m for m in recorder.messages)
+    # Other names for as many classes: the trained rows mean other classes, so the head
+    # is new, and scoring it before any training is refused with a sentence.
+    (tmp_path / "data2").mkdir()
+    for path in (train, dev):
+        text = path.read_text(encoding="utf-8").replace("\tnegative", "\tbad")
+        (tmp_path / "data2" / path.name).write_text(text.replace("\tpositive", "\tgood"))
+    recipe = make_recipe(
+        trained,
+        tmp_path / "other",
+        "  - type: evaluate\n",
+        f"train: {tmp_path / 'data2' / 'train.tsv'}\n  eval: {tmp_path / 'data2' / 'dev.tsv'}",
+    )
+    recipe.dataset["labels"] = ["bad", "good"]
+    other = run(recipe, store=store)
+    assert other.status == "failed"
+    assert "trained for 2 labels ('negative', 'positive')" in other.error
+    assert "Put a finetune step first" in other.error
+    assert not (tmp_path / "other").exists()
