@@ -1113,6 +1113,8 @@ class DetailsPanel(QWidget):
         """Figures and stored confusion matrices; the flips come later."""
         self.flips.set_flips([], [])
         if a is None or b is None:
+            self.metrics.setRowCount(len(_METRIC_ROWS))
+            self.metrics.setVerticalHeaderLabels(list(_METRIC_ROWS))
             for r in range(len(_METRIC_ROWS)):
                 for c in range(3):
                     self.metrics.setItem(r, c, QTableWidgetItem("–"))
@@ -1125,7 +1127,10 @@ class DetailsPanel(QWidget):
             return
         for col, v in ((0, a), (1, b)):
             self.metrics.horizontalHeaderItem(col).setToolTip(f"{v.name}\n{v.path}")
-        for r, (_name, va, vb, delta) in enumerate(metric_cells(a, b)):
+        cells = metric_cells(a, b)  # an int8 row only where one of them is int8
+        self.metrics.setRowCount(len(cells))
+        self.metrics.setVerticalHeaderLabels([name for name, *_ in cells])
+        for r, (_name, va, vb, delta) in enumerate(cells):
             for c, text in enumerate((va, vb, delta)):
                 cell = QTableWidgetItem(text)
                 cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)

@@ -130,6 +130,14 @@ def _result_json(
     }
 
 
+INT8_PATH = {
+    "name": "no-vnni",
+    "activation_bits": 7,
+    "forced": False,
+    "description": "x86 without AVX512-VNNI (7-bit activations)",
+}
+
+
 @pytest.fixture
 def history(tmp_path, tiny_minilm):
     """Two jobs from one source: three saved variants, and the source measured by job 1."""
@@ -160,6 +168,8 @@ def history(tmp_path, tiny_minilm):
             folder, job=job, step=step, step_type=kind, created=created, parent=parent,
             source=tiny_minilm, output=output, accuracy=acc, p50=p50, size=size,
         )  # fmt: skip
+        if kind == "quantize":  # as the quantize step records it
+            info["quantization"] = {"method": "dynamic_int8", "int8_path": INT8_PATH}
         (folder / "slimpajama.json").write_text(json.dumps(info, indent=2))
         store.add_artifact(job, step, "model", folder, info["metrics"])
         folders[name] = folder
@@ -363,3 +373,25 @@ def test_relative_dataset_paths_are_read_from_the_recipe_folder(tmp_path):
     # Not recoverable from the output: the working folder, as the CLI would use.
     assert _recipe_base_dir({"output": "{data}/results/x"}, variant) == Path.cwd()
     assert _recipe_base_dir({"output": str(variant.parent)}, variant) == Path.cwd()
+
+
+def test_an_int8_variant_says_which_cpu_arithmetic_measured_it(view, history):
+    """Its accuracy depends on the int8 path: the figures table and the tooltip say it."""
+    _store, folders = history
+    v1, v3 = (view.variants[_row(view, folders[k])] for k in ("v1", "v3"))
+    details = view.details
+    details.show_pair(v1, v3)
+    rows = {
+        details.metrics.verticalHeaderItem(r).text(): [
+            details.metrics.item(r, c).text() for c in range(2)
+        ]
+        for r in range(details.metrics.rowCount())
+    }
+    assert rows["int8 measured on"] == ["–", INT8_PATH["description"]]
+    assert f"int8 measured on {INT8_PATH['description']}" in describe(v3)
+    # Two float models: no int8 row at all.
+    details.show_pair(v1, view.variants[_row(view, folders["v2"])])
+    labels = [
+        details.metrics.verticalHeaderItem(r).text() for r in range(details.metrics.rowCount())
+    ]
+    assert "int8 measured on" not in labels and labels[0] == "Accuracy"
