@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from slimpajama_gui import __version__
+from slimpajama_gui.core import int8_path
 from slimpajama_gui.core.errors import UserError
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_BUG, EXIT_CANCELLED = 0, 1, 2, 3, 130
@@ -161,7 +162,9 @@ class _CliCallbacks:
         self.progress.start()
 
     def on_message(self, text: str) -> None:
-        self.progress.console.print(f"[yellow]warning:[/yellow] {text}")
+        # Jobs report both findings (a guard's choices, a vocabulary summary) and
+        # warnings through one channel; "note" is true of both, "warning" was not.
+        self.progress.console.print(f"[cyan]note:[/cyan] {text}")
 
     def on_step_start(self, index, step, count) -> None:
         self._close_task()
@@ -301,7 +304,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         setting="--max-length",
     )  # fmt: skip
     for note in notes:
-        print(f"warning: {note}", file=sys.stderr)
+        print(f"note: {note}", file=sys.stderr)
     enc = inputs.encode_split(ds.eval, tokenizer, args.max_length)
     for w in enc.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -379,7 +382,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     note = inputs.length_note(args.max_length, "--max-length")
     if note:
-        print(f"warning: {note}", file=sys.stderr)
+        print(f"note: {note}", file=sys.stderr)
     for text in args.text:
         batch, warnings = inputs.batch([text], tokenizer, args.max_length)
         for w in warnings:
@@ -519,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         quiet.setLevel(logging.ERROR)
     try:
+        int8_path.check_setting()  # a mistyped override fails now, not after training
         return args.func(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -91,9 +91,18 @@ def _requested() -> str:
         raise UserError(
             f"the environment variable {ENV_VAR} is {os.environ[ENV_VAR]!r}; set it to "
             "'no-vnni' (compute int8 as an x86 CPU without VNNI does), 'arm' (as ARM "
-            "CPUs do) or unset it."
+            "CPUs do) or 'auto' (as this CPU does, the same as leaving it unset)."
         )
     return value
+
+
+def check_setting() -> None:
+    """Refuse a mistyped :data:`ENV_VAR` at once, before a job spends time on other steps.
+
+    Raises:
+        UserError: the variable holds something else than "auto", "no-vnni" or "arm".
+    """
+    _requested()
 
 
 def apply_override() -> None:

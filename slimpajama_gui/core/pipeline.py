@@ -1044,6 +1044,7 @@ def _prepare(
     store: JobStore,
     device: str | None,
 ) -> _Context:
+    int8_path.check_setting()  # a mistyped override fails before any step runs
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)

@@ -1006,6 +1006,8 @@ def load_quantized(folder: str | Path) -> SlimPajamaModel:
             f"{raw.get('model_type')!r}."
         )
     spec = QuantSpec.from_dict(block, str(where))
+    if spec.method == "dynamic_int8":
+        int8_path.current()  # an environment problem, not this folder's: unprefixed
     try:
         config = SlimConfig.from_dict(raw)
     except UserError as exc:

@@ -1456,6 +1456,9 @@ class CompareView(QWidget):
             )
         self.details.status.setText(f'<span style="color:#a1261b">{text}</span>')
         self.details.flip_summary.setText("")
+        for caption, side in ((self.details.caption_a, "A"), (self.details.caption_b, "B")):
+            if "computing" in caption.text():  # it will not come: say so
+                caption.setText(f"Confusion {side}: <i>not computed (see the message above)</i>")
         self.flips_failed.emit(text)
 
     def _on_flip_finished(self, generation: int) -> None:

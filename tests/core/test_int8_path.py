@@ -140,3 +140,31 @@ def test_the_override_selects_fbgemms_avx2_kernels(monkeypatch):
     monkeypatch.delenv("FBGEMM_ENABLE_INSTRUCTIONS")
     int8_path.apply_override()
     assert "FBGEMM_ENABLE_INSTRUCTIONS" not in os.environ
+
+
+def test_a_mistyped_override_is_refused_before_any_step(monkeypatch, tiny_minilm, tmp_path, capsys):
+    from slimpajama_gui import cli
+    from slimpajama_gui.core.pipeline import PipelineCallbacks, run
+    from slimpajama_gui.core.recipe import recipe_from_yaml
+
+    class Steps(PipelineCallbacks):
+        started: list[str] = []
+
+        def on_step_start(self, index, step, count):
+            self.started.append(step.step_type)
+
+    monkeypatch.setenv(ENV_VAR, "avx2")
+    recipe = recipe_from_yaml(
+        f"name: t\nmodel: {tiny_minilm}\ndataset:\n  train: demo\noutput: {tmp_path / 'out'}\n"
+        "steps:\n  - {type: finetune, epochs: 1}\n  - {type: quantize, method: dynamic_int8}\n",
+        source="t.yaml",
+        base_dir=tmp_path,
+    )
+    callbacks = Steps()
+    result = run(recipe, callbacks)
+    assert result.status == "failed" and f"{ENV_VAR} is 'avx2'" in result.error
+    assert callbacks.started == [] and not (tmp_path / "out").exists()
+    assert cli.main(["info", "packaged"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: the environment variable {ENV_VAR} is 'avx2'")
+    assert "'auto'" in err and "Traceback" not in err
