@@ -45,7 +45,9 @@ SCHEMA_VERSION = 1
 STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 FINAL_STATUSES = ("done", "failed", "cancelled", "interrupted")
 
-INTERRUPTED_MESSAGE = "the app stopped while this job ran; its saved steps are kept, Re-run starts it again"
+INTERRUPTED_MESSAGE = (
+    "the app stopped while this job ran; its saved steps are kept, Re-run starts it again"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
