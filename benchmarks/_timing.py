@@ -18,9 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from slimpajama_gui.core.bench import TorchRunner, _pad_batch, encode_for_bench, torch_threads
-from slimpajama_gui.core.models import load_tokenizer, open_model
-from slimpajama_gui.core.onnx_backend import is_onnx_variant, load_onnx_runner
+from slimpajama_gui.core.model.tokenizers import load_tokenizer
+from slimpajama_gui.core.runtime.bench import (
+    TorchRunner,
+    _pad_batch,
+    encode_for_bench,
+    torch_threads,
+)
+from slimpajama_gui.core.runtime.loading import open_model
+from slimpajama_gui.core.runtime.onnx_runner import is_onnx_variant, load_onnx_runner
 
 
 @dataclass

@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine, write_section  # noqa: E402
 from _timing import add_run_arguments, interleaved_latency, timer_of  # noqa: E402
 
-from slimpajama_gui.core.data import DatasetSpec, load_dataset  # noqa: E402
-from slimpajama_gui.core.pipeline import run  # noqa: E402
-from slimpajama_gui.core.recipe import Recipe, step_from_dict  # noqa: E402
-from slimpajama_gui.core.store import JobStore  # noqa: E402
+from slimpajama_gui.core.data.dataset import DatasetSpec, load_dataset  # noqa: E402
+from slimpajama_gui.core.jobs.pipeline import run  # noqa: E402
+from slimpajama_gui.core.plan.recipe import Recipe, step_from_dict  # noqa: E402
+from slimpajama_gui.core.storage.history import JobStore  # noqa: E402
 
 SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 ONNX_INT8 = {

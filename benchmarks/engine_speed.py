@@ -60,9 +60,9 @@ steps:
 
 def stop_latency(model: str, n: int) -> tuple[float, int, str]:
     """(seconds from the stop request to ``run`` returning, steps after it, status)."""
-    from slimpajama_gui.core.pipeline import PipelineCallbacks, run
-    from slimpajama_gui.core.recipe import recipe_from_yaml
-    from slimpajama_gui.core.train import Control
+    from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks, run
+    from slimpajama_gui.core.plan.recipe import recipe_from_yaml
+    from slimpajama_gui.core.techniques.train import Control
 
     control = Control()
     asked: list[float] = []
@@ -88,7 +88,7 @@ def stop_latency(model: str, n: int) -> tuple[float, int, str]:
 
 
 def encode_seconds(tokenizer) -> float:
-    from slimpajama_gui.core.data import encode
+    from slimpajama_gui.core.data.dataset import encode
 
     huge = "wonderful " * 100_000  # 1 MB
     t0 = time.perf_counter()
@@ -100,8 +100,8 @@ def encode_seconds(tokenizer) -> float:
 
 
 def bench_p50s(folder: Path, tokenizer, runs: int, repeats: int) -> list[float]:
-    from slimpajama_gui.core.bench import BenchConfig, TorchRunner, benchmark
-    from slimpajama_gui.core.models import open_model
+    from slimpajama_gui.core.runtime.bench import BenchConfig, TorchRunner, benchmark
+    from slimpajama_gui.core.runtime.loading import open_model
 
     model = open_model(folder).load_model(num_labels=2)
     sentences = [
@@ -180,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="slimpajama-engine-speed-"))
     os.environ["SLIMPAJAMA_HOME"] = str(scratch / "home")
     try:
-        from slimpajama_gui.core.models import load_tokenizer, packaged_minilm_path
+        from slimpajama_gui.core.model.catalog import packaged_minilm_path
+        from slimpajama_gui.core.model.tokenizers import load_tokenizer
 
         if args.model:
             folder = Path(args.model)

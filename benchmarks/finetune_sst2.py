@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import machine, write_section  # noqa: E402
 
-from slimpajama_gui.core.pipeline import run  # noqa: E402
-from slimpajama_gui.core.recipe import load_recipe  # noqa: E402
-from slimpajama_gui.core.store import JobStore  # noqa: E402
+from slimpajama_gui.core.jobs.pipeline import run  # noqa: E402
+from slimpajama_gui.core.plan.recipe import load_recipe  # noqa: E402
+from slimpajama_gui.core.storage.history import JobStore  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[1] / "resources" / "recipes" / "sst2-finetune.yaml"
 REFERENCE = 89.4

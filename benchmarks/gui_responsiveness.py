@@ -116,8 +116,8 @@ def tiny_model(folder: Path) -> Path:
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from slimpajama_gui.core.models import packaged_minilm_path
-    from slimpajama_gui.core.transformer import copy_tokenizer_files
+    from slimpajama_gui.core.model.catalog import packaged_minilm_path
+    from slimpajama_gui.core.model.encoder import copy_tokenizer_files
 
     torch.manual_seed(0)
     folder.mkdir(parents=True, exist_ok=True)
@@ -175,7 +175,7 @@ def measure(model: str, steps: int, timeout: float, scratch: Path) -> tuple[Prob
             probe.empty_flushes += 1
 
     charts.LiveCurves.flush = counting_flush
-    from slimpajama_gui.core.recipe import recipe_from_yaml
+    from slimpajama_gui.core.plan.recipe import recipe_from_yaml
     from slimpajama_gui.qt.main_window import MainWindow
 
     timer = QTimer()
@@ -261,7 +261,7 @@ def _wait_idle(app, jobs) -> None:
 def model_folder(model: str) -> str:
     if model != "packaged":
         return model
-    from slimpajama_gui.core.models import packaged_minilm_path
+    from slimpajama_gui.core.model.catalog import packaged_minilm_path
 
     return str(packaged_minilm_path())
 
@@ -279,7 +279,7 @@ def _run_loop(signal, timeout: float) -> None:
 
 def cancel_phase(jobs, model: str, steps: int, timeout: float, probe: Probe) -> None:
     """Click Cancel at the first training log of an unlimited job; time until it ends."""
-    from slimpajama_gui.core.recipe import recipe_from_yaml
+    from slimpajama_gui.core.plan.recipe import recipe_from_yaml
 
     marks: dict[str, float] = {}
 
@@ -312,7 +312,7 @@ def cancel_phase(jobs, model: str, steps: int, timeout: float, probe: Probe) -> 
 
 def playground_phase(window, source: Path, result: Path, timeout: float, probe: Probe) -> None:
     """Both Playground models load (cold) and predict one sentence; ticks meanwhile."""
-    from slimpajama_gui.core.models import inspect_model
+    from slimpajama_gui.core.model.catalog import inspect_model
 
     view = window.playground
     window.show_area("playground")
@@ -425,7 +425,7 @@ def report(f: dict, model: str, steps: int, command: str, load: str) -> str:
             "",
             "| What | Figure |",
             "|---|---|",
-            f"| Start-up imports on a worker (once per app start, `core/warmup.py`) | "
+            f"| Start-up imports on a worker (once per app start, `core/jobs/warmup.py`) | "
             f"{f['warm_up_seconds']:.1f} s; largest event-loop gap meanwhile "
             f"{f['startup_gap_max_ms']:.0f} ms, {f['startup_gaps_over_50ms']} gaps over "
             f"{STALL_MS} ms |",

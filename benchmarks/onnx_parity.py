@@ -10,7 +10,7 @@ the latency benchmark run them), and reports the largest logit difference and th
 argmax agreement with the PyTorch model each one comes from. Writes the "onnx-parity"
 section of docs/benchmarks.md.
 
-PyTorch's int8 arithmetic depends on the CPU (core/int8_path.py): the PyTorch int8 rows
+PyTorch's int8 arithmetic depends on the CPU (core/techniques/int8_path.py): the PyTorch int8 rows
 are measured on this CPU's path and, on an x86 CPU with VNNI, once more in a child
 process with SLIMPAJAMA_INT8_PATH=no-vnni (7-bit activations, as x86 CPUs without VNNI
 compute); each row names its path.
@@ -33,12 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import machine, write_section  # noqa: E402
 
-from slimpajama_gui.core import data as data_mod  # noqa: E402
-from slimpajama_gui.core import int8_path  # noqa: E402
-from slimpajama_gui.core import onnx_backend as onnx_mod  # noqa: E402
-from slimpajama_gui.core.evaluate import predict  # noqa: E402
-from slimpajama_gui.core.models import open_model  # noqa: E402
-from slimpajama_gui.core.quantize import quantize_model  # noqa: E402
+from slimpajama_gui.core.data import dataset as data_mod  # noqa: E402
+from slimpajama_gui.core.runtime import onnx_runner  # noqa: E402
+from slimpajama_gui.core.runtime.evaluate import predict  # noqa: E402
+from slimpajama_gui.core.runtime.loading import open_model  # noqa: E402
+from slimpajama_gui.core.techniques import (
+    int8_path,  # noqa: E402
+    onnx_export,  # noqa: E402
+)
+from slimpajama_gui.core.techniques.quantize import quantize_model  # noqa: E402
 
 SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 
@@ -79,7 +82,7 @@ def main() -> int:
         return predict(m, batches).logits
 
     def ort(path: Path) -> np.ndarray:
-        return logits(onnx_mod.OnnxClassifier(onnx_mod.OrtRunner(path, threads=2)))
+        return logits(onnx_runner.OnnxClassifier(onnx_runner.OrtRunner(path, threads=2)))
 
     reference = logits(model)
     gold = np.asarray(ds.eval.labels)
@@ -94,11 +97,11 @@ def main() -> int:
     ort_cpu = f"ONNX Runtime's kernels on this CPU ({'VNNI' if here.name == 'vnni' else here.name})"
     rows = [(fp32_name, fp32_name, reference, None, "–")]
     # What the app writes: the export fused by ONNX Runtime's optimizer, then int8.
-    fp32 = onnx_mod.export_and_quantize(model, work / "fp32", quantize=False).path
+    fp32 = onnx_export.export_and_quantize(model, work / "fp32", quantize=False).path
     rows.append(("onnxruntime fp32 (fused export)", fp32_name, ort(fp32), fp32.stat().st_size, "–"))
     for per_channel in (True, False):
         q = work / f"int8-{'channel' if per_channel else 'tensor'}.onnx"
-        onnx_mod.quantize_onnx(fp32, q, per_channel=per_channel)
+        onnx_export.quantize_onnx(fp32, q, per_channel=per_channel)
         name = f"onnxruntime int8 per-{'channel' if per_channel else 'tensor'} (quantize_dynamic)"
         rows.append((name, fp32_name, ort(q), q.stat().st_size, ort_cpu))
     paths = [(here.to_dict(), *_int8_rows(model, work, logits, ort))]
@@ -169,7 +172,7 @@ def _teacher_summary(folder: Path) -> str:
 def _int8_rows(model, work: Path, logits, ort) -> tuple[np.ndarray, np.ndarray, int]:
     """PyTorch int8 logits, its ONNX export's logits and the .onnx size, on this path."""
     pytorch_int8 = quantize_model(model, "dynamic_int8").model
-    exported = onnx_mod.export_and_quantize(pytorch_int8, work / "pytorch-int8")
+    exported = onnx_export.export_and_quantize(pytorch_int8, work / "pytorch-int8")
     return logits(pytorch_int8), ort(exported.path), exported.size_bytes
 
 

@@ -64,20 +64,21 @@ from _timing import add_run_arguments, interleaved_latency, timer_of  # noqa: E4
 from compress_sst2 import SST2, Variant, measure, variants  # noqa: E402
 from torch import nn  # noqa: E402
 
-from slimpajama_gui.core import data as data_mod  # noqa: E402
-from slimpajama_gui.core.bench import (  # noqa: E402
+from slimpajama_gui.core.data import dataset as data_mod  # noqa: E402
+from slimpajama_gui.core.model.encoder import copy_tokenizer_files  # noqa: E402
+from slimpajama_gui.core.model.tokenizers import load_tokenizer
+from slimpajama_gui.core.runtime.bench import (  # noqa: E402
     BenchConfig,
     TorchRunner,
     benchmark,
     count_parameters,
     torch_threads,
 )
-from slimpajama_gui.core.evaluate import classification_report, predict  # noqa: E402
-from slimpajama_gui.core.models import load_tokenizer, open_model  # noqa: E402
-from slimpajama_gui.core.onnx_backend import OnnxClassifier, OrtRunner  # noqa: E402
-from slimpajama_gui.core.safe_io import atomic_write_text  # noqa: E402
-from slimpajama_gui.core.store import JobStore  # noqa: E402
-from slimpajama_gui.core.transformer import copy_tokenizer_files  # noqa: E402
+from slimpajama_gui.core.runtime.evaluate import classification_report, predict  # noqa: E402
+from slimpajama_gui.core.runtime.loading import open_model  # noqa: E402
+from slimpajama_gui.core.runtime.onnx_runner import OnnxClassifier, OrtRunner  # noqa: E402
+from slimpajama_gui.core.storage.history import JobStore  # noqa: E402
+from slimpajama_gui.core.storage.safe_io import atomic_write_text  # noqa: E402
 
 LABELS = ["negative", "positive"]
 MAX_LENGTH = 128

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from slimpajama_gui import __version__
-from slimpajama_gui.core import int8_path
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.techniques import int8_path
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_BUG, EXIT_CANCELLED = 0, 1, 2, 3, 130
 PACKAGED = {"packaged", "minilm"}
@@ -42,7 +42,7 @@ def _console(stderr: bool = False):
 
 
 def _model_path(spec: str) -> Path:
-    from slimpajama_gui.core.models import packaged_minilm_path
+    from slimpajama_gui.core.model.catalog import packaged_minilm_path
 
     return packaged_minilm_path() if spec in PACKAGED else Path(spec)
 
@@ -74,7 +74,7 @@ def _mb(n: int | None) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from slimpajama_gui.core.models import inspect_model
+    from slimpajama_gui.core.model.catalog import inspect_model
 
     info = inspect_model(
         _model_path(args.model), source="packaged" if args.model in PACKAGED else "folder"
@@ -107,7 +107,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from slimpajama_gui.core.models import discover_models
+    from slimpajama_gui.core.model.catalog import discover_models
 
     infos, skipped = discover_models([Path(p) for p in args.folders])
     rows = [
@@ -215,8 +215,8 @@ class _CliCallbacks:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from slimpajama_gui.core.pipeline import run
-    from slimpajama_gui.core.recipe import load_recipe
+    from slimpajama_gui.core.jobs.pipeline import run
+    from slimpajama_gui.core.plan.recipe import load_recipe
 
     recipe = load_recipe(Path(args.recipe))
     console = _console()
@@ -269,8 +269,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _load_classifier(spec: str):
-    from slimpajama_gui.core.inputs import model_inputs
-    from slimpajama_gui.core.models import open_model
+    from slimpajama_gui.core.runtime.inputs import model_inputs
+    from slimpajama_gui.core.runtime.loading import open_model
 
     handle = open_model(_model_path(spec))
     model = handle.load_model()
@@ -284,9 +284,9 @@ def _load_classifier(spec: str):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from slimpajama_gui.core import data as data_mod
-    from slimpajama_gui.core.evaluate import classification_report, predict
-    from slimpajama_gui.core.inputs import check_job_inputs
+    from slimpajama_gui.core.data import dataset as data_mod
+    from slimpajama_gui.core.runtime.evaluate import classification_report, predict
+    from slimpajama_gui.core.runtime.inputs import check_job_inputs
 
     handle, model, tokenizer, _ = _load_classifier(args.model)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -330,10 +330,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from slimpajama_gui.core import data as data_mod
-    from slimpajama_gui.core.bench import BenchConfig, TorchRunner, benchmark
-    from slimpajama_gui.core.inputs import model_inputs
-    from slimpajama_gui.core.models import open_model
+    from slimpajama_gui.core.data import dataset as data_mod
+    from slimpajama_gui.core.runtime.bench import BenchConfig, TorchRunner, benchmark
+    from slimpajama_gui.core.runtime.inputs import model_inputs
+    from slimpajama_gui.core.runtime.loading import open_model
 
     handle = open_model(_model_path(args.model))
     model = handle.load_model()
@@ -399,7 +399,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from slimpajama_gui.core.store import JobStore
+    from slimpajama_gui.core.storage.history import JobStore
 
     with JobStore() as store:
         jobs = store.list_jobs(limit=args.limit)
@@ -517,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s"
     )
     # The pipeline reports a new classifier head itself, in one sentence.
-    quiet = logging.getLogger("slimpajama_gui.core.transformer")
+    quiet = logging.getLogger("slimpajama_gui.core.model.encoder")
     level = quiet.level
     if not args.debug:
         quiet.setLevel(logging.ERROR)

@@ -1,6 +1,6 @@
 """The one adapter between the engine and the screen: pipeline events → Qt signals.
 
-:class:`JobBridge` implements :class:`~slimpajama_gui.core.pipeline.PipelineCallbacks`.
+:class:`JobBridge` implements :class:`~slimpajama_gui.core.jobs.pipeline.PipelineCallbacks`.
 The pipeline calls its hooks on the worker thread; each hook only copies its arguments
 into plain Python values and emits a signal. Because the bridge (a ``QObject``) lives in
 the GUI thread and its receivers do too, Qt delivers every signal *queued*: the slots
@@ -29,8 +29,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from slimpajama_gui.core.pipeline import PipelineCallbacks
-from slimpajama_gui.core.recipe import Recipe, Step
+from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks
+from slimpajama_gui.core.plan.recipe import Recipe, Step
 
 
 def _plain(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -56,8 +56,8 @@ from PySide6.QtWidgets import (
 )
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.safe_io import atomic_write_text
-from slimpajama_gui.core.store import MetricRecord
+from slimpajama_gui.core.storage.history import MetricRecord
+from slimpajama_gui.core.storage.safe_io import atomic_write_text
 
 #: Colour-blind-safe palette (Okabe-Ito), in the order curves are created.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#7F7F7F")

@@ -13,7 +13,7 @@ closes at once. Otherwise a window-modal question says what the job is doing:
   the job is marked interrupted, the window closes at once and the process ends
   without waiting for the thread (``app.end_session``). Finished variants stay; the
   unfinished step was being written to staging folders only, cleared at the next start
-  (``core/leftovers.py``).
+  (``core/storage/leftovers.py``).
 
 Nothing blocks the GUI thread while waiting: a progress dialog says what the job still
 does and keeps **Quit now** at hand, and the window closes from ``job_finished``, after

@@ -57,7 +57,7 @@ from PySide6.QtWidgets import (
 from superqt.utils import create_worker
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.store import JobStore
+from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.qt.models_view import human_bytes, human_count
 from slimpajama_gui.qt.workers import WorkerSet
 
@@ -188,7 +188,7 @@ def _variant_from_result(path: Path, info: dict[str, Any], fallback: dict[str, A
         accuracy = _num(training.get("eval_accuracy"))
     size = _int(bench.get("size_bytes"))
     if size is None and path.is_dir():
-        from slimpajama_gui.core.bench import size_on_disk
+        from slimpajama_gui.core.runtime.bench import size_on_disk
 
         size = size_on_disk(path)
     confusion = ev.get("confusion")
@@ -259,7 +259,7 @@ def _source_figures(store: JobStore, job_id: int, first_artifact_step: int) -> d
 
 
 def _source_variant(path: Path, figures: dict[str, Any]) -> Variant:
-    from slimpajama_gui.core.models import open_model
+    from slimpajama_gui.core.runtime.loading import open_model
 
     name, size, params, note = path.name, None, None, ""
     try:
@@ -424,15 +424,15 @@ def flip_job(a: Variant, b: Variant, max_rows: int = MAX_FLIP_ROWS) -> Iterator[
         UserError: no recipe says which data to use, the data or a model cannot be
             read, or the models have another number of classes than the data.
     """
-    from slimpajama_gui.core import data as data_mod
-    from slimpajama_gui.core.evaluate import (
+    from slimpajama_gui.core.data import dataset as data_mod
+    from slimpajama_gui.core.runtime.evaluate import (
         Predictions,
         classification_report,
         predict,
         prediction_diff,
     )
-    from slimpajama_gui.core.inputs import head_label_names, match_label_order, model_inputs
-    from slimpajama_gui.core.models import open_model
+    from slimpajama_gui.core.runtime.inputs import head_label_names, match_label_order, model_inputs
+    from slimpajama_gui.core.runtime.loading import open_model
 
     owner = a if a.recipe else b
     if not owner.recipe or not isinstance(owner.recipe.get("dataset"), dict):

@@ -3,7 +3,7 @@
 :class:`JobRunner` owns one :class:`~slimpajama_gui.qt.bridge.JobBridge` (connect to
 ``runner.bridge`` for live events) and runs each recipe as a superqt function worker on
 the thread pool. Cancellation is cooperative: :meth:`JobRunner.cancel` sets the
-pipeline's :class:`~slimpajama_gui.core.train.Control`, which the engine checks between
+pipeline's :class:`~slimpajama_gui.core.techniques.train.Control`, which the engine checks between
 steps and in every loop (training steps, evaluation batches, ...), so a job stops within
 about a second, or right after a phase that cannot stop part-way.
 
@@ -42,12 +42,12 @@ from dataclasses import dataclass, field
 from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QTimer, Signal
 from superqt.utils import create_worker
 
-from slimpajama_gui.core import pipeline
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.priority import lower_thread_priority
-from slimpajama_gui.core.recipe import Recipe
-from slimpajama_gui.core.store import JobStore
-from slimpajama_gui.core.train import Control
+from slimpajama_gui.core.jobs import pipeline
+from slimpajama_gui.core.jobs.priority import lower_thread_priority
+from slimpajama_gui.core.plan.recipe import Recipe
+from slimpajama_gui.core.storage.history import JobStore
+from slimpajama_gui.core.techniques.train import Control
 from slimpajama_gui.qt.bridge import JobBridge
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def _run_job(
 ) -> pipeline.PipelineResult:
     """Runs on the worker thread. ``done`` tells :meth:`JobRunner.shutdown` it returned."""
     try:
-        # The GUI thread keeps its time slices while the job computes (core/priority.py).
+        # The GUI thread keeps its time slices while the job computes (core/jobs/priority.py).
         with lower_thread_priority():
             # Looked up at call time so tests can replace ``pipeline.run``.
             return pipeline.run(recipe, bridge, control, store=store, device=device)

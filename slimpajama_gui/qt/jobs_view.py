@@ -59,10 +59,10 @@ from PySide6.QtWidgets import (
 from superqt.utils import create_worker
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.leftovers import sweep_outputs
 from slimpajama_gui.core.paths import data_dir
-from slimpajama_gui.core.recipe import dump_recipe, recipe_from_yaml
-from slimpajama_gui.core.store import JobRecord, JobStore
+from slimpajama_gui.core.plan.recipe import dump_recipe, recipe_from_yaml
+from slimpajama_gui.core.storage.history import JobRecord, JobStore
+from slimpajama_gui.core.storage.leftovers import sweep_outputs
 from slimpajama_gui.qt.charts import JobCharts
 from slimpajama_gui.qt.jobs import NO_JOB, JobRunner, QueuedJob
 from slimpajama_gui.qt.models_view import Banner

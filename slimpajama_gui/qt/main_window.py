@@ -23,7 +23,7 @@ from superqt.utils import create_worker
 
 from slimpajama_gui import __version__
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.warmup import warm_imports
+from slimpajama_gui.core.jobs.warmup import warm_imports
 from slimpajama_gui.qt.closing import CloseGuard
 from slimpajama_gui.qt.compare_view import CompareView
 from slimpajama_gui.qt.compress_page import CompressPage

@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import create_worker
 
-from slimpajama_gui.core.models import ModelInfo, discover_models
+from slimpajama_gui.core.model.catalog import ModelInfo, discover_models
 
 log = logging.getLogger(__name__)
 

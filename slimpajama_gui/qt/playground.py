@@ -61,8 +61,9 @@ from PySide6.QtWidgets import (
 from superqt.utils import create_worker
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.inputs import model_inputs
-from slimpajama_gui.core.models import ModelInfo, open_model
+from slimpajama_gui.core.model.catalog import ModelInfo
+from slimpajama_gui.core.runtime.inputs import model_inputs
+from slimpajama_gui.core.runtime.loading import open_model
 from slimpajama_gui.qt.workers import WorkerSet
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class Predictor(Protocol):
 
     ``predict`` returns ``(probs, labels, ms)``: ``probs`` (N, C) float32 rows summing
     to 1, ``labels`` the C class names in column order, and ``ms`` the milliseconds the
-    model itself took (tokenization excluded, as in :mod:`slimpajama_gui.core.bench`).
+    model itself took (tokenization excluded, as in :mod:`slimpajama_gui.core.runtime.bench`).
     Implementations must be safe to call from any worker thread.
     """
 
@@ -99,7 +100,7 @@ class Predictor(Protocol):
 
 
 class TorchPredictor:
-    """A :class:`~slimpajama_gui.core.transformer.SlimPajamaModel` and its tokenizer.
+    """A :class:`~slimpajama_gui.core.model.encoder.SlimPajamaModel` and its tokenizer.
 
     Loading reads the folder's safetensors and tokenizer files; construct it on a worker.
 

@@ -130,7 +130,7 @@ def main(argv: list[str]) -> int:
     app.setStyle("Fusion")
     app.setWindowIcon(app_icon())
 
-    from slimpajama_gui.core.recipe import recipe_from_yaml
+    from slimpajama_gui.core.plan.recipe import recipe_from_yaml
     from slimpajama_gui.qt.main_window import AREAS, MainWindow
 
     def wait(predicate, timeout: float, what: str) -> None:

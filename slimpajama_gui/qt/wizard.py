@@ -1,14 +1,14 @@
 """The compression wizard: model → data → techniques → settings → review → Run.
 
 :class:`CompressWizard` is a plain :class:`QWizard` that fills a
-:class:`~slimpajama_gui.core.recipe.Recipe` and emits :attr:`CompressWizard.recipe_ready`
+:class:`~slimpajama_gui.core.plan.recipe.Recipe` and emits :attr:`CompressWizard.recipe_ready`
 when the user clicks *Run*; the window that opens it queues the recipe (``JobsView.submit``).
 Every check the engine makes on a step (``Step.validate``) is made here too, while the
 user types, so a bad choice is a red sentence on its page and a disabled *Next* button,
 not a failed job an hour later.
 
 Nothing here loads weights. Model summaries come from safetensors headers
-(:func:`~slimpajama_gui.core.models.inspect_model`), data is read on the thread pool,
+(:func:`~slimpajama_gui.core.model.catalog.inspect_model`), data is read on the thread pool,
 and the size estimate on the review page is arithmetic on the model's shape.
 
 Example:
@@ -71,11 +71,12 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import create_worker
 
-from slimpajama_gui.core import data as data_mod
+from slimpajama_gui.core.data import dataset as data_mod
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.models import ModelInfo, discover_models, inspect_model, load_tokenizer
+from slimpajama_gui.core.model.catalog import ModelInfo, discover_models, inspect_model
+from slimpajama_gui.core.model.tokenizers import load_tokenizer
 from slimpajama_gui.core.paths import data_dir
-from slimpajama_gui.core.recipe import (
+from slimpajama_gui.core.plan.recipe import (
     Benchmark,
     Distill,
     Evaluate,
@@ -2048,7 +2049,7 @@ class CompressWizard(QWizard):
     instead of hiding it. Make a new wizard for each job when it is a dialog.
     """
 
-    #: The recipe to run (a :class:`~slimpajama_gui.core.recipe.Recipe`), on *Run*.
+    #: The recipe to run (a :class:`~slimpajama_gui.core.plan.recipe.Recipe`), on *Run*.
     recipe_ready = Signal(object)
 
     PAGE_MODEL, PAGE_DATA, PAGE_TECHNIQUES, PAGE_SETTINGS, PAGE_REVIEW = range(5)

@@ -25,9 +25,10 @@ from transformers.activations import ACT2FN
 
 from slimpajama_gui import cli
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.hf_config import ACTIVATION_NAMES, DEFAULTS
-from slimpajama_gui.core.models import inspect_model, open_model
-from slimpajama_gui.core.transformer import ACTIVATIONS, SlimPajamaModel
+from slimpajama_gui.core.model.catalog import inspect_model
+from slimpajama_gui.core.model.encoder import ACTIVATIONS, SlimPajamaModel
+from slimpajama_gui.core.model.hf_config import ACTIVATION_NAMES, DEFAULTS
+from slimpajama_gui.core.runtime.loading import open_model
 from tests.conftest import TINY_VOCAB
 
 LABELS = {0: "negative", 1: "neutral", 2: "positive"}

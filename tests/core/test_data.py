@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from slimpajama_gui.core.data import (
+from slimpajama_gui.core.data.dataset import (
     CHARS_PER_TOKEN,
     DatasetSpec,
     Encoded,

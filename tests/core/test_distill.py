@@ -9,7 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slimpajama_gui.core.distill import (
+from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.model.encoder import SlimConfig, SlimPajamaModel
+from slimpajama_gui.core.runtime.evaluate import classification_report, predict
+from slimpajama_gui.core.techniques.distill import (
     PROJECTION_ATTR,
     DistillLoss,
     cache_teacher_logits,
@@ -20,10 +23,7 @@ from slimpajama_gui.core.distill import (
     small_student,
     student_from_teacher,
 )
-from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.evaluate import classification_report, predict
-from slimpajama_gui.core.train import Callbacks, TrainConfig, train
-from slimpajama_gui.core.transformer import SlimConfig, SlimPajamaModel
+from slimpajama_gui.core.techniques.train import Callbacks, TrainConfig, train
 
 # The toy task of test_train.py: the label says whether "good" (7) or "bad" (8) appears.
 VOCAB, GOOD, BAD, PAD_ONLY = 40, 7, 8, 39

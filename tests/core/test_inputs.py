@@ -21,13 +21,14 @@ import pytest
 import torch
 
 from slimpajama_gui import cli
-from slimpajama_gui.core import data as data_mod
+from slimpajama_gui.core.data import dataset as data_mod
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.evaluate import predict
-from slimpajama_gui.core.inputs import model_inputs
-from slimpajama_gui.core.models import load_tokenizer, open_model
-from slimpajama_gui.core.pipeline import PipelineCallbacks, run
-from slimpajama_gui.core.recipe import recipe_from_yaml
+from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks, run
+from slimpajama_gui.core.model.tokenizers import load_tokenizer
+from slimpajama_gui.core.plan.recipe import recipe_from_yaml
+from slimpajama_gui.core.runtime.evaluate import predict
+from slimpajama_gui.core.runtime.inputs import model_inputs
+from slimpajama_gui.core.runtime.loading import open_model
 
 WORDS = (
     "the a an is was it this that movie film story plot good great bad awful boring fun "
@@ -290,11 +291,14 @@ def test_inputs_a_model_cannot_represent_are_refused_or_handled_as_transformers_
         theirs = reference_logits(folder, data, case, limit)
         np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=0)
         # The ONNX runner takes the same inputs (token_type_ids only if the graph has them).
-        from slimpajama_gui.core import onnx_backend as onnx_mod
+        from slimpajama_gui.core.runtime import onnx_runner
+        from slimpajama_gui.core.techniques import onnx_export
 
-        onnx_mod.export_onnx(model, tmp_path / "onnx" / onnx_mod.ONNX_NAME)
-        runner = onnx_mod.OrtRunner(tmp_path / "onnx" / onnx_mod.ONNX_NAME, config=model.config)
-        onnx = our_logits(onnx_mod.OnnxClassifier(runner), folder, data, case)
+        onnx_export.export_onnx(model, tmp_path / "onnx" / onnx_export.ONNX_NAME)
+        runner = onnx_runner.OrtRunner(
+            tmp_path / "onnx" / onnx_export.ONNX_NAME, config=model.config
+        )
+        onnx = our_logits(onnx_runner.OnnxClassifier(runner), folder, data, case)
         np.testing.assert_allclose(onnx, theirs, atol=1e-4, rtol=0)
     else:
         assert result.status == "failed"

@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from slimpajama_gui.core import int8_path
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.int8_path import ENV_VAR, Int8Path
-from slimpajama_gui.core.quantize import DynamicInt8Linear, use_int8_kernels
+from slimpajama_gui.core.techniques import int8_path
+from slimpajama_gui.core.techniques.int8_path import ENV_VAR, Int8Path
+from slimpajama_gui.core.techniques.quantize import DynamicInt8Linear, use_int8_kernels
 
 pytestmark = pytest.mark.int8
 
@@ -144,8 +144,8 @@ def test_the_override_selects_fbgemms_avx2_kernels(monkeypatch):
 
 def test_a_mistyped_override_is_refused_before_any_step(monkeypatch, tiny_minilm, tmp_path, capsys):
     from slimpajama_gui import cli
-    from slimpajama_gui.core.pipeline import PipelineCallbacks, run
-    from slimpajama_gui.core.recipe import recipe_from_yaml
+    from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks, run
+    from slimpajama_gui.core.plan.recipe import recipe_from_yaml
 
     class Steps(PipelineCallbacks):
         started: list[str] = []

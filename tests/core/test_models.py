@@ -15,20 +15,23 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from slimpajama_gui.core import models
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.models import (
+from slimpajama_gui.core.model import catalog
+from slimpajama_gui.core.model.catalog import (
     PACKAGED_NAME,
-    ModelHandle,
     ModelInfo,
-    check_memory,
     default_hf_cache_dir,
     discover_models,
-    estimate_memory_bytes,
     inspect_model,
-    open_model,
     packaged_minilm_path,
     scan_hf_cache,
+)
+from slimpajama_gui.core.runtime import loading
+from slimpajama_gui.core.runtime.loading import (
+    ModelHandle,
+    check_memory,
+    estimate_memory_bytes,
+    open_model,
 )
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(27)]
@@ -421,7 +424,7 @@ def test_m5_pickle_beside_safetensors_is_never_read(tiny_bert, tmp_path: Path) -
 
 
 def test_m5_load_model_with_pickle_beside(tiny_bert, tmp_path: Path) -> None:
-    pytest.importorskip("slimpajama_gui.core.transformer")
+    pytest.importorskip("slimpajama_gui.core.model.encoder")
     folder = tmp_path / "mixed"
     shutil.copytree(tiny_bert[0], folder)
     canary = tmp_path / "CANARY"
@@ -547,10 +550,10 @@ def test_m12_refuses_when_memory_is_tiny(tiny_bert, monkeypatch) -> None:
     handle = open_model(tiny_bert[0])
     need = estimate_memory_bytes(handle.info)
     assert handle.info.weights_bytes == 4 * tiny_bert[1]  # F32 tensor bytes
-    assert need == int(models.MEMORY_FACTOR * handle.info.weights_bytes)
+    assert need == int(catalog.MEMORY_FACTOR * handle.info.weights_bytes)
     with pytest.raises(UserError, match="free"):
         handle.load_model(available_bytes=need - 1)
-    monkeypatch.setattr(models, "available_memory_bytes", lambda: 100)
+    monkeypatch.setattr(loading, "available_memory_bytes", lambda: 100)
     with pytest.raises(UserError, match=r"needs about .* only 100 bytes is free"):
         handle.load_model()
 
@@ -560,7 +563,7 @@ def test_m12_check_memory() -> None:
     check_memory(info, available_bytes=10 * 2**30)
     with pytest.raises(UserError, match=re.escape(f"{PACKAGED_NAME} needs about 104.0 MB")):
         check_memory(info, available_bytes=50 * 2**20)
-    free = models.available_memory_bytes()
+    free = loading.available_memory_bytes()
     assert free is None or free > 0
 
 

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from slimpajama_gui.core import int8_path, pipeline
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.models import open_model
-from slimpajama_gui.core.pipeline import PipelineCallbacks, run
-from slimpajama_gui.core.recipe import recipe_from_yaml
-from slimpajama_gui.core.store import JobStore, OutputLock
-from slimpajama_gui.core.train import Control
+from slimpajama_gui.core.jobs import pipeline
+from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks, run
+from slimpajama_gui.core.plan.recipe import recipe_from_yaml
+from slimpajama_gui.core.runtime.loading import open_model
+from slimpajama_gui.core.storage.history import JobStore, OutputLock
+from slimpajama_gui.core.techniques import int8_path
+from slimpajama_gui.core.techniques.train import Control
 
 
 def make_recipe(model: Path, output: Path, steps: str, dataset: str = "train: demo") -> object:
@@ -373,7 +374,7 @@ def test_an_fp32_export_checks_it_gives_the_same_logits(tiny_minilm, tmp_path, s
     assert info["onnx"]["max_abs_logit_diff"] < 1e-4 and info["onnx"]["agreement"] == 1.0
     assert result.summary[-1]["agreement"] == 1.0
 
-    real = pipeline.onnx_mod.save_onnx_variant
+    real = pipeline.onnx_export.save_onnx_variant
 
     def off_by_a_little(model, tokenizer_src, folder, **kw):
         import copy
@@ -383,7 +384,7 @@ def test_an_fp32_export_checks_it_gives_the_same_logits(tiny_minilm, tmp_path, s
             broken.classifier.bias += 0.01
         return real(broken, tokenizer_src, folder, **kw)
 
-    monkeypatch.setattr(pipeline.onnx_mod, "save_onnx_variant", off_by_a_little)
+    monkeypatch.setattr(pipeline.onnx_export, "save_onnx_variant", off_by_a_little)
     again = run(make_recipe(tiny_minilm, tmp_path / "again", steps), store=store)
     assert again.status == "failed" and "logits differ" in again.error and "0.01" in again.error
     assert again.variants == [] and not (tmp_path / "again" / "01-export").exists()
@@ -392,8 +393,8 @@ def test_an_fp32_export_checks_it_gives_the_same_logits(tiny_minilm, tmp_path, s
 def test_vocabulary_pruning_keeps_words_of_train_rows_left_out_by_max_rows(
     tiny_minilm, tmp_path, store
 ):
-    from slimpajama_gui.core import data as data_mod
-    from slimpajama_gui.core.models import load_tokenizer
+    from slimpajama_gui.core.data import dataset as data_mod
+    from slimpajama_gui.core.model.tokenizers import load_tokenizer
 
     dataset = "train: demo\n  max_rows: 20"
     result = run(
@@ -471,8 +472,8 @@ def wordpiece(word: str, vocab: set[str]) -> list[str]:
 
 
 def pair_logits(model_folder: Path, texts, pairs, max_length: int = 48) -> torch.Tensor:
-    from slimpajama_gui.core import data as data_mod
-    from slimpajama_gui.core.models import load_tokenizer
+    from slimpajama_gui.core.data import dataset as data_mod
+    from slimpajama_gui.core.model.tokenizers import load_tokenizer
 
     handle = open_model(model_folder)
     model, tok = handle.load_model(num_labels=2).eval(), load_tokenizer(model_folder)
@@ -490,7 +491,7 @@ def test_a_no_change_step_checks_its_promise_on_every_text_column(tiny_minilm, t
     """Vocabulary pruning of sentence pairs keeps the words of the second column, gives
     the same logits on every train pair, and reports [UNK] and changed-row figures that
     are measured (here known and non-zero on eval)."""
-    from slimpajama_gui.core.models import load_tokenizer
+    from slimpajama_gui.core.model.tokenizers import load_tokenizer
 
     steps = "\n  - {type: prune, method: vocabulary}\n"
     recipe = make_recipe(tiny_minilm, tmp_path / "out", steps, pair_dataset(tmp_path))
@@ -575,7 +576,7 @@ def test_every_saved_variant_reads_with_the_tokenizer_it_was_measured_with(
     """A variant's config.json names model_type slimpajama, not the source's bert: its
     tokenizer must still load as the one the job used (same tokens), for a step that
     changes no ids (dropping no layer) and for vocabulary pruning."""
-    from slimpajama_gui.core.models import load_tokenizer
+    from slimpajama_gui.core.model.tokenizers import load_tokenizer
 
     source = bert_source_without_tokenizer_class(tiny_minilm, tmp_path / "src", kind)
     train = write_pairs(tmp_path / "train.csv", CASED_TRAIN)
@@ -609,7 +610,7 @@ def test_vocabulary_pruning_that_would_change_train_tokens_fails_and_saves_nothi
 ):
     from tokenizers import normalizers
 
-    from slimpajama_gui.core import vocabulary
+    from slimpajama_gui.core.techniques import vocabulary
 
     real = vocabulary._load_tokenizer
 
@@ -644,9 +645,9 @@ def test_a_stop_inside_a_loop_of_a_step_is_honoured_at_the_next_item(
 ):
     """Loops besides training check the stop flag per item: the step ends cancelled after
     the item in progress, and writes nothing."""
-    from slimpajama_gui.core import prune as prune_mod
-    from slimpajama_gui.core import vocabulary as vocab_mod
-    from slimpajama_gui.core.bench import TorchRunner
+    from slimpajama_gui.core.runtime.bench import TorchRunner
+    from slimpajama_gui.core.techniques import prune as prune_mod
+    from slimpajama_gui.core.techniques import vocabulary as vocab_mod
 
     control = Control()
     calls: list[int] = []
@@ -688,7 +689,7 @@ def test_a_stop_inside_a_loop_of_a_step_is_honoured_at_the_next_item(
 
 
 def test_a_job_clears_what_a_killed_job_left_in_its_output_folder(tiny_minilm, tmp_path, store):
-    from slimpajama_gui.core.leftovers import make_scratch, sweep_outputs
+    from slimpajama_gui.core.storage.leftovers import make_scratch, sweep_outputs
 
     out = tmp_path / "out"
     (out / "01-finetune").mkdir(parents=True)
@@ -717,7 +718,7 @@ def test_a_job_clears_what_a_killed_job_left_in_its_output_folder(tiny_minilm, t
 
 def _named_demo(folder: Path) -> tuple[Path, Path]:
     """The demo data with its 0/1 labels written as names, as many real files have them."""
-    from slimpajama_gui.core.data import demo_path
+    from slimpajama_gui.core.data.dataset import demo_path
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from slimpajama_gui.core.pipeline import run
-from slimpajama_gui.core.recipe import load_recipe
-from slimpajama_gui.core.store import JobStore
+from slimpajama_gui.core.jobs.pipeline import run
+from slimpajama_gui.core.plan.recipe import load_recipe
+from slimpajama_gui.core.storage.history import JobStore
 
 RECIPES = sorted(Path(str(files("slimpajama_gui.resources") / "recipes")).glob("*.yaml"))
 

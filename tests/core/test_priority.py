@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from slimpajama_gui.core.priority import JOB_NICENESS, lower_thread_priority
+from slimpajama_gui.core.jobs.priority import JOB_NICENESS, lower_thread_priority
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux")

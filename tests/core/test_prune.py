@@ -9,9 +9,10 @@ import random
 import pytest
 import torch
 
-from slimpajama_gui.core import prune
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.prune import (
+from slimpajama_gui.core.model.encoder import SlimConfig, SlimPajamaModel, count_parameters
+from slimpajama_gui.core.techniques import prune
+from slimpajama_gui.core.techniques.prune import (
     GradualMagnitudePruner,
     Importance,
     StructureMasks,
@@ -26,8 +27,7 @@ from slimpajama_gui.core.prune import (
     sparsity_report,
     structure_importance,
 )
-from slimpajama_gui.core.train import Callbacks, TrainConfig, train
-from slimpajama_gui.core.transformer import SlimConfig, SlimPajamaModel, count_parameters
+from slimpajama_gui.core.techniques.train import Callbacks, TrainConfig, train
 
 VOCAB, GOOD, BAD = 40, 7, 8
 

@@ -9,9 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimpajama_gui.core import int8_path
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.quantize import (
+from slimpajama_gui.core.model.encoder import SlimConfig, SlimPajamaModel
+from slimpajama_gui.core.storage.safe_io import load_safetensors, read_safetensors_header
+from slimpajama_gui.core.techniques import int8_path
+from slimpajama_gui.core.techniques.quantize import (
     METHODS,
     DynamicInt8Linear,
     GuardReport,
@@ -28,8 +30,6 @@ from slimpajama_gui.core.quantize import (
     quantize_model,
     save_quantized,
 )
-from slimpajama_gui.core.safe_io import load_safetensors, read_safetensors_header
-from slimpajama_gui.core.transformer import SlimConfig, SlimPajamaModel
 
 pytestmark = pytest.mark.int8
 
@@ -343,7 +343,7 @@ MINILM_POOLED_ERROR = {8: 0.15, 7: 0.30}
 
 @pytest.mark.slow
 def test_minilm_dynamic_int8_roundtrip(tmp_path):
-    from slimpajama_gui.core.models import packaged_minilm_path
+    from slimpajama_gui.core.model.catalog import packaged_minilm_path
 
     torch.manual_seed(0)
     model = SlimPajamaModel.from_pretrained(packaged_minilm_path(), num_labels=2)

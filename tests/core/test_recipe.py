@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.recipe import (
+from slimpajama_gui.core.plan.recipe import (
     STEP_TYPES,
     Benchmark,
     Distill,

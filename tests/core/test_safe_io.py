@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from slimpajama_gui.core import safe_io
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.safe_io import (
+from slimpajama_gui.core.storage import safe_io
+from slimpajama_gui.core.storage.safe_io import (
     MAX_HEADER_BYTES,
     atomic_dir,
     atomic_write_bytes,

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from slimpajama_gui.core import store as store_mod
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.paths import data_dir
-from slimpajama_gui.core.store import (
+from slimpajama_gui.core.storage import history as store_mod
+from slimpajama_gui.core.storage.history import (
     INTERRUPTED_MESSAGE,
     JobStore,
     OutputLock,
@@ -321,7 +321,7 @@ def test_lock_is_refused_from_another_thread(tmp_path: Path) -> None:
 
 HOLDER = """
 import sys
-from slimpajama_gui.core.store import OutputLock
+from slimpajama_gui.core.storage.history import OutputLock
 lock = OutputLock(sys.argv[1], job_id=7).acquire()
 print("locked", flush=True)
 sys.stdin.read()

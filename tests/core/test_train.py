@@ -10,15 +10,21 @@ import numpy as np
 import pytest
 import torch
 
-from slimpajama_gui.core.bench import BenchConfig, TorchRunner, benchmark, count_parameters
-from slimpajama_gui.core.evaluate import (
+from slimpajama_gui.core.model.encoder import SlimConfig, SlimPajamaModel
+from slimpajama_gui.core.runtime.bench import BenchConfig, TorchRunner, benchmark, count_parameters
+from slimpajama_gui.core.runtime.evaluate import (
     Predictions,
     classification_report,
     predict,
     prediction_diff,
 )
-from slimpajama_gui.core.train import Callbacks, Control, NonFiniteLoss, TrainConfig, train
-from slimpajama_gui.core.transformer import SlimConfig, SlimPajamaModel
+from slimpajama_gui.core.techniques.train import (
+    Callbacks,
+    Control,
+    NonFiniteLoss,
+    TrainConfig,
+    train,
+)
 
 # A learnable toy task: the label says whether "good" (id 7) or "bad" (id 8) appears.
 VOCAB, GOOD, BAD = 40, 7, 8
@@ -240,7 +246,7 @@ def test_report_confusion_and_diff():
 def test_benchmark_reports_what_it_measured():
     from transformers import AutoTokenizer
 
-    from slimpajama_gui.core.models import packaged_minilm_path
+    from slimpajama_gui.core.model.catalog import packaged_minilm_path
 
     model = SlimPajamaModel.from_pretrained(packaged_minilm_path(), num_labels=2)
     tokenizer = AutoTokenizer.from_pretrained(packaged_minilm_path(), local_files_only=True)

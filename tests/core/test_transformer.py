@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.transformer import (
+from slimpajama_gui.core.model.encoder import (
     SlimConfig,
     SlimPajamaModel,
     copy_tokenizer_files,

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.transformer import SlimConfig, SlimPajamaModel
-from slimpajama_gui.core.vocabulary import prune_vocabulary
+from slimpajama_gui.core.model.encoder import SlimConfig, SlimPajamaModel
+from slimpajama_gui.core.techniques.vocabulary import prune_vocabulary
 
 
 def tiny_model(seed: int = 0, **overrides) -> SlimPajamaModel:
@@ -34,7 +34,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def minilm_tokenizer_folder() -> Path:
-    from slimpajama_gui.core.models import packaged_minilm_path
+    from slimpajama_gui.core.model.catalog import packaged_minilm_path
 
     return packaged_minilm_path()
 
@@ -110,7 +110,7 @@ def test_prune_vocabulary_refusals(tmp_path, minilm_tokenizer_folder):
 
 
 def encoded_logits(model, tokenizer, texts, pairs, max_length):
-    from slimpajama_gui.core import data as data_mod
+    from slimpajama_gui.core.data import dataset as data_mod
 
     enc = data_mod.encode(texts, tokenizer, max_length, pairs)
     types = enc.token_type_ids or [None] * len(enc)
@@ -126,7 +126,7 @@ def test_pairs_cut_by_max_length_read_the_same_tokens(tmp_path, minilm_tokenizer
     """Which tokens truncation drops from a pair depends on the length of both texts, so
     a word past the cut must keep its pieces too (here counting only the ids the model
     reads would turn the rare words past the cut into [UNK] and move the cut)."""
-    from slimpajama_gui.core.models import load_tokenizer
+    from slimpajama_gui.core.model.tokenizers import load_tokenizer
 
     texts = ["a plot plot a a the xylophone harpsichord tchaikovsky", "a good film"]
     pairs = ["story a a good fine plot good film a harpsichord", "loved it"]
@@ -168,7 +168,7 @@ def test_a_train_row_that_would_read_other_tokens_makes_pruning_refuse(
     lowercasing), pruning says so instead of handing back a model that reads other ids."""
     from tokenizers import normalizers
 
-    from slimpajama_gui.core import vocabulary
+    from slimpajama_gui.core.techniques import vocabulary
 
     out = tmp_path / "tok"
     real = vocabulary._load_tokenizer
@@ -188,7 +188,7 @@ def test_a_train_row_that_would_read_other_tokens_makes_pruning_refuse(
 
 
 def test_added_tokens_in_the_second_column_are_kept(tmp_path, minilm_tokenizer_folder):
-    from slimpajama_gui.core.models import load_tokenizer
+    from slimpajama_gui.core.model.tokenizers import load_tokenizer
 
     source = tmp_path / "added"
     tok = load_tokenizer(minilm_tokenizer_folder)

@@ -19,10 +19,11 @@ import pytest
 from PySide6.QtCore import QCoreApplication, QEvent, QThreadPool, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from slimpajama_gui.core import onnx_backend, pipeline
-from slimpajama_gui.core.models import open_model
+from slimpajama_gui.core.jobs import pipeline
 from slimpajama_gui.core.paths import log_file
-from slimpajama_gui.core.store import JobStore
+from slimpajama_gui.core.runtime.loading import open_model
+from slimpajama_gui.core.storage.history import JobStore
+from slimpajama_gui.core.techniques import onnx_export
 from slimpajama_gui.qt import app as app_mod
 from slimpajama_gui.qt.jobs_view import JobsView
 from slimpajama_gui.qt.main_window import MainWindow
@@ -140,7 +141,7 @@ def assert_no_teardown_errors(capfd, caplog) -> None:
 PHASES = {
     # phase: (what to hold, the recipe's steps, the phrase the question must contain)
     "export": (
-        (onnx_backend, "save_onnx_variant"),
+        (onnx_export, "save_onnx_variant"),
         FINETUNE.format(epochs=1, max_steps=2) + EXPORT,
         "is exporting the model to ONNX in step 2 of 2 (export), which cannot be stopped part-way",
     ),
@@ -291,8 +292,8 @@ def test_quit_now_ends_the_process_at_once_and_the_next_start_clears_the_step(
             from PySide6.QtCore import QTimer
             from PySide6.QtWidgets import QApplication
 
-            from slimpajama_gui.core import onnx_backend
-            from slimpajama_gui.core.recipe import recipe_from_yaml
+            from slimpajama_gui.core.techniques import onnx_export
+            from slimpajama_gui.core.plan.recipe import recipe_from_yaml
             from slimpajama_gui.qt import app as app_mod
             from slimpajama_gui.qt.settings_dialog import apply_startup_settings
 
@@ -300,7 +301,7 @@ def test_quit_now_ends_the_process_at_once_and_the_next_start_clears_the_step(
                 (Path(folder) / "model.onnx").write_bytes(b"half an export")
                 threading.Event().wait()
 
-            onnx_backend.save_onnx_variant = export_that_never_ends
+            onnx_export.save_onnx_variant = export_that_never_ends
 
             app_mod.configure_identity()  # as app.run_app does
             qapp = QApplication(sys.argv[:1])

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QItemSelectionModel, QPoint, QPointF, Qt
 
-from slimpajama_gui.core import data as data_mod
-from slimpajama_gui.core.evaluate import predict, prediction_diff
-from slimpajama_gui.core.models import open_model
-from slimpajama_gui.core.store import JobStore
-from slimpajama_gui.core.transformer import SlimPajamaModel
+from slimpajama_gui.core.data import dataset as data_mod
+from slimpajama_gui.core.model.encoder import SlimPajamaModel
+from slimpajama_gui.core.runtime.evaluate import predict, prediction_diff
+from slimpajama_gui.core.runtime.loading import open_model
+from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.qt.compare_view import (
     EVAL_BATCH,
     CompareView,

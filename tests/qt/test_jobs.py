@@ -12,11 +12,11 @@ import pytest
 from PySide6.QtCore import QModelIndex, QPointF, Qt, QThreadPool
 from PySide6.QtGui import QGuiApplication
 
-from slimpajama_gui.core import pipeline
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.jobs import pipeline
 from slimpajama_gui.core.paths import data_dir
-from slimpajama_gui.core.recipe import recipe_from_yaml
-from slimpajama_gui.core.store import JobStore, MetricRecord
+from slimpajama_gui.core.plan.recipe import recipe_from_yaml
+from slimpajama_gui.core.storage.history import JobStore, MetricRecord
 from slimpajama_gui.qt import jobs_view as jv
 from slimpajama_gui.qt.charts import JobCharts, LiveCurves, SparsityBars, group_records
 from slimpajama_gui.qt.jobs import JobRunner

@@ -8,7 +8,7 @@ import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 
-from slimpajama_gui.core.models import discover_models, packaged_minilm_path
+from slimpajama_gui.core.model.catalog import discover_models, packaged_minilm_path
 from slimpajama_gui.qt import models_view as mv
 from slimpajama_gui.qt.main_window import AREAS, MainWindow
 from slimpajama_gui.qt.models_view import INFO_ROLE, ModelsView, ModelTableModel

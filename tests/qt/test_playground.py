@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from slimpajama_gui.core.models import inspect_model
+from slimpajama_gui.core.model.catalog import inspect_model
 from slimpajama_gui.qt.playground import PlaygroundView, TorchPredictor, choose_pair
 
 TIMEOUT = 30_000

@@ -19,9 +19,9 @@ from PySide6.QtWidgets import (
     QWizard,
 )
 
-from slimpajama_gui.core import pipeline
-from slimpajama_gui.core.models import ModelInfo, inspect_model, packaged_minilm_path
-from slimpajama_gui.core.recipe import (
+from slimpajama_gui.core.jobs import pipeline
+from slimpajama_gui.core.model.catalog import ModelInfo, inspect_model, packaged_minilm_path
+from slimpajama_gui.core.plan.recipe import (
     Benchmark,
     Distill,
     Evaluate,
@@ -31,7 +31,7 @@ from slimpajama_gui.core.recipe import (
     load_recipe,
     recipe_from_yaml,
 )
-from slimpajama_gui.core.store import JobStore
+from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.qt import wizard as wiz
 from slimpajama_gui.qt.wizard import CompressWizard, estimate_chain
 

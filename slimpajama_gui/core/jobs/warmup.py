@@ -16,7 +16,7 @@ import contextlib
 import importlib
 import time
 
-#: What a job imports on first use that ``import slimpajama_gui.core.pipeline`` does not.
+#: What a job imports on first use that ``import slimpajama_gui.core.jobs.pipeline`` does not.
 MODULES = (
     "torch._dynamo",
     "transformers.models.auto.tokenization_auto",

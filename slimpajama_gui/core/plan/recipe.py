@@ -43,7 +43,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import yaml
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.safe_io import atomic_write_text
+from slimpajama_gui.core.storage.safe_io import atomic_write_text
 
 #: The newest recipe layout this app reads and writes.
 RECIPE_VERSION = 1

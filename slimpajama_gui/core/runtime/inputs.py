@@ -17,13 +17,13 @@ to the model as ``transformers`` fits it or refused up front with a sentence:
   hold (a BERT model with one segment given a pair) is refused before training:
   ``transformers`` raises ``IndexError`` there. (A Hugging Face ``config.json`` with
   ``type_vocab_size`` 0, which transformers cannot run at all, is refused by
-  :mod:`~slimpajama_gui.core.hf_config` when the model is opened.)
+  :mod:`~slimpajama_gui.core.model.hf_config` when the model is opened.)
 * **Positions.** A text longer than the position table holds (``max_position_embeddings``
   minus RoBERTa's offset of ``pad_token_id + 1``) is truncated to what the model takes,
   whatever the tokenizer's ``model_max_length`` says (often the 1e30 "unset" value),
   with data.py's truncation warning (D5). Pairs are cut longest-first.
 * **Labels.** Label ids must lie inside the head
-  (:func:`~slimpajama_gui.core.data.validate_labels`, D4). A trained head's classes are
+  (:func:`~slimpajama_gui.core.data.dataset.validate_labels`, D4). A trained head's classes are
   matched to the data's by name (:func:`match_label_order`): the same names in another
   order renumber the data, other names give a new head (reported), and a job may not
   score that untrained replacement before a step trains it. (A kept head that is not single-label, ``num_labels`` 1 or a
@@ -43,9 +43,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from slimpajama_gui.core import data as data_mod
+from slimpajama_gui.core.data import dataset as data_mod
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.hf_config import specific_label_names
+from slimpajama_gui.core.model.hf_config import specific_label_names
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class ModelInputs:
         max_length: int,
         pairs: Sequence[str] | None = None,
     ) -> data_mod.Encoded:
-        """:func:`~slimpajama_gui.core.data.encode`, fitted to this model.
+        """:func:`~slimpajama_gui.core.data.dataset.encode`, fitted to this model.
 
         Args:
             texts: N texts.
@@ -176,8 +176,8 @@ def model_inputs(model: Any, tokenizer: Any, name: str) -> ModelInputs:
     """What ``model`` can represent, after checking that ``tokenizer`` fits it.
 
     Args:
-        model: a :class:`~slimpajama_gui.core.transformer.SlimPajamaModel` (float or
-            quantized) or an :class:`~slimpajama_gui.core.onnx_backend.OnnxClassifier`.
+        model: a :class:`~slimpajama_gui.core.model.encoder.SlimPajamaModel` (float or
+            quantized) or an :class:`~slimpajama_gui.core.runtime.onnx_runner.OnnxClassifier`.
         tokenizer: the tokenizer it will be fed by.
         name: the model's name in sentences.
 
@@ -227,7 +227,7 @@ def _tokenizer_ids(tokenizer: Any) -> tuple[int | None, int]:
 
 def _source_config(model: Any) -> dict[str, Any]:
     """The ``config.json`` the model was loaded from, or {} (built in memory, ONNX)."""
-    from slimpajama_gui.core.transformer import read_config
+    from slimpajama_gui.core.model.encoder import read_config
 
     source = getattr(model, "source_path", None)
     if source is None or not (Path(source) / "config.json").is_file():
@@ -242,7 +242,7 @@ def _label_key(name: str) -> str:
 def head_label_names(folder: Path) -> list[str] | None:
     """The class names of the trained head saved in ``folder`` (see
     :func:`specific_label_names`); None for a bare encoder or placeholder names."""
-    from slimpajama_gui.core.transformer import read_config
+    from slimpajama_gui.core.model.encoder import read_config
 
     if not (Path(folder) / "config.json").is_file():
         return None
@@ -315,7 +315,7 @@ def _replaced_labels(model: Any) -> list[str] | None:
         except (TypeError, ValueError):
             pass
     # transformers 5 leaves default names out of config.json; the weights tell the rows.
-    from slimpajama_gui.core.models import inspect_model
+    from slimpajama_gui.core.model.catalog import inspect_model
 
     rows = inspect_model(model.source_path).num_labels or 0
     return [f"LABEL_{i}" for i in range(rows)]

@@ -3,7 +3,7 @@
 :func:`export_pytorch_int8` keeps PyTorch's own int8 weights and scales, its uint8
 embedding rows and its int8 pooler/classifier, so ONNX Runtime computes the integers
 PyTorch computes. Activations are quantized at run time as PyTorch quantizes them on the
-machine that exports (:mod:`slimpajama_gui.core.int8_path`): with ONNX's
+machine that exports (:mod:`slimpajama_gui.core.techniques.int8_path`): with ONNX's
 ``DynamicQuantizeLinear`` for 8 bits, and with a small subgraph that mirrors PyTorch's
 ``ChooseQuantizationParams`` for the 7 bits of x86 CPUs without VNNI (``DynamicQuantize
 Linear`` only knows 0..255). A 7-bit file gives the same numbers on every CPU: 7-bit
@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.safe_io import atomic_file
-from slimpajama_gui.core.transformer import SlimPajamaModel
+from slimpajama_gui.core.model.encoder import SlimPajamaModel
+from slimpajama_gui.core.storage.safe_io import atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def export_pytorch_int8(plan: Int8Export, fp32: Path, target: Path, activation_b
     """
     import onnx
 
-    from slimpajama_gui.core.onnx_backend import quantize_onnx
+    from slimpajama_gui.core.techniques.onnx_export import quantize_onnx
 
     graph = onnx.load(str(fp32)).graph
     # Which MatMul belongs to which int8 linear: the twin's weights are exactly the

@@ -60,14 +60,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.hf_config import (
+from slimpajama_gui.core.model.hf_config import (
     Translation,
     head_refusal,
     shape_keys,
     specific_label_names,
     translate,
 )
-from slimpajama_gui.core.safe_io import (
+from slimpajama_gui.core.storage.safe_io import (
     PICKLE_SUFFIXES,
     atomic_dir,
     atomic_write_text,
@@ -354,7 +354,7 @@ class SelfAttention(nn.Module):
         self.value = _linear(hidden_size, inner)
         self.output = _linear(inner, hidden_size)
         self.dropout = dropout
-        # Set only while exporting to ONNX (onnx_backend): spell attention out as
+        # Set only while exporting to ONNX (techniques/onnx_export.py): spell attention out as
         # MatMul -> scale -> Add mask -> Softmax -> MatMul, the pattern ONNX Runtime's
         # BERT optimizer fuses into one (int8-quantizable) Attention operator; SDPA
         # exports as a graph it does not recognise.

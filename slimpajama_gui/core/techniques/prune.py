@@ -1,7 +1,7 @@
 """Pruning that really shrinks or speeds up a :class:`SlimPajamaModel` — and says when not.
 
 Three techniques, from "smaller file only" to "smaller and faster" (vocabulary pruning,
-which shrinks the word embedding, is in :mod:`slimpajama_gui.core.vocabulary`):
+which shrinks the word embedding, is in :mod:`slimpajama_gui.core.techniques.vocabulary`):
 
 * **Unstructured magnitude pruning** (:func:`magnitude_prune`, one-shot, or
   :class:`GradualMagnitudePruner`, the cubic schedule of Zhu & Gupta 2017, during
@@ -67,13 +67,13 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.train import Callbacks, TrainState
-from slimpajama_gui.core.transformer import SlimPajamaModel
+from slimpajama_gui.core.model.encoder import SlimPajamaModel
+from slimpajama_gui.core.techniques.train import Callbacks, TrainState
 
 log = logging.getLogger(__name__)
 
 Scope = Literal["global", "layer"]
-#: ``loss_fn(model, batch) -> (loss, parts)``, as in :mod:`slimpajama_gui.core.train`.
+#: ``loss_fn(model, batch) -> (loss, parts)``, as in :mod:`slimpajama_gui.core.techniques.train`.
 LossFn = Callable[[nn.Module, Mapping[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
 
 #: The encoder linears unstructured pruning touches, per layer (not embeddings, norms,
@@ -408,7 +408,7 @@ def cubic_sparsity(
 class GradualMagnitudePruner(Callbacks):
     """Prune gradually during training, on the cubic schedule of Zhu & Gupta (2017).
 
-    Pass it to :func:`slimpajama_gui.core.train.train` as a callback. Every ``every``
+    Pass it to :func:`slimpajama_gui.core.techniques.train.train` as a callback. Every ``every``
     steps between ``start_step`` and ``end_step`` it raises the masks to
     :func:`cubic_sparsity`; after *every* optimizer step it re-applies them (and zeroes
     the masked entries of ``weight_orig``), so the optimizer cannot revive a pruned

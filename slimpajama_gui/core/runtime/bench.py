@@ -196,7 +196,7 @@ def benchmark(
         runner: maps numpy inputs to logits (:class:`TorchRunner` or another backend).
         model: if given, parameters and non-zero parameters are counted.
         folder: if given, its size on disk is reported.
-        control: a :class:`~slimpajama_gui.core.train.Control` checked before every
+        control: a :class:`~slimpajama_gui.core.techniques.train.Control` checked before every
             call; after a stop the figures are partial (NaN where nothing was timed)
             and the caller should discard them.
     """

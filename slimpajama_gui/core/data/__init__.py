@@ -1,0 +1,1 @@
+"""Datasets: reading tables, the bad-data checks, tokenizing and batching."""

@@ -1,0 +1,1 @@
+"""Running a recipe: the pipeline, its step handlers and the saved variants."""

@@ -1,0 +1,1 @@
+"""What a job will do, before it runs: recipes (YAML), presets, estimates. No torch."""

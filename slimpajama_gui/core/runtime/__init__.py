@@ -1,0 +1,1 @@
+"""Running a model: loading any variant, ONNX Runtime, inputs, evaluation, benchmarks."""

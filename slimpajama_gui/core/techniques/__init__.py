@@ -1,0 +1,1 @@
+"""The compression techniques and the one training loop."""
