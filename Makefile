@@ -54,7 +54,7 @@ install-core: $(CORE_STAMP)
 $(CORE_STAMP): pyproject.toml tools/core_requirements.py
 	@test -x $(CORE_PY) || $(PYTHON) -m venv $(CORE_VENV)
 	@echo "Installing the engine without Qt into $(CORE_VENV)..."
-	$(CORE_PY) -m pip --disable-pip-version-check install -q --upgrade pip setuptools wheel
+	$(CORE_PY) -m pip --disable-pip-version-check install -q --upgrade pip setuptools wheel "tomli; python_version < '3.11'"
 	$(CORE_PY) tools/core_requirements.py pyproject.toml > $(CORE_VENV)/requirements.txt
 	$(CORE_PY) -m pip --disable-pip-version-check install -q -r $(CORE_VENV)/requirements.txt "$(TORCH)"
 	$(CORE_PY) -m pip --disable-pip-version-check install -q --no-deps -e .

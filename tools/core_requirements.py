@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the Makefile installs tomli there
+    import tomli as tomllib
 
 #: Distributions that only the window needs.
 GUI = {"pyside6-essentials", "pyside6", "pyqtgraph", "superqt", "pytest-qt"}
