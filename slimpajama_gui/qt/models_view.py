@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
 from superqt.utils import create_worker
 
 from slimpajama_gui.core.model.catalog import ModelInfo, discover_models
+from slimpajama_gui.core.units import human_bytes, human_count  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -53,22 +54,6 @@ SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 INFO_ROLE = Qt.ItemDataRole.UserRole + 2
 
 _Index = QModelIndex | QPersistentModelIndex
-
-
-def human_count(n: int) -> str:
-    """22713216 -> '22.7 M'."""
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return str(n)
-
-
-def human_bytes(n: int) -> str:
-    """90868376 -> '90.9 MB' (decimal units, as file managers show)."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
 
 
 def heads_text(info: ModelInfo) -> str:

@@ -32,8 +32,8 @@ from slimpajama_gui.core.plan.recipe import (
     recipe_from_yaml,
 )
 from slimpajama_gui.core.storage.history import JobStore
-from slimpajama_gui.qt import wizard as wiz
-from slimpajama_gui.qt.wizard import CompressWizard, estimate_chain
+from slimpajama_gui.qt.wizard import CompressWizard
+from slimpajama_gui.qt.wizard.settings_page import cuda_available
 
 from ..conftest import write_tiny_bert
 
@@ -410,7 +410,7 @@ def test_packaged_model_needs_finetune_and_presets_start_with_it(qtbot, make_wiz
     assert settings.row_for("distill").epochs.value() == 4
     assert settings.name_edit.text() == "all-MiniLM-L6-v2-balanced"
     cuda = settings.device.model().item(2)
-    if not wiz._cuda_available():
+    if not cuda_available():
         assert not cuda.isEnabled() and "torch.cuda.is_available() is False" in cuda.toolTip()
     go_next(qtbot, w)
     recipe = w.recipe()
@@ -466,38 +466,6 @@ def test_current_model_is_selected_when_the_list_arrives(qtbot, tiny_minilm, tin
     w.set_models([inspect_model(tiny_minilm), inspect_model(tiny_bert)])
     assert w.model_info().path == tiny_bert
     qtbot.waitUntil(lambda: not w.busy(), timeout=TIMEOUT)
-
-
-def test_estimate_matches_the_reference_chain():
-    """docs/reference.md: 3-layer student, 11,575 ids, onnxruntime int8 per-channel: 10.3 MB."""
-    info = inspect_model(packaged_minilm_path(), "packaged")
-    same = estimate_chain(info, [Evaluate()], num_labels=2)
-    # The encoder-only model gets a 2-class head (384 x 2 + 2); nothing else changes.
-    assert same.parameters_after == info.parameters + 770
-    assert same.size_after == pytest.approx(info.size_bytes, rel=1e-3)
-    chain = [
-        Distill(student_layers=[1, 3, 5]),
-        Prune(method="vocabulary"),
-        Quantize(method="dynamic_int8", backend="onnxruntime"),
-    ]
-    est = estimate_chain(info, chain, vocab_kept=11_575, num_labels=2)
-    assert est.layers_after == 3 and est.vocab_after == 11_575
-    assert est.size_after == pytest.approx(10.3e6, rel=0.1)
-    # A head is added to the encoder-only model (2 classes): 22.7 M -> about 10 M.
-    assert est.parameters_after == pytest.approx(10.0e6, rel=0.05)
-    heads = estimate_chain(info, [Prune(method="heads", amount=0.5)])
-    assert heads.heads_after == [6] * 6 and heads.parameters_after < info.parameters
-    int4 = estimate_chain(info, [Quantize(method="weight_int4", backend="pytorch")])
-    int8 = estimate_chain(info, [Quantize(method="weight_int8", backend="pytorch")])
-    assert int4.size_after < int8.size_after < info.size_bytes
-    sparse = estimate_chain(info, [Prune(method="magnitude", amount=0.5)])
-    assert sparse.size_after == same.size_after and sparse.nonzero_after < info.parameters
-
-
-def test_presets_are_read_from_the_yaml_files():
-    for name in wiz.PRESETS:
-        steps = wiz.load_preset(name)
-        assert [type(s) for s in steps] == [type(s) for s in wiz._code_preset(name)], name
 
 
 def test_embedded_wizard_starts_over_after_run(qtbot, tiny_minilm):

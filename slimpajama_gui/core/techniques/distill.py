@@ -43,6 +43,9 @@ from torch import nn
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.encoder import SlimPajamaModel
+
+# In model.shape, not here: the torch-free job plan (a sibling layer) needs it too.
+from slimpajama_gui.core.model.shape import default_student_layers
 from slimpajama_gui.core.techniques.train import Callbacks, Control, TrainResult
 
 log = logging.getLogger(__name__)
@@ -67,16 +70,6 @@ CACHE_ROW_OVERHEAD_BYTES = 1024
 
 
 # --------------------------------------------------------------------------- students
-
-
-def default_student_layers(num_layers: int) -> list[int]:
-    """Every second teacher layer, counting from 1: ``[1, 3, 5]`` for 6 layers.
-
-    Keeping the odd layers (not the even ones) keeps the teacher's last layer when the
-    depth is even, so the classifier still reads the representation it was trained on.
-    A 1-layer teacher gives ``[0]``.
-    """
-    return list(range(1, num_layers, 2)) or list(range(min(num_layers, 1)))
 
 
 def _check_student_layers(layers: Sequence[Any], num_layers: int) -> list[int]:

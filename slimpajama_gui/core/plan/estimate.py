@@ -1,0 +1,219 @@
+"""What a chain should leave of a model — parameters, size, layers — from its shape alone.
+
+No weights are loaded and torch is not imported: :func:`estimate_chain` is arithmetic on
+the :class:`~slimpajama_gui.core.model.catalog.ModelInfo` read from safetensors headers,
+so the wizard's review page can draw it on the GUI thread. :func:`count_vocabulary`
+(tokenizing the training texts) is the one slow part; run it on a worker.
+
+Example:
+    >>> est = estimate_chain(info, [Quantize(method="dynamic_int8")])  # doctest: +SKIP
+    >>> est.headline()  # doctest: +SKIP
+    '≈ 23.1 MB on disk, 3.9× smaller than 90.9 MB; ≈ 22.7 M parameters (+0 %)'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slimpajama_gui.core.model.catalog import ModelInfo
+from slimpajama_gui.core.model.shape import (
+    attention_width,
+    default_student_layers,
+    layer_ffn,
+    layer_heads,
+    layer_parameters,
+)
+from slimpajama_gui.core.model.tokenizers import load_tokenizer
+from slimpajama_gui.core.plan.steps import Distill, Prune, Quantize, Step
+from slimpajama_gui.core.units import human_bytes, human_count
+
+#: Share of a BERT vocabulary an English sentence data set uses (SST-2 train: 11.6k of
+#: 30.5k ids); the estimate's fallback until the real count is known.
+VOCAB_SHARE_GUESS = 11_600 / 30_522
+
+
+@dataclass
+class Estimate:
+    """What a chain should leave of a model, from its shape alone (no weights loaded).
+
+    Sizes are bytes on disk; ``heads_*`` and ``ffn_*`` list one value per layer;
+    ``weights_*`` name the storage type (``"fp32"``, ``"int8 (onnxruntime)"``, ...).
+    """
+
+    parameters_before: int
+    parameters_after: int
+    nonzero_after: int
+    size_before: int
+    size_after: int
+    layers_before: int
+    layers_after: int
+    heads_before: list[int]
+    heads_after: list[int]
+    ffn_before: list[int]
+    ffn_after: list[int]
+    vocab_before: int
+    vocab_after: int
+    vocab_counted: bool
+    weights_before: str
+    weights_after: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def size_ratio(self) -> float:
+        """How many times smaller the file gets (``size_before / size_after``)."""
+        return self.size_before / max(self.size_after, 1)
+
+    def headline(self) -> str:
+        """``"≈ 10.3 MB on disk, 8.8× smaller than 90.9 MB; ≈ 10.1 M parameters (−56 %)"``."""
+        change = 100.0 * (self.parameters_after / max(self.parameters_before, 1) - 1.0)
+        sign = "−" if change < 0 else "+"
+        return (
+            f"≈ {human_bytes(self.size_after)} on disk, {self.size_ratio:.1f}× smaller than "
+            f"{human_bytes(self.size_before)}; ≈ {human_count(self.parameters_after)} "
+            f"parameters ({sign}{abs(change):.0f} %)"
+        )
+
+
+def estimate_chain(
+    info: ModelInfo, steps: Sequence[Step], *, vocab_kept: int | None = None, num_labels: int = 2
+) -> Estimate:
+    """Parameters and size a chain should leave, from ``info`` and the steps only.
+
+    Parameters follow the layer arithmetic of a BERT encoder
+    (:mod:`slimpajama_gui.core.model.shape`); bytes per weight are 4 (fp32), 2
+    (fp16/bf16), 1 (int8, plus a scale per row) or 0.625 (int4 with a bf16 scale and
+    offset per 32 weights). Unstructured pruning only zeroes weights, so it lowers the
+    non-zero count, not the size.
+
+    Args:
+        info: the model's header summary.
+        steps: the chain, in order.
+        vocab_kept: token ids the training data uses, when counted; otherwise
+            :data:`VOCAB_SHARE_GUESS` of the vocabulary.
+        num_labels: classes of a new classifier head (when the model has none).
+    """
+    hidden = info.hidden
+    n = info.layers
+    heads = layer_heads(info)
+    ffn = layer_ffn(info)
+    head_dim = [attention_width(info, i) / max(heads[i], 1) for i in range(n)]
+    layers = [(heads[i], head_dim[i], ffn[i]) for i in range(n)]
+    vocab = info.vocab
+    notes: list[str] = []
+
+    def totals(state: list[tuple[int, float, int]], vocab_size: int) -> tuple[float, float]:
+        per_layer = [layer_parameters(hidden, *s) for s in state]
+        every = sum(p[0] for p in per_layer) + vocab_size * hidden
+        return every, sum(p[1] for p in per_layer)
+
+    before_all, _ = totals(layers, vocab)
+    other_emb = max(info.embedding_params - vocab * hidden, 0)
+    head_extra = hidden * num_labels + num_labels if info.num_labels is None else 0
+    vocab_counted = False
+    sparsity = 0.0
+    quant: Quantize | None = None
+    for step in steps:
+        if isinstance(step, Distill) and layers:
+            keep = [i for i in (step.student_layers or default_student_layers(len(layers)))]
+            layers = [layers[i] for i in keep if 0 <= i < len(layers)]
+        elif isinstance(step, Prune):
+            if step.method == "layers" and step.keep_layers:
+                layers = [layers[i] for i in step.keep_layers if 0 <= i < len(layers)]
+            elif step.method == "heads":
+                layers = [(max(1, round(h * (1 - step.amount))), d, f) for h, d, f in layers]
+            elif step.method == "ffn":
+                layers = [(h, d, max(1, round(f * (1 - step.amount)))) for h, d, f in layers]
+            elif step.method == "magnitude":
+                sparsity = 1 - (1 - sparsity) * (1 - step.amount)
+            elif step.method == "vocabulary":
+                if vocab_kept is not None:
+                    vocab, vocab_counted = min(vocab, vocab_kept), True
+                else:
+                    vocab = min(vocab, round(vocab * VOCAB_SHARE_GUESS))
+                    notes.append(
+                        "The vocabulary kept is a guess (about 38 % of a BERT vocabulary for "
+                        "English sentences) until the training data has been counted."
+                    )
+        elif isinstance(step, Quantize):
+            quant = step
+    after_all, linear = totals(layers, vocab)
+    parameters_after = max(int(round(info.parameters + head_extra + after_all - before_all)), 0)
+    nonzero = int(round(parameters_after - sparsity * linear))
+    if sparsity:
+        notes.append(
+            "Unstructured pruning sets weights to zero; the file keeps its size unless it is "
+            "compressed, but the non-zero count drops."
+        )
+
+    per_weight = info.weights_bytes / info.parameters if info.parameters else 4.0
+    if not info.weights_bytes:
+        per_weight = 4.0
+    word = vocab * hidden
+    # Pooler and classifier are linear layers too; quantizers treat them as such.
+    quantizable = linear + max(info.other_params, 0)
+    rest = max(parameters_after - quantizable - word, 0)
+    weights_before = {"f32": "fp32", "f16": "fp16"}.get(info.dtype.lower(), info.dtype.lower())
+    if quant is None:
+        weight_bytes = parameters_after * per_weight
+        weights_after = weights_before
+    elif quant.method in ("fp16", "bf16"):
+        weight_bytes = parameters_after * 2.0
+        weights_after = quant.method
+    elif quant.backend == "onnxruntime":
+        # onnxruntime's dynamic quantization makes every MatMul and Gather int8,
+        # position and type tables included.
+        rest = max(parameters_after - quantizable - word - other_emb, 0)
+        weight_bytes = quantizable + word + other_emb + rest * 4.0
+        weights_after = "int8 (onnxruntime)"
+    else:
+        per_q = 0.625 if quant.method == "weight_int4" else 1.0
+        row_overhead = 8 * vocab if quant.embeddings else 0
+        emb_bytes = word * per_q + row_overhead if quant.embeddings else word * per_weight
+        weight_bytes = quantizable * per_q + emb_bytes + rest * per_weight
+        weights_after = "int4" if quant.method == "weight_int4" else "int8"
+    if quant is not None and quant.backend == "pytorch" and quant.tolerance < 100:
+        notes.append(
+            "The accuracy guard may keep a few sensitive layers in float, which makes the "
+            "file somewhat larger."
+        )
+    extra = max(info.size_bytes - info.weights_bytes, 0)
+    extra_after = extra * (vocab / info.vocab if info.vocab else 1.0)
+    return Estimate(
+        parameters_before=info.parameters,
+        parameters_after=parameters_after,
+        nonzero_after=nonzero,
+        size_before=info.size_bytes,
+        size_after=int(round(weight_bytes + extra_after)),
+        layers_before=n,
+        layers_after=len(layers),
+        heads_before=heads,
+        heads_after=[h for h, _, _ in layers],
+        ffn_before=ffn,
+        ffn_after=[f for _, _, f in layers],
+        vocab_before=info.vocab,
+        vocab_after=vocab,
+        vocab_counted=vocab_counted,
+        weights_before=weights_before,
+        weights_after=weights_after,
+        notes=notes,
+    )
+
+
+def count_vocabulary(key: tuple, folder: Path, texts: list[str]) -> tuple[tuple, int]:
+    """Token ids vocabulary pruning would keep (used by ``texts`` + special), with ``key``.
+
+    Slow (tokenizes every text): run it on a worker. ``key`` comes back unchanged so the
+    caller can tell which model and data the count belongs to.
+
+    Raises:
+        UserError: ``folder`` has no readable tokenizer.
+    """
+    tokenizer = load_tokenizer(folder)
+    used: set[int] = set()
+    for start in range(0, len(texts), 2048):
+        for ids in tokenizer(texts[start : start + 2048], add_special_tokens=True)["input_ids"]:
+            used.update(ids)
+    used.update(int(i) for i in tokenizer.all_special_ids)
+    return key, len(used)

@@ -1,0 +1,253 @@
+"""The three preset chains, fitted to a model, and how a step is named to a person.
+
+A preset is a list of steps read from ``resources/recipes/preset-NAME.yaml`` (built in
+code when the file is missing or unreadable). :func:`adapt_chain` fits it to the chosen
+model: fine-tuning only when the model has no head for these labels, distillation onto
+layers that exist. Nothing here imports torch; the wizard calls it on the GUI thread.
+
+Example:
+    >>> steps, notes = adapt_chain(load_preset("fast"), None, None)  # no model: no head needed
+    >>> [s.step_type for s in steps]
+    ['prune', 'quantize', 'evaluate', 'benchmark']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import re
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from slimpajama_gui.core.data import dataset as data_mod
+from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.model.catalog import ModelInfo
+from slimpajama_gui.core.model.shape import default_student_layers
+from slimpajama_gui.core.plan.steps import (
+    Benchmark,
+    Distill,
+    Evaluate,
+    FineTune,
+    Prune,
+    Quantize,
+    Step,
+    step_from_dict,
+)
+
+log = logging.getLogger(__name__)
+
+PRESETS = ("fast", "balanced", "smallest")
+#: Measured on SST-2 (docs/benchmarks.md, compress-sst2): against the fp32 teacher, with
+#: an 8,000-row, 1-epoch training budget on 2 CPU cores.
+PRESET_BLURBS = {
+    "fast": "Fast — keep only the vocabulary the data uses, then int8 in onnxruntime. No "
+    "training, minutes on a laptop; on SST-2 5.7× smaller and 4.9× faster, accuracy kept.",
+    "balanced": "Balanced — distil into a 3-layer student (with hidden-state matching), "
+    "prune the vocabulary, int8 in onnxruntime. On SST-2 8.6× smaller and 9.7× faster; "
+    "the accuracy cost depends on training time (3.6 points after a short CPU run).",
+    "smallest": "Smallest — a 2-layer student with half of its FFN neurons removed, "
+    "vocabulary pruning and int8. On SST-2 12× smaller and 17× faster, 5.7 points lost "
+    "after a short CPU run.",
+}
+#: The recipe's ``dataset:`` mapping for the built-in demo data.
+DEMO_SPEC: dict[str, Any] = {
+    "train": data_mod.DEMO,
+    "text_column": "sentence",
+    "label_column": "label",
+    "labels": ["negative", "positive"],
+    "max_length": 64,
+}
+
+
+# --------------------------------------------------------------------------- naming
+
+
+def slug(text: str) -> str:
+    """A folder-safe name: ``"all-MiniLM-L6-v2 (packaged)"`` -> ``"all-MiniLM-L6-v2"``."""
+    text = re.sub(r"\s*\(packaged\)\s*$", "", text)
+    text = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    return text or "model"
+
+
+def format_lr(value: float) -> str:
+    """``1e-4`` -> ``"1e-4"``, ``2.5e-05`` -> ``"2.5e-5"`` (as people write them)."""
+    if value <= 0 or not math.isfinite(value):
+        return str(value)
+    mantissa, exponent = f"{value:.3e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
+def parse_lr(text: str, where: str) -> float:
+    """A learning rate typed by a person, e.g. ``"5e-5"``.
+
+    Raises:
+        UserError: not a number, or not above 0; the sentence starts with ``where``.
+    """
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise UserError(
+            f"{where} — learning rate: {text.strip()!r} is not a number; write it like 5e-5."
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise UserError(f"{where} — learning rate: must be above 0, got {text.strip()}.")
+    return value
+
+
+def step_title(step: Step) -> str:
+    """The name a person sees for a step, e.g. ``"Prune attention heads"``."""
+    if isinstance(step, Prune):
+        return {
+            "magnitude": "Prune weights",
+            "heads": "Prune attention heads",
+            "ffn": "Prune FFN neurons",
+            "layers": "Drop layers",
+            "vocabulary": "Prune vocabulary",
+        }[step.method]
+    titles = {
+        "finetune": "Fine-tune",
+        "distill": "Distill",
+        "quantize": "Quantize",
+        "evaluate": "Evaluate",
+        "benchmark": "Benchmark",
+        "export": "Export to ONNX",
+    }
+    return titles.get(step.step_type, step.step_type)
+
+
+def step_summary(step: Step) -> str:
+    """One short line per step for the preset description and the review page."""
+    title = step_title(step)
+    if isinstance(step, FineTune):
+        return f"{title} ({step.epochs:g} epochs)"
+    if isinstance(step, Distill):
+        layers = ", ".join(map(str, step.student_layers)) or "every second"
+        extra = f", hidden MSE {step.hidden_mse:g}" if step.hidden_mse else ""
+        return f"{title} into teacher layers {layers}{extra}"
+    if isinstance(step, Prune):
+        if step.method in ("heads", "ffn", "magnitude"):
+            return f"{title} ({100 * step.amount:g} %)"
+        if step.method == "layers":
+            return f"{title} (keep {', '.join(map(str, step.keep_layers or []))})"
+        return title
+    if isinstance(step, Quantize):
+        return f"{title} {step.method} ({step.backend})"
+    return title
+
+
+def trains(step: Step) -> bool:
+    """Whether ``step`` runs a training loop (and so has epochs/LR/batch settings)."""
+    if isinstance(step, (FineTune, Distill)):
+        return True
+    return isinstance(step, Prune) and step.method != "vocabulary"
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def needs_finetune(info: ModelInfo | None, num_labels: int | None) -> bool:
+    """A model without a classifier head (or with one of another size) must be fine-tuned."""
+    if info is None:
+        return False
+    if info.num_labels is None:
+        return True
+    return num_labels is not None and info.num_labels != num_labels
+
+
+def code_preset(name: str) -> list[Step]:
+    """The preset chains, for when a ``preset-*.yaml`` file is missing or unreadable."""
+    vocab = Prune(method="vocabulary", recovery_epochs=0.0)
+    quant = Quantize(method="dynamic_int8", backend="onnxruntime", per_channel=True)
+    middle: list[Step]
+    if name == "fast":
+        middle = [vocab]
+    elif name == "balanced":
+        middle = [Distill(student_layers=[1, 3, 5], hidden_mse=1.0), vocab]
+    else:
+        middle = [Distill(student_layers=[1, 4], hidden_mse=1.0), Prune("ffn", 0.5), vocab]
+    return [FineTune(), *middle, quant, Evaluate(), Benchmark()]
+
+
+def load_preset(name: str) -> list[Step]:
+    """The steps of ``resources/recipes/preset-NAME.yaml`` (or the same chain built in code).
+
+    The file may be a whole recipe or just a ``steps:`` list; only its steps are used,
+    the model, data and output come from the wizard.
+
+    Raises:
+        ValueError: ``name`` is not one of :data:`PRESETS`.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    try:
+        source = resources.files("slimpajama_gui.resources") / "recipes" / f"preset-{name}.yaml"
+        if not source.is_file():
+            return code_preset(name)
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+        items = raw.get("steps") if isinstance(raw, dict) else raw
+        if not isinstance(items, list) or not items:
+            raise UserError(f"preset-{name}.yaml has no steps")
+        return [step_from_dict(item, index=i) for i, item in enumerate(items)]
+    except (OSError, yaml.YAMLError, UserError, TypeError, AttributeError) as exc:
+        log.warning("Preset %s could not be read (%s); using the built-in chain", name, exc)
+        return code_preset(name)
+
+
+def _fit_layers(layers: Sequence[int], n: int) -> list[int] | None:
+    """Layer choices of a preset made for 6 layers, fitted to an ``n``-layer model.
+
+    Returns None when no smaller selection exists (a 1-layer model).
+    """
+    kept = [i for i in layers if 0 <= i < n]
+    if not kept or len(kept) >= n:
+        kept = default_student_layers(n)
+    return kept if 0 < len(kept) < n else None
+
+
+def adapt_chain(
+    steps: Sequence[Step], info: ModelInfo | None, num_labels: int | None
+) -> tuple[list[Step], list[str]]:
+    """Fit a preset to the chosen model: fine-tune only when needed, layers that exist.
+
+    Returns:
+        The adapted steps (copies) and sentences saying what was changed.
+    """
+    notes: list[str] = []
+    needed = needs_finetune(info, num_labels)
+    n = info.layers if info is not None else 0
+    out: list[Step] = []
+    for step in steps:
+        step = dataclasses.replace(step)
+        if isinstance(step, FineTune) and not needed:
+            notes.append(
+                "Fine-tuning is left out: the model already has a classifier head of the "
+                "right size. Choose Custom to add it."
+            )
+            continue
+        if isinstance(step, Distill) and n:
+            fitted = _fit_layers(step.student_layers or default_student_layers(n), n)
+            if fitted is None:
+                notes.append("Distillation is left out: the model has a single layer.")
+                continue
+            if fitted != list(step.student_layers):
+                notes.append(
+                    f"The student keeps teacher layers {', '.join(map(str, fitted))} of this "
+                    f"model's {n}."
+                )
+            step.student_layers = fitted
+        out.append(step)
+    if needed and not any(isinstance(s, FineTune) for s in out):
+        out.insert(0, FineTune())
+    if needed:
+        reason = (
+            "has no classifier head"
+            if info is not None and info.num_labels is None
+            else f"has a {info.num_labels if info else '?'}-class head and the data has "
+            f"{num_labels} labels"
+        )
+        notes.insert(0, f"Fine-tuning comes first: the model {reason}.")
+    return out, notes

@@ -1,0 +1,561 @@
+"""Step configs: the versioned ``@register_step`` dataclasses a recipe's ``steps:`` holds.
+
+Each step type is one dataclass registered under a short name (``finetune``, ``prune``,
+...). :data:`STEP_TYPES` is the allow-list: a YAML file can only ever produce these
+classes. Each class carries a ``version`` so a config written by a newer app is refused
+with a sentence instead of being misread. Every value check lives in the class's
+``validate`` and raises :class:`RecipeError` naming the field.
+
+Example:
+    >>> step = step_from_dict({"type": "prune", "method": "heads", "amount": 0.3})
+    >>> type(step).__name__, step.amount
+    ('Prune', 0.3)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, TypeVar
+
+from slimpajama_gui.core.errors import UserError
+
+# --------------------------------------------------------------------------- errors
+
+
+class RecipeError(UserError):
+    """A problem with one field of a recipe, phrased for a person.
+
+    ``field`` is the key as written in YAML; ``step`` is the 0-based step index or
+    ``None`` for a top-level key. The loader adds the file and line with
+    :meth:`located`.
+    """
+
+    def __init__(
+        self,
+        field: str,
+        problem: str,
+        *,
+        step: int | None = None,
+        step_type: str | None = None,
+        source: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.field = field
+        self.problem = problem
+        self.step = step
+        self.step_type = step_type
+        self.source = source
+        self.line = line
+        where = []
+        if source is not None:
+            where.append(f"{source} line {line}" if line is not None else source)
+        if step is not None:
+            where.append(f"step {step + 1} '{step_type}'" if step_type else f"step {step + 1}")
+        elif step_type:
+            where.append(f"'{step_type}' step")
+        text = f"{field}: {problem}"
+        if where:
+            text += f" ({', '.join(where)})"
+        super().__init__(text + ".")
+
+    def located(
+        self,
+        *,
+        step: int | None = None,
+        source: str | None = None,
+        line: int | None = None,
+    ) -> RecipeError:
+        """The same error with a step index and/or file position filled in."""
+        return RecipeError(
+            self.field,
+            self.problem,
+            step=self.step if step is None else step,
+            step_type=self.step_type,
+            source=self.source if source is None else source,
+            line=self.line if line is None else line,
+        )
+
+
+# --------------------------------------------------------------------------- value checks
+
+_MISSING = object()
+
+
+def _fmt(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _choices(options: typing.Iterable[Any]) -> str:
+    return ", ".join(_fmt(o) for o in options)
+
+
+def _is_optional(hint: Any) -> tuple[bool, Any]:
+    """``(True, X)`` for ``X | None``, else ``(False, hint)``."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) < len(typing.get_args(hint)):
+            return True, args[0] if len(args) == 1 else typing.Union[tuple(args)]  # noqa: UP007
+    return False, hint
+
+
+def _describe(hint: Any) -> str:
+    optional, inner = _is_optional(hint)
+    origin = typing.get_origin(inner)
+    if inner is bool:
+        text = "true or false"
+    elif inner is int:
+        text = "a whole number"
+    elif inner is float:
+        text = "a number"
+    elif inner is str:
+        text = "text"
+    elif origin is Literal:
+        text = f"one of {_choices(typing.get_args(inner))}"
+    elif origin is list:
+        item = typing.get_args(inner)[0]
+        text = "a list of whole numbers" if item is int else f"a list of ({_describe(item)})"
+    elif origin in (typing.Union, types.UnionType):
+        text = " or ".join(_describe(a) for a in typing.get_args(inner))
+    else:
+        text = getattr(inner, "__name__", str(inner))
+    return f"{text} (or null)" if optional else text
+
+
+def coerce(name: str, value: Any, hint: Any) -> Any:
+    """Convert a plain value (from YAML or JSON) to the type ``hint`` or raise.
+
+    Numbers written as text (``"5e-5"``, which YAML 1.1 reads as a string) are
+    accepted for number fields; booleans are never taken for numbers.
+
+    Raises:
+        RecipeError: the value does not fit; the message names ``name``.
+    """
+    optional, inner = _is_optional(hint)
+    if value is None:
+        if optional:
+            return None
+        raise RecipeError(name, f"expected {_describe(inner)}, got nothing")
+    origin = typing.get_origin(inner)
+    bad = RecipeError(name, f"expected {_describe(hint)}, got {_fmt(value)}")
+    if inner is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if inner is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                raise bad from None
+        raise bad
+    if inner is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise bad from None
+            if number.is_integer():
+                return int(number)
+        raise bad
+    if inner is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise bad
+    if origin is Literal:
+        allowed = typing.get_args(inner)
+        if value in allowed and type(value) is type(allowed[0]):
+            return value
+        raise RecipeError(name, f"expected one of {_choices(allowed)}, got {_fmt(value)}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        (item_hint,) = typing.get_args(inner)
+        return [coerce(f"{name}[{i}]", v, item_hint) for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        # Try the members in order: ``int | str`` takes 3 as 3 and "auto" as "auto".
+        for member in typing.get_args(inner):
+            try:
+                return coerce(name, value, member)
+            except RecipeError:
+                continue
+        raise bad
+    if inner is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise bad
+    raise TypeError(f"recipe field {name} has an unsupported type {hint!r}")
+
+
+def _require(ok: bool, name: str, problem: str) -> None:
+    if not ok:
+        raise RecipeError(name, problem)
+
+
+def _positive(cfg: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        _require(math.isfinite(value) and value > 0, name, f"must be above 0, got {_fmt(value)}")
+
+
+def _non_negative(cfg: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        _require(math.isfinite(value) and value >= 0, name, f"must be 0 or more, got {_fmt(value)}")
+
+
+def _fraction(cfg: Any, name: str, *, low_open: bool, high_open: bool) -> None:
+    value = getattr(cfg, name)
+    ok = math.isfinite(value) and (value > 0 if low_open else value >= 0)
+    ok = ok and (value < 1 if high_open else value <= 1)
+    lo, hi = ("above 0" if low_open else "0 or more"), ("below 1" if high_open else "at most 1")
+    _require(ok, name, f"must be {lo} and {hi}, got {_fmt(value)}")
+
+
+# --------------------------------------------------------------------------- step registry
+
+S = TypeVar("S", bound="Step")
+
+#: type name -> step class; the allow-list for every recipe ever loaded.
+STEP_TYPES: dict[str, type[Step]] = {}
+
+
+def register_step(name: str) -> Callable[[type[S]], type[S]]:
+    """Register a step dataclass under ``name`` (the ``type:`` written in YAML).
+
+    Example:
+        >>> @register_step("example")  # doctest: +SKIP
+        ... @dataclass
+        ... class Example(Step):
+        ...     version: ClassVar[int] = 1
+        ...     size: int = 3
+    """
+
+    def decorate(cls: type[S]) -> type[S]:
+        if name in STEP_TYPES and STEP_TYPES[name] is not cls:
+            raise ValueError(f"step type {name!r} is already registered")
+        if not dataclasses.is_dataclass(cls) or not isinstance(cls.__dict__.get("version"), int):
+            raise TypeError(f"{cls.__name__} must be a dataclass with `version: ClassVar[int]`")
+        cls.step_type = name
+        STEP_TYPES[name] = cls
+        return cls
+
+    return decorate
+
+
+@dataclass
+class Step:
+    """Base of every step config. Subclasses are dataclasses registered by name."""
+
+    step_type: ClassVar[str] = ""
+    version: ClassVar[int] = 1
+
+    @classmethod
+    def hints(cls) -> dict[str, Any]:
+        """Field name -> resolved type annotation, in declaration order."""
+        resolved = typing.get_type_hints(cls)
+        return {f.name: resolved[f.name] for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any], from_version: int) -> dict[str, Any]:
+        """Turn the fields of an older ``version`` into the current ones.
+
+        Every step is at version 1, so there is nothing to do yet; a step that
+        renames or reinterprets a field bumps ``version`` and overrides this.
+        """
+        return data
+
+    def validate(self) -> None:
+        """Check every field's type, allowed values and range.
+
+        Raises:
+            RecipeError: naming the field, what is allowed, and what was given.
+        """
+        for name, hint in self.hints().items():
+            value = getattr(self, name)
+            try:
+                checked = coerce(name, value, hint)
+            except RecipeError as exc:
+                raise _in_step(exc, self.step_type) from None
+            if checked != value or type(checked) is not type(value):
+                # e.g. a GUI that set epochs=1 (int): store the canonical form.
+                setattr(self, name, checked)
+        try:
+            self.check()
+        except RecipeError as exc:
+            raise _in_step(exc, self.step_type) from None
+
+    def check(self) -> None:
+        """Range checks beyond the type; subclasses override."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"type": ..., "version": ..., <fields>}`` of plain values."""
+        out: dict[str, Any] = {"type": self.step_type, "version": self.version}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, (list, tuple)) else value
+        return out
+
+
+def _in_step(exc: RecipeError, step_type: str) -> RecipeError:
+    return RecipeError(
+        exc.field,
+        exc.problem,
+        step=exc.step,
+        step_type=step_type,
+        source=exc.source,
+        line=exc.line,
+    )
+
+
+def step_from_dict(data: dict[str, Any], *, index: int | None = None) -> Step:
+    """Build a step from a tagged dict (``{"type": "prune", "version": 1, ...}``).
+
+    Only registered types are built; unknown keys are refused.
+
+    Raises:
+        RecipeError: unknown type or key, a newer version, or a bad value.
+    """
+    data = dict(data)
+    kind = data.pop("type", None)
+    if kind not in STEP_TYPES:
+        got = "no type" if kind is None else f"unknown step type {_fmt(kind)}"
+        raise RecipeError("type", f"{got}; allowed types: {_choices(STEP_TYPES)}", step=index)
+    cls = STEP_TYPES[kind]
+    version = coerce("version", data.pop("version", cls.version), int)
+    _check_step_version(cls, version, index)
+    data = cls.upgrade(data, version)
+    hints = cls.hints()
+    unknown = [k for k in data if k not in hints]
+    if unknown:
+        raise RecipeError(
+            unknown[0], _unknown_key_problem(unknown[0], ["type", "version", *hints]),
+            step=index, step_type=kind,
+        )  # fmt: skip
+    step = cls(**{k: coerce(k, v, hints[k]) for k, v in data.items()})
+    step.validate()
+    return step
+
+
+def _check_step_version(cls: type[Step], version: int, index: int | None) -> None:
+    if version > cls.version:
+        raise RecipeError(
+            "version",
+            f"this '{cls.step_type}' step is version {version}, but this SlimPajama Studio "
+            f"reads up to version {cls.version}; update the app to run this recipe",
+            step=index,
+            step_type=cls.step_type,
+        )
+    if version < 1:
+        raise RecipeError("version", f"must be 1 or more, got {version}", step=index,
+                          step_type=cls.step_type)  # fmt: skip
+
+
+def _unknown_key_problem(key: str, allowed: list[str]) -> str:
+    text = f"unknown key; allowed keys: {', '.join(allowed)}"
+    close = difflib.get_close_matches(key, allowed, n=1)
+    if close:
+        text += f". Did you mean '{close[0]}'?"
+    return text
+
+
+# --------------------------------------------------------------------------- step types
+
+EvalSplit = Literal["eval", "test"]
+PruneMethod = Literal["magnitude", "heads", "ffn", "layers", "vocabulary"]
+PruneScope = Literal["global", "layer"]
+PruneSchedule = Literal["oneshot", "gradual"]
+QuantizeMethod = Literal["dynamic_int8", "fp16", "bf16", "weight_int8", "weight_int4"]
+QuantizeBackend = Literal["pytorch", "onnxruntime"]
+ExportFormat = Literal["onnx"]
+BenchBackend = Literal["auto", "pytorch", "onnxruntime"]
+
+
+@register_step("finetune")
+@dataclass
+class FineTune(Step):
+    """Supervised fine-tuning of the whole model on the recipe's dataset."""
+
+    version: ClassVar[int] = 1
+
+    epochs: float = 3.0  # fractional epochs are allowed (e.g. 0.5 for a quick run)
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    warmup_ratio: float = 0.06  # share of steps with a linear LR warm-up
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0  # 0 turns clipping off
+    eval_every_steps: int = 0  # 0 = evaluate once per epoch
+    max_steps: int | None = None  # stop early after this many optimizer steps
+    keep_best: bool = True  # keep the checkpoint with the best eval accuracy
+    seed: int = 0
+    log_every_steps: int = 10
+
+    def check(self) -> None:
+        _positive(self, "epochs", "learning_rate", "batch_size", "eval_batch_size")
+        _positive(self, "log_every_steps")
+        _fraction(self, "warmup_ratio", low_open=False, high_open=True)
+        _non_negative(self, "weight_decay", "max_grad_norm", "eval_every_steps", "seed")
+        if self.max_steps is not None:
+            _positive(self, "max_steps")
+
+
+@register_step("evaluate")
+@dataclass
+class Evaluate(Step):
+    """Accuracy / F1 / confusion matrix of the current model on one split."""
+
+    version: ClassVar[int] = 1
+
+    split: EvalSplit = "eval"
+    batch_size: int = 64
+
+    def check(self) -> None:
+        _positive(self, "batch_size")
+
+
+@register_step("benchmark")
+@dataclass
+class Benchmark(Step):
+    """Size on disk, latency (p50/p95 at ``latency_batch``) and throughput on CPU."""
+
+    version: ClassVar[int] = 1
+
+    threads: int = 2
+    sentences: int = 200  # how many eval sentences to time
+    latency_batch: int = 1
+    throughput_batch: int = 32
+    warmup: int = 10  # untimed calls first
+    repeats: int | Literal["auto"] = "auto"  # passes over the sentences; auto = ~3 s budget
+    # auto: the variant's own runtime (onnxruntime for ONNX variants, else PyTorch)
+    backend: BenchBackend = "auto"
+
+    def check(self) -> None:
+        _positive(self, "threads", "sentences", "latency_batch", "throughput_batch")
+        _non_negative(self, "warmup")
+        if self.repeats != "auto":
+            _positive(self, "repeats")
+
+
+@register_step("prune")
+@dataclass
+class Prune(Step):
+    """Remove weights: unstructured magnitude, attention heads, FFN units, whole layers,
+    or vocabulary rows never seen in the training data."""
+
+    version: ClassVar[int] = 1
+
+    method: PruneMethod = "magnitude"
+    amount: float = 0.5  # share removed (magnitude/heads/ffn); unused for layers/vocabulary
+    scope: PruneScope = "global"  # rank weights across the model or within each layer
+    schedule: PruneSchedule = "oneshot"  # gradual = cubic schedule during recovery
+    recovery_epochs: float = 1.0  # fine-tuning after pruning; 0 = none
+    keep_layers: list[int] | None = None  # method "layers": encoder layers kept, 0-based
+    learning_rate: float = 5e-5  # of the recovery fine-tuning
+    batch_size: int = 32  # of the recovery fine-tuning (and the importance batches)
+
+    def check(self) -> None:
+        if self.method in ("magnitude", "heads", "ffn"):
+            _fraction(self, "amount", low_open=True, high_open=True)
+        _non_negative(self, "recovery_epochs")
+        _positive(self, "learning_rate", "batch_size")
+        _require(
+            self.schedule == "oneshot" or self.method == "magnitude",
+            "schedule",
+            f"'gradual' works with method 'magnitude' only; use 'oneshot' for '{self.method}'",
+        )
+        if self.schedule == "gradual":
+            _require(
+                self.recovery_epochs > 0,
+                "recovery_epochs",
+                "must be above 0 when schedule is 'gradual' (pruning happens while it trains)",
+            )
+        if self.method == "layers":
+            _require(
+                bool(self.keep_layers),
+                "keep_layers",
+                "list the encoder layers to keep (e.g. [0, 2, 4]) when method is 'layers'",
+            )
+        if self.keep_layers is not None:
+            _check_layer_list("keep_layers", self.keep_layers)
+
+
+@register_step("distill")
+@dataclass
+class Distill(Step):
+    """Train a smaller student built from some of the teacher's layers."""
+
+    version: ClassVar[int] = 1
+
+    student_layers: list[int] = field(default_factory=list)  # teacher layers kept, 0-based;
+    # empty = every second layer of the teacher (1, 3, 5 of a 6-layer model)
+    temperature: float = 2.0
+    alpha_kd: float = 0.5  # weight of the logit KD loss; 1 - alpha_kd goes to the labels
+    hidden_mse: float = 0.0  # weight of the hidden-state MSE loss
+    attention_mse: float = 0.0  # weight of the attention-map MSE loss
+    epochs: float = 3.0
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+
+    def check(self) -> None:
+        _check_layer_list("student_layers", self.student_layers)
+        _positive(self, "temperature", "epochs", "learning_rate", "batch_size")
+        _fraction(self, "alpha_kd", low_open=False, high_open=False)
+        _non_negative(self, "hidden_mse", "attention_mse")
+
+
+@register_step("quantize")
+@dataclass
+class Quantize(Step):
+    """Lower the precision of the weights (and activations for dynamic int8)."""
+
+    version: ClassVar[int] = 1
+
+    method: QuantizeMethod = "dynamic_int8"
+    per_channel: bool = True  # one scale per output channel instead of per tensor
+    embeddings: bool = True  # quantize the embedding table too (weight-only methods)
+    tolerance: float = 0.5  # accuracy points we may lose; more fails the step
+    # pytorch: a PyTorch model with int8 modules; onnxruntime: export to ONNX and
+    # quantize with onnxruntime (the fastest CPU backend; dynamic_int8 only).
+    backend: QuantizeBackend = "pytorch"
+
+    def check(self) -> None:
+        _non_negative(self, "tolerance")
+        _require(
+            self.backend == "pytorch" or self.method == "dynamic_int8",
+            "method",
+            f"the onnxruntime backend quantizes with dynamic_int8 only, not '{self.method}'",
+        )
+
+
+@register_step("export")
+@dataclass
+class Export(Step):
+    """Export the current model to ONNX (fp32) as a variant that runs with onnxruntime."""
+
+    version: ClassVar[int] = 1
+
+    format: ExportFormat = "onnx"
+
+
+def _check_layer_list(name: str, layers: list[int]) -> None:
+    _require(all(i >= 0 for i in layers), name, f"layer numbers start at 0, got {layers}")
+    _require(len(set(layers)) == len(layers), name, f"lists a layer twice: {layers}")

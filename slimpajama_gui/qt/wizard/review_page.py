@@ -1,0 +1,214 @@
+"""(e) The wizard's review page: the estimate, the recipe as YAML, and Run.
+
+Everything shown comes from the draft: :meth:`~slimpajama_gui.core.plan.draft.Draft.recipe`
+(its YAML, copied or saved from here) and
+:meth:`~slimpajama_gui.core.plan.draft.Draft.estimate` (redrawn when the vocabulary count
+arrives from its worker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontDatabase, QGuiApplication
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.plan.estimate import Estimate
+from slimpajama_gui.core.plan.presets import slug, step_summary
+from slimpajama_gui.core.plan.recipe import Recipe, dump_recipe, save_recipe
+from slimpajama_gui.core.units import human_bytes
+from slimpajama_gui.qt.wizard.widgets import (
+    NOTE_STYLE,
+    WizardPage,
+    error_label,
+    escape,
+    make_label,
+    show_text,
+)
+
+if TYPE_CHECKING:
+    from slimpajama_gui.qt.wizard.shell import CompressWizard
+
+
+class ReviewPage(WizardPage):
+    """(e) What will happen: the estimate, the recipe as YAML, and Run."""
+
+    def __init__(self, wizard: CompressWizard) -> None:
+        super().__init__(
+            wizard,
+            "Review",
+            "Check the plan. The figures are an estimate from the model's shape; the job "
+            "measures the real ones. Click Run to queue the job.",
+        )
+        self.setFinalPage(True)
+        self.estimate: Estimate | None = None
+        self._recipe: Recipe | None = None
+        self.headline = make_label()
+        self.headline.setStyleSheet("font-size: 14px; font-weight: bold;")
+        self.chain_label = make_label()
+        self.chain_label.setTextFormat(Qt.TextFormat.RichText)
+        self.table = QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(["Now", "After (estimate)"])
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.notes = make_label("", NOTE_STYLE)
+        self.yaml = QPlainTextEdit()
+        self.yaml.setReadOnly(True)
+        self.yaml.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.yaml.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.copy_button = QPushButton("Copy")
+        self.copy_button.setToolTip("Copy the recipe to the clipboard")
+        self.save_button = QPushButton("Save…")
+        self.save_button.setToolTip(
+            "Save the recipe as a YAML file; run it headless with `slimpajama run FILE`"
+        )
+        self.saved = make_label("", NOTE_STYLE)
+        self.error = error_label()
+
+        left = QVBoxLayout()
+        left.addWidget(self.headline)
+        left.addWidget(self.table)
+        left.addWidget(self.notes)
+        left.addWidget(make_label("<b>Steps</b>"))
+        left.addWidget(self.chain_label)
+        left.addStretch(1)
+        yaml_box = QGroupBox("Recipe")
+        yaml_layout = QVBoxLayout(yaml_box)
+        yaml_layout.addWidget(self.yaml, 1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.copy_button)
+        buttons.addWidget(self.save_button)
+        buttons.addWidget(self.saved, 1)
+        yaml_layout.addLayout(buttons)
+        body = QHBoxLayout()
+        body.addLayout(left, 1)
+        body.addWidget(yaml_box, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(body, 1)
+        layout.addWidget(self.error)
+
+        self.copy_button.clicked.connect(self.copy_yaml)
+        self.save_button.clicked.connect(self._save)
+        self.draft.subscribe(self._on_draft_changed)
+
+    def initializePage(self) -> None:  # noqa: N802 (Qt override)
+        self.saved.setText("")
+        self.refresh()
+
+    def _on_draft_changed(self, parts: set[str]) -> None:
+        # The vocabulary count arrives from a worker after the page opened.
+        if "vocabulary" in parts and not self.wiz.closing and self.wiz.currentPage() is self:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Show the draft's recipe, its YAML and the estimate."""
+        self._recipe = None
+        try:
+            recipe = self.draft.recipe()
+        except UserError as exc:
+            show_text(self.error, str(exc))
+            self.yaml.setPlainText("")
+        else:
+            show_text(self.error, "")
+            self._recipe = recipe
+            self.yaml.setPlainText(dump_recipe(recipe))
+        estimate = self.draft.estimate()
+        if estimate is not None:
+            try:
+                steps = self.draft.steps()
+            except UserError:
+                steps = self.draft.steps_of_chain()
+            items = "".join(f"<li>{escape(step_summary(s))}</li>" for s in steps)
+            self.chain_label.setText(f"<ol style='margin-left:-20px'>{items}</ol>")
+            self.show_estimate(estimate)
+        self.completeChanged.emit()
+
+    def show_estimate(self, est: Estimate) -> None:
+        self.estimate = est
+        self.headline.setText(est.headline())
+
+        def widths(values: Sequence[int]) -> str:
+            if not values:
+                return "–"
+            return str(values[0]) if len(set(values)) == 1 else "/".join(map(str, values))
+
+        vocab_after = f"{est.vocab_after:,}" + ("" if est.vocab_counted or
+                                               est.vocab_after == est.vocab_before else " (guess)")  # fmt: skip
+        rows = [
+            ("Size on disk", human_bytes(est.size_before), "≈ " + human_bytes(est.size_after)),
+            ("Parameters", f"{est.parameters_before:,}", f"≈ {est.parameters_after:,}"),
+            ("Non-zero parameters", f"{est.parameters_before:,}", f"≈ {est.nonzero_after:,}"),
+            ("Layers", str(est.layers_before), str(est.layers_after)),
+            ("Heads per layer", widths(est.heads_before), widths(est.heads_after)),
+            ("FFN width per layer", widths(est.ffn_before), widths(est.ffn_after)),
+            ("Vocabulary", f"{est.vocab_before:,}", vocab_after),
+            ("Weights", est.weights_before, est.weights_after),
+        ]
+        if est.nonzero_after == est.parameters_after:
+            rows.pop(2)
+        self.table.setRowCount(len(rows))
+        self.table.setVerticalHeaderLabels([r[0] for r in rows])
+        for r, (_name, now, after) in enumerate(rows):
+            for c, text in enumerate((now, after)):
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(r, c, item)
+        self.table.resizeRowsToContents()
+        height = self.table.horizontalHeader().height() + 2 * self.table.frameWidth()
+        height += sum(self.table.rowHeight(r) for r in range(len(rows)))
+        self.table.setFixedHeight(height)
+        self.notes.setText("\n".join(est.notes))
+
+    def recipe_to_run(self) -> Recipe | None:
+        return self._recipe
+
+    def copy_yaml(self) -> None:
+        QGuiApplication.clipboard().setText(self.yaml.toPlainText())
+        self.saved.setText("Copied to the clipboard.")
+
+    def _save(self) -> None:
+        if self._recipe is None:
+            return
+        name = slug(self._recipe.name) + ".yaml"
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save the recipe", str(Path.home() / name), "Recipes (*.yaml *.yml)"
+        )
+        if path:
+            self.save_to(path)
+
+    def save_to(self, path: str | Path) -> None:
+        """Write the recipe to ``path`` (atomically); a failure is shown on the page."""
+        if self._recipe is None:
+            return
+        try:
+            save_recipe(self._recipe, path)
+        except (UserError, OSError) as exc:
+            show_text(self.error, f"Could not save the recipe to {path}: {exc}")
+            return
+        self.saved.setText(f"Saved to {path}")
+
+    def validatePage(self) -> bool:  # noqa: N802 (Qt override)
+        self.refresh()
+        return self._recipe is not None
+
+    def isComplete(self) -> bool:  # noqa: N802 (Qt override)
+        return self._recipe is not None

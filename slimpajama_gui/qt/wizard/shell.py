@@ -1,0 +1,211 @@
+"""The compression wizard: model → data → techniques → settings → review → Run.
+
+:class:`CompressWizard` is a plain :class:`QWizard` around a
+:class:`~slimpajama_gui.core.plan.draft.Draft`, the Qt-free plan of the job. Each page
+(one module each) edits its part of the draft and listens to it; no page reads another.
+When the user clicks *Run* the wizard emits :attr:`CompressWizard.recipe_ready` with the
+draft's recipe; the window that opens it queues the recipe (``JobsView.submit``). Every
+check the engine makes on a step (``Step.validate``) is made by the draft while the user
+types, so a bad choice is a red sentence on its page and a disabled *Next* button, not a
+failed job an hour later.
+
+Nothing here loads weights. Model summaries come from safetensors headers, data is read
+on the thread pool, and the size estimate on the review page is arithmetic on the
+model's shape.
+
+Example:
+    >>> wizard = CompressWizard()  # doctest: +SKIP
+    >>> wizard.set_models(models_view.model.infos())  # doctest: +SKIP
+    >>> wizard.set_current_model(models_view.selected_info().path)  # doctest: +SKIP
+    >>> wizard.recipe_ready.connect(jobs_view.submit)  # doctest: +SKIP
+    >>> wizard.open()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QDialog, QWidget, QWizard
+from superqt.utils import create_worker
+
+from slimpajama_gui.core.model.catalog import ModelInfo
+from slimpajama_gui.core.plan.draft import Draft
+from slimpajama_gui.core.plan.estimate import count_vocabulary
+from slimpajama_gui.core.plan.recipe import Recipe
+from slimpajama_gui.core.plan.steps import Step
+from slimpajama_gui.qt.wizard.data_page import DataPage
+from slimpajama_gui.qt.wizard.model_page import ModelPage
+from slimpajama_gui.qt.wizard.review_page import ReviewPage
+from slimpajama_gui.qt.wizard.settings_page import SettingsPage
+from slimpajama_gui.qt.wizard.techniques_page import TechniquesPage
+
+log = logging.getLogger(__name__)
+
+
+class CompressWizard(QWizard):
+    """Model → data → techniques → settings → review; *Run* emits :attr:`recipe_ready`.
+
+    Works as a dialog (``open()`` / ``exec()``), or embedded in a layout after
+    ``setWindowFlags(Qt.WindowType.Widget)``: embedded, *Run* and *Cancel* start it over
+    instead of hiding it. Make a new wizard for each job when it is a dialog.
+    """
+
+    #: The recipe to run (a :class:`~slimpajama_gui.core.plan.recipe.Recipe`), on *Run*.
+    recipe_ready = Signal(object)
+
+    PAGE_MODEL, PAGE_DATA, PAGE_TECHNIQUES, PAGE_SETTINGS, PAGE_REVIEW = range(5)
+
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        *,
+        models: Sequence[ModelInfo] | None = None,
+        current_model: Path | str | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("New compression job")
+        self.setWizardStyle(QWizard.WizardStyle.ModernStyle)
+        self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
+        self.setButtonText(QWizard.WizardButton.FinishButton, "Run")
+        self.button(QWizard.WizardButton.FinishButton).setToolTip("Queue the job and close")
+        self.closing = False
+        self._workers: set = set()
+        self._vocab_pending: set[tuple] = set()
+        #: The job being planned; the pages edit it and listen to it.
+        self.draft = Draft()
+
+        self.model_page = ModelPage(self)
+        self.data_page = DataPage(self)
+        self.techniques_page = TechniquesPage(self)
+        self.settings_page = SettingsPage(self)
+        self.review_page = ReviewPage(self)
+        for page_id, page in enumerate((self.model_page, self.data_page, self.techniques_page,
+                                        self.settings_page, self.review_page)):  # fmt: skip
+            self.setPage(page_id, page)
+        self.setStartId(self.PAGE_MODEL)
+        self.draft.subscribe(self._on_draft_changed)
+        # Fits a 1280x800 screen; below 960x640 the techniques page would scroll sideways.
+        self.setMinimumSize(960, 640)
+        self.resize(1040, 740)
+        if models is not None:
+            self.set_models(models)
+        if current_model is not None:
+            self.set_current_model(current_model)
+
+    # -- inputs from the app ---------------------------------------------------------
+    def set_models(self, infos: Sequence[ModelInfo]) -> None:
+        """The models to choose from (the browser's list)."""
+        self.model_page.set_models(infos)
+
+    def set_current_model(self, path: Path | str) -> None:
+        """Preselect the model in ``path`` (now, or when it shows up in the list)."""
+        self.model_page.select_path(path)
+
+    # -- what the user chose ---------------------------------------------------------
+    def model_info(self) -> ModelInfo | None:
+        """The chosen model's header summary (None: none chosen)."""
+        return self.draft.model
+
+    def steps(self) -> list[Step]:
+        """The chain with the settings page applied.
+
+        Raises:
+            UserError: a setting that is not a valid value.
+        """
+        return self.draft.steps()
+
+    def recipe(self) -> Recipe:
+        """The validated recipe the pages describe.
+
+        Raises:
+            UserError: a sentence naming the field to fix.
+        """
+        return self.draft.recipe()
+
+    # -- shared services -------------------------------------------------------------
+    def start_worker(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        returned: Callable[[Any], None],
+        errored: Callable[[BaseException], None],
+    ) -> None:
+        """Run ``func(*args)`` on the thread pool; results come back to the GUI thread."""
+        worker = create_worker(
+            func, *args, _start_thread=False, _connect={"returned": returned, "errored": errored}
+        )
+        # superqt keeps the worker alive while it runs; this set only answers busy().
+        workers = self._workers
+        workers.add(worker)
+        worker.finished.connect(lambda w=worker: workers.discard(w))
+        worker.start()
+
+    def busy(self) -> bool:
+        """Whether a worker (model header, data, vocabulary count) is still running."""
+        return bool(self._workers)
+
+    def _on_draft_changed(self, parts: set[str]) -> None:
+        # A different model: the vocabulary count belongs to the old one.
+        if "model" in parts and self.currentId() > self.PAGE_DATA:
+            self.request_vocabulary_count()
+
+    def vocabulary_count(self) -> int | None:
+        """Token ids the training data uses with this model's tokenizer, once counted."""
+        return self.draft.vocabulary_count()
+
+    def request_vocabulary_count(self) -> None:
+        """Count the vocabulary the data uses, on the thread pool (for the estimate)."""
+        key = self.draft.vocabulary_key()
+        if key is None or self.draft.has_vocabulary_count(key) or key in self._vocab_pending:
+            return
+        info = self.draft.model
+        assert info is not None
+        self._vocab_pending.add(key)
+        self.start_worker(
+            count_vocabulary,
+            key,
+            Path(info.path),
+            list(self.draft.train_texts),
+            returned=self._on_vocab_counted,
+            errored=self._on_vocab_error,
+        )
+
+    def _on_vocab_counted(self, result: tuple[tuple, int]) -> None:
+        key, count = result
+        self._vocab_pending.discard(key)
+        self.draft.set_vocabulary_count(key, count)  # the review page redraws if shown
+
+    def _on_vocab_error(self, exc: BaseException) -> None:
+        # Only the estimate needs it; it falls back to a typical share of the vocabulary.
+        log.warning("Counting the vocabulary failed: %s", exc)
+        self._vocab_pending.clear()
+
+    # -- finishing -------------------------------------------------------------------
+    def done(self, result: int) -> None:
+        if result == QDialog.DialogCode.Accepted:
+            if not self.validateCurrentPage():
+                return
+            recipe = self.review_page.recipe_to_run()
+            if recipe is None:
+                return
+            self.recipe_ready.emit(recipe)
+            if not self.isWindow():
+                self.restart()
+                return
+        if not self.isWindow():
+            self.restart()
+            return
+        self.closing = True
+        super().done(result)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        self.closing = False  # opened again after Cancel or Run
+        super().showEvent(event)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        self.closing = True
+        super().closeEvent(event)

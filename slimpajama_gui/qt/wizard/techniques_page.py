@@ -1,0 +1,461 @@
+"""(c) The wizard's techniques page: a preset, or a custom chain of techniques.
+
+Three columns of check boxes (fine-tune, distill, drop layers | prune heads, FFN,
+weights, vocabulary | quantize, measure). A preset fills them and sets the draft's
+chain (:meth:`~slimpajama_gui.core.plan.draft.Draft.use_preset`); touching any of them
+makes the chain the user's own (``"custom"``). Problems come from the draft.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QRadioButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from slimpajama_gui.core.model.shape import default_student_layers
+from slimpajama_gui.core.plan.presets import PRESET_BLURBS, PRESETS, step_summary
+from slimpajama_gui.core.plan.steps import (
+    Benchmark,
+    Distill,
+    Evaluate,
+    FineTune,
+    Prune,
+    Quantize,
+    Step,
+)
+from slimpajama_gui.qt.wizard.widgets import (
+    NOTE_STYLE,
+    LayerPicker,
+    WizardPage,
+    amount_row,
+    combo_box,
+    double_spin,
+    error_label,
+    escape,
+    group_box,
+    make_label,
+    percent_spin,
+    scope_combo,
+    set_combo,
+    show_text,
+    vbox,
+)
+
+if TYPE_CHECKING:
+    from slimpajama_gui.qt.wizard.shell import CompressWizard
+
+
+class TechniquesPage(WizardPage):
+    """(c) What to do: a preset, or a custom chain of techniques."""
+
+    def __init__(self, wizard: CompressWizard) -> None:
+        super().__init__(
+            wizard,
+            "Techniques",
+            "Pick a preset, or tick techniques to build your own chain. Steps run in this "
+            "order: column by column, top to bottom.",
+        )
+        self._loading = False
+        self._layers = 0  # layers the pickers show
+
+        self.preset_buttons: dict[str, QRadioButton] = {}
+        self.preset_group = QButtonGroup(self)
+        presets = QHBoxLayout()
+        presets.addWidget(QLabel("Preset:"))
+        for name in (*PRESETS, "custom"):
+            button = QRadioButton(name.capitalize())
+            button.setToolTip(PRESET_BLURBS.get(name, "Choose the techniques yourself below."))
+            self.preset_group.addButton(button)
+            self.preset_buttons[name] = button
+            presets.addWidget(button)
+        presets.addStretch(1)
+        self.preset_buttons["balanced"].setChecked(True)
+        self.description = make_label()
+        self.description.setTextFormat(Qt.TextFormat.RichText)
+
+        # fine-tune
+        self.finetune_box = group_box("Fine-tune", "Train the whole model on your data first")
+        self.finetune_note = make_label("Trains the whole model on your data first.", NOTE_STYLE)
+        vbox(self.finetune_box).addWidget(self.finetune_note)
+
+        # distill
+        self.distill_box = group_box(
+            "Distill into a smaller student",
+            "Build a shallower student from some of the teacher's layers and train it to "
+            "imitate the teacher",
+        )
+        self.student_picker = LayerPicker("kept in the student")
+        self.temperature = double_spin(0.5, 20, 2.0, decimals=1, step=0.5,
+                                 tip="Temperature: softens both models' outputs for the "
+                                 "KD loss")  # fmt: skip
+        self.alpha_kd = double_spin(0, 1, 0.5, step=0.1,
+                              tip="Weight of the teacher's soft labels (KD); the rest goes to "
+                              "the true labels")  # fmt: skip
+        self.hidden_mse = double_spin(0, 100, 0.0, step=0.5,
+                                tip="Weight of matching the teacher's hidden states layer by "
+                                "layer (1.0 helped on SST-2)")  # fmt: skip
+        self.attention_mse = double_spin(0, 100, 0.0, step=0.5,
+                                   tip="Weight of matching the teacher's attention maps")  # fmt: skip
+        knobs = QGridLayout()
+        knobs.addWidget(QLabel("Temperature:"), 0, 0)
+        knobs.addWidget(self.temperature, 0, 1)
+        knobs.addWidget(QLabel("KD weight:"), 0, 2)
+        knobs.addWidget(self.alpha_kd, 0, 3)
+        knobs.addWidget(QLabel("Hidden MSE:"), 1, 0)
+        knobs.addWidget(self.hidden_mse, 1, 1)
+        knobs.addWidget(QLabel("Attention MSE:"), 1, 2)
+        knobs.addWidget(self.attention_mse, 1, 3)
+        knobs.setColumnStretch(4, 1)
+        distill_layout = vbox(self.distill_box)
+        distill_layout.addWidget(make_label("Teacher layers; pressed ones are kept:", wrap=False))
+        distill_layout.addWidget(self.student_picker)
+        distill_layout.addLayout(knobs)
+
+        # drop layers
+        self.layers_box = group_box("Drop whole layers", "Remove encoder layers, then recover")
+        self.keep_picker = LayerPicker("kept")
+        vbox(self.layers_box).addWidget(self.keep_picker)
+
+        # heads / FFN / weights
+        self.heads_box = group_box("Prune attention heads",
+                                "Remove the least important heads; one always stays per layer")  # fmt: skip
+        self.heads_amount = percent_spin(30, "Share of all attention heads removed")
+        self.heads_scope = scope_combo("heads")
+        amount_row(self.heads_box, "Remove", self.heads_amount, self.heads_scope)
+
+        self.ffn_box = group_box("Prune FFN neurons", "Remove the least important FFN neurons")
+        self.ffn_amount = percent_spin(50, "Share of all feed-forward neurons removed")
+        self.ffn_scope = scope_combo("neurons")
+        amount_row(self.ffn_box, "Remove", self.ffn_amount, self.ffn_scope)
+
+        self.magnitude_box = group_box(
+            "Prune weights (unstructured)",
+            "Zero the smallest weights of the encoder's linear layers. The file keeps its "
+            "size; sparse runtimes can use the zeros.",
+        )
+        self.magnitude_amount = percent_spin(50, "Share of encoder weights set to zero")
+        self.magnitude_scope = scope_combo("weights")
+        self.magnitude_schedule = combo_box(
+            [("oneshot", "all at once"), ("gradual", "gradually")],
+            "Gradual pruning raises sparsity step by step during the recovery training",
+        )
+        mag_layout = amount_row(
+            self.magnitude_box, "Zero", self.magnitude_amount, self.magnitude_scope
+        )
+        schedule_row = QHBoxLayout()
+        schedule_row.addWidget(QLabel("Schedule:"))
+        schedule_row.addWidget(self.magnitude_schedule)
+        schedule_row.addStretch(1)
+        mag_layout.addLayout(schedule_row)
+
+        self.vocab_box = group_box(
+            "Prune vocabulary", "Keep only the tokens the training data uses"
+        )
+        vbox(self.vocab_box).addWidget(
+            make_label(
+                "Keeps the token ids the training texts use; others become [UNK].", NOTE_STYLE
+            )  # fmt: skip
+        )
+
+        # quantize
+        self.quant_box = group_box("Quantize", "Store (and compute) the weights in fewer bits")
+        self.quant_method = combo_box(
+            [
+                ("dynamic_int8", "dynamic int8"),
+                ("weight_int8", "weight-only int8"),
+                ("weight_int4", "weight-only int4"),
+                ("fp16", "fp16"),
+                ("bf16", "bf16"),
+            ],
+            "dynamic int8: fast on CPU; weight-only int8/int4: smaller files, dequantized at "
+            "run time; fp16/bf16: half precision (fp16 is for GPUs)",
+        )
+        self.quant_backend = combo_box(
+            [("onnxruntime", "onnxruntime"), ("pytorch", "PyTorch")],
+            "onnxruntime: exports to ONNX, the fastest on CPU, dynamic int8 only. "
+            "PyTorch: every method, with an accuracy guard",
+        )
+        self.per_channel = QCheckBox("Per-channel scales")
+        self.per_channel.setChecked(True)
+        self.per_channel.setToolTip("One scale per output channel: more accurate, same speed")
+        self.quant_embeddings = QCheckBox("Quantize embeddings")
+        self.quant_embeddings.setChecked(True)
+        self.quant_embeddings.setToolTip(
+            "The word-embedding table is often half of a small model (PyTorch backend; "
+            "onnxruntime always quantizes it)"
+        )
+        self.tolerance = double_spin(0, 100, 1.0, decimals=1, step=0.5, suffix=" pt",
+                               tip="Accuracy guard: the most accuracy (in points) this step "
+                               "may cost; sensitive layers stay in float until it fits, else "
+                               "the step fails")  # fmt: skip
+        quant_form = QFormLayout(self.quant_box)
+        quant_form.addRow("Method:", self.quant_method)
+        quant_form.addRow("Backend:", self.quant_backend)
+        quant_form.addRow(self.per_channel)
+        quant_form.addRow(self.quant_embeddings)
+        quant_form.addRow("Max. loss:", self.tolerance)
+
+        # measure
+        self.measure_box = QGroupBox("Measure the result")
+        self.evaluate_check = QCheckBox("Accuracy on the eval split")
+        self.evaluate_check.setChecked(True)
+        self.benchmark_check = QCheckBox("Size and CPU latency")
+        self.benchmark_check.setChecked(True)
+        measure_layout = vbox(self.measure_box)
+        measure_layout.addWidget(self.evaluate_check)
+        measure_layout.addWidget(self.benchmark_check)
+
+        columns = QHBoxLayout()
+        for boxes, stretch in (
+            ((self.finetune_box, self.distill_box, self.layers_box), 5),
+            ((self.heads_box, self.ffn_box, self.magnitude_box, self.vocab_box), 4),
+            ((self.quant_box, self.measure_box), 3),
+        ):
+            column = QVBoxLayout()
+            for box in boxes:
+                column.addWidget(box)
+            column.addStretch(1)
+            columns.addLayout(column, stretch)
+        inner = QWidget()
+        inner.setLayout(columns)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(inner)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+
+        self.error = error_label()
+        layout = QVBoxLayout(self)
+        layout.addLayout(presets)
+        layout.addWidget(self.description)
+        layout.addWidget(self.scroll, 1)
+        layout.addWidget(self.error)
+        self.preset_group.buttonToggled.connect(self._on_preset_toggled)
+        for box in (self.finetune_box, self.distill_box, self.layers_box, self.heads_box,
+                    self.ffn_box, self.magnitude_box, self.vocab_box, self.quant_box):  # fmt: skip
+            box.toggled.connect(self._on_edited)
+        for spin in (self.temperature, self.alpha_kd, self.hidden_mse, self.attention_mse,
+                     self.heads_amount, self.ffn_amount, self.magnitude_amount,
+                     self.tolerance):  # fmt: skip
+            spin.valueChanged.connect(self._on_edited)
+        for combo in (self.heads_scope, self.ffn_scope, self.magnitude_scope,
+                      self.magnitude_schedule, self.quant_method, self.quant_backend):  # fmt: skip
+            combo.currentIndexChanged.connect(self._on_edited)
+        for check in (self.per_channel, self.quant_embeddings, self.evaluate_check,
+                      self.benchmark_check):  # fmt: skip
+            check.toggled.connect(self._on_edited)
+        self.student_picker.changed.connect(self._on_edited)
+        self.keep_picker.changed.connect(self._on_edited)
+        self.draft.subscribe(self._on_draft_changed)
+
+    # -- state -----------------------------------------------------------------------
+    def preset(self) -> str:
+        """``"fast"``, ``"balanced"``, ``"smallest"`` or ``"custom"``."""
+        for name, button in self.preset_buttons.items():
+            if button.isChecked():
+                return name
+        return "custom"
+
+    def choose(self, name: str) -> None:
+        """Select a preset (or ``"custom"``) as if its button were clicked."""
+        self.preset_buttons[name].setChecked(True)
+
+    def chain(self) -> list[Step]:
+        """The steps chosen, with training settings still at their defaults."""
+        return self.draft.steps_of_chain()
+
+    def _custom_steps(self) -> list[Step]:
+        steps: list[Step] = []
+        if self.finetune_box.isChecked():
+            steps.append(FineTune())
+        if self.distill_box.isChecked():
+            steps.append(
+                Distill(
+                    student_layers=self.student_picker.selected(),
+                    temperature=self.temperature.value(),
+                    alpha_kd=self.alpha_kd.value(),
+                    hidden_mse=self.hidden_mse.value(),
+                    attention_mse=self.attention_mse.value(),
+                )
+            )
+        if self.layers_box.isChecked():
+            steps.append(Prune(method="layers", keep_layers=self.keep_picker.selected()))
+        if self.heads_box.isChecked():
+            steps.append(Prune(method="heads", amount=self.heads_amount.value() / 100,
+                               scope=self.heads_scope.currentData()))  # fmt: skip
+        if self.ffn_box.isChecked():
+            steps.append(Prune(method="ffn", amount=self.ffn_amount.value() / 100,
+                               scope=self.ffn_scope.currentData()))  # fmt: skip
+        if self.magnitude_box.isChecked():
+            steps.append(
+                Prune(
+                    method="magnitude",
+                    amount=self.magnitude_amount.value() / 100,
+                    scope=self.magnitude_scope.currentData(),
+                    schedule=self.magnitude_schedule.currentData(),
+                )
+            )
+        if self.vocab_box.isChecked():
+            steps.append(Prune(method="vocabulary", recovery_epochs=0.0))
+        if self.quant_box.isChecked():
+            steps.append(
+                Quantize(
+                    method=self.quant_method.currentData(),
+                    per_channel=self.per_channel.isChecked(),
+                    embeddings=self.quant_embeddings.isChecked(),
+                    tolerance=self.tolerance.value(),
+                    backend=self.quant_backend.currentData(),
+                )
+            )
+        if self.evaluate_check.isChecked():
+            steps.append(Evaluate())
+        if self.benchmark_check.isChecked():
+            steps.append(Benchmark())
+        return steps
+
+    def problems(self) -> list[str]:
+        """Sentences saying what is wrong with the current choice (empty: all fine)."""
+        return self.draft.problems("techniques")
+
+    # -- reacting --------------------------------------------------------------------
+    def initializePage(self) -> None:  # noqa: N802 (Qt override)
+        info = self.draft.model
+        layers = info.layers if info is not None else 0
+        if layers != self._layers or not self.student_picker.buttons:
+            self._layers = layers
+            self._loading = True
+            self.student_picker.set_layers(layers, default_student_layers(layers))
+            self.keep_picker.set_layers(layers, default_student_layers(layers))
+            self._loading = False
+        self._enforce_finetune()
+        if self.draft.needs_finetune:
+            self.finetune_note.setText(
+                "Required: this model has no classifier head for your labels yet, so the "
+                "chain starts by training one."
+            )
+        else:
+            self.finetune_note.setText("Trains the whole model on your data first.")
+        if self.preset() != "custom":
+            self._apply_preset(self.preset())
+        else:
+            self.draft.set_chain("custom", self._custom_steps())
+
+    def _enforce_finetune(self) -> None:
+        """Keep fine-tuning ticked while the model needs it (no head for these labels)."""
+        if self.draft.needs_finetune and not self.finetune_box.isChecked():
+            loading, self._loading = self._loading, True
+            self.finetune_box.setChecked(True)
+            self._loading = loading
+
+    def _on_preset_toggled(self, button: QRadioButton, checked: bool) -> None:
+        if not checked or self._loading:
+            return
+        name = self.preset()
+        if name != "custom":
+            self._apply_preset(name)
+        else:
+            self.draft.set_chain("custom", self._custom_steps())
+
+    def _apply_preset(self, name: str) -> None:
+        steps = self.draft.use_preset(name)
+        self._show_chain(steps)
+
+    def _show_chain(self, steps: Sequence[Step]) -> None:
+        """Set the custom controls to show ``steps``, so Custom starts from the preset."""
+        self._loading = True
+        try:
+            first = _first_of(steps)
+            self.finetune_box.setChecked(first(FineTune) is not None or self.draft.needs_finetune)
+            distill = first(Distill)
+            self.distill_box.setChecked(distill is not None)
+            if distill is not None:
+                self.student_picker.set_selected(
+                    distill.student_layers or default_student_layers(self._layers)
+                )
+                self.temperature.setValue(distill.temperature)
+                self.alpha_kd.setValue(distill.alpha_kd)
+                self.hidden_mse.setValue(distill.hidden_mse)
+                self.attention_mse.setValue(distill.attention_mse)
+            prunes = {s.method: s for s in steps if isinstance(s, Prune)}
+            layers = prunes.get("layers")
+            self.layers_box.setChecked(layers is not None)
+            if layers is not None:
+                self.keep_picker.set_selected(layers.keep_layers or [])
+            for method, box, amount, scope in (
+                ("heads", self.heads_box, self.heads_amount, self.heads_scope),
+                ("ffn", self.ffn_box, self.ffn_amount, self.ffn_scope),
+                ("magnitude", self.magnitude_box, self.magnitude_amount, self.magnitude_scope),
+            ):
+                step = prunes.get(method)
+                box.setChecked(step is not None)
+                if step is not None:
+                    amount.setValue(100 * step.amount)
+                    set_combo(scope, step.scope)
+                    if method == "magnitude":
+                        set_combo(self.magnitude_schedule, step.schedule)
+            self.vocab_box.setChecked("vocabulary" in prunes)
+            quant = first(Quantize)
+            self.quant_box.setChecked(quant is not None)
+            if quant is not None:
+                set_combo(self.quant_method, quant.method)
+                set_combo(self.quant_backend, quant.backend)
+                self.per_channel.setChecked(quant.per_channel)
+                self.quant_embeddings.setChecked(quant.embeddings)
+                self.tolerance.setValue(quant.tolerance)
+            self.evaluate_check.setChecked(first(Evaluate) is not None)
+            self.benchmark_check.setChecked(first(Benchmark) is not None)
+        finally:
+            self._loading = False
+
+    def _on_edited(self, *_args: Any) -> None:
+        if self._loading:
+            return
+        self._enforce_finetune()
+        if self.preset() != "custom":
+            # Changing a technique makes the chain the user's own.
+            self._loading = True
+            self.preset_buttons["custom"].setChecked(True)
+            self._loading = False
+        self.draft.set_chain("custom", self._custom_steps())
+
+    def _on_draft_changed(self, parts: set[str]) -> None:
+        if parts & {"chain", "model", "data"}:
+            self._update()
+
+    def _update(self) -> None:
+        preset = self.draft.preset
+        lines = " → ".join(step_summary(s) for s in self.draft.chain) or "no steps"
+        if preset == "custom":
+            text = f"<b>Custom:</b> {escape(lines)}"
+        else:
+            text = f"<b>{escape(PRESET_BLURBS[preset])}</b><br>{escape(lines)}"
+        notes = self.draft.preset_notes if preset != "custom" else []
+        if notes:
+            text += "<br><span style='color:#6b7785'>" + escape(" ".join(notes)) + "</span>"
+        self.description.setText(text)
+        show_text(self.error, "\n".join(self.problems()))
+        self.completeChanged.emit()
+
+    def isComplete(self) -> bool:  # noqa: N802 (Qt override)
+        return not self.problems()
+
+
+def _first_of(steps: Sequence[Step]) -> Callable[[type], Any]:
+    def first(kind: type) -> Any:
+        return next((s for s in steps if isinstance(s, kind)), None)
+
+    return first

@@ -1,0 +1,271 @@
+"""The wizard's small widgets and the base class of its pages.
+
+Shared by every page module: labels in the house styles, spin boxes and combos set up
+the same way, :class:`LayerPicker` (one toggle per encoder layer) and
+:class:`LabelBalance` (rows per label as bars). :class:`WizardPage` gives a page the
+draft it edits and the wizard's services (the thread pool), never another page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+    QWizardPage,
+)
+
+if TYPE_CHECKING:
+    from slimpajama_gui.core.plan.draft import Draft
+    from slimpajama_gui.qt.wizard.shell import CompressWizard
+
+ERROR_STYLE = "color: #b3261e;"
+WARNING_STYLE = "color: #8a5a00;"
+NOTE_STYLE = "color: #5f6b78;"
+
+
+class WizardPage(QWizardPage):
+    """A page of :class:`~slimpajama_gui.qt.wizard.shell.CompressWizard`.
+
+    ``self.draft`` is the job being planned (the page edits its own part and listens
+    for the rest); ``self.wiz`` offers the shared services only: ``start_worker``,
+    ``closing`` and ``request_vocabulary_count``.
+    """
+
+    def __init__(self, wizard: CompressWizard, title: str, subtitle: str) -> None:
+        super().__init__()
+        self.wiz = wizard
+        self.draft: Draft = wizard.draft
+        self.setTitle(title)
+        self.setSubTitle(subtitle)
+
+    def validatePage(self) -> bool:  # noqa: N802 (Qt override)
+        # QWizard.next() (keyboard, code) asks only this; an incomplete page stays put.
+        return self.isComplete()
+
+
+# --------------------------------------------------------------------------- small widgets
+
+
+def make_label(text: str = "", style: str | None = None, *, wrap: bool = True) -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(wrap)
+    if style:
+        label.setStyleSheet(style)
+    return label
+
+
+def error_label() -> QLabel:
+    label = make_label("", ERROR_STYLE)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setObjectName("error")
+    label.hide()
+    return label
+
+
+def show_text(label: QLabel, text: str) -> None:
+    label.setText(text)
+    label.setVisible(bool(text))
+
+
+def double_spin(low: float, high: float, value: float, *, decimals: int = 2, step: float = 0.1,
+          suffix: str = "", tip: str = "") -> QDoubleSpinBox:  # fmt: skip
+    box = QDoubleSpinBox()
+    box.setRange(low, high)
+    box.setDecimals(decimals)
+    box.setSingleStep(step)
+    box.setValue(value)
+    box.setSuffix(suffix)
+    box.setToolTip(tip)
+    box.setKeyboardTracking(True)
+    box.setMaximumWidth(110)
+    return box
+
+
+def combo_box(items: Iterable[tuple[str, str]], tip: str = "") -> QComboBox:
+    box = QComboBox()
+    for value, text in items:
+        box.addItem(text, value)
+    box.setToolTip(tip)
+    return box
+
+
+def set_combo(box: QComboBox, value: Any) -> None:
+    index = box.findData(value)
+    if index >= 0:
+        box.setCurrentIndex(index)
+
+
+def group_box(title: str, tip: str) -> QGroupBox:
+    box = QGroupBox(title)
+    box.setCheckable(True)
+    box.setChecked(False)
+    box.setToolTip(tip)
+    return box
+
+
+def vbox(widget: QWidget) -> QVBoxLayout:
+    layout = QVBoxLayout(widget)
+    layout.setSpacing(4)
+    return layout
+
+
+def percent_spin(value: float, tip: str) -> QDoubleSpinBox:
+    box = double_spin(0, 100, value, decimals=0, step=5, suffix=" %", tip=tip)
+    box.setMaximumWidth(90)
+    return box
+
+
+def scope_combo(what: str) -> QComboBox:
+    return combo_box(
+        [("global", "across the model"), ("layer", "in every layer")],
+        f"Rank {what} across all layers (layers lose different amounts), or remove the same "
+        "share from every layer",
+    )
+
+
+def amount_row(box: QGroupBox, verb: str, amount: QDoubleSpinBox, scope: QComboBox) -> QVBoxLayout:
+    row = QHBoxLayout()
+    row.addWidget(QLabel(f"{verb}:"))
+    row.addWidget(amount)
+    row.addWidget(scope, 1)
+    layout = vbox(box)
+    layout.addLayout(row)
+    return layout
+
+
+class LayerPicker(QWidget):
+    """A row of toggle buttons, one per encoder layer: pressed = kept.
+
+    Drawn as a little diagram, ``emb → L0 L1 … → head``, so it reads as the model.
+    """
+
+    changed = Signal()
+
+    #: Buttons per row; a 24-layer model gets two rows.
+    PER_ROW = 12
+
+    _STYLE = (
+        "QToolButton { min-width: 28px; min-height: 26px; border: 1px solid #9aa7b4;"
+        " border-radius: 4px; background: #eef1f4; color: #7a8593; }"
+        "QToolButton:checked { background: #2f7bbf; color: white; border-color: #1f5f99;"
+        " font-weight: bold; }"
+        "QToolButton:disabled { background: #f4f5f7; color: #b8bec6; }"
+        "QToolButton:checked:disabled { background: #8fb3d6; color: #eef3f8; }"
+    )
+
+    def __init__(self, what: str = "kept", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.what = what
+        self.buttons: list[QToolButton] = []
+        self.setStyleSheet(self._STYLE)
+        self._grid = QGridLayout()
+        self._grid.setSpacing(3)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self.caption = make_label("", NOTE_STYLE)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addLayout(self._grid)
+        layout.addWidget(self.caption)
+
+    def set_layers(self, count: int, selected: Iterable[int]) -> None:
+        """Rebuild for ``count`` layers with ``selected`` pressed."""
+        chosen = set(selected)
+        while self._grid.count():
+            item = self._grid.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        self.buttons = []
+        self._grid.addWidget(make_label("emb →", NOTE_STYLE, wrap=False), 0, 0)
+        for i in range(count):
+            button = QToolButton()
+            button.setText(f"L{i}")
+            button.setCheckable(True)
+            button.setChecked(i in chosen)
+            button.setToolTip(
+                f"Encoder layer {i} (0 = nearest the embeddings): click to toggle whether it "
+                f"is {self.what}."
+            )
+            button.toggled.connect(self._on_toggled)
+            self.buttons.append(button)
+            self._grid.addWidget(button, i // self.PER_ROW, 1 + i % self.PER_ROW)
+        last = max(count - 1, 0)
+        head = make_label("→ head", NOTE_STYLE, wrap=False)
+        self._grid.addWidget(head, last // self.PER_ROW, 2 + last % self.PER_ROW)
+        self._grid.setColumnStretch(self.PER_ROW + 2, 1)
+        self._update_caption()
+
+    def selected(self) -> list[int]:
+        return [i for i, b in enumerate(self.buttons) if b.isChecked()]
+
+    def set_selected(self, layers: Iterable[int]) -> None:
+        chosen = set(layers)
+        for i, button in enumerate(self.buttons):
+            button.blockSignals(True)
+            button.setChecked(i in chosen)
+            button.blockSignals(False)
+        self._update_caption()
+
+    def _on_toggled(self, _checked: bool) -> None:
+        self._update_caption()
+        self.changed.emit()
+
+    def _update_caption(self) -> None:
+        chosen = self.selected()
+        listed = ", ".join(f"L{i}" for i in chosen) or "none"
+        self.caption.setText(
+            f"{self.what.capitalize()}: {listed} ({len(chosen)} of {len(self.buttons)})"
+        )
+
+
+class LabelBalance(QWidget):
+    """Rows per label of the training split, as bars."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.form = QFormLayout(self)
+        self.form.setContentsMargins(0, 0, 0, 0)
+        self.counts: dict[str, int] = {}
+
+    def set_counts(self, counts: dict[str, int]) -> None:
+        self.counts = dict(counts)
+        while self.form.rowCount():
+            self.form.removeRow(0)
+        total = max(sum(counts.values()), 1)
+        for name, count in list(counts.items())[:12]:
+            bar = QProgressBar()
+            bar.setRange(0, total)
+            bar.setValue(count)
+            bar.setFormat(f"{count:,} rows ({100 * count / total:.0f} %)")
+            bar.setMaximumHeight(18)
+            bar.setMaximumWidth(260)
+            self.form.addRow(f"{name}:", bar)
+        if len(counts) > 12:
+            self.form.addRow(make_label(f"… and {len(counts) - 12} more labels", NOTE_STYLE))
+
+
+def escape(text: str) -> str:
+    """``text`` safe inside a rich-text label."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def same_path(a: Path | str, b: Path | str) -> bool:
+    """Whether two paths name the same folder (resolved; compared as text if that fails)."""
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return str(a) == str(b)

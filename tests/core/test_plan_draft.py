@@ -1,0 +1,147 @@
+"""The job draft the wizard edits: problems, recipe and estimate, with no Qt and no torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+
+from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.model.catalog import inspect_model, packaged_minilm_path
+from slimpajama_gui.core.plan.draft import Draft, Training
+from slimpajama_gui.core.plan.presets import DEMO_SPEC
+from slimpajama_gui.core.plan.steps import Benchmark, Distill, FineTune, Prune
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return inspect_model(packaged_minilm_path(), "packaged")
+
+
+@pytest.fixture
+def draft(encoder):
+    """A valid draft: the packaged model, the demo data, the balanced preset."""
+    d = Draft()
+    d.set_model(encoder)
+    d.set_data(DEMO_SPEC, DEMO_SPEC["labels"], ["a good film", "a bad film"])
+    d.use_preset("balanced")
+    d.set_job(name="job", output="{data}/results/job")
+    return d
+
+
+def test_importing_the_plan_imports_neither_torch_nor_qt():
+    code = (
+        "import sys; import slimpajama_gui.core.plan.draft, slimpajama_gui.core.plan.presets, "
+        "slimpajama_gui.core.plan.estimate, slimpajama_gui.core.plan.recipe; "
+        "bad = [m for m in ('torch', 'PySide6', 'pyqtgraph', 'superqt', 'transformers') "
+        "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_listeners_hear_each_change_and_can_leave():
+    d = Draft()
+    heard: list[set[str]] = []
+    leave = d.subscribe(heard.append)
+    d.set_job(name="x")
+    d.set_chain("custom", [FineTune()])
+    d.set_data(None)
+    leave()
+    d.set_job(name="y")
+    assert heard == [{"settings"}, {"chain"}, {"data"}]
+    with pytest.raises(TypeError, match="unknown job settings: colour"):
+        d.set_job(colour="red")
+
+
+def test_a_valid_draft_gives_a_recipe(draft, encoder):
+    assert draft.problems() == []
+    recipe = draft.recipe()
+    assert recipe.model == "packaged" and recipe.name == "job"
+    assert recipe.dataset["train"] == "demo"
+    assert isinstance(recipe.steps[0], FineTune)  # the packaged model has no head
+    assert draft.recipe() == recipe and draft.recipe() is not recipe
+    est = draft.estimate()
+    assert est is not None and est.layers_after == 3
+
+
+def test_validation_runs_once_per_change(draft, monkeypatch):
+    calls = []
+    evaluate = Draft._evaluate
+    monkeypatch.setattr(Draft, "_evaluate", lambda self: calls.append(1) or evaluate(self))
+    for _ in range(3):
+        draft.problems("techniques")
+        draft.problems("settings")
+        draft.recipe()
+    assert len(calls) == 1
+    draft.set_job(name="other")
+    draft.problems("settings")
+    assert len(calls) == 2
+
+
+def test_chain_problems_are_sentences(draft):
+    draft.set_chain("custom", [Benchmark()])
+    problems = draft.problems("techniques")
+    assert "Choose at least one technique, or pick a preset." in problems
+    assert "Fine-tune: this model needs fine-tuning on your data first." in problems
+    draft.set_chain("custom", [FineTune(), Distill(student_layers=[])])
+    assert any("Distill: select at least one layer" in p for p in draft.problems("techniques"))
+    draft.set_chain("custom", [FineTune(), Distill(student_layers=list(range(6)))])
+    assert any("all 6 layers are selected" in p for p in draft.problems("techniques"))
+    draft.set_chain(
+        "custom", [FineTune(), Distill(student_layers=[1]), Prune("layers", keep_layers=[0])]
+    )
+    assert any("either distillation or dropping layers" in p for p in draft.problems())
+    draft.set_chain("custom", [FineTune(), Prune("heads", amount=1.0)])
+    assert any(p.startswith("Prune attention heads — amount") for p in draft.problems())
+
+
+def test_settings_problems_and_training(draft):
+    draft.set_job(name=" ", output="")
+    assert draft.problems("settings")[:2] == [
+        "Name: give the job a name.",
+        "Output folder: choose where the results go.",
+    ]
+    draft.set_job(name="job", output="out")
+    draft.set_training({0: Training(epochs=0.5, learning_rate="fast", batch_size=8)})
+    assert any("'fast' is not a number" in p for p in draft.problems("settings"))
+    with pytest.raises(UserError, match="not a number"):
+        draft.recipe()
+    draft.set_training({0: Training(epochs=0.5, learning_rate="2e-4", batch_size=8)})
+    draft.set_job(threads=3)
+    first = draft.recipe().steps[0]
+    assert (first.epochs, first.learning_rate, first.batch_size) == (0.5, 2e-4, 8)
+    assert next(s for s in draft.recipe().steps if isinstance(s, Benchmark)).threads == 3
+    # Into the source model: the recipe's own check, shown with the settings.
+    draft.set_model(replace(draft.model, source="folder"))
+    draft.set_job(output=str(packaged_minilm_path() / "out"))
+    assert any("source model folder" in p for p in draft.problems("settings"))
+
+
+def test_new_step_kinds_start_from_their_own_settings(draft):
+    draft.set_training({0: Training(epochs=9, learning_rate="1e-4", batch_size=4)})
+    draft.use_preset("balanced")  # same kinds: the rows stay
+    assert draft.training
+    draft.use_preset("fast")
+    assert draft.training == {}
+
+
+def test_recipe_needs_a_model():
+    d = Draft()
+    d.set_job(name="job", output="out")
+    with pytest.raises(UserError, match="Choose a model on the first page."):
+        d.recipe()
+    assert d.estimate() is None
+
+
+def test_vocabulary_count_belongs_to_model_and_data(draft, encoder):
+    key = draft.vocabulary_key()
+    assert key is not None and draft.vocabulary_count() is None
+    draft.set_vocabulary_count(key, 1234)
+    assert draft.vocabulary_count() == 1234 and draft.estimate().vocab_after == 1234
+    draft.set_model(replace(encoder, path=encoder.path / "elsewhere"))
+    assert draft.vocabulary_count() is None
+    draft.set_data(None)
+    assert draft.vocabulary_key() is None

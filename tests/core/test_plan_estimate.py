@@ -1,0 +1,51 @@
+"""The size estimate of a chain, from a model's headers alone (core.plan.estimate, no Qt)."""
+
+from __future__ import annotations
+
+import pytest
+
+from slimpajama_gui.core.model.catalog import inspect_model, packaged_minilm_path
+from slimpajama_gui.core.plan.estimate import count_vocabulary, estimate_chain
+from slimpajama_gui.core.plan.steps import Distill, Evaluate, Prune, Quantize
+
+
+def test_estimate_matches_the_reference_chain():
+    """docs/reference.md: 3-layer student, 11,575 ids, onnxruntime int8 per-channel: 10.3 MB."""
+    info = inspect_model(packaged_minilm_path(), "packaged")
+    same = estimate_chain(info, [Evaluate()], num_labels=2)
+    # The encoder-only model gets a 2-class head (384 x 2 + 2); nothing else changes.
+    assert same.parameters_after == info.parameters + 770
+    assert same.size_after == pytest.approx(info.size_bytes, rel=1e-3)
+    chain = [
+        Distill(student_layers=[1, 3, 5]),
+        Prune(method="vocabulary"),
+        Quantize(method="dynamic_int8", backend="onnxruntime"),
+    ]
+    est = estimate_chain(info, chain, vocab_kept=11_575, num_labels=2)
+    assert est.layers_after == 3 and est.vocab_after == 11_575
+    assert est.size_after == pytest.approx(10.3e6, rel=0.1)
+    # A head is added to the encoder-only model (2 classes): 22.7 M -> about 10 M.
+    assert est.parameters_after == pytest.approx(10.0e6, rel=0.05)
+    heads = estimate_chain(info, [Prune(method="heads", amount=0.5)])
+    assert heads.heads_after == [6] * 6 and heads.parameters_after < info.parameters
+    int4 = estimate_chain(info, [Quantize(method="weight_int4", backend="pytorch")])
+    int8 = estimate_chain(info, [Quantize(method="weight_int8", backend="pytorch")])
+    assert int4.size_after < int8.size_after < info.size_bytes
+    sparse = estimate_chain(info, [Prune(method="magnitude", amount=0.5)])
+    assert sparse.size_after == same.size_after and sparse.nonzero_after < info.parameters
+
+
+def test_estimate_guesses_the_vocabulary_until_it_is_counted():
+    info = inspect_model(packaged_minilm_path(), "packaged")
+    guess = estimate_chain(info, [Prune(method="vocabulary")])
+    assert not guess.vocab_counted and "guess" in " ".join(guess.notes)
+    assert guess.vocab_after < info.vocab
+    counted = estimate_chain(info, [Prune(method="vocabulary")], vocab_kept=5_000)
+    assert counted.vocab_counted and counted.vocab_after == 5_000
+    assert "smaller than" in counted.headline()
+
+
+def test_count_vocabulary_counts_used_and_special_ids():
+    key, count = count_vocabulary(("k",), packaged_minilm_path(), ["a film", "a film"])
+    assert key == ("k",)
+    assert 4 <= count < 20  # [CLS] a film [SEP] plus the other special tokens

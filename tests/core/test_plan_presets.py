@@ -1,0 +1,88 @@
+"""The presets fitted to a model, and how steps are named (core.plan.presets, no Qt)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.model.catalog import inspect_model, packaged_minilm_path
+from slimpajama_gui.core.model.shape import default_student_layers
+from slimpajama_gui.core.plan import presets
+from slimpajama_gui.core.plan.steps import Distill, FineTune, Prune, Quantize
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    """The packaged MiniLM: 6 layers, no classifier head (headers only)."""
+    return inspect_model(packaged_minilm_path(), "packaged")
+
+
+def test_presets_are_read_from_the_yaml_files():
+    for name in presets.PRESETS:
+        steps = presets.load_preset(name)
+        assert [type(s) for s in steps] == [type(s) for s in presets.code_preset(name)], name
+
+
+def test_unknown_preset_is_refused():
+    with pytest.raises(ValueError, match="unknown preset"):
+        presets.load_preset("tiny")
+
+
+def test_adapt_chain_adds_finetune_for_a_model_without_a_head(encoder):
+    steps, notes = presets.adapt_chain(presets.load_preset("fast"), encoder, 2)
+    assert isinstance(steps[0], FineTune)
+    assert notes[0].startswith("Fine-tuning comes first: the model has no classifier head")
+
+
+def test_adapt_chain_drops_finetune_when_the_head_fits(encoder):
+    headed = replace(encoder, num_labels=2)
+    steps, notes = presets.adapt_chain(presets.load_preset("balanced"), headed, 2)
+    assert not any(isinstance(s, FineTune) for s in steps)
+    assert any("Fine-tuning is left out" in n for n in notes)
+    other = presets.adapt_chain(presets.load_preset("balanced"), headed, 3)[1]
+    assert "has a 2-class head and the data has 3 labels" in other[0]
+
+
+def test_adapt_chain_fits_the_student_to_the_layers(encoder):
+    small = replace(encoder, layers=2, num_labels=2)
+    steps, notes = presets.adapt_chain(presets.load_preset("smallest"), small, 2)
+    distill = next(s for s in steps if isinstance(s, Distill))
+    assert distill.student_layers == [1]
+    assert "teacher layers 1 of this model's 2" in " ".join(notes)
+    single = replace(encoder, layers=1, num_labels=2)
+    steps, notes = presets.adapt_chain(presets.load_preset("balanced"), single, 2)
+    assert not any(isinstance(s, Distill) for s in steps)
+    assert "single layer" in " ".join(notes)
+
+
+def test_adapt_chain_copies_the_steps(encoder):
+    original = presets.load_preset("balanced")
+    steps, _ = presets.adapt_chain(original, replace(encoder, layers=4), 2)
+    assert all(a is not b for a in steps for b in original)
+
+
+def test_default_student_layers_has_one_home():
+    from slimpajama_gui.core.techniques import distill
+
+    assert distill.default_student_layers is default_student_layers
+    assert default_student_layers(0) == []
+
+
+def test_names_and_numbers_as_people_write_them():
+    assert presets.slug("all-MiniLM-L6-v2 (packaged)") == "all-MiniLM-L6-v2"
+    assert presets.slug("???") == "model"
+    assert presets.format_lr(2.5e-05) == "2.5e-5" and presets.format_lr(1e-4) == "1e-4"
+    assert presets.parse_lr(" 5e-5 ", "Distill") == pytest.approx(5e-5)
+    with pytest.raises(UserError, match="Distill — learning rate: 'fast' is not a number"):
+        presets.parse_lr("fast", "Distill")
+    with pytest.raises(UserError, match="must be above 0"):
+        presets.parse_lr("0", "Distill")
+    assert presets.step_title(Prune(method="heads", amount=0.3)) == "Prune attention heads"
+    assert presets.step_summary(Prune(method="heads", amount=0.3)) == "Prune attention heads (30 %)"
+    quant = Quantize(method="dynamic_int8", backend="onnxruntime")
+    assert presets.step_summary(quant) == "Quantize dynamic_int8 (onnxruntime)"
+    assert presets.trains(Prune(method="ffn", amount=0.5))
+    assert not presets.trains(Prune(method="vocabulary"))
+    assert presets.needs_finetune(None, 2) is False
