@@ -59,7 +59,7 @@ def test_default_location_and_wal_mode() -> None:
 
 def test_a_first_version_history_is_migrated_in_place(db: Path) -> None:
     """Version 1 had no recipe_dir: the column is added, old jobs and variants stay."""
-    v1 = store_mod._SCHEMA.replace(",\n    recipe_dir TEXT\n", "\n")
+    v1 = store_mod.SCHEMA.replace(",\n    recipe_dir TEXT\n", "\n")
     assert "recipe_dir" not in v1
     conn = sqlite3.connect(db)
     conn.executescript(v1)

@@ -24,188 +24,29 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.paths import data_dir
 from slimpajama_gui.core.storage.locks import host_name, pid_token, process_gone
-
-#: Layout version kept in ``PRAGMA user_version``. 1: the first layout; 2: ``jobs``
-#: gains ``recipe_dir`` (older files are migrated in place when opened).
-SCHEMA_VERSION = 2
-
-STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
-FINAL_STATUSES = ("done", "failed", "cancelled", "interrupted")
-
-INTERRUPTED_MESSAGE = (
-    "the app stopped while this job ran; its saved steps are kept, Re-run starts it again"
+from slimpajama_gui.core.storage.records import (
+    FINAL_STATUSES,
+    INTERRUPTED_MESSAGE,
+    JOB_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    STATUSES,
+    JobRecord,
+    MetricRecord,
+    StoreCorrupt,
+    StoreLocked,
+    VariantRow,
+    is_corrupt,
+    is_locked,
 )
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    recipe_yaml TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN
-        ('queued', 'running', 'done', 'failed', 'cancelled', 'interrupted')),
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    error TEXT,
-    failed_step TEXT,
-    output TEXT,
-    pid INTEGER,
-    host TEXT,
-    pid_token TEXT,
-    progress REAL NOT NULL DEFAULT 0,
-    recipe_dir TEXT
-);
-CREATE TABLE IF NOT EXISTS step_metrics (
-    id INTEGER PRIMARY KEY,
-    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-    step_index INTEGER NOT NULL,
-    step_type TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value REAL,
-    ts REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS step_metrics_job ON step_metrics(job_id, step_index);
--- A saved variant of a job ("artifacts" is the table's name since version 1).
-CREATE TABLE IF NOT EXISTS artifacts (
-    id INTEGER PRIMARY KEY,
-    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-    step_index INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    path TEXT NOT NULL,
-    metrics_json TEXT NOT NULL DEFAULT '{}',
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS artifacts_job ON artifacts(job_id);
-"""
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class StoreCorrupt(UserError):
-    """The history file was damaged; it has been moved to ``moved_to``.
-
-    Opening the store again starts an empty history (or use :meth:`JobStore.open`,
-    which does that and hands back this error as a notice).
-    """
-
-    def __init__(self, path: Path, moved_to: Path, detail: str) -> None:
-        self.path = path
-        self.moved_to = moved_to
-        self.detail = detail
-        super().__init__(
-            f"The job history {path} is damaged ({detail}). It was moved aside to "
-            f"{moved_to.name} in the same folder and a fresh history was started; "
-            "your saved models are untouched."
-        )
-
-
-class StoreLocked(UserError):
-    """Another program holds the history file longer than the busy timeout."""
-
-
-# --------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """One row of the ``jobs`` table; times are Unix seconds."""
-
-    id: int
-    name: str
-    recipe_yaml: str
-    status: str
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    error: str | None
-    failed_step: str | None
-    output: str | None
-    pid: int | None
-    host: str | None
-    progress: float
-    #: The folder the recipe's relative paths are read from (None for jobs recorded
-    #: before version 2 of the history: those resolve against the working folder).
-    recipe_dir: str | None = None
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
-
-    @property
-    def duration(self) -> float | None:
-        """Seconds from start to finish (or to now while it runs)."""
-        if self.started_at is None:
-            return None
-        return (self.finished_at or time.time()) - self.started_at
-
-
-@dataclass(frozen=True)
-class MetricRecord:
-    """One logged number of one step."""
-
-    job_id: int
-    step_index: int
-    step_type: str
-    key: str
-    value: float  # NaN when the step logged NaN/inf or a missing value
-    ts: float
-
-
-@dataclass(frozen=True)
-class VariantRow:
-    """A saved variant a job produced: its folder and its figures.
-
-    ``metrics`` mirrors the ``metrics`` of the variant's ``slimpajama.json``
-    (``training``, ``eval``, ``benchmark``...): the pipeline writes both from the same
-    record, at save time and after each evaluate and benchmark step.
-    """
-
-    id: int
-    job_id: int
-    step_index: int
-    kind: str
-    path: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    created_at: float = 0.0
-
-
-_JOB_COLUMNS = (
-    "id, name, recipe_yaml, status, created_at, started_at, finished_at, error, "
-    "failed_step, output, pid, host, progress, recipe_dir"
-)
-
 
 # --------------------------------------------------------------------------- store
-
-
-def _error_name(exc: sqlite3.Error) -> str:
-    name = getattr(exc, "sqlite_errorname", None)  # Python 3.11+
-    if name:
-        return name
-    text = str(exc).lower()
-    if "locked" in text or "busy" in text:
-        return "SQLITE_BUSY"
-    if "not a database" in text:
-        return "SQLITE_NOTADB"
-    if "malformed" in text or "corrupt" in text:
-        return "SQLITE_CORRUPT"
-    return "SQLITE_ERROR"
-
-
-def _is_locked(exc: sqlite3.Error) -> bool:
-    return _error_name(exc).startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
-
-
-def _is_corrupt(exc: sqlite3.Error) -> bool:
-    return _error_name(exc).startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
 
 
 class JobStore:
@@ -320,7 +161,7 @@ class JobStore:
             raise self._translate(exc) from exc
 
     def _translate(self, exc: sqlite3.Error) -> Exception:
-        if _is_locked(exc):
+        if is_locked(exc):
             return StoreLocked(
                 f"The job history {self.path} is locked by another program (perhaps another "
                 "SlimPajama Studio window or a backup tool). Close it and try again."
@@ -340,9 +181,9 @@ class JobStore:
             self._migrate(conn)
             self._mark_dead_jobs()
         except sqlite3.DatabaseError as exc:
-            if _is_locked(exc):
+            if is_locked(exc):
                 raise self._translate(exc) from exc
-            if _is_corrupt(exc):
+            if is_corrupt(exc):
                 self._move_aside(str(exc))
             raise UserError(
                 f"Cannot open the job history {self.path}: {exc}. Check that the folder is "
@@ -388,7 +229,7 @@ class JobStore:
             # Re-read inside the lock: another process may have just created or migrated it.
             version = c.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
-                for statement in _SCHEMA.split(";"):
+                for statement in SCHEMA.split(";"):
                     if statement.strip():
                         c.execute(statement)
             elif version == 1:
@@ -505,7 +346,7 @@ class JobStore:
 
     def get_job(self, job_id: int) -> JobRecord:
         row = self._conn.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
         ).fetchone()
         if row is None:
             raise UserError(f"Job {job_id} is not in the job history {self.path}.")
@@ -514,7 +355,7 @@ class JobStore:
     def list_jobs(self, limit: int = 100) -> list[JobRecord]:
         """The newest ``limit`` jobs, newest first."""
         rows = self._conn.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT ?", (limit,)
+            f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT ?", (limit,)
         ).fetchall()
         return [JobRecord(**dict(r)) for r in rows]
 
@@ -663,3 +504,17 @@ def _json_default(value: Any) -> Any:
         return float(value)
     except (TypeError, ValueError):
         return str(value)
+
+
+__all__ = [
+    "FINAL_STATUSES",
+    "INTERRUPTED_MESSAGE",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "JobRecord",
+    "JobStore",
+    "MetricRecord",
+    "StoreCorrupt",
+    "StoreLocked",
+    "VariantRow",
+]
