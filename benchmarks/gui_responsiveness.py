@@ -239,7 +239,7 @@ def measure(model: str, steps: int, timeout: float, scratch: Path) -> tuple[Prob
         bridge.logged.disconnect(on_log)
         jobs.runner.job_finished.disconnect(on_finished)
         cancel_phase(jobs, model, steps, timeout, probe)
-        result = Path(jobs.store.artifacts(outcome["job_id"])[0].path)
+        result = Path(jobs.store.variants(outcome["job_id"])[0].path)
         playground_phase(window, Path(model_folder(model)), result, timeout, probe)
     timer.stop()
     if not outcome:

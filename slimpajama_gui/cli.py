@@ -196,7 +196,7 @@ class _CliCallbacks:
             step = metrics.get("step")
             self.progress.console.print(f"  eval{f' at step {step}' if step else ''}: {text}")
 
-    def on_artifact(self, index, path, summary) -> None:
+    def on_variant(self, index, path, record) -> None:
         self.progress.console.print(f"  saved {path}")
 
     def on_step_end(self, index, step, summary) -> None:

@@ -128,7 +128,7 @@ class JobBridge(QObject, PipelineCallbacks):
         if not self.detached:
             self.evaluated.emit(index, _plain(metrics))
 
-    def on_artifact(self, index: int, path: Path, summary: dict[str, Any]) -> None:
+    def on_variant(self, index: int, path: Path, summary: dict[str, Any]) -> None:
         if self.detached:
             return
         # The saved info holds the whole recipe; the receivers need only the figures.

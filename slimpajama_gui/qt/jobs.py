@@ -136,9 +136,7 @@ class JobRunner(QObject):
         self._worker = None
         self._control: Control | None = None
         self._done: threading.Event | None = None
-        self._running_recipe: Recipe | None = None
         self._outcome: tuple[int, str, str] | None = None
-        self._recipes: dict[int, Recipe] = {}  # this session's jobs, for Re-run
         self._closing = False
         self._abandoned = False
         self.current_job_id: int | None = None
@@ -200,10 +198,6 @@ class JobRunner(QObject):
         if self._control is not None:
             self._control.request_stop()
 
-    def recipe_for(self, job_id: int) -> Recipe | None:
-        """The recipe object a job of this session ran (it keeps its ``base_dir``)."""
-        return self._recipes.get(job_id)
-
     # ------------------------------------------------------------------ running
     def _start_next(self) -> None:
         if self._closing or self.is_running or not self._queue:
@@ -211,7 +205,6 @@ class JobRunner(QObject):
         item = self._queue.pop(0)
         self._control = Control()
         self._done = threading.Event()
-        self._running_recipe = item.recipe
         self._outcome = None
         self.current_job_id = None
         self.bridge.job_id = None
@@ -242,8 +235,6 @@ class JobRunner(QObject):
         if self._abandoned:
             return
         self.current_job_id = job_id
-        if self._running_recipe is not None:
-            self._recipes[job_id] = self._running_recipe
         self.job_started.emit(job_id)
 
     def _on_returned(self, result: pipeline.PipelineResult) -> None:
@@ -275,7 +266,6 @@ class JobRunner(QObject):
         )
         self._worker = None
         self._control = None
-        self._running_recipe = None
         self.current_job_id = None
         self.started_at = None
         if self._abandoned:

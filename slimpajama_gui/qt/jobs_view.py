@@ -59,8 +59,9 @@ from PySide6.QtWidgets import (
 from superqt.utils import create_worker
 
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.jobs.pipeline import recipe_for_rerun
 from slimpajama_gui.core.paths import data_dir
-from slimpajama_gui.core.plan.recipe import dump_recipe, recipe_from_yaml
+from slimpajama_gui.core.plan.recipe import dump_recipe
 from slimpajama_gui.core.storage.history import JobRecord, JobStore
 from slimpajama_gui.core.storage.leftovers import sweep_outputs
 from slimpajama_gui.qt.charts import JobCharts
@@ -646,13 +647,9 @@ class JobsView(QWidget):
         row = self.selected_row()
         if row is None or row.job_id is None:
             return
-        recipe = self.runner.recipe_for(row.job_id)
         try:
-            if recipe is None:
-                # Relative paths of a job from an earlier session resolve against the
-                # working folder; the history does not keep the recipe's folder.
-                recipe = recipe_from_yaml(row.recipe_yaml, f"the recipe of job #{row.job_id}")
-            self.runner.submit(recipe)
+            # The history keeps the recipe's folder: relative paths read the same files.
+            self.runner.submit(recipe_for_rerun(self.store.get_job(row.job_id)))
         except UserError as exc:
             self.banner.show_messages([f"Cannot re-run job #{row.job_id}: {exc}"])
             return
@@ -704,7 +701,7 @@ class JobsView(QWidget):
     def result_path(self, job_id: int) -> str | None:
         """The newest model the job saved, if any."""
         try:
-            artifacts = self.store.artifacts(job_id)
+            artifacts = self.store.variants(job_id)
         except (UserError, RuntimeError):
             return None
         models = [a for a in artifacts if a.kind == "model"]

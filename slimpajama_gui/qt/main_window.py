@@ -25,7 +25,7 @@ from slimpajama_gui import __version__
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs.warmup import warm_imports
 from slimpajama_gui.qt.closing import CloseGuard
-from slimpajama_gui.qt.compare_view import CompareView
+from slimpajama_gui.qt.compare import CompareView
 from slimpajama_gui.qt.compress_page import CompressPage
 from slimpajama_gui.qt.jobs_view import JobsView
 from slimpajama_gui.qt.models_view import ModelsView

@@ -18,7 +18,6 @@ Runtime) can slot in beside :class:`TorchPredictor`.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -64,6 +63,7 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.catalog import ModelInfo
 from slimpajama_gui.core.runtime.inputs import model_inputs
 from slimpajama_gui.core.runtime.loading import open_model
+from slimpajama_gui.core.storage.variant import VariantRecord
 from slimpajama_gui.qt.workers import WorkerSet
 
 log = logging.getLogger(__name__)
@@ -266,12 +266,9 @@ def error_sentence(exc: BaseException, what: str) -> str:
 # --------------------------------------------------------------------------- defaults
 
 
-def _read_result(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((Path(path) / "slimpajama.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+def _read_result(path: Path) -> VariantRecord:
+    """The variant's record; an empty one (no date, no parent) when it cannot be read."""
+    return VariantRecord.read_or_none(path) or VariantRecord(created_at="")
 
 
 def choose_pair(infos: Sequence[ModelInfo]) -> tuple[Path | None, Path | None]:
@@ -299,16 +296,16 @@ def choose_pair(infos: Sequence[ModelInfo]) -> tuple[Path | None, Path | None]:
         a = usable[0].path
         b = next((i.path for i in usable if i.path != a), a)
         return Path(a), Path(b)
-    latest, meta = max(results, key=lambda r: str(r[1].get("created_at", "")))
+    latest, meta = max(results, key=lambda r: str(r[1].created_at or ""))
     b = Path(latest.path)
     same_job = sorted(
-        (m.get("step_index", 0), Path(i.path))
+        (m.step_index or 0, Path(i.path))
         for i, m in results
-        if m.get("job_id") is not None and m.get("job_id") == meta.get("job_id")
+        if m.job_id is not None and m.job_id == meta.job_id
     )
     candidates = [
-        listed(meta.get("parent")),
-        listed(meta.get("source_model")),
+        listed(meta.parent),
+        listed(meta.source_model),
         next((p for _, p in same_job if p != b), None),
         next((Path(i.path) for i in usable if i.source != "result"), None),
         next((Path(i.path) for i in usable if Path(i.path) != b), None),

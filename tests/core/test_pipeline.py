@@ -11,11 +11,14 @@ import pytest
 import torch
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.jobs import pipeline
-from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks, run
+from slimpajama_gui.core.jobs import context
+from slimpajama_gui.core.jobs.handlers import measure
+from slimpajama_gui.core.jobs.handlers import quantize as quantize_handlers
+from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks, PipelineResult, run
 from slimpajama_gui.core.plan.recipe import recipe_from_yaml
 from slimpajama_gui.core.runtime.loading import open_model
-from slimpajama_gui.core.storage.history import JobStore, OutputLock
+from slimpajama_gui.core.storage.history import JobStore
+from slimpajama_gui.core.storage.locks import OutputLock
 from slimpajama_gui.core.techniques import int8_path
 from slimpajama_gui.core.techniques.train import Control
 
@@ -63,7 +66,7 @@ class Recorder(PipelineCallbacks):
     def on_eval(self, index, metrics):
         self.events.append(("eval", index, metrics))
 
-    def on_artifact(self, index, path, summary):
+    def on_variant(self, index, path, record):
         self.events.append(("artifact", index, path))
 
     def on_end(self, status, error):
@@ -112,7 +115,7 @@ def test_demo_chain_trains_saves_and_measures(tiny_minilm, tmp_path, store):
 
     job = store.get_job(result.job_id)
     assert job.status == "done" and job.progress == pytest.approx(1.0)
-    assert [a.path for a in store.artifacts(result.job_id)] == [str(variant)]
+    assert [a.path for a in store.variants(result.job_id)] == [str(variant)]
     keys = {m.key for m in store.metrics(result.job_id)}
     assert {"loss", "lr", "eval_accuracy", "latency_p50_ms"} <= keys
 
@@ -155,11 +158,11 @@ def test_cancel_stops_at_the_next_unit_of_work_and_writes_nothing(
     assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
     assert not list(tmp_path.glob(".slimpajama-job-*"))  # the scratch folder is gone too
     job = store.get_job(result.job_id)
-    assert job.status == "cancelled" and store.artifacts(result.job_id) == []
+    assert job.status == "cancelled" and store.variants(result.job_id) == []
 
 
 def test_nan_loss_marks_the_job_failed_with_the_step(tiny_minilm, tmp_path, store, monkeypatch):
-    real_train = pipeline.train
+    real_train = context.train
 
     def nan_after_three(model, batches, steps, config, **kw):
         calls = {"n": 0}
@@ -174,7 +177,7 @@ def test_nan_loss_marks_the_job_failed_with_the_step(tiny_minilm, tmp_path, stor
 
         return real_train(model, batches, steps, config, **dict(kw, loss_fn=loss_fn))
 
-    monkeypatch.setattr(pipeline, "train", nan_after_three)
+    monkeypatch.setattr(context, "train", nan_after_three)
     out = tmp_path / "out"
     result = run(make_recipe(tiny_minilm, out, FINETUNE), store=store)
     assert result.status == "failed" and "step 3" in result.error and "not a finite" in result.error
@@ -374,7 +377,7 @@ def test_an_fp32_export_checks_it_gives_the_same_logits(tiny_minilm, tmp_path, s
     assert info["onnx"]["max_abs_logit_diff"] < 1e-4 and info["onnx"]["agreement"] == 1.0
     assert result.summary[-1]["agreement"] == 1.0
 
-    real = pipeline.onnx_export.save_onnx_variant
+    real = quantize_handlers.onnx_export.save_onnx_variant
 
     def off_by_a_little(model, tokenizer_src, folder, **kw):
         import copy
@@ -384,7 +387,7 @@ def test_an_fp32_export_checks_it_gives_the_same_logits(tiny_minilm, tmp_path, s
             broken.classifier.bias += 0.01
         return real(broken, tokenizer_src, folder, **kw)
 
-    monkeypatch.setattr(pipeline.onnx_export, "save_onnx_variant", off_by_a_little)
+    monkeypatch.setattr(quantize_handlers.onnx_export, "save_onnx_variant", off_by_a_little)
     again = run(make_recipe(tiny_minilm, tmp_path / "again", steps), store=store)
     assert again.status == "failed" and "logits differ" in again.error and "0.01" in again.error
     assert again.variants == [] and not (tmp_path / "again" / "01-export").exists()
@@ -677,7 +680,7 @@ def test_a_stop_inside_a_loop_of_a_step_is_honoured_at_the_next_item(
                 control.request_stop()
                 return super().__call__(inputs)
 
-        monkeypatch.setattr(pipeline, "TorchRunner", FirstCallStops)
+        monkeypatch.setattr(measure, "TorchRunner", FirstCallStops)
     out = tmp_path / "out"
     result = run(make_recipe(tiny_minilm, out, f"  - {step}\n"), control=control, store=store)
     step_type = "benchmark" if phase == "benchmark" else "prune"
@@ -748,7 +751,7 @@ def test_labels_are_matched_to_a_trained_head_by_name(tiny_minilm, tmp_path, sto
     accuracy = first.summary[-1]["accuracy"]
     assert accuracy >= 0.7
 
-    def evaluate(labels: str, out: str) -> tuple[pipeline.PipelineResult, Recorder]:
+    def evaluate(labels: str, out: str) -> tuple[PipelineResult, Recorder]:
         recipe = make_recipe(trained, tmp_path / out, "  - type: evaluate\n", data)
         recipe.dataset["labels"] = [s.strip() for s in labels.split(",")]
         recorder = Recorder()
@@ -777,3 +780,83 @@ def test_labels_are_matched_to_a_trained_head_by_name(tiny_minilm, tmp_path, sto
     assert "trained for 2 labels ('negative', 'positive')" in other.error
     assert "Put a finetune step first" in other.error
     assert not (tmp_path / "other").exists()
+
+
+# --------------------------------------------------------------------------- variant records
+
+
+def test_the_history_row_of_a_variant_holds_the_figures_its_record_holds(
+    tiny_minilm, tmp_path, store
+):
+    """Fine-tune → evaluate → benchmark: the evaluate and benchmark figures reach the
+    variant's row in the history as well as its slimpajama.json (one code path)."""
+    from slimpajama_gui.core.storage.variant import VariantRecord
+
+    out = tmp_path / "out"
+    steps = FINETUNE + "  - type: evaluate\n  - type: benchmark\n    sentences: 8\n    repeats: 2\n"
+    result = run(make_recipe(tiny_minilm, out, steps), store=store)
+    assert result.status == "done", result.error
+    variant = result.variants[0]
+    info = json.loads((variant / "slimpajama.json").read_text())
+    [row] = store.variants(result.job_id)
+    assert row.metrics == info["metrics"]  # the whole figures, not those known at save time
+    assert row.metrics["eval"]["accuracy"] == info["metrics"]["eval"]["accuracy"]
+    assert row.metrics["eval"]["accuracy"] == pytest.approx(result.summary[1]["accuracy"])
+    p50 = info["metrics"]["benchmark"]["latency_p50_ms"]
+    assert p50 > 0 and row.metrics["benchmark"]["latency_p50_ms"] == p50
+    # The evaluate step's predictions are kept beside the record, in the data's row order.
+    record = VariantRecord.read(variant)
+    stored = record.read_predictions(variant, "eval")
+    assert record.recipe_dir == str(tmp_path)
+    assert len(stored.labels) == info["metrics"]["eval"]["n"]
+    assert (stored.logits.argmax(1) == stored.labels).mean() == pytest.approx(
+        info["metrics"]["eval"]["accuracy"]
+    )
+
+
+def _write_demo_csvs(folder: Path) -> None:
+    """The demo set as two CSV files under ``folder/data`` (for relative paths)."""
+    import csv
+
+    from slimpajama_gui.core.data.dataset import DatasetSpec, load_dataset
+
+    demo = load_dataset(DatasetSpec())
+    (folder / "data").mkdir(parents=True)
+    for name, split in (("train", demo.train), ("eval", demo.eval)):
+        with open(folder / "data" / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["sentence", "label"])
+            for text, label in zip(split.texts, split.labels, strict=True):
+                writer.writerow([text, demo.label_names[label]])
+
+
+def test_rerun_of_a_recorded_job_reads_the_recipe_folder_from_any_working_folder(
+    tiny_minilm, tmp_path, store, monkeypatch
+):
+    """A recipe with relative data paths run from folder X; Re-run through the history
+    record from folder Y runs and reads the same files."""
+    from slimpajama_gui.core.jobs.pipeline import recipe_for_rerun
+    from slimpajama_gui.core.plan.recipe import load_recipe
+
+    x, y = tmp_path / "x", tmp_path / "y"
+    _write_demo_csvs(x)
+    y.mkdir()
+    (x / "recipe.yaml").write_text(
+        f"name: relative\nmodel: {tiny_minilm}\n"
+        "dataset: {train: data/train.csv, eval: data/eval.csv, max_length: 32}\n"
+        "output: out\nsteps:\n  - {type: finetune, epochs: 1, batch_size: 16, max_steps: 2}\n"
+        "  - type: evaluate\n"
+    )
+    monkeypatch.chdir(x)
+    first = run(load_recipe(Path("recipe.yaml")), store=store)
+    assert first.status == "done", first.error
+    assert store.get_job(first.job_id).recipe_dir == str(x)
+
+    monkeypatch.chdir(y)
+    recipe = recipe_for_rerun(store.get_job(first.job_id))
+    assert recipe.resolve_path("data/train.csv") == x / "data" / "train.csv"
+    again = run(recipe, store=store)
+    assert again.status == "done", again.error
+    assert again.variants == [x / "out" / "01-finetune"] and not (y / "out").exists()
+    n = json.loads((x / "out" / "01-finetune" / "slimpajama.json").read_text())
+    assert n["metrics"]["eval"]["n"] == len((x / "data" / "eval.csv").read_text().splitlines()) - 1

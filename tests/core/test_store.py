@@ -16,13 +16,14 @@ import pytest
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.paths import data_dir
 from slimpajama_gui.core.storage import history as store_mod
+from slimpajama_gui.core.storage import locks as locks_mod
 from slimpajama_gui.core.storage.history import (
     INTERRUPTED_MESSAGE,
     JobStore,
-    OutputLock,
     StoreCorrupt,
     StoreLocked,
 )
+from slimpajama_gui.core.storage.locks import OutputLock
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,6 +55,39 @@ def test_default_location_and_wal_mode() -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         conn.close()
         assert version == store_mod.SCHEMA_VERSION
+
+
+def test_a_first_version_history_is_migrated_in_place(db: Path) -> None:
+    """Version 1 had no recipe_dir: the column is added, old jobs and variants stay."""
+    v1 = store_mod.SCHEMA.replace(",\n    recipe_dir TEXT\n", "\n")
+    assert "recipe_dir" not in v1
+    conn = sqlite3.connect(db)
+    conn.executescript(v1)
+    conn.execute(
+        "INSERT INTO jobs (name, recipe_yaml, status, created_at, output, progress) "
+        "VALUES ('old', 'name: old\n', 'done', 1.0, '/out/old', 1.0)"
+    )
+    conn.execute(
+        "INSERT INTO artifacts (job_id, step_index, kind, path, metrics_json, created_at) "
+        "VALUES (1, 0, 'model', '/out/old/01-finetune', '{\"eval\": {\"accuracy\": 0.9}}', 1.0)"
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with JobStore(db) as store:
+        old = store.get_job(1)
+        assert (old.name, old.status, old.recipe_dir) == ("old", "done", None)
+        [row] = store.variants(1)
+        assert row.metrics == {"eval": {"accuracy": 0.9}}
+        new = store.create_job("new", "name: new\n", "/out/new", recipe_dir="/proj")
+        assert store.get_job(new).recipe_dir == "/proj"
+        store.update_variant_metrics(row.id, {"eval": {"accuracy": 0.91}})
+        assert store.variants(1)[0].metrics == {"eval": {"accuracy": 0.91}}
+        with pytest.raises(UserError, match="not in the job history"):
+            store.update_variant_metrics(row.id + 100, {})
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == store_mod.SCHEMA_VERSION
+    conn.close()
 
 
 def test_job_lifecycle(store: JobStore) -> None:
@@ -116,11 +150,11 @@ def test_metrics_and_artifacts_round_trip(store: JobStore) -> None:
     assert [m.key for m in store.metrics(job, step_index=1)] == ["accuracy", "f1"]
     assert store.metrics(other) == []
 
-    first = store.add_artifact(job, 0, "variant", "/out/a/01-finetune", {"accuracy": 0.89})
-    second = store.add_artifact(job, 2, "variant", Path("/out/a/02-quantize"), {"size_mb": 23.1})
-    third = store.add_artifact(other, 0, "report", "/out/b/report.md", {})
-    assert [a.id for a in store.artifacts()] == [third, second, first]
-    mine = store.artifacts(job)
+    first = store.add_variant(job, 0, "variant", "/out/a/01-finetune", {"accuracy": 0.89})
+    second = store.add_variant(job, 2, "variant", Path("/out/a/02-quantize"), {"size_mb": 23.1})
+    third = store.add_variant(other, 0, "report", "/out/b/report.md", {})
+    assert [a.id for a in store.variants()] == [third, second, first]
+    mine = store.variants(job)
     assert [(a.step_index, a.path, a.metrics) for a in mine] == [
         (2, "/out/a/02-quantize", {"size_mb": 23.1}),
         (0, "/out/a/01-finetune", {"accuracy": 0.89}),
@@ -128,8 +162,8 @@ def test_metrics_and_artifacts_round_trip(store: JobStore) -> None:
 
     store.delete_job(job)
     assert [j.id for j in store.list_jobs()] == [other]
-    assert store.metrics(job) == [] and store.artifacts(job) == []
-    assert [a.id for a in store.artifacts()] == [third]
+    assert store.metrics(job) == [] and store.variants(job) == []
+    assert [a.id for a in store.variants()] == [third]
 
 
 def test_dead_process_jobs_become_interrupted_on_reopen(db: Path) -> None:
@@ -163,7 +197,7 @@ def test_dead_process_jobs_become_interrupted_on_reopen(db: Path) -> None:
 
 
 def test_reused_pid_counts_as_dead(db: Path) -> None:
-    if store_mod.pid_token(os.getpid()) is None:
+    if locks_mod.pid_token(os.getpid()) is None:
         pytest.skip("process start times are only read on Linux")
     with JobStore(db) as s:
         job = s.create_job("old", "name: old\n", "/out/old")
@@ -260,7 +294,7 @@ def test_concurrent_writes_from_four_threads(store: JobStore) -> None:
                 store.mark_running(job)
                 store.log_metrics(job, 0, "finetune", {"loss": 1.0 / (i + 1), "step": i})
                 store.set_progress(job, 0.5)
-                store.add_artifact(job, 0, "variant", f"/out/{n}/{i}/v", {"i": i})
+                store.add_variant(job, 0, "variant", f"/out/{n}/{i}/v", {"i": i})
                 store.finish(job, "done")
                 store.list_jobs(limit=5)
         except BaseException as exc:  # surfaced below
@@ -274,7 +308,7 @@ def test_concurrent_writes_from_four_threads(store: JobStore) -> None:
     assert not errors
     jobs = store.list_jobs(limit=1000)
     assert len(jobs) == 60 and all(j.status == "done" for j in jobs)
-    assert len(store.artifacts()) == 60
+    assert len(store.variants()) == 60
     assert sum(len(store.metrics(j.id)) for j in jobs) == 120
 
 
@@ -321,7 +355,7 @@ def test_lock_is_refused_from_another_thread(tmp_path: Path) -> None:
 
 HOLDER = """
 import sys
-from slimpajama_gui.core.storage.history import OutputLock
+from slimpajama_gui.core.storage.locks import OutputLock
 lock = OutputLock(sys.argv[1], job_id=7).acquire()
 print("locked", flush=True)
 sys.stdin.read()
@@ -369,7 +403,7 @@ def test_lock_of_a_killed_process_is_taken_over(tmp_path: Path) -> None:
 
 
 def test_exclusive_file_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_mod, "fcntl", None)  # as on Windows
+    monkeypatch.setattr(locks_mod, "fcntl", None)  # as on Windows
     folder = tmp_path / "out"
     with (
         OutputLock(folder, job_id=1) as lock,

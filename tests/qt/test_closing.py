@@ -19,7 +19,7 @@ import pytest
 from PySide6.QtCore import QCoreApplication, QEvent, QThreadPool, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from slimpajama_gui.core.jobs import pipeline
+from slimpajama_gui.core.jobs import pipeline, saving
 from slimpajama_gui.core.paths import log_file
 from slimpajama_gui.core.runtime.loading import open_model
 from slimpajama_gui.core.storage.history import JobStore
@@ -146,7 +146,7 @@ PHASES = {
         "is exporting the model to ONNX in step 2 of 2 (export), which cannot be stopped part-way",
     ),
     "save": (
-        (pipeline, "copy_tokenizer_files"),
+        (saving, "copy_tokenizer_files"),
         FINETUNE.format(epochs=1, max_steps=2),
         "is saving 01-finetune in step 1 of 1 (finetune), which cannot be stopped part-way",
     ),

@@ -10,16 +10,13 @@ import pytest
 from PySide6.QtCore import QItemSelectionModel, QPoint, QPointF, Qt
 
 from slimpajama_gui.core.data import dataset as data_mod
+from slimpajama_gui.core.jobs.flips import EVAL_BATCH
 from slimpajama_gui.core.model.encoder import SlimPajamaModel
 from slimpajama_gui.core.runtime.evaluate import predict, prediction_diff
 from slimpajama_gui.core.runtime.loading import open_model
 from slimpajama_gui.core.storage.history import JobStore
-from slimpajama_gui.qt.compare_view import (
-    EVAL_BATCH,
-    CompareView,
-    describe,
-    pareto_front,
-)
+from slimpajama_gui.qt.compare import CompareView
+from slimpajama_gui.qt.compare.pareto_plot import describe
 
 TIMEOUT = 60_000
 LABELS = ["negative", "positive"]
@@ -67,7 +64,7 @@ def _result_json(
     folder: Path, *, job: int, step: int, step_type: str, created: str, parent: Path,
     source: Path, output: Path, accuracy: float, p50: float, size: int,
 ) -> dict:  # fmt: skip
-    """The shape pipeline._result_json writes, with evaluate and benchmark figures."""
+    """A version-1 VariantRecord as the pipeline wrote it, with evaluate and benchmark figures."""
     n = 100
     right = round(accuracy * n)
     confusion = [
@@ -171,7 +168,7 @@ def history(tmp_path, tiny_minilm):
         if kind == "quantize":  # as the quantize step records it
             info["quantization"] = {"method": "dynamic_int8", "int8_path": INT8_PATH}
         (folder / "slimpajama.json").write_text(json.dumps(info, indent=2))
-        store.add_artifact(job, step, "model", folder, info["metrics"])
+        store.add_variant(job, step, "model", folder, info["metrics"])
         folders[name] = folder
     yield store, folders
     store.close()
@@ -251,12 +248,6 @@ def test_table_and_chart_list_every_variant_and_the_source(view, history, tiny_m
     text = tip(x=3.0, y=85.0, data=_row(view, folders["v2"]))
     assert "85.00 %" in text and "3.00 ms" in text and "2.0 MB" in text
     assert text == describe(view.variants[_row(view, folders["v2"])])
-
-
-def test_pareto_front_rules():
-    pts = [(5, 80), (3, 85), (2, 70), (10, 90), (3, 85), (4, 60)]
-    assert pareto_front(pts) == [2, 1, 3]
-    assert pareto_front([]) == []
 
 
 def test_clicking_a_point_selects_its_row_and_back(view, qtbot, history):
@@ -362,17 +353,6 @@ def test_an_empty_history_says_what_to_do(qtbot, tmp_path):
     assert view.plot.plotted == [] and view.plot.empty.isVisible()
     _settle(view, qtbot)
     store.close()
-
-
-def test_relative_dataset_paths_are_read_from_the_recipe_folder(tmp_path):
-    from slimpajama_gui.qt.compare_view import _recipe_base_dir
-
-    variant = tmp_path / "proj" / "out" / "sst2" / "01-finetune"
-    assert _recipe_base_dir({"output": "out/sst2"}, variant) == (tmp_path / "proj").resolve()
-    assert _recipe_base_dir({"output": "./out/sst2"}, variant) == (tmp_path / "proj").resolve()
-    # Not recoverable from the output: the working folder, as the CLI would use.
-    assert _recipe_base_dir({"output": "{data}/results/x"}, variant) == Path.cwd()
-    assert _recipe_base_dir({"output": str(variant.parent)}, variant) == Path.cwd()
 
 
 def test_an_int8_variant_says_which_cpu_arithmetic_measured_it(view, history):

@@ -91,7 +91,7 @@ def test_wizard_job_charts_compare_playground(qtbot, window):
     pg = win.playground
     # The job's variants reach the pickers after the browser rescans; pick the original
     # and the newest variant, as a user would in the two combo boxes.
-    latest = win.jobs_view.store.artifacts(job_id)[0].path
+    latest = win.jobs_view.store.variants(job_id)[0].path
     qtbot.waitUntil(
         lambda: any(str(i.path) == latest for i in win.models_view.model.infos()), timeout=TIMEOUT
     )

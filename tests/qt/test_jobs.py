@@ -502,7 +502,7 @@ def test_sparsity_bars_update_in_place_in_layer_order(qtbot, tmp_path):
     qtbot.addWidget(charts)
     charts.add_metrics(0, {"loss": 0.3, "kd": 0.2, "lr": 1e-4, "step": 1, "grad_norm": 1.0})
     assert set(charts.loss.names) == {"loss", "kd"}
-    # What the prune step reports (pipeline._report_sparsity).
+    # What the prune step reports (core.jobs.handlers.prune.report_sparsity).
     charts.add_metrics(1, {"sparsity/layer 0": 0.5, "sparsity/head": 0.1, "sparsity/overall": 0.4})
     assert charts.sparsity.values() == {"head": 0.1, "layer 0": 0.5}
     assert charts.sparsity.overall == 0.4

@@ -39,6 +39,7 @@ from slimpajama_gui.core.storage.safe_io import (
     read_safetensors_header,
     refuse_pickle,
 )
+from slimpajama_gui.core.storage.variant import VariantRecord, is_variant_folder
 
 __all__ = [
     "MEMORY_FACTOR",
@@ -437,14 +438,9 @@ def _inspect_onnx_variant(
     """An ONNX variant (model.onnx + our config): counted from the config's structure."""
     zero = _Counts(0, (), 0, 0, "F32", 0, None, None)
     quantized = "F32"
-    report = folder / "slimpajama.json"
-    if report.is_file():
-        try:
-            quantized = str(
-                json.loads(report.read_text(encoding="utf-8")).get("weights_format", "onnx")
-            )
-        except (OSError, ValueError):
-            quantized = "onnx"
+    if is_variant_folder(folder):
+        record = VariantRecord.read_or_none(folder)
+        quantized = record.weights_format if record is not None else "onnx"
     counts = _config_counts(dict(config, quantization={"method": quantized}), zero)
     owned = [folder / ONNX_FILE, folder / "config.json", *(folder / f for f in TOKENIZER_FILES)]
     size = sum(_file_size(p) for p in owned if p.is_file())
@@ -540,7 +536,7 @@ def guess_source(folder: Path) -> tuple[str, str | None]:
     repo_id = _hf_repo_id(folder)
     if repo_id is not None:
         return "hf-cache", repo_id
-    if (folder / "slimpajama.json").is_file():
+    if is_variant_folder(folder):
         return "result", None
     return "folder", None
 
@@ -715,7 +711,7 @@ def _is_model_folder(path: Path) -> bool:
 
 
 def _folder_source(folder: Path) -> str:
-    return "result" if (folder / "slimpajama.json").is_file() else "folder"
+    return "result" if is_variant_folder(folder) else "folder"
 
 
 def discover_models(

@@ -164,7 +164,7 @@ def open_model(path: Path | str, source: str | None = None) -> ModelHandle:
     Args:
         path: a model folder (or a ``.safetensors`` / ``config.json`` file in it).
         source: where it came from; guessed when ``None`` (packaged, HF cache snapshot,
-            a SlimPajama result with ``slimpajama.json``, else a plain folder).
+            a saved variant with ``slimpajama.json``, else a plain folder).
 
     Raises:
         UserError: see :func:`inspect_model`.

@@ -1,10 +1,10 @@
-"""Job history (SQLite in WAL mode) and the one-writer lock on output folders.
+"""Job history (SQLite in WAL mode): jobs, their logged metrics and saved variants.
 
 The history file lives at ``data_dir()/history.sqlite3``. It is checked when opened
 (docs/reliability.md F10): a damaged file is moved aside, never deleted, and the caller gets
 a :class:`StoreCorrupt` sentence to show; opening again starts a fresh history. Jobs
-that were running in a process that no longer exists are marked interrupted (F6).
-:class:`OutputLock` keeps two jobs from writing the same output folder (F7).
+that were running in a process that no longer exists are marked interrupted (F6). The
+one-writer lock on output folders is in :mod:`slimpajama_gui.core.storage.locks`.
 
 Example:
     >>> store = JobStore(tmp / "history.sqlite3")  # doctest: +SKIP
@@ -17,253 +17,40 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import math
 import os
-import socket
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.paths import data_dir
-
-try:  # POSIX; Windows falls back to an O_EXCL lock file
-    import fcntl
-except ImportError:  # pragma: no cover - exercised on Windows only
-    fcntl = None  # type: ignore[assignment]
-
-#: Layout version kept in ``PRAGMA user_version``.
-SCHEMA_VERSION = 1
-
-STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
-FINAL_STATUSES = ("done", "failed", "cancelled", "interrupted")
-
-INTERRUPTED_MESSAGE = (
-    "the app stopped while this job ran; its saved steps are kept, Re-run starts it again"
+from slimpajama_gui.core.storage.locks import host_name, pid_token, process_gone
+from slimpajama_gui.core.storage.records import (
+    FINAL_STATUSES,
+    INTERRUPTED_MESSAGE,
+    JOB_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    STATUSES,
+    JobRecord,
+    MetricRecord,
+    StoreCorrupt,
+    StoreLocked,
+    VariantRow,
+    is_corrupt,
+    is_locked,
 )
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    recipe_yaml TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN
-        ('queued', 'running', 'done', 'failed', 'cancelled', 'interrupted')),
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    error TEXT,
-    failed_step TEXT,
-    output TEXT,
-    pid INTEGER,
-    host TEXT,
-    pid_token TEXT,
-    progress REAL NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS step_metrics (
-    id INTEGER PRIMARY KEY,
-    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-    step_index INTEGER NOT NULL,
-    step_type TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value REAL,
-    ts REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS step_metrics_job ON step_metrics(job_id, step_index);
-CREATE TABLE IF NOT EXISTS artifacts (
-    id INTEGER PRIMARY KEY,
-    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
-    step_index INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    path TEXT NOT NULL,
-    metrics_json TEXT NOT NULL DEFAULT '{}',
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS artifacts_job ON artifacts(job_id);
-"""
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class StoreCorrupt(UserError):
-    """The history file was damaged; it has been moved to ``moved_to``.
-
-    Opening the store again starts an empty history (or use :meth:`JobStore.open`,
-    which does that and hands back this error as a notice).
-    """
-
-    def __init__(self, path: Path, moved_to: Path, detail: str) -> None:
-        self.path = path
-        self.moved_to = moved_to
-        self.detail = detail
-        super().__init__(
-            f"The job history {path} is damaged ({detail}). It was moved aside to "
-            f"{moved_to.name} in the same folder and a fresh history was started; "
-            "your saved models are untouched."
-        )
-
-
-class StoreLocked(UserError):
-    """Another program holds the history file longer than the busy timeout."""
-
-
-# --------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """One row of the ``jobs`` table; times are Unix seconds."""
-
-    id: int
-    name: str
-    recipe_yaml: str
-    status: str
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    error: str | None
-    failed_step: str | None
-    output: str | None
-    pid: int | None
-    host: str | None
-    progress: float
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
-
-    @property
-    def duration(self) -> float | None:
-        """Seconds from start to finish (or to now while it runs)."""
-        if self.started_at is None:
-            return None
-        return (self.finished_at or time.time()) - self.started_at
-
-
-@dataclass(frozen=True)
-class MetricRecord:
-    """One logged number of one step."""
-
-    job_id: int
-    step_index: int
-    step_type: str
-    key: str
-    value: float  # NaN when the step logged NaN/inf or a missing value
-    ts: float
-
-
-@dataclass(frozen=True)
-class ArtifactRecord:
-    """A saved variant (or report) a job produced."""
-
-    id: int
-    job_id: int
-    step_index: int
-    kind: str
-    path: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    created_at: float = 0.0
-
-
-_JOB_COLUMNS = (
-    "id, name, recipe_yaml, status, created_at, started_at, finished_at, error, "
-    "failed_step, output, pid, host, progress"
-)
-
-
-# --------------------------------------------------------------------------- processes
-
-
-def _host() -> str:
-    return socket.gethostname()
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine."""
-    if pid <= 0:
-        return False
-    if sys.platform == "win32":  # pragma: no cover - os.kill(pid, 0) would kill it there
-        import ctypes
-
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # QUERY_LIMITED
-        if not handle:
-            return False
-        code = ctypes.c_ulong()
-        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        ctypes.windll.kernel32.CloseHandle(handle)
-        return code.value == 259  # STILL_ACTIVE
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    except OSError:
-        return False
-    return True
-
-
-def pid_token(pid: int) -> str | None:
-    """Something that tells this process apart from a later one given the same pid.
-
-    On Linux: the boot id and the process start time; elsewhere ``None`` (then only
-    :func:`pid_alive` is used).
-    """
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        # Field 22 (start time); split after the ")" that ends the command name.
-        start = stat.rsplit(")", 1)[1].split()[19]
-        return f"{boot}:{start}"
-    except (OSError, IndexError):
-        return None
-
-
-def _process_gone(pid: int | None, token: str | None) -> bool:
-    if pid is None or not pid_alive(pid):
-        return True
-    if token is not None:
-        now = pid_token(pid)
-        if now is not None and now != token:
-            return True  # the pid was reused by another process
-    return False
-
 
 # --------------------------------------------------------------------------- store
 
 
-def _error_name(exc: sqlite3.Error) -> str:
-    name = getattr(exc, "sqlite_errorname", None)  # Python 3.11+
-    if name:
-        return name
-    text = str(exc).lower()
-    if "locked" in text or "busy" in text:
-        return "SQLITE_BUSY"
-    if "not a database" in text:
-        return "SQLITE_NOTADB"
-    if "malformed" in text or "corrupt" in text:
-        return "SQLITE_CORRUPT"
-    return "SQLITE_ERROR"
-
-
-def _is_locked(exc: sqlite3.Error) -> bool:
-    return _error_name(exc).startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
-
-
-def _is_corrupt(exc: sqlite3.Error) -> bool:
-    return _error_name(exc).startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
-
-
 class JobStore:
-    """The job history: jobs, their logged metrics, and the artifacts they saved.
+    """The job history: jobs, their logged metrics, and the variants they saved.
 
     Safe to share between threads: each thread gets its own SQLite connection, and
     every write runs in a ``BEGIN IMMEDIATE`` transaction that waits up to
@@ -374,7 +161,7 @@ class JobStore:
             raise self._translate(exc) from exc
 
     def _translate(self, exc: sqlite3.Error) -> Exception:
-        if _is_locked(exc):
+        if is_locked(exc):
             return StoreLocked(
                 f"The job history {self.path} is locked by another program (perhaps another "
                 "SlimPajama Studio window or a backup tool). Close it and try again."
@@ -394,9 +181,9 @@ class JobStore:
             self._migrate(conn)
             self._mark_dead_jobs()
         except sqlite3.DatabaseError as exc:
-            if _is_locked(exc):
+            if is_locked(exc):
                 raise self._translate(exc) from exc
-            if _is_corrupt(exc):
+            if is_corrupt(exc):
                 self._move_aside(str(exc))
             raise UserError(
                 f"Cannot open the job history {self.path}: {exc}. Check that the folder is "
@@ -439,23 +226,27 @@ class JobStore:
                 "Update the app, or move the file away to start a fresh history."
             )
         with self._write() as c:
-            # Re-read inside the lock: another process may have just created it.
-            if c.execute("PRAGMA user_version").fetchone()[0] == 0:
-                for statement in _SCHEMA.split(";"):
+            # Re-read inside the lock: another process may have just created or migrated it.
+            version = c.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                for statement in SCHEMA.split(";"):
                     if statement.strip():
                         c.execute(statement)
-                c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version == 1:
+                # Jobs recorded so far keep NULL: their recipe's folder was not kept.
+                c.execute("ALTER TABLE jobs ADD COLUMN recipe_dir TEXT")
+            c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _mark_dead_jobs(self) -> None:
         """docs/reliability.md F6: running/queued jobs of a dead process become interrupted."""
         rows = self._conn.execute(
             "SELECT id, pid, host, pid_token FROM jobs WHERE status IN ('running', 'queued')"
         ).fetchall()
-        host = _host()
+        host = host_name()
         dead = [
             r["id"]
             for r in rows
-            if (r["host"] in (None, host)) and _process_gone(r["pid"], r["pid_token"])
+            if (r["host"] in (None, host)) and process_gone(r["pid"], r["pid_token"])
         ]
         if not dead:
             return
@@ -471,20 +262,32 @@ class JobStore:
 
     # ---------------------------------------------------------------- jobs
 
-    def create_job(self, name: str, recipe_yaml: str, output: str | Path | None) -> int:
-        """Add a queued job owned by this process; returns its id."""
+    def create_job(
+        self,
+        name: str,
+        recipe_yaml: str,
+        output: str | Path | None,
+        *,
+        recipe_dir: str | Path | None = None,
+    ) -> int:
+        """Add a queued job owned by this process; returns its id.
+
+        ``recipe_dir`` is the folder the recipe's relative paths are read from, kept so
+        a Re-run reads the same files whatever the working folder is then.
+        """
         with self._write() as conn:
             cur = conn.execute(
                 "INSERT INTO jobs (name, recipe_yaml, status, created_at, output, pid, host, "
-                "pid_token, progress) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, 0)",
+                "pid_token, progress, recipe_dir) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, 0, ?)",
                 (
                     name,
                     recipe_yaml,
                     time.time(),
                     None if output is None else str(output),
                     os.getpid(),
-                    _host(),
+                    host_name(),
                     pid_token(os.getpid()),
+                    None if recipe_dir is None else str(recipe_dir),
                 ),
             )
             return int(cur.lastrowid)
@@ -497,7 +300,7 @@ class JobStore:
                 "UPDATE jobs SET status = 'running', started_at = ?, finished_at = NULL, "
                 "error = NULL, failed_step = NULL, pid = ?, host = ?, pid_token = ? "
                 "WHERE id = ?",
-                (time.time(), os.getpid(), _host(), pid_token(os.getpid()), job_id),
+                (time.time(), os.getpid(), host_name(), pid_token(os.getpid()), job_id),
             )
 
     def finish(
@@ -543,7 +346,7 @@ class JobStore:
 
     def get_job(self, job_id: int) -> JobRecord:
         row = self._conn.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
         ).fetchone()
         if row is None:
             raise UserError(f"Job {job_id} is not in the job history {self.path}.")
@@ -552,12 +355,12 @@ class JobStore:
     def list_jobs(self, limit: int = 100) -> list[JobRecord]:
         """The newest ``limit`` jobs, newest first."""
         rows = self._conn.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT ?", (limit,)
+            f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT ?", (limit,)
         ).fetchall()
         return [JobRecord(**dict(r)) for r in rows]
 
     def delete_job(self, job_id: int) -> None:
-        """Forget a job, its metrics and artifact rows (saved folders stay on disk)."""
+        """Forget a job, its metrics and variant rows (saved folders stay on disk)."""
         with self._write() as conn:
             conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
@@ -613,9 +416,9 @@ class JobStore:
             for r in rows
         ]
 
-    # ---------------------------------------------------------------- artifacts
+    # ---------------------------------------------------------------- variants
 
-    def add_artifact(
+    def add_variant(
         self,
         job_id: int,
         step_index: int,
@@ -623,7 +426,11 @@ class JobStore:
         path: str | Path,
         metrics: dict[str, Any] | None = None,
     ) -> int:
-        """Record a saved variant; ``metrics`` must be JSON-serialisable."""
+        """Record a saved variant (``kind`` "model"); returns its row id.
+
+        ``metrics`` must be JSON-serialisable (numbers that are not become floats or
+        strings).
+        """
         payload = json.dumps(metrics or {}, allow_nan=True, default=_json_default)
         with self._write() as conn:
             self._require(conn, job_id)
@@ -634,7 +441,21 @@ class JobStore:
             )
             return int(cur.lastrowid)
 
-    def artifacts(self, job_id: int | None = None) -> list[ArtifactRecord]:
+    def update_variant_metrics(self, row_id: int, metrics: dict[str, Any]) -> None:
+        """Replace the figures of a saved variant's row (after an evaluate/benchmark step).
+
+        Raises:
+            UserError: there is no such row (its job was deleted from the history).
+        """
+        payload = json.dumps(metrics or {}, allow_nan=True, default=_json_default)
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE artifacts SET metrics_json = ? WHERE id = ?", (payload, row_id)
+            )
+            if cur.rowcount == 0:
+                raise UserError(f"Variant row {row_id} is not in the job history {self.path}.")
+
+    def variants(self, job_id: int | None = None) -> list[VariantRow]:
         """Saved variants of one job, or of all jobs, newest first."""
         sql = "SELECT id, job_id, step_index, kind, path, metrics_json, created_at FROM artifacts"
         args: tuple[Any, ...] = ()
@@ -649,7 +470,7 @@ class JobStore:
             except ValueError:
                 metrics = {}
             out.append(
-                ArtifactRecord(
+                VariantRow(
                     r["id"],
                     r["job_id"],
                     r["step_index"],
@@ -685,153 +506,15 @@ def _json_default(value: Any) -> Any:
         return str(value)
 
 
-# --------------------------------------------------------------------------- output lock
-
-LOCK_SUFFIX = ".slimpajama.lock"
-
-
-class OutputLock:
-    """One writer per output folder (docs/reliability.md F7), across threads and processes.
-
-    The lock file ``.<folder name>.slimpajama.lock`` sits beside the folder, not inside
-    it, because a finished variant replaces its folder atomically. It is held with
-    ``fcntl.flock``, so the kernel frees it when the holder dies; where ``flock`` is
-    missing (Windows) or refused (some network file systems) an ``O_EXCL`` file with the
-    holder's pid is used and a dead holder's file is taken over.
-
-    Example:
-        >>> with OutputLock(Path("out/sst2-small"), job_id=3):  # doctest: +SKIP
-        ...     run_steps()
-    """
-
-    def __init__(self, folder: Path | str, job_id: int | None = None) -> None:
-        self.folder = Path(folder).expanduser().absolute()
-        self.job_id = job_id
-        self.path = self.folder.parent / f".{self.folder.name}{LOCK_SUFFIX}"
-        self._fd: int | None = None
-        self._exclusive_file = False
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def _record(self) -> bytes:
-        return json.dumps({"job": self.job_id, "pid": os.getpid(), "host": _host()}).encode()
-
-    def _refuse(self, holder: dict[str, Any]) -> UserError:
-        job = holder.get("job")
-        who = f"job {job}" if job is not None else "another job"
-        pid = holder.get("pid")
-        if pid is not None:
-            host = holder.get("host")
-            who += f" (pid {pid}{'' if host in (None, _host()) else f' on {host}'})"
-        return UserError(
-            f"{self.folder} is already being written by {who}. Wait for it to finish, "
-            "cancel it, or choose another output folder."
-        )
-
-    def _read_holder(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_bytes() or b"{}")
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
-
-    def acquire(self) -> OutputLock:
-        """Take the lock or raise :class:`UserError` naming the holder."""
-        if self._fd is not None:
-            raise RuntimeError("OutputLock is already held by this object")
-        self.folder.parent.mkdir(parents=True, exist_ok=True)
-        if fcntl is not None:
-            try:
-                self._acquire_flock()
-                return self
-            except _FlockUnsupported:
-                pass
-        self._acquire_exclusive_file()
-        return self
-
-    def _acquire_flock(self) -> None:
-        assert fcntl is not None
-        for _ in range(50):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                raise self._refuse(self._read_holder()) from None
-            except OSError as exc:
-                os.close(fd)
-                if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                    raise _FlockUnsupported from exc
-                raise
-            # A releasing holder unlinks the file; if we locked an unlinked inode,
-            # start over on the file that is at the path now.
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-            except FileNotFoundError:
-                same = False
-            if not same:
-                os.close(fd)
-                continue
-            os.ftruncate(fd, 0)
-            os.write(fd, self._record())
-            self._fd = fd
-            return
-        raise UserError(f"Could not lock {self.folder}: the lock file {self.path} keeps changing.")
-
-    def _acquire_exclusive_file(self) -> None:
-        for _ in range(50):
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                holder = self._read_holder()
-                pid = holder.get("pid")
-                same_host = holder.get("host") in (None, _host())
-                if isinstance(pid, int) and same_host and not pid_alive(pid):
-                    # A stale lock of a dead process: take it over.
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.path)
-                    continue
-                if not holder:
-                    # Being written right now, or an empty leftover; look again shortly.
-                    time.sleep(0.01)
-                    holder = self._read_holder()
-                    if not holder:
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(self.path)
-                        continue
-                raise self._refuse(holder) from None
-            os.write(fd, self._record())
-            self._fd = fd
-            self._exclusive_file = True
-            return
-        raise UserError(f"Could not lock {self.folder}: the lock file {self.path} keeps changing.")
-
-    def release(self) -> None:
-        """Give the lock back (idempotent)."""
-        fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        # Unlink while still holding it, so nobody can lock the file we remove.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-        if not self._exclusive_file and fcntl is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-        self._exclusive_file = False
-
-    def __enter__(self) -> OutputLock:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-    def __del__(self) -> None:  # a forgotten lock must not outlive its object
-        with contextlib.suppress(Exception):
-            self.release()
-
-
-class _FlockUnsupported(Exception):
-    pass
+__all__ = [
+    "FINAL_STATUSES",
+    "INTERRUPTED_MESSAGE",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "JobRecord",
+    "JobStore",
+    "MetricRecord",
+    "StoreCorrupt",
+    "StoreLocked",
+    "VariantRow",
+]

@@ -6,7 +6,7 @@ folders of :func:`~slimpajama_gui.core.storage.safe_io.atomic_dir` inside the ou
 The job removes both when it ends, however it ends, unless the process dies first:
 kill -9, a power cut, or the app quitting while the job is inside a step that cannot
 stop. Then they are cleared the next time someone holds the
-output folder's :class:`~slimpajama_gui.core.storage.history.OutputLock`: when a job starts
+output folder's :class:`~slimpajama_gui.core.storage.locks.OutputLock`: when a job starts
 writing there (:func:`sweep_output`), and when the app starts, for the history's
 interrupted jobs (:func:`sweep_outputs`). Holding the lock is what makes this safe:
 only the lock holder ever writes these names.
@@ -27,13 +27,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.storage.history import OutputLock
+from slimpajama_gui.core.storage.locks import OutputLock
 from slimpajama_gui.core.storage.safe_io import recover_atomic_leftovers
+from slimpajama_gui.core.storage.variant import is_variant_folder
 
 log = logging.getLogger(__name__)
-
-# What marks a folder as a saved variant: pipeline.RESULT_FILE (pipeline imports us).
-_RESULT_FILE = "slimpajama.json"
 
 
 def _scratch_prefix(output: Path) -> str:
@@ -86,7 +84,7 @@ def sweep_output(output: Path) -> list[Path]:
 def _variants(output: Path) -> list[Path]:
     """The saved variants in ``output``: only their files are the app's to clear."""
     try:
-        return [p for p in sorted(output.iterdir()) if (p / _RESULT_FILE).is_file()]
+        return [p for p in sorted(output.iterdir()) if is_variant_folder(p)]
     except OSError:
         return []
 

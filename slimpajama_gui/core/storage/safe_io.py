@@ -313,7 +313,7 @@ def recover_atomic_leftovers(folder: Path) -> list[Path]:
     ``.old-`` copy whose target is missing (killed between the two renames of
     :func:`atomic_dir`) is put back, any other ``.old-`` copy is removed. Sub-folders
     are not searched. Only call it while nobody writes in ``folder`` (hold its
-    :class:`~slimpajama_gui.core.storage.history.OutputLock`).
+    :class:`~slimpajama_gui.core.storage.locks.OutputLock`).
 
     Args:
         folder: where the atomic writes happened; missing is fine (nothing to do).

@@ -1,0 +1,263 @@
+"""What a job's steps share, and the helpers every step handler uses.
+
+:class:`JobContext` holds the current model and tokenizer, the data, where the current
+variant is saved and how to reach the user (callbacks) and the history (store). Step
+types map to handler functions in :data:`HANDLERS`, filled by :func:`handles` (a
+registry, not an if/elif chain): a new technique adds a module under
+``core/jobs/handlers/`` and its config in ``core/plan/recipe.py``.
+
+Every handler has the signature ``handler(ctx, index, step) -> summary`` where
+``summary`` is the step's row of the job summary (``{"accuracy": 0.89, ...}``), and
+raises :class:`Cancelled` when the control asks to stop, or
+:class:`~slimpajama_gui.core.errors.UserError` with a sentence.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from slimpajama_gui.core.data import dataset as data_mod
+from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.plan.recipe import Recipe, Step
+from slimpajama_gui.core.runtime import inputs as inputs_mod
+from slimpajama_gui.core.runtime.bench import count_parameters
+from slimpajama_gui.core.runtime.evaluate import classification_report, predict
+from slimpajama_gui.core.storage.history import JobStore
+from slimpajama_gui.core.storage.leftovers import make_scratch
+from slimpajama_gui.core.storage.variant import VariantRecord
+from slimpajama_gui.core.techniques.train import (
+    Callbacks,
+    Control,
+    TrainConfig,
+    TrainState,
+    train,
+)
+
+if TYPE_CHECKING:
+    from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks
+
+
+class Cancelled(Exception):
+    """Raised inside a step when the control asks to stop."""
+
+
+@dataclass
+class JobContext:
+    """What the steps share: the current model and where it is saved."""
+
+    recipe: Recipe
+    job_id: int
+    source: Path
+    output: Path
+    model: Any
+    tokenizer: Any
+    dataset: data_mod.TextDataset
+    device: torch.device
+    callbacks: PipelineCallbacks
+    control: Control
+    store: JobStore
+    #: What the model can represent; every encoding goes through it.
+    inputs: inputs_mod.ModelInputs
+    model_name: str = ""
+    tokenizer_dir: Path | None = None  # where the current tokenizer's files are
+    where: str = ""  # the running step for a person: "step 3 of 4 (export)"
+    scratch: Path | None = None  # temporary files of this job (removed at the end)
+    variant: Path | None = None  # folder of the current model, once saved
+    #: The saved variant's record and its row in the history (kept in step).
+    record: VariantRecord | None = None
+    variant_row: int | None = None
+    #: Once the model is an ONNX variant: the PyTorch model it came from (for a
+    #: PyTorch benchmark of the same weights), its parameter count and weight format.
+    torch_model: Any = None
+    onnx_parameters: int | None = None
+    onnx_format: str | None = None
+    variants: list[Path] = field(default_factory=list)
+    _encoded: dict[str, data_mod.Encoded] = field(default_factory=dict)
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id or 0
+
+    def split(self, name: str) -> data_mod.Split:
+        split = getattr(self.dataset, name)
+        if split is None:
+            raise UserError(
+                f"the recipe evaluates on '{name}' but the dataset has no {name} file; "
+                f"add 'dataset.{name}: PATH' or evaluate on 'eval'."
+            )
+        return split
+
+    def encoded(self, name: str) -> data_mod.Encoded:
+        if name not in self._encoded:
+            spec_len = self.dataset.spec.max_length
+            with self.uncancellable(f"tokenizing the {name} data"):
+                enc = self.inputs.encode_split(self.split(name), self.tokenizer, spec_len)
+            for warning in enc.warnings:
+                self.callbacks.on_message(warning)
+            self._encoded[name] = enc
+        return self._encoded[name]
+
+    def forget_encodings(self) -> None:
+        """Token ids changed (a new vocabulary): encode every split again when asked."""
+        self._encoded.clear()
+
+    def check_stop(self) -> None:
+        if self.control.should_stop:
+            raise Cancelled
+
+    def uncancellable(self, what: str):
+        """A phase with no stop point, named for whoever asks the job to stop."""
+        return self.control.uncancellable(f"{what} in {self.where}" if self.where else what)
+
+    @property
+    def is_onnx(self) -> bool:
+        return self.onnx_format is not None
+
+    def parameters(self) -> tuple[int, int]:
+        if self.is_onnx:
+            return self.onnx_parameters or 0, self.onnx_parameters or 0
+        return count_parameters(self.model)
+
+    def scratch_dir(self, name: str) -> Path:
+        if self.scratch is None:
+            self.scratch = make_scratch(self.output, self.job_id)
+        path = self.scratch / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+Handler = Callable[[JobContext, int, Step], dict[str, Any]]
+#: Steps that can run on an ONNX variant (they measure, they do not change weights).
+ONNX_STEPS = {"evaluate", "benchmark"}
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(step_type: str) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler of ``step_type`` steps."""
+
+    def register(fn: Handler) -> Handler:
+        HANDLERS[step_type] = fn
+        return fn
+
+    return register
+
+
+# --------------------------------------------------------------------------- training
+
+
+class _TrainBridge(Callbacks):
+    """Training-loop events → pipeline events and the job history."""
+
+    def __init__(self, ctx: JobContext, index: int, step_type: str) -> None:
+        self.ctx, self.index, self.step_type = ctx, index, step_type
+        self._last_progress = 0.0
+
+    def on_step_end(self, state: TrainState) -> None:
+        self.ctx.callbacks.on_progress(self.index, state.step, state.total_steps)
+        now = time.monotonic()
+        if now - self._last_progress > 1.0:  # the history needs no more than 1 write/s
+            self._last_progress = now
+            self.ctx.store.set_progress(self.ctx.job_id, self._overall(state.fraction))
+
+    def _overall(self, fraction: float) -> float:
+        return (self.index + fraction) / len(self.ctx.recipe.steps)
+
+    def on_log(self, state: TrainState, metrics: dict[str, float]) -> None:
+        metrics = dict(metrics, step=state.step)
+        self.ctx.store.log_metrics(self.ctx.job_id, self.index, self.step_type, metrics)
+        self.ctx.callbacks.on_log(self.index, metrics)
+
+    def on_evaluate(self, state: TrainState, metrics: dict[str, float]) -> None:
+        metrics = {f"eval_{k}" if k != "step" else k: v for k, v in metrics.items()}
+        self.ctx.store.log_metrics(self.ctx.job_id, self.index, self.step_type, metrics)
+        self.ctx.callbacks.on_eval(self.index, metrics)
+
+
+def eval_batches(ctx: JobContext, name: str, batch_size: int):
+    """Batches of split ``name`` in length order (predictions come back in row order)."""
+    return data_mod.batches(
+        ctx.encoded(name),
+        ctx.split(name).labels,
+        batch_size,
+        shuffle=False,
+        seed=0,
+        pad_id=ctx.pad_id,
+        sort_by_length=True,
+    )
+
+
+def fit(
+    ctx: JobContext,
+    index: int,
+    step_type: str,
+    model: Any,
+    config: TrainConfig,
+    *,
+    loss_fn: Any = None,
+    callbacks: tuple[Callbacks, ...] = (),
+    eval_batch_size: int = 64,
+):
+    """The shared training loop on the recipe's data; every technique trains through this.
+
+    Returns the :class:`~slimpajama_gui.core.techniques.train.TrainResult`; raises
+    :class:`Cancelled` when the job was asked to stop.
+    """
+    encoded = ctx.encoded("train")
+    labels = ctx.dataset.train.labels
+    steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
+    ctx.encoded("eval")
+
+    def train_batches(epoch: int):
+        return data_mod.batches(
+            encoded,
+            labels,
+            config.batch_size,
+            shuffle=True,
+            seed=config.seed + epoch,
+            pad_id=ctx.pad_id,
+        )
+
+    def eval_fn(m, control) -> dict[str, float]:
+        preds = predict(m, eval_batches(ctx, "eval", eval_batch_size), control=control)
+        return classification_report(preds, ctx.dataset.label_names).metrics()
+
+    config.device = str(ctx.device)
+    extra = {"loss_fn": loss_fn} if loss_fn is not None else {}
+    result = train(
+        model,
+        train_batches,
+        steps_per_epoch,
+        config,
+        eval_fn=eval_fn,
+        callbacks=[*callbacks, _TrainBridge(ctx, index, step_type)],
+        control=ctx.control,
+        **extra,
+    )
+    if result.status == "cancelled":
+        raise Cancelled
+    return result
+
+
+def accuracy(ctx: JobContext, batch_size: int = 64) -> float:
+    """The current model's accuracy (0..1) on the eval split."""
+    preds = predict(ctx.model, eval_batches(ctx, "eval", batch_size), control=ctx.control)
+    ctx.check_stop()
+    return classification_report(preds, ctx.dataset.label_names).accuracy
+
+
+def train_config(step: Any, epochs: float, *, keep_best: bool = True) -> TrainConfig:
+    """The training settings of a step that trains on the side (prune recovery, distill)."""
+    return TrainConfig(
+        epochs=epochs,
+        learning_rate=step.learning_rate,
+        batch_size=step.batch_size,
+        keep_best=keep_best,
+        seed=getattr(step, "seed", 0),
+    )

@@ -1,0 +1,103 @@
+"""Steps that train: fine-tuning the model, and distilling it into a smaller student.
+
+Both train through :func:`~slimpajama_gui.core.jobs.context.fit` (the recipe's data,
+the job's stop control, logged metrics) and save the trained model as a variant.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+from slimpajama_gui.core.data import dataset as data_mod
+from slimpajama_gui.core.jobs.context import (
+    Cancelled,
+    JobContext,
+    accuracy,
+    fit,
+    handles,
+    train_config,
+)
+from slimpajama_gui.core.jobs.saving import new_record, save_variant
+from slimpajama_gui.core.plan.recipe import Distill, FineTune
+from slimpajama_gui.core.runtime.bench import count_parameters
+from slimpajama_gui.core.techniques import distill as distill_mod
+from slimpajama_gui.core.techniques.train import TrainConfig
+
+
+@handles("finetune")
+def finetune(ctx: JobContext, index: int, step: FineTune) -> dict[str, Any]:
+    """Train the whole model on the train split; keeps the best eval accuracy if asked."""
+    config = TrainConfig(
+        epochs=step.epochs,
+        learning_rate=step.learning_rate,
+        batch_size=step.batch_size,
+        warmup_ratio=step.warmup_ratio,
+        weight_decay=step.weight_decay,
+        max_grad_norm=step.max_grad_norm if step.max_grad_norm > 0 else float("inf"),
+        eval_every_steps=step.eval_every_steps,
+        max_steps=step.max_steps,
+        keep_best=step.keep_best,
+        seed=step.seed,
+        log_every_steps=step.log_every_steps,
+    )
+    result = fit(ctx, index, "finetune", ctx.model, config, eval_batch_size=step.eval_batch_size)
+    metrics = {
+        "eval_accuracy": result.best_metric,
+        "train_steps": result.steps,
+        "train_seconds": round(result.seconds, 1),
+        "examples_per_second": round(result.examples_per_second, 1),
+    }
+    save_variant(ctx, index, step, new_record(ctx, index, step, metrics))
+    return {"accuracy": result.best_metric, "seconds": result.seconds}
+
+
+@handles("distill")
+def distill(ctx: JobContext, index: int, step: Distill) -> dict[str, Any]:
+    """Train a student with fewer layers to mimic the current model (the teacher)."""
+    teacher = ctx.model
+    student = distill_mod.student_from_teacher(teacher, step.student_layers)
+    student.to(ctx.device)
+    base = train_config(step, step.epochs)
+
+    def fit_student(model, epochs, loss_fn=None, callbacks=()):
+        return fit(
+            ctx,
+            index,
+            "distill",
+            model,
+            replace(base, epochs=epochs),
+            loss_fn=loss_fn,
+            callbacks=tuple(callbacks),
+        )
+
+    cache_batches = data_mod.batches(
+        ctx.encoded("train"), ctx.dataset.train.labels, 64,
+        shuffle=False, seed=0, pad_id=ctx.pad_id, sort_by_length=True,
+    )  # fmt: skip
+    total = math.ceil(len(ctx.encoded("train")) / 64)
+    done = {"n": 0}
+
+    def cached(*_args) -> None:
+        done["n"] += 1
+        ctx.callbacks.on_progress(index, done["n"], total)
+
+    result = distill_mod.distill(
+        student, teacher, fit_student,
+        temperature=step.temperature, alpha_kd=step.alpha_kd,
+        hidden_mse=step.hidden_mse, attention_mse=step.attention_mse, epochs=step.epochs,
+        cache=True, train_batches_for_cache=cache_batches, control=ctx.control, on_cache_batch=cached,
+    )  # fmt: skip
+    if result.status == "cancelled":
+        raise Cancelled
+    layers = list(getattr(student, "distill_layers", step.student_layers))
+    ctx.model = student
+    del teacher
+    acc = accuracy(ctx)
+    record = new_record(
+        ctx, index, step, {"eval_accuracy": acc, "train_steps": result.steps},
+        distill={"teacher_layers": layers, "temperature": step.temperature, "alpha_kd": step.alpha_kd},
+    )  # fmt: skip
+    save_variant(ctx, index, step, record)
+    return {"accuracy": acc, "parameters": count_parameters(ctx.model)[0]}

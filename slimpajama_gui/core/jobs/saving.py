@@ -1,0 +1,126 @@
+"""Saving a variant and adding figures to it: the record, its files and its history row.
+
+A model-changing step calls :func:`save_variant` once; evaluate and benchmark steps
+call :func:`add_figures`. Both write the :class:`VariantRecord` (``slimpajama.json``
+and the model card) and the variant's row in the job history from the same record, so
+the history and the folder never hold different figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slimpajama_gui import __version__
+from slimpajama_gui.core.jobs.context import JobContext
+from slimpajama_gui.core.model.encoder import copy_tokenizer_files
+from slimpajama_gui.core.model.tokenizers import pin_tokenizer_class
+from slimpajama_gui.core.plan.recipe import Step
+from slimpajama_gui.core.storage.safe_io import atomic_dir
+from slimpajama_gui.core.storage.variant import VariantRecord
+from slimpajama_gui.core.techniques import quantize as quant_mod
+
+
+def recipe_dir(ctx: JobContext) -> str:
+    """The folder the recipe's relative paths are read from (absolute)."""
+    return str((ctx.recipe.base_dir or Path.cwd()).absolute())
+
+
+def new_record(
+    ctx: JobContext, index: int, step: Step | None, training: dict[str, Any], **sections: Any
+) -> VariantRecord:
+    """The record of the current model as step ``index`` leaves it.
+
+    ``training`` holds the figures the step measured (``eval_accuracy``, ...);
+    ``sections`` the technique's details (``prune=``, ``distill=``, ``quantization=``,
+    ``onnx=``).
+    """
+    params, nonzero = ctx.parameters()
+    return VariantRecord(
+        app_version=__version__,
+        job_id=ctx.job_id,
+        step_index=index,
+        step=step.to_dict() if step is not None else None,
+        parent=str(ctx.variants[-1] if ctx.variants else ctx.source),
+        source_model=str(ctx.source),
+        label_names=list(ctx.dataset.label_names),
+        weights_format=ctx.onnx_format or _weights_format(ctx.model),
+        parameters=params,
+        nonzero_parameters=nonzero,
+        recipe=ctx.recipe.to_dict(),
+        recipe_dir=recipe_dir(ctx),
+        metrics={"training": dict(training)},
+        **sections,
+    )
+
+
+def _weights_format(model: Any) -> str:
+    spec = getattr(model, "quantization", None)
+    return spec.method if spec is not None else "fp32"
+
+
+def save_variant(
+    ctx: JobContext,
+    index: int,
+    step: Step,
+    record: VariantRecord,
+    *,
+    writer: Callable[[Path], None] | None = None,
+) -> Path:
+    """Save the current model as ``OUTPUT/NN-type`` atomically (old copy or new, never half).
+
+    ``writer`` puts the model files into the staging folder when the model is not a
+    PyTorch one (ONNX variants); the record and model card are added here either way.
+    Returns the variant's folder; it becomes ``ctx.variant`` with ``record``.
+    """
+    target = ctx.output / f"{index + 1:02d}-{step.step_type}"
+    ctx.check_stop()
+    # From here the variant is written whole or not at all (atomic_dir): a stop request
+    # waits for the save, and a process that dies inside leaves only a staging folder.
+    with ctx.uncancellable(f"saving {target.name}"):
+        ctx.model.to("cpu")
+        with atomic_dir(target) as staging:
+            if writer is not None:
+                writer(staging)
+            elif getattr(ctx.model, "quantization", None) is not None:
+                quant_mod.save_quantized(ctx.model, None, staging)
+            else:
+                ctx.model.write_files(staging)
+            copy_tokenizer_files(ctx.tokenizer_dir or ctx.source, staging)
+            # The variant's config.json says "slimpajama", not the source's model_type:
+            # the tokenizer must load as the class the model was trained and measured with.
+            pin_tokenizer_class(staging, ctx.tokenizer)
+            record.write(staging)
+    ctx.model.to(ctx.device)
+    ctx.variants.append(target)
+    ctx.variant, ctx.record = target, record
+    ctx.variant_row = ctx.store.add_variant(ctx.job_id, index, "model", target, record.metrics)
+    ctx.callbacks.on_variant(index, target, record.to_json())
+    return target
+
+
+def add_figures(
+    ctx: JobContext,
+    name: str,
+    figures: dict[str, Any],
+    *,
+    predictions: tuple[np.ndarray, np.ndarray] | None = None,
+) -> None:
+    """Add ``figures`` as ``metrics[name]`` of the saved variant (its files and history row).
+
+    ``predictions`` (logits, gold labels in row order) of an evaluate step on split
+    ``name`` are stored beside the record. Nothing happens before the job saved a
+    variant (the source model is measured only in the job's logged metrics).
+    """
+    if ctx.variant is None or ctx.record is None:
+        return
+    record = ctx.record
+    record.metrics[name] = figures
+    if predictions is not None:
+        record.write_predictions(ctx.variant, name, *predictions)
+    record.write(ctx.variant)
+    if ctx.variant_row is not None:
+        ctx.store.update_variant_metrics(ctx.variant_row, record.metrics)

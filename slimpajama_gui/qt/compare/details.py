@@ -1,0 +1,398 @@
+"""The pair in detail: two pickers, figures side by side, confusion matrices, flips."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+)
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableView,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from slimpajama_gui.core.jobs.flips import FlipResult
+from slimpajama_gui.core.jobs.index import Variant
+from slimpajama_gui.qt.compare.table import SORT_ROLE, ms, pct
+from slimpajama_gui.qt.models_view import human_bytes
+
+_Index = QModelIndex | QPersistentModelIndex
+
+
+def fit_height(table: QTableWidget) -> None:
+    """Make a small table exactly as tall as its rows, so no space is left blank."""
+    table.resizeRowsToContents()
+    height = table.horizontalHeader().height() + table.verticalHeader().length()
+    table.setFixedHeight(height + 2 * table.frameWidth() + 2)
+
+
+class ConfusionTable(QTableWidget):
+    """Counts with rows = true label and columns = predicted; shaded by row share."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.setToolTip("Rows: true label · columns: predicted label")
+        self.matrix: list[list[int]] | None = None
+
+    def show_matrix(self, matrix: list[list[int]] | None, names: Sequence[str]) -> None:
+        self.matrix = matrix
+        self.clear()
+        self.setVisible(bool(matrix))
+        if not matrix:
+            self.setRowCount(0)
+            self.setColumnCount(0)
+            return
+        k = len(matrix)
+        names = list(names) if len(names) == k else [str(i) for i in range(k)]
+        self.setRowCount(k)
+        self.setColumnCount(k)
+        self.setHorizontalHeaderLabels([f"→ {n}" for n in names])
+        self.setVerticalHeaderLabels(names)
+        for r, row in enumerate(matrix):
+            total = sum(row) or 1
+            for c, count in enumerate(row):
+                cell = QTableWidgetItem(f"{count:,}")
+                cell.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                share = count / total
+                good = r == c
+                base = (0, 114, 178) if good else (213, 94, 0)
+                alpha = int(40 + 170 * share) if count else 0
+                cell.setBackground(QColor(*base, alpha))
+                if alpha > 150:
+                    cell.setForeground(QColor("white"))
+                cell.setToolTip(f"true {names[r]}, predicted {names[c]}: {count} ({share:.0%})")
+                self.setItem(r, c, cell)
+        fit_height(self)
+
+
+class FlipTableModel(QAbstractTableModel):
+    """The examples whose prediction differs between A and B."""
+
+    HEADERS = ("Row", "Text", "Gold", "A", "p A", "B", "p B", "Change")
+    _FIXED = QColor("#d9efe2")
+    _BROKEN = QColor("#f8dcd5")
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.flips: list[Any] = []
+        self.names: list[str] = []
+
+    def set_flips(self, flips: Sequence[Any], names: Sequence[str]) -> None:
+        self.beginResetModel()
+        self.flips, self.names = list(flips), list(names)
+        self.endResetModel()
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(self.flips)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def _name(self, i: int) -> str:
+        return self.names[i] if 0 <= i < len(self.names) else str(i)
+
+    @staticmethod
+    def change(f: Any) -> str:
+        if f.after == f.label:
+            return "fixed"
+        if f.before == f.label:
+            return "broken"
+        return "both wrong"
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self.flips):
+            return None
+        f = self.flips[index.row()]
+        col = index.column()
+        if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
+            values = (
+                f.index + 1,
+                f.text,
+                self._name(f.label),
+                self._name(f.before),
+                f.confidence_before,
+                self._name(f.after),
+                f.confidence_after,
+                self.change(f),
+            )
+            value = values[col]
+            if role == Qt.ItemDataRole.DisplayRole and col in (4, 6):
+                return f"{value:.3f}"
+            if role == Qt.ItemDataRole.DisplayRole and col == 0:
+                return str(value)
+            return value
+        if role == Qt.ItemDataRole.BackgroundRole:
+            change = self.change(f)
+            if change == "fixed":
+                return QBrush(self._FIXED)
+            if change == "broken":
+                return QBrush(self._BROKEN)
+        if role == Qt.ItemDataRole.ToolTipRole and col == 1:
+            return f.text
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (0, 4, 6):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def headerData(  # noqa: N802
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return self.HEADERS[section]
+        return None
+
+
+_METRIC_ROWS = (
+    "Accuracy",
+    "Macro-F1",
+    "Size on disk",
+    "Parameters",
+    "Latency p50",
+    "Latency p95",
+    "Throughput",
+)
+
+
+def _ratio(a: float | None, b: float | None, smaller: str, larger: str) -> str:
+    if a is None or b is None or a <= 0 or b <= 0:
+        return "–"
+    if abs(a - b) / a < 0.005:
+        return "same"
+    return f"{a / b:.1f}× {smaller}" if b < a else f"{b / a:.1f}× {larger}"
+
+
+def _points(a: float | None, b: float | None) -> str:
+    if a is None or b is None:
+        return "–"
+    return f"{100 * (b - a):+.2f} pt"
+
+
+def metric_cells(a: Variant, b: Variant) -> list[tuple[str, str, str, str]]:
+    """(figure, A, B, B against A) rows of the side-by-side table."""
+
+    def size(v: Variant) -> str:
+        return "–" if v.size_bytes is None else human_bytes(v.size_bytes)
+
+    def params(v: Variant) -> str:
+        return "–" if v.parameters is None else f"{v.parameters:,}"
+
+    def tput(v: Variant) -> str:
+        return "–" if v.throughput is None else f"{v.throughput:,.0f}/s"
+
+    return [
+        ("Accuracy", pct(a.accuracy), pct(b.accuracy), _points(a.accuracy, b.accuracy)),
+        ("Macro-F1", pct(a.macro_f1), pct(b.macro_f1), _points(a.macro_f1, b.macro_f1)),
+        (
+            "Size on disk",
+            size(a),
+            size(b),
+            _ratio(a.size_bytes, b.size_bytes, "smaller", "larger"),
+        ),
+        (
+            "Parameters",
+            params(a),
+            params(b),
+            _ratio(a.parameters, b.parameters, "fewer", "more"),
+        ),
+        (
+            "Latency p50",
+            ms(a.p50_ms),
+            ms(b.p50_ms),
+            _ratio(a.p50_ms, b.p50_ms, "faster", "slower"),
+        ),
+        (
+            "Latency p95",
+            ms(a.p95_ms),
+            ms(b.p95_ms),
+            _ratio(a.p95_ms, b.p95_ms, "faster", "slower"),
+        ),
+        (
+            "Throughput",
+            tput(a),
+            tput(b),
+            _ratio(b.throughput, a.throughput, "higher", "lower"),
+        ),
+    ] + (
+        [("int8 measured on", a.int8_arithmetic or "–", b.int8_arithmetic or "–", "")]
+        if a.int8_arithmetic or b.int8_arithmetic
+        else []
+    )
+
+
+class DetailsPanel(QWidget):
+    """Two pickers, figures side by side, both confusion matrices, the flip list."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.combo_a = QComboBox()
+        self.combo_b = QComboBox()
+        for combo in (self.combo_a, self.combo_b):
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(16)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(160)
+        self.progress.hide()
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop computing the flipped predictions")
+        self.stop_button.hide()
+        pickers = QHBoxLayout()
+        pickers.addWidget(QLabel("<b>A</b>:"))
+        pickers.addWidget(self.combo_a, 1)
+        pickers.addWidget(QLabel("against <b>B</b>:"))
+        pickers.addWidget(self.combo_b, 1)
+        pickers.addWidget(self.progress)
+        pickers.addWidget(self.stop_button)
+
+        self.metrics = QTableWidget(len(_METRIC_ROWS), 3)
+        self.metrics.setHorizontalHeaderLabels(["A", "B", "B against A"])
+        self.metrics.setToolTip("Figures of A and B; the last column says how B compares with A")
+        self.metrics.setVerticalHeaderLabels(list(_METRIC_ROWS))
+        self.metrics.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.metrics.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.metrics.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.metrics.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.metrics.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.metrics.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.confusion_a = ConfusionTable()
+        self.confusion_b = ConfusionTable()
+        self.caption_a = QLabel("Confusion A")
+        self.caption_b = QLabel("Confusion B")
+        for caption in (self.caption_a, self.caption_b):
+            caption.setWordWrap(True)
+        confusions = QVBoxLayout()
+        for caption, table in (
+            (self.caption_a, self.confusion_a),
+            (self.caption_b, self.confusion_b),
+        ):
+            confusions.addWidget(caption)
+            confusions.addWidget(table)
+        confusions.addStretch(1)
+        figures = QWidget()
+        figures_layout = QHBoxLayout(figures)
+        figures_layout.setContentsMargins(0, 0, 0, 0)
+        figures_layout.addWidget(self.metrics, 3, Qt.AlignmentFlag.AlignTop)
+        figures_layout.addLayout(confusions, 2)
+
+        self.flip_summary = QLabel()
+        self.flip_summary.setWordWrap(True)
+        self.flips = FlipTableModel(self)
+        self.flip_proxy = QSortFilterProxyModel(self)
+        self.flip_proxy.setSourceModel(self.flips)
+        self.flip_proxy.setSortRole(SORT_ROLE)
+        self.flip_table = QTableView()
+        self.flip_table.setModel(self.flip_proxy)
+        self.flip_table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self.flip_table.setSortingEnabled(True)
+        self.flip_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.flip_table.verticalHeader().hide()
+        self.flip_table.setWordWrap(False)
+        header = self.flip_table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        flips = QWidget()
+        flips_layout = QVBoxLayout(flips)
+        flips_layout.setContentsMargins(0, 0, 0, 0)
+        flips_layout.addWidget(self.flip_summary)
+        flips_layout.addWidget(self.flip_table, 1)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(pickers)
+        layout.addWidget(self.status)
+        layout.addWidget(figures)
+        layout.addWidget(flips, 1)
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        # Row heights computed before the panel was first shown can use the unpolished
+        # font, which left the last rows of the figures clipped at 1920x1080: fit again.
+        super().showEvent(event)
+        fit_height(self.metrics)
+        for table in (self.confusion_a, self.confusion_b):
+            if table.isVisibleTo(self):
+                fit_height(table)
+
+    def show_pair(self, a: Variant | None, b: Variant | None) -> None:
+        """Figures and stored confusion matrices; the flips come later."""
+        self.flips.set_flips([], [])
+        if a is None or b is None:
+            self.metrics.setRowCount(len(_METRIC_ROWS))
+            self.metrics.setVerticalHeaderLabels(list(_METRIC_ROWS))
+            for r in range(len(_METRIC_ROWS)):
+                for c in range(3):
+                    self.metrics.setItem(r, c, QTableWidgetItem("–"))
+            self.confusion_a.show_matrix(None, [])
+            self.confusion_b.show_matrix(None, [])
+            self.caption_a.setText("Confusion A: –")
+            self.caption_b.setText("Confusion B: –")
+            self.flip_summary.setText("<i>Pick two variants to compare.</i>")
+            fit_height(self.metrics)
+            return
+        for col, v in ((0, a), (1, b)):
+            self.metrics.horizontalHeaderItem(col).setToolTip(f"{v.name}\n{v.path}")
+        cells = metric_cells(a, b)  # an int8 row only where one of them is int8
+        self.metrics.setRowCount(len(cells))
+        self.metrics.setVerticalHeaderLabels([name for name, *_ in cells])
+        for r, (_name, va, vb, delta) in enumerate(cells):
+            for c, text in enumerate((va, vb, delta)):
+                cell = QTableWidgetItem(text)
+                cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.metrics.setItem(r, c, cell)
+        for v, table, caption, side in (
+            (a, self.confusion_a, self.caption_a, "A"),
+            (b, self.confusion_b, self.caption_b, "B"),
+        ):
+            table.show_matrix(v.confusion, v.label_names)
+            caption.setText(
+                f"Confusion {side} (from its evaluate step)"
+                if v.confusion
+                else f"Confusion {side}: <i>computing on the eval rows…</i>"
+            )
+        self.flip_summary.setText("<i>Running both models on the eval rows…</i>")
+        fit_height(self.metrics)
+
+    def show_flips(self, result: FlipResult) -> None:
+        d = result.diff
+        names = result.label_names
+        self.flips.set_flips(d.flips, names)
+        n = len(d.flips)
+        self.flip_summary.setText(
+            f"<b>{n} of {result.rows}</b> predictions flip ({100 * (1 - d.agreement):.1f} %): "
+            f"<span style='background:#d9efe2'>&nbsp;{d.fixed} fixed&nbsp;</span>, "
+            f"<span style='background:#f8dcd5'>&nbsp;{d.broken} broken&nbsp;</span> by B. "
+            f"On {result.dataset}; mean shift in the gold class's probability "
+            f"{d.mean_confidence_shift:.3f}."
+        )
+        for v, table, caption, report, side in (
+            (result.a, self.confusion_a, self.caption_a, result.report_a, "A"),
+            (result.b, self.confusion_b, self.caption_b, result.report_b, "B"),
+        ):
+            if not v.confusion:
+                table.show_matrix(report.confusion, names)
+                caption.setText(
+                    f"Confusion {side} (on these {result.rows} rows: "
+                    f"accuracy {100 * report.accuracy:.1f} %)"
+                )

@@ -1,0 +1,191 @@
+"""The Pareto chart of Compare: accuracy against latency, point area by size on disk."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+
+from slimpajama_gui.core.jobs.index import Variant, pareto_front
+from slimpajama_gui.qt.compare.table import ms, pct
+from slimpajama_gui.qt.models_view import human_bytes, human_count
+
+#: Okabe-Ito colours, as in :mod:`slimpajama_gui.qt.charts`.
+VARIANT_COLOR = "#0072B2"
+SOURCE_COLOR = "#7F7F7F"
+PARETO_COLOR = "#D55E00"
+SELECTED_COLOR = "#CC79A7"
+
+
+def describe(v: Variant) -> str:
+    """The numbers of one point, for its tooltip."""
+    lines = [v.name + (" (source model)" if v.is_source else "")]
+    lines.append(f"accuracy {pct(v.accuracy)} · macro-F1 {pct(v.macro_f1)}")
+    lines.append(f"latency p50 {ms(v.p50_ms)} · p95 {ms(v.p95_ms)}")
+    size = "–" if v.size_bytes is None else human_bytes(v.size_bytes)
+    params = "–" if v.parameters is None else human_count(v.parameters)
+    lines.append(f"size {size} · {params} parameters")
+    if v.throughput is not None:
+        lines.append(f"throughput {v.throughput:,.0f} sentences/s")
+    if v.int8_arithmetic:
+        lines.append(f"int8 measured on {v.int8_arithmetic}")
+    return "\n".join(lines)
+
+
+class ParetoPlot(pg.PlotWidget):
+    """Accuracy against latency; point area ∝ size on disk; the frontier as a step line.
+
+    Items are created once and updated with ``setData``.
+    """
+
+    #: A point was clicked: its row in the variant list.
+    point_clicked = Signal(int)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent, background=None)
+        self.setMinimumSize(320, 240)
+        self.setMenuEnabled(False)
+        self.hideButtons()
+        item = self.getPlotItem()
+        item.setLabel("bottom", "latency p50, batch 1 (ms)")
+        item.setLabel("left", "eval accuracy (%)")
+        item.showGrid(x=True, y=True, alpha=0.2)
+        self.legend = item.addLegend(offset=(-8, -8), labelTextSize="8pt")
+        self.legend.setBrush(pg.mkBrush(255, 255, 255, 210))
+        self.legend.setPen(pg.mkPen("#c8c8c8"))
+        self._variants: list[Variant] = []
+
+        def tip(x: float, y: float, data: Any) -> str:
+            return describe(self._variants[int(data)]) if data is not None else ""
+
+        self.frontier = pg.PlotDataItem(
+            pen=pg.mkPen(PARETO_COLOR, width=1.5, style=Qt.PenStyle.DashLine),
+            name="Pareto frontier",
+        )
+        self.variant_item = pg.ScatterPlotItem(
+            symbol="o", hoverable=True, tip=tip, name="variant", pxMode=True
+        )
+        self.source_item = pg.ScatterPlotItem(
+            symbol="star", hoverable=True, tip=tip, name="source model", pxMode=True
+        )
+        self.variant_item.setData(
+            [], [], brush=pg.mkBrush(VARIANT_COLOR), pen=pg.mkPen("w"), size=12
+        )
+        self.source_item.setData([], [], brush=pg.mkBrush(SOURCE_COLOR), pen=pg.mkPen("w"), size=16)
+        # Only for the legend: what a Pareto-optimal point looks like.
+        self.pareto_key = pg.ScatterPlotItem(
+            symbol="o",
+            size=12,
+            brush=pg.mkBrush(VARIANT_COLOR),
+            pen=pg.mkPen(PARETO_COLOR, width=3),
+            name="Pareto-optimal",
+        )
+        self.selected_item = pg.ScatterPlotItem(
+            symbol="o", brush=None, pen=pg.mkPen(SELECTED_COLOR, width=3), pxMode=True
+        )
+        self.selected_item.setZValue(10)
+        for it in (self.frontier, self.variant_item, self.source_item, self.pareto_key):
+            item.addItem(it)
+        item.addItem(self.selected_item)
+        for scatter in (self.variant_item, self.source_item, self.selected_item):
+            scatter.sigClicked.connect(self._on_clicked)
+        self.empty = pg.TextItem(
+            html=(
+                "<div style='text-align:center; color:#5f6b76'>No measured variants yet.<br>"
+                "Run a recipe with evaluate and<br>benchmark steps to see them here.</div>"
+            ),
+            anchor=(0.5, 0.5),
+        )
+        item.addItem(self.empty)
+        #: Rows of the variant list drawn, and the Pareto-optimal ones among them.
+        self.plotted: list[int] = []
+        self.front: list[int] = []
+        self._selected: int | None = None
+
+    def set_variants(self, variants: Sequence[Variant]) -> list[int]:
+        """Draw the measured variants; returns the rows that are Pareto-optimal."""
+        self._variants = list(variants)
+        self.plotted = [i for i, v in enumerate(self._variants) if v.plotted]
+        points = [
+            (self._variants[i].p50_ms, 100 * self._variants[i].accuracy) for i in self.plotted
+        ]
+        self.front = [self.plotted[k] for k in pareto_front(points)]
+        sizes = [self._variants[i].size_bytes or 0 for i in self.plotted]
+        biggest = max(sizes, default=0) or 1
+        front = set(self.front)
+
+        def spots(source: bool) -> dict[str, list]:
+            rows = [i for i in self.plotted if self._variants[i].is_source == source]
+            base = VARIANT_COLOR if not source else SOURCE_COLOR
+            return {
+                "x": [self._variants[i].p50_ms for i in rows],
+                "y": [100 * self._variants[i].accuracy for i in rows],
+                # Area, not diameter, follows the size on disk.
+                "size": [
+                    10 + 30 * math.sqrt((self._variants[i].size_bytes or 0) / biggest) for i in rows
+                ],
+                "data": rows,
+                "brush": [pg.mkBrush(base) for _ in rows],
+                "pen": [
+                    pg.mkPen(PARETO_COLOR, width=3) if i in front else pg.mkPen("w", width=1)
+                    for i in rows
+                ],
+            }
+
+        self.variant_item.setData(**spots(False))
+        self.source_item.setData(**spots(True))
+        fx, fy = [], []
+        for k, i in enumerate(self.front):
+            x, y = self._variants[i].p50_ms, 100 * self._variants[i].accuracy
+            if k:
+                fx.append(x)
+                fy.append(fy[-1])
+            fx.append(x)
+            fy.append(y)
+        self.frontier.setData(fx, fy)
+        self.empty.setVisible(not self.plotted)
+        self.legend.setVisible(bool(self.plotted))
+        self._fit()
+        self.select(self._selected if self._selected in self.plotted else None)
+        return list(self.front)
+
+    def _fit(self) -> None:
+        if not self.plotted:
+            self.setXRange(0, 1, padding=0)
+            self.setYRange(0, 1, padding=0)
+            self.empty.setPos(0.5, 0.5)
+            return
+        xs = [self._variants[i].p50_ms for i in self.plotted]
+        ys = [100 * self._variants[i].accuracy for i in self.plotted]
+        x0, x1 = min(xs), max(xs)
+        y0, y1 = min(ys), max(ys)
+        dx = max(x1 - x0, 0.1 * max(abs(x1), 1e-3))
+        dy = max(y1 - y0, 1.0)
+        # Room for the biggest markers and for the legend in the lower right.
+        self.setXRange(max(0.0, x0 - 0.15 * dx), x1 + 0.2 * dx, padding=0)
+        self.setYRange(y0 - 0.45 * dy, y1 + 0.15 * dy, padding=0)
+
+    def select(self, row: int | None) -> None:
+        """Ring the point of ``row`` (or none)."""
+        self._selected = row
+        if row is None or row not in self.plotted:
+            self.selected_item.setData([], [])
+            return
+        v = self._variants[row]
+        biggest = max((self._variants[i].size_bytes or 0 for i in self.plotted), default=0) or 1
+        size = 10 + 30 * math.sqrt((v.size_bytes or 0) / biggest) + 10
+        self.selected_item.setData([v.p50_ms], [100 * v.accuracy], size=size, data=[row])
+
+    def point_position(self, row: int):
+        """The view coordinates of ``row``'s point (for tests and for scrolling to it)."""
+        v = self._variants[row]
+        return v.p50_ms, 100 * v.accuracy
+
+    def _on_clicked(self, _item, points, _ev) -> None:
+        if len(points):
+            data = points[0].data()
+            if data is not None:
+                self.point_clicked.emit(int(data))

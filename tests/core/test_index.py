@@ -1,0 +1,119 @@
+"""The results index (Qt-free): variants from the history, the Pareto front, the A/B
+pair, and the flips between two variants from their stored evaluate predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from slimpajama_gui.core.jobs import flips as flips_mod
+from slimpajama_gui.core.jobs.flips import flip_job
+from slimpajama_gui.core.jobs.index import Variant, default_pair, load_variants, pareto_front
+from slimpajama_gui.core.jobs.pipeline import run
+from slimpajama_gui.core.plan.recipe import recipe_from_yaml
+from slimpajama_gui.core.storage.history import JobStore
+
+
+def test_pareto_front_rules():
+    pts = [(5, 80), (3, 85), (2, 70), (10, 90), (3, 85), (4, 60)]
+    assert pareto_front(pts) == [2, 1, 3]
+    assert pareto_front([]) == []
+
+
+def test_default_pair_is_the_newest_variant_against_its_parent(tmp_path):
+    src = Variant(tmp_path / "src", "src", is_source=True)
+    old = Variant(tmp_path / "a", "a", created_at="2025-01-01", parent=tmp_path / "src")
+    new = Variant(tmp_path / "b", "b", created_at="2025-02-01", parent=tmp_path / "a")
+    assert default_pair([src, old, new]) == (1, 2)
+    orphan = Variant(tmp_path / "c", "c", created_at="2025-03-01", parent=tmp_path / "gone")
+    assert default_pair([src, orphan]) == (0, 1)
+    assert default_pair([src]) == (0, None) and default_pair([]) == (None, None)
+
+
+def test_an_unreadable_record_is_a_note_and_the_history_row_keeps_its_figures(tmp_path):
+    folder = tmp_path / "out" / "01-finetune"
+    folder.mkdir(parents=True)
+    (folder / "slimpajama.json").write_text(json.dumps({"job_id": 1, "colour": "red"}))
+    with JobStore(tmp_path / "h.sqlite3") as store:
+        job = store.create_job("j", "name: j\n", str(folder.parent))
+        store.add_variant(job, 0, "model", folder, {"eval": {"accuracy": 0.75}})
+        data = load_variants(store)
+    [variant] = data.variants
+    assert variant.accuracy == 0.75 and variant.job_name == "j"
+    assert "unknown key 'colour'" in data.notes[0]
+
+
+def _drain(gen):
+    """Run a flip job to its end; returns (yielded items, result)."""
+    items = []
+    try:
+        while True:
+            items.append(next(gen))
+    except StopIteration as stop:
+        return items, stop.value
+
+
+def test_flips_use_the_stored_predictions_and_match_a_fresh_run(tiny_minilm, tmp_path, monkeypatch):
+    """Two variants evaluated by their job: no model is loaded for the flips, and the
+    answer is the one running both models again gives."""
+    out = tmp_path / "out"
+    text = f"""
+name: flips
+model: {tiny_minilm}
+dataset: {{train: demo, labels: [negative, positive], max_length: 48}}
+output: {out}
+steps:
+  - {{type: finetune, epochs: 2, learning_rate: 3.0e-3, batch_size: 16, seed: 1}}
+  - type: evaluate
+  - {{type: prune, method: magnitude, amount: 0.6, recovery_epochs: 0}}
+  - type: evaluate
+"""
+    with JobStore(tmp_path / "h.sqlite3") as store:
+        result = run(recipe_from_yaml(text, "flips.yaml", base_dir=tmp_path), store=store)
+        assert result.status == "done", result.error
+        variants = {v.step_type: v for v in load_variants(store).variants if not v.is_source}
+    a, b = variants["finetune"], variants["prune"]
+
+    def no_model(*_args, **_kw):
+        raise AssertionError("a model was loaded although its predictions are stored")
+
+    with monkeypatch.context() as m:
+        m.setattr("slimpajama_gui.core.runtime.loading.open_model", no_model)
+        items, stored = _drain(flip_job(a, b))
+    assert stored.stored == ("A", "B")
+    assert not [i for i in items if i[0] == "progress"]
+
+    for folder in (a.path, b.path):  # as a variant saved before predictions were kept
+        for npz in Path(folder).glob("predictions-*.npz"):
+            npz.unlink()
+    items, fresh = _drain(flip_job(a, b))
+    assert fresh.stored == () and [i for i in items if i[0] == "progress"]
+    assert [f.index for f in stored.diff.flips] == [f.index for f in fresh.diff.flips]
+    assert (stored.diff.fixed, stored.diff.broken) == (fresh.diff.fixed, fresh.diff.broken)
+    assert stored.report_b.accuracy == pytest.approx(fresh.report_b.accuracy)
+    assert stored.rows == fresh.rows <= flips_mod.MAX_FLIP_ROWS
+
+
+def test_flips_read_relative_data_from_the_recipe_folder(tiny_minilm, tmp_path, monkeypatch):
+    """The record keeps the recipe's folder: flips read the same files from anywhere."""
+    from slimpajama_gui.core.data.dataset import DatasetSpec, load_dataset
+
+    demo = load_dataset(DatasetSpec())
+    proj = tmp_path / "proj"
+    (proj / "data").mkdir(parents=True)
+    lines = ["sentence,label"] + [
+        f'"{t}",{demo.label_names[y]}'
+        for t, y in zip(demo.eval.texts, demo.eval.labels, strict=True)
+    ]
+    (proj / "data" / "dev.csv").write_text("\n".join(lines) + "\n")
+    recipe = {"dataset": {"train": "data/dev.csv", "eval": "data/dev.csv", "max_length": 32}}
+    a = Variant(tiny_minilm, "a", recipe=recipe, recipe_dir=proj)
+    b = Variant(tiny_minilm, "b", recipe=recipe, recipe_dir=proj)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(flips_mod, "MAX_FLIP_ROWS", 8)
+    # The tiny encoder has no trained head: the flips stop at the model, after the data.
+    gen = flip_job(a, b, max_rows=8)
+    assert next(gen) == ("status", "Reading the eval data…")
+    assert next(gen) == ("status", "Loading A: a…")
