@@ -59,7 +59,7 @@ from superqt.utils import create_worker
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.qt.models_view import human_bytes, human_count
-from slimpajama_gui.qt.workers import WorkerSet
+from slimpajama_gui.qt.widgets.workers import WorkerSet
 
 log = logging.getLogger(__name__)
 

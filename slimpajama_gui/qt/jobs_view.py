@@ -66,7 +66,7 @@ from slimpajama_gui.core.storage.leftovers import sweep_outputs
 from slimpajama_gui.qt.charts import JobCharts
 from slimpajama_gui.qt.jobs import NO_JOB, JobRunner, QueuedJob
 from slimpajama_gui.qt.models_view import Banner
-from slimpajama_gui.qt.workers import WorkerSet
+from slimpajama_gui.qt.widgets.workers import WorkerSet
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ import pytest
 from PySide6.QtCore import Qt
 
 from slimpajama_gui.core.model.catalog import inspect_model
-from slimpajama_gui.qt.playground import PlaygroundView, TorchPredictor, choose_pair
+from slimpajama_gui.core.runtime.predictor import ModelPredictor
+from slimpajama_gui.qt.playground import PlaygroundView, choose_pair
 
 TIMEOUT = 30_000
 
@@ -53,7 +54,7 @@ def _perturbed_copy(src: Path, dst: Path, seed: int, texts: list[str]) -> Path:
     state["classifier.weight"] = torch.randn(state["classifier.weight"].shape, generator=g)
     state["classifier.bias"] = torch.zeros_like(state["classifier.bias"])
     save_file(state, str(weights), metadata={"format": "pt"})
-    probs, _names, _ms = TorchPredictor(dst).predict(texts)
+    probs, _names, _ms = ModelPredictor(dst).predict(texts)
     margin = np.log(probs[:, 1]) - np.log(probs[:, 0])
     state["classifier.bias"][1] = -float(np.median(margin))
     save_file(state, str(weights), metadata={"format": "pt"})
@@ -109,7 +110,7 @@ def test_typing_shows_two_predictions(view, qtbot, two_models):
         assert view.panels[side].label.text() == pred.label
         assert sum(view.panels[side].bars.values().values()) == pytest.approx(1.0, abs=2e-3)
         # The same numbers as running the model directly.
-        probs, names, _ms = TorchPredictor(info.path).predict([text])
+        probs, names, _ms = ModelPredictor(info.path).predict([text])
         np.testing.assert_allclose(pred.probs, probs[0], atol=1e-5)
         assert pred.label == names[int(probs[0].argmax())]
     # Each model was loaded once, on a worker, and is reused for the next text.
@@ -124,7 +125,7 @@ def test_models_load_and_predict_off_the_gui_thread(qtbot, two_models, gui_probe
 
     def probed(path):
         gui_probe.check_in()  # loading
-        predictor = TorchPredictor(path)
+        predictor = ModelPredictor(path)
         predictor.predict = gui_probe.wrap(predictor.predict)
         return predictor
 
@@ -163,8 +164,8 @@ def test_batch_counts_disagreements(view, qtbot, two_models):
         qtbot.mouseClick(view.batch.run_button, Qt.MouseButton.LeftButton)
     n, m = blocker.args
 
-    pa, names_a, _ = TorchPredictor(a.path).predict(SENTENCES)
-    pb, names_b, _ = TorchPredictor(b.path).predict(SENTENCES)
+    pa, names_a, _ = ModelPredictor(a.path).predict(SENTENCES)
+    pb, names_b, _ = ModelPredictor(b.path).predict(SENTENCES)
     expected = int((pa.argmax(1) != pb.argmax(1)).sum())
     assert names_a == names_b
     assert (n, m) == (expected, len(SENTENCES))
