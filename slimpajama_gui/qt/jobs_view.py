@@ -56,7 +56,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import create_worker
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.paths import data_dir
@@ -66,7 +65,7 @@ from slimpajama_gui.core.storage.leftovers import sweep_outputs
 from slimpajama_gui.qt.charts import JobCharts
 from slimpajama_gui.qt.jobs import NO_JOB, JobRunner, QueuedJob
 from slimpajama_gui.qt.models_view import Banner
-from slimpajama_gui.qt.widgets.workers import WorkerSet
+from slimpajama_gui.qt.widgets.workers import WorkerSet, start_worker
 
 log = logging.getLogger(__name__)
 
@@ -871,12 +870,13 @@ class JobsView(QWidget):
         if not outputs:
             return
         # Bound methods, not lambdas: Qt drops the call if this view is gone by then.
-        worker = create_worker(
+        start_worker(
             sweep_outputs,
             sorted(outputs),
-            _connect={"returned": self._on_leftovers_cleared, "errored": _log_sweep_error},
+            workers=self._workers,
+            returned=self._on_leftovers_cleared,
+            errored=_log_sweep_error,
         )
-        self._workers.track(worker)
 
     def _on_leftovers_cleared(self, paths: list) -> None:
         if paths and not self._closing:

@@ -41,9 +41,10 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import create_worker
 
 from slimpajama_gui.core.model.catalog import ModelInfo, discover_models
+from slimpajama_gui.qt.widgets.errors import error_sentence
+from slimpajama_gui.qt.widgets.workers import WorkerSet, start_worker
 
 log = logging.getLogger(__name__)
 
@@ -345,7 +346,7 @@ class ModelsView(QWidget):
         super().__init__(parent)
         self.setAcceptDrops(True)
         self.extra_folders: list[Path] = []
-        self._workers: set = set()
+        self._workers = WorkerSet()
         self._closing = False
 
         self.search = QLineEdit()
@@ -432,21 +433,13 @@ class ModelsView(QWidget):
         self._start(_inspect_only, folders, replace=False)
 
     def _start(self, func, folders: list[Path], *, replace: bool) -> None:
-        # "errored" must be in _connect: otherwise superqt adds a handler that re-raises.
-        holder: list = []
-        worker = create_worker(
+        start_worker(
             func,
             folders,
-            _start_thread=False,
-            _connect={
-                "returned": lambda result, r=replace: self._on_scanned(result, r),
-                "errored": self._on_scan_error,
-                "finished": lambda: self._workers.difference_update(holder),
-            },
+            workers=self._workers,
+            returned=lambda result, r=replace: self._on_scanned(result, r),
+            errored=self._on_scan_error,
         )
-        holder.append(worker)
-        self._workers.add(worker)
-        worker.start()
 
     def _on_scanned(self, result: tuple[list[ModelInfo], list[str]], replace: bool) -> None:
         if self._closing:
@@ -472,9 +465,9 @@ class ModelsView(QWidget):
 
     def _on_scan_error(self, exc: BaseException) -> None:
         # discover_models reports bad folders as sentences; reaching here is a bug.
-        log.error("Model scan failed", exc_info=exc)
+        text = error_sentence(exc, "Scanning for models", logger=log)
         if not self._closing:
-            self.banner.show_messages([f"Scanning for models failed: {exc}"])
+            self.banner.show_messages([text])
             self.scan_finished.emit(self.model.rowCount())
 
     def shutdown(self) -> None:
