@@ -376,25 +376,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import torch
+    from slimpajama_gui.core.runtime.predictor import ModelPredictor
 
-    handle, model, tokenizer, inputs = _load_classifier(args.model)
-    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    note = inputs.length_note(args.max_length, "--max-length")
+    predictor = ModelPredictor(
+        _model_path(args.model),
+        max_length=args.max_length,
+        no_head_hint="fine-tune it first, e.g. `slimpajama run resources/recipes/demo.yaml`.",
+    )
+    note = predictor.length_note("--max-length")
     if note:
         print(f"note: {note}", file=sys.stderr)
+    names = predictor.label_names
     for text in args.text:
-        batch, warnings = inputs.batch([text], tokenizer, args.max_length)
-        for w in warnings:
+        # One text per forward pass, so each line's latency is its own (batch 1).
+        scores = predictor.scores([text])
+        for w in scores.warnings:
             print(f"warning: {w}", file=sys.stderr)
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            logits = model(**batch).logits
-        ms = (time.perf_counter() - t0) * 1000
-        probs = torch.softmax(logits[0].float(), -1).tolist()
+        probs = scores.probs[0].tolist()
         best = max(range(len(probs)), key=probs.__getitem__)
         shown = "  ".join(f"{n} {p:.3f}" for n, p in zip(names, probs, strict=True))
-        print(f"{names[best]}\t{shown}\t({ms:.1f} ms)\t{text}")
+        print(f"{names[best]}\t{shown}\t({scores.ms:.1f} ms)\t{text}")
     return EXIT_OK
 
 

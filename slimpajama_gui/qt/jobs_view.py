@@ -1,409 +1,49 @@
 """The Jobs area: the queue and history of jobs, live progress, cancel, and charts.
 
-The table model is a thin adapter over ``JobStore.list_jobs()`` plus the recipes
-waiting in the :class:`~slimpajama_gui.qt.jobs.JobRunner` queue; the running job's
-progress comes live from the bridge (the history holds it at most once a second). The
-charts below the table show the selected job: live while it runs, from the history
-(``JobStore.metrics``) once it has finished.
-
-Job log: each job's messages (data warnings, step starts and ends, saved variants, how
-it ended) are kept in memory while the app runs and appended, a line at a time, to
-``<data dir>/logs/job-<id>.log`` from the GUI thread (a few short lines per step, so the
-writes are negligible), so "Show log" works for jobs of earlier sessions too. Training
-numbers are not written there; they live in the history database.
+The table (:mod:`.jobs_table`) lists queued, running and finished jobs; the details
+below it (:mod:`.job_details`) show the selected job's failure sentence and charts, live
+while it runs. This view wires both to the :class:`~slimpajama_gui.qt.jobs.JobRunner`
+and its bridge, and holds the actions (cancel, re-run, show recipe or log, open result).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QModelIndex,
     QPersistentModelIndex,
-    QRect,
-    QSize,
     Qt,
     QTimer,
     QUrl,
     Signal,
 )
-from PySide6.QtGui import QColor, QDesktopServices, QFont, QFontDatabase, QGuiApplication
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QApplication,
-    QDialog,
-    QDialogButtonBox,
-    QFrame,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QMessageBox,
-    QPlainTextEdit,
     QPushButton,
     QSplitter,
-    QStackedWidget,
-    QStyle,
-    QStyledItemDelegate,
-    QStyleOptionProgressBar,
-    QStyleOptionViewItem,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import create_worker
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs.pipeline import recipe_for_rerun
-from slimpajama_gui.core.paths import data_dir
-from slimpajama_gui.core.plan.recipe import dump_recipe
-from slimpajama_gui.core.storage.history import JobRecord, JobStore
+from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.storage.leftovers import sweep_outputs
 from slimpajama_gui.qt.charts import JobCharts
-from slimpajama_gui.qt.jobs import NO_JOB, JobRunner, QueuedJob
+from slimpajama_gui.qt.job_details import JobDetails, JobLog, TextDialog, log_dialog
+from slimpajama_gui.qt.jobs import NO_JOB, JobRunner
+from slimpajama_gui.qt.jobs_table import JobRow, JobTableModel, jobs_table_view
 from slimpajama_gui.qt.models_view import Banner
-from slimpajama_gui.qt.workers import WorkerSet
+from slimpajama_gui.qt.widgets.workers import WorkerSet, start_worker
 
 log = logging.getLogger(__name__)
 
 _Index = QModelIndex | QPersistentModelIndex
-
-#: Role holding the row's :class:`JobRow`.
-ROW_ROLE = Qt.ItemDataRole.UserRole + 1
-#: Role holding the progress as a fraction 0..1 (for the delegate).
-PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 2
-
-STATUS_COLORS = {
-    "queued": "#6b6b6b",
-    "running": "#1565c0",
-    "done": "#2e7d32",
-    "failed": "#c62828",
-    "cancelled": "#8a6d00",
-    "interrupted": "#d84315",
-}
-
-COLUMNS = ("Name", "Status", "Progress", "Started", "Elapsed", "Remaining", "Output")
-COL_NAME, COL_STATUS, COL_PROGRESS, COL_STARTED, COL_ELAPSED, COL_REMAINING, COL_OUTPUT = range(
-    len(COLUMNS)
-)
-
-
-def human_duration(seconds: float | None) -> str:
-    """75 → '1 min 15 s'; None → '–'."""
-    if seconds is None or seconds < 0:
-        return "–"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-@dataclass
-class JobRow:
-    """One line of the table: a job of the history, or a recipe still in the queue."""
-
-    job_id: int | None  # None while only queued in the runner
-    queue_key: int | None
-    name: str
-    status: str
-    created_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    progress: float = 0.0
-    output: str | None = None
-    error: str | None = None
-    failed_step: str | None = None
-    recipe_yaml: str = ""
-
-    @classmethod
-    def from_record(cls, job: JobRecord) -> JobRow:
-        return cls(
-            job_id=job.id,
-            queue_key=None,
-            name=job.name,
-            status=job.status,
-            created_at=job.created_at,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            progress=job.progress,
-            output=job.output,
-            error=job.error,
-            failed_step=job.failed_step,
-            recipe_yaml=job.recipe_yaml,
-        )
-
-    @classmethod
-    def from_queued(cls, item: QueuedJob) -> JobRow:
-        try:
-            yaml_text = dump_recipe(item.recipe)
-            output = str(item.recipe.resolve_path(item.recipe.output))
-        except Exception:  # noqa: BLE001 - a queued row must still show
-            yaml_text, output = "", item.recipe.output
-        return cls(
-            job_id=None,
-            queue_key=item.key,
-            name=item.name,
-            status="queued",
-            created_at=item.submitted_at,
-            output=output,
-            recipe_yaml=yaml_text,
-        )
-
-    @property
-    def elapsed(self) -> float | None:
-        if self.started_at is None:
-            return None
-        end = self.finished_at if self.status != "running" else None
-        return (end or time.time()) - self.started_at
-
-    @property
-    def remaining(self) -> float | None:
-        """Seconds left, from the share done so far (only while running)."""
-        elapsed = self.elapsed
-        if self.status != "running" or elapsed is None or self.progress < 0.01:
-            return None
-        return elapsed * (1.0 - self.progress) / self.progress
-
-
-class JobTableModel(QAbstractTableModel):
-    """Read-only rows: queued recipes first, then the history, newest first."""
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self._rows: list[JobRow] = []
-
-    # Qt API ------------------------------------------------------------------
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not (0 <= index.row() < len(self._rows)):
-            return None
-        row = self._rows[index.row()]
-        col = index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._display(row, col)
-        if role == ROW_ROLE:
-            return row
-        if role == PROGRESS_ROLE:
-            return float(row.progress)
-        if role == Qt.ItemDataRole.ForegroundRole and col == COL_STATUS:
-            return QColor(STATUS_COLORS.get(row.status, "#000000"))
-        if role == Qt.ItemDataRole.FontRole and col == COL_STATUS:
-            font = QFont()
-            font.setBold(row.status in ("running", "failed"))
-            return font
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tooltip(row, col)
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (COL_ELAPSED, COL_REMAINING):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        return None
-
-    @staticmethod
-    def _display(row: JobRow, col: int) -> str:
-        if col == COL_NAME:
-            return row.name if row.job_id is None else f"{row.name}  (#{row.job_id})"
-        if col == COL_STATUS:
-            return row.status
-        if col == COL_PROGRESS:
-            return f"{100 * row.progress:.0f} %"
-        if col == COL_STARTED:
-            if row.started_at is None:
-                return "–"
-            return datetime.fromtimestamp(row.started_at).strftime("%Y-%m-%d %H:%M")
-        if col == COL_ELAPSED:
-            return human_duration(row.elapsed)
-        if col == COL_REMAINING:
-            remaining = row.remaining
-            return "–" if remaining is None else f"~{human_duration(remaining)}"
-        if col == COL_OUTPUT:
-            return row.output or "–"
-        return ""
-
-    @staticmethod
-    def _tooltip(row: JobRow, col: int) -> str:
-        if row.status == "failed" and row.error:
-            where = f" in {row.failed_step}" if row.failed_step else ""
-            return f"Failed{where}: {row.error}"
-        if col == COL_OUTPUT and row.output:
-            return row.output
-        if row.status == "queued":
-            return "Waiting for the running job to finish"
-        return row.error or row.name
-
-    def headerData(  # noqa: N802
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if (
-            role == Qt.ItemDataRole.DisplayRole
-            and orientation == Qt.Orientation.Horizontal
-            and 0 <= section < len(COLUMNS)
-        ):
-            return COLUMNS[section]
-        return None
-
-    # our API -----------------------------------------------------------------
-    def rows(self) -> list[JobRow]:
-        return list(self._rows)
-
-    def row_at(self, row: int) -> JobRow | None:
-        return self._rows[row] if 0 <= row < len(self._rows) else None
-
-    def set_rows(self, rows: list[JobRow]) -> None:
-        self.beginResetModel()
-        self._rows = list(rows)
-        self.endResetModel()
-
-    def row_of_job(self, job_id: int) -> int | None:
-        for i, row in enumerate(self._rows):
-            if row.job_id == job_id:
-                return i
-        return None
-
-    def row_of_queued(self, key: int) -> int | None:
-        for i, row in enumerate(self._rows):
-            if row.job_id is None and row.queue_key == key:
-                return i
-        return None
-
-    def set_live_progress(self, job_id: int, fraction: float) -> None:
-        """The running job's progress from the bridge (fresher than the history)."""
-        i = self.row_of_job(job_id)
-        if i is None:
-            return
-        fraction = min(1.0, max(0.0, fraction))
-        row = self._rows[i]
-        if abs(row.progress - fraction) < 1e-4:
-            return  # only emit on change (Orange3 rule)
-        row.progress = fraction
-        self.dataChanged.emit(self.index(i, COL_PROGRESS), self.index(i, COL_REMAINING))
-
-    def tick(self) -> None:
-        """Refresh the elapsed / remaining cells of running jobs (a 1 s timer)."""
-        for i, row in enumerate(self._rows):
-            if row.status == "running":
-                self.dataChanged.emit(self.index(i, COL_ELAPSED), self.index(i, COL_REMAINING))
-
-
-class ProgressDelegate(QStyledItemDelegate):
-    """Draws the progress column as a progress bar."""
-
-    def paint(self, painter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
-        fraction = index.data(PROGRESS_ROLE)
-        if fraction is None:
-            super().paint(painter, option, index)
-            return
-        widget = option.widget
-        style = widget.style() if widget is not None else QApplication.style()
-        # Background and selection first, so a selected row still looks selected.
-        style.drawPrimitive(QStyle.PrimitiveElement.PE_PanelItemViewItem, option, painter, widget)
-        bar = QStyleOptionProgressBar()
-        bar.rect = QRect(option.rect.adjusted(4, 4, -4, -4))
-        bar.minimum, bar.maximum = 0, 1000
-        bar.progress = int(round(1000 * fraction))
-        bar.text = f"{100 * fraction:.0f} %"
-        bar.textVisible = True
-        bar.textAlignment = Qt.AlignmentFlag.AlignCenter
-        bar.state = option.state
-        bar.palette = option.palette
-        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, widget)
-
-    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
-        hint = super().sizeHint(option, index)
-        return QSize(max(hint.width(), 120), hint.height())
-
-
-class TextDialog(QDialog):
-    """Read-only text (a recipe or a log) with Copy and Close."""
-
-    def __init__(
-        self,
-        title: str,
-        text: str,
-        parent: QWidget | None = None,
-        *,
-        note: str = "",
-        wrap: bool = False,
-    ):
-        super().__init__(parent)
-        self.setWindowTitle(title)
-        self.resize(680, 520)
-        layout = QVBoxLayout(self)
-        if note:
-            self.note = QLabel(note)
-            self.note.setWordWrap(True)
-            self.note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            self.note.setStyleSheet(
-                "background: #fdecea; border: 1px solid #e57373; border-radius: 4px; "
-                "padding: 6px; color: #7f1d1d;"
-            )
-            layout.addWidget(self.note)
-        self.text = QPlainTextEdit(text)
-        self.text.setReadOnly(True)
-        self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.text.setLineWrapMode(
-            QPlainTextEdit.LineWrapMode.WidgetWidth if wrap else QPlainTextEdit.LineWrapMode.NoWrap
-        )
-        layout.addWidget(self.text, 1)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        self.copy_button = buttons.addButton("Copy", QDialogButtonBox.ButtonRole.ActionRole)
-        self.copy_button.clicked.connect(self.copy)
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
-
-    def copy(self) -> None:
-        QGuiApplication.clipboard().setText(self.text.toPlainText())
-
-
-class FailureBox(QFrame):
-    """The selected job's failure (or cancellation) sentence, hard to miss."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("failure")
-        self.label = QLabel()
-        self.label.setWordWrap(True)
-        self.label.setTextFormat(Qt.TextFormat.RichText)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(10, 6, 10, 6)
-        layout.addWidget(self.label, 1)
-        self.hide()
-
-    def show_row(self, row: JobRow | None) -> None:
-        if row is None or row.status not in ("failed", "cancelled", "interrupted"):
-            self.hide()
-            return
-        failed = row.status == "failed"
-        self.setStyleSheet(
-            "#failure { background: %s; border: 1px solid %s; border-radius: 4px; }"
-            "#failure QLabel { color: %s; }"
-            % (("#fdecea", "#e57373", "#7f1d1d") if failed else ("#f3f1ea", "#c9bf99", "#4a4020"))
-        )
-        where = f" in {_escape(row.failed_step)}" if row.failed_step else ""
-        title = {"failed": "failed", "cancelled": "was cancelled", "interrupted": "was interrupted"}
-        text = _escape(row.error or "")
-        self.label.setText(f"<b>Job #{row.job_id} {title[row.status]}{where}.</b> {text}")
-        self.show()
-
-    def text(self) -> str:
-        return self.label.text()
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class JobsView(QWidget):
@@ -447,8 +87,7 @@ class JobsView(QWidget):
         self._refreshing = False
         self._step_count = 1
         self._step_index = 0
-        self._messages: dict[int, list[str]] = {}
-        self._charts_job: int | None = None
+        self.job_log = JobLog()
         self.error_dialog: QMessageBox | None = None
         self.dialog: TextDialog | None = None
         self._closing = False
@@ -480,27 +119,7 @@ class JobsView(QWidget):
         toolbar.addWidget(self.queue_label)
 
         self.model = JobTableModel(self)
-        self.table = QTableView()
-        self.table.setModel(self.model)
-        self.table.setItemDelegateForColumn(COL_PROGRESS, ProgressDelegate(self.table))
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setAlternatingRowColors(True)
-        self.table.verticalHeader().hide()
-        self.table.setWordWrap(False)
-        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setStretchLastSection(True)
-        for col, width in (
-            (COL_NAME, 200),
-            (COL_STATUS, 90),
-            (COL_PROGRESS, 130),
-            (COL_STARTED, 130),
-            (COL_ELAPSED, 90),
-            (COL_REMAINING, 90),
-        ):
-            self.table.setColumnWidth(col, width)
+        self.table = jobs_table_view(self.model)
         self.empty_hint = QLabel(
             "No jobs yet. Design one in the Compress area, or run a recipe with "
             "“slimpajama run RECIPE”; it appears here.",
@@ -508,12 +127,10 @@ class JobsView(QWidget):
         )
         self.empty_hint.setWordWrap(True)
 
-        self.failure = FailureBox()
-        self.live_charts = JobCharts()
-        self.history_charts = JobCharts()
-        self.charts_stack = QStackedWidget()
-        self.charts_stack.addWidget(self.live_charts)
-        self.charts_stack.addWidget(self.history_charts)
+        self.details = JobDetails()
+        self.failure = self.details.failure
+        self.live_charts = self.details.live_charts
+        self.history_charts = self.details.history_charts
 
         top = QWidget()
         top_layout = QVBoxLayout(top)
@@ -522,14 +139,9 @@ class JobsView(QWidget):
         top_layout.addLayout(toolbar)
         top_layout.addWidget(self.table, 1)
         top_layout.addWidget(self.empty_hint)
-        bottom = QWidget()
-        bottom_layout = QVBoxLayout(bottom)
-        bottom_layout.setContentsMargins(0, 0, 0, 0)
-        bottom_layout.addWidget(self.failure)
-        bottom_layout.addWidget(self.charts_stack, 1)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(top)
-        self.splitter.addWidget(bottom)
+        self.splitter.addWidget(self.details)
         self.splitter.setStretchFactor(0, 2)
         self.splitter.setStretchFactor(1, 3)
         self.splitter.setSizes([260, 440])
@@ -589,7 +201,7 @@ class JobsView(QWidget):
 
     def current_charts(self) -> JobCharts:
         """The charts the user sees now (live or from the history)."""
-        return self.charts_stack.currentWidget()  # type: ignore[return-value]
+        return self.details.current_charts()
 
     def refresh(self) -> None:
         """Reload the history and the queue; the selection stays on the same job."""
@@ -679,24 +291,12 @@ class JobsView(QWidget):
         row = self.selected_row()
         if row is None:
             return None
-        if row.job_id is None:
-            text = "This job has not started yet."
-        else:
-            text = self.log_text(row.job_id) or "Nothing was logged for this job."
-        note = ""
-        if row.status == "failed" and row.error:
-            where = f" in {row.failed_step}" if row.failed_step else ""
-            note = f"Failed{where}: {row.error}"
-        title = f"Log of {row.name}" + (f" (#{row.job_id})" if row.job_id else "")
-        return self._show_dialog(TextDialog(title, text, self, note=note, wrap=True))
+        text = self.log_text(row.job_id) if row.job_id is not None else ""
+        return self._show_dialog(log_dialog(row, text, self))
 
     def log_text(self, job_id: int) -> str:
         """The job's log: the file if there is one (earlier sessions), else memory."""
-        path = log_path(job_id)
-        try:
-            return path.read_text(encoding="utf-8")
-        except OSError:
-            return "\n".join(self._messages.get(job_id, []))
+        return self.job_log.text(job_id)
 
     def result_path(self, job_id: int) -> str | None:
         """The newest model the job saved, if any."""
@@ -728,27 +328,10 @@ class JobsView(QWidget):
         if self._refreshing:
             return
         row = self.model.row_at(current.row()) if current.isValid() else None
-        self._show_charts_for(row)
-        self.failure.show_row(row)
+        problem = self.details.show_row(row, self._live_job, self.store)
+        if problem:
+            self.banner.show_messages([problem])
         self._update_actions()
-
-    def _show_charts_for(self, row: JobRow | None) -> None:
-        if row is not None and row.job_id is not None and row.job_id == self._live_job:
-            self.charts_stack.setCurrentWidget(self.live_charts)
-            return
-        self.charts_stack.setCurrentWidget(self.history_charts)
-        job_id = row.job_id if row is not None else None
-        if job_id == self._charts_job and row is not None and row.status != "running":
-            return  # already shown
-        self._charts_job = job_id
-        if job_id is None:
-            self.history_charts.clear()
-            return
-        try:
-            self.history_charts.load_history(self.store.metrics(job_id))
-        except (UserError, RuntimeError) as exc:
-            self.history_charts.clear()
-            self.banner.show_messages([f"Could not read the numbers of job #{job_id}: {exc}"])
 
     def _update_actions(self) -> None:
         row = self.selected_row()
@@ -851,15 +434,7 @@ class JobsView(QWidget):
         self.error_dialog = box
 
     def _log(self, job_id: int, text: str) -> None:
-        line = f"{datetime.now().strftime('%Y-%m-%d %H:%M:%S')} {text}"
-        self._messages.setdefault(job_id, []).append(line)
-        try:
-            path = log_path(job_id)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
-        except OSError as exc:  # the in-memory copy still serves "Show log"
-            log.warning("Could not write the job log of #%s: %s", job_id, exc)
+        self.job_log.append(job_id, text)
 
     # ------------------------------------------------------------------ closing
     def _clear_leftovers(self) -> None:
@@ -868,12 +443,13 @@ class JobsView(QWidget):
         if not outputs:
             return
         # Bound methods, not lambdas: Qt drops the call if this view is gone by then.
-        worker = create_worker(
+        start_worker(
             sweep_outputs,
             sorted(outputs),
-            _connect={"returned": self._on_leftovers_cleared, "errored": _log_sweep_error},
+            workers=self._workers,
+            returned=self._on_leftovers_cleared,
+            errored=_log_sweep_error,
         )
-        self._workers.track(worker)
 
     def _on_leftovers_cleared(self, paths: list) -> None:
         if paths and not self._closing:
@@ -901,11 +477,6 @@ class JobsView(QWidget):
 
 def _log_sweep_error(exc: BaseException) -> None:
     log.warning("Could not clear what interrupted jobs left: %s", exc)
-
-
-def log_path(job_id: int) -> Path:
-    """Where a job's log lines are written: ``<data dir>/logs/job-<id>.log``."""
-    return data_dir() / "logs" / f"job-{job_id}.log"
 
 
 def _open_store() -> tuple[JobStore, list[str]]:

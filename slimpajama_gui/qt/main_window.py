@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import create_worker
 
 from slimpajama_gui import __version__
 from slimpajama_gui.core.errors import UserError
@@ -31,6 +30,7 @@ from slimpajama_gui.qt.jobs_view import JobsView
 from slimpajama_gui.qt.models_view import ModelsView
 from slimpajama_gui.qt.playground import PlaygroundView
 from slimpajama_gui.qt.settings_dialog import SettingsDialog
+from slimpajama_gui.qt.widgets.workers import start_worker
 
 
 @dataclass(frozen=True)
@@ -173,11 +173,12 @@ class MainWindow(QMainWindow):
         QTimer.singleShot(0, self._warm_up)
 
     def _warm_up(self) -> None:
-        worker = create_worker(warm_imports)
-        worker.returned.connect(self._on_warm)
-        worker.errored.connect(lambda _exc: self._on_warm(float("nan")))
-        self._warm_worker = worker  # a reference, so the worker outlives this call
-        worker.start()
+        # A reference, so the worker outlives this call; a failed warm-up is not fatal.
+        self._warm_worker = start_worker(
+            warm_imports,
+            returned=self._on_warm,
+            errored=lambda _exc: self._on_warm(float("nan")),
+        )
 
     def _on_warm(self, seconds: float) -> None:
         self.warm = True

@@ -1,7 +1,6 @@
 """The model browser: a table of every model we can open, a search box, and details.
 
-The table model is a thin adapter over a list of :class:`ModelInfo`; sorting and
-filtering live only in the proxy (napari/Qt convention). Scanning folders and the
+The table and its proxy are in :mod:`.model_table`. Scanning folders and the
 Hugging Face cache reads safetensors headers only, and still runs on the thread pool
 so a slow network drive never freezes the window.
 """
@@ -11,16 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QModelIndex,
-    QPersistentModelIndex,
     QSettings,
-    QSortFilterProxyModel,
     Qt,
     Signal,
 )
@@ -41,144 +36,19 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import create_worker
 
 from slimpajama_gui.core.model.catalog import ModelInfo, discover_models
-from slimpajama_gui.core.units import human_bytes, human_count  # noqa: F401 (re-exported)
+from slimpajama_gui.core.units import human_bytes, human_count
+from slimpajama_gui.qt.model_table import (
+    INFO_ROLE,
+    ModelFilterProxy,
+    ModelTableModel,
+    heads_text,
+)
+from slimpajama_gui.qt.widgets.errors import error_sentence
+from slimpajama_gui.qt.widgets.workers import WorkerSet, start_worker
 
 log = logging.getLogger(__name__)
-
-#: Role holding the raw (sortable) value of a cell.
-SORT_ROLE = Qt.ItemDataRole.UserRole + 1
-#: Role holding the row's ModelInfo.
-INFO_ROLE = Qt.ItemDataRole.UserRole + 2
-
-_Index = QModelIndex | QPersistentModelIndex
-
-
-def heads_text(info: ModelInfo) -> str:
-    heads = info.layer_heads or (info.heads,)
-    return str(heads[0]) if len(set(heads)) <= 1 else "/".join(map(str, heads))
-
-
-# column title, display text, sort value, right-aligned
-_COLUMNS: tuple[tuple[str, Any, Any, bool], ...] = (
-    ("Name", lambda i: i.name, lambda i: i.name.lower(), False),
-    ("Family", lambda i: i.family, lambda i: i.family, False),
-    ("Parameters", lambda i: human_count(i.parameters), lambda i: i.parameters, True),
-    ("Size on disk", lambda i: human_bytes(i.size_bytes), lambda i: i.size_bytes, True),
-    ("Layers", lambda i: str(i.layers), lambda i: i.layers, True),
-    ("Hidden", lambda i: str(i.hidden), lambda i: i.hidden, True),
-    ("Heads", heads_text, lambda i: sum(i.layer_heads or (i.heads,)), True),
-    ("Vocabulary", lambda i: f"{i.vocab:,}", lambda i: i.vocab, True),
-    ("Source", lambda i: i.source, lambda i: i.source, False),
-    ("Path", lambda i: str(i.path), lambda i: str(i.path), False),
-)
-COLUMN_TITLES = tuple(c[0] for c in _COLUMNS)
-
-
-class ModelTableModel(QAbstractTableModel):
-    """One row per :class:`ModelInfo`; read-only."""
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self._infos: list[ModelInfo] = []
-
-    # Qt API ------------------------------------------------------------------
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self._infos)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(_COLUMNS)
-
-    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not (0 <= index.row() < len(self._infos)):
-            return None
-        info = self._infos[index.row()]
-        _title, display, sort, right = _COLUMNS[index.column()]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return display(info)
-        if role == SORT_ROLE:
-            return sort(info)
-        if role == INFO_ROLE:
-            return info
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{info.name}\n{info.path}\n{info.parameters:,} parameters"
-        if role == Qt.ItemDataRole.TextAlignmentRole and right:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        return None
-
-    def headerData(  # noqa: N802
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if (
-            role == Qt.ItemDataRole.DisplayRole
-            and orientation == Qt.Orientation.Horizontal
-            and 0 <= section < len(_COLUMNS)
-        ):
-            return _COLUMNS[section][0]
-        return None
-
-    # our API -----------------------------------------------------------------
-    def infos(self) -> list[ModelInfo]:
-        return list(self._infos)
-
-    def set_infos(self, infos: Sequence[ModelInfo]) -> None:
-        self.beginResetModel()
-        self._infos = list(infos)
-        self.endResetModel()
-
-    def upsert(self, infos: Iterable[ModelInfo]) -> None:
-        """Add new models; replace rows whose folder is already listed."""
-        for info in infos:
-            row = self.row_of(info.path)
-            if row is None:
-                self.beginInsertRows(QModelIndex(), len(self._infos), len(self._infos))
-                self._infos.append(info)
-                self.endInsertRows()
-            else:
-                self._infos[row] = info
-                self.dataChanged.emit(self.index(row, 0), self.index(row, len(_COLUMNS) - 1))
-
-    def row_of(self, path: Path) -> int | None:
-        target = Path(path).resolve()
-        for row, info in enumerate(self._infos):
-            if Path(info.path).resolve() == target:
-                return row
-        return None
-
-
-class ModelFilterProxy(QSortFilterProxyModel):
-    """Keeps rows where every word typed appears in some column (case-insensitive)."""
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self._words: list[str] = []
-        self.setSortRole(SORT_ROLE)
-        self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-
-    def set_search(self, text: str) -> None:
-        words = text.lower().split()
-        if words == self._words:
-            return
-        # Qt >= 6.9 wants begin/endFilterChange; invalidateFilter is deprecated there.
-        if hasattr(self, "beginFilterChange"):
-            self.beginFilterChange()
-            self._words = words
-            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
-        else:
-            self._words = words
-            self.invalidateFilter()
-
-    def filterAcceptsRow(self, source_row: int, source_parent: _Index) -> bool:  # noqa: N802
-        if not self._words:
-            return True
-        model = self.sourceModel()
-        haystack = " ".join(
-            str(model.data(model.index(source_row, col, source_parent)) or "")
-            for col in range(model.columnCount(source_parent))
-        ).lower()
-        return all(word in haystack for word in self._words)
 
 
 class LayerBars(pg.PlotWidget):
@@ -330,7 +200,7 @@ class ModelsView(QWidget):
         super().__init__(parent)
         self.setAcceptDrops(True)
         self.extra_folders: list[Path] = []
-        self._workers: set = set()
+        self._workers = WorkerSet()
         self._closing = False
 
         self.search = QLineEdit()
@@ -417,21 +287,13 @@ class ModelsView(QWidget):
         self._start(_inspect_only, folders, replace=False)
 
     def _start(self, func, folders: list[Path], *, replace: bool) -> None:
-        # "errored" must be in _connect: otherwise superqt adds a handler that re-raises.
-        holder: list = []
-        worker = create_worker(
+        start_worker(
             func,
             folders,
-            _start_thread=False,
-            _connect={
-                "returned": lambda result, r=replace: self._on_scanned(result, r),
-                "errored": self._on_scan_error,
-                "finished": lambda: self._workers.difference_update(holder),
-            },
+            workers=self._workers,
+            returned=lambda result, r=replace: self._on_scanned(result, r),
+            errored=self._on_scan_error,
         )
-        holder.append(worker)
-        self._workers.add(worker)
-        worker.start()
 
     def _on_scanned(self, result: tuple[list[ModelInfo], list[str]], replace: bool) -> None:
         if self._closing:
@@ -457,9 +319,9 @@ class ModelsView(QWidget):
 
     def _on_scan_error(self, exc: BaseException) -> None:
         # discover_models reports bad folders as sentences; reaching here is a bug.
-        log.error("Model scan failed", exc_info=exc)
+        text = error_sentence(exc, "Scanning for models", logger=log)
         if not self._closing:
-            self.banner.show_messages([f"Scanning for models failed: {exc}"])
+            self.banner.show_messages([text])
             self.scan_finished.emit(self.model.rowCount())
 
     def shutdown(self) -> None:
@@ -553,3 +415,7 @@ def _discover_all(folders: list[Path]) -> tuple[list[ModelInfo], list[str]]:
 def _inspect_only(folders: list[Path]) -> tuple[list[ModelInfo], list[str]]:
     """Runs on a worker thread: models inside ``folders`` only, not the whole scan."""
     return discover_models(folders, include_packaged=False, include_hf_cache=False)
+
+
+# Other screens format sizes and heads as the browser does; these names stay here too.
+__all__ = ["Banner", "DetailsPane", "LayerBars", "ModelsView"]

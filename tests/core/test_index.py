@@ -4,14 +4,23 @@ pair, and the flips between two variants from their stored evaluate predictions.
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from slimpajama_gui.core.jobs import flips as flips_mod
 from slimpajama_gui.core.jobs.flips import flip_job
-from slimpajama_gui.core.jobs.index import Variant, default_pair, load_variants, pareto_front
+from slimpajama_gui.core.jobs.index import (
+    Variant,
+    default_pair,
+    load_variants,
+    pareto_front,
+    playground_pair,
+)
 from slimpajama_gui.core.jobs.pipeline import run
+from slimpajama_gui.core.model.catalog import inspect_model
 from slimpajama_gui.core.plan.recipe import recipe_from_yaml
 from slimpajama_gui.core.storage.history import JobStore
 
@@ -117,3 +126,37 @@ def test_flips_read_relative_data_from_the_recipe_folder(tiny_minilm, tmp_path, 
     gen = flip_job(a, b, max_rows=8)
     assert next(gen) == ("status", "Reading the eval data…")
     assert next(gen) == ("status", "Loading A: a…")
+
+
+def test_playground_pair_is_original_and_newest_variant(tmp_path, tiny_minilm):
+    """The Playground opens on (original, newest variant); read from variant records."""
+    a = inspect_model(shutil.copytree(tiny_minilm, tmp_path / "model-a"))
+    b = inspect_model(shutil.copytree(tiny_minilm, tmp_path / "model-b"))
+
+    def result(name: str, created: str, parent: Path, job: int, step: int):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "slimpajama.json").write_text(
+            json.dumps(
+                {
+                    "created_at": created,
+                    "parent": str(parent),
+                    "source_model": str(parent),
+                    "job_id": job,
+                    "step_index": step,
+                }  # fmt: skip
+            )
+        )
+        return replace(b, name=name, path=folder, source="result")
+
+    old = result("old", "2024-01-01T00:00:00+00:00", a.path, 1, 0)
+    new = result("new", "2025-01-01T00:00:00+00:00", a.path, 2, 0)
+    assert playground_pair([old, a, new]) == (a.path, new.path)
+    # The parent is an encoder without head (not listed): the job's first variant instead.
+    first = result("ft", "2025-02-01T00:00:00+00:00", tmp_path / "encoder", 3, 0)
+    last = result("q", "2025-02-01T00:00:01+00:00", first.path, 3, 1)
+    assert playground_pair([first, last]) == (first.path, last.path)
+    lone = result("lone", "2025-03-01T00:00:00+00:00", tmp_path / "encoder", 4, 0)
+    assert playground_pair([lone, a]) == (a.path, lone.path)
+    assert playground_pair([a, b]) == (a.path, b.path)
+    assert playground_pair([]) == (None, None)

@@ -308,7 +308,7 @@ def test_inputs_a_model_cannot_represent_are_refused_or_handled_as_transformers_
         assert not output.exists()  # refused before any step wrote a variant
 
     # Single-text paths: `slimpajama predict` and the Playground's predictor.
-    from slimpajama_gui.qt.playground import TorchPredictor
+    from slimpajama_gui.core.runtime.predictor import ModelPredictor
 
     capsys.readouterr()
     code = cli.main(["predict", str(folder), LONG, "a good film"])
@@ -317,13 +317,13 @@ def test_inputs_a_model_cannot_represent_are_refused_or_handled_as_transformers_
         assert code == 1 and "internal error" not in err
         assert all(words in err for words in case.refusal), err
         with pytest.raises(UserError) as refused:
-            TorchPredictor(folder)
+            ModelPredictor(folder)
         assert all(words in str(refused.value) for words in case.refusal)
     else:
         assert code == 0, err
         assert len(out.strip().splitlines()) == 2
         assert "was truncated" in err  # the long text, cut to what the model reads
-        probs, labels, _ = TorchPredictor(folder).predict([LONG, "a good film"])
+        probs, labels, _ = ModelPredictor(folder).predict([LONG, "a good film"])
         config = open_model(folder).load_model().config
         limit = config.max_position_embeddings - config.position_offset
         theirs = transformers_logits(folder, [LONG, "a good film"], None, limit, case)

@@ -20,14 +20,14 @@ from slimpajama_gui.core.storage.history import JobStore, MetricRecord
 from slimpajama_gui.qt import jobs_view as jv
 from slimpajama_gui.qt.charts import JobCharts, LiveCurves, SparsityBars, group_records
 from slimpajama_gui.qt.jobs import JobRunner
-from slimpajama_gui.qt.jobs_view import (
+from slimpajama_gui.qt.jobs_table import (
     COL_PROGRESS,
     COL_STATUS,
     PROGRESS_ROLE,
     JobRow,
-    JobsView,
     JobTableModel,
 )
+from slimpajama_gui.qt.jobs_view import JobsView
 
 JOB_TIMEOUT = 120_000
 

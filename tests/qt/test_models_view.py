@@ -11,7 +11,8 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from slimpajama_gui.core.model.catalog import discover_models, packaged_minilm_path
 from slimpajama_gui.qt import models_view as mv
 from slimpajama_gui.qt.main_window import AREAS, MainWindow
-from slimpajama_gui.qt.models_view import INFO_ROLE, ModelsView, ModelTableModel
+from slimpajama_gui.qt.model_table import COLUMN_TITLES, INFO_ROLE, ModelTableModel
+from slimpajama_gui.qt.models_view import ModelsView
 
 from ..conftest import write_tiny_bert
 
@@ -197,7 +198,7 @@ def test_sorting_by_parameters_is_numeric(window, qtbot, tiny_bert):
     view = window.models_view
     with qtbot.waitSignal(view.scan_finished, timeout=SCAN_TIMEOUT):
         view.add_folders([tiny_bert])
-    view.table.sortByColumn(mv.COLUMN_TITLES.index("Parameters"), Qt.SortOrder.AscendingOrder)
+    view.table.sortByColumn(COLUMN_TITLES.index("Parameters"), Qt.SortOrder.AscendingOrder)
     params = [
         view.proxy.index(r, 0).data(INFO_ROLE).parameters for r in range(view.proxy.rowCount())
     ]

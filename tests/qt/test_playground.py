@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +11,8 @@ import pytest
 from PySide6.QtCore import Qt
 
 from slimpajama_gui.core.model.catalog import inspect_model
-from slimpajama_gui.qt.playground import PlaygroundView, TorchPredictor, choose_pair
+from slimpajama_gui.core.runtime.predictor import ModelPredictor
+from slimpajama_gui.qt.playground import PlaygroundView
 
 TIMEOUT = 30_000
 
@@ -53,7 +53,7 @@ def _perturbed_copy(src: Path, dst: Path, seed: int, texts: list[str]) -> Path:
     state["classifier.weight"] = torch.randn(state["classifier.weight"].shape, generator=g)
     state["classifier.bias"] = torch.zeros_like(state["classifier.bias"])
     save_file(state, str(weights), metadata={"format": "pt"})
-    probs, _names, _ms = TorchPredictor(dst).predict(texts)
+    probs, _names, _ms = ModelPredictor(dst).predict(texts)
     margin = np.log(probs[:, 1]) - np.log(probs[:, 0])
     state["classifier.bias"][1] = -float(np.median(margin))
     save_file(state, str(weights), metadata={"format": "pt"})
@@ -109,7 +109,7 @@ def test_typing_shows_two_predictions(view, qtbot, two_models):
         assert view.panels[side].label.text() == pred.label
         assert sum(view.panels[side].bars.values().values()) == pytest.approx(1.0, abs=2e-3)
         # The same numbers as running the model directly.
-        probs, names, _ms = TorchPredictor(info.path).predict([text])
+        probs, names, _ms = ModelPredictor(info.path).predict([text])
         np.testing.assert_allclose(pred.probs, probs[0], atol=1e-5)
         assert pred.label == names[int(probs[0].argmax())]
     # Each model was loaded once, on a worker, and is reused for the next text.
@@ -124,7 +124,7 @@ def test_models_load_and_predict_off_the_gui_thread(qtbot, two_models, gui_probe
 
     def probed(path):
         gui_probe.check_in()  # loading
-        predictor = TorchPredictor(path)
+        predictor = ModelPredictor(path)
         predictor.predict = gui_probe.wrap(predictor.predict)
         return predictor
 
@@ -163,8 +163,8 @@ def test_batch_counts_disagreements(view, qtbot, two_models):
         qtbot.mouseClick(view.batch.run_button, Qt.MouseButton.LeftButton)
     n, m = blocker.args
 
-    pa, names_a, _ = TorchPredictor(a.path).predict(SENTENCES)
-    pb, names_b, _ = TorchPredictor(b.path).predict(SENTENCES)
+    pa, names_a, _ = ModelPredictor(a.path).predict(SENTENCES)
+    pb, names_b, _ = ModelPredictor(b.path).predict(SENTENCES)
     expected = int((pa.argmax(1) != pb.argmax(1)).sum())
     assert names_a == names_b
     assert (n, m) == (expected, len(SENTENCES))
@@ -208,35 +208,3 @@ def test_models_without_a_head_are_not_offered(view, qtbot, two_models):
     with qtbot.waitSignal(view.defaults_chosen, timeout=TIMEOUT):
         view.set_models([encoder])
     assert view.hint.isVisibleTo(view) and "classifier head" in view.hint.text()
-
-
-def test_default_pair_is_original_and_newest_result(tmp_path, two_models):
-    a, b = two_models
-
-    def result(name: str, created: str, parent: Path, job: int, step: int):
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / "slimpajama.json").write_text(
-            json.dumps(
-                {
-                    "created_at": created,
-                    "parent": str(parent),
-                    "source_model": str(parent),
-                    "job_id": job,
-                    "step_index": step,
-                }  # fmt: skip
-            )
-        )
-        return replace(b, name=name, path=folder, source="result")
-
-    old = result("old", "2024-01-01T00:00:00+00:00", a.path, 1, 0)
-    new = result("new", "2025-01-01T00:00:00+00:00", a.path, 2, 0)
-    assert choose_pair([old, a, new]) == (a.path, new.path)
-    # The parent is an encoder without head (not listed): the job's first variant instead.
-    first = result("ft", "2025-02-01T00:00:00+00:00", tmp_path / "encoder", 3, 0)
-    last = result("q", "2025-02-01T00:00:01+00:00", first.path, 3, 1)
-    assert choose_pair([first, last]) == (first.path, last.path)
-    lone = result("lone", "2025-03-01T00:00:00+00:00", tmp_path / "encoder", 4, 0)
-    assert choose_pair([lone, a]) == (a.path, lone.path)
-    assert choose_pair([a, b]) == (a.path, b.path)
-    assert choose_pair([]) == (None, None)

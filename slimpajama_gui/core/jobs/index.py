@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.model.catalog import ModelInfo
 from slimpajama_gui.core.storage.history import JobStore, VariantRow
 from slimpajama_gui.core.storage.variant import VariantRecord
 
@@ -297,3 +298,49 @@ def default_pair(variants: Sequence[Variant]) -> tuple[int | None, int | None]:
             return a, b
     others = [i for i in range(len(variants)) if i != b]
     return (others[0] if others else None), b
+
+
+def playground_pair(infos: Sequence[ModelInfo]) -> tuple[Path | None, Path | None]:
+    """The Playground's default (original, compressed) pair; reads variant records.
+
+    B is the newest variant (by ``created_at``). A is, in order of preference, B's parent,
+    the source model B came from, the first variant of B's job, any model that is not a
+    variant, or any other model; each only if it has a classifier head and is listed.
+    """
+    usable = [i for i in infos if i.num_labels]
+    if not usable:
+        return None, None
+    by_path = {Path(i.path).resolve(): Path(i.path) for i in usable}
+
+    def listed(value: Any) -> Path | None:
+        if not value:
+            return None
+        try:
+            return by_path.get(Path(str(value)).expanduser().resolve())
+        except OSError:
+            return None
+
+    def record(path: Path) -> VariantRecord:  # an empty one when it cannot be read
+        return VariantRecord.read_or_none(path) or VariantRecord(created_at="")
+
+    results = [(i, record(i.path)) for i in usable if i.source == "result"]
+    if not results:
+        a = usable[0].path
+        b = next((i.path for i in usable if i.path != a), a)
+        return Path(a), Path(b)
+    latest, meta = max(results, key=lambda r: str(r[1].created_at or ""))
+    b = Path(latest.path)
+    same_job = sorted(
+        (m.step_index or 0, Path(i.path))
+        for i, m in results
+        if m.job_id is not None and m.job_id == meta.job_id
+    )
+    candidates = [
+        listed(meta.parent),
+        listed(meta.source_model),
+        next((p for _, p in same_job if p != b), None),
+        next((Path(i.path) for i in usable if i.source != "result"), None),
+        next((Path(i.path) for i in usable if Path(i.path) != b), None),
+    ]
+    a = next((c for c in candidates if c is not None and c != b), b)
+    return a, b

@@ -30,8 +30,8 @@ from PySide6.QtWidgets import (
 
 from slimpajama_gui.core.jobs.flips import FlipResult
 from slimpajama_gui.core.jobs.index import Variant
+from slimpajama_gui.core.units import human_bytes
 from slimpajama_gui.qt.compare.table import SORT_ROLE, ms, pct
-from slimpajama_gui.qt.models_view import human_bytes
 
 _Index = QModelIndex | QPersistentModelIndex
 

@@ -10,8 +10,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 
 from slimpajama_gui.core.jobs.index import Variant, pareto_front
+from slimpajama_gui.core.units import human_bytes, human_count
 from slimpajama_gui.qt.compare.table import ms, pct
-from slimpajama_gui.qt.models_view import human_bytes, human_count
 
 #: Okabe-Ito colours, as in :mod:`slimpajama_gui.qt.charts`.
 VARIANT_COLOR = "#0072B2"

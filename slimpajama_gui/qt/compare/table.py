@@ -10,7 +10,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QBrush, QColor, QFont
 
 from slimpajama_gui.core.jobs.index import Variant
-from slimpajama_gui.qt.models_view import human_bytes, human_count
+from slimpajama_gui.core.units import human_bytes, human_count
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 #: Role holding the row's position in :attr:`CompareView.variants`.

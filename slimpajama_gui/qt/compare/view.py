@@ -42,7 +42,7 @@ from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.qt.compare.details import DetailsPanel
 from slimpajama_gui.qt.compare.pareto_plot import ParetoPlot
 from slimpajama_gui.qt.compare.table import SORT_ROLE, VariantTableModel
-from slimpajama_gui.qt.workers import WorkerSet
+from slimpajama_gui.qt.widgets.workers import WorkerSet
 
 log = logging.getLogger(__name__)
 

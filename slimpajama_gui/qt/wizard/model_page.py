@@ -26,7 +26,8 @@ from PySide6.QtWidgets import (
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.catalog import ModelInfo, discover_models, inspect_model
-from slimpajama_gui.qt.models_view import heads_text, human_bytes, human_count
+from slimpajama_gui.core.units import human_bytes, human_count
+from slimpajama_gui.qt.model_table import heads_text
 from slimpajama_gui.qt.wizard.widgets import (
     NOTE_STYLE,
     WizardPage,

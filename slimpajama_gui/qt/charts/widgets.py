@@ -1,33 +1,10 @@
-"""Live charts of a job: loss terms, accuracy, learning rate, sparsity, size and latency.
+"""The chart widgets: a line chart that grows while a job runs, and per-layer bars.
 
 Drawing follows pyqtgraph's ``examples/scrollingPlots.py``: each curve is created once;
-new points go into numpy buffers that grow by doubling; one ``QTimer`` (80 ms) calls
+new points go into :class:`~.series.Series` buffers; one ``QTimer`` (80 ms) calls
 ``setData`` only for curves that changed, so a job logging every step costs at most
 ~12 redraws a second. Long curves are drawn with ``setDownsampling(mode='peak')`` and
-``setClipToView(True)``.
-
-:meth:`JobCharts.add_metrics` is the one entry point for numbers, whether they arrive
-live from the bridge (``logged`` / ``evaluated``) or are replayed from the history by
-:meth:`JobCharts.load_history`. It routes keys as follows (the metric key format):
-
-- a training log (a dict with ``lr`` or ``grad_norm``, as ``train.train`` logs it):
-  ``loss`` and every other loss term (``ce``, ``kd``, ``hidden``, ``attention``, ...)
-  become curves of the loss chart; ``lr`` goes to the learning-rate chart;
-  ``step``, ``epoch``, ``grad_norm`` and ``examples_per_second`` are not drawn.
-- ``train_accuracy`` / ``eval_accuracy`` / ``test_accuracy`` → the accuracy chart, in
-  percent: a line per split for evaluations during training (dicts with ``step``), and
-  a marker series "<split> (pipeline step)" for figures measured by a whole step
-  (evaluate, the quantize guard).
-- ``sparsity/<layer name>`` → the per-layer sparsity bars, a fraction 0..1 of weights
-  zeroed (magnitude) or removed (heads, FFN, layers), as the prune step reports them
-  with ``on_eval`` (``sparsity/layer 0`` ...
-  ``sparsity/layer 5``, ``sparsity/head``); the latest value per layer wins, layers are
-  shown in natural order. ``sparsity/overall`` goes into the chart's title.
-- ``latency_p50_ms`` / ``latency_p95_ms`` → the latency chart, ``size_bytes`` → the size
-  chart, both at x = the pipeline step number (1-based).
-
-The x axis of training charts is the optimizer step counted across every training step
-of the job (a distillation after a fine-tune continues where the fine-tune ended).
+``setClipToView(True)``. Every chart exports to PNG, SVG and CSV.
 """
 
 from __future__ import annotations
@@ -35,8 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,57 +22,22 @@ from pyqtgraph.exporters import ImageExporter, SVGExporter
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
-    QFileDialog,
-    QGridLayout,
-    QHBoxLayout,
     QLabel,
-    QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.storage.history import MetricRecord
 from slimpajama_gui.core.storage.safe_io import atomic_write_text
-
-#: Colour-blind-safe palette (Okabe-Ito), in the order curves are created.
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#7F7F7F")
-
-#: Keys of a training log that are bookkeeping, not loss terms.
-TRAIN_INFO_KEYS = frozenset({"lr", "grad_norm", "step", "epoch", "examples_per_second"})
-SPARSITY_PREFIX = "sparsity/"
-#: ``sparsity/overall`` is the whole model's share, shown in the chart title, not a bar.
-SPARSITY_OVERALL = "overall"
-#: Accuracy keys drawn: ``<split>_accuracy`` for these splits (not e.g. a quantize
-#: step's ``baseline_accuracy``).
-ACCURACY_SPLITS = ("train", "eval", "test")
-EXPORT_SUFFIXES = (".png", ".svg", ".csv")
-
-
-def natural_key(text: str) -> list[Any]:
-    """'layer 10' sorts after 'layer 2'."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
-
-
-class _Series:
-    """One curve and its growing buffers."""
-
-    def __init__(self, item: pg.PlotDataItem, capacity: int = 64) -> None:
-        self.item = item
-        self.x = np.empty(capacity)
-        self.y = np.empty(capacity)
-        self.n = 0
-        self.dirty = False
-
-    def append(self, x: float, y: float) -> None:
-        if self.n == len(self.x):
-            # Doubling keeps appends amortised O(1) however long the job runs.
-            self.x = np.resize(self.x, 2 * len(self.x))
-            self.y = np.resize(self.y, 2 * len(self.y))
-        self.x[self.n] = x
-        self.y[self.n] = y
-        self.n += 1
-        self.dirty = True
+from slimpajama_gui.qt.charts.series import (
+    EXPORT_SUFFIXES,
+    PALETTE,
+    Series,
+    csv_number,
+    fmt_value,
+    natural_key,
+    short_layer,
+    stepped_range,
+)
 
 
 class _EmptyHint(QLabel):
@@ -113,7 +54,7 @@ class _EmptyHint(QLabel):
         self.setGeometry(0, 0, size.width(), size.height())
 
 
-class _ChartBase(pg.PlotWidget):
+class ChartBase(pg.PlotWidget):
     """Shared look, the empty hint, and export to PNG / SVG / CSV."""
 
     def __init__(
@@ -180,9 +121,7 @@ class _ChartBase(pg.PlotWidget):
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
             writer.writerow(["series", "x", "y"])
-            writer.writerows(
-                (name, _csv_number(x), _csv_number(y)) for name, x, y in self.csv_rows()
-            )
+            writer.writerows((name, csv_number(x), csv_number(y)) for name, x, y in self.csv_rows())
             atomic_write_text(path, buffer.getvalue())
         elif suffix == ".png":
             exporter = ImageExporter(self.getPlotItem())
@@ -214,11 +153,7 @@ class _ChartBase(pg.PlotWidget):
                 painter.end()
 
 
-def _csv_number(value: float) -> str:
-    return "" if not math.isfinite(value) else repr(float(value))
-
-
-class LiveCurves(_ChartBase):
+class LiveCurves(ChartBase):
     """A line chart whose named curves grow while a job runs.
 
     Args:
@@ -267,7 +202,7 @@ class LiveCurves(_ChartBase):
         )
         self._legend.hide()  # an empty legend is a stray white box
         self._symbols = symbols
-        self._series: dict[str, _Series] = {}
+        self._series: dict[str, Series] = {}
         self._timer = QTimer(self)
         self._timer.setInterval(self.REFRESH_MS)
         self._timer.timeout.connect(self.flush)
@@ -308,11 +243,11 @@ class LiveCurves(_ChartBase):
             size = 6 if line else 9
             options.update(symbol=symbol, symbolSize=size, symbolBrush=color, symbolPen=None)
         item = self.getPlotItem().plot([], [], connect="finite", name=name, **options)
-        self._series[name] = _Series(item)
+        self._series[name] = Series(item)
         self._legend.show()
         self._set_empty(False)
 
-    def _curve(self, name: str) -> _Series:
+    def _curve(self, name: str) -> Series:
         if name not in self._series:
             self.add_curve(name)
         return self._series[name]
@@ -400,8 +335,8 @@ class LiveCurves(_ChartBase):
         if bounds is None:
             return
         (x0, x1), (y0, y1) = self.getPlotItem().getViewBox().viewRange()
-        new_x = _stepped_range(x0, x1, bounds[0], bounds[1], refit, grow=0.25, pad=0.02)
-        new_y = _stepped_range(y0, y1, bounds[2], bounds[3], refit, grow=0.1, pad=0.08)
+        new_x = stepped_range(x0, x1, bounds[0], bounds[1], refit, grow=0.25, pad=0.02)
+        new_y = stepped_range(y0, y1, bounds[2], bounds[3], refit, grow=0.1, pad=0.08)
         if (new_x, new_y) != ((x0, x1), (y0, y1)):
             self.getPlotItem().setRange(xRange=new_x, yRange=new_y, padding=0)
 
@@ -448,7 +383,7 @@ class LiveCurves(_ChartBase):
         return best
 
     def readout(self, name: str, x: float, y: float) -> str:
-        return f"{name}: {_fmt(y)} at {_fmt(x)}"
+        return f"{name}: {fmt_value(y)} at {fmt_value(x)}"
 
     def _on_mouse_moved(self, event: tuple) -> None:
         pos: QPointF = event[0]
@@ -487,37 +422,7 @@ def _reset_range(chart: pg.PlotWidget) -> None:
         plot.enableAutoRange()
 
 
-def _stepped_range(
-    v0: float, v1: float, lo: float, hi: float, refit: bool, *, grow: float, pad: float
-) -> tuple[float, float]:
-    """The view ``(v0, v1)``, or a new one when the data ``lo..hi`` has left it.
-
-    A new view leaves ``grow`` of the data's span as headroom on the side the data
-    left by (so a falling loss or a growing step count moves the view every few points
-    rather than on every one) and re-fits when the data fills less than 40 % of it.
-    """
-    span = hi - lo
-    if span <= 0:
-        span = abs(hi) * 0.1 or 1.0
-    inside = v0 <= lo and hi <= v1
-    if inside and not refit and span >= 0.4 * (v1 - v0):
-        return v0, v1
-    below = 0.0 if refit or lo >= v0 else grow
-    above = 0.0 if refit or hi <= v1 else grow
-    return lo - (pad + below) * span, hi + (pad + above) * span
-
-
-def _fmt(value: float) -> str:
-    if not math.isfinite(value):
-        return "–"
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
-        return f"{value:.3g}"
-    if float(value).is_integer():
-        return str(int(value))
-    return f"{value:.4g}"
-
-
-class SparsityBars(_ChartBase):
+class SparsityBars(ChartBase):
     """Share of each layer's weights pruned, as bars updated in place (0..100 %).
 
     Zeroed by magnitude pruning, or removed by head, FFN and layer pruning (a dropped
@@ -578,7 +483,7 @@ class SparsityBars(_ChartBase):
         heights = np.asarray([100.0 * v for v in ordered.values()], dtype=float)
         x = np.arange(len(labels), dtype=float)
         self._bars.setOpts(x=x, height=heights, width=0.7)
-        short = [_short_layer(name) for name in labels]
+        short = [short_layer(name) for name in labels]
         self.getPlotItem().getAxis("bottom").setTicks([list(enumerate(short))])
         if labels:
             self.setXRange(-0.6, len(labels) - 0.4, padding=0)
@@ -586,198 +491,3 @@ class SparsityBars(_ChartBase):
 
     def csv_rows(self) -> list[tuple[str, float, float]]:
         return [(name, float(i), 100.0 * v) for i, (name, v) in enumerate(self.values().items())]
-
-
-def _short_layer(name: str) -> str:
-    """'layer 3' → 'L3', 'embeddings' → 'emb' (pyqtgraph drops tick labels that collide)."""
-    match = re.fullmatch(r"layer[\s_]*(\d+)", name.strip(), flags=re.IGNORECASE)
-    if match:
-        return f"L{match.group(1)}"
-    return name if len(name) <= 4 else name[:3]
-
-
-class JobCharts(QWidget):
-    """The charts of one job in a grid; fed live or from the history.
-
-    Attributes:
-        loss, accuracy, lr, size, latency: :class:`LiveCurves`.
-        sparsity: :class:`SparsityBars`.
-
-    Signals:
-        hovered(str): the read-out under the mouse in any chart.
-    """
-
-    hovered = Signal(str)
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.loss = LiveCurves(
-            "Training loss", y_label="loss", empty="The loss appears once training starts"
-        )
-        self.accuracy = LiveCurves(
-            "Accuracy",
-            y_label="accuracy (%)",
-            symbols=True,
-            empty="No evaluation yet",
-            legend_at_bottom=True,  # accuracy rises towards the top-right corner
-        )
-        self.lr = LiveCurves(
-            "Learning rate", y_label="learning rate", empty="No training yet", si_prefix=True
-        )
-        self.sparsity = SparsityBars()
-        self.size = LiveCurves(
-            "Size on disk",
-            y_label="MB",
-            x_label="pipeline step",
-            symbols=True,
-            empty="Measured by a benchmark step",
-        )
-        self.latency = LiveCurves(
-            "Latency (batch 1, CPU)",
-            y_label="ms",
-            x_label="pipeline step",
-            symbols=True,
-            empty="Measured by a benchmark step",
-        )
-        for chart in (self.size, self.latency):
-            chart.getPlotItem().getAxis("bottom").setTickSpacing(major=1, minor=1)
-        self.charts: dict[str, _ChartBase] = {
-            "loss": self.loss,
-            "accuracy": self.accuracy,
-            "learning-rate": self.lr,
-            "sparsity": self.sparsity,
-            "size": self.size,
-            "latency": self.latency,
-        }
-        for chart in self.charts.values():
-            if isinstance(chart, LiveCurves):
-                chart.hovered.connect(self.hovered)
-
-        self.export_button = QPushButton("Export charts…")
-        self.export_button.setToolTip(
-            "Save every chart as PNG and SVG pictures and as CSV numbers in a folder"
-        )
-        self.export_button.clicked.connect(self._ask_export)
-        self.readout = QLabel()
-        self.readout.setStyleSheet("color: palette(mid);")
-        self.hovered.connect(self.readout.setText)
-        top = QHBoxLayout()
-        top.addWidget(self.readout, 1)
-        top.addWidget(self.export_button)
-
-        grid = QGridLayout()
-        grid.setSpacing(6)
-        for i, chart in enumerate(self.charts.values()):
-            grid.addWidget(chart, i // 3, i % 3)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(top)
-        layout.addLayout(grid, 1)
-        self.clear()
-
-    # ------------------------------------------------------------------ data
-    def clear(self) -> None:
-        """Forget every point (a new job, or another job selected)."""
-        for chart in self.charts.values():
-            chart.clear_data()
-        self._offsets: dict[int, float] = {}
-        self._last_x = 0.0
-        self.readout.setText("")
-
-    def add_metrics(self, index: int, metrics: dict[str, Any]) -> None:
-        """Route one dict of numbers of step ``index`` to the charts (see module doc)."""
-        if "step" in metrics and _finite(metrics["step"]):
-            if index not in self._offsets:
-                self._offsets[index] = self._last_x
-            x = self._offsets[index] + float(metrics["step"])
-            self._last_x = max(self._last_x, x)
-        else:
-            x = self._last_x
-        if "lr" in metrics or "grad_norm" in metrics:
-            for key, value in metrics.items():
-                if key in TRAIN_INFO_KEYS or key.startswith(SPARSITY_PREFIX):
-                    continue
-                if _finite(value) or _is_nan(value):
-                    self.loss.append(key, x, float(value))
-            if _finite(metrics.get("lr")):
-                self.lr.append("lr", x, float(metrics["lr"]))
-        for split in ACCURACY_SPLITS:
-            value = metrics.get(f"{split}_accuracy")
-            if not _finite(value):
-                continue
-            name = split
-            if "step" not in metrics:
-                # Measured by a pipeline step (evaluate, or a quantize guard) on the model
-                # as it is then, perhaps the best checkpoint rather than the last: a
-                # marker, not a continuation of the training curve.
-                name = f"{split} (pipeline step)"
-                self.accuracy.add_curve(name, line=False, symbol="d")
-            self.accuracy.append(name, x, 100.0 * float(value))
-        sparsity = {
-            key[len(SPARSITY_PREFIX) :]: float(value)
-            for key, value in metrics.items()
-            if key.startswith(SPARSITY_PREFIX) and _finite(value)
-        }
-        overall = sparsity.pop(SPARSITY_OVERALL, None)
-        if overall is not None:
-            self.sparsity.set_overall(overall)
-        if sparsity:
-            self.sparsity.set_values(sparsity)
-        step_number = index + 1
-        for key, name in (("latency_p50_ms", "p50"), ("latency_p95_ms", "p95")):
-            if _finite(metrics.get(key)):
-                self.latency.append(name, step_number, float(metrics[key]))
-        if _finite(metrics.get("size_bytes")):
-            self.size.append("size", step_number, float(metrics["size_bytes"]) / 1e6)
-
-    def load_history(self, records: Sequence[MetricRecord]) -> None:
-        """Fill the charts from a job's logged numbers (``JobStore.metrics(job_id)``).
-
-        Each ``log_metrics`` call of the pipeline wrote its numbers with one timestamp,
-        so consecutive records of one step with the same ``ts`` are one logged dict.
-        """
-        self.clear()
-        for index, metrics in group_records(records):
-            self.add_metrics(index, metrics)
-        self.flush()
-
-    def flush(self) -> None:
-        for chart in self.charts.values():
-            chart.flush()
-
-    # ------------------------------------------------------------------ export
-    def export_all(self, folder: str | Path) -> list[Path]:
-        """Write ``<chart>.png``, ``.svg`` and ``.csv`` for every chart into ``folder``."""
-        folder = Path(folder)
-        written = []
-        for name, chart in self.charts.items():
-            for suffix in EXPORT_SUFFIXES:
-                written.append(chart.export(folder / f"{name}{suffix}"))
-        return written
-
-    def _ask_export(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export the charts to a folder")
-        if folder:
-            written = self.export_all(folder)
-            self.readout.setText(f"Saved {len(written)} files in {folder}")
-
-
-def group_records(records: Iterable[MetricRecord]) -> list[tuple[int, dict[str, float]]]:
-    """Rebuild the dicts the pipeline logged from flat history records."""
-    groups: list[tuple[int, dict[str, float]]] = []
-    last: tuple[int, float] | None = None
-    for record in records:
-        key = (record.step_index, record.ts)
-        if key != last or record.key in groups[-1][1]:
-            groups.append((record.step_index, {}))
-            last = key
-        groups[-1][1][record.key] = record.value
-    return groups
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_nan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)

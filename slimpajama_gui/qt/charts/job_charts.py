@@ -1,0 +1,223 @@
+"""One job's charts in a grid: loss, accuracy, learning rate, sparsity, size and latency.
+
+The drawing itself is in :mod:`.widgets`.
+
+:meth:`JobCharts.add_metrics` is the one entry point for numbers, whether they arrive
+live from the bridge (``logged`` / ``evaluated``) or are replayed from the history by
+:meth:`JobCharts.load_history`. It routes keys as follows (the metric key format):
+
+- a training log (a dict with ``lr`` or ``grad_norm``, as ``train.train`` logs it):
+  ``loss`` and every other loss term (``ce``, ``kd``, ``hidden``, ``attention``, ...)
+  become curves of the loss chart; ``lr`` goes to the learning-rate chart;
+  ``step``, ``epoch``, ``grad_norm`` and ``examples_per_second`` are not drawn.
+- ``train_accuracy`` / ``eval_accuracy`` / ``test_accuracy`` → the accuracy chart, in
+  percent: a line per split for evaluations during training (dicts with ``step``), and
+  a marker series "<split> (pipeline step)" for figures measured by a whole step
+  (evaluate, the quantize guard).
+- ``sparsity/<layer name>`` → the per-layer sparsity bars, a fraction 0..1 of weights
+  zeroed (magnitude) or removed (heads, FFN, layers), as the prune step reports them
+  with ``on_eval`` (``sparsity/layer 0`` ...
+  ``sparsity/layer 5``, ``sparsity/head``); the latest value per layer wins, layers are
+  shown in natural order. ``sparsity/overall`` goes into the chart's title.
+- ``latency_p50_ms`` / ``latency_p95_ms`` → the latency chart, ``size_bytes`` → the size
+  chart, both at x = the pipeline step number (1-based).
+
+The x axis of training charts is the optimizer step counted across every training step
+of the job (a distillation after a fine-tune continues where the fine-tune ended).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from slimpajama_gui.core.storage.history import MetricRecord
+from slimpajama_gui.qt.charts.series import (
+    ACCURACY_SPLITS,
+    EXPORT_SUFFIXES,
+    SPARSITY_OVERALL,
+    SPARSITY_PREFIX,
+    TRAIN_INFO_KEYS,
+    finite,
+    group_records,
+    is_nan,
+)
+from slimpajama_gui.qt.charts.widgets import ChartBase, LiveCurves, SparsityBars
+
+
+class JobCharts(QWidget):
+    """The charts of one job in a grid; fed live or from the history.
+
+    Attributes:
+        loss, accuracy, lr, size, latency: :class:`LiveCurves`.
+        sparsity: :class:`SparsityBars`.
+
+    Signals:
+        hovered(str): the read-out under the mouse in any chart.
+    """
+
+    hovered = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.loss = LiveCurves(
+            "Training loss", y_label="loss", empty="The loss appears once training starts"
+        )
+        self.accuracy = LiveCurves(
+            "Accuracy",
+            y_label="accuracy (%)",
+            symbols=True,
+            empty="No evaluation yet",
+            legend_at_bottom=True,  # accuracy rises towards the top-right corner
+        )
+        self.lr = LiveCurves(
+            "Learning rate", y_label="learning rate", empty="No training yet", si_prefix=True
+        )
+        self.sparsity = SparsityBars()
+        self.size = LiveCurves(
+            "Size on disk",
+            y_label="MB",
+            x_label="pipeline step",
+            symbols=True,
+            empty="Measured by a benchmark step",
+        )
+        self.latency = LiveCurves(
+            "Latency (batch 1, CPU)",
+            y_label="ms",
+            x_label="pipeline step",
+            symbols=True,
+            empty="Measured by a benchmark step",
+        )
+        for chart in (self.size, self.latency):
+            chart.getPlotItem().getAxis("bottom").setTickSpacing(major=1, minor=1)
+        self.charts: dict[str, ChartBase] = {
+            "loss": self.loss,
+            "accuracy": self.accuracy,
+            "learning-rate": self.lr,
+            "sparsity": self.sparsity,
+            "size": self.size,
+            "latency": self.latency,
+        }
+        for chart in self.charts.values():
+            if isinstance(chart, LiveCurves):
+                chart.hovered.connect(self.hovered)
+
+        self.export_button = QPushButton("Export charts…")
+        self.export_button.setToolTip(
+            "Save every chart as PNG and SVG pictures and as CSV numbers in a folder"
+        )
+        self.export_button.clicked.connect(self._ask_export)
+        self.readout = QLabel()
+        self.readout.setStyleSheet("color: palette(mid);")
+        self.hovered.connect(self.readout.setText)
+        top = QHBoxLayout()
+        top.addWidget(self.readout, 1)
+        top.addWidget(self.export_button)
+
+        grid = QGridLayout()
+        grid.setSpacing(6)
+        for i, chart in enumerate(self.charts.values()):
+            grid.addWidget(chart, i // 3, i % 3)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(top)
+        layout.addLayout(grid, 1)
+        self.clear()
+
+    # ------------------------------------------------------------------ data
+    def clear(self) -> None:
+        """Forget every point (a new job, or another job selected)."""
+        for chart in self.charts.values():
+            chart.clear_data()
+        self._offsets: dict[int, float] = {}
+        self._last_x = 0.0
+        self.readout.setText("")
+
+    def add_metrics(self, index: int, metrics: dict[str, Any]) -> None:
+        """Route one dict of numbers of step ``index`` to the charts (see module doc)."""
+        if "step" in metrics and finite(metrics["step"]):
+            if index not in self._offsets:
+                self._offsets[index] = self._last_x
+            x = self._offsets[index] + float(metrics["step"])
+            self._last_x = max(self._last_x, x)
+        else:
+            x = self._last_x
+        if "lr" in metrics or "grad_norm" in metrics:
+            for key, value in metrics.items():
+                if key in TRAIN_INFO_KEYS or key.startswith(SPARSITY_PREFIX):
+                    continue
+                if finite(value) or is_nan(value):
+                    self.loss.append(key, x, float(value))
+            if finite(metrics.get("lr")):
+                self.lr.append("lr", x, float(metrics["lr"]))
+        for split in ACCURACY_SPLITS:
+            value = metrics.get(f"{split}_accuracy")
+            if not finite(value):
+                continue
+            name = split
+            if "step" not in metrics:
+                # Measured by a pipeline step (evaluate, or a quantize guard) on the model
+                # as it is then, perhaps the best checkpoint rather than the last: a
+                # marker, not a continuation of the training curve.
+                name = f"{split} (pipeline step)"
+                self.accuracy.add_curve(name, line=False, symbol="d")
+            self.accuracy.append(name, x, 100.0 * float(value))
+        sparsity = {
+            key[len(SPARSITY_PREFIX) :]: float(value)
+            for key, value in metrics.items()
+            if key.startswith(SPARSITY_PREFIX) and finite(value)
+        }
+        overall = sparsity.pop(SPARSITY_OVERALL, None)
+        if overall is not None:
+            self.sparsity.set_overall(overall)
+        if sparsity:
+            self.sparsity.set_values(sparsity)
+        step_number = index + 1
+        for key, name in (("latency_p50_ms", "p50"), ("latency_p95_ms", "p95")):
+            if finite(metrics.get(key)):
+                self.latency.append(name, step_number, float(metrics[key]))
+        if finite(metrics.get("size_bytes")):
+            self.size.append("size", step_number, float(metrics["size_bytes"]) / 1e6)
+
+    def load_history(self, records: Sequence[MetricRecord]) -> None:
+        """Fill the charts from a job's logged numbers (``JobStore.metrics(job_id)``).
+
+        Each ``log_metrics`` call of the pipeline wrote its numbers with one timestamp,
+        so consecutive records of one step with the same ``ts`` are one logged dict.
+        """
+        self.clear()
+        for index, metrics in group_records(records):
+            self.add_metrics(index, metrics)
+        self.flush()
+
+    def flush(self) -> None:
+        for chart in self.charts.values():
+            chart.flush()
+
+    # ------------------------------------------------------------------ export
+    def export_all(self, folder: str | Path) -> list[Path]:
+        """Write ``<chart>.png``, ``.svg`` and ``.csv`` for every chart into ``folder``."""
+        folder = Path(folder)
+        written = []
+        for name, chart in self.charts.items():
+            for suffix in EXPORT_SUFFIXES:
+                written.append(chart.export(folder / f"{name}{suffix}"))
+        return written
+
+    def _ask_export(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export the charts to a folder")
+        if folder:
+            written = self.export_all(folder)
+            self.readout.setText(f"Saved {len(written)} files in {folder}")

@@ -1,0 +1,317 @@
+"""The Jobs table: one row per queued, running or finished job, and its progress bars.
+
+:class:`JobTableModel` is a thin adapter over ``JobStore.list_jobs()`` plus the recipes
+waiting in the :class:`~slimpajama_gui.qt.jobs.JobRunner` queue; the running job's
+progress comes live from the bridge (the history holds it at most once a second), and a
+one-second tick moves the elapsed and remaining times on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QRect,
+    QSize,
+    Qt,
+)
+from PySide6.QtGui import QColor, QFont
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QHeaderView,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionProgressBar,
+    QStyleOptionViewItem,
+    QTableView,
+)
+
+from slimpajama_gui.core.plan.recipe import dump_recipe
+from slimpajama_gui.core.storage.history import JobRecord
+from slimpajama_gui.qt.jobs import QueuedJob
+
+_Index = QModelIndex | QPersistentModelIndex
+
+#: Role holding the row's :class:`JobRow`.
+ROW_ROLE = Qt.ItemDataRole.UserRole + 1
+#: Role holding the progress as a fraction 0..1 (for the delegate).
+PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 2
+
+STATUS_COLORS = {
+    "queued": "#6b6b6b",
+    "running": "#1565c0",
+    "done": "#2e7d32",
+    "failed": "#c62828",
+    "cancelled": "#8a6d00",
+    "interrupted": "#d84315",
+}
+
+COLUMNS = ("Name", "Status", "Progress", "Started", "Elapsed", "Remaining", "Output")
+COL_NAME, COL_STATUS, COL_PROGRESS, COL_STARTED, COL_ELAPSED, COL_REMAINING, COL_OUTPUT = range(
+    len(COLUMNS)
+)
+
+
+def human_duration(seconds: float | None) -> str:
+    """75 → '1 min 15 s'; None → '–'."""
+    if seconds is None or seconds < 0:
+        return "–"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+@dataclass
+class JobRow:
+    """One line of the table: a job of the history, or a recipe still in the queue."""
+
+    job_id: int | None  # None while only queued in the runner
+    queue_key: int | None
+    name: str
+    status: str
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    progress: float = 0.0
+    output: str | None = None
+    error: str | None = None
+    failed_step: str | None = None
+    recipe_yaml: str = ""
+
+    @classmethod
+    def from_record(cls, job: JobRecord) -> JobRow:
+        return cls(
+            job_id=job.id,
+            queue_key=None,
+            name=job.name,
+            status=job.status,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            progress=job.progress,
+            output=job.output,
+            error=job.error,
+            failed_step=job.failed_step,
+            recipe_yaml=job.recipe_yaml,
+        )
+
+    @classmethod
+    def from_queued(cls, item: QueuedJob) -> JobRow:
+        try:
+            yaml_text = dump_recipe(item.recipe)
+            output = str(item.recipe.resolve_path(item.recipe.output))
+        except Exception:  # noqa: BLE001 - a queued row must still show
+            yaml_text, output = "", item.recipe.output
+        return cls(
+            job_id=None,
+            queue_key=item.key,
+            name=item.name,
+            status="queued",
+            created_at=item.submitted_at,
+            output=output,
+            recipe_yaml=yaml_text,
+        )
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.status != "running" else None
+        return (end or time.time()) - self.started_at
+
+    @property
+    def remaining(self) -> float | None:
+        """Seconds left, from the share done so far (only while running)."""
+        elapsed = self.elapsed
+        if self.status != "running" or elapsed is None or self.progress < 0.01:
+            return None
+        return elapsed * (1.0 - self.progress) / self.progress
+
+
+class JobTableModel(QAbstractTableModel):
+    """Read-only rows: queued recipes first, then the history, newest first."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._rows: list[JobRow] = []
+
+    # Qt API ------------------------------------------------------------------
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not (0 <= index.row() < len(self._rows)):
+            return None
+        row = self._rows[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display(row, col)
+        if role == ROW_ROLE:
+            return row
+        if role == PROGRESS_ROLE:
+            return float(row.progress)
+        if role == Qt.ItemDataRole.ForegroundRole and col == COL_STATUS:
+            return QColor(STATUS_COLORS.get(row.status, "#000000"))
+        if role == Qt.ItemDataRole.FontRole and col == COL_STATUS:
+            font = QFont()
+            font.setBold(row.status in ("running", "failed"))
+            return font
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(row, col)
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (COL_ELAPSED, COL_REMAINING):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    @staticmethod
+    def _display(row: JobRow, col: int) -> str:
+        if col == COL_NAME:
+            return row.name if row.job_id is None else f"{row.name}  (#{row.job_id})"
+        if col == COL_STATUS:
+            return row.status
+        if col == COL_PROGRESS:
+            return f"{100 * row.progress:.0f} %"
+        if col == COL_STARTED:
+            if row.started_at is None:
+                return "–"
+            return datetime.fromtimestamp(row.started_at).strftime("%Y-%m-%d %H:%M")
+        if col == COL_ELAPSED:
+            return human_duration(row.elapsed)
+        if col == COL_REMAINING:
+            remaining = row.remaining
+            return "–" if remaining is None else f"~{human_duration(remaining)}"
+        if col == COL_OUTPUT:
+            return row.output or "–"
+        return ""
+
+    @staticmethod
+    def _tooltip(row: JobRow, col: int) -> str:
+        if row.status == "failed" and row.error:
+            where = f" in {row.failed_step}" if row.failed_step else ""
+            return f"Failed{where}: {row.error}"
+        if col == COL_OUTPUT and row.output:
+            return row.output
+        if row.status == "queued":
+            return "Waiting for the running job to finish"
+        return row.error or row.name
+
+    def headerData(  # noqa: N802
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if (
+            role == Qt.ItemDataRole.DisplayRole
+            and orientation == Qt.Orientation.Horizontal
+            and 0 <= section < len(COLUMNS)
+        ):
+            return COLUMNS[section]
+        return None
+
+    # our API -----------------------------------------------------------------
+    def rows(self) -> list[JobRow]:
+        return list(self._rows)
+
+    def row_at(self, row: int) -> JobRow | None:
+        return self._rows[row] if 0 <= row < len(self._rows) else None
+
+    def set_rows(self, rows: list[JobRow]) -> None:
+        self.beginResetModel()
+        self._rows = list(rows)
+        self.endResetModel()
+
+    def row_of_job(self, job_id: int) -> int | None:
+        for i, row in enumerate(self._rows):
+            if row.job_id == job_id:
+                return i
+        return None
+
+    def row_of_queued(self, key: int) -> int | None:
+        for i, row in enumerate(self._rows):
+            if row.job_id is None and row.queue_key == key:
+                return i
+        return None
+
+    def set_live_progress(self, job_id: int, fraction: float) -> None:
+        """The running job's progress from the bridge (fresher than the history)."""
+        i = self.row_of_job(job_id)
+        if i is None:
+            return
+        fraction = min(1.0, max(0.0, fraction))
+        row = self._rows[i]
+        if abs(row.progress - fraction) < 1e-4:
+            return  # only emit on change (Orange3 rule)
+        row.progress = fraction
+        self.dataChanged.emit(self.index(i, COL_PROGRESS), self.index(i, COL_REMAINING))
+
+    def tick(self) -> None:
+        """Refresh the elapsed / remaining cells of running jobs (a 1 s timer)."""
+        for i, row in enumerate(self._rows):
+            if row.status == "running":
+                self.dataChanged.emit(self.index(i, COL_ELAPSED), self.index(i, COL_REMAINING))
+
+
+class ProgressDelegate(QStyledItemDelegate):
+    """Draws the progress column as a progress bar."""
+
+    def paint(self, painter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        fraction = index.data(PROGRESS_ROLE)
+        if fraction is None:
+            super().paint(painter, option, index)
+            return
+        widget = option.widget
+        style = widget.style() if widget is not None else QApplication.style()
+        # Background and selection first, so a selected row still looks selected.
+        style.drawPrimitive(QStyle.PrimitiveElement.PE_PanelItemViewItem, option, painter, widget)
+        bar = QStyleOptionProgressBar()
+        bar.rect = QRect(option.rect.adjusted(4, 4, -4, -4))
+        bar.minimum, bar.maximum = 0, 1000
+        bar.progress = int(round(1000 * fraction))
+        bar.text = f"{100 * fraction:.0f} %"
+        bar.textVisible = True
+        bar.textAlignment = Qt.AlignmentFlag.AlignCenter
+        bar.state = option.state
+        bar.palette = option.palette
+        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, widget)
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
+        hint = super().sizeHint(option, index)
+        return QSize(max(hint.width(), 120), hint.height())
+
+
+def jobs_table_view(model: JobTableModel) -> QTableView:
+    """A table view of ``model``: one selected row, progress bars, sized columns."""
+    table = QTableView()
+    table.setModel(model)
+    table.setItemDelegateForColumn(COL_PROGRESS, ProgressDelegate(table))
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    table.setAlternatingRowColors(True)
+    table.verticalHeader().hide()
+    table.setWordWrap(False)
+    table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+    header.setStretchLastSection(True)
+    for col, width in (
+        (COL_NAME, 200),
+        (COL_STATUS, 90),
+        (COL_PROGRESS, 130),
+        (COL_STARTED, 130),
+        (COL_ELAPSED, 90),
+        (COL_REMAINING, 90),
+    ):
+        table.setColumnWidth(col, width)
+    return table

@@ -1,0 +1,1 @@
+"""Small Qt pieces every screen shares: worker bookkeeping and error sentences."""
