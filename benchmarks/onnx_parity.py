@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import machine, write_section  # noqa: E402
 
-from slimpajama_gui.core.data import dataset as data_mod  # noqa: E402
+from slimpajama_gui.core import data as data_mod  # noqa: E402
 from slimpajama_gui.core.runtime import onnx_runner  # noqa: E402
 from slimpajama_gui.core.runtime.evaluate import predict  # noqa: E402
 from slimpajama_gui.core.runtime.loading import open_model  # noqa: E402

@@ -284,7 +284,7 @@ def _load_classifier(spec: str):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from slimpajama_gui.core.data import dataset as data_mod
+    from slimpajama_gui.core import data as data_mod
     from slimpajama_gui.core.runtime.evaluate import classification_report, predict
     from slimpajama_gui.core.runtime.inputs import check_job_inputs
 
@@ -330,7 +330,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from slimpajama_gui.core.data import dataset as data_mod
+    from slimpajama_gui.core import data as data_mod
     from slimpajama_gui.core.runtime.bench import BenchConfig, TorchRunner, benchmark
     from slimpajama_gui.core.runtime.inputs import model_inputs
     from slimpajama_gui.core.runtime.loading import open_model

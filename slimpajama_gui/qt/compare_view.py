@@ -424,7 +424,7 @@ def flip_job(a: Variant, b: Variant, max_rows: int = MAX_FLIP_ROWS) -> Iterator[
         UserError: no recipe says which data to use, the data or a model cannot be
             read, or the models have another number of classes than the data.
     """
-    from slimpajama_gui.core.data import dataset as data_mod
+    from slimpajama_gui.core import data as data_mod
     from slimpajama_gui.core.runtime.evaluate import (
         Predictions,
         classification_report,

@@ -71,7 +71,7 @@ from PySide6.QtWidgets import (
 )
 from superqt.utils import create_worker
 
-from slimpajama_gui.core.data import dataset as data_mod
+from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.catalog import ModelInfo, discover_models, inspect_model
 from slimpajama_gui.core.model.tokenizers import load_tokenizer

@@ -393,7 +393,7 @@ def test_an_fp32_export_checks_it_gives_the_same_logits(tiny_minilm, tmp_path, s
 def test_vocabulary_pruning_keeps_words_of_train_rows_left_out_by_max_rows(
     tiny_minilm, tmp_path, store
 ):
-    from slimpajama_gui.core.data import dataset as data_mod
+    from slimpajama_gui.core import data as data_mod
     from slimpajama_gui.core.model.tokenizers import load_tokenizer
 
     dataset = "train: demo\n  max_rows: 20"
@@ -472,7 +472,7 @@ def wordpiece(word: str, vocab: set[str]) -> list[str]:
 
 
 def pair_logits(model_folder: Path, texts, pairs, max_length: int = 48) -> torch.Tensor:
-    from slimpajama_gui.core.data import dataset as data_mod
+    from slimpajama_gui.core import data as data_mod
     from slimpajama_gui.core.model.tokenizers import load_tokenizer
 
     handle = open_model(model_folder)
@@ -718,7 +718,7 @@ def test_a_job_clears_what_a_killed_job_left_in_its_output_folder(tiny_minilm, t
 
 def _named_demo(folder: Path) -> tuple[Path, Path]:
     """The demo data with its 0/1 labels written as names, as many real files have them."""
-    from slimpajama_gui.core.data.dataset import demo_path
+    from slimpajama_gui.core.data.spec import demo_path
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []

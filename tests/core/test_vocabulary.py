@@ -110,7 +110,7 @@ def test_prune_vocabulary_refusals(tmp_path, minilm_tokenizer_folder):
 
 
 def encoded_logits(model, tokenizer, texts, pairs, max_length):
-    from slimpajama_gui.core.data import dataset as data_mod
+    from slimpajama_gui.core import data as data_mod
 
     enc = data_mod.encode(texts, tokenizer, max_length, pairs)
     types = enc.token_type_ids or [None] * len(enc)

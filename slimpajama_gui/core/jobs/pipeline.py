@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from slimpajama_gui import __version__
-from slimpajama_gui.core.data import dataset as data_mod
+from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.catalog import packaged_minilm_path
 from slimpajama_gui.core.model.encoder import copy_tokenizer_files

@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from slimpajama_gui.core.data import dataset as data_mod
+from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.hf_config import specific_label_names
 
@@ -100,7 +100,7 @@ class ModelInputs:
         max_length: int,
         pairs: Sequence[str] | None = None,
     ) -> data_mod.Encoded:
-        """:func:`~slimpajama_gui.core.data.dataset.encode`, fitted to this model.
+        """:func:`~slimpajama_gui.core.data.batching.encode`, fitted to this model.
 
         Args:
             texts: N texts.
