@@ -24,7 +24,7 @@ from typing import Any
 
 from slimpajama_gui import __version__
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.techniques import int8_path
+from slimpajama_gui.core.techniques.quantize import int8_path
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_BUG, EXIT_CANCELLED = 0, 1, 2, 3, 130
 PACKAGED = {"packaged", "minilm"}
@@ -516,8 +516,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s"
     )
-    # The pipeline reports a new classifier head itself, in one sentence.
-    quiet = logging.getLogger("slimpajama_gui.core.model.encoder")
+    # The pipeline reports a new classifier head itself, in one sentence. (The model's
+    # loading and saving log under core.model: checkpoints.py and saving.py.)
+    quiet = logging.getLogger("slimpajama_gui.core.model")
     level = quiet.level
     if not args.debug:
         quiet.setLevel(logging.ERROR)
