@@ -10,7 +10,7 @@ the latency benchmark run them), and reports the largest logit difference and th
 argmax agreement with the PyTorch model each one comes from. Writes the "onnx-parity"
 section of docs/benchmarks.md.
 
-PyTorch's int8 arithmetic depends on the CPU (core/techniques/int8_path.py): the PyTorch int8 rows
+PyTorch's int8 arithmetic depends on the CPU (core/techniques/quantize/int8_path.py): the PyTorch int8 rows
 are measured on this CPU's path and, on an x86 CPU with VNNI, once more in a child
 process with SLIMPAJAMA_INT8_PATH=no-vnni (7-bit activations, as x86 CPUs without VNNI
 compute); each row names its path.
@@ -41,7 +41,7 @@ from slimpajama_gui.core.techniques import (
     int8_path,  # noqa: E402
     onnx_export,  # noqa: E402
 )
-from slimpajama_gui.core.techniques.quantize import quantize_model  # noqa: E402
+from slimpajama_gui.core.techniques.quantize.methods import quantize_model  # noqa: E402
 
 SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 

@@ -65,7 +65,7 @@ from compress_sst2 import SST2, Variant, measure, variants  # noqa: E402
 from torch import nn  # noqa: E402
 
 from slimpajama_gui.core import data as data_mod  # noqa: E402
-from slimpajama_gui.core.model.encoder import copy_tokenizer_files  # noqa: E402
+from slimpajama_gui.core.model.saving import copy_tokenizer_files  # noqa: E402
 from slimpajama_gui.core.model.tokenizers import load_tokenizer
 from slimpajama_gui.core.runtime.bench import (  # noqa: E402
     BenchConfig,

@@ -16,7 +16,7 @@ from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks, run
 from slimpajama_gui.core.plan.recipe import recipe_from_yaml
 from slimpajama_gui.core.runtime.loading import open_model
 from slimpajama_gui.core.storage.history import JobStore, OutputLock
-from slimpajama_gui.core.techniques import int8_path
+from slimpajama_gui.core.techniques.quantize import int8_path
 from slimpajama_gui.core.techniques.train import Control
 
 
@@ -610,7 +610,7 @@ def test_vocabulary_pruning_that_would_change_train_tokens_fails_and_saves_nothi
 ):
     from tokenizers import normalizers
 
-    from slimpajama_gui.core.techniques import vocabulary
+    from slimpajama_gui.core.techniques.prune import vocabulary
 
     real = vocabulary._load_tokenizer
 
@@ -646,8 +646,8 @@ def test_a_stop_inside_a_loop_of_a_step_is_honoured_at_the_next_item(
     """Loops besides training check the stop flag per item: the step ends cancelled after
     the item in progress, and writes nothing."""
     from slimpajama_gui.core.runtime.bench import TorchRunner
-    from slimpajama_gui.core.techniques import prune as prune_mod
-    from slimpajama_gui.core.techniques import vocabulary as vocab_mod
+    from slimpajama_gui.core.techniques.prune import structured as prune_mod
+    from slimpajama_gui.core.techniques.prune import vocabulary as vocab_mod
 
     control = Control()
     calls: list[int] = []

@@ -10,7 +10,7 @@ import torch
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.encoder import SlimConfig, SlimPajamaModel
-from slimpajama_gui.core.techniques.vocabulary import prune_vocabulary
+from slimpajama_gui.core.techniques.prune.vocabulary import prune_vocabulary
 
 
 def tiny_model(seed: int = 0, **overrides) -> SlimPajamaModel:
@@ -168,7 +168,7 @@ def test_a_train_row_that_would_read_other_tokens_makes_pruning_refuse(
     lowercasing), pruning says so instead of handing back a model that reads other ids."""
     from tokenizers import normalizers
 
-    from slimpajama_gui.core.techniques import vocabulary
+    from slimpajama_gui.core.techniques.prune import vocabulary
 
     out = tmp_path / "tok"
     real = vocabulary._load_tokenizer

@@ -40,7 +40,7 @@ from slimpajama_gui import __version__
 from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.catalog import packaged_minilm_path
-from slimpajama_gui.core.model.encoder import copy_tokenizer_files
+from slimpajama_gui.core.model.saving import copy_tokenizer_files
 from slimpajama_gui.core.model.tokenizers import load_tokenizer as open_tokenizer
 from slimpajama_gui.core.model.tokenizers import pin_tokenizer_class
 from slimpajama_gui.core.plan.recipe import (
@@ -64,10 +64,12 @@ from slimpajama_gui.core.storage.history import JobStore, OutputLock
 from slimpajama_gui.core.storage.leftovers import make_scratch, sweep_output
 from slimpajama_gui.core.storage.safe_io import atomic_dir, atomic_write_text
 from slimpajama_gui.core.techniques import distill as distill_mod
-from slimpajama_gui.core.techniques import int8_path, onnx_export
+from slimpajama_gui.core.techniques import onnx_export
 from slimpajama_gui.core.techniques import prune as prune_mod
-from slimpajama_gui.core.techniques import quantize as quant_mod
-from slimpajama_gui.core.techniques import vocabulary as vocab_mod
+from slimpajama_gui.core.techniques.prune import vocabulary as vocab_mod
+from slimpajama_gui.core.techniques.quantize import int8_path
+from slimpajama_gui.core.techniques.quantize.folders import save_quantized
+from slimpajama_gui.core.techniques.quantize.guard import guard_quantization
 from slimpajama_gui.core.techniques.train import (
     Callbacks,
     Control,
@@ -666,9 +668,9 @@ def _quantize(ctx: _Context, index: int, step: Quantize) -> dict[str, Any]:
         ctx.check_stop()
         return classification_report(preds, ctx.dataset.label_names).accuracy
 
-    report = quant_mod.guard_quantization(
+    report = guard_quantization(
         ctx.model, step.method, accuracy_of,
-        tolerance=step.tolerance / 100, per_channel=step.per_channel,
+        tolerance=step.tolerance, per_channel=step.per_channel,
         embeddings=step.embeddings, sample=sample, log=ctx.callbacks.on_message,
         check=ctx.check_stop,
     )  # fmt: skip
@@ -916,7 +918,7 @@ def _save_variant(
             if writer is not None:
                 writer(staging)
             elif getattr(ctx.model, "quantization", None) is not None:
-                quant_mod.save_quantized(ctx.model, None, staging)
+                save_quantized(ctx.model, None, staging)
             else:
                 ctx.model.write_files(staging)
             copy_tokenizer_files(ctx.tokenizer_dir or ctx.source, staging)

@@ -49,8 +49,8 @@ from slimpajama_gui.core.model.encoder import (
     SelfAttention,
     SlimConfig,
     SlimPajamaModel,
-    copy_tokenizer_files,
 )
+from slimpajama_gui.core.model.saving import copy_tokenizer_files
 from slimpajama_gui.core.storage.safe_io import atomic_file, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -444,7 +444,7 @@ def export_and_quantize(
         optimize: fuse with :func:`optimize_onnx` first (not for PyTorch int8 models).
 
     A PyTorch ``dynamic_int8`` model is written as the same int8 model, with the
-    activation bits PyTorch uses on this machine (:mod:`slimpajama_gui.core.techniques.int8_path`),
+    activation bits PyTorch uses on this machine (:mod:`slimpajama_gui.core.techniques.quantize.int8_path`),
     so the file reproduces what PyTorch computes here; ``quantize`` and ``per_channel``
     are then the model's own.
 
@@ -454,7 +454,8 @@ def export_and_quantize(
     Raises:
         UserError: the model was quantized in PyTorch some other way than dynamic_int8.
     """
-    from slimpajama_gui.core.techniques import int8_path, onnx_int8
+    from slimpajama_gui.core.techniques import onnx_int8
+    from slimpajama_gui.core.techniques.quantize import int8_path
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 :func:`export_pytorch_int8` keeps PyTorch's own int8 weights and scales, its uint8
 embedding rows and its int8 pooler/classifier, so ONNX Runtime computes the integers
 PyTorch computes. Activations are quantized at run time as PyTorch quantizes them on the
-machine that exports (:mod:`slimpajama_gui.core.techniques.int8_path`): with ONNX's
+machine that exports (:mod:`slimpajama_gui.core.techniques.quantize.int8_path`): with ONNX's
 ``DynamicQuantizeLinear`` for 8 bits, and with a small subgraph that mirrors PyTorch's
 ``ChooseQuantizationParams`` for the 7 bits of x86 CPUs without VNNI (``DynamicQuantize
 Linear`` only knows 0..255). A 7-bit file gives the same numbers on every CPU: 7-bit

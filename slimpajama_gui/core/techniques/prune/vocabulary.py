@@ -26,10 +26,16 @@ import torch
 
 from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import TOKENIZER_FILES, SlimPajamaModel
+from slimpajama_gui.core.model.encoder import SlimPajamaModel
+from slimpajama_gui.core.model.saving import TOKENIZER_FILES
 from slimpajama_gui.core.model.tokenizers import load_tokenizer, pin_tokenizer_class
 from slimpajama_gui.core.storage.safe_io import atomic_write_text, read_json_object
-from slimpajama_gui.core.techniques.prune import _check_slim, _new_model, _plain_state_dict, _take
+from slimpajama_gui.core.techniques.prune.layers import (
+    _check_slim,
+    _new_model,
+    _plain_state_dict,
+    _take,
+)
 
 #: Rows tokenized at a time (bounds the memory of the id lists).
 CHUNK_ROWS = 2048
