@@ -37,10 +37,9 @@ from slimpajama_gui.core import data as data_mod  # noqa: E402
 from slimpajama_gui.core.runtime import onnx_runner  # noqa: E402
 from slimpajama_gui.core.runtime.evaluate import predict  # noqa: E402
 from slimpajama_gui.core.runtime.loading import open_model  # noqa: E402
-from slimpajama_gui.core.techniques import (
-    int8_path,  # noqa: E402
-    onnx_export,  # noqa: E402
-)
+from slimpajama_gui.core.techniques import onnx_export  # noqa: E402
+from slimpajama_gui.core.techniques.onnx_int8 import quantize_onnx  # noqa: E402
+from slimpajama_gui.core.techniques.quantize import int8_path  # noqa: E402
 from slimpajama_gui.core.techniques.quantize.methods import quantize_model  # noqa: E402
 
 SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
@@ -101,7 +100,7 @@ def main() -> int:
     rows.append(("onnxruntime fp32 (fused export)", fp32_name, ort(fp32), fp32.stat().st_size, "–"))
     for per_channel in (True, False):
         q = work / f"int8-{'channel' if per_channel else 'tensor'}.onnx"
-        onnx_export.quantize_onnx(fp32, q, per_channel=per_channel)
+        quantize_onnx(fp32, q, per_channel=per_channel)
         name = f"onnxruntime int8 per-{'channel' if per_channel else 'tensor'} (quantize_dynamic)"
         rows.append((name, fp32_name, ort(q), q.stat().st_size, ort_cpu))
     paths = [(here.to_dict(), *_int8_rows(model, work, logits, ort))]

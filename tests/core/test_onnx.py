@@ -24,10 +24,13 @@ from slimpajama_gui.core.techniques.onnx_export import (
     ONNX_NAME,
     export_and_quantize,
     export_onnx,
-    quantize_onnx,
     save_onnx_variant,
 )
-from slimpajama_gui.core.techniques.onnx_int8 import META_ACTIVATION_BITS, set_activation_bits
+from slimpajama_gui.core.techniques.onnx_int8 import (
+    META_ACTIVATION_BITS,
+    quantize_onnx,
+    set_activation_bits,
+)
 from slimpajama_gui.core.techniques.quantize import int8_path
 from tests.conftest import SST2
 
