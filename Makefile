@@ -62,7 +62,7 @@ $(CORE_STAMP): pyproject.toml tools/core_requirements.py
 
 # The int8 tests run again on the paths this CPU does not take by itself: as an x86 CPU
 # without VNNI computes (7-bit activations on fbgemm's AVX2 kernels) and as ARM computes
-# (qnnpack, which x86 builds of PyTorch include); see core/techniques/int8_path.py.
+# (qnnpack, which x86 builds of PyTorch include); see slimpajama_gui/core/techniques/quantize/int8_path.py.
 # ARM builds have only the one path. Exit code 5: PYTEST_ARGS selected no int8 test.
 INT8_PATHS = no-vnni arm
 define int8_passes

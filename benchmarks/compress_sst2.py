@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine, write_section  # noqa: E402
 from _timing import add_run_arguments, interleaved_latency, timer_of  # noqa: E402
 
-from slimpajama_gui.core.data.dataset import DatasetSpec, load_dataset  # noqa: E402
+from slimpajama_gui.core.data import DatasetSpec, load_dataset  # noqa: E402
 from slimpajama_gui.core.jobs.pipeline import run  # noqa: E402
 from slimpajama_gui.core.plan.recipe import Recipe, step_from_dict  # noqa: E402
 from slimpajama_gui.core.storage.history import JobStore  # noqa: E402

@@ -88,7 +88,7 @@ def stop_latency(model: str, n: int) -> tuple[float, int, str]:
 
 
 def encode_seconds(tokenizer) -> float:
-    from slimpajama_gui.core.data.dataset import encode
+    from slimpajama_gui.core.data.batching import encode
 
     huge = "wonderful " * 100_000  # 1 MB
     t0 = time.perf_counter()

@@ -10,7 +10,7 @@ the latency benchmark run them), and reports the largest logit difference and th
 argmax agreement with the PyTorch model each one comes from. Writes the "onnx-parity"
 section of docs/benchmarks.md.
 
-PyTorch's int8 arithmetic depends on the CPU (core/techniques/int8_path.py): the PyTorch int8 rows
+PyTorch's int8 arithmetic depends on the CPU (core/techniques/quantize/int8_path.py): the PyTorch int8 rows
 are measured on this CPU's path and, on an x86 CPU with VNNI, once more in a child
 process with SLIMPAJAMA_INT8_PATH=no-vnni (7-bit activations, as x86 CPUs without VNNI
 compute); each row names its path.
@@ -33,15 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import machine, write_section  # noqa: E402
 
-from slimpajama_gui.core.data import dataset as data_mod  # noqa: E402
+from slimpajama_gui.core import data as data_mod  # noqa: E402
 from slimpajama_gui.core.runtime import onnx_runner  # noqa: E402
 from slimpajama_gui.core.runtime.evaluate import predict  # noqa: E402
 from slimpajama_gui.core.runtime.loading import open_model  # noqa: E402
-from slimpajama_gui.core.techniques import (
-    int8_path,  # noqa: E402
-    onnx_export,  # noqa: E402
-)
-from slimpajama_gui.core.techniques.quantize import quantize_model  # noqa: E402
+from slimpajama_gui.core.techniques import onnx_export  # noqa: E402
+from slimpajama_gui.core.techniques.onnx_int8 import quantize_onnx  # noqa: E402
+from slimpajama_gui.core.techniques.quantize import int8_path  # noqa: E402
+from slimpajama_gui.core.techniques.quantize.methods import quantize_model  # noqa: E402
 
 SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 
@@ -101,7 +100,7 @@ def main() -> int:
     rows.append(("onnxruntime fp32 (fused export)", fp32_name, ort(fp32), fp32.stat().st_size, "–"))
     for per_channel in (True, False):
         q = work / f"int8-{'channel' if per_channel else 'tensor'}.onnx"
-        onnx_export.quantize_onnx(fp32, q, per_channel=per_channel)
+        quantize_onnx(fp32, q, per_channel=per_channel)
         name = f"onnxruntime int8 per-{'channel' if per_channel else 'tensor'} (quantize_dynamic)"
         rows.append((name, fp32_name, ort(q), q.stat().st_size, ort_cpu))
     paths = [(here.to_dict(), *_int8_rows(model, work, logits, ort))]

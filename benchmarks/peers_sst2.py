@@ -64,8 +64,8 @@ from _timing import add_run_arguments, interleaved_latency, timer_of  # noqa: E4
 from compress_sst2 import SST2, Variant, measure, variants  # noqa: E402
 from torch import nn  # noqa: E402
 
-from slimpajama_gui.core.data import dataset as data_mod  # noqa: E402
-from slimpajama_gui.core.model.encoder import copy_tokenizer_files  # noqa: E402
+from slimpajama_gui.core import data as data_mod  # noqa: E402
+from slimpajama_gui.core.model.saving import copy_tokenizer_files  # noqa: E402
 from slimpajama_gui.core.model.tokenizers import load_tokenizer
 from slimpajama_gui.core.runtime.bench import (  # noqa: E402
     BenchConfig,

@@ -24,7 +24,7 @@ from typing import Any
 
 from slimpajama_gui import __version__
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.techniques import int8_path
+from slimpajama_gui.core.techniques.quantize import int8_path
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_BUG, EXIT_CANCELLED = 0, 1, 2, 3, 130
 PACKAGED = {"packaged", "minilm"}
@@ -284,7 +284,7 @@ def _load_classifier(spec: str):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from slimpajama_gui.core.data import dataset as data_mod
+    from slimpajama_gui.core import data as data_mod
     from slimpajama_gui.core.runtime.evaluate import classification_report, predict
     from slimpajama_gui.core.runtime.inputs import check_job_inputs
 
@@ -330,7 +330,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from slimpajama_gui.core.data import dataset as data_mod
+    from slimpajama_gui.core import data as data_mod
     from slimpajama_gui.core.runtime.bench import BenchConfig, TorchRunner, benchmark
     from slimpajama_gui.core.runtime.inputs import model_inputs
     from slimpajama_gui.core.runtime.loading import open_model
@@ -517,8 +517,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s"
     )
-    # The pipeline reports a new classifier head itself, in one sentence.
-    quiet = logging.getLogger("slimpajama_gui.core.model.encoder")
+    # The pipeline reports a new classifier head itself, in one sentence. (The model's
+    # loading and saving log under core.model: checkpoints.py and saving.py.)
+    quiet = logging.getLogger("slimpajama_gui.core.model")
     level = quiet.level
     if not args.debug:
         quiet.setLevel(logging.ERROR)

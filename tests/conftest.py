@@ -84,7 +84,7 @@ def write_tiny_minilm_vocab(
     from transformers import BertConfig, BertForSequenceClassification
 
     from slimpajama_gui.core.model.catalog import packaged_minilm_path
-    from slimpajama_gui.core.model.encoder import copy_tokenizer_files
+    from slimpajama_gui.core.model.saving import copy_tokenizer_files
 
     torch.manual_seed(0)
     folder.mkdir(parents=True, exist_ok=True)

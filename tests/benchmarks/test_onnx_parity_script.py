@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from slimpajama_gui.core.techniques import int8_path
+from slimpajama_gui.core.techniques.quantize import int8_path
 
 REPO = Path(__file__).resolve().parents[2]
 SST2 = REPO.parent / "shared" / "data" / "sst2"

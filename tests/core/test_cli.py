@@ -95,7 +95,7 @@ steps:
     out = capsys.readouterr().out
     assert "cli-test" in out and "done" in out
 
-    from slimpajama_gui.core.data.dataset import demo_path
+    from slimpajama_gui.core.data.spec import demo_path
 
     assert cli.main(["eval", str(variant), str(demo_path("dev"))]) == 0
     out = capsys.readouterr().out

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from slimpajama_gui import cli
-from slimpajama_gui.core.data import dataset as data_mod
+from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks, run
 from slimpajama_gui.core.model.tokenizers import load_tokenizer

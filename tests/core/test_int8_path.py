@@ -13,9 +13,10 @@ import torch
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.techniques import int8_path
-from slimpajama_gui.core.techniques.int8_path import ENV_VAR, Int8Path
-from slimpajama_gui.core.techniques.quantize import DynamicInt8Linear, use_int8_kernels
+from slimpajama_gui.core.techniques.quantize import int8_path
+from slimpajama_gui.core.techniques.quantize.int8_path import ENV_VAR, Int8Path
+from slimpajama_gui.core.techniques.quantize.methods import use_int8_kernels
+from slimpajama_gui.core.techniques.quantize.modules import DynamicInt8Linear
 
 pytestmark = pytest.mark.int8
 

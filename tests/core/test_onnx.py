@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import TOKENIZER_FILES, SlimConfig, SlimPajamaModel
+from slimpajama_gui.core.model.encoder import SlimConfig, SlimPajamaModel
+from slimpajama_gui.core.model.saving import TOKENIZER_FILES
 from slimpajama_gui.core.runtime.bench import BenchConfig, benchmark
 from slimpajama_gui.core.runtime.evaluate import predict
 from slimpajama_gui.core.runtime.onnx_runner import (
@@ -19,15 +20,18 @@ from slimpajama_gui.core.runtime.onnx_runner import (
     is_onnx_variant,
     load_onnx_runner,
 )
-from slimpajama_gui.core.techniques import int8_path
 from slimpajama_gui.core.techniques.onnx_export import (
     ONNX_NAME,
     export_and_quantize,
     export_onnx,
-    quantize_onnx,
     save_onnx_variant,
 )
-from slimpajama_gui.core.techniques.onnx_int8 import META_ACTIVATION_BITS, set_activation_bits
+from slimpajama_gui.core.techniques.onnx_int8 import (
+    META_ACTIVATION_BITS,
+    quantize_onnx,
+    set_activation_bits,
+)
+from slimpajama_gui.core.techniques.quantize import int8_path
 from tests.conftest import SST2
 
 pytest.importorskip("onnxruntime")
@@ -350,7 +354,7 @@ def test_packaged_minilm_parity(tmp_path):
 def test_a_pytorch_int8_model_exports_as_the_same_int8_model(tmp_path, per_channel):
     """The ONNX file computes what the PyTorch int8 model computes: its int8 weights,
     per-row int8 embeddings and int8 pooler/classifier, not a re-quantized float copy."""
-    from slimpajama_gui.core.techniques.quantize import quantize_model
+    from slimpajama_gui.core.techniques.quantize.methods import quantize_model
 
     float_model = tiny_model(seed=4)
     quantized = quantize_model(float_model, "dynamic_int8", per_channel=per_channel).model
@@ -369,7 +373,7 @@ def test_a_pytorch_int8_model_exports_as_the_same_int8_model(tmp_path, per_chann
     # One sentence at a time, as the Playground and the batch-1 benchmark run it, the
     # two compute the same integers; only the order of float additions differs.
     # Activations are quantized as PyTorch quantizes them on this machine: 8 bits with
-    # VNNI or on ARM, 7 on other x86 (make test runs both, see core/techniques/int8_path.py).
+    # VNNI or on ARM, 7 on other x86 (make test runs both, see core/techniques/quantize/int8_path.py).
     path = int8_path.current()
     assert info.activation_bits == path.activation_bits
     assert info.int8_path["description"] == path.describe()
@@ -448,7 +452,7 @@ def test_activation_quantization_in_onnx_is_pytorchs(tmp_path, bits):
 
 
 def test_only_dynamic_int8_models_export(tmp_path):
-    from slimpajama_gui.core.techniques.quantize import quantize_model
+    from slimpajama_gui.core.techniques.quantize.methods import quantize_model
 
     half = quantize_model(tiny_model(), "bf16").model
     with pytest.raises(UserError, match="bf16.*no ONNX form"):

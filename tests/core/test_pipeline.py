@@ -19,7 +19,7 @@ from slimpajama_gui.core.plan.recipe import recipe_from_yaml
 from slimpajama_gui.core.runtime.loading import open_model
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.storage.locks import OutputLock
-from slimpajama_gui.core.techniques import int8_path
+from slimpajama_gui.core.techniques.quantize import int8_path
 from slimpajama_gui.core.techniques.train import Control
 
 
@@ -396,7 +396,7 @@ def test_an_fp32_export_checks_it_gives_the_same_logits(tiny_minilm, tmp_path, s
 def test_vocabulary_pruning_keeps_words_of_train_rows_left_out_by_max_rows(
     tiny_minilm, tmp_path, store
 ):
-    from slimpajama_gui.core.data import dataset as data_mod
+    from slimpajama_gui.core import data as data_mod
     from slimpajama_gui.core.model.tokenizers import load_tokenizer
 
     dataset = "train: demo\n  max_rows: 20"
@@ -475,7 +475,7 @@ def wordpiece(word: str, vocab: set[str]) -> list[str]:
 
 
 def pair_logits(model_folder: Path, texts, pairs, max_length: int = 48) -> torch.Tensor:
-    from slimpajama_gui.core.data import dataset as data_mod
+    from slimpajama_gui.core import data as data_mod
     from slimpajama_gui.core.model.tokenizers import load_tokenizer
 
     handle = open_model(model_folder)
@@ -613,7 +613,7 @@ def test_vocabulary_pruning_that_would_change_train_tokens_fails_and_saves_nothi
 ):
     from tokenizers import normalizers
 
-    from slimpajama_gui.core.techniques import vocabulary
+    from slimpajama_gui.core.techniques.prune import vocabulary
 
     real = vocabulary._load_tokenizer
 
@@ -649,8 +649,8 @@ def test_a_stop_inside_a_loop_of_a_step_is_honoured_at_the_next_item(
     """Loops besides training check the stop flag per item: the step ends cancelled after
     the item in progress, and writes nothing."""
     from slimpajama_gui.core.runtime.bench import TorchRunner
-    from slimpajama_gui.core.techniques import prune as prune_mod
-    from slimpajama_gui.core.techniques import vocabulary as vocab_mod
+    from slimpajama_gui.core.techniques.prune import structured as prune_mod
+    from slimpajama_gui.core.techniques.prune import vocabulary as vocab_mod
 
     control = Control()
     calls: list[int] = []

@@ -11,13 +11,14 @@ import torch
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.encoder import SlimConfig, SlimPajamaModel, count_parameters
-from slimpajama_gui.core.techniques import prune
 from slimpajama_gui.core.techniques.prune import (
     GradualMagnitudePruner,
     Importance,
     StructureMasks,
     cubic_sparsity,
     drop_layers,
+    layers,
+    magnitude,
     magnitude_prune,
     make_permanent,
     masked_structure,
@@ -86,7 +87,7 @@ def weights(model) -> dict[str, torch.Tensor]:
 def test_magnitude_global_prunes_exact_share_and_reports_per_layer():
     model = tiny_model()
     report = magnitude_prune(model, 0.5)
-    total = sum(m.weight.numel() for m in prune.prunable_linears(model).values())
+    total = sum(m.weight.numel() for m in magnitude.prunable_linears(model).values())
     assert report.total == total
     assert report.nonzero == total - round(0.5 * total)
     assert report.overall == pytest.approx(0.5, abs=1e-4)
@@ -113,10 +114,10 @@ def test_magnitude_layer_scope_prunes_every_linear_equally():
 def test_magnitude_pruning_again_only_grows_the_masks():
     model = tiny_model()
     magnitude_prune(model, 0.5)
-    first = {n: m.weight_mask.clone() for n, m in prune.prunable_linears(model).items()}
+    first = {n: m.weight_mask.clone() for n, m in magnitude.prunable_linears(model).items()}
     report = magnitude_prune(model, 0.8)
     assert report.overall == pytest.approx(0.8, abs=1e-4)
-    for name, linear in prune.prunable_linears(model).items():
+    for name, linear in magnitude.prunable_linears(model).items():
         assert not (linear.weight_mask.bool() & ~first[name].bool()).any()
 
 
@@ -135,10 +136,10 @@ def test_magnitude_refuses_bad_amount_and_leaves_model_alone(amount):
 def test_magnitude_rolls_back_when_applying_fails(monkeypatch):
     model = tiny_model()
     magnitude_prune(model, 0.2)  # some modules already pruned: their old masks must survive
-    before = {k: v.clone() for k, v in prune._plain_state_dict(model).items()}
-    masks_before = {n: m.weight_mask.clone() for n, m in prune.prunable_linears(model).items()}
+    before = {k: v.clone() for k, v in layers._plain_state_dict(model).items()}
+    masks_before = {n: m.weight_mask.clone() for n, m in magnitude.prunable_linears(model).items()}
     calls = {"n": 0}
-    original = prune._refresh
+    original = magnitude._refresh
 
     def flaky(linear):
         calls["n"] += 1
@@ -146,20 +147,20 @@ def test_magnitude_rolls_back_when_applying_fails(monkeypatch):
             raise RuntimeError("simulated failure half-way")
         original(linear)
 
-    monkeypatch.setattr(prune, "_refresh", flaky)
+    monkeypatch.setattr(magnitude, "_refresh", flaky)
     with pytest.raises(RuntimeError, match="half-way"):
         magnitude_prune(model, 0.9)
-    monkeypatch.setattr(prune, "_refresh", original)
-    after = prune._plain_state_dict(model)
+    monkeypatch.setattr(magnitude, "_refresh", original)
+    after = layers._plain_state_dict(model)
     assert all(torch.equal(before[k], after[k]) for k in before)
-    for name, linear in prune.prunable_linears(model).items():
+    for name, linear in magnitude.prunable_linears(model).items():
         assert torch.equal(linear.weight_mask, masks_before[name])
     assert sparsity_report(model).overall == pytest.approx(0.2, abs=1e-4)
 
     fresh = tiny_model()
     plain = weights(fresh)
     calls["n"] = 0
-    monkeypatch.setattr(prune, "_refresh", flaky)
+    monkeypatch.setattr(magnitude, "_refresh", flaky)
     with pytest.raises(RuntimeError):
         magnitude_prune(fresh, 0.9)
     assert not torch.nn.utils.prune.is_pruned(fresh)
@@ -186,14 +187,14 @@ def test_recovery_training_keeps_zeros_and_permanent_model_saves_plain(tmp_path)
     model = tiny_model()
     batch = toy_batches()[0]
     magnitude_prune(model, 0.6)
-    zero_before = {n: m.weight_mask == 0 for n, m in prune.prunable_linears(model).items()}
+    zero_before = {n: m.weight_mask == 0 for n, m in magnitude.prunable_linears(model).items()}
     train(
         model,
         lambda epoch: toy_batches(seed=epoch),
         4,
         TrainConfig(epochs=2, learning_rate=1e-2, log_every_steps=1, device="cpu"),
     )
-    for name, linear in prune.prunable_linears(model).items():
+    for name, linear in magnitude.prunable_linears(model).items():
         assert (linear.weight[zero_before[name]] == 0).all(), name
     masked_logits = logits(model, batch)
     make_permanent(model)
@@ -246,7 +247,7 @@ class ZeroWatcher(Callbacks):
         self.model, self.zeros, self.sparsity = model, None, []
 
     def on_step_end(self, state):
-        linears = prune.prunable_linears(self.model)
+        linears = magnitude.prunable_linears(self.model)
         now = {n: m.weight == 0 for n, m in linears.items()}
         if self.zeros is not None:
             for name, was in self.zeros.items():

@@ -12,23 +12,25 @@ from torch import nn
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.encoder import SlimConfig, SlimPajamaModel
 from slimpajama_gui.core.storage.safe_io import load_safetensors, read_safetensors_header
-from slimpajama_gui.core.techniques import int8_path
-from slimpajama_gui.core.techniques.quantize import (
-    METHODS,
-    DynamicInt8Linear,
+from slimpajama_gui.core.techniques.quantize import int8_path
+from slimpajama_gui.core.techniques.quantize.folders import load_any, load_quantized, save_quantized
+from slimpajama_gui.core.techniques.quantize.guard import (
     GuardReport,
-    Int4WeightLinear,
-    Int8WeightLinear,
-    QuantizedResult,
-    QuantSpec,
-    _dequant_int4,
     guard_quantization,
     layer_groups,
-    load_any,
-    load_quantized,
+)
+from slimpajama_gui.core.techniques.quantize.methods import (
+    METHODS,
+    QuantizedResult,
+    QuantSpec,
     quantizable_modules,
     quantize_model,
-    save_quantized,
+)
+from slimpajama_gui.core.techniques.quantize.modules import (
+    DynamicInt8Linear,
+    Int4WeightLinear,
+    Int8WeightLinear,
+    _dequant_int4,
 )
 
 pytestmark = pytest.mark.int8
@@ -282,7 +284,7 @@ def fake_evaluate(model: nn.Module) -> float:
 
 @pytest.mark.parametrize("method", ["dynamic_int8", "weight_int4"])
 def test_guard_keeps_the_costly_layer_float_and_stops(model, method):
-    report = guard_quantization(model, method, fake_evaluate, tolerance=0.005)
+    report = guard_quantization(model, method, fake_evaluate, tolerance=0.5)
     assert isinstance(report, GuardReport)
     assert report.baseline == pytest.approx(0.90)
     assert report.quantized == pytest.approx(0.90 - 0.02 - 0.0002)
@@ -296,14 +298,14 @@ def test_guard_keeps_the_costly_layer_float_and_stops(model, method):
 
 
 def test_guard_does_nothing_when_within_tolerance(model):
-    report = guard_quantization(model, "bf16", lambda m: 0.9, tolerance=0.005)
+    report = guard_quantization(model, "bf16", lambda m: 0.9, tolerance=0.5)
     assert report.ok and report.kept_float == [] and report.tried == []
     assert report.sensitivity == {}
 
 
 def test_guard_reports_failure_when_candidates_run_out(model):
     report = guard_quantization(
-        model, "weight_int8", fake_evaluate, tolerance=0.005, candidates=["layers.0.ffn"]
+        model, "weight_int8", fake_evaluate, tolerance=0.5, candidates=["layers.0.ffn"]
     )
     assert not report.ok
     assert [name for name, _ in report.tried] == ["layers.0.ffn"]

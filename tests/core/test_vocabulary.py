@@ -10,7 +10,7 @@ import torch
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.encoder import SlimConfig, SlimPajamaModel
-from slimpajama_gui.core.techniques.vocabulary import prune_vocabulary
+from slimpajama_gui.core.techniques.prune.vocabulary import prune_vocabulary
 
 
 def tiny_model(seed: int = 0, **overrides) -> SlimPajamaModel:
@@ -110,7 +110,7 @@ def test_prune_vocabulary_refusals(tmp_path, minilm_tokenizer_folder):
 
 
 def encoded_logits(model, tokenizer, texts, pairs, max_length):
-    from slimpajama_gui.core.data import dataset as data_mod
+    from slimpajama_gui.core import data as data_mod
 
     enc = data_mod.encode(texts, tokenizer, max_length, pairs)
     types = enc.token_type_ids or [None] * len(enc)
@@ -168,7 +168,7 @@ def test_a_train_row_that_would_read_other_tokens_makes_pruning_refuse(
     lowercasing), pruning says so instead of handing back a model that reads other ids."""
     from tokenizers import normalizers
 
-    from slimpajama_gui.core.techniques import vocabulary
+    from slimpajama_gui.core.techniques.prune import vocabulary
 
     out = tmp_path / "tok"
     real = vocabulary._load_tokenizer

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QItemSelectionModel, QPoint, QPointF, Qt
 
-from slimpajama_gui.core.data import dataset as data_mod
+from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.jobs.flips import EVAL_BATCH
 from slimpajama_gui.core.model.encoder import SlimPajamaModel
 from slimpajama_gui.core.runtime.evaluate import predict, prediction_diff

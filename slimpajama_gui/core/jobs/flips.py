@@ -98,7 +98,7 @@ def flip_job(a: Variant, b: Variant, max_rows: int = MAX_FLIP_ROWS) -> Iterator[
         UserError: no recipe says which data to use, the data or a model cannot be
             read, or the models have another number of classes than the data.
     """
-    from slimpajama_gui.core.data import dataset as data_mod
+    from slimpajama_gui.core import data as data_mod
     from slimpajama_gui.core.runtime.evaluate import classification_report, prediction_diff
 
     owner = a if a.recipe else b
@@ -148,7 +148,7 @@ def flip_job(a: Variant, b: Variant, max_rows: int = MAX_FLIP_ROWS) -> Iterator[
 
 def _predict(side: str, variant: Variant, dataset: Any, sub: Any, names: list[str], length: int):
     """Load ``variant`` and predict the rows of ``sub`` (yields status and progress)."""
-    from slimpajama_gui.core.data import dataset as data_mod
+    from slimpajama_gui.core import data as data_mod
     from slimpajama_gui.core.runtime.evaluate import Predictions, predict
     from slimpajama_gui.core.runtime.inputs import head_label_names, match_label_order, model_inputs
     from slimpajama_gui.core.runtime.loading import open_model

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from slimpajama_gui.core.data import dataset as data_mod
+from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs import handlers as _handlers  # noqa: F401 - registers them
 from slimpajama_gui.core.jobs.context import HANDLERS, ONNX_STEPS, Cancelled, JobContext
@@ -43,7 +43,7 @@ from slimpajama_gui.core.runtime.loading import open_model
 from slimpajama_gui.core.storage.history import JobRecord, JobStore
 from slimpajama_gui.core.storage.leftovers import sweep_output
 from slimpajama_gui.core.storage.locks import OutputLock
-from slimpajama_gui.core.techniques import int8_path
+from slimpajama_gui.core.techniques.quantize import int8_path
 from slimpajama_gui.core.techniques.train import Control, NonFiniteLoss, pick_device
 
 log = logging.getLogger(__name__)

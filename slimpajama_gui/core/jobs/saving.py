@@ -16,12 +16,12 @@ import numpy as np
 
 from slimpajama_gui import __version__
 from slimpajama_gui.core.jobs.context import JobContext
-from slimpajama_gui.core.model.encoder import copy_tokenizer_files
+from slimpajama_gui.core.model.saving import copy_tokenizer_files
 from slimpajama_gui.core.model.tokenizers import pin_tokenizer_class
 from slimpajama_gui.core.plan.recipe import Step
 from slimpajama_gui.core.storage.safe_io import atomic_dir
 from slimpajama_gui.core.storage.variant import VariantRecord
-from slimpajama_gui.core.techniques import quantize as quant_mod
+from slimpajama_gui.core.techniques.quantize.folders import save_quantized
 
 
 def recipe_dir(ctx: JobContext) -> str:
@@ -86,7 +86,7 @@ def save_variant(
             if writer is not None:
                 writer(staging)
             elif getattr(ctx.model, "quantization", None) is not None:
-                quant_mod.save_quantized(ctx.model, None, staging)
+                save_quantized(ctx.model, None, staging)
             else:
                 ctx.model.write_files(staging)
             copy_tokenizer_files(ctx.tokenizer_dir or ctx.source, staging)

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from slimpajama_gui.core.data import dataset as data_mod
+from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.catalog import ModelInfo
 from slimpajama_gui.core.model.shape import default_student_layers

@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from slimpajama_gui.core.data import dataset as data_mod
+from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.hf_config import specific_label_names
 
@@ -100,7 +100,7 @@ class ModelInputs:
         max_length: int,
         pairs: Sequence[str] | None = None,
     ) -> data_mod.Encoded:
-        """:func:`~slimpajama_gui.core.data.dataset.encode`, fitted to this model.
+        """:func:`~slimpajama_gui.core.data.batching.encode`, fitted to this model.
 
         Args:
             texts: N texts.
@@ -227,7 +227,7 @@ def _tokenizer_ids(tokenizer: Any) -> tuple[int | None, int]:
 
 def _source_config(model: Any) -> dict[str, Any]:
     """The ``config.json`` the model was loaded from, or {} (built in memory, ONNX)."""
-    from slimpajama_gui.core.model.encoder import read_config
+    from slimpajama_gui.core.model.checkpoints import read_config
 
     source = getattr(model, "source_path", None)
     if source is None or not (Path(source) / "config.json").is_file():
@@ -242,7 +242,7 @@ def _label_key(name: str) -> str:
 def head_label_names(folder: Path) -> list[str] | None:
     """The class names of the trained head saved in ``folder`` (see
     :func:`specific_label_names`); None for a bare encoder or placeholder names."""
-    from slimpajama_gui.core.model.encoder import read_config
+    from slimpajama_gui.core.model.checkpoints import read_config
 
     if not (Path(folder) / "config.json").is_file():
         return None

@@ -133,7 +133,7 @@ class ModelHandle:
         """
         check_memory(self.info, available_bytes)
         from slimpajama_gui.core.model.encoder import SlimPajamaModel
-        from slimpajama_gui.core.techniques.quantize import is_quantized_folder, load_any
+        from slimpajama_gui.core.techniques.quantize.folders import is_quantized_folder, load_any
 
         if is_quantized_folder(self.info.path):
             return load_any(self.info.path, num_labels=num_labels, id2label=id2label)

@@ -18,10 +18,8 @@ import torch
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import (
-    SlimConfig,
-    read_config,
-)
+from slimpajama_gui.core.model.checkpoints import read_config
+from slimpajama_gui.core.model.encoder import SlimConfig
 from slimpajama_gui.core.techniques.onnx_export import (
     META_LABELS,
     META_MAX_TOKENS,

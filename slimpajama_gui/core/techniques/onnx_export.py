@@ -3,7 +3,8 @@
 A :class:`~slimpajama_gui.core.model.encoder.SlimPajamaModel` is exported to one ONNX
 file that maps ``input_ids``, ``attention_mask`` (and ``token_type_ids``, unless the
 model has no token types) — int64, any batch size, any length — to ``logits``, and can
-be quantized to int8 with ``onnxruntime.quantization.quantize_dynamic``.
+be quantized to int8 with ``onnxruntime.quantization.quantize_dynamic``
+(:func:`~slimpajama_gui.core.techniques.onnx_int8.quantize_onnx`).
 :class:`OrtRunner` runs such a file with the interface of
 :class:`~slimpajama_gui.core.runtime.bench.TorchRunner` (numpy inputs → numpy logits), so
 benchmarks, evaluation and the playground can pick a backend by name.
@@ -28,14 +29,13 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import logging
 import os
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -49,9 +49,10 @@ from slimpajama_gui.core.model.encoder import (
     SelfAttention,
     SlimConfig,
     SlimPajamaModel,
-    copy_tokenizer_files,
 )
+from slimpajama_gui.core.model.saving import copy_tokenizer_files
 from slimpajama_gui.core.storage.safe_io import atomic_file, atomic_write_text
+from slimpajama_gui.core.techniques.onnx_int8 import _quiet_quantizer, quantize_onnx
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +66,6 @@ FP32_EXPORT_TOLERANCE = 1e-4
 #: Graph inputs, in order; ``token_type_ids`` only when ``type_vocab_size > 0``.
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "logits"
-#: Operators quantize_dynamic makes int8: the linear layers ("MatMul"), the fused
-#: attention with its query/key/value weights ("Attention") and the embedding tables
-#: ("Gather": a quarter of their fp32 size, at no measured cost in speed or agreement).
-DEFAULT_QUANT_OPS = ("MatMul", "Gather", "Attention")
 
 # Keys of the metadata stored in the ONNX file, read back by OrtRunner.
 META_MAX_TOKENS = "slimpajama.max_tokens"
@@ -291,106 +288,6 @@ def optimize_onnx(path: Path) -> dict[str, int]:
     return {op: int(n) for op, n in fused.items() if n}
 
 
-# --------------------------------------------------------------------------- quantize
-
-
-def quantize_onnx(
-    src: Path,
-    dst: Path,
-    *,
-    per_channel: bool = True,
-    reduce_range: bool = False,
-    op_types: Sequence[str] = DEFAULT_QUANT_OPS,
-    exclude: Sequence[str] = (),
-) -> Path:
-    """Dynamic int8 quantization of an fp32 ONNX classifier (``quantize_dynamic``).
-
-    Weights become QInt8, symmetric; activations are quantized on the fly at run time.
-    Nodes whose weights are empty (a pruned-away branch) stay fp32; they cost nothing.
-
-    Args:
-        src: an fp32 file from :func:`export_onnx`.
-        dst: where the int8 file goes (written atomically; may equal ``src``).
-        per_channel: one scale per output channel. Per tensor is no faster on x86 and,
-            on MiniLM fine-tuned for SST-2, flipped 4x as many predictions (42 of 872
-            against 11; -1.4 accuracy points against -0.1).
-        reduce_range: 7-bit weights; only for x86 CPUs without VNNI (before ~2019),
-            where 8-bit weights can saturate the int8 multiply-add. With VNNI it only
-            costs accuracy (19 flips against 11 above).
-        op_types: operators to quantize; see :data:`DEFAULT_QUANT_OPS`.
-        exclude: names of nodes to keep in fp32.
-
-    Returns:
-        ``dst``.
-
-    Raises:
-        UserError: ``src`` does not exist.
-    """
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    src, dst = Path(src), Path(dst)
-    if not src.is_file():
-        raise UserError(f"{src} not found; export the model to ONNX first.")
-    with atomic_file(dst) as tmp:
-        with warnings.catch_warnings(), _quiet_quantizer():
-            warnings.simplefilter("ignore")
-            quantize_dynamic(
-                src,
-                tmp,
-                op_types_to_quantize=list(op_types),
-                per_channel=per_channel,
-                reduce_range=reduce_range,
-                weight_type=QuantType.QInt8,
-                # The quantizer cannot scale an empty weight (0 heads, FFN width 0).
-                nodes_to_exclude=[*_nodes_with_empty_weights(src), *exclude],
-                # Fused contrib operators have no ONNX type inference; their outputs
-                # are float (quantize_dynamic's own error message asks for this).
-                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-            )
-        _copy_metadata(src, tmp)
-    return dst
-
-
-class _FromOnnxRuntime(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return f"{os.sep}onnxruntime{os.sep}" not in record.pathname
-
-
-@contextlib.contextmanager
-def _quiet_quantizer() -> Iterator[None]:
-    # quantize_dynamic logs advice on pre-processing straight to the root logger; it is
-    # for people writing quantization scripts, not for our users.
-    quiet = _FromOnnxRuntime()
-    logging.root.addFilter(quiet)
-    try:
-        yield
-    finally:
-        logging.root.removeFilter(quiet)
-
-
-def _nodes_with_empty_weights(path: Path) -> list[str]:
-    import onnx
-
-    graph = onnx.load(str(path)).graph
-    empty = {i.name for i in graph.initializer if 0 in i.dims}
-    return [n.name for n in graph.node if any(name in empty for name in n.input)]
-
-
-def _copy_metadata(src: Path, dst: Path) -> None:
-    import onnx
-
-    meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
-    model = onnx.load(str(dst))
-    have = {p.key for p in model.metadata_props}
-    missing = {k: v for k, v in meta.items() if k not in have}
-    if missing:
-        model.metadata_props.extend(
-            onnx.StringStringEntryProto(key=k, value=v) for k, v in missing.items()
-        )
-        onnx.save(model, str(dst))
-
-
 # --------------------------------------------------------------------------- variants
 
 
@@ -444,7 +341,7 @@ def export_and_quantize(
         optimize: fuse with :func:`optimize_onnx` first (not for PyTorch int8 models).
 
     A PyTorch ``dynamic_int8`` model is written as the same int8 model, with the
-    activation bits PyTorch uses on this machine (:mod:`slimpajama_gui.core.techniques.int8_path`),
+    activation bits PyTorch uses on this machine (:mod:`slimpajama_gui.core.techniques.quantize.int8_path`),
     so the file reproduces what PyTorch computes here; ``quantize`` and ``per_channel``
     are then the model's own.
 
@@ -454,7 +351,8 @@ def export_and_quantize(
     Raises:
         UserError: the model was quantized in PyTorch some other way than dynamic_int8.
     """
-    from slimpajama_gui.core.techniques import int8_path, onnx_int8
+    from slimpajama_gui.core.techniques import onnx_int8
+    from slimpajama_gui.core.techniques.quantize import int8_path
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from slimpajama_gui.core.data import dataset as data_mod
+from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.jobs.context import (
     JobContext,
     accuracy,
@@ -26,7 +26,7 @@ from slimpajama_gui.core.plan.recipe import Prune
 from slimpajama_gui.core.runtime import inputs as inputs_mod
 from slimpajama_gui.core.runtime.bench import count_parameters
 from slimpajama_gui.core.techniques import prune as prune_mod
-from slimpajama_gui.core.techniques import vocabulary as vocab_mod
+from slimpajama_gui.core.techniques.prune import vocabulary as vocab_mod
 from slimpajama_gui.core.techniques.train import Callbacks
 
 #: The vocabulary report's figures that the step's summary (CLI, job log) carries.

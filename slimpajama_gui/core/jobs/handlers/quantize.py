@@ -24,8 +24,9 @@ from slimpajama_gui.core.plan.recipe import Export, Quantize, Step
 from slimpajama_gui.core.runtime import onnx_runner
 from slimpajama_gui.core.runtime.bench import count_parameters
 from slimpajama_gui.core.runtime.evaluate import classification_report, predict
-from slimpajama_gui.core.techniques import int8_path, onnx_export
-from slimpajama_gui.core.techniques import quantize as quant_mod
+from slimpajama_gui.core.techniques import onnx_export
+from slimpajama_gui.core.techniques.quantize import int8_path
+from slimpajama_gui.core.techniques.quantize.guard import guard_quantization
 
 
 @handles("quantize")
@@ -46,9 +47,9 @@ def quantize(ctx: JobContext, index: int, step: Quantize) -> dict[str, Any]:
         ctx.check_stop()
         return classification_report(preds, ctx.dataset.label_names).accuracy
 
-    report = quant_mod.guard_quantization(
+    report = guard_quantization(
         ctx.model, step.method, accuracy_of,
-        tolerance=step.tolerance / 100, per_channel=step.per_channel,
+        tolerance=step.tolerance, per_channel=step.per_channel,
         embeddings=step.embeddings, sample=sample, log=ctx.callbacks.on_message,
         check=ctx.check_stop,
     )  # fmt: skip

@@ -10,7 +10,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from slimpajama_gui.core.data import dataset as data_mod
+from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.jobs.context import (
     Cancelled,
     JobContext,

@@ -8,7 +8,7 @@ the packaged MiniLM-L6: keeping the vocabulary SST-2's training sentences use le
 
 The step promises to change nothing the model reads on its training rows, and checks
 it: the tokenizer is reloaded from the folder written, every train row (pairs encoded
-as pairs, truncated as :func:`slimpajama_gui.core.data.dataset.encode` truncates for the model)
+as pairs, truncated as :func:`slimpajama_gui.core.data.batching.encode` truncates for the model)
 must give the old ids mapped to new ones, or :func:`prune_vocabulary` refuses. The
 figures of :class:`VocabReport` are measured with that reloaded tokenizer too.
 """
@@ -24,12 +24,18 @@ from typing import Any
 
 import torch
 
-from slimpajama_gui.core.data import dataset as data_mod
+from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import TOKENIZER_FILES, SlimPajamaModel
+from slimpajama_gui.core.model.encoder import SlimPajamaModel
+from slimpajama_gui.core.model.saving import TOKENIZER_FILES
 from slimpajama_gui.core.model.tokenizers import load_tokenizer, pin_tokenizer_class
 from slimpajama_gui.core.storage.safe_io import atomic_write_text, read_json_object
-from slimpajama_gui.core.techniques.prune import _check_slim, _new_model, _plain_state_dict, _take
+from slimpajama_gui.core.techniques.prune.layers import (
+    _check_slim,
+    _new_model,
+    _plain_state_dict,
+    _take,
+)
 
 #: Rows tokenized at a time (bounds the memory of the id lists).
 CHUNK_ROWS = 2048

@@ -1,0 +1,370 @@
+"""Reading a table of rows from a CSV, TSV, JSON Lines, JSON or Parquet file.
+
+:func:`read_table` gives a :class:`Table`: the header, every row as read (strings for
+CSV/TSV) and the line (or row, or record) each row starts on, so every later message can
+point at a place in the file. The checks that belong to reading are made here (docs/
+reliability.md): D1 a missing column names the columns found (:meth:`Table.column_index`),
+D2 a file that is not in the given encoding names the line and byte and offers one, D3 an
+empty file or a header without rows is refused, and D6 CSV/TSV go through the :mod:`csv`
+module with strict quoting, so ragged rows are refused by line.
+
+Parquet needs ``pyarrow``, imported only when a Parquet file is read. No pandas.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slimpajama_gui.core.errors import UserError
+
+__all__ = ["FORMATS", "Table", "guess_columns", "read_table"]
+
+#: Formats :func:`read_table` understands, and the file suffixes that select them.
+FORMATS = ("csv", "tsv", "jsonl", "json", "parquet")
+_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+_FORMAT_ALIASES = {"ndjson": "jsonl", "jsonlines": "jsonl", "pq": "parquet"}
+
+
+def _quote_list(values: Sequence[Any], limit: int = 12) -> str:
+    shown = ", ".join(repr(v) for v in list(values)[:limit])
+    if len(values) > limit:
+        shown += f", … ({len(values) - limit} more)"
+    return shown
+
+
+def _numbers(numbers: Sequence[int], limit: int = 5) -> str:
+    """``"3, 8, 12 and 4 more"``."""
+    head = ", ".join(str(n) for n in numbers[:limit])
+    if len(numbers) > limit:
+        head += f" and {len(numbers) - limit} more"
+    return head
+
+
+# --------------------------------------------------------------------------- tables
+
+
+@dataclass
+class Table:
+    """The rows of one file, every cell as read (strings for CSV/TSV).
+
+    ``rows[i]`` lines up with ``columns``; ``lines[i]`` is where row ``i`` starts in the
+    file, counted in ``unit`` (``"line"`` for text files, ``"row"`` for Parquet,
+    ``"record"`` for a JSON array), so messages can point at it.
+    """
+
+    path: Path
+    format: str
+    columns: list[str]
+    rows: list[list[Any]]
+    lines: list[int]
+    unit: str = "line"
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def column(self, key: str | int, field_name: str = "column") -> list[Any]:
+        """All cells of one column, by name or 0-based index (D1 error if absent)."""
+        i = self.column_index(key, field_name)
+        return [row[i] for row in self.rows]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+    def where(self, numbers: Sequence[int]) -> str:
+        """``"train.csv lines 3, 8"`` for the given line numbers."""
+        unit = self.unit if len(numbers) == 1 else self.unit + "s"
+        return f"{self.path.name} {unit} {_numbers(numbers)}"
+
+    def column_index(self, key: str | int, field_name: str = "column") -> int:
+        """Resolve a column name or 0-based index, or explain what the file has (D1)."""
+        found = f"Columns found: {_quote_list(self.columns)}."
+        if isinstance(key, bool) or not isinstance(key, (int, str)):
+            raise UserError(
+                f"{field_name} must be a column name or a 0-based column number, not {key!r}. "
+                + found
+            )
+        if isinstance(key, int):
+            if 0 <= key < len(self.columns):
+                return key
+            raise UserError(
+                f"{field_name}: {key} is not a column of {self.path.name}, which has "
+                f"{len(self.columns)} columns (numbered 0 to {len(self.columns) - 1}). {found}"
+            )
+        if key in self.columns:
+            return self.columns.index(key)
+        folded = [i for i, c in enumerate(self.columns) if c.strip().lower() == key.strip().lower()]
+        if len(folded) == 1:
+            return folded[0]
+        guess_text, guess_label = guess_columns(self.columns)
+        guess = guess_label if "label" in field_name else guess_text
+        example = guess if guess is not None else (self.columns[0] if self.columns else "NAME")
+        hint = ""
+        if len(self.columns) == 1 and any(sep in self.columns[0] for sep in ",;\t|"):
+            hint = (
+                " The file seems to have a single column; check that its separator matches "
+                "its format (CSV uses commas, TSV tabs) or set `format:`."
+            )
+        raise UserError(
+            f"{self.path.name} has no column {key!r} ({field_name}). {found} Map the right "
+            f"one in the dataset settings, e.g. `{field_name}: {example}`, or give its "
+            f"0-based number, e.g. `{field_name}: {self.columns.index(example) if example in self.columns else 0}`."
+            + hint
+        )
+
+
+def _detect_format(path: Path, format: str | None) -> str:
+    if format:
+        fmt = _FORMAT_ALIASES.get(format.lower(), format.lower())
+        if fmt not in FORMATS:
+            raise UserError(
+                f"unknown dataset format {format!r} for {path.name}; use one of "
+                f"{', '.join(FORMATS)}."
+            )
+        return fmt
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise UserError(
+            f"cannot tell the format of {path.name} from its suffix {path.suffix or '(none)'!r}; "
+            f"rename it to .csv, .tsv, .jsonl or .parquet, or set `format:` to one of "
+            f"{', '.join(FORMATS)}."
+        )
+    return fmt
+
+
+def _suggest_encoding(data: bytes) -> str:
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    try:
+        data.decode("cp1252")
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "cp1252"
+
+
+def _decode(path: Path, data: bytes, encoding: str) -> str:
+    """Decode the whole file, or say where and how it fails (D2)."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise UserError(
+            f"unknown encoding {encoding!r} for {path.name}; use a Python codec name such as "
+            "'utf-8', 'cp1252' or 'latin-1'."
+        ) from None
+    is_utf8 = codecs.lookup(encoding).name == "utf-8"
+    try:
+        # utf-8-sig drops the byte-order mark Excel and Notepad put in front.
+        return data.decode("utf-8-sig" if is_utf8 else encoding)
+    except UnicodeDecodeError as exc:
+        start = exc.start + (3 if is_utf8 and data.startswith(codecs.BOM_UTF8) else 0)
+        line = data.count(b"\n", 0, start) + 1
+        col = start - (data.rfind(b"\n", 0, start) + 1) + 1
+        bad = data[start : start + 1].hex()
+        suggestion = _suggest_encoding(data)
+        raise UserError(
+            f"{path.name} is not valid {encoding}: line {line}, byte {col} (0x{bad}, offset "
+            f"{start} in the file) cannot be decoded. Save the file as UTF-8, or set the "
+            f"dataset's encoding to the one it was written in — try encoding='{suggestion}'."
+        ) from None
+
+
+def _read_delimited(path: Path, text: str, fmt: str) -> Table:
+    delimiter = "," if fmt == "csv" else "\t"
+    attempts = [csv.QUOTE_MINIMAL] if fmt == "csv" else [csv.QUOTE_MINIMAL, csv.QUOTE_NONE]
+    first_error: UserError | None = None
+    for quoting in attempts:
+        try:
+            return _parse_delimited(path, text, fmt, delimiter, quoting)
+        except UserError as exc:
+            # Many TSV writers never quote, so a text that merely starts with a quote
+            # breaks the quoted reading; such a file is read again without quoting.
+            first_error = first_error or exc
+    assert first_error is not None
+    raise first_error
+
+
+def _parse_delimited(path: Path, text: str, fmt: str, delimiter: str, quoting: int) -> Table:
+    sep_name = "commas" if delimiter == "," else "tabs"
+    reader = csv.reader(
+        io.StringIO(text, newline=""),
+        delimiter=delimiter,
+        quotechar='"',
+        doublequote=True,
+        strict=True,
+        quoting=quoting,
+    )
+    header: list[str] | None = None
+    rows: list[list[Any]] = []
+    lines: list[int] = []
+    end = 0
+    while True:
+        start = end + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise UserError(
+                f"{path.name} line {start} cannot be read as {fmt.upper()}: {exc}. A text that "
+                f'contains quotes or {sep_name} must be wrapped in double quotes, with inner quotes doubled ("").'
+            ) from None
+        end = reader.line_num
+        if not record or (len(record) == 1 and not record[0].strip() and header is not None):
+            continue  # blank line
+        if header is None:
+            header = [c.strip() or f"column_{i}" for i, c in enumerate(record)]
+            dup = [c for c, n in Counter(header).items() if n > 1]
+            if dup:
+                raise UserError(
+                    f"{path.name} has the column {dup[0]!r} more than once in its header "
+                    "(line 1); give each column its own name."
+                )
+            continue
+        if len(record) != len(header):
+            raise UserError(
+                f"{path.name} line {start} has {len(record)} fields but the header has "
+                f"{len(header)} ({_quote_list(header)}). If the text contains {sep_name}, wrap it "
+                "in double quotes; otherwise fix or remove that line."
+            )
+        rows.append(record)
+        lines.append(start)
+    if header is None:
+        raise UserError(f"{path.name} is empty; it needs a header line and at least one row.")
+    if not rows:
+        raise UserError(
+            f"{path.name} has a header ({_quote_list(header)}) but no rows; add data to it."
+        )
+    return Table(path, fmt, header, rows, lines)
+
+
+def _read_json(path: Path, text: str, fmt: str) -> Table:
+    objects: list[dict] = []
+    lines: list[int] = []
+    unit = "line"
+    stripped = text.lstrip()
+    if fmt == "json" and stripped.startswith("["):
+        unit = "record"
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(
+                f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
+            ) from None
+        for i, obj in enumerate(data, 1):
+            if not isinstance(obj, dict):
+                raise UserError(
+                    f"{path.name} record {i} is not a JSON object with named fields; "
+                    'each record must look like {"sentence": "...", "label": 1}.'
+                )
+            objects.append(obj)
+            lines.append(i)
+    else:
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(
+                    f"{path.name} line {number} is not valid JSON ({exc.msg} at column "
+                    f"{exc.colno}); each line of a JSON Lines file must be one JSON object."
+                ) from None
+            if not isinstance(obj, dict):
+                raise UserError(
+                    f"{path.name} line {number} is not a JSON object; each line must look "
+                    'like {"sentence": "...", "label": 1}.'
+                )
+            objects.append(obj)
+            lines.append(number)
+    if not objects:
+        raise UserError(f"{path.name} is empty; it has no records.")
+    columns: dict[str, None] = {}
+    for obj in objects:
+        for key in obj:
+            columns.setdefault(str(key), None)
+    names = list(columns)
+    rows = [[obj.get(c) for c in names] for obj in objects]
+    return Table(path, fmt, names, rows, lines, unit)
+
+
+def _read_parquet(path: Path) -> Table:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UserError(
+            f"reading the Parquet file {path.name} needs the pyarrow package; install it "
+            "with `pip install pyarrow`, or save the data as CSV, TSV or JSON Lines."
+        ) from None
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        raise UserError(f"{path.name} is not a readable Parquet file: {exc}.") from None
+    columns = [str(c) for c in table.column_names]
+    if table.num_rows == 0:
+        if not columns:
+            raise UserError(f"{path.name} is empty; it has no columns and no rows.")
+        raise UserError(f"{path.name} has columns ({_quote_list(columns)}) but no rows.")
+    data = [table.column(i).to_pylist() for i in range(len(columns))]
+    rows = [list(r) for r in zip(*data, strict=True)]
+    return Table(path, "parquet", columns, rows, list(range(1, len(rows) + 1)), "row")
+
+
+def read_table(path: str | Path, format: str | None = None, encoding: str = "utf-8") -> Table:
+    """Read a CSV, TSV, JSON Lines, JSON array or Parquet file into a :class:`Table`.
+
+    Args:
+        path: the file; its suffix selects the format unless ``format`` is given.
+        format: ``"csv"``, ``"tsv"``, ``"jsonl"`` (``"ndjson"``), ``"json"`` or ``"parquet"``.
+        encoding: the text encoding of CSV/TSV/JSON files (a UTF-8 byte-order mark is
+            skipped).
+
+    Raises:
+        UserError: the file is missing, empty, has only a header (D3), is not in
+            ``encoding`` (D2), has ragged rows or broken quoting (D6) or a bad JSON line.
+    """
+    path = Path(path)
+    fmt = _detect_format(path, format)
+    if not path.exists():
+        raise UserError(f"dataset file not found: {path}. Check the path.")
+    if path.is_dir():
+        raise UserError(
+            f"{path} is a folder; the dataset must be a file (CSV, TSV, JSONL, Parquet)."
+        )
+    if fmt == "parquet":
+        return _read_parquet(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}.") from exc
+    text = _decode(path, data, encoding)
+    if not text.strip():
+        raise UserError(f"{path.name} is empty; it needs a header line and at least one row.")
+    if fmt in ("csv", "tsv"):
+        return _read_delimited(path, text, fmt)
+    return _read_json(path, text, fmt)
+
+
+def guess_columns(columns: Sequence[str]) -> tuple[str | None, str | None]:
+    """Likely (text, label) columns by their names, for pre-filling a mapping form."""
+    text_names = ("sentence", "text", "review", "content", "document", "sentence1", "question")
+    label_names = ("label", "labels", "target", "class", "sentiment", "category", "y")
+    lowered = {c.strip().lower(): c for c in columns}
+    text = next((lowered[n] for n in text_names if n in lowered), None)
+    label = next((lowered[n] for n in label_names if n in lowered), None)
+    return text, label
