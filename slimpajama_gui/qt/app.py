@@ -15,8 +15,8 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from slimpajama_gui import __version__
-from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.paths import log_file
+from slimpajama_gui.qt.widgets.errors import error_sentence
 
 log = logging.getLogger("slimpajama_gui")
 
@@ -54,17 +54,16 @@ def install_excepthook() -> None:
 
     def hook(exc_type, exc, tb):
         text = "".join(traceback.format_exception(exc_type, exc, tb))
-        log.error("Unhandled exception:\n%s", text)
         if QApplication.instance() is None:
+            log.error("Unhandled exception:\n%s", text)
             sys.__excepthook__(exc_type, exc, tb)
             return
-        if isinstance(exc, UserError):
-            message = str(exc)
-        else:
-            message = (
-                f"Something went wrong: {exc_type.__name__}: {exc}\n\n"
-                f"The app is still usable. The full report is in {log_file()}."
-            )
+        message = error_sentence(
+            exc,
+            "An action",
+            hint=f"The app is still usable. The full report is in {log_file()}.",
+            logger=log,
+        )
         box = QMessageBox(QMessageBox.Icon.Critical, APPLICATION, message)
         box.setDetailedText(text)
         box.exec()

@@ -40,7 +40,6 @@ import time
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QTimer, Signal
-from superqt.utils import create_worker
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs import pipeline
@@ -49,6 +48,8 @@ from slimpajama_gui.core.plan.recipe import Recipe
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.techniques.train import Control
 from slimpajama_gui.qt.bridge import JobBridge
+from slimpajama_gui.qt.widgets.errors import error_sentence
+from slimpajama_gui.qt.widgets.workers import start_worker
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,11 @@ class QueuedJob:
         return self.recipe.name
 
 
-def unexpected_error_sentence(exc: BaseException) -> str:
-    """What the user reads when a job dies of a bug (the traceback is in the log)."""
-    if isinstance(exc, UserError):
-        return str(exc)
-    return (
-        f"The job stopped because of an unexpected error ({type(exc).__name__}: {exc}). "
-        "The log has the full report; the app is still usable and earlier results are "
-        "untouched."
-    )
+#: What the sentence about a job that died of a bug ends with.
+JOB_BUG_HINT = (
+    "This is a bug: the log has the full report. The app is still usable and earlier "
+    "results are untouched."
+)
 
 
 def _run_job(
@@ -209,7 +206,7 @@ class JobRunner(QObject):
         self.current_job_id = None
         self.bridge.job_id = None
         self.started_at = time.time()
-        worker = create_worker(
+        self._worker = start_worker(
             _run_job,
             item.recipe,
             self.bridge,
@@ -217,19 +214,12 @@ class JobRunner(QObject):
             self.store,
             self._done,
             self.device,
-            _start_thread=False,
-            # Passed here, not connected afterwards: without an "errored" entry in
-            # _connect, superqt also connects a handler that re-raises the exception.
-            _connect={
-                "returned": self._on_returned,
-                "errored": self._on_errored,
-                "warned": self._on_warned,
-                "finished": self._on_worker_finished,
-            },
+            returned=self._on_returned,
+            errored=self._on_errored,
+            warned=self._on_warned,
+            finished=self._on_worker_finished,
         )
-        self._worker = worker
         self.queue_changed.emit()
-        worker.start()
 
     def _on_job_started(self, job_id: int) -> None:
         if self._abandoned:
@@ -241,8 +231,7 @@ class JobRunner(QObject):
         self._outcome = (result.job_id, result.status, result.error or "")
 
     def _on_errored(self, exc: BaseException) -> None:
-        log.error("A job worker raised", exc_info=(type(exc), exc, exc.__traceback__))
-        sentence = unexpected_error_sentence(exc)
+        sentence = error_sentence(exc, "The job", hint=JOB_BUG_HINT, logger=log)
         job_id = self.bridge.job_id
         if job_id is not None:
             try:

@@ -311,7 +311,8 @@ def test_an_exception_in_the_worker_fails_the_job_and_the_app_stays_usable(
     ):
         view.submit(evaluate_only(tiny_minilm, tmp_path / "broken"))
     sentence = errored.args[0]
-    assert "unexpected error" in sentence and "boom in the engine" in sentence
+    assert sentence.startswith("The job failed (RuntimeError: boom in the engine).")
+    assert "This is a bug" in sentence
     job_id, status, _error = finished.args
     assert status == "failed"
     job = view.store.get_job(job_id)

@@ -33,16 +33,15 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import create_worker
 
-from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs.flips import FlipResult, flip_job
 from slimpajama_gui.core.jobs.index import CompareData, Variant, default_pair, load_variants
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.qt.compare.details import DetailsPanel
 from slimpajama_gui.qt.compare.pareto_plot import ParetoPlot
 from slimpajama_gui.qt.compare.table import SORT_ROLE, VariantTableModel
-from slimpajama_gui.qt.widgets.workers import WorkerSet
+from slimpajama_gui.qt.widgets.errors import error_sentence
+from slimpajama_gui.qt.widgets.workers import WorkerSet, start_worker
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +157,13 @@ class CompareView(QWidget):
         self._refresh_generation += 1
         generation = self._refresh_generation
         self.refresh_button.setEnabled(False)
-        worker = create_worker(load_variants, self.store, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(lambda data, g=generation: self._on_loaded(data, g))
-        worker.errored.connect(lambda exc, g=generation: self._on_load_error(exc, g))
-        self._track(worker)
-        worker.start()
+        start_worker(
+            load_variants,
+            self.store,
+            workers=self._workers,
+            returned=lambda data, g=generation: self._on_loaded(data, g),
+            errored=lambda exc, g=generation: self._on_load_error(exc, g),
+        )
 
     def _on_loaded(self, data: CompareData, generation: int) -> None:
         if self._closing or generation != self._refresh_generation:
@@ -200,11 +201,7 @@ class CompareView(QWidget):
         if self._closing or generation != self._refresh_generation:
             return
         self.refresh_button.setEnabled(True)
-        if isinstance(exc, UserError):
-            text = str(exc)
-        else:
-            log.error("Reading the variants failed", exc_info=exc)
-            text = f"Reading the job history failed ({type(exc).__name__}: {exc}); see the log."
+        text = error_sentence(exc, "Reading the job history", logger=log)
         self.summary.setText(f'<span style="color:#a1261b">{text}</span>')
         self.loaded.emit(len(self.variants))
 
@@ -285,17 +282,19 @@ class CompareView(QWidget):
 
     def _start_flips(self, a: Variant, b: Variant) -> None:
         generation = self._flip_generation
-        worker = create_worker(flip_job, a, b, _start_thread=False, _ignore_errors=True)
-        self._flip_worker = worker
-        worker.yielded.connect(lambda item, g=generation: self._on_flip_progress(item, g))
-        worker.returned.connect(lambda result, g=generation: self._on_flips(result, g))
-        worker.errored.connect(lambda exc, g=generation: self._on_flip_error(exc, g))
-        worker.finished.connect(lambda g=generation: self._on_flip_finished(g))
-        self._track(worker)
         self.details.progress.setRange(0, 0)
         self.details.progress.show()
         self.details.stop_button.show()
-        worker.start()
+        self._flip_worker = start_worker(
+            flip_job,
+            a,
+            b,
+            workers=self._workers,
+            yielded=lambda item, g=generation: self._on_flip_progress(item, g),
+            returned=lambda result, g=generation: self._on_flips(result, g),
+            errored=lambda exc, g=generation: self._on_flip_error(exc, g),
+            finished=lambda g=generation: self._on_flip_finished(g),
+        )
 
     def _on_flip_progress(self, item: tuple, generation: int) -> None:
         if self._closing or generation != self._flip_generation:
@@ -318,14 +317,7 @@ class CompareView(QWidget):
     def _on_flip_error(self, exc: BaseException, generation: int) -> None:
         if self._closing or generation != self._flip_generation:
             return
-        if isinstance(exc, UserError):
-            text = str(exc)
-        else:
-            log.error("Comparing predictions failed", exc_info=exc)
-            text = (
-                f"Comparing predictions failed ({type(exc).__name__}: {exc}). The log has the "
-                "details; please report it."
-            )
+        text = error_sentence(exc, "Comparing predictions", logger=log)
         self.details.status.setText(f'<span style="color:#a1261b">{text}</span>')
         self.details.flip_summary.setText("")
         for caption, side in ((self.details.caption_a, "A"), (self.details.caption_b, "B")):
@@ -349,9 +341,6 @@ class CompareView(QWidget):
             self.details.status.setText("<i>Stopped.</i>")
 
     # ------------------------------------------------------------------ lifetime
-    def _track(self, worker) -> None:
-        self._workers.track(worker)
-
     def busy(self) -> bool:
         return bool(self._workers)
 

@@ -56,6 +56,7 @@ def start_worker(
     errored: Callable[[BaseException], Any] | None = None,
     yielded: Callable[[Any], Any] | None = None,
     finished: Callable[[], Any] | None = None,
+    warned: Callable[[tuple], Any] | None = None,
     **kwargs: Any,
 ):
     """Run ``func(*args, **kwargs)`` on the thread pool and return its started worker.
@@ -71,6 +72,8 @@ def start_worker(
             it as a bug.
         yielded: called on the GUI thread with each yielded value.
         finished: called on the GUI thread last, whether it returned, raised or quit.
+        warned: called on the GUI thread with each warning ``func`` issued, as the tuple
+            of :func:`warnings.showwarning`'s arguments.
 
     Prefer bound methods to lambdas as handlers where the widget may be gone by then:
     Qt drops a call to a deleted object's method.
@@ -81,6 +84,8 @@ def start_worker(
     if returned is not None:
         worker.returned.connect(returned)
     worker.errored.connect(errored if errored is not None else _log_unhandled)
+    if warned is not None:
+        worker.warned.connect(warned)
     if finished is not None:
         worker.finished.connect(finished)
     if workers is not None:

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.plan.presets import DEMO_SPEC
+from slimpajama_gui.qt.widgets.errors import error_sentence
 from slimpajama_gui.qt.wizard.widgets import (
     NOTE_STYLE,
     WARNING_STYLE,
@@ -309,8 +310,7 @@ class DataPage(WizardPage):
         if self.wiz.closing:
             return
         self._loading = False
-        log.error("Reading the data failed", exc_info=exc)
-        show_text(self.error, f"Could not read the data: {type(exc).__name__}: {exc}")
+        show_text(self.error, error_sentence(exc, "Reading the data", logger=log))
         self.completeChanged.emit()
 
     def _fill_columns(self, report: DataReport) -> None:

@@ -24,10 +24,10 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.catalog import ModelInfo, discover_models, inspect_model
 from slimpajama_gui.core.units import human_bytes, human_count
 from slimpajama_gui.qt.model_table import heads_text
+from slimpajama_gui.qt.widgets.errors import error_sentence
 from slimpajama_gui.qt.wizard.widgets import (
     NOTE_STYLE,
     WizardPage,
@@ -177,11 +177,7 @@ class ModelPage(WizardPage):
         self._discovering = False
         self.busy.setText("")
         self.add_button.setEnabled(True)
-        if isinstance(exc, UserError):
-            show_text(self.error, str(exc))
-        else:
-            log.error("Reading a model failed", exc_info=exc)
-            show_text(self.error, f"Could not read the model: {type(exc).__name__}: {exc}")
+        show_text(self.error, error_sentence(exc, "Reading the model", logger=log))
         self.completeChanged.emit()
 
     # -- summary ---------------------------------------------------------------------

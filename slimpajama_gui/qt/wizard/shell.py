@@ -30,13 +30,13 @@ from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QDialog, QWidget, QWizard
-from superqt.utils import create_worker
 
 from slimpajama_gui.core.model.catalog import ModelInfo
 from slimpajama_gui.core.plan.draft import Draft
 from slimpajama_gui.core.plan.estimate import count_vocabulary
 from slimpajama_gui.core.plan.recipe import Recipe
 from slimpajama_gui.core.plan.steps import Step
+from slimpajama_gui.qt.widgets.workers import WorkerSet, start_worker
 from slimpajama_gui.qt.wizard.data_page import DataPage
 from slimpajama_gui.qt.wizard.model_page import ModelPage
 from slimpajama_gui.qt.wizard.review_page import ReviewPage
@@ -73,7 +73,7 @@ class CompressWizard(QWizard):
         self.setButtonText(QWizard.WizardButton.FinishButton, "Run")
         self.button(QWizard.WizardButton.FinishButton).setToolTip("Queue the job and close")
         self.closing = False
-        self._workers: set = set()
+        self._workers = WorkerSet()
         self._vocab_pending: set[tuple] = set()
         #: The job being planned; the pages edit it and listen to it.
         self.draft = Draft()
@@ -135,14 +135,7 @@ class CompressWizard(QWizard):
         errored: Callable[[BaseException], None],
     ) -> None:
         """Run ``func(*args)`` on the thread pool; results come back to the GUI thread."""
-        worker = create_worker(
-            func, *args, _start_thread=False, _connect={"returned": returned, "errored": errored}
-        )
-        # superqt keeps the worker alive while it runs; this set only answers busy().
-        workers = self._workers
-        workers.add(worker)
-        worker.finished.connect(lambda w=worker: workers.discard(w))
-        worker.start()
+        start_worker(func, *args, workers=self._workers, returned=returned, errored=errored)
 
     def busy(self) -> bool:
         """Whether a worker (model header, data, vocabulary count) is still running."""
