@@ -312,7 +312,7 @@ def cancel_phase(jobs, model: str, steps: int, timeout: float, probe: Probe) -> 
 
 def playground_phase(window, source: Path, result: Path, timeout: float, probe: Probe) -> None:
     """Both Playground models load (cold) and predict one sentence; ticks meanwhile."""
-    from slimpajama_gui.core.model.catalog import inspect_model
+    from slimpajama_gui.core.model.inspection import inspect_model
 
     view = window.playground
     window.show_area("playground")

@@ -1077,7 +1077,7 @@ def main() -> int:
         help="1 thread, 200 train rows, 20 timed sentences, one timed pass; nothing written to docs/",
     )
     parser.add_argument(
-        "--work", type=Path, help="folder for every artifact (default: a temp folder)"
+        "--work", type=Path, help="folder for every file the run writes (default: a temp folder)"
     )
     args = parser.parse_args()
     # The published protocol: 2 threads, and as many passes as fill ~3 s ("auto").

@@ -74,7 +74,7 @@ def _mb(n: int | None) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from slimpajama_gui.core.model.catalog import inspect_model
+    from slimpajama_gui.core.model.inspection import inspect_model
 
     info = inspect_model(
         _model_path(args.model), source="packaged" if args.model in PACKAGED else "folder"

@@ -67,7 +67,7 @@ class JobBridge(QObject, PipelineCallbacks):
         progress(int index, int done, int total): units done in the current step.
         logged(int index, dict metrics): training metrics (loss terms, lr, step, ...).
         evaluated(int index, dict metrics): evaluation or benchmark figures.
-        artifact(int index, str path, dict info): a variant was saved.
+        variant_saved(int index, str path, dict info): a variant was saved.
         step_finished(int index, dict summary): step ``index`` ended.
         finished(str status, str error): done / failed / cancelled; error "" if none.
 
@@ -84,7 +84,7 @@ class JobBridge(QObject, PipelineCallbacks):
     progress = Signal(int, int, int)
     logged = Signal(int, dict)
     evaluated = Signal(int, dict)
-    artifact = Signal(int, str, dict)
+    variant_saved = Signal(int, str, dict)
     step_finished = Signal(int, dict)
     finished = Signal(str, str)
 
@@ -138,7 +138,7 @@ class JobBridge(QObject, PipelineCallbacks):
             if k in summary
         }
         info["metrics"] = copy.deepcopy(summary.get("metrics", {}))
-        self.artifact.emit(index, str(path), info)
+        self.variant_saved.emit(index, str(path), info)
 
     def on_step_end(self, index: int, step: Step, summary: dict[str, Any]) -> None:
         if not self.detached:

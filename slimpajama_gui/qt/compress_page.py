@@ -7,7 +7,7 @@ from collections.abc import Callable
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from slimpajama_gui.core.model.catalog import ModelInfo
+from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.qt.wizard import CompressWizard
 
 PRESET_TEXT = {

@@ -170,7 +170,7 @@ class JobsView(QWidget):
         bridge.progress.connect(self._on_progress)
         bridge.logged.connect(self.live_charts.add_metrics)
         bridge.evaluated.connect(self.live_charts.add_metrics)
-        bridge.artifact.connect(self._on_artifact)
+        bridge.variant_saved.connect(self._on_variant_saved)
         bridge.step_finished.connect(self._on_step_finished)
         self.runner.queue_changed.connect(self.refresh)
         self.runner.job_finished.connect(self._on_job_finished)
@@ -301,10 +301,10 @@ class JobsView(QWidget):
     def result_path(self, job_id: int) -> str | None:
         """The newest model the job saved, if any."""
         try:
-            artifacts = self.store.variants(job_id)
+            variants = self.store.variants(job_id)
         except (UserError, RuntimeError):
             return None
-        models = [a for a in artifacts if a.kind == "model"]
+        models = [v for v in variants if v.kind == "model"]
         return models[0].path if models else None
 
     def _open_result(self) -> None:
@@ -400,7 +400,7 @@ class JobsView(QWidget):
         if self._live_job is not None:
             self.model.set_live_progress(self._live_job, fraction)
 
-    def _on_artifact(self, index: int, path: str, info: dict) -> None:
+    def _on_variant_saved(self, index: int, path: str, info: dict) -> None:
         if self._live_job is not None:
             self._log(self._live_job, f"step {index + 1}: saved {path}")
 

@@ -19,7 +19,7 @@ from PySide6.QtCore import (
     Qt,
 )
 
-from slimpajama_gui.core.model.catalog import ModelInfo
+from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.units import human_bytes, human_count
 
 #: Role holding the raw (sortable) value of a cell.

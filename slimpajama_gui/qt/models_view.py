@@ -37,7 +37,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from slimpajama_gui.core.model.catalog import ModelInfo, discover_models
+from slimpajama_gui.core.model.catalog import discover_models
+from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.units import human_bytes, human_count
 from slimpajama_gui.qt.model_table import (
     INFO_ROLE,

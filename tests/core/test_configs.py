@@ -25,9 +25,9 @@ from transformers.activations import ACT2FN
 
 from slimpajama_gui import cli
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.catalog import inspect_model
-from slimpajama_gui.core.model.encoder import ACTIVATIONS, SlimPajamaModel
+from slimpajama_gui.core.model.encoder import ACTIVATIONS, EncoderClassifier
 from slimpajama_gui.core.model.hf_config import ACTIVATION_NAMES, DEFAULTS
+from slimpajama_gui.core.model.inspection import inspect_model
 from slimpajama_gui.core.runtime.loading import open_model
 from tests.conftest import TINY_VOCAB
 
@@ -158,7 +158,7 @@ def inputs(family: str = "bert", pad: int | None = None, segments: int = 2):
 def logits_of(model, family: str, pad: int | None = None, segments: int = 2) -> torch.Tensor:
     ids, mask, types = inputs(family, pad, segments)
     with torch.no_grad():
-        if isinstance(model, SlimPajamaModel):
+        if isinstance(model, EncoderClassifier):
             return model(ids, mask, types).logits
         out = model(input_ids=ids, attention_mask=mask, token_type_ids=types, return_dict=True)
         return out.logits.float()
@@ -208,7 +208,7 @@ def test_pruned_heads_folder_loads_with_transformers_logits(family, tmp_path, ca
 
     # Our own format keeps the pruned shape; the transformers export reloads in
     # transformers (which has no pruned_heads any more) with the same logits.
-    saved = SlimPajamaModel.from_pretrained(ours.save_pretrained(tmp_path / "ours"))
+    saved = EncoderClassifier.from_pretrained(ours.save_pretrained(tmp_path / "ours"))
     assert saved.config.layer_heads == [2, 3]
     torch.testing.assert_close(logits_of(saved, family), expected, atol=1e-5, rtol=0)
     exported = ours.export_transformers(tmp_path / "hf", tokenizer_from=folder)
@@ -237,7 +237,7 @@ def test_a_layer_with_every_head_pruned_keeps_only_its_output_bias(tmp_path):
     folder = tmp_path / "m"
     build(folder, prune={0: [0, 1, 2, 3], 1: [2]})
     assert inspect_model(folder).layer_heads == (0, 3)
-    ours = SlimPajamaModel.from_pretrained(folder)
+    ours = EncoderClassifier.from_pretrained(folder)
     # transformers cannot run a layer without heads; the unpruned model whose removed
     # heads have zero output columns computes the same function.
     ref = build(tmp_path / "unpruned")
@@ -386,7 +386,7 @@ def test_every_config_transformers_loads_or_refuses_is_refused_here_by_feature(
     folder = tmp_path / "m"
     build(folder, family, **arguments)
     with pytest.raises(UserError) as loaded:
-        SlimPajamaModel.from_pretrained(folder)
+        EncoderClassifier.from_pretrained(folder)
     assert_refused_by_feature(loaded.value, key)
     if in_browser:  # `slimpajama info` and the model browser refuse it as well
         with pytest.raises(UserError) as browsed:
@@ -394,14 +394,14 @@ def test_every_config_transformers_loads_or_refuses_is_refused_here_by_feature(
         assert_refused_by_feature(browsed.value, key.split()[0])
     else:  # only the head is refused: the encoder under new labels is fine
         assert inspect_model(folder).num_labels is not None
-        assert SlimPajamaModel.from_pretrained(folder, num_labels=4).load_report.new_keys
+        assert EncoderClassifier.from_pretrained(folder, num_labels=4).load_report.new_keys
 
 
 def test_a_genuine_mismatch_still_names_the_keys_and_says_different_models(tmp_path):
     folder = tmp_path / "m"
     build(folder, edit={"intermediate_size": 40})
     with pytest.raises(UserError) as err:
-        SlimPajamaModel.from_pretrained(folder)
+        EncoderClassifier.from_pretrained(folder)
     message = str(err.value)
     assert "layers.0.ffn.intermediate.weight (file (48, 32), config (40, 32)) set by " in message
     assert "intermediate_size" in message
@@ -422,7 +422,7 @@ def test_more_num_hidden_layers_than_the_weights_hold_is_named(tmp_path):
     folder = tmp_path / "m"
     build(folder, edit={"num_hidden_layers": 3})
     with pytest.raises(UserError) as err:
-        SlimPajamaModel.from_pretrained(folder)
+        EncoderClassifier.from_pretrained(folder)
     message = str(err.value)
     assert "hold 2 layers but config.json's num_hidden_layers gives 3" in message
     assert "set num_hidden_layers to match the weights" in message

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import SlimConfig, SlimPajamaModel
+from slimpajama_gui.core.model.encoder import EncoderClassifier, EncoderConfig
 from slimpajama_gui.core.runtime.evaluate import classification_report, predict
 from slimpajama_gui.core.techniques.distill import (
     PROJECTION_ATTR,
@@ -63,14 +63,14 @@ def to_batches(rows, batch_size: int, *, shuffle_seed: int | None = None, pad_id
         }
 
 
-def tiny_model(seed: int = 0, layers: int = 4, heads: int = 4) -> SlimPajamaModel:
+def tiny_model(seed: int = 0, layers: int = 4, heads: int = 4) -> EncoderClassifier:
     torch.manual_seed(seed)
-    config = SlimConfig(
+    config = EncoderConfig(
         vocab_size=VOCAB, hidden_size=32, layer_heads=[heads] * layers, head_dim=32 // heads,
         layer_ffn=[64] * layers, max_position_embeddings=32, hidden_dropout=0.0,
         attention_dropout=0.0,
     )  # fmt: skip
-    return SlimPajamaModel(config)
+    return EncoderClassifier(config)
 
 
 TRAIN, EVAL = toy_rows(320, seed=1), toy_rows(80, seed=2)
@@ -99,7 +99,7 @@ def make_fit(lr: float = 3e-3, keep_best: bool = True):
 
 
 @pytest.fixture(scope="module")
-def teacher() -> SlimPajamaModel:
+def teacher() -> EncoderClassifier:
     """A 4-layer model fine-tuned on the toy task. Read-only: tests copy what they change."""
     model = tiny_model(seed=0)
     make_fit()(model, 5)

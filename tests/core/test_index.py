@@ -20,7 +20,7 @@ from slimpajama_gui.core.jobs.index import (
     playground_pair,
 )
 from slimpajama_gui.core.jobs.pipeline import run
-from slimpajama_gui.core.model.catalog import inspect_model
+from slimpajama_gui.core.model.inspection import inspect_model
 from slimpajama_gui.core.plan.recipe import recipe_from_yaml
 from slimpajama_gui.core.storage.history import JobStore
 

@@ -16,16 +16,14 @@ import pytest
 from safetensors.numpy import save_file
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model import catalog
+from slimpajama_gui.core.model import inspection
 from slimpajama_gui.core.model.catalog import (
-    PACKAGED_NAME,
-    ModelInfo,
     default_hf_cache_dir,
     discover_models,
-    inspect_model,
     packaged_minilm_path,
     scan_hf_cache,
 )
+from slimpajama_gui.core.model.inspection import PACKAGED_NAME, ModelInfo, inspect_model
 from slimpajama_gui.core.runtime import loading
 from slimpajama_gui.core.runtime.loading import (
     ModelHandle,
@@ -550,7 +548,7 @@ def test_m12_refuses_when_memory_is_tiny(tiny_bert, monkeypatch) -> None:
     handle = open_model(tiny_bert[0])
     need = estimate_memory_bytes(handle.info)
     assert handle.info.weights_bytes == 4 * tiny_bert[1]  # F32 tensor bytes
-    assert need == int(catalog.MEMORY_FACTOR * handle.info.weights_bytes)
+    assert need == int(inspection.MEMORY_FACTOR * handle.info.weights_bytes)
     with pytest.raises(UserError, match="free"):
         handle.load_model(available_bytes=need - 1)
     monkeypatch.setattr(loading, "available_memory_bytes", lambda: 100)

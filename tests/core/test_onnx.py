@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import SlimConfig, SlimPajamaModel
+from slimpajama_gui.core.model.encoder import EncoderClassifier, EncoderConfig
 from slimpajama_gui.core.model.saving import TOKENIZER_FILES
 from slimpajama_gui.core.runtime.bench import BenchConfig, benchmark
 from slimpajama_gui.core.runtime.evaluate import predict
@@ -45,14 +45,14 @@ TINY_FP32_ATOL = 1e-5
 
 def tiny_model(
     heads=(4, 4), ffn=(64, 64), *, seed: int = 0, type_vocab_size: int = 2
-) -> SlimPajamaModel:
+) -> EncoderClassifier:
     torch.manual_seed(seed)
-    config = SlimConfig(
+    config = EncoderConfig(
         vocab_size=VOCAB, hidden_size=32, layer_heads=list(heads), head_dim=8,
         layer_ffn=list(ffn), max_position_embeddings=64, type_vocab_size=type_vocab_size,
         hidden_dropout=0.0, attention_dropout=0.0,
     )  # fmt: skip
-    return SlimPajamaModel(config).eval()
+    return EncoderClassifier(config).eval()
 
 
 def padded_batch(lengths, *, seed: int = 0, pad_value: int = 0) -> dict[str, np.ndarray]:
@@ -69,7 +69,7 @@ def padded_batch(lengths, *, seed: int = 0, pad_value: int = 0) -> dict[str, np.
 
 
 @torch.inference_mode()
-def torch_logits(model: SlimPajamaModel, inputs: dict[str, np.ndarray]) -> np.ndarray:
+def torch_logits(model: EncoderClassifier, inputs: dict[str, np.ndarray]) -> np.ndarray:
     return model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits.numpy()
 
 
@@ -253,7 +253,7 @@ def test_missing_or_damaged_file_is_a_user_error(tmp_path):
 def test_variant_folder_round_trip(tiny_bert, tmp_path):
     from transformers import AutoTokenizer
 
-    model = SlimPajamaModel.from_pretrained(tiny_bert, id2label={0: "neg", 1: "pos"})
+    model = EncoderClassifier.from_pretrained(tiny_bert, id2label={0: "neg", 1: "pos"})
     folder = tmp_path / "variant"
     folder.mkdir()
     info = save_onnx_variant(model, tiny_bert, folder, quantized=True)
@@ -287,7 +287,7 @@ def test_variant_folder_round_trip(tiny_bert, tmp_path):
 
 
 def test_fp32_variant_and_missing_folder(tiny_bert, tmp_path):
-    model = SlimPajamaModel.from_pretrained(tiny_bert)
+    model = EncoderClassifier.from_pretrained(tiny_bert)
     info = export_and_quantize(model, tmp_path / "fp32", quantize=False)
     assert not info.quantized and info.per_channel is None
     assert sorted(p.name for p in (tmp_path / "fp32").iterdir()) == [ONNX_NAME]
@@ -318,7 +318,7 @@ def test_packaged_minilm_parity(tmp_path):
     # Sorted by length so the padded batches waste little work.
     sentences = sorted(_dev_sentences(200), key=len)
     torch.manual_seed(0)  # the classifier head is new: seed it
-    model = SlimPajamaModel.from_pretrained(packaged_minilm_path(), num_labels=2)
+    model = EncoderClassifier.from_pretrained(packaged_minilm_path(), num_labels=2)
     tokenizer = AutoTokenizer.from_pretrained(packaged_minilm_path(), local_files_only=True)
     fp32 = export_onnx(model, tmp_path / "fp32.onnx")
     int8 = quantize_onnx(fp32, tmp_path / "int8.onnx")

@@ -67,7 +67,7 @@ class Recorder(PipelineCallbacks):
         self.events.append(("eval", index, metrics))
 
     def on_variant(self, index, path, record):
-        self.events.append(("artifact", index, path))
+        self.events.append(("variant", index, path))
 
     def on_end(self, status, error):
         self.events.append(("end", status, error))

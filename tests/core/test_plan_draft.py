@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.catalog import inspect_model, packaged_minilm_path
+from slimpajama_gui.core.model.catalog import packaged_minilm_path
+from slimpajama_gui.core.model.inspection import inspect_model
 from slimpajama_gui.core.plan.draft import Draft, Training
 from slimpajama_gui.core.plan.presets import DEMO_SPEC
 from slimpajama_gui.core.plan.steps import Benchmark, Distill, FineTune, Prune

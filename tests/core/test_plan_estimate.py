@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from slimpajama_gui.core.model.catalog import inspect_model, packaged_minilm_path
+from slimpajama_gui.core.model.catalog import packaged_minilm_path
+from slimpajama_gui.core.model.inspection import inspect_model
 from slimpajama_gui.core.plan.estimate import count_vocabulary, estimate_chain
 from slimpajama_gui.core.plan.steps import Distill, Evaluate, Prune, Quantize
 

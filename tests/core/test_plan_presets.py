@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.catalog import inspect_model, packaged_minilm_path
+from slimpajama_gui.core.model.catalog import packaged_minilm_path
+from slimpajama_gui.core.model.inspection import inspect_model
 from slimpajama_gui.core.model.shape import default_student_layers
 from slimpajama_gui.core.plan import presets
 from slimpajama_gui.core.plan.steps import Distill, FineTune, Prune, Quantize

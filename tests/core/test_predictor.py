@@ -83,13 +83,13 @@ def test_a_missing_folder_is_a_user_error(tmp_path):
 
 
 def test_quantized_and_onnx_variants_load_through_the_same_path(tiny_bert, tmp_path):
-    from slimpajama_gui.core.model.encoder import SlimPajamaModel
+    from slimpajama_gui.core.model.encoder import EncoderClassifier
     from slimpajama_gui.core.techniques.onnx_export import save_onnx_variant
     from slimpajama_gui.core.techniques.quantize.folders import save_quantized
     from slimpajama_gui.core.techniques.quantize.methods import quantize_model
 
     float_probs, names, _ = ModelPredictor(tiny_bert).predict(TEXTS)
-    model = SlimPajamaModel.from_pretrained(tiny_bert)
+    model = EncoderClassifier.from_pretrained(tiny_bert)
 
     fp16 = tmp_path / "fp16"
     fp16.mkdir()

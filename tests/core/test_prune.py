@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import SlimConfig, SlimPajamaModel, count_parameters
+from slimpajama_gui.core.model.encoder import EncoderClassifier, EncoderConfig, count_parameters
 from slimpajama_gui.core.techniques.prune import (
     GradualMagnitudePruner,
     Importance,
@@ -33,7 +33,7 @@ from slimpajama_gui.core.techniques.train import Callbacks, TrainConfig, train
 VOCAB, GOOD, BAD = 40, 7, 8
 
 
-def tiny_model(seed: int = 0, **overrides) -> SlimPajamaModel:
+def tiny_model(seed: int = 0, **overrides) -> EncoderClassifier:
     torch.manual_seed(seed)
     base = dict(
         vocab_size=VOCAB, hidden_size=32, layer_heads=[4, 4, 4], head_dim=8,
@@ -41,7 +41,7 @@ def tiny_model(seed: int = 0, **overrides) -> SlimPajamaModel:
         attention_dropout=0.0,
     )  # fmt: skip
     base.update(overrides)
-    return SlimPajamaModel(SlimConfig(**base)).eval()
+    return EncoderClassifier(EncoderConfig(**base)).eval()
 
 
 def toy_batches(n: int = 64, batch_size: int = 16, seed: int = 0):
@@ -204,7 +204,7 @@ def test_recovery_training_keeps_zeros_and_permanent_model_saves_plain(tmp_path)
     assert not any(k.endswith(("_orig", "_mask")) for k in keys)
     assert sparsity_report(model).overall == pytest.approx(0.6, abs=1e-4)
     torch.testing.assert_close(logits(model, batch), masked_logits)
-    loaded = SlimPajamaModel.from_pretrained(model.save_pretrained(tmp_path / "pruned"))
+    loaded = EncoderClassifier.from_pretrained(model.save_pretrained(tmp_path / "pruned"))
     torch.testing.assert_close(logits(loaded, batch), masked_logits)
     assert make_permanent(loaded) is loaded  # no masks: a no-op
 
@@ -363,7 +363,7 @@ def test_prune_structure_matches_masked_original_and_round_trips(tmp_path):
             expected = logits(model, batch)
         torch.testing.assert_close(logits(small, batch), expected, rtol=0, atol=1e-6)
     assert not (logits(model, batches[0]) == expected).all()  # hooks are gone again
-    loaded = SlimPajamaModel.from_pretrained(small.save_pretrained(tmp_path / "small"))
+    loaded = EncoderClassifier.from_pretrained(small.save_pretrained(tmp_path / "small"))
     assert loaded.config.layer_heads == small.config.layer_heads
     torch.testing.assert_close(logits(loaded, batches[0]), logits(small, batches[0]))
 

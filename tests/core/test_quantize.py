@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import SlimConfig, SlimPajamaModel
+from slimpajama_gui.core.model.encoder import EncoderClassifier, EncoderConfig
 from slimpajama_gui.core.storage.safe_io import load_safetensors, read_safetensors_header
 from slimpajama_gui.core.techniques.quantize import int8_path
 from slimpajama_gui.core.techniques.quantize.folders import load_any, load_quantized, save_quantized
@@ -48,14 +48,14 @@ BOUNDS = {
 }
 
 
-def tiny_model(seed: int = 0) -> SlimPajamaModel:
+def tiny_model(seed: int = 0) -> EncoderClassifier:
     """Two layers, 64 wide (int4 groups and the int4 kernel both apply), logits O(1)."""
     torch.manual_seed(seed)
-    config = SlimConfig(
+    config = EncoderConfig(
         vocab_size=40, hidden_size=64, layer_heads=[4, 4], head_dim=16, layer_ffn=[128, 128],
         max_position_embeddings=32, hidden_dropout=0.0, attention_dropout=0.0,
     )  # fmt: skip
-    model = SlimPajamaModel(config).eval()
+    model = EncoderClassifier(config).eval()
     with torch.no_grad():
         # BERT's N(0, 0.02) leaves a random model's logits ~0 and the same for every
         # input; these make them ~10 and input-dependent, so errors are measurable.
@@ -81,7 +81,7 @@ def logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def model() -> SlimPajamaModel:
+def model() -> EncoderClassifier:
     return tiny_model()
 
 
@@ -221,7 +221,7 @@ def test_save_and_reload_gives_identical_logits(model, tmp_path, method, options
     assert not any(p.suffix in (".bin", ".pt", ".pth") for p in tmp_path.iterdir())
 
     again = load_any(tmp_path)
-    assert isinstance(again, SlimPajamaModel) and not again.training
+    assert isinstance(again, EncoderClassifier) and not again.training
     assert again.quantization == result.spec
     assert torch.equal(logits(again, batch), logits(result.model, batch))
     # Saved again from the reloaded model, every tensor is the same.
@@ -237,7 +237,7 @@ def test_quantized_folder_is_never_loaded_as_float(model, tmp_path):
     result = quantize_model(model, "weight_int8")
     save_quantized(result.model, result, tmp_path)
     with pytest.raises(UserError, match="quantiz"):
-        SlimPajamaModel.from_pretrained(tmp_path)
+        EncoderClassifier.from_pretrained(tmp_path)
     float_dir = tmp_path / "float"
     float_dir.mkdir()
     model.write_files(float_dir)
@@ -348,7 +348,7 @@ def test_minilm_dynamic_int8_roundtrip(tmp_path):
     from slimpajama_gui.core.model.catalog import packaged_minilm_path
 
     torch.manual_seed(0)
-    model = SlimPajamaModel.from_pretrained(packaged_minilm_path(), num_labels=2)
+    model = EncoderClassifier.from_pretrained(packaged_minilm_path(), num_labels=2)
     batch = inputs()
     result = quantize_model(model, "dynamic_int8")
     save_quantized(result.model, result, tmp_path)

@@ -130,7 +130,7 @@ def test_job_lifecycle(store: JobStore) -> None:
         store.get_job(999)
 
 
-def test_metrics_and_artifacts_round_trip(store: JobStore) -> None:
+def test_metrics_and_variants_round_trip(store: JobStore) -> None:
     job = store.create_job("a", "name: a\n", "/out/a")
     other = store.create_job("b", "name: b\n", "/out/b")
     store.log_metrics(job, 0, "finetune", {"loss": 0.7, "step": 10, "lr": 5e-5})

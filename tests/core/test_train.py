@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from slimpajama_gui.core.model.encoder import SlimConfig, SlimPajamaModel
+from slimpajama_gui.core.model.encoder import EncoderClassifier, EncoderConfig
 from slimpajama_gui.core.runtime.bench import BenchConfig, TorchRunner, benchmark, count_parameters
 from slimpajama_gui.core.runtime.evaluate import (
     Predictions,
@@ -61,13 +61,13 @@ def to_batches(rows, batch_size: int, *, shuffle_seed: int | None = None):
         }
 
 
-def tiny_model(seed: int = 0) -> SlimPajamaModel:
+def tiny_model(seed: int = 0) -> EncoderClassifier:
     torch.manual_seed(seed)
-    config = SlimConfig(
+    config = EncoderConfig(
         vocab_size=VOCAB, hidden_size=32, layer_heads=[4, 4], head_dim=8, layer_ffn=[64, 64],
         max_position_embeddings=32, hidden_dropout=0.0, attention_dropout=0.0,
     )  # fmt: skip
-    return SlimPajamaModel(config)
+    return EncoderClassifier(config)
 
 
 class Recorder(Callbacks):
@@ -248,7 +248,7 @@ def test_benchmark_reports_what_it_measured():
 
     from slimpajama_gui.core.model.catalog import packaged_minilm_path
 
-    model = SlimPajamaModel.from_pretrained(packaged_minilm_path(), num_labels=2)
+    model = EncoderClassifier.from_pretrained(packaged_minilm_path(), num_labels=2)
     tokenizer = AutoTokenizer.from_pretrained(packaged_minilm_path(), local_files_only=True)
     sentences = [
         f"this film is {w} and the plot is {v}"

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import SlimConfig, SlimPajamaModel, count_parameters
+from slimpajama_gui.core.model.encoder import EncoderClassifier, EncoderConfig, count_parameters
 from slimpajama_gui.core.model.saving import copy_tokenizer_files
 
 SST2 = Path(__file__).resolve().parents[2].parent / "shared/data/sst2"
@@ -46,7 +46,7 @@ def minilm_batch(minilm_path, sentences):
     return batch
 
 
-def tiny_config(**overrides) -> SlimConfig:
+def tiny_config(**overrides) -> EncoderConfig:
     base = dict(
         vocab_size=50,
         hidden_size=16,
@@ -58,7 +58,7 @@ def tiny_config(**overrides) -> SlimConfig:
         id2label={0: "neg", 1: "neu", 2: "pos"},
     )
     base.update(overrides)
-    return SlimConfig(**base)
+    return EncoderConfig(**base)
 
 
 def random_ids(batch: int = 3, length: int = 9, vocab: int = 50, seed: int = 0):
@@ -76,7 +76,7 @@ def random_ids(batch: int = 3, length: int = 9, vocab: int = 50, seed: int = 0):
 def test_minilm_matches_transformers(minilm_path, minilm_batch):
     from transformers import BertModel
 
-    ours = SlimPajamaModel.from_pretrained(minilm_path).eval()
+    ours = EncoderClassifier.from_pretrained(minilm_path).eval()
     ref = BertModel.from_pretrained(minilm_path, local_files_only=True).eval()
     with torch.no_grad():
         a = ours(**minilm_batch)
@@ -97,7 +97,7 @@ def test_minilm_exports_to_bert_for_sequence_classification(minilm_path, minilm_
     from transformers import BertForSequenceClassification
 
     torch.manual_seed(0)
-    ours = SlimPajamaModel.from_pretrained(minilm_path, num_labels=2).eval()
+    ours = EncoderClassifier.from_pretrained(minilm_path, num_labels=2).eval()
     out = ours.export_transformers(tmp_path / "hf", tokenizer_from=minilm_path)
     assert (out / "tokenizer.json").is_file()
     ref = BertForSequenceClassification.from_pretrained(out, local_files_only=True).eval()
@@ -115,7 +115,7 @@ def test_minilm_exports_to_bert_for_sequence_classification(minilm_path, minilm_
 def test_uneven_heads_and_ffn_with_padding():
     torch.manual_seed(0)
     cfg = tiny_config(hidden_size=24, layer_heads=[12, 8, 4], head_dim=2, layer_ffn=[64, 32, 0])
-    model = SlimPajamaModel(cfg).eval()
+    model = EncoderClassifier(cfg).eval()
     ids, mask = random_ids(batch=3, length=9)
     with torch.no_grad():
         batch = model(ids, mask, output_hidden_states=True, output_attentions=True)
@@ -142,7 +142,7 @@ def test_uneven_heads_and_ffn_with_padding():
 
 def test_zero_heads_and_zero_ffn_leave_only_biases():
     torch.manual_seed(0)
-    model = SlimPajamaModel(tiny_config(layer_heads=[0], layer_ffn=[0])).eval()
+    model = EncoderClassifier(tiny_config(layer_heads=[0], layer_ffn=[0])).eval()
     layer = model.layers[0]
     with torch.no_grad():
         layer.attention.output.bias.uniform_()
@@ -164,9 +164,9 @@ def test_config_dict_round_trip_and_validation():
     cfg = tiny_config(type_vocab_size=0, position_offset=2, pad_token_id=1, has_pooler=False)
     data = json.loads(json.dumps(cfg.to_dict()))
     assert data["format"] == "slimpajama" and data["version"] == 1
-    assert SlimConfig.from_dict(data) == cfg
+    assert EncoderConfig.from_dict(data) == cfg
     with pytest.raises(UserError, match="surprise"):
-        SlimConfig.from_dict({**data, "surprise": 1})
+        EncoderConfig.from_dict({**data, "surprise": 1})
     with pytest.raises(UserError, match="layer_ffn"):
         tiny_config(layer_ffn=[32])
     with pytest.raises(UserError, match=r"layer_heads\[1\]"):
@@ -176,7 +176,7 @@ def test_config_dict_round_trip_and_validation():
 
 
 def test_too_long_input_is_a_sentence():
-    model = SlimPajamaModel(tiny_config()).eval()
+    model = EncoderClassifier(tiny_config()).eval()
     with pytest.raises(UserError, match="at most 32"):
         model(torch.ones(1, 33, dtype=torch.long))
 
@@ -187,11 +187,11 @@ def test_too_long_input_is_a_sentence():
 def test_save_and_load_round_trip(tmp_path):
     torch.manual_seed(0)
     cfg = tiny_config(layer_heads=[4, 2], layer_ffn=[32, 0], type_vocab_size=0)
-    model = SlimPajamaModel(cfg).eval()
+    model = EncoderClassifier(cfg).eval()
     out = model.save_pretrained(tmp_path / "saved")
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
     assert json.loads((out / "config.json").read_text())["model_type"] == "slimpajama"
-    loaded = SlimPajamaModel.from_pretrained(out)
+    loaded = EncoderClassifier.from_pretrained(out)
     assert loaded.config == cfg
     assert loaded.load_report.new_keys == [] and loaded.load_report.ignored_keys == []
     ids, mask = random_ids()
@@ -207,7 +207,7 @@ def test_save_and_load_round_trip(tmp_path):
     assert (out / "model.safetensors").read_bytes() == before
 
     # Re-heading with other labels: the old head is set aside and reported.
-    reheaded = SlimPajamaModel.from_pretrained(out, id2label={0: "no", 1: "yes"})
+    reheaded = EncoderClassifier.from_pretrained(out, id2label={0: "no", 1: "yes"})
     assert reheaded.config.num_labels == 2
     assert reheaded.load_report.new_keys == ["classifier.weight", "classifier.bias"]
     assert reheaded.load_report.ignored_keys == ["classifier.bias", "classifier.weight"]
@@ -216,7 +216,7 @@ def test_save_and_load_round_trip(tmp_path):
 def test_save_refuses_a_folder_that_is_not_a_model(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="not a model folder"):
-        SlimPajamaModel(tiny_config()).save_pretrained(tmp_path)
+        EncoderClassifier(tiny_config()).save_pretrained(tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
@@ -250,7 +250,7 @@ def test_export_uniform_tiny_model(tmp_path):
     from transformers import BertForSequenceClassification
 
     torch.manual_seed(0)
-    model = SlimPajamaModel(tiny_config(hidden_act="gelu_new")).eval()
+    model = EncoderClassifier(tiny_config(hidden_act="gelu_new")).eval()
     with torch.no_grad():  # non-trivial LayerNorms and biases, so a misplaced tensor shows
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
@@ -266,7 +266,7 @@ def test_export_uniform_tiny_model(tmp_path):
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
     # And a transformers folder loads back into our model unchanged.
-    back = SlimPajamaModel.from_pretrained(out)
+    back = EncoderClassifier.from_pretrained(out)
     assert back.load_report.new_keys == []
     with torch.no_grad():
         torch.testing.assert_close(back(ids, mask, types).logits, a, atol=0, rtol=0)
@@ -274,13 +274,13 @@ def test_export_uniform_tiny_model(tmp_path):
 
 def test_export_refusals(tmp_path):
     # Uneven (pruned) layers export padded: tests/core/test_configs.py checks logits.
-    too_wide = SlimPajamaModel(tiny_config(layer_heads=[5, 4]))
+    too_wide = EncoderClassifier(tiny_config(layer_heads=[5, 4]))
     with pytest.raises(UserError, match="hidden size"):
         too_wide.export_transformers(tmp_path / "a")
-    odd_heads = SlimPajamaModel(tiny_config(head_dim=3))
+    odd_heads = EncoderClassifier(tiny_config(head_dim=3))
     with pytest.raises(UserError, match="hidden size"):
         odd_heads.export_transformers(tmp_path / "b")
-    no_pooler = SlimPajamaModel(tiny_config(has_pooler=False))
+    no_pooler = EncoderClassifier(tiny_config(has_pooler=False))
     with pytest.raises(UserError, match="no pooler"):
         no_pooler.export_transformers(tmp_path / "c")
     assert not any(tmp_path.iterdir())
@@ -327,16 +327,16 @@ def test_config_refusals(tmp_path, tiny_bert_folder, fields, pattern):
     )
     write_config(folder, **fields)
     with pytest.raises(UserError, match=pattern):
-        SlimPajamaModel.from_pretrained(folder)
+        EncoderClassifier.from_pretrained(folder)
 
 
 def test_broken_config_json_names_file_and_line(tmp_path):
     (tmp_path / "config.json").write_text('{\n  "model_type": "bert",\n  oops\n}')
     with pytest.raises(UserError, match=r"config.json is not valid JSON \(line 3"):
-        SlimPajamaModel.from_pretrained(tmp_path)
+        EncoderClassifier.from_pretrained(tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="config.json not found"):
-        SlimPajamaModel.from_pretrained(tmp_path / "empty")
+        EncoderClassifier.from_pretrained(tmp_path / "empty")
 
 
 class _Canary:
@@ -352,7 +352,7 @@ def test_pickle_weights_are_refused_and_never_opened(tmp_path):
     folder = write_config(tmp_path / "m")
     (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_Canary(canary)))
     with pytest.raises(UserError, match="pickle"):
-        SlimPajamaModel.from_pretrained(folder)
+        EncoderClassifier.from_pretrained(folder)
     assert not canary.exists()
 
 
@@ -367,7 +367,7 @@ def test_wrong_shape_lists_the_key(tmp_path, tiny_bert_folder):
     del tensors["bert.encoder.layer.0.attention.self.key.bias"]
     save_file(tensors, folder / "model.safetensors")
     with pytest.raises(UserError) as info:
-        SlimPajamaModel.from_pretrained(folder)
+        EncoderClassifier.from_pretrained(folder)
     message = str(info.value)
     assert "layers.1.ffn.intermediate.weight (file (20, 16), config (24, 16))" in message
     assert "layers.0.attention.key.bias" in message
@@ -385,7 +385,7 @@ def test_bert_classifier_and_shards_load(tmp_path, tiny_bert_folder, caplog):
         expected = ref(input_ids=ids, attention_mask=mask).logits
     for folder in (tiny_bert_folder, sharded):
         with caplog.at_level(logging.WARNING):
-            ours = SlimPajamaModel.from_pretrained(folder)
+            ours = EncoderClassifier.from_pretrained(folder)
         assert ours.load_report.new_keys == []
         assert "is new" not in caplog.text
         assert ours.config.num_labels == 3
@@ -425,7 +425,7 @@ def test_roberta_model_loads(tmp_path, caplog):
     ref = RobertaModel(tiny_hf_roberta_config()).eval()
     ref.save_pretrained(tmp_path / "r")
     with caplog.at_level(logging.WARNING):
-        ours = SlimPajamaModel.from_pretrained(tmp_path / "r")
+        ours = EncoderClassifier.from_pretrained(tmp_path / "r")
     assert "is new" in caplog.text
     assert ours.config.position_offset == 2 and ours.config.has_pooler
     ids, mask = roberta_inputs()
@@ -444,7 +444,7 @@ def test_roberta_classifier_maps_onto_pooler_and_exports(tmp_path):
     torch.manual_seed(0)
     ref = RobertaForSequenceClassification(tiny_hf_roberta_config(num_labels=2)).eval()
     ref.save_pretrained(tmp_path / "r")
-    ours = SlimPajamaModel.from_pretrained(tmp_path / "r")
+    ours = EncoderClassifier.from_pretrained(tmp_path / "r")
     assert ours.load_report.new_keys == []
     ids, mask = roberta_inputs()
     with torch.no_grad():

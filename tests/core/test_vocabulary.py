@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import SlimConfig, SlimPajamaModel
+from slimpajama_gui.core.model.encoder import EncoderClassifier, EncoderConfig
 from slimpajama_gui.core.techniques.prune.vocabulary import prune_vocabulary
 
 
-def tiny_model(seed: int = 0, **overrides) -> SlimPajamaModel:
+def tiny_model(seed: int = 0, **overrides) -> EncoderClassifier:
     torch.manual_seed(seed)
     base = dict(
         vocab_size=40, hidden_size=32, layer_heads=[4, 4, 4], head_dim=8,
@@ -21,7 +21,7 @@ def tiny_model(seed: int = 0, **overrides) -> SlimPajamaModel:
         attention_dropout=0.0,
     )  # fmt: skip
     base.update(overrides)
-    return SlimPajamaModel(SlimConfig(**base)).eval()
+    return EncoderClassifier(EncoderConfig(**base)).eval()
 
 
 TEXTS = [
@@ -82,7 +82,7 @@ def test_prune_vocabulary_gives_same_logits_with_remapped_tokenizer(
     with torch.no_grad():
         small(torch.tensor([unseen["input_ids"]]))  # every id fits the new embedding
     saved = small.save_pretrained(tmp_path / "model", tokenizer_from=out)
-    again = SlimPajamaModel.from_pretrained(saved)
+    again = EncoderClassifier.from_pretrained(saved)
     assert again.config.vocab_size == report.kept
     assert len(AutoTokenizer.from_pretrained(saved, local_files_only=True)) == report.kept
 

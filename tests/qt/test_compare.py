@@ -11,7 +11,7 @@ from PySide6.QtCore import QItemSelectionModel, QPoint, QPointF, Qt
 
 from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.jobs.flips import EVAL_BATCH
-from slimpajama_gui.core.model.encoder import SlimPajamaModel
+from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.runtime.evaluate import predict, prediction_diff
 from slimpajama_gui.core.runtime.loading import open_model
 from slimpajama_gui.core.storage.history import JobStore
@@ -47,7 +47,7 @@ def _save_model(source: Path, folder: Path, seed: int) -> None:
     """
     import torch
 
-    model = SlimPajamaModel.from_pretrained(source, id2label=dict(enumerate(LABELS)))
+    model = EncoderClassifier.from_pretrained(source, id2label=dict(enumerate(LABELS)))
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         model.classifier.weight.copy_(torch.randn(model.classifier.weight.shape, generator=g))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from slimpajama_gui.core.model.catalog import inspect_model
+from slimpajama_gui.core.model.inspection import inspect_model
 from slimpajama_gui.core.runtime.predictor import ModelPredictor
 from slimpajama_gui.qt.playground import PlaygroundView
 

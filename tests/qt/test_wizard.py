@@ -20,7 +20,8 @@ from PySide6.QtWidgets import (
 )
 
 from slimpajama_gui.core.jobs import pipeline
-from slimpajama_gui.core.model.catalog import ModelInfo, inspect_model, packaged_minilm_path
+from slimpajama_gui.core.model.catalog import packaged_minilm_path
+from slimpajama_gui.core.model.inspection import ModelInfo, inspect_model
 from slimpajama_gui.core.plan.recipe import (
     Benchmark,
     Distill,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.catalog import ModelInfo
+from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.storage.history import JobStore, VariantRow
 from slimpajama_gui.core.storage.variant import VariantRecord
 

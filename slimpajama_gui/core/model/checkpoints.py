@@ -1,6 +1,6 @@
 """Reading model folders: Hugging Face BERT / RoBERTa checkpoints and our own.
 
-:func:`load_pretrained` (behind :meth:`SlimPajamaModel.from_pretrained`) reads
+:func:`load_pretrained` (behind :meth:`EncoderClassifier.from_pretrained`) reads
 ``config.json`` with :func:`read_config` (checked, never executed) and the safetensors
 weights (single file or sharded; pickles are refused), renames the tensors to ours and
 refuses weights that do not fit the config, naming the keys.
@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import CONFIG_FORMAT, SlimConfig, SlimPajamaModel
+from slimpajama_gui.core.model.encoder import CONFIG_FORMAT, EncoderClassifier, EncoderConfig
 from slimpajama_gui.core.model.hf_config import (
     Translation,
     head_refusal,
@@ -64,13 +64,13 @@ logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
-#: Families :meth:`SlimPajamaModel.from_pretrained` reads, by config ``model_type``.
+#: Families :meth:`EncoderClassifier.from_pretrained` reads, by config ``model_type``.
 SUPPORTED_FAMILIES = ("bert", "roberta", "slimpajama")
 
 
 @dataclass
 class LoadReport:
-    """How a checkpoint's tensors were used by :meth:`SlimPajamaModel.from_pretrained`.
+    """How a checkpoint's tensors were used by :meth:`EncoderClassifier.from_pretrained`.
 
     Attributes:
         source: the folder read.
@@ -125,7 +125,7 @@ def _rename(key: str, table: list[tuple[re.Pattern[str], str]]) -> str | None:
 
 @dataclass(frozen=True)
 class _Family:
-    """How one Hugging Face encoder family's tensors map onto :class:`SlimPajamaModel`.
+    """How one Hugging Face encoder family's tensors map onto :class:`EncoderClassifier`.
 
     What its config.json may say (architectures, defaults, positions) is in
     :data:`hf_config.FAMILIES`.
@@ -246,11 +246,11 @@ def _load_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 def _hf_checkpoint(
     folder: Path, raw: dict[str, Any], family: _Family
-) -> tuple[SlimConfig, dict[str, torch.Tensor], list[str], Translation]:
+) -> tuple[EncoderConfig, dict[str, torch.Tensor], list[str], Translation]:
     where = str(folder / "config.json")
     translation = translate(raw, family.name, where)
     try:
-        config = SlimConfig(**translation.fields)
+        config = EncoderConfig(**translation.fields)
     except UserError as exc:
         raise UserError(f"{where}: {exc}") from exc
     archs = raw.get("architectures") or []
@@ -308,9 +308,9 @@ def _hf_checkpoint(
 
 def _slim_checkpoint(
     folder: Path, raw: dict[str, Any]
-) -> tuple[SlimConfig, dict[str, torch.Tensor], list[str], None]:
+) -> tuple[EncoderConfig, dict[str, torch.Tensor], list[str], None]:
     try:
-        config = SlimConfig.from_dict(raw)
+        config = EncoderConfig.from_dict(raw)
     except UserError as exc:
         raise UserError(f"{folder / 'config.json'}: {exc}") from exc
     return config, _load_weights(folder), [], None
@@ -382,11 +382,11 @@ def _check_match(
 
 
 def load_pretrained(
-    cls: type[SlimPajamaModel],
+    cls: type[EncoderClassifier],
     folder: str | Path,
     num_labels: int | None = None,
     id2label: dict[int, str] | None = None,
-) -> SlimPajamaModel:
+) -> EncoderClassifier:
     """Load a BERT or RoBERTa Hugging Face folder, or one saved by ``cls``.
 
     Only ``config.json`` (read and checked here, never executed) and safetensors

@@ -13,7 +13,7 @@ Attention is ``softmax(Q K^T / sqrt(d_k)) V`` with ``d_k = head_dim``; the fast 
 only when attention maps are asked for (distillation), since SDPA does not return them.
 
 Example:
-    >>> model = SlimPajamaModel.from_pretrained(minilm_path, num_labels=2)  # doctest: +SKIP
+    >>> model = EncoderClassifier.from_pretrained(minilm_path, num_labels=2)  # doctest: +SKIP
     >>> model.load_report.new_keys
     ['classifier.weight', 'classifier.bias']
     >>> out = model(input_ids, attention_mask)  # doctest: +SKIP
@@ -82,15 +82,15 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 
 @dataclass
-class SlimConfig:
-    """Shape and behaviour of a :class:`SlimPajamaModel`.
+class EncoderConfig:
+    """Shape and behaviour of an :class:`EncoderClassifier`.
 
     Per-layer lists make the model's structure explicit: ``layer_heads[i]`` heads of
     ``head_dim`` each, and an FFN of ``layer_ffn[i]`` neurons, in layer ``i``. Either may
     be 0 (the branch then adds only its output bias).
 
     Example:
-        >>> cfg = SlimConfig(vocab_size=100, hidden_size=32, layer_heads=[4, 2],
+        >>> cfg = EncoderConfig(vocab_size=100, hidden_size=32, layer_heads=[4, 2],
         ...                  head_dim=8, layer_ffn=[64, 0])
         >>> cfg.num_layers
         2
@@ -184,7 +184,7 @@ class SlimConfig:
         return {"format": CONFIG_FORMAT, "version": CONFIG_VERSION, **data}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SlimConfig:
+    def from_dict(cls, data: dict[str, Any]) -> EncoderConfig:
         """Rebuild a config written by :meth:`to_dict` (a ``model_type`` key is allowed).
 
         Raises:
@@ -234,7 +234,7 @@ def _linear(n_in: int, n_out: int) -> nn.Linear:
 class Embeddings(nn.Module):
     """Word + token-type + position embeddings, then LayerNorm and dropout."""
 
-    def __init__(self, config: SlimConfig) -> None:
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config
         C = config.hidden_size
@@ -366,7 +366,7 @@ class FeedForward(nn.Module):
 class Layer(nn.Module):
     """One encoder layer, post-LN as in BERT: ``norm(x + dropout(branch(x)))`` twice."""
 
-    def __init__(self, config: SlimConfig, num_heads: int, ffn_width: int) -> None:
+    def __init__(self, config: EncoderConfig, num_heads: int, ffn_width: int) -> None:
         super().__init__()
         C = config.hidden_size
         self.attention = SelfAttention(C, num_heads, config.head_dim, config.attention_dropout)
@@ -396,8 +396,8 @@ class Pooler(nn.Module):
 
 
 @dataclass
-class SlimOutput:
-    """What :meth:`SlimPajamaModel.forward` returns.
+class ClassifierOutput:
+    """What :meth:`EncoderClassifier.forward` returns.
 
     Attributes:
         logits: (B, num_labels).
@@ -435,19 +435,19 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-class SlimPajamaModel(nn.Module):
+class EncoderClassifier(nn.Module):
     """Transformer encoder + [CLS] classification head.
 
-    Build one from a :class:`SlimConfig` (random BERT-style initialisation) or load
+    Build one from an :class:`EncoderConfig` (random BERT-style initialisation) or load
     one with :meth:`from_pretrained`.
 
     Attributes:
-        config: the model's :class:`SlimConfig`.
+        config: the model's :class:`EncoderConfig`.
         source_path: the resolved folder it was loaded from, or None; never written to.
         load_report: a :class:`LoadReport` after :meth:`from_pretrained`, else None.
     """
 
-    def __init__(self, config: SlimConfig) -> None:
+    def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config
         self.embeddings = Embeddings(config)
@@ -469,7 +469,7 @@ class SlimPajamaModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
-    ) -> SlimOutput:
+    ) -> ClassifierOutput:
         """Classify a batch of token ids.
 
         Args:
@@ -507,7 +507,7 @@ class SlimPajamaModel(nn.Module):
                 attentions.append(weights)
         pooled = self.pooler(x) if self.pooler is not None else x[:, 0]  # (B, C)
         logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
-        return SlimOutput(
+        return ClassifierOutput(
             logits=logits,
             last_hidden_state=x,
             hidden_states=tuple(hidden) if hidden is not None else None,
@@ -536,7 +536,7 @@ class SlimPajamaModel(nn.Module):
         folder: str | Path,
         num_labels: int | None = None,
         id2label: dict[int, str] | None = None,
-    ) -> SlimPajamaModel:
+    ) -> EncoderClassifier:
         """Load a BERT or RoBERTa Hugging Face folder, or one saved by this class.
 
         ``num_labels`` / ``id2label`` that differ from the checkpoint's replace its

@@ -2,13 +2,13 @@
 
 Every key that transformers' ``BertConfig`` / ``RobertaConfig`` accept either changes
 nothing in a classifier's logits (and is ignored here, as transformers ignores it in
-``BertForSequenceClassification``), is translated into :class:`SlimConfig` fields (so the
+``BertForSequenceClassification``), is translated into :class:`EncoderConfig` fields (so the
 logits equal transformers' within 1e-5), or is refused with one sentence that names the
 key, its value and that it is not supported. ``docs/config-support.md`` lists every key
 with what transformers does and what happens here; keep the two in step.
 
 This module reads JSON only: no torch, no weights. The model browser
-(:func:`models.inspect_model`) and the loader (:meth:`SlimPajamaModel.from_pretrained`)
+(:func:`models.inspect_model`) and the loader (:meth:`EncoderClassifier.from_pretrained`)
 both call :func:`translate`, so ``slimpajama info`` shows the same per-layer heads the
 loader builds and refuses the same configs with the same sentences.
 
@@ -138,7 +138,7 @@ class Translation:
     """A config.json read as transformers reads it.
 
     Attributes:
-        fields: keyword arguments of ``SlimConfig`` (``has_pooler`` and a missing
+        fields: keyword arguments of ``EncoderConfig`` (``has_pooler`` and a missing
             ``num_labels`` are settled later from the weights).
         num_labels_given: config.json names its labels (``id2label`` or ``num_labels``).
         problem_type: ``problem_type`` as written, or None.
@@ -313,7 +313,7 @@ def _labels(raw: dict, where: str) -> tuple[dict, int | None]:
 
 
 def translate(raw: dict[str, Any], family: str, where: str) -> Translation:
-    """Translate a BERT / RoBERTa config.json into ``SlimConfig`` fields.
+    """Translate a BERT / RoBERTa config.json into ``EncoderConfig`` fields.
 
     Args:
         raw: the parsed config.json (already checked for remote code).

@@ -18,7 +18,7 @@ import torch
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.checkpoints import _TO_HF, WEIGHTS_NAME, _rename
-from slimpajama_gui.core.model.encoder import CONFIG_FORMAT, SlimConfig, SlimPajamaModel
+from slimpajama_gui.core.model.encoder import CONFIG_FORMAT, EncoderClassifier, EncoderConfig
 from slimpajama_gui.core.storage.safe_io import atomic_dir, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ TOKENIZER_FILES = (
 
 
 def save_pretrained(
-    model: SlimPajamaModel, folder: str | Path, tokenizer_from: str | Path | None = None
+    model: EncoderClassifier, folder: str | Path, tokenizer_from: str | Path | None = None
 ) -> Path:
     """Write ``model.safetensors`` + ``config.json`` atomically into ``folder``.
 
@@ -62,7 +62,7 @@ def save_pretrained(
     return target
 
 
-def write_files(model: SlimPajamaModel, folder: str | Path) -> None:
+def write_files(model: EncoderClassifier, folder: str | Path) -> None:
     """Write our weights and config into an existing folder, not atomically.
 
     For callers that stage a larger folder themselves (e.g. a result with its
@@ -79,7 +79,7 @@ def write_files(model: SlimPajamaModel, folder: str | Path) -> None:
 
 
 def export_transformers(
-    model: SlimPajamaModel, folder: str | Path, tokenizer_from: str | Path | None = None
+    model: EncoderClassifier, folder: str | Path, tokenizer_from: str | Path | None = None
 ) -> Path:
     """Write a folder that plain ``transformers`` loads with identical logits.
 
@@ -174,7 +174,7 @@ def export_transformers(
     return target
 
 
-def check_target(model: SlimPajamaModel, folder: str | Path) -> Path:
+def check_target(model: EncoderClassifier, folder: str | Path) -> Path:
     """The absolute folder to write ``model`` to; UserError for one it must not replace."""
     target = Path(folder).expanduser().resolve()
     src = model.source_path
@@ -197,7 +197,7 @@ def check_target(model: SlimPajamaModel, folder: str | Path) -> Path:
 
 
 def _pad_layers(
-    state: dict[str, torch.Tensor], cfg: SlimConfig, attention_width: int, ffn: int
+    state: dict[str, torch.Tensor], cfg: EncoderConfig, attention_width: int, ffn: int
 ) -> dict[str, torch.Tensor]:
     """``state`` with every layer widened to ``attention_width`` / ``ffn`` by zeros.
 

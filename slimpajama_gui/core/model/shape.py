@@ -11,7 +11,7 @@ size) and F the FFN width.
 
 from __future__ import annotations
 
-from slimpajama_gui.core.model.catalog import ModelInfo
+from slimpajama_gui.core.model.inspection import ModelInfo
 
 
 def default_student_layers(num_layers: int) -> list[int]:

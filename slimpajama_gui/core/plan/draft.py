@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.catalog import ModelInfo
+from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.plan.estimate import Estimate, estimate_chain
 from slimpajama_gui.core.plan.presets import (
     adapt_chain,

@@ -1,7 +1,7 @@
 """What a chain should leave of a model — parameters, size, layers — from its shape alone.
 
 No weights are loaded and torch is not imported: :func:`estimate_chain` is arithmetic on
-the :class:`~slimpajama_gui.core.model.catalog.ModelInfo` read from safetensors headers,
+the :class:`~slimpajama_gui.core.model.inspection.ModelInfo` read from safetensors headers,
 so the wizard's review page can draw it on the GUI thread. :func:`count_vocabulary`
 (tokenizing the training texts) is the one slow part; run it on a worker.
 
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slimpajama_gui.core.model.catalog import ModelInfo
+from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.model.shape import (
     attention_width,
     default_student_layers,

@@ -25,7 +25,7 @@ import yaml
 
 from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.catalog import ModelInfo
+from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.model.shape import default_student_layers
 from slimpajama_gui.core.plan.steps import (
     Benchmark,

@@ -176,7 +176,7 @@ def model_inputs(model: Any, tokenizer: Any, name: str) -> ModelInputs:
     """What ``model`` can represent, after checking that ``tokenizer`` fits it.
 
     Args:
-        model: a :class:`~slimpajama_gui.core.model.encoder.SlimPajamaModel` (float or
+        model: a :class:`~slimpajama_gui.core.model.encoder.EncoderClassifier` (float or
             quantized) or an :class:`~slimpajama_gui.core.runtime.onnx_runner.OnnxClassifier`.
         tokenizer: the tokenizer it will be fed by.
         name: the model's name in sentences.
@@ -315,7 +315,7 @@ def _replaced_labels(model: Any) -> list[str] | None:
         except (TypeError, ValueError):
             pass
     # transformers 5 leaves default names out of config.json; the weights tell the rows.
-    from slimpajama_gui.core.model.catalog import inspect_model
+    from slimpajama_gui.core.model.inspection import inspect_model
 
     rows = inspect_model(model.source_path).num_labels or 0
     return [f"LABEL_{i}" for i in range(rows)]

@@ -13,11 +13,11 @@ import os
 from pathlib import Path
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.catalog import (
+from slimpajama_gui.core.model.catalog import guess_source
+from slimpajama_gui.core.model.inspection import (
     MEMORY_FACTOR,
     ONNX_FILE,
     ModelInfo,
-    guess_source,
     inspect_model,
     model_folder,
 )
@@ -119,7 +119,7 @@ class ModelHandle:
         available_bytes: int | None = None,
         threads: int = 2,
     ):
-        """Load the weights into a ``SlimPajamaModel`` (safetensors only).
+        """Load the weights into an ``EncoderClassifier`` (safetensors only).
 
         Args:
             num_labels: classes for the classifier head; ``None`` keeps the saved head.
@@ -132,7 +132,7 @@ class ModelHandle:
                 the config.
         """
         check_memory(self.info, available_bytes)
-        from slimpajama_gui.core.model.encoder import SlimPajamaModel
+        from slimpajama_gui.core.model.encoder import EncoderClassifier
         from slimpajama_gui.core.techniques.quantize.folders import is_quantized_folder, load_any
 
         if is_quantized_folder(self.info.path):
@@ -145,7 +145,7 @@ class ModelHandle:
             # Runs in onnxruntime; it has the same model(...).logits call as PyTorch.
             return OnnxClassifier(load_onnx_runner(self.info.path, threads=threads))
 
-        return SlimPajamaModel.from_pretrained(
+        return EncoderClassifier.from_pretrained(
             self.info.path, num_labels=num_labels, id2label=id2label
         )
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.checkpoints import read_config
-from slimpajama_gui.core.model.encoder import SlimConfig
+from slimpajama_gui.core.model.encoder import EncoderConfig
 from slimpajama_gui.core.techniques.onnx_export import (
     META_LABELS,
     META_MAX_TOKENS,
@@ -34,7 +34,7 @@ def is_onnx_variant(folder: Path) -> bool:
 
 
 def load_onnx_runner(folder: Path, threads: int = 2) -> OrtRunner:
-    """An :class:`OrtRunner` for an ONNX variant folder, with its :class:`SlimConfig`.
+    """An :class:`OrtRunner` for an ONNX variant folder, with its :class:`EncoderConfig`.
 
     Raises:
         UserError: no ``model.onnx`` in the folder, or its config or model is unusable.
@@ -49,7 +49,7 @@ def load_onnx_runner(folder: Path, threads: int = 2) -> OrtRunner:
     config = None
     if (folder / "config.json").is_file():
         try:
-            config = SlimConfig.from_dict(read_config(folder))
+            config = EncoderConfig.from_dict(read_config(folder))
         except UserError as exc:
             raise UserError(f"{folder / 'config.json'}: {exc}") from exc
     return OrtRunner(path, threads=threads, config=config)
@@ -101,7 +101,7 @@ class OrtRunner:
 
     name = "onnxruntime"
 
-    def __init__(self, path: Path, threads: int = 2, config: SlimConfig | None = None) -> None:
+    def __init__(self, path: Path, threads: int = 2, config: EncoderConfig | None = None) -> None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise UserError(f"threads must be a whole number >= 1, not {threads!r}.")
         self.path = Path(path)
@@ -140,7 +140,7 @@ class OrtRunner:
 
 @dataclass
 class OnnxOutput:
-    """The part of :class:`~slimpajama_gui.core.model.encoder.SlimOutput` ONNX gives."""
+    """The part of :class:`~slimpajama_gui.core.model.encoder.ClassifierOutput` ONNX gives."""
 
     logits: torch.Tensor  # (B, num_labels)
 
@@ -148,7 +148,7 @@ class OnnxOutput:
 class OnnxClassifier(nn.Module):
     """An :class:`OrtRunner` behind the ``model(input_ids, attention_mask, ...)`` call.
 
-    So code written for a :class:`SlimPajamaModel` that only needs ``.logits`` — such as
+    So code written for an :class:`EncoderClassifier` that only needs ``.logits`` — such as
     ``evaluate.predict`` — runs an ONNX variant unchanged. It holds one empty parameter
     because ``predict`` reads the device from the first parameter.
 

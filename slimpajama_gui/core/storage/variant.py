@@ -300,8 +300,8 @@ class VariantRecord:
             'Load it with SlimPajama Studio (`slimpajama predict FOLDER "text"`) or in Python:',
             "",
             "```python",
-            "from slimpajama_gui.core.model.encoder import SlimPajamaModel",
-            "model = SlimPajamaModel.from_pretrained(FOLDER)",
+            "from slimpajama_gui.core.model.encoder import EncoderClassifier",
+            "model = EncoderClassifier.from_pretrained(FOLDER)",
             "```",
             "",
             f"`{VARIANT_FILE}` beside this file holds the recipe, the metrics and the parent "

@@ -1,6 +1,6 @@
 """ONNX export and ONNX Runtime inference: the fast CPU backend.
 
-A :class:`~slimpajama_gui.core.model.encoder.SlimPajamaModel` is exported to one ONNX
+A :class:`~slimpajama_gui.core.model.encoder.EncoderClassifier` is exported to one ONNX
 file that maps ``input_ids``, ``attention_mask`` (and ``token_type_ids``, unless the
 model has no token types) — int64, any batch size, any length — to ``logits``, and can
 be quantized to int8 with ``onnxruntime.quantization.quantize_dynamic``
@@ -46,9 +46,9 @@ from torch import nn
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.encoder import (
     CONFIG_FORMAT,
+    EncoderClassifier,
+    EncoderConfig,
     SelfAttention,
-    SlimConfig,
-    SlimPajamaModel,
 )
 from slimpajama_gui.core.model.saving import copy_tokenizer_files
 from slimpajama_gui.core.storage.safe_io import atomic_file, atomic_write_text
@@ -77,7 +77,7 @@ Exporter = Literal["auto", "torchscript", "dynamo"]
 # --------------------------------------------------------------------------- export
 
 
-def onnx_input_names(config: SlimConfig) -> tuple[str, ...]:
+def onnx_input_names(config: EncoderConfig) -> tuple[str, ...]:
     """The graph inputs a model with ``config`` is exported with."""
     return INPUT_NAMES if config.type_vocab_size > 0 else INPUT_NAMES[:2]
 
@@ -85,7 +85,7 @@ def onnx_input_names(config: SlimConfig) -> tuple[str, ...]:
 class _LogitsOnly(nn.Module):
     """The model as ONNX sees it: int64 tensors in, logits out."""
 
-    def __init__(self, model: SlimPajamaModel) -> None:
+    def __init__(self, model: EncoderClassifier) -> None:
         super().__init__()
         self.model = model
 
@@ -98,7 +98,7 @@ class _LogitsOnly(nn.Module):
         return self.model(input_ids, attention_mask, token_type_ids).logits  # (B, num_labels)
 
 
-def _example_inputs(config: SlimConfig) -> tuple[torch.Tensor, ...]:
+def _example_inputs(config: EncoderConfig) -> tuple[torch.Tensor, ...]:
     # Two rows, the second padded, so the mask arithmetic is traced as data, not constant.
     T = min(8, config.max_position_embeddings - config.position_offset)
     g = torch.Generator().manual_seed(0)
@@ -112,7 +112,7 @@ def _example_inputs(config: SlimConfig) -> tuple[torch.Tensor, ...]:
     return inputs
 
 
-def _exportable(model: SlimPajamaModel) -> SlimPajamaModel:
+def _exportable(model: EncoderClassifier) -> EncoderClassifier:
     """``model`` itself if it is a CPU fp32 model, else a CPU fp32 copy."""
     for module in model.modules():
         if "quantized" in type(module).__module__:
@@ -178,7 +178,7 @@ def _dynamo_export(
     program.save(str(out), external_data=False)
 
 
-def _set_metadata(model, config: SlimConfig) -> None:
+def _set_metadata(model, config: EncoderConfig) -> None:
     meta = {
         META_MAX_TOKENS: str(config.max_position_embeddings - config.position_offset),
         META_LABELS: json.dumps({str(k): v for k, v in sorted(config.id2label.items())}),
@@ -192,7 +192,7 @@ def _set_metadata(model, config: SlimConfig) -> None:
 
 
 def export_onnx(
-    model: SlimPajamaModel,
+    model: EncoderClassifier,
     path: Path,
     *,
     opset: int = DEFAULT_OPSET,
@@ -322,7 +322,7 @@ def _versions() -> str:
 
 
 def export_and_quantize(
-    model: SlimPajamaModel,
+    model: EncoderClassifier,
     folder: Path,
     *,
     quantize: bool = True,
@@ -392,7 +392,7 @@ def export_and_quantize(
 
 
 def save_onnx_variant(
-    model: SlimPajamaModel,
+    model: EncoderClassifier,
     tokenizer_src: Path,
     folder: Path,
     *,
@@ -402,7 +402,7 @@ def save_onnx_variant(
     """Write an ONNX variant into an existing (staging) folder.
 
     The folder receives ``model.onnx``, the tokenizer files of ``tokenizer_src`` and
-    ``config.json`` (our :class:`SlimConfig`, so the label names travel along). The
+    ``config.json`` (our :class:`EncoderConfig`, so the label names travel along). The
     folder as a whole is not written atomically: wrap the call in
     :func:`~slimpajama_gui.core.storage.safe_io.atomic_dir`.
 

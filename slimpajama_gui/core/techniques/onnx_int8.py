@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import SlimPajamaModel
+from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.storage.safe_io import atomic_file
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ META_ACTIVATION_BITS = "slimpajama.activation_bits"
 class Int8Export:
     """How to write a PyTorch dynamic-int8 model as the same int8 model in ONNX."""
 
-    twin: SlimPajamaModel  # float copy holding exactly the dequantized int8 weights
+    twin: EncoderClassifier  # float copy holding exactly the dequantized int8 weights
     linears: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # name -> W^T, q^T, scale
     per_channel: bool
     embedding: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # uint8 rows, scale, zero
@@ -70,7 +70,7 @@ class _AsMatMul(nn.Module):
         return self.linear(x.unsqueeze(-2)).squeeze(-2) if x.dim() == 2 else self.linear(x)
 
 
-def plan_int8_export(model: SlimPajamaModel) -> Int8Export:
+def plan_int8_export(model: EncoderClassifier) -> Int8Export:
     """Split a PyTorch ``dynamic_int8`` model into a float twin and its int8 tensors.
 
     Raises:

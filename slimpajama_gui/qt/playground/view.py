@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from slimpajama_gui.core.jobs.index import playground_pair
-from slimpajama_gui.core.model.catalog import ModelInfo
+from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.runtime.predictor import (
     ModelPredictor,
     PairResult,

@@ -1,6 +1,6 @@
 """(a) The wizard's model page: the browser's list, or a folder added here.
 
-Only headers are read (:func:`~slimpajama_gui.core.model.catalog.inspect_model`, on the
+Only headers are read (:func:`~slimpajama_gui.core.model.inspection.inspect_model`, on the
 thread pool); the weights load when the job runs. The selected model goes into the
 draft (:meth:`~slimpajama_gui.core.plan.draft.Draft.set_model`).
 """
@@ -24,7 +24,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from slimpajama_gui.core.model.catalog import ModelInfo, discover_models, inspect_model
+from slimpajama_gui.core.model.catalog import discover_models
+from slimpajama_gui.core.model.inspection import ModelInfo, inspect_model
 from slimpajama_gui.core.units import human_bytes, human_count
 from slimpajama_gui.qt.model_table import heads_text
 from slimpajama_gui.qt.widgets.errors import error_sentence

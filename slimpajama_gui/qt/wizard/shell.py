@@ -31,7 +31,7 @@ from typing import Any
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QDialog, QWidget, QWizard
 
-from slimpajama_gui.core.model.catalog import ModelInfo
+from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.plan.draft import Draft
 from slimpajama_gui.core.plan.estimate import count_vocabulary
 from slimpajama_gui.core.plan.recipe import Recipe

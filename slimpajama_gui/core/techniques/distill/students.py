@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import SlimPajamaModel
+from slimpajama_gui.core.model.encoder import EncoderClassifier
 
 # In model.shape, not here: the torch-free job plan (a sibling layer) needs it too.
 from slimpajama_gui.core.model.shape import default_student_layers
@@ -55,7 +55,7 @@ def _check_student_layers(layers: Sequence[Any], num_layers: int) -> list[int]:
     return out
 
 
-def student_from_teacher(teacher: SlimPajamaModel, layers: Sequence[int]) -> SlimPajamaModel:
+def student_from_teacher(teacher: EncoderClassifier, layers: Sequence[int]) -> EncoderClassifier:
     """A shallower copy of ``teacher`` that keeps the chosen layers (DistilBERT-style).
 
     Embeddings, the chosen layers (with their own head counts and FFN widths, so a
@@ -92,7 +92,7 @@ def student_from_teacher(teacher: SlimPajamaModel, layers: Sequence[int]) -> Sli
         layer_heads=[cfg.layer_heads[i] for i in layers],
         layer_ffn=[cfg.layer_ffn[i] for i in layers],
     )
-    student = SlimPajamaModel(config)
+    student = EncoderClassifier(config)
     source = teacher.state_dict()
     mapped = {}
     for key in student.state_dict():
@@ -107,14 +107,14 @@ def student_from_teacher(teacher: SlimPajamaModel, layers: Sequence[int]) -> Sli
 
 
 def small_student(
-    teacher: SlimPajamaModel,
+    teacher: EncoderClassifier,
     num_layers: int,
     hidden_size: int | None = None,
     heads: int | None = None,
     ffn: int | None = None,
     *,
     seed: int | None = None,
-) -> SlimPajamaModel:
+) -> EncoderClassifier:
     """A fresh, smaller SlimPajama transformer for ``teacher``'s task (random weights).
 
     Vocabulary, positions, activation, labels and dropout follow the teacher. When the
@@ -163,9 +163,9 @@ def small_student(
     if seed is not None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            student = SlimPajamaModel(config)
+            student = EncoderClassifier(config)
     else:
-        student = SlimPajamaModel(config)
+        student = EncoderClassifier(config)
     if hidden == cfg.hidden_size:
         embeddings = teacher.embeddings.state_dict()
         student.embeddings.load_state_dict(embeddings, strict=True)

@@ -1,4 +1,4 @@
-"""Pruning that really shrinks or speeds up a :class:`SlimPajamaModel` — and says when not.
+"""Pruning that really shrinks or speeds up an :class:`EncoderClassifier` — and says when not.
 
 Four techniques, from "smaller file only" to "smaller and faster", one module each:
 

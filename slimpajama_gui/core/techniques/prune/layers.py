@@ -2,7 +2,7 @@
 
 :func:`drop_layers` keeps some encoder layers, copied as they are, in a *new* model.
 The helpers around it check a fraction and a scope (``prune.amount``, ``prune.scope``),
-build a new, smaller :class:`SlimPajamaModel` from a state dict (:func:`_new_model`),
+build a new, smaller :class:`EncoderClassifier` from a state dict (:func:`_new_model`),
 fold ``torch.nn.utils.prune`` masks into plain tensors (:func:`_plain_state_dict`) and
 cut tensors to the rows kept (:func:`_take`); the other pruning modules use them.
 """
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import SlimPajamaModel
+from slimpajama_gui.core.model.encoder import EncoderClassifier
 
 Scope = Literal["global", "layer"]
 
@@ -41,7 +41,7 @@ def _check_scope(scope: Any) -> Scope:
     return scope
 
 
-def drop_layers(model: SlimPajamaModel, keep: Sequence[int]) -> SlimPajamaModel:
+def drop_layers(model: EncoderClassifier, keep: Sequence[int]) -> EncoderClassifier:
     """A NEW model with only the encoder layers ``keep`` (0-based, increasing).
 
     Each kept layer is copied as it is (its own heads and FFN width); embeddings,
@@ -100,19 +100,21 @@ def _plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach() for k, v in state.items()}
 
 
-def _check_slim(model: Any) -> SlimPajamaModel:
-    if not isinstance(model, SlimPajamaModel):
-        raise TypeError(f"expected a SlimPajamaModel, got {type(model).__name__}")
+def _check_slim(model: Any) -> EncoderClassifier:
+    if not isinstance(model, EncoderClassifier):
+        raise TypeError(f"expected an EncoderClassifier, got {type(model).__name__}")
     return model
 
 
-def _new_model(model: SlimPajamaModel, config, state: dict[str, torch.Tensor]) -> SlimPajamaModel:
+def _new_model(
+    model: EncoderClassifier, config, state: dict[str, torch.Tensor]
+) -> EncoderClassifier:
     """A model built from ``config`` holding ``state``, on the original's device and dtype."""
     ref = next(model.parameters())
     # The random initialisation is overwritten at once; forking the RNG keeps pruning
     # from shifting the random numbers of whatever the caller does next.
     with torch.random.fork_rng(devices=[]):
-        new = SlimPajamaModel(config).to(dtype=ref.dtype)
+        new = EncoderClassifier(config).to(dtype=ref.dtype)
     new.load_state_dict(state, strict=True)
     new.to(ref.device)
     new.train(model.training)

@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import SlimPajamaModel
+from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.techniques.prune.layers import (
     Scope,
     _check_fraction,
@@ -113,7 +113,7 @@ class SparsityReport:
 
 
 def prunable_linears(
-    model: SlimPajamaModel, include_classifier: bool = False
+    model: EncoderClassifier, include_classifier: bool = False
 ) -> dict[str, nn.Linear]:
     """The linears unstructured pruning works on, by module name.
 
@@ -132,7 +132,7 @@ def _group(name: str) -> str:
     return f"layer {name.split('.')[1]}" if name.startswith("layers.") else "head"
 
 
-def sparsity_report(model: SlimPajamaModel, include_classifier: bool = False) -> SparsityReport:
+def sparsity_report(model: EncoderClassifier, include_classifier: bool = False) -> SparsityReport:
     """Fraction of zero weights in the linears :func:`magnitude_prune` works on.
 
     Counts masked weights as zero whether or not :func:`make_permanent` has run.
@@ -243,7 +243,7 @@ def _refresh(linear: nn.Module) -> None:
 
 
 def magnitude_prune(
-    model: SlimPajamaModel,
+    model: EncoderClassifier,
     amount: float,
     scope: Scope = "global",
     *,
@@ -292,7 +292,7 @@ def make_permanent(model: nn.Module) -> nn.Module:
     """Remove every pruning mask and hook, in place, keeping the pruned weights at zero.
 
     Afterwards the state dict is plain (``...weight``; no ``weight_orig`` /
-    ``weight_mask``), so :meth:`SlimPajamaModel.save_pretrained`, ONNX export and
+    ``weight_mask``), so :meth:`EncoderClassifier.save_pretrained`, ONNX export and
     quantization see an ordinary model. A model without masks is returned unchanged.
 
     Returns:
@@ -361,7 +361,7 @@ class GradualMagnitudePruner(Callbacks):
 
     def __init__(
         self,
-        model: SlimPajamaModel,
+        model: EncoderClassifier,
         final_amount: float,
         scope: Scope = "global",
         start_step: int = 0,

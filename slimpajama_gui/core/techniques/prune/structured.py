@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import SlimPajamaModel
+from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.techniques.prune.layers import (
     Scope,
     _check_fraction,
@@ -109,7 +109,7 @@ def _ffn_hook(mask_fn: Callable[[int], torch.Tensor]):
 
 
 @contextmanager
-def _hooks(model: SlimPajamaModel, head_fns, ffn_fns) -> Iterator[None]:
+def _hooks(model: EncoderClassifier, head_fns, ffn_fns) -> Iterator[None]:
     handles = []
     try:
         for layer, hf, ff in zip(model.layers, head_fns, ffn_fns, strict=True):
@@ -126,7 +126,9 @@ def _hooks(model: SlimPajamaModel, head_fns, ffn_fns) -> Iterator[None]:
 
 
 @contextmanager
-def masked_structure(model: SlimPajamaModel, masks: StructureMasks) -> Iterator[SlimPajamaModel]:
+def masked_structure(
+    model: EncoderClassifier, masks: StructureMasks
+) -> Iterator[EncoderClassifier]:
     """Run ``model`` with the heads/neurons that ``masks`` drops multiplied by zero.
 
     What :func:`prune_structure` would give, without building it: the logits inside
@@ -162,7 +164,7 @@ def _batch_loss(model: nn.Module, batch: Mapping[str, torch.Tensor], loss_fn: Lo
 
 
 def structure_importance(
-    model: SlimPajamaModel,
+    model: EncoderClassifier,
     batches: Iterable[Mapping[str, torch.Tensor]],
     max_batches: int | None = 32,
     *,
@@ -248,7 +250,7 @@ def structure_importance(
     )
 
 
-def _check_masks(model: SlimPajamaModel, masks: StructureMasks | Importance) -> None:
+def _check_masks(model: EncoderClassifier, masks: StructureMasks | Importance) -> None:
     what = "importance scores" if isinstance(masks, Importance) else "structure masks"
     if len(masks.heads) != len(model.layers) or len(masks.ffn) != len(model.layers):
         raise UserError(
@@ -299,7 +301,7 @@ def _select(
 
 
 def select_structure(
-    model: SlimPajamaModel,
+    model: EncoderClassifier,
     importance: Importance,
     head_fraction: float = 0.0,
     ffn_fraction: float = 0.0,
@@ -342,7 +344,7 @@ def select_structure(
 
 
 def prune_structure(
-    model: SlimPajamaModel,
+    model: EncoderClassifier,
     importance: Importance | StructureMasks,
     head_fraction: float = 0.0,
     ffn_fraction: float = 0.0,
@@ -351,7 +353,7 @@ def prune_structure(
     min_heads_per_layer: int = 1,
     min_ffn_per_layer: int = 1,
     normalize: bool = True,
-) -> SlimPajamaModel:
+) -> EncoderClassifier:
     """A NEW model without the least important heads and FFN neurons.
 
     The heads' rows of query/key/value (blocks of ``head_dim``) and their columns of

@@ -1,6 +1,6 @@
 """Vocabulary pruning: keep the word-embedding rows the data uses, re-number the tokenizer.
 
-:func:`prune_vocabulary` returns a new :class:`SlimPajamaModel` whose word embedding has
+:func:`prune_vocabulary` returns a new :class:`EncoderClassifier` whose word embedding has
 only the rows of the token ids the training rows use (every text column, plus special
 and added tokens), and writes a re-numbered WordPiece tokenizer to match. Measured on
 the packaged MiniLM-L6: keeping the vocabulary SST-2's training sentences use leaves
@@ -26,7 +26,7 @@ import torch
 
 from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import SlimPajamaModel
+from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.model.saving import TOKENIZER_FILES
 from slimpajama_gui.core.model.tokenizers import load_tokenizer, pin_tokenizer_class
 from slimpajama_gui.core.storage.safe_io import atomic_write_text, read_json_object
@@ -358,7 +358,7 @@ def _describe_row(texts: Sequence[str], pairs: Sequence[str] | None, i: int) -> 
 
 
 def prune_vocabulary(
-    model: SlimPajamaModel,
+    model: EncoderClassifier,
     tokenizer_folder: Path,
     texts: Iterable[str],
     out_tokenizer_folder: Path,
@@ -369,7 +369,7 @@ def prune_vocabulary(
     eval_pairs: Sequence[str] | None = None,
     max_length: int | None = None,
     check: Check = None,
-) -> tuple[SlimPajamaModel, VocabReport]:
+) -> tuple[EncoderClassifier, VocabReport]:
     """A NEW model whose word embedding has only the rows the train rows use, plus a tokenizer.
 
     Keeps every id the tokenizer produces on the train rows (``texts``, with ``pairs``

@@ -26,7 +26,7 @@ from torch import nn
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.checkpoints import WEIGHTS_NAME, read_config
-from slimpajama_gui.core.model.encoder import CONFIG_FORMAT, SlimConfig, SlimPajamaModel
+from slimpajama_gui.core.model.encoder import CONFIG_FORMAT, EncoderClassifier, EncoderConfig
 from slimpajama_gui.core.model.hf_config import specific_label_names
 from slimpajama_gui.core.storage.safe_io import (
     PICKLE_SUFFIXES,
@@ -192,7 +192,7 @@ def _spec_of(model: nn.Module, info: Any) -> QuantSpec:
 
 
 def save_quantized(
-    model: SlimPajamaModel,
+    model: EncoderClassifier,
     result_or_method_info: QuantizedResult | QuantSpec | Mapping[str, Any] | None,
     folder: str | Path,
 ) -> None:
@@ -200,7 +200,7 @@ def save_quantized(
 
     The caller stages the folder (``safe_io.atomic_dir``) and adds tokenizer files and
     reports. Writes ``model.safetensors`` (integer weights, scales, zero points and
-    float tensors; never pickle) and ``config.json`` with the model's SlimConfig fields
+    float tensors; never pickle) and ``config.json`` with the model's EncoderConfig fields
     plus a ``"quantization"`` block (method, per_channel, embeddings, group_size,
     kept_float, version).
 
@@ -239,7 +239,7 @@ def is_quantized_folder(folder: str | Path) -> bool:
     return "quantization" in read_config(Path(folder))
 
 
-def load_quantized(folder: str | Path) -> SlimPajamaModel:
+def load_quantized(folder: str | Path) -> EncoderClassifier:
     """Rebuild a model saved by :func:`save_quantized`, still quantized.
 
     The float structure comes from config.json, the same quantization is applied,
@@ -259,7 +259,7 @@ def load_quantized(folder: str | Path) -> SlimPajamaModel:
     if block is None:
         raise UserError(
             f"{where} has no quantization block: this is a float model; open it with "
-            "SlimPajamaModel.from_pretrained or quantize.load_any."
+            "EncoderClassifier.from_pretrained or quantize.load_any."
         )
     if raw.get("model_type") != CONFIG_FORMAT:
         raise UserError(
@@ -270,7 +270,7 @@ def load_quantized(folder: str | Path) -> SlimPajamaModel:
     if spec.method == "dynamic_int8":
         int8_path.current()  # an environment problem, not this folder's: unprefixed
     try:
-        config = SlimConfig.from_dict(raw)
+        config = EncoderConfig.from_dict(raw)
     except UserError as exc:
         raise UserError(f"{where}: {exc}") from exc
     weights = folder / WEIGHTS_NAME
@@ -284,7 +284,7 @@ def load_quantized(folder: str | Path) -> SlimPajamaModel:
         )
     tensors = load_safetensors(weights)
     with torch.random.fork_rng():  # the random init below is thrown away; keep the seed
-        model = SlimPajamaModel(config)
+        model = EncoderClassifier(config)
     try:
         _apply(model, spec)
     except UserError as exc:
@@ -296,18 +296,18 @@ def load_quantized(folder: str | Path) -> SlimPajamaModel:
 
 def load_any(
     folder: str | Path, num_labels: int | None = None, id2label: dict[int, str] | None = None
-) -> SlimPajamaModel:
+) -> EncoderClassifier:
     """Open a float or a quantized model folder, whichever it is.
 
     Args:
         folder: a Hugging Face BERT/RoBERTa folder, a SlimPajama folder, or one written
             by :func:`save_quantized`.
-        num_labels, id2label: as in :meth:`SlimPajamaModel.from_pretrained`; a quantized
+        num_labels, id2label: as in :meth:`EncoderClassifier.from_pretrained`; a quantized
             model's classifier cannot be replaced, so they must match it.
     """
     folder = Path(folder)
     if not folder.is_dir() or "quantization" not in read_config(folder):
-        return SlimPajamaModel.from_pretrained(folder, num_labels=num_labels, id2label=id2label)
+        return EncoderClassifier.from_pretrained(folder, num_labels=num_labels, id2label=id2label)
     model = load_quantized(folder)
     labels = len(id2label) if id2label is not None else num_labels
     if labels is not None and labels != model.config.num_labels:

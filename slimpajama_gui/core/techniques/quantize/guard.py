@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import SlimPajamaModel
+from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.techniques.quantize.methods import (
     QuantizedResult,
     _expand,
@@ -113,7 +113,7 @@ def _kl(reference: list[torch.Tensor], other: list[torch.Tensor]) -> float:
 
 
 def guard_quantization(
-    model: SlimPajamaModel,
+    model: EncoderClassifier,
     method: str,
     evaluate: Callable[[nn.Module], float],
     tolerance: float = 0.5,

@@ -20,7 +20,7 @@ weight_int4    4-bit weights, two per byte, a bf16 scale and offset per group of
                fit PyTorch's int4 kernel run it (bf16 activations); others dequantize.
 =============  ===========================================================================
 
-A quantized model is still a :class:`SlimPajamaModel` (same forward, same outputs); only
+A quantized model is still an :class:`EncoderClassifier` (same forward, same outputs); only
 some sub-modules are replaced, and ``model.quantization`` holds its :class:`QuantSpec`.
 Saving and loading such a model is in :mod:`.folders`, the accuracy guard in :mod:`.guard`.
 
@@ -42,7 +42,7 @@ import torch.ao.nn.quantized as nnq
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import SlimPajamaModel
+from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.techniques.quantize import int8_path
 from slimpajama_gui.core.techniques.quantize.modules import (
     CastEmbedding,
@@ -154,7 +154,7 @@ class QuantizedResult:
         per_channel, embeddings, group_size: as passed to :func:`quantize_model`.
     """
 
-    model: SlimPajamaModel
+    model: EncoderClassifier
     method: str
     kept_float: list[str]
     note: str
@@ -172,7 +172,7 @@ class QuantizedResult:
 # --------------------------------------------------------------------------- handlers
 
 #: (model, spec, names of the modules to quantize) -> None; changes ``model`` in place.
-Handler = Callable[[SlimPajamaModel, QuantSpec, list[str]], None]
+Handler = Callable[[EncoderClassifier, QuantSpec, list[str]], None]
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ def use_int8_kernels() -> str:
     "4x smaller linear layers and faster on CPU; runs on CPU only.",
     cpu_only=True,
 )
-def _dynamic_int8(model: SlimPajamaModel, spec: QuantSpec, targets: list[str]) -> None:
+def _dynamic_int8(model: EncoderClassifier, spec: QuantSpec, targets: list[str]) -> None:
     from torch.ao.quantization import (
         default_dynamic_qconfig,
         float_qparams_weight_only_qconfig,
@@ -267,7 +267,7 @@ def _dynamic_int8(model: SlimPajamaModel, spec: QuantSpec, targets: list[str]) -
 
 
 def _cast_handler(dtype: torch.dtype) -> Handler:
-    def handler(model: SlimPajamaModel, spec: QuantSpec, targets: list[str]) -> None:
+    def handler(model: EncoderClassifier, spec: QuantSpec, targets: list[str]) -> None:
         chosen = set(targets)
         for name, module in list(model.named_modules()):
             if isinstance(module, nn.LayerNorm):
@@ -318,7 +318,7 @@ register_method(
 
 
 def _weight_only_handler(bits: int) -> Handler:
-    def handler(model: SlimPajamaModel, spec: QuantSpec, targets: list[str]) -> None:
+    def handler(model: EncoderClassifier, spec: QuantSpec, targets: list[str]) -> None:
         for name in targets:
             old = model.get_submodule(name)
             if isinstance(old, nn.Embedding):
@@ -385,7 +385,7 @@ def _expand(names: list[str], requested: Iterable[str], field_name: str) -> set[
     return out
 
 
-def _apply(model: SlimPajamaModel, spec: QuantSpec) -> None:
+def _apply(model: EncoderClassifier, spec: QuantSpec) -> None:
     """Quantize ``model`` in place as ``spec`` says."""
     method = _method(spec.method)
     _check_group_size(spec.group_size)
@@ -398,7 +398,7 @@ def _apply(model: SlimPajamaModel, spec: QuantSpec) -> None:
 
 
 def quantize_model(
-    model: SlimPajamaModel,
+    model: EncoderClassifier,
     method: str,
     *,
     per_channel: bool = True,
@@ -409,7 +409,7 @@ def quantize_model(
     """Quantize a copy of ``model``; the original is left as it was.
 
     Args:
-        model: a float :class:`SlimPajamaModel`.
+        model: a float :class:`EncoderClassifier`.
         method: a key of :data:`METHODS` ("dynamic_int8", "fp16", "bf16",
             "weight_int8", "weight_int4").
         per_channel: a scale per output channel (dynamic_int8, weight_int8).

@@ -1,4 +1,4 @@
-"""The quantized building blocks a quantized :class:`SlimPajamaModel` is made of.
+"""The quantized building blocks a quantized :class:`EncoderClassifier` is made of.
 
 Weight-only int8 and int4 linears and embeddings (integer weights with float scales,
 turned back into float at every call; :class:`Int4WeightLinear` runs PyTorch's int4 CPU
