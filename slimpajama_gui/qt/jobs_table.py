@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QModelIndex,
     QPersistentModelIndex,
     QRect,
@@ -36,6 +35,7 @@ from PySide6.QtWidgets import (
 from slimpajama_gui.core.plan.recipe import dump_recipe
 from slimpajama_gui.core.storage.history import JobRecord
 from slimpajama_gui.qt.jobs import QueuedJob
+from slimpajama_gui.qt.widgets.tables import Column, RowTableModel
 
 _Index = QModelIndex | QPersistentModelIndex
 
@@ -140,27 +140,20 @@ class JobRow:
         return elapsed * (1.0 - self.progress) / self.progress
 
 
-class JobTableModel(QAbstractTableModel):
+class JobTableModel(RowTableModel[JobRow]):
     """Read-only rows: queued recipes first, then the history, newest first."""
 
     def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self._rows: list[JobRow] = []
+        super().__init__(
+            [
+                Column(title, lambda r, c=c: self._display(r, c), lambda r, c=c: self._display(r, c),
+                       c in (COL_ELAPSED, COL_REMAINING))
+                for c, title in enumerate(COLUMNS)
+            ],
+            parent,
+        )  # fmt: skip
 
-    # Qt API ------------------------------------------------------------------
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not (0 <= index.row() < len(self._rows)):
-            return None
-        row = self._rows[index.row()]
-        col = index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._display(row, col)
+    def role_data(self, row: JobRow, _row: int, col: int, role: int) -> Any:
         if role == ROW_ROLE:
             return row
         if role == PROGRESS_ROLE:
@@ -173,8 +166,6 @@ class JobTableModel(QAbstractTableModel):
             return font
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(row, col)
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (COL_ELAPSED, COL_REMAINING):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
     @staticmethod
@@ -209,29 +200,7 @@ class JobTableModel(QAbstractTableModel):
             return "Waiting for the running job to finish"
         return row.error or row.name
 
-    def headerData(  # noqa: N802
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if (
-            role == Qt.ItemDataRole.DisplayRole
-            and orientation == Qt.Orientation.Horizontal
-            and 0 <= section < len(COLUMNS)
-        ):
-            return COLUMNS[section]
-        return None
-
     # our API -----------------------------------------------------------------
-    def rows(self) -> list[JobRow]:
-        return list(self._rows)
-
-    def row_at(self, row: int) -> JobRow | None:
-        return self._rows[row] if 0 <= row < len(self._rows) else None
-
-    def set_rows(self, rows: list[JobRow]) -> None:
-        self.beginResetModel()
-        self._rows = list(rows)
-        self.endResetModel()
-
     def row_of_job(self, job_id: int) -> int | None:
         for i, row in enumerate(self._rows):
             if row.job_id == job_id:

@@ -12,22 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QModelIndex,
-    QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
 )
 
 from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.units import human_bytes, human_count
+from slimpajama_gui.qt.widgets.tables import SORT_ROLE, Column, Index, RowTableModel
 
-#: Role holding the raw (sortable) value of a cell.
-SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 #: Role holding the row's ModelInfo.
 INFO_ROLE = Qt.ItemDataRole.UserRole + 2
-
-_Index = QModelIndex | QPersistentModelIndex
 
 
 def heads_text(info: ModelInfo) -> str:
@@ -35,88 +30,56 @@ def heads_text(info: ModelInfo) -> str:
     return str(heads[0]) if len(set(heads)) <= 1 else "/".join(map(str, heads))
 
 
-# column title, display text, sort value, right-aligned
-_COLUMNS: tuple[tuple[str, Any, Any, bool], ...] = (
-    ("Name", lambda i: i.name, lambda i: i.name.lower(), False),
-    ("Family", lambda i: i.family, lambda i: i.family, False),
-    ("Parameters", lambda i: human_count(i.parameters), lambda i: i.parameters, True),
-    ("Size on disk", lambda i: human_bytes(i.size_bytes), lambda i: i.size_bytes, True),
-    ("Layers", lambda i: str(i.layers), lambda i: i.layers, True),
-    ("Hidden", lambda i: str(i.hidden), lambda i: i.hidden, True),
-    ("Heads", heads_text, lambda i: sum(i.layer_heads or (i.heads,)), True),
-    ("Vocabulary", lambda i: f"{i.vocab:,}", lambda i: i.vocab, True),
-    ("Source", lambda i: i.source, lambda i: i.source, False),
-    ("Path", lambda i: str(i.path), lambda i: str(i.path), False),
+COLUMNS = (
+    Column("Name", lambda i: i.name, lambda i: i.name.lower(), False),
+    Column("Family", lambda i: i.family, lambda i: i.family, False),
+    Column("Parameters", lambda i: human_count(i.parameters), lambda i: i.parameters, True),
+    Column("Size on disk", lambda i: human_bytes(i.size_bytes), lambda i: i.size_bytes, True),
+    Column("Layers", lambda i: str(i.layers), lambda i: i.layers, True),
+    Column("Hidden", lambda i: str(i.hidden), lambda i: i.hidden, True),
+    Column("Heads", heads_text, lambda i: sum(i.layer_heads or (i.heads,)), True),
+    Column("Vocabulary", lambda i: f"{i.vocab:,}", lambda i: i.vocab, True),
+    Column("Source", lambda i: i.source, lambda i: i.source, False),
+    Column("Path", lambda i: str(i.path), lambda i: str(i.path), False),
 )
-COLUMN_TITLES = tuple(c[0] for c in _COLUMNS)
+COLUMN_TITLES = tuple(c.title for c in COLUMNS)
 
 
-class ModelTableModel(QAbstractTableModel):
+class ModelTableModel(RowTableModel[ModelInfo]):
     """One row per :class:`ModelInfo`; read-only."""
 
     def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self._infos: list[ModelInfo] = []
+        super().__init__(COLUMNS, parent)
 
-    # Qt API ------------------------------------------------------------------
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self._infos)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(_COLUMNS)
-
-    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not (0 <= index.row() < len(self._infos)):
-            return None
-        info = self._infos[index.row()]
-        _title, display, sort, right = _COLUMNS[index.column()]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return display(info)
-        if role == SORT_ROLE:
-            return sort(info)
+    def role_data(self, info: ModelInfo, row: int, column: int, role: int) -> Any:
         if role == INFO_ROLE:
             return info
         if role == Qt.ItemDataRole.ToolTipRole:
             return f"{info.name}\n{info.path}\n{info.parameters:,} parameters"
-        if role == Qt.ItemDataRole.TextAlignmentRole and right:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        return None
-
-    def headerData(  # noqa: N802
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if (
-            role == Qt.ItemDataRole.DisplayRole
-            and orientation == Qt.Orientation.Horizontal
-            and 0 <= section < len(_COLUMNS)
-        ):
-            return _COLUMNS[section][0]
         return None
 
     # our API -----------------------------------------------------------------
     def infos(self) -> list[ModelInfo]:
-        return list(self._infos)
+        return self.rows()
 
     def set_infos(self, infos: Sequence[ModelInfo]) -> None:
-        self.beginResetModel()
-        self._infos = list(infos)
-        self.endResetModel()
+        self.set_rows(infos)
 
     def upsert(self, infos: Iterable[ModelInfo]) -> None:
         """Add new models; replace rows whose folder is already listed."""
         for info in infos:
             row = self.row_of(info.path)
             if row is None:
-                self.beginInsertRows(QModelIndex(), len(self._infos), len(self._infos))
-                self._infos.append(info)
+                self.beginInsertRows(QModelIndex(), len(self._rows), len(self._rows))
+                self._rows.append(info)
                 self.endInsertRows()
             else:
-                self._infos[row] = info
-                self.dataChanged.emit(self.index(row, 0), self.index(row, len(_COLUMNS) - 1))
+                self._rows[row] = info
+                self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
 
     def row_of(self, path: Path) -> int | None:
         target = Path(path).resolve()
-        for row, info in enumerate(self._infos):
+        for row, info in enumerate(self._rows):
             if Path(info.path).resolve() == target:
                 return row
         return None
@@ -144,7 +107,7 @@ class ModelFilterProxy(QSortFilterProxyModel):
             self._words = words
             self.invalidateFilter()
 
-    def filterAcceptsRow(self, source_row: int, source_parent: _Index) -> bool:  # noqa: N802
+    def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:  # noqa: N802
         if not self._words:
             return True
         model = self.sourceModel()

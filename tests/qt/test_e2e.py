@@ -83,7 +83,7 @@ def test_wizard_job_charts_compare_playground(qtbot, window):
     win.show_area("compare")
     with qtbot.waitSignal(win.compare_view.loaded, timeout=TIMEOUT):
         win.compare_view.refresh()
-    names = [v.name for v in win.compare_view.model._variants]
+    names = [v.name for v in win.compare_view.model.rows()]
     assert sum("distill" in n or "prune" in n or "quantize" in n for n in names) >= 3, names
 
     # Playground: the original and the latest variant both predict a typed sentence.

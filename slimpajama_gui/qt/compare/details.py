@@ -31,7 +31,8 @@ from PySide6.QtWidgets import (
 from slimpajama_gui.core.jobs.flips import FlipResult
 from slimpajama_gui.core.jobs.index import Variant
 from slimpajama_gui.core.units import human_bytes
-from slimpajama_gui.qt.compare.table import SORT_ROLE, ms, pct
+from slimpajama_gui.qt.compare.table import ms, pct
+from slimpajama_gui.qt.widgets.tables import SORT_ROLE
 
 _Index = QModelIndex | QPersistentModelIndex
 

@@ -6,17 +6,15 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor, QFont
 
 from slimpajama_gui.core.jobs.index import Variant
 from slimpajama_gui.core.units import human_bytes, human_count
+from slimpajama_gui.qt.widgets.tables import Column, RowTableModel
 
-SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 #: Role holding the row's position in :attr:`CompareView.variants`.
 ROW_ROLE = Qt.ItemDataRole.UserRole + 2
-
-_Index = QModelIndex | QPersistentModelIndex
 
 
 def pct(x: float | None) -> str:
@@ -27,79 +25,62 @@ def ms(x: float | None) -> str:
     return "–" if x is None else f"{x:.2f} ms"
 
 
-# column title, display text, sort value, right-aligned
-_COLUMNS: tuple[tuple[str, Any, Any, bool], ...] = (
-    ("Name", lambda v: v.name, lambda v: v.name.lower(), False),
-    (
+COLUMNS = (
+    Column("Name", lambda v: v.name, lambda v: v.name.lower(), False),
+    Column(
         "Job",
         lambda v: "source model" if v.is_source else f"#{v.job_id} {v.job_name}".strip(),
         lambda v: -1 if v.is_source else v.job_id or 0,
         False,
     ),
-    (
+    Column(
         "Step",
         lambda v: "–" if v.step_index is None else f"{v.step_index + 1} · {v.step_type}",
         lambda v: -1 if v.step_index is None else v.step_index,
         False,
     ),
-    ("Accuracy", lambda v: pct(v.accuracy), lambda v: v.accuracy, True),
-    ("Macro-F1", lambda v: pct(v.macro_f1), lambda v: v.macro_f1, True),
-    (
+    Column("Accuracy", lambda v: pct(v.accuracy), lambda v: v.accuracy, True),
+    Column("Macro-F1", lambda v: pct(v.macro_f1), lambda v: v.macro_f1, True),
+    Column(
         "Size on disk",
         lambda v: "–" if v.size_bytes is None else human_bytes(v.size_bytes),
         lambda v: v.size_bytes,
         True,
     ),
-    (
+    Column(
         "Parameters",
         lambda v: "–" if v.parameters is None else human_count(v.parameters),
         lambda v: v.parameters,
         True,
     ),
-    ("p50 latency", lambda v: ms(v.p50_ms), lambda v: v.p50_ms, True),
-    ("p95", lambda v: ms(v.p95_ms), lambda v: v.p95_ms, True),
-    (
+    Column("p50 latency", lambda v: ms(v.p50_ms), lambda v: v.p50_ms, True),
+    Column("p95", lambda v: ms(v.p95_ms), lambda v: v.p95_ms, True),
+    Column(
         "Throughput",
         lambda v: "–" if v.throughput is None else f"{v.throughput:,.0f}/s",
         lambda v: v.throughput,
         True,
     ),
 )
-COLUMN_TITLES = tuple(c[0] for c in _COLUMNS)
+COLUMN_TITLES = tuple(c.title for c in COLUMNS)
 
 
-class VariantTableModel(QAbstractTableModel):
+class VariantTableModel(RowTableModel[Variant]):
     """One row per :class:`Variant`; read-only."""
 
     def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self._variants: list[Variant] = []
+        super().__init__(COLUMNS, parent)
         self.pareto: set[int] = set()
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self._variants)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(_COLUMNS)
-
     def set_variants(self, variants: Sequence[Variant], pareto: set[int]) -> None:
-        self.beginResetModel()
-        self._variants = list(variants)
         self.pareto = set(pareto)
-        self.endResetModel()
+        self.set_rows(variants)
 
-    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self._variants):
-            return None
-        row = index.row()
-        v = self._variants[row]
-        _title, display, sort, right = _COLUMNS[index.column()]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return display(v)
-        if role == SORT_ROLE:
-            value = sort(v)
-            # Missing figures sort below every real one, whichever way.
-            return -math.inf if value is None else value
+    def sort_value(self, value: Any) -> Any:
+        # Missing figures sort below every real one, whichever way.
+        return -math.inf if value is None else value
+
+    def role_data(self, v: Variant, row: int, column: int, role: int) -> Any:
         if role == ROW_ROLE:
             return row
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -118,17 +99,4 @@ class VariantTableModel(QAbstractTableModel):
             return font
         if role == Qt.ItemDataRole.ForegroundRole and v.note:
             return QBrush(QColor("#8a8a8a"))
-        if role == Qt.ItemDataRole.TextAlignmentRole and right:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        return None
-
-    def headerData(  # noqa: N802
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if (
-            role == Qt.ItemDataRole.DisplayRole
-            and orientation == Qt.Orientation.Horizontal
-            and 0 <= section < len(_COLUMNS)
-        ):
-            return _COLUMNS[section][0]
         return None

@@ -39,8 +39,9 @@ from slimpajama_gui.core.jobs.index import CompareData, Variant, default_pair, l
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.qt.compare.details import DetailsPanel
 from slimpajama_gui.qt.compare.pareto_plot import ParetoPlot
-from slimpajama_gui.qt.compare.table import SORT_ROLE, VariantTableModel
+from slimpajama_gui.qt.compare.table import VariantTableModel
 from slimpajama_gui.qt.widgets.errors import error_sentence
+from slimpajama_gui.qt.widgets.tables import SORT_ROLE
 from slimpajama_gui.qt.widgets.workers import WorkerSet, start_worker
 
 log = logging.getLogger(__name__)
