@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMessageBox,
     QPushButton,
-    QSplitter,
     QVBoxLayout,
     QWidget,
 )
@@ -39,6 +38,7 @@ from slimpajama_gui.qt.job_details import JobDetails, JobLog, TextDialog, log_di
 from slimpajama_gui.qt.jobs import NO_JOB, JobRunner
 from slimpajama_gui.qt.jobs_table import JobRow, JobTableModel, jobs_table_view
 from slimpajama_gui.qt.models_view import Banner
+from slimpajama_gui.qt.widgets.panes import two_panes
 from slimpajama_gui.qt.widgets.workers import WorkerSet, start_worker
 
 log = logging.getLogger(__name__)
@@ -139,12 +139,9 @@ class JobsView(QWidget):
         top_layout.addLayout(toolbar)
         top_layout.addWidget(self.table, 1)
         top_layout.addWidget(self.empty_hint)
-        self.splitter = QSplitter(Qt.Orientation.Vertical)
-        self.splitter.addWidget(top)
-        self.splitter.addWidget(self.details)
-        self.splitter.setStretchFactor(0, 2)
-        self.splitter.setStretchFactor(1, 3)
-        self.splitter.setSizes([260, 440])
+        self.splitter = two_panes(
+            top, self.details, Qt.Orientation.Vertical, stretch=(2, 3), sizes=(260, 440)
+        )
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
 

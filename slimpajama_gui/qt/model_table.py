@@ -19,7 +19,13 @@ from PySide6.QtCore import (
 
 from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.units import human_bytes, human_count
-from slimpajama_gui.qt.widgets.tables import SORT_ROLE, Column, Index, RowTableModel
+from slimpajama_gui.qt.widgets.tables import (
+    SORT_ROLE,
+    Column,
+    Index,
+    RowTableModel,
+    change_filter,
+)
 
 #: Role holding the row's ModelInfo.
 INFO_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -98,14 +104,7 @@ class ModelFilterProxy(QSortFilterProxyModel):
         words = text.lower().split()
         if words == self._words:
             return
-        # Qt >= 6.9 wants begin/endFilterChange; invalidateFilter is deprecated there.
-        if hasattr(self, "beginFilterChange"):
-            self.beginFilterChange()
-            self._words = words
-            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
-        else:
-            self._words = words
-            self.invalidateFilter()
+        change_filter(self, lambda: setattr(self, "_words", words))
 
     def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:  # noqa: N802
         if not self._words:

@@ -30,7 +30,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSplitter,
     QTableView,
     QToolButton,
     QVBoxLayout,
@@ -47,7 +46,8 @@ from slimpajama_gui.qt.model_table import (
     heads_text,
 )
 from slimpajama_gui.qt.widgets.errors import error_sentence
-from slimpajama_gui.qt.widgets.workers import WorkerSet, start_worker
+from slimpajama_gui.qt.widgets.panes import two_panes
+from slimpajama_gui.qt.widgets.workers import WorkerScreen, start_worker
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class Banner(QFrame):
         self.show()
 
 
-class ModelsView(QWidget):
+class ModelsView(WorkerScreen):
     """The Models area: search, add a folder (button or drag-and-drop), table, details."""
 
     #: Emitted after each scan with the number of models listed.
@@ -201,8 +201,6 @@ class ModelsView(QWidget):
         super().__init__(parent)
         self.setAcceptDrops(True)
         self.extra_folders: list[Path] = []
-        self._workers = WorkerSet()
-        self._closing = False
 
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search models by name, family, source or folder…")
@@ -247,12 +245,9 @@ class ModelsView(QWidget):
         left_layout.addWidget(self.banner)
         left_layout.addWidget(self.table, 1)
         left_layout.addWidget(self.empty_hint)
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(left)
-        self.splitter.addWidget(self.details)
-        self.splitter.setStretchFactor(0, 3)
-        self.splitter.setStretchFactor(1, 2)
-        self.splitter.setSizes([640, 420])
+        self.splitter = two_panes(
+            left, self.details, Qt.Orientation.Horizontal, stretch=(3, 2), sizes=(640, 420)
+        )
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
 
@@ -324,10 +319,6 @@ class ModelsView(QWidget):
         if not self._closing:
             self.banner.show_messages([text])
             self.scan_finished.emit(self.model.rowCount())
-
-    def shutdown(self) -> None:
-        """Stop listening to workers; they only read headers and end on their own."""
-        self._closing = True
 
     # ------------------------------------------------------------------ selection
     def selected_info(self) -> ModelInfo | None:

@@ -272,6 +272,10 @@ def _label_ids(
             (raw.table.path, raw.table.unit, raw.lines[i]) for raw, i in values[value]
         )
 
+    def listed(found: list[Any], limit: int = 5) -> str:
+        """``found`` with the rows each comes from, e.g. ``'neg' (train.csv line 4)``."""
+        return ", ".join(f"{v!r} ({where(v)})" for v in found[:limit])
+
     if labels is not None:
         names = list(labels)
         if all(str(v) in names for v in values):
@@ -279,16 +283,15 @@ def _label_ids(
         elif all(isinstance(v, int) for v in values):
             bad = sorted(v for v in values if not 0 <= v < len(names))
             if bad:
-                shown = ", ".join(f"{v} ({where(v)})" for v in bad[:5])
                 raise UserError(
-                    f"label ids {shown} are outside dataset.labels, which names "
+                    f"label ids {listed(bad)} are outside dataset.labels, which names "
                     f"{len(names)} classes (ids 0 to {len(names) - 1}: {_quote_list(names)}). "
                     "Add the missing labels to the list or fix those rows."
                 )
             mapping = {v: v for v in values}
         else:
             bad = sorted((v for v in values if str(v) not in names), key=str)
-            shown = ", ".join(f"{v!r} ({where(v)})" for v in bad[:5])
+            shown = listed(bad)
             if labels_from is not None:
                 raise UserError(
                     f"labels {shown} are not among {labels_from}'s labels "
@@ -304,11 +307,8 @@ def _label_ids(
         strs = sorted(v for v in values if isinstance(v, str))
         if ints and strs:
             raise UserError(
-                "the labels mix numbers and names: "
-                + ", ".join(f"{v} ({where(v)})" for v in ints[:3])
-                + " and "
-                + ", ".join(f"{v!r} ({where(v)})" for v in strs[:3])
-                + ". Use one kind throughout, or list every label in order in dataset.labels, "
+                f"the labels mix numbers and names: {listed(ints, 3)} and {listed(strs, 3)}"
+                ". Use one kind throughout, or list every label in order in dataset.labels, "
                 'e.g. labels: ["neg", "pos"].'
             )
         if strs:
@@ -317,9 +317,8 @@ def _label_ids(
         else:
             negative = [v for v in ints if v < 0]
             if negative:
-                shown = ", ".join(f"{v} ({where(v)})" for v in negative[:5])
                 raise UserError(
-                    f"negative labels {shown}: class ids must be 0, 1, 2, …. List the labels "
+                    f"negative labels {listed(negative)}: class ids must be 0, 1, 2, …. List the labels "
                     f"in order to map them, e.g. labels: {json.dumps([str(v) for v in ints])}, "
                     "or renumber them."
                 )

@@ -253,6 +253,16 @@ def _parse_delimited(path: Path, text: str, fmt: str, delimiter: str, quoting: i
     return Table(path, fmt, header, rows, lines)
 
 
+def _json_record(obj: Any, where: str) -> dict:
+    """``obj`` if it is a JSON object (one row with named fields); else a sentence."""
+    if not isinstance(obj, dict):
+        raise UserError(
+            f"{where} is not a JSON object with named fields; each record must look like "
+            '{"sentence": "...", "label": 1}.'
+        )
+    return obj
+
+
 def _read_json(path: Path, text: str, fmt: str) -> Table:
     objects: list[dict] = []
     lines: list[int] = []
@@ -267,12 +277,7 @@ def _read_json(path: Path, text: str, fmt: str) -> Table:
                 f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
             ) from None
         for i, obj in enumerate(data, 1):
-            if not isinstance(obj, dict):
-                raise UserError(
-                    f"{path.name} record {i} is not a JSON object with named fields; "
-                    'each record must look like {"sentence": "...", "label": 1}.'
-                )
-            objects.append(obj)
+            objects.append(_json_record(obj, f"{path.name} record {i}"))
             lines.append(i)
     else:
         for number, line in enumerate(text.splitlines(), 1):
@@ -285,12 +290,7 @@ def _read_json(path: Path, text: str, fmt: str) -> Table:
                     f"{path.name} line {number} is not valid JSON ({exc.msg} at column "
                     f"{exc.colno}); each line of a JSON Lines file must be one JSON object."
                 ) from None
-            if not isinstance(obj, dict):
-                raise UserError(
-                    f"{path.name} line {number} is not a JSON object; each line must look "
-                    'like {"sentence": "...", "label": 1}.'
-                )
-            objects.append(obj)
+            objects.append(_json_record(obj, f"{path.name} line {number}"))
             lines.append(number)
     if not objects:
         raise UserError(f"{path.name} is empty; it has no records.")

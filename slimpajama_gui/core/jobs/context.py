@@ -4,7 +4,7 @@
 variant is saved and how to reach the user (callbacks) and the history (store). Step
 types map to handler functions in :data:`HANDLERS`, filled by :func:`handles` (a
 registry, not an if/elif chain): a new technique adds a module under
-``core/jobs/handlers/`` and its config in ``core/plan/recipe.py``.
+``core/jobs/handlers/`` and its config in ``core/plan/steps.py``.
 
 Every handler has the signature ``handler(ctx, index, step) -> summary`` where
 ``summary`` is the step's row of the job summary (``{"accuracy": 0.89, ...}``), and

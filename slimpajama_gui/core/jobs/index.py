@@ -24,7 +24,7 @@ from typing import Any
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.storage.history import JobStore, VariantRow
-from slimpajama_gui.core.storage.variant import VariantRecord
+from slimpajama_gui.core.storage.variant import VariantRecord, finite_number
 
 
 @dataclass
@@ -91,16 +91,8 @@ def resolved(path: Path | str) -> Path:
         return Path(path)
 
 
-def _num(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _int(value: Any) -> int | None:
-    number = _num(value)
+    number = finite_number(value)
     return None if number is None else int(number)
 
 
@@ -133,13 +125,13 @@ def variant_from_record(path: Path, record: VariantRecord) -> Variant:
         step_index=_int(record.step_index),
         step_type=record.step_type,
         accuracy=record.accuracy,
-        macro_f1=_num(ev.get("macro_f1")),
+        macro_f1=finite_number(ev.get("macro_f1")),
         size_bytes=size,
         parameters=_int(parameters),
         nonzero_parameters=_int(nonzero),
-        p50_ms=_num(bench.get("latency_p50_ms")),
-        p95_ms=_num(bench.get("latency_p95_ms")),
-        throughput=_num(bench.get("throughput_per_s")),
+        p50_ms=finite_number(bench.get("latency_p50_ms")),
+        p95_ms=finite_number(bench.get("latency_p95_ms")),
+        throughput=finite_number(bench.get("throughput_per_s")),
         confusion=confusion if isinstance(confusion, list) else None,
         label_names=list(record.label_names),
         recipe=record.recipe if isinstance(record.recipe, dict) else None,
@@ -169,7 +161,7 @@ def _source_figures(store: JobStore, job_id: int, first_variant_step: int) -> di
         if m.step_index >= first_variant_step or m.step_type not in ("evaluate", "benchmark"):
             continue
         attr = _SOURCE_KEYS.get(m.key)
-        if attr is not None and _num(m.value) is not None:
+        if attr is not None and finite_number(m.value) is not None:
             figures[attr] = m.value
     for attr in ("size_bytes", "parameters"):
         if attr in figures:

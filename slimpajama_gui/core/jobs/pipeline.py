@@ -11,7 +11,7 @@ exporting to ONNX, loading an ONNX session, saving a variant) run inside
 for; the stop is honoured right after them. Step types map to handler functions in
 :data:`~slimpajama_gui.core.jobs.context.HANDLERS` (a registry, not an if/elif chain);
 a new technique adds a module under ``core/jobs/handlers/`` and its config in
-``core/plan/recipe.py``. Saved variants are written through
+``core/plan/steps.py``. Saved variants are written through
 :mod:`slimpajama_gui.core.jobs.saving`.
 
 Example:

@@ -54,18 +54,17 @@ from slimpajama_gui.core.model.hf_config import (
     specific_label_names,
     translate,
 )
+from slimpajama_gui.core.model.inspection import SUPPORTED_FAMILIES
 from slimpajama_gui.core.storage.safe_io import (
-    PICKLE_SUFFIXES,
     load_safetensors,
-    refuse_pickle,
+    no_weights_error,
+    read_json_object,
 )
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
-#: Families :meth:`EncoderClassifier.from_pretrained` reads, by config ``model_type``.
-SUPPORTED_FAMILIES = ("bert", "roberta", "slimpajama")
 
 
 @dataclass
@@ -164,24 +163,11 @@ def read_config(folder: Path) -> dict[str, Any]:
             ``attn_implementation``.
     """
     path = Path(folder) / "config.json"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(
-            f"config.json not found in {folder}; choose the folder of a Hugging Face model."
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}.") from exc
-    if not text.strip():
-        raise UserError(f"{path} is empty; copy the model folder again from its source.")
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(
-            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})."
-        ) from exc
-    if not isinstance(raw, dict):
-        raise UserError(f"{path} must hold a JSON object, not {type(raw).__name__}.")
+    raw = read_json_object(
+        path,
+        missing=f"config.json not found in {folder}; choose the folder of a Hugging Face model.",
+        advice="fix it or copy the model folder again from its source.",
+    )
 
     refused = []
     if "auto_map" in raw:
@@ -235,12 +221,10 @@ def _load_weights(folder: Path) -> dict[str, torch.Tensor]:
                 )
             tensors.update(load_safetensors(folder / shard))
         return tensors
-    pickles = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
-    if pickles:
-        raise refuse_pickle(pickles[0])
-    raise UserError(
+    raise no_weights_error(
+        folder,
         f"no model.safetensors in {folder}; SlimPajama Studio reads weights from "
-        "safetensors files only."
+        "safetensors files only.",
     )
 
 
@@ -324,6 +308,21 @@ def _list_keys(keys: Iterable[str], limit: int = 10) -> str:
     )
 
 
+def mismatch_problems(
+    *, wrong: list[str], missing: list[str], unexpected: list[str], wrong_what: str = "shape"
+) -> list[str]:
+    """One clause per kind of key mismatch between a weight file and its model, e.g.
+    ``"2 missing: a.weight, b.weight"``; empty when everything matches."""
+    problems = []
+    if wrong:
+        problems.append(f"{len(wrong)} with the wrong {wrong_what}: {_list_keys(wrong)}")
+    if missing:
+        problems.append(f"{len(missing)} missing: {_list_keys(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} not in the model: {_list_keys(unexpected)}")
+    return problems
+
+
 def _check_match(
     folder: Path,
     expected: dict[str, torch.Tensor],
@@ -363,13 +362,7 @@ def _check_match(
             "is not supported: SlimPajama Studio reads float weights (a model quantized by "
             "another tool is not); use the unquantized model."
         )
-    problems = []
-    if wrong:
-        problems.append(f"{len(wrong)} with the wrong shape: {_list_keys(wrong)}")
-    if missing:
-        problems.append(f"{len(missing)} missing: {_list_keys(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} not in the model: {_list_keys(unexpected)}")
+    problems = mismatch_problems(wrong=wrong, missing=missing, unexpected=unexpected)
     if not_float:
         problems.append(f"{len(not_float)} not floating point: {_list_keys(not_float)}")
     if problems:

@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -35,6 +34,8 @@ from slimpajama_gui.core.model.hf_config import translate
 from slimpajama_gui.core.storage.safe_io import (
     PICKLE_SUFFIXES,
     SafetensorsHeader,
+    no_weights_error,
+    read_json,
     read_safetensors_header,
     refuse_pickle,
 )
@@ -157,29 +158,12 @@ class ModelInfo:
 
 
 def _read_json(path: Path, folder: Path) -> Any:
-    """Parse a JSON file, turning every failure into a sentence naming file and line."""
-    name = path.name
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"no {name} in {folder}: this folder is not a model folder.") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror}.") from exc
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise UserError(
-            f"{name} in {folder} is not UTF-8 text (byte {exc.start}); save it again as UTF-8 JSON."
-        ) from exc
-    if not text.strip():
-        raise UserError(f"{name} is empty in {folder}; copy the model folder again.")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(
-            f"{name} in {folder} is not valid JSON: {exc.msg} at line {exc.lineno}, "
-            f"column {exc.colno}. Fix the file or copy the model folder again."
-        ) from exc
+    """Parse a JSON file of a model folder; every failure names the file and line."""
+    return read_json(
+        path,
+        missing=f"no {path.name} in {folder}: this folder is not a model folder.",
+        advice="fix the file or copy the model folder again.",
+    )
 
 
 def _find_keys(obj: Any, keys: Iterable[str], prefix: str = "") -> list[tuple[str, Any]]:
@@ -535,9 +519,9 @@ def inspect_model(
         raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
     folder = model_folder(path)
     if not (folder / "config.json").is_file():
-        if any(p.suffix in PICKLE_SUFFIXES for p in folder.iterdir() if p.is_file()):
-            raise refuse_pickle(folder)
-        raise UserError(f"no config.json in {folder}: this folder is not a model folder.")
+        raise no_weights_error(
+            folder, f"no config.json in {folder}: this folder is not a model folder."
+        )
     config = _read_json(folder / "config.json", folder)
     if not isinstance(config, dict):
         raise UserError(
@@ -566,11 +550,10 @@ def inspect_model(
     if not weights and (folder / ONNX_FILE).is_file() and family == "slimpajama":
         return _inspect_onnx_variant(folder, config, shape, family, source, name)
     if not weights:
-        if any(p.suffix in PICKLE_SUFFIXES for p in folder.iterdir() if p.is_file()):
-            raise refuse_pickle(folder)
-        raise UserError(
+        raise no_weights_error(
+            folder,
             f"no weights in {folder}: expected model.safetensors (or a sharded "
-            "model.safetensors.index.json)."
+            "model.safetensors.index.json).",
         )
     headers = [read_safetensors_header(p) for p in weights]
     counts = _count(headers, shape.layers)

@@ -155,38 +155,84 @@ def load_safetensors(path: Path, device: str = "cpu") -> dict:
     return load_file(str(path), device=device)
 
 
-def read_json_object(path: Path) -> dict[str, Any]:
-    """The JSON object in ``path`` (a config or tokenizer file).
+#: What a sentence about a damaged JSON file advises by default.
+JSON_ADVICE = "fix it or copy the folder again."
+
+
+def read_json(path: Path, *, missing: str | None = None, advice: str = JSON_ADVICE) -> Any:
+    """The JSON value in ``path``; every failure is one sentence naming the file.
+
+    UTF-8 with or without a byte-order mark is accepted (Windows editors write one).
+
+    Args:
+        path: the file.
+        missing: the sentence when the file does not exist (default: "cannot read").
+        advice: what to do, ending a sentence about an unreadable or damaged file.
 
     Raises:
-        UserError: the file cannot be read, is not JSON (line and column named) or does
-            not hold an object.
+        UserError: the file is missing or unreadable, not UTF-8, empty, or not JSON
+            (line and column named).
     """
+    path = Path(path)
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}.") from exc
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        if missing is not None:
+            raise UserError(missing) from None
+        raise UserError(f"cannot read {path}: the file does not exist; {advice}") from exc
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}; {advice}") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path} is not UTF-8 text (byte {exc.start}); save it again as UTF-8 JSON, or {advice}"
+        ) from exc
+    if not text.strip():
+        raise UserError(f"{path} is empty; {advice}")
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(
-            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
-            "fix it or copy the folder again."
+            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); {advice}"
         ) from exc
+
+
+def read_json_object(
+    path: Path, *, missing: str | None = None, advice: str = JSON_ADVICE
+) -> dict[str, Any]:
+    """The JSON object in ``path`` (a config or tokenizer file), as :func:`read_json`.
+
+    Raises:
+        UserError: as :func:`read_json`, or the file does not hold an object.
+    """
+    data = read_json(path, missing=missing, advice=advice)
     if not isinstance(data, dict):
-        raise UserError(
-            f"{path} must hold a JSON object, not {type(data).__name__}; fix it or copy the "
-            "folder again."
-        )
+        raise UserError(f"{path} must hold a JSON object, not {type(data).__name__}; {advice}")
     return data
 
 
 def refuse_pickle(path: Path) -> UserError:
     """The sentence for a weight file we will not open."""
+    where = (
+        f"{path.parent} holds pickle weights ({path.name})"
+        if path.is_file()
+        else (f"{path} holds pickle weights (e.g. pytorch_model.bin)")
+    )
     return UserError(
-        f"{path} holds pickle files ({path.name if path.is_file() else 'e.g. pytorch_model.bin'}); "
+        f"{where}; "
         "pickle files can run code when loaded, so SlimPajama Studio never opens them. "
         "Convert the model to safetensors in a trusted environment first, e.g. "
         "`AutoModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)`."
     )
+
+
+def no_weights_error(folder: Path, sentence: str) -> UserError:
+    """The error for a folder without the safetensors weights we need: the pickle
+    refusal when the folder holds pickle weights, so the user learns why, else
+    ``sentence``."""
+    pickles = sorted(p for p in Path(folder).iterdir() if p.suffix in PICKLE_SUFFIXES)
+    return refuse_pickle(pickles[0]) if pickles else UserError(sentence)
 
 
 # --------------------------------------------------------------------------- writing

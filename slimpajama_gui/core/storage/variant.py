@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.storage.safe_io import atomic_write_bytes, atomic_write_text
+from slimpajama_gui.core.storage.safe_io import atomic_write_bytes, atomic_write_text, read_json
 
 #: The record's file inside a variant folder; its presence marks a saved variant.
 VARIANT_FILE = "slimpajama.json"
@@ -154,18 +154,11 @@ class VariantRecord:
                 read, is not JSON, or fails :meth:`from_json`.
         """
         path = Path(folder) / VARIANT_FILE
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UserError(
-                f"{path.parent} has no {VARIANT_FILE} (the folder was moved or deleted)"
-            ) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"{path} could not be read ({exc})") from exc
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise UserError(f"{path} could not be read ({exc})") from exc
+        data = read_json(
+            path,
+            missing=f"{path.parent} has no {VARIANT_FILE} (the folder was moved or deleted)",
+            advice="run the job again to save this variant anew.",
+        )
         return cls.from_json(data, str(path))
 
     @classmethod
@@ -241,10 +234,12 @@ class VariantRecord:
     @property
     def accuracy(self) -> float | None:
         """Eval accuracy (0..1): the evaluate step's, else the one measured at save time."""
-        value = _number(self.evaluation.get("accuracy"))
+        value = finite_number(self.evaluation.get("accuracy"))
         if value is None:
             training = self.metrics.get("training")
-            value = _number(training.get("eval_accuracy")) if isinstance(training, dict) else None
+            value = (
+                finite_number(training.get("eval_accuracy")) if isinstance(training, dict) else None
+            )
         return value
 
     @property
@@ -314,7 +309,8 @@ class VariantRecord:
 _OPTIONAL_SECTIONS = ("prune", "distill", "quantization", "onnx")
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (JSON may hold anything)."""
     try:
         number = float(value)
     except (TypeError, ValueError):

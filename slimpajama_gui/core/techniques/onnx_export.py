@@ -1,13 +1,13 @@
-"""ONNX export and ONNX Runtime inference: the fast CPU backend.
+"""ONNX export: the fast CPU backend's model file.
 
 A :class:`~slimpajama_gui.core.model.encoder.EncoderClassifier` is exported to one ONNX
 file that maps ``input_ids``, ``attention_mask`` (and ``token_type_ids``, unless the
 model has no token types) — int64, any batch size, any length — to ``logits``, and can
 be quantized to int8 with ``onnxruntime.quantization.quantize_dynamic``
 (:func:`~slimpajama_gui.core.techniques.onnx_int8.quantize_onnx`).
-:class:`OrtRunner` runs such a file with the interface of
-:class:`~slimpajama_gui.core.runtime.bench.TorchRunner` (numpy inputs → numpy logits), so
-benchmarks, evaluation and the playground can pick a backend by name.
+:class:`~slimpajama_gui.core.runtime.onnx_runner.OrtRunner` runs such a file with the
+interface of :class:`~slimpajama_gui.core.runtime.bench.TorchRunner` (numpy inputs →
+numpy logits), so benchmarks, evaluation and the playground can use either.
 
 An ONNX *variant* is a folder holding ``model.onnx``, the tokenizer files and our
 ``config.json`` (for the label names); it has no ``model.safetensors``.

@@ -86,20 +86,13 @@ class JobCharts(QWidget):
             "Learning rate", y_label="learning rate", empty="No training yet", si_prefix=True
         )
         self.sparsity = SparsityBars()
-        self.size = LiveCurves(
-            "Size on disk",
-            y_label="MB",
-            x_label="pipeline step",
-            symbols=True,
-            empty="Measured by a benchmark step",
-        )
-        self.latency = LiveCurves(
-            "Latency (batch 1, CPU)",
-            y_label="ms",
-            x_label="pipeline step",
-            symbols=True,
-            empty="Measured by a benchmark step",
-        )
+        per_step = {
+            "x_label": "pipeline step",
+            "symbols": True,
+            "empty": "Measured by a benchmark step",
+        }
+        self.size = LiveCurves("Size on disk", y_label="MB", **per_step)
+        self.latency = LiveCurves("Latency (batch 1, CPU)", y_label="ms", **per_step)
         for chart in (self.size, self.latency):
             chart.getPlotItem().getAxis("bottom").setTickSpacing(major=1, minor=1)
         self.charts: dict[str, ChartBase] = {

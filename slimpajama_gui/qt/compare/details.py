@@ -9,7 +9,6 @@ from PySide6.QtCore import (
     QAbstractTableModel,
     QModelIndex,
     QPersistentModelIndex,
-    QSortFilterProxyModel,
     Qt,
 )
 from PySide6.QtGui import QBrush, QColor
@@ -21,7 +20,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QTableView,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -32,7 +30,7 @@ from slimpajama_gui.core.jobs.flips import FlipResult
 from slimpajama_gui.core.jobs.index import Variant
 from slimpajama_gui.core.units import human_bytes
 from slimpajama_gui.qt.compare.table import ms, pct
-from slimpajama_gui.qt.widgets.tables import SORT_ROLE
+from slimpajama_gui.qt.widgets.tables import RIGHT, SORT_ROLE, header_text, sortable_table
 
 _Index = QModelIndex | QPersistentModelIndex
 
@@ -152,15 +150,13 @@ class FlipTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole and col == 1:
             return f.text
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (0, 4, 6):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            return RIGHT
         return None
 
     def headerData(  # noqa: N802
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
     ) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return self.HEADERS[section]
-        return None
+        return header_text(self.HEADERS, section, orientation, role)
 
 
 _METRIC_ROWS = (
@@ -301,16 +297,7 @@ class DetailsPanel(QWidget):
         self.flip_summary = QLabel()
         self.flip_summary.setWordWrap(True)
         self.flips = FlipTableModel(self)
-        self.flip_proxy = QSortFilterProxyModel(self)
-        self.flip_proxy.setSourceModel(self.flips)
-        self.flip_proxy.setSortRole(SORT_ROLE)
-        self.flip_table = QTableView()
-        self.flip_table.setModel(self.flip_proxy)
-        self.flip_table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
-        self.flip_table.setSortingEnabled(True)
-        self.flip_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.flip_table.verticalHeader().hide()
-        self.flip_table.setWordWrap(False)
+        self.flip_proxy, self.flip_table = sortable_table(self.flips)
         header = self.flip_table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)

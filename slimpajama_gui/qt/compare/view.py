@@ -18,7 +18,6 @@ from PySide6.QtCore import (
     QItemSelection,
     QItemSelectionModel,
     QModelIndex,
-    QSortFilterProxyModel,
     Qt,
     QTimer,
     Signal,
@@ -28,10 +27,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QSplitter,
-    QTableView,
     QVBoxLayout,
-    QWidget,
 )
 
 from slimpajama_gui.core.jobs.flips import FlipResult, flip_job
@@ -41,13 +37,14 @@ from slimpajama_gui.qt.compare.details import DetailsPanel
 from slimpajama_gui.qt.compare.pareto_plot import ParetoPlot
 from slimpajama_gui.qt.compare.table import VariantTableModel
 from slimpajama_gui.qt.widgets.errors import error_sentence
-from slimpajama_gui.qt.widgets.tables import SORT_ROLE
-from slimpajama_gui.qt.widgets.workers import WorkerSet, start_worker
+from slimpajama_gui.qt.widgets.panes import two_panes
+from slimpajama_gui.qt.widgets.tables import sortable_table
+from slimpajama_gui.qt.widgets.workers import WorkerScreen, start_worker
 
 log = logging.getLogger(__name__)
 
 
-class CompareView(QWidget):
+class CompareView(WorkerScreen):
     """The Compare area: table and Pareto chart of every variant, and a pair in detail.
 
     Args:
@@ -75,11 +72,9 @@ class CompareView(QWidget):
         self.variants: list[Variant] = []
         self._load_on_start = load_on_start
         self._loaded_once = False
-        self._workers = WorkerSet()
         self._refresh_generation = 0
         self._flip_worker = None
         self._flip_generation = 0
-        self._closing = False
         self._syncing = False
 
         self.refresh_button = QPushButton("Refresh")
@@ -94,18 +89,9 @@ class CompareView(QWidget):
         top.addWidget(self.refresh_button)
 
         self.model = VariantTableModel(self)
-        self.proxy = QSortFilterProxyModel(self)
-        self.proxy.setSourceModel(self.model)
-        self.proxy.setSortRole(SORT_ROLE)
-        self.table = QTableView()
-        self.table.setModel(self.proxy)
-        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
-        self.table.setSortingEnabled(True)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.proxy, self.table = sortable_table(self.model)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setToolTip("Select two rows (Ctrl+click) to compare them below")
-        self.table.verticalHeader().hide()
-        self.table.setWordWrap(False)
         self.table.setAlternatingRowColors(True)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.plot = ParetoPlot()
@@ -113,18 +99,12 @@ class CompareView(QWidget):
 
         # The table runs the full width so every figure is readable; below it the
         # chart and the pair in detail sit side by side.
-        lower = QSplitter(Qt.Orientation.Horizontal)
-        lower.addWidget(self.plot)
-        lower.addWidget(self.details)
-        lower.setStretchFactor(0, 4)
-        lower.setStretchFactor(1, 5)
-        lower.setSizes([460, 620])
-        self.splitter = QSplitter(Qt.Orientation.Vertical)
-        self.splitter.addWidget(self.table)
-        self.splitter.addWidget(lower)
-        self.splitter.setStretchFactor(0, 1)
-        self.splitter.setStretchFactor(1, 3)
-        self.splitter.setSizes([180, 540])
+        lower = two_panes(
+            self.plot, self.details, Qt.Orientation.Horizontal, stretch=(4, 5), sizes=(460, 620)
+        )
+        self.splitter = two_panes(
+            self.table, lower, Qt.Orientation.Vertical, stretch=(1, 3), sizes=(180, 540)
+        )
         self.lower = lower
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -342,17 +322,5 @@ class CompareView(QWidget):
             self.details.status.setText("<i>Stopped.</i>")
 
     # ------------------------------------------------------------------ lifetime
-    def busy(self) -> bool:
-        return bool(self._workers)
-
-    def shutdown(self) -> None:
-        """Stop listening to workers and ask them to stop; call before closing."""
-        if self._closing:
-            return
-        self._closing = True
+    def on_shutdown(self) -> None:
         self._pair_timer.stop()
-        self._workers.quit_all()
-
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)
-        self.shutdown()
-        super().closeEvent(event)

@@ -20,7 +20,6 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QGridLayout,
     QGroupBox,
@@ -30,13 +29,13 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
-    QSplitter,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
 
 from slimpajama_gui.core.runtime.predictor import PairResult, Prediction
+from slimpajama_gui.qt.widgets.panes import two_panes
+from slimpajama_gui.qt.widgets.tables import RIGHT, change_filter, header_text, sortable_table
 
 #: Bars shown per side; with more classes only the most likely ones are listed.
 MAX_BARS = 8
@@ -208,33 +207,22 @@ class BatchTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             return r.texts[row] if col == 0 else None
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (2, 4):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            return RIGHT
         return None
 
     def headerData(  # noqa: N802
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
     ) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return self.HEADERS[section]
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Vertical:
-            return str(section + 1)
-        return None
+        return header_text(self.HEADERS, section, orientation, role, numbered=True)
 
 
 class _DisagreeFilter(QSortFilterProxyModel):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.only_disagreements = False
-        self.setSortRole(Qt.ItemDataRole.UserRole)
 
     def set_only(self, on: bool) -> None:
-        if hasattr(self, "beginFilterChange"):  # Qt >= 6.9
-            self.beginFilterChange()
-            self.only_disagreements = on
-            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
-        else:
-            self.only_disagreements = on
-            self.invalidateFilter()
+        change_filter(self, lambda: setattr(self, "only_disagreements", on))
 
     def filterAcceptsRow(self, source_row: int, source_parent: _Index) -> bool:  # noqa: N802
         result = self.sourceModel().result
@@ -259,15 +247,10 @@ class BatchPanel(QWidget):
         self.count.setWordWrap(True)
         self.only = QCheckBox("Only disagreements")
         self.model = BatchTableModel(self)
-        self.proxy = _DisagreeFilter(self)
-        self.proxy.setSourceModel(self.model)
-        self.table = QTableView()
-        self.table.setModel(self.proxy)
         # Rows start in the order typed; a click on a header sorts.
-        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
-        self.table.setSortingEnabled(True)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setWordWrap(False)
+        self.proxy, self.table = sortable_table(
+            self.model, _DisagreeFilter(self), sort_role=Qt.ItemDataRole.UserRole
+        )
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for col in range(1, len(BatchTableModel.HEADERS)):
@@ -289,11 +272,7 @@ class BatchPanel(QWidget):
         top.addWidget(self.only)
         right_layout.addLayout(top)
         right_layout.addWidget(self.table, 1)
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(left)
-        splitter.addWidget(right)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
+        splitter = two_panes(left, right, Qt.Orientation.Horizontal, stretch=(2, 3))
         layout = QVBoxLayout(self)
         layout.addWidget(splitter, 1)
         self.only.toggled.connect(self.proxy.set_only)

@@ -41,7 +41,7 @@ from slimpajama_gui.core.runtime.predictor import (
 )
 from slimpajama_gui.qt.playground.panels import BatchPanel, PredictionPanel
 from slimpajama_gui.qt.widgets.errors import error_sentence
-from slimpajama_gui.qt.widgets.workers import WorkerSet, start_worker
+from slimpajama_gui.qt.widgets.workers import WorkerScreen, start_worker
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def _name_for(info: ModelInfo) -> str:
 # --------------------------------------------------------------------------- view
 
 
-class PlaygroundView(QWidget):
+class PlaygroundView(WorkerScreen):
     """Two models side by side on the same text, live or on many lines at once.
 
     Args:
@@ -114,11 +114,9 @@ class PlaygroundView(QWidget):
         self._infos: list[ModelInfo] = []
         self._state = {s: _SideState() for s in SIDES}
         self._generation = 0
-        self._workers = WorkerSet()
         self._batch_worker = None
         self._batch_token: object | None = None
         self._models_generation = 0
-        self._closing = False
         #: Results dropped because newer text or another model was asked for meanwhile.
         self.stale_dropped = 0
 
@@ -462,20 +460,8 @@ class PlaygroundView(QWidget):
         self.batch.count.setText(f'<span style="color:#a1261b">{text}</span>')
 
     # ------------------------------------------------------------------ lifetime
-    def busy(self) -> bool:
-        return bool(self._workers)
-
-    def shutdown(self) -> None:
-        """Stop listening to workers and ask the batch run to stop; call before closing."""
-        if self._closing:
-            return
-        self._closing = True
+    def on_shutdown(self) -> None:
         self._debounce.stop()
-        self._workers.quit_all()
-
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)
-        self.shutdown()
-        super().closeEvent(event)
 
 
 __all__ = ["DEBOUNCE_MS", "SIDES", "PlaygroundView"]

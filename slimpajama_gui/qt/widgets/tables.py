@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+)
+from PySide6.QtWidgets import QAbstractItemView, QTableView
 
 #: Role holding a cell's raw value, so sizes and counts sort as numbers.
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -19,7 +27,20 @@ SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 Index = QModelIndex | QPersistentModelIndex
 T = TypeVar("T")
 
-_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+#: The TextAlignmentRole value of a number column.
+RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+
+def header_text(
+    titles: Sequence[str], section: int, orientation: Qt.Orientation, role: int, *, numbered=False
+) -> str | None:
+    """``headerData`` of a table whose columns are ``titles``; rows are numbered from 1
+    when ``numbered``."""
+    if role != Qt.ItemDataRole.DisplayRole:
+        return None
+    if orientation == Qt.Orientation.Horizontal:
+        return titles[section] if 0 <= section < len(titles) else None
+    return str(section + 1) if numbered else None
 
 
 class Column(NamedTuple):
@@ -60,19 +81,13 @@ class RowTableModel(QAbstractTableModel, Generic[T]):
         if role == SORT_ROLE:
             return self.sort_value(column.sort(item))
         if role == Qt.ItemDataRole.TextAlignmentRole and column.right:
-            return _RIGHT
+            return RIGHT
         return self.role_data(item, index.row(), index.column(), role)
 
     def headerData(  # noqa: N802
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
     ) -> Any:
-        if (
-            role == Qt.ItemDataRole.DisplayRole
-            and orientation == Qt.Orientation.Horizontal
-            and 0 <= section < len(self.columns)
-        ):
-            return self.columns[section].title
-        return None
+        return header_text([c.title for c in self.columns], section, orientation, role)
 
     # for subclasses ----------------------------------------------------------
     def role_data(self, item: T, row: int, column: int, role: int) -> Any:
@@ -97,4 +112,57 @@ class RowTableModel(QAbstractTableModel, Generic[T]):
         self.endResetModel()
 
 
-__all__ = ["SORT_ROLE", "Column", "Index", "RowTableModel"]
+def sortable_table(
+    model: QAbstractItemModel,
+    proxy: QSortFilterProxyModel | None = None,
+    *,
+    sort_role: int = SORT_ROLE,
+) -> tuple[QSortFilterProxyModel, QTableView]:
+    """A table view of ``model`` through a sorting proxy: whole rows are selected, no row
+    numbers, no word wrap; rows start in the model's order until a header is clicked.
+
+    Args:
+        model: the source model (its parent owns it).
+        proxy: the proxy to use (a filtering subclass); a plain one by default.
+        sort_role: the role the proxy sorts by.
+
+    Returns:
+        ``(proxy, view)``; the caller sets selection mode and column sizes.
+    """
+    proxy = proxy if proxy is not None else QSortFilterProxyModel(model)
+    proxy.setSourceModel(model)
+    proxy.setSortRole(sort_role)
+    view = QTableView()
+    view.setModel(proxy)
+    view.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+    view.setSortingEnabled(True)
+    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    view.verticalHeader().hide()
+    view.setWordWrap(False)
+    return proxy, view
+
+
+def change_filter(proxy: QSortFilterProxyModel, apply: Callable[[], None]) -> None:
+    """Run ``apply`` (which changes what ``proxy.filterAcceptsRow`` answers) and filter
+    the rows again."""
+    # Qt >= 6.9 wants begin/endFilterChange around the change; invalidateFilter is
+    # deprecated there, and older versions have only it.
+    if hasattr(proxy, "beginFilterChange"):
+        proxy.beginFilterChange()
+        apply()
+        proxy.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+    else:
+        apply()
+        proxy.invalidateFilter()
+
+
+__all__ = [
+    "RIGHT",
+    "SORT_ROLE",
+    "header_text",
+    "Column",
+    "Index",
+    "RowTableModel",
+    "change_filter",
+    "sortable_table",
+]

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from PySide6.QtWidgets import QWidget
 from superqt.utils import create_worker
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,40 @@ class WorkerSet:
         """Ask every running worker to stop (generator workers stop at their next yield)."""
         for worker in list(self._workers):
             worker.quit()
+
+
+class WorkerScreen(QWidget):
+    """A screen that runs slow work on the thread pool.
+
+    It owns a :class:`WorkerSet` (``self._workers``, passed to :func:`start_worker`),
+    answers :meth:`busy`, and on :meth:`shutdown` (called by the main window before it
+    closes, or by ``closeEvent``) stops listening and asks its workers to stop. Handlers
+    check ``self._closing`` before touching widgets.
+    """
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._workers = WorkerSet()
+        self._closing = False
+
+    def busy(self) -> bool:
+        """Whether a worker of this screen still runs."""
+        return bool(self._workers)
+
+    def shutdown(self) -> None:
+        """Stop listening to workers and ask them to stop; call before closing."""
+        if self._closing:
+            return
+        self._closing = True
+        self.on_shutdown()
+        self._workers.quit_all()
+
+    def on_shutdown(self) -> None:
+        """Stop what would start new work (timers); called once, by :meth:`shutdown`."""
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        self.shutdown()
+        super().closeEvent(event)
 
 
 def _log_unhandled(exc: BaseException) -> None:
@@ -94,4 +129,4 @@ def start_worker(
     return worker
 
 
-__all__ = ["WorkerSet", "start_worker"]
+__all__ = ["WorkerScreen", "WorkerSet", "start_worker"]

@@ -346,13 +346,8 @@ def select_structure(
 def prune_structure(
     model: EncoderClassifier,
     importance: Importance | StructureMasks,
-    head_fraction: float = 0.0,
-    ffn_fraction: float = 0.0,
-    scope: Scope = "global",
-    *,
-    min_heads_per_layer: int = 1,
-    min_ffn_per_layer: int = 1,
-    normalize: bool = True,
+    *selection: Any,
+    **selection_kw: Any,
 ) -> EncoderClassifier:
     """A NEW model without the least important heads and FFN neurons.
 
@@ -366,8 +361,14 @@ def prune_structure(
 
     Args:
         model: read only (masked weights from :func:`magnitude_prune` are folded in).
-        importance: from :func:`structure_importance` (then the fractions etc. choose
-            the units, see :func:`select_structure`), or ready :class:`StructureMasks`.
+        importance: from :func:`structure_importance`, or ready :class:`StructureMasks`.
+        selection: with scores, the arguments of :func:`select_structure` after
+            ``importance`` (``head_fraction``, ``ffn_fraction``, ``scope``, the minimums),
+            which choose the units to remove; not allowed with masks.
+
+    Raises:
+        UserError: as :func:`select_structure`.
+        TypeError: selection arguments given with ready masks.
 
     Returns:
         The new model, on the original's device and dtype and in its train/eval mode.
@@ -378,19 +379,12 @@ def prune_structure(
     """
     _check_slim(model)
     if isinstance(importance, StructureMasks):
+        if selection or selection_kw:
+            raise TypeError("prune_structure: ready masks take no selection arguments")
         masks = importance
         _check_masks(model, masks)
     else:
-        masks = select_structure(
-            model,
-            importance,
-            head_fraction,
-            ffn_fraction,
-            scope,
-            min_heads_per_layer=min_heads_per_layer,
-            min_ffn_per_layer=min_ffn_per_layer,
-            normalize=normalize,
-        )
+        masks = select_structure(model, importance, *selection, **selection_kw)
     cfg = model.config
     d = cfg.head_dim
     state = _plain_state_dict(model)

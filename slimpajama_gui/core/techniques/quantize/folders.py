@@ -25,14 +25,13 @@ import torch.ao.nn.quantized.dynamic as nnqd
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.checkpoints import WEIGHTS_NAME, read_config
+from slimpajama_gui.core.model.checkpoints import WEIGHTS_NAME, mismatch_problems, read_config
 from slimpajama_gui.core.model.encoder import CONFIG_FORMAT, EncoderClassifier, EncoderConfig
 from slimpajama_gui.core.model.hf_config import specific_label_names
 from slimpajama_gui.core.storage.safe_io import (
-    PICKLE_SUFFIXES,
     atomic_write_text,
     load_safetensors,
-    refuse_pickle,
+    no_weights_error,
 )
 from slimpajama_gui.core.techniques.quantize import int8_path
 from slimpajama_gui.core.techniques.quantize.methods import (
@@ -148,13 +147,9 @@ def _load_state(model: nn.Module, tensors: Mapping[str, torch.Tensor], where: Pa
         for k, v in expected.items()
         if k in tensors and (tensors[k].shape != v.shape or tensors[k].dtype != v.dtype)
     ]
-    problems = []
-    if wrong:
-        problems.append(f"{len(wrong)} with the wrong shape or type: {', '.join(wrong[:5])}")
-    if missing:
-        problems.append(f"{len(missing)} missing: {', '.join(missing[:5])}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} not in the model: {', '.join(unexpected[:5])}")
+    problems = mismatch_problems(
+        wrong=wrong, missing=missing, unexpected=unexpected, wrong_what="shape or type"
+    )
     if problems:
         raise UserError(
             f"the weights in {where} do not match the quantized model its config.json "
@@ -275,12 +270,10 @@ def load_quantized(folder: str | Path) -> EncoderClassifier:
         raise UserError(f"{where}: {exc}") from exc
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
-        pickles = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
-        if pickles:
-            raise refuse_pickle(pickles[0])
-        raise UserError(
+        raise no_weights_error(
+            folder,
             f"no {WEIGHTS_NAME} in {folder}; a quantized model keeps its weights in one "
-            "safetensors file. Copy the folder again."
+            "safetensors file. Copy the folder again.",
         )
     tensors = load_safetensors(weights)
     with torch.random.fork_rng():  # the random init below is thrown away; keep the seed

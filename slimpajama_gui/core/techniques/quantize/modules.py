@@ -175,6 +175,25 @@ _INT4_KERNEL = hasattr(torch, "_weight_int4pack_mm_for_cpu") and hasattr(
 )
 
 
+def _register_int4_rows(module: nn.Module, rows: int, cols: int, group_size: int) -> None:
+    """The buffers of a (rows, cols) matrix stored as packed 4-bit values, one scale and
+    zero point (bf16) per group of ``group_size`` columns; cols are padded to a group."""
+    module.group_size = group_size
+    padded = math.ceil(cols / group_size) * group_size
+    groups = padded // group_size
+    module.register_buffer("weight_int4", torch.zeros(rows, padded // 2, dtype=torch.uint8))
+    module.register_buffer("weight_scale", torch.ones(rows, groups, dtype=torch.bfloat16))
+    module.register_buffer("weight_zero", torch.zeros(rows, groups, dtype=torch.bfloat16))
+
+
+def _fill_int4_rows(module: nn.Module, weight: torch.Tensor) -> None:
+    """Quantize ``weight`` (rows, cols) into the buffers of :func:`_register_int4_rows`."""
+    q, scale, zero = _int4_groups(weight, module.group_size)
+    module.weight_int4.copy_(_pack_int4(q))
+    module.weight_scale.copy_(scale)
+    module.weight_zero.copy_(zero)
+
+
 class Int4WeightLinear(_QuantModule):
     """4-bit weights, two per byte, with a bf16 scale and offset per group of columns.
 
@@ -188,16 +207,8 @@ class Int4WeightLinear(_QuantModule):
 
     def __init__(self, in_features: int, out_features: int, group_size: int = 32) -> None:
         super().__init__()
-        self.in_features, self.out_features, self.group_size = (
-            in_features,
-            out_features,
-            group_size,
-        )
-        Kp = math.ceil(in_features / group_size) * group_size
-        G = Kp // group_size
-        self.register_buffer("weight_int4", torch.zeros(out_features, Kp // 2, dtype=torch.uint8))
-        self.register_buffer("weight_scale", torch.ones(out_features, G, dtype=torch.bfloat16))
-        self.register_buffer("weight_zero", torch.zeros(out_features, G, dtype=torch.bfloat16))
+        self.in_features, self.out_features = in_features, out_features
+        _register_int4_rows(self, out_features, in_features, group_size)
         self.register_buffer("bias", torch.zeros(out_features))
         self.register_buffer("_kernel_weight", None, persistent=False)
         self.register_buffer("_kernel_scale_zero", None, persistent=False)
@@ -205,10 +216,7 @@ class Int4WeightLinear(_QuantModule):
     @classmethod
     def from_float(cls, linear: nn.Linear, group_size: int = 32) -> Int4WeightLinear:
         new = cls(linear.in_features, linear.out_features, group_size)
-        q, scale, zero = _int4_groups(linear.weight, group_size)
-        new.weight_int4.copy_(_pack_int4(q))
-        new.weight_scale.copy_(scale)
-        new.weight_zero.copy_(zero)
+        _fill_int4_rows(new, linear.weight)
         if linear.bias is not None:
             new.bias.copy_(linear.bias.detach())
         new._rebuild()
@@ -251,24 +259,13 @@ class Int4WeightEmbedding(_QuantModule):
 
     def __init__(self, num_embeddings: int, embedding_dim: int, group_size: int = 32) -> None:
         super().__init__()
-        self.num_embeddings, self.embedding_dim, self.group_size = (
-            num_embeddings,
-            embedding_dim,
-            group_size,
-        )
-        Cp = math.ceil(embedding_dim / group_size) * group_size
-        G = Cp // group_size
-        self.register_buffer("weight_int4", torch.zeros(num_embeddings, Cp // 2, dtype=torch.uint8))
-        self.register_buffer("weight_scale", torch.ones(num_embeddings, G, dtype=torch.bfloat16))
-        self.register_buffer("weight_zero", torch.zeros(num_embeddings, G, dtype=torch.bfloat16))
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        _register_int4_rows(self, num_embeddings, embedding_dim, group_size)
 
     @classmethod
     def from_float(cls, emb: nn.Embedding, group_size: int = 32) -> Int4WeightEmbedding:
         new = cls(emb.num_embeddings, emb.embedding_dim, group_size)
-        q, scale, zero = _int4_groups(emb.weight, group_size)
-        new.weight_int4.copy_(_pack_int4(q))
-        new.weight_scale.copy_(scale)
-        new.weight_zero.copy_(zero)
+        _fill_int4_rows(new, emb.weight)
         return new.to(emb.weight.device)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
