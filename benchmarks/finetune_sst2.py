@@ -12,7 +12,6 @@ The reference (docs/reference.md) is dev 89.4 after 3 epochs; the target is with
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,19 +22,20 @@ from _report import machine, write_section  # noqa: E402
 from slimpajama_gui.core.jobs.pipeline import run  # noqa: E402
 from slimpajama_gui.core.plan.recipe import load_recipe  # noqa: E402
 from slimpajama_gui.core.storage.history import JobStore  # noqa: E402
+from slimpajama_gui.core.storage.variant import VariantRecord  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[1] / "resources" / "recipes" / "sst2-finetune.yaml"
 REFERENCE = 89.4
 
 
 def report(result_dir: Path, command: str, note: str | None = None) -> str:
-    info = json.loads((result_dir / "slimpajama.json").read_text())
-    m = info["metrics"]
+    record = VariantRecord.read(result_dir)
+    m = record.metrics
     training, ev, bench = m["training"], m["eval"], m.get("benchmark", {})
     with JobStore() as store:
-        job = store.get_job(info["job_id"])
+        job = store.get_job(record.job_id) if record.job_id is not None else None
     wall = job.duration if job is not None else None
-    step = info["step"]
+    step = record.step or {}
     acc = 100 * ev["accuracy"]
     lines = [
         "## Fine-tuning MiniLM on SST-2 (engine issue)",

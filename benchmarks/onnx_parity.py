@@ -37,6 +37,7 @@ from slimpajama_gui.core import data as data_mod  # noqa: E402
 from slimpajama_gui.core.runtime import onnx_runner  # noqa: E402
 from slimpajama_gui.core.runtime.evaluate import predict  # noqa: E402
 from slimpajama_gui.core.runtime.loading import open_model  # noqa: E402
+from slimpajama_gui.core.storage.variant import VariantRecord  # noqa: E402
 from slimpajama_gui.core.techniques import onnx_export  # noqa: E402
 from slimpajama_gui.core.techniques.onnx_int8 import quantize_onnx  # noqa: E402
 from slimpajama_gui.core.techniques.quantize import int8_path  # noqa: E402
@@ -158,10 +159,11 @@ def main() -> int:
 
 def _teacher_summary(folder: Path) -> str:
     """How the teacher was trained, from its slimpajama.json (when it has one)."""
-    try:
-        info = json.loads((folder / "slimpajama.json").read_text(encoding="utf-8"))
-        step, data = info["step"], info["recipe"]["dataset"]
-    except (OSError, ValueError, KeyError, TypeError):
+    record = VariantRecord.read_or_none(folder)
+    if record is None or not record.step or not isinstance(record.recipe, dict):
+        return f"`{folder.name}`"
+    step, data = record.step, record.recipe.get("dataset")
+    if not isinstance(data, dict):
         return f"`{folder.name}`"
     rows = data.get("max_rows")
     rows_text = f"{rows:,} train rows" if rows else "the whole train set"
