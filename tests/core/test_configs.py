@@ -25,7 +25,8 @@ from transformers.activations import ACT2FN
 
 from slimpajama_gui import cli
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import ACTIVATIONS, EncoderClassifier
+from slimpajama_gui.core.model.config import ACTIVATIONS
+from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.model.hf_config import ACTIVATION_NAMES, DEFAULTS
 from slimpajama_gui.core.model.inspection import inspect_model
 from slimpajama_gui.core.runtime.loading import open_model

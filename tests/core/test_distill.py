@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import EncoderClassifier, EncoderConfig
+from slimpajama_gui.core.model.config import EncoderConfig
+from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.runtime.evaluate import classification_report, predict
 from slimpajama_gui.core.techniques.distill import (
     PROJECTION_ATTR,

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import EncoderClassifier, EncoderConfig
+from slimpajama_gui.core.model.config import EncoderConfig
+from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.model.saving import TOKENIZER_FILES
 from slimpajama_gui.core.runtime.bench import BenchConfig, benchmark
 from slimpajama_gui.core.runtime.evaluate import predict

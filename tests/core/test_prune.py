@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import EncoderClassifier, EncoderConfig, count_parameters
+from slimpajama_gui.core.model.config import EncoderConfig
+from slimpajama_gui.core.model.encoder import EncoderClassifier, count_parameters
 from slimpajama_gui.core.techniques.prune import (
     GradualMagnitudePruner,
     Importance,

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import EncoderClassifier, EncoderConfig
+from slimpajama_gui.core.model.config import EncoderConfig
+from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.storage.safe_io import load_safetensors, read_safetensors_header
 from slimpajama_gui.core.techniques.quantize import int8_path
 from slimpajama_gui.core.techniques.quantize.folders import load_any, load_quantized, save_quantized

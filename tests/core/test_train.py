@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from slimpajama_gui.core.model.encoder import EncoderClassifier, EncoderConfig
+from slimpajama_gui.core.model.config import EncoderConfig
+from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.runtime.bench import BenchConfig, TorchRunner, benchmark, count_parameters
 from slimpajama_gui.core.runtime.evaluate import (
     Predictions,

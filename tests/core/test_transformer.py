@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import EncoderClassifier, EncoderConfig, count_parameters
+from slimpajama_gui.core.model.config import EncoderConfig
+from slimpajama_gui.core.model.encoder import EncoderClassifier, count_parameters
 from slimpajama_gui.core.model.saving import copy_tokenizer_files
 
 SST2 = Path(__file__).resolve().parents[2].parent / "shared/data/sst2"

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import EncoderClassifier, EncoderConfig
+from slimpajama_gui.core.model.config import EncoderConfig
+from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.techniques.prune.vocabulary import prune_vocabulary
 
 

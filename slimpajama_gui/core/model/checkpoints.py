@@ -46,7 +46,8 @@ from typing import Any
 import torch
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import CONFIG_FORMAT, EncoderClassifier, EncoderConfig
+from slimpajama_gui.core.model.config import CONFIG_FORMAT, EncoderConfig
+from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.model.hf_config import (
     Translation,
     head_refusal,

@@ -18,7 +18,8 @@ import torch
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.checkpoints import _TO_HF, WEIGHTS_NAME, _rename
-from slimpajama_gui.core.model.encoder import CONFIG_FORMAT, EncoderClassifier, EncoderConfig
+from slimpajama_gui.core.model.config import CONFIG_FORMAT, EncoderConfig
+from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.storage.safe_io import atomic_dir, atomic_write_text
 
 logger = logging.getLogger(__name__)

@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 import yaml
 
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.plan.fields import choices_text, coerce, fmt_value, require
 
 # The step configs live in steps.py; they are re-exported here so a recipe and its steps
 # come from one import (``from slimpajama_gui.core.plan.recipe import Recipe, Prune``).
@@ -50,15 +51,11 @@ from slimpajama_gui.core.plan.steps import (  # noqa: F401 (re-exported)
     Quantize,
     RecipeError,
     Step,
-    _check_step_version,
-    _choices,
-    _fmt,
-    _in_step,
-    _require,
-    _unknown_key_problem,
-    coerce,
+    check_step_version,
+    in_step,
     register_step,
     step_from_dict,
+    unknown_key_problem,
 )
 from slimpajama_gui.core.storage.safe_io import atomic_write_text
 
@@ -136,21 +133,21 @@ class Recipe:
                 f"this recipe is version {self.version}, but this SlimPajama Studio reads up "
                 f"to version {RECIPE_VERSION}; update the app to run it",
             )
-        _require(self.version >= 1, "version", f"must be 1 or more, got {self.version}")
-        _require(bool(self.name.strip()), "name", "must not be empty")
-        _require(bool(self.model.strip()), "model", "give a model folder or 'packaged'")
-        _require(bool(self.output.strip()), "output", "give a folder for the results")
+        require(self.version >= 1, "version", f"must be 1 or more, got {self.version}")
+        require(bool(self.name.strip()), "name", "must not be empty")
+        require(bool(self.model.strip()), "model", "give a model folder or 'packaged'")
+        require(bool(self.output.strip()), "output", "give a folder for the results")
         device_ok = self.device in DEVICES or (
             self.device.startswith("cuda:") and self.device[5:].isdigit()
         )
-        _require(
-            device_ok, "device", f"expected one of {_choices(DEVICES)} or 'cuda:N', "
-            f"got {_fmt(self.device)}",
+        require(
+            device_ok, "device", f"expected one of {choices_text(DEVICES)} or 'cuda:N', "
+            f"got {fmt_value(self.device)}",
         )  # fmt: skip
         if self.threads is not None:
-            _require(self.threads >= 1, "threads", f"must be 1 or more, got {self.threads}")
-        _require(self.seed >= 0, "seed", f"must be 0 or more, got {self.seed}")
-        _require(
+            require(self.threads >= 1, "threads", f"must be 1 or more, got {self.threads}")
+        require(self.seed >= 0, "seed", f"must be 0 or more, got {self.seed}")
+        require(
             isinstance(self.steps, list) and len(self.steps) > 0,
             "steps",
             "the recipe has no steps; add at least one (for example '- type: finetune')",
@@ -195,13 +192,13 @@ class Recipe:
         """Build and validate a recipe from plain values (e.g. JSON in slimpajama.json)."""
         unknown = [k for k in data if k not in cls.KEYS]
         if unknown:
-            raise RecipeError(unknown[0], _unknown_key_problem(unknown[0], list(cls.KEYS)))
+            raise RecipeError(unknown[0], unknown_key_problem(unknown[0], list(cls.KEYS)))
         missing = [k for k in cls.REQUIRED if k not in data]
         if missing:
             raise RecipeError(missing[0], _missing_problem(missing))
         raw_steps = data["steps"]
         if not isinstance(raw_steps, list):
-            raise RecipeError("steps", f"expected a list of steps, got {_fmt(raw_steps)}")
+            raise RecipeError("steps", f"expected a list of steps, got {fmt_value(raw_steps)}")
         steps = []
         for i, item in enumerate(raw_steps):
             if not isinstance(item, dict):
@@ -332,15 +329,15 @@ class _YamlReader:
         if "type" not in entries:
             raise self.fail(
                 node,
-                f"step {index + 1} has no 'type'; allowed types: {_choices(STEP_TYPES)}",
+                f"step {index + 1} has no 'type'; allowed types: {choices_text(STEP_TYPES)}",
             )
         type_node = entries["type"][1]
         kind = self.value(type_node)
         if kind not in STEP_TYPES:
             raise self.fail(
                 type_node,
-                f"unknown step type {_fmt(kind)} in step {index + 1}; allowed types: "
-                f"{_choices(STEP_TYPES)}",
+                f"unknown step type {fmt_value(kind)} in step {index + 1}; allowed types: "
+                f"{choices_text(STEP_TYPES)}",
             )
         cls = STEP_TYPES[kind]
         # The version first: a newer step may have keys this app does not know.
@@ -349,7 +346,7 @@ class _YamlReader:
             version = cls.version
             if version_node is not None:
                 version = coerce("version", self.value(version_node), int)
-            _check_step_version(cls, version, index)
+            check_step_version(cls, version, index)
         except RecipeError as exc:
             raise self.field_error(exc, version_node or node) from None
         hints = cls.hints()
@@ -365,7 +362,7 @@ class _YamlReader:
                 kwargs[key] = coerce(key, value, hints[key])
             except RecipeError as exc:
                 raise self.field_error(
-                    _in_step(exc, kind).located(step=index), entries[key][1]
+                    in_step(exc, kind).located(step=index), entries[key][1]
                 ) from None
         step = cls(**kwargs)
         try:

@@ -16,221 +16,21 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
-import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
-from slimpajama_gui.core.errors import UserError
-
-# --------------------------------------------------------------------------- errors
-
-
-class RecipeError(UserError):
-    """A problem with one field of a recipe, phrased for a person.
-
-    ``field`` is the key as written in YAML; ``step`` is the 0-based step index or
-    ``None`` for a top-level key. The loader adds the file and line with
-    :meth:`located`.
-    """
-
-    def __init__(
-        self,
-        field: str,
-        problem: str,
-        *,
-        step: int | None = None,
-        step_type: str | None = None,
-        source: str | None = None,
-        line: int | None = None,
-    ) -> None:
-        self.field = field
-        self.problem = problem
-        self.step = step
-        self.step_type = step_type
-        self.source = source
-        self.line = line
-        where = []
-        if source is not None:
-            where.append(f"{source} line {line}" if line is not None else source)
-        if step is not None:
-            where.append(f"step {step + 1} '{step_type}'" if step_type else f"step {step + 1}")
-        elif step_type:
-            where.append(f"'{step_type}' step")
-        text = f"{field}: {problem}"
-        if where:
-            text += f" ({', '.join(where)})"
-        super().__init__(text + ".")
-
-    def located(
-        self,
-        *,
-        step: int | None = None,
-        source: str | None = None,
-        line: int | None = None,
-    ) -> RecipeError:
-        """The same error with a step index and/or file position filled in."""
-        return RecipeError(
-            self.field,
-            self.problem,
-            step=self.step if step is None else step,
-            step_type=self.step_type,
-            source=self.source if source is None else source,
-            line=self.line if line is None else line,
-        )
-
-
-# --------------------------------------------------------------------------- value checks
-
-_MISSING = object()
-
-
-def _fmt(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _choices(options: typing.Iterable[Any]) -> str:
-    return ", ".join(_fmt(o) for o in options)
-
-
-def _is_optional(hint: Any) -> tuple[bool, Any]:
-    """``(True, X)`` for ``X | None``, else ``(False, hint)``."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if len(args) < len(typing.get_args(hint)):
-            return True, args[0] if len(args) == 1 else typing.Union[tuple(args)]  # noqa: UP007
-    return False, hint
-
-
-def _describe(hint: Any) -> str:
-    optional, inner = _is_optional(hint)
-    origin = typing.get_origin(inner)
-    if inner is bool:
-        text = "true or false"
-    elif inner is int:
-        text = "a whole number"
-    elif inner is float:
-        text = "a number"
-    elif inner is str:
-        text = "text"
-    elif origin is Literal:
-        text = f"one of {_choices(typing.get_args(inner))}"
-    elif origin is list:
-        item = typing.get_args(inner)[0]
-        text = "a list of whole numbers" if item is int else f"a list of ({_describe(item)})"
-    elif origin in (typing.Union, types.UnionType):
-        text = " or ".join(_describe(a) for a in typing.get_args(inner))
-    else:
-        text = getattr(inner, "__name__", str(inner))
-    return f"{text} (or null)" if optional else text
-
-
-def coerce(name: str, value: Any, hint: Any) -> Any:
-    """Convert a plain value (from YAML or JSON) to the type ``hint`` or raise.
-
-    Numbers written as text (``"5e-5"``, which YAML 1.1 reads as a string) are
-    accepted for number fields; booleans are never taken for numbers.
-
-    Raises:
-        RecipeError: the value does not fit; the message names ``name``.
-    """
-    optional, inner = _is_optional(hint)
-    if value is None:
-        if optional:
-            return None
-        raise RecipeError(name, f"expected {_describe(inner)}, got nothing")
-    origin = typing.get_origin(inner)
-    bad = RecipeError(name, f"expected {_describe(hint)}, got {_fmt(value)}")
-    if inner is bool:
-        if isinstance(value, bool):
-            return value
-        raise bad
-    if inner is float:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                raise bad from None
-        raise bad
-    if inner is int:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                number = float(value.strip())
-            except ValueError:
-                raise bad from None
-            if number.is_integer():
-                return int(number)
-        raise bad
-    if inner is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise bad
-    if origin is Literal:
-        allowed = typing.get_args(inner)
-        if value in allowed and type(value) is type(allowed[0]):
-            return value
-        raise RecipeError(name, f"expected one of {_choices(allowed)}, got {_fmt(value)}")
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise bad
-        (item_hint,) = typing.get_args(inner)
-        return [coerce(f"{name}[{i}]", v, item_hint) for i, v in enumerate(value)]
-    if origin in (typing.Union, types.UnionType):
-        # Try the members in order: ``int | str`` takes 3 as 3 and "auto" as "auto".
-        for member in typing.get_args(inner):
-            try:
-                return coerce(name, value, member)
-            except RecipeError:
-                continue
-        raise bad
-    if inner is dict:
-        if isinstance(value, dict):
-            return dict(value)
-        raise bad
-    raise TypeError(f"recipe field {name} has an unsupported type {hint!r}")
-
-
-def _require(ok: bool, name: str, problem: str) -> None:
-    if not ok:
-        raise RecipeError(name, problem)
-
-
-def _positive(cfg: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        _require(math.isfinite(value) and value > 0, name, f"must be above 0, got {_fmt(value)}")
-
-
-def _non_negative(cfg: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        _require(math.isfinite(value) and value >= 0, name, f"must be 0 or more, got {_fmt(value)}")
-
-
-def _fraction(cfg: Any, name: str, *, low_open: bool, high_open: bool) -> None:
-    value = getattr(cfg, name)
-    ok = math.isfinite(value) and (value > 0 if low_open else value >= 0)
-    ok = ok and (value < 1 if high_open else value <= 1)
-    lo, hi = ("above 0" if low_open else "0 or more"), ("below 1" if high_open else "at most 1")
-    _require(ok, name, f"must be {lo} and {hi}, got {_fmt(value)}")
-
-
-# --------------------------------------------------------------------------- step registry
+from slimpajama_gui.core.plan.fields import (
+    RecipeError,
+    check_fraction,
+    check_non_negative,
+    check_positive,
+    choices_text,
+    coerce,
+    fmt_value,
+    require,
+)
 
 S = TypeVar("S", bound="Step")
 
@@ -294,14 +94,14 @@ class Step:
             try:
                 checked = coerce(name, value, hint)
             except RecipeError as exc:
-                raise _in_step(exc, self.step_type) from None
+                raise in_step(exc, self.step_type) from None
             if checked != value or type(checked) is not type(value):
                 # e.g. a GUI that set epochs=1 (int): store the canonical form.
                 setattr(self, name, checked)
         try:
             self.check()
         except RecipeError as exc:
-            raise _in_step(exc, self.step_type) from None
+            raise in_step(exc, self.step_type) from None
 
     def check(self) -> None:
         """Range checks beyond the type; subclasses override."""
@@ -315,7 +115,7 @@ class Step:
         return out
 
 
-def _in_step(exc: RecipeError, step_type: str) -> RecipeError:
+def in_step(exc: RecipeError, step_type: str) -> RecipeError:
     return RecipeError(
         exc.field,
         exc.problem,
@@ -337,17 +137,17 @@ def step_from_dict(data: dict[str, Any], *, index: int | None = None) -> Step:
     data = dict(data)
     kind = data.pop("type", None)
     if kind not in STEP_TYPES:
-        got = "no type" if kind is None else f"unknown step type {_fmt(kind)}"
-        raise RecipeError("type", f"{got}; allowed types: {_choices(STEP_TYPES)}", step=index)
+        got = "no type" if kind is None else f"unknown step type {fmt_value(kind)}"
+        raise RecipeError("type", f"{got}; allowed types: {choices_text(STEP_TYPES)}", step=index)
     cls = STEP_TYPES[kind]
     version = coerce("version", data.pop("version", cls.version), int)
-    _check_step_version(cls, version, index)
+    check_step_version(cls, version, index)
     data = cls.upgrade(data, version)
     hints = cls.hints()
     unknown = [k for k in data if k not in hints]
     if unknown:
         raise RecipeError(
-            unknown[0], _unknown_key_problem(unknown[0], ["type", "version", *hints]),
+            unknown[0], unknown_key_problem(unknown[0], ["type", "version", *hints]),
             step=index, step_type=kind,
         )  # fmt: skip
     step = cls(**{k: coerce(k, v, hints[k]) for k, v in data.items()})
@@ -355,7 +155,7 @@ def step_from_dict(data: dict[str, Any], *, index: int | None = None) -> Step:
     return step
 
 
-def _check_step_version(cls: type[Step], version: int, index: int | None) -> None:
+def check_step_version(cls: type[Step], version: int, index: int | None) -> None:
     if version > cls.version:
         raise RecipeError(
             "version",
@@ -369,7 +169,7 @@ def _check_step_version(cls: type[Step], version: int, index: int | None) -> Non
                           step_type=cls.step_type)  # fmt: skip
 
 
-def _unknown_key_problem(key: str, allowed: list[str]) -> str:
+def unknown_key_problem(key: str, allowed: list[str]) -> str:
     text = f"unknown key; allowed keys: {', '.join(allowed)}"
     close = difflib.get_close_matches(key, allowed, n=1)
     if close:
@@ -410,12 +210,12 @@ class FineTune(Step):
     log_every_steps: int = 10
 
     def check(self) -> None:
-        _positive(self, "epochs", "learning_rate", "batch_size", "eval_batch_size")
-        _positive(self, "log_every_steps")
-        _fraction(self, "warmup_ratio", low_open=False, high_open=True)
-        _non_negative(self, "weight_decay", "max_grad_norm", "eval_every_steps", "seed")
+        check_positive(self, "epochs", "learning_rate", "batch_size", "eval_batch_size")
+        check_positive(self, "log_every_steps")
+        check_fraction(self, "warmup_ratio", low_open=False, high_open=True)
+        check_non_negative(self, "weight_decay", "max_grad_norm", "eval_every_steps", "seed")
         if self.max_steps is not None:
-            _positive(self, "max_steps")
+            check_positive(self, "max_steps")
 
 
 @register_step("evaluate")
@@ -429,7 +229,7 @@ class Evaluate(Step):
     batch_size: int = 64
 
     def check(self) -> None:
-        _positive(self, "batch_size")
+        check_positive(self, "batch_size")
 
 
 @register_step("benchmark")
@@ -449,10 +249,10 @@ class Benchmark(Step):
     backend: BenchBackend = "auto"
 
     def check(self) -> None:
-        _positive(self, "threads", "sentences", "latency_batch", "throughput_batch")
-        _non_negative(self, "warmup")
+        check_positive(self, "threads", "sentences", "latency_batch", "throughput_batch")
+        check_non_negative(self, "warmup")
         if self.repeats != "auto":
-            _positive(self, "repeats")
+            check_positive(self, "repeats")
 
 
 @register_step("prune")
@@ -474,22 +274,22 @@ class Prune(Step):
 
     def check(self) -> None:
         if self.method in ("magnitude", "heads", "ffn"):
-            _fraction(self, "amount", low_open=True, high_open=True)
-        _non_negative(self, "recovery_epochs")
-        _positive(self, "learning_rate", "batch_size")
-        _require(
+            check_fraction(self, "amount", low_open=True, high_open=True)
+        check_non_negative(self, "recovery_epochs")
+        check_positive(self, "learning_rate", "batch_size")
+        require(
             self.schedule == "oneshot" or self.method == "magnitude",
             "schedule",
             f"'gradual' works with method 'magnitude' only; use 'oneshot' for '{self.method}'",
         )
         if self.schedule == "gradual":
-            _require(
+            require(
                 self.recovery_epochs > 0,
                 "recovery_epochs",
                 "must be above 0 when schedule is 'gradual' (pruning happens while it trains)",
             )
         if self.method == "layers":
-            _require(
+            require(
                 bool(self.keep_layers),
                 "keep_layers",
                 "list the encoder layers to keep (e.g. [0, 2, 4]) when method is 'layers'",
@@ -517,9 +317,9 @@ class Distill(Step):
 
     def check(self) -> None:
         _check_layer_list("student_layers", self.student_layers)
-        _positive(self, "temperature", "epochs", "learning_rate", "batch_size")
-        _fraction(self, "alpha_kd", low_open=False, high_open=False)
-        _non_negative(self, "hidden_mse", "attention_mse")
+        check_positive(self, "temperature", "epochs", "learning_rate", "batch_size")
+        check_fraction(self, "alpha_kd", low_open=False, high_open=False)
+        check_non_negative(self, "hidden_mse", "attention_mse")
 
 
 @register_step("quantize")
@@ -538,8 +338,8 @@ class Quantize(Step):
     backend: QuantizeBackend = "pytorch"
 
     def check(self) -> None:
-        _non_negative(self, "tolerance")
-        _require(
+        check_non_negative(self, "tolerance")
+        require(
             self.backend == "pytorch" or self.method == "dynamic_int8",
             "method",
             f"the onnxruntime backend quantizes with dynamic_int8 only, not '{self.method}'",
@@ -557,5 +357,5 @@ class Export(Step):
 
 
 def _check_layer_list(name: str, layers: list[int]) -> None:
-    _require(all(i >= 0 for i in layers), name, f"layer numbers start at 0, got {layers}")
-    _require(len(set(layers)) == len(layers), name, f"lists a layer twice: {layers}")
+    require(all(i >= 0 for i in layers), name, f"layer numbers start at 0, got {layers}")
+    require(len(set(layers)) == len(layers), name, f"lists a layer twice: {layers}")

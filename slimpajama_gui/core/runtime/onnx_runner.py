@@ -19,7 +19,7 @@ from torch import nn
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.checkpoints import read_config
-from slimpajama_gui.core.model.encoder import EncoderConfig
+from slimpajama_gui.core.model.config import EncoderConfig
 from slimpajama_gui.core.techniques.onnx_export import (
     META_LABELS,
     META_MAX_TOKENS,

@@ -44,12 +44,8 @@ import torch
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.encoder import (
-    CONFIG_FORMAT,
-    EncoderClassifier,
-    EncoderConfig,
-    SelfAttention,
-)
+from slimpajama_gui.core.model.config import CONFIG_FORMAT, EncoderConfig
+from slimpajama_gui.core.model.encoder import EncoderClassifier, SelfAttention
 from slimpajama_gui.core.model.saving import copy_tokenizer_files
 from slimpajama_gui.core.storage.safe_io import atomic_file, atomic_write_text
 from slimpajama_gui.core.techniques.onnx_int8 import _quiet_quantizer, quantize_onnx

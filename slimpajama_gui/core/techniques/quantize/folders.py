@@ -26,7 +26,8 @@ from torch import nn
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.checkpoints import WEIGHTS_NAME, mismatch_problems, read_config
-from slimpajama_gui.core.model.encoder import CONFIG_FORMAT, EncoderClassifier, EncoderConfig
+from slimpajama_gui.core.model.config import CONFIG_FORMAT, EncoderConfig
+from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.model.hf_config import specific_label_names
 from slimpajama_gui.core.storage.safe_io import (
     atomic_write_text,

@@ -1,0 +1,228 @@
+"""Checking a recipe's values: the error that names the field, and type coercion.
+
+A recipe comes from YAML typed by a person, so every value is checked against the
+field's type hint (:func:`coerce`: ``"3"`` is not silently an int, ``1e-4`` is a float,
+a choice outside a ``Literal`` is refused with the closest valid name) and against its
+range (the ``check_*`` helpers). Every failure is a :class:`RecipeError` that names the
+field, the step and, when known, the file and line.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from typing import Any, Literal
+
+from slimpajama_gui.core.errors import UserError
+
+# --------------------------------------------------------------------------- errors
+
+
+class RecipeError(UserError):
+    """A problem with one field of a recipe, phrased for a person.
+
+    ``field`` is the key as written in YAML; ``step`` is the 0-based step index or
+    ``None`` for a top-level key. The loader adds the file and line with
+    :meth:`located`.
+    """
+
+    def __init__(
+        self,
+        field: str,
+        problem: str,
+        *,
+        step: int | None = None,
+        step_type: str | None = None,
+        source: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.field = field
+        self.problem = problem
+        self.step = step
+        self.step_type = step_type
+        self.source = source
+        self.line = line
+        where = []
+        if source is not None:
+            where.append(f"{source} line {line}" if line is not None else source)
+        if step is not None:
+            where.append(f"step {step + 1} '{step_type}'" if step_type else f"step {step + 1}")
+        elif step_type:
+            where.append(f"'{step_type}' step")
+        text = f"{field}: {problem}"
+        if where:
+            text += f" ({', '.join(where)})"
+        super().__init__(text + ".")
+
+    def located(
+        self,
+        *,
+        step: int | None = None,
+        source: str | None = None,
+        line: int | None = None,
+    ) -> RecipeError:
+        """The same error with a step index and/or file position filled in."""
+        return RecipeError(
+            self.field,
+            self.problem,
+            step=self.step if step is None else step,
+            step_type=self.step_type,
+            source=self.source if source is None else source,
+            line=self.line if line is None else line,
+        )
+
+
+# --------------------------------------------------------------------------- value checks
+
+_MISSING = object()
+
+
+def fmt_value(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def choices_text(options: typing.Iterable[Any]) -> str:
+    return ", ".join(fmt_value(o) for o in options)
+
+
+def _is_optional(hint: Any) -> tuple[bool, Any]:
+    """``(True, X)`` for ``X | None``, else ``(False, hint)``."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) < len(typing.get_args(hint)):
+            return True, args[0] if len(args) == 1 else typing.Union[tuple(args)]  # noqa: UP007
+    return False, hint
+
+
+def _describe(hint: Any) -> str:
+    optional, inner = _is_optional(hint)
+    origin = typing.get_origin(inner)
+    if inner is bool:
+        text = "true or false"
+    elif inner is int:
+        text = "a whole number"
+    elif inner is float:
+        text = "a number"
+    elif inner is str:
+        text = "text"
+    elif origin is Literal:
+        text = f"one of {choices_text(typing.get_args(inner))}"
+    elif origin is list:
+        item = typing.get_args(inner)[0]
+        text = "a list of whole numbers" if item is int else f"a list of ({_describe(item)})"
+    elif origin in (typing.Union, types.UnionType):
+        text = " or ".join(_describe(a) for a in typing.get_args(inner))
+    else:
+        text = getattr(inner, "__name__", str(inner))
+    return f"{text} (or null)" if optional else text
+
+
+def coerce(name: str, value: Any, hint: Any) -> Any:
+    """Convert a plain value (from YAML or JSON) to the type ``hint`` or raise.
+
+    Numbers written as text (``"5e-5"``, which YAML 1.1 reads as a string) are
+    accepted for number fields; booleans are never taken for numbers.
+
+    Raises:
+        RecipeError: the value does not fit; the message names ``name``.
+    """
+    optional, inner = _is_optional(hint)
+    if value is None:
+        if optional:
+            return None
+        raise RecipeError(name, f"expected {_describe(inner)}, got nothing")
+    origin = typing.get_origin(inner)
+    bad = RecipeError(name, f"expected {_describe(hint)}, got {fmt_value(value)}")
+    if inner is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if inner is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                raise bad from None
+        raise bad
+    if inner is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise bad from None
+            if number.is_integer():
+                return int(number)
+        raise bad
+    if inner is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise bad
+    if origin is Literal:
+        allowed = typing.get_args(inner)
+        if value in allowed and type(value) is type(allowed[0]):
+            return value
+        raise RecipeError(name, f"expected one of {choices_text(allowed)}, got {fmt_value(value)}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        (item_hint,) = typing.get_args(inner)
+        return [coerce(f"{name}[{i}]", v, item_hint) for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        # Try the members in order: ``int | str`` takes 3 as 3 and "auto" as "auto".
+        for member in typing.get_args(inner):
+            try:
+                return coerce(name, value, member)
+            except RecipeError:
+                continue
+        raise bad
+    if inner is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise bad
+    raise TypeError(f"recipe field {name} has an unsupported type {hint!r}")
+
+
+def require(ok: bool, name: str, problem: str) -> None:
+    if not ok:
+        raise RecipeError(name, problem)
+
+
+def check_positive(cfg: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        require(
+            math.isfinite(value) and value > 0, name, f"must be above 0, got {fmt_value(value)}"
+        )
+
+
+def check_non_negative(cfg: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        require(
+            math.isfinite(value) and value >= 0, name, f"must be 0 or more, got {fmt_value(value)}"
+        )
+
+
+def check_fraction(cfg: Any, name: str, *, low_open: bool, high_open: bool) -> None:
+    value = getattr(cfg, name)
+    ok = math.isfinite(value) and (value > 0 if low_open else value >= 0)
+    ok = ok and (value < 1 if high_open else value <= 1)
+    lo, hi = ("above 0" if low_open else "0 or more"), ("below 1" if high_open else "at most 1")
+    require(ok, name, f"must be {lo} and {hi}, got {fmt_value(value)}")
+
+
+# --------------------------------------------------------------------------- step registry
