@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -148,23 +147,20 @@ def flip_job(a: Variant, b: Variant, max_rows: int = MAX_FLIP_ROWS) -> Iterator[
 
 def _predict(side: str, variant: Variant, dataset: Any, sub: Any, names: list[str], length: int):
     """Load ``variant`` and predict the rows of ``sub`` (yields status and progress)."""
-    from slimpajama_gui.core import data as data_mod
-    from slimpajama_gui.core.runtime.evaluate import Predictions, predict
-    from slimpajama_gui.core.runtime.inputs import head_label_names, match_label_order, model_inputs
-    from slimpajama_gui.core.runtime.loading import open_model
+    from slimpajama_gui.core.runtime.evaluate import Predictions
+    from slimpajama_gui.core.runtime.inputs import head_label_names, match_label_order
+    from slimpajama_gui.core.runtime.predictor import ModelPredictor
 
     yield ("status", f"Loading {side}: {variant.name}…")
-    handle = open_model(variant.path)
-    model = handle.load_model()
-    report = getattr(model, "load_report", None)  # an ONNX variant has none
-    if report is not None and report.new_keys:
+    predictor = ModelPredictor(
+        variant.path,
+        max_length=length,
+        batch_size=EVAL_BATCH,
+        no_head_hint="its predictions would be noise; fine-tune it first.",
+    )
+    if len(predictor.label_names) != len(names):
         raise UserError(
-            f"{variant.name} has no trained classifier head (it is an encoder only), so "
-            "its predictions would be noise; fine-tune it first."
-        )
-    if model.config.num_labels != len(names):
-        raise UserError(
-            f"{variant.name} predicts {model.config.num_labels} classes but the eval data "
+            f"{variant.name} predicts {len(predictor.label_names)} classes but the eval data "
             f"has {len(names)} ({', '.join(names)}); compare models trained on the same "
             "labels."
         )
@@ -172,29 +168,15 @@ def _predict(side: str, variant: Variant, dataset: Any, sub: Any, names: list[st
     matched, _ = match_label_order(
         replace(dataset, eval=sub), head_label_names(variant.path), variant.name
     )
-    tokenizer = handle.load_tokenizer()
-    inputs = model_inputs(model, tokenizer, variant.name)
-    enc = inputs.encode_split(matched.eval, tokenizer, length)
-    total = math.ceil(len(sub.texts) / EVAL_BATCH)
-    logits, order = [], []
-    batches = data_mod.batches(
-        enc,
-        matched.eval.labels,
-        EVAL_BATCH,
-        shuffle=False,
-        seed=0,
-        pad_id=tokenizer.pad_token_id or 0,
-        sort_by_length=True,
-    )
-    for done, batch in enumerate(batches, start=1):
-        part = predict(model, [batch])  # rows come back sorted by their index
-        logits.append(part.logits)
-        order.append(np.sort(batch["index"].numpy()))
+    gen = predictor.split_logits(matched.eval)
+    while True:
+        try:
+            done, total = next(gen)
+        except StopIteration as finished:
+            logits = finished.value
+            break
         yield ("progress", side, done, total)
-    back = np.argsort(np.concatenate(order), kind="stable")
     # Back to the data's own numbering, so A and B are compared class by class.
     keys = _folded(matched.label_names)
     columns = [keys.index(k) for k in _folded(names)]
-    ordered = np.concatenate(logits)[back][:, columns]
-    del model
-    return Predictions(ordered, np.asarray(sub.labels))
+    return Predictions(logits[:, columns], np.asarray(sub.labels))

@@ -19,17 +19,20 @@ Example:
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from slimpajama_gui.core.data.dataset import Split
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.runtime.evaluate import predict
 from slimpajama_gui.core.runtime.inputs import model_inputs
 from slimpajama_gui.core.runtime.loading import open_model
 
@@ -182,6 +185,43 @@ class ModelPredictor:
                 rows.append(torch.softmax(logits.float(), dim=-1).numpy())
         probs = np.concatenate(rows).astype(np.float32)
         return Scores(probs, list(self.label_names), seconds * 1000, warnings)
+
+    def split_logits(self, split: Split) -> Generator[tuple[int, int], None, np.ndarray]:
+        """Logits (N, C) of a dataset split's rows (with their text pairs), in its order.
+
+        A generator: it yields ``(batches done, batches in all)`` after each forward
+        pass, where a worker can be asked to stop, and returns the logits. Rows are
+        batched by length, so little padding is computed; ``max_length`` is this
+        predictor's.
+
+        Raises:
+            UserError: the tokenizer gives inputs the model cannot read.
+        """
+        import torch
+
+        from slimpajama_gui.core import data as data_mod
+
+        enc = self.inputs.encode_split(split, self.tokenizer, self.max_length)
+        total = math.ceil(len(split.texts) / self.batch_size)
+        batches = data_mod.batches(
+            enc,
+            split.labels,
+            self.batch_size,
+            shuffle=False,
+            seed=0,
+            pad_id=self.tokenizer.pad_token_id or 0,
+            sort_by_length=True,
+        )
+        logits, order = [], []
+        with self._lock, torch.inference_mode():
+            for done, batch in enumerate(batches, start=1):
+                logits.append(predict(self.model, [batch]).logits)  # rows sorted by index
+                order.append(np.sort(batch["index"].numpy()))
+                yield done, total
+        if not logits:
+            return np.zeros((0, len(self.label_names)), np.float32)
+        back = np.argsort(np.concatenate(order), kind="stable")
+        return np.concatenate(logits)[back]
 
     def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, list[str], float]:
         """``(probs (N, C), label names, ms)``: the :class:`Predictor` interface."""
