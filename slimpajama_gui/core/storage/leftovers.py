@@ -72,7 +72,7 @@ def sweep_output(output: Path) -> list[Path]:
                 shutil.rmtree(folder, ignore_errors=True)
                 touched.append(folder)
         touched += recover_atomic_leftovers(output)
-        for variant in _variants(output):  # a report rewritten in place (_update_variant)
+        for variant in _variants(output):  # a record rewritten in place (saving.add_figures)
             touched += recover_atomic_leftovers(variant)
     except OSError as exc:  # housekeeping must never fail the job that asked for it
         log.warning("Could not clear everything a job left in %s: %s", output, exc)
