@@ -389,6 +389,27 @@ def test_m5_canary_is_live(tmp_path: Path) -> None:
     assert probe.exists()
 
 
+def test_a_folder_without_config_says_what_it_holds(bert_copy: Path, tmp_path: Path) -> None:
+    """Kind: a folder that is not a model itself, added or opened; the sentence says what
+    is in it (pickle weights, or the model folders a job saved) and what to choose."""
+    pickles = tmp_path / "bin-only"
+    pickles.mkdir()
+    (pickles / "pytorch_model.bin").write_bytes(b"not opened")
+    infos, skipped = discover_models([pickles], cache_dir=tmp_path / "none", include_packaged=False)
+    assert infos == [] and "holds pickle weights (pytorch_model.bin)" in skipped[0]
+    with pytest.raises(UserError, match="holds pickle weights"):
+        inspect_model(pickles)
+    job = tmp_path / "job-output"
+    for step in ("01-finetune", "02-prune"):
+        shutil.copytree(bert_copy, job / step)
+    with pytest.raises(UserError) as info:
+        inspect_model(job)
+    assert str(info.value) == (
+        f"{job} holds no model itself but model folders inside it (01-finetune, 02-prune); "
+        f"choose one of them, e.g. {job / '02-prune'}."
+    )
+
+
 def test_m5_canary_never_appears(bert_copy: Path, tmp_path: Path) -> None:
     canary = tmp_path / "CANARY"
     payload = pickle.dumps(Canary(canary))

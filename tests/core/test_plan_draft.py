@@ -121,6 +121,15 @@ def test_settings_problems_and_training(draft):
     assert any("source model folder" in p for p in draft.problems("settings"))
 
 
+def test_an_output_that_is_a_file_is_a_settings_problem(draft, tmp_path):
+    data = tmp_path / "reviews.csv"
+    data.write_text("text,label\n")
+    draft.set_job(name="job", output=str(data))
+    assert any("reviews.csv is a file; choose a folder" in p for p in draft.problems("settings"))
+    draft.set_job(output=str(tmp_path / "results"))
+    assert draft.problems("settings") == []
+
+
 def test_new_step_kinds_start_from_their_own_settings(draft):
     draft.set_training({0: Training(epochs=9, learning_rate="1e-4", batch_size=4)})
     draft.use_preset("balanced")  # same kinds: the rows stay

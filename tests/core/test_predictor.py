@@ -184,3 +184,32 @@ def test_pair_result_compares_other_names_by_class_id():
     by_name = PairResult(["x", "y"], probs, ["neg", "pos"], probs[:, ::-1], ["pos", "neg"])
     # The same count of classes under other names (or orders) is compared by class id.
     assert by_name.disagreements == 2
+
+
+def test_a_split_prediction_stopped_part_way_leaves_its_thread_able_to_train(tiny_bert):
+    """Compare's worker may stop a flips run between two batches and the pool thread
+    then runs a job: the suspended generator must not hold inference mode (or the
+    predictor's lock) on that thread, or the job's training computes no gradients."""
+    import torch
+
+    from slimpajama_gui.core.data.dataset import Split
+
+    texts = [f"sentence number {i} is fine" for i in range(10)]
+    split = Split("eval", texts, [i % 2 for i in range(10)], lines=list(range(2, 12)))
+    predictor = ModelPredictor(tiny_bert, batch_size=4)
+    gen = predictor.split_logits(split)
+    assert next(gen) == (1, 3)
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    assert predictor._lock.acquire(blocking=False)
+    predictor._lock.release()
+    rest = list(gen)  # the remaining batches, then the logits of every row in order
+    assert rest == [(2, 3), (3, 3)]
+    full = predictor.split_logits(split)
+    while True:
+        try:
+            next(full)
+        except StopIteration as end:
+            logits = end.value
+            break
+    probs = torch.softmax(torch.from_numpy(logits), -1).numpy()
+    np.testing.assert_allclose(probs, predictor.predict(texts)[0], atol=1e-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -220,6 +221,37 @@ def test_output_inside_the_source_model_is_refused(tmp_path: Path) -> None:
     path.write_text(base + f"output: {tmp_path / 'teacher' / 'x'}\n")
     with pytest.raises(RecipeError, match="inside the source model folder"):
         load_recipe(path)
+
+
+def test_an_output_folder_the_job_cannot_make_is_refused_before_it_runs(tmp_path: Path) -> None:
+    """Kind: an output the job could only fail on when it saves its first variant (a
+    file, a path through a file, a folder without write permission)."""
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "notes.csv").write_text("keep me\n")
+    base = "name: x\nmodel: teacher\ndataset: {path: d}\nsteps:\n  - type: finetune\n"
+    path = tmp_path / "recipe.yaml"
+    for output, words in (
+        ("notes.csv", "notes.csv is a file; choose a folder"),
+        ("notes.csv/run1", f"is inside {tmp_path / 'notes.csv'}, which is a file"),
+    ):
+        path.write_text(base + f"output: {output}\n")
+        with pytest.raises(RecipeError, match="^output: the output folder") as info:
+            load_recipe(path)
+        assert words in str(info.value) and "line 6" in str(info.value)
+    assert (tmp_path / "notes.csv").read_text() == "keep me\n"
+    path.write_text(base + "output: new/deeper/run1\n")  # folders still to be made: fine
+    assert load_recipe(path).output == "new/deeper/run1"
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root may write anywhere: nothing to refuse
+            pytest.skip("this user can write to a read-only folder (root)")
+        path.write_text(base + "output: locked/run1\n")
+        with pytest.raises(RecipeError, match="is not writable for you"):
+            load_recipe(path)
+    finally:
+        locked.chmod(0o700)
 
 
 def test_empty_steps_are_refused() -> None:

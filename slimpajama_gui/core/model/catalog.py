@@ -22,6 +22,7 @@ from slimpajama_gui.core.model.inspection import (
     hf_repo_id,
     inspect_model,
 )
+from slimpajama_gui.core.storage.safe_io import no_weights_error
 from slimpajama_gui.core.storage.variant import is_variant_folder
 
 __all__ = [
@@ -214,7 +215,13 @@ def discover_models(
             )
             if not candidates:
                 skipped.append(
-                    f"no model found in {path} (no config.json in it or its sub-folders)."
+                    str(
+                        no_weights_error(
+                            path,
+                            f"no model found in {path} (no config.json in it or its "
+                            "sub-folders); add the folder that holds a model's config.json.",
+                        )
+                    )
                 )
         for folder in candidates:
             if folder.resolve() in seen:

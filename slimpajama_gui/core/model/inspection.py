@@ -519,6 +519,15 @@ def inspect_model(
         raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
     folder = model_folder(path)
     if not (folder / "config.json").is_file():
+        inside = sorted(
+            p.name for p in folder.iterdir() if p.is_dir() and (p / "config.json").is_file()
+        )
+        if inside:  # e.g. a job's output folder, which holds one folder per variant
+            shown = ", ".join(inside[:6]) + (" …" if len(inside) > 6 else "")
+            raise UserError(
+                f"{folder} holds no model itself but model folders inside it ({shown}); "
+                f"choose one of them, e.g. {folder / inside[-1]}."
+            )
         raise no_weights_error(
             folder, f"no config.json in {folder}: this folder is not a model folder."
         )

@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -162,11 +163,25 @@ class Recipe:
         self._check_output_folder()
 
     def _check_output_folder(self) -> None:
+        output = self.resolve_path(self.output).resolve()
+        # A job saves its first variant only after training; a folder it cannot make
+        # must be refused now, not minutes later as an internal error.
+        existing = next((p for p in (output, *output.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            where = "is a file" if existing == output else f"is inside {existing}, which is a file"
+            raise RecipeError(
+                "output", f"the output folder {output} {where}; choose a folder for the results"
+            )
+        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+            raise RecipeError(
+                "output",
+                f"the output folder {output} cannot be created or written: {existing} is not "
+                "writable for you; choose a folder you can write to",
+            )
         # docs/reliability.md F8: a job must never write into its own source model.
         if self.uses_packaged_model:
             return
         model = self.resolve_path(self.model).resolve()
-        output = self.resolve_path(self.output).resolve()
         if output == model or model in output.parents:
             raise RecipeError(
                 "output",

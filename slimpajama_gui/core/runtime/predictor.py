@@ -213,11 +213,15 @@ class ModelPredictor:
             sort_by_length=True,
         )
         logits, order = [], []
-        with self._lock, torch.inference_mode():
-            for done, batch in enumerate(batches, start=1):
+        for done, batch in enumerate(batches, start=1):
+            # Grad mode and the lock are held per batch, never across a yield: a
+            # generator left suspended (a stopped worker) would otherwise leave its
+            # thread in inference mode, and the next job's training on that pool
+            # thread would compute no gradients.
+            with self._lock, torch.inference_mode():
                 logits.append(predict(self.model, [batch]).logits)  # rows sorted by index
-                order.append(np.sort(batch["index"].numpy()))
-                yield done, total
+            order.append(np.sort(batch["index"].numpy()))
+            yield done, total
         if not logits:
             return np.zeros((0, len(self.label_names)), np.float32)
         back = np.argsort(np.concatenate(order), kind="stable")
