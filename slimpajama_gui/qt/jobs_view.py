@@ -258,12 +258,16 @@ class JobsView(QWidget):
             return
         try:
             # The history keeps the recipe's folder: relative paths read the same files.
-            self.runner.submit(recipe_for_rerun(self.store.get_job(row.job_id)))
+            # A new output folder, never one a recorded or queued job writes to.
+            taken = [job.output for job in self.store.list_jobs(limit=10_000) if job.output]
+            taken += [q.recipe.resolve_path(q.recipe.output) for q in self.runner.pending]
+            recipe = recipe_for_rerun(self.store.get_job(row.job_id), taken=taken)
+            self.runner.submit(recipe)
         except UserError as exc:
             self.banner.show_messages([f"Cannot re-run job #{row.job_id}: {exc}"])
             return
         self._follow_next = True
-        self.status_message.emit(f"{row.name} queued again")
+        self.status_message.emit(f"{row.name} queued again; it saves into {recipe.output}")
 
     def open_output_folder(self) -> None:
         row = self.selected_row()

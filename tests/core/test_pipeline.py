@@ -830,6 +830,30 @@ def _write_demo_csvs(folder: Path) -> None:
                 writer.writerow([text, demo.label_names[label]])
 
 
+def _tree_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` by relative path, with its bytes."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def test_a_rerun_never_writes_where_an_earlier_run_or_a_queued_job_writes(tmp_path, store):
+    """Kind: Re-run and the folders it may not touch: the job's own output, one an
+    earlier re-run made, and one a queued job will write to."""
+    from slimpajama_gui.core.jobs.pipeline import recipe_for_rerun
+
+    yaml = "name: j\nmodel: packaged\ndataset: {train: demo}\noutput: out\nsteps:\n  - type: evaluate\n"
+    job_id = store.create_job("j", yaml, str(tmp_path / "out"), recipe_dir=tmp_path)
+    job = store.get_job(job_id)
+    assert recipe_for_rerun(job).output == str(tmp_path / "out-run2")
+    (tmp_path / "out-run2").mkdir()
+    queued = [tmp_path / "out-run3"]
+    assert recipe_for_rerun(job, taken=queued).output == str(tmp_path / "out-run4")
+    # A re-run of a re-run is the next run of the same job, not "out-run2-run2".
+    again = store.create_job("j", yaml, str(tmp_path / "out-run2"), recipe_dir=tmp_path)
+    assert recipe_for_rerun(store.get_job(again), taken=queued).output == str(tmp_path / "out-run4")
+
+
 def test_rerun_of_a_recorded_job_reads_the_recipe_folder_from_any_working_folder(
     tiny_minilm, tmp_path, store, monkeypatch
 ):
@@ -855,8 +879,11 @@ def test_rerun_of_a_recorded_job_reads_the_recipe_folder_from_any_working_folder
     monkeypatch.chdir(y)
     recipe = recipe_for_rerun(store.get_job(first.job_id))
     assert recipe.resolve_path("data/train.csv") == x / "data" / "train.csv"
+    before = _tree_bytes(x / "out")
     again = run(recipe, store=store)
     assert again.status == "done", again.error
-    assert again.variants == [x / "out" / "01-finetune"] and not (y / "out").exists()
-    n = json.loads((x / "out" / "01-finetune" / "slimpajama.json").read_text())
+    # A new folder named after the job's and the run; the first run's files untouched.
+    assert again.variants == [x / "out-run2" / "01-finetune"] and not (y / "out").exists()
+    assert _tree_bytes(x / "out") == before
+    n = json.loads((x / "out-run2" / "01-finetune" / "slimpajama.json").read_text())
     assert n["metrics"]["eval"]["n"] == len((x / "data" / "eval.csv").read_text().splitlines()) - 1

@@ -344,8 +344,11 @@ def test_rerun_submits_the_stored_recipe_again(view, qtbot, tiny_minilm, tmp_pat
         qtbot.mouseClick(view.rerun_button, Qt.MouseButton.LeftButton)
     assert second.args[1] == "done" and second.args[0] != first.args[0]
     assert view.selected_row().job_id == second.args[0]  # the view follows the new run
-    assert view.store.get_job(second.args[0]).recipe_yaml == (
-        view.store.get_job(first.args[0]).recipe_yaml
+    old, new = view.store.get_job(first.args[0]), view.store.get_job(second.args[0])
+    # The same recipe, saving into a new folder beside the first run's.
+    assert new.output == str(tmp_path / "out-run2") and old.output == str(tmp_path / "out")
+    assert new.recipe_yaml == old.recipe_yaml.replace(
+        f"output: {tmp_path / 'out'}", f"output: {tmp_path / 'out-run2'}"
     )
 
 

@@ -23,9 +23,10 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,16 +95,35 @@ class PipelineResult:
 # --------------------------------------------------------------------------- running
 
 
-def recipe_for_rerun(job: JobRecord) -> Recipe:
-    """The recipe of a recorded job, its relative paths read from the recipe's folder.
+def recipe_for_rerun(job: JobRecord, *, taken: Iterable[Path | str] = ()) -> Recipe:
+    """The recipe of a recorded job, to run again into a new output folder.
 
-    Jobs recorded before the history kept that folder resolve against the working folder.
+    Relative paths are read from the recipe's folder (jobs recorded before the history
+    kept it resolve against the working folder). The output becomes a sibling of the
+    job's folder named after it and the run (``out`` → ``out-run2``, ``out-run3``, …):
+    the first that does not exist and is not in ``taken``, the outputs of other jobs
+    (recorded or queued), so a re-run never replaces what an earlier run saved.
 
     Raises:
         UserError: the recorded YAML no longer loads (named by the job's number).
     """
     base = Path(job.recipe_dir) if job.recipe_dir else None
-    return recipe_from_yaml(job.recipe_yaml, f"the recipe of job #{job.id}", base_dir=base)
+    recipe = recipe_from_yaml(job.recipe_yaml, f"the recipe of job #{job.id}", base_dir=base)
+    first = Path(job.output) if job.output else recipe.resolve_path(recipe.output)
+    stem = RUN_SUFFIX.sub("", first.name)  # a re-run of a re-run is the next run of the job
+    busy = {Path(p).absolute() for p in taken}
+    run_number = 2
+    while True:
+        candidate = (first.parent / f"{stem}-run{run_number}").absolute()
+        if not candidate.exists() and candidate not in busy:
+            break
+        run_number += 1
+    recipe.output = str(candidate)
+    return recipe
+
+
+#: The ``-runN`` a re-run adds to its job's output folder name.
+RUN_SUFFIX = re.compile(r"-run\d+$")
 
 
 def resolve_model_path(recipe: Recipe) -> Path:
