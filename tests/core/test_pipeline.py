@@ -887,3 +887,29 @@ def test_rerun_of_a_recorded_job_reads_the_recipe_folder_from_any_working_folder
     assert _tree_bytes(x / "out") == before
     n = json.loads((x / "out-run2" / "01-finetune" / "slimpajama.json").read_text())
     assert n["metrics"]["eval"]["n"] == len((x / "data" / "eval.csv").read_text().splitlines()) - 1
+
+
+def test_an_already_quantized_source_is_refused_before_any_step(tiny_minilm, tmp_path, store):
+    """Kind: a source whose weights cannot go through the chain (here PyTorch int8 asked
+    to prune) ends the job with a sentence before step 1, writing nothing; measuring it
+    still runs."""
+    import shutil
+
+    from slimpajama_gui.core.model.encoder import EncoderClassifier
+    from slimpajama_gui.core.techniques.quantize.folders import save_quantized
+    from slimpajama_gui.core.techniques.quantize.methods import quantize_model
+
+    source = tmp_path / "int8"
+    source.mkdir()
+    result = quantize_model(EncoderClassifier.from_pretrained(tiny_minilm), "dynamic_int8")
+    save_quantized(result.model, result, source)
+    for f in tiny_minilm.iterdir():
+        if f.is_file() and not (source / f.name).exists():
+            shutil.copy(f, source / f.name)
+    out = tmp_path / "out"
+    failed = run(make_recipe(source, out, "  - {type: prune, method: vocabulary}\n"), store=store)
+    assert failed.status == "failed" and failed.failed_step == "loading the model and data"
+    assert failed.error.startswith("int8 is already quantized (dynamic_int8): it can only be")
+    assert "internal error" not in failed.error and not out.exists()
+    measured = run(make_recipe(source, out, "  - type: evaluate\n"), store=store)
+    assert measured.status == "done", measured.error

@@ -155,3 +155,25 @@ def test_vocabulary_count_belongs_to_model_and_data(draft, encoder):
     assert draft.vocabulary_count() is None
     draft.set_data(None)
     assert draft.vocabulary_key() is None
+
+
+def test_a_source_its_chain_cannot_use_is_refused_before_run(draft, encoder):
+    """Kind: a chain that asks of an ONNX or already quantized source what its weights
+    cannot do (train, prune, quantize again) is a techniques problem, before Run."""
+    for dtype, what in (
+        ("dynamic_int8", "already quantized (dynamic_int8)"),
+        ("onnx-int8", "an ONNX model"),
+    ):
+        draft.set_model(replace(encoder, dtype=dtype, name="03-quantize"))
+        draft.use_preset("balanced")
+        problems = [p for p in draft.problems("techniques") if "03-quantize is" in p]
+        assert len(problems) == 1 and problems[0].startswith(
+            f"03-quantize is {what}: it can only be"
+        )
+        assert "Choose the float model it was made from" in problems[0]
+        assert problems[0] in draft.problems()  # what the wizard checks before Run
+    draft.set_chain("custom", [Benchmark()])  # measuring it is fine
+    assert not [p for p in draft.problems("techniques") if "03-quantize is" in p]
+    draft.set_model(encoder)
+    draft.use_preset("balanced")
+    assert draft.problems() == []

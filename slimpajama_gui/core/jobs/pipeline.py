@@ -38,6 +38,7 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs import handlers as _handlers  # noqa: F401 - registers them
 from slimpajama_gui.core.jobs.context import HANDLERS, ONNX_STEPS, Cancelled, JobContext
 from slimpajama_gui.core.model.catalog import packaged_minilm_path
+from slimpajama_gui.core.plan.preflight import source_problems
 from slimpajama_gui.core.plan.recipe import Prune, Recipe, Step, dump_recipe, recipe_from_yaml
 from slimpajama_gui.core.runtime import inputs as inputs_mod
 from slimpajama_gui.core.runtime.loading import open_model
@@ -245,6 +246,9 @@ def _prepare(
     source = resolve_model_path(recipe)
     with control.uncancellable("loading the model"):
         handle = open_model(source)
+        problems = source_problems(handle.info, recipe.steps)
+        if problems:  # before any step, not as an internal error in step 1
+            raise UserError(problems[0])
         # A trained head's rows are its classes: the data is numbered as the head is.
         dataset, note = inputs_mod.match_label_order(
             dataset, inputs_mod.head_label_names(handle.info.path), handle.info.name

@@ -31,6 +31,7 @@ from typing import Any
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.plan.estimate import Estimate, estimate_chain
+from slimpajama_gui.core.plan.preflight import source_problems
 from slimpajama_gui.core.plan.presets import (
     adapt_chain,
     load_preset,
@@ -351,6 +352,8 @@ class Draft:
                     "Choose either distillation or dropping layers: both decide which layers "
                     "stay, and the second would count layers of the first one's result."
                 )
+        if self.model is not None:
+            out += source_problems(self.model, steps)
         if self.needs_finetune and not any(isinstance(s, FineTune) for s in steps):
             out.append("Fine-tune: this model needs fine-tuning on your data first.")
         for step in steps:
