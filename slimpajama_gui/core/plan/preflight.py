@@ -53,13 +53,13 @@ def source_problems(info: ModelInfo, steps: Sequence[Step]) -> list[str]:
     return [
         f"{info.name} is {what}: it can only be {_or(allowed)}, not {_or(refused)}. Choose "
         "the float model it was made from as the source (the earlier step of the same job), "
-        f"or keep only {_or(allowed)} in the chain."
+        f"or keep only {_or(allowed, verbs=False)} steps in the chain."
     ]
 
 
-def _or(names: Sequence[str]) -> str:
-    """``a``, ``a or b``, ``a, b or c``, with the steps' verbs as participles."""
-    words = [_DONE.get(n, n) for n in names]
+def _or(names: Sequence[str], *, verbs: bool = True) -> str:
+    """``a``, ``a or b``, ``a, b or c``; step types as participles when ``verbs``."""
+    words = [_DONE.get(n, n) for n in names] if verbs else list(names)
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
