@@ -83,6 +83,9 @@ class JobsView(QWidget):
         self.runner = runner or JobRunner(store, self)
         self._live_job: int | None = None
         self._follow_next = False  # select the next job that starts, whatever is selected
+        # The job the user cancelled here: the view stays on it when the next job starts,
+        # so a second click on Cancel cannot land on a job the user did not choose.
+        self._cancelled_here: int | None = None
         self._live_fraction = 0.0
         self._refreshing = False
         self._step_count = 1
@@ -185,7 +188,7 @@ class JobsView(QWidget):
     def submit(self, recipe) -> None:
         """Queue a recipe (what the wizard calls); an invalid recipe raises UserError."""
         self.runner.submit(recipe)
-        self._follow_next = True
+        self._follow_next, self._cancelled_here = True, None
 
     def selected_row(self) -> JobRow | None:
         index = self.table.currentIndex()
@@ -247,6 +250,8 @@ class JobsView(QWidget):
             self.status_message.emit(f"{row.name} taken off the queue")
         elif row.job_id is not None and row.job_id == self.runner.current_job_id:
             self.runner.cancel()
+            # Newer than the wish to follow a submitted job: stay on this one.
+            self._cancelled_here, self._follow_next = row.job_id, False
             self.cancel_button.setEnabled(False)
             self.cancel_button.setText("Cancelling…")
             self._log(row.job_id, "cancel requested")
@@ -266,7 +271,7 @@ class JobsView(QWidget):
         except UserError as exc:
             self.banner.show_messages([f"Cannot re-run job #{row.job_id}: {exc}"])
             return
-        self._follow_next = True
+        self._follow_next, self._cancelled_here = True, None
         self.status_message.emit(f"{row.name} queued again; it saves into {recipe.output}")
 
     def open_output_folder(self) -> None:
@@ -371,9 +376,11 @@ class JobsView(QWidget):
             and previous.job_id != previous_live
             and previous.status != "running"
         )
-        if self._follow_next or not browsing:
+        stay = previous is not None and previous.job_id == self._cancelled_here
+        if not stay and (self._follow_next or not browsing):
             self.select_job(job_id)
         self._follow_next = False
+        self._cancelled_here = None
         row = self.model.row_of_job(job_id)
         name = self.model.row_at(row).name if row is not None else "job"
         self._log(job_id, f"job #{job_id} started: {name}")

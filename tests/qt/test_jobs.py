@@ -244,6 +244,31 @@ def test_cancel_stops_the_job_at_the_next_training_step_and_the_view_stays_usabl
     assert status_cell(view, again.args[0]) == "done"
 
 
+def test_after_cancel_the_view_stays_on_the_cancelled_job(view, qtbot, tiny_minilm, tmp_path):
+    """The next queued job starts at once after a cancel; the selection must not jump to
+    it, or a second click on Cancel would stop a job the user did not choose."""
+    with qtbot.waitSignal(view.runner.bridge.progress, timeout=JOB_TIMEOUT):
+        view.submit(long_job(tiny_minilm, tmp_path / "long"))
+    cancelled = view.runner.current_job_id
+    view.submit(evaluate_only(tiny_minilm, tmp_path / "next"))
+    view.select_job(cancelled)
+    with (
+        qtbot.waitSignal(view.runner.job_finished, timeout=JOB_TIMEOUT) as first,
+        qtbot.waitSignal(view.runner.job_started, timeout=JOB_TIMEOUT) as started,
+    ):
+        qtbot.mouseClick(view.cancel_button, Qt.MouseButton.LeftButton)
+    assert first.args[0] == cancelled and started.args[0] != cancelled
+    assert view.selected_row().job_id == cancelled
+    assert not view.cancel_button.isEnabled()  # the selected job is over
+    # The job that started was never cancelled: it ends done.
+    qtbot.waitUntil(lambda: view.store.get_job(started.args[0]).is_final, timeout=JOB_TIMEOUT)
+    assert view.store.get_job(started.args[0]).status == "done"
+    # A job submitted afterwards is followed again.
+    with qtbot.waitSignal(view.runner.job_started, timeout=JOB_TIMEOUT) as later:
+        view.submit(evaluate_only(tiny_minilm, tmp_path / "later"))
+    assert view.selected_row().job_id == later.args[0]
+
+
 def test_a_queued_job_can_be_taken_off_the_queue(view, qtbot, tiny_minilm, tmp_path):
     with qtbot.waitSignal(view.runner.bridge.progress, timeout=JOB_TIMEOUT):
         view.submit(long_job(tiny_minilm, tmp_path / "long"))
