@@ -252,9 +252,10 @@ def test_after_cancel_the_view_stays_on_the_cancelled_job(view, qtbot, tiny_mini
     cancelled = view.runner.current_job_id
     view.submit(evaluate_only(tiny_minilm, tmp_path / "next"))
     view.select_job(cancelled)
+    # The bridge's signal, not the runner's: the view's own handler of it runs first.
     with (
         qtbot.waitSignal(view.runner.job_finished, timeout=JOB_TIMEOUT) as first,
-        qtbot.waitSignal(view.runner.job_started, timeout=JOB_TIMEOUT) as started,
+        qtbot.waitSignal(view.runner.bridge.job_started, timeout=JOB_TIMEOUT) as started,
     ):
         qtbot.mouseClick(view.cancel_button, Qt.MouseButton.LeftButton)
     assert first.args[0] == cancelled and started.args[0] != cancelled
@@ -264,7 +265,7 @@ def test_after_cancel_the_view_stays_on_the_cancelled_job(view, qtbot, tiny_mini
     qtbot.waitUntil(lambda: view.store.get_job(started.args[0]).is_final, timeout=JOB_TIMEOUT)
     assert view.store.get_job(started.args[0]).status == "done"
     # A job submitted afterwards is followed again.
-    with qtbot.waitSignal(view.runner.job_started, timeout=JOB_TIMEOUT) as later:
+    with qtbot.waitSignal(view.runner.bridge.job_started, timeout=JOB_TIMEOUT) as later:
         view.submit(evaluate_only(tiny_minilm, tmp_path / "later"))
     assert view.selected_row().job_id == later.args[0]
 
