@@ -62,6 +62,7 @@ class RowTableModel(QAbstractTableModel, Generic[T]):
     def __init__(self, columns: Sequence[Column], parent=None) -> None:
         super().__init__(parent)
         self.columns = tuple(columns)
+        self.titles = [c.title for c in self.columns]
         self._rows: list[T] = []
 
     # Qt API ------------------------------------------------------------------
@@ -87,7 +88,7 @@ class RowTableModel(QAbstractTableModel, Generic[T]):
     def headerData(  # noqa: N802
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
     ) -> Any:
-        return header_text([c.title for c in self.columns], section, orientation, role)
+        return header_text(self.titles, section, orientation, role)
 
     # for subclasses ----------------------------------------------------------
     def role_data(self, item: T, row: int, column: int, role: int) -> Any:
