@@ -167,6 +167,7 @@ class JobsView(QWidget):
         bridge.job_started.connect(self._on_job_started)
         bridge.message.connect(self._on_message)
         bridge.step_started.connect(self._on_step_started)
+        bridge.step_started.connect(self.live_charts.start_step)  # labels the step boundaries
         bridge.progress.connect(self._on_progress)
         bridge.logged.connect(self.live_charts.add_metrics)
         bridge.evaluated.connect(self.live_charts.add_metrics)

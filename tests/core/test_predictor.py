@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -213,3 +214,52 @@ def test_a_split_prediction_stopped_part_way_leaves_its_thread_able_to_train(tin
             break
     probs = torch.softmax(torch.from_numpy(logits), -1).numpy()
     np.testing.assert_allclose(probs, predictor.predict(texts)[0], atol=1e-5)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def test_a_reading_counts_the_tokens_before_the_cut(tiny_bert):
+    from transformers import AutoTokenizer
+
+    predictor = ModelPredictor(tiny_bert, max_length=32)
+    text = " ".join(["movie"] * 200)
+    whole = len(AutoTokenizer.from_pretrained(tiny_bert)(text)["input_ids"])
+    reading = predictor.reading(text)
+    assert (reading.tokens, reading.read) == (whole, 32) and reading.truncated
+    assert reading.unknown_words == ()
+    assert reading.notes() == [
+        f"Cut to 32 tokens of {whole}: the model reads only the start of this text."
+    ]
+    short = predictor.reading("the movie was good")
+    assert not short.truncated and short.notes() == []
+
+
+def _vocabulary_pruned(source: Path, folder: Path, texts: list[str]) -> Path:
+    """``source`` with its vocabulary pruned to the words of ``texts`` by the engine."""
+    from slimpajama_gui.core.model.encoder import EncoderClassifier
+    from slimpajama_gui.core.techniques.prune.vocabulary import prune_vocabulary
+
+    model = EncoderClassifier.from_pretrained(source)
+    small, _report = prune_vocabulary(model, source, texts, folder / "tokenizer")
+    return small.save_pretrained(folder / "model", tokenizer_from=folder / "tokenizer")
+
+
+def test_a_reading_names_the_words_a_pruned_vocabulary_reads_as_unk(tiny_minilm, tmp_path):
+    pruned = _vocabulary_pruned(tiny_minilm, tmp_path, TEXTS)
+    text = "the movie was a xylophone concert, not funny at all"
+    original = ModelPredictor(tiny_minilm).reading(text)
+    assert original.unknown_words == () and original.notes() == []
+    predictor = ModelPredictor(pruned)
+    reading = predictor.reading(text)
+    # The same words (and signs: the comma) as the pruned tokenizer reads as [UNK] alone.
+    unk = predictor.tokenizer.unk_token
+    words = re.findall(r"\w+|[^\w\s]", text)
+    expected = tuple(w for w in words if unk in predictor.tokenizer.tokenize(w))
+    assert expected and reading.unknown_words == expected
+    assert "xylophone" in reading.unknown_words and "movie" not in reading.unknown_words
+    (note,) = reading.notes()
+    assert note.startswith(f"{len(expected)} word") and "xylophone" in note and "[UNK]" in note
+    # Only the words the model reads count: cut before them, none is named.
+    predictor.max_length = 4  # [CLS] the movie [SEP]
+    assert predictor.reading(text).unknown_words == ()

@@ -1,10 +1,14 @@
-"""The live charts' view: every point stays visible, the view moves rarely, the user's zoom wins."""
+"""The live charts: every point stays visible, the view moves rarely, the user's zoom wins;
+each pipeline step is its own line with a labelled boundary; the theme restyles at once."""
 
 from __future__ import annotations
 
 import numpy as np
+import pyqtgraph as pg
+from PySide6.QtGui import QPalette
 
-from slimpajama_gui.qt.charts import LiveCurves
+from slimpajama_gui.core.storage.history import MetricRecord
+from slimpajama_gui.qt.charts import JobCharts, LiveCurves
 
 
 def view_range(chart: LiveCurves) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -79,3 +83,217 @@ def test_clearing_a_chart_resets_the_view_and_follows_again(qtbot):
     chart.append("lr", 2, 7.0)
     chart.flush()
     assert in_view(chart, np.array([1.0, 2.0]), np.array([5.0, 7.0]))
+
+
+# --------------------------------------------------------------------------- step segments
+
+
+def _train_log(step: int, loss: float) -> dict:
+    """One training log as ``train.train`` reports it through the bridge."""
+    return {"loss": loss, "lr": 1e-4, "grad_norm": 1.0, "step": step, "epoch": 0.0}
+
+
+def _two_step_job(charts: JobCharts) -> None:
+    """A fine-tune of 3 optimizer steps, then a distillation of 3, as the bridge sends them."""
+    charts.start_step(0, "finetune", 2)
+    for step in (1, 2, 3):
+        charts.add_metrics(0, _train_log(step, 0.7 - 0.1 * step))
+    charts.add_metrics(0, {"eval_accuracy": 0.8, "step": 3})  # the teacher
+    charts.start_step(1, "distill", 2)
+    for step in (1, 2, 3):
+        charts.add_metrics(1, {**_train_log(step, 0.9 - 0.1 * step), "kd": 0.5})
+    charts.add_metrics(1, {"eval_accuracy": 0.7, "step": 3})  # the student
+    charts.flush()
+
+
+def _pieces(chart: LiveCurves, name: str) -> list[list[float]]:
+    """The runs of x the drawn item connects: split where its y is NaN."""
+    x, y = chart._series[name].item.getOriginalDataset()
+    pieces, run = [], []
+    for xi, yi in zip(x, y, strict=True):
+        if np.isnan(yi):
+            pieces.append(run)
+            run = []
+        else:
+            run.append(float(xi))
+    return [*pieces, run]
+
+
+def _lines(chart: LiveCurves) -> list[tuple[float, str]]:
+    return [
+        (item.value(), item.label.toPlainText())
+        for item in chart.getPlotItem().items
+        if isinstance(item, pg.InfiniteLine)
+    ]
+
+
+def test_each_step_is_its_own_line_with_a_labelled_boundary(qtbot):
+    charts = JobCharts()
+    qtbot.addWidget(charts)
+    _two_step_job(charts)
+    # The distillation's loss is not joined to the fine-tune's: a gap between them,
+    # and x keeps counting optimizer steps across the job.
+    assert _pieces(charts.loss, "loss") == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    assert _pieces(charts.lr, "lr") == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    assert _pieces(charts.loss, "kd") == [[4.0, 5.0, 6.0]]
+    # Teacher and student accuracy are two points, not one line from one to the other.
+    assert _pieces(charts.accuracy, "eval") == [[3.0], [6.0]]
+    marks = [(0.0, "01 finetune"), (3.0, "02 distill")]
+    for chart in (charts.loss, charts.accuracy, charts.lr):
+        assert chart.boundaries() == marks
+        assert _lines(chart) == marks  # drawn, with its label
+        assert "across the job" in chart.getPlotItem().getAxis("bottom").labelText
+    exported = charts.loss.csv_rows()
+    assert ("step boundary: 02 distill", 3.0) in [(name, x) for name, x, _ in exported]
+    charts.clear()
+    assert charts.loss.boundaries() == [] and _lines(charts.loss) == []
+
+
+def test_a_finished_job_replays_its_step_segments_and_boundaries(qtbot):
+    live = JobCharts()
+    qtbot.addWidget(live)
+    _two_step_job(live)
+    # The same numbers as the history holds them: one timestamp per logged dict.
+    records = []
+    types = {0: "finetune", 1: "distill"}
+    for ts, (index, metrics) in enumerate(
+        [(0, _train_log(s, 0.7 - 0.1 * s)) for s in (1, 2, 3)]
+        + [(0, {"eval_accuracy": 0.8, "step": 3})]
+        + [(1, {**_train_log(s, 0.9 - 0.1 * s), "kd": 0.5}) for s in (1, 2, 3)]
+        + [(1, {"eval_accuracy": 0.7, "step": 3})]
+    ):
+        records += [
+            MetricRecord(1, index, types[index], k, v, float(ts)) for k, v in metrics.items()
+        ]
+    replay = JobCharts()
+    qtbot.addWidget(replay)
+    replay.load_history(records)
+    for name in ("loss", "accuracy"):
+        chart, again = live.charts[name], replay.charts[name]
+        assert again.boundaries() == chart.boundaries()
+        for curve in chart.names:
+            assert _pieces(again, curve) == _pieces(chart, curve)
+
+
+def test_a_one_point_curve_is_drawn_as_a_dot(qtbot):
+    chart = LiveCurves("Training loss", y_label="loss")
+    qtbot.addWidget(chart)
+    chart.resize(400, 300)
+    chart.show()
+    chart.append("loss", 1, 0.7)
+    chart.flush()
+    item = chart._series["loss"].item
+    # A line through one point draws nothing; the dot is the first measurement.
+    assert item.opts["symbol"] is not None and item.scatter.isVisible()
+    assert len(item.scatter.points()) == 1
+    for x in range(2, 2 + LiveCurves.FEW_POINTS):
+        chart.append("loss", x, 0.5)
+    chart.flush()
+    assert item.opts["symbol"] is None  # a long curve is a plain line
+    chart.append("loss", 100, 0.4, segment="next step")
+    chart.flush()
+    assert item.opts["symbol"] is not None  # the next step's first point shows too
+
+
+# --------------------------------------------------------------------------- theme
+
+
+def _look(chart) -> tuple[str, str, str]:
+    axis = chart.getPlotItem().getAxis("bottom")
+    return (
+        chart.backgroundBrush().color().name(),
+        axis.textPen().color().name(),
+        chart.getPlotItem().titleLabel.opts["color"],
+    )
+
+
+def test_a_theme_change_restyles_charts_at_once(qtbot):
+    from slimpajama_gui.qt.settings_dialog import apply_theme, dark_palette
+
+    charts = JobCharts()
+    qtbot.addWidget(charts)
+    charts.resize(900, 600)
+    charts.show()
+    qtbot.waitExposed(charts)
+    _two_step_job(charts)
+    hidden = LiveCurves("Learning rate", y_label="learning rate")  # a page not shown
+    qtbot.addWidget(hidden)
+    try:
+        apply_theme("light")
+        light = _look(charts.loss)
+        apply_theme("dark")
+        dark = dark_palette()
+        base = dark.color(QPalette.ColorRole.Base).name()
+        text = dark.color(QPalette.ColorRole.Text).name()
+        # No re-show, no page switch: the palette change alone restyled every chart.
+        for chart in (*charts.charts.values(), hidden):
+            qtbot.waitUntil(lambda c=chart: _look(c)[:2] == (base, text), timeout=5_000)
+            assert _look(chart)[2] == text
+        assert _look(charts.loss) != light
+        for _sample, label in charts.loss._legend.items:  # "loss" and "kd"
+            assert text in label.item.toHtml(), label.item.toHtml()
+        assert charts.loss._boundaries[0][2].label.color.name() != light[1]
+        apply_theme("light")
+        qtbot.waitUntil(lambda: _look(charts.loss) == light, timeout=5_000)
+    finally:
+        apply_theme("system")
+
+
+# --------------------------------------------------------------------------- a real job
+
+TRAIN = """
+  - type: finetune
+    epochs: 1
+    max_steps: 3
+    learning_rate: 3.0e-3
+    batch_size: 16
+    log_every_steps: 1
+"""
+
+
+def test_a_job_with_vocabulary_pruning_charts_its_steps_and_names_the_vocabulary(
+    qtbot, tiny_minilm, tmp_path
+):
+    """Fine-tune, prune the vocabulary, fine-tune again: the engine's own events, through
+    the bridge, draw two separate loss lines and say what the pruning kept."""
+    from slimpajama_gui.core.jobs.pipeline import run
+    from slimpajama_gui.core.plan.recipe import recipe_from_yaml
+    from slimpajama_gui.core.storage.history import JobStore
+    from slimpajama_gui.core.storage.variant import VariantRecord
+    from slimpajama_gui.qt.bridge import JobBridge
+
+    out = tmp_path / "out"
+    recipe = recipe_from_yaml(
+        f"name: vocab\nmodel: {tiny_minilm}\n"
+        "dataset:\n  train: demo\n  labels: [negative, positive]\n  max_length: 48\n"
+        f"output: {out}\nsteps:\n{TRAIN}  - {{type: prune, method: vocabulary}}\n{TRAIN}",
+        source="test.yaml",
+        base_dir=tmp_path,
+    )
+    charts = JobCharts()
+    qtbot.addWidget(charts)
+    bridge = JobBridge()  # same thread as the charts here: its signals arrive at once
+    bridge.step_started.connect(charts.start_step)
+    bridge.logged.connect(charts.add_metrics)
+    bridge.evaluated.connect(charts.add_metrics)
+    with JobStore(tmp_path / "history.sqlite3") as store:
+        result = run(recipe, bridge, store=store)
+        assert result.status == "done", result.error
+        records = store.metrics(result.job_id)
+    charts.flush()
+
+    assert _pieces(charts.loss, "loss") == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    assert charts.loss.boundaries() == [(0.0, "01 finetune"), (3.0, "03 finetune")]
+    # The pruned variant's own record gives the figures the chart must show.
+    prune = VariantRecord.read(out / "02-prune").prune
+    kept, original = f"{prune['kept']:,}", f"{prune['original']:,}"
+    summary = charts.sparsity.summary()
+    assert f"{original} → {kept} tokens" in summary, summary
+    assert "no weights pruned in the layers" in summary
+    assert charts.sparsity._hint.isVisibleTo(charts.sparsity)
+
+    replay = JobCharts()
+    qtbot.addWidget(replay)
+    replay.load_history(records)
+    assert replay.sparsity.summary() == summary
+    assert replay.loss.boundaries() == charts.loss.boundaries()

@@ -208,3 +208,98 @@ def test_models_without_a_head_are_not_offered(view, qtbot, two_models):
     with qtbot.waitSignal(view.defaults_chosen, timeout=TIMEOUT):
         view.set_models([encoder])
     assert view.hint.isVisibleTo(view) and "classifier head" in view.hint.text()
+
+
+# --------------------------------------------------------------------------- reading notes
+
+
+def _note(view, side: str) -> str:
+    """The panel's note as the user sees it ("" when hidden)."""
+    note = view.panels[side].note
+    return note.text() if note.isVisibleTo(view) else ""
+
+
+def test_a_long_text_says_where_each_model_cut_it(view, qtbot, two_models):
+    _offer(view, qtbot, list(two_models))
+    text = " ".join(["a warm film about friendship"] * 60)
+    view.text.setText(text)
+    view.predict_now()
+    qtbot.waitUntil(lambda: _shown_for(view, text), timeout=TIMEOUT)
+    for side, info in zip(("a", "b"), two_models, strict=True):
+        predictor = ModelPredictor(info.path)
+        whole = len(predictor.tokenizer(text)["input_ids"])
+        assert whole > predictor.max_length
+        assert f"Cut to {predictor.max_length} tokens of {whole}" in _note(view, side)
+    view.text.setText("a warm film")
+    view.predict_now()
+    qtbot.waitUntil(lambda: _shown_for(view, "a warm film"), timeout=TIMEOUT)
+    assert _note(view, "a") == _note(view, "b") == ""
+
+
+@pytest.fixture
+def vocabulary_pruned(tiny_minilm, tmp_path):
+    """The original and its variant with the vocabulary pruned by a job on the demo data."""
+    from slimpajama_gui.core.jobs.pipeline import run
+    from slimpajama_gui.core.plan.recipe import recipe_from_yaml
+    from slimpajama_gui.core.storage.history import JobStore
+
+    out = tmp_path / "out"
+    recipe = recipe_from_yaml(
+        f"name: vocab\nmodel: {tiny_minilm}\n"
+        "dataset:\n  train: demo\n  labels: [negative, positive]\n  max_length: 48\n"
+        f"output: {out}\nsteps:\n  - {{type: prune, method: vocabulary}}\n",
+        source="test.yaml",
+        base_dir=tmp_path,
+    )
+    with JobStore(tmp_path / "history.sqlite3") as store:
+        result = run(recipe, store=store)
+    assert result.status == "done", result.error
+    return inspect_model(tiny_minilm), inspect_model(result.variants[-1])
+
+
+def test_words_a_pruned_vocabulary_does_not_know_are_named(view, qtbot, vocabulary_pruned):
+    original, pruned = vocabulary_pruned
+    _offer(view, qtbot, [original, pruned])
+    view.set_pair(original.path, pruned.path)
+    text = "the film was good but the xylophone solo was quintessential"
+    # The pruned tokenizer itself reads these words as [UNK]; the original splits them
+    # into pieces it has.
+    tokenizer = ModelPredictor(pruned.path).tokenizer
+    unknown = [w for w in text.split() if tokenizer.unk_token in tokenizer.tokenize(w)]
+    assert "xylophone" in unknown and "good" not in unknown
+    view.text.setText(text)
+    view.predict_now()
+    qtbot.waitUntil(lambda: _shown_for(view, text), timeout=TIMEOUT)
+    note = _note(view, "b")
+    assert f"{len(unknown)} word" in note and "[UNK]" in note
+    assert all(word in note for word in unknown), note
+    assert _note(view, "a") == ""  # the original knows every word
+
+
+def test_the_status_bar_leaves_loading_once_the_model_is_loaded(view, qtbot, two_models, tmp_path):
+    from PySide6.QtWidgets import QStatusBar
+
+    bar = QStatusBar()  # wired as the main window wires it
+    qtbot.addWidget(bar)
+    view.status_message.connect(bar.showMessage)
+    shown: list[str] = []
+    view.status_message.connect(shown.append)
+    a, b = two_models
+    _offer(view, qtbot, list(two_models))
+    view.text.setText("a fun film")
+    view.predict_now()
+    qtbot.waitUntil(lambda: _shown_for(view, "a fun film"), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not view.busy(), timeout=TIMEOUT)
+    assert {f"Loading {m.path.name}…" for m in (a, b)} <= set(shown)
+    assert not bar.currentMessage().startswith("Loading"), shown
+    assert bar.currentMessage() in {f"Loaded {m.path.name}" for m in (a, b)}
+    # A model that fails to load replaces its "Loading" too.
+    broken = shutil.copytree(a.path, tmp_path / "broken-model")
+    view.set_models([a, b, inspect_model(broken)])  # the picks stay: no new defaults
+    (broken / "model.safetensors").unlink()
+    view.set_pair(broken, b.path)
+    view.text.setText("a dull film")
+    view.predict_now()
+    qtbot.waitUntil(lambda: bool(view.panels["a"].error), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not view.busy(), timeout=TIMEOUT)
+    assert bar.currentMessage() == "Could not load broken-model", shown

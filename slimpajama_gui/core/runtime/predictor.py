@@ -4,7 +4,8 @@ The Playground, Compare and ``slimpajama predict`` all predict through here, so 
 float, a quantized and an ONNX variant are loaded (:mod:`~.loading`), encoded
 (:class:`~.inputs.ModelInputs`) and timed the same way everywhere:
 
-* :class:`ModelPredictor` loads one model folder and predicts one or many texts;
+* :class:`ModelPredictor` loads one model folder and predicts one or many texts, and
+  says how it reads one (:class:`TextReading`: cut to its length, words it does not know);
 * :class:`PredictorCache` keeps a few loaded predictors by folder for worker threads;
 * :func:`compare_texts` runs two predictors over many texts in chunks and counts where
   they disagree (:class:`PairResult`).
@@ -43,6 +44,8 @@ CACHE_SIZE = 4
 COMPARE_CHUNK = 32
 #: What a refusal of a headless model suggests, unless the caller says otherwise.
 NO_HEAD_HINT = "fine-tune it in Compress first, or pick another model."
+#: Unknown words a :class:`TextReading` note lists before "…".
+UNKNOWN_LISTED = 5
 
 
 class Predictor(Protocol):
@@ -60,6 +63,47 @@ class Predictor(Protocol):
 
 
 @dataclass(frozen=True)
+class TextReading:
+    """How one model reads one text: its length in tokens and the words it does not know.
+
+    Attributes:
+        tokens: tokens of the whole text, special tokens included, before truncation.
+        read: tokens the model reads (``tokens`` cut to the predictor's ``max_length``).
+        unknown_words: words of the part read that the tokenizer turned into its unknown
+            token, as typed, each once, in text order (a pruned vocabulary makes more).
+        unk_token: the tokenizer's unknown token ("[UNK]"), or None if it has none.
+    """
+
+    tokens: int
+    read: int
+    unknown_words: tuple[str, ...] = ()
+    unk_token: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return self.tokens > self.read
+
+    def notes(self) -> list[str]:
+        """Sentences for the user: the cut, then the unknown words; empty when neither."""
+        notes = []
+        if self.truncated:
+            notes.append(
+                f"Cut to {self.read} tokens of {self.tokens}: "
+                "the model reads only the start of this text."
+            )
+        n = len(self.unknown_words)
+        if n:
+            # Quoted: a sign (",") is a word to the tokenizer too, and reads oddly bare.
+            listed = ", ".join(f"“{w}”" for w in self.unknown_words[:UNKNOWN_LISTED])
+            more = ", …" if n > UNKNOWN_LISTED else ""
+            notes.append(
+                f"{n} word{'s' if n > 1 else ''} unknown to this model's vocabulary: "
+                f"{listed}{more}; read as {self.unk_token or 'the unknown token'}."
+            )
+        return notes
+
+
+@dataclass(frozen=True)
 class Prediction:
     """One model's answer for one text.
 
@@ -70,6 +114,7 @@ class Prediction:
         probs: (C,) float32 class probabilities, in ``label_names`` order.
         label_names: the C class names.
         ms: milliseconds of the forward pass that held this text.
+        reading: how the model read the text (cut, unknown words), when asked for.
     """
 
     text: str
@@ -78,13 +123,21 @@ class Prediction:
     probs: np.ndarray
     label_names: list[str]
     ms: float
+    reading: TextReading | None = None
 
     @classmethod
     def from_row(
-        cls, text: str, path: Path, probs: np.ndarray, names: Sequence[str], ms: float
+        cls,
+        text: str,
+        path: Path,
+        probs: np.ndarray,
+        names: Sequence[str],
+        ms: float,
+        reading: TextReading | None = None,
     ) -> Prediction:
         """The prediction whose class probabilities are ``probs`` (C,)."""
-        return cls(text, Path(path), str(names[int(np.argmax(probs))]), probs, list(names), ms)
+        label = str(names[int(np.argmax(probs))])
+        return cls(text, Path(path), label, probs, list(names), ms, reading)
 
 
 @dataclass(frozen=True)
@@ -185,6 +238,55 @@ class ModelPredictor:
                 rows.append(torch.softmax(logits.float(), dim=-1).numpy())
         probs = np.concatenate(rows).astype(np.float32)
         return Scores(probs, list(self.label_names), seconds * 1000, warnings)
+
+    def reading(self, text: str) -> TextReading:
+        """How this model reads ``text``: tokens before and after the cut, unknown words.
+
+        Computed from the tokenizer's output (no forward pass). Unknown words are looked
+        for only in the tokens the model reads.
+        """
+        tokenizer = self.tokenizer
+        fast = bool(getattr(tokenizer, "is_fast", False))
+        with self._lock:
+            enc = tokenizer(
+                str(text),
+                truncation=False,
+                return_special_tokens_mask=True,
+                return_offsets_mapping=fast,
+                return_attention_mask=False,
+                verbose=False,  # the whole text is counted here, never fed to the model
+            )
+        ids = list(enc["input_ids"])
+        special = list(enc["special_tokens_mask"])
+        tokens = len(ids)
+        read = min(tokens, self.max_length)
+        unk_id = tokenizer.unk_token_id
+        unk_token = tokenizer.unk_token
+        if unk_id is None:
+            return TextReading(tokens, read, (), None)
+        # Truncation drops content tokens from the end; the special ones stay.
+        content_read = max(0, self.max_length - sum(special))
+        words: list[str] = []
+        if fast:
+            seen = 0
+            for token_id, is_special, (start, end) in zip(
+                ids, special, enc["offset_mapping"], strict=True
+            ):
+                if is_special:
+                    continue
+                seen += 1
+                if seen > content_read:
+                    break
+                if token_id == unk_id and end > start:
+                    words.append(str(text)[start:end])
+        else:
+            # No offsets from a slow tokenizer: ask word by word.
+            with self._lock:
+                for word in str(text).split():
+                    if unk_token in tokenizer.tokenize(word):
+                        words.append(word)
+        unique = tuple(dict.fromkeys(words))
+        return TextReading(tokens, read, unique, unk_token)
 
     def split_logits(self, split: Split) -> Generator[tuple[int, int], None, np.ndarray]:
         """Logits (N, C) of a dataset split's rows (with their text pairs), in its order.
@@ -394,5 +496,6 @@ __all__ = [
     "PredictorCache",
     "PredictorFactory",
     "Scores",
+    "TextReading",
     "compare_texts",
 ]

@@ -19,11 +19,16 @@ live from the bridge (``logged`` / ``evaluated``) or are replayed from the histo
   with ``on_eval`` (``sparsity/layer 0`` ...
   ``sparsity/layer 5``, ``sparsity/head``); the latest value per layer wins, layers are
   shown in natural order. ``sparsity/overall`` goes into the chart's title.
+- ``vocabulary/kept`` / ``vocabulary/original`` → the sparsity chart's sentence: token
+  ids a vocabulary pruning kept of those before (embedding rows, not layer weights).
 - ``latency_p50_ms`` / ``latency_p95_ms`` → the latency chart, ``size_bytes`` → the size
   chart, both at x = the pipeline step number (1-based).
 
 The x axis of training charts is the optimizer step counted across every training step
-of the job (a distillation after a fine-tune continues where the fine-tune ended).
+of the job (a distillation after a fine-tune continues where the fine-tune ended). Each
+pipeline step's points are their own line segment, and a dashed line labelled with the
+step ("03 distill") marks where each training step begins; the step types come from
+:meth:`JobCharts.start_step` (the bridge's ``step_started``) or from the history.
 """
 
 from __future__ import annotations
@@ -50,11 +55,16 @@ from slimpajama_gui.qt.charts.series import (
     SPARSITY_OVERALL,
     SPARSITY_PREFIX,
     TRAIN_INFO_KEYS,
+    VOCABULARY_KEPT,
+    VOCABULARY_ORIGINAL,
     finite,
     group_records,
     is_nan,
 )
 from slimpajama_gui.qt.charts.widgets import ChartBase, LiveCurves, SparsityBars
+
+#: The x axis of the training charts (see the module doc).
+TRAINING_X_LABEL = "optimizer step, counted across the job"
 
 
 class JobCharts(QWidget):
@@ -73,17 +83,25 @@ class JobCharts(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.loss = LiveCurves(
-            "Training loss", y_label="loss", empty="The loss appears once training starts"
+            "Training loss",
+            y_label="loss",
+            x_label=TRAINING_X_LABEL,
+            empty="The loss appears once training starts",
         )
         self.accuracy = LiveCurves(
             "Accuracy",
             y_label="accuracy (%)",
+            x_label=TRAINING_X_LABEL,
             symbols=True,
             empty="No evaluation yet",
             legend_at_bottom=True,  # accuracy rises towards the top-right corner
         )
         self.lr = LiveCurves(
-            "Learning rate", y_label="learning rate", empty="No training yet", si_prefix=True
+            "Learning rate",
+            y_label="learning rate",
+            x_label=TRAINING_X_LABEL,
+            empty="No training yet",
+            si_prefix=True,
         )
         self.sparsity = SparsityBars()
         per_step = {
@@ -135,14 +153,34 @@ class JobCharts(QWidget):
         for chart in self.charts.values():
             chart.clear_data()
         self._offsets: dict[int, float] = {}
+        self._step_types: dict[int, str] = {}
         self._last_x = 0.0
         self.readout.setText("")
+
+    def start_step(self, index: int, step_type: str, count: int = 0) -> None:
+        """Step ``index`` (0-based) of type ``step_type`` begins (the bridge's step_started).
+
+        Only the type is kept, for the label of the step's boundary; ``count`` (steps in
+        the job) is accepted so the signal connects directly.
+        """
+        self._step_types[index] = str(step_type)
+
+    def step_label(self, index: int) -> str:
+        """'02 distill': the step's number (1-based, as its variant folder) and type."""
+        kind = self._step_types.get(index)
+        return f"{index + 1:02d} {kind}" if kind else f"step {index + 1:02d}"
+
+    def _begin_training_segment(self, index: int) -> None:
+        self._offsets[index] = self._last_x
+        label = self.step_label(index)
+        for chart in (self.loss, self.accuracy, self.lr):
+            chart.mark_boundary(self._last_x, label)
 
     def add_metrics(self, index: int, metrics: dict[str, Any]) -> None:
         """Route one dict of numbers of step ``index`` to the charts (see module doc)."""
         if "step" in metrics and finite(metrics["step"]):
             if index not in self._offsets:
-                self._offsets[index] = self._last_x
+                self._begin_training_segment(index)
             x = self._offsets[index] + float(metrics["step"])
             self._last_x = max(self._last_x, x)
         else:
@@ -152,9 +190,9 @@ class JobCharts(QWidget):
                 if key in TRAIN_INFO_KEYS or key.startswith(SPARSITY_PREFIX):
                     continue
                 if finite(value) or is_nan(value):
-                    self.loss.append(key, x, float(value))
+                    self.loss.append(key, x, float(value), segment=index)
             if finite(metrics.get("lr")):
-                self.lr.append("lr", x, float(metrics["lr"]))
+                self.lr.append("lr", x, float(metrics["lr"]), segment=index)
         for split in ACCURACY_SPLITS:
             value = metrics.get(f"{split}_accuracy")
             if not finite(value):
@@ -166,7 +204,7 @@ class JobCharts(QWidget):
                 # marker, not a continuation of the training curve.
                 name = f"{split} (pipeline step)"
                 self.accuracy.add_curve(name, line=False, symbol="d")
-            self.accuracy.append(name, x, 100.0 * float(value))
+            self.accuracy.append(name, x, 100.0 * float(value), segment=index)
         sparsity = {
             key[len(SPARSITY_PREFIX) :]: float(value)
             for key, value in metrics.items()
@@ -177,6 +215,9 @@ class JobCharts(QWidget):
             self.sparsity.set_overall(overall)
         if sparsity:
             self.sparsity.set_values(sparsity)
+        kept, original = metrics.get(VOCABULARY_KEPT), metrics.get(VOCABULARY_ORIGINAL)
+        if finite(kept) and finite(original):
+            self.sparsity.set_vocabulary(int(kept), int(original))
         step_number = index + 1
         for key, name in (("latency_p50_ms", "p50"), ("latency_p95_ms", "p95")):
             if finite(metrics.get(key)):
@@ -191,6 +232,8 @@ class JobCharts(QWidget):
         so consecutive records of one step with the same ``ts`` are one logged dict.
         """
         self.clear()
+        for record in records:
+            self._step_types.setdefault(record.step_index, record.step_type)
         for index, metrics in group_records(records):
             self.add_metrics(index, metrics)
         self.flush()

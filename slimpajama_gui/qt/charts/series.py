@@ -26,6 +26,9 @@ TRAIN_INFO_KEYS = frozenset({"lr", "grad_norm", "step", "epoch", "examples_per_s
 SPARSITY_PREFIX = "sparsity/"
 #: ``sparsity/overall`` is the whole model's share, shown in the chart title, not a bar.
 SPARSITY_OVERALL = "overall"
+#: Token ids a vocabulary pruning kept, and those before (``core.jobs.handlers.prune``).
+VOCABULARY_KEPT = "vocabulary/kept"
+VOCABULARY_ORIGINAL = "vocabulary/original"
 #: Accuracy keys drawn: ``<split>_accuracy`` for these splits (not e.g. a quantize
 #: step's ``baseline_accuracy``).
 ACCURACY_SPLITS = ("train", "eval", "test")
@@ -38,7 +41,13 @@ def natural_key(text: str) -> list[Any]:
 
 
 class Series:
-    """One curve and its growing buffers."""
+    """One curve and its growing buffers, in segments that are drawn unconnected.
+
+    Each point belongs to a segment (the pipeline step that logged it); a new segment
+    starts a new line, so a distillation's loss is not joined to the fine-tune's before
+    it. The buffers hold the points only; :meth:`drawn` puts a NaN between segments,
+    which ``connect="finite"`` leaves as a gap.
+    """
 
     def __init__(self, item: pg.PlotDataItem, capacity: int = 64) -> None:
         self.item = item
@@ -46,8 +55,18 @@ class Series:
         self.y = np.empty(capacity)
         self.n = 0
         self.dirty = False
+        #: Indices of the first point of every segment after the first.
+        self.breaks: list[int] = []
+        self.segment: object = None
+        self.color = PALETTE[0]
+        #: True when the curve was made with a symbol (else dots come and go with its length).
+        self.own_symbol = False
 
-    def append(self, x: float, y: float) -> None:
+    def append(self, x: float, y: float, segment: object = None) -> None:
+        if segment != self.segment:
+            if self.n:
+                self.breaks.append(self.n)
+            self.segment = segment
         if self.n == len(self.x):
             # Doubling keeps appends amortised O(1) however long the job runs.
             self.x = np.resize(self.x, 2 * len(self.x))
@@ -56,6 +75,20 @@ class Series:
         self.y[self.n] = y
         self.n += 1
         self.dirty = True
+
+    def drawn(self) -> tuple[np.ndarray, np.ndarray]:
+        """x and y as handed to pyqtgraph: the points with a NaN between segments."""
+        x, y = self.x[: self.n], self.y[: self.n]
+        if not self.breaks:
+            return x, y
+        # The gap's x repeats the next point's, so x stays sorted for clip-to-view
+        # (a NaN x would break its binary search); the NaN y alone makes the gap.
+        return np.insert(x, self.breaks, x[self.breaks]), np.insert(y, self.breaks, np.nan)
+
+    def segment_lengths(self) -> list[int]:
+        """Points per segment, in order."""
+        edges = [0, *self.breaks, self.n]
+        return [b - a for a, b in zip(edges, edges[1:], strict=False)]
 
 
 def csv_number(value: float) -> str:

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.exporters import ImageExporter, SVGExporter
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPainter
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QPainter, QPalette
 from PySide6.QtWidgets import (
     QLabel,
     QWidget,
@@ -47,15 +47,54 @@ class _EmptyHint(QLabel):
         super().__init__(text, parent)
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.setWordWrap(True)
-        self.setStyleSheet("color: palette(mid); background: transparent;")
+        self.setMargin(12)
+        self.set_color(QColor(128, 128, 128))
         self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
 
     def follow(self, size: QSize) -> None:
         self.setGeometry(0, 0, size.width(), size.height())
 
+    def set_color(self, color: QColor) -> None:
+        self.setStyleSheet(f"color: {color.name()}; background: transparent;")
+
+
+class ChartColors:
+    """The colours a chart draws with, taken from a widget palette (light or dark theme).
+
+    Attributes:
+        background: the plot's canvas (the palette's Base).
+        text: titles, tick labels, read-outs (Text).
+        axis: axis lines and ticks, between text and background.
+        muted: the empty-chart sentence and step markers (PlaceholderText).
+    """
+
+    def __init__(self, palette: QPalette) -> None:
+        self.background = palette.color(QPalette.ColorRole.Base)
+        self.text = palette.color(QPalette.ColorRole.Text)
+        self.axis = _mix(self.text, self.background, 0.6)
+        self.muted = palette.color(QPalette.ColorRole.PlaceholderText)
+
+    def translucent(self, alpha: int) -> QColor:
+        """The background with ``alpha`` (0..255): legend and read-out boxes."""
+        color = QColor(self.background)
+        color.setAlpha(alpha)
+        return color
+
+
+def _mix(a: QColor, b: QColor, share_a: float) -> QColor:
+    return QColor(
+        round(share_a * a.red() + (1 - share_a) * b.red()),
+        round(share_a * a.green() + (1 - share_a) * b.green()),
+        round(share_a * a.blue() + (1 - share_a) * b.blue()),
+    )
+
 
 class ChartBase(pg.PlotWidget):
-    """Shared look, the empty hint, and export to PNG / SVG / CSV."""
+    """Shared look, the empty hint, and export to PNG / SVG / CSV.
+
+    Colours come from the widget's palette and follow it: a theme change (the settings
+    dialog sets the application palette) restyles every chart at once, shown or not.
+    """
 
     def __init__(
         self,
@@ -69,6 +108,8 @@ class ChartBase(pg.PlotWidget):
     ):
         super().__init__(parent, background=None)
         self.title = title
+        self._title_text = title
+        self.colors = ChartColors(self.palette())
         self.setMinimumSize(220, 170)
         plot = self.getPlotItem()
         plot.setTitle(title, size="10pt")
@@ -84,6 +125,36 @@ class ChartBase(pg.PlotWidget):
         grid.setPen(pg.mkPen(128, 128, 128, 60))
         plot.addItem(grid, ignoreBounds=True)
         self._hint = _EmptyHint(empty, self)
+        # Subclasses call apply_palette() once their own items exist.
+
+    def set_title(self, text: str) -> None:
+        """The title above the plot, in the palette's text colour."""
+        self._title_text = text
+        self.getPlotItem().setTitle(text, size="10pt", color=self.colors.text.name())
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt override)
+        super().changeEvent(event)
+        changed = (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange)
+        # Qt may send a palette change from inside pyqtgraph's __init__, before our items.
+        if event.type() in changed and self.__dict__.get("_styled"):
+            self.apply_palette()
+
+    def apply_palette(self) -> None:
+        """Redraw background, axes, title and overlays in the current palette's colours."""
+        self._styled = True
+        colors = self.colors = ChartColors(self.palette())
+        self.setBackground(colors.background)
+        plot = self.getPlotItem()
+        for name in ("left", "bottom"):
+            axis = plot.getAxis(name)
+            axis.setPen(colors.axis)
+            axis.setTextPen(colors.text)
+        self.set_title(self._title_text)
+        self._hint.set_color(colors.muted)
+        self._restyle(colors)
+
+    def _restyle(self, colors: ChartColors) -> None:
+        """Subclasses recolour their own items here."""
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
         super().resizeEvent(event)
@@ -156,6 +227,12 @@ class ChartBase(pg.PlotWidget):
 class LiveCurves(ChartBase):
     """A line chart whose named curves grow while a job runs.
 
+    A curve is drawn in segments (see :class:`~.series.Series`): points appended with
+    another ``segment`` start a new, unconnected line, and :meth:`mark_boundary` draws a
+    labelled vertical line where a pipeline step begins. A curve with few points, or a
+    segment of a single point, is drawn with a dot per point: a line alone would leave
+    a lone first measurement invisible.
+
     Args:
         title: shown above the chart.
         y_label, x_label: axis titles.
@@ -176,6 +253,8 @@ class LiveCurves(ChartBase):
     REFRESH_MS = 80
     #: How close (pixels) the mouse must be to a point for the read-out.
     HOVER_PIXELS = 24
+    #: Line curves with fewer points than this also get a dot per point.
+    FEW_POINTS = 20
 
     def __init__(
         self,
@@ -196,19 +275,20 @@ class LiveCurves(ChartBase):
         plot.setDownsampling(mode="peak", auto=True)
         plot.setClipToView(True)
         self._legend = plot.addLegend(
-            offset=(-8, -8 if legend_at_bottom else 8),
-            labelTextSize="8pt",
-            brush=QColor(255, 255, 255, 170),
+            offset=(-8, -8 if legend_at_bottom else 8), labelTextSize="8pt"
         )
         self._legend.hide()  # an empty legend is a stray white box
         self._symbols = symbols
         self._series: dict[str, Series] = {}
+        #: Step boundaries: (x, label, the line drawn).
+        self._boundaries: list[tuple[float, str, pg.InfiniteLine]] = []
+        self._boundary_added = False
         self._timer = QTimer(self)
         self._timer.setInterval(self.REFRESH_MS)
         self._timer.timeout.connect(self.flush)
         # The hover read-out: a marker on the nearest point and its values beside it.
-        self._marker = pg.ScatterPlotItem(size=9, pen=pg.mkPen("#222", width=1.5), brush=None)
-        self._label = pg.TextItem(anchor=(0, 1), color="#222", fill=QColor(255, 255, 255, 220))
+        self._marker = pg.ScatterPlotItem(size=9, brush=None)
+        self._label = pg.TextItem(anchor=(0, 1))
         for item in (self._marker, self._label):
             item.setZValue(100)
             item.hide()
@@ -222,6 +302,24 @@ class LiveCurves(ChartBase):
         view = plot.getViewBox()
         view.sigRangeChangedManually.connect(self._stop_following)
         plot.autoBtn.clicked.connect(self.follow_data)
+        self.apply_palette()
+
+    def _restyle(self, colors: ChartColors) -> None:
+        self._legend.setBrush(colors.translucent(170))
+        self._legend.setLabelTextColor(colors.text)
+        for _sample, label in self._legend.items:
+            label.setText(label.text)  # pyqtgraph only stores the colour for new labels
+        self._marker.setPen(pg.mkPen(colors.text, width=1.5))
+        self._label.setColor(colors.text)
+        self._label.fill = pg.mkBrush(colors.translucent(220))
+        self._label.update()
+        for _x, _label, line in self._boundaries:
+            self._style_boundary(line, colors)
+
+    @staticmethod
+    def _style_boundary(line: pg.InfiniteLine, colors: ChartColors) -> None:
+        line.setPen(pg.mkPen(colors.muted, width=1, style=Qt.PenStyle.DashLine))
+        line.label.setColor(colors.muted)
 
     # ------------------------------------------------------------------ data
     @property
@@ -243,7 +341,10 @@ class LiveCurves(ChartBase):
             size = 6 if line else 9
             options.update(symbol=symbol, symbolSize=size, symbolBrush=color, symbolPen=None)
         item = self.getPlotItem().plot([], [], connect="finite", name=name, **options)
-        self._series[name] = Series(item)
+        series = Series(item)
+        series.color = color
+        series.own_symbol = symbol is not None
+        self._series[name] = series
         self._legend.show()
         self._set_empty(False)
 
@@ -252,18 +353,45 @@ class LiveCurves(ChartBase):
             self.add_curve(name)
         return self._series[name]
 
-    def append(self, name: str, x: float, y: float) -> None:
-        """Add one point to the curve ``name`` (created on first use)."""
-        self._curve(name).append(float(x), float(y))
+    def append(self, name: str, x: float, y: float, segment: object = None) -> None:
+        """Add one point to the curve ``name`` (created on first use).
+
+        A ``segment`` other than the previous point's starts a new line (not joined to
+        the one before); the pipeline step index is the segment of a training curve.
+        """
+        self._curve(name).append(float(x), float(y), segment)
         if not self._timer.isActive():
             self._timer.start()
 
-    def extend(self, name: str, xs: Iterable[float], ys: Iterable[float]) -> None:
+    def extend(
+        self, name: str, xs: Iterable[float], ys: Iterable[float], segment: object = None
+    ) -> None:
         series = self._curve(name)
         for x, y in zip(xs, ys, strict=True):
-            series.append(float(x), float(y))
+            series.append(float(x), float(y), segment)
         if not self._timer.isActive():
             self._timer.start()
+
+    def mark_boundary(self, x: float, label: str) -> None:
+        """A dashed vertical line at ``x`` labelled ``label`` (where a pipeline step begins)."""
+        line = pg.InfiniteLine(
+            pos=float(x),
+            angle=90,
+            movable=False,
+            label=label,
+            labelOpts={"position": 0.96, "anchors": [(0, 0), (0, 0)]},
+        )
+        line.setZValue(-5)  # under the curves
+        self._style_boundary(line, self.colors)
+        self.getPlotItem().addItem(line, ignoreBounds=True)
+        self._boundaries.append((float(x), label, line))
+        self._boundary_added = True  # the view must take it in at the next flush
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def boundaries(self) -> list[tuple[float, str]]:
+        """The step boundaries drawn, as ``(x, label)``, in the order they were added."""
+        return [(x, label) for x, label, _line in self._boundaries]
 
     def points(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the x and y values of one curve (empty if it does not exist)."""
@@ -284,12 +412,28 @@ class LiveCurves(ChartBase):
         changed = False
         for series in self._series.values():
             if series.dirty:
-                series.item.setData(series.x[: series.n], series.y[: series.n])
+                self._show_points(series)
+                series.item.setData(*series.drawn())
                 series.dirty = False
                 changed = True
         self._timer.stop()
-        if changed:
+        if changed or self._boundary_added:
+            self._boundary_added = False
             self._follow_data()
+
+    def _show_points(self, series: Series) -> None:
+        """Dots on a line curve while it has few points or a one-point segment."""
+        if series.own_symbol:
+            return
+        few = series.n < self.FEW_POINTS or 1 in series.segment_lengths()
+        if few != (series.item.opts["symbol"] is not None):
+            if few:
+                series.item.setSymbol("o")
+                series.item.setSymbolSize(5)
+                series.item.setSymbolBrush(series.color)
+                series.item.setSymbolPen(None)
+            else:
+                series.item.setSymbol(None)
 
     # ------------------------------------------------------------------ view range
     @property
@@ -318,6 +462,8 @@ class LiveCurves(ChartBase):
             lo_y, hi_y = min(lo_y, float(ys[ok].min())), max(hi_y, float(ys[ok].max()))
         if not math.isfinite(lo_x):
             return None
+        for x, _label, _line in self._boundaries:
+            lo_x, hi_x = min(lo_x, x), max(hi_x, x)
         return lo_x, hi_x, lo_y, hi_y
 
     def _follow_data(self, refit: bool = False) -> None:
@@ -346,6 +492,9 @@ class LiveCurves(ChartBase):
         for series in self._series.values():
             self.getPlotItem().removeItem(series.item)
         self._series.clear()
+        for _x, _label, line in self._boundaries:
+            self.getPlotItem().removeItem(line)
+        self._boundaries.clear()
         self._legend.clear()
         self._legend.hide()
         self._hide_readout()
@@ -353,11 +502,14 @@ class LiveCurves(ChartBase):
         _reset_range(self)
 
     def csv_rows(self) -> list[tuple[str, float, float]]:
-        return [
+        """Every point, then every step boundary as ``("step boundary: <label>", x, NaN)``."""
+        rows = [
             (name, float(s.x[i]), float(s.y[i]))
             for name, s in self._series.items()
             for i in range(s.n)
         ]
+        rows += [(f"step boundary: {label}", x, math.nan) for x, label, _ in self._boundaries]
+        return rows
 
     # ------------------------------------------------------------------ hover
     def nearest_point(self, x: float, y: float) -> tuple[str, float, float, float] | None:
@@ -427,7 +579,11 @@ class SparsityBars(ChartBase):
 
     Zeroed by magnitude pruning, or removed by head, FFN and layer pruning (a dropped
     layer is 100 %): the pipeline reports both under the same ``sparsity/`` keys.
+    Vocabulary pruning removes embedding rows, not layer weights: :meth:`set_vocabulary`
+    says so in words (over the empty chart, or in the title beside bars).
     """
+
+    EMPTY = "No pruning in this job"
 
     def __init__(
         self, title: str = "Pruned weights per layer", parent: QWidget | None = None
@@ -436,7 +592,7 @@ class SparsityBars(ChartBase):
             title,
             y_label="pruned weights (%)",
             x_label="layer",
-            empty="No pruning in this job",
+            empty=self.EMPTY,
             parent=parent,
         )
         self.setMouseEnabled(x=False, y=False)
@@ -446,7 +602,10 @@ class SparsityBars(ChartBase):
         self.addItem(self._bars)
         self._values: dict[str, float] = {}
         self.overall: float | None = None
+        #: ``(kept, original)`` token ids of a vocabulary pruning, or None.
+        self.vocabulary: tuple[int, int] | None = None
         self.setYRange(0, 100, padding=0.02)
+        self.apply_palette()
 
     def values(self) -> dict[str, float]:
         """Layer name → fraction of its weights pruned (0..1), in display order."""
@@ -468,11 +627,32 @@ class SparsityBars(ChartBase):
     def set_overall(self, fraction: float | None) -> None:
         """The whole encoder's share of pruned weights, shown in the title."""
         self.overall = fraction
-        suffix = "" if fraction is None else f" (overall {100 * fraction:.0f} %)"
-        self.getPlotItem().setTitle(self.title + suffix, size="10pt")
+        self._retitle()
+
+    def set_vocabulary(self, kept: int, original: int) -> None:
+        """Say that vocabulary pruning kept ``kept`` of ``original`` token ids (rows)."""
+        self.vocabulary = (int(kept), int(original))
+        self._redraw()
+
+    def summary(self) -> str:
+        """What the chart says in words: the empty sentence, or the title with its figures."""
+        return self._hint.text() if not self._values else self._title_text
+
+    def _vocabulary_text(self) -> str:
+        if self.vocabulary is None:
+            return ""
+        kept, original = self.vocabulary
+        return f"Vocabulary pruned: {original:,} → {kept:,} tokens"
+
+    def _retitle(self) -> None:
+        suffix = "" if self.overall is None else f" (overall {100 * self.overall:.0f} %)"
+        if self.vocabulary is not None and self._values:
+            suffix += f"; {self._vocabulary_text().lower()}"
+        self.set_title(self.title + suffix)
 
     def clear_data(self) -> None:
         self._values.clear()
+        self.vocabulary = None
         self.set_overall(None)
         self._redraw()
         self.setXRange(0, 1, padding=0.02)
@@ -487,6 +667,11 @@ class SparsityBars(ChartBase):
         self.getPlotItem().getAxis("bottom").setTicks([list(enumerate(short))])
         if labels:
             self.setXRange(-0.6, len(labels) - 0.4, padding=0)
+        if self.vocabulary is not None:
+            self.set_empty_text(f"{self._vocabulary_text()};\nno weights pruned in the layers")
+        else:
+            self.set_empty_text(self.EMPTY)
+        self._retitle()
         self._set_empty(not labels)
 
     def csv_rows(self) -> list[tuple[str, float, float]]:

@@ -97,7 +97,13 @@ class ProbabilityBars(QWidget):
 
 
 class PredictionPanel(QGroupBox):
-    """One side's answer: state line, predicted label, class bars, latency."""
+    """One side's answer: state line, predicted label, class bars, latency, reading notes.
+
+    The notes say how this side's model read the text (from the prediction's
+    :class:`~slimpajama_gui.core.runtime.predictor.TextReading`): cut to its length, or
+    words its vocabulary does not have (read as [UNK]); hidden when there is nothing
+    to say.
+    """
 
     def __init__(self, title: str, parent: QWidget | None = None) -> None:
         super().__init__(title, parent)
@@ -115,11 +121,18 @@ class PredictionPanel(QGroupBox):
         self.latency.setToolTip(
             "Time of the model's forward pass at batch 1 (tokenization excluded)"
         )
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        self.note.setTextFormat(Qt.TextFormat.PlainText)  # words come from the user's text
+        self.note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.note.setToolTip("How this model read the text: what it cut, what it did not know")
+        self.note.hide()
         layout = QVBoxLayout(self)
         layout.addWidget(self.state)
         layout.addWidget(self.label)
         layout.addWidget(self.bars)
         layout.addWidget(self.latency)
+        layout.addWidget(self.note)
         #: The prediction on screen, or None.
         self.result: Prediction | None = None
         #: The sentence on screen when an error is shown, else "".
@@ -133,6 +146,11 @@ class PredictionPanel(QGroupBox):
         self.label.setText("–")
         self.bars.show_probs([], None)
         self.latency.setText("")
+        self._show_notes([])
+
+    def _show_notes(self, notes: list[str]) -> None:
+        self.note.setText("\n".join(f"⚠ {n}" for n in notes))
+        self.note.setVisible(bool(notes))
 
     def show_loading(self) -> None:
         self.state.setText("<i>Loading…</i>")
@@ -149,6 +167,7 @@ class PredictionPanel(QGroupBox):
         self.label.setText(pred.label)
         self.bars.show_probs(pred.label_names, pred.probs)
         self.latency.setText(f"{pred.ms:.1f} ms")
+        self._show_notes(pred.reading.notes() if pred.reading is not None else [])
 
     def show_error(self, text: str) -> None:
         self.result, self.error = None, text
@@ -157,6 +176,7 @@ class PredictionPanel(QGroupBox):
         self.label.setText("–")
         self.bars.show_probs([], None)
         self.latency.setText("")
+        self._show_notes([])
 
 
 # --------------------------------------------------------------------------- batch

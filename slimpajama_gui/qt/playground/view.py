@@ -67,13 +67,19 @@ class _SideState:
 
 
 def _side_job(cache: PredictorCache, request: _Request) -> Iterator[tuple[str, _Request]]:
-    """Runs on a worker: load the model if needed (saying so), then predict one text."""
+    """Runs on a worker: load the model if needed (saying so), then predict one text.
+
+    A :class:`ModelPredictor` also says how it read the text (cut to its length, words
+    its vocabulary does not have); other predictors give no reading.
+    """
     predictor = cache.peek(request.path)
     if predictor is None:
         yield ("loading", request)
         predictor = cache.get(request.path)
     probs, names, ms = predictor.predict([request.text])
-    return request, Prediction.from_row(request.text, request.path, probs[0], names, ms)
+    reading = getattr(predictor, "reading", None)
+    how = reading(request.text) if callable(reading) else None
+    return request, Prediction.from_row(request.text, request.path, probs[0], names, ms, how)
 
 
 # --------------------------------------------------------------------------- widgets
@@ -117,6 +123,8 @@ class PlaygroundView(WorkerScreen):
         self._batch_worker = None
         self._batch_token: object | None = None
         self._models_generation = 0
+        #: Sides whose "Loading …" is on the status bar, with the folder being loaded.
+        self._loading_status: dict[str, Path] = {}
         #: Results dropped because newer text or another model was asked for meanwhile.
         self.stale_dropped = 0
 
@@ -353,10 +361,20 @@ class PlaygroundView(WorkerScreen):
         what, request = item
         if what == "loading" and self._current(request):
             self.panels[request.side].show_loading()
+            self._loading_status[request.side] = request.path
             self.status_message.emit(f"Loading {request.path.name}…")
+
+    def _end_loading_status(self, side: str) -> None:
+        """Replace this side's "Loading …" on the status bar once its worker is done."""
+        path = self._loading_status.pop(side, None)
+        if path is None or self._closing:
+            return
+        loaded = self.cache.peek(path) is not None
+        self.status_message.emit(f"Loaded {path.name}" if loaded else f"Could not load {path.name}")
 
     def _on_side_returned(self, item: tuple[_Request, Prediction]) -> None:
         request, pred = item
+        self._end_loading_status(request.side)
         if not self._current(request):
             self.stale_dropped += 1
             return
@@ -377,6 +395,7 @@ class PlaygroundView(WorkerScreen):
             )
 
     def _on_side_error(self, request: _Request, exc: BaseException) -> None:
+        self._end_loading_status(request.side)
         if not self._current(request):
             self.stale_dropped += 1
             return
@@ -386,6 +405,7 @@ class PlaygroundView(WorkerScreen):
         self.prediction_failed.emit(request.side, text)
 
     def _on_side_finished(self, side: str) -> None:
+        self._end_loading_status(side)  # a worker stopped without an answer
         state = self._state[side]
         state.busy = False
         if state.pending is not None and not self._closing:

@@ -1,7 +1,8 @@
 """The prune step: magnitude sparsity, heads and FFN neurons, whole layers, vocabulary.
 
 Each method prunes, optionally recovers accuracy by training, reports what it removed
-per layer (the ``sparsity/...`` metrics the sparsity chart draws) and saves a variant.
+per layer (the ``sparsity/...`` metrics the sparsity chart draws; ``vocabulary/kept`` and
+``vocabulary/original`` for vocabulary pruning) and saves a variant.
 """
 
 from __future__ import annotations
@@ -157,6 +158,10 @@ def _prune_vocabulary(ctx: JobContext, index: int, step: Prune, before: int) -> 
     ctx.inputs = inputs_mod.model_inputs(ctx.model, ctx.tokenizer, ctx.model_name)
     ctx.forget_encodings()
     ctx.callbacks.on_message(report.sentence())
+    # For the sparsity chart (live and from the history): embedding rows, not layer weights.
+    sizes = {"vocabulary/kept": report.kept, "vocabulary/original": report.original}
+    ctx.store.log_metrics(ctx.job_id, index, "prune", sizes)
+    ctx.callbacks.on_eval(index, sizes)
     acc = accuracy(ctx)
     figures = report.to_dict()
     record = new_record(
