@@ -95,7 +95,12 @@ def _result_json(
             "threads": None,
             "seed": 0,
             "save_each_step": True,
-            "steps": [{"type": step_type, "version": 1}],
+            # As job 1 ran: evaluate and benchmark the source, then change it.
+            "steps": [
+                {"type": "evaluate", "version": 1},
+                {"type": "benchmark", "version": 1, "threads": 2, "backend": "auto"},
+                {"type": step_type, "version": 1},
+            ],
         },  # fmt: skip
         "metrics": {
             "training": {"eval_accuracy": accuracy, "train_steps": 10},
@@ -143,7 +148,9 @@ def history(tmp_path, tiny_minilm):
     job1 = store.create_job("sst2-small", "name: sst2-small\n", str(out / "sst2-small"))
     job2 = store.create_job("tiny-int8", "name: tiny-int8\n", str(out / "tiny-int8"))
     # Job 1 evaluated and benchmarked its source before changing it (steps 1 and 2).
-    store.log_metrics(job1, 0, "evaluate", {"eval_accuracy": 0.90, "eval_macro_f1": 0.89})
+    store.log_metrics(
+        job1, 0, "evaluate", {"eval_accuracy": 0.90, "eval_macro_f1": 0.89, "eval_n": 100}
+    )
     store.log_metrics(
         job1, 1, "benchmark",
         {"latency_p50_ms": 10.0, "latency_p95_ms": 12.0, "throughput_per_s": 300.0,
@@ -215,17 +222,18 @@ def test_table_and_chart_list_every_variant_and_the_source(view, history, tiny_m
     # The source's figures come from job 1's evaluate and benchmark steps.
     assert (source.accuracy, source.p50_ms, source.size_bytes) == (0.90, 10.0, 4_000_000)
 
-    headers = [view.proxy.headerData(c, Qt.Orientation.Horizontal) for c in range(10)]
+    headers = [view.proxy.headerData(c, Qt.Orientation.Horizontal) for c in range(12)]
     assert headers == [
-        "Name", "Job", "Step", "Accuracy", "Macro-F1", "Size on disk", "Parameters",
-        "p50 latency", "p95", "Throughput",
+        "Name", "Job", "Step", "Accuracy", "Macro-F1", "Eval rows", "Size on disk",
+        "Parameters", "p50 latency", "p95", "Throughput", "Against source",
     ]  # fmt: skip
     v2 = view.model.index(_row(view, folders["v2"]), 0)
-    cells = [view.model.index(v2.row(), c).data() for c in range(10)]
+    cells = [view.model.index(v2.row(), c).data() for c in range(12)]
     assert cells == [
-        "sst2-small/04-prune", "#1 sst2-small", "4 · prune", "85.00 %", "84.00 %", "2.0 MB",
-        "1.0 M", "3.00 ms", "3.90 ms", "1,333/s",
+        "sst2-small/04-prune", "#1 sst2-small", "4 · prune", "85.00 %", "84.00 %", "100",
+        "2.0 MB", "1.0 M", "3.00 ms", "3.90 ms", "1,333/s", "2.0× smaller · 3.3× faster",
     ]  # fmt: skip
+    assert view.model.index(3, 11).data() == "baseline"
     assert view.model.index(3, 1).data() == "source model"
 
     # Three variant points and one source point (a star).
@@ -247,7 +255,7 @@ def test_table_and_chart_list_every_variant_and_the_source(view, history, tiny_m
     tip = view.plot.variant_item.opts["tip"]
     text = tip(x=3.0, y=85.0, data=_row(view, folders["v2"]))
     assert "85.00 %" in text and "3.00 ms" in text and "2.0 MB" in text
-    assert text == describe(view.variants[_row(view, folders["v2"])])
+    assert text == describe(view.variants[_row(view, folders["v2"])], view.eval_set())
 
 
 def test_clicking_a_point_selects_its_row_and_back(view, qtbot, history):
