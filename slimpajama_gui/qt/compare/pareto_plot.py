@@ -127,6 +127,8 @@ class ParetoPlot(pg.PlotWidget):
         self.eval_set = ""
         self._selected: int | None = None
         self._labels: list[pg.TextItem] = []
+        #: Vertical lines at the latency of source models with no point on this chart.
+        self.baseline_lines: list[pg.InfiniteLine] = []
 
     def _y(self, row: int) -> float:
         figures = self._variants[row].accuracy_on(self.eval_set)
@@ -188,6 +190,24 @@ class ParetoPlot(pg.PlotWidget):
                 label.setPos(self._variants[i].p50_ms, self._y(i))
                 self.getPlotItem().addItem(label)
                 self._labels.append(label)
+        # A source model timed but without an accuracy here (a bare encoder, or not yet
+        # evaluated on this set) is still the baseline of latency: a labelled line.
+        for line in self.baseline_lines:
+            self.getPlotItem().removeItem(line)
+        self.baseline_lines = []
+        for i, v in enumerate(self._variants):
+            if v.is_source and v.p50_ms is not None and i not in self.plotted:
+                why = "no classifier head" if v.has_head is False else "no accuracy on this set"
+                line = pg.InfiniteLine(
+                    pos=v.p50_ms,
+                    angle=90,
+                    pen=pg.mkPen(SOURCE_COLOR, width=1.5, style=Qt.PenStyle.DotLine),
+                    label=f"baseline latency: {v.name} ({why})",
+                    labelOpts={"position": 0.9, "color": SOURCE_COLOR, "rotateAxis": (1, 0)},
+                )
+                line.setToolTip(describe(v, self.eval_set))
+                self.getPlotItem().addItem(line)
+                self.baseline_lines.append(line)
         # The step line joins the front of the largest group of comparable points only:
         # fronts of points timed differently are not one frontier.
         groups = sorted(self.ranking.groups.values(), key=len, reverse=True)
@@ -214,6 +234,7 @@ class ParetoPlot(pg.PlotWidget):
             self.empty.setPos(0.5, 0.5)
             return
         xs = [self._variants[i].p50_ms for i in self.plotted]
+        xs += [line.value() for line in self.baseline_lines]
         ys = [self._y(i) for i in self.plotted]
         x0, x1 = min(xs), max(xs)
         y0, y1 = min(ys), max(ys)
