@@ -78,6 +78,35 @@ def test_eval_set_identity_names_the_file_and_rows(tmp_path):
     assert eval_set_identity(None, None, 5)[0] == ""
 
 
+def test_a_job_that_measured_its_source_has_it_as_a_comparable_baseline(tiny_minilm, tmp_path):
+    """Source and variant of one job: same eval set, latency timed the same way."""
+    text = f"""
+name: base
+model: {tiny_minilm}
+dataset: {{train: demo, labels: [negative, positive], max_length: 48}}
+output: {tmp_path / "out"}
+steps:
+  - type: evaluate
+  - {{type: benchmark, threads: 1, sentences: 4, warmup: 1, repeats: 1}}
+  - {{type: finetune, epochs: 1, batch_size: 16, seed: 1}}
+  - type: evaluate
+  - {{type: benchmark, threads: 1, sentences: 4, warmup: 1, repeats: 1}}
+"""
+    with JobStore(tmp_path / "h.sqlite3") as store:
+        result = run(recipe_from_yaml(text, "base.yaml", base_dir=tmp_path), store=store)
+        assert result.status == "done", result.error
+        variants = load_variants(store).variants
+    [variant] = [v for v in variants if not v.is_source]
+    [source] = [v for v in variants if v.is_source]
+    assert source.p50_ms is not None and source.eval_rows == variant.eval_rows == 100
+    assert source.eval_set == variant.eval_set and variant.machine
+    assert source.bench_setup == variant.bench_setup
+    assert "1 thread ·" in source.bench_setup and variant.machine in source.bench_setup
+    ranking = comparable_front(variants, variant.eval_set)
+    assert len(ranking.groups) == 1 and sorted(ranking.plotted) == [0, 1]
+    assert not ranking.unranked and ranking.front
+
+
 def test_default_pair_is_the_newest_variant_against_its_parent(tmp_path):
     src = Variant(tmp_path / "src", "src", is_source=True)
     old = Variant(tmp_path / "a", "a", created_at="2025-01-01", parent=tmp_path / "src")

@@ -96,6 +96,8 @@ class Variant:
     evals: dict[str, EvalFigures] = field(default_factory=dict)
     #: How its latency was measured: backend, threads, batch 1, machine (empty: never).
     bench_setup: str = ""
+    #: The CPU its latency was measured on ("" when not recorded).
+    machine: str = ""
     #: Whether it has a trained classifier head (``None``: not known). A model without
     #: one (a bare encoder) has latency and size, never an accuracy.
     has_head: bool | None = None
@@ -207,7 +209,11 @@ def bench_setup(figures: dict[str, Any]) -> str:
     backend = str(figures.get("backend") or "backend not recorded")
     threads = _int(figures.get("threads"))
     machine = str(figures.get("machine") or "machine not recorded")
-    threads_text = f"{threads} threads" if threads is not None else "threads not recorded"
+    threads_text = (
+        "threads not recorded"
+        if threads is None
+        else f"{threads} thread{'s' if threads != 1 else ''}"
+    )
     return f"{backend} · {threads_text} · batch 1 · {machine}"
 
 
@@ -247,6 +253,7 @@ def variant_from_record(path: Path, record: VariantRecord) -> Variant:
         source_model=Path(record.source_model) if record.source_model else None,
         created_at=str(record.created_at or ""),
         bench_setup=bench_setup(bench),
+        machine=str(bench.get("machine") or ""),
         has_head=True,  # a job only saves classifiers
     )
     if variant.accuracy is not None:
@@ -318,11 +325,18 @@ def _source_variant(
     variant.has_head = head
     rows = figures.pop("eval_rows", None)
     backend, threads = figures.pop("_backend", None), figures.pop("_threads", None)
+    machine = figures.pop("_machine", "")
     for attr, value in figures.items():
         setattr(variant, attr, value)
     if variant.p50_ms is not None:
+        variant.machine = machine
         variant.bench_setup = bench_setup(
-            {"latency_p50_ms": variant.p50_ms, "backend": backend, "threads": threads}
+            {
+                "latency_p50_ms": variant.p50_ms,
+                "backend": backend,
+                "threads": threads,
+                "machine": machine,
+            }
         )
         variant.measured_by = f"the benchmark step of job #{variant.job_id or '?'}"
     if variant.accuracy is not None:
@@ -403,6 +417,12 @@ def _load_variants(store: JobStore) -> CompareData:
                 if recipe is None:
                     recipe, recipe_dir = v.recipe, v.recipe_dir
                 found = _source_figures(store, v.job_id, first_step.get(v.job_id, 0), v.recipe)
+                if "p50_ms" in found:
+                    # The job timed its source in the same process as its variants: on the
+                    # machine their records name.
+                    found["_machine"] = next(
+                        (o.machine for o in variants if o.job_id == v.job_id and o.machine), ""
+                    )
                 if found:
                     figures, recipe, recipe_dir = found, v.recipe, v.recipe_dir
                     break
