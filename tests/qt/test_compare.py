@@ -485,6 +485,10 @@ def test_benchmark_the_source_model_puts_the_baseline_on_the_chart(
         "Benchmark", "Open in Playground", "Reveal in file manager", "Delete result…",
         "Copy path",
     ]  # fmt: skip
+    opened = []
+    view.open_in_playground.connect(lambda a, b: opened.append((a, b)))
+    next(a for a in menu.actions() if a.text() == "Open in Playground").trigger()
+    assert opened == [(source, folder)]
     action = next(a for a in menu.actions() if a.text() == "Benchmark")
     _benchmarked(view, qtbot, action.trigger)
     record = json.loads((folder / "slimpajama.json").read_text())
@@ -524,7 +528,9 @@ def test_a_no_head_source_ends_with_a_sentence_and_gets_latency_only(qtbot, tmp_
         "computing" not in c.text() for c in (view.details.caption_a, view.details.caption_b)
     )
 
-    text = _benchmarked(view, qtbot, lambda: view.benchmark(src))
+    # The details pane's button benchmarks the model picked as A.
+    view.set_pair(src, _row(view, folder))
+    text = _benchmarked(view, qtbot, view.details.bench_a.click)
     s = view.variants[src]
     assert s.p50_ms is not None and s.has_head is False
     assert s.accuracy is None and "no trained classifier head" in text
