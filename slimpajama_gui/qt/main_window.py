@@ -166,6 +166,7 @@ class MainWindow(QMainWindow):
             lambda _n: self.playground.set_models(self.models_view.model.infos())
         )
         self.jobs_view.open_result.connect(self._open_result)
+        self.compare_view.open_in_playground.connect(self._open_in_playground)
         self.compress_page.recipe_ready.connect(self._submit)
         self.jobs_view.runner.job_finished.connect(self._on_job_finished)
         self.closer = CloseGuard(self.jobs_view.runner, self)
@@ -259,6 +260,11 @@ class MainWindow(QMainWindow):
     def _open_result(self, path: str) -> None:
         self.show_area("models")
         self.models_view.add_folders([Path(path)])
+
+    def _open_in_playground(self, a: Path | None, b: Path) -> None:
+        # Compare's context menu: B the variant, A its parent or source (if listed there).
+        self.playground.set_pair(a, b)
+        self.show_area("playground")
 
     def _on_job_finished(self, _job_id: int, _status: str, _error: str) -> None:
         if self.closer.closing:

@@ -13,8 +13,12 @@ import pytest
 from slimpajama_gui.core.jobs import flips as flips_mod
 from slimpajama_gui.core.jobs.flips import flip_job
 from slimpajama_gui.core.jobs.index import (
+    EvalFigures,
     Variant,
+    comparable_front,
     default_pair,
+    eval_set_identity,
+    eval_sets,
     load_variants,
     pareto_front,
     playground_pair,
@@ -27,8 +31,80 @@ from slimpajama_gui.core.storage.history import JobStore
 
 def test_pareto_front_rules():
     pts = [(5, 80), (3, 85), (2, 70), (10, 90), (3, 85), (4, 60)]
-    assert pareto_front(pts) == [2, 1, 3]
+    # Standard dominance: the two equal points (3, 85) do not dominate each other.
+    assert pareto_front(pts) == [2, 1, 4, 3]
     assert pareto_front([]) == []
+    # Same latency, lower accuracy; same accuracy, higher latency: both dominated.
+    assert pareto_front([(1, 50), (1, 40), (2, 50)]) == [0]
+
+
+def _measured(tmp_path, name, *, acc, rows, p50, key="file:/data/dev.tsv", setup="pytorch"):
+    v = Variant(tmp_path / name, name, p50_ms=p50, accuracy=acc, bench_setup=setup)
+    v.eval_set = f"{key}#{rows}"
+    v.evals[v.eval_set] = EvalFigures(acc, None, rows, f"dev.tsv ({rows} rows)")
+    return v
+
+
+def test_comparable_front_ranks_only_comparable_points_with_enough_rows(tmp_path):
+    a = _measured(tmp_path, "a", acc=0.80, rows=100, p50=5.0)
+    b = _measured(tmp_path, "b", acc=0.85, rows=100, p50=3.0)
+    tiny = _measured(tmp_path, "tiny", acc=0.99, rows=2, p50=1.0, key="file:/data/two.tsv")
+    tiny.evals["file:/data/dev.tsv#100"] = EvalFigures(0.5, None, 2, "x")  # bad rows count
+    other_cpu = _measured(tmp_path, "c", acc=0.70, rows=100, p50=9.0, setup="pytorch · other")
+    variants = [a, b, tiny, other_cpu]
+    ranking = comparable_front(variants, "file:/data/dev.tsv#100")
+    assert ranking.plotted == [0, 1, 2, 3]
+    # a is dominated by b; the 2-row point is drawn but not ranked (and beats nobody);
+    # the point timed on another setup is alone in its group.
+    assert ranking.front == [1, 3]
+    assert "2 eval rows" in ranking.unranked[2]
+    assert set(ranking.groups) == {"pytorch", "pytorch · other"}
+    # On the 2-row set only the tiny variant has an accuracy, and it is never ranked.
+    small = comparable_front(variants, "file:/data/two.tsv#2")
+    assert small.plotted == [2] and small.front == []
+    assert eval_sets(variants) == {
+        "file:/data/dev.tsv#100": "dev.tsv (100 rows)",
+        "file:/data/two.tsv#2": "dev.tsv (2 rows)",
+    }
+
+
+def test_eval_set_identity_names_the_file_and_rows(tmp_path):
+    key, label = eval_set_identity({"train": "t.csv", "eval": "e.csv"}, tmp_path, 2)
+    assert key == f"file:{(tmp_path / 'e.csv').resolve()}#2" and label == "e.csv (2 rows)"
+    demo, label = eval_set_identity({"train": "demo"}, None, 100)
+    assert demo == "demo:dev#100" and "demo" in label
+    held, label = eval_set_identity({"train": "t.csv", "eval_fraction": 0.2}, tmp_path, None)
+    assert held.startswith("held-out:") and label == "20% held out of t.csv (rows not recorded)"
+    assert eval_set_identity(None, None, 5)[0] == ""
+
+
+def test_a_job_that_measured_its_source_has_it_as_a_comparable_baseline(tiny_minilm, tmp_path):
+    """Source and variant of one job: same eval set, latency timed the same way."""
+    text = f"""
+name: base
+model: {tiny_minilm}
+dataset: {{train: demo, labels: [negative, positive], max_length: 48}}
+output: {tmp_path / "out"}
+steps:
+  - type: evaluate
+  - {{type: benchmark, threads: 1, sentences: 4, warmup: 1, repeats: 1}}
+  - {{type: finetune, epochs: 1, batch_size: 16, seed: 1}}
+  - type: evaluate
+  - {{type: benchmark, threads: 1, sentences: 4, warmup: 1, repeats: 1}}
+"""
+    with JobStore(tmp_path / "h.sqlite3") as store:
+        result = run(recipe_from_yaml(text, "base.yaml", base_dir=tmp_path), store=store)
+        assert result.status == "done", result.error
+        variants = load_variants(store).variants
+    [variant] = [v for v in variants if not v.is_source]
+    [source] = [v for v in variants if v.is_source]
+    assert source.p50_ms is not None and source.eval_rows == variant.eval_rows == 100
+    assert source.eval_set == variant.eval_set and variant.machine
+    assert source.bench_setup == variant.bench_setup
+    assert "1 thread ·" in source.bench_setup and variant.machine in source.bench_setup
+    ranking = comparable_front(variants, variant.eval_set)
+    assert len(ranking.groups) == 1 and sorted(ranking.plotted) == [0, 1]
+    assert not ranking.unranked and ranking.front
 
 
 def test_default_pair_is_the_newest_variant_against_its_parent(tmp_path):

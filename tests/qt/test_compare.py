@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PySide6.QtCore import QItemSelectionModel, QPoint, QPointF, Qt
+from PySide6.QtWidgets import QMessageBox
 
 from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.jobs.flips import EVAL_BATCH
 from slimpajama_gui.core.model.encoder import EncoderClassifier
+from slimpajama_gui.core.runtime.bench import BenchConfig
 from slimpajama_gui.core.runtime.evaluate import predict, prediction_diff
 from slimpajama_gui.core.runtime.loading import open_model
 from slimpajama_gui.core.storage.history import JobStore
@@ -95,7 +98,12 @@ def _result_json(
             "threads": None,
             "seed": 0,
             "save_each_step": True,
-            "steps": [{"type": step_type, "version": 1}],
+            # As job 1 ran: evaluate and benchmark the source, then change it.
+            "steps": [
+                {"type": "evaluate", "version": 1},
+                {"type": "benchmark", "version": 1, "threads": 2, "backend": "auto"},
+                {"type": step_type, "version": 1},
+            ],
         },  # fmt: skip
         "metrics": {
             "training": {"eval_accuracy": accuracy, "train_steps": 10},
@@ -143,7 +151,9 @@ def history(tmp_path, tiny_minilm):
     job1 = store.create_job("sst2-small", "name: sst2-small\n", str(out / "sst2-small"))
     job2 = store.create_job("tiny-int8", "name: tiny-int8\n", str(out / "tiny-int8"))
     # Job 1 evaluated and benchmarked its source before changing it (steps 1 and 2).
-    store.log_metrics(job1, 0, "evaluate", {"eval_accuracy": 0.90, "eval_macro_f1": 0.89})
+    store.log_metrics(
+        job1, 0, "evaluate", {"eval_accuracy": 0.90, "eval_macro_f1": 0.89, "eval_n": 100}
+    )
     store.log_metrics(
         job1, 1, "benchmark",
         {"latency_p50_ms": 10.0, "latency_p95_ms": 12.0, "throughput_per_s": 300.0,
@@ -215,17 +225,18 @@ def test_table_and_chart_list_every_variant_and_the_source(view, history, tiny_m
     # The source's figures come from job 1's evaluate and benchmark steps.
     assert (source.accuracy, source.p50_ms, source.size_bytes) == (0.90, 10.0, 4_000_000)
 
-    headers = [view.proxy.headerData(c, Qt.Orientation.Horizontal) for c in range(10)]
+    headers = [view.proxy.headerData(c, Qt.Orientation.Horizontal) for c in range(12)]
     assert headers == [
-        "Name", "Job", "Step", "Accuracy", "Macro-F1", "Size on disk", "Parameters",
-        "p50 latency", "p95", "Throughput",
+        "Name", "Job", "Step", "Accuracy", "Macro-F1", "Eval rows", "Size on disk",
+        "Parameters", "p50 latency", "p95", "Throughput", "Against source",
     ]  # fmt: skip
     v2 = view.model.index(_row(view, folders["v2"]), 0)
-    cells = [view.model.index(v2.row(), c).data() for c in range(10)]
+    cells = [view.model.index(v2.row(), c).data() for c in range(12)]
     assert cells == [
-        "sst2-small/04-prune", "#1 sst2-small", "4 · prune", "85.00 %", "84.00 %", "2.0 MB",
-        "1.0 M", "3.00 ms", "3.90 ms", "1,333/s",
+        "sst2-small/04-prune", "#1 sst2-small", "4 · prune", "85.00 %", "84.00 %", "100",
+        "2.0 MB", "1.0 M", "3.00 ms", "3.90 ms", "1,333/s", "2.0× smaller · 3.3× faster",
     ]  # fmt: skip
+    assert view.model.index(3, 11).data() == "baseline"
     assert view.model.index(3, 1).data() == "source model"
 
     # Three variant points and one source point (a star).
@@ -247,7 +258,7 @@ def test_table_and_chart_list_every_variant_and_the_source(view, history, tiny_m
     tip = view.plot.variant_item.opts["tip"]
     text = tip(x=3.0, y=85.0, data=_row(view, folders["v2"]))
     assert "85.00 %" in text and "3.00 ms" in text and "2.0 MB" in text
-    assert text == describe(view.variants[_row(view, folders["v2"])])
+    assert text == describe(view.variants[_row(view, folders["v2"])], view.eval_set())
 
 
 def test_clicking_a_point_selects_its_row_and_back(view, qtbot, history):
@@ -375,3 +386,259 @@ def test_an_int8_variant_says_which_cpu_arithmetic_measured_it(view, history):
         details.metrics.verticalHeaderItem(r).text() for r in range(details.metrics.rowCount())
     ]
     assert "int8 measured on" not in labels and labels[0] == "Accuracy"
+
+
+# --------------------------------------------------------------- baseline and Benchmark
+
+#: Few timed calls: the test checks where figures go, not how stable they are.
+QUICK = BenchConfig(threads=1, sentences=5, warmup=1, repeats=1, throughput_batch=4)
+
+
+def _one_variant_history(tmp_path, source: Path, tiny_minilm: Path):
+    """One job from ``source`` that never measured it: one saved, measured variant."""
+    store = JobStore(tmp_path / "history.sqlite3")
+    output = tmp_path / "out" / "job"
+    job = store.create_job("job", "name: job\n", str(output))
+    folder = output / "01-finetune"
+    _save_model(tiny_minilm, folder, 1)
+    info = _result_json(
+        folder, job=job, step=0, step_type="finetune", created="2025-01-01T10:00:00+00:00",
+        parent=source, source=source, output=output, accuracy=0.8, p50=3.0, size=2_000_000,
+    )  # fmt: skip
+    (folder / "slimpajama.json").write_text(json.dumps(info, indent=2))
+    store.add_variant(job, 0, "model", folder, info["metrics"])
+    return store, folder
+
+
+def _open(qtbot, store) -> CompareView:
+    view = CompareView(store, load_on_start=False, bench_config=QUICK)
+    qtbot.addWidget(view, before_close_func=lambda w: _settle(w, qtbot))
+    view.resize(1200, 800)
+    view.show()
+    qtbot.waitExposed(view)
+    with qtbot.waitSignal(view.loaded, timeout=TIMEOUT):
+        view.refresh()
+    return view
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+def _benchmarked(view, qtbot, start) -> str:
+    """Run ``start()`` and wait for the Benchmark action and the refresh after it."""
+    done = []
+    view.benchmark_done.connect(done.append)
+    with qtbot.waitSignal(view.loaded, timeout=TIMEOUT):
+        start()
+        qtbot.waitUntil(lambda: bool(done), timeout=TIMEOUT)
+    return done[-1]
+
+
+def test_benchmark_the_source_model_puts_the_baseline_on_the_chart(
+    qtbot, tmp_path, tiny_minilm, gui_probe, monkeypatch, isolated_home
+):
+    from slimpajama_gui.qt.compare import view as view_mod
+
+    source = tmp_path / "my-model"  # a folder the user owns
+    shutil.copytree(tiny_minilm, source)
+    store, folder = _one_variant_history(tmp_path, source, tiny_minilm)
+    view = _open(qtbot, store)
+    before = _files(source)
+    base = next(i for i, v in enumerate(view.variants) if v.is_source)
+    # Not measured yet: no baseline point, and the view offers to measure it.
+    assert view.plot.source_item.data.size == 0
+    assert view.baseline_button.isVisible()
+    row = _row(view, folder)
+    assert "not benchmarked" in view.model.index(row, 11).data(Qt.ItemDataRole.ToolTipRole)
+
+    monkeypatch.setattr(view_mod, "measure_model", gui_probe.wrap(view_mod.measure_model))
+    text = _benchmarked(view, qtbot, view.baseline_button.click)
+    gui_probe.assert_work_ran_off_the_gui_thread(calls=1)
+
+    src = view.variants[base]
+    assert src.is_source and src.p50_ms is not None and src.p50_ms > 0
+    # Its accuracy is measured on the job's eval rows: what the model really scores.
+    preds, _ = _dev_predictions(source)
+    expected = float((preds.predicted == preds.labels).mean())
+    assert src.accuracy == pytest.approx(expected)
+    assert src.eval_set == view.variants[row].eval_set == view.eval_set()
+    assert "Benchmarked" in text and "not modified" in text
+    # A baseline point on the chart, a star labelled as such, at the measured figures.
+    assert list(view.plot.source_item.data["data"]) == [base]
+    assert view.plot.point_position(base) == (src.p50_ms, pytest.approx(100 * expected))
+    assert "baseline" in describe(src, view.eval_set())
+    assert not view.baseline_button.isVisible()
+    # The user's folder is untouched; the figures live in the app's data folder.
+    assert _files(source) == before
+    kept = list((isolated_home / "slimpajama" / "measurements").glob("*.json"))
+    assert len(kept) == 1 and str(source.resolve()) in kept[0].read_text()
+
+    # Benchmark the variant (its context menu): now both are timed the same way, and
+    # the ratio against the source is a measured one.
+    menu = view.context_menu(row)
+    assert [a.text() for a in menu.actions() if a.text()] == [
+        "Benchmark", "Open in Playground", "Reveal in file manager", "Delete result…",
+        "Copy path",
+    ]  # fmt: skip
+    opened = []
+    view.open_in_playground.connect(lambda a, b: opened.append((a, b)))
+    next(a for a in menu.actions() if a.text() == "Open in Playground").trigger()
+    assert opened == [(source, folder)]
+    action = next(a for a in menu.actions() if a.text() == "Benchmark")
+    _benchmarked(view, qtbot, action.trigger)
+    record = json.loads((folder / "slimpajama.json").read_text())
+    assert record["metrics"]["benchmark"]["machine"]
+    assert record["metrics"]["earlier_benchmarks"][0]["latency_p50_ms"] == 3.0
+    # The job's own evaluation is kept.
+    assert record["metrics"]["eval"]["accuracy"] == 0.8
+    v = view.variants[_row(view, folder)]
+    assert v.bench_setup == view.variants[base].bench_setup
+    assert "faster" in view.model.index(_row(view, folder), 11).data() or "slower" in (
+        view.model.index(_row(view, folder), 11).data()
+    )
+
+
+def test_a_no_head_source_ends_with_a_sentence_and_gets_latency_only(qtbot, tmp_path, tiny_minilm):
+    from slimpajama_gui.core.model.catalog import packaged_minilm_path
+
+    packaged = packaged_minilm_path()
+    store, folder = _one_variant_history(tmp_path, packaged, tiny_minilm)
+    view = _open(qtbot, store)
+    failures = []
+    view.flips_failed.connect(failures.append)
+    src = next(i for i, v in enumerate(view.variants) if v.is_source)
+    view.set_pair(src, _row(view, folder))
+    qtbot.waitUntil(lambda: bool(failures), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not view.details.progress.isVisible(), timeout=TIMEOUT)
+    assert "classifier head" in failures[-1] and "classifier head" in view.details.status.text()
+    for caption in (view.details.caption_a, view.details.caption_b):
+        assert "computing" not in caption.text()
+
+    # Stopping a flip computation also leaves no "computing…" behind.
+    view.set_pair(_row(view, folder), src)
+    qtbot.waitUntil(lambda: view._flip_worker is not None, timeout=TIMEOUT)
+    view.stop_flips()
+    qtbot.waitUntil(lambda: not view.busy(), timeout=TIMEOUT)
+    assert all(
+        "computing" not in c.text() for c in (view.details.caption_a, view.details.caption_b)
+    )
+
+    # The details pane's button benchmarks the model picked as A.
+    view.set_pair(src, _row(view, folder))
+    text = _benchmarked(view, qtbot, view.details.bench_a.click)
+    s = view.variants[src]
+    assert s.p50_ms is not None and s.has_head is False
+    assert s.accuracy is None and "no trained classifier head" in text
+    cell = view.model.index(src, 3)
+    assert cell.data() == "–" and "classifier head" in cell.data(Qt.ItemDataRole.ToolTipRole)
+    # No accuracy, so no point: the baseline's latency is a labelled line instead.
+    assert src not in view.plot.plotted
+    [line] = view.plot.baseline_lines
+    assert line.value() == pytest.approx(s.p50_ms) and "no classifier head" in line.label.format
+
+
+# --------------------------------------------------------------- eval sets and Pareto marks
+
+
+def _measured_folder(root: Path, name: str, *, job: int, dataset: dict, n: int, accuracy: float,
+                     p50: float, created: str, source: Path) -> Path:  # fmt: skip
+    folder = root / name
+    folder.mkdir(parents=True)
+    info = _result_json(
+        folder, job=job, step=0, step_type="finetune", created=created, parent=source,
+        source=source, output=root, accuracy=accuracy, p50=p50, size=1_000_000,
+    )  # fmt: skip
+    info["recipe"]["dataset"] = dataset
+    info["recipe_dir"] = str(root)
+    info["version"] = 2
+    info["metrics"]["eval"]["n"] = n
+    (folder / "slimpajama.json").write_text(json.dumps(info))
+    return folder
+
+
+def test_two_eval_sets_are_never_on_one_accuracy_axis(qtbot, tmp_path, tiny_minilm):
+    store = JobStore(tmp_path / "history.sqlite3")
+    root = tmp_path / "out"
+    big_job = store.create_job("big", "name: big\n", str(root))
+    small_job = store.create_job("small", "name: small\n", str(root))
+    two_rows = {"train": "train.csv", "eval": "two.csv", "labels": LABELS}
+    big = _measured_folder(
+        root, "big", job=big_job, dataset=DATASET, n=100, accuracy=0.8, p50=5.0,
+        created="2025-01-01T00:00:00+00:00", source=tiny_minilm,
+    )  # fmt: skip
+    small = _measured_folder(
+        root, "small", job=small_job, dataset=two_rows, n=2, accuracy=0.5, p50=1.0,
+        created="2025-01-02T00:00:00+00:00", source=tiny_minilm,
+    )  # fmt: skip
+    store.add_variant(big_job, 0, "model", big)
+    store.add_variant(small_job, 0, "model", small)
+    view = _open(qtbot, store)
+    b, s = _row(view, big), _row(view, small)
+
+    labels = [view.eval_filter.itemText(i) for i in range(view.eval_filter.count())]
+    assert sorted(labels) == ["the demo set's dev split (100 rows)", "two.csv (2 rows)"]
+    # The newest job's eval set first: only the 2-row variant has an accuracy there.
+    assert view.eval_filter.currentText() == "two.csv (2 rows)"
+    assert view.plot.plotted == [s]
+    assert view.model.index(b, 3).data() == "–"
+    tip = view.model.index(b, 3).data(Qt.ItemDataRole.ToolTipRole)
+    assert "the demo set's dev split (100 rows)" in tip
+    # 50 % on 2 rows is drawn, hollow, never Pareto-optimal, and its tooltip says why.
+    assert view.plot.front == [] and view.model.pareto == set()
+    assert "2 eval rows are too few" in view.plot.ranking.unranked[s]
+    point_tip = view.plot.variant_item.opts["tip"](x=1.0, y=50.0, data=s)
+    assert "too few" in point_tip and "two.csv (2 rows)" in point_tip
+    assert "too few" in view.model.index(s, 0).data(Qt.ItemDataRole.ToolTipRole)
+
+    view.eval_filter.setCurrentIndex(view.eval_filter.findText(labels[labels.index(
+        "the demo set's dev split (100 rows)")]))  # fmt: skip
+    assert view.plot.plotted == [b] and view.plot.front == [b]
+    assert view.model.index(b, 3).data() == "80.00 %" and view.model.index(s, 3).data() == "–"
+    assert "two.csv (2 rows)" in view.model.index(s, 3).data(Qt.ItemDataRole.ToolTipRole)
+    assert view.plot.getPlotItem().getAxis("left").labelText.startswith("accuracy on the demo")
+
+
+# --------------------------------------------------------------- delete
+
+
+def test_delete_asks_and_removes_only_an_app_written_folder(
+    view, qtbot, history, monkeypatch, tiny_minilm
+):
+    store, folders = history
+    asked, told = [], []
+
+    def question(_parent, _title, text, *_args):
+        asked.append(text)
+        return answers.pop(0)
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    monkeypatch.setattr(QMessageBox, "information", lambda _p, _t, text: told.append(text))
+    answers = [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
+    row = _row(view, folders["v1"])
+    # "No" keeps everything.
+    assert view.delete_result(row) is False
+    assert folders["v1"].is_dir() and str(folders["v1"]) in asked[-1]
+    # "Yes" deletes that folder only, and its history row; Compare reloads without it.
+    with qtbot.waitSignal(view.loaded, timeout=TIMEOUT):
+        assert view.delete_result(row) is True
+    assert not folders["v1"].exists() and folders["v2"].is_dir()
+    assert str(folders["v1"]) not in [r.path for r in store.variants()]
+    assert folders["v1"] not in [v.path for v in view.variants]
+    # The source model is never deleted, and no question is asked about it.
+    n_asked = len(asked)
+    src = next(i for i, v in enumerate(view.variants) if v.is_source)
+    assert view.delete_result(src) is False
+    assert tiny_minilm.is_dir() and len(asked) == n_asked and "does not delete" in told[-1]
+    # Nor a folder the history does not list, even one with a record.
+    stray = folders["v2"].parent / "stray"
+    shutil.copytree(folders["v2"], stray)
+    from slimpajama_gui.core.jobs.index import variant_from_record
+    from slimpajama_gui.core.storage.variant import VariantRecord
+
+    view.variants.append(variant_from_record(stray, VariantRecord.read(stray)))
+    assert view.delete_result(len(view.variants) - 1) is False and stray.is_dir()

@@ -6,7 +6,14 @@ The index lists :class:`Variant` rows: each variant in the job history
 ``slimpajama.json``; the history row's copy of the same figures when the file cannot be
 read), plus the source models the variants came from. A source model has figures only
 if its job evaluated and benchmarked it before the first model-changing step (those
-numbers are in the job's logged metrics).
+numbers are in the job's logged metrics) or if Compare's Benchmark action measured it
+(:mod:`~slimpajama_gui.core.jobs.remeasure` keeps those in the app's data folder, never
+in the user's model folder).
+
+Accuracies are only comparable on the same eval rows: every accuracy carries the
+identity of its eval set (:func:`eval_set_identity`: where the rows come from and how
+many), and :func:`comparable_front` ranks only points measured on one eval set, with
+latency measured the same way (backend, threads, machine) and enough eval rows.
 
 Example:
     >>> data = load_variants(JobStore())                      # doctest: +SKIP
@@ -25,6 +32,26 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.storage.history import JobStore, VariantRow
 from slimpajama_gui.core.storage.variant import VariantRecord, finite_number
+
+#: Fewer eval rows than this and an accuracy says too little to rank a model by it.
+MIN_PARETO_ROWS = 30
+
+
+@dataclass
+class EvalFigures:
+    """An accuracy and what it was measured on.
+
+    Attributes:
+        accuracy: fraction correct (0..1).
+        macro_f1: macro-averaged F1 (0..1), ``None`` when not recorded.
+        rows: eval rows it was computed on, ``None`` when not recorded.
+        label: the eval set as people read it, e.g. ``"dev.tsv (872 rows)"``.
+    """
+
+    accuracy: float
+    macro_f1: float | None
+    rows: int | None
+    label: str
 
 
 @dataclass
@@ -63,6 +90,19 @@ class Variant:
     #: For int8 variants: the CPU arithmetic its figures were measured with, e.g.
     #: "x86 with AVX512-VNNI (8-bit activations)"; accuracy can differ on another path.
     int8_arithmetic: str = ""
+    #: Identity of the eval set ``accuracy`` was measured on (:func:`eval_set_identity`);
+    #: empty when unknown. ``evals`` holds every accuracy of it, by eval set.
+    eval_set: str = ""
+    evals: dict[str, EvalFigures] = field(default_factory=dict)
+    #: How its latency was measured: backend, threads, batch 1, machine (empty: never).
+    bench_setup: str = ""
+    #: The CPU its latency was measured on ("" when not recorded).
+    machine: str = ""
+    #: Whether it has a trained classifier head (``None``: not known). A model without
+    #: one (a bare encoder) has latency and size, never an accuracy.
+    has_head: bool | None = None
+    #: Where the latency of a source model came from (a job's step, or Compare).
+    measured_by: str = ""
 
     #: The resolved folder, and those of the parent and the source model. Worked out
     #: once where the variant is built (a worker), since resolving touches the disk.
@@ -81,6 +121,20 @@ class Variant:
     def plotted(self) -> bool:
         """Whether it has both figures of the Pareto chart (accuracy and p50 latency)."""
         return self.accuracy is not None and self.p50_ms is not None
+
+    @property
+    def eval_rows(self) -> int | None:
+        """Rows of the eval set its ``accuracy`` was measured on (``None``: not recorded)."""
+        figures = self.evals.get(self.eval_set)
+        return figures.rows if figures is not None else None
+
+    def accuracy_on(self, eval_set: str) -> EvalFigures | None:
+        """Its accuracy on ``eval_set`` (an :func:`eval_set_identity` key), if measured."""
+        return self.evals.get(eval_set) if eval_set else None
+
+    def measured_on(self) -> str:
+        """The eval sets it has an accuracy on, as people read them ("" when none)."""
+        return "; ".join(f.label for f in self.evals.values())
 
 
 def resolved(path: Path | str) -> Path:
@@ -104,6 +158,65 @@ class CompareData:
     notes: list[str] = field(default_factory=list)
 
 
+def _absolute(value: str, base: Path | None) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    return resolved(path)
+
+
+def eval_set_identity(
+    dataset: Any, recipe_dir: Path | str | None, rows: int | None
+) -> tuple[str, str]:
+    """(key, label) of the eval rows a recipe's ``dataset:`` section evaluates on.
+
+    The key is the eval file (absolute), the demo's dev split, or the train file with
+    the held-out share and seed, followed by the row count: two accuracies are on the
+    same rows only when their keys are equal. The label says the same for people, e.g.
+    ``"dev.tsv (872 rows)"``. ``("", ...)`` when the section is missing or unreadable.
+    """
+    from slimpajama_gui.core.data.spec import DEMO, DatasetSpec
+
+    try:
+        spec = DatasetSpec.from_dict(dataset) if isinstance(dataset, dict) else None
+    except (UserError, TypeError, ValueError):
+        spec = None
+    if spec is None:
+        return "", "an eval set that was not recorded"
+    base = Path(recipe_dir) if recipe_dir else None
+    demo = spec.train.strip().lower() == DEMO
+    held_out = spec.eval if spec.eval is not None else (DEMO if demo else None)
+    if held_out is not None and held_out.strip().lower() == DEMO:
+        where, label = "demo:dev", "the demo set's dev split"
+    elif held_out is not None:
+        path = _absolute(held_out, base)
+        where, label = f"file:{path}", path.name
+    else:
+        path = _absolute(spec.train, base)
+        where = f"held-out:{path}:{spec.eval_fraction}:{spec.seed}"
+        label = f"{spec.eval_fraction:.0%} held out of {path.name}"
+    rows_text = f"{rows:,} rows" if rows is not None else "rows not recorded"
+    return f"{where}#{'?' if rows is None else rows}", f"{label} ({rows_text})"
+
+
+def bench_setup(figures: dict[str, Any]) -> str:
+    """How a latency was measured (backend, threads, batch 1, machine), as one string.
+
+    Latencies are compared only between equal strings. Empty when nothing was timed.
+    """
+    if finite_number(figures.get("latency_p50_ms")) is None:
+        return ""
+    backend = str(figures.get("backend") or "backend not recorded")
+    threads = _int(figures.get("threads"))
+    machine = str(figures.get("machine") or "machine not recorded")
+    threads_text = (
+        "threads not recorded"
+        if threads is None
+        else f"{threads} thread{'s' if threads != 1 else ''}"
+    )
+    return f"{backend} · {threads_text} · batch 1 · {machine}"
+
+
 def variant_from_record(path: Path, record: VariantRecord) -> Variant:
     """The index row of the variant saved in ``path`` with ``record``."""
     ev, bench = record.evaluation, record.benchmark
@@ -117,7 +230,7 @@ def variant_from_record(path: Path, record: VariantRecord) -> Variant:
     nonzero = record.nonzero_parameters
     if nonzero is None:
         nonzero = bench.get("nonzero_parameters")
-    return Variant(
+    variant = Variant(
         int8_arithmetic=record.int8_arithmetic,
         path=path,
         name=f"{path.parent.name}/{path.name}",
@@ -139,13 +252,25 @@ def variant_from_record(path: Path, record: VariantRecord) -> Variant:
         parent=Path(record.parent) if record.parent else None,
         source_model=Path(record.source_model) if record.source_model else None,
         created_at=str(record.created_at or ""),
+        bench_setup=bench_setup(bench),
+        machine=str(bench.get("machine") or ""),
+        has_head=True,  # a job only saves classifiers
     )
+    if variant.accuracy is not None:
+        dataset = variant.recipe.get("dataset") if variant.recipe else None
+        key, label = eval_set_identity(dataset, variant.recipe_dir, _int(ev.get("n")))
+        variant.eval_set = key
+        variant.evals[key] = EvalFigures(
+            variant.accuracy, variant.macro_f1, _int(ev.get("n")), label
+        )
+    return variant
 
 
 #: Keys a job logs when it measures its source model before changing it.
 _SOURCE_KEYS = {
     "eval_accuracy": "accuracy",
     "eval_macro_f1": "macro_f1",
+    "eval_n": "eval_rows",
     "latency_p50_ms": "p50_ms",
     "latency_p95_ms": "p95_ms",
     "throughput_per_s": "throughput",
@@ -154,34 +279,75 @@ _SOURCE_KEYS = {
 }
 
 
-def _source_figures(store: JobStore, job_id: int, first_variant_step: int) -> dict[str, Any]:
-    """Figures an evaluate/benchmark step measured before the job changed the model."""
+def _source_figures(
+    store: JobStore, job_id: int, first_variant_step: int, recipe: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Figures an evaluate/benchmark step measured before the job changed the model.
+
+    The benchmark step's settings (threads, backend) come from the job's recipe, which
+    the history's metrics do not repeat; a source model always runs in PyTorch.
+    """
     figures: dict[str, Any] = {}
+    steps = recipe.get("steps") if isinstance(recipe, dict) else None
     for m in store.metrics(job_id):
         if m.step_index >= first_variant_step or m.step_type not in ("evaluate", "benchmark"):
             continue
         attr = _SOURCE_KEYS.get(m.key)
         if attr is not None and finite_number(m.value) is not None:
             figures[attr] = m.value
-    for attr in ("size_bytes", "parameters"):
+        if m.step_type == "benchmark" and isinstance(steps, list) and m.step_index < len(steps):
+            step = steps[m.step_index]
+            if isinstance(step, dict) and step.get("type") == "benchmark":
+                backend = step.get("backend", "auto")
+                figures["_backend"] = "pytorch" if backend in (None, "auto") else backend
+                figures["_threads"] = step.get("threads", 2)
+    for attr in ("size_bytes", "parameters", "eval_rows"):
         if attr in figures:
             figures[attr] = int(figures[attr])
     return figures
 
 
-def _source_variant(path: Path, figures: dict[str, Any]) -> Variant:
+def _source_variant(
+    path: Path, figures: dict[str, Any], recipe: dict[str, Any] | None, recipe_dir: Path | None
+) -> Variant:
+    from slimpajama_gui.core.jobs.remeasure import read_source_measurement
     from slimpajama_gui.core.runtime.loading import open_model
 
-    name, size, params, note = path.name, None, None, ""
+    name, size, params, note, head = path.name, None, None, "", None
     try:
         info = open_model(path).info  # headers only; names the packaged MiniLM properly
         name, size, params = info.name, info.size_bytes, info.parameters
+        head = info.num_labels is not None
     except UserError as exc:
         note = str(exc)
     variant = Variant(path=path, name=name, is_source=True, size_bytes=size, parameters=params)
     variant.note = note
+    variant.has_head = head
+    rows = figures.pop("eval_rows", None)
+    backend, threads = figures.pop("_backend", None), figures.pop("_threads", None)
+    machine = figures.pop("_machine", "")
     for attr, value in figures.items():
         setattr(variant, attr, value)
+    if variant.p50_ms is not None:
+        variant.machine = machine
+        variant.bench_setup = bench_setup(
+            {
+                "latency_p50_ms": variant.p50_ms,
+                "backend": backend,
+                "threads": threads,
+                "machine": machine,
+            }
+        )
+        variant.measured_by = f"the benchmark step of job #{variant.job_id or '?'}"
+    if variant.accuracy is not None:
+        dataset = recipe.get("dataset") if recipe else None
+        key, label = eval_set_identity(dataset, recipe_dir, rows)
+        variant.eval_set = key
+        variant.evals[key] = EvalFigures(variant.accuracy, variant.macro_f1, rows, label)
+    # What Compare's Benchmark action measured: newer, and on this machine.
+    stored = read_source_measurement(path)
+    if stored is not None:
+        stored.apply(variant)
     return variant
 
 
@@ -244,16 +410,30 @@ def _load_variants(store: JobStore) -> CompareData:
             continue  # a variant of an earlier job, already listed with its own figures
         seen.add(source)
         figures: dict[str, Any] = {}
+        recipe, recipe_dir = None, None
         # The newest job that measured this source wins.
         for v in variants:
             if v.source_model is not None and resolved(v.source_model) == source:
-                found = _source_figures(store, v.job_id, first_step.get(v.job_id, 0))
+                if recipe is None:
+                    recipe, recipe_dir = v.recipe, v.recipe_dir
+                found = _source_figures(store, v.job_id, first_step.get(v.job_id, 0), v.recipe)
+                if "p50_ms" in found:
+                    # The job timed its source in the same process as its variants: on the
+                    # machine their records name.
+                    found["_machine"] = next(
+                        (o.machine for o in variants if o.job_id == v.job_id and o.machine), ""
+                    )
                 if found:
-                    figures = found
+                    figures, recipe, recipe_dir = found, v.recipe, v.recipe_dir
                     break
-        variant = _source_variant(source, figures)
-        variant.job_id = job_id
-        variant.job_name = job_names.get(job_id, "")
+        figures_job = next(
+            (v.job_id for v in variants if v.recipe is recipe and recipe is not None), job_id
+        )
+        variant = _source_variant(source, figures, recipe, recipe_dir)
+        # The job whose eval set the source is measured on (its Benchmark action uses it).
+        variant.recipe, variant.recipe_dir = recipe, recipe_dir
+        variant.job_id = figures_job
+        variant.job_name = job_names.get(variant.job_id, "")
         if variant.note:
             notes.append(f"source model {source}: {variant.note}")
         variants.append(variant)
@@ -261,19 +441,95 @@ def _load_variants(store: JobStore) -> CompareData:
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats: lower x (latency), higher y (accuracy).
+    """Indices of the Pareto-optimal points, minimising x (latency), maximising y (accuracy).
 
-    A point is dominated when another is at least as good on both axes and better on
-    one. Returned in order of increasing x.
+    Standard Pareto dominance: point p dominates q when p is no worse than q on both
+    objectives (``p.x <= q.x`` and ``p.y >= q.y``) and strictly better on at least one.
+    The front is every point no other point dominates; equal points do not dominate
+    each other, so both stay. Returned in order of increasing x.
     """
     order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
     front: list[int] = []
     best_y = -math.inf
     for i in order:
-        if points[i][1] > best_y:
+        same_as_last = bool(front) and tuple(points[i]) == tuple(points[front[-1]])
+        if points[i][1] > best_y or same_as_last:
             front.append(i)
-            best_y = points[i][1]
+            best_y = max(best_y, points[i][1])
     return front
+
+
+@dataclass
+class Ranking:
+    """What the Pareto chart shows for one eval set (rows are positions in the list).
+
+    Attributes:
+        plotted: rows with an accuracy on that eval set and a measured p50 latency.
+        front: the Pareto-optimal rows: each is on the front of its own group of
+            comparable points (same eval set and :func:`bench_setup`).
+        groups: bench setup → the rows plotted with it.
+        unranked: row → why it is plotted but never marked Pareto-optimal.
+    """
+
+    plotted: list[int] = field(default_factory=list)
+    front: list[int] = field(default_factory=list)
+    groups: dict[str, list[int]] = field(default_factory=dict)
+    unranked: dict[int, str] = field(default_factory=dict)
+
+
+def comparable_front(
+    variants: Sequence[Variant], eval_set: str, min_rows: int = MIN_PARETO_ROWS
+) -> Ranking:
+    """The points measured on ``eval_set``, and the Pareto-optimal ones among comparable points.
+
+    Two points are comparable when their accuracies are on the same eval set (the same
+    key of :func:`eval_set_identity`) and their latencies were measured the same way
+    (equal :func:`bench_setup`: backend, threads, batch 1, machine). A point with fewer
+    than ``min_rows`` eval rows, or an unrecorded count, is drawn but never ranked: it
+    neither is Pareto-optimal nor dominates another. The front of each group is
+    :func:`pareto_front`'s.
+    """
+    ranking = Ranking()
+    for i, v in enumerate(variants):
+        figures = v.accuracy_on(eval_set)
+        if figures is None or v.p50_ms is None:
+            continue
+        ranking.plotted.append(i)
+        ranking.groups.setdefault(v.bench_setup, []).append(i)
+        if figures.rows is None:
+            ranking.unranked[i] = "not ranked: its number of eval rows was not recorded"
+        elif figures.rows < min_rows:
+            ranking.unranked[i] = (
+                f"not ranked: {figures.rows} eval rows are too few for a meaningful accuracy "
+                f"(at least {min_rows})"
+            )
+    for rows in ranking.groups.values():
+        ranked = [i for i in rows if i not in ranking.unranked]
+        points = [(variants[i].p50_ms, variants[i].accuracy_on(eval_set).accuracy) for i in ranked]
+        ranking.front += [ranked[k] for k in pareto_front(points)]  # type: ignore[misc]
+    ranking.front.sort(key=lambda i: (variants[i].p50_ms, i))
+    return ranking
+
+
+def eval_sets(variants: Sequence[Variant]) -> dict[str, str]:
+    """Every eval set some accuracy was measured on: key → label, in first-seen order."""
+    found: dict[str, str] = {}
+    for v in variants:
+        for key, figures in v.evals.items():
+            if key:
+                found.setdefault(key, figures.label)
+    return found
+
+
+def baseline_of(variants: Sequence[Variant], row: int) -> int | None:
+    """The row of the source model ``variants[row]`` was made from (itself for a source)."""
+    v = variants[row]
+    if v.is_source:
+        return row
+    for i, other in enumerate(variants):
+        if other.is_source and v.source_key and other.key == v.source_key:
+            return i
+    return None
 
 
 def default_pair(variants: Sequence[Variant]) -> tuple[int | None, int | None]:

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import os
+import platform
 import resource
 import threading
 import time
@@ -57,6 +58,9 @@ class BenchResult:
     nonzero_parameters: int | None
     versions: str
     method: str
+    #: The CPU the figures were measured on (:func:`machine_description`); latencies of
+    #: two machines are not comparable. Empty in figures from before it was recorded.
+    machine: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -162,6 +166,25 @@ def encode_for_bench(tokenizer, sentences: Sequence[str], max_length: int) -> li
     return out
 
 
+def machine_description() -> str:
+    """The CPU model and logical CPU count, e.g. ``"Intel(R) Xeon(R) ... (16 CPUs)"``.
+
+    Latency depends on it, so every benchmark records it and Compare only ranks
+    latencies measured on the same one.
+    """
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith(("model name", "hardware")):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    model = model or platform.processor() or platform.machine() or "unknown CPU"
+    return f"{model} ({os.cpu_count() or '?'} CPUs)"
+
+
 def _versions(backend: str) -> str:
     text = f"torch {torch.__version__}"
     if backend == "onnxruntime":
@@ -264,6 +287,7 @@ def benchmark(
         parameters=params,
         nonzero_parameters=nonzero,
         versions=_versions(name),
+        machine=machine_description(),
         method=(
             f"{name} forward pass on pre-tokenized input, {config.threads} threads; "
             f"latency: batch 1, {len(inputs)} sentences x {repeats} passes after "

@@ -455,6 +455,16 @@ class JobStore:
             if cur.rowcount == 0:
                 raise UserError(f"Variant row {row_id} is not in the job history {self.path}.")
 
+    def remove_variant(self, path: str | Path) -> int:
+        """Forget the saved variant(s) at ``path`` (its folder was deleted); returns how many
+        rows went. The job and its metrics stay."""
+        target = Path(path).expanduser().resolve()
+        gone = [r.id for r in self.variants() if Path(r.path).expanduser().resolve() == target]
+        with self._write() as conn:
+            for row_id in gone:
+                conn.execute("DELETE FROM artifacts WHERE id = ?", (row_id,))
+        return len(gone)
+
     def variants(self, job_id: int | None = None) -> list[VariantRow]:
         """Saved variants of one job, or of all jobs, newest first."""
         sql = "SELECT id, job_id, step_index, kind, path, metrics_json, created_at FROM artifacts"

@@ -196,9 +196,22 @@ def metric_cells(a: Variant, b: Variant) -> list[tuple[str, str, str, str]]:
     def tput(v: Variant) -> str:
         return "–" if v.throughput is None else f"{v.throughput:,.0f}/s"
 
+    # Accuracies on different eval rows are not comparable: no difference is given.
+    same_rows = a.eval_set == b.eval_set and bool(a.eval_set)
+    apart = "other eval sets"
     return [
-        ("Accuracy", pct(a.accuracy), pct(b.accuracy), _points(a.accuracy, b.accuracy)),
-        ("Macro-F1", pct(a.macro_f1), pct(b.macro_f1), _points(a.macro_f1, b.macro_f1)),
+        (
+            "Accuracy",
+            pct(a.accuracy),
+            pct(b.accuracy),
+            _points(a.accuracy, b.accuracy) if same_rows or a.accuracy is None else apart,
+        ),
+        (
+            "Macro-F1",
+            pct(a.macro_f1),
+            pct(b.macro_f1),
+            _points(a.macro_f1, b.macro_f1) if same_rows or a.macro_f1 is None else apart,
+        ),
         (
             "Size on disk",
             size(a),
@@ -263,6 +276,15 @@ class DetailsPanel(QWidget):
         pickers.addWidget(self.combo_b, 1)
         pickers.addWidget(self.progress)
         pickers.addWidget(self.stop_button)
+        self.bench_a = QPushButton("Benchmark A")
+        self.bench_b = QPushButton("Benchmark B")
+        for button, side in ((self.bench_a, "A"), (self.bench_b, "B")):
+            button.setToolTip(
+                f"Time {side} at batch 1 (and evaluate it on its job's eval set if it can "
+                "classify); a source model's figures are kept in the app's data, never in "
+                "its folder"
+            )
+            pickers.addWidget(button)
 
         self.metrics = QTableWidget(len(_METRIC_ROWS), 3)
         self.metrics.setHorizontalHeaderLabels(["A", "B", "B against A"])
@@ -354,13 +376,22 @@ class DetailsPanel(QWidget):
             (b, self.confusion_b, self.caption_b, "B"),
         ):
             table.show_matrix(v.confusion, v.label_names)
-            caption.setText(
-                f"Confusion {side} (from its evaluate step)"
-                if v.confusion
-                else f"Confusion {side}: <i>computing on the eval rows…</i>"
-            )
+            if v.confusion:
+                caption.setText(f"Confusion {side} (from its evaluate step)")
+            elif a.key == b.key:
+                caption.setText(f"Confusion {side}: <i>none stored (A and B are the same)</i>")
+            else:
+                caption.setText(f"Confusion {side}: <i>computing on the eval rows…</i>")
         self.flip_summary.setText("<i>Running both models on the eval rows…</i>")
         fit_height(self.metrics)
+
+    def end_computing(self, why: str) -> None:
+        """The flips will not come (an error, a stop): every "computing…" says so."""
+        for caption, side in ((self.caption_a, "A"), (self.caption_b, "B")):
+            if "computing" in caption.text():
+                caption.setText(f"Confusion {side}: <i>not computed ({why})</i>")
+        if "Running both models" in self.flip_summary.text():
+            self.flip_summary.setText(f"<i>No flip list ({why}).</i>")
 
     def show_flips(self, result: FlipResult) -> None:
         d = result.diff

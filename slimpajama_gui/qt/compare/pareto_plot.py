@@ -1,4 +1,9 @@
-"""The Pareto chart of Compare: accuracy against latency, point area by size on disk."""
+"""The Pareto chart of Compare: accuracy against latency, point area by size on disk.
+
+It shows one eval set at a time (Compare's filter): a model measured on other rows is
+not on its accuracy axis. Source models are the baseline (stars, labelled); points
+with too few eval rows are drawn hollow and never marked Pareto-optimal.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import Any
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 
-from slimpajama_gui.core.jobs.index import Variant, pareto_front
+from slimpajama_gui.core.jobs.index import Ranking, Variant, comparable_front
 from slimpajama_gui.core.units import human_bytes, human_count
 from slimpajama_gui.qt.compare.table import ms, pct
 
@@ -20,10 +25,18 @@ PARETO_COLOR = "#D55E00"
 SELECTED_COLOR = "#CC79A7"
 
 
-def describe(v: Variant) -> str:
-    """The numbers of one point, for its tooltip."""
-    lines = [v.name + (" (source model)" if v.is_source else "")]
-    lines.append(f"accuracy {pct(v.accuracy)} · macro-F1 {pct(v.macro_f1)}")
+def describe(v: Variant, eval_set: str | None = None, why_unranked: str = "") -> str:
+    """The numbers of one point, for its tooltip (accuracy on ``eval_set``; default: the
+    one it was measured on)."""
+    lines = [v.name + (" (baseline: the source model)" if v.is_source else "")]
+    figures = v.accuracy_on(eval_set if eval_set is not None else v.eval_set)
+    if figures is not None:
+        lines.append(f"accuracy {pct(figures.accuracy)} · macro-F1 {pct(figures.macro_f1)}")
+        lines.append(f"on {figures.label}")
+    elif v.has_head is False:
+        lines.append("no accuracy: no trained classifier head (an encoder only)")
+    else:
+        lines.append("accuracy not measured on this eval set")
     lines.append(f"latency p50 {ms(v.p50_ms)} · p95 {ms(v.p95_ms)}")
     size = "–" if v.size_bytes is None else human_bytes(v.size_bytes)
     params = "–" if v.parameters is None else human_count(v.parameters)
@@ -32,6 +45,10 @@ def describe(v: Variant) -> str:
         lines.append(f"throughput {v.throughput:,.0f} sentences/s")
     if v.int8_arithmetic:
         lines.append(f"int8 measured on {v.int8_arithmetic}")
+    if v.bench_setup:
+        lines.append(f"latency timed with {v.bench_setup}")
+    if why_unranked:
+        lines.append(why_unranked)
     return "\n".join(lines)
 
 
@@ -59,7 +76,10 @@ class ParetoPlot(pg.PlotWidget):
         self._variants: list[Variant] = []
 
         def tip(x: float, y: float, data: Any) -> str:
-            return describe(self._variants[int(data)]) if data is not None else ""
+            if data is None:
+                return ""
+            row = int(data)
+            return describe(self._variants[row], self.eval_set, self.ranking.unranked.get(row, ""))
 
         self.frontier = pg.PlotDataItem(
             pen=pg.mkPen(PARETO_COLOR, width=1.5, style=Qt.PenStyle.DashLine),
@@ -69,7 +89,7 @@ class ParetoPlot(pg.PlotWidget):
             symbol="o", hoverable=True, tip=tip, name="variant", pxMode=True
         )
         self.source_item = pg.ScatterPlotItem(
-            symbol="star", hoverable=True, tip=tip, name="source model", pxMode=True
+            symbol="star", hoverable=True, tip=tip, name="baseline (source model)", pxMode=True
         )
         self.variant_item.setData(
             [], [], brush=pg.mkBrush(VARIANT_COLOR), pen=pg.mkPen("w"), size=12
@@ -94,8 +114,8 @@ class ParetoPlot(pg.PlotWidget):
             scatter.sigClicked.connect(self._on_clicked)
         self.empty = pg.TextItem(
             html=(
-                "<div style='text-align:center; color:#5f6b76'>No measured variants yet.<br>"
-                "Run a recipe with evaluate and<br>benchmark steps to see them here.</div>"
+                "<div style='text-align:center; color:#5f6b76'>No model has both an accuracy on<br>"
+                "this eval set and a latency yet.<br>Right-click a row: Benchmark.</div>"
             ),
             anchor=(0.5, 0.5),
         )
@@ -103,16 +123,32 @@ class ParetoPlot(pg.PlotWidget):
         #: Rows of the variant list drawn, and the Pareto-optimal ones among them.
         self.plotted: list[int] = []
         self.front: list[int] = []
+        self.ranking = Ranking()
+        self.eval_set = ""
         self._selected: int | None = None
+        self._labels: list[pg.TextItem] = []
+        #: Vertical lines at the latency of source models with no point on this chart.
+        self.baseline_lines: list[pg.InfiniteLine] = []
 
-    def set_variants(self, variants: Sequence[Variant]) -> list[int]:
-        """Draw the measured variants; returns the rows that are Pareto-optimal."""
+    def _y(self, row: int) -> float:
+        figures = self._variants[row].accuracy_on(self.eval_set)
+        return 100 * figures.accuracy if figures is not None else math.nan
+
+    def set_variants(self, variants: Sequence[Variant], eval_set: str | None = None) -> list[int]:
+        """Draw the variants measured on ``eval_set`` (default: the first one's); returns
+        the rows that are Pareto-optimal among comparable points
+        (:func:`~slimpajama_gui.core.jobs.index.comparable_front`)."""
         self._variants = list(variants)
-        self.plotted = [i for i, v in enumerate(self._variants) if v.plotted]
-        points = [
-            (self._variants[i].p50_ms, 100 * self._variants[i].accuracy) for i in self.plotted
-        ]
-        self.front = [self.plotted[k] for k in pareto_front(points)]
+        if eval_set is None:
+            eval_set = next((v.eval_set for v in self._variants if v.eval_set), "")
+        self.eval_set = eval_set
+        self.ranking = comparable_front(self._variants, eval_set)
+        label = next((v.evals[eval_set].label for v in self._variants if eval_set in v.evals), "")
+        self.getPlotItem().setLabel(
+            "left", f"accuracy on {label} (%)" if label else "eval accuracy (%)"
+        )
+        self.plotted = list(self.ranking.plotted)
+        self.front = list(self.ranking.front)
         sizes = [self._variants[i].size_bytes or 0 for i in self.plotted]
         biggest = max(sizes, default=0) or 1
         front = set(self.front)
@@ -122,24 +158,63 @@ class ParetoPlot(pg.PlotWidget):
             base = VARIANT_COLOR if not source else SOURCE_COLOR
             return {
                 "x": [self._variants[i].p50_ms for i in rows],
-                "y": [100 * self._variants[i].accuracy for i in rows],
+                "y": [self._y(i) for i in rows],
                 # Area, not diameter, follows the size on disk.
                 "size": [
                     10 + 30 * math.sqrt((self._variants[i].size_bytes or 0) / biggest) for i in rows
                 ],
                 "data": rows,
-                "brush": [pg.mkBrush(base) for _ in rows],
+                # Hollow: drawn, but with too few eval rows to be ranked.
+                "brush": [
+                    pg.mkBrush("w") if i in self.ranking.unranked else pg.mkBrush(base)
+                    for i in rows
+                ],
                 "pen": [
-                    pg.mkPen(PARETO_COLOR, width=3) if i in front else pg.mkPen("w", width=1)
+                    pg.mkPen(PARETO_COLOR, width=3)
+                    if i in front
+                    else pg.mkPen(base, width=2, style=Qt.PenStyle.DashLine)
+                    if i in self.ranking.unranked
+                    else pg.mkPen("w", width=1)
                     for i in rows
                 ],
             }
 
         self.variant_item.setData(**spots(False))
         self.source_item.setData(**spots(True))
+        for label in self._labels:
+            self.getPlotItem().removeItem(label)
+        self._labels = []
+        for i in self.plotted:
+            if self._variants[i].is_source:
+                label = pg.TextItem("baseline", color=SOURCE_COLOR, anchor=(0.5, 1.6))
+                label.setPos(self._variants[i].p50_ms, self._y(i))
+                self.getPlotItem().addItem(label)
+                self._labels.append(label)
+        # A source model timed but without an accuracy here (a bare encoder, or not yet
+        # evaluated on this set) is still the baseline of latency: a labelled line.
+        for line in self.baseline_lines:
+            self.getPlotItem().removeItem(line)
+        self.baseline_lines = []
+        for i, v in enumerate(self._variants):
+            if v.is_source and v.p50_ms is not None and i not in self.plotted:
+                why = "no classifier head" if v.has_head is False else "no accuracy on this set"
+                line = pg.InfiniteLine(
+                    pos=v.p50_ms,
+                    angle=90,
+                    pen=pg.mkPen(SOURCE_COLOR, width=1.5, style=Qt.PenStyle.DotLine),
+                    label=f"baseline latency: {v.name} ({why})",
+                    labelOpts={"position": 0.9, "color": SOURCE_COLOR, "rotateAxis": (1, 0)},
+                )
+                line.setToolTip(describe(v, self.eval_set))
+                self.getPlotItem().addItem(line)
+                self.baseline_lines.append(line)
+        # The step line joins the front of the largest group of comparable points only:
+        # fronts of points timed differently are not one frontier.
+        groups = sorted(self.ranking.groups.values(), key=len, reverse=True)
+        line = [i for i in self.front if groups and i in groups[0]]
         fx, fy = [], []
-        for k, i in enumerate(self.front):
-            x, y = self._variants[i].p50_ms, 100 * self._variants[i].accuracy
+        for k, i in enumerate(line):
+            x, y = self._variants[i].p50_ms, self._y(i)
             if k:
                 fx.append(x)
                 fy.append(fy[-1])
@@ -159,7 +234,8 @@ class ParetoPlot(pg.PlotWidget):
             self.empty.setPos(0.5, 0.5)
             return
         xs = [self._variants[i].p50_ms for i in self.plotted]
-        ys = [100 * self._variants[i].accuracy for i in self.plotted]
+        xs += [line.value() for line in self.baseline_lines]
+        ys = [self._y(i) for i in self.plotted]
         x0, x1 = min(xs), max(xs)
         y0, y1 = min(ys), max(ys)
         dx = max(x1 - x0, 0.1 * max(abs(x1), 1e-3))
@@ -177,12 +253,11 @@ class ParetoPlot(pg.PlotWidget):
         v = self._variants[row]
         biggest = max((self._variants[i].size_bytes or 0 for i in self.plotted), default=0) or 1
         size = 10 + 30 * math.sqrt((v.size_bytes or 0) / biggest) + 10
-        self.selected_item.setData([v.p50_ms], [100 * v.accuracy], size=size, data=[row])
+        self.selected_item.setData([v.p50_ms], [self._y(row)], size=size, data=[row])
 
     def point_position(self, row: int):
         """The view coordinates of ``row``'s point (for tests and for scrolling to it)."""
-        v = self._variants[row]
-        return v.p50_ms, 100 * v.accuracy
+        return self._variants[row].p50_ms, self._y(row)
 
     def _on_clicked(self, _item, points, _ev) -> None:
         if len(points):

@@ -7,31 +7,61 @@ side, both confusion matrices, and the eval examples whose prediction flips
 (:func:`slimpajama_gui.core.jobs.flips.flip_job`: the predictions each evaluate step
 stored, a side without them is run again).
 
+Accuracies are shown for one eval set at a time (the filter above the table, by
+default the newest job's): a model measured on other rows shows "–" and says where it
+was measured. Pareto marks are given only among comparable points
+(:func:`slimpajama_gui.core.jobs.index.comparable_front`). The source model of a job is
+the baseline; *Benchmark* (a button in the details, the table's context menu, and
+"Benchmark the source model" when the baseline has no latency yet) measures any row on
+a worker (:func:`slimpajama_gui.core.jobs.remeasure.measure_model`).
+
 Everything that reads a file or runs a model does so on the thread pool.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import (
     QItemSelection,
     QItemSelectionModel,
     QModelIndex,
+    QPoint,
     Qt,
     QTimer,
+    QUrl,
     Signal,
 )
+from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QHBoxLayout,
     QLabel,
+    QMenu,
+    QMessageBox,
     QPushButton,
     QVBoxLayout,
 )
 
 from slimpajama_gui.core.jobs.flips import FlipResult, flip_job
-from slimpajama_gui.core.jobs.index import CompareData, Variant, default_pair, load_variants
+from slimpajama_gui.core.jobs.index import (
+    CompareData,
+    Variant,
+    baseline_of,
+    default_pair,
+    eval_sets,
+    load_variants,
+)
+from slimpajama_gui.core.jobs.remeasure import (
+    Measurement,
+    app_written,
+    delete_variant,
+    measure_model,
+    save_measurement,
+)
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.qt.compare.details import DetailsPanel
 from slimpajama_gui.qt.compare.pareto_plot import ParetoPlot
@@ -63,12 +93,25 @@ class CompareView(WorkerScreen):
     flips_failed = Signal(str)
     #: A short sentence for the status bar.
     status_message = Signal(str)
+    #: A Benchmark action ended: the sentence shown (measured and saved, or why not).
+    benchmark_done = Signal(str)
+    #: "Open in Playground": (model A, model B) folders; A is B's parent or source.
+    open_in_playground = Signal(object, object)
 
     def __init__(
-        self, store: JobStore | None = None, parent=None, *, load_on_start: bool = True
+        self,
+        store: JobStore | None = None,
+        parent=None,
+        *,
+        load_on_start: bool = True,
+        bench_config: Any = None,
     ) -> None:
         super().__init__(parent)
         self.store = store
+        #: BenchConfig of the Benchmark action (None: a recipe's benchmark step defaults).
+        self.bench_config = bench_config
+        self._benchmarking: set[str] = set()
+        self._bench_stop = _Stop()
         self.variants: list[Variant] = []
         self._load_on_start = load_on_start
         self._loaded_once = False
@@ -84,8 +127,25 @@ class CompareView(WorkerScreen):
         self.notes.setWordWrap(True)
         self.notes.setStyleSheet("color: #7a5b00;")
         self.notes.hide()
+        self.eval_filter = QComboBox()
+        self.eval_filter.setToolTip(
+            "Accuracies are shown for one eval set at a time: models evaluated on other "
+            "rows are not on the same scale"
+        )
+        self.eval_filter.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.eval_filter.setMinimumContentsLength(24)
+        self.baseline_button = QPushButton("Benchmark the source model")
+        self.baseline_button.hide()
+        self.bench_status = QLabel()
+        self.bench_status.setWordWrap(True)
+        self.bench_status.hide()
         top = QHBoxLayout()
         top.addWidget(self.summary, 1)
+        top.addWidget(QLabel("Accuracy on:"))
+        top.addWidget(self.eval_filter)
+        top.addWidget(self.baseline_button)
         top.addWidget(self.refresh_button)
 
         self.model = VariantTableModel(self)
@@ -108,6 +168,7 @@ class CompareView(WorkerScreen):
         self.lower = lower
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.bench_status)
         layout.addWidget(self.notes)
         layout.addWidget(self.splitter, 1)
 
@@ -124,6 +185,12 @@ class CompareView(WorkerScreen):
         self.details.combo_a.currentIndexChanged.connect(self._pair_timer.start)
         self.details.combo_b.currentIndexChanged.connect(self._pair_timer.start)
         self.details.stop_button.clicked.connect(self.stop_flips)
+        self.details.bench_a.clicked.connect(lambda: self._benchmark_side(0))
+        self.details.bench_b.clicked.connect(lambda: self._benchmark_side(1))
+        self.baseline_button.clicked.connect(self._benchmark_baseline)
+        self.eval_filter.currentIndexChanged.connect(self._show_eval_set)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
         self.details.show_pair(None, None)
 
     # ------------------------------------------------------------------ loading
@@ -154,29 +221,83 @@ class CompareView(WorkerScreen):
         keep_a = keep_a.key if keep_a else None
         keep_b = keep_b.key if keep_b else None
         self.variants = data.variants
-        front = set(self.plot.set_variants(self.variants))
-        self.model.set_variants(self.variants, front)
+        self._fill_eval_filter()
+        self._show_eval_set()
         self.table.resizeColumnsToContents()
         if self.table.columnWidth(0) > 260:
             self.table.setColumnWidth(0, 260)
+        self.notes.setText("\n".join(data.notes))
+        self.notes.setVisible(bool(data.notes))
+        self._fill_combos(keep_a, keep_b)
+        self.loaded.emit(len(self.variants))
+
+    def _fill_eval_filter(self) -> None:
+        """One entry per eval set; keep the chosen one, else the newest job's."""
+        keep = self.eval_filter.currentData()
+        sets = eval_sets(self.variants)
+        _a, b = default_pair(self.variants)
+        newest = self.variants[b].eval_set if b is not None else ""
+        self.eval_filter.blockSignals(True)
+        self.eval_filter.clear()
+        for key, label in sets.items():
+            self.eval_filter.addItem(label, key)
+            self.eval_filter.setItemData(
+                self.eval_filter.count() - 1, key.split("#")[0], Qt.ItemDataRole.ToolTipRole
+            )
+        if not sets:
+            self.eval_filter.addItem("no model is evaluated yet", "")
+        pick = keep if keep in sets else newest if newest in sets else next(iter(sets), "")
+        self.eval_filter.setCurrentIndex(max(0, self.eval_filter.findData(pick)))
+        self.eval_filter.setEnabled(len(sets) > 1)
+        self.eval_filter.blockSignals(False)
+
+    def eval_set(self) -> str:
+        """The key of the eval set whose accuracies are shown."""
+        return self.eval_filter.currentData() or ""
+
+    def _show_eval_set(self, *_args) -> None:
+        key = self.eval_set()
+        front = set(self.plot.set_variants(self.variants, key))
+        self.model.set_variants(
+            self.variants,
+            front,
+            eval_set=key,
+            eval_label=self.eval_filter.currentText() if key else "",
+            unranked=self.plot.ranking.unranked,
+        )
         n_var = sum(not v.is_source for v in self.variants)
         n_src = len(self.variants) - n_var
         if self.variants:
+            unranked = len(self.plot.ranking.unranked)
             self.summary.setText(
                 f"{n_var} variant{'s' if n_var != 1 else ''} and {n_src} source model"
-                f"{'s' if n_src != 1 else ''}; {len(self.plot.plotted)} measured on the chart, "
-                f"{len(front)} Pareto-optimal (bold). Hover a point for its numbers, click it to "
-                "select its row; select two rows to compare them."
+                f"{'s' if n_src != 1 else ''}; {len(self.plot.plotted)} measured on this eval "
+                f"set and on the chart, {len(front)} Pareto-optimal (bold)"
+                + (f", {unranked} too small to rank (hollow)" if unranked else "")
+                + ". Right-click a row to benchmark it; select two rows to compare them."
             )
         else:
             self.summary.setText(
                 "<i>No saved variants yet. Run a compression job (Compress, or "
                 "<code>slimpajama run RECIPE</code>); its results appear here.</i>"
             )
-        self.notes.setText("\n".join(data.notes))
-        self.notes.setVisible(bool(data.notes))
-        self._fill_combos(keep_a, keep_b)
-        self.loaded.emit(len(self.variants))
+        self._offer_baseline()
+
+    def current_baseline(self) -> int | None:
+        """The row of the newest job's source model (the chart's baseline), if listed."""
+        _a, b = default_pair(self.variants)
+        return None if b is None else baseline_of(self.variants, b)
+
+    def _offer_baseline(self) -> None:
+        row = self.current_baseline()
+        missing = row is not None and self.variants[row].p50_ms is None
+        self.baseline_button.setVisible(missing)
+        if missing:
+            self.baseline_button.setToolTip(
+                f"{self.variants[row].name} has no measured latency yet, so the chart has no "
+                "baseline and nothing is compared with it: time it now (on a worker)"
+            )
+            self.baseline_button.setEnabled(self.variants[row].key not in self._benchmarking)
 
     def _on_load_error(self, exc: BaseException, generation: int) -> None:
         if self._closing or generation != self._refresh_generation:
@@ -256,6 +377,8 @@ class CompareView(WorkerScreen):
             self.details.status.setText("")
             return
         self.details.show_pair(a, b)
+        for button, v in ((self.details.bench_a, a), (self.details.bench_b, b)):
+            button.setEnabled(v.key not in self._benchmarking)
         if a.key == b.key:
             self.details.flip_summary.setText("<i>A and B are the same model: nothing flips.</i>")
             return
@@ -301,9 +424,7 @@ class CompareView(WorkerScreen):
         text = error_sentence(exc, "Comparing predictions", logger=log)
         self.details.status.setText(f'<span style="color:#a1261b">{text}</span>')
         self.details.flip_summary.setText("")
-        for caption, side in ((self.details.caption_a, "A"), (self.details.caption_b, "B")):
-            if "computing" in caption.text():  # it will not come: say so
-                caption.setText(f"Confusion {side}: <i>not computed (see the message above)</i>")
+        self.details.end_computing("see the message above")
         self.flips_failed.emit(text)
 
     def _on_flip_finished(self, generation: int) -> None:
@@ -311,6 +432,9 @@ class CompareView(WorkerScreen):
             self._flip_worker = None
             self.details.progress.hide()
             self.details.stop_button.hide()
+            # Neither a result nor an error came (the worker was stopped): never leave a
+            # "computing…" on screen.
+            self.details.end_computing("stopped before it finished")
 
     def stop_flips(self) -> None:
         """Ask the running flip computation to stop (it ends after its current batch)."""
@@ -320,7 +444,182 @@ class CompareView(WorkerScreen):
             self.details.progress.hide()
             self.details.stop_button.hide()
             self.details.status.setText("<i>Stopped.</i>")
+            self.details.end_computing("stopped")
+
+    # ------------------------------------------------------------------ benchmark
+    def benchmark(self, row: int) -> None:
+        """Measure ``variants[row]`` on a worker, save the figures, then refresh.
+
+        Latency at batch 1 (and accuracy on its job's eval set when it has a classifier
+        head); a folder the app wrote gets them in its record, any other folder is left
+        untouched and they go to the app's data folder. Ends with :attr:`benchmark_done`.
+        """
+        v = self.variants[row]
+        if v.key in self._benchmarking:
+            return
+        self._benchmarking.add(v.key)
+        self._offer_baseline()
+        self._bench_text(f"<i>Benchmarking {v.name}…</i>")
+        start_worker(
+            self._measure_and_save,
+            v,
+            workers=self._workers,
+            yielded=self._on_bench_progress,
+            returned=self._on_benchmarked,
+            errored=lambda exc, v=v: self._on_bench_error(v, exc),
+            finished=lambda key=v.key: self._on_bench_finished(key),
+        )
+
+    def _measure_and_save(self, v: Variant):
+        # On the worker: measure, then save (a file write and a history update).
+        measurement = yield from measure_model(v, self.bench_config, self._bench_stop)
+        store = self.store or JobStore()
+        try:
+            where = save_measurement(v, measurement, store)
+        finally:
+            if store is not self.store:
+                store.close()
+        return v, measurement, where
+
+    def _bench_text(self, html: str) -> None:
+        self.bench_status.setText(html)
+        self.bench_status.setVisible(bool(html))
+
+    def _on_bench_progress(self, item: tuple) -> None:
+        if self._closing:
+            return
+        if item[0] == "status":
+            self._bench_text(f"<i>{item[1]}</i>")
+        elif item[0] == "progress":
+            self._bench_text(f"<i>Evaluating: batch {item[2]} of {item[3]}…</i>")
+
+    def _on_benchmarked(self, result: tuple[Variant, Measurement, str]) -> None:
+        if self._closing:
+            return
+        v, m, where = result
+        b = m.benchmark
+        accuracy = (
+            f"accuracy {100 * m.evaluation['accuracy']:.2f} % on {m.evaluation['eval_set_label']}"
+            if m.evaluation
+            else f"no accuracy ({m.note})"
+            if m.note
+            else "no accuracy"
+        )
+        text = (
+            f"Benchmarked {v.name}: p50 {b['latency_p50_ms']:.2f} ms at batch 1 "
+            f"({b['threads']} threads, {b['backend']}); {accuracy}. Figures {where}."
+        )
+        self._bench_text(text)
+        self.status_message.emit(f"Benchmarked {v.name}")
+        self.benchmark_done.emit(text)
+        self.refresh()
+
+    def _on_bench_error(self, v: Variant, exc: BaseException) -> None:
+        if self._closing:
+            return
+        text = error_sentence(exc, f"Benchmarking {v.name}", logger=log)
+        self._bench_text(f'<span style="color:#a1261b">{text}</span>')
+        self.benchmark_done.emit(text)
+
+    def _on_bench_finished(self, key: str) -> None:
+        self._benchmarking.discard(key)
+        if not self._closing:
+            self._offer_baseline()
+
+    def _benchmark_side(self, side: int) -> None:
+        combo = (self.details.combo_a, self.details.combo_b)[side]
+        row = combo.currentData()
+        if row is not None and row < len(self.variants):
+            self.benchmark(row)
+
+    def _benchmark_baseline(self) -> None:
+        row = self.current_baseline()
+        if row is not None:
+            self.benchmark(row)
+
+    # ------------------------------------------------------------------ context menu
+    def row_at(self, pos: QPoint) -> int | None:
+        index = self.table.indexAt(pos)
+        return self.proxy.mapToSource(index).row() if index.isValid() else None
+
+    def context_menu(self, row: int) -> QMenu:
+        """The actions on ``variants[row]`` (the table's right-click menu)."""
+        v = self.variants[row]
+        menu = QMenu(self)
+        bench = menu.addAction("Benchmark", lambda: self.benchmark(row))
+        bench.setEnabled(v.key not in self._benchmarking)
+        menu.addAction("Open in Playground", lambda: self._open_in_playground(row))
+        menu.addAction("Reveal in file manager", lambda: self.reveal(row))
+        menu.addSeparator()
+        delete = menu.addAction("Delete result…", lambda: self.delete_result(row))
+        if v.is_source:
+            delete.setEnabled(False)
+            delete.setToolTip("A source model is yours: Compare never deletes it")
+        menu.addAction("Copy path", lambda: QGuiApplication.clipboard().setText(str(v.path)))
+        menu.setToolTipsVisible(True)
+        return menu
+
+    def _context_menu(self, pos: QPoint) -> None:
+        row = self.row_at(pos)
+        if row is not None:
+            self.context_menu(row).popup(self.table.viewport().mapToGlobal(pos))
+
+    def _open_in_playground(self, row: int) -> None:
+        v = self.variants[row]
+        other = v.parent or v.source_model
+        self.open_in_playground.emit(Path(other) if other else None, v.path)
+
+    def reveal(self, row: int) -> bool:
+        """Open the folder of ``variants[row]`` in the system's file manager."""
+        return QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.variants[row].path)))
+
+    def delete_result(self, row: int) -> bool:
+        """Ask, then delete the folder of ``variants[row]`` if the app wrote it; refresh.
+
+        A source model, or any folder without the app's record or history row, is never
+        deleted: the user gets a sentence instead. Returns whether it was deleted.
+        """
+        v = self.variants[row]
+        store = self.store or JobStore()
+        try:
+            if not app_written(v, store):
+                QMessageBox.information(
+                    self,
+                    "Delete result",
+                    f"{v.path} is not a result this app saved (a source model, or a folder "
+                    "without its slimpajama.json); Compare does not delete it.",
+                )
+                return False
+            answer = QMessageBox.question(
+                self,
+                "Delete result",
+                f"Delete the folder {v.path} and everything in it?\n\nIts weights, record "
+                "and stored predictions go; the job's history stays. This cannot be undone.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
+            try:
+                delete_variant(v, store)
+            except Exception as exc:  # noqa: BLE001 (a sentence, never a crash)
+                text = error_sentence(exc, f"Deleting {v.name}", logger=log)
+                self._bench_text(f'<span style="color:#a1261b">{text}</span>')
+                return False
+        finally:
+            if store is not self.store:
+                store.close()
+        self.status_message.emit(f"Deleted {v.path}")
+        self.refresh()
+        return True
 
     # ------------------------------------------------------------------ lifetime
     def on_shutdown(self) -> None:
         self._pair_timer.stop()
+        self._bench_stop.should_stop = True
+
+
+class _Stop:
+    """What :func:`~slimpajama_gui.core.runtime.bench.benchmark` checks between calls."""
+
+    should_stop = False
