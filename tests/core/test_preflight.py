@@ -53,7 +53,9 @@ def test_same_size_other_names_needs_finetune_and_the_note_says_why(bad_good):
     assert presets.needs_finetune(info, ["negative", "positive"])
     assert not presets.needs_finetune(info, ["Good", "bad"])  # same classes, other order
     assert not presets.needs_finetune(info, 2)  # only a count: nothing to compare
-    steps, notes = presets.adapt_chain(presets.load_preset("balanced"), info, ["negative", "positive"])
+    steps, notes = presets.adapt_chain(
+        presets.load_preset("balanced"), info, ["negative", "positive"]
+    )
     assert isinstance(steps[0], FineTune)
     assert notes[0] == (
         "Fine-tuning comes first: the model's classifier was trained for 2 labels ('bad', "
