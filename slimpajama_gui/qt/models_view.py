@@ -41,8 +41,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.catalog import discover_models
 from slimpajama_gui.core.model.inspection import ModelInfo
+from slimpajama_gui.core.storage.locks import OutputLock
 from slimpajama_gui.core.storage.variant import VARIANT_FILE, VariantRecord
 from slimpajama_gui.core.units import human_bytes, human_count
 from slimpajama_gui.qt.model_table import (
@@ -467,8 +469,10 @@ class ModelsView(WorkerScreen):
     def delete_result(self, info: ModelInfo, *, confirm: bool = True) -> bool:
         """Delete a result folder a job of this app saved, after asking (named).
 
-        Returns whether it was deleted. Never offered, and refused here, for anything
-        else: the packaged model, the Hugging Face cache, a folder of the user's own.
+        Returns whether the deletion was started (on the thread pool; it ends with
+        :attr:`result_deleted`, or a message). Never offered, and refused here, for
+        anything else: the packaged model, the Hugging Face cache, a folder of the user's
+        own.
         """
         if not self.is_app_result(info):
             return False
@@ -484,19 +488,28 @@ class ModelsView(WorkerScreen):
             )
             if answer != QMessageBox.StandardButton.Yes:
                 return False
-        try:
-            shutil.rmtree(folder)
-        except OSError as exc:
-            QMessageBox.warning(
-                self, "Delete result", f"Could not delete {folder}: {exc.strerror or exc}."
-            )
-            return False
-        row = self.model.row_of(folder)
-        if row is not None:
-            self.model.set_infos([i for i in self.model.infos() if Path(i.path) != folder])
+        self.status_message.emit(f"Deleting {folder}…")
+        start_worker(
+            _delete_result,
+            folder,
+            workers=self._workers,
+            returned=self._on_deleted,
+            errored=lambda exc: self._on_delete_failed(folder, exc),
+        )
+        return True
+
+    def _on_deleted(self, folder: Path) -> None:
+        if self._closing:
+            return
+        self.model.set_infos([i for i in self.model.infos() if Path(i.path) != folder])
         self.status_message.emit(f"Deleted {folder}")
         self.result_deleted.emit(folder)
-        return True
+
+    def _on_delete_failed(self, folder: Path, exc: BaseException) -> None:
+        text = error_sentence(exc, f"Deleting {folder}", logger=log)
+        if not self._closing:
+            QMessageBox.warning(self, "Delete result", text)
+            self.status_message.emit(text)
 
     # ------------------------------------------------------------------ drag and drop
     @staticmethod
@@ -542,6 +555,26 @@ class ModelsView(WorkerScreen):
         info = self.selected_info()
         if info is not None:
             QGuiApplication.clipboard().setText(str(info.path))
+
+
+def _delete_result(folder: Path) -> Path:
+    """Runs on a worker: delete a result folder under its job output's lock, so a job
+    still writing that output is never cut short (the lock's sentence names it)."""
+    lock = OutputLock(folder.parent)
+    try:
+        lock.acquire()
+    except UserError:
+        raise UserError(
+            f"{folder.parent} is being written by a job that is still running; delete "
+            f"{folder.name} once that job has finished or been cancelled."
+        ) from None
+    try:
+        shutil.rmtree(folder)
+    except OSError as exc:
+        raise UserError(f"could not delete {folder}: {exc.strerror or exc}.") from None
+    finally:
+        lock.release()
+    return folder
 
 
 def _discover_all(folders: list[Path]) -> tuple[list[ModelInfo], list[str]]:

@@ -283,7 +283,8 @@ def test_the_context_menu_offers_what_applies(qtbot, monkeypatch, tiny_minilm, t
     mine["Delete result…"]()
     assert str(result) in questions[0] and result.is_dir()
     answer[0] = QMessageBox.StandardButton.Yes
-    mine["Delete result…"]()
+    with qtbot.waitSignal(view.result_deleted, timeout=TIMEOUT):
+        mine["Delete result…"]()
     assert not result.exists() and tiny_minilm.is_dir()
     assert [i.name for i in view.model.infos()] == ["tiny-minilm"]
     assert view.delete_result(infos["tiny-minilm"], confirm=False) is False  # never
@@ -342,3 +343,23 @@ def test_a_latin1_file_is_read_once_its_encoding_is_chosen(qtbot, tiny_minilm, t
     assert w.draft.data_spec["encoding"] == "cp1252"
     assert data.spec()["encoding"] == "cp1252" and not error_text(data)
     qtbot.waitUntil(lambda: not w.busy(), timeout=TIMEOUT)
+
+
+def test_a_result_of_a_running_job_is_not_deleted(qtbot, monkeypatch, tiny_minilm, tmp_path):
+    from slimpajama_gui.core.storage.locks import OutputLock
+
+    result = tmp_path / "job-b" / "01-finetune"
+    shutil.copytree(tiny_minilm, result)
+    VariantRecord(job_id=8, recipe={"name": "job-b"}).write(result)
+    view = ModelsView(scan_on_start=False)
+    qtbot.addWidget(view)
+    with qtbot.waitSignal(view.scan_finished, timeout=TIMEOUT):
+        view.add_folders([result.parent])
+    [info] = view.model.infos()
+    warned: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text, *a: warned.append(text))
+    with OutputLock(result.parent, job_id=9):  # a job still writing that output
+        assert view.delete_result(info, confirm=False)
+        qtbot.waitUntil(lambda: bool(warned), timeout=TIMEOUT)
+    assert warned[0].startswith(f"{result.parent} is being written by a job that is still")
+    assert result.is_dir() and view.model.rowCount() == 1
