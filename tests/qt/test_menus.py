@@ -363,3 +363,24 @@ def test_a_result_of_a_running_job_is_not_deleted(qtbot, monkeypatch, tiny_minil
         qtbot.waitUntil(lambda: bool(warned), timeout=TIMEOUT)
     assert warned[0].startswith(f"{result.parent} is being written by a job that is still")
     assert result.is_dir() and view.model.rowCount() == 1
+
+
+def test_an_onnx_int8_source_chosen_on_the_model_page_is_stopped_before_the_review(
+    qtbot, onnx_int8, tiny_minilm
+):
+    from slimpajama_gui.core.model.catalog import describe_folder
+
+    w = CompressWizard(models=[describe_folder(onnx_int8)], current_model=onnx_int8)
+    qtbot.addWidget(w)
+    w.show()
+    # named with its job (its output folder: the record holds no recipe here)
+    assert w.model_page.selected_info().name == f"{onnx_int8.parent.name} › minilm-int8"
+    go_next(qtbot, w)
+    qtbot.waitUntil(w.data_page.isComplete, timeout=TIMEOUT)
+    go_next(qtbot, w)
+    tech = w.techniques_page
+    tech.choose("balanced")
+    qtbot.waitUntil(lambda: "ONNX int8 model" in error_text(tech), timeout=TIMEOUT)
+    assert f"choose the float model it was made from ({tiny_minilm})" in error_text(tech)
+    assert not w.button(QWizard.WizardButton.NextButton).isEnabled()
+    qtbot.waitUntil(lambda: not w.busy(), timeout=TIMEOUT)
