@@ -383,9 +383,10 @@ class MainWindow(QMainWindow):
 def job_outcome(store: JobStore, job_id: int, status: str, error: str) -> str:
     """One sentence for a job that ended, with measured figures only (runs on a worker).
 
-    e.g. ``"preset-balanced finished: 92.0 % eval accuracy, 8.6× smaller"``: the accuracy
-    the last evaluate step measured on the eval split, and the size on disk of the last
-    saved variant against the source model's. A figure that was not measured is left out.
+    e.g. ``"preset-balanced finished: 92.0 % eval accuracy, 8.6× smaller"``: of the last
+    variant an evaluate step measured (else the last one saved), its accuracy on the eval
+    split and its size on disk against the source model's. A figure that was not
+    measured is left out.
     """
     try:
         job = store.get_job(job_id)
@@ -393,7 +394,7 @@ def job_outcome(store: JobStore, job_id: int, status: str, error: str) -> str:
     except Exception:  # noqa: BLE001 - the job never reached the history
         return f"A job {status}: {error}" if error else f"A job {status}."
     if status == "failed":
-        where = f" in {job.failed_step}" if job.failed_step else ""
+        where = f" ({job.failed_step})" if job.failed_step else ""
         return f"{name} failed{where}: {error or job.error or 'no reason recorded'}"
     if status != "done":
         return f"{name} was {status}."
@@ -404,14 +405,16 @@ def job_outcome(store: JobStore, job_id: int, status: str, error: str) -> str:
         record = VariantRecord.read_or_none(row.path)
         if record is not None:
             rows.append((row, variant_from_record(Path(row.path), record), record))
-    measured = [v for _, v, _ in rows if v.accuracy is not None]
-    if measured:
-        figures.append(f"{100 * measured[-1].accuracy:.1f} % eval accuracy")
-    if rows:
-        last, record = rows[-1][1], rows[-1][2]
+    # Both figures of one variant: the last one evaluated, else the last one saved.
+    measured = [(v, r) for _, v, r in rows if v.accuracy is not None]
+    chosen = measured[-1] if measured else (rows[-1][1:] if rows else None)
+    if chosen is not None:
+        variant, record = chosen
+        if variant.accuracy is not None:
+            figures.append(f"{100 * variant.accuracy:.1f} % eval accuracy")
         source_size = _source_size(record.source_model)
-        if last.size_bytes and source_size and source_size > last.size_bytes:
-            figures.append(f"{source_size / last.size_bytes:.1f}× smaller")
+        if variant.size_bytes and source_size and source_size > variant.size_bytes:
+            figures.append(f"{source_size / variant.size_bytes:.1f}× smaller")
     if not figures:
         return f"{name} finished."
     return f"{name} finished: {', '.join(figures)}"

@@ -233,8 +233,9 @@ def adapt_chain(
                 if names
                 else "a classifier head of the right size"
             )
-            notes.append(f"Fine-tuning is left out: the model already has {head}. "
-                         "Choose Custom to add it.")  # fmt: skip
+            notes.append(
+                f"Fine-tuning is left out: the model already has {head}. Choose Custom to add it."
+            )
             continue
         if isinstance(step, Distill) and n:
             fitted = _fit_layers(step.student_layers or default_student_layers(n), n)

@@ -135,9 +135,10 @@ class CompressWizard(QWizard):
         self.draft.set_job(
             name=recipe.name, output=output, device=recipe.device, threads=recipe.threads
         )
-        folder = packaged_minilm_path() if recipe.uses_packaged_model else (
-            recipe.resolve_path(recipe.model)
-        )  # fmt: skip
+        if recipe.uses_packaged_model:
+            folder = packaged_minilm_path()
+        else:
+            folder = recipe.resolve_path(recipe.model)
         if not self.model_page.select_path(folder):
             # No model at all until it is read: never the list's first one meanwhile.
             self.model_page.list.setCurrentRow(-1)
