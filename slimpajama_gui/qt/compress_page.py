@@ -58,11 +58,14 @@ class CompressPage(QWidget):
         layout.addLayout(row)
         layout.addStretch(1)
 
-    def open_wizard(self) -> CompressWizard:
-        """A fresh wizard per job, as a window-modal dialog over the main window."""
+    def open_wizard(self, *, recipe=None, source=None) -> CompressWizard:
+        """A fresh wizard per job, as a window-modal dialog over the main window; filled
+        from ``recipe`` (read from the file ``source``) when given."""
         wizard = CompressWizard(self.window(), models=self._models())
         info = self._current()
-        if info is not None:
+        if recipe is not None:
+            wizard.open_recipe(recipe, source)
+        elif info is not None:
             wizard.set_current_model(info.path)
         wizard.recipe_ready.connect(self.recipe_ready)
         wizard.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

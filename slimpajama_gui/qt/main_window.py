@@ -8,6 +8,8 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -16,13 +18,19 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QStackedWidget,
     QStyle,
+    QSystemTrayIcon,
     QVBoxLayout,
     QWidget,
 )
 
 from slimpajama_gui import __version__
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.jobs.index import variant_from_record
 from slimpajama_gui.core.jobs.warmup import warm_imports
+from slimpajama_gui.core.model.catalog import describe_folder, packaged_minilm_path
+from slimpajama_gui.core.plan.recipe import Recipe, load_recipe
+from slimpajama_gui.core.storage.history import JobStore
+from slimpajama_gui.core.storage.variant import VariantRecord
 from slimpajama_gui.qt.closing import CloseGuard
 from slimpajama_gui.qt.compare import CompareView
 from slimpajama_gui.qt.compress_page import CompressPage
@@ -111,10 +119,13 @@ class MainWindow(QMainWindow):
     """
 
     warmed_up = Signal(float)
+    #: The sentence shown when a job ended (tray message or status bar).
+    job_notified = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.warm = False
+        self._tray: QSystemTrayIcon | None = None
         self.setWindowTitle("SlimPajama Studio")
         self.setMinimumSize(QSize(760, 520))
 
@@ -167,6 +178,9 @@ class MainWindow(QMainWindow):
         )
         self.jobs_view.open_result.connect(self._open_result)
         self.compare_view.open_in_playground.connect(self._open_in_playground)
+        self.models_view.compress_requested.connect(self.compress_model)
+        self.models_view.playground_requested.connect(self.try_in_playground)
+        self.models_view.result_deleted.connect(lambda _path: self.compare_view.refresh())
         self.compress_page.recipe_ready.connect(self._submit)
         self.jobs_view.runner.job_finished.connect(self._on_job_finished)
         self.closer = CloseGuard(self.jobs_view.runner, self)
@@ -194,6 +208,10 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
+        open_recipe = QAction("Open &recipe…", self)
+        open_recipe.setToolTip("Open a YAML recipe in the compression wizard, ready to run")
+        open_recipe.triggered.connect(lambda: self.open_recipe())
+        file_menu.addAction(open_recipe)
         add = QAction("&Add model folder…", self)
         add.setShortcut(QKeySequence.StandardKey.Open)
         add.triggered.connect(lambda: (self.show_area("models"), self.models_view.add_folder()))
@@ -257,6 +275,46 @@ class MainWindow(QMainWindow):
             return
         self.show_area("jobs")
 
+    def open_recipe(self, path: str | Path | None = None):
+        """File → Open recipe…: the wizard filled from a YAML recipe, on its review page.
+
+        Returns the wizard, or None when no file was chosen or the file is not a recipe
+        (then a message names the file and the field).
+        """
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Open a recipe", str(Path.home()), "Recipes (*.yaml *.yml);;All files (*)"
+            )
+            if not path:
+                return None
+        try:
+            recipe: Recipe = load_recipe(path)
+        except UserError as exc:
+            # The parser's sentence names the field (and line); the file is named here.
+            text = str(exc)
+            if str(path) not in text and Path(path).name not in text:
+                text = f"{path}: {text}"
+            QMessageBox.warning(self, "Cannot open the recipe", text)
+            self.statusBar().showMessage(text)
+            return None
+        self.show_area("compress")
+        wizard = self.compress_page.open_wizard(recipe=recipe, source=Path(path))
+        return wizard
+
+    def compress_model(self, folder: Path):
+        """Models → Compress this…: the wizard with ``folder`` selected (returned)."""
+        self.show_area("compress")
+        wizard = self.compress_page.open_wizard()
+        wizard.set_current_model(folder)
+        return wizard
+
+    def try_in_playground(self, folder: Path) -> None:
+        """Models → Open in Playground: ``folder`` as model B, beside the current A."""
+        self.playground.set_models(self.models_view.model.infos())
+        self.show_area("playground")
+        a = self.playground.path("a")
+        self.playground.set_pair(a if a is not None else folder, folder)
+
     def _open_result(self, path: str) -> None:
         self.show_area("models")
         self.models_view.add_folders([Path(path)])
@@ -266,12 +324,40 @@ class MainWindow(QMainWindow):
         self.playground.set_pair(a, b)
         self.show_area("playground")
 
-    def _on_job_finished(self, _job_id: int, _status: str, _error: str) -> None:
+    def _on_job_finished(self, job_id: int, status: str, error: str) -> None:
         if self.closer.closing:
             return  # the window closes next: no new scan to wait for
         # New variants appear in the browser, the Playground pickers and Compare.
         self.models_view.rescan()
         self.compare_view.refresh()
+        # The history and the variant records are read off the GUI thread (the database
+        # may be busy); the sentence comes back as a queued signal.
+        self._outcome_worker = start_worker(
+            job_outcome,
+            self.jobs_view.store,
+            job_id,
+            status,
+            error,
+            returned=self.notify_job,
+            errored=lambda exc: self.notify_job(f"Job {job_id} {status}."),
+        )
+
+    def notify_job(self, sentence: str) -> None:
+        """Tell the user a job ended: in the status bar, and, when the window is not the
+        active one, by alerting it and with a tray message where there is a tray."""
+        self.statusBar().showMessage(sentence)
+        if not self.isActiveWindow():
+            QApplication.alert(self)
+            if QSystemTrayIcon.isSystemTrayAvailable():
+                if self._tray is None:
+                    icon = self.windowIcon()
+                    if icon.isNull():
+                        icon = self.style().standardIcon(QStyle.StandardPixmap.SP_ComputerIcon)
+                    self._tray = QSystemTrayIcon(icon, self)
+                    self._tray.setToolTip("SlimPajama Studio")
+                self._tray.show()
+                self._tray.showMessage("SlimPajama Studio", sentence)
+        self.job_notified.emit(sentence)
 
     # ------------------------------------------------------------------ settings
     def _restore_settings(self) -> None:
@@ -298,3 +384,54 @@ class MainWindow(QMainWindow):
         self.compare_view.shutdown()
         self.jobs_view.shutdown(timeout_s=10)
         super().closeEvent(event)
+
+
+def job_outcome(store: JobStore, job_id: int, status: str, error: str) -> str:
+    """One sentence for a job that ended, with measured figures only (runs on a worker).
+
+    e.g. ``"preset-balanced finished: 92.0 % eval accuracy, 8.6× smaller"``: of the last
+    variant an evaluate step measured (else the last one saved), its accuracy on the eval
+    split and its size on disk against the source model's. A figure that was not
+    measured is left out.
+    """
+    try:
+        job = store.get_job(job_id)
+        name = job.name
+    except Exception:  # noqa: BLE001 - the job never reached the history
+        return f"A job {status}: {error}" if error else f"A job {status}."
+    if status == "failed":
+        where = f" ({job.failed_step})" if job.failed_step else ""
+        return f"{name} failed{where}: {error or job.error or 'no reason recorded'}"
+    if status != "done":
+        return f"{name} was {status}."
+    figures: list[str] = []
+    variants = sorted(store.variants(job_id), key=lambda row: row.step_index)
+    rows = []
+    for row in variants:
+        record = VariantRecord.read_or_none(row.path)
+        if record is not None:
+            rows.append((row, variant_from_record(Path(row.path), record), record))
+    # Both figures of one variant: the last one evaluated, else the last one saved.
+    measured = [(v, r) for _, v, r in rows if v.accuracy is not None]
+    chosen = measured[-1] if measured else (rows[-1][1:] if rows else None)
+    if chosen is not None:
+        variant, record = chosen
+        if variant.accuracy is not None:
+            figures.append(f"{100 * variant.accuracy:.1f} % eval accuracy")
+        source_size = _source_size(record.source_model)
+        if variant.size_bytes and source_size and source_size > variant.size_bytes:
+            figures.append(f"{source_size / variant.size_bytes:.1f}× smaller")
+    if not figures:
+        return f"{name} finished."
+    return f"{name} finished: {', '.join(figures)}"
+
+
+def _source_size(source: str | None) -> int | None:
+    """Bytes on disk of a job's source model (headers only), or None."""
+    if not source:
+        return None
+    try:
+        folder = packaged_minilm_path() if source == "packaged" else Path(source)
+        return describe_folder(folder).size_bytes
+    except UserError:
+        return None

@@ -8,6 +8,7 @@ so a slow network drive never freezes the window.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -15,11 +16,13 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import (
     QModelIndex,
+    QPoint,
     QSettings,
     Qt,
+    QUrl,
     Signal,
 )
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication
+from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -29,6 +32,8 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
+    QMessageBox,
     QPushButton,
     QTableView,
     QToolButton,
@@ -36,8 +41,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.catalog import discover_models
 from slimpajama_gui.core.model.inspection import ModelInfo
+from slimpajama_gui.core.storage.locks import OutputLock
+from slimpajama_gui.core.storage.variant import VARIANT_FILE, VariantRecord
 from slimpajama_gui.core.units import human_bytes, human_count
 from slimpajama_gui.qt.model_table import (
     INFO_ROLE,
@@ -72,7 +80,8 @@ class LayerBars(pg.PlotWidget):
         if info is None:
             self.labels, self.values = [], []
         else:
-            self.labels = ["emb"] + [f"L{i + 1}" for i in range(len(info.layer_params))] + ["head"]
+            # 0-based, as the wizard's layer buttons and a recipe's student_layers count.
+            self.labels = ["emb"] + [f"L{i}" for i in range(len(info.layer_params))] + ["head"]
             self.values = [info.embedding_params, *info.layer_params, info.other_params]
         x = np.arange(len(self.values))
         heights = np.asarray(self.values, dtype=float) / 1e6
@@ -117,7 +126,10 @@ class DetailsPane(QWidget):
             self.fields[key] = label
             self.form.addRow(f"{key}:", label)
         self.bars = LayerBars()
-        caption = QLabel("Parameters per block (emb = token, position and type embeddings)")
+        caption = QLabel(
+            "Parameters per block (emb = token, position and type embeddings; layers L0, L1, "
+            "… numbered from 0, as in the wizard and a recipe's student_layers)"
+        )
         caption.setWordWrap(True)
         caption.setStyleSheet("color: palette(mid);")
         layout = QVBoxLayout(self)
@@ -175,9 +187,21 @@ class Banner(QFrame):
         close.setAutoRaise(True)
         close.setToolTip("Dismiss")
         close.clicked.connect(self.hide)
+        #: "Remove from list ▾": one entry per added folder that was refused.
+        self.remove_button = QToolButton()
+        self.remove_button.setText("Remove from list")
+        self.remove_button.setToolTip(
+            "Stop looking in a folder you added that holds no usable model (the folder "
+            "itself is not touched)"
+        )
+        self.remove_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.remove_menu = QMenu(self.remove_button)
+        self.remove_button.setMenu(self.remove_menu)
+        self.remove_button.hide()
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 4, 4, 4)
         layout.addWidget(self.label, 1)
+        layout.addWidget(self.remove_button, 0, Qt.AlignmentFlag.AlignTop)
         layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
         self.hide()
 
@@ -190,12 +214,21 @@ class Banner(QFrame):
 
 
 class ModelsView(WorkerScreen):
-    """The Models area: search, add a folder (button or drag-and-drop), table, details."""
+    """The Models area: search, add a folder (button or drag-and-drop), table, details.
+
+    Right-clicking a model offers what can be done with it (:meth:`context_actions`).
+    """
 
     #: Emitted after each scan with the number of models listed.
     scan_finished = Signal(int)
     #: A short sentence for the status bar.
     status_message = Signal(str)
+    #: "Compress this…": open the wizard with this model folder selected.
+    compress_requested = Signal(Path)
+    #: "Open in Playground": try this model folder in the Playground.
+    playground_requested = Signal(Path)
+    #: A result folder was deleted (its path).
+    result_deleted = Signal(Path)
 
     def __init__(self, parent=None, *, scan_on_start: bool = True) -> None:
         super().__init__(parent)
@@ -232,6 +265,8 @@ class ModelsView(WorkerScreen):
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().hide()
         self.table.setWordWrap(False)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._show_context_menu)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
@@ -302,6 +337,7 @@ class ModelsView(WorkerScreen):
             self.model.upsert(infos)
         self.table.resizeColumnsToContents()
         self.banner.show_messages(skipped)
+        self._offer_removal(self.model.infos())
         self._update_hint()
         if infos and not replace:
             self.select_path(infos[0].path)
@@ -353,6 +389,128 @@ class ModelsView(WorkerScreen):
         else:
             self.empty_hint.hide()
 
+    # ------------------------------------------------------------------ context menu
+    def added_folder_of(self, info: ModelInfo) -> Path | None:
+        """The folder the user added that lists ``info`` (itself or its parent), or None."""
+        path = Path(info.path).resolve()
+        for folder in self.extra_folders:
+            target = folder.expanduser().resolve()
+            if path == target or target in path.parents:
+                return folder
+        return None
+
+    @staticmethod
+    def is_app_result(info: ModelInfo) -> bool:
+        """Whether ``info`` is a variant a job of this app saved: its record says so."""
+        if info.source != "result" or not (Path(info.path) / VARIANT_FILE).is_file():
+            return False
+        record = VariantRecord.read_or_none(info.path)
+        return record is not None and record.job_id is not None
+
+    def context_actions(self, info: ModelInfo) -> list[tuple[str, object]]:
+        """(text, slot) of each entry of ``info``'s context menu, in menu order."""
+        folder = Path(info.path)
+        actions: list[tuple[str, object]] = [
+            ("Compress this…", lambda: self.compress_requested.emit(folder)),
+            ("Open in Playground", lambda: self.playground_requested.emit(folder)),
+            ("Reveal in file manager", lambda: self.reveal(folder)),
+        ]
+        added = self.added_folder_of(info)
+        if added is not None:
+            actions.append(("Remove folder from list", lambda: self.remove_folder(added)))
+        if self.is_app_result(info):
+            actions.append(("Delete result…", lambda: self.delete_result(info)))
+        return actions
+
+    def _show_context_menu(self, pos: QPoint) -> None:
+        index = self.table.indexAt(pos)
+        if not index.isValid():
+            return
+        self.table.selectRow(index.row())
+        info = index.data(INFO_ROLE)
+        menu = QMenu(self)
+        for text, slot in self.context_actions(info):
+            menu.addAction(text).triggered.connect(slot)
+        menu.popup(self.table.viewport().mapToGlobal(pos))
+        self._menu = menu  # kept until the next one, so the popup is not collected
+
+    def reveal(self, folder: Path) -> bool:
+        """Show ``folder`` in the system's file manager."""
+        return QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def remove_folder(self, folder: Path) -> None:
+        """Stop listing ``folder`` (a folder the user added); nothing on disk changes.
+
+        The list of added folders is saved at once, so a removed folder does not come
+        back at the next start even if the app does not close normally.
+        """
+        folder = Path(folder)
+        self.extra_folders = [f for f in self.extra_folders if f != folder]
+        QSettings().setValue("models/extra_folders", [str(p) for p in self.extra_folders])
+        self.status_message.emit(f"{folder} is no longer listed; the folder itself is untouched.")
+        self.rescan()
+
+    def _offer_removal(self, listed: Sequence[ModelInfo]) -> None:
+        """Added folders that gave no model (refused ones) get an entry in the banner."""
+        found = {Path(i.path).resolve() for i in listed}
+        refused = [
+            f
+            for f in self.extra_folders
+            if not any(p == f.resolve() or f.resolve() in p.parents for p in found)
+        ]
+        menu = self.banner.remove_menu
+        menu.clear()
+        for folder in refused:
+            menu.addAction(str(folder)).triggered.connect(
+                lambda _=False, f=folder: self.remove_folder(f)
+            )
+        self.banner.remove_button.setVisible(bool(refused))
+
+    def delete_result(self, info: ModelInfo, *, confirm: bool = True) -> bool:
+        """Delete a result folder a job of this app saved, after asking (named).
+
+        Returns whether the deletion was started (on the thread pool; it ends with
+        :attr:`result_deleted`, or a message). Never offered, and refused here, for
+        anything else: the packaged model, the Hugging Face cache, a folder of the user's
+        own.
+        """
+        if not self.is_app_result(info):
+            return False
+        folder = Path(info.path)
+        if confirm:
+            answer = QMessageBox.question(
+                self,
+                "Delete result",
+                f"Delete the result {info.name}?\n\nThe folder {folder} and everything in it "
+                "are removed from the disk. The job's history and its other results stay.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                QMessageBox.StandardButton.Cancel,
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
+        self.status_message.emit(f"Deleting {folder}…")
+        start_worker(
+            _delete_result,
+            folder,
+            workers=self._workers,
+            returned=self._on_deleted,
+            errored=lambda exc: self._on_delete_failed(folder, exc),
+        )
+        return True
+
+    def _on_deleted(self, folder: Path) -> None:
+        if self._closing:
+            return
+        self.model.set_infos([i for i in self.model.infos() if Path(i.path) != folder])
+        self.status_message.emit(f"Deleted {folder}")
+        self.result_deleted.emit(folder)
+
+    def _on_delete_failed(self, folder: Path, exc: BaseException) -> None:
+        text = error_sentence(exc, f"Deleting {folder}", logger=log)
+        if not self._closing:
+            QMessageBox.warning(self, "Delete result", text)
+            self.status_message.emit(text)
+
     # ------------------------------------------------------------------ drag and drop
     @staticmethod
     def _dropped_folders(event: QDragEnterEvent | QDropEvent) -> list[Path]:
@@ -397,6 +555,26 @@ class ModelsView(WorkerScreen):
         info = self.selected_info()
         if info is not None:
             QGuiApplication.clipboard().setText(str(info.path))
+
+
+def _delete_result(folder: Path) -> Path:
+    """Runs on a worker: delete a result folder under its job output's lock, so a job
+    still writing that output is never cut short (the lock's sentence names it)."""
+    lock = OutputLock(folder.parent)
+    try:
+        lock.acquire()
+    except UserError:
+        raise UserError(
+            f"{folder.parent} is being written by a job that is still running; delete "
+            f"{folder.name} once that job has finished or been cancelled."
+        ) from None
+    try:
+        shutil.rmtree(folder)
+    except OSError as exc:
+        raise UserError(f"could not delete {folder}: {exc.strerror or exc}.") from None
+    finally:
+        lock.release()
+    return folder
 
 
 def _discover_all(folders: list[Path]) -> tuple[list[ModelInfo], list[str]]:

@@ -205,7 +205,10 @@ def test_tiny_bert_discovered_in_results_folder(tiny_bert, tmp_path: Path) -> No
     (results / ".variant-c.staging-1234").mkdir()  # an interrupted save: ignored
     infos, skipped = discover_models([results], cache_dir=tmp_path / "none", include_packaged=False)
     assert skipped == []
-    assert {(i.name, i.source) for i in infos} == {("variant-a", "folder"), ("variant-b", "result")}
+    assert {(i.name, i.source) for i in infos} == {
+        ("variant-a", "folder"),
+        ("results › variant-b", "result"),  # a result is named with its job (folder)
+    }
     assert all(i.parameters == tiny_bert[1] for i in infos)
 
 

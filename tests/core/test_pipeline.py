@@ -909,7 +909,9 @@ def test_an_already_quantized_source_is_refused_before_any_step(tiny_minilm, tmp
     out = tmp_path / "out"
     failed = run(make_recipe(source, out, "  - {type: prune, method: vocabulary}\n"), store=store)
     assert failed.status == "failed" and failed.failed_step == "loading the model and data"
-    assert failed.error.startswith("int8 is already quantized (dynamic_int8): it can only be")
+    assert failed.error.startswith(
+        "int8 is an already quantized model (dynamic_int8): it cannot be pruned;"
+    )
     assert "internal error" not in failed.error and not out.exists()
     measured = run(make_recipe(source, out, "  - type: evaluate\n"), store=store)
     assert measured.status == "done", measured.error

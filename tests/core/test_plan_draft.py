@@ -86,7 +86,7 @@ def test_chain_problems_are_sentences(draft):
     draft.set_chain("custom", [Benchmark()])
     problems = draft.problems("techniques")
     assert "Choose at least one technique, or pick a preset." in problems
-    assert "Fine-tune: this model needs fine-tuning on your data first." in problems
+    assert "Fine-tune: the model has no classifier head; tick Fine-tune to train it." in problems
     draft.set_chain("custom", [FineTune(), Distill(student_layers=[])])
     assert any("Distill: select at least one layer" in p for p in draft.problems("techniques"))
     draft.set_chain("custom", [FineTune(), Distill(student_layers=list(range(6)))])
@@ -161,16 +161,16 @@ def test_a_source_its_chain_cannot_use_is_refused_before_run(draft, encoder):
     """Kind: a chain that asks of an ONNX or already quantized source what its weights
     cannot do (train, prune, quantize again) is a techniques problem, before Run."""
     for dtype, what in (
-        ("dynamic_int8", "already quantized (dynamic_int8)"),
-        ("onnx-int8", "an ONNX model"),
+        ("dynamic_int8", "an already quantized model (dynamic_int8)"),
+        ("onnx_int8", "an ONNX int8 model"),
     ):
         draft.set_model(replace(encoder, dtype=dtype, name="03-quantize"))
         draft.use_preset("balanced")
         problems = [p for p in draft.problems("techniques") if "03-quantize is" in p]
         assert len(problems) == 1 and problems[0].startswith(
-            f"03-quantize is {what}: it can only be"
+            f"03-quantize is {what}: it cannot be fine-tuned, distilled, pruned or quantized; "
         )
-        assert "Choose the float model it was made from" in problems[0]
+        assert "choose the float model it was made from" in problems[0]
         assert problems[0] in draft.problems()  # what the wizard checks before Run
     draft.set_chain("custom", [Benchmark()])  # measuring it is fine
     assert not [p for p in draft.problems("techniques") if "03-quantize is" in p]

@@ -58,12 +58,12 @@ def test_browser_lists_the_packaged_minilm(window):
     assert window.models_view.details.fields["Parameters"].text().startswith("22,713,216")
     assert window.models_view.details.bars.labels == [
         "emb",
+        "L0",  # numbered from 0, as the wizard's layer buttons and student_layers
         "L1",
         "L2",
         "L3",
         "L4",
         "L5",
-        "L6",
         "head",
     ]
     assert sum(window.models_view.details.bars.values) == 22_713_216
@@ -105,7 +105,7 @@ def test_add_folder_adds_a_row_and_selects_it(window, qtbot, tiny_bert):
     assert view.model.rowCount() == before + 1
     info = view.selected_info()
     assert info.name == "tiny-bert" and info.layers == 2 and info.num_labels == 2
-    assert view.details.bars.labels == ["emb", "L1", "L2", "head"]
+    assert view.details.bars.labels == ["emb", "L0", "L1", "head"]
     # Adding the same folder again updates its row instead of duplicating it.
     with qtbot.waitSignal(view.scan_finished, timeout=SCAN_TIMEOUT):
         view.add_folders([tiny_bert])

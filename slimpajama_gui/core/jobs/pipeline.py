@@ -26,7 +26,7 @@ import logging
 import re
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,8 +38,8 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs import handlers as _handlers  # noqa: F401 - registers them
 from slimpajama_gui.core.jobs.context import HANDLERS, ONNX_STEPS, Cancelled, JobContext
 from slimpajama_gui.core.model.catalog import packaged_minilm_path
-from slimpajama_gui.core.plan.preflight import source_problems
-from slimpajama_gui.core.plan.recipe import Prune, Recipe, Step, dump_recipe, recipe_from_yaml
+from slimpajama_gui.core.plan.preflight import first_untrained_use, source_problems
+from slimpajama_gui.core.plan.recipe import Recipe, Step, dump_recipe, recipe_from_yaml
 from slimpajama_gui.core.runtime import inputs as inputs_mod
 from slimpajama_gui.core.runtime.loading import open_model
 from slimpajama_gui.core.storage.history import JobRecord, JobStore
@@ -246,7 +246,7 @@ def _prepare(
     source = resolve_model_path(recipe)
     with control.uncancellable("loading the model"):
         handle = open_model(source)
-        problems = source_problems(handle.info, recipe.steps)
+        problems = source_problems(handle.info, recipe.steps, dataset.label_names)
         if problems:  # before any step, not as an internal error in step 1
             raise UserError(problems[0])
         # A trained head's rows are its classes: the data is numbered as the head is.
@@ -273,7 +273,7 @@ def _prepare(
         dataset,
         name=handle.info.name,
         max_length=spec.max_length,
-        first_label_step=_first_untrained_use(recipe.steps),
+        first_label_step=first_untrained_use(recipe.steps),
     )
     for note in notes:
         callbacks.on_message(note)
@@ -295,20 +295,3 @@ def _prepare(
         inputs=inputs,
         model_name=handle.info.name,
     )
-
-
-def _first_untrained_use(steps: Sequence[Step]) -> str | None:
-    """The first step that uses the classifier's outputs before any step trains it."""
-    for index, step in enumerate(steps):
-        if step.step_type == "finetune":
-            return None
-        # Pruning weights by magnitude or dropping layers needs no labels; recovery then trains.
-        if (
-            isinstance(step, Prune)
-            and step.method in ("magnitude", "layers")
-            and step.recovery_epochs > 0
-        ):
-            return None
-        if step.step_type != "benchmark":
-            return f"step {index + 1} '{step.step_type}'"
-    return None

@@ -27,6 +27,7 @@ from slimpajama_gui.core.storage.variant import is_variant_folder
 
 __all__ = [
     "default_hf_cache_dir",
+    "describe_folder",
     "discover_models",
     "guess_source",
     "packaged_minilm_path",
@@ -63,6 +64,18 @@ def guess_source(folder: Path) -> tuple[str, str | None]:
     if is_variant_folder(folder):
         return "result", None
     return "folder", None
+
+
+def describe_folder(path: Path | str) -> ModelInfo:
+    """:func:`inspect_model` of a folder the user picked, listed as the catalog lists it
+    (the packaged model by its name, a job's result as ``"job › 01-finetune"``).
+
+    Raises:
+        UserError: as :func:`inspect_model`.
+    """
+    folder = Path(path).expanduser()
+    source, name = guess_source(folder) if folder.is_dir() else ("folder", None)
+    return inspect_model(folder, source=source, name=name)
 
 
 # --------------------------------------------------------------------------- discover
@@ -230,4 +243,18 @@ def discover_models(
                 add(inspect_model(folder, source=_folder_source(folder)))
             except UserError as exc:
                 skipped.append(f"skipped {folder}: {exc}")
-    return found, skipped
+    return _distinct_result_names(found), skipped
+
+
+def _distinct_result_names(infos: list[ModelInfo]) -> list[ModelInfo]:
+    """Results of two runs of one job (same name, same steps) told apart by their folder."""
+    count: dict[str, int] = {}
+    for info in infos:
+        count[info.name] = count.get(info.name, 0) + 1
+    out = []
+    for info in infos:
+        if info.source == "result" and count[info.name] > 1 and " › " in info.name:
+            job, step = info.name.rsplit(" › ", 1)
+            info = _renamed(info, f"{job} ({info.path.parent.name}) › {step}")
+        out.append(info)
+    return out

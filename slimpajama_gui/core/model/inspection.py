@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.hf_config import translate
+from slimpajama_gui.core.model.hf_config import specific_label_names, translate
 from slimpajama_gui.core.storage.safe_io import (
     PICKLE_SUFFIXES,
     SafetensorsHeader,
@@ -50,6 +50,7 @@ __all__ = [
     "hf_repo_id",
     "inspect_model",
     "model_folder",
+    "result_name",
 ]
 
 #: Encoder families we can load (``model_type`` in config.json).
@@ -132,6 +133,9 @@ class ModelInfo:
         num_labels: classes of the saved classifier head, ``None`` for a bare encoder.
         dtype: the dtype holding most parameters, e.g. ``"F32"``.
         weights_bytes: bytes of tensor data in the weight files (for memory estimates).
+        label_names: the classes of the saved head in id order (config.json's
+            ``id2label``); ``None`` when there is no head or its names are transformers'
+            placeholders (``LABEL_0``, ...), which say nothing about the classes.
     """
 
     name: str
@@ -152,6 +156,7 @@ class ModelInfo:
     num_labels: int | None
     dtype: str
     weights_bytes: int = 0
+    label_names: tuple[str, ...] | None = None
 
 
 # --------------------------------------------------------------------------- config
@@ -418,17 +423,19 @@ def _inspect_onnx_variant(
 ) -> ModelInfo:
     """An ONNX variant (model.onnx + our config): counted from the config's structure."""
     zero = _Counts(0, (), 0, 0, "F32", 0, None, None)
-    quantized = "F32"
-    if is_variant_folder(folder):
-        record = VariantRecord.read_or_none(folder)
-        quantized = record.weights_format if record is not None else "onnx"
+    # Without its record the format is unknown, but it is ONNX: never "F32", which would
+    # pass it off as float weights that can be trained.
+    record = VariantRecord.read_or_none(folder) if is_variant_folder(folder) else None
+    quantized = record.weights_format if record is not None else "onnx"
+    if "onnx" not in quantized.lower():
+        quantized = f"onnx-{quantized}"
     counts = _config_counts(dict(config, quantization={"method": quantized}), zero)
     owned = [folder / ONNX_FILE, folder / "config.json", *(folder / f for f in TOKENIZER_FILES)]
     size = sum(_file_size(p) for p in owned if p.is_file())
     return _info(
-        folder, family, source, name or folder.name, shape, counts,
+        folder, family, source, name or _default_name(folder, source), shape, counts,
         size_bytes=size, num_labels=counts.classifier_out,
-        weights_bytes=_file_size(folder / ONNX_FILE),
+        weights_bytes=_file_size(folder / ONNX_FILE), config=config,
     )  # fmt: skip
 
 
@@ -443,8 +450,10 @@ def _info(
     size_bytes: int,
     num_labels: int | None,
     weights_bytes: int,
+    config: dict,
 ) -> ModelInfo:
     """One ModelInfo from the config's shape and the counted parameters."""
+    names = specific_label_names(config.get("id2label")) if num_labels is not None else None
     return ModelInfo(
         name=name,
         family=family,
@@ -464,6 +473,7 @@ def _info(
         num_labels=num_labels,
         dtype=counts.dtype,
         weights_bytes=weights_bytes,
+        label_names=tuple(names) if names and len(names) == num_labels else None,
     )
 
 
@@ -540,6 +550,16 @@ def inspect_model(
     family = _check_family(config, folder)
     shape = _config_shape(config, family, folder)
 
+    # Weights before the tokenizer: a folder with only pickle weights is refused for
+    # that (the reason a user can act on) rather than for a tokenizer it may also lack.
+    weights, index = _weight_files(folder)
+    onnx = not weights and (folder / ONNX_FILE).is_file() and family == "slimpajama"
+    if not weights and not onnx:
+        raise no_weights_error(
+            folder,
+            f"no weights in {folder}: expected model.safetensors (or a sharded "
+            "model.safetensors.index.json).",
+        )
     if not _tokenizer_present(folder):
         raise UserError(
             f"tokenizer not found in {folder}: expected tokenizer.json, vocab.txt, or "
@@ -554,16 +574,8 @@ def inspect_model(
                 f"tokenizer_config.json in {folder} asks for code shipped with the model "
                 f"({', '.join(remote)}); SlimPajama Studio never runs model code."
             )
-
-    weights, index = _weight_files(folder)
-    if not weights and (folder / ONNX_FILE).is_file() and family == "slimpajama":
+    if onnx:
         return _inspect_onnx_variant(folder, config, shape, family, source, name)
-    if not weights:
-        raise no_weights_error(
-            folder,
-            f"no weights in {folder}: expected model.safetensors (or a sharded "
-            "model.safetensors.index.json).",
-        )
     headers = [read_safetensors_header(p) for p in weights]
     counts = _count(headers, shape.layers)
     if isinstance(config.get("quantization"), dict) and family == "slimpajama":
@@ -579,15 +591,33 @@ def inspect_model(
     owned += [folder / f for f in TOKENIZER_FILES]
     size_bytes = sum(_file_size(p) for p in owned if p.is_file())
 
-    if name is None:
-        if source == "packaged":
-            name = PACKAGED_NAME
-        elif source == "hf-cache":
-            name = hf_repo_id(folder) or folder.name
-        else:
-            name = folder.name
     num_labels = counts.classifier_out if counts.classifier_out is not None else shape.num_labels
     return _info(
-        folder, family, source, name, shape, counts,
+        folder, family, source, name or _default_name(folder, source), shape, counts,
         size_bytes=size_bytes, num_labels=num_labels, weights_bytes=counts.weights_bytes,
+        config=config,
     )  # fmt: skip
+
+
+def _default_name(folder: Path, source: str) -> str:
+    """How a model is listed when the caller gives no name (see :func:`result_name`)."""
+    if source == "packaged":
+        return PACKAGED_NAME
+    if source == "hf-cache":
+        return hf_repo_id(folder) or folder.name
+    if source == "result":
+        return result_name(folder)
+    return folder.name
+
+
+def result_name(folder: Path) -> str:
+    """A job's saved variant as people tell it apart: ``"preset-balanced › 01-finetune"``.
+
+    Every job saves ``01-finetune``, ``02-distill``, ...; the step folder alone says
+    nothing about which job made it. The job's name comes from the variant's record (its
+    recipe), else from the output folder.
+    """
+    record = VariantRecord.read_or_none(folder)
+    recipe = record.recipe if record is not None and isinstance(record.recipe, dict) else {}
+    job = recipe.get("name") if isinstance(recipe.get("name"), str) else None
+    return f"{job or folder.parent.name} › {folder.name}"

@@ -31,7 +31,7 @@ from typing import Any
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.plan.estimate import Estimate, estimate_chain
-from slimpajama_gui.core.plan.preflight import source_problems
+from slimpajama_gui.core.plan.preflight import clause, head_reason, source_problems
 from slimpajama_gui.core.plan.presets import (
     adapt_chain,
     load_preset,
@@ -173,7 +173,7 @@ class Draft:
         Raises:
             ValueError: ``name`` is not a preset.
         """
-        steps, notes = adapt_chain(load_preset(name), self.model, self.num_labels)
+        steps, notes = adapt_chain(load_preset(name), self.model, self.label_names or None)
         self.set_chain(name, steps, notes)
         return self.steps_of_chain()
 
@@ -205,8 +205,8 @@ class Draft:
 
     @property
     def needs_finetune(self) -> bool:
-        """Whether the model has no classifier head for these labels yet."""
-        return needs_finetune(self.model, self.num_labels)
+        """Whether the model has no classifier head for these labels (names compared) yet."""
+        return needs_finetune(self.model, self.label_names or None)
 
     def signature(self) -> tuple:
         """The preset and the chain's step kinds: a new signature means new settings rows."""
@@ -354,8 +354,9 @@ class Draft:
                 )
         if self.model is not None:
             out += source_problems(self.model, steps)
-        if self.needs_finetune and not any(isinstance(s, FineTune) for s in steps):
-            out.append("Fine-tune: this model needs fine-tuning on your data first.")
+        reason = head_reason(self.model, self.label_names or None)
+        if reason is not None and not any(isinstance(s, FineTune) for s in steps):
+            out.append(f"Fine-tune: the model{clause(reason)}; tick Fine-tune to train it.")
         for step in steps:
             try:
                 dataclasses.replace(step).validate()

@@ -27,6 +27,7 @@ from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.model.shape import default_student_layers
+from slimpajama_gui.core.plan.preflight import clause, head_reason
 from slimpajama_gui.core.plan.steps import (
     Benchmark,
     Distill,
@@ -149,13 +150,13 @@ def trains(step: Step) -> bool:
 # --------------------------------------------------------------------------- presets
 
 
-def needs_finetune(info: ModelInfo | None, num_labels: int | None) -> bool:
-    """A model without a classifier head (or with one of another size) must be fine-tuned."""
-    if info is None:
-        return False
-    if info.num_labels is None:
-        return True
-    return num_labels is not None and info.num_labels != num_labels
+def needs_finetune(info: ModelInfo | None, labels: int | Sequence[str] | None) -> bool:
+    """A model without a classifier head for these labels must be fine-tuned first.
+
+    ``labels`` is the data's label names (compared with the head's, see
+    :func:`~slimpajama_gui.core.plan.preflight.head_reason`) or only their number.
+    """
+    return head_reason(info, labels) is not None
 
 
 def code_preset(name: str) -> list[Step]:
@@ -209,23 +210,31 @@ def _fit_layers(layers: Sequence[int], n: int) -> list[int] | None:
 
 
 def adapt_chain(
-    steps: Sequence[Step], info: ModelInfo | None, num_labels: int | None
+    steps: Sequence[Step], info: ModelInfo | None, labels: int | Sequence[str] | None
 ) -> tuple[list[Step], list[str]]:
     """Fit a preset to the chosen model: fine-tune only when needed, layers that exist.
+
+    ``labels``: the data's label names (or their number), as for :func:`needs_finetune`.
 
     Returns:
         The adapted steps (copies) and sentences saying what was changed.
     """
     notes: list[str] = []
-    needed = needs_finetune(info, num_labels)
+    reason = head_reason(info, labels)
+    needed = reason is not None
     n = info.layers if info is not None else 0
     out: list[Step] = []
     for step in steps:
         step = dataclasses.replace(step)
         if isinstance(step, FineTune) and not needed:
+            names = info.label_names if info is not None else None
+            head = (
+                f"a classifier head for these labels ({', '.join(map(repr, names))})"
+                if names
+                else "a classifier head of the right size"
+            )
             notes.append(
-                "Fine-tuning is left out: the model already has a classifier head of the "
-                "right size. Choose Custom to add it."
+                f"Fine-tuning is left out: the model already has {head}. Choose Custom to add it."
             )
             continue
         if isinstance(step, Distill) and n:
@@ -236,18 +245,12 @@ def adapt_chain(
             if fitted != list(step.student_layers):
                 notes.append(
                     f"The student keeps teacher layers {', '.join(map(str, fitted))} of this "
-                    f"model's {n}."
+                    f"model's {n} (numbered from 0)."
                 )
             step.student_layers = fitted
         out.append(step)
     if needed and not any(isinstance(s, FineTune) for s in out):
         out.insert(0, FineTune())
-    if needed:
-        reason = (
-            "has no classifier head"
-            if info is not None and info.num_labels is None
-            else f"has a {info.num_labels if info else '?'}-class head and the data has "
-            f"{num_labels} labels"
-        )
-        notes.insert(0, f"Fine-tuning comes first: the model {reason}.")
+    if reason is not None:
+        notes.insert(0, f"Fine-tuning comes first: the model{clause(reason)}.")
     return out, notes

@@ -10,6 +10,7 @@ cannot be used, the draft holds no data.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,32 @@ class DataReport:
     train_texts: list[str] = field(default_factory=list)
 
 
+#: Encodings offered on the page (any Python codec name may be typed).
+ENCODINGS = ("utf-8", "cp1252", "latin-1", "utf-16")
+
+#: Recipe keys as the page names them: a sentence from the engine speaks of
+#: ``dataset.text_column``; on this page the user sees a box labelled "Text column".
+_PAGE_WORDS = (
+    (
+        re.compile(
+            r"set the dataset's encoding to the one it was written in — try "
+            r"encoding='([^']+)'"
+        ),  # fmt: skip
+        r"choose the one it was written in under Encoding — try \1",
+    ),
+    (re.compile(r"\b(?:dataset\.)?text_column\b"), "Text column"),
+    (re.compile(r"\b(?:dataset\.)?label_column\b"), "Label column"),
+    (re.compile(r"\bdataset\.encoding\b"), "Encoding"),
+)
+
+
+def page_words(sentence: str) -> str:
+    """``sentence`` with recipe keys replaced by the names of this page's fields."""
+    for pattern, words in _PAGE_WORDS:
+        sentence = pattern.sub(words, sentence)
+    return sentence
+
+
 def inspect_data(generation: int, spec: dict[str, Any]) -> tuple[int, DataReport | str]:
     """Runs on a worker: preview the train file, then load and check the whole set.
 
@@ -79,9 +106,14 @@ def inspect_data(generation: int, spec: dict[str, Any]) -> tuple[int, DataReport
         if demo:
             preview = data_mod.preview(data_mod.DatasetSpec(train=data_mod.DEMO), n=8)
         else:
-            preview = data_mod.preview(Path(spec["train"]), n=8)
+            preview = data_mod.preview(
+                Path(spec["train"]),
+                n=8,
+                format=spec.get("format"),
+                encoding=spec.get("encoding", "utf-8"),
+            )
     except UserError as exc:
-        return generation, str(exc)
+        return generation, page_words(str(exc))
     columns = preview.columns
     text = spec.get("text_column")
     label = spec.get("label_column")
@@ -94,7 +126,7 @@ def inspect_data(generation: int, spec: dict[str, Any]) -> tuple[int, DataReport
         full = data_mod.DatasetSpec.from_dict(dict(spec, text_column=text, label_column=label))
         dataset = data_mod.load_dataset(full)
     except UserError as exc:
-        report.error = str(exc)
+        report.error = page_words(str(exc))
         return generation, report
     report.label_names = list(dataset.label_names)
     report.counts = data_mod.label_counts(dataset.train)
@@ -127,6 +159,18 @@ class DataPage(WizardPage):
             "optional — without it, 10 % of the training rows are held out for evaluation"
         )
         self.eval_browse = QPushButton("Browse…")
+        self.encoding_combo = QComboBox()
+        self.encoding_combo.setEditable(True)
+        self.encoding_combo.addItems(ENCODINGS)
+        self.encoding_combo.setToolTip(
+            "The text encoding of CSV, TSV and JSON files: utf-8 unless the file was saved "
+            "otherwise (cp1252 or latin-1 for many files from Excel on Windows). Any Python "
+            "codec name may be typed."
+        )
+        self.encoding_combo.setMinimumWidth(140)
+        #: Keys of a recipe's ``dataset:`` that this page has no field for (an opened
+        #: recipe's ``max_length``, ``test``, ...): kept as they were.
+        self.extra_spec: dict[str, Any] = {}
         self.text_combo = QComboBox()
         self.text_combo.setToolTip("The column holding the text to classify")
         self.label_combo = QComboBox()
@@ -153,6 +197,11 @@ class DataPage(WizardPage):
         files.addWidget(QLabel("Eval:"), 1, 0)
         files.addWidget(self.eval_edit, 1, 1)
         files.addWidget(self.eval_browse, 1, 2)
+        encoding_row = QHBoxLayout()
+        encoding_row.addWidget(self.encoding_combo)
+        encoding_row.addStretch(1)
+        files.addWidget(QLabel("Encoding:"), 2, 0)
+        files.addLayout(encoding_row, 2, 1)
         files.setContentsMargins(24, 0, 0, 0)
         self.files_box = QWidget()
         self.files_box.setLayout(files)
@@ -194,6 +243,7 @@ class DataPage(WizardPage):
         self.demo_radio.toggled.connect(self._on_source_changed)
         self.train_edit.textChanged.connect(self._schedule)
         self.eval_edit.textChanged.connect(self._schedule)
+        self.encoding_combo.currentTextChanged.connect(self._schedule)
         self.text_combo.activated.connect(self.refresh)
         self.label_combo.activated.connect(self.refresh)
         self.train_browse.clicked.connect(lambda: self._browse(self.train_edit, "training"))
@@ -207,7 +257,7 @@ class DataPage(WizardPage):
     def spec(self) -> dict[str, Any]:
         """The recipe's ``dataset:`` mapping for the current choice."""
         if self.use_demo():
-            return dict(DEMO_SPEC, labels=list(DEMO_SPEC["labels"]))
+            return {**DEMO_SPEC, "labels": list(DEMO_SPEC["labels"]), **self.extra_spec}
         spec: dict[str, Any] = {"train": str(Path(self.train_edit.text().strip()).expanduser())}
         if self.eval_edit.text().strip():
             spec["eval"] = str(Path(self.eval_edit.text().strip()).expanduser())
@@ -215,7 +265,45 @@ class DataPage(WizardPage):
             spec["text_column"] = self.text_combo.currentText()
         if self.label_combo.currentText():
             spec["label_column"] = self.label_combo.currentText()
-        return spec
+        encoding = self.encoding_combo.currentText().strip()
+        if encoding and encoding.lower() not in ("utf-8", "utf8"):
+            spec["encoding"] = encoding
+        return {**self.extra_spec, **spec}
+
+    def set_spec(self, spec: dict[str, Any]) -> None:
+        """Show a recipe's ``dataset:`` mapping (paths absolute) and read it.
+
+        Keys the page has no field for are kept in :attr:`extra_spec`, so nothing of the
+        recipe is lost.
+        """
+        shown = {"train", "eval", "text_column", "label_column", "encoding"}
+        demo = str(spec.get("train", data_mod.DEMO)).strip().lower() == data_mod.DEMO
+        if demo:
+            shown |= set(DEMO_SPEC)
+            self.extra_spec = {
+                k: v for k, v in spec.items() if k not in shown or spec[k] != DEMO_SPEC.get(k)
+            }
+            self.extra_spec.pop("train", None)
+        else:
+            self.extra_spec = {k: v for k, v in spec.items() if k not in shown}
+        widgets = (self.demo_radio, self.file_radio, self.train_edit, self.eval_edit,
+                   self.encoding_combo, self.text_combo, self.label_combo)  # fmt: skip
+        for widget in widgets:
+            widget.blockSignals(True)
+        try:
+            (self.demo_radio if demo else self.file_radio).setChecked(True)
+            self.train_edit.setText("" if demo else str(spec.get("train", "")))
+            self.eval_edit.setText("" if demo else str(spec.get("eval") or ""))
+            self.encoding_combo.setCurrentText(str(spec.get("encoding") or "utf-8"))
+            for combo, key in ((self.text_combo, "text_column"),
+                               (self.label_combo, "label_column")):  # fmt: skip
+                combo.clear()
+                if not demo and spec.get(key) is not None:
+                    combo.addItem(str(spec[key]))
+        finally:
+            for widget in widgets:
+                widget.blockSignals(False)
+        self._on_source_changed()
 
     def _browse(self, edit: QLineEdit, what: str) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -230,6 +318,7 @@ class DataPage(WizardPage):
     def _on_source_changed(self, *_args: Any) -> None:
         demo = self.use_demo()
         self.files_box.setEnabled(not demo)
+        self.encoding_combo.setEnabled(not demo)
         self.text_combo.setEnabled(not demo)
         self.label_combo.setEnabled(not demo)
         self.refresh()
@@ -310,7 +399,7 @@ class DataPage(WizardPage):
         if self.wiz.closing:
             return
         self._loading = False
-        show_text(self.error, error_sentence(exc, "Reading the data", logger=log))
+        show_text(self.error, page_words(error_sentence(exc, "Reading the data", logger=log)))
         self.completeChanged.emit()
 
     def _fill_columns(self, report: DataReport) -> None:

@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from slimpajama_gui.core.model.catalog import discover_models
-from slimpajama_gui.core.model.inspection import ModelInfo, inspect_model
+from slimpajama_gui.core.model.catalog import describe_folder, discover_models
+from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.units import human_bytes, human_count
 from slimpajama_gui.qt.model_table import heads_text
 from slimpajama_gui.qt.widgets.errors import error_sentence
@@ -162,13 +162,17 @@ class ModelPage(WizardPage):
         self.busy.setText(f"Reading {Path(folder).name}…")
         self.add_button.setEnabled(False)
         self.wiz.start_worker(
-            inspect_model, Path(folder), returned=self._on_inspected, errored=self._on_error
+            describe_folder, Path(folder), returned=self._on_inspected, errored=self._on_error
         )
         self.completeChanged.emit()
 
     def _on_inspected(self, info: ModelInfo) -> None:
         self.busy.setText("")
         self.add_button.setEnabled(True)
+        self.add_info(info)
+
+    def add_info(self, info: ModelInfo) -> None:
+        """List ``info`` (or update its row) and select it."""
         item = self._add_item(info)
         self.list.setCurrentItem(item)
         self.draft.set_model(self.selected_info())  # also when it was current already
@@ -194,7 +198,10 @@ class ModelPage(WizardPage):
                     "will be the first step of every chain."
                 )
             else:
-                head = f"yes, {info.num_labels} classes"
+                names = info.label_names
+                head = f"yes, {info.num_labels} classes" + (
+                    f" ({escape(', '.join(names))})" if names else ""
+                )
             rows = [
                 ("Parameters", f"{info.parameters:,} ({human_count(info.parameters)})"),
                 ("Embeddings", f"{human_count(info.embedding_params)} ({share:.0f} %)"),

@@ -8,6 +8,7 @@ arrives from its worker).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,7 +59,8 @@ class ReviewPage(WizardPage):
         )
         self.setFinalPage(True)
         self.estimate: Estimate | None = None
-        self._recipe: Recipe | None = None
+        self._recipe: Recipe | None = None  # the one Run queues: None while anything is wrong
+        self._built: Recipe | None = None  # the one shown and saved
         self.headline = make_label()
         self.headline.setStyleSheet("font-size: 14px; font-weight: bold;")
         self.chain_label = make_label()
@@ -111,26 +113,54 @@ class ReviewPage(WizardPage):
         self.draft.subscribe(self._on_draft_changed)
 
     def initializePage(self) -> None:  # noqa: N802 (Qt override)
-        self.saved.setText("")
+        source = self.wiz.recipe_source
+        self.saved.setText(f"Opened from {source}" if source is not None else "")
         self.refresh()
 
     def _on_draft_changed(self, parts: set[str]) -> None:
-        # The vocabulary count arrives from a worker after the page opened.
-        if "vocabulary" in parts and not self.wiz.closing and self.wiz.currentPage() is self:
+        # The vocabulary count arrives from a worker after the page opened; an opened
+        # recipe's model and data do too.
+        if not self.wiz.closing and self.wiz.currentPage() is self:
             self.refresh()
 
+    def problems(self) -> list[str]:
+        """Everything that keeps Run off, as sentences (empty: ready to run).
+
+        The source model is checked here against the whole chain and the data's labels
+        (:mod:`~slimpajama_gui.core.plan.preflight`, through the draft), so a chain the
+        source cannot go through is refused before Run, never in its first step.
+        """
+        out: list[str] = []
+        if self.draft.model is None:
+            error = self.wiz.model_page.error
+            out.append(error.text() if error.text() else "Model: still reading the model…")
+        if self.draft.data_spec is None:
+            error = self.wiz.data_page.error
+            out.append(f"Data: {error.text()}" if error.text() else "Data: still reading the data…")
+        if self.draft.model is not None:
+            out += self.draft.problems()
+        return list(dict.fromkeys(out))
+
     def refresh(self) -> None:
-        """Show the draft's recipe, its YAML and the estimate."""
-        self._recipe = None
+        """Show the draft's recipe, its YAML, the estimate, and what keeps Run off."""
+        self._recipe = self._built = None
+        problems = self.problems()
         try:
             recipe = self.draft.recipe()
         except UserError as exc:
-            show_text(self.error, str(exc))
+            if str(exc) not in problems:
+                problems.append(str(exc))
             self.yaml.setPlainText("")
         else:
-            show_text(self.error, "")
-            self._recipe = recipe
+            if self.wiz.recipe_extras:  # an opened recipe's fields the pages do not show
+                recipe = dataclasses.replace(recipe, **self.wiz.recipe_extras)
+            self._built = recipe
             self.yaml.setPlainText(dump_recipe(recipe))
+        if problems:
+            show_text(self.error, "Run is off until this is fixed:\n" + "\n".join(problems))
+        else:
+            show_text(self.error, "")
+            self._recipe = self._built
         estimate = self.draft.estimate()
         if estimate is not None:
             try:
@@ -186,9 +216,9 @@ class ReviewPage(WizardPage):
         self.saved.setText("Copied to the clipboard.")
 
     def _save(self) -> None:
-        if self._recipe is None:
+        if self._built is None:
             return
-        name = slug(self._recipe.name) + ".yaml"
+        name = slug(self._built.name) + ".yaml"
         path, _ = QFileDialog.getSaveFileName(
             self, "Save the recipe", str(Path.home() / name), "Recipes (*.yaml *.yml)"
         )
@@ -197,10 +227,10 @@ class ReviewPage(WizardPage):
 
     def save_to(self, path: str | Path) -> None:
         """Write the recipe to ``path`` (atomically); a failure is shown on the page."""
-        if self._recipe is None:
+        if self._built is None:
             return
         try:
-            save_recipe(self._recipe, path)
+            save_recipe(self._built, path)
         except (UserError, OSError) as exc:
             show_text(self.error, f"Could not save the recipe to {path}: {exc}")
             return

@@ -31,6 +31,7 @@ from typing import Any
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QDialog, QWidget, QWizard
 
+from slimpajama_gui.core.model.catalog import packaged_minilm_path
 from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.plan.draft import Draft
 from slimpajama_gui.core.plan.estimate import count_vocabulary
@@ -77,6 +78,10 @@ class CompressWizard(QWizard):
         self._vocab_pending: set[tuple] = set()
         #: The job being planned; the pages edit it and listen to it.
         self.draft = Draft()
+        #: The recipe file this wizard was filled from (:meth:`open_recipe`), else None.
+        self.recipe_source: Path | None = None
+        #: Fields of that recipe no page shows, put back into the recipe Run queues.
+        self.recipe_extras: dict[str, Any] = {}
 
         self.model_page = ModelPage(self)
         self.data_page = DataPage(self)
@@ -104,6 +109,43 @@ class CompressWizard(QWizard):
     def set_current_model(self, path: Path | str) -> None:
         """Preselect the model in ``path`` (now, or when it shows up in the list)."""
         self.model_page.select_path(path)
+
+    def open_recipe(self, recipe: Recipe, source: Path | str) -> None:
+        """Fill the wizard from ``recipe`` (read from the file ``source``) and start on
+        the review page.
+
+        The model's headers and the data are read on the thread pool, as when chosen on
+        their pages; Run stays off until both are in and the source can run the chain.
+        The steps are kept exactly as the file has them (the techniques page's boxes
+        could not show every setting), so the review page is where an opened recipe
+        starts: Run it, or Cancel and start a new job to change it.
+        """
+        self.recipe_source = Path(source)
+        self.recipe_extras = {"seed": recipe.seed, "save_each_step": recipe.save_each_step}
+        spec = dict(recipe.dataset)
+        for key in ("train", "eval", "test"):
+            value = spec.get(key)
+            if isinstance(value, str) and value.strip() and value.strip().lower() != "demo":
+                spec[key] = str(recipe.resolve_path(value))
+        self.data_page.set_spec(spec)
+        self.draft.set_chain("custom", recipe.steps)
+        output = recipe.output
+        if "{data}" not in output:
+            output = str(recipe.resolve_path(output))
+        self.draft.set_job(
+            name=recipe.name, output=output, device=recipe.device, threads=recipe.threads
+        )
+        if recipe.uses_packaged_model:
+            folder = packaged_minilm_path()
+        else:
+            folder = recipe.resolve_path(recipe.model)
+        if not self.model_page.select_path(folder):
+            # No model at all until it is read: never the list's first one meanwhile.
+            self.model_page.list.setCurrentRow(-1)
+            self.model_page.add_folder(folder)
+        self.setStartId(self.PAGE_REVIEW)
+        if self.isVisible():
+            self.restart()
 
     # -- what the user chose ---------------------------------------------------------
     def model_info(self) -> ModelInfo | None:
