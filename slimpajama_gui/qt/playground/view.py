@@ -85,10 +85,6 @@ def _side_job(cache: PredictorCache, request: _Request) -> Iterator[tuple[str, _
 # --------------------------------------------------------------------------- widgets
 
 
-def _name_for(info: ModelInfo) -> str:
-    return info.name if info.source != "result" else f"{info.name} (result)"
-
-
 # --------------------------------------------------------------------------- view
 
 
@@ -208,7 +204,7 @@ class PlaygroundView(WorkerScreen):
             combo.blockSignals(True)
             combo.clear()
             for info in self._infos:
-                combo.addItem(_name_for(info), str(info.path))
+                combo.addItem(info.name, str(info.path))  # a result reads 'job › 01-step'
                 combo.setItemData(
                     combo.count() - 1,
                     f"{info.name}\n{info.path}\n{info.num_labels} classes",
