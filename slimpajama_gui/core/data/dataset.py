@@ -428,14 +428,18 @@ def _check_label_set(counts: dict[Any, int], listed: Any, raws: list[_Raw]) -> N
     else:
         return  # a few unused ids (e.g. labels numbered from 1): _label_ids warns
     rest = [v for v in ints if v not in odd]
-    mapping = json.dumps([str(v) for v in ints]) if len(ints) <= 20 else '["0", "1", …]'
     others = f" from the other labels ({_quote_list(rest)})" if rest else ""
+    count = f"{classes:,}" if classes < 10**12 else f"about 10^{len(str(classes)) - 1}"
+    advice = f"Fix {'that row' if len(odd) == 1 else 'those rows'}"
+    if ints[-1] < 10**12:  # numbers that could be meant as codes (zip codes, ratings)
+        mapping = json.dumps([str(v) for v in ints]) if len(ints) <= 20 else '["0", "1", …]'
+        advice += (
+            "; if the numbers are codes rather than ids, list them in dataset.labels to map "
+            f"them to 0…{len(ints) - 1}, e.g. labels: {mapping}"
+        )
     raise UserError(
         f"label{'s' if len(odd) > 1 else ''} {listed(odd)} {'lie' if len(odd) > 1 else 'lies'} "
-        f"far{others}: as class ids they would give the model {classes:,} classes{why}. "
-        f"Fix {'that row' if len(odd) == 1 else 'those rows'}; if the numbers are codes "
-        f"rather than ids, list them in dataset.labels to map them to 0…{len(ints) - 1}, "
-        f"e.g. labels: {mapping}."
+        f"far{others}: as class ids they would give the model {count} classes{why}. {advice}."
     )
 
 
@@ -467,6 +471,10 @@ def load_dataset(
     test_path = None if spec.test is None else _resolve(spec.test, base, "test")
 
     whole = train = _read_split("train", train_path, spec, warnings)
+    if spec.labels is None:
+        # The label checks (D4, L1) before the split: a label column that holds texts
+        # would otherwise be reported as "too few rows" by the stratified split.
+        _label_ids([whole], None, [], labels_from)
     sampled: list[int] | None = None  # rows of the train file that max_rows kept
     if spec.max_rows is not None and spec.max_rows < len(train.texts):
         sampled = _sample(len(train.texts), spec.max_rows, spec.seed)

@@ -608,7 +608,14 @@ def recipe_from_yaml(
             f"{MAX_RECIPE_BYTES:,} (written-out recipes are a few thousand). Check that it is "
             "the recipe file."
         )
-    reader = _YamlReader(text, source)
+    try:
+        reader = _YamlReader(text, source)
+    except yaml.reader.ReaderError as exc:  # checked as the loader is built
+        line = text.count("\n", 0, exc.position) + 1
+        raise UserError(
+            f"{source} line {line} holds the character U+{exc.character:04X}, which YAML does "
+            "not allow; remove it (a recipe is plain text)."
+        ) from None
     try:
         return reader.recipe(base_dir)
     finally:
