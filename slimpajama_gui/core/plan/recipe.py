@@ -253,6 +253,8 @@ class Recipe:
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, base_dir: Path | None = None) -> Recipe:
         """Build and validate a recipe from plain values (e.g. JSON in slimpajama.json)."""
+        if not isinstance(data, dict):
+            raise RecipeError("recipe", f"expected a mapping of settings, got {fmt_value(data)}")
         unknown = [k for k in data if k not in cls.KEYS]
         if unknown:
             raise RecipeError(unknown[0], unknown_key_problem(unknown[0], list(cls.KEYS)))

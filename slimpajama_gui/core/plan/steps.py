@@ -143,6 +143,10 @@ def step_from_dict(data: dict[str, Any], *, index: int | None = None) -> Step:
     Raises:
         RecipeError: unknown type or key, a newer version, or a bad value.
     """
+    if not isinstance(data, dict):
+        raise RecipeError(
+            "steps", f"a step must be a mapping with a 'type', got {fmt_value(data)}", step=index
+        )
     data = dict(data)
     kind = data.pop("type", None)
     if not isinstance(kind, str) or kind not in STEP_TYPES:
