@@ -109,6 +109,10 @@ def test_kind5_plausible_gaps_still_only_warn(tmp_path):
     stars = write_csv(tmp_path / "stars.csv", [(f"t{i}", 1 + i % 5) for i in range(50)])
     ds = load_dataset(DatasetSpec(train=str(stars)))
     assert ds.num_labels == 6 and any("numbered from 1" in w for w in ds.warnings)
+    # An eval file with one class of a larger model (`slimpajama eval --label-ids`).
+    subset = write_csv(tmp_path / "subset.csv", [(f"t{i}", 4) for i in range(30)])
+    ds = load_dataset(DatasetSpec(train=str(subset), eval=str(subset)))
+    assert ds.num_labels == 5 and ds.eval.labels == [4] * 30
 
 
 def test_L1_one_odd_value_among_0_1_is_refused_with_its_line(tmp_path):
@@ -432,6 +436,31 @@ def test_property_any_json_records_give_a_dataset_or_a_user_error(tmp_path_facto
 
     check()
     print(f"generated JSON records: {_ran['json']} examples")
+
+
+def test_property_any_dataset_settings_give_a_spec_or_a_user_error():
+    settings_ = st.fixed_dictionaries(
+        {},
+        optional={
+            "encoding": st.text(max_size=12) | st.sampled_from(["utf-8", "base64", "rot13"]),
+            "format": st.text(max_size=8) | st.sampled_from(["csv", "pq", "json"]),
+            "train": st.text(max_size=20),
+            "labels": st.lists(st.one_of(st.text(max_size=5), st.integers(), st.none())),
+            "seed": st.integers() | st.floats(),
+            "max_length": st.integers(),
+            "eval_fraction": st.floats() | st.integers(),
+            "text_column": st.text(max_size=5) | st.integers(),
+        },
+    )
+
+    @PROPERTY
+    @given(values=settings_)
+    def check(values: dict) -> None:
+        _record("dataset settings")
+        _expect_result_or_user_error(lambda: DatasetSpec.from_dict(values))
+
+    check()
+    print(f"generated dataset settings: {_ran['dataset settings']} examples")
 
 
 def test_property_any_text_gives_a_recipe_or_a_user_error():

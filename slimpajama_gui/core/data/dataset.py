@@ -370,6 +370,11 @@ def _label_ids(
     return [[mapping[v] for v in raw.labels] for raw in raws], names
 
 
+#: Unused ids always allowed: an eval file holding a few classes of a larger model, labels
+#: numbered from 1. They cost a few rows of the classifier; _label_ids warns about them.
+_FEW_UNUSED = 8
+
+
 def _check_label_set(counts: dict[Any, int], listed: Any, raws: list[_Raw]) -> None:
     """Refuse a label set no classifier is meant to have (docs/reliability.md L1).
 
@@ -377,7 +382,8 @@ def _check_label_set(counts: dict[Any, int], listed: Any, raws: list[_Raw]) -> N
     (``100000`` among 0/1) would give the model 100,001 classes and its evaluation a
     confusion matrix of 10^10 cells; it is refused here, naming the odd value's line,
     when the ids are huge (more than :data:`MAX_CLASSES` classes), sparse (more ids
-    unused than used) or one rare value lies past a gap (under 1% of the rows). Names
+    unused than used, and more than :data:`_FEW_UNUSED`) or one rare value lies past a
+    gap (under 1% of the rows). Names
     are refused when there are more than :data:`MAX_CLASSES` of them or when most rows
     have a label of their own (a text column taken for the labels).
 
@@ -416,7 +422,7 @@ def _check_label_set(counts: dict[Any, int], listed: Any, raws: list[_Raw]) -> N
     rare = [v for i, v in enumerate(ints[1:], 1) if v - ints[i - 1] > 1 and 100 * counts[v] < total]
     if classes > MAX_CLASSES:
         why = f" (at most {MAX_CLASSES:,} are supported)"
-    elif unused > len(ints):
+    elif unused > max(len(ints), _FEW_UNUSED):
         why = f", {unused:,} of them without a single row"
     elif rare:
         odd = rare

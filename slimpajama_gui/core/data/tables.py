@@ -77,7 +77,9 @@ def brief(value: Any) -> str:
     try:
         return _brief.repr(value)
     except ValueError:  # an int too long for repr (Python's 4300-digit limit)
-        return f"a {value.bit_length()}-bit number"
+        if isinstance(value, int):
+            return f"a {value.bit_length():,}-bit number"
+        return f"a {type(value).__name__} holding a number too long to show"
 
 
 def _quote_list(values: Sequence[Any], limit: int = 12) -> str:
@@ -217,10 +219,10 @@ def check_encoding(encoding: Any, where: str) -> None:
         pass
     except UnicodeError:  # the 'undefined' codec refuses every input
         raise UserError(f"{encoding!r} ({where}) decodes nothing; {advice}.") from None
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL character in the name
         try:
             codecs.lookup(encoding)
-        except LookupError:
+        except (LookupError, ValueError):
             raise UserError(f"unknown encoding {encoding!r} for {where}; {advice}.") from None
         raise UserError(
             f"{encoding!r} (the encoding for {where}) converts bytes to bytes, not to text; "
