@@ -295,6 +295,17 @@ def test_kind9_data_file_must_be_a_regular_file_of_bounded_size(tmp_path, monkey
     monkeypatch.setattr(tables_mod, "MAX_FILE_BYTES", 1000)
     with pytest.raises(UserError, match=r"big\.csv is .* the largest data file"):
         read_table(big)
+    # Parquet pages are compressed: the size they unpack to is bounded too.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    packed = tmp_path / "packed.parquet"
+    table = pa.table({"sentence": ["same text " * 50] * 200, "label": [0, 1] * 100})
+    pq.write_table(table, packed, use_dictionary=False, compression="zstd")
+    assert packed.stat().st_size * 10 < table.nbytes  # compresses well
+    monkeypatch.setattr(tables_mod, "MAX_FILE_BYTES", packed.stat().st_size + 1)
+    with pytest.raises(UserError, match=r"packed\.parquet holds .* once decompressed"):
+        read_table(packed)
     with pytest.raises(UserError, match=r"'base64' .* not to text"):
         DatasetSpec(train="x.csv", encoding="base64")
     with pytest.raises(UserError, match=r"'undefined' .* decodes nothing"):

@@ -426,6 +426,24 @@ def _read_parquet(path: Path) -> Table:
             "with `pip install pyarrow`, or save the data as CSV, TSV or JSON Lines."
         ) from None
     try:
+        # The file is bounded by check_data_file; its compressed pages are not, so the
+        # size they decompress to (recorded in the footer) is checked before reading.
+        # (Dictionary-encoded pages expand further when decoded; the footer cannot say.)
+        meta = pq.ParquetFile(path).metadata
+        unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(
+            f"{path.name} is not a readable Parquet file ({reason}); save it again or "
+            "export the data as CSV or JSON Lines."
+        ) from None
+    if unpacked > MAX_FILE_BYTES:
+        raise UserError(
+            f"{path.name} holds {unpacked / 2**30:.1f} GiB of data once decompressed; the "
+            f"largest data the app reads is {MAX_FILE_BYTES / 2**30:.0f} GiB. Train on a "
+            "sample: keep a share of its rows in a new file."
+        )
+    try:
         table = pq.read_table(path)
         columns = [str(c) for c in table.column_names]
         data = [table.column(i).to_pylist() for i in range(len(columns))]
