@@ -227,6 +227,17 @@ def test_kind9_yaml_alias_bomb_is_refused_at_once(sections):
     assert "bomb.yaml line" in message and len(message) < 400
 
 
+def test_kind9_long_keys_and_values_are_quoted_cut_to_a_readable_length():
+    long = "x" * 100_000
+    for text in (recipe_text(name=f"name: x\n{long}: 1"), recipe_text(name=f"name: [{long}]")):
+        with pytest.raises(UserError) as err:
+            recipe_from_yaml(text, "long.yaml")
+        assert "long.yaml line" in str(err.value) and len(str(err.value)) < 400
+    with pytest.raises(UserError) as err:
+        step_from_dict({"type": "finetune", long: 1})
+    assert len(str(err.value)) < 400
+
+
 def test_kind9_yaml_self_reference_and_many_aliases_are_refused():
     with pytest.raises(UserError, match="alias .* inside its own anchor"):
         recipe_from_yaml(recipe_text(name="name: &a [x, *a]"), "self.yaml")

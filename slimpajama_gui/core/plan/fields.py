@@ -54,7 +54,9 @@ class RecipeError(UserError):
             where.append(f"step {step + 1} '{step_type}'" if step_type else f"step {step + 1}")
         elif step_type:
             where.append(f"'{step_type}' step")
-        text = f"{field}: {problem}"
+        # A key comes from the file and may be any length; the message shows its start.
+        shown = field if len(field) <= 80 else field[:80] + "…"
+        text = f"{shown}: {problem}"
         if where:
             text += f" ({', '.join(where)})"
         super().__init__(text + ".")

@@ -482,8 +482,9 @@ class _YamlReader:
             ) from None
 
     def unknown_key(self, key: str, key_node: yaml.Node, allowed: list[str], where: str) -> None:
-        text = f"unknown key '{key}' in {where}; allowed keys: {', '.join(allowed)}"
-        close = difflib.get_close_matches(key, allowed, n=1)
+        shown = key if len(key) <= 80 else key[:80] + "…"
+        text = f"unknown key '{shown}' in {where}; allowed keys: {', '.join(allowed)}"
+        close = difflib.get_close_matches(key[:200], allowed, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise UserError(f"{text} ({self.source} line {_line(key_node)}).{hint}")
 
