@@ -430,7 +430,34 @@ def cmd_history(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def _whole(low: int, high: int, zero: str | None = None):
+    """An argparse ``type``: a whole number from ``low`` to ``high``, or a usage error.
+
+    ``zero`` describes what 0 means when it is allowed below ``low`` (e.g. "about 3 s").
+    The bounds are the engine's own, so the command line refuses what a recipe would.
+    """
+
+    def parse(text: str) -> int:
+        allowed = f"from {low:,} to {high:,}" + (f", or 0 for {zero}" if zero else "")
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number {allowed}, not {text[:40]!r}"
+            ) from None
+        if (zero and value == 0) or low <= value <= high:
+            return value
+        raise argparse.ArgumentTypeError(f"must be a whole number {allowed}, not {value:,}")
+
+    parse.__name__ = "whole number"  # what argparse names in its own messages
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from slimpajama_gui.core.data.spec import MAX_LENGTH
+    from slimpajama_gui.core.plan.steps import MAX_REPEATS, MAX_SENTENCES, MAX_THREADS
+
+    max_length = _whole(4, MAX_LENGTH)
     parser = argparse.ArgumentParser(
         prog="slimpajama",
         description="SlimPajama Studio from the command line: inspect, fine-tune and measure text classifiers.",
@@ -476,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-length",
-        type=int,
+        type=max_length,
         default=128,
         help="truncate texts to this many tokens (default: 128)",
     )
@@ -486,10 +513,20 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Benchmark a model on CPU with a fixed thread count. Sentences come from "
                        "the demo set unless --data is given.")  # fmt: skip
     p.add_argument("model", metavar="MODEL", help='a model folder, or "packaged"')
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
-    p.add_argument("--sentences", type=int, default=200, help="sentences to time (default: 200)")
     p.add_argument(
-        "--repeats", type=int, default=0, help="passes over the sentences (default: 0 = about 3 s)"
+        "--threads", type=_whole(1, MAX_THREADS), default=2, help="CPU threads (default: 2)"
+    )
+    p.add_argument(
+        "--sentences",
+        type=_whole(1, MAX_SENTENCES),
+        default=200,
+        help="sentences to time (default: 200)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=_whole(1, MAX_REPEATS, zero="about 3 s"),
+        default=0,
+        help="passes over the sentences (default: 0 = about 3 s)",
     )
     p.add_argument("--data", help="a file with the sentences to time")
     p.add_argument("--text-column", default="sentence", help="column with the text in --data")
@@ -500,13 +537,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="a fine-tuned model folder")
     p.add_argument("text", metavar="TEXT", nargs="+", help="one or more texts")
     p.add_argument(
-        "--max-length", type=int, default=128, help="truncate to this many tokens (default: 128)"
+        "--max-length",
+        type=max_length,
+        default=128,
+        help="truncate to this many tokens (default: 128)",
     )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("history", help="recent jobs with their status and output",
                        description="List recent jobs from the job history (newest first).")  # fmt: skip
-    p.add_argument("--limit", type=int, default=20, help="how many jobs (default: 20)")
+    p.add_argument(
+        "--limit", type=_whole(1, 10_000), default=20, help="how many jobs (default: 20)"
+    )
     p.set_defaults(func=cmd_history)
     return parser
 

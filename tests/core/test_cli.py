@@ -61,6 +61,18 @@ def test_missing_recipe_file(capsys, tmp_path):
     assert "missing.yaml" in err
 
 
+def test_kind9_alias_bomb_and_device_recipes_are_one_sentence(capsys, tmp_path):
+    # A 400-byte "billion laughs" in the recipe's name ran until killed.
+    levels = ["  - &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    levels += [f"  - &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("name:\n" + "\n".join(levels) + "\nmodel: packaged\n")
+    err = _one_sentence_error(capsys, ["run", str(bomb)])
+    assert "bomb.yaml expands to more than 10,000 values" in err
+    err = _one_sentence_error(capsys, ["run", "/dev/zero"])
+    assert "/dev/zero is not a regular file" in err
+
+
 def test_predict_refuses_an_encoder_without_a_head(capsys):
     err = _one_sentence_error(capsys, ["predict", "packaged", "hello"])
     assert "no trained classifier head" in err

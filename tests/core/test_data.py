@@ -55,7 +55,7 @@ def balanced(n: int = 20, prefix: str = "text") -> list[tuple[str, int]]:
 # --------------------------------------------------------------------------- D1
 
 
-def test_d1_missing_label_column_lists_columns_and_how_to_map(tmp_path):
+def test_D1_missing_label_column_lists_columns_and_how_to_map(tmp_path):
     path = write_csv(tmp_path / "reviews.csv", [("good", "pos")], header=("sentence", "sentiment"))
     with pytest.raises(UserError) as err:
         load_dataset(DatasetSpec(train=str(path), eval=str(path)))
@@ -65,7 +65,7 @@ def test_d1_missing_label_column_lists_columns_and_how_to_map(tmp_path):
     assert "label_column: sentiment" in msg and "label_column: 1" in msg
 
 
-def test_d1_missing_text_column_suggests_text_column(tmp_path):
+def test_D1_missing_text_column_suggests_text_column(tmp_path):
     path = write_csv(tmp_path / "d.csv", [("good", 1)], header=("review", "label"))
     with pytest.raises(UserError, match=r"no column 'sentence' \(text_column\)") as err:
         load_dataset(DatasetSpec(train=str(path), eval=str(path)))
@@ -75,7 +75,7 @@ def test_d1_missing_text_column_suggests_text_column(tmp_path):
     assert ds.train.texts == ["good"]
 
 
-def test_d1_column_index_out_of_range(tmp_path):
+def test_D1_column_index_out_of_range(tmp_path):
     path = write_csv(tmp_path / "d.csv", [("good", 1)])
     with pytest.raises(UserError, match=r"label_column: 5 is not a column of d\.csv.*0 to 1"):
         load_dataset(DatasetSpec(train=str(path), eval=str(path), label_column=5))
@@ -84,7 +84,7 @@ def test_d1_column_index_out_of_range(tmp_path):
 # --------------------------------------------------------------------------- D2
 
 
-def test_d2_non_utf8_names_line_byte_and_offers_encoding(tmp_path):
+def test_D2_non_utf8_names_line_byte_and_offers_encoding(tmp_path):
     path = tmp_path / "latin.tsv"
     path.write_bytes(b"sentence\tlabel\nfine\t1\ncaf\xe9 au lait\t0\n")
     with pytest.raises(UserError) as err:
@@ -99,7 +99,7 @@ def test_d2_non_utf8_names_line_byte_and_offers_encoding(tmp_path):
     assert "café au lait" in ds.train.texts
 
 
-def test_d2_utf8_bom_is_skipped_and_unknown_encoding_refused(tmp_path):
+def test_D2_utf8_bom_is_skipped_and_unknown_encoding_refused(tmp_path):
     path = tmp_path / "bom.csv"
     path.write_bytes(b"\xef\xbb\xbfsentence,label\nhello,1\n")
     assert read_table(path).columns == ["sentence", "label"]
@@ -110,7 +110,7 @@ def test_d2_utf8_bom_is_skipped_and_unknown_encoding_refused(tmp_path):
 # --------------------------------------------------------------------------- D3
 
 
-def test_d3_empty_header_only_and_no_rows_left(tmp_path):
+def test_D3_empty_header_only_and_no_rows_left(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     with pytest.raises(UserError, match=r"empty\.csv is empty"):
@@ -140,7 +140,7 @@ def test_empty_texts_are_skipped_with_a_warning(tmp_path):
 # --------------------------------------------------------------------------- D4
 
 
-def test_d4_labels_outside_model_label_set_named_with_rows(tmp_path):
+def test_D4_labels_outside_model_label_set_named_with_rows(tmp_path):
     path = write_csv(tmp_path / "three.csv", [("a", 0), ("b", 1), ("c", 2), ("d", 2)])
     ds = load_dataset(DatasetSpec(train=str(path), eval=str(path)))
     assert ds.num_labels == 3
@@ -152,7 +152,7 @@ def test_d4_labels_outside_model_label_set_named_with_rows(tmp_path):
     assert "three.csv lines 4, 5" in msg
 
 
-def test_d4_negative_labels_refused(tmp_path):
+def test_D4_negative_labels_refused(tmp_path):
     path = write_csv(tmp_path / "neg.csv", [("a", -1), ("b", 1)])
     with pytest.raises(UserError, match=r"negative labels -1 \(neg\.csv line 2\)") as err:
         load_dataset(DatasetSpec(train=str(path), eval=str(path)))
@@ -161,7 +161,7 @@ def test_d4_negative_labels_refused(tmp_path):
     assert ds.train.labels == [0, 1] and ds.label_names == ["-1", "1"]
 
 
-def test_d4_mixed_label_types_refused(tmp_path):
+def test_D4_mixed_label_types_refused(tmp_path):
     train = write_csv(tmp_path / "train.csv", [("a", 0), ("b", 1)])
     dev = write_csv(tmp_path / "dev.csv", [("c", "pos")])
     with pytest.raises(UserError, match="mix numbers and names") as err:
@@ -169,7 +169,7 @@ def test_d4_mixed_label_types_refused(tmp_path):
     assert "'pos' (dev.csv line 2)" in str(err.value)
 
 
-def test_d4_fractional_and_missing_labels_refused_with_line(tmp_path):
+def test_D4_fractional_and_missing_labels_refused_with_line(tmp_path):
     frac = write_csv(tmp_path / "frac.csv", [("a", 0), ("b", 0.5)])
     with pytest.raises(UserError, match=r"fractional labels: 0\.5 \(frac\.csv line 3\)"):
         load_dataset(DatasetSpec(train=str(frac), eval=str(frac)))
@@ -182,7 +182,7 @@ def test_d4_fractional_and_missing_labels_refused_with_line(tmp_path):
         load_dataset(DatasetSpec(train=str(jsonl), eval=str(jsonl)))
 
 
-def test_d4_values_not_in_explicit_labels(tmp_path):
+def test_D4_values_not_in_explicit_labels(tmp_path):
     path = write_csv(tmp_path / "d.csv", [("a", "pos"), ("b", "neg"), ("c", "meh")])
     with pytest.raises(
         UserError, match=r"labels 'meh' \(d\.csv line 4\) are not in dataset\.labels"
@@ -190,7 +190,7 @@ def test_d4_values_not_in_explicit_labels(tmp_path):
         load_dataset(DatasetSpec(train=str(path), eval=str(path), labels=["neg", "pos"]))
 
 
-def test_d6_quotes_commas_tabs_newlines_inside_quoted_text(tmp_path):
+def test_D6_quotes_commas_tabs_newlines_inside_quoted_text(tmp_path):
     path = write_csv(tmp_path / "q.csv", ROWS)
     table = read_table(path)
     assert [r[0] for r in table.rows] == [t for t, _ in ROWS]
@@ -199,7 +199,7 @@ def test_d6_quotes_commas_tabs_newlines_inside_quoted_text(tmp_path):
     assert read_table(tsv).rows == table.rows
 
 
-def test_d6_ragged_rows_rejected_with_line(tmp_path):
+def test_D6_ragged_rows_rejected_with_line(tmp_path):
     path = tmp_path / "ragged.csv"
     path.write_text('sentence,label\nfine,1\n"also, fine",0\nbroken, no quotes,1\n')
     with pytest.raises(UserError, match=r"ragged\.csv line 4 has 3 fields but the header has 2"):
@@ -209,7 +209,7 @@ def test_d6_ragged_rows_rejected_with_line(tmp_path):
         read_table(tsv)
 
 
-def test_d6_broken_quoting_named_by_line(tmp_path):
+def test_D6_broken_quoting_named_by_line(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text('sentence,label\nok,1\n"closed" then more,0\n')
     with pytest.raises(UserError, match=r"bad\.csv line 3 cannot be read as CSV"):
@@ -225,7 +225,7 @@ def test_tsv_without_quoting_convention_still_reads(tmp_path):
 # --------------------------------------------------------------------------- D7, D8
 
 
-def test_d7_one_class_warns_accuracy_meaningless(tmp_path):
+def test_D7_one_class_warns_accuracy_meaningless(tmp_path):
     path = write_csv(tmp_path / "one.csv", [(f"text {i}", 1) for i in range(10)])
     ds = load_dataset(DatasetSpec(train=str(path)))
     assert any(
@@ -233,7 +233,7 @@ def test_d7_one_class_warns_accuracy_meaningless(tmp_path):
     )
 
 
-def test_d8_duplicates_across_train_and_eval_counted(tmp_path):
+def test_D8_duplicates_across_train_and_eval_counted(tmp_path):
     train = write_csv(tmp_path / "train.csv", balanced(10))
     dev = write_csv(
         tmp_path / "dev.csv",

@@ -29,7 +29,7 @@ HEAD = """\
 name: sst2-small
 model: packaged
 dataset:
-  path: data/sst2
+  train: data/sst2.tsv
   text_column: sentence
 output: out/sst2-small
 steps:
@@ -44,7 +44,11 @@ def full_recipe(**overrides) -> Recipe:
     values = dict(
         name="every step",
         model="models/teacher",
-        dataset={"path": "data/sst2", "columns": {"text": "sentence", "label": "label"}},
+        dataset={
+            "train": "data/sst2/train.tsv",
+            "text_column": "sentence",
+            "label_column": "label",
+        },
         output="results/every-step",
         device="cpu",
         threads=2,
@@ -102,7 +106,7 @@ def test_defaults_are_written_out_and_read_back() -> None:
     recipe = parse("  - type: finetune\n")
     assert recipe.steps == [FineTune()]
     assert recipe.version == 1 and recipe.device == "auto" and recipe.threads is None
-    assert recipe.dataset == {"path": "data/sst2", "text_column": "sentence"}
+    assert recipe.dataset == {"train": "data/sst2.tsv", "text_column": "sentence"}
     assert recipe_from_yaml(dump_recipe(recipe)) == recipe
 
 
@@ -206,7 +210,7 @@ def test_validate_on_configs_built_in_code() -> None:
 
 def test_output_inside_the_source_model_is_refused(tmp_path: Path) -> None:
     (tmp_path / "teacher").mkdir()
-    base = "name: x\nmodel: teacher\ndataset: {path: d}\nsteps:\n  - type: finetune\n"
+    base = "name: x\nmodel: teacher\ndataset: {train: d.csv}\nsteps:\n  - type: finetune\n"
     for output in ("teacher", "teacher/compressed", "./teacher/../teacher"):
         path = tmp_path / "recipe.yaml"
         path.write_text(base + f"output: {output}\n")
@@ -228,7 +232,7 @@ def test_an_output_folder_the_job_cannot_make_is_refused_before_it_runs(tmp_path
     file, a path through a file, a folder without write permission)."""
     (tmp_path / "teacher").mkdir()
     (tmp_path / "notes.csv").write_text("keep me\n")
-    base = "name: x\nmodel: teacher\ndataset: {path: d}\nsteps:\n  - type: finetune\n"
+    base = "name: x\nmodel: teacher\ndataset: {train: d.csv}\nsteps:\n  - type: finetune\n"
     path = tmp_path / "recipe.yaml"
     for output, words in (
         ("notes.csv", "notes.csv is a file; choose a folder"),

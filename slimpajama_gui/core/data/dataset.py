@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slimpajama_gui.core.data.spec import DEMO, DatasetSpec, _resolve, demo_path
-from slimpajama_gui.core.data.tables import Table, _numbers, _quote_list, read_table
+from slimpajama_gui.core.data.spec import DEMO, MAX_CLASSES, DatasetSpec, _resolve, demo_path
+from slimpajama_gui.core.data.tables import Table, _numbers, _quote_list, brief, read_table
 from slimpajama_gui.core.errors import UserError
 
 __all__ = [
@@ -43,6 +43,9 @@ __all__ = [
 
 _INT_RE = re.compile(r"[+-]?\d+")
 _FLOAT_RE = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
+#: Digits beyond which a number in a label cell is no class id (and Python refuses to
+#: parse more than 4300 of them).
+_MAX_LABEL_DIGITS = 18
 
 
 def normalize_text(text: str) -> str:
@@ -123,6 +126,7 @@ class _Raw:
     pairs: list[str] | None
     labels: list[int | str]
     lines: list[int]
+    label_column: str = "label"
 
     def where(self, indices: Sequence[int]) -> str:
         return self.table.where([self.lines[i] for i in indices])
@@ -135,11 +139,13 @@ class _Raw:
             None if self.pairs is None else [self.pairs[i] for i in indices],
             [self.labels[i] for i in indices],
             [self.lines[i] for i in indices],
+            self.label_column,
         )
 
 
 def _parse_label(cell: Any) -> tuple[str, Any]:
-    """``("int", 3)``, ``("str", "pos")``, ``("missing", None)`` or ``("fraction", 0.5)``."""
+    """``("int", 3)``, ``("str", "pos")``, ``("missing", None)``, ``("fraction", 0.5)``, or
+    ``("huge", "1234…")`` for a number too long to be a class id."""
     if cell is None:
         return "missing", None
     if isinstance(cell, bool):
@@ -147,16 +153,22 @@ def _parse_label(cell: Any) -> tuple[str, Any]:
     if isinstance(cell, int):
         return "int", cell
     if isinstance(cell, float):
-        if cell != cell or cell in (float("inf"), float("-inf")):
+        if cell != cell:
             return "missing", None
+        if cell in (float("inf"), float("-inf")):
+            return "huge", cell
         return ("int", int(cell)) if cell.is_integer() else ("fraction", cell)
     text = str(cell).strip()
     if not text:
         return "missing", None
     if _INT_RE.fullmatch(text):
+        if len(text.lstrip("+-")) > _MAX_LABEL_DIGITS:
+            return "huge", text
         return "int", int(text)
     if _FLOAT_RE.fullmatch(text):
         value = float(text)
+        if value in (float("inf"), float("-inf")):
+            return "huge", text
         return ("int", int(value)) if value.is_integer() else ("fraction", text)
     return "str", text
 
@@ -180,6 +192,7 @@ def _read_split(name: str, path: Path, spec: DatasetSpec, warnings: list[str]) -
     empty: list[int] = []
     missing: list[int] = []
     fractions: dict[Any, list[int]] = {}
+    huge: dict[Any, list[int]] = {}
     for row, line in zip(table.rows, table.lines, strict=True):
         text = row[ti]
         text = "" if text is None else text if isinstance(text, str) else str(text)
@@ -192,6 +205,9 @@ def _read_split(name: str, path: Path, spec: DatasetSpec, warnings: list[str]) -
             continue
         if kind == "fraction":
             fractions.setdefault(value, []).append(line)
+            continue
+        if kind == "huge":
+            huge.setdefault(value, []).append(line)
             continue
         texts.append(text)
         if pairs is not None:
@@ -206,8 +222,17 @@ def _read_split(name: str, path: Path, spec: DatasetSpec, warnings: list[str]) -
             f"column {label_col!r}. Fill in the label or remove "
             f"{'that row' if len(missing) == 1 else 'those rows'}."
         )
+    if huge:
+        shown = ", ".join(f"{_plain(v)} ({table.where(ls)})" for v, ls in list(huge.items())[:5])
+        raise UserError(
+            f"column {label_col!r} of {path.name} holds numbers far too large to be class ids: "
+            f"{shown}. Class ids run 0, 1, 2, …; fix {'that row' if len(huge) == 1 else 'those rows'}"
+            " or check that label_column is the class column."
+        )
     if fractions:
-        shown = ", ".join(f"{v} ({table.where(ls)})" for v, ls in list(fractions.items())[:5])
+        shown = ", ".join(
+            f"{_plain(v)} ({table.where(ls)})" for v, ls in list(fractions.items())[:5]
+        )
         raise UserError(
             f"column {label_col!r} of {path.name} holds fractional labels: {shown}. A classifier "
             'needs whole-number class ids (0, 1, …) or names ("neg", "pos"); this looks like a '
@@ -225,7 +250,13 @@ def _read_split(name: str, path: Path, spec: DatasetSpec, warnings: list[str]) -
             f"text in column {table.columns[ti]!r}. Check text_column (columns found: "
             f"{_quote_list(table.columns)})."
         )
-    return _Raw(name, table, texts, pairs, labels, lines)
+    return _Raw(name, table, texts, pairs, labels, lines, label_col)
+
+
+def _plain(value: Any) -> str:
+    """A number as written in the file, cut to a readable length, without quotes."""
+    shown = brief(value)
+    return shown[1:-1] if isinstance(value, str) else shown
 
 
 def _sample(n: int, k: int, seed: int) -> list[int]:
@@ -274,7 +305,11 @@ def _label_ids(
 
     def listed(found: list[Any], limit: int = 5) -> str:
         """``found`` with the rows each comes from, e.g. ``'neg' (train.csv line 4)``."""
-        return ", ".join(f"{v!r} ({where(v)})" for v in found[:limit])
+        shown = ", ".join(f"{brief(v)} ({where(v)})" for v in found[:limit])
+        return shown + (f" and {len(found) - limit} more" if len(found) > limit else "")
+
+    if labels is None:
+        _check_label_set({v: len(places) for v, places in values.items()}, listed, raws)
 
     if labels is not None:
         names = list(labels)
@@ -335,6 +370,85 @@ def _label_ids(
     return [[mapping[v] for v in raw.labels] for raw in raws], names
 
 
+#: Unused ids always allowed: an eval file holding a few classes of a larger model, labels
+#: numbered from 1. They cost a few rows of the classifier; _label_ids warns about them.
+_FEW_UNUSED = 8
+
+
+def _check_label_set(counts: dict[Any, int], listed: Any, raws: list[_Raw]) -> None:
+    """Refuse a label set no classifier is meant to have (docs/reliability.md L1).
+
+    ``counts`` is rows per raw label value. Integer labels are class ids, so one typo
+    (``100000`` among 0/1) would give the model 100,001 classes and its evaluation a
+    confusion matrix of 10^10 cells; it is refused here, naming the odd value's line,
+    when the ids are huge (more than :data:`MAX_CLASSES` classes), sparse (more ids
+    unused than used, and more than :data:`_FEW_UNUSED`) or one rare value lies past a
+    gap (under 1% of the rows). Names
+    are refused when there are more than :data:`MAX_CLASSES` of them or when most rows
+    have a label of their own (a text column taken for the labels).
+
+    Raises:
+        UserError: naming the odd values with their lines and what to do.
+    """
+    total = sum(counts.values())
+    ints = sorted(v for v in counts if isinstance(v, int))
+    column = raws[0].label_column if raws else "label"
+    files = ", ".join(dict.fromkeys(r.table.path.name for r in raws))
+    check_column = (
+        f"Check that label_column names the column of classes (it is {column!r}; columns found "
+        f"in {raws[0].table.path.name}: {_quote_list(raws[0].table.columns)})."
+        if raws
+        else ""
+    )
+    if len(counts) > MAX_CLASSES:
+        raise UserError(
+            f"the labels in {files} have {len(counts):,} different values; a classifier here "
+            f"has at most {MAX_CLASSES:,} classes. {check_column}"
+        )
+    if len(counts) >= 50 and 2 * len(counts) > total:
+        raise UserError(
+            f"the labels in {files} have {len(counts):,} different values among {total:,} rows, "
+            f"so most classes would have a single row to learn from. {check_column}"
+        )
+    if not ints or len(ints) != len(counts) or ints[0] < 0:
+        return  # names, mixed kinds and negative ids are explained by _label_ids
+    classes = ints[-1] + 1
+    unused = classes - len(ints)
+    if unused == 0:
+        return
+    # The values past the widest gap between neighbouring ids are the odd ones.
+    widest = max(range(1, len(ints)), key=lambda i: ints[i] - ints[i - 1], default=0)
+    odd = ints[widest:] if widest else ints
+    rare = [v for i, v in enumerate(ints[1:], 1) if v - ints[i - 1] > 1 and 100 * counts[v] < total]
+    if classes > MAX_CLASSES:
+        why = f" (at most {MAX_CLASSES:,} are supported)"
+    elif unused > max(len(ints), _FEW_UNUSED):
+        why = f", {unused:,} of them without a single row"
+    elif rare:
+        odd = rare
+        rows = sum(counts[v] for v in rare)
+        why = (
+            f", and {'that value has' if len(rare) == 1 else 'those values have'} only "
+            f"{rows} of the {total:,} rows"
+        )
+    else:
+        return  # a few unused ids (e.g. labels numbered from 1): _label_ids warns
+    rest = [v for v in ints if v not in odd]
+    others = f" from the other labels ({_quote_list(rest)})" if rest else ""
+    count = f"{classes:,}" if classes < 10**12 else f"about 10^{len(str(classes)) - 1}"
+    advice = f"Fix {'that row' if len(odd) == 1 else 'those rows'}"
+    if ints[-1] < 10**12:  # numbers that could be meant as codes (zip codes, ratings)
+        mapping = json.dumps([str(v) for v in ints]) if len(ints) <= 20 else '["0", "1", …]'
+        advice += (
+            "; if the numbers are codes rather than ids, list them in dataset.labels to map "
+            f"them to 0…{len(ints) - 1}, e.g. labels: {mapping}"
+        )
+    raise UserError(
+        f"label{'s' if len(odd) > 1 else ''} {listed(odd)} {'lie' if len(odd) > 1 else 'lies'} "
+        f"far{others}: as class ids they would give the model {count} classes{why}. {advice}."
+    )
+
+
 def load_dataset(
     spec: DatasetSpec, base_dir: str | Path | None = None, *, labels_from: str | None = None
 ) -> TextDataset:
@@ -363,6 +477,10 @@ def load_dataset(
     test_path = None if spec.test is None else _resolve(spec.test, base, "test")
 
     whole = train = _read_split("train", train_path, spec, warnings)
+    if spec.labels is None:
+        # The label checks (D4, L1) before the split: a label column that holds texts
+        # would otherwise be reported as "too few rows" by the stratified split.
+        _label_ids([whole], None, [], labels_from)
     sampled: list[int] | None = None  # rows of the train file that max_rows kept
     if spec.max_rows is not None and spec.max_rows < len(train.texts):
         sampled = _sample(len(train.texts), spec.max_rows, spec.seed)

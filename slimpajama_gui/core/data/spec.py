@@ -18,15 +18,39 @@ from slimpajama_gui.core.data.tables import (
     _FORMAT_ALIASES,
     FORMATS,
     _quote_list,
+    brief,
+    check_encoding,
     guess_columns,
     read_table,
 )
 from slimpajama_gui.core.errors import UserError
 
-__all__ = ["DEMO", "DatasetSpec", "Preview", "demo_path", "preview"]
+__all__ = [
+    "DEMO",
+    "MAX_CLASSES",
+    "MAX_LENGTH",
+    "MAX_SEED",
+    "DatasetSpec",
+    "Preview",
+    "demo_path",
+    "preview",
+]
 
 #: The special value of ``DatasetSpec.train`` / ``eval`` that selects the built-in demo set.
 DEMO = "demo"
+#: The most classes a dataset may have. The evaluation keeps a classes x classes
+#: confusion matrix and the model a classifier row per class; beyond this a label set
+#: is a mistake (a text column taken for labels, a typo such as 100000 among 0/1).
+MAX_CLASSES = 1000
+#: The longest ``max_length`` accepted, in tokens: above every encoder's position table
+#: (the model's own limit is applied later, with a note).
+MAX_LENGTH = 65536
+#: Seeds go to Python, NumPy and torch; NumPy's generators take at most 32 bits.
+MAX_SEED = 2**32 - 1
+#: Longest path accepted in a path field (Linux's PATH_MAX).
+_MAX_PATH_CHARS = 4096
+#: Characters of one cell shown by :func:`preview`; the data page shows a row per line.
+PREVIEW_CHARS = 500
 
 
 def demo_path(split: str = "train") -> Path:
@@ -80,7 +104,7 @@ class DatasetSpec:
         """Check field types and ranges; a bad value is a sentence naming the field."""
 
         def bad(name: str, want: str) -> UserError:
-            return UserError(f"dataset.{name} must be {want}, not {getattr(self, name)!r}.")
+            return UserError(f"dataset.{name} must be {want}, not {brief(getattr(self, name))}.")
 
         if not isinstance(self.train, str) or not self.train.strip():
             raise bad("train", 'a file path or "demo"')
@@ -88,6 +112,13 @@ class DatasetSpec:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise bad(name, "a file path" if name != "format" else "a format name or empty")
+        for name in ("train", "eval", "test"):
+            value = getattr(self, name)
+            if value is not None and ("\0" in value or len(value) > _MAX_PATH_CHARS):
+                raise bad(
+                    name,
+                    f"a file path (without NUL characters, at most {_MAX_PATH_CHARS} characters)",
+                )
         if self.format is not None:
             fmt = _FORMAT_ALIASES.get(self.format.lower(), self.format.lower())
             if fmt not in FORMATS:
@@ -104,6 +135,7 @@ class DatasetSpec:
                 raise bad(name, "a column name or a 0-based column number")
         if not isinstance(self.encoding, str) or not self.encoding:
             raise bad("encoding", "a codec name such as 'utf-8' or 'latin-1'")
+        check_encoding(self.encoding, "dataset.encoding")
         if (
             isinstance(self.eval_fraction, bool)
             or not isinstance(self.eval_fraction, (int, float))
@@ -112,6 +144,8 @@ class DatasetSpec:
             raise bad("eval_fraction", "a number between 0 and 1 (e.g. 0.1)")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise bad("seed", "a whole number")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise bad("seed", f"a whole number from 0 to {MAX_SEED}")
         if self.max_rows is not None and (
             isinstance(self.max_rows, bool)
             or not isinstance(self.max_rows, int)
@@ -121,12 +155,27 @@ class DatasetSpec:
         if (
             isinstance(self.max_length, bool)
             or not isinstance(self.max_length, int)
-            or self.max_length < 4
+            or not 4 <= self.max_length <= MAX_LENGTH
         ):
-            raise bad("max_length", "a whole number of tokens, at least 4 (e.g. 128)")
+            raise bad("max_length", f"a whole number of tokens from 4 to {MAX_LENGTH} (e.g. 128)")
         if self.labels is not None:
             if not isinstance(self.labels, (list, tuple)) or not self.labels:
                 raise bad("labels", "a list of label names in id order, or empty")
+            if len(self.labels) > MAX_CLASSES:
+                raise UserError(
+                    f"dataset.labels lists {len(self.labels)} labels; a classifier here has at "
+                    f"most {MAX_CLASSES} classes. Check that the list holds class names."
+                )
+            for i, x in enumerate(self.labels):
+                if (
+                    isinstance(x, bool)
+                    or not isinstance(x, (str, int, float))
+                    or not str(x).strip()
+                ):
+                    raise UserError(
+                        f"dataset.labels[{i}] must be a label name (text or a number), not "
+                        f"{brief(x)}."
+                    )
             names = [str(x) for x in self.labels]
             dup = [n for n, c in Counter(names).items() if c > 1]
             if dup:
@@ -148,7 +197,7 @@ class DatasetSpec:
             data = {}
         if not isinstance(data, dict):
             raise UserError(
-                f"dataset must be a mapping of settings (train, eval, text_column, …), not {data!r}."
+                f"dataset must be a mapping of settings (train, eval, text_column, …), not {brief(data)}."
             )
         known = [f.name for f in fields(cls)]
         unknown = [k for k in data if k not in known]
@@ -164,7 +213,14 @@ def _resolve(value: str, base_dir: Path | None, field_name: str) -> Path:
     path = Path(value).expanduser()
     if not path.is_absolute():
         path = (base_dir or Path.cwd()) / path
-    if not path.exists():
+    try:
+        found = path.exists()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL character
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise UserError(
+            f"dataset.{field_name} is not a usable path ({reason}); give the path of a data file."
+        ) from None
+    if not found:
         where = f"the recipe's folder {base_dir}" if base_dir else "the current folder"
         raise UserError(
             f"dataset file not found: {path} (dataset.{field_name}). Check the path; relative "
@@ -207,6 +263,14 @@ def preview(
         if not path.is_absolute() and base_dir is not None:
             path = Path(base_dir) / path
     table = read_table(path, format, encoding)
-    rows = [["" if c is None else str(c) for c in row] for row in table.rows[:n]]
+    rows = [[_cell_text(c) for c in row] for row in table.rows[:n]]
     text, label = guess_columns(table.columns)
     return Preview(path, table.format, table.columns, rows, len(table), text, label)
+
+
+def _cell_text(cell: Any) -> str:
+    """A cell as shown in a preview: a 1 MB text is cut, and says so."""
+    text = "" if cell is None else str(cell)
+    if len(text) > PREVIEW_CHARS:
+        text = text[:PREVIEW_CHARS] + f"… ({len(text):,} characters)"
+    return text

@@ -6,7 +6,11 @@ point at a place in the file. The checks that belong to reading are made here (d
 reliability.md): D1 a missing column names the columns found (:meth:`Table.column_index`),
 D2 a file that is not in the given encoding names the line and byte and offers one, D3 an
 empty file or a header without rows is refused, and D6 CSV/TSV go through the :mod:`csv`
-module with strict quoting, so ragged rows are refused by line.
+module with strict quoting, so ragged rows are refused by line. Every file is bounded
+before it is read: it must be a regular file (not a device such as ``/dev/zero``, a pipe
+or a socket) of at most :data:`MAX_FILE_BYTES`. R1: a field of any length is read the same
+way by every reader (the CSV module's field limit is raised to the file's size), and the
+model's maximum length cuts it later with a warning (D5, :mod:`.batching`).
 
 Parquet needs ``pyarrow``, imported only when a Parquet file is read. No pandas.
 """
@@ -17,6 +21,9 @@ import codecs
 import csv
 import io
 import json
+import os
+import reprlib
+import stat
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +32,20 @@ from typing import Any
 
 from slimpajama_gui.core.errors import UserError
 
-__all__ = ["FORMATS", "Table", "guess_columns", "read_table"]
+__all__ = [
+    "FORMATS",
+    "MAX_FILE_BYTES",
+    "Table",
+    "brief",
+    "check_data_file",
+    "check_encoding",
+    "guess_columns",
+    "read_table",
+]
+
+#: The largest data file read (1 GiB). Rows are held in memory as Python strings, which
+#: take several times the file's size, so a larger file would exhaust a desktop's memory.
+MAX_FILE_BYTES = 1 << 30
 
 #: Formats :func:`read_table` understands, and the file suffixes that select them.
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet")
@@ -42,8 +62,28 @@ _SUFFIXES = {
 _FORMAT_ALIASES = {"ndjson": "jsonl", "jsonlines": "jsonl", "pq": "parquet"}
 
 
+#: A repr that stays short whatever it is given (a label cell can hold a 1 MB text or a
+#: nested JSON value): every message that quotes a value from a file uses it.
+_brief = reprlib.Repr()
+_brief.maxstring = 80
+_brief.maxother = 80
+_brief.maxlong = 40
+_brief.maxlist = _brief.maxtuple = _brief.maxdict = _brief.maxset = 6
+_brief.maxlevel = 2
+
+
+def brief(value: Any) -> str:
+    """``repr(value)`` cut to a readable length (long texts, huge numbers, nested values)."""
+    try:
+        return _brief.repr(value)
+    except ValueError:  # an int too long for repr (Python's 4300-digit limit)
+        if isinstance(value, int):
+            return f"a {value.bit_length():,}-bit number"
+        return f"a {type(value).__name__} holding a number too long to show"
+
+
 def _quote_list(values: Sequence[Any], limit: int = 12) -> str:
-    shown = ", ".join(repr(v) for v in list(values)[:limit])
+    shown = ", ".join(brief(v) for v in list(values)[:limit])
     if len(values) > limit:
         shown += f", … ({len(values) - limit} more)"
     return shown
@@ -158,15 +198,41 @@ def _suggest_encoding(data: bytes) -> str:
     return "cp1252"
 
 
-def _decode(path: Path, data: bytes, encoding: str) -> str:
-    """Decode the whole file, or say where and how it fails (D2)."""
+def check_encoding(encoding: Any, where: str) -> None:
+    """Refuse a name that is not a text encoding (``where`` names the file or field).
+
+    ``base64``, ``zlib`` or ``rot13`` are codecs but do not turn bytes into text, so
+    decoding a file with them fails inside Python; they are refused here by name.
+
+    Raises:
+        UserError: not a string, an unknown codec, or a codec that is not a text encoding.
+    """
+    advice = "use a text encoding such as 'utf-8', 'cp1252' or 'latin-1'"
+    if not isinstance(encoding, str) or not encoding.strip() or len(encoding) > 64:
+        raise UserError(f"the encoding {brief(encoding)} of {where} is not a codec name; {advice}.")
     try:
         codecs.lookup(encoding)
-    except LookupError:
+        # Decoding one byte is what tells a text codec from a bytes-to-bytes one (an
+        # empty input never reaches the codec). A text codec may well refuse that byte.
+        b"a".decode(encoding)
+    except UnicodeDecodeError:
+        pass
+    except UnicodeError:  # the 'undefined' codec refuses every input
+        raise UserError(f"{encoding!r} ({where}) decodes nothing; {advice}.") from None
+    except (LookupError, ValueError):  # ValueError: a NUL character in the name
+        try:
+            codecs.lookup(encoding)
+        except (LookupError, ValueError):
+            raise UserError(f"unknown encoding {encoding!r} for {where}; {advice}.") from None
         raise UserError(
-            f"unknown encoding {encoding!r} for {path.name}; use a Python codec name such as "
-            "'utf-8', 'cp1252' or 'latin-1'."
+            f"{encoding!r} (the encoding for {where}) converts bytes to bytes, not to text; "
+            f"{advice}."
         ) from None
+
+
+def _decode(path: Path, data: bytes, encoding: str) -> str:
+    """Decode the whole file, or say where and how it fails (D2)."""
+    check_encoding(encoding, path.name)
     is_utf8 = codecs.lookup(encoding).name == "utf-8"
     try:
         # utf-8-sig drops the byte-order mark Excel and Notepad put in front.
@@ -181,6 +247,11 @@ def _decode(path: Path, data: bytes, encoding: str) -> str:
             f"{path.name} is not valid {encoding}: line {line}, byte {col} (0x{bad}, offset "
             f"{start} in the file) cannot be decoded. Save the file as UTF-8, or set the "
             f"dataset's encoding to the one it was written in — try encoding='{suggestion}'."
+        ) from None
+    except (UnicodeError, ValueError) as exc:  # codecs such as idna or punycode
+        raise UserError(
+            f"{path.name} cannot be decoded as {encoding} ({str(exc)[:120]}); save the file as "
+            f"UTF-8, or set the dataset's encoding to the one it was written in."
         ) from None
 
 
@@ -199,8 +270,38 @@ def _read_delimited(path: Path, text: str, fmt: str) -> Table:
     raise first_error
 
 
+def _raise_field_limit(size: int) -> None:
+    """Let the CSV module read a field as long as the whole text (R1).
+
+    Its default limit (131,072 characters) refused a long text with a message about
+    quoting, while JSON Lines read the same text; every reader must take it and leave
+    the cut to the model's maximum length, with a warning (D5). The limit is
+    process-wide and only ever raised, so concurrent readers never lower it under
+    each other; the file itself is bounded by :data:`MAX_FILE_BYTES`.
+    """
+    if size >= csv.field_size_limit():
+        csv.field_size_limit(size + 1)
+
+
+def _csv_problem(path: Path, line: int, fmt: str, error: csv.Error, sep_name: str) -> UserError:
+    """A sentence for a :class:`csv.Error` with only the advice that fits its cause."""
+    message = str(error)
+    head = f"{path.name} line {line} cannot be read as {fmt.upper()}"
+    if "NUL" in message:
+        return UserError(
+            f"{head}: it contains a NUL byte (0x00), so it is probably not a text file in "
+            "the given encoding; if it was saved as UTF-16, set the dataset's encoding to "
+            "'utf-16', otherwise remove the NUL bytes."
+        )
+    return UserError(
+        f"{head}: {message}. A text that contains quotes or {sep_name} must be wrapped in "
+        'double quotes, with inner quotes doubled ("").'
+    )
+
+
 def _parse_delimited(path: Path, text: str, fmt: str, delimiter: str, quoting: int) -> Table:
     sep_name = "commas" if delimiter == "," else "tabs"
+    _raise_field_limit(len(text))
     reader = csv.reader(
         io.StringIO(text, newline=""),
         delimiter=delimiter,
@@ -220,10 +321,7 @@ def _parse_delimited(path: Path, text: str, fmt: str, delimiter: str, quoting: i
         except StopIteration:
             break
         except csv.Error as exc:
-            raise UserError(
-                f"{path.name} line {start} cannot be read as {fmt.upper()}: {exc}. A text that "
-                f'contains quotes or {sep_name} must be wrapped in double quotes, with inner quotes doubled ("").'
-            ) from None
+            raise _csv_problem(path, start, fmt, exc, sep_name) from None
         end = reader.line_num
         if not record or (len(record) == 1 and not record[0].strip() and header is not None):
             continue  # blank line
@@ -263,6 +361,28 @@ def _json_record(obj: Any, where: str) -> dict:
     return obj
 
 
+def _json_loads(text: str, name: str, line: int | None) -> Any:
+    """``json.loads``, with every way it can fail turned into a sentence naming the place."""
+    where = name if line is None else f"{name} line {line}"
+    rule = (
+        "each line of a JSON Lines file must be one JSON object"
+        if line is not None
+        else "fix the file or save it as JSON Lines, one object per line"
+    )
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        at = f"column {exc.colno}" if line is not None else f"line {exc.lineno}, column {exc.colno}"
+        raise UserError(f"{where} is not valid JSON ({exc.msg} at {at}); {rule}.") from None
+    except RecursionError:
+        raise UserError(
+            f"{where} nests JSON values too deeply to read; a record must be a flat object "
+            'such as {"sentence": "...", "label": 1}.'
+        ) from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise UserError(f"{where} holds a value that cannot be read: {exc}; {rule}.") from None
+
+
 def _read_json(path: Path, text: str, fmt: str) -> Table:
     objects: list[dict] = []
     lines: list[int] = []
@@ -270,12 +390,12 @@ def _read_json(path: Path, text: str, fmt: str) -> Table:
     stripped = text.lstrip()
     if fmt == "json" and stripped.startswith("["):
         unit = "record"
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        data = _json_loads(text, path.name, None)
+        if not isinstance(data, list):
             raise UserError(
-                f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
-            ) from None
+                f"{path.name} is not a JSON array of records; write it as [{{...}}, {{...}}] "
+                "or as JSON Lines, one object per line."
+            )
         for i, obj in enumerate(data, 1):
             objects.append(_json_record(obj, f"{path.name} record {i}"))
             lines.append(i)
@@ -283,13 +403,7 @@ def _read_json(path: Path, text: str, fmt: str) -> Table:
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(
-                    f"{path.name} line {number} is not valid JSON ({exc.msg} at column "
-                    f"{exc.colno}); each line of a JSON Lines file must be one JSON object."
-                ) from None
+            obj = _json_loads(line, path.name, number)
             objects.append(_json_record(obj, f"{path.name} line {number}"))
             lines.append(number)
     if not objects:
@@ -312,17 +426,90 @@ def _read_parquet(path: Path) -> Table:
             "with `pip install pyarrow`, or save the data as CSV, TSV or JSON Lines."
         ) from None
     try:
-        table = pq.read_table(path)
+        # The file is bounded by check_data_file; its compressed pages are not, so the
+        # size they decompress to (recorded in the footer) is checked before reading.
+        # (Dictionary-encoded pages expand further when decoded; the footer cannot say.)
+        meta = pq.ParquetFile(path).metadata
+        unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
     except Exception as exc:  # pyarrow raises several types for damaged files
-        raise UserError(f"{path.name} is not a readable Parquet file: {exc}.") from None
-    columns = [str(c) for c in table.column_names]
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(
+            f"{path.name} is not a readable Parquet file ({reason}); save it again or "
+            "export the data as CSV or JSON Lines."
+        ) from None
+    if unpacked > MAX_FILE_BYTES:
+        raise UserError(
+            f"{path.name} holds {unpacked / 2**30:.1f} GiB of data once decompressed; the "
+            f"largest data the app reads is {MAX_FILE_BYTES / 2**30:.0f} GiB. Train on a "
+            "sample: keep a share of its rows in a new file."
+        )
+    try:
+        table = pq.read_table(path)
+        columns = [str(c) for c in table.column_names]
+        data = [table.column(i).to_pylist() for i in range(len(columns))]
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise UserError(
+            f"{path.name} is not a readable Parquet file ({reason}); save it again or "
+            "export the data as CSV or JSON Lines."
+        ) from None
     if table.num_rows == 0:
         if not columns:
             raise UserError(f"{path.name} is empty; it has no columns and no rows.")
         raise UserError(f"{path.name} has columns ({_quote_list(columns)}) but no rows.")
-    data = [table.column(i).to_pylist() for i in range(len(columns))]
+    dup = [c for c, n in Counter(columns).items() if n > 1]
+    if dup:
+        raise UserError(
+            f"{path.name} has the column {dup[0]!r} more than once; give each column its own name."
+        )
     rows = [list(r) for r in zip(*data, strict=True)]
     return Table(path, "parquet", columns, rows, list(range(1, len(rows) + 1)), "row")
+
+
+def _too_large(path: Path, size: int | None = None) -> UserError:
+    shown = f" is {size / 2**30:.1f} GiB;" if size is not None else " is larger than"
+    return UserError(
+        f"{path.name}{shown} the largest data file the app reads is "
+        f"{MAX_FILE_BYTES / 2**30:.0f} GiB. Train on a sample: split the file or keep "
+        "a share of its rows in a new file."
+    )
+
+
+def check_data_file(path: Path) -> None:
+    """Refuse what is not a regular, readable file of at most :data:`MAX_FILE_BYTES`.
+
+    A device (``/dev/zero``), a pipe or a socket would be read until memory runs out,
+    so they are refused by their kind before a byte is read.
+
+    Raises:
+        UserError: missing, a folder, not a regular file, or too large.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise UserError(f"dataset file not found: {path}. Check the path.") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}.") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UserError(
+            f"{path} is a folder; the dataset must be a file (CSV, TSV, JSONL, Parquet)."
+        )
+    if not stat.S_ISREG(info.st_mode):
+        kind = (
+            "a device"
+            if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+            else "a pipe"
+            if stat.S_ISFIFO(info.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(info.st_mode)
+            else "not a regular file"
+        )
+        raise UserError(
+            f"{path} is {kind}, not a data file; save the data to a CSV, TSV, JSONL or "
+            "Parquet file and give its path."
+        )
+    if info.st_size > MAX_FILE_BYTES:
+        raise _too_large(path, info.st_size)
 
 
 def read_table(path: str | Path, format: str | None = None, encoding: str = "utf-8") -> Table:
@@ -335,23 +522,25 @@ def read_table(path: str | Path, format: str | None = None, encoding: str = "utf
             skipped).
 
     Raises:
-        UserError: the file is missing, empty, has only a header (D3), is not in
-            ``encoding`` (D2), has ragged rows or broken quoting (D6) or a bad JSON line.
+        UserError: the file is missing, not a regular file, larger than
+            :data:`MAX_FILE_BYTES`, empty, has only a header (D3), is not in ``encoding``
+            (D2), has ragged rows or broken quoting (D6) or a bad JSON line.
     """
     path = Path(path)
     fmt = _detect_format(path, format)
-    if not path.exists():
-        raise UserError(f"dataset file not found: {path}. Check the path.")
-    if path.is_dir():
-        raise UserError(
-            f"{path} is a folder; the dataset must be a file (CSV, TSV, JSONL, Parquet)."
-        )
+    if fmt != "parquet":
+        check_encoding(encoding, path.name)
+    check_data_file(path)
     if fmt == "parquet":
         return _read_parquet(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            # Bounded even when the size on record lies (files under /proc report 0).
+            data = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror}.") from exc
+        raise UserError(f"cannot read {path}: {exc.strerror}.") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise _too_large(path)
     text = _decode(path, data, encoding)
     if not text.strip():
         raise UserError(f"{path.name} is empty; it needs a header line and at least one row.")

@@ -2,9 +2,12 @@
 
 A recipe comes from YAML typed by a person, so every value is checked against the
 field's type hint (:func:`coerce`: ``"3"`` is not silently an int, ``1e-4`` is a float,
-a choice outside a ``Literal`` is refused with the closest valid name) and against its
-range (the ``check_*`` helpers). Every failure is a :class:`RecipeError` that names the
-field, the step and, when known, the file and line.
+a choice outside a ``Literal`` is refused with the closest valid name, a number that is
+not finite is refused) and against its range (the ``check_*`` helpers, and
+:func:`check_at_most` for the upper bound every count and size has). Every failure is a
+:class:`RecipeError` that names the field, the step and, when known, the file and line.
+Its text is built only when a value is refused, and quotes the value cut to a readable
+length (:func:`fmt_value`), so a huge or deeply shared value costs nothing when valid.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import types
 import typing
 from typing import Any, Literal
 
+from slimpajama_gui.core.data.tables import brief
 from slimpajama_gui.core.errors import UserError
 
 # --------------------------------------------------------------------------- errors
@@ -50,7 +54,9 @@ class RecipeError(UserError):
             where.append(f"step {step + 1} '{step_type}'" if step_type else f"step {step + 1}")
         elif step_type:
             where.append(f"'{step_type}' step")
-        text = f"{field}: {problem}"
+        # A key comes from the file and may be any length; the message shows its start.
+        shown = field if len(field) <= 80 else field[:80] + "…"
+        text = f"{shown}: {problem}"
         if where:
             text += f" ({', '.join(where)})"
         super().__init__(text + ".")
@@ -77,9 +83,17 @@ class RecipeError(UserError):
 
 _MISSING = object()
 
+#: The largest whole number any field takes (the range of a signed 64-bit integer, which
+#: is what torch and NumPy convert a Python int to). Fields have tighter bounds of their
+#: own; this one keeps a value such as 1e23 from reaching them as an overflow.
+MAX_WHOLE = 2**63 - 1
+#: The longest list any field takes.
+MAX_ITEMS = 1000
+
 
 def fmt_value(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
+    """``repr(value)`` for a message, cut to a readable length whatever its size."""
+    return brief(value)
 
 
 def choices_text(options: typing.Iterable[Any]) -> str:
@@ -134,51 +148,68 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
             return None
         raise RecipeError(name, f"expected {_describe(inner)}, got nothing")
     origin = typing.get_origin(inner)
-    bad = RecipeError(name, f"expected {_describe(hint)}, got {fmt_value(value)}")
+
+    def bad() -> RecipeError:
+        # Built only on failure: formatting a valid value eagerly cost the time and
+        # memory of its whole expansion (a YAML alias bomb hung the CLI).
+        return RecipeError(name, f"expected {_describe(hint)}, got {fmt_value(value)}")
+
     if inner is bool:
         if isinstance(value, bool):
             return value
-        raise bad
+        raise bad()
     if inner is float:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                raise bad from None
-        raise bad
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise bad()
+        try:
+            number = float(value.strip() if isinstance(value, str) else value)
+        except (ValueError, OverflowError):
+            raise bad() from None
+        if not math.isfinite(number):
+            raise RecipeError(name, f"expected a finite number, got {fmt_value(value)}")
+        return number
     if inner is int:
         if isinstance(value, bool):
-            raise bad
+            raise bad()
         if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str):
             try:
-                number = float(value.strip())
+                parsed = float(value.strip())
             except ValueError:
-                raise bad from None
-            if number.is_integer():
-                return int(number)
-        raise bad
+                raise bad() from None
+            if not parsed.is_integer():
+                raise bad()
+            number = int(parsed)
+        else:
+            raise bad()
+        if abs(number) > MAX_WHOLE:
+            raise RecipeError(name, f"must be at most {MAX_WHOLE:,}, got {fmt_value(value)}")
+        return number
     if inner is str:
         if isinstance(value, str):
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise bad
+            try:
+                return str(value)
+            except ValueError:  # an int beyond Python's 4300-digit limit
+                raise bad() from None
+        raise bad()
     if origin is Literal:
         allowed = typing.get_args(inner)
-        if value in allowed and type(value) is type(allowed[0]):
+        scalar = isinstance(value, (str, int, float, bool))
+        if scalar and value in allowed and type(value) is type(allowed[0]):
             return value
         raise RecipeError(name, f"expected one of {choices_text(allowed)}, got {fmt_value(value)}")
     if origin is list:
         if not isinstance(value, (list, tuple)):
-            raise bad
+            raise bad()
+        if len(value) > MAX_ITEMS:
+            raise RecipeError(
+                name, f"lists {len(value):,} items; at most {MAX_ITEMS:,} are accepted"
+            )
         (item_hint,) = typing.get_args(inner)
         return [coerce(f"{name}[{i}]", v, item_hint) for i, v in enumerate(value)]
     if origin in (typing.Union, types.UnionType):
@@ -188,11 +219,11 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
                 return coerce(name, value, member)
             except RecipeError:
                 continue
-        raise bad
+        raise bad()
     if inner is dict:
         if isinstance(value, dict):
             return dict(value)
-        raise bad
+        raise bad()
     raise TypeError(f"recipe field {name} has an unsupported type {hint!r}")
 
 
@@ -215,6 +246,18 @@ def check_non_negative(cfg: Any, *names: str) -> None:
         require(
             math.isfinite(value) and value >= 0, name, f"must be 0 or more, got {fmt_value(value)}"
         )
+
+
+def check_at_most(cfg: Any, name: str, limit: float, why: str = "") -> None:
+    """``cfg.name`` (a number, or each number of a list) is at most ``limit``."""
+    value = getattr(cfg, name)
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for item in values:
+        if isinstance(item, (int, float)) and not isinstance(item, bool) and not item <= limit:
+            shown = f"{limit:,}" if isinstance(limit, int) else f"{limit:g}"
+            raise RecipeError(
+                name, f"must be at most {shown}{f' ({why})' if why else ''}, got {fmt_value(item)}"
+            )
 
 
 def check_fraction(cfg: Any, name: str, *, low_open: bool, high_open: bool) -> None:

@@ -5,13 +5,17 @@ the versioned configs of :mod:`slimpajama_gui.core.plan.steps` (re-exported here
 registry is the allow-list, so a YAML file can only ever produce those classes.
 
 YAML is read with :class:`yaml.SafeLoader` only, node by node, so every complaint can
-name the file, the line and the field, and no tag can construct a Python object.
+name the file, the line and the field, and no tag can construct a Python object. A
+recipe is bounded before any value is built: the file must be a regular file of at most
+:data:`MAX_RECIPE_BYTES`, and anchors and aliases may not expand it beyond
+:data:`MAX_YAML_NODES` values (a 500-byte "billion laughs" document expands to
+billions), nor refer to themselves.
 
 Example:
     >>> recipe = recipe_from_yaml('''
     ... name: sst2-small
     ... model: packaged
-    ... dataset: {path: data/sst2}
+    ... dataset: {train: data/sst2/train.tsv}
     ... output: out/sst2-small
     ... steps:
     ...   - type: finetune
@@ -30,18 +34,21 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
 
+from slimpajama_gui.core.data.spec import MAX_SEED, DatasetSpec
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.plan.fields import choices_text, coerce, fmt_value, require
 
 # The step configs live in steps.py; they are re-exported here so a recipe and its steps
 # come from one import (``from slimpajama_gui.core.plan.recipe import Recipe, Prune``).
 from slimpajama_gui.core.plan.steps import (  # noqa: F401 (re-exported)
+    MAX_THREADS,
     STEP_TYPES,
     Benchmark,
     Distill,
@@ -64,6 +71,16 @@ from slimpajama_gui.core.storage.safe_io import atomic_write_text
 RECIPE_VERSION = 1
 
 DEVICES = ("auto", "cpu", "cuda")
+
+#: The largest recipe file read; written-out recipes are a few kilobytes.
+MAX_RECIPE_BYTES = 1 << 20
+#: The most values (mappings, lists, scalars) a recipe may hold once its aliases are
+#: expanded; a recipe with every step written out holds a few hundred.
+MAX_YAML_NODES = 10_000
+#: The most aliases (``*name``) a recipe may use.
+MAX_YAML_ALIASES = 200
+#: The longest path accepted in ``model`` and ``output`` (Linux's PATH_MAX).
+MAX_PATH_CHARS = 4096
 
 # --------------------------------------------------------------------------- recipe
 
@@ -136,8 +153,18 @@ class Recipe:
             )
         require(self.version >= 1, "version", f"must be 1 or more, got {self.version}")
         require(bool(self.name.strip()), "name", "must not be empty")
+        require(
+            len(self.name) <= 200, "name", f"must be at most 200 characters, not {len(self.name):,}"
+        )
         require(bool(self.model.strip()), "model", "give a model folder or 'packaged'")
         require(bool(self.output.strip()), "output", "give a folder for the results")
+        for key in ("model", "output"):
+            value = getattr(self, key)
+            require(
+                "\0" not in value and len(value) <= MAX_PATH_CHARS,
+                key,
+                f"must be a path without NUL characters, at most {MAX_PATH_CHARS} characters long",
+            )
         device_ok = self.device in DEVICES or (
             self.device.startswith("cuda:") and self.device[5:].isdigit()
         )
@@ -146,8 +173,15 @@ class Recipe:
             f"got {fmt_value(self.device)}",
         )  # fmt: skip
         if self.threads is not None:
-            require(self.threads >= 1, "threads", f"must be 1 or more, got {self.threads}")
-        require(self.seed >= 0, "seed", f"must be 0 or more, got {self.seed}")
+            require(
+                1 <= self.threads <= MAX_THREADS,
+                "threads",
+                f"must be from 1 to {MAX_THREADS}, got {self.threads}",
+            )
+        require(
+            0 <= self.seed <= MAX_SEED, "seed", f"must be from 0 to {MAX_SEED}, got {self.seed}"
+        )
+        self._check_dataset()
         require(
             isinstance(self.steps, list) and len(self.steps) > 0,
             "steps",
@@ -161,6 +195,20 @@ class Recipe:
             except RecipeError as exc:
                 raise exc.located(step=i) from None
         self._check_output_folder()
+
+    def _check_dataset(self) -> None:
+        """The ``dataset:`` section's settings, checked now rather than when the job starts.
+
+        Only the values: the files are read (and checked) by the job.
+        """
+        try:
+            DatasetSpec.from_dict(self.dataset)
+        except UserError as exc:
+            text = str(exc).rstrip(".")
+            first, _, rest = text.partition(" ")
+            if first.startswith("dataset.") and rest:
+                raise RecipeError(first, rest) from None
+            raise RecipeError("dataset", text) from None
 
     def _check_output_folder(self) -> None:
         output = self.resolve_path(self.output).resolve()
@@ -205,6 +253,8 @@ class Recipe:
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, base_dir: Path | None = None) -> Recipe:
         """Build and validate a recipe from plain values (e.g. JSON in slimpajama.json)."""
+        if not isinstance(data, dict):
+            raise RecipeError("recipe", f"expected a mapping of settings, got {fmt_value(data)}")
         unknown = [k for k in data if k not in cls.KEYS]
         if unknown:
             raise RecipeError(unknown[0], unknown_key_problem(unknown[0], list(cls.KEYS)))
@@ -246,12 +296,87 @@ def _line(node: yaml.Node) -> int:
     return node.start_mark.line + 1
 
 
+class _BoundedLoader(yaml.SafeLoader):
+    """A safe loader that refuses more than :data:`MAX_YAML_ALIASES` aliases.
+
+    Composing shares an aliased node rather than copying it, so the count is checked as
+    aliases are met; the expanded size is measured on the composed graph
+    (:func:`_expanded_size`) before any value is built or formatted.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                mark = self.peek_event().start_mark
+                raise _TooLarge(f"uses more than {MAX_YAML_ALIASES} aliases (*name)", mark.line + 1)
+        return super().compose_node(parent, index)
+
+
+class _TooLarge(Exception):
+    """Raised inside the loader; turned into a :class:`UserError` naming the file."""
+
+    def __init__(self, problem: str, line: int | None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.line = line
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many nodes ``root`` holds with every alias expanded, or :class:`_TooLarge`.
+
+    Counts each shared node once per use (as constructing or printing the values would)
+    with a memo, so it runs in time linear in the composed graph, and stops as soon as the
+    count passes :data:`MAX_YAML_NODES`. An alias inside its own anchor is refused.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    # Iterative post-order walk: the nesting depth of a document is not bounded.
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                children.extend((k, v))
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        if children_done:
+            open_nodes.discard(key)
+            total = 1 + sum(sizes[id(c)] for c in children)
+            if total > MAX_YAML_NODES:
+                raise _TooLarge(
+                    f"expands to more than {MAX_YAML_NODES:,} values through its anchors "
+                    "and aliases (&name, *name)",
+                    _line(node),
+                )
+            sizes[key] = total
+            continue
+        if key in open_nodes:
+            raise _TooLarge("has an alias (*name) inside its own anchor (&name)", _line(node))
+        open_nodes.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_nodes:
+                raise _TooLarge("has an alias (*name) inside its own anchor (&name)", _line(child))
+            if id(child) not in sizes:
+                stack.append((child, False))
+    return sizes[id(root)]
+
+
 class _YamlReader:
     """Walks a composed YAML node tree, keeping line numbers for every message."""
 
     def __init__(self, text: str, source: str) -> None:
         self.source = source
-        self.loader = yaml.SafeLoader(text)
+        self.loader = _BoundedLoader(text)
 
     def fail(self, node: yaml.Node | None, text: str) -> UserError:
         where = f"{self.source} line {_line(node)}" if node is not None else self.source
@@ -263,6 +388,19 @@ class _YamlReader:
     def read(self) -> yaml.Node:
         try:
             root = self.loader.get_single_node()
+            if root is not None:
+                _expanded_size(root)
+        except _TooLarge as exc:
+            where = f"{self.source} line {exc.line}" if exc.line else self.source
+            raise UserError(
+                f"{self.source} {exc.problem} ({where}); a recipe holds plain values, so write "
+                "them out instead."
+            ) from None
+        except RecursionError:
+            raise UserError(
+                f"{self.source} nests lists or mappings too deeply to read; a recipe needs "
+                "only a few levels (steps, then their settings)."
+            ) from None
         except yaml.MarkedYAMLError as exc:
             where = [self.source]
             mark = exc.problem_mark or exc.context_mark
@@ -318,7 +456,10 @@ class _YamlReader:
                 raise self.fail(key_node, f"key '{key_node.value}' appears twice in {what}")
             written.add(key_node.value)
         # Resolve "<<: *anchor" merges; keys written here come after, so they win.
-        self.loader.flatten_mapping(node)
+        try:
+            self.loader.flatten_mapping(node)
+        except yaml.MarkedYAMLError as exc:
+            raise self.fail(node, f"cannot merge into {what}: {exc.problem}") from None
         out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
@@ -332,10 +473,18 @@ class _YamlReader:
             return self.loader.construct_object(node, deep=True)
         except yaml.MarkedYAMLError as exc:
             raise self.fail(node, f"cannot read this value: {exc.problem}") from None
+        except (ValueError, OverflowError, TypeError) as exc:
+            # Plain scalars that YAML's resolvers take for dates or numbers but that do not
+            # exist (2026-13-45) or are too long for Python (an int of 5000 digits).
+            raise self.fail(
+                node,
+                f"cannot read this value ({str(exc)[:120]}); quote it if it is meant as text",
+            ) from None
 
     def unknown_key(self, key: str, key_node: yaml.Node, allowed: list[str], where: str) -> None:
-        text = f"unknown key '{key}' in {where}; allowed keys: {', '.join(allowed)}"
-        close = difflib.get_close_matches(key, allowed, n=1)
+        shown = key if len(key) <= 80 else key[:80] + "…"
+        text = f"unknown key '{shown}' in {where}; allowed keys: {', '.join(allowed)}"
+        close = difflib.get_close_matches(key[:200], allowed, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise UserError(f"{text} ({self.source} line {_line(key_node)}).{hint}")
 
@@ -348,7 +497,7 @@ class _YamlReader:
             )
         type_node = entries["type"][1]
         kind = self.value(type_node)
-        if kind not in STEP_TYPES:
+        if not isinstance(kind, str) or kind not in STEP_TYPES:
             raise self.fail(
                 type_node,
                 f"unknown step type {fmt_value(kind)} in step {index + 1}; allowed types: "
@@ -434,9 +583,8 @@ class _YamlReader:
             if exc.step is not None:
                 node = step_nodes[exc.step]
             else:
-                node = entries.get(exc.field, (None, steps_node if exc.field == "steps" else root))[
-                    1
-                ]
+                key = exc.field.split(".")[0]
+                node = entries.get(key, (None, steps_node if key == "steps" else root))[1]
             raise self.field_error(exc, node) from None
         return recipe
 
@@ -457,7 +605,20 @@ def recipe_from_yaml(
     Raises:
         UserError: a sentence naming the file, line and field at fault.
     """
-    reader = _YamlReader(text, source)
+    if len(text) > MAX_RECIPE_BYTES:
+        raise UserError(
+            f"{source} is {len(text):,} characters long; a recipe is at most "
+            f"{MAX_RECIPE_BYTES:,} (written-out recipes are a few thousand). Check that it is "
+            "the recipe file."
+        )
+    try:
+        reader = _YamlReader(text, source)
+    except yaml.reader.ReaderError as exc:  # checked as the loader is built
+        line = text.count("\n", 0, exc.position) + 1
+        raise UserError(
+            f"{source} line {line} holds the character U+{exc.character:04X}, which YAML does "
+            "not allow; remove it (a recipe is plain text)."
+        ) from None
     try:
         return reader.recipe(base_dir)
     finally:
@@ -468,7 +629,22 @@ def load_recipe(path: str | Path) -> Recipe:
     """Read a recipe file; relative paths in it are relative to its folder."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise UserError(f"{path} is a folder; give the path of a recipe file (.yaml).")
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(
+                f"{path} is not a regular file (a device, pipe or socket); give the path of a "
+                "recipe file (.yaml)."
+            )
+        with path.open("rb") as fh:
+            data = fh.read(MAX_RECIPE_BYTES + 1)
+        if len(data) > MAX_RECIPE_BYTES:
+            raise UserError(
+                f"{path} is larger than {MAX_RECIPE_BYTES:,} bytes; a recipe is a few "
+                "kilobytes. Check that it is the recipe file."
+            )
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise UserError(f"recipe file not found: {path}.") from None
     except UnicodeDecodeError as exc:
@@ -477,6 +653,8 @@ def load_recipe(path: str | Path) -> Recipe:
         ) from None
     except OSError as exc:
         raise UserError(f"cannot read the recipe {path}: {exc.strerror}.") from None
+    except ValueError:  # a NUL character in the path
+        raise UserError(f"{fmt_value(str(path))} is not a usable path to a recipe file.") from None
     return recipe_from_yaml(text, str(path), base_dir=path.absolute().parent)
 
 

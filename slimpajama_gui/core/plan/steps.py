@@ -4,7 +4,9 @@ Each step type is one dataclass registered under a short name (``finetune``, ``p
 ...). :data:`STEP_TYPES` is the allow-list: a YAML file can only ever produce these
 classes. Each class carries a ``version`` so a config written by a newer app is refused
 with a sentence instead of being misread. Every value check lives in the class's
-``validate`` and raises :class:`RecipeError` naming the field.
+``validate`` and raises :class:`RecipeError` naming the field. Every number a step takes
+is bounded above by its class's ``limits`` (a count or size without a bound let
+``epochs: 1e308`` run unbounded); ``Step.validate`` applies them to every class.
 
 Example:
     >>> step = step_from_dict({"type": "prune", "method": "heads", "amount": 0.3})
@@ -21,8 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
+from slimpajama_gui.core.data.spec import MAX_SEED
 from slimpajama_gui.core.plan.fields import (
     RecipeError,
+    check_at_most,
     check_fraction,
     check_non_negative,
     check_positive,
@@ -67,6 +71,9 @@ class Step:
 
     step_type: ClassVar[str] = ""
     version: ClassVar[int] = 1
+    #: The largest value of each numeric field (of each item, for a list of numbers).
+    #: Every numeric field must have one; the test suite checks that none is missing.
+    limits: ClassVar[dict[str, float]] = {}
 
     @classmethod
     def hints(cls) -> dict[str, Any]:
@@ -99,7 +106,9 @@ class Step:
                 # e.g. a GUI that set epochs=1 (int): store the canonical form.
                 setattr(self, name, checked)
         try:
-            self.check()
+            self.check()  # first: its sentences say more than "at most" for fractions
+            for name, limit in self.limits.items():
+                check_at_most(self, name, limit)
         except RecipeError as exc:
             raise in_step(exc, self.step_type) from None
 
@@ -134,9 +143,13 @@ def step_from_dict(data: dict[str, Any], *, index: int | None = None) -> Step:
     Raises:
         RecipeError: unknown type or key, a newer version, or a bad value.
     """
+    if not isinstance(data, dict):
+        raise RecipeError(
+            "steps", f"a step must be a mapping with a 'type', got {fmt_value(data)}", step=index
+        )
     data = dict(data)
     kind = data.pop("type", None)
-    if kind not in STEP_TYPES:
+    if not isinstance(kind, str) or kind not in STEP_TYPES:
         got = "no type" if kind is None else f"unknown step type {fmt_value(kind)}"
         raise RecipeError("type", f"{got}; allowed types: {choices_text(STEP_TYPES)}", step=index)
     cls = STEP_TYPES[kind]
@@ -179,6 +192,23 @@ def unknown_key_problem(key: str, allowed: list[str]) -> str:
 
 # --------------------------------------------------------------------------- step types
 
+# Upper bounds of the step fields: far above any sensible value, low enough that a typo
+# (an extra zero, 1e308) is refused before it becomes days of work or an overflow.
+MAX_EPOCHS = 1000.0
+MAX_STEPS = 10**9
+MAX_BATCH = 8192
+MAX_LEARNING_RATE = 10.0
+#: Loss weights, weight decay and the clipping norm.
+MAX_WEIGHT = 1e6
+MAX_TEMPERATURE = 1000.0
+#: Layer numbers (encoders have tens of layers).
+MAX_LAYER = 1000
+#: CPU threads; torch starts each one.
+MAX_THREADS = 1024
+MAX_SENTENCES = 1_000_000
+MAX_WARMUP = 100_000
+MAX_REPEATS = 10_000
+
 EvalSplit = Literal["eval", "test"]
 PruneMethod = Literal["magnitude", "heads", "ffn", "layers", "vocabulary"]
 PruneScope = Literal["global", "layer"]
@@ -195,6 +225,12 @@ class FineTune(Step):
     """Supervised fine-tuning of the whole model on the recipe's dataset."""
 
     version: ClassVar[int] = 1
+    limits: ClassVar[dict[str, float]] = {
+        "epochs": MAX_EPOCHS, "learning_rate": MAX_LEARNING_RATE, "batch_size": MAX_BATCH,
+        "eval_batch_size": MAX_BATCH, "warmup_ratio": 1.0, "weight_decay": MAX_WEIGHT,
+        "max_grad_norm": MAX_WEIGHT, "eval_every_steps": MAX_STEPS, "max_steps": MAX_STEPS,
+        "seed": MAX_SEED, "log_every_steps": MAX_STEPS,
+    }  # fmt: skip
 
     epochs: float = 3.0  # fractional epochs are allowed (e.g. 0.5 for a quick run)
     learning_rate: float = 5e-5
@@ -224,6 +260,7 @@ class Evaluate(Step):
     """Accuracy / F1 / confusion matrix of the current model on one split."""
 
     version: ClassVar[int] = 1
+    limits: ClassVar[dict[str, float]] = {"batch_size": MAX_BATCH}
 
     split: EvalSplit = "eval"
     batch_size: int = 64
@@ -238,6 +275,10 @@ class Benchmark(Step):
     """Size on disk, latency (p50/p95 at ``latency_batch``) and throughput on CPU."""
 
     version: ClassVar[int] = 1
+    limits: ClassVar[dict[str, float]] = {
+        "threads": MAX_THREADS, "sentences": MAX_SENTENCES, "latency_batch": MAX_BATCH,
+        "throughput_batch": MAX_BATCH, "warmup": MAX_WARMUP, "repeats": MAX_REPEATS,
+    }  # fmt: skip
 
     threads: int = 2
     sentences: int = 200  # how many eval sentences to time
@@ -262,6 +303,10 @@ class Prune(Step):
     or vocabulary rows never seen in the training data."""
 
     version: ClassVar[int] = 1
+    limits: ClassVar[dict[str, float]] = {
+        "amount": 1.0, "recovery_epochs": MAX_EPOCHS, "keep_layers": MAX_LAYER,
+        "learning_rate": MAX_LEARNING_RATE, "batch_size": MAX_BATCH,
+    }  # fmt: skip
 
     method: PruneMethod = "magnitude"
     amount: float = 0.5  # share removed (magnitude/heads/ffn); unused for layers/vocabulary
@@ -304,6 +349,11 @@ class Distill(Step):
     """Train a smaller student built from some of the teacher's layers."""
 
     version: ClassVar[int] = 1
+    limits: ClassVar[dict[str, float]] = {
+        "student_layers": MAX_LAYER, "temperature": MAX_TEMPERATURE, "alpha_kd": 1.0,
+        "hidden_mse": MAX_WEIGHT, "attention_mse": MAX_WEIGHT, "epochs": MAX_EPOCHS,
+        "learning_rate": MAX_LEARNING_RATE, "batch_size": MAX_BATCH,
+    }  # fmt: skip
 
     student_layers: list[int] = field(default_factory=list)  # teacher layers kept, 0-based;
     # empty = every second layer of the teacher (1, 3, 5 of a 6-layer model)
@@ -328,6 +378,7 @@ class Quantize(Step):
     """Lower the precision of the weights (and activations for dynamic int8)."""
 
     version: ClassVar[int] = 1
+    limits: ClassVar[dict[str, float]] = {"tolerance": 100.0}  # accuracy points
 
     method: QuantizeMethod = "dynamic_int8"
     per_channel: bool = True  # one scale per output channel instead of per tensor
@@ -357,5 +408,6 @@ class Export(Step):
 
 
 def _check_layer_list(name: str, layers: list[int]) -> None:
-    require(all(i >= 0 for i in layers), name, f"layer numbers start at 0, got {layers}")
-    require(len(set(layers)) == len(layers), name, f"lists a layer twice: {layers}")
+    shown = fmt_value(layers)
+    require(all(i >= 0 for i in layers), name, f"layer numbers start at 0, got {shown}")
+    require(len(set(layers)) == len(layers), name, f"lists a layer twice: {shown}")
