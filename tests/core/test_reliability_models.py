@@ -354,6 +354,17 @@ def test_kind2_save_compares_resolved_paths(model_dir: Path, tmp_path: Path) -> 
     assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before
 
 
+def test_kind2_a_link_to_an_output_folder_takes_the_same_lock(tmp_path: Path) -> None:
+    from slimpajama_gui.core.storage.locks import OutputLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    alias = tmp_path / "alias"
+    alias.symlink_to(out)
+    with OutputLock(out, job_id=1), pytest.raises(UserError, match="already being written"):
+        OutputLock(alias, job_id=2).acquire()
+
+
 # --------------------------------------------------------------------------- kind 6 (X1)
 
 

@@ -201,14 +201,14 @@ class NonFiniteLoss(UserError):
 
 class Diverged(NonFiniteLoss):
     """Training diverged without a NaN loss: the weights, or the model's outputs on a
-    training batch, are no longer finite (X1). Nothing trained may be saved from it."""
+    training batch, are no longer finite (X1). Nothing trained may be saved from it; the
+    model holds the last weights that were checked sound."""
 
     def __init__(self, step: int, what: str, learning_rate: float) -> None:
         UserError.__init__(
             self,
             f"training diverged by optimizer step {step}: {what}, so nothing was saved "
-            f"from it. Lower the learning rate (now {learning_rate:g}), e.g. to 5e-5 for "
-            "fine-tuning.",
+            f"from it. Lower the learning rate (now {learning_rate:g}) and run it again.",
         )
         self.step = step
 
@@ -290,8 +290,8 @@ def train(
 
     Raises:
         NonFiniteLoss: the loss became NaN/inf; the model holds the last good weights.
-        Diverged: (a NonFiniteLoss) the weights, or the loss of the last batch after the
-            last update, are not finite at an evaluation, a snapshot or the end.
+        Diverged: (a NonFiniteLoss) the weights are not finite at a snapshot, or the
+            weights or the last batch's logits are not finite at an evaluation or the end.
     """
     if callbacks is None:
         callbacks = Callbacks()
@@ -349,6 +349,7 @@ def train(
             if not bool(torch.isfinite(logits).all()):
                 what = "the model's outputs (logits) on a training batch are inf/NaN"
         if what is not None:
+            model.load_state_dict(last_good)  # as for a NaN loss: the last sound weights
             callbacks.on_end(state, "failed")
             raise Diverged(state.step, what, config.learning_rate)
 
