@@ -196,46 +196,42 @@ def discover_models(
                 p for p in results.iterdir() if p.is_dir() and not p.name.startswith(".")
             )
     for entry in extra:
-        # One unreadable entry is one skipped line; it never hides the others (E1).
-        try:
-            _discover_folder(Path(entry).expanduser(), seen, add, skipped)
-        except OSError as exc:
-            skipped.append(f"skipped {entry}: it could not be read ({exc.strerror or exc}).")
-    return found, skipped
-
-
-def _discover_folder(path: Path, seen: set[Path], add, skipped: list[str]) -> None:
-    """Add the model in ``path``, or the models in its sub-folders, for discover_models."""
-    if path.is_file() and path.suffix == ".safetensors":
-        path = path.parent
-    if not path.exists():
-        skipped.append(f"{path} does not exist.")
-        return
-    if not path.is_dir():
-        skipped.append(f"{path} is not a folder.")
-        return
-    if _is_model_folder(path):
-        candidates = [path]
-    else:
-        candidates = sorted(
-            p
-            for p in path.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and _is_model_folder(p)
-        )
-        if not candidates:
-            skipped.append(
-                str(
-                    no_weights_error(
-                        path,
-                        f"no model found in {path} (no config.json in it or its "
-                        "sub-folders); add the folder that holds a model's config.json.",
+        path = Path(entry).expanduser()
+        if path.is_file() and path.suffix == ".safetensors":
+            path = path.parent
+        if not path.exists():
+            skipped.append(f"{path} does not exist.")
+            continue
+        if not path.is_dir():
+            skipped.append(f"{path} is not a folder.")
+            continue
+        if _is_model_folder(path):
+            candidates = [path]
+        else:
+            try:
+                candidates = sorted(
+                    p
+                    for p in path.iterdir()
+                    if p.is_dir() and not p.name.startswith(".") and _is_model_folder(p)
+                )
+            except OSError as exc:  # one unreadable entry never hides the others (E1)
+                skipped.append(f"skipped {path}: it could not be read ({exc.strerror or exc}).")
+                continue
+            if not candidates:
+                skipped.append(
+                    str(
+                        no_weights_error(
+                            path,
+                            f"no model found in {path} (no config.json in it or its "
+                            "sub-folders); add the folder that holds a model's config.json.",
+                        )
                     )
                 )
-            )
-    for folder in candidates:
-        if folder.resolve() in seen:
-            continue
-        try:
-            add(inspect_model(folder, source=_folder_source(folder)))
-        except (UserError, OSError) as exc:
-            skipped.append(f"skipped {folder}: {exc}")
+        for folder in candidates:
+            if folder.resolve() in seen:
+                continue
+            try:
+                add(inspect_model(folder, source=_folder_source(folder)))
+            except (UserError, OSError) as exc:
+                skipped.append(f"skipped {folder}: {exc}")
+    return found, skipped

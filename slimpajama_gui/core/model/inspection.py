@@ -559,6 +559,9 @@ def _inspect(folder: Path, source: str, name: str | None) -> ModelInfo:
         raise no_weights_error(
             folder, f"no config.json in {folder}: this folder is not a model folder."
         )
+    for file in ("config.json", *TOKENIZER_FILES):  # P1: never read through a link elsewhere
+        if os.path.lexists(folder / file):
+            resolve_inside(folder / file, folder)
     config = _read_json(folder / "config.json", folder)
     if not isinstance(config, dict):
         raise UserError(
@@ -568,9 +571,6 @@ def _inspect(folder: Path, source: str, name: str | None) -> ModelInfo:
     family = _check_family(config, folder)
     shape = _config_shape(config, family, folder)
 
-    for file in ("config.json", *TOKENIZER_FILES):  # P1: never read through a link elsewhere
-        if os.path.lexists(folder / file):
-            resolve_inside(folder / file, folder)
     if not _tokenizer_present(folder):
         raise UserError(
             f"tokenizer not found in {folder}: expected tokenizer.json, vocab.txt, or "
