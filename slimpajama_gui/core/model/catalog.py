@@ -131,7 +131,7 @@ def scan_hf_cache(
         for rev in sorted(repo.revisions, key=lambda r: (-r.last_modified, r.commit_hash)):
             try:
                 model = inspect_model(rev.snapshot_path, source="hf-cache", name=repo.repo_id)
-            except UserError as exc:
+            except (UserError, OSError) as exc:
                 notes.append(f"skipped {repo.repo_id}@{rev.commit_hash[:7]}: {exc}")
                 continue
             passing.append((rev.commit_hash, model))
@@ -221,11 +221,15 @@ def discover_models(
         if _is_model_folder(path):
             candidates = [path]
         else:
-            candidates = sorted(
-                p
-                for p in path.iterdir()
-                if p.is_dir() and not p.name.startswith(".") and _is_model_folder(p)
-            )
+            try:
+                candidates = sorted(
+                    p
+                    for p in path.iterdir()
+                    if p.is_dir() and not p.name.startswith(".") and _is_model_folder(p)
+                )
+            except OSError as exc:  # one unreadable entry never hides the others (E1)
+                skipped.append(f"skipped {path}: it could not be read ({exc.strerror or exc}).")
+                continue
             if not candidates:
                 skipped.append(
                     str(
@@ -241,7 +245,7 @@ def discover_models(
                 continue
             try:
                 add(inspect_model(folder, source=_folder_source(folder)))
-            except UserError as exc:
+            except (UserError, OSError) as exc:
                 skipped.append(f"skipped {folder}: {exc}")
     return _distinct_result_names(found), skipped
 

@@ -35,7 +35,6 @@ drives both loading and :func:`~slimpajama_gui.core.model.saving.export_transfor
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterable
@@ -55,7 +54,7 @@ from slimpajama_gui.core.model.hf_config import (
     specific_label_names,
     translate,
 )
-from slimpajama_gui.core.model.inspection import SUPPORTED_FAMILIES
+from slimpajama_gui.core.model.inspection import SUPPORTED_FAMILIES, damaged_folder
 from slimpajama_gui.core.storage.safe_io import (
     load_safetensors,
     no_weights_error,
@@ -195,18 +194,13 @@ def _load_weights(folder: Path) -> dict[str, torch.Tensor]:
         return load_safetensors(single)
     index = folder / WEIGHTS_INDEX_NAME
     if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            shards = sorted(set(weight_map.values()))
-        except (
-            OSError,
-            UnicodeDecodeError,
-            ValueError,
-            KeyError,
-            TypeError,
-            AttributeError,
-        ) as exc:
-            raise UserError(f"{index} is not a valid safetensors index ({exc}).") from exc
+        weight_map = read_json_object(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise UserError(
+                f"{index} is not a valid safetensors index (it has no weight_map); copy "
+                "the model folder again."
+            )
+        shards = sorted({str(v) for v in weight_map.values()})
         tensors: dict[str, torch.Tensor] = {}
         for shard in shards:
             # Shard names come from the file; refuse anything that leaves the folder.
@@ -401,6 +395,22 @@ def load_pretrained(
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder; choose the folder that holds config.json.")
+    try:
+        return _load_pretrained(cls, folder, num_labels, id2label)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any bytes in a model file give a sentence
+        # The backstop for a reader that does not yet refuse what it cannot use (E1).
+        logger.exception("loading %s failed", folder)
+        raise damaged_folder(folder, exc) from exc
+
+
+def _load_pretrained(
+    cls: type[EncoderClassifier],
+    folder: Path,
+    num_labels: int | None,
+    id2label: dict[int, str] | None,
+) -> EncoderClassifier:
     raw = read_config(folder)
     if "quantization" in raw:
         # Loading int8/int4 tensors as float would silently give a different model.
@@ -463,10 +473,13 @@ def load_pretrained(
         if refusal is not None:
             raise UserError(refusal)
 
-    model = cls(config)
-    expected = model.state_dict()
+    # The shapes config.json asks for are checked against the file's before any memory
+    # is allocated: a config that names a vocabulary of 10^12 is refused, not attempted.
+    with torch.device("meta"):
+        expected = cls(config).state_dict()
     new_keys = [k for k in head if k not in mapped]
     _check_match(folder, expected, mapped, allowed_missing=set(head), family=str(family))
+    model = cls(config)
     model.load_state_dict(mapped, strict=False)
     model.source_path = folder.resolve()
     model.load_report = LoadReport(

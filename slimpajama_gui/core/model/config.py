@@ -18,9 +18,14 @@ import torch
 import torch.nn.functional as F
 
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.storage.safe_io import short_repr
 
 CONFIG_FORMAT = "slimpajama"
 CONFIG_VERSION = 1
+#: Most classes a classifier may have; more is a damaged config, not a task we train.
+MAX_LABELS = 100_000
+#: Most encoder layers a config may name (the largest encoders have under 100).
+MAX_LAYERS = 1_000
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -109,6 +114,16 @@ class EncoderConfig:
         for name in ("type_vocab_size", "pad_token_id", "position_offset"):
             _check_int(name, getattr(self, name), minimum=0)
         _check_int("num_labels", self.num_labels, minimum=1)
+        if self.num_labels > MAX_LABELS:
+            raise UserError(
+                f"model config: num_labels is {self.num_labels:,}; SlimPajama Studio trains "
+                f"classifiers of at most {MAX_LABELS:,} classes. Check num_labels and id2label."
+            )
+        if len(self.layer_heads) > MAX_LAYERS:
+            raise UserError(
+                f"model config: {len(self.layer_heads):,} layers; at most {MAX_LAYERS:,} are "
+                "supported. Check layer_heads and layer_ffn."
+            )
         if len(self.layer_heads) != len(self.layer_ffn):
             raise UserError(
                 f"model config: layer_heads has {len(self.layer_heads)} entries but "
@@ -149,11 +164,13 @@ class EncoderConfig:
             self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
         except (TypeError, ValueError, AttributeError) as exc:
             raise UserError(
-                f"model config: id2label must map label numbers to names, not {self.id2label!r}."
+                "model config: id2label must map label numbers to names, not "
+                f"{short_repr(self.id2label)}."
             ) from exc
         if sorted(self.id2label) != list(range(self.num_labels)):
             raise UserError(
-                f"model config: id2label has ids {sorted(self.id2label)} but num_labels is "
+                f"model config: id2label has ids {short_repr(sorted(self.id2label))} but "
+                "num_labels is "
                 f"{self.num_labels}; it needs exactly the ids 0..{self.num_labels - 1}."
             )
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.model.config import MAX_LABELS, MAX_LAYERS
+from slimpajama_gui.core.storage.safe_io import short_repr
 
 __all__ = [
     "ACTIVATION_NAMES",
@@ -249,7 +251,7 @@ def _pruned_heads(raw: dict, layers: int, heads: int, where: str) -> dict[int, s
     bad = _refuse(
         where,
         "pruned_heads must map layer numbers to lists of head numbers, like "
-        f'{{"0": [1, 3]}}, not {value!r}.',
+        f'{{"0": [1, 3]}}, not {short_repr(value)}.',
     )
     if not isinstance(value, dict):
         raise bad
@@ -291,6 +293,14 @@ def _labels(raw: dict, where: str) -> tuple[dict, int | None]:
         isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1
     ):
         raise _refuse(where, f"num_labels must be a whole number >= 1, not {num_labels!r}.")
+    count = len(id2label) or num_labels or 0
+    if count > MAX_LABELS:
+        raise _refuse(
+            where,
+            f"{'id2label names' if id2label else 'num_labels is'} {count:,} labels; "
+            f"SlimPajama Studio trains classifiers of at most {MAX_LABELS:,} classes. "
+            "Check num_labels and id2label.",
+        )
     if id2label and num_labels is not None and num_labels != len(id2label):
         raise _refuse(
             where,
@@ -304,7 +314,7 @@ def _labels(raw: dict, where: str) -> tuple[dict, int | None]:
     if ids is not None and ids != list(range(len(ids))):
         raise _refuse(
             where,
-            f"id2label has ids {ids}; it must number the labels 0..{len(ids) - 1}, one per "
+            f"id2label has ids {short_repr(ids)}; it must number the labels 0..{len(ids) - 1}, one per "
             "row of the classifier.",
         )
     if ids is None:
@@ -331,6 +341,10 @@ def translate(raw: dict[str, Any], family: str, where: str) -> Translation:
     _refuse_unsupported(raw, family, where)
     _architectures(raw, fam, where)
     layers = _int(raw, family, "num_hidden_layers", where, 0)
+    if layers > MAX_LAYERS:
+        raise _refuse(
+            where, f"num_hidden_layers is {layers:,}; at most {MAX_LAYERS:,} are supported."
+        )
     heads = _int(raw, family, "num_attention_heads", where, 1)
     hidden = _int(raw, family, "hidden_size", where, 1)
     if hidden % heads:

@@ -23,6 +23,8 @@ Example:
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -38,8 +40,11 @@ from slimpajama_gui.core.storage.safe_io import (
     read_json,
     read_safetensors_header,
     refuse_pickle,
+    resolve_inside,
 )
 from slimpajama_gui.core.storage.variant import VariantRecord, is_variant_folder
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "MEMORY_FACTOR",
@@ -528,6 +533,29 @@ def inspect_model(
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, not {source!r}")
     folder = model_folder(path)
+    try:
+        return _inspect(folder, source, name)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any bytes in a model file give a sentence
+        # Every reader above refuses what it cannot use with a sentence; this is the
+        # backstop for the one that does not yet, so a damaged folder is one refused
+        # entry instead of an internal error that hides every model (E1).
+        logger.exception("inspecting %s failed", folder)
+        raise damaged_folder(folder, exc) from exc
+
+
+def damaged_folder(folder: Path, exc: BaseException) -> UserError:
+    """The sentence for a model folder whose files could not be read (traceback logged)."""
+    what = type(exc).__name__ + (f": {str(exc)[:200]}" if str(exc) else "")
+    return UserError(
+        f"the files in {folder} could not be read as a model ({what}); they are damaged "
+        "or were not written by Hugging Face or SlimPajama Studio. Copy the model folder "
+        "again from its source."
+    )
+
+
+def _inspect(folder: Path, source: str, name: str | None) -> ModelInfo:
     if not (folder / "config.json").is_file():
         inside = sorted(
             p.name for p in folder.iterdir() if p.is_dir() and (p / "config.json").is_file()
@@ -541,6 +569,9 @@ def inspect_model(
         raise no_weights_error(
             folder, f"no config.json in {folder}: this folder is not a model folder."
         )
+    for file in ("config.json", *TOKENIZER_FILES):  # P1: never read through a link elsewhere
+        if os.path.lexists(folder / file):
+            resolve_inside(folder / file, folder)
     config = _read_json(folder / "config.json", folder)
     if not isinstance(config, dict):
         raise UserError(

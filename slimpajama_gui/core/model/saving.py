@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import torch
@@ -20,7 +19,7 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.checkpoints import _TO_HF, WEIGHTS_NAME, _rename
 from slimpajama_gui.core.model.config import CONFIG_FORMAT, EncoderConfig
 from slimpajama_gui.core.model.encoder import EncoderClassifier
-from slimpajama_gui.core.storage.safe_io import atomic_dir, atomic_write_text
+from slimpajama_gui.core.storage.safe_io import atomic_dir, atomic_write_text, copy_model_files
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +52,8 @@ def save_pretrained(
 
     Raises:
         UserError: ``folder`` is (or contains) the folder this model was loaded
-            from, or is an existing folder that is not a model folder.
+            from, or is an existing folder that is not a model folder, or the weights
+            hold inf/NaN (:func:`check_finite`).
     """
     target = check_target(model, folder)
     with atomic_dir(target) as staging:
@@ -73,6 +73,7 @@ def write_files(model: EncoderClassifier, folder: str | Path) -> None:
     from safetensors.torch import save_file
 
     folder = Path(folder)
+    check_finite(model)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
     config = {"model_type": CONFIG_FORMAT, **model.config.to_dict()}
@@ -102,6 +103,7 @@ def export_transformers(
     """
     cfg = model.config
     target = check_target(model, folder)
+    check_finite(model)
     heads = cfg.hidden_size // cfg.head_dim
     if heads * cfg.head_dim != cfg.hidden_size or max(cfg.layer_heads, default=0) > heads:
         raise UserError(
@@ -175,6 +177,30 @@ def export_transformers(
     return target
 
 
+def non_finite_tensors(model: torch.nn.Module) -> list[str]:
+    """Names of ``model``'s floating tensors (parameters, buffers) holding inf or NaN."""
+    return [
+        name
+        for name, t in model.state_dict().items()
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
+
+
+def check_finite(model: torch.nn.Module) -> None:
+    """Refuse to save weights that hold inf or NaN (a diverged training, X1).
+
+    Raises:
+        UserError: naming the first tensors that are not finite.
+    """
+    bad = non_finite_tensors(model)
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise UserError(
+            f"the model's weights contain inf/NaN ({shown}), so it was not saved: its "
+            "training diverged. Lower the learning rate and run the job again."
+        )
+
+
 def check_target(model: EncoderClassifier, folder: str | Path) -> Path:
     """The absolute folder to write ``model`` to; UserError for one it must not replace."""
     target = Path(folder).expanduser().resolve()
@@ -228,18 +254,16 @@ def _pad_layers(
 
 
 def copy_tokenizer_files(src: str | Path, dst: str | Path) -> list[str]:
-    """Copy the tokenizer files present in ``src`` into ``dst``.
+    """Copy the tokenizer files present in ``src`` into ``dst``: regular files inside
+    ``src`` only, never what a link points to elsewhere (P1).
 
     Returns:
         The names of the files copied (possibly none).
+
+    Raises:
+        UserError: a tokenizer file in ``src`` is a symbolic link that leaves it.
     """
-    src, dst = Path(src), Path(dst)
-    copied = []
-    for name in TOKENIZER_FILES:
-        if (src / name).is_file():
-            shutil.copyfile(src / name, dst / name)
-            copied.append(name)
-    return copied
+    return copy_model_files(Path(src), Path(dst), TOKENIZER_FILES)
 
 
 def _export_name(name: str, family: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.storage.safe_io import (
     atomic_write_text,
     read_json_object,
+    resolve_inside,
 )
 
 
@@ -22,21 +24,63 @@ def load_tokenizer(folder: Path | str):
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    folder = Path(folder)
+    for name in READ_FILES:  # P1: transformers follows links; we refuse those that leave
+        if os.path.lexists(folder / name):
+            resolve_inside(folder / name, folder)
     # AutoTokenizer also reads config.json and warns that it does not know our own
     # "slimpajama" model_type; the tokenizer files decide the class, so silence it.
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        return AutoTokenizer.from_pretrained(
+        tokenizer = AutoTokenizer.from_pretrained(
             str(folder), local_files_only=True, trust_remote_code=False
         )
     except Exception as exc:  # transformers raises many types; the user needs one
         raise UserError(
-            f"tokenizer not found in {folder}: it could not be loaded ({exc}). "
+            f"tokenizer not found in {folder}: it could not be loaded ({_first_line(exc)}). "
             "Copy the tokenizer files from the model's source."
         ) from exc
     finally:
         hf_logging.set_verbosity(verbosity)
+    # A tokenizer that loads may still fail on the first word it does not know (a
+    # vocab.txt without [UNK]): find out now, with a sentence, not inside a job.
+    try:
+        tokenizer(PROBE_TEXT, PROBE_TEXT, truncation=True, max_length=64)
+    except Exception as exc:  # noqa: BLE001 - the tokenizers library raises bare Exception
+        files = [n for n in ("tokenizer.json", "vocab.txt", "vocab.json") if (folder / n).is_file()]
+        raise UserError(
+            f"the tokenizer in {folder} cannot read text ({_first_line(exc)}); its "
+            f"{' / '.join(files) or 'files'} are incomplete. Copy the tokenizer files "
+            "from the model's source."
+        ) from exc
+    return tokenizer
+
+
+#: Files AutoTokenizer may read from a model folder.
+READ_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+
+#: Text no tokenizer knows all of: unknown words, accents, symbols, a pair.
+PROBE_TEXT = "the qzxvbk Ünïcødé ☃ 𝔘 42 — end"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0][:300] if text else "") or type(exc).__name__
 
 
 def pin_tokenizer_class(folder: Path | str, tokenizer: Any) -> bool:

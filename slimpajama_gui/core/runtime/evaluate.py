@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from slimpajama_gui.core.errors import UserError
+
 
 @dataclass
 class Predictions:
@@ -47,6 +49,9 @@ def predict(
 
     Batches may carry an ``index`` tensor (their rows' positions in the dataset, as
     length-bucketed loaders produce); outputs are put back in dataset order.
+
+    Raises:
+        UserError: some logits are inf/NaN (a diverged or damaged model).
     """
     model.eval()
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -68,6 +73,14 @@ def predict(
     if not logits:
         return Predictions(np.zeros((0, 0), np.float32), np.zeros((0,), np.int64))
     result = Predictions(np.concatenate(logits), np.concatenate(labels).astype(np.int64))
+    bad = int((~np.isfinite(result.logits)).any(axis=1).sum())
+    if bad:
+        # argmax of NaN is class 0: measuring this would report a made-up accuracy (X1).
+        raise UserError(
+            f"the model gives inf/NaN logits for {bad:,} of {len(result.labels):,} rows, so "
+            "it cannot be measured: its weights are damaged or its training diverged. "
+            "Train it again with a lower learning rate, or use another model."
+        )
     if order:
         back = np.argsort(np.concatenate(order), kind="stable")
         result = Predictions(result.logits[back], result.labels[back])

@@ -20,6 +20,7 @@ from torch import nn
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.checkpoints import read_config
 from slimpajama_gui.core.model.config import EncoderConfig
+from slimpajama_gui.core.storage.safe_io import resolve_inside
 from slimpajama_gui.core.techniques.onnx_export import (
     META_LABELS,
     META_MAX_TOKENS,
@@ -40,7 +41,7 @@ def load_onnx_runner(folder: Path, threads: int = 2) -> OrtRunner:
         UserError: no ``model.onnx`` in the folder, or its config or model is unusable.
     """
     folder = Path(folder)
-    path = folder / ONNX_NAME
+    path = resolve_inside(folder / ONNX_NAME, folder)  # P1: never a file outside the folder
     if not path.is_file():
         raise UserError(
             f"no {ONNX_NAME} in {folder}; choose the folder of an ONNX variant "

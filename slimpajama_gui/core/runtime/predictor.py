@@ -192,6 +192,17 @@ class ModelPredictor:
             )
         self.path = Path(handle.info.path)
         self.name = handle.info.name
+        import torch
+
+        from slimpajama_gui.core.model.saving import non_finite_tensors
+
+        bad = non_finite_tensors(model) if isinstance(model, torch.nn.Module) else []
+        if bad:  # X1: its every score would be NaN
+            raise UserError(
+                f"{handle.info.name} cannot predict: its weights contain inf/NaN "
+                f"({', '.join(bad[:3])}); it was saved from a training that diverged, or "
+                "the file is damaged. Train it again with a lower learning rate, or copy it again."
+            )
         self.model = model.eval()
         self.backend = "onnx" if hasattr(model, "runner") else "pytorch"
         self.tokenizer = handle.load_tokenizer()
@@ -235,6 +246,12 @@ class ModelPredictor:
                 t0 = time.perf_counter()
                 logits = self.model(**inputs).logits
                 seconds += time.perf_counter() - t0
+                if not bool(torch.isfinite(logits).all()):
+                    raise UserError(
+                        f"{self.name} gives inf/NaN scores for this text, so no figures are "
+                        "shown: its training diverged or its weights are damaged. Train it "
+                        "again with a lower learning rate, or use another model."
+                    )
                 rows.append(torch.softmax(logits.float(), dim=-1).numpy())
         probs = np.concatenate(rows).astype(np.float32)
         return Scores(probs, list(self.label_names), seconds * 1000, warnings)

@@ -103,7 +103,8 @@ class OutputLock:
     """
 
     def __init__(self, folder: Path | str, job_id: int | None = None) -> None:
-        self.folder = Path(folder).expanduser().absolute()
+        # Resolved, so two spellings of one folder (a link to it) take the same lock (P1).
+        self.folder = Path(folder).expanduser().resolve()
         self.job_id = job_id
         self.path = self.folder.parent / f".{self.folder.name}{LOCK_SUFFIX}"
         self._fd: int | None = None

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.model.saving import non_finite_tensors
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,20 @@ class NonFiniteLoss(UserError):
         self.step = step
 
 
+class Diverged(NonFiniteLoss):
+    """Training diverged without a NaN loss: the weights, or the model's outputs on a
+    training batch, are no longer finite (X1). Nothing trained may be saved from it; the
+    model holds the last weights that were checked sound."""
+
+    def __init__(self, step: int, what: str, learning_rate: float) -> None:
+        UserError.__init__(
+            self,
+            f"training diverged by optimizer step {step}: {what}, so nothing was saved "
+            f"from it. Lower the learning rate (now {learning_rate:g}) and run it again.",
+        )
+        self.step = step
+
+
 def pick_device(requested: str = "auto") -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
         raise UserError("device 'cuda' was requested but no CUDA GPU is available; use 'cpu'.")
@@ -275,6 +290,8 @@ def train(
 
     Raises:
         NonFiniteLoss: the loss became NaN/inf; the model holds the last good weights.
+        Diverged: (a NonFiniteLoss) the weights are not finite at a snapshot, or the
+            weights or the last batch's logits are not finite at an evaluation or the end.
     """
     if callbacks is None:
         callbacks = Callbacks()
@@ -310,11 +327,37 @@ def train(
     examples = 0
     status = "done"
     window: dict[str, list[float]] = {}
+    last_batch: Batch | None = None
+
+    def check_diverged(batch: Batch | None) -> None:
+        """Raise :class:`Diverged` if the weights, or the logits of ``batch`` (the last
+        one trained on) under the current weights, are not finite: the update after
+        the last loss can blow the model up while every loss seen was finite. (The
+        loss function is not called: a distillation loss counts its teacher calls.)"""
+        bad = non_finite_tensors(model)
+        what = f"the weights contain inf/NaN (in {', '.join(bad[:3])})" if bad else None
+        if what is None and batch is not None:
+            was_training = model.training
+            model.eval()
+            with torch.no_grad(), autocast:
+                logits = model(
+                    input_ids=batch["input_ids"],
+                    attention_mask=batch.get("attention_mask"),
+                    token_type_ids=batch.get("token_type_ids"),
+                ).logits
+            model.train(was_training)
+            if not bool(torch.isfinite(logits).all()):
+                what = "the model's outputs (logits) on a training batch are inf/NaN"
+        if what is not None:
+            model.load_state_dict(last_good)  # as for a NaN loss: the last sound weights
+            callbacks.on_end(state, "failed")
+            raise Diverged(state.step, what, config.learning_rate)
 
     def evaluate() -> None:
         nonlocal best_weights, last_eval
         if eval_fn is None:
             return
+        check_diverged(last_batch)
         model.eval()
         metrics = eval_fn(model, control)
         model.train()
@@ -338,6 +381,7 @@ def train(
                     status = "cancelled"
                     break
                 batch = _to(batch, device)
+                last_batch = batch
                 with autocast:
                     loss, parts = loss_fn(model, batch)
                 value = float(loss.detach())
@@ -358,6 +402,7 @@ def train(
                     window.setdefault(key, []).append(v)
                 # A cheap rolling copy lets a NaN at step N roll back to step N-k weights.
                 if state.step % max(1, config.log_every_steps) == 0:
+                    check_diverged(None)  # a snapshot to roll back to must be sound
                     last_good = _snapshot(model)
                 callbacks.on_step_end(state)
                 if state.step % max(1, config.log_every_steps) == 0 or state.step == total:
@@ -378,6 +423,8 @@ def train(
                 if state.step >= total:
                     break
             epoch += 1
+        if status == "done" and state.step > 0:
+            check_diverged(last_batch)
     finally:
         model.eval()
     if best_weights is not None and config.keep_best:

@@ -29,7 +29,11 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.model.saving import TOKENIZER_FILES
 from slimpajama_gui.core.model.tokenizers import load_tokenizer, pin_tokenizer_class
-from slimpajama_gui.core.storage.safe_io import atomic_write_text, read_json_object
+from slimpajama_gui.core.storage.safe_io import (
+    atomic_write_text,
+    read_json_object,
+    resolve_inside,
+)
 from slimpajama_gui.core.techniques.prune.layers import (
     _check_slim,
     _new_model,
@@ -134,7 +138,7 @@ def _tokenizer_vocab(folder: Path) -> tuple[dict[str, int], dict[str, Any] | Non
         return vocab, data
     vt = folder / "vocab.txt"
     if vt.is_file():
-        lines = vt.read_text(encoding="utf-8").split("\n")
+        lines = resolve_inside(vt).read_text(encoding="utf-8").split("\n")
         if lines and lines[-1] == "":
             lines.pop()
         return {tok: i for i, tok in enumerate(lines)}, None
@@ -244,7 +248,7 @@ def write_remapped_tokenizer(src: Path, dst: Path, kept_ids: Sequence[int]) -> l
                 added = read_json_object(src / name)
                 text = json.dumps({k: id_map[int(v)] for k, v in added.items() if int(v) in id_map})
             else:
-                text = (src / name).read_text(encoding="utf-8")
+                text = resolve_inside(src / name).read_text(encoding="utf-8")
             atomic_write_text(dst / name, text)
             written.append(name)
     return written
