@@ -389,8 +389,20 @@ def test_kind6_training_that_diverges_without_a_nan_loss_fails(model_dir: Path) 
 
 
 def test_kind6_a_diverged_job_is_failed_with_its_step_and_saves_nothing(
-    model_dir: Path, tmp_path: Path
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The issue's learning_rate 1e9 is now refused by the recipe's bounds (kind 9), and no
+    # rate inside them diverges a tiny model in a few steps, so the overflow is injected:
+    # after each real optimizer step one weight becomes inf, as an fp32 overflow leaves it.
+    real_step = torch.optim.AdamW.step
+
+    def overflowing_step(self, *args, **kwargs):
+        out = real_step(self, *args, **kwargs)
+        with torch.no_grad():
+            self.param_groups[0]["params"][0].view(-1)[0] = float("inf")
+        return out
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", overflowing_step)
     from slimpajama_gui.core.jobs.pipeline import run
     from slimpajama_gui.core.plan.recipe import recipe_from_yaml
     from slimpajama_gui.core.storage.history import JobStore
@@ -409,7 +421,7 @@ dataset:
 output: {out}
 steps:
   - type: finetune
-    learning_rate: 1.0e9
+    learning_rate: 10
     max_steps: 1
     batch_size: 8
 """,
@@ -421,7 +433,7 @@ steps:
         job = store.get_job(result.job_id)
     assert result.status == "failed" and job.status == "failed"
     assert result.failed_step == "step 1 (finetune)"
-    assert "diverged" in result.error and "learning rate (now 1e+09)" in result.error
+    assert "diverged" in result.error and "learning rate (now 10)" in result.error
     assert result.variants == []
     assert not any(p.name.startswith("01-") for p in out.iterdir()) if out.exists() else True
 
