@@ -22,11 +22,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs import handlers as _handlers  # noqa: F401 - registers them
 from slimpajama_gui.core.jobs.context import HANDLERS, ONNX_STEPS, Cancelled, JobContext
+from slimpajama_gui.core.jobs.resume import ResumePlan, ReusedVariant, plan_resume
 from slimpajama_gui.core.model.catalog import packaged_minilm_path
 from slimpajama_gui.core.plan.preflight import source_problems
 from slimpajama_gui.core.plan.recipe import Prune, Recipe, Step, dump_recipe, recipe_from_yaml
@@ -140,12 +142,23 @@ def run(
     *,
     store: JobStore | None = None,
     device: str | None = None,
+    resume: ResumePlan | None = None,
 ) -> PipelineResult:
     """Run every step of ``recipe`` and record the job; never raises for a failed job.
+
+    Args:
+        resume: continue that job (:func:`~slimpajama_gui.core.jobs.resume.plan_resume`)
+            instead of starting a new one: its finished steps are skipped, their
+            folders reused unchanged, and ``recipe`` (the plan's) runs from
+            ``resume.first_step`` in the job's own output folder and history row.
 
     Returns:
         The job's outcome. ``status`` is "failed" with a sentence in ``error`` (and the
         step in ``failed_step``) when something went wrong; earlier variants stay.
+
+    Raises:
+        UserError: only for a ``resume`` that is no longer possible (checked again
+            under the output folder's lock; the job's row is left as it was).
     """
     callbacks = callbacks or PipelineCallbacks()
     control = control or Control()
@@ -157,19 +170,39 @@ def run(
     # The recipe's folder goes with it, so a Re-run from another working folder (or a
     # later start of the app) reads the same files.
     base = (recipe.base_dir or Path.cwd()).absolute()
-    job_id = store.create_job(recipe.name, dump_recipe(recipe), str(output), recipe_dir=base)
+    lock = None
+    if resume is not None:
+        job_id = resume.job_id
+        lock = OutputLock(output, job_id=job_id).acquire()
+        try:
+            # Planned again under the lock: nothing can change the folder from here on.
+            resume = plan_resume(store, job_id, recipe)
+            store.begin_resume(job_id, resume.first_step, recipe_yaml=dump_recipe(recipe),
+                               recipe_dir=base)  # fmt: skip
+        except BaseException:
+            lock.release()
+            if own_store:
+                store.close()
+            raise
+    else:
+        job_id = store.create_job(recipe.name, dump_recipe(recipe), str(output), recipe_dir=base)
     result = PipelineResult(job_id=job_id, status="running")
     current: str | None = None
     threads_before = torch.get_num_threads()
+    first = resume.first_step if resume is not None else 0
     try:
-        with OutputLock(output, job_id=job_id):
+        with _held(lock) if lock is not None else OutputLock(output, job_id=job_id):
             # What a job killed in this folder left behind (only a lock holder writes it).
             sweep_output(output)
             store.mark_running(job_id)
             callbacks.on_job_start(job_id, recipe)
+            if resume is not None:
+                callbacks.on_message(f"Job #{job_id} {resume.describe()}.")
             current = "loading the model and data"
-            ctx = _prepare(recipe, job_id, output, callbacks, control, store, device)
+            ctx = _prepare(recipe, job_id, output, callbacks, control, store, device, resume)
             for index, step in enumerate(recipe.steps):
+                if index < first:
+                    continue  # finished in an earlier attempt; its folder is reused
                 ctx.check_stop()
                 current = f"step {index + 1} ({step.step_type})"
                 ctx.where = f"step {index + 1} of {len(recipe.steps)} ({step.step_type})"
@@ -184,6 +217,7 @@ def run(
                 summary = HANDLERS[step.step_type](ctx, index, step)
                 summary["seconds"] = time.monotonic() - step_started
                 result.summary.append({"step": step.step_type, **summary})
+                store.finish_step(job_id, index, step.step_type, summary["seconds"], summary)
                 store.set_progress(job_id, (index + 1) / len(recipe.steps))
                 callbacks.on_step_end(index, step, summary)
             result.status = "done"
@@ -220,6 +254,15 @@ def run(
     return result
 
 
+@contextlib.contextmanager
+def _held(lock: OutputLock) -> Iterator[OutputLock]:
+    """A lock taken already (a resume plans under it), released on leaving."""
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
 def _prepare(
     recipe: Recipe,
     job_id: int,
@@ -228,6 +271,7 @@ def _prepare(
     control: Control,
     store: JobStore,
     device: str | None,
+    resume: ResumePlan | None = None,
 ) -> JobContext:
     int8_path.check_setting()  # a mistyped override fails before any step runs
     if recipe.threads:
@@ -244,9 +288,12 @@ def _prepare(
     if control.should_stop:
         raise Cancelled
     source = resolve_model_path(recipe)
+    reused = resume.variants[-1] if resume is not None and resume.variants else None
+    remaining = recipe.steps[resume.first_step :] if resume is not None else recipe.steps
     with control.uncancellable("loading the model"):
-        handle = open_model(source)
-        problems = source_problems(handle.info, recipe.steps)
+        # A resume starts from the last finished step's variant, read as saved.
+        handle = open_model(reused.path if reused is not None else source)
+        problems = source_problems(handle.info, remaining)
         if problems:  # before any step, not as an internal error in step 1
             raise UserError(problems[0])
         # A trained head's rows are its classes: the data is numbered as the head is.
@@ -279,7 +326,7 @@ def _prepare(
         callbacks.on_message(note)
     run_device = pick_device(device or recipe.device)
     model.to(run_device)
-    return JobContext(
+    ctx = JobContext(
         recipe=recipe,
         job_id=job_id,
         source=handle.info.path,
@@ -295,6 +342,30 @@ def _prepare(
         inputs=inputs,
         model_name=handle.info.name,
     )
+    if reused is not None:
+        _continue_from(ctx, resume, reused, control)
+    return ctx
+
+
+def _continue_from(
+    ctx: JobContext, resume: ResumePlan, reused: ReusedVariant, control: Control
+) -> None:
+    """Make ``ctx`` what the finished steps left: their variants, the last one current."""
+    record = reused.record
+    if record.source_model:
+        ctx.source = Path(record.source_model)
+    ctx.variants = [v.path for v in resume.variants]
+    ctx.variant, ctx.record, ctx.variant_row = reused.path, record, reused.row_id
+    if record.onnx is not None:
+        # An ONNX variant runs in onnxruntime; a PyTorch benchmark times the model it
+        # was exported from, as in the first attempt.
+        ctx.onnx_format = record.weights_format
+        ctx.onnx_parameters = record.parameters
+        parent = Path(record.parent) if record.parent else ctx.source
+        with control.uncancellable("loading the model the ONNX variant was exported from"):
+            ctx.torch_model = open_model(parent).load_model(
+                num_labels=ctx.dataset.num_labels, id2label=dict(enumerate(ctx.dataset.label_names))
+            )
 
 
 def _first_untrained_use(steps: Sequence[Step]) -> str | None:
