@@ -219,8 +219,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     from slimpajama_gui.core.plan.recipe import load_recipe
 
     recipe = load_recipe(Path(args.recipe))
+    if args.resume:
+        return _resume(args, recipe.resolve_path(recipe.output), recipe)
     console = _console()
     result = run(recipe, _CliCallbacks(console), device=args.device)
+    return _report(console, result)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from slimpajama_gui.core.plan.recipe import load_recipe
+
+    recipe = load_recipe(Path(args.recipe)) if args.recipe else None
+    return _resume(args, args.job, recipe)
+
+
+def _resume(args: argparse.Namespace, job_spec, recipe) -> int:
+    """Continue a failed/cancelled job at its first unfinished step (core/jobs/resume.py)."""
+    from slimpajama_gui.core.jobs.pipeline import run
+    from slimpajama_gui.core.jobs.resume import find_job, plan_resume
+    from slimpajama_gui.core.storage.history import JobStore
+
+    console = _console()
+    with JobStore() as store:
+        job = find_job(store, job_spec)
+        plan = plan_resume(store, job.id, recipe)
+        console.print(f"Job {job.id} {plan.describe()}.")
+        result = run(plan.recipe, _CliCallbacks(console), store=store, device=args.device,
+                     resume=plan)  # fmt: skip
+    return _report(console, result)
+
+
+def _report(console, result) -> int:
+    """The results table of a job and its exit code."""
     # One row per model: the source (if measured before any change) and each variant.
     variants: list[dict[str, Any]] = []
     for row in result.summary:
@@ -459,7 +489,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                    help="where to train (default: the recipe's device; latency is always measured on CPU)")  # fmt: skip
+    p.add_argument("--resume", action="store_true",
+                   help="continue the failed or cancelled job that wrote to the recipe's output folder "
+                   "at its first unfinished step, with this recipe (fix a failed step's settings first)")  # fmt: skip
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="continue a failed or cancelled job at its first unfinished step",
+                       description="Continue a failed, cancelled or interrupted job in its own output folder: "
+                       "the steps it finished are reused as saved (never written again) and the job runs on "
+                       "from the first unfinished step.")  # fmt: skip
+    p.add_argument(
+        "job",
+        metavar="JOB",
+        help="the job's number (see 'slimpajama history') or its output folder",
+    )
+    p.add_argument("--recipe", metavar="RECIPE",
+                   help="continue with this recipe instead of the recorded one (the finished steps, "
+                   "model, data and output must be unchanged; later steps may differ)")  # fmt: skip
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                   help="where to train (default: the recipe's device)")  # fmt: skip
+    p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("eval", help="accuracy, macro-F1 and confusion matrix of a classifier on DATA",
                        description="Evaluate a fine-tuned classifier on a labelled CSV/TSV/JSONL/Parquet file.")  # fmt: skip

@@ -187,6 +187,11 @@ def run(
     else:
         job_id = store.create_job(recipe.name, dump_recipe(recipe), str(output), recipe_dir=base)
     result = PipelineResult(job_id=job_id, status="running")
+    if resume is not None:  # the job's whole summary: reused steps as the history has them
+        result.summary = [
+            {"step": recipe.steps[i].step_type, **resume.summaries.get(i, {}), "reused": True}
+            for i in resume.reused
+        ]
     current: str | None = None
     threads_before = torch.get_num_threads()
     first = resume.first_step if resume is not None else 0

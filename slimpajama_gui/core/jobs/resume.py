@@ -68,6 +68,8 @@ class ResumePlan:
     first_step: int
     variants: list[ReusedVariant] = field(default_factory=list)
     seconds: dict[int, float] = field(default_factory=dict)
+    #: The finished steps' summary rows as the history recorded them (index → row).
+    summaries: dict[int, dict] = field(default_factory=dict)
 
     @property
     def job_id(self) -> int:
@@ -85,8 +87,8 @@ class ResumePlan:
         where = f"continues at step {self.first_step + 1} of {count} ({step.step_type})"
         if self.first_step == 0:
             return f"{where}; no step had finished"
-        done = "step 1" if self.first_step == 1 else f"steps 1–{self.first_step}"
-        return f"{where}; {done} are reused from {self.output}"
+        done = "step 1 is" if self.first_step == 1 else f"steps 1–{self.first_step} are"
+        return f"{where}; {done} reused from {self.output}"
 
 
 def find_job(store: JobStore, spec: str | int) -> JobRecord:
@@ -180,7 +182,8 @@ def plan_resume(store: JobStore, job_id: int, recipe: Recipe | None = None) -> R
             "(add a step to the recipe, or Re-run the job)."
         )
     _check_unfinished_folders(job, recipe, output, first)
-    return ResumePlan(job, recipe, output, first, variants, seconds)
+    summaries = {s.step_index: s.summary for s in store.finished_steps(job.id)}
+    return ResumePlan(job, recipe, output, first, variants, seconds, summaries)
 
 
 def _check_same_inputs(job: JobRecord, old: Recipe, new: Recipe) -> None:
