@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 import shutil
 import time
@@ -38,8 +39,10 @@ from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs import handlers as _handlers  # noqa: F401 - registers them
 from slimpajama_gui.core.jobs.context import HANDLERS, ONNX_STEPS, Cancelled, JobContext
+from slimpajama_gui.core.jobs.progress import JobProgress
 from slimpajama_gui.core.jobs.resume import ResumePlan, ReusedVariant, plan_resume
 from slimpajama_gui.core.model.catalog import packaged_minilm_path
+from slimpajama_gui.core.plan.estimate import step_work
 from slimpajama_gui.core.plan.preflight import source_problems
 from slimpajama_gui.core.plan.recipe import Prune, Recipe, Step, dump_recipe, recipe_from_yaml
 from slimpajama_gui.core.runtime import inputs as inputs_mod
@@ -75,6 +78,14 @@ class PipelineCallbacks:
         """A variant was saved in ``path``; ``record`` is its ``slimpajama.json``."""
 
     def on_step_end(self, index: int, step: Step, summary: dict[str, Any]) -> None: ...
+
+    def on_overall(self, fraction: float, remaining_s: float | None, measured: bool) -> None:
+        """The whole job's progress, 0..1, weighted by each step's cost (core/jobs/progress.py).
+
+        ``remaining_s`` is None until this job has measured its speed; ``measured`` says
+        whether it comes from the current step's own rate (else it is an estimate).
+        Sent at each step's start and end and at most twice a second in between.
+        """
 
     def on_end(self, status: str, error: str | None) -> None: ...
 
@@ -195,6 +206,9 @@ def run(
     current: str | None = None
     threads_before = torch.get_num_threads()
     first = resume.first_step if resume is not None else 0
+    prior = sum(v for v in resume.seconds.values() if math.isfinite(v)) if resume else 0.0
+    tracker = _Reporting(callbacks, JobProgress(prior_s=prior), store, job_id)
+    callbacks = tracker
     try:
         with _held(lock) if lock is not None else OutputLock(output, job_id=job_id):
             # What a job killed in this folder left behind (only a lock holder writes it).
@@ -205,6 +219,7 @@ def run(
                 callbacks.on_message(f"Job #{job_id} {resume.describe()}.")
             current = "loading the model and data"
             ctx = _prepare(recipe, job_id, output, callbacks, control, store, device, resume)
+            tracker.plan(ctx, resume.seconds if resume is not None else {})
             for index, step in enumerate(recipe.steps):
                 if index < first:
                     continue  # finished in an earlier attempt; its folder is reused
@@ -223,7 +238,6 @@ def run(
                 summary["seconds"] = time.monotonic() - step_started
                 result.summary.append({"step": step.step_type, **summary})
                 store.finish_step(job_id, index, step.step_type, summary["seconds"], summary)
-                store.set_progress(job_id, (index + 1) / len(recipe.steps))
                 callbacks.on_step_end(index, step, summary)
             result.status = "done"
     except Cancelled:
@@ -257,6 +271,75 @@ def run(
         if own_store:
             store.close()
     return result
+
+
+class _Reporting:
+    """The caller's callbacks, with the job's weighted progress kept on the way through.
+
+    Every event is passed on unchanged; step starts, ends and progress also move the
+    :class:`JobProgress`, whose snapshot goes out as ``on_overall`` and into the history.
+    """
+
+    #: Seconds between two ``on_overall`` calls (and history writes) inside a step.
+    EVERY_S = 0.5
+
+    def __init__(
+        self, callbacks: PipelineCallbacks, progress: JobProgress, store: JobStore, job_id: int
+    ) -> None:
+        self._callbacks, self.progress = callbacks, progress
+        self._store, self._job_id = store, job_id
+        self._sent = -math.inf
+        self._stored = -math.inf
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._callbacks, name)
+
+    def plan(self, ctx: JobContext, done: dict[int, float]) -> None:
+        data = ctx.dataset
+        work = step_work(
+            ctx.recipe.steps,
+            parameters=_compute_parameters(ctx),
+            layers=int(getattr(getattr(ctx.model, "config", None), "num_layers", 0) or 1),
+            train_rows=len(data.train.labels),
+            eval_rows=len(data.eval.labels),
+            test_rows=len(data.test.labels) if data.test is not None else 0,
+        )
+        self.progress.plan(work, done)
+        self._report(force=True)
+
+    def on_step_start(self, index: int, step: Step, count: int) -> None:
+        self.progress.start_step(index)
+        self._callbacks.on_step_start(index, step, count)
+        self._report(force=True)
+
+    def on_progress(self, index: int, done: int, total: int) -> None:
+        self.progress.update(index, done, total)
+        self._callbacks.on_progress(index, done, total)
+        self._report()
+
+    def on_step_end(self, index: int, step: Step, summary: dict[str, Any]) -> None:
+        self.progress.end_step(index)
+        self._callbacks.on_step_end(index, step, summary)
+        self._report(force=True)
+
+    def _report(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._sent < self.EVERY_S:
+            return
+        self._sent = now
+        snap = self.progress.snapshot()
+        self._callbacks.on_overall(snap.fraction, snap.remaining_s, snap.measured)
+        if force or now - self._stored >= 1.0:  # the history needs no more than 1 write/s
+            self._stored = now
+            self._store.set_progress(self._job_id, snap.fraction)
+
+
+def _compute_parameters(ctx: JobContext) -> int:
+    """Parameters a forward pass computes with (the embedding tables are lookups)."""
+    named = getattr(ctx.model, "named_parameters", None)
+    if named is None:  # an ONNX model
+        return ctx.onnx_parameters or 1
+    return sum(p.numel() for name, p in named() if "embed" not in name) or 1
 
 
 @contextlib.contextmanager
