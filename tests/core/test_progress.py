@@ -91,7 +91,9 @@ def test_progress_tracks_the_share_of_time_at_each_step_boundary(tiny_minilm, tm
     time spent so far, within 25 points (both measured from this run's own events)."""
     timeline = Timeline()
     with JobStore(tmp_path / "history.sqlite3") as store:
-        result = run(make_recipe(tiny_minilm, tmp_path / "out", FINETUNE_QUANTIZE), timeline, store=store)
+        result = run(
+            make_recipe(tiny_minilm, tmp_path / "out", FINETUNE_QUANTIZE), timeline, store=store
+        )
         assert result.status == "done", result.error
         assert store.get_job(result.job_id).progress == pytest.approx(1.0)
     events = timeline.events
