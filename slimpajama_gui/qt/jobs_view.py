@@ -23,6 +23,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QMenu,
@@ -36,6 +37,7 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs.cleanup import delete_results, result_folders
 from slimpajama_gui.core.jobs.pipeline import recipe_for_rerun
 from slimpajama_gui.core.jobs.resume import RESUMABLE, ResumePlan, plan_resume
+from slimpajama_gui.core.plan.recipe import load_recipe
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.storage.leftovers import sweep_outputs
 from slimpajama_gui.qt.charts import JobCharts
@@ -84,7 +86,8 @@ class JobsView(QWidget):
             ids = ", ".join(f"#{i}" for i in store.interrupted_ids)
             notices.append(
                 f"Jobs {ids} were still running when the app last stopped; they are marked "
-                "interrupted. Select one and click Re-run to run it again."
+                "interrupted. Select one and click Resume to continue from its saved steps, "
+                "or Re-run to run it again."
             )
         self.runner = runner or JobRunner(store, self)
         self._live_job: int | None = None
@@ -319,6 +322,32 @@ class JobsView(QWidget):
         plan = self.resume_plan(row)
         if row is None or isinstance(plan, str):
             return
+        self._queue_resume(row, plan)
+
+    def choose_recipe_file(self) -> str:
+        """The recipe file to resume with ("" if none chosen; tests replace this)."""
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Resume with a fixed recipe", "", "Recipes (*.yaml *.yml);;All files (*)"
+        )
+        return path
+
+    def resume_with_recipe(self) -> None:
+        """Resume the selected job with a recipe file the user fixed (e.g. the failed
+        step's settings); its finished steps, model, data and output must be unchanged."""
+        row = self.selected_row()
+        if row is None or row.job_id is None or row.status not in RESUMABLE:
+            return
+        path = self.choose_recipe_file()
+        if not path:
+            return
+        try:
+            plan = plan_resume(self.store, row.job_id, load_recipe(Path(path)))
+        except UserError as exc:
+            self.banner.show_messages([f"Cannot resume job #{row.job_id} with {path}: {exc}"])
+            return
+        self._queue_resume(row, plan)
+
+    def _queue_resume(self, row: JobRow, plan: ResumePlan) -> None:
         try:
             self.runner.resume(plan)
         except UserError as exc:
@@ -394,6 +423,9 @@ class JobsView(QWidget):
             ("Re-run", self.rerun_selected, has_job and not self._closing, None),
             ("Resume", self.resume_selected, not isinstance(plan, str),
              plan if isinstance(plan, str) else f"Continues at step {plan.first_step + 1}"),
+            ("Resume with a fixed recipe…", self.resume_with_recipe,
+             has_job and row.status in RESUMABLE and not self._closing,
+             "Continue with a recipe file in which you fixed the failed step's settings"),
             ("Cancel", self.cancel_selected, self.cancel_button.isEnabled(), None),
             None,
             ("Open result", self._open_result, self.result_button.isEnabled(), None),

@@ -65,6 +65,7 @@ def test_resume_continues_a_failed_job_from_its_saved_step(
     assert list(actions) == [
         "Re-run",
         "Resume",
+        "Resume with a fixed recipe…",
         "Cancel",
         "Open result",
         "Reveal in file manager",
@@ -124,3 +125,26 @@ def test_time_left_says_estimating_until_measured_then_labels_estimates():
     assert cell.data().startswith("~1 min 3")
     row.status = "done"
     assert cell.data() == "–"
+
+
+PRUNE_BAD = "  - {type: prune, method: layers, keep_layers: [0, 7], recovery_epochs: 0}\n"
+
+
+def test_resume_with_a_fixed_recipe_runs_the_corrected_step(
+    jobs, qtbot, tiny_minilm, tmp_path, monkeypatch
+):
+    out = tmp_path / "out"
+    steps = FINETUNE.format(epochs=1, max_steps=4)
+    with qtbot.waitSignal(jobs.runner.job_finished, timeout=JOB_TIMEOUT) as first:
+        jobs.submit(make_recipe(tiny_minilm, out, steps + PRUNE_BAD))
+    job_id = first.args[0]
+    assert first.args[1] == "failed"
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(jobs.store.get_job(job_id).recipe_yaml.replace("[0, 7]", "[1]"))
+    assert "keep_layers: [1]" in fixed.read_text()
+    monkeypatch.setattr(jobs, "choose_recipe_file", lambda: str(fixed))
+    jobs.select_job(job_id)
+    with qtbot.waitSignal(jobs.runner.job_finished, timeout=JOB_TIMEOUT) as second:
+        jobs.resume_with_recipe()
+    assert list(second.args) == [job_id, "done", ""]
+    assert (out / "02-prune" / "slimpajama.json").is_file()

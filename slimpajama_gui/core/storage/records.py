@@ -23,7 +23,8 @@ STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 FINAL_STATUSES = ("done", "failed", "cancelled", "interrupted")
 
 INTERRUPTED_MESSAGE = (
-    "the app stopped while this job ran; its saved steps are kept, Re-run starts it again"
+    "the app stopped while this job ran; its saved steps are kept: Resume continues from "
+    "them, Re-run starts it again"
 )
 
 #: The ``job_steps`` table (version 3); part of :data:`SCHEMA`, and added alone when an
