@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.jobs.pipeline import run
-from slimpajama_gui.core.jobs.resume import find_job, plan_resume
+from slimpajama_gui.core.jobs.pipeline import recipe_for_rerun, run
+from slimpajama_gui.core.jobs.resume import find_job, plan_resume, rerun_steps
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.storage.variant import VariantRecord
 from tests.core.test_pipeline import Recorder, make_recipe
@@ -117,3 +117,33 @@ def test_a_resume_refuses_a_finished_steps_folder_that_changed(tiny_minilm, tmp_
     (out / "01-finetune" / "slimpajama.json").unlink()
     with pytest.raises(UserError, match=r"01-finetune.*no\s+longer there"):
         plan_resume(store, first.job_id)
+
+
+def test_rerun_from_a_step_reuses_earlier_variants_in_a_new_folder(tiny_minilm, tmp_path, store):
+    out = tmp_path / "out"
+    first = run(make_recipe(tiny_minilm, out, FINETUNE + EVALUATE + QUANTIZE), store=store)
+    assert first.status == "done", first.error
+    assert rerun_steps(store, first.job_id) == [1, 2]
+    before = snapshot(out)
+
+    recipe = recipe_for_rerun(store.get_job(first.job_id))
+    rec = Recorder()
+    result = run(recipe, rec, store=store, rerun_from=(first.job_id, 2))
+
+    assert result.status == "done", result.error
+    assert result.job_id != first.job_id
+    assert snapshot(out) == before  # the earlier run's folder, byte for byte
+    assert [e[1] for e in rec.events if e[0] == "start"] == [2]
+    new = tmp_path / "out-run2"
+    copy = VariantRecord.read(new / "01-finetune")
+    assert copy.job_id == result.job_id
+    assert copy.metrics["eval"] == VariantRecord.read(out / "01-finetune").metrics["eval"]
+    assert VariantRecord.read(new / "03-quantize").parent == str(new / "01-finetune")
+    assert (new / "01-finetune" / "model.safetensors").read_bytes() == before[
+        "01-finetune/model.safetensors"
+    ][0]
+    job = store.get_job(result.job_id)
+    assert job.resume_log[-1]["from_job"] == first.job_id
+    assert [s.step_index for s in store.finished_steps(job.id)] == [0, 1, 2]
+    with pytest.raises(UserError, match="not at step 4"):
+        run(recipe_for_rerun(job), store=store, rerun_from=(job.id, 3))

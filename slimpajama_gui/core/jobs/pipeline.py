@@ -40,7 +40,13 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs import handlers as _handlers  # noqa: F401 - registers them
 from slimpajama_gui.core.jobs.context import HANDLERS, ONNX_STEPS, Cancelled, JobContext
 from slimpajama_gui.core.jobs.progress import JobProgress
-from slimpajama_gui.core.jobs.resume import ResumePlan, ReusedVariant, plan_resume
+from slimpajama_gui.core.jobs.resume import (
+    ResumePlan,
+    ReusedVariant,
+    check_rerun_from,
+    plan_resume,
+    seed_rerun,
+)
 from slimpajama_gui.core.model.catalog import packaged_minilm_path
 from slimpajama_gui.core.plan.estimate import step_work
 from slimpajama_gui.core.plan.preflight import source_problems
@@ -154,6 +160,7 @@ def run(
     store: JobStore | None = None,
     device: str | None = None,
     resume: ResumePlan | None = None,
+    rerun_from: tuple[int, int] | None = None,
 ) -> PipelineResult:
     """Run every step of ``recipe`` and record the job; never raises for a failed job.
 
@@ -162,6 +169,10 @@ def run(
             instead of starting a new one: its finished steps are skipped, their
             folders reused unchanged, and ``recipe`` (the plan's) runs from
             ``resume.first_step`` in the job's own output folder and history row.
+        rerun_from: (job id, 0-based step): a new job (``recipe`` is its re-run recipe,
+            saving into a new folder) that takes the steps before that step from that
+            job's saved variants (:func:`~slimpajama_gui.core.jobs.resume.seed_rerun`)
+            and runs the rest.
 
     Returns:
         The job's outcome. ``status`` is "failed" with a sentence in ``error`` (and the
@@ -169,7 +180,8 @@ def run(
 
     Raises:
         UserError: only for a ``resume`` that is no longer possible (checked again
-            under the output folder's lock; the job's row is left as it was).
+            under the output folder's lock; the job's row is left as it was), or a
+            ``rerun_from`` step the earlier job had not reached (no job is created).
     """
     callbacks = callbacks or PipelineCallbacks()
     control = control or Control()
@@ -196,27 +208,37 @@ def run(
                 store.close()
             raise
     else:
+        if rerun_from is not None:
+            check_rerun_from(store, *rerun_from)
         job_id = store.create_job(recipe.name, dump_recipe(recipe), str(output), recipe_dir=base)
     result = PipelineResult(job_id=job_id, status="running")
-    if resume is not None:  # the job's whole summary: reused steps as the history has them
-        result.summary = [
-            {"step": recipe.steps[i].step_type, **resume.summaries.get(i, {}), "reused": True}
-            for i in resume.reused
-        ]
     current: str | None = None
     threads_before = torch.get_num_threads()
-    first = resume.first_step if resume is not None else 0
-    prior = sum(v for v in resume.seconds.values() if math.isfinite(v)) if resume else 0.0
-    tracker = _Reporting(callbacks, JobProgress(prior_s=prior), store, job_id)
+    tracker = _Reporting(callbacks, JobProgress(), store, job_id)
     callbacks = tracker
     try:
         with _held(lock) if lock is not None else OutputLock(output, job_id=job_id):
             # What a job killed in this folder left behind (only a lock holder writes it).
             sweep_output(output)
             store.mark_running(job_id)
+            if rerun_from is not None:
+                current = "taking the steps of the earlier job"
+                resume = seed_rerun(store, job_id, recipe, *rerun_from)
+            first = resume.first_step if resume is not None else 0
+            if resume is not None:  # the reused steps' time counts as done
+                tracker.progress.prior_s = sum(
+                    v for v in resume.seconds.values() if math.isfinite(v)
+                )
+                # The job's whole summary: reused steps as the history has them.
+                result.summary = [
+                    {"step": recipe.steps[i].step_type, **resume.summaries.get(i, {}),
+                     "reused": True}
+                    for i in resume.reused
+                ]  # fmt: skip
             callbacks.on_job_start(job_id, recipe)
             if resume is not None:
-                callbacks.on_message(f"Job #{job_id} {resume.describe()}.")
+                source = f" of job #{rerun_from[0]}" if rerun_from is not None else ""
+                callbacks.on_message(f"Job #{job_id} {resume.describe()}{source}.")
             current = "loading the model and data"
             ctx = _prepare(recipe, job_id, output, callbacks, control, store, device, resume)
             tracker.plan(ctx, resume.seconds if resume is not None else {})

@@ -20,6 +20,10 @@ the unfinished steps may change freely. A measuring step that had not finished a
 its figures to the record of the variant it measures, as it would have in the first
 attempt; the weights, config and tokenizer files of a finished step are never written.
 
+Re-run from step N (:func:`seed_rerun`) is the other way to keep finished work: a new
+job in a new sibling folder (as Re-run) that takes the steps before N from the earlier
+job's saved variants, read and copied, never modified.
+
 Example:
     >>> plan = plan_resume(store, 12)  # doctest: +SKIP
     >>> plan.describe()
@@ -29,12 +33,14 @@ Example:
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.plan.recipe import Recipe, recipe_from_yaml
 from slimpajama_gui.core.storage.history import JobRecord, JobStore
+from slimpajama_gui.core.storage.safe_io import atomic_dir
 from slimpajama_gui.core.storage.variant import VariantRecord, is_variant_folder
 
 #: Job statuses a resume continues.
@@ -70,6 +76,8 @@ class ResumePlan:
     seconds: dict[int, float] = field(default_factory=dict)
     #: The finished steps' summary rows as the history recorded them (index → row).
     summaries: dict[int, dict] = field(default_factory=dict)
+    #: Where the reused steps were saved, when not in ``output`` (a re-run from a step).
+    reused_from: Path | None = None
 
     @property
     def job_id(self) -> int:
@@ -88,7 +96,7 @@ class ResumePlan:
         if self.first_step == 0:
             return f"{where}; no step had finished"
         done = "step 1 is" if self.first_step == 1 else f"steps 1–{self.first_step} are"
-        return f"{where}; {done} reused from {self.output}"
+        return f"{where}; {done} reused from {self.reused_from or self.output}"
 
 
 def find_job(store: JobStore, spec: str | int) -> JobRecord:
@@ -273,3 +281,98 @@ def _check_unfinished_folders(job: JobRecord, recipe: Recipe, output: Path, firs
                 "something this job did not save; move it away, or Re-run the job into a "
                 "new folder."
             )
+
+
+# --------------------------------------------------------------------------- re-run from a step
+
+
+def rerun_steps(store: JobStore, job_id: int) -> list[int]:
+    """The steps (0-based) a re-run of job ``job_id`` could start at, reusing the ones
+    before: 1 up to its first unfinished step (or its last step), [] if none finished."""
+    job = store.get_job(job_id)
+    try:
+        recipe = recorded_recipe(job)
+    except UserError:
+        return []
+    finished = _finished_steps(store, job, recipe)
+    return list(range(1, min(len(finished), len(recipe.steps) - 1) + 1))
+
+
+def check_rerun_from(store: JobStore, job_id: int, first_step: int) -> None:
+    """Raise unless a re-run of job ``job_id`` can start at ``first_step`` (0-based).
+
+    Raises:
+        UserError: the job did not finish the steps before it, or it is the first step.
+    """
+    allowed = rerun_steps(store, job_id)
+    if first_step not in allowed:
+        reach = f"step 2 to {allowed[-1] + 1}" if allowed else "no step (none had finished)"
+        raise UserError(
+            f"a re-run of job #{job_id} can start at {reach}, not at step {first_step + 1}: "
+            "it reuses the steps the job finished before that one."
+        )
+
+
+def seed_rerun(
+    store: JobStore, new_job: int, recipe: Recipe, old_job: int, first_step: int
+) -> ResumePlan:
+    """Start job ``new_job`` (a re-run of ``old_job`` into its own new folder) with the
+    old job's steps before ``first_step`` as they were saved; hold its output lock.
+
+    The old job's folders are only read. The last of its variants the new job starts
+    from is copied into the new folder (same name, its record naming the new job), so
+    the steps that follow add their figures to the copy, never to the earlier run's
+    folder; earlier variants are referenced (the copy's ``parent`` names them). The
+    new job's history gets the reused steps (finished, with their seconds and summary),
+    the copy's variant row and a ``resumes`` entry naming the job it came from.
+
+    Raises:
+        UserError: the old job has not finished the steps before ``first_step``, a
+            reused step's settings differ, or its folder no longer holds its record.
+    """
+    old = store.get_job(old_job)
+    old_recipe = recorded_recipe(old)
+    finished = _finished_steps(store, old, old_recipe)
+    if not 1 <= first_step < len(recipe.steps) or first_step > len(finished):
+        raise UserError(
+            f"job #{old.id} finished steps 1–{len(finished)}; a re-run can start at step 2 "
+            f"to {min(len(finished), len(recipe.steps) - 1) + 1}, not at step {first_step + 1}."
+        )
+    _check_same_inputs(old, old_recipe, recipe)
+    variants: list[ReusedVariant] = []
+    for index in range(first_step):
+        if recipe.steps[index].to_dict() != old_recipe.steps[index].to_dict():
+            raise UserError(
+                f"step {index + 1} differs from the one job #{old.id} ran; a re-run reuses "
+                "only steps that are unchanged."
+            )
+        folder = _variant_folder(store, old, index)
+        if folder is not None:
+            variants.append(_reused_variant(old, index, old_recipe, *folder))
+    output = recipe.resolve_path(recipe.output)
+    copied: list[ReusedVariant] = []
+    if variants:
+        last = variants[-1]
+        target = output / last.path.name
+        record = VariantRecord.read(last.path)
+        record.job_id = new_job
+        record.recipe = recipe.to_dict()  # the copy is the new job's (its folder, its run)
+        with atomic_dir(target) as staging:
+            shutil.copytree(last.path, staging, dirs_exist_ok=True, symlinks=True)
+            record.write(staging)
+        row = store.add_variant(new_job, last.index, "model", target, record.metrics)
+        copied = [ReusedVariant(v.index, v.path, v.record, None) for v in variants[:-1]]
+        copied.append(ReusedVariant(last.index, target, record, row))
+    summaries = {s.step_index: s.summary for s in store.finished_steps(old.id)}
+    for index in range(first_step):
+        store.finish_step(
+            new_job, index, recipe.steps[index].step_type, finished[index],
+            summaries.get(index, {}),
+        )  # fmt: skip
+    store.note_reuse(new_job, from_job=old.id, from_step=first_step)
+    job = store.get_job(new_job)
+    seconds = {i: finished[i] for i in range(first_step)}
+    return ResumePlan(
+        job, recipe, output, first_step, copied, seconds, summaries,
+        reused_from=Path(old.output) if old.output else None,
+    )  # fmt: skip

@@ -484,6 +484,27 @@ class JobStore:
                 ),
             )
 
+    def note_reuse(self, job_id: int, *, from_job: int, from_step: int) -> None:
+        """Record in ``resumes`` that the job took steps before ``from_step`` (0-based)
+        from job ``from_job``'s saved variants (a re-run from a step)."""
+        with self._write() as conn:
+            row = conn.execute("SELECT resumes FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise UserError(f"Job {job_id} is not in the job history {self.path}.")
+            try:
+                log = json.loads(row["resumes"]) if row["resumes"] else []
+            except ValueError:
+                log = []
+            log.append(
+                {
+                    "at": time.time(),
+                    "from_step": from_step,
+                    "reused": list(range(from_step)),
+                    "from_job": from_job,
+                }
+            )
+            conn.execute("UPDATE jobs SET resumes = ? WHERE id = ?", (json.dumps(log), job_id))
+
     # ---------------------------------------------------------------- metrics
 
     def log_metrics(
