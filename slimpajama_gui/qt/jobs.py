@@ -67,6 +67,8 @@ class QueuedJob:
     submitted_at: float = field(default_factory=time.time)
     #: Set when this continues a recorded job (core/jobs/resume.py) instead of a new one.
     resume: ResumePlan | None = None
+    #: (job id, 0-based step): a re-run that takes the steps before it from that job.
+    rerun_from: tuple[int, int] | None = None
 
     @property
     def name(self) -> str:
@@ -88,13 +90,16 @@ def _run_job(
     done: threading.Event,
     device: str | None,
     resume: ResumePlan | None = None,
+    rerun_from: tuple[int, int] | None = None,
 ) -> pipeline.PipelineResult:
     """Runs on the worker thread. ``done`` tells :meth:`JobRunner.shutdown` it returned."""
     try:
         # The GUI thread keeps its time slices while the job computes (core/jobs/priority.py).
         with lower_thread_priority():
             # Looked up at call time so tests can replace ``pipeline.run``.
-            extra = {"resume": resume} if resume is not None else {}
+            extra: dict = {"resume": resume} if resume is not None else {}
+            if rerun_from is not None:
+                extra["rerun_from"] = rerun_from
             return pipeline.run(recipe, bridge, control, store=store, device=device, **extra)
     finally:
         done.set()
@@ -171,7 +176,7 @@ class JobRunner(QObject):
         """Recipes waiting, in the order they will run."""
         return list(self._queue)
 
-    def submit(self, recipe: Recipe) -> None:
+    def submit(self, recipe: Recipe, *, rerun_from: tuple[int, int] | None = None) -> None:
         """Queue ``recipe``; it starts as soon as the runner is free.
 
         Raises:
@@ -181,7 +186,7 @@ class JobRunner(QObject):
         if self._closing:
             raise UserError("The app is closing; the job was not started.")
         recipe.validate()
-        self._queue.append(QueuedJob(next(self._keys), recipe))
+        self._queue.append(QueuedJob(next(self._keys), recipe, rerun_from=rerun_from))
         self.queue_changed.emit()
         if not self.is_running:
             QTimer.singleShot(0, self._start_next)
@@ -236,6 +241,7 @@ class JobRunner(QObject):
             self._done,
             self.device,
             item.resume,
+            item.rerun_from,
             returned=self._on_returned,
             errored=self._on_errored,
             warned=self._on_warned,

@@ -36,8 +36,14 @@ from PySide6.QtWidgets import (
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs.cleanup import delete_results, result_folders
 from slimpajama_gui.core.jobs.pipeline import recipe_for_rerun
-from slimpajama_gui.core.jobs.resume import RESUMABLE, ResumePlan, plan_resume
-from slimpajama_gui.core.plan.recipe import load_recipe
+from slimpajama_gui.core.jobs.resume import (
+    RESUMABLE,
+    ResumePlan,
+    check_rerun_from,
+    plan_resume,
+    rerun_steps,
+)
+from slimpajama_gui.core.plan.recipe import load_recipe, recipe_from_yaml
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.storage.leftovers import sweep_outputs
 from slimpajama_gui.qt.charts import JobCharts
@@ -279,7 +285,9 @@ class JobsView(QWidget):
             self._log(row.job_id, "cancel requested")
             self.status_message.emit(f"Cancelling job #{row.job_id}…")
 
-    def rerun_selected(self) -> None:
+    def rerun_selected(self, from_step: int = 0) -> None:
+        """Run the selected job's recipe again into a new folder; ``from_step`` (0-based)
+        > 0 takes the steps before it from the job's saved variants."""
         row = self.selected_row()
         if row is None or row.job_id is None:
             return
@@ -289,7 +297,11 @@ class JobsView(QWidget):
             taken = [job.output for job in self.store.list_jobs(limit=10_000) if job.output]
             taken += [q.recipe.resolve_path(q.recipe.output) for q in self.runner.pending]
             recipe = recipe_for_rerun(self.store.get_job(row.job_id), taken=taken)
-            self.runner.submit(recipe)
+            if from_step:
+                check_rerun_from(self.store, row.job_id, from_step)
+                self.runner.submit(recipe, rerun_from=(row.job_id, from_step))
+            else:
+                self.runner.submit(recipe)
         except UserError as exc:
             self.banner.show_messages([f"Cannot re-run job #{row.job_id}: {exc}"])
             return
@@ -445,8 +457,24 @@ class JobsView(QWidget):
             if tip:
                 action.setToolTip(tip)
             action.triggered.connect(slot)
+            if text == "Re-run":
+                self._add_rerun_from(menu, row, has_job and not self._closing)
         menu.setToolTipsVisible(True)
         return menu
+
+    def _add_rerun_from(self, menu: QMenu, row: JobRow | None, enabled: bool) -> None:
+        """ "Re-run from step": one entry per step the re-run could start at."""
+        sub = menu.addMenu("Re-run from step")
+        sub.setToolTipsVisible(True)
+        steps = rerun_steps(self.store, row.job_id) if enabled and row is not None else []
+        names = _step_names(row.recipe_yaml) if row is not None else []
+        for first in steps:
+            name = names[first] if first < len(names) else "step"
+            action = sub.addAction(f"Step {first + 1} ({name})")
+            reused = "step 1" if first == 1 else f"steps 1–{first}"
+            action.setToolTip(f"Into a new folder; {reused} taken from this job's saved results")
+            action.triggered.connect(lambda _=False, f=first: self.rerun_selected(f))
+        sub.setEnabled(bool(steps))
 
     def _show_context_menu(self, pos) -> None:
         index = self.table.indexAt(pos)
@@ -667,6 +695,14 @@ class JobsView(QWidget):
         if stopped:
             self.store.close()
         return stopped
+
+
+def _step_names(recipe_yaml: str) -> list[str]:
+    """The step types of a recorded recipe, in order ([] if it no longer reads)."""
+    try:
+        return [step.step_type for step in recipe_from_yaml(recipe_yaml, "the job's recipe").steps]
+    except UserError:
+        return []
 
 
 def _log_sweep_error(exc: BaseException) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from slimpajama_gui import cli
 
-COMMANDS = ["info", "models", "run", "resume", "eval", "bench", "predict", "history"]
+COMMANDS = ["info", "models", "run", "resume", "rerun", "eval", "bench", "predict", "history"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -154,3 +154,8 @@ steps:
 
     assert cli.main(["resume", str(tmp_path / "out")]) == 1
     assert "only a failed, cancelled or interrupted job" in capsys.readouterr().err
+
+    assert cli.main(["rerun", str(tmp_path / "out"), "--from-step", "2"]) == 0
+    assert "step 1 is reused from" in capsys.readouterr().out.replace("\n", " ")
+    assert (tmp_path / "out-run2" / "02-prune" / "model.safetensors").is_file()
+    assert (weights.read_bytes(), weights.stat().st_mtime_ns) == before

@@ -64,6 +64,7 @@ def test_resume_continues_a_failed_job_from_its_saved_step(
     actions = {a.text(): a for a in menu.actions() if a.text()}
     assert list(actions) == [
         "Re-run",
+        "Re-run from step",
         "Resume",
         "Resume with a fixed recipe…",
         "Cancel",
@@ -86,6 +87,21 @@ def test_resume_continues_a_failed_job_from_its_saved_step(
     row = jobs.model.row_of_job(job_id)
     tip = jobs.model.index(row, 1).data(Qt.ItemDataRole.ToolTipRole)
     assert tip == "Resumed at step 2; step 1 reused from the earlier attempt (failed)"
+
+    # Re-run from step 2: a new job in a new folder starts from step 1's saved variant.
+    menu = jobs.context_menu(jobs.selected_row())
+    sub = next(a for a in menu.actions() if a.text() == "Re-run from step").menu()
+    [from_two] = sub.actions()
+    assert from_two.text() == "Step 2 (quantize)"
+    with qtbot.waitSignal(jobs.runner.job_finished, timeout=JOB_TIMEOUT) as third:
+        from_two.trigger()
+    assert third.args[1] == "done" and third.args[0] != job_id
+    assert files(out / "01-finetune") == finetuned
+    rerun = tmp_path / "out-run2"
+    assert (rerun / "01-finetune" / "model.safetensors").read_bytes() == (
+        finetuned["model.safetensors"][0]
+    )
+    assert (rerun / "02-quantize" / "slimpajama.json").is_file()
 
 
 def test_delete_result_removes_only_the_folders_the_job_wrote(

@@ -350,7 +350,10 @@ class _Reporting:
             return
         self._sent = now
         snap = self.progress.snapshot()
-        self._callbacks.on_overall(snap.fraction, snap.remaining_s, snap.measured)
+        # Callbacks written before this hook (duck-typed ones) simply do not get it.
+        hook = getattr(self._callbacks, "on_overall", None)
+        if hook is not None:
+            hook(snap.fraction, snap.remaining_s, snap.measured)
         if force or now - self._stored >= 1.0:  # the history needs no more than 1 write/s
             self._stored = now
             self._store.set_progress(self._job_id, snap.fraction)
