@@ -112,8 +112,14 @@ def test_resume_after_a_failed_step_skips_the_finished_steps(tiny_minilm, tmp_pa
 
 def test_a_resume_refuses_a_finished_steps_folder_that_changed(tiny_minilm, tmp_path, store):
     out = tmp_path / "out"
-    first = run(make_recipe(tiny_minilm, out, FINETUNE + PRUNE_BAD), store=store)
+    first = run(make_recipe(tiny_minilm, out, FINETUNE + EVALUATE + PRUNE_BAD), store=store)
     assert first.status == "failed"
+    assert plan_resume(store, first.job_id).first_step == 2
+    # A job recorded before the history kept finished steps: its saved variants tell.
+    # The evaluate step after the last variant cannot be told finished, so it runs again.
+    store._conn.execute("DELETE FROM job_steps WHERE job_id = ?", (first.job_id,))
+    legacy = plan_resume(store, first.job_id)
+    assert legacy.first_step == 1 and [v.index for v in legacy.variants] == [0]
     (out / "01-finetune" / "slimpajama.json").unlink()
     with pytest.raises(UserError, match=r"01-finetune.*no\s+longer there"):
         plan_resume(store, first.job_id)

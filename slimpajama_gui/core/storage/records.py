@@ -166,7 +166,8 @@ class JobRecord:
     recipe_dir: str | None = None
     #: JSON list, one object per resume: ``at`` (Unix s), ``from_step`` (0-based),
     #: ``reused`` (0-based indexes of the steps taken from the earlier attempt),
-    #: ``previous_status`` and ``previous_error``. None for a job never resumed.
+    #: ``previous_status`` and ``previous_error``; a re-run from a step has one entry
+    #: with ``from_job`` (the job its reused steps come from). None if neither.
     resumes: str | None = None
 
     @property
