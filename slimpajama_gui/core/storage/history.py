@@ -592,14 +592,6 @@ class JobStore:
             if cur.rowcount == 0:
                 raise UserError(f"Variant row {row_id} is not in the job history {self.path}.")
 
-    def delete_variants(self, job_id: int, paths: list[str]) -> None:
-        """Forget the job's variant rows of ``paths`` (their folders were deleted)."""
-        with self._write() as conn:
-            conn.executemany(
-                "DELETE FROM artifacts WHERE job_id = ? AND path = ?",
-                [(job_id, p) for p in paths],
-            )
-
     def variants(self, job_id: int | None = None) -> list[VariantRow]:
         """Saved variants of one job, or of all jobs, newest first."""
         sql = "SELECT id, job_id, step_index, kind, path, metrics_json, created_at FROM artifacts"
@@ -626,6 +618,14 @@ class JobStore:
                 )  # fmt: skip
             )
         return out
+
+    def delete_variants(self, job_id: int, paths: list[str]) -> None:
+        """Forget the job's variant rows of ``paths`` (their folders were deleted)."""
+        with self._write() as conn:
+            conn.executemany(
+                "DELETE FROM artifacts WHERE job_id = ? AND path = ?",
+                [(job_id, p) for p in paths],
+            )
 
     def journal_mode(self) -> str:
         return str(self._conn.execute("PRAGMA journal_mode").fetchone()[0])
