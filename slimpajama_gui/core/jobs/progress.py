@@ -122,7 +122,8 @@ class JobProgress:
         for step in self._steps:
             if step.seconds is not None and step.started is not None and step.work.units > 0:
                 units += step.work.units
-                seconds += max(step.seconds - step.work.fixed_s, 1e-3)
+                # A fixed budget that ran short must not make the rest look instant.
+                seconds += max(step.seconds - step.work.fixed_s, 0.25 * step.seconds, 1e-3)
         if seconds > 0:
             return units / seconds
         current = self._current_step()
