@@ -231,12 +231,19 @@ def count_vocabulary(key: tuple, folder: Path, texts: list[str]) -> tuple[tuple,
 
 # --------------------------------------------------------------------------- step cost
 
-#: A training row costs a forward and a backward pass, about three forward passes.
-TRAIN_PASS = 3.0
-#: Forward passes of a dynamic-int8 model relative to float on a CPU (int8 matmuls).
-INT8_SPEED = 0.5
+# Rough costs in forward passes of one row, measured once with MiniLM-L6 on the demo data
+# on two busy CPU cores (a job replaces the absolute speed by its own measurement; these
+# only set the shares of the steps it has not run yet).
+#: A training row: forward, backward, optimizer step, shuffled (more padded) batches.
+TRAIN_PASS = 7.0
+#: A PyTorch dynamic-int8 forward pass relative to float (slower on CPUs without VNNI).
+INT8_SPEED = 2.0
+#: An onnxruntime int8 forward pass relative to PyTorch float.
+ORT_INT8_SPEED = 0.5
 #: Exporting to ONNX (tracing, writing, loading the session), in rows' worth of work.
 EXPORT_ROWS = 400.0
+#: Saving a variant (weights, tokenizer, record), in rows' worth of work.
+SAVE_ROWS = 100.0
 #: Seconds an automatic benchmark times each of latency and throughput.
 BENCH_BUDGET_S = 3.0
 
@@ -298,13 +305,17 @@ def step_work(
         forward = size * speed
         if isinstance(step, FineTune):
             units = trained(step.epochs, step.batch_size, step.max_steps, size)
+            units += size * SAVE_ROWS
         elif isinstance(step, Distill):
             kept = len(step.student_layers or default_student_layers(n_layers))
             student = size * kept / n_layers
             # The teacher's logits are cached in one pass over the training rows.
             units = forward * train_rows + trained(step.epochs, step.batch_size, None, student)
-            units += student * eval_rows
+            units += student * (eval_rows + SAVE_ROWS)
             size, n_layers = student, kept
+        elif isinstance(step, Prune) and step.method == "vocabulary":
+            # Tokenizing the training texts to count ids, then the accuracy it reports.
+            units = forward * (0.1 * train_rows + eval_rows) + size * SAVE_ROWS
         elif isinstance(step, Prune):
             before = size
             if step.method == "heads":
@@ -318,17 +329,20 @@ def step_work(
                 units += before * TRAIN_PASS * min(train_rows, 32 * step.batch_size)
             if step.recovery_epochs > 0:
                 units += trained(step.recovery_epochs, step.batch_size, None, size)
-            units += size * eval_rows  # the accuracy it reports
+            units += size * (eval_rows + SAVE_ROWS)  # the accuracy it reports, the save
         elif isinstance(step, Quantize):
-            # The float reference, then the quantized model's checks (the guard's).
-            units = forward * eval_rows
-            if step.backend == "onnxruntime" or step.method == "dynamic_int8":
-                speed = INT8_SPEED
-            units += 2 * size * speed * eval_rows
+            # The float reference, then the quantized model's accuracy (the guard's).
+            units = forward * eval_rows + size * SAVE_ROWS
             if step.backend == "onnxruntime":
+                speed = ORT_INT8_SPEED
                 units += size * EXPORT_ROWS
+            elif step.method == "dynamic_int8":
+                speed = INT8_SPEED
+            units += size * speed * eval_rows
         elif isinstance(step, Export):
             units = forward * 2 * eval_rows + size * EXPORT_ROWS
+            if speed != 1.0:  # an int8 model now runs in onnxruntime
+                speed = ORT_INT8_SPEED
         elif isinstance(step, Evaluate):
             units = forward * (test_rows if step.split == "test" else eval_rows)
         elif isinstance(step, Benchmark):
