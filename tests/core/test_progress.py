@@ -47,10 +47,15 @@ def test_time_left_is_none_until_measured_then_follows_the_step_rate():
     # 20 % of step 1 took 3 s: 12 s more for it, and step 2 at the same speed (1/9 of 15 s).
     assert not snap.measured or snap.remaining_s is not None
     assert snap.remaining_s == pytest.approx(12 + 15 / 9, rel=1e-6)
-    assert snap.measured
+    assert snap.measured  # step 2's share of that is small
+    clock.now += 1.0
+    progress.update(0, 96, 100)
+    # Near the end of step 1 most of what is left is step 2, which is only costed.
+    assert not progress.snapshot().measured
     assert snap.fraction == pytest.approx(3 / (3 + 12 + 15 / 9), rel=1e-6)
-    clock.now += 12
+    clock.now += 11
     progress.end_step(0)
+    assert not progress.snapshot().measured  # between steps: all of it is costed
     progress.start_step(1)
     after = progress.snapshot()
     # Step 2 has no progress of its own yet: its time left is an estimate (from step 1's rate).

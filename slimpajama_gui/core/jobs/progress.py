@@ -11,8 +11,8 @@ expected units done, and no time left is claimed.
 ``remaining_s`` is None until a speed has been measured ("estimating…"). It is
 ``measured`` when the current step's own rate gives its time left (it has reported
 progress for :data:`MIN_MEASURE_S` and a :data:`MIN_MEASURE_SHARE` of its units) and
-the steps after it are costed with this job's measured speed; otherwise it is an
-estimate, to be shown as one.
+the steps after it, costed with this job's measured speed, are at most
+:data:`MAX_PENDING_SHARE` of it; otherwise it is an estimate, to be shown as one.
 
 Example:
     >>> progress = JobProgress(clock=time.monotonic)  # doctest: +SKIP
@@ -35,6 +35,8 @@ from slimpajama_gui.core.plan.estimate import StepWork
 MIN_MEASURE_S = 2.0
 #: ... and done this share of its reported units.
 MIN_MEASURE_SHARE = 0.03
+#: Time left counts as measured while the steps not yet started are at most this share.
+MAX_PENDING_SHARE = 0.25
 #: Until this job has measured a speed, fixed seconds are weighed at this rate
 #: (forward-pass equivalents per second: MiniLM-L6's encoder on two busy CPU cores).
 DEFAULT_RATE = 1.5e9
@@ -152,8 +154,8 @@ class JobProgress:
         if rate is None:
             return Snapshot(self._unit_share(), None, False)
         elapsed = self.prior_s + (now - self._start)
-        left = 0.0
-        measured = True
+        current_left = pending = 0.0
+        current_measured = False
         for index, step in enumerate(self._steps):
             if step.seconds is not None:
                 continue
@@ -162,12 +164,16 @@ class JobProgress:
                 ran = now - step.started
                 if self._phase_measured(step):
                     phase = now - (step.phase_start or now)
-                    left += phase * (step.total - step.done) / step.done
+                    current_left = phase * (step.total - step.done) / step.done
+                    current_measured = True
                 else:
-                    left += max(expected - ran, 0.05 * expected)
-                    measured = False
+                    current_left = max(expected - ran, 0.05 * expected)
             else:
-                left += expected
+                pending += expected
+        left = current_left + pending
+        # Measured: the current step's own rate gives most of it; the steps after it
+        # (costed, not yet run) are at most MAX_PENDING_SHARE of what is left.
+        measured = (current_measured and pending <= MAX_PENDING_SHARE * left) or left == 0.0
         fraction = elapsed / (elapsed + left) if elapsed + left > 0 else 1.0
         return Snapshot(min(max(fraction, 0.0), 1.0), left, measured)
 
