@@ -76,6 +76,8 @@ def test_resume_after_a_failed_step_skips_the_finished_steps(tiny_minilm, tmp_pa
     assert job.id == first.job_id
     plan = plan_resume(store, job.id, fixed)
     rec = Recorder()
+    overall: list[float] = []
+    rec.on_overall = lambda fraction, left, measured: overall.append(fraction)
     result = run(plan.recipe, rec, store=store, resume=plan)
 
     assert result.status == "done", result.error
@@ -85,6 +87,8 @@ def test_resume_after_a_failed_step_skips_the_finished_steps(tiny_minilm, tmp_pa
     assert started == [2, 3]
     assert not [e for e in rec.events if e[0] in ("log", "eval", "variant") and e[1] < 2]
     assert snapshot(finetuned) == before
+    # The bar starts where the reused steps leave it (the fine-tune is most of the work).
+    assert overall[0] > 0.5 and overall[-1] == pytest.approx(1.0)
     # Step 3 started from step 1's saved variant; step 4 from step 3's.
     pruned, quantized = out / "03-prune", out / "04-quantize"
     assert VariantRecord.read(pruned).parent == str(finetuned)
