@@ -130,6 +130,18 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _duration(seconds: float) -> str:
+    """75 → '1 min 15 s'."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
 class _CliCallbacks:
     """Pipeline events → a rich progress bar and one line per evaluation."""
 
@@ -150,10 +162,12 @@ class _CliCallbacks:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[info]}"),
+            TextColumn("[dim]{task.fields[job]}"),
             console=console,
             transient=False,
         )
         self.task = None
+        self.overall = ""
         self._last_line = time.monotonic()
 
     # PipelineCallbacks protocol -------------------------------------------------
@@ -169,12 +183,24 @@ class _CliCallbacks:
     def on_step_start(self, index, step, count) -> None:
         self._close_task()
         self.task = self.progress.add_task(
-            f"step {index + 1}/{count} {step.step_type}", total=None, info=""
+            f"step {index + 1}/{count} {step.step_type}", total=None, info="", job=self.overall
         )
 
     def on_progress(self, index, done, total) -> None:
         if self.task is not None:
             self.progress.update(self.task, completed=done, total=total)
+
+    def on_overall(self, fraction, remaining_s, measured) -> None:
+        # The job's share by step cost; time left only once measured, else labelled.
+        if remaining_s is None:
+            left = "time left: estimating…"
+        elif measured:
+            left = f"about {_duration(remaining_s)} left"
+        else:
+            left = f"≈ {_duration(remaining_s)} left (estimate)"
+        self.overall = f"job {100 * fraction:.0f} %, {left}"
+        if self.task is not None:
+            self.progress.update(self.task, job=self.overall)
 
     def on_log(self, index, metrics) -> None:
         if self.task is not None and "loss" in metrics:
@@ -219,8 +245,58 @@ def cmd_run(args: argparse.Namespace) -> int:
     from slimpajama_gui.core.plan.recipe import load_recipe
 
     recipe = load_recipe(Path(args.recipe))
+    if args.resume:
+        return _resume(args, recipe.resolve_path(recipe.output), recipe)
     console = _console()
     result = run(recipe, _CliCallbacks(console), device=args.device)
+    return _report(console, result)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from slimpajama_gui.core.plan.recipe import load_recipe
+
+    recipe = load_recipe(Path(args.recipe)) if args.recipe else None
+    return _resume(args, args.job, recipe)
+
+
+def _resume(args: argparse.Namespace, job_spec, recipe) -> int:
+    """Continue a failed/cancelled job at its first unfinished step (core/jobs/resume.py)."""
+    from slimpajama_gui.core.jobs.pipeline import run
+    from slimpajama_gui.core.jobs.resume import find_job, plan_resume
+    from slimpajama_gui.core.storage.history import JobStore
+
+    console = _console()
+    with JobStore() as store:
+        job = find_job(store, job_spec)
+        plan = plan_resume(store, job.id, recipe)
+        console.print(f"Job {job.id} {plan.describe()}.")
+        result = run(plan.recipe, _CliCallbacks(console), store=store, device=args.device,
+                     resume=plan)  # fmt: skip
+    return _report(console, result)
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    """Run a recorded job's recipe again into a new folder, maybe from a step."""
+    from slimpajama_gui.core.jobs.pipeline import recipe_for_rerun, run
+    from slimpajama_gui.core.jobs.resume import check_rerun_from, find_job
+    from slimpajama_gui.core.storage.history import JobStore
+
+    console = _console()
+    with JobStore() as store:
+        job = find_job(store, args.job)
+        taken = [j.output for j in store.list_jobs(limit=100_000) if j.output]
+        recipe = recipe_for_rerun(job, taken=taken)
+        first = args.from_step - 1
+        if first > 0:
+            check_rerun_from(store, job.id, first)
+        console.print(f"Re-running job {job.id} into {recipe.output}")
+        result = run(recipe, _CliCallbacks(console), store=store, device=args.device,
+                     rerun_from=(job.id, first) if first > 0 else None)  # fmt: skip
+    return _report(console, result)
+
+
+def _report(console, result) -> int:
+    """The results table of a job and its exit code."""
     # One row per model: the source (if measured before any change) and each variant.
     variants: list[dict[str, Any]] = []
     for row in result.summary:
@@ -486,7 +562,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                    help="where to train (default: the recipe's device; latency is always measured on CPU)")  # fmt: skip
+    p.add_argument("--resume", action="store_true",
+                   help="continue the failed or cancelled job that wrote to the recipe's output folder "
+                   "at its first unfinished step, with this recipe (fix a failed step's settings first)")  # fmt: skip
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="continue a failed or cancelled job at its first unfinished step",
+                       description="Continue a failed, cancelled or interrupted job in its own output folder: "
+                       "the steps it finished are reused as saved (never written again) and the job runs on "
+                       "from the first unfinished step.")  # fmt: skip
+    p.add_argument(
+        "job",
+        metavar="JOB",
+        help="the job's number (see 'slimpajama history') or its output folder",
+    )
+    p.add_argument("--recipe", metavar="RECIPE",
+                   help="continue with this recipe instead of the recorded one (the finished steps, "
+                   "model, data and output must be unchanged; later steps may differ)")  # fmt: skip
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                   help="where to train (default: the recipe's device)")  # fmt: skip
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("rerun", help="run a recorded job again into a new folder, maybe from a step",
+                       description="Run a recorded job's recipe again into a new folder beside its own "
+                       "(OUT-run2, ...). With --from-step N the steps before N are taken from the job's "
+                       "saved results (read, never changed) and only steps N and later run.")  # fmt: skip
+    p.add_argument(
+        "job",
+        metavar="JOB",
+        help="the job's number (see 'slimpajama history') or its output folder",
+    )
+    p.add_argument("--from-step", type=int, default=1, metavar="N",
+                   help="first step to run, 1-based (default: 1, the whole recipe)")  # fmt: skip
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                   help="where to train (default: the recipe's device)")  # fmt: skip
+    p.set_defaults(func=cmd_rerun)
 
     p = sub.add_parser("eval", help="accuracy, macro-F1 and confusion matrix of a classifier on DATA",
                        description="Evaluate a fine-tuned classifier on a labelled CSV/TSV/JSONL/Parquet file.")  # fmt: skip

@@ -65,6 +65,8 @@ class JobBridge(QObject, PipelineCallbacks):
         message(str): a warning or note for the user.
         step_started(int index, str step_type, int count): step ``index`` of ``count``.
         progress(int index, int done, int total): units done in the current step.
+        overall(float fraction, object remaining_s, bool measured): the job's progress
+            weighted by step cost; ``remaining_s`` None until measured (core/jobs/progress.py).
         logged(int index, dict metrics): training metrics (loss terms, lr, step, ...).
         evaluated(int index, dict metrics): evaluation or benchmark figures.
         variant_saved(int index, str path, dict info): a variant was saved.
@@ -82,6 +84,7 @@ class JobBridge(QObject, PipelineCallbacks):
     message = Signal(str)
     step_started = Signal(int, str, int)
     progress = Signal(int, int, int)
+    overall = Signal(float, object, bool)
     logged = Signal(int, dict)
     evaluated = Signal(int, dict)
     variant_saved = Signal(int, str, dict)
@@ -119,6 +122,11 @@ class JobBridge(QObject, PipelineCallbacks):
     def on_progress(self, index: int, done: int, total: int) -> None:
         if not self.detached:
             self.progress.emit(index, int(done), int(total))
+
+    def on_overall(self, fraction: float, remaining_s: float | None, measured: bool) -> None:
+        if not self.detached:
+            left = None if remaining_s is None else float(remaining_s)
+            self.overall.emit(float(fraction), left, bool(measured))
 
     def on_log(self, index: int, metrics: dict[str, float]) -> None:
         if not self.detached:

@@ -44,6 +44,7 @@ from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QTimer, Signal
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs import pipeline
 from slimpajama_gui.core.jobs.priority import lower_thread_priority
+from slimpajama_gui.core.jobs.resume import ResumePlan
 from slimpajama_gui.core.plan.recipe import Recipe
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.techniques.train import Control
@@ -59,11 +60,15 @@ NO_JOB = -1
 
 @dataclass
 class QueuedJob:
-    """A recipe waiting for its turn (not in the history yet)."""
+    """A recipe waiting for its turn (not in the history yet, or a job to resume)."""
 
     key: int
     recipe: Recipe
     submitted_at: float = field(default_factory=time.time)
+    #: Set when this continues a recorded job (core/jobs/resume.py) instead of a new one.
+    resume: ResumePlan | None = None
+    #: (job id, 0-based step): a re-run that takes the steps before it from that job.
+    rerun_from: tuple[int, int] | None = None
 
     @property
     def name(self) -> str:
@@ -84,13 +89,18 @@ def _run_job(
     store: JobStore,
     done: threading.Event,
     device: str | None,
+    resume: ResumePlan | None = None,
+    rerun_from: tuple[int, int] | None = None,
 ) -> pipeline.PipelineResult:
     """Runs on the worker thread. ``done`` tells :meth:`JobRunner.shutdown` it returned."""
     try:
         # The GUI thread keeps its time slices while the job computes (core/jobs/priority.py).
         with lower_thread_priority():
             # Looked up at call time so tests can replace ``pipeline.run``.
-            return pipeline.run(recipe, bridge, control, store=store, device=device)
+            extra: dict = {"resume": resume} if resume is not None else {}
+            if rerun_from is not None:
+                extra["rerun_from"] = rerun_from
+            return pipeline.run(recipe, bridge, control, store=store, device=device, **extra)
     finally:
         done.set()
 
@@ -166,7 +176,7 @@ class JobRunner(QObject):
         """Recipes waiting, in the order they will run."""
         return list(self._queue)
 
-    def submit(self, recipe: Recipe) -> None:
+    def submit(self, recipe: Recipe, *, rerun_from: tuple[int, int] | None = None) -> None:
         """Queue ``recipe``; it starts as soon as the runner is free.
 
         Raises:
@@ -176,7 +186,23 @@ class JobRunner(QObject):
         if self._closing:
             raise UserError("The app is closing; the job was not started.")
         recipe.validate()
-        self._queue.append(QueuedJob(next(self._keys), recipe))
+        self._queue.append(QueuedJob(next(self._keys), recipe, rerun_from=rerun_from))
+        self.queue_changed.emit()
+        if not self.is_running:
+            QTimer.singleShot(0, self._start_next)
+
+    def resume(self, plan: ResumePlan) -> None:
+        """Queue the continuation of a recorded job (it keeps its row and folder).
+
+        Raises:
+            UserError: the same job is already queued to resume, or the runner is shut
+                down.
+        """
+        if self._closing:
+            raise UserError("The app is closing; the job was not resumed.")
+        if any(q.resume is not None and q.resume.job_id == plan.job_id for q in self._queue):
+            raise UserError(f"Job #{plan.job_id} is already queued to resume.")
+        self._queue.append(QueuedJob(next(self._keys), plan.recipe, resume=plan))
         self.queue_changed.emit()
         if not self.is_running:
             QTimer.singleShot(0, self._start_next)
@@ -214,6 +240,8 @@ class JobRunner(QObject):
             self.store,
             self._done,
             self.device,
+            item.resume,
+            item.rerun_from,
             returned=self._on_returned,
             errored=self._on_errored,
             warned=self._on_warned,

@@ -3,13 +3,15 @@
 :class:`JobTableModel` is a thin adapter over ``JobStore.list_jobs()`` plus the recipes
 waiting in the :class:`~slimpajama_gui.qt.jobs.JobRunner` queue; the running job's
 progress comes live from the bridge (the history holds it at most once a second), and a
-one-second tick moves the elapsed and remaining times on.
+one-second tick moves the elapsed and remaining times on. The time left is the engine's
+(:mod:`slimpajama_gui.core.jobs.progress`): "estimating…" until the job has measured its
+speed, "≈ … (estimate)" while it rests on expected step costs, "~…" once measured.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -89,6 +91,13 @@ class JobRow:
     error: str | None = None
     failed_step: str | None = None
     recipe_yaml: str = ""
+    #: Seconds left as the engine last sent them (None: not measurable yet), whether
+    #: measured, and when they were received (time.time()).
+    remaining_s: float | None = None
+    remaining_measured: bool = False
+    remaining_at: float | None = None
+    #: The job's resumes (``JobRecord.resume_log``), oldest first.
+    resumes: list = field(default_factory=list)
 
     @classmethod
     def from_record(cls, job: JobRecord) -> JobRow:
@@ -105,6 +114,7 @@ class JobRow:
             error=job.error,
             failed_step=job.failed_step,
             recipe_yaml=job.recipe_yaml,
+            resumes=job.resume_log,
         )
 
     @classmethod
@@ -133,11 +143,23 @@ class JobRow:
 
     @property
     def remaining(self) -> float | None:
-        """Seconds left, from the share done so far (only while running)."""
-        elapsed = self.elapsed
-        if self.status != "running" or elapsed is None or self.progress < 0.01:
+        """Seconds left while running, as the engine measured or estimated them; None
+        before it could (a share of the bar says nothing about the time of what is left)."""
+        if self.status != "running" or self.remaining_s is None:
             return None
-        return elapsed * (1.0 - self.progress) / self.progress
+        since = time.time() - (self.remaining_at or time.time())
+        return max(self.remaining_s - since, 0.0)
+
+    def remaining_text(self) -> str:
+        """'~2 min 10 s' (measured), '≈ 2 min (estimate)', 'estimating…' or '–'."""
+        if self.status != "running":
+            return "–"
+        remaining = self.remaining
+        if remaining is None:
+            return "estimating…"
+        if self.remaining_measured:
+            return f"~{human_duration(remaining)}"
+        return f"≈ {human_duration(remaining)} (estimate)"
 
 
 class JobTableModel(RowTableModel[JobRow]):
@@ -183,14 +205,28 @@ class JobTableModel(RowTableModel[JobRow]):
         if col == COL_ELAPSED:
             return human_duration(row.elapsed)
         if col == COL_REMAINING:
-            remaining = row.remaining
-            return "–" if remaining is None else f"~{human_duration(remaining)}"
+            return row.remaining_text()
         if col == COL_OUTPUT:
             return row.output or "–"
         return ""
 
     @staticmethod
     def _tooltip(row: JobRow, col: int) -> str:
+        if col == COL_REMAINING and row.status == "running":
+            if row.remaining is None:
+                return "Shown once the job has measured how fast it runs on this machine"
+            if row.remaining_measured:
+                return "Measured: the current step's own rate, and this job's speed for the rest"
+            return "An estimate from the expected cost of the steps and this job's speed so far"
+        if col == COL_STATUS and row.resumes:
+            last = row.resumes[-1]
+            reused = last.get("reused") or []
+            steps = f"steps 1–{len(reused)}" if len(reused) > 1 else "step 1"
+            return (
+                f"Resumed at step {int(last.get('from_step', 0)) + 1}"
+                + (f"; {steps} reused from the earlier attempt" if reused else "")
+                + (f" ({last['previous_status']})" if last.get("previous_status") else "")
+            )
         if row.status == "failed" and row.error:
             where = f" in {row.failed_step}" if row.failed_step else ""
             return f"Failed{where}: {row.error}"
@@ -213,15 +249,22 @@ class JobTableModel(RowTableModel[JobRow]):
                 return i
         return None
 
-    def set_live_progress(self, job_id: int, fraction: float) -> None:
-        """The running job's progress from the bridge (fresher than the history)."""
+    def set_live_progress(
+        self,
+        job_id: int,
+        fraction: float,
+        remaining_s: float | None = None,
+        measured: bool = False,
+    ) -> None:
+        """The running job's progress and time left from the bridge (fresher than the
+        history, which holds no time left)."""
         i = self.row_of_job(job_id)
         if i is None:
             return
         fraction = min(1.0, max(0.0, fraction))
         row = self._rows[i]
-        if abs(row.progress - fraction) < 1e-4:
-            return  # only emit on change (Orange3 rule)
+        row.remaining_s, row.remaining_measured = remaining_s, measured
+        row.remaining_at = time.time()
         row.progress = fraction
         self.dataChanged.emit(self.index(i, COL_PROGRESS), self.index(i, COL_REMAINING))
 

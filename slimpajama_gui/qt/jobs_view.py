@@ -3,12 +3,14 @@
 The table (:mod:`.jobs_table`) lists queued, running and finished jobs; the details
 below it (:mod:`.job_details`) show the selected job's failure sentence and charts, live
 while it runs. This view wires both to the :class:`~slimpajama_gui.qt.jobs.JobRunner`
-and its bridge, and holds the actions (cancel, re-run, show recipe or log, open result).
+and its bridge, and holds the actions (cancel, re-run, resume, show recipe or log, open
+result, delete result), as buttons and in the table's context menu.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from PySide6.QtCore import (
@@ -21,8 +23,10 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
+    QFileDialog,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QMessageBox,
     QPushButton,
     QVBoxLayout,
@@ -30,7 +34,16 @@ from PySide6.QtWidgets import (
 )
 
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.jobs.cleanup import delete_results, result_folders
 from slimpajama_gui.core.jobs.pipeline import recipe_for_rerun
+from slimpajama_gui.core.jobs.resume import (
+    RESUMABLE,
+    ResumePlan,
+    check_rerun_from,
+    plan_resume,
+    rerun_steps,
+)
+from slimpajama_gui.core.plan.recipe import load_recipe, recipe_from_yaml
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.storage.leftovers import sweep_outputs
 from slimpajama_gui.qt.charts import JobCharts
@@ -38,6 +51,7 @@ from slimpajama_gui.qt.job_details import JobDetails, JobLog, TextDialog, log_di
 from slimpajama_gui.qt.jobs import NO_JOB, JobRunner
 from slimpajama_gui.qt.jobs_table import JobRow, JobTableModel, jobs_table_view
 from slimpajama_gui.qt.models_view import Banner
+from slimpajama_gui.qt.widgets.errors import error_sentence
 from slimpajama_gui.qt.widgets.panes import two_panes
 from slimpajama_gui.qt.widgets.workers import WorkerSet, start_worker
 
@@ -78,7 +92,8 @@ class JobsView(QWidget):
             ids = ", ".join(f"#{i}" for i in store.interrupted_ids)
             notices.append(
                 f"Jobs {ids} were still running when the app last stopped; they are marked "
-                "interrupted. Select one and click Re-run to run it again."
+                "interrupted. Select one and click Resume to continue from its saved steps, "
+                "or Re-run to run it again."
             )
         self.runner = runner or JobRunner(store, self)
         self._live_job: int | None = None
@@ -87,6 +102,8 @@ class JobsView(QWidget):
         # so a second click on Cancel cannot land on a job the user did not choose.
         self._cancelled_here: int | None = None
         self._live_fraction = 0.0
+        self._live_remaining: tuple[float | None, bool, float] | None = None
+        self._resume_plans: dict[tuple[int, str], ResumePlan | str] = {}
         self._refreshing = False
         self._step_count = 1
         self._step_index = 0
@@ -101,6 +118,10 @@ class JobsView(QWidget):
         self.cancel_button.setToolTip("Stop the running job (or take a queued one off the queue)")
         self.rerun_button = QPushButton("Re-run")
         self.rerun_button.setToolTip("Run the selected job's recipe again")
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip(
+            "Continue a failed or cancelled job at its first unfinished step"
+        )
         self.open_folder_button = QPushButton("Open output folder")
         self.recipe_button = QPushButton("Show recipe")
         self.log_button = QPushButton("Show log")
@@ -112,6 +133,7 @@ class JobsView(QWidget):
         for button in (
             self.cancel_button,
             self.rerun_button,
+            self.resume_button,
             self.open_folder_button,
             self.recipe_button,
             self.log_button,
@@ -155,6 +177,9 @@ class JobsView(QWidget):
         # connections ---------------------------------------------------------
         self.cancel_button.clicked.connect(self.cancel_selected)
         self.rerun_button.clicked.connect(self.rerun_selected)
+        self.resume_button.clicked.connect(self.resume_selected)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._show_context_menu)
         self.open_folder_button.clicked.connect(self.open_output_folder)
         self.recipe_button.clicked.connect(self.show_recipe)
         self.log_button.clicked.connect(self.show_log)
@@ -168,7 +193,7 @@ class JobsView(QWidget):
         bridge.message.connect(self._on_message)
         bridge.step_started.connect(self._on_step_started)
         bridge.step_started.connect(self.live_charts.start_step)  # labels the step boundaries
-        bridge.progress.connect(self._on_progress)
+        bridge.overall.connect(self._on_overall)
         bridge.logged.connect(self.live_charts.add_metrics)
         bridge.evaluated.connect(self.live_charts.add_metrics)
         bridge.variant_saved.connect(self._on_variant_saved)
@@ -209,6 +234,7 @@ class JobsView(QWidget):
         if self._closing:
             return
         selected = self.selected_row()
+        self._resume_plans.clear()  # a job's folder or status may have changed
         try:
             records = self.store.list_jobs()
         except (UserError, RuntimeError) as exc:
@@ -220,7 +246,9 @@ class JobsView(QWidget):
         for row in rows:
             # The history holds progress at most once a second; the bridge is fresher.
             if row.job_id is not None and row.job_id == live and row.status == "running":
-                row.progress = max(row.progress, self._live_fraction)
+                row.progress = self._live_fraction
+                if self._live_remaining is not None:
+                    row.remaining_s, row.remaining_measured, row.remaining_at = self._live_remaining
         # A reset clears the current index; handle the selection once, afterwards.
         self._refreshing = True
         try:
@@ -258,7 +286,9 @@ class JobsView(QWidget):
             self._log(row.job_id, "cancel requested")
             self.status_message.emit(f"Cancelling job #{row.job_id}…")
 
-    def rerun_selected(self) -> None:
+    def rerun_selected(self, from_step: int = 0) -> None:
+        """Run the selected job's recipe again into a new folder; ``from_step`` (0-based)
+        > 0 takes the steps before it from the job's saved variants."""
         row = self.selected_row()
         if row is None or row.job_id is None:
             return
@@ -268,12 +298,191 @@ class JobsView(QWidget):
             taken = [job.output for job in self.store.list_jobs(limit=10_000) if job.output]
             taken += [q.recipe.resolve_path(q.recipe.output) for q in self.runner.pending]
             recipe = recipe_for_rerun(self.store.get_job(row.job_id), taken=taken)
-            self.runner.submit(recipe)
+            if from_step:
+                check_rerun_from(self.store, row.job_id, from_step)
+                self.runner.submit(recipe, rerun_from=(row.job_id, from_step))
+            else:
+                self.runner.submit(recipe)
         except UserError as exc:
             self.banner.show_messages([f"Cannot re-run job #{row.job_id}: {exc}"])
             return
         self._follow_next, self._cancelled_here = True, None
         self.status_message.emit(f"{row.name} queued again; it saves into {recipe.output}")
+
+    def resume_plan(self, row: JobRow | None) -> ResumePlan | str:
+        """What Resume would do for ``row``: a plan, or the sentence saying why not.
+
+        Reads the history and the variants' small records (no model), so it runs on the
+        GUI thread; kept per job and status until the table is refreshed.
+        """
+        if row is None or row.job_id is None:
+            return "Select a job of the history."
+        if row.status not in RESUMABLE:
+            return "Only a failed, cancelled or interrupted job can be resumed."
+        key = (row.job_id, row.status)
+        if key not in self._resume_plans:
+            try:
+                plan: ResumePlan | str = plan_resume(self.store, row.job_id)
+                if plan.first_step == 0:
+                    plan = "No step of this job had finished; Re-run starts it again."
+            except UserError as exc:
+                plan = str(exc)
+            self._resume_plans[key] = plan
+        return self._resume_plans[key]
+
+    def resume_selected(self) -> None:
+        row = self.selected_row()
+        plan = self.resume_plan(row)
+        if row is None or isinstance(plan, str):
+            return
+        self._queue_resume(row, plan)
+
+    def choose_recipe_file(self) -> str:
+        """The recipe file to resume with ("" if none chosen; tests replace this)."""
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Resume with a fixed recipe", "", "Recipes (*.yaml *.yml);;All files (*)"
+        )
+        return path
+
+    def resume_with_recipe(self) -> None:
+        """Resume the selected job with a recipe file the user fixed (e.g. the failed
+        step's settings); its finished steps, model, data and output must be unchanged."""
+        row = self.selected_row()
+        if row is None or row.job_id is None or row.status not in RESUMABLE:
+            return
+        path = self.choose_recipe_file()
+        if not path:
+            return
+        try:
+            plan = plan_resume(self.store, row.job_id, load_recipe(Path(path)))
+        except UserError as exc:
+            self.banner.show_messages([f"Cannot resume job #{row.job_id} with {path}: {exc}"])
+            return
+        self._queue_resume(row, plan)
+
+    def _queue_resume(self, row: JobRow, plan: ResumePlan) -> None:
+        try:
+            self.runner.resume(plan)
+        except UserError as exc:
+            self.banner.show_messages([f"Cannot resume job #{row.job_id}: {exc}"])
+            return
+        self._follow_next, self._cancelled_here = True, None
+        self._resume_plans.clear()
+        self.status_message.emit(f"Job #{row.job_id} queued to resume: it {plan.describe()}")
+
+    def confirm_delete(self, row: JobRow, folders: list[Path]) -> bool:
+        """Ask before deleting (tests replace this)."""
+        names = "\n".join(f"  {f.name}" for f in folders)
+        answer = QMessageBox.question(
+            self,
+            "Delete result",
+            f"Delete what job #{row.job_id} saved in {row.output}?\n\n{names}\n\n"
+            "Only these folders, which this job wrote, are deleted; the source model and "
+            "anything else in the folder stay. This cannot be undone.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def delete_result_selected(self) -> None:
+        """Delete the selected job's saved folders, after a confirmation naming them."""
+        row = self.selected_row()
+        if row is None or row.job_id is None or row.status in ("queued", "running"):
+            return
+        try:
+            folders = result_folders(self.store, row.job_id)
+        except UserError as exc:
+            self.banner.show_messages([str(exc)])
+            return
+        if not folders:
+            self.banner.show_messages(
+                [f"Job #{row.job_id} has no saved result left in {row.output}."]
+            )
+            return
+        if not self.confirm_delete(row, folders):
+            return
+        start_worker(
+            delete_results,
+            self.store,
+            row.job_id,
+            folders,
+            workers=self._workers,
+            returned=self._on_results_deleted,
+            errored=self._on_delete_failed,
+        )
+
+    def _on_results_deleted(self, folders: list) -> None:
+        if self._closing:
+            return
+        self.status_message.emit(f"Deleted {len(folders)} saved folder(s)")
+        self._resume_plans.clear()
+        self.refresh()
+
+    def _on_delete_failed(self, exc: BaseException) -> None:
+        if not self._closing:
+            self.banner.show_messages([error_sentence(exc, "Deleting the result", logger=log)])
+
+    def context_menu(self, row: JobRow | None) -> QMenu:
+        """The table's right-click menu for ``row``, its actions enabled as they apply."""
+        menu = QMenu(self)
+        running = (
+            row is not None
+            and row.job_id is not None
+            and (row.job_id == self.runner.current_job_id)
+        )
+        has_job = row is not None and row.job_id is not None
+        plan = self.resume_plan(row)
+        items = [
+            ("Re-run", self.rerun_selected, has_job and not self._closing, None),
+            ("Resume", self.resume_selected, not isinstance(plan, str),
+             plan if isinstance(plan, str) else f"Continues at step {plan.first_step + 1}"),
+            ("Resume with a fixed recipe…", self.resume_with_recipe,
+             has_job and row.status in RESUMABLE and not self._closing,
+             "Continue with a recipe file in which you fixed the failed step's settings"),
+            ("Cancel", self.cancel_selected, self.cancel_button.isEnabled(), None),
+            None,
+            ("Open result", self._open_result, self.result_button.isEnabled(), None),
+            ("Reveal in file manager", self.open_output_folder,
+             row is not None and bool(row.output) and Path(row.output).is_dir(), None),
+            None,
+            ("Delete result…", self.delete_result_selected,
+             has_job and not running and row.status not in ("queued", "running"), None),
+        ]  # fmt: skip
+        for item in items:
+            if item is None:
+                menu.addSeparator()
+                continue
+            text, slot, enabled, tip = item
+            action = menu.addAction(text)
+            action.setEnabled(bool(enabled))
+            if tip:
+                action.setToolTip(tip)
+            action.triggered.connect(slot)
+            if text == "Re-run":
+                self._add_rerun_from(menu, row, has_job and not self._closing)
+        menu.setToolTipsVisible(True)
+        return menu
+
+    def _add_rerun_from(self, menu: QMenu, row: JobRow | None, enabled: bool) -> None:
+        """ "Re-run from step": one entry per step the re-run could start at."""
+        sub = menu.addMenu("Re-run from step")
+        sub.setToolTipsVisible(True)
+        steps = rerun_steps(self.store, row.job_id) if enabled and row is not None else []
+        names = _step_names(row.recipe_yaml) if row is not None else []
+        for first in steps:
+            name = names[first] if first < len(names) else "step"
+            action = sub.addAction(f"Step {first + 1} ({name})")
+            reused = "step 1" if first == 1 else f"steps 1–{first}"
+            action.setToolTip(f"Into a new folder; {reused} taken from this job's saved results")
+            action.triggered.connect(lambda _=False, f=first: self.rerun_selected(f))
+        sub.setEnabled(bool(steps))
+
+    def _show_context_menu(self, pos) -> None:
+        index = self.table.indexAt(pos)
+        if not index.isValid():
+            return
+        self.table.selectRow(index.row())
+        self.context_menu(self.selected_row()).popup(self.table.viewport().mapToGlobal(pos))
 
     def open_output_folder(self) -> None:
         row = self.selected_row()
@@ -355,6 +564,11 @@ class JobsView(QWidget):
             self.cancel_button.setEnabled(queued)
         has_job = row is not None and row.job_id is not None
         self.rerun_button.setEnabled(has_job and not self._closing)
+        plan = self.resume_plan(row) if has_job else "Select a job of the history."
+        self.resume_button.setEnabled(not isinstance(plan, str) and not self._closing)
+        self.resume_button.setToolTip(
+            plan if isinstance(plan, str) else f"Resume: it {plan.describe()}"
+        )
         self.open_folder_button.setEnabled(row is not None and bool(row.output))
         self.recipe_button.setEnabled(row is not None and bool(row.recipe_yaml))
         self.log_button.setEnabled(row is not None)
@@ -366,6 +580,8 @@ class JobsView(QWidget):
     def _on_job_started(self, job_id: int) -> None:
         self._step_count, self._step_index = 1, 0
         self._live_fraction = 0.0
+        self._live_remaining = None
+        self._resume_plans.clear()
         self.live_charts.clear()
         previous = self.selected_row()
         previous_live, self._live_job = self._live_job, job_id
@@ -397,17 +613,14 @@ class JobsView(QWidget):
         self._step_index, self._step_count = index, max(1, count)
         if self._live_job is not None:
             self._log(self._live_job, f"step {index + 1}/{count}: {step_type}")
-            self._set_live_fraction(index / self._step_count)
 
-    def _on_progress(self, index: int, done: int, total: int) -> None:
-        if self._live_job is None or total <= 0:
-            return
-        self._set_live_fraction((index + min(done, total) / total) / self._step_count)
-
-    def _set_live_fraction(self, fraction: float) -> None:
+    def _on_overall(self, fraction: float, remaining_s: object, measured: bool) -> None:
+        """The engine's cost-weighted progress and time left (None until measured)."""
         self._live_fraction = fraction
+        left = None if remaining_s is None else float(remaining_s)
+        self._live_remaining = (left, measured, time.time())
         if self._live_job is not None:
-            self.model.set_live_progress(self._live_job, fraction)
+            self.model.set_live_progress(self._live_job, fraction, left, measured)
 
     def _on_variant_saved(self, index: int, path: str, info: dict) -> None:
         if self._live_job is not None:
@@ -427,6 +640,7 @@ class JobsView(QWidget):
         self._ticker.stop()
         self.live_charts.flush()
         self.cancel_button.setText("Cancel")
+        self._resume_plans.clear()
         self.refresh()  # the history has the final status and any failure sentence now
         verb = {"done": "finished", "failed": "failed", "cancelled": "was cancelled"}
         self.status_message.emit(f"Job #{job_id} {verb.get(status, status)}")
@@ -482,6 +696,14 @@ class JobsView(QWidget):
         if stopped:
             self.store.close()
         return stopped
+
+
+def _step_names(recipe_yaml: str) -> list[str]:
+    """The step types of a recorded recipe, in order ([] if it no longer reads)."""
+    try:
+        return [step.step_type for step in recipe_from_yaml(recipe_yaml, "the job's recipe").steps]
+    except UserError:
+        return []
 
 
 def _log_sweep_error(exc: BaseException) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from slimpajama_gui import cli
 
-COMMANDS = ["info", "models", "run", "eval", "bench", "predict", "history"]
+COMMANDS = ["info", "models", "run", "resume", "rerun", "eval", "bench", "predict", "history"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -139,3 +139,35 @@ def test_entry_point_runs_as_a_process():
     )
     assert proc.returncode == 0, proc.stderr
     assert "22,713,216" in proc.stdout and "30,522" in proc.stdout
+
+
+def test_run_resume_continues_a_failed_job_with_the_fixed_recipe(tiny_minilm, tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    text = f"""name: cli-resume
+model: {tiny_minilm}
+dataset: {{train: demo, labels: [negative, positive], max_length: 48}}
+output: out
+steps:
+  - {{type: finetune, epochs: 1, learning_rate: 3.0e-3, batch_size: 16}}
+  - {{type: prune, method: layers, keep_layers: [0, 7], recovery_epochs: 0}}
+"""
+    recipe.write_text(text)
+    assert cli.main(["run", str(recipe)]) == 1
+    assert "keep_layers" in capsys.readouterr().err
+    weights = tmp_path / "out" / "01-finetune" / "model.safetensors"
+    before = (weights.read_bytes(), weights.stat().st_mtime_ns)
+
+    recipe.write_text(text.replace("[0, 7]", "[1]"))  # the user fixes step 2
+    assert cli.main(["run", str(recipe), "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "continues at step 2 of 2 (prune); step 1 is reused" in out.replace("\n", " ")
+    assert (tmp_path / "out" / "02-prune" / "model.safetensors").is_file()
+    assert (weights.read_bytes(), weights.stat().st_mtime_ns) == before
+
+    assert cli.main(["resume", str(tmp_path / "out")]) == 1
+    assert "only a failed, cancelled or interrupted job" in capsys.readouterr().err
+
+    assert cli.main(["rerun", str(tmp_path / "out"), "--from-step", "2"]) == 0
+    assert "step 1 is reused from" in capsys.readouterr().out.replace("\n", " ")
+    assert (tmp_path / "out-run2" / "02-prune" / "model.safetensors").is_file()
+    assert (weights.read_bytes(), weights.stat().st_mtime_ns) == before

@@ -58,9 +58,10 @@ def test_default_location_and_wal_mode() -> None:
 
 
 def test_a_first_version_history_is_migrated_in_place(db: Path) -> None:
-    """Version 1 had no recipe_dir: the column is added, old jobs and variants stay."""
-    v1 = store_mod.SCHEMA.replace(",\n    recipe_dir TEXT\n", "\n")
-    assert "recipe_dir" not in v1
+    """Version 1 had no recipe_dir, resumes or job_steps: they are added, old rows stay."""
+    v1 = store_mod.SCHEMA.replace(",\n    recipe_dir TEXT,\n    resumes TEXT\n", "\n")
+    v1 = v1.replace(store_mod.STEPS_TABLE, "")
+    assert "recipe_dir" not in v1 and "job_steps" not in v1 and "resumes" not in v1
     conn = sqlite3.connect(db)
     conn.executescript(v1)
     conn.execute(
@@ -81,6 +82,10 @@ def test_a_first_version_history_is_migrated_in_place(db: Path) -> None:
         assert row.metrics == {"eval": {"accuracy": 0.9}}
         new = store.create_job("new", "name: new\n", "/out/new", recipe_dir="/proj")
         assert store.get_job(new).recipe_dir == "/proj"
+        assert old.resume_log == [] and store.finished_steps(1) == []
+        store.finish_step(new, 0, "finetune", 12.5, {"accuracy": 0.9})
+        [step] = store.finished_steps(new)
+        assert (step.step_type, step.seconds, step.summary) == ("finetune", 12.5, {"accuracy": 0.9})
         store.update_variant_metrics(row.id, {"eval": {"accuracy": 0.91}})
         assert store.variants(1)[0].metrics == {"eval": {"accuracy": 0.91}}
         with pytest.raises(UserError, match="not in the job history"):

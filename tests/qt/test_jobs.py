@@ -465,9 +465,11 @@ def test_jobs_table_model_passes_the_model_tester(qtmodeltester, tmp_path):
         "done",
     ]
     running = model.row_at(1)
-    assert running.remaining is not None and running.remaining >= 0
-    model.set_live_progress(running.job_id, 0.75)
+    # The history holds no time left: none is claimed until the engine measures it.
+    assert running.remaining is None
+    model.set_live_progress(running.job_id, 0.75, 30.0, True)
     assert model.index(1, COL_PROGRESS).data(PROGRESS_ROLE) == pytest.approx(0.75)
+    assert 0 <= running.remaining <= 30.0
     assert model.index(0, 0, QModelIndex()).data(Qt.ItemDataRole.ToolTipRole)
     qtmodeltester.check(model)
 

@@ -15,7 +15,6 @@ raises :class:`Cancelled` when the control asks to stop, or
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,17 +156,10 @@ class _TrainBridge(Callbacks):
 
     def __init__(self, ctx: JobContext, index: int, step_type: str) -> None:
         self.ctx, self.index, self.step_type = ctx, index, step_type
-        self._last_progress = 0.0
 
     def on_step_end(self, state: TrainState) -> None:
+        # The pipeline weighs it into the job's progress (and the history's).
         self.ctx.callbacks.on_progress(self.index, state.step, state.total_steps)
-        now = time.monotonic()
-        if now - self._last_progress > 1.0:  # the history needs no more than 1 write/s
-            self._last_progress = now
-            self.ctx.store.set_progress(self.ctx.job_id, self._overall(state.fraction))
-
-    def _overall(self, fraction: float) -> float:
-        return (self.index + fraction) / len(self.ctx.recipe.steps)
 
     def on_log(self, state: TrainState, metrics: dict[str, float]) -> None:
         metrics = dict(metrics, step=state.step)

@@ -22,11 +22,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import re
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,16 @@ from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs import handlers as _handlers  # noqa: F401 - registers them
 from slimpajama_gui.core.jobs.context import HANDLERS, ONNX_STEPS, Cancelled, JobContext
+from slimpajama_gui.core.jobs.progress import JobProgress
+from slimpajama_gui.core.jobs.resume import (
+    ResumePlan,
+    ReusedVariant,
+    check_rerun_from,
+    plan_resume,
+    seed_rerun,
+)
 from slimpajama_gui.core.model.catalog import packaged_minilm_path
+from slimpajama_gui.core.plan.estimate import step_work
 from slimpajama_gui.core.plan.preflight import first_untrained_use, source_problems
 from slimpajama_gui.core.plan.recipe import Recipe, Step, dump_recipe, recipe_from_yaml
 from slimpajama_gui.core.runtime import inputs as inputs_mod
@@ -73,6 +84,14 @@ class PipelineCallbacks:
         """A variant was saved in ``path``; ``record`` is its ``slimpajama.json``."""
 
     def on_step_end(self, index: int, step: Step, summary: dict[str, Any]) -> None: ...
+
+    def on_overall(self, fraction: float, remaining_s: float | None, measured: bool) -> None:
+        """The whole job's progress, 0..1, weighted by each step's cost (core/jobs/progress.py).
+
+        ``remaining_s`` is None until this job has measured its speed; ``measured`` says
+        whether it comes from the current step's own rate (else it is an estimate).
+        Sent at each step's start and end and at most twice a second in between.
+        """
 
     def on_end(self, status: str, error: str | None) -> None: ...
 
@@ -140,12 +159,29 @@ def run(
     *,
     store: JobStore | None = None,
     device: str | None = None,
+    resume: ResumePlan | None = None,
+    rerun_from: tuple[int, int] | None = None,
 ) -> PipelineResult:
     """Run every step of ``recipe`` and record the job; never raises for a failed job.
+
+    Args:
+        resume: continue that job (:func:`~slimpajama_gui.core.jobs.resume.plan_resume`)
+            instead of starting a new one: its finished steps are skipped, their
+            folders reused unchanged, and ``recipe`` (the plan's) runs from
+            ``resume.first_step`` in the job's own output folder and history row.
+        rerun_from: (job id, 0-based step): a new job (``recipe`` is its re-run recipe,
+            saving into a new folder) that takes the steps before that step from that
+            job's saved variants (:func:`~slimpajama_gui.core.jobs.resume.seed_rerun`)
+            and runs the rest.
 
     Returns:
         The job's outcome. ``status`` is "failed" with a sentence in ``error`` (and the
         step in ``failed_step``) when something went wrong; earlier variants stay.
+
+    Raises:
+        UserError: only for a ``resume`` that is no longer possible (checked again
+            under the output folder's lock; the job's row is left as it was), or a
+            ``rerun_from`` step the earlier job had not reached (no job is created).
     """
     callbacks = callbacks or PipelineCallbacks()
     control = control or Control()
@@ -157,19 +193,58 @@ def run(
     # The recipe's folder goes with it, so a Re-run from another working folder (or a
     # later start of the app) reads the same files.
     base = (recipe.base_dir or Path.cwd()).absolute()
-    job_id = store.create_job(recipe.name, dump_recipe(recipe), str(output), recipe_dir=base)
+    lock = None
+    if resume is not None:
+        job_id = resume.job_id
+        lock = OutputLock(output, job_id=job_id).acquire()
+        try:
+            # Planned again under the lock: nothing can change the folder from here on.
+            resume = plan_resume(store, job_id, recipe)
+            store.begin_resume(job_id, resume.first_step, recipe_yaml=dump_recipe(recipe),
+                               recipe_dir=base)  # fmt: skip
+        except BaseException:
+            lock.release()
+            if own_store:
+                store.close()
+            raise
+    else:
+        if rerun_from is not None:
+            check_rerun_from(store, *rerun_from)
+        job_id = store.create_job(recipe.name, dump_recipe(recipe), str(output), recipe_dir=base)
     result = PipelineResult(job_id=job_id, status="running")
     current: str | None = None
     threads_before = torch.get_num_threads()
+    tracker = _Reporting(callbacks, JobProgress(), store, job_id)
+    callbacks = tracker
     try:
-        with OutputLock(output, job_id=job_id):
+        with _held(lock) if lock is not None else OutputLock(output, job_id=job_id):
             # What a job killed in this folder left behind (only a lock holder writes it).
             sweep_output(output)
             store.mark_running(job_id)
+            if rerun_from is not None:
+                current = "taking the steps of the earlier job"
+                resume = seed_rerun(store, job_id, recipe, *rerun_from)
+            first = resume.first_step if resume is not None else 0
+            if resume is not None:  # the reused steps' time counts as done
+                tracker.progress.prior_s = sum(
+                    v for v in resume.seconds.values() if math.isfinite(v)
+                )
+                # The job's whole summary: reused steps as the history has them.
+                result.summary = [
+                    {"step": recipe.steps[i].step_type, **resume.summaries.get(i, {}),
+                     "reused": True}
+                    for i in resume.reused
+                ]  # fmt: skip
             callbacks.on_job_start(job_id, recipe)
+            if resume is not None:
+                source = f" of job #{rerun_from[0]}" if rerun_from is not None else ""
+                callbacks.on_message(f"Job #{job_id} {resume.describe()}{source}.")
             current = "loading the model and data"
-            ctx = _prepare(recipe, job_id, output, callbacks, control, store, device)
+            ctx = _prepare(recipe, job_id, output, callbacks, control, store, device, resume)
+            tracker.plan(ctx, resume.seconds if resume is not None else {})
             for index, step in enumerate(recipe.steps):
+                if index < first:
+                    continue  # finished in an earlier attempt; its folder is reused
                 ctx.check_stop()
                 current = f"step {index + 1} ({step.step_type})"
                 ctx.where = f"step {index + 1} of {len(recipe.steps)} ({step.step_type})"
@@ -184,7 +259,7 @@ def run(
                 summary = HANDLERS[step.step_type](ctx, index, step)
                 summary["seconds"] = time.monotonic() - step_started
                 result.summary.append({"step": step.step_type, **summary})
-                store.set_progress(job_id, (index + 1) / len(recipe.steps))
+                store.finish_step(job_id, index, step.step_type, summary["seconds"], summary)
                 callbacks.on_step_end(index, step, summary)
             result.status = "done"
     except Cancelled:
@@ -220,6 +295,87 @@ def run(
     return result
 
 
+class _Reporting:
+    """The caller's callbacks, with the job's weighted progress kept on the way through.
+
+    Every event is passed on unchanged; step starts, ends and progress also move the
+    :class:`JobProgress`, whose snapshot goes out as ``on_overall`` and into the history.
+    """
+
+    #: Seconds between two ``on_overall`` calls (and history writes) inside a step.
+    EVERY_S = 0.5
+
+    def __init__(
+        self, callbacks: PipelineCallbacks, progress: JobProgress, store: JobStore, job_id: int
+    ) -> None:
+        self._callbacks, self.progress = callbacks, progress
+        self._store, self._job_id = store, job_id
+        self._sent = -math.inf
+        self._stored = -math.inf
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._callbacks, name)
+
+    def plan(self, ctx: JobContext, done: dict[int, float]) -> None:
+        data = ctx.dataset
+        work = step_work(
+            ctx.recipe.steps,
+            parameters=_compute_parameters(ctx),
+            layers=int(getattr(getattr(ctx.model, "config", None), "num_layers", 0) or 1),
+            train_rows=len(data.train.labels),
+            eval_rows=len(data.eval.labels),
+            test_rows=len(data.test.labels) if data.test is not None else 0,
+        )
+        self.progress.plan(work, done)
+        self._report(force=True)
+
+    def on_step_start(self, index: int, step: Step, count: int) -> None:
+        self.progress.start_step(index)
+        self._callbacks.on_step_start(index, step, count)
+        self._report(force=True)
+
+    def on_progress(self, index: int, done: int, total: int) -> None:
+        self.progress.update(index, done, total)
+        self._callbacks.on_progress(index, done, total)
+        self._report()
+
+    def on_step_end(self, index: int, step: Step, summary: dict[str, Any]) -> None:
+        self.progress.end_step(index)
+        self._callbacks.on_step_end(index, step, summary)
+        self._report(force=True)
+
+    def _report(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._sent < self.EVERY_S:
+            return
+        self._sent = now
+        snap = self.progress.snapshot()
+        # Callbacks written before this hook (duck-typed ones) simply do not get it.
+        hook = getattr(self._callbacks, "on_overall", None)
+        if hook is not None:
+            hook(snap.fraction, snap.remaining_s, snap.measured)
+        if force or now - self._stored >= 1.0:  # the history needs no more than 1 write/s
+            self._stored = now
+            self._store.set_progress(self._job_id, snap.fraction)
+
+
+def _compute_parameters(ctx: JobContext) -> int:
+    """Parameters a forward pass computes with (the embedding tables are lookups)."""
+    named = getattr(ctx.model, "named_parameters", None)
+    if named is None:  # an ONNX model
+        return ctx.onnx_parameters or 1
+    return sum(p.numel() for name, p in named() if "embed" not in name) or 1
+
+
+@contextlib.contextmanager
+def _held(lock: OutputLock) -> Iterator[OutputLock]:
+    """A lock taken already (a resume plans under it), released on leaving."""
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
 def _prepare(
     recipe: Recipe,
     job_id: int,
@@ -228,6 +384,7 @@ def _prepare(
     control: Control,
     store: JobStore,
     device: str | None,
+    resume: ResumePlan | None = None,
 ) -> JobContext:
     int8_path.check_setting()  # a mistyped override fails before any step runs
     if recipe.threads:
@@ -244,9 +401,12 @@ def _prepare(
     if control.should_stop:
         raise Cancelled
     source = resolve_model_path(recipe)
+    reused = resume.variants[-1] if resume is not None and resume.variants else None
+    remaining = recipe.steps[resume.first_step :] if resume is not None else recipe.steps
     with control.uncancellable("loading the model"):
-        handle = open_model(source)
-        problems = source_problems(handle.info, recipe.steps, dataset.label_names)
+        # A resume starts from the last finished step's variant, read as saved.
+        handle = open_model(reused.path if reused is not None else source)
+        problems = source_problems(handle.info, remaining, dataset.label_names)
         if problems:  # before any step, not as an internal error in step 1
             raise UserError(problems[0])
         # A trained head's rows are its classes: the data is numbered as the head is.
@@ -273,13 +433,13 @@ def _prepare(
         dataset,
         name=handle.info.name,
         max_length=spec.max_length,
-        first_label_step=first_untrained_use(recipe.steps),
+        first_label_step=first_untrained_use(remaining),
     )
     for note in notes:
         callbacks.on_message(note)
     run_device = pick_device(device or recipe.device)
     model.to(run_device)
-    return JobContext(
+    ctx = JobContext(
         recipe=recipe,
         job_id=job_id,
         source=handle.info.path,
@@ -295,3 +455,27 @@ def _prepare(
         inputs=inputs,
         model_name=handle.info.name,
     )
+    if reused is not None:
+        _continue_from(ctx, resume, reused, control)
+    return ctx
+
+
+def _continue_from(
+    ctx: JobContext, resume: ResumePlan, reused: ReusedVariant, control: Control
+) -> None:
+    """Make ``ctx`` what the finished steps left: their variants, the last one current."""
+    record = reused.record
+    if record.source_model:
+        ctx.source = Path(record.source_model)
+    ctx.variants = [v.path for v in resume.variants]
+    ctx.variant, ctx.record, ctx.variant_row = reused.path, record, reused.row_id
+    if record.onnx is not None:
+        # An ONNX variant runs in onnxruntime; a PyTorch benchmark times the model it
+        # was exported from, as in the first attempt.
+        ctx.onnx_format = record.weights_format
+        ctx.onnx_parameters = record.parameters
+        parent = Path(record.parent) if record.parent else ctx.source
+        with control.uncancellable("loading the model the ONNX variant was exported from"):
+            ctx.torch_model = open_model(parent).load_model(
+                num_labels=ctx.dataset.num_labels, id2label=dict(enumerate(ctx.dataset.label_names))
+            )

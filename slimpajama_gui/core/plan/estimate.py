@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,16 @@ from slimpajama_gui.core.model.shape import (
     layer_parameters,
 )
 from slimpajama_gui.core.model.tokenizers import load_tokenizer
-from slimpajama_gui.core.plan.steps import Distill, Prune, Quantize, Step
+from slimpajama_gui.core.plan.steps import (
+    Benchmark,
+    Distill,
+    Evaluate,
+    Export,
+    FineTune,
+    Prune,
+    Quantize,
+    Step,
+)
 from slimpajama_gui.core.units import human_bytes, human_count
 
 #: Share of a BERT vocabulary an English sentence data set uses (SST-2 train: 11.6k of
@@ -217,3 +227,130 @@ def count_vocabulary(key: tuple, folder: Path, texts: list[str]) -> tuple[tuple,
             used.update(ids)
     used.update(int(i) for i in tokenizer.all_special_ids)
     return key, len(used)
+
+
+# --------------------------------------------------------------------------- step cost
+
+# Rough costs in forward passes of one row, measured once with MiniLM-L6 on the demo data
+# on two busy CPU cores (a job replaces the absolute speed by its own measurement; these
+# only set the shares of the steps it has not run yet).
+#: A training row: forward, backward, optimizer step, shuffled (more padded) batches.
+TRAIN_PASS = 7.0
+#: A PyTorch dynamic-int8 forward pass relative to float (slower on CPUs without VNNI).
+INT8_SPEED = 2.0
+#: An onnxruntime int8 forward pass relative to PyTorch float.
+ORT_INT8_SPEED = 0.5
+#: Exporting to ONNX (tracing, writing, loading the session), in rows' worth of work.
+EXPORT_ROWS = 400.0
+#: Saving a variant (weights, tokenizer, record), in rows' worth of work.
+SAVE_ROWS = 100.0
+#: Seconds an automatic benchmark fills with timed batch-1 passes (fewer if 20 fit).
+BENCH_BUDGET_S = 3.0
+
+
+@dataclass(frozen=True)
+class StepWork:
+    """Expected cost of one step, to weight a job's progress by.
+
+    ``units`` is work in forward-pass equivalents: rows × compute parameters (the
+    encoder's, not the embedding table's, which is a lookup); its seconds come from the
+    speed a job measures on this machine. ``fixed_s`` is the part that does not scale
+    with the data (an automatic benchmark's time budget), in seconds.
+    """
+
+    units: float
+    fixed_s: float = 0.0
+
+
+def step_work(
+    steps: Sequence[Step],
+    *,
+    parameters: float,
+    layers: int,
+    train_rows: int,
+    eval_rows: int,
+    test_rows: int = 0,
+) -> list[StepWork]:
+    """The expected cost of each step of a chain, from the data's size and the model's.
+
+    Costs follow what each step runs: training rows × epochs (capped by ``max_steps``)
+    at :data:`TRAIN_PASS`, an evaluation of the eval split per epoch, importance-scoring
+    batches, the guard's accuracy checks, ONNX export, a benchmark's sentences or time
+    budget. The model shrinks as the chain prunes or distils it and runs faster once it is
+    int8. Only ratios matter: the seconds come from the rate a job measures.
+
+    Args:
+        parameters: compute parameters of the source model (encoder layers, not the
+            embedding table).
+        layers: its encoder layers.
+        train_rows, eval_rows, test_rows: rows of each split (0 if absent).
+
+    Returns:
+        One :class:`StepWork` per step, in order.
+    """
+    size = float(max(parameters, 1))
+    speed = 1.0  # forward cost per parameter: < 1 once int8
+    n_layers = max(layers, 1)
+    out: list[StepWork] = []
+
+    def trained(epochs: float, batch_size: int, max_steps: int | None, model: float) -> float:
+        rows = epochs * train_rows
+        if max_steps:
+            rows = min(rows, max_steps * batch_size)
+        evals = max(1, math.ceil(epochs)) * eval_rows
+        return model * (TRAIN_PASS * rows + evals)
+
+    for step in steps:
+        units, fixed = 0.0, 0.0
+        forward = size * speed
+        if isinstance(step, FineTune):
+            units = trained(step.epochs, step.batch_size, step.max_steps, size)
+            units += size * SAVE_ROWS
+        elif isinstance(step, Distill):
+            kept = len(step.student_layers or default_student_layers(n_layers))
+            student = size * kept / n_layers
+            # The teacher's logits are cached in one pass over the training rows.
+            units = forward * train_rows + trained(step.epochs, step.batch_size, None, student)
+            units += student * (eval_rows + SAVE_ROWS)
+            size, n_layers = student, kept
+        elif isinstance(step, Prune) and step.method == "vocabulary":
+            # Tokenizing the training texts to count ids, then the accuracy it reports.
+            units = forward * (0.1 * train_rows + eval_rows) + size * SAVE_ROWS
+        elif isinstance(step, Prune):
+            before = size
+            if step.method == "heads":
+                size *= 1 - step.amount / 3  # attention is about a third of a layer
+            elif step.method == "ffn":
+                size *= 1 - 2 * step.amount / 3
+            elif step.method == "layers" and step.keep_layers:
+                size *= len(step.keep_layers) / n_layers
+                n_layers = len(step.keep_layers)
+            if step.method in ("heads", "ffn"):  # gradient importance on up to 32 batches
+                units += before * TRAIN_PASS * min(train_rows, 32 * step.batch_size)
+            if step.recovery_epochs > 0:
+                units += trained(step.recovery_epochs, step.batch_size, None, size)
+            units += size * (eval_rows + SAVE_ROWS)  # the accuracy it reports, the save
+        elif isinstance(step, Quantize):
+            # The float reference, then the quantized model's accuracy (the guard's).
+            units = forward * eval_rows + size * SAVE_ROWS
+            if step.backend == "onnxruntime":
+                speed = ORT_INT8_SPEED
+                units += size * EXPORT_ROWS
+            elif step.method == "dynamic_int8":
+                speed = INT8_SPEED
+            units += size * speed * eval_rows
+        elif isinstance(step, Export):
+            units = forward * 2 * eval_rows + size * EXPORT_ROWS
+            if speed != 1.0:  # an int8 model now runs in onnxruntime
+                speed = ORT_INT8_SPEED
+        elif isinstance(step, Evaluate):
+            units = forward * (test_rows if step.split == "test" else eval_rows)
+        elif isinstance(step, Benchmark):
+            if step.repeats == "auto":
+                fixed = BENCH_BUDGET_S
+                units = forward * (step.warmup + step.sentences) * 2
+            else:
+                # Batch-1 calls use the CPU less well than batched ones.
+                units = forward * (step.warmup + step.sentences * int(step.repeats)) * 4
+        out.append(StepWork(units, fixed))
+    return out

@@ -37,8 +37,10 @@ from slimpajama_gui.core.storage.records import (
     SCHEMA,
     SCHEMA_VERSION,
     STATUSES,
+    STEPS_TABLE,
     JobRecord,
     MetricRecord,
+    StepRecord,
     StoreCorrupt,
     StoreLocked,
     VariantRow,
@@ -232,9 +234,15 @@ class JobStore:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         c.execute(statement)
-            elif version == 1:
-                # Jobs recorded so far keep NULL: their recipe's folder was not kept.
-                c.execute("ALTER TABLE jobs ADD COLUMN recipe_dir TEXT")
+            else:
+                if version == 1:
+                    # Jobs recorded so far keep NULL: their recipe's folder was not kept.
+                    c.execute("ALTER TABLE jobs ADD COLUMN recipe_dir TEXT")
+                if version <= 2:
+                    # Jobs recorded so far have no finished-step rows: a resume of one
+                    # falls back to its saved variants (core/jobs/resume.py).
+                    c.execute("ALTER TABLE jobs ADD COLUMN resumes TEXT")
+                    c.execute(STEPS_TABLE)
             c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _mark_dead_jobs(self) -> None:
@@ -368,6 +376,135 @@ class JobStore:
         if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
             raise UserError(f"Job {job_id} is not in the job history {self.path}.")
 
+    # ---------------------------------------------------------------- steps
+
+    def finish_step(
+        self,
+        job_id: int,
+        step_index: int,
+        step_type: str,
+        seconds: float,
+        summary: dict[str, Any] | None = None,
+    ) -> None:
+        """Record that step ``step_index`` (0-based) of the job ended well after ``seconds``.
+
+        A resume skips exactly the steps recorded here (core/jobs/resume.py).
+        """
+        payload = json.dumps(summary or {}, allow_nan=True, default=_json_default)
+        with self._write() as conn:
+            self._require(conn, job_id)
+            conn.execute(
+                "INSERT OR REPLACE INTO job_steps (job_id, step_index, step_type, seconds, "
+                "summary_json, ended_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, step_index, step_type, float(seconds), payload, time.time()),
+            )
+
+    def finished_steps(self, job_id: int) -> list[StepRecord]:
+        """The steps the job finished, in step order."""
+        rows = self._conn.execute(
+            "SELECT job_id, step_index, step_type, seconds, summary_json, ended_at "
+            "FROM job_steps WHERE job_id = ? ORDER BY step_index",
+            (job_id,),
+        ).fetchall()
+        out = []
+        for r in rows:
+            try:
+                summary = json.loads(r["summary_json"] or "{}")
+            except ValueError:
+                summary = {}
+            out.append(
+                StepRecord(
+                    r["job_id"],
+                    r["step_index"],
+                    r["step_type"],
+                    r["seconds"],
+                    summary,
+                    r["ended_at"],
+                )  # fmt: skip
+            )
+        return out
+
+    def begin_resume(
+        self,
+        job_id: int,
+        from_step: int,
+        *,
+        recipe_yaml: str,
+        recipe_dir: str | Path | None,
+    ) -> None:
+        """Reopen a failed, cancelled or interrupted job to continue at ``from_step``.
+
+        The rows of steps ``from_step`` and later (their metrics, variants and finished
+        marks, all from the attempt that did not finish) are dropped so the charts and
+        Compare show one attempt per step; the earlier steps' rows stay. The recipe is
+        replaced (the user may have fixed a setting of an unfinished step) and the
+        resume is appended to ``resumes`` with the attempt's status and error.
+
+        Raises:
+            UserError: the job is not in the history, or is queued, running or done.
+        """
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT status, error, resumes FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
+            if row is None:
+                raise UserError(f"Job {job_id} is not in the job history {self.path}.")
+            if row["status"] not in ("failed", "cancelled", "interrupted"):
+                raise UserError(
+                    f"Job #{job_id} is {row['status']}; only a failed, cancelled or "
+                    "interrupted job can be resumed."
+                )
+            try:
+                log = json.loads(row["resumes"]) if row["resumes"] else []
+            except ValueError:
+                log = []
+            log.append(
+                {
+                    "at": time.time(),
+                    "from_step": from_step,
+                    "reused": list(range(from_step)),
+                    "previous_status": row["status"],
+                    "previous_error": row["error"],
+                }
+            )
+            for table in ("step_metrics", "artifacts", "job_steps"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE job_id = ? AND step_index >= ?",
+                    (job_id, from_step),
+                )
+            conn.execute(
+                "UPDATE jobs SET status = 'queued', recipe_yaml = ?, recipe_dir = ?, "
+                "resumes = ?, error = NULL, failed_step = NULL, finished_at = NULL "
+                "WHERE id = ?",
+                (
+                    recipe_yaml,
+                    None if recipe_dir is None else str(recipe_dir),
+                    json.dumps(log),
+                    job_id,
+                ),
+            )
+
+    def note_reuse(self, job_id: int, *, from_job: int, from_step: int) -> None:
+        """Record in ``resumes`` that the job took steps before ``from_step`` (0-based)
+        from job ``from_job``'s saved variants (a re-run from a step)."""
+        with self._write() as conn:
+            row = conn.execute("SELECT resumes FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise UserError(f"Job {job_id} is not in the job history {self.path}.")
+            try:
+                log = json.loads(row["resumes"]) if row["resumes"] else []
+            except ValueError:
+                log = []
+            log.append(
+                {
+                    "at": time.time(),
+                    "from_step": from_step,
+                    "reused": list(range(from_step)),
+                    "from_job": from_job,
+                }
+            )
+            conn.execute("UPDATE jobs SET resumes = ? WHERE id = ?", (json.dumps(log), job_id))
+
     # ---------------------------------------------------------------- metrics
 
     def log_metrics(
@@ -492,6 +629,14 @@ class JobStore:
             )
         return out
 
+    def delete_variants(self, job_id: int, paths: list[str]) -> None:
+        """Forget the job's variant rows of ``paths`` (their folders were deleted)."""
+        with self._write() as conn:
+            conn.executemany(
+                "DELETE FROM artifacts WHERE job_id = ? AND path = ?",
+                [(job_id, p) for p in paths],
+            )
+
     def journal_mode(self) -> str:
         return str(self._conn.execute("PRAGMA journal_mode").fetchone()[0])
 
@@ -524,6 +669,7 @@ __all__ = [
     "JobRecord",
     "JobStore",
     "MetricRecord",
+    "StepRecord",
     "StoreCorrupt",
     "StoreLocked",
     "VariantRow",

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -14,17 +15,34 @@ from typing import Any
 from slimpajama_gui.core.errors import UserError
 
 #: Layout version kept in ``PRAGMA user_version``. 1: the first layout; 2: ``jobs``
-#: gains ``recipe_dir`` (older files are migrated in place when opened).
-SCHEMA_VERSION = 2
+#: gains ``recipe_dir``; 3: ``job_steps`` (the steps a job finished) and ``jobs.resumes``
+#: (older files are migrated in place when opened).
+SCHEMA_VERSION = 3
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 FINAL_STATUSES = ("done", "failed", "cancelled", "interrupted")
 
 INTERRUPTED_MESSAGE = (
-    "the app stopped while this job ran; its saved steps are kept, Re-run starts it again"
+    "the app stopped while this job ran; its saved steps are kept: Resume continues from "
+    "them, Re-run starts it again"
 )
 
-SCHEMA = """
+#: The ``job_steps`` table (version 3); part of :data:`SCHEMA`, and added alone when an
+#: older history is migrated.
+STEPS_TABLE = """
+CREATE TABLE IF NOT EXISTS job_steps (
+    job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    step_index INTEGER NOT NULL,
+    step_type TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    summary_json TEXT NOT NULL DEFAULT '{}',
+    ended_at REAL NOT NULL,
+    PRIMARY KEY (job_id, step_index)
+)
+"""
+
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL,
@@ -41,7 +59,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     host TEXT,
     pid_token TEXT,
     progress REAL NOT NULL DEFAULT 0,
-    recipe_dir TEXT
+    recipe_dir TEXT,
+    resumes TEXT
 );
 CREATE TABLE IF NOT EXISTS step_metrics (
     id INTEGER PRIMARY KEY,
@@ -64,7 +83,10 @@ CREATE TABLE IF NOT EXISTS artifacts (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS artifacts_job ON artifacts(job_id);
+-- A step a job finished (what a resume may skip), with its summary and seconds.
 """
+    + STEPS_TABLE
+)
 
 
 # --------------------------------------------------------------------------- errors
@@ -142,10 +164,24 @@ class JobRecord:
     #: The folder the recipe's relative paths are read from (None for jobs recorded
     #: before version 2 of the history: those resolve against the working folder).
     recipe_dir: str | None = None
+    #: JSON list, one object per resume: ``at`` (Unix s), ``from_step`` (0-based),
+    #: ``reused`` (0-based indexes of the steps taken from the earlier attempt),
+    #: ``previous_status`` and ``previous_error``; a re-run from a step has one entry
+    #: with ``from_job`` (the job its reused steps come from). None if neither.
+    resumes: str | None = None
 
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def resume_log(self) -> list[dict[str, Any]]:
+        """The job's resumes, oldest first (see ``resumes``); [] if never resumed."""
+        try:
+            data = json.loads(self.resumes) if self.resumes else []
+        except ValueError:
+            return []
+        return data if isinstance(data, list) else []
 
     @property
     def duration(self) -> float | None:
@@ -185,7 +221,19 @@ class VariantRow:
     created_at: float = 0.0
 
 
+@dataclass(frozen=True)
+class StepRecord:
+    """A step a job finished: its 0-based index, type, seconds it ran and its summary."""
+
+    job_id: int
+    step_index: int
+    step_type: str
+    seconds: float
+    summary: dict[str, Any] = field(default_factory=dict)
+    ended_at: float = 0.0
+
+
 JOB_COLUMNS = (
     "id, name, recipe_yaml, status, created_at, started_at, finished_at, error, "
-    "failed_step, output, pid, host, progress, recipe_dir"
+    "failed_step, output, pid, host, progress, recipe_dir, resumes"
 )

@@ -1,0 +1,131 @@
+"""A job's progress is weighted by what each step costs, and its time left is measured."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks, run
+from slimpajama_gui.core.jobs.progress import MIN_MEASURE_S, JobProgress
+from slimpajama_gui.core.plan.estimate import StepWork, step_work
+from slimpajama_gui.core.plan.steps import Benchmark, Evaluate, FineTune, Prune, Quantize
+from slimpajama_gui.core.storage.history import JobStore
+from tests.core.test_pipeline import make_recipe
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_training_step_weighs_more_than_a_quick_one():
+    """Fine-tuning 440 rows for 3 epochs costs far more than evaluating 100 rows."""
+    steps = [FineTune(epochs=3), Evaluate(), Quantize(), Benchmark(sentences=20, repeats=2)]
+    work = step_work(steps, parameters=10_000_000, layers=6, train_rows=440, eval_rows=100)
+    total = sum(w.units for w in work)
+    assert work[0].units / total > 0.9
+    assert max(w.units for w in work[1:]) < 0.05 * work[0].units
+
+
+def test_time_left_is_none_until_measured_then_follows_the_step_rate():
+    clock = FakeClock()
+    progress = JobProgress(clock=clock)
+    progress.plan([StepWork(9e9), StepWork(1e9)])
+    progress.start_step(0)
+    assert progress.snapshot().remaining_s is None  # nothing measured: "estimating…"
+    clock.now += 1.0
+    progress.update(0, 10, 100)
+    early = progress.snapshot()
+    assert early.remaining_s is None and early.fraction == pytest.approx(0.09)
+    clock.now += MIN_MEASURE_S
+    progress.update(0, 20, 100)
+    snap = progress.snapshot()
+    # 20 % of step 1 took 3 s: 12 s more for it, and step 2 at the same speed (1/9 of 15 s).
+    assert not snap.measured or snap.remaining_s is not None
+    assert snap.remaining_s == pytest.approx(12 + 15 / 9, rel=1e-6)
+    assert snap.measured  # step 2's share of that is small
+    clock.now += 1.0
+    progress.update(0, 96, 100)
+    # Near the end of step 1 most of what is left is step 2, which is only costed.
+    assert not progress.snapshot().measured
+    assert snap.fraction == pytest.approx(3 / (3 + 12 + 15 / 9), rel=1e-6)
+    clock.now += 11
+    progress.end_step(0)
+    assert not progress.snapshot().measured  # between steps: all of it is costed
+    progress.start_step(1)
+    after = progress.snapshot()
+    # Step 2 has no progress of its own yet: its time left is an estimate (from step 1's rate).
+    assert after.measured is False and after.remaining_s == pytest.approx(15 / 9, rel=1e-6)
+    assert after.fraction == pytest.approx(15 / (15 + 15 / 9), rel=1e-6)
+
+
+class Timeline(PipelineCallbacks):
+    """(time, event, value) of a real job, from its own callbacks."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, str, object]] = []
+
+    def on_job_start(self, job_id, recipe):
+        self.events.append((time.monotonic(), "job", job_id))
+
+    def on_step_start(self, index, step, count):
+        self.events.append((time.monotonic(), "boundary", index))
+
+    def on_step_end(self, index, step, summary):
+        self.events.append((time.monotonic(), "boundary", index + 1))
+
+    def on_overall(self, fraction, remaining_s, measured):
+        self.events.append((time.monotonic(), "overall", (fraction, remaining_s, measured)))
+
+    def on_end(self, status, error):
+        self.events.append((time.monotonic(), "end", status))
+
+
+FINETUNE_QUANTIZE = """
+  - {type: finetune, epochs: 4, learning_rate: 3.0e-3, batch_size: 16, log_every_steps: 5, seed: 1}
+  - {type: quantize, method: dynamic_int8, tolerance: 100}
+"""
+
+
+def test_progress_tracks_the_share_of_time_at_each_step_boundary(tiny_minilm, tmp_path):
+    """Fine-tune + quantize: at every step boundary the bar shows the share of the job's
+    time spent so far, within 25 points (both measured from this run's own events)."""
+    timeline = Timeline()
+    with JobStore(tmp_path / "history.sqlite3") as store:
+        result = run(
+            make_recipe(tiny_minilm, tmp_path / "out", FINETUNE_QUANTIZE), timeline, store=store
+        )
+        assert result.status == "done", result.error
+        assert store.get_job(result.job_id).progress == pytest.approx(1.0)
+    events = timeline.events
+    start = next(t for t, kind, _ in events if kind == "job")
+    end = next(t for t, kind, _ in events if kind == "end")
+    checked = []
+    for i, (_t, kind, _value) in enumerate(events):
+        if kind != "boundary":
+            continue
+        # The job's progress as sent right after the boundary.
+        t, _, (fraction, _, _) = next(e for e in events[i:] if e[1] == "overall")
+        elapsed = (t - start) / (end - start)
+        checked.append((round(fraction, 3), round(elapsed, 3)))
+        assert abs(fraction - elapsed) <= 0.25, checked
+    print("boundaries (progress, elapsed share):", checked)
+    assert len(checked) == 4  # before and after each of the two steps
+    overall = [value for _, kind, value in events if kind == "overall"]
+    # Time left is claimed only once measured, and the fine-tune's own rate measures it.
+    assert overall[0][1] is None
+    assert any(measured and left is not None for _, left, measured in overall)
+    fractions = [f for f, _, _ in overall]
+    assert fractions[-1] == pytest.approx(1.0)
+
+
+def test_vocabulary_pruning_has_no_recovery_training_to_weigh():
+    """Only structural pruning trains afterwards; the vocabulary step never does."""
+    kw = dict(parameters=10_000_000, layers=6, train_rows=440, eval_rows=100)
+    vocab, heads = step_work([Prune(method="vocabulary"), Prune(method="heads")], **kw)
+    [finetune] = step_work([FineTune(epochs=1)], **kw)
+    assert vocab.units < 0.1 * finetune.units < heads.units
