@@ -8,7 +8,6 @@ so a slow network drive never freezes the window.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -41,10 +40,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.jobs.cleanup import delete_result
 from slimpajama_gui.core.model.catalog import discover_models
 from slimpajama_gui.core.model.inspection import ModelInfo
-from slimpajama_gui.core.storage.locks import OutputLock
+from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.storage.variant import VARIANT_FILE, VariantRecord
 from slimpajama_gui.core.units import human_bytes, human_count
 from slimpajama_gui.qt.model_table import (
@@ -558,23 +557,10 @@ class ModelsView(WorkerScreen):
 
 
 def _delete_result(folder: Path) -> Path:
-    """Runs on a worker: delete a result folder under its job output's lock, so a job
-    still writing that output is never cut short (the lock's sentence names it)."""
-    lock = OutputLock(folder.parent)
-    try:
-        lock.acquire()
-    except UserError:
-        raise UserError(
-            f"{folder.parent} is being written by a job that is still running; delete "
-            f"{folder.name} once that job has finished or been cancelled."
-        ) from None
-    try:
-        shutil.rmtree(folder)
-    except OSError as exc:
-        raise UserError(f"could not delete {folder}: {exc.strerror or exc}.") from None
-    finally:
-        lock.release()
-    return folder
+    """Runs on a worker: the engine's one way to delete a result (its record, its job's
+    state and its output's lock are checked there; a job still writing is never cut short)."""
+    with JobStore() as store:
+        return delete_result(folder, store)
 
 
 def _discover_all(folders: list[Path]) -> tuple[list[ModelInfo], list[str]]:

@@ -2,7 +2,8 @@
 
 A folder is the job's when it holds the app's own record (``slimpajama.json``) naming
 that job, inside the job's output folder. The source model, files the user put in the
-output folder and other jobs' variants are never touched.
+output folder and other jobs' variants are never touched. :func:`delete_result` is the
+one way any screen (Models, Jobs, Compare) deletes a result folder.
 
 Example:
     >>> folders = result_folders(store, 12)  # doctest: +SKIP
@@ -18,6 +19,7 @@ from pathlib import Path
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.plan.recipe import recipe_from_yaml
 from slimpajama_gui.core.storage.history import JobStore
+from slimpajama_gui.core.storage.locks import OutputLock
 from slimpajama_gui.core.storage.variant import VariantRecord, is_variant_folder
 
 log = logging.getLogger(__name__)
@@ -72,13 +74,67 @@ def delete_results(store: JobStore, job_id: int, folders: list[Path]) -> list[Pa
         if folder not in allowed:  # changed since the user confirmed: leave it
             log.warning("Not deleting %s: it is not a folder job %s saved", folder, job_id)
             continue
-        shutil.rmtree(folder)
-        deleted.append(folder)
-    store.delete_variants(job_id, [str(f) for f in deleted])
+        deleted.append(delete_result(folder, store))
     output = Path(job.output) if job.output else None
     if output is not None and output.is_dir() and not any(output.iterdir()):
         output.rmdir()
     return deleted
+
+
+def delete_result(folder: Path, store: JobStore) -> Path:
+    """Delete one result folder the app saved, and forget it in the history.
+
+    The folder must hold the app's own record, and no job may hold its output folder's
+    lock (a job still writing is never cut short). The job's source model is never deleted, however the paths relate.
+
+    Returns:
+        ``folder``, deleted.
+
+    Raises:
+        UserError: any of the above does not hold, or the folder cannot be removed; the
+            sentence names the folder and what to do.
+    """
+    folder = Path(folder)
+    try:
+        record = VariantRecord.read(folder) if is_variant_folder(folder) else None
+    except UserError:
+        record = None
+    if record is None or folder.is_symlink():
+        raise UserError(
+            f"{folder} is not a result this app saved (it has no slimpajama.json); it is "
+            "left untouched."
+        )
+    job = None
+    if record.job_id is not None:
+        try:
+            job = store.get_job(record.job_id)
+        except UserError:  # a history that forgot the job: the record alone says it is ours
+            job = None
+    if job is not None:
+        source = _source_model(job.recipe_yaml, job.recipe_dir)
+        if source is not None and _same(folder, source):
+            raise UserError(f"{folder} is the source model of job #{job.id}; it is kept.")
+    # The lock, not the history's status, says whether a job is writing here: a status
+    # left "running" by a process that died would otherwise block the folder for good.
+    lock = OutputLock(folder.parent)
+    try:
+        lock.acquire()
+    except UserError:
+        raise UserError(
+            f"{folder.parent} is being written by a job that is still running; delete "
+            f"{folder.name} once that job has finished or been cancelled."
+        ) from None
+    try:
+        shutil.rmtree(folder)
+    except OSError as exc:
+        raise UserError(
+            f"could not delete {folder}: {exc.strerror or exc}; close programs using it and "
+            "try again."
+        ) from None
+    finally:
+        lock.release()
+    store.remove_variant(folder)
+    return folder
 
 
 def _source_model(recipe_yaml: str, recipe_dir: str | None) -> Path | None:

@@ -285,25 +285,19 @@ def save_measurement(variant: Variant, measurement: Measurement, store: JobStore
 
 
 def delete_variant(variant: Variant, store: JobStore) -> None:
-    """Delete a saved variant's folder and its history row.
+    """Delete a saved variant's folder and its history row (see
+    :func:`~slimpajama_gui.core.jobs.cleanup.delete_result`, the one way results go).
 
     Raises:
         UserError: the folder is not one the app wrote (a source model, a folder
-            without a variant record, or one the history does not list), or it cannot
-            be removed.
+            without a variant record, or one the history does not list), its job is
+            still running, or it cannot be removed.
     """
-    import shutil
+    from slimpajama_gui.core.jobs.cleanup import delete_result
 
     if not app_written(variant, store):
         raise UserError(
             f"{variant.path} is not a result this app saved (no slimpajama.json, or not in "
             "the job history); it is left untouched."
         )
-    try:
-        shutil.rmtree(variant.path)
-    except OSError as exc:
-        raise UserError(
-            f"could not delete {variant.path}: {exc.strerror or exc}; close programs using "
-            "it and try again."
-        ) from exc
-    store.remove_variant(variant.path)
+    delete_result(variant.path, store)

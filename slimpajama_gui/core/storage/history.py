@@ -629,14 +629,6 @@ class JobStore:
             )
         return out
 
-    def delete_variants(self, job_id: int, paths: list[str]) -> None:
-        """Forget the job's variant rows of ``paths`` (their folders were deleted)."""
-        with self._write() as conn:
-            conn.executemany(
-                "DELETE FROM artifacts WHERE job_id = ? AND path = ?",
-                [(job_id, p) for p in paths],
-            )
-
     def journal_mode(self) -> str:
         return str(self._conn.execute("PRAGMA journal_mode").fetchone()[0])
 
