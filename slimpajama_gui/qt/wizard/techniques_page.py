@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from slimpajama_gui.core.model.shape import default_student_layers
-from slimpajama_gui.core.plan.presets import PRESET_BLURBS, PRESETS, step_summary
+from slimpajama_gui.core.plan.presets import PRESET_BLURBS, PRESETS, preset_blurb, step_summary
 from slimpajama_gui.core.plan.steps import (
     Benchmark,
     Distill,
@@ -442,7 +442,7 @@ class TechniquesPage(WizardPage):
         if preset == "custom":
             text = f"<b>Custom:</b> {escape(lines)}"
         else:
-            text = f"<b>{escape(PRESET_BLURBS[preset])}</b><br>{escape(lines)}"
+            text = f"<b>{escape(preset_blurb(preset, self.draft.chain))}</b><br>{escape(lines)}"
         notes = self.draft.preset_notes if preset != "custom" else []
         if notes:
             text += "<br><span style='color:#6b7785'>" + escape(" ".join(notes)) + "</span>"
