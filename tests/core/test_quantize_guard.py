@@ -227,6 +227,19 @@ def test_when_nothing_passes_the_sentence_names_only_advice_that_applies(
     assert "raise quantize.tolerance" in error
 
 
+@pytest.mark.int8
+def test_a_per_tensor_loss_is_retried_per_channel_before_leaving_onnxruntime(
+    tiny_minilm, tmp_path, monkeypatch
+):
+    damage(monkeypatch, flips=None)  # only the per-tensor export, as the recipe asked
+    steps = QUANTIZE.replace("tolerance: 1.0", "tolerance: 1.0, per_channel: false")
+    result, _ = run_job(tiny_minilm, tmp_path, steps)
+    assert result.status == "done", result.error
+    guard = guard_record(result)
+    assert not guard["onnxruntime"]["passed"] and guard["onnxruntime_per_channel"]["passed"]
+    assert guard["kept"] == "onnxruntime int8 per channel"
+
+
 def test_per_channel_is_advised_only_when_it_was_off():
     report = guard_quantization(
         tiny_model(), "dynamic_int8", predictions_of(10)[0], tolerance=1.0,
