@@ -87,3 +87,18 @@ def test_names_and_numbers_as_people_write_them():
     assert presets.trains(Prune(method="ffn", amount=0.5))
     assert not presets.trains(Prune(method="vocabulary"))
     assert presets.needs_finetune(None, 2) is False
+
+
+def test_the_blurb_says_what_the_chain_shown_trains(encoder):
+    """A chain that fine-tunes first is never described as one without training."""
+    for name in presets.PRESETS:
+        steps, _ = presets.adapt_chain(presets.load_preset(name), encoder, 2)
+        blurb = presets.preset_blurb(name, steps)
+        assert "No training" not in blurb, blurb
+        assert f"Fine-tune ({steps[0].epochs:g} epochs)" in blurb, blurb
+        assert "minutes" not in blurb and "laptop" not in blurb  # no unmeasured time figure
+    headed = replace(encoder, num_labels=2)
+    fast, _ = presets.adapt_chain(presets.load_preset("fast"), headed, 2)
+    assert presets.preset_blurb("fast", fast).endswith("No training.")
+    balanced, _ = presets.adapt_chain(presets.load_preset("balanced"), headed, 2)
+    assert "Trains: Distill (4 epochs)." in presets.preset_blurb("balanced", balanced)

@@ -42,17 +42,20 @@ from slimpajama_gui.core.plan.steps import (
 log = logging.getLogger(__name__)
 
 PRESETS = ("fast", "balanced", "smallest")
-#: Measured on SST-2 (docs/benchmarks.md, compress-sst2): against the fp32 teacher, with
-#: an 8,000-row, 1-epoch training budget on 2 CPU cores.
+#: What each preset does to the model, true whatever the chain is fitted to (whether
+#: fine-tuning comes first depends on the model: :func:`preset_blurb` says it). The
+#: figures were measured on SST-2 (docs/benchmarks.md, compress-sst2): against the fp32
+#: teacher, with an 8,000-row, 1-epoch training budget on 2 CPU cores. No time figure:
+#: how long a chain takes depends on the data and the machine, and the job shows it.
 PRESET_BLURBS = {
-    "fast": "Fast — keep only the vocabulary the data uses, then int8 in onnxruntime. No "
-    "training, minutes on a laptop; on SST-2 5.7× smaller and 4.9× faster, accuracy kept.",
+    "fast": "Fast — no distillation: keep only the vocabulary the data uses, then int8 in "
+    "onnxruntime. Measured on SST-2: 5.7× smaller and 4.9× faster, accuracy kept.",
     "balanced": "Balanced — distil into a 3-layer student (with hidden-state matching), "
-    "prune the vocabulary, int8 in onnxruntime. On SST-2 8.6× smaller and 9.7× faster; "
-    "the accuracy cost depends on training time (3.6 points after a short CPU run).",
+    "prune the vocabulary, int8 in onnxruntime. Measured on SST-2: 8.6× smaller and 9.7× "
+    "faster; the accuracy cost depends on training time (3.6 points after a short CPU run).",
     "smallest": "Smallest — a 2-layer student with half of its FFN neurons removed, "
-    "vocabulary pruning and int8. On SST-2 12× smaller and 17× faster, 5.7 points lost "
-    "after a short CPU run.",
+    "vocabulary pruning and int8. Measured on SST-2: 12× smaller and 17× faster, 5.7 points "
+    "lost after a short CPU run.",
 }
 #: The recipe's ``dataset:`` mapping for the built-in demo data.
 DEMO_SPEC: dict[str, Any] = {
@@ -138,6 +141,31 @@ def step_summary(step: Step) -> str:
     if isinstance(step, Quantize):
         return f"{title} {step.method} ({step.backend})"
     return title
+
+
+def training_sentence(steps: Sequence[Step]) -> str:
+    """What a chain trains, from its steps: ``"Trains: Fine-tune (3 epochs), Distill (4
+    epochs)."`` or ``"No training."``; no duration (only a finished job measures one)."""
+    parts = []
+    for step in steps:
+        if isinstance(step, (FineTune, Distill)):
+            parts.append(f"{step_title(step)} ({step.epochs:g} epochs)")
+        elif isinstance(step, Prune) and trains(step) and step.recovery_epochs:
+            parts.append(f"{step_title(step)} ({step.recovery_epochs:g} recovery epochs)")
+    return f"Trains: {', '.join(parts)}." if parts else "No training."
+
+
+def preset_blurb(name: str, steps: Sequence[Step]) -> str:
+    """A preset's description for the chain actually shown (``steps``, as adapted).
+
+    :data:`PRESET_BLURBS` says what the preset does to the model; the sentence after it
+    says what this chain trains, so a chain that fine-tunes first is never described as
+    one without training.
+
+    Raises:
+        KeyError: ``name`` is not one of :data:`PRESETS`.
+    """
+    return f"{PRESET_BLURBS[name]} {training_sentence(steps)}"
 
 
 def trains(step: Step) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -35,6 +36,34 @@ Batch = Mapping[str, torch.Tensor]
 LossFn = Callable[[nn.Module, Batch], tuple[torch.Tensor, dict[str, float]]]
 #: ``eval_fn(model, control) -> {"accuracy": ..., ...}``
 EvalFn = Callable[[nn.Module, "Control"], dict[str, float]]
+
+
+#: Caps every training loop (fine-tuning, distillation, recovery) at this many optimizer
+#: steps when set to a positive integer: a smoke run of a whole recipe for tests and
+#: ``benchmarks/presets_demo.py --quick``. Unset in normal use, and never set by the app;
+#: a capped loop logs a warning, so a shortened run is never taken for the real one.
+MAX_STEPS_ENV = "SLIMPAJAMA_MAX_TRAIN_STEPS"
+
+
+def step_cap() -> int | None:
+    """The step cap of :data:`MAX_STEPS_ENV`, or None when unset.
+
+    Raises:
+        UserError: the variable is set to something other than a positive integer.
+    """
+    raw = os.environ.get(MAX_STEPS_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        cap = int(raw)
+    except ValueError:
+        cap = 0
+    if cap <= 0:
+        raise UserError(
+            f"{MAX_STEPS_ENV}={raw!r}: must be a positive number of steps; unset it to train "
+            "as the recipe says."
+        )
+    return cap
 
 
 @dataclass
@@ -305,6 +334,10 @@ def train(
     total = math.ceil(config.epochs * steps_per_epoch)
     if config.max_steps is not None:
         total = min(total, config.max_steps)
+    cap = step_cap()
+    if cap is not None and cap < total:
+        log.warning("%s=%d caps this training at %d of %d steps", MAX_STEPS_ENV, cap, cap, total)
+        total = cap
     if total <= 0:
         raise UserError("nothing to train: the epochs and max_steps give 0 steps; raise epochs.")
     optimizer = torch.optim.AdamW(

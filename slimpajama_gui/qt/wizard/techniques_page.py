@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from slimpajama_gui.core.model.shape import default_student_layers
-from slimpajama_gui.core.plan.presets import PRESET_BLURBS, PRESETS, step_summary
+from slimpajama_gui.core.plan.presets import PRESET_BLURBS, PRESETS, preset_blurb, step_summary
 from slimpajama_gui.core.plan.steps import (
     Benchmark,
     Distill,
@@ -201,8 +201,10 @@ class TechniquesPage(WizardPage):
         )
         self.tolerance = double_spin(0, 100, 1.0, decimals=1, step=0.5, suffix=" pt",
                                tip="Accuracy guard: the most accuracy (in points) this step "
-                               "may cost; sensitive layers stay in float until it fits, else "
-                               "the step fails")  # fmt: skip
+                               "may cost. A larger drop counts only when it is beyond the eval "
+                               "set's noise (McNemar's test on the rows int8 changed); then "
+                               "sensitive layers stay in float (for onnxruntime, PyTorch's "
+                               "int8) until it passes, else the step fails")  # fmt: skip
         quant_form = QFormLayout(self.quant_box)
         quant_form.addRow("Method:", self.quant_method)
         quant_form.addRow("Backend:", self.quant_backend)
@@ -442,7 +444,7 @@ class TechniquesPage(WizardPage):
         if preset == "custom":
             text = f"<b>Custom:</b> {escape(lines)}"
         else:
-            text = f"<b>{escape(PRESET_BLURBS[preset])}</b><br>{escape(lines)}"
+            text = f"<b>{escape(preset_blurb(preset, self.draft.chain))}</b><br>{escape(lines)}"
         notes = self.draft.preset_notes if preset != "custom" else []
         if notes:
             text += "<br><span style='color:#6b7785'>" + escape(" ".join(notes)) + "</span>"

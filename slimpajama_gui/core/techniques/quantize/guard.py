@@ -1,16 +1,23 @@
 """The accuracy guard: quantize, then keep the most sensitive layers in float.
 
 :func:`guard_quantization` scores every candidate module by what quantizing only it
-costs, then keeps the costliest in float one by one until the accuracy drop is within
-the tolerance, given in accuracy *points* as in the recipe's ``Quantize`` step.
+costs, then keeps the costliest in float one by one until the accuracy drop is
+acceptable. :func:`judge_loss` says what acceptable means: a drop beyond the tolerance
+(in accuracy *points*, as in the recipe's ``Quantize`` step) counts as a real loss only
+when the paired per-row predictions of the float and the quantized model show it beyond
+the eval set's own noise (McNemar's exact test); on 100 rows two flipped sentences are
+two points and prove nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,6 +35,196 @@ from slimpajama_gui.core.techniques.quantize.modules import _device_of
 logger = logging.getLogger(__name__)
 
 _MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+#: One-sided significance level under which a drop beyond the tolerance is a real loss.
+SIGNIFICANCE = 0.05
+
+
+# --------------------------------------------------------------------------- noise
+
+
+def mcnemar_p(worse: int, better: int) -> float:
+    """One-sided exact McNemar p-value that the second model is worse than the first.
+
+    On paired predictions of the same rows only the discordant pairs carry information:
+    ``worse`` rows the first model got right and the second wrong (b), ``better`` the
+    reverse (c). Under "equally accurate" each discordant row goes either way with
+    probability 1/2, so b ~ Binomial(b + c, 1/2) and p = P(X >= b) = sum_{k>=b}
+    C(b+c, k) / 2^(b+c). This is the exact (conditional binomial) form of McNemar's test:
+    Q. McNemar, "Note on the sampling error of the difference between correlated
+    proportions or percentages", Psychometrika 12(2):153-157, 1947; the exact version as
+    in M. W. Fagerland, S. Lydersen, P. Laake, "The McNemar test for binary matched-pairs
+    data: mid-p and asymptotic are better than exact conditional", BMC Medical Research
+    Methodology 13:91, 2013 (the exact test is the conservative one, which suits a guard
+    that must not fail a job on noise). It is what ``scipy.stats.binomtest(b, b + c,
+    0.5, alternative="greater")`` computes, in a few lines so the engine needs no scipy.
+
+    Returns:
+        p in (0, 1]; 1.0 with no discordant rows.
+
+    Raises:
+        ValueError: a negative count.
+    """
+    if worse < 0 or better < 0:
+        raise ValueError(f"counts must be >= 0, got b={worse}, c={better}")
+    n = worse + better
+    if n == 0:
+        return 1.0
+    return math.fsum(math.comb(n, k) for k in range(worse, n + 1)) / 2**n
+
+
+def smallest_detectable(rows: int, alpha: float = SIGNIFICANCE) -> int:
+    """The fewest flipped rows that can ever be significant: k rows right→wrong, none back.
+
+    With no flip the other way p = 2^-k, so k = the smallest integer with 2^-k < alpha
+    (5 at alpha = 0.05), whatever the number of rows; as a drop that is 100 * k / rows
+    points, which only a larger eval set makes smaller.
+    """
+    k = 1
+    while 0.5**k >= alpha:
+        k += 1
+    return k
+
+
+@dataclass(frozen=True)
+class LossVerdict:
+    """Whether a quantized model lost accuracy against the float one on the same rows.
+
+    Attributes:
+        rows: eval rows compared.
+        worse: rows the float model got right and the quantized one wrong (McNemar's b).
+        better: rows the quantized model got right and the float one wrong (c).
+        changed: rows whose predicted class differs (includes wrong→other wrong).
+        tolerance: the allowed drop in accuracy points (``quantize.tolerance``).
+        p_value: one-sided exact McNemar p (:func:`mcnemar_p`).
+        what: the name of the quantization in sentences ("onnxruntime int8").
+    """
+
+    rows: int
+    worse: int
+    better: int
+    changed: int
+    tolerance: float
+    p_value: float
+    what: str = "int8"
+
+    @property
+    def drop_points(self) -> float:
+        """Accuracy lost, in points (negative: gained)."""
+        return 100 * (self.worse - self.better) / self.rows if self.rows else 0.0
+
+    @property
+    def beyond_tolerance(self) -> bool:
+        return self.drop_points > self.tolerance + 1e-10
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < SIGNIFICANCE
+
+    @property
+    def ok(self) -> bool:
+        """Passes: within the tolerance, or beyond it by no more than the set's noise."""
+        return not (self.beyond_tolerance and self.significant)
+
+    @property
+    def detectable_points(self) -> float:
+        """The smallest drop this eval set can show as significant, in points."""
+        return 100 * smallest_detectable(self.rows) / self.rows if self.rows else math.inf
+
+    @property
+    def underpowered(self) -> bool:
+        """The eval set cannot tell a loss of the tolerance's size from noise."""
+        return self.detectable_points > self.tolerance + 1e-10
+
+    def sentence(self) -> str:
+        """One honest sentence: what changed, and whether it is a loss or noise."""
+        points = f"{-self.drop_points:+.1f}".replace("-", "−")
+        flips = (
+            f"{self.what} changed {self.changed} of {self.rows} predictions "
+            f"({self.worse} right→wrong, {self.better} wrong→right: {points} points)"
+        )
+        p = f"McNemar p = {self.p_value:.2g}, one-sided"
+        if not self.beyond_tolerance:
+            return f"{flips}, within quantize.tolerance ({self.tolerance})."
+        if self.significant:
+            return (
+                f"{flips}: more than quantize.tolerance ({self.tolerance}) and beyond the "
+                f"noise of {self.rows} eval rows ({p})."
+            )
+        return (
+            f"{flips}: more than quantize.tolerance ({self.tolerance}), but on "
+            f"{self.rows} rows that is within noise ({p}); a larger eval set can detect "
+            "smaller losses."
+        )
+
+    def power_warning(self) -> str | None:
+        """A warning when the eval set is too small to detect a loss of the tolerance."""
+        if not self.underpowered:
+            return None
+        k = smallest_detectable(self.rows)
+        return (
+            f"warning: on {self.rows} eval rows the smallest accuracy loss that can show "
+            f"beyond noise is {self.detectable_points:.1f} points ({k} rows right→wrong, "
+            f"none the other way), more than quantize.tolerance ({self.tolerance}); "
+            "smaller losses cannot be told from noise here. A larger eval set can detect them."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures and sentences, for a variant's record."""
+        out: dict[str, Any] = {
+            "rows": self.rows,
+            "right_to_wrong": self.worse,
+            "wrong_to_right": self.better,
+            "changed": self.changed,
+            "drop_points": round(self.drop_points, 4),
+            "tolerance": self.tolerance,
+            "mcnemar_p": self.p_value,
+            "significance_level": SIGNIFICANCE,
+            "passed": self.ok,
+            "verdict": self.sentence(),
+        }
+        if self.underpowered:
+            out["warning"] = self.power_warning()
+        return out
+
+
+def judge_loss(
+    reference: Any,
+    candidate: Any,
+    labels: Any,
+    tolerance: float,
+    *,
+    what: str = "int8",
+) -> LossVerdict:
+    """Compare two models' predicted classes on the same eval rows against the gold labels.
+
+    Args:
+        reference, candidate: predicted class per row, shape ``(N,)``, same row order
+            (the float model first).
+        labels: gold class per row, shape ``(N,)``.
+        tolerance: allowed drop in accuracy points.
+        what: how sentences name the quantization.
+
+    Raises:
+        ValueError: the arrays differ in length.
+    """
+    ref, cand, gold = (np.asarray(a).reshape(-1) for a in (reference, candidate, labels))
+    if not (len(ref) == len(cand) == len(gold)):
+        raise ValueError(
+            f"predictions of {len(ref)} and {len(cand)} rows against {len(gold)} labels"
+        )
+    return _verdict(ref == gold, cand == gold, int((ref != cand).sum()), tolerance, what)
+
+
+def _verdict(
+    ref_right: np.ndarray, cand_right: np.ndarray, changed: int, tolerance: float, what: str
+) -> LossVerdict:
+    worse = int((ref_right & ~cand_right).sum())
+    better = int((~ref_right & cand_right).sum())
+    return LossVerdict(
+        len(ref_right), worse, better, changed, float(tolerance), mcnemar_p(worse, better), what
+    )
 
 
 # --------------------------------------------------------------------------- guard
@@ -50,6 +247,9 @@ class GuardReport:
         tolerance: the allowed drop in accuracy points (0.5 = half a point), the unit
             of the recipe's ``Quantize.tolerance``; ``drop`` is a fraction like the
             accuracies.
+        verdict: the final model against the float one, row by row (:func:`judge_loss`);
+            None when ``evaluate`` gave accuracies only.
+        first_verdict: the same for every candidate quantized, before the guard acted.
     """
 
     baseline: float
@@ -61,6 +261,8 @@ class GuardReport:
     sensitivity: dict[str, float] = field(default_factory=dict)
     sensitivity_measure: str = ""
     tolerance: float = 0.5
+    verdict: LossVerdict | None = None
+    first_verdict: LossVerdict | None = None
 
     @property
     def drop(self) -> float:
@@ -68,7 +270,10 @@ class GuardReport:
 
     @property
     def ok(self) -> bool:
-        """The final drop is within the tolerance."""
+        """The final drop is within the tolerance, or (with per-row predictions) beyond it
+        by no more than the eval set's noise (:attr:`LossVerdict.ok`)."""
+        if self.verdict is not None:
+            return self.verdict.ok
         return 100 * self.drop <= self.tolerance + 1e-10
 
 
@@ -125,6 +330,7 @@ def guard_quantization(
     group_size: int = 32,
     skip: Iterable[str] = frozenset(),
     baseline: float | None = None,
+    labels: Any = None,
     log: Callable[[str], None] | None = None,
     check: Callable[[], None] | None = None,
 ) -> GuardReport:
@@ -132,8 +338,10 @@ def guard_quantization(
 
     Every candidate is scored once by what quantizing *only it* costs, then the most
     costly are kept float one by one, re-evaluating the whole model after each, until
-    ``100 * (baseline - accuracy) <= tolerance`` or no candidate is left (``report.ok``
-    is then False). One score per candidate suffices because quantizing only one module does
+    the drop passes or no candidate is left (``report.ok`` is then False). With ``labels``
+    ``evaluate`` returns each eval row's predicted class and a drop beyond the tolerance
+    fails only when it is significant against the float model's predictions on the same
+    rows (:func:`judge_loss`); without, ``100 * (baseline - accuracy) <= tolerance``. One score per candidate suffices because quantizing only one module does
     not depend on which others are kept float.
 
     The score is the KL divergence between the float model's and the one-module-
@@ -145,14 +353,17 @@ def guard_quantization(
     Args:
         model: the float model (not changed).
         method, per_channel, embeddings, group_size: as in :func:`quantize_model`.
-        evaluate: model -> accuracy (a fraction in [0, 1]; the pipeline's evaluation).
+        evaluate: model -> accuracy (a fraction in [0, 1]; the pipeline's evaluation),
+            or with ``labels`` model -> predicted class per eval row, shape ``(N,)``.
         tolerance: allowed accuracy drop in points (0.5 = half a point, i.e. 0.005 of
             accuracy), as ``quantize.tolerance`` in a recipe.
         candidates: module names or prefixes that may be kept float (default: every
             quantizable module; :func:`layer_groups` gives coarser ones).
         sample: a batch (or batches) of model inputs for the KL score.
         skip: modules always kept float.
-        baseline: the float model's accuracy, if already known.
+        baseline: the float model's accuracy, if already known (ignored with ``labels``:
+            the float model's own predictions are needed).
+        labels: the gold class per eval row, shape ``(N,)``, in ``evaluate``'s order.
         log: receives one line per step, for progress messages.
         check: called before every candidate is scored or kept float; raises to stop
             (the pipeline's stop check), and whatever it raises propagates.
@@ -165,16 +376,31 @@ def guard_quantization(
         raise UserError(f"quantize.tolerance must be a number >= 0, not {tolerance!r}.")
     say = log or logger.info
     options = dict(per_channel=per_channel, embeddings=embeddings, group_size=group_size)
-    if baseline is None:
+    gold = None if labels is None else np.asarray(labels).reshape(-1)
+    reference_pred = None
+    if gold is not None:
+        reference_pred = np.asarray(evaluate(model)).reshape(-1)
+        baseline = _accuracy(reference_pred, gold)
+    elif baseline is None:
         baseline = float(evaluate(model))
+
+    def measure(candidate: nn.Module) -> tuple[float, LossVerdict | None]:
+        if gold is None:
+            return float(evaluate(candidate)), None
+        pred = np.asarray(evaluate(candidate)).reshape(-1)
+        return _accuracy(pred, gold), judge_loss(reference_pred, pred, gold, tolerance, what=method)
+
     every = quantizable_modules(model, embeddings)
     always = _expand(quantizable_modules(model, True), skip, "quantize.skip")
     result = quantize_model(model, method, skip=always, **options)
-    accuracy = float(evaluate(result.model))
+    accuracy, verdict = measure(result.model)
     report = GuardReport(
-        baseline, accuracy, accuracy, list(result.kept_float), [], result, tolerance=tolerance
-    )
+        baseline, accuracy, accuracy, list(result.kept_float), [], result, tolerance=tolerance,
+        verdict=verdict, first_verdict=verdict,
+    )  # fmt: skip
     say(f"{method}: accuracy {accuracy:.4f} (float {baseline:.4f})")
+    if verdict is not None:
+        say(verdict.sentence())
     if report.ok:
         return report
 
@@ -190,7 +416,7 @@ def guard_quantization(
         if reference is not None:
             score = _kl(reference, _logits(only, _as_batches(sample)))
         else:
-            score = baseline - float(evaluate(only))
+            score = baseline - measure(only)[0]
         report.sensitivity[name] = score
         say(f"sensitivity of {name}: {score:.4g} ({report.sensitivity_measure})")
 
@@ -202,8 +428,14 @@ def guard_quantization(
             check()
         kept |= groups[name]
         report.result = quantize_model(model, method, skip=kept, **options)
-        report.final = float(evaluate(report.result.model))
+        report.final, report.verdict = measure(report.result.model)
         report.tried.append((name, report.final))
         report.kept_float = list(report.result.kept_float)
         say(f"kept {name} in float: accuracy {report.final:.4f}")
     return report
+
+
+def _accuracy(predicted: np.ndarray, gold: np.ndarray) -> float:
+    if len(predicted) != len(gold):
+        raise ValueError(f"{len(predicted)} predictions for {len(gold)} labels")
+    return float((predicted == gold).mean()) if len(gold) else 0.0
