@@ -574,44 +574,55 @@ class CompareView(WorkerScreen):
         return QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.variants[row].path)))
 
     def delete_result(self, row: int) -> bool:
-        """Ask, then delete the folder of ``variants[row]`` if the app wrote it; refresh.
+        """Ask, then delete the folder of ``variants[row]`` if the app wrote it.
 
         A source model, or any folder without the app's record or history row, is never
-        deleted: the user gets a sentence instead. Returns whether it was deleted.
+        deleted: the user gets a sentence instead. The folder is removed on a worker (a
+        large model takes a while) under its output's lock; Compare reloads when it is
+        gone. Returns whether the deletion was started.
         """
         v = self.variants[row]
         store = self.store or JobStore()
         try:
-            if not app_written(v, store):
-                QMessageBox.information(
-                    self,
-                    "Delete result",
-                    f"{v.path} is not a result this app saved (a source model, or a folder "
-                    "without its slimpajama.json); Compare does not delete it.",
-                )
-                return False
-            answer = QMessageBox.question(
-                self,
-                "Delete result",
-                f"Delete the folder {v.path} and everything in it?\n\nIts weights, record "
-                "and stored predictions go; the job's history stays. This cannot be undone.",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                QMessageBox.StandardButton.No,
-            )
-            if answer != QMessageBox.StandardButton.Yes:
-                return False
-            try:
-                delete_variant(v, store)
-            except Exception as exc:  # noqa: BLE001 (a sentence, never a crash)
-                text = error_sentence(exc, f"Deleting {v.name}", logger=log)
-                self._bench_text(f'<span style="color:#a1261b">{text}</span>')
-                return False
+            written = app_written(v, store)
         finally:
             if store is not self.store:
                 store.close()
-        self.status_message.emit(f"Deleted {v.path}")
-        self.refresh()
+        if not written:
+            QMessageBox.information(
+                self,
+                "Delete result",
+                f"{v.path} is not a result this app saved (a source model, or a folder "
+                "without its slimpajama.json); Compare does not delete it.",
+            )
+            return False
+        answer = QMessageBox.question(
+            self,
+            "Delete result",
+            f"Delete the folder {v.path} and everything in it?\n\nIts weights, record "
+            "and stored predictions go; the job's history stays. This cannot be undone.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        if answer != QMessageBox.StandardButton.Yes:
+            return False
+        start_worker(
+            _delete_variant,
+            v,
+            self.store.path if self.store is not None else None,
+            workers=self._workers,
+            returned=self._on_deleted,
+            errored=lambda exc: self._on_delete_failed(v, exc),
+        )
         return True
+
+    def _on_deleted(self, path: Path) -> None:
+        self.status_message.emit(f"Deleted {path}")
+        self.refresh()
+
+    def _on_delete_failed(self, v: Variant, exc: BaseException) -> None:
+        text = error_sentence(exc, f"Deleting {v.name}", logger=log)
+        self._bench_text(f'<span style="color:#a1261b">{text}</span>')
 
     # ------------------------------------------------------------------ lifetime
     def on_shutdown(self) -> None:
@@ -623,3 +634,11 @@ class _Stop:
     """What :func:`~slimpajama_gui.core.runtime.bench.benchmark` checks between calls."""
 
     should_stop = False
+
+
+def _delete_variant(variant: Variant, history: Path | None) -> Path:
+    """Runs on a worker, with its own connection to the history (SQLite connections
+    stay on the thread that opened them)."""
+    with JobStore(history) as store:
+        delete_variant(variant, store)
+    return variant.path
