@@ -4,18 +4,23 @@
 pictures are what a person sees. Settings and data go to a throw-away folder, so the
 user's own window layout and history neither leak into the pictures nor get changed.
 
-Every area shows real content: before taking the pictures, the script runs a real job
-through the app's own Jobs area (the packaged MiniLM on the built-in demo data:
-fine-tune, prune attention heads, int8 in onnxruntime, each variant evaluated and
-benchmarked, the source model too), then waits for the model browser, Compare (the
-fine-tuned variant against the ONNX int8 one, flips computed) and the Playground (both
-models' predictions for one typed sentence). About a minute on 2 CPU cores.
+Every area shows real content: before taking the pictures, the script runs the Balanced
+preset (``resources/recipes/preset-balanced.yaml``: fine-tune, distil into a 3-layer
+student, prune the vocabulary, int8 in onnxruntime, evaluate, benchmark) on the packaged
+MiniLM and the built-in demo data through the app's own Jobs area, then measures the
+source model and the fine-tuned teacher with Compare's Benchmark action (the baseline),
+computes the flips between the teacher and the int8 student, and has the Playground
+predict one typed sentence with both. ``compare-menu`` is Compare's right-click menu on a
+result. At the preset's own settings this takes several minutes on 2 CPU cores;
+``--max-steps`` caps every training loop for a quick look at the layouts.
 
 Options (each also read from the environment, as ``make screenshots`` passes them):
 
 - ``--size WxH`` (``SHOT_SIZE``, default 1280x800): the window size.
 - ``--suffix TEXT`` (``SHOT_SUFFIX``): added to each file name (``models-1080.png``).
-- ``--model PATH`` and ``--max-steps N``: a smaller job, for checking layouts quickly.
+- ``--model PATH``: another source model for the job.
+- ``--max-steps N``: cap every training loop at N optimizer steps (0, the default: the
+  preset's own settings); the job's log says that the cap was applied.
 
 Example:
     SHOT_SIZE=1920x1080 SHOT_SUFFIX=-1080 make screenshots
@@ -35,30 +40,8 @@ from pathlib import Path
 #: The sentence typed into the Playground.
 SENTENCE = "A warm, funny and beautifully acted film."
 
-RECIPE = """\
-version: 1
-name: minilm-demo
-model: {model}
-dataset:
-  train: demo
-  labels: [negative, positive]
-  max_length: 64
-output: "{{data}}/results/minilm-demo"
-steps:
-  # The source model as it is (no classifier head trained yet), for Compare.
-  - {{type: evaluate}}
-  - {{type: benchmark, threads: 2, sentences: 100, repeats: 2}}
-  - {{type: finetune, epochs: 3, max_steps: {max_steps}, batch_size: 16, learning_rate: 1.0e-4,
-      log_every_steps: 2, eval_every_steps: 10}}
-  - {{type: evaluate}}
-  - {{type: benchmark, threads: 2, sentences: 100, repeats: 2}}
-  - {{type: prune, method: heads, amount: 0.5, recovery_epochs: 0}}
-  - {{type: evaluate}}
-  - {{type: benchmark, threads: 2, sentences: 100, repeats: 2}}
-  - {{type: quantize, method: dynamic_int8, backend: onnxruntime, tolerance: 5}}
-  - {{type: evaluate}}
-  - {{type: benchmark, threads: 2, sentences: 100, repeats: 2}}
-"""
+#: The preset the pictures show, as a user runs it from the wizard.
+PRESET = "balanced"
 
 
 class Timeout(RuntimeError):
@@ -96,10 +79,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--model", default="packaged", help="the job's model (default: the packaged MiniLM)"
     )
     parser.add_argument(
-        "--max-steps", type=int, default=80, help="fine-tuning steps (80: ~3 epochs of the demo)"
+        "--max-steps",
+        type=int,
+        default=0,
+        help="cap every training loop at N steps (0: the preset's own settings)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=900, help="seconds the job may take before giving up"
+        "--timeout", type=float, default=3600, help="seconds the job may take before giving up"
     )
     return parser.parse_args(argv[1:])
 
@@ -111,6 +97,8 @@ def main(argv: list[str]) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="slimpajama-shots-"))
     os.environ["SLIMPAJAMA_HOME"] = str(scratch / "home")
     os.environ.setdefault("HF_HUB_CACHE", str(scratch / "hf-cache"))
+    if args.max_steps > 0:
+        os.environ["SLIMPAJAMA_MAX_TRAIN_STEPS"] = str(args.max_steps)
     t0 = time.monotonic()
 
     def say(text: str) -> None:
@@ -164,12 +152,14 @@ def main(argv: list[str]) -> int:
     runner.bridge.step_started.connect(lambda i, kind, n: say(f"job step {i + 1}/{n}: {kind}"))
     try:
         wait(lambda: counts["scans"] > 0, 60, "the first model scan")
-        say(f"window {window.width()}x{window.height()}; running the demo job")
+        say(f"window {window.width()}x{window.height()}; running the {PRESET} preset")
 
         # ------------------------------------------------------------------ the job
-        recipe = recipe_from_yaml(
-            RECIPE.format(model=args.model, max_steps=args.max_steps), "the screenshot recipe"
-        )
+        from importlib import resources
+
+        preset = resources.files("slimpajama_gui.resources") / "recipes" / f"preset-{PRESET}.yaml"
+        text = preset.read_text(encoding="utf-8").replace("model: packaged", f"model: {args.model}")
+        recipe = recipe_from_yaml(text, preset.name)
         window.show_area("jobs")
         scans, loaded, defaults = counts["scans"], counts["loaded"], counts["defaults"]
         window.jobs_view.submit(recipe)
@@ -192,6 +182,21 @@ def main(argv: list[str]) -> int:
             return 1
 
         compare = window.compare_view
+        # The baseline (the source model) and the teacher, measured with Compare's own
+        # Benchmark action as a user would: one click each, on a worker.
+        for key in (None, tuned.key):
+            benched: list[str] = []
+            compare.benchmark_done.connect(benched.append)
+            if key is None:
+                compare.baseline_button.click()
+            else:
+                compare.benchmark(next(i for i, v in enumerate(compare.variants) if v.key == key))
+            wait(lambda b=benched: bool(b), 300, "Compare's Benchmark action")
+            compare.benchmark_done.disconnect(benched.append)
+            wait(lambda: not compare._benchmarking, 60, "Compare's refresh")
+            say(f"Compare: {benched[0]}")
+        variants = {v.step_type: v for v in compare.variants if not v.is_source}
+        tuned, int8 = variants["finetune"], variants["quantize"]
         flips: list[object] = []
         compare.flips_ready.connect(flips.append)
         compare.flips_failed.connect(flips.append)
@@ -231,6 +236,11 @@ def main(argv: list[str]) -> int:
             say(f"wrote {path} ({shot.width()}x{shot.height()})")
             if dialog is not None:
                 dialog.reject()
+            if area.key == "compare":
+                path = out / f"compare-menu{args.suffix}.png"
+                shot = _grab_menu(window, compare, compare.variants.index(int8), settle)
+                shot.save(str(path))
+                say(f"wrote {path} ({shot.width()}x{shot.height()})")
     except Timeout as exc:
         print(f"screenshots: {exc}", file=sys.stderr)
         return 1
@@ -265,6 +275,29 @@ def _open_wizard(window, wait, settle):
     wizard.move(window.geometry().center() - wizard.rect().center())
     settle(0.2)
     return wizard
+
+
+def _grab_menu(window, compare, row: int, settle):
+    """The window with Compare's right-click menu open on ``row``, as the screen shows it.
+
+    A menu is a window of its own, so the picture is cut from the whole screen.
+    """
+    table = compare.table
+    rect = table.visualRect(compare.proxy.mapFromSource(compare.model.index(row, 0)))
+    pos = table.viewport().mapToGlobal(rect.center())
+    menu = compare.context_menu(row)
+    menu.popup(pos)
+    settle(0.5)
+    screen = window.screen()
+    shot = None
+    if screen is not None:
+        frame = window.frameGeometry()
+        shot = screen.grabWindow(0, frame.x(), frame.y(), frame.width(), frame.height())
+    if shot is None or shot.isNull():
+        shot = window.grab()
+    menu.close()
+    settle(0.2)
+    return shot
 
 
 def _grab(window, dialog=None):

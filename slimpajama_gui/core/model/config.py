@@ -18,14 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.model.hf_config import MAX_LABELS, MAX_LAYERS
 from slimpajama_gui.core.storage.safe_io import short_repr
 
 CONFIG_FORMAT = "slimpajama"
 CONFIG_VERSION = 1
-#: Most classes a classifier may have; more is a damaged config, not a task we train.
-MAX_LABELS = 100_000
-#: Most encoder layers a config may name (the largest encoders have under 100).
-MAX_LAYERS = 1_000
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:

@@ -25,8 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.config import MAX_LABELS, MAX_LAYERS
 from slimpajama_gui.core.storage.safe_io import short_repr
+
+# Here, not in model/config.py, because this module must import without torch (the
+# wizard's plan reads configs on the GUI thread).
+#: Most classes a classifier may have; more is a damaged config, not a task we train.
+MAX_LABELS = 100_000
+#: Most encoder layers a config may name (the largest encoders have under 100).
+MAX_LAYERS = 1_000
 
 __all__ = [
     "ACTIVATION_NAMES",
