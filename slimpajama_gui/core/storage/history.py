@@ -73,7 +73,7 @@ class JobStore:
         self.path = Path(path) if path is not None else data_dir() / "history.sqlite3"
         self.busy_timeout = busy_timeout
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._lock = threading.Lock()
         self._closed = False
         #: Jobs found running/queued in a dead process at open and marked interrupted.
@@ -106,7 +106,7 @@ class JobStore:
             self.path,
             timeout=self.busy_timeout,
             isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-            check_same_thread=False,  # only close() crosses threads
+            check_same_thread=False,  # close() may run on another thread once this one is done
         )
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
@@ -117,24 +117,42 @@ class JobStore:
     @property
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and self._closed:
+            # Closed while this thread was busy: its connection is closed here, by the
+            # thread that used it (see close()).
+            self._local.conn = None
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            conn = None
         if conn is None:
             if self._closed:
                 raise RuntimeError("JobStore is closed")
             conn = self._connect()
             self._local.conn = conn
             with self._lock:
-                self._connections.append(conn)
+                self._connections.append((threading.current_thread(), conn))
         return conn
 
     def close(self) -> None:
-        """Close every connection this store opened (from any thread)."""
+        """Close this store: the connections of this thread and of finished threads now,
+        those of threads still running when they next touch the store.
+
+        Closing a connection another thread is using crashes the process (SQLite's
+        connection object is not safe to close mid-query), which a worker still reading
+        the history at shutdown would otherwise cause.
+        """
         self._closed = True
+        me = threading.current_thread()
         with self._lock:
-            conns, self._connections = self._connections, []
-        for conn in conns:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-        self._local = threading.local()
+            pairs, self._connections = self._connections, []
+        for thread, conn in pairs:
+            if thread is me or not thread.is_alive():
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            else:
+                with self._lock:
+                    self._connections.append((thread, conn))
+        self._local.conn = None
 
     def __enter__(self) -> JobStore:
         return self
