@@ -37,6 +37,7 @@ from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs import handlers as _handlers  # noqa: F401 - registers them
 from slimpajama_gui.core.jobs.context import HANDLERS, ONNX_STEPS, Cancelled, JobContext
+from slimpajama_gui.core.jobs.saving import check_outputs
 from slimpajama_gui.core.model.catalog import packaged_minilm_path
 from slimpajama_gui.core.plan.preflight import first_untrained_use, source_problems
 from slimpajama_gui.core.plan.recipe import Recipe, Step, dump_recipe, recipe_from_yaml
@@ -169,6 +170,7 @@ def run(
             callbacks.on_job_start(job_id, recipe)
             current = "loading the model and data"
             ctx = _prepare(recipe, job_id, output, callbacks, control, store, device)
+            check_outputs(ctx, recipe.steps)  # O1: never replace what the app did not write
             for index, step in enumerate(recipe.steps):
                 ctx.check_stop()
                 current = f"step {index + 1} ({step.step_type})"
