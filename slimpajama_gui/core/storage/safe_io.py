@@ -531,8 +531,8 @@ def same_or_inside(path: Path | str, folder: Path | str) -> bool:
 
     Both are resolved first (links, ``..``), then compared by name and, for every
     existing folder on ``path``'s way up, by identity (device and inode), so a second
-    spelling of the same folder (another case on a case-insensitive disk, a bind mount, a
-    hard-linked tree) is caught too. Nothing needs to exist.
+    spelling of the same folder (another case on a case-insensitive disk, a bind mount)
+    is caught too. Nothing needs to exist.
     """
     path, folder = Path(path).expanduser().resolve(), Path(folder).expanduser().resolve()
     if path == folder or path.is_relative_to(folder):
