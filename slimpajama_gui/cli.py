@@ -677,6 +677,9 @@ def main(argv: list[str] | None = None) -> int:
         quiet.setLevel(logging.ERROR)
     try:
         int8_path.check_setting()  # a mistyped override fails now, not after training
+        from slimpajama_gui.core.storage.leftovers import recover_outputs
+
+        recover_outputs()  # F4/O3: what a killed save left is put back or cleared
         return args.func(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

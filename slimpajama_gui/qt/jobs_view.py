@@ -45,7 +45,7 @@ from slimpajama_gui.core.jobs.resume import (
 )
 from slimpajama_gui.core.plan.recipe import load_recipe, recipe_from_yaml
 from slimpajama_gui.core.storage.history import JobStore
-from slimpajama_gui.core.storage.leftovers import sweep_outputs
+from slimpajama_gui.core.storage.leftovers import RECOVERY_JOBS, sweep_outputs
 from slimpajama_gui.qt.charts import JobCharts
 from slimpajama_gui.qt.job_details import JobDetails, JobLog, TextDialog, log_dialog
 from slimpajama_gui.qt.jobs import NO_JOB, JobRunner
@@ -661,8 +661,10 @@ class JobsView(QWidget):
 
     # ------------------------------------------------------------------ closing
     def _clear_leftovers(self) -> None:
-        """Clear what interrupted jobs left in their output folders (off the GUI thread)."""
-        outputs = {r.output for r in self.model.rows() if r.status == "interrupted" and r.output}
+        """Put every known output folder in order (off the GUI thread): the recovery at
+        start of docs/reliability.md F4/O3, as the CLI's (``leftovers.recover_outputs``)."""
+        jobs = self.store.list_jobs(limit=RECOVERY_JOBS)
+        outputs = {job.output for job in jobs if job.output}
         if not outputs:
             return
         # Bound methods, not lambdas: Qt drops the call if this view is gone by then.

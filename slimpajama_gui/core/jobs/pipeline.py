@@ -47,6 +47,7 @@ from slimpajama_gui.core.jobs.resume import (
     plan_resume,
     seed_rerun,
 )
+from slimpajama_gui.core.jobs.saving import check_outputs
 from slimpajama_gui.core.model.catalog import packaged_minilm_path
 from slimpajama_gui.core.plan.estimate import step_work
 from slimpajama_gui.core.plan.preflight import first_untrained_use, source_problems
@@ -241,6 +242,7 @@ def run(
                 callbacks.on_message(f"Job #{job_id} {resume.describe()}{source}.")
             current = "loading the model and data"
             ctx = _prepare(recipe, job_id, output, callbacks, control, store, device, resume)
+            check_outputs(ctx, recipe.steps)  # O1: never replace what the app did not write
             tracker.plan(ctx, resume.seconds if resume is not None else {})
             for index, step in enumerate(recipe.steps):
                 if index < first:

@@ -19,9 +19,33 @@ from slimpajama_gui.core.jobs.context import JobContext
 from slimpajama_gui.core.model.saving import copy_tokenizer_files
 from slimpajama_gui.core.model.tokenizers import pin_tokenizer_class
 from slimpajama_gui.core.plan.recipe import Step
-from slimpajama_gui.core.storage.safe_io import atomic_dir
-from slimpajama_gui.core.storage.variant import VariantRecord
+from slimpajama_gui.core.storage.safe_io import atomic_dir, deferred_interrupt
+from slimpajama_gui.core.storage.variant import VariantRecord, check_replaceable
 from slimpajama_gui.core.techniques.quantize.folders import save_quantized
+
+#: Steps that measure the model and save no variant folder of their own.
+MEASURING_STEPS = frozenset({"evaluate", "benchmark"})
+
+
+def variant_folder(output: Path, index: int, step: Step) -> Path:
+    """Where step ``index`` saves its variant: ``OUTPUT/NN-type``."""
+    return output / f"{index + 1:02d}-{step.step_type}"
+
+
+def _check_target(ctx: JobContext, target: Path) -> None:
+    check_replaceable(target, sources=[p for p in (ctx.source, ctx.tokenizer_dir) if p])
+
+
+def check_outputs(ctx: JobContext, steps: list[Step]) -> None:
+    """Before step 1: refuse now, not after an hour of training, a recipe whose variant
+    folders would replace what the app did not write or the source model (O1, O2, F8).
+
+    Raises:
+        UserError: the first such folder, named (:func:`check_replaceable`).
+    """
+    for index, step in enumerate(steps):
+        if step.step_type not in MEASURING_STEPS:
+            _check_target(ctx, variant_folder(ctx.output, index, step))
 
 
 def recipe_dir(ctx: JobContext) -> str:
@@ -76,13 +100,15 @@ def save_variant(
     PyTorch one (ONNX variants); the record and model card are added here either way.
     Returns the variant's folder; it becomes ``ctx.variant`` with ``record``.
     """
-    target = ctx.output / f"{index + 1:02d}-{step.step_type}"
+    target = variant_folder(ctx.output, index, step)
     ctx.check_stop()
     # From here the variant is written whole or not at all (atomic_dir): a stop request
-    # waits for the save, and a process that dies inside leaves only a staging folder.
-    with ctx.uncancellable(f"saving {target.name}"):
+    # waits for the save, and a process that dies inside leaves only debris that the
+    # next start clears. Ctrl+C waits too, until the history records the variant, so
+    # the history never calls a job cancelled before a save that did happen (F4).
+    with ctx.uncancellable(f"saving {target.name}"), deferred_interrupt():
         ctx.model.to("cpu")
-        with atomic_dir(target) as staging:
+        with atomic_dir(target, check_target=lambda t: _check_target(ctx, t)) as staging:
             if writer is not None:
                 writer(staging)
             elif getattr(ctx.model, "quantization", None) is not None:
@@ -94,10 +120,10 @@ def save_variant(
             # the tokenizer must load as the class the model was trained and measured with.
             pin_tokenizer_class(staging, ctx.tokenizer)
             record.write(staging)
+        ctx.variants.append(target)
+        ctx.variant, ctx.record = target, record
+        ctx.variant_row = ctx.store.add_variant(ctx.job_id, index, "model", target, record.metrics)
     ctx.model.to(ctx.device)
-    ctx.variants.append(target)
-    ctx.variant, ctx.record = target, record
-    ctx.variant_row = ctx.store.add_variant(ctx.job_id, index, "model", target, record.metrics)
     ctx.callbacks.on_variant(index, target, record.to_json())
     return target
 

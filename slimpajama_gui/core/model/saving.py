@@ -19,7 +19,12 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.checkpoints import _TO_HF, WEIGHTS_NAME, _rename
 from slimpajama_gui.core.model.config import CONFIG_FORMAT, EncoderConfig
 from slimpajama_gui.core.model.encoder import EncoderClassifier
-from slimpajama_gui.core.storage.safe_io import atomic_dir, atomic_write_text, copy_model_files
+from slimpajama_gui.core.storage.safe_io import (
+    atomic_dir,
+    atomic_write_text,
+    copy_model_files,
+    same_or_inside,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +210,7 @@ def check_target(model: EncoderClassifier, folder: str | Path) -> Path:
     """The absolute folder to write ``model`` to; UserError for one it must not replace."""
     target = Path(folder).expanduser().resolve()
     src = model.source_path
-    if src is not None and (target == src or src.is_relative_to(target)):
+    if src is not None and same_or_inside(src, target):  # links, "..", case: as on disk
         raise UserError(
             f"refusing to write into {target}: it is (or holds) the folder this model "
             f"was loaded from ({src}), and a source model is never overwritten. "

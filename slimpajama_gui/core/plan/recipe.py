@@ -65,7 +65,7 @@ from slimpajama_gui.core.plan.steps import (  # noqa: F401 (re-exported)
     step_from_dict,
     unknown_key_problem,
 )
-from slimpajama_gui.core.storage.safe_io import atomic_write_text
+from slimpajama_gui.core.storage.safe_io import atomic_write_text, same_or_inside
 
 #: The newest recipe layout this app reads and writes.
 RECIPE_VERSION = 1
@@ -230,7 +230,8 @@ class Recipe:
         if self.uses_packaged_model:
             return
         model = self.resolve_path(self.model).resolve()
-        if output == model or model in output.parents:
+        # Compared as the disk sees them: links, "..", another case on a case-blind disk.
+        if same_or_inside(output, model):
             raise RecipeError(
                 "output",
                 f"the output folder {output} is {'the' if output == model else 'inside the'} "

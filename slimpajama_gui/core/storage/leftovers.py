@@ -27,6 +27,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.paths import data_dir
+from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.storage.locks import OutputLock
 from slimpajama_gui.core.storage.safe_io import recover_atomic_leftovers
 from slimpajama_gui.core.storage.variant import is_variant_folder
@@ -125,3 +127,38 @@ def sweep_outputs(outputs: Iterable[Path | str]) -> list[Path]:
         except OSError as exc:
             log.warning("Could not lock %s to clear what a job left: %s", output, exc)
     return touched
+
+
+def recover_outputs(store: JobStore | None = None) -> list[Path]:
+    """What the app and the CLI run when they start (docs/reliability.md F4, O3).
+
+    Every output folder the job history knows is put in order: an output whose
+    replacement a kill cut short gets its previous copy back under its name, staging and
+    scratch folders are removed (:func:`sweep_outputs`). Only those folders, and only the
+    app's own debris names in them, are touched. Never raises: a history that cannot be
+    read (busy, damaged) only means nothing is recovered this time.
+
+    Args:
+        store: the open history; by default the user's, opened only if it exists and
+            with a short wait, so a busy history never delays a start.
+
+    Returns:
+        The paths removed or restored.
+    """
+    try:
+        if store is not None:
+            jobs = store.list_jobs(limit=RECOVERY_JOBS)
+        else:
+            path = data_dir() / "history.sqlite3"
+            if not path.is_file():
+                return []
+            with JobStore(path, busy_timeout=0.5) as own:
+                jobs = own.list_jobs(limit=RECOVERY_JOBS)
+    except Exception as exc:  # noqa: BLE001 - housekeeping never stops a start
+        log.warning("Could not read the job history to clear interrupted saves: %s", exc)
+        return []
+    return sweep_outputs(job.output for job in jobs if job.output)
+
+
+#: How many of the newest jobs' output folders the recovery at start looks at.
+RECOVERY_JOBS = 10_000

@@ -22,6 +22,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +32,12 @@ from typing import Any
 import numpy as np
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.storage.safe_io import atomic_write_bytes, atomic_write_text, read_json
+from slimpajama_gui.core.storage.safe_io import (
+    atomic_write_bytes,
+    atomic_write_text,
+    read_json,
+    same_or_inside,
+)
 
 #: The record's file inside a variant folder; its presence marks a saved variant.
 VARIANT_FILE = "slimpajama.json"
@@ -321,3 +328,39 @@ def finite_number(value: Any) -> float | None:
 def is_variant_folder(folder: Path | str) -> bool:
     """Whether ``folder`` holds a saved variant (its record file is there)."""
     return (Path(folder) / VARIANT_FILE).is_file()
+
+
+def check_replaceable(target: Path | str, *, sources: Iterable[Path | str] = ()) -> None:
+    """Refuse to save a variant as ``target`` where that would destroy what is not ours.
+
+    docs/reliability.md O1, O2, F8: the app replaces only a folder it saved itself, which
+    its readable record (:data:`VARIANT_FILE`) marks; a folder the user made under that
+    name, a file or a link is left alone. And a source model is never replaced, nor any
+    folder that holds one, however the paths are spelled (:func:`same_or_inside`).
+
+    Raises:
+        UserError: one sentence naming ``target`` and what to do.
+    """
+    target = Path(target)
+    for source in sources:
+        if same_or_inside(source, target) or same_or_inside(target, source):
+            raise UserError(
+                f"saving {target.name} in {target.parent} would overwrite the source model "
+                f"{source}; set the recipe's output to a folder that neither holds nor is "
+                "inside the source model."
+            )
+    if not os.path.lexists(target):
+        return
+    if target.is_symlink() or not target.is_dir():
+        kind = "a link" if target.is_symlink() else "a file"
+        raise UserError(
+            f"{target} is {kind} that SlimPajama Studio did not make, so the job will not "
+            f"replace it with its result {target.name}; move or rename it, or set the "
+            "recipe's output to a new folder."
+        )
+    if VariantRecord.read_or_none(target) is None:
+        raise UserError(
+            f"{target} already exists and was not saved by SlimPajama Studio (it has no "
+            f"readable {VARIANT_FILE}), so the job will not replace it; move or rename "
+            "that folder, or set the recipe's output to a new folder."
+        )
