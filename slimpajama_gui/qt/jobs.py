@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QTimer, Signal
 
-from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.errors import UserError, log_file_in_use
 from slimpajama_gui.core.jobs import pipeline
 from slimpajama_gui.core.jobs.priority import lower_thread_priority
 from slimpajama_gui.core.plan.recipe import Recipe
@@ -75,6 +75,14 @@ JOB_BUG_HINT = (
     "This is a bug: the log has the full report. The app is still usable and earlier "
     "results are untouched."
 )
+
+
+def job_bug_hint() -> str:
+    """:data:`JOB_BUG_HINT`, naming the log file where one is written."""
+    path = log_file_in_use()
+    if path is None:
+        return JOB_BUG_HINT
+    return JOB_BUG_HINT.replace("the log has", f"the log {path} has")
 
 
 def _run_job(
@@ -231,7 +239,7 @@ class JobRunner(QObject):
         self._outcome = (result.job_id, result.status, result.error or "")
 
     def _on_errored(self, exc: BaseException) -> None:
-        sentence = error_sentence(exc, "The job", hint=JOB_BUG_HINT, logger=log)
+        sentence = error_sentence(exc, "The job", hint=job_bug_hint(), logger=log)
         job_id = self.bridge.job_id
         if job_id is not None:
             try:
