@@ -244,7 +244,9 @@ class JobRunner(QObject):
         if job_id is not None:
             try:
                 if not self.store.get_job(job_id).is_final:
-                    self.store.finish(job_id, "failed", error=sentence)
+                    # On the GUI thread: one try, never a wait; a busy history gets
+                    # the outcome from the kept file at the next start (H1).
+                    self.store.finish(job_id, "failed", error=sentence, patience=0.0)
             except Exception:  # noqa: BLE001 - the history itself may be what broke
                 log.exception("Could not mark job %s failed", job_id)
         self._outcome = (job_id if job_id is not None else NO_JOB, "failed", sentence)

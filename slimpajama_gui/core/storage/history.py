@@ -346,11 +346,14 @@ class JobStore:
         status: str,
         error: str | None = None,
         failed_step: str | None = None,
+        *,
+        patience: float | None = None,
     ) -> Path | None:
         """Record how the job ended: done, failed, cancelled or interrupted.
 
-        With the records still waiting in memory, this keeps trying for
-        ``final_patience`` seconds while the history is busy, full or failing (H1).
+        With the records still waiting in memory, this keeps trying for ``patience``
+        seconds (default :attr:`final_patience`) while the history is busy, full or
+        failing (H1); the GUI thread passes 0, so the window never waits on it.
 
         Returns:
             None once the history has it; otherwise the file beside the history that
@@ -362,7 +365,7 @@ class JobStore:
         if status not in FINAL_STATUSES:
             raise ValueError(f"finish() status must be one of {FINAL_STATUSES}, got {status!r}")
         self._record(["finish", job_id, status, time.time(), error, failed_step], wait=0.0)
-        return self._flush_patiently()
+        return self._flush_patiently(self.final_patience if patience is None else patience)
 
     def mark_interrupted(self, job_id: int) -> bool:
         """Mark a job that is still queued or running interrupted.
@@ -552,6 +555,7 @@ class JobStore:
         self._next_standin = 0
         self._variant_ids: dict[int, int] = {}
         self._retry_at = 0.0  # monotonic time before which a busy history is not tried
+        self._retry_gap = 1.0
         self._outage_logged = False
         #: Metric rows dropped because too many waited in memory.
         self.dropped_rows = 0
@@ -633,7 +637,10 @@ class JobStore:
             except sqlite3.OperationalError as exc:
                 if not is_unavailable(exc):
                     raise self._translate(exc) from exc
-                self._retry_at = time.monotonic() + 1.0
+                # Tried again after 1 s, then 2, 4, up to 8: each try may cost the job
+                # ``record_wait`` seconds.
+                self._retry_at = time.monotonic() + self._retry_gap
+                self._retry_gap = min(self._retry_gap * 2, 8.0)
                 if not self._outage_logged:
                     self._outage_logged = True
                     log.warning(
@@ -649,7 +656,7 @@ class JobStore:
             del self._pending[: len(ops)]
             self._pending_rows = sum(len(op[1]) for op in self._pending if op[0] == "metrics")
             self._variant_ids.update(ids)
-            self._retry_at = 0.0
+            self._retry_at, self._retry_gap = 0.0, 1.0
             if self._outage_logged:
                 self._outage_logged = False
                 log.info("The job history %s is free again; waiting records written", self.path)
@@ -705,11 +712,11 @@ class JobStore:
         else:
             raise ValueError(f"unknown record {kind!r}")
 
-    def _flush_patiently(self) -> Path | None:
-        """Keep trying (with backoff) for ``final_patience`` s, then keep the rest in a file."""
+    def _flush_patiently(self, patience: float) -> Path | None:
+        """Keep trying (with backoff) for ``patience`` s, then keep the rest in a file."""
         with self._pending_lock:
             mine = self._pending[-1] if self._pending else None
-        deadline = time.monotonic() + self.final_patience
+        deadline = time.monotonic() + patience
         delay = 0.05
         while True:
             remaining = deadline - time.monotonic()
