@@ -38,6 +38,7 @@ from slimpajama_gui.core.errors import UserError, error_sentence
 from slimpajama_gui.core.jobs import handlers as _handlers  # noqa: F401 - registers them
 from slimpajama_gui.core.jobs.context import HANDLERS, ONNX_STEPS, Cancelled, JobContext
 from slimpajama_gui.core.model.catalog import packaged_minilm_path
+from slimpajama_gui.core.model.tokenizers import IMPORT_LOCK
 from slimpajama_gui.core.plan.preflight import first_untrained_use, source_problems
 from slimpajama_gui.core.plan.recipe import Recipe, Step, dump_recipe, recipe_from_yaml
 from slimpajama_gui.core.runtime import inputs as inputs_mod
@@ -236,6 +237,8 @@ def _prepare(
     device: str | None,
 ) -> JobContext:
     int8_path.check_setting()  # a mistyped override fails before any step runs
+    with IMPORT_LOCK:  # a start-up warm-up still importing: wait for it, never race it
+        pass
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)
