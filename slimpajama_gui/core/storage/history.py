@@ -3,8 +3,11 @@
 The history file lives at ``data_dir()/history.sqlite3``. It is checked when opened
 (docs/reliability.md F10): a damaged file is moved aside, never deleted, and the caller gets
 a :class:`StoreCorrupt` sentence to show; opening again starts a fresh history. Jobs
-that were running in a process that no longer exists are marked interrupted (F6). The
-one-writer lock on output folders is in :mod:`slimpajama_gui.core.storage.locks`.
+that were running in a process that no longer exists are marked interrupted (F6). What
+a job records never stops it (H1): while another program holds the file, the records
+wait in memory, and what is still unwritten when the job ends goes to a file beside the
+history that the next start adds. The one-writer lock on output folders is in
+:mod:`slimpajama_gui.core.storage.locks`.
 
 Example:
     >>> store = JobStore(tmp / "history.sqlite3")  # doctest: +SKIP
@@ -60,7 +63,9 @@ class JobStore:
 
     Safe to share between threads: each thread gets its own SQLite connection, and
     every write runs in a ``BEGIN IMMEDIATE`` transaction that waits up to
-    ``busy_timeout`` seconds for another writer (thread or process).
+    ``busy_timeout`` seconds for another writer (thread or process). A job's records
+    (start, progress, metrics, variants, end) wait at most :attr:`record_wait` seconds,
+    then wait in memory instead (see "recording" below).
 
     Args:
         path: the SQLite file; default ``data_dir()/history.sqlite3``.
