@@ -10,7 +10,7 @@
 
 MODEL is a folder, or "packaged" for the bundled MiniLM.
 Exit codes: 0 success, 1 a problem with the input or a failed job (one sentence on
-stderr), 2 wrong usage, 3 an internal error (traceback with --debug), 130 cancelled.
+stderr), 2 wrong usage, 3 an internal error (traceback in the log file it names, or with --debug), 130 cancelled.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from slimpajama_gui import __version__
-from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.errors import UserError, error_sentence
+from slimpajama_gui.core.paths import configure_file_log
 from slimpajama_gui.core.techniques.quantize import int8_path
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_BUG, EXIT_CANCELLED = 0, 1, 2, 3, 130
@@ -663,12 +664,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_log = logging.getLogger("slimpajama_gui.cli")
+
+
+def _without_traceback(record: logging.LogRecord) -> bool:
+    # A failure logged with its traceback reaches the user as a sentence by its own
+    # path; the traceback is for the log file (and for --debug).
+    return record.exc_info is None
+
+
+def _configure_logging(debug: bool) -> list[logging.Handler]:
+    """Warnings on stderr (everything with --debug), and the same rotating log file as
+    the app's at ``<data dir>/logs/slimpajama.log``; returns the handlers added."""
+    root = logging.getLogger()
+    added: list[logging.Handler] = []
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    console.setLevel(logging.DEBUG if debug else logging.WARNING)
+    if not debug:
+        console.addFilter(_without_traceback)
+    root.addHandler(console)
+    added.append(console)
+    try:
+        before = list(root.handlers)
+        handler = configure_file_log(logging.DEBUG if debug else logging.INFO)
+        if handler not in before:
+            added.append(handler)
+    except OSError as exc:  # an unwritable data folder must not stop a command
+        _log.warning("No log file: %s", exc)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    return added
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(message)s"
-    )
+    root_level = logging.getLogger().level
+    handlers = _configure_logging(args.debug)
     # The pipeline reports a new classifier head itself, in one sentence. (The model's
     # loading and saving log under core.model: checkpoints.py and saving.py.)
     quiet = logging.getLogger("slimpajama_gui.core.model")
@@ -690,13 +722,21 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a sentence
         if args.debug:
             raise
-        print(
-            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-            file=sys.stderr,
-        )
+        # The same path from exception to sentence as the app's (core/errors.py): the
+        # traceback goes to the log file, whose path the sentence names.
+        sentence = error_sentence(exc, f"slimpajama {args.command}", logger=_log)
+        if isinstance(exc, OSError):  # a full disk or a refused permission: the user's
+            print(f"error: {sentence}", file=sys.stderr)
+            return EXIT_INPUT
+        print(f"internal error: {sentence} (--debug shows it here)", file=sys.stderr)
         return EXIT_BUG
     finally:
         quiet.setLevel(level)
+        root = logging.getLogger()
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(root_level)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,13 @@ import os
 import sys
 import traceback
 from importlib.resources import files
-from logging.handlers import RotatingFileHandler
 
 from PySide6.QtCore import QCoreApplication, Qt, QThreadPool
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from slimpajama_gui import __version__
-from slimpajama_gui.core.paths import log_file
+from slimpajama_gui.core.paths import configure_file_log, log_file
 from slimpajama_gui.qt.widgets.errors import error_sentence
 
 log = logging.getLogger("slimpajama_gui")
@@ -39,11 +38,7 @@ def configure_identity() -> None:
 
 
 def configure_logging() -> None:
-    handler = RotatingFileHandler(log_file(), maxBytes=2_000_000, backupCount=3, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    configure_file_log(logging.INFO)
 
 
 def install_excepthook() -> None:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QTimer, Signal
 
-from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.errors import UserError, log_file_in_use
 from slimpajama_gui.core.jobs import pipeline
 from slimpajama_gui.core.jobs.priority import lower_thread_priority
 from slimpajama_gui.core.jobs.resume import ResumePlan
@@ -80,6 +80,14 @@ JOB_BUG_HINT = (
     "This is a bug: the log has the full report. The app is still usable and earlier "
     "results are untouched."
 )
+
+
+def job_bug_hint() -> str:
+    """:data:`JOB_BUG_HINT`, naming the log file where one is written."""
+    path = log_file_in_use()
+    if path is None:
+        return JOB_BUG_HINT
+    return JOB_BUG_HINT.replace("the log has", f"the log {path} has")
 
 
 def _run_job(
@@ -259,12 +267,14 @@ class JobRunner(QObject):
         self._outcome = (result.job_id, result.status, result.error or "")
 
     def _on_errored(self, exc: BaseException) -> None:
-        sentence = error_sentence(exc, "The job", hint=JOB_BUG_HINT, logger=log)
+        sentence = error_sentence(exc, "The job", hint=job_bug_hint(), logger=log)
         job_id = self.bridge.job_id
         if job_id is not None:
             try:
                 if not self.store.get_job(job_id).is_final:
-                    self.store.finish(job_id, "failed", error=sentence)
+                    # On the GUI thread: one try, never a wait; a busy history gets
+                    # the outcome from the kept file at the next start (H1).
+                    self.store.finish(job_id, "failed", error=sentence, patience=0.0)
             except Exception:  # noqa: BLE001 - the history itself may be what broke
                 log.exception("Could not mark job %s failed", job_id)
         self._outcome = (job_id if job_id is not None else NO_JOB, "failed", sentence)

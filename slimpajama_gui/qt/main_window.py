@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,8 @@ from slimpajama_gui.qt.models_view import ModelsView
 from slimpajama_gui.qt.playground import PlaygroundView
 from slimpajama_gui.qt.settings_dialog import SettingsDialog
 from slimpajama_gui.qt.widgets.workers import start_worker
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -189,13 +192,18 @@ class MainWindow(QMainWindow):
 
     def _warm_up(self) -> None:
         # A reference, so the worker outlives this call; a failed warm-up is not fatal.
+        # Bound methods: Qt drops the call if the window was closed and deleted first.
         self._warm_worker = start_worker(
-            warm_imports,
-            returned=self._on_warm,
-            errored=lambda _exc: self._on_warm(float("nan")),
+            warm_imports, returned=self._on_warm, errored=self._on_warm_failed
         )
 
+    def _on_warm_failed(self, exc: BaseException) -> None:
+        log.info("Start-up imports failed (a first job pays them): %s", exc)
+        self._on_warm(float("nan"))
+
     def _on_warm(self, seconds: float) -> None:
+        if self.closer.closing:
+            return  # quit right after start: nobody waits for it
         self.warm = True
         self.warmed_up.emit(seconds)
 

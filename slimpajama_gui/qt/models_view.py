@@ -349,11 +349,13 @@ class ModelsView(WorkerScreen):
         self.scan_finished.emit(self.model.rowCount())
 
     def _on_scan_error(self, exc: BaseException) -> None:
+        if self._closing:  # a scan cut short by quitting is no error to report
+            log.debug("A model scan ended as the window closed: %r", exc)
+            return
         # discover_models reports bad folders as sentences; reaching here is a bug.
         text = error_sentence(exc, "Scanning for models", logger=log)
-        if not self._closing:
-            self.banner.show_messages([text])
-            self.scan_finished.emit(self.model.rowCount())
+        self.banner.show_messages([text])
+        self.scan_finished.emit(self.model.rowCount())
 
     # ------------------------------------------------------------------ selection
     def selected_info(self) -> ModelInfo | None:

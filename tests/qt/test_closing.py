@@ -171,7 +171,7 @@ PHASES = {
         ("save", QUIT_NOW, "interrupted", []),
     ],
 )
-def test_every_phase_of_a_job_ends_with_a_true_status_when_the_window_closes(
+def test_F5_every_phase_of_a_job_ends_with_a_true_status_when_the_window_closes(
     qtbot,
     window,
     gate,
@@ -271,7 +271,7 @@ def variants(output: Path) -> list[str]:
     return sorted(p.name for p in output.iterdir() if not p.name.startswith("."))
 
 
-def test_quit_now_ends_the_process_at_once_and_the_next_start_clears_the_step(
+def test_F5_quit_now_ends_the_process_at_once_and_the_next_start_clears_the_step(
     qtbot, tiny_minilm, tmp_path
 ):
     """The real thing, in a child process: quit during an export that never ends."""
@@ -362,7 +362,7 @@ def data_dir_history() -> Path:
     return data_dir() / "history.sqlite3"
 
 
-def test_closing_while_training_asks_and_stops_the_job_or_keeps_it(
+def test_F5_closing_while_training_asks_and_stops_the_job_or_keeps_it(
     qtbot, window, tiny_minilm, tmp_path, capfd, caplog
 ):
     win = window

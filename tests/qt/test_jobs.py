@@ -318,7 +318,7 @@ def test_a_missing_dataset_file_ends_failed_with_the_sentence_shown(
     assert not view.result_button.isEnabled()
 
 
-def test_an_exception_in_the_worker_fails_the_job_and_the_app_stays_usable(
+def test_F9_an_exception_in_the_worker_fails_the_job_and_the_app_stays_usable(
     view, qtbot, tiny_minilm, tmp_path, monkeypatch
 ):
     """docs/reliability.md F9: the job is marked failed, a sentence is shown, the next job runs."""
@@ -424,7 +424,7 @@ def test_a_job_that_does_not_stop_in_time_is_marked_interrupted(
 # --------------------------------------------------------------------------- history
 
 
-def test_a_damaged_history_shows_a_banner_and_the_view_works(qtbot):
+def test_F10_a_damaged_history_shows_a_banner_and_the_view_works(qtbot):
     path = data_dir() / "history.sqlite3"
     path.write_bytes(b"this is not a database" * 100)
     view = JobsView()

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from slimpajama_gui.core import data as data_mod
-from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.errors import UserError, error_sentence
 from slimpajama_gui.core.jobs import handlers as _handlers  # noqa: F401 - registers them
 from slimpajama_gui.core.jobs.context import HANDLERS, ONNX_STEPS, Cancelled, JobContext
 from slimpajama_gui.core.jobs.progress import JobProgress
@@ -49,6 +49,7 @@ from slimpajama_gui.core.jobs.resume import (
 )
 from slimpajama_gui.core.jobs.saving import check_outputs
 from slimpajama_gui.core.model.catalog import packaged_minilm_path
+from slimpajama_gui.core.model.tokenizers import IMPORT_LOCK
 from slimpajama_gui.core.plan.estimate import step_work
 from slimpajama_gui.core.plan.preflight import first_untrained_use, source_problems
 from slimpajama_gui.core.plan.recipe import Recipe, Step, dump_recipe, recipe_from_yaml
@@ -275,12 +276,10 @@ def run(
     except UserError as exc:
         result.status, result.error, result.failed_step = "failed", str(exc), current
     except Exception as exc:  # noqa: BLE001 - a bug must still end the job as "failed"
-        log.exception("Job %s failed in %s", job_id, current)
         result.status, result.failed_step = "failed", current
-        result.error = (
-            f"internal error in {current or 'the job'}: {type(exc).__name__}: {exc}. "
-            "The log has the full traceback; please report it."
-        )
+        # The one path from an exception to a sentence (core/errors.py): a full disk is
+        # said as such; a bug is logged with its traceback and the sentence names the log.
+        result.error = error_sentence(exc, "The job", logger=log)
     finally:
         torch.set_num_threads(threads_before)
         result.seconds = time.monotonic() - started
@@ -290,7 +289,15 @@ def run(
             result.variants = list(ctx.variants)
             if ctx.scratch is not None:
                 shutil.rmtree(ctx.scratch, ignore_errors=True)
-        store.finish(job_id, result.status, error=result.error, failed_step=result.failed_step)
+        kept = store.finish(
+            job_id, result.status, error=result.error, failed_step=result.failed_step
+        )
+        if kept is not None:  # H1: the history stayed busy; the outcome still reaches the user
+            callbacks.on_message(
+                f"The job history {store.path} could not be written; this job's outcome "
+                f"({result.status}) and records are kept in {kept} and will be added to the "
+                "history at the next start."
+            )
         callbacks.on_end(result.status, result.error)
         if own_store:
             store.close()
@@ -389,6 +396,8 @@ def _prepare(
     resume: ResumePlan | None = None,
 ) -> JobContext:
     int8_path.check_setting()  # a mistyped override fails before any step runs
+    with IMPORT_LOCK:  # a start-up warm-up still importing: wait for it, never race it
+        pass
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     torch.manual_seed(recipe.seed)

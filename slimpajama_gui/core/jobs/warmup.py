@@ -16,6 +16,8 @@ import contextlib
 import importlib
 import time
 
+from slimpajama_gui.core.model.tokenizers import IMPORT_LOCK
+
 #: What a job imports on first use that ``import slimpajama_gui.core.jobs.pipeline`` does not.
 MODULES = (
     "torch._dynamo",
@@ -28,9 +30,12 @@ MODULES = (
 def warm_imports(modules: tuple[str, ...] = MODULES) -> float:
     """Import ``modules`` (a no-op for those already imported); the seconds it took."""
     started = time.perf_counter()
-    for name in modules:
-        # A module renamed in another transformers release is skipped: the job imports
-        # what it needs itself; warming is only an optimisation.
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
+    # Held throughout: a job starting meanwhile waits for it (pipeline.run) rather than
+    # importing the same lazy transformers modules at the same time.
+    with IMPORT_LOCK:
+        for name in modules:
+            # A module renamed in another transformers release is skipped: the job
+            # imports what it needs itself; warming is only an optimisation.
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
     return time.perf_counter() - started

@@ -184,10 +184,14 @@ def export_transformers(
 
 def non_finite_tensors(model: torch.nn.Module) -> list[str]:
     """Names of ``model``'s floating tensors (parameters, buffers) holding inf or NaN."""
+    # A dynamically quantized model's state dict also holds non-tensors (the packed
+    # weights' dtype, whose ``is_floating_point`` is a bool attribute, not a method).
     return [
         name
         for name, t in model.state_dict().items()
-        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+        if isinstance(t, torch.Tensor)
+        and t.is_floating_point()
+        and not bool(torch.isfinite(t).all())
     ]
 
 

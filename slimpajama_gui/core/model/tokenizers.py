@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,12 @@ from slimpajama_gui.core.storage.safe_io import (
     resolve_inside,
 )
 
+#: Held while transformers' lazy modules are first imported. Its lazy ``__getattr__`` is
+#: not thread-safe: a job's ``from transformers import AutoTokenizer`` while the start-up
+#: warm-up (``core/jobs/warmup.py``) imports the tokenizer modules on another thread
+#: failed with "cannot import name 'AutoTokenizer'".
+IMPORT_LOCK = threading.RLock()
+
 
 def load_tokenizer(folder: Path | str):
     """A tokenizer from ``folder``: local files only, never model code.
@@ -21,8 +28,9 @@ def load_tokenizer(folder: Path | str):
     Raises:
         UserError: "tokenizer not found in FOLDER" with the reason.
     """
-    from transformers import AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    with IMPORT_LOCK:
+        from transformers import AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
     folder = Path(folder)
     for name in READ_FILES:  # P1: transformers follows links; we refuse those that leave

@@ -3,8 +3,11 @@
 The history file lives at ``data_dir()/history.sqlite3``. It is checked when opened
 (docs/reliability.md F10): a damaged file is moved aside, never deleted, and the caller gets
 a :class:`StoreCorrupt` sentence to show; opening again starts a fresh history. Jobs
-that were running in a process that no longer exists are marked interrupted (F6). The
-one-writer lock on output folders is in :mod:`slimpajama_gui.core.storage.locks`.
+that were running in a process that no longer exists are marked interrupted (F6). What
+a job records never stops it (H1): while another program holds the file, the records
+wait in memory, and what is still unwritten when the job ends goes to a file beside the
+history that the next start adds. The one-writer lock on output folders is in
+:mod:`slimpajama_gui.core.storage.locks`.
 
 Example:
     >>> store = JobStore(tmp / "history.sqlite3")  # doctest: +SKIP
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import sqlite3
@@ -43,10 +47,15 @@ from slimpajama_gui.core.storage.records import (
     StepRecord,
     StoreCorrupt,
     StoreLocked,
+    StoreUnavailable,
     VariantRow,
     is_corrupt,
     is_locked,
+    is_unavailable,
 )
+from slimpajama_gui.core.storage.safe_io import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- store
 
@@ -56,7 +65,9 @@ class JobStore:
 
     Safe to share between threads: each thread gets its own SQLite connection, and
     every write runs in a ``BEGIN IMMEDIATE`` transaction that waits up to
-    ``busy_timeout`` seconds for another writer (thread or process).
+    ``busy_timeout`` seconds for another writer (thread or process). A job's records
+    (start, progress, metrics, variants, end) wait at most :attr:`record_wait` seconds,
+    then wait in memory instead (see "recording" below).
 
     Args:
         path: the SQLite file; default ``data_dir()/history.sqlite3``.
@@ -76,6 +87,7 @@ class JobStore:
         self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._init_recording()
         #: Jobs found running/queued in a dead process at open and marked interrupted.
         self.interrupted_ids: list[int] = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,7 +152,12 @@ class JobStore:
         Closing a connection another thread is using crashes the process (SQLite's
         connection object is not safe to close mid-query), which a worker still reading
         the history at shutdown would otherwise cause.
+
+        Records a job could not write yet are tried once more, then kept in a file
+        beside the history that the next start adds (H1).
         """
+        if not self._closed:
+            self._keep_pending()
         self._closed = True
         me = threading.current_thread()
         with self._lock:
@@ -170,8 +187,13 @@ class JobStore:
             raise self._translate(exc) from exc
         try:
             yield conn
+        except sqlite3.OperationalError as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise self._translate(exc) from exc
         except BaseException:
-            conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
             raise
         try:
             conn.execute("COMMIT")
@@ -181,10 +203,30 @@ class JobStore:
             raise self._translate(exc) from exc
 
     def _translate(self, exc: sqlite3.Error) -> Exception:
+        """A lock, a full disk or an I/O error becomes a sentence naming the file."""
         if is_locked(exc):
             return StoreLocked(
                 f"The job history {self.path} is locked by another program (perhaps another "
                 "SlimPajama Studio window or a backup tool). Close it and try again."
+            )
+        name = str(getattr(exc, "sqlite_errorname", "") or "")
+        text = str(exc).lower()
+        if name.startswith("SQLITE_FULL") or "disk is full" in text:
+            return StoreUnavailable(
+                f"The job history {self.path} cannot be written: the disk is full. Free "
+                "some space on that disk (or choose another data folder in Settings), then "
+                "try again."
+            )
+        if name.startswith("SQLITE_IOERR") or "disk i/o error" in text:
+            return StoreUnavailable(
+                f"The job history {self.path} cannot be written: the disk reported an "
+                "input/output error. Check that the disk is still connected and healthy, "
+                "then try again."
+            )
+        if name.startswith("SQLITE_READONLY") or "readonly" in text:
+            return StoreUnavailable(
+                f"The job history {self.path} is read-only. Make the file and its folder "
+                "writable (or choose another data folder in Settings), then try again."
             )
         return exc
 
@@ -199,10 +241,12 @@ class JobStore:
                 self._move_aside("; ".join(problems[:3]))
             conn.execute("PRAGMA journal_mode = WAL")
             self._migrate(conn)
+            self._merge_kept()
             self._mark_dead_jobs()
         except sqlite3.DatabaseError as exc:
-            if is_locked(exc):
-                raise self._translate(exc) from exc
+            translated = self._translate(exc)
+            if translated is not exc:
+                raise translated from exc
             if is_corrupt(exc):
                 self._move_aside(str(exc))
             raise UserError(
@@ -319,15 +363,12 @@ class JobStore:
             return int(cur.lastrowid)
 
     def mark_running(self, job_id: int) -> None:
-        """The job starts (or resumes) in this process."""
-        with self._write() as conn:
-            self._require(conn, job_id)
-            conn.execute(
-                "UPDATE jobs SET status = 'running', started_at = ?, finished_at = NULL, "
-                "error = NULL, failed_step = NULL, pid = ?, host = ?, pid_token = ? "
-                "WHERE id = ?",
-                (time.time(), os.getpid(), host_name(), pid_token(os.getpid()), job_id),
-            )
+        """The job starts (or resumes) in this process.
+
+        Written when the history is free: a busy history never stops the job (H1).
+        """
+        token = pid_token(os.getpid())
+        self._record(["running", job_id, time.time(), os.getpid(), host_name(), token])
 
     def finish(
         self,
@@ -335,17 +376,26 @@ class JobStore:
         status: str,
         error: str | None = None,
         failed_step: str | None = None,
-    ) -> None:
-        """Record how the job ended: done, failed, cancelled or interrupted."""
+        *,
+        patience: float | None = None,
+    ) -> Path | None:
+        """Record how the job ended: done, failed, cancelled or interrupted.
+
+        With the records still waiting in memory, this keeps trying for ``patience``
+        seconds (default :attr:`final_patience`) while the history is busy, full or
+        failing (H1); the GUI thread passes 0, so the window never waits on it.
+
+        Returns:
+            None once the history has it; otherwise the file beside the history that
+            keeps the outcome and the waiting records until the next start adds them.
+
+        Raises:
+            UserError: the job is not in the history.
+        """
         if status not in FINAL_STATUSES:
             raise ValueError(f"finish() status must be one of {FINAL_STATUSES}, got {status!r}")
-        with self._write() as conn:
-            self._require(conn, job_id)
-            conn.execute(
-                "UPDATE jobs SET status = ?, finished_at = ?, error = ?, failed_step = ?, "
-                "progress = CASE WHEN ? = 'done' THEN 1.0 ELSE progress END WHERE id = ?",
-                (status, time.time(), error, failed_step, status, job_id),
-            )
+        self._record(["finish", job_id, status, time.time(), error, failed_step], wait=0.0)
+        return self._flush_patiently(self.final_patience if patience is None else patience)
 
     def mark_interrupted(self, job_id: int) -> bool:
         """Mark a job that is still queued or running interrupted.
@@ -367,8 +417,7 @@ class JobStore:
     def set_progress(self, job_id: int, fraction: float) -> None:
         """Overall progress of the job, 0..1 (clamped)."""
         fraction = 0.0 if not math.isfinite(fraction) else min(1.0, max(0.0, float(fraction)))
-        with self._write() as conn:
-            conn.execute("UPDATE jobs SET progress = ? WHERE id = ?", (fraction, job_id))
+        self._record(["progress", job_id, fraction])
 
     def get_job(self, job_id: int) -> JobRecord:
         row = self._conn.execute(
@@ -529,7 +578,11 @@ class JobStore:
         self, job_id: int, step_index: int, step_type: str, metrics: dict[str, Any]
     ) -> None:
         """Append numbers (loss, accuracy, step, ...); values that are not numbers are
-        skipped, NaN/inf are kept as NaN."""
+        skipped, NaN/inf are kept as NaN.
+
+        While the history is busy the numbers wait in memory (bounded) and are written
+        when it is free; the caller never waits more than a fraction of a second (H1).
+        """
         now = time.time()
         rows = []
         for key, value in metrics.items():
@@ -539,12 +592,7 @@ class JobStore:
             rows.append((job_id, step_index, step_type, str(key), number, now))
         if not rows:
             return
-        with self._write() as conn:
-            conn.executemany(
-                "INSERT INTO step_metrics (job_id, step_index, step_type, key, value, ts) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+        self._record(["metrics", rows])
 
     def metrics(
         self, job_id: int, step_index: int | None = None, key: str | None = None
@@ -584,17 +632,16 @@ class JobStore:
         """Record a saved variant (``kind`` "model"); returns its row id.
 
         ``metrics`` must be JSON-serialisable (numbers that are not become floats or
-        strings).
+        strings). While the history is busy the row waits in memory and the id returned
+        is a negative stand-in that :meth:`update_variant_metrics` accepts (H1).
         """
         payload = json.dumps(metrics or {}, allow_nan=True, default=_json_default)
-        with self._write() as conn:
-            self._require(conn, job_id)
-            cur = conn.execute(
-                "INSERT INTO artifacts (job_id, step_index, kind, path, metrics_json, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (job_id, step_index, kind, str(path), payload, time.time()),
-            )
-            return int(cur.lastrowid)
+        with self._pending_lock:
+            self._next_standin -= 1
+            standin = self._next_standin
+        op = ["variant", standin, job_id, step_index, kind, str(path), payload, time.time()]
+        self._record(op)
+        return self._variant_ids.get(standin, standin)
 
     def update_variant_metrics(self, row_id: int, metrics: dict[str, Any]) -> None:
         """Replace the figures of a saved variant's row (after an evaluate/benchmark step).
@@ -603,12 +650,7 @@ class JobStore:
             UserError: there is no such row (its job was deleted from the history).
         """
         payload = json.dumps(metrics or {}, allow_nan=True, default=_json_default)
-        with self._write() as conn:
-            cur = conn.execute(
-                "UPDATE artifacts SET metrics_json = ? WHERE id = ?", (payload, row_id)
-            )
-            if cur.rowcount == 0:
-                raise UserError(f"Variant row {row_id} is not in the job history {self.path}.")
+        self._record(["variant_metrics", row_id, payload])
 
     def remove_variant(self, path: str | Path) -> int:
         """Forget the saved variant(s) at ``path`` (its folder was deleted); returns how many
@@ -650,6 +692,262 @@ class JobStore:
     def journal_mode(self) -> str:
         return str(self._conn.execute("PRAGMA journal_mode").fetchone()[0])
 
+    # ---------------------------------------------------------------- recording (H1)
+    # What a job writes (progress, metrics, variants, its start and end) goes through
+    # one queue: written at once when the history is free, otherwise kept in memory in
+    # order and written with the next record, so a history held by a backup tool or a
+    # sqlite3 shell never stops a job. The final status keeps trying for
+    # ``final_patience`` seconds; what is still unwritten then goes to a file beside the
+    # history (``<history>.kept/``) that the next start adds.
+
+    #: Seconds a job's record waits for a busy history before it waits in memory.
+    record_wait = 0.25
+    #: Seconds the final status keeps trying before the records go to a file.
+    final_patience = 120.0
+    #: The most metric rows kept in memory; beyond it the oldest are dropped (logged).
+    pending_limit = 200_000
+
+    def _init_recording(self) -> None:
+        self._pending: list[list[Any]] = []
+        self._pending_lock = threading.RLock()
+        self._pending_rows = 0
+        self._next_standin = 0
+        self._variant_ids: dict[int, int] = {}
+        self._retry_at = 0.0  # monotonic time before which a busy history is not tried
+        self._retry_gap = 1.0
+        self._outage_logged = False
+        #: Metric rows dropped because too many waited in memory.
+        self.dropped_rows = 0
+        #: Files of records kept by an earlier process and added when this store opened.
+        self.merged_files: list[Path] = []
+
+    @property
+    def kept_dir(self) -> Path:
+        """Where records that could not be written wait for the next start."""
+        return self.path.with_name(self.path.name + ".kept")
+
+    @property
+    def pending(self) -> int:
+        """How many records wait in memory for the history to be free."""
+        with self._pending_lock:
+            return len(self._pending)
+
+    def _record(self, op: list[Any], *, wait: float | None = None) -> None:
+        with self._pending_lock:
+            last = self._pending[-1] if self._pending else None
+            if op[0] == "progress" and last is not None and last[:2] == op[:2]:
+                self._pending[-1] = op  # only the newest progress matters
+            else:
+                self._pending.append(op)
+            if op[0] == "metrics":
+                self._pending_rows += len(op[1])
+                self._bound()
+            if wait == 0.0 or time.monotonic() < self._retry_at:
+                return
+            self._flush(self.record_wait if wait is None else wait, mine=op)
+
+    def _bound(self) -> None:
+        while self._pending_rows > self.pending_limit:
+            index = next(i for i, op in enumerate(self._pending) if op[0] == "metrics")
+            dropped = self._pending.pop(index)
+            self._pending_rows -= len(dropped[1])
+            self.dropped_rows += len(dropped[1])
+            if self.dropped_rows == len(dropped[1]):
+                log.warning(
+                    "The job history %s stayed busy; more than %d metric rows waited, the "
+                    "oldest are dropped",
+                    self.path,
+                    self.pending_limit,
+                )
+
+    def _flush(self, wait: float, *, mine: list[Any] | None = None) -> bool:
+        """Write every waiting record in one transaction; False if the history is busy.
+
+        A record whose job or variant is gone (deleted meanwhile) is dropped and
+        logged, or raised if it is ``mine``, the caller's own.
+        """
+        with self._pending_lock:
+            if not self._pending:
+                return True
+            ops = list(self._pending)
+            conn = self._conn
+            ids: dict[int, int] = {}
+            refused: Exception | None = None
+            conn.execute(f"PRAGMA busy_timeout = {max(0, int(wait * 1000))}")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for op in ops:
+                        conn.execute("SAVEPOINT record")
+                        try:
+                            self._apply(conn, op, ids)
+                        except (sqlite3.IntegrityError, UserError) as exc:
+                            conn.execute("ROLLBACK TO record")
+                            if op is mine:
+                                refused = exc
+                            else:
+                                log.warning("A job's record was dropped: %s (%s)", exc, op[0])
+                        conn.execute("RELEASE record")
+                    conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if not is_unavailable(exc):
+                    raise self._translate(exc) from exc
+                # Tried again after 1 s, then 2, 4, up to 8: each try may cost the job
+                # ``record_wait`` seconds.
+                self._retry_at = time.monotonic() + self._retry_gap
+                self._retry_gap = min(self._retry_gap * 2, 8.0)
+                if not self._outage_logged:
+                    self._outage_logged = True
+                    log.warning(
+                        "The job history %s cannot be written now (%s); the job's records "
+                        "wait in memory",
+                        self.path,
+                        exc,
+                    )
+                return False
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            del self._pending[: len(ops)]
+            self._pending_rows = sum(len(op[1]) for op in self._pending if op[0] == "metrics")
+            self._variant_ids.update(ids)
+            self._retry_at, self._retry_gap = 0.0, 1.0
+            if self._outage_logged:
+                self._outage_logged = False
+                log.info("The job history %s is free again; waiting records written", self.path)
+            if refused is not None:
+                raise refused
+            return True
+
+    def _apply(self, conn: sqlite3.Connection, op: list[Any], ids: dict[int, int]) -> None:
+        kind = op[0]
+        if kind == "metrics":
+            conn.executemany(
+                "INSERT INTO step_metrics (job_id, step_index, step_type, key, value, ts) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [tuple(row) for row in op[1]],
+            )
+        elif kind == "progress":
+            conn.execute("UPDATE jobs SET progress = ? WHERE id = ?", (op[2], op[1]))
+        elif kind == "running":
+            _, job_id, started, pid, host, token = op
+            self._require(conn, job_id)
+            conn.execute(
+                "UPDATE jobs SET status = 'running', started_at = ?, finished_at = NULL, "
+                "error = NULL, failed_step = NULL, pid = ?, host = ?, pid_token = ? "
+                "WHERE id = ?",
+                (started, pid, host, token, job_id),
+            )
+        elif kind == "finish":
+            _, job_id, status, finished, error, failed_step = op
+            self._require(conn, job_id)
+            conn.execute(
+                "UPDATE jobs SET status = ?, finished_at = ?, error = ?, failed_step = ?, "
+                "progress = CASE WHEN ? = 'done' THEN 1.0 ELSE progress END WHERE id = ?",
+                (status, finished, error, failed_step, status, job_id),
+            )
+        elif kind == "variant":
+            _, standin, job_id, step_index, variant_kind, path, payload, created = op
+            self._require(conn, job_id)
+            cur = conn.execute(
+                "INSERT INTO artifacts (job_id, step_index, kind, path, metrics_json, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, step_index, variant_kind, path, payload, created),
+            )
+            ids[standin] = int(cur.lastrowid)
+        elif kind == "variant_metrics":
+            _, row_id, payload = op
+            if row_id < 0:
+                row_id = ids.get(row_id, self._variant_ids.get(row_id, row_id))
+            cur = conn.execute(
+                "UPDATE artifacts SET metrics_json = ? WHERE id = ?", (payload, row_id)
+            )
+            if cur.rowcount == 0:
+                raise UserError(f"Variant row {op[1]} is not in the job history {self.path}.")
+        else:
+            raise ValueError(f"unknown record {kind!r}")
+
+    def _flush_patiently(self, patience: float) -> Path | None:
+        """Keep trying (with backoff) for ``patience`` s, then keep the rest in a file."""
+        with self._pending_lock:
+            mine = self._pending[-1] if self._pending else None
+        deadline = time.monotonic() + patience
+        delay = 0.05
+        while True:
+            remaining = deadline - time.monotonic()
+            if self._flush(min(max(remaining, 0.0), self.busy_timeout), mine=mine):
+                return None
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return self._keep_pending()
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 2.0)
+
+    def _keep_pending(self) -> Path | None:
+        """Write what still waits to a file the next start adds; its path, or None."""
+        with self._pending_lock:
+            if not self._pending:
+                return None
+            with contextlib.suppress(Exception):
+                if self._flush(self.record_wait):
+                    return None
+            ops = list(self._pending)
+            target = self.kept_dir / f"{os.getpid()}-{time.time_ns()}.json"
+            try:
+                self.kept_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(target, json.dumps({"history": str(self.path), "records": ops}))
+            except OSError as exc:
+                log.error(
+                    "The job history %s could not be written, nor could %d records be kept "
+                    "in %s (%s)",
+                    self.path,
+                    len(ops),
+                    target,
+                    exc,
+                )
+                return None
+            self._pending.clear()
+            self._pending_rows = 0
+            log.warning(
+                "The job history %s stayed unavailable; %d records are kept in %s and will "
+                "be added at the next start",
+                self.path,
+                len(ops),
+                target,
+            )
+            return target
+
+    def _merge_kept(self) -> None:
+        """Add the records an earlier process kept in files (see :meth:`_keep_pending`)."""
+        if not self.kept_dir.is_dir():
+            return
+        for file in sorted(self.kept_dir.glob("*.json")):
+            try:
+                ops = [list(op) for op in json.loads(file.read_text("utf-8"))["records"]]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("Kept job records %s could not be read (%s); left as is", file, exc)
+                continue
+            with self._pending_lock:
+                before = self._pending
+                self._pending = ops
+                try:
+                    written = self._flush(self.busy_timeout)
+                except Exception:  # noqa: BLE001 - opening the history must go on
+                    log.exception("Kept job records %s could not be added", file)
+                    written = False
+                self._pending = before
+                self._pending_rows = 0
+                self._variant_ids.clear()  # stand-ins of the earlier process
+            if written:
+                with contextlib.suppress(OSError):
+                    file.unlink()
+                self.merged_files.append(file)
+                log.info("Added the job records kept in %s to the history", file)
+
 
 _SKIP = object()
 
@@ -682,5 +980,6 @@ __all__ = [
     "StepRecord",
     "StoreCorrupt",
     "StoreLocked",
+    "StoreUnavailable",
     "VariantRow",
 ]

@@ -124,6 +124,12 @@ def _error_name(exc: sqlite3.Error) -> str:
         return "SQLITE_NOTADB"
     if "malformed" in text or "corrupt" in text:
         return "SQLITE_CORRUPT"
+    if "disk is full" in text:
+        return "SQLITE_FULL"
+    if "disk i/o error" in text:
+        return "SQLITE_IOERR"
+    if "readonly" in text:
+        return "SQLITE_READONLY"
     return "SQLITE_ERROR"
 
 
@@ -139,6 +145,26 @@ def is_corrupt(exc: sqlite3.Error) -> bool:
 
 class StoreLocked(UserError):
     """Another program holds the history file longer than the busy timeout."""
+
+
+class StoreUnavailable(UserError):
+    """The history file cannot be written now: disk full, read-only or an I/O error."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """The file cannot be written for now (busy, locked, full, read-only, I/O error),
+    as opposed to a damaged file or a wrong statement: worth trying again later."""
+    if isinstance(exc, (StoreLocked, StoreUnavailable)):
+        return True
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    name = _error_name(exc)
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR")):
+        return True
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
+        return True
+    text = str(exc).lower()
+    return any(k in text for k in ("locked", "disk is full", "disk i/o error", "readonly"))
 
 
 # --------------------------------------------------------------------------- records

@@ -1,41 +1,29 @@
 """One sentence for the user from any exception a worker raised.
 
-A :class:`~slimpajama_gui.core.errors.UserError` already is that sentence (a refused
-input, a missing file). Anything else is a bug: the user reads what failed and where to
-look, and the traceback goes to the log, where a report can quote it.
+The GUI's name for :func:`slimpajama_gui.core.errors.error_sentence`, the one path the
+CLI takes too: a :class:`~slimpajama_gui.core.errors.UserError` already is that
+sentence; anything else is a bug, whose traceback goes to the log the sentence names.
 """
 
 from __future__ import annotations
 
 import logging
 
-from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.errors import REPORT_HINT, report_hint
+from slimpajama_gui.core.errors import error_sentence as _core_sentence
 
 log = logging.getLogger("slimpajama_gui.qt")
 
-#: What a sentence about a bug asks of the user.
-REPORT_HINT = "The log has the details; please report it."
-
 
 def error_sentence(
-    exc: BaseException, what: str, *, hint: str = REPORT_HINT, logger: logging.Logger = log
+    exc: BaseException, what: str, *, hint: str | None = None, logger: logging.Logger = log
 ) -> str:
     """The one sentence shown for ``exc``; a bug's traceback is logged first.
 
-    Args:
-        exc: what the worker raised.
-        what: the action that failed, as a sentence's subject ("The batch run").
-        hint: what a bug's sentence ends with.
-        logger: where the traceback goes (the calling module's logger).
-
-    Returns:
-        ``str(exc)`` for a :class:`UserError`; otherwise
-        ``"{what} failed ({Type}: {message}). {hint}"``.
+    See :func:`slimpajama_gui.core.errors.error_sentence` (same arguments; the
+    traceback goes to this package's logger by default).
     """
-    if isinstance(exc, UserError):
-        return str(exc)
-    logger.error("%s failed", what, exc_info=exc)
-    return f"{what} failed ({type(exc).__name__}: {exc}). {hint}"
+    return _core_sentence(exc, what, hint=hint, logger=logger)
 
 
-__all__ = ["REPORT_HINT", "error_sentence"]
+__all__ = ["REPORT_HINT", "error_sentence", "report_hint"]
