@@ -62,7 +62,7 @@ def _int8_linear(weight: torch.Tensor) -> DynamicInt8Linear:
     return model[0]
 
 
-def test_int8_linear_computes_the_exact_integer_product_on_every_cpu():
+def test_C1_int8_linear_computes_the_exact_integer_product_on_every_cpu():
     """The int8 Linear returns the exact integer result for its path's activation bits.
 
     The second case is built to overflow an int16 pair sum with 8-bit activations
@@ -87,7 +87,7 @@ def test_int8_linear_computes_the_exact_integer_product_on_every_cpu():
         assert error < 1e-5, f"{name}: relative error {error:.2e} on {path.describe()}"
 
 
-def test_the_int8_path_follows_the_cpu_and_the_override(monkeypatch):
+def test_C1_the_int8_path_follows_the_cpu_and_the_override(monkeypatch):
     import torch
 
     def path_for(*, vnni: bool, native: str = "x86", env: str | None = None) -> Int8Path:

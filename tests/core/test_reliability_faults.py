@@ -298,7 +298,7 @@ def logged_rows(recorder: Recorder) -> int:
     return rows
 
 
-def test_H1_a_history_locked_longer_than_the_busy_timeout_never_stops_the_job(
+def test_H1_kind4_a_history_locked_longer_than_the_busy_timeout_never_stops_the_job(
     tiny_minilm, tmp_path, db
 ):
     """Locked for longer than the busy timeout, then released mid-job: the job is done,
@@ -325,7 +325,7 @@ def test_H1_a_history_locked_longer_than_the_busy_timeout_never_stops_the_job(
         assert variant.metrics["eval"]["accuracy"] == pytest.approx(result.summary[1]["accuracy"])
 
 
-def test_H1_a_history_that_stays_locked_keeps_the_outcome_in_a_file_added_at_the_next_start(
+def test_H1_kind4_a_history_that_stays_locked_keeps_the_outcome_in_a_file_added_at_the_next_start(
     tiny_minilm, tmp_path, db
 ):
     store = JobStore(db, busy_timeout=0.2)
@@ -350,7 +350,7 @@ def test_H1_a_history_that_stays_locked_keeps_the_outcome_in_a_file_added_at_the
         ]
 
 
-def test_H1_records_that_wait_are_bounded(db: Path):
+def test_H1_kind4_records_that_wait_are_bounded(db: Path):
     with JobStore(db, busy_timeout=0.1) as store:
         job = store.create_job("bounded", "name: b\n", "/out/b")
         store.pending_limit = 10

@@ -265,7 +265,7 @@ def test_M12_a_model_larger_than_free_memory_is_refused_before_loading(
 
 
 @pytest.mark.parametrize("name", ["vocab.txt", "config.json", "model.safetensors"])
-def test_kind2_symlink_outside_the_model_folder_is_refused(
+def test_P1_kind2_symlink_outside_the_model_folder_is_refused(
     model_dir: Path, tmp_path: Path, name: str
 ) -> None:
     outside = tmp_path / "private"
@@ -298,7 +298,7 @@ def test_kind2_symlink_outside_the_model_folder_is_refused(
     assert not (result / name).exists()
 
 
-def test_kind2_symlink_inside_the_model_folder_is_fine(model_dir: Path, tmp_path: Path) -> None:
+def test_P1_kind2_symlink_inside_the_model_folder_is_fine(model_dir: Path, tmp_path: Path) -> None:
     (model_dir / "files").mkdir()
     for name in ("vocab.txt", "model.safetensors"):
         shutil.move(model_dir / name, model_dir / "files" / name)
@@ -312,7 +312,7 @@ def test_kind2_symlink_inside_the_model_folder_is_fine(model_dir: Path, tmp_path
     assert not copied.is_symlink() and copied.read_bytes() == (model_dir / "vocab.txt").read_bytes()
 
 
-def test_kind2_a_pipe_or_folder_named_like_a_model_file_is_not_read(model_dir: Path) -> None:
+def test_P1_kind2_a_pipe_or_folder_named_like_a_model_file_is_not_read(model_dir: Path) -> None:
     vocab = model_dir / "vocab.txt"
     vocab.unlink()
     os.mkfifo(vocab)  # reading it would block forever
@@ -325,7 +325,7 @@ def test_kind2_a_pipe_or_folder_named_like_a_model_file_is_not_read(model_dir: P
         read_json_object(config)
 
 
-def test_kind2_hf_cache_snapshot_links_into_its_blobs_are_fine(pristine, tmp_path, no_network):
+def test_P1_kind2_hf_cache_snapshot_links_into_its_blobs_are_fine(pristine, tmp_path, no_network):
     import hashlib
 
     repo = tmp_path / "hub" / "models--acme--tiny"
@@ -344,7 +344,7 @@ def test_kind2_hf_cache_snapshot_links_into_its_blobs_are_fine(pristine, tmp_pat
     open_model(snap).load_model()
 
 
-def test_kind2_save_compares_resolved_paths(model_dir: Path, tmp_path: Path) -> None:
+def test_P1_kind2_save_compares_resolved_paths(model_dir: Path, tmp_path: Path) -> None:
     model = load_pretrained(EncoderClassifier, model_dir)
     alias = tmp_path / "alias"
     alias.symlink_to(model_dir)
@@ -354,7 +354,7 @@ def test_kind2_save_compares_resolved_paths(model_dir: Path, tmp_path: Path) -> 
     assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before
 
 
-def test_kind2_a_link_to_an_output_folder_takes_the_same_lock(tmp_path: Path) -> None:
+def test_P1_kind2_a_link_to_an_output_folder_takes_the_same_lock(tmp_path: Path) -> None:
     from slimpajama_gui.core.storage.locks import OutputLock
 
     out = tmp_path / "out"
@@ -378,7 +378,7 @@ def tiny_batches(model: EncoderClassifier, n: int = 4):
     }
 
 
-def test_kind6_training_that_diverges_without_a_nan_loss_fails(model_dir: Path) -> None:
+def test_X1_kind6_training_that_diverges_without_a_nan_loss_fails(model_dir: Path) -> None:
     model = load_pretrained(EncoderClassifier, model_dir, num_labels=2)
     batch = tiny_batches(model)
     config = TrainConfig(learning_rate=1e9, max_steps=1, epochs=1, device="cpu", warmup_ratio=0)
@@ -388,7 +388,7 @@ def test_kind6_training_that_diverges_without_a_nan_loss_fails(model_dir: Path) 
     assert "diverged by optimizer step 1" in text and "learning rate (now 1e+09)" in text
 
 
-def test_kind6_a_diverged_job_is_failed_with_its_step_and_saves_nothing(
+def test_X1_kind6_a_diverged_job_is_failed_with_its_step_and_saves_nothing(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The issue's learning_rate 1e9 is now refused by the recipe's bounds (kind 9), and no
@@ -438,7 +438,7 @@ steps:
     assert not any(p.name.startswith("01-") for p in out.iterdir()) if out.exists() else True
 
 
-def test_kind6_weights_with_nan_are_never_saved(model_dir: Path, tmp_path: Path) -> None:
+def test_X1_kind6_weights_with_nan_are_never_saved(model_dir: Path, tmp_path: Path) -> None:
     model = load_pretrained(EncoderClassifier, model_dir)
     with torch.no_grad():
         model.classifier.weight[0, 0] = float("nan")
@@ -448,7 +448,7 @@ def test_kind6_weights_with_nan_are_never_saved(model_dir: Path, tmp_path: Path)
     assert not target.exists()
 
 
-def test_kind6_nan_model_gives_a_sentence_not_nan_figures(model_dir: Path) -> None:
+def test_X1_kind6_nan_model_gives_a_sentence_not_nan_figures(model_dir: Path) -> None:
     from safetensors.torch import load_file, save_file
 
     weights = model_dir / "model.safetensors"
@@ -493,7 +493,7 @@ DAMAGED_HEADERS = {
 
 
 @pytest.mark.parametrize("case", DAMAGED_HEADERS)
-def test_kind8_damaged_safetensors_bytes_give_a_sentence(tmp_path: Path, case: str) -> None:
+def test_E1_kind8_damaged_safetensors_bytes_give_a_sentence(tmp_path: Path, case: str) -> None:
     header, data = DAMAGED_HEADERS[case]
     path = raw_safetensors(tmp_path / "model.safetensors", header, data)
     with pytest.raises(UserError) as info:
@@ -515,7 +515,7 @@ def test_kind8_damaged_safetensors_bytes_give_a_sentence(tmp_path: Path, case: s
     ],
     ids=["deep", "deep-inside", "millions-of-labels", "huge-number", "billion-layers", "id2label"],
 )
-def test_kind8_damaged_config_json_gives_a_sentence(model_dir: Path, config: str) -> None:
+def test_E1_kind8_damaged_config_json_gives_a_sentence(model_dir: Path, config: str) -> None:
     (model_dir / "config.json").write_text(config)
     with pytest.raises(UserError) as info:
         inspect_model(model_dir)
@@ -524,7 +524,7 @@ def test_kind8_damaged_config_json_gives_a_sentence(model_dir: Path, config: str
         load_pretrained(EncoderClassifier, model_dir)
 
 
-def test_kind8_vocab_without_unk_is_refused_when_the_tokenizer_loads(model_dir: Path) -> None:
+def test_E1_kind8_vocab_without_unk_is_refused_when_the_tokenizer_loads(model_dir: Path) -> None:
     (model_dir / "tokenizer.json").unlink(missing_ok=True)
     vocab = model_dir / "vocab.txt"
     vocab.write_text("\n".join(w for w in vocab.read_text().split("\n") if w != "[UNK]"))
@@ -534,7 +534,7 @@ def test_kind8_vocab_without_unk_is_refused_when_the_tokenizer_loads(model_dir: 
     assert f"the tokenizer in {model_dir} cannot read text" in text and "vocab.txt" in text
 
 
-def test_kind8_one_damaged_model_never_hides_the_others(
+def test_E1_kind8_one_damaged_model_never_hides_the_others(
     pristine: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     from slimpajama_gui import cli
@@ -597,7 +597,7 @@ headers = st.dictionaries(
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.binary(max_size=256), declared=st.one_of(st.none(), st.integers(0, 2**64 - 1)))
-def test_kind8_property_any_bytes_give_a_header_or_a_sentence(tmp_path_factory, data, declared):
+def test_E1_kind8_property_any_bytes_give_a_header_or_a_sentence(tmp_path_factory, data, declared):
     path = tmp_path_factory.mktemp("bytes") / "model.safetensors"
     if declared is None:
         path.write_bytes(data)
@@ -648,7 +648,9 @@ def near_valid_files(draw) -> tuple[object, bytes]:
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(file=near_valid_files())
-def test_kind8_property_the_reader_accepts_exactly_what_safetensors_loads(tmp_path_factory, file):
+def test_E1_kind8_property_the_reader_accepts_exactly_what_safetensors_loads(
+    tmp_path_factory, file
+):
     """Headers near the valid ones: the reader answers a header or a sentence, and it
     accepts a file exactly when the safetensors library itself reads it (so a file the
     browser lists never fails later in the loader, and no valid file is refused)."""
@@ -704,7 +706,7 @@ def test_kind8_property_the_reader_accepts_exactly_what_safetensors_loads(tmp_pa
         ).map(lambda d: json.dumps(d).encode()),
     )
 )
-def test_kind8_property_any_config_json_gives_a_model_or_a_sentence(
+def test_E1_kind8_property_any_config_json_gives_a_model_or_a_sentence(
     pristine, tmp_path_factory, text
 ):
     folder = tmp_path_factory.mktemp("config") / "model"
@@ -715,7 +717,7 @@ def test_kind8_property_any_config_json_gives_a_model_or_a_sentence(
         inspect_model(folder)
 
 
-def test_kind8_property_example_counts_are_recorded() -> None:
+def test_E1_kind8_property_example_counts_are_recorded() -> None:
     """Runs after the properties above (file order): how many examples each tried."""
     if not HEADER_EXAMPLES:
         pytest.skip("the property tests were not run in this session")

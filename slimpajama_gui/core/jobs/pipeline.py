@@ -243,7 +243,8 @@ def run(
                 callbacks.on_message(f"Job #{job_id} {resume.describe()}{source}.")
             current = "loading the model and data"
             ctx = _prepare(recipe, job_id, output, callbacks, control, store, device, resume)
-            check_outputs(ctx, recipe.steps)  # O1: never replace what the app did not write
+            # O1: never replace what the app did not write (a resume reuses earlier steps).
+            check_outputs(ctx, recipe.steps, resume.first_step if resume is not None else 0)
             tracker.plan(ctx, resume.seconds if resume is not None else {})
             for index, step in enumerate(recipe.steps):
                 if index < first:

@@ -36,15 +36,18 @@ def _check_target(ctx: JobContext, target: Path) -> None:
     check_replaceable(target, sources=[p for p in (ctx.source, ctx.tokenizer_dir) if p])
 
 
-def check_outputs(ctx: JobContext, steps: list[Step]) -> None:
+def check_outputs(ctx: JobContext, steps: list[Step], start: int = 0) -> None:
     """Before step 1: refuse now, not after an hour of training, a recipe whose variant
     folders would replace what the app did not write or the source model (O1, O2, F8).
+
+    ``start`` is the first step that will run (a resume reuses the folders before it,
+    one of which is then the model the job continues from).
 
     Raises:
         UserError: the first such folder, named (:func:`check_replaceable`).
     """
     for index, step in enumerate(steps):
-        if step.step_type not in MEASURING_STEPS:
+        if index >= start and step.step_type not in MEASURING_STEPS:
             _check_target(ctx, variant_folder(ctx.output, index, step))
 
 

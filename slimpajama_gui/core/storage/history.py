@@ -455,16 +455,11 @@ class JobStore:
     ) -> None:
         """Record that step ``step_index`` (0-based) of the job ended well after ``seconds``.
 
-        A resume skips exactly the steps recorded here (core/jobs/resume.py).
+        A resume skips exactly the steps recorded here (core/jobs/resume.py). Written
+        like every record of a running job: it waits while the history is busy (H1).
         """
         payload = json.dumps(summary or {}, allow_nan=True, default=_json_default)
-        with self._write() as conn:
-            self._require(conn, job_id)
-            conn.execute(
-                "INSERT OR REPLACE INTO job_steps (job_id, step_index, step_type, seconds, "
-                "summary_json, ended_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (job_id, step_index, step_type, float(seconds), payload, time.time()),
-            )
+        self._record(["step", job_id, step_index, step_type, float(seconds), payload, time.time()])
 
     def finished_steps(self, job_id: int) -> list[StepRecord]:
         """The steps the job finished, in step order."""
@@ -849,6 +844,14 @@ class JobStore:
                 "UPDATE jobs SET status = ?, finished_at = ?, error = ?, failed_step = ?, "
                 "progress = CASE WHEN ? = 'done' THEN 1.0 ELSE progress END WHERE id = ?",
                 (status, finished, error, failed_step, status, job_id),
+            )
+        elif kind == "step":
+            _, job_id, step_index, step_type, seconds, payload, ended = op
+            self._require(conn, job_id)
+            conn.execute(
+                "INSERT OR REPLACE INTO job_steps (job_id, step_index, step_type, seconds, "
+                "summary_json, ended_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, step_index, step_type, seconds, payload, ended),
             )
         elif kind == "variant":
             _, standin, job_id, step_index, variant_kind, path, payload, created = op
