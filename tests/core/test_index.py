@@ -236,3 +236,25 @@ def test_playground_pair_is_original_and_newest_variant(tmp_path, tiny_minilm):
     assert playground_pair([lone, a]) == (a.path, lone.path)
     assert playground_pair([a, b]) == (a.path, b.path)
     assert playground_pair([]) == (None, None)
+
+
+def test_a_steps_eval_without_a_row_count_shares_its_jobs_eval_set():
+    # A training step's accuracy without "n" is on the same split as the job's evaluate
+    # step: Compare offers one "Accuracy on:" entry for both, not "rows not recorded".
+    from slimpajama_gui.core.jobs.index import EvalFigures, Variant, _join_unrecorded_rows
+
+    dataset = {"train": "demo"}
+    known_key, known_label = eval_set_identity(dataset, None, 100)
+    loose_key, _ = eval_set_identity(dataset, None, None)
+    tuned = Variant(Path("/r/01-finetune"), "01-finetune", job_id=1, eval_set=loose_key)
+    tuned.evals[loose_key] = EvalFigures(0.9, None, None, "rows not recorded")
+    final = Variant(Path("/r/04-quantize"), "04-quantize", job_id=1, eval_set=known_key)
+    final.evals[known_key] = EvalFigures(0.88, 0.87, 100, known_label)
+    other = Variant(Path("/s/01-finetune"), "01-finetune", job_id=2, eval_set=loose_key)
+    other.evals[loose_key] = EvalFigures(0.7, None, None, "rows not recorded")
+    _join_unrecorded_rows([tuned, final, other])
+    assert tuned.eval_set == known_key and tuned.accuracy_on(known_key).accuracy == 0.9
+    assert (
+        tuned.accuracy_on(known_key).label == known_label == "the demo set's dev split (100 rows)"
+    )
+    assert other.eval_set == loose_key  # another job: its rows are not assumed

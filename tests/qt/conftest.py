@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,19 @@ def isolated_settings(tmp_path):
         QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings")
     )
     yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Collect a test's windows on the GUI thread once its fixtures are gone.
+
+    Left to the cyclic garbage collector, they are freed whenever some thread allocates:
+    when that is a worker thread of the next test, PySide deletes the old widgets on the
+    GUI thread while the worker deletes a QObject of its own, and the two wait on each
+    other (Qt's object mutex and the GIL): the suite hung in test_presets_finish.
+    """
+    yield
+    gc.collect()
 
 
 class GuiProbe:

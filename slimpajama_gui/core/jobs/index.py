@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -437,7 +438,30 @@ def _load_variants(store: JobStore) -> CompareData:
         if variant.note:
             notes.append(f"source model {source}: {variant.note}")
         variants.append(variant)
+    _join_unrecorded_rows(variants)
     return CompareData(variants, notes)
+
+
+def _join_unrecorded_rows(variants: list[Variant]) -> None:
+    """Accuracies a training step measured on its job's eval split without recording the
+    row count are put with that job's recorded count for the same split: one job's
+    dataset section gives every step the same eval rows, so they share an axis."""
+    known: dict[tuple[int | None, str], tuple[str, EvalFigures]] = {}
+    for v in variants:
+        for key, figures in v.evals.items():
+            where, _, rows = key.rpartition("#")
+            if rows != "?":
+                known.setdefault((v.job_id, where), (key, figures))
+    for v in variants:
+        for key in [k for k in v.evals if k.endswith("#?")]:
+            match = known.get((v.job_id, key[:-2]))
+            if match is None:
+                continue
+            new_key, figures = match
+            old = v.evals.pop(key)
+            v.evals[new_key] = dataclasses.replace(old, rows=figures.rows, label=figures.label)
+            if v.eval_set == key:
+                v.eval_set = new_key
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
