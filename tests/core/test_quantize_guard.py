@@ -257,10 +257,12 @@ def test_per_channel_is_advised_only_when_it_was_off():
 
 def test_the_step_cap_shortens_every_training_loop(tiny_minilm, tmp_path, monkeypatch):
     monkeypatch.setenv(train_mod.MAX_STEPS_ENV, "3")
-    result, _ = run_job(tiny_minilm, tmp_path, steps="")
+    result, rec = run_job(tiny_minilm, tmp_path, steps="")
     assert result.status == "done", result.error
     record = json.loads((result.variants[0] / "slimpajama.json").read_text())
     assert record["metrics"]["training"]["train_steps"] == 3
+    # The job's own log says so: its figures are a smoke run's, not the recipe's.
+    assert any(train_mod.MAX_STEPS_ENV in m and "smoke run" in m for m in rec.messages)
     monkeypatch.setenv(train_mod.MAX_STEPS_ENV, "zero")
     with pytest.raises(UserError, match=train_mod.MAX_STEPS_ENV):
         train_mod.step_cap()

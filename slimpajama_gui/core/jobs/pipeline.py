@@ -59,7 +59,13 @@ from slimpajama_gui.core.storage.history import JobRecord, JobStore
 from slimpajama_gui.core.storage.leftovers import sweep_output
 from slimpajama_gui.core.storage.locks import OutputLock
 from slimpajama_gui.core.techniques.quantize import int8_path
-from slimpajama_gui.core.techniques.train import Control, NonFiniteLoss, pick_device
+from slimpajama_gui.core.techniques.train import (
+    MAX_STEPS_ENV,
+    Control,
+    NonFiniteLoss,
+    pick_device,
+    step_cap,
+)
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +247,16 @@ def run(
             if resume is not None:
                 source = f" of job #{rerun_from[0]}" if rerun_from is not None else ""
                 callbacks.on_message(f"Job #{job_id} {resume.describe()}{source}.")
+            cap = step_cap()
+            if cap is not None:  # a smoke run: its figures are not the recipe's
+                callbacks.on_message(
+                    f"{MAX_STEPS_ENV}={cap}: every training loop of this job stops after "
+                    f"{cap} optimizer steps, whatever the recipe says; its accuracies are "
+                    "those of a smoke run."
+                )
             current = "loading the model and data"
             ctx = _prepare(recipe, job_id, output, callbacks, control, store, device, resume)
+            current = "checking the output folder"
             # O1: never replace what the app did not write (a resume reuses earlier steps).
             check_outputs(ctx, recipe.steps, resume.first_step if resume is not None else 0)
             tracker.plan(ctx, resume.seconds if resume is not None else {})

@@ -501,7 +501,7 @@ class CompareView(WorkerScreen):
         accuracy = (
             f"accuracy {100 * m.evaluation['accuracy']:.2f} % on {m.evaluation['eval_set_label']}"
             if m.evaluation
-            else f"no accuracy ({m.note})"
+            else f"no accuracy ({m.note.rstrip('.')})"
             if m.note
             else "no accuracy"
         )
