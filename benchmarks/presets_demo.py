@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
             os.environ[MAX_STEPS_ENV] = str(QUICK_TRAIN_STEPS)
         results = []
+        load_start = _load()
         for name in args.presets:
             r = run_preset(name, args.quick, scratch)
             results.append(r)
@@ -167,7 +168,16 @@ def main(argv: list[str] | None = None) -> int:
             if r["error"]:
                 print(f"preset_{name}_error: {r['error']}", flush=True)
     body = table(results)
+    load_end = _load()
     print(body)
+    # Wall times on a shared machine are upper bounds: the section says how busy it was.
+    load = (
+        f"\n\nLoad average (1 min) at the start and the end: {load_start} and {load_end}, on "
+        f"{os.cpu_count()} cores; above the core count, other work shared the CPU and the "
+        "wall times are upper bounds."
+        if load_start and load_end
+        else ""
+    )
     section = (
         "## Presets on the demo data\n\n"
         "Each wizard preset at its real settings (the recipe in "
@@ -182,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.quick
             else ""
         )
-        + f"\n\n{body}\n\nMachine: {machine()}\n\n"
+        + f"\n\n{body}{load}\n\nMachine: {machine()}\n\n"
         "    .venv/bin/python benchmarks/presets_demo.py"
     )
     if args.doc is not None:
@@ -191,6 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     elif not args.quick:
         _report.write_section("presets-demo", section)
     return 0
+
+
+def _load() -> str:
+    """The 1-minute load average, e.g. ``"3.2"`` ("" where the system has none)."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except (AttributeError, OSError):
+        return ""
 
 
 if __name__ == "__main__":
