@@ -413,9 +413,10 @@ class ModelsView(WorkerScreen):
         folder = Path(info.path)
         actions: list[tuple[str, object]] = [
             ("Compress this…", lambda: self.compress_requested.emit(folder)),
-            ("Open in Playground", lambda: self.playground_requested.emit(folder)),
-            ("Reveal in file manager", lambda: self.reveal(folder)),
         ]
+        if info.num_labels:  # the Playground shows predictions: an encoder has none yet
+            actions.append(("Open in Playground", lambda: self.playground_requested.emit(folder)))
+        actions.append(("Reveal in file manager", lambda: self.reveal(folder)))
         added = self.added_folder_of(info)
         if added is not None:
             actions.append(("Remove folder from list", lambda: self.remove_folder(added)))

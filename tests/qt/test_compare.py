@@ -19,7 +19,7 @@ from slimpajama_gui.core.runtime.evaluate import predict, prediction_diff
 from slimpajama_gui.core.runtime.loading import open_model
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.qt.compare import CompareView
-from slimpajama_gui.qt.compare.pareto_plot import describe
+from slimpajama_gui.qt.compare.pareto_plot import SOURCE_LEGEND, describe
 
 TIMEOUT = 60_000
 LABELS = ["negative", "positive"]
@@ -243,6 +243,7 @@ def test_table_and_chart_list_every_variant_and_the_source(view, history, tiny_m
     assert len(view.plot.variant_item.data) == 3
     assert len(view.plot.source_item.data) == 1
     assert view.plot.source_item.opts["symbol"] == "star"
+    assert SOURCE_LEGEND in [label.text for _sample, label in view.plot.legend.items]
     # Point size grows with the size on disk.
     sizes = {int(p.data()): p.size() for p in view.plot.variant_item.points()}
     by = {name: sizes[_row(view, folders[name])] for name in ("v1", "v2", "v3")}
@@ -540,6 +541,8 @@ def test_a_no_head_source_ends_with_a_sentence_and_gets_latency_only(qtbot, tmp_
     assert src not in view.plot.plotted
     [line] = view.plot.baseline_lines
     assert line.value() == pytest.approx(s.p50_ms) and "no classifier head" in line.label.format
+    # ... and the legend does not name a star that is not drawn.
+    assert SOURCE_LEGEND not in [label.text for _sample, label in view.plot.legend.items]
 
 
 # --------------------------------------------------------------- eval sets and Pareto marks

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -265,6 +266,9 @@ def test_the_context_menu_offers_what_applies(qtbot, monkeypatch, tiny_minilm, t
                    "Remove folder from list"]  # fmt: skip
     mine = dict(view.context_actions(infos["job-a › 01-finetune"]))
     assert "Delete result…" in mine
+    # An encoder without a classifier head predicts nothing: no Playground entry for it.
+    encoder = replace(infos["tiny-minilm"], num_labels=None)
+    assert "Open in Playground" not in dict(view.context_actions(encoder))
 
     opened: list[str] = []
     monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile()))

@@ -52,6 +52,10 @@ def describe(v: Variant, eval_set: str | None = None, why_unranked: str = "") ->
     return "\n".join(lines)
 
 
+#: The legend entry of the source model's point.
+SOURCE_LEGEND = "baseline (source model)"
+
+
 class ParetoPlot(pg.PlotWidget):
     """Accuracy against latency; point area ∝ size on disk; the frontier as a step line.
 
@@ -89,7 +93,7 @@ class ParetoPlot(pg.PlotWidget):
             symbol="o", hoverable=True, tip=tip, name="variant", pxMode=True
         )
         self.source_item = pg.ScatterPlotItem(
-            symbol="star", hoverable=True, tip=tip, name="baseline (source model)", pxMode=True
+            symbol="star", hoverable=True, tip=tip, name=SOURCE_LEGEND, pxMode=True
         )
         self.variant_item.setData(
             [], [], brush=pg.mkBrush(VARIANT_COLOR), pen=pg.mkPen("w"), size=12
@@ -109,6 +113,7 @@ class ParetoPlot(pg.PlotWidget):
         self.selected_item.setZValue(10)
         for it in (self.frontier, self.variant_item, self.source_item, self.pareto_key):
             item.addItem(it)
+        self._star_in_legend = True
         item.addItem(self.selected_item)
         for scatter in (self.variant_item, self.source_item, self.selected_item):
             scatter.sigClicked.connect(self._on_clicked)
@@ -181,6 +186,15 @@ class ParetoPlot(pg.PlotWidget):
 
         self.variant_item.setData(**spots(False))
         self.source_item.setData(**spots(True))
+        # The legend names the star only when one is drawn (a baseline without an
+        # accuracy here is a line, labelled where it is).
+        star_drawn = any(self._variants[i].is_source for i in self.plotted)
+        if star_drawn != self._star_in_legend:
+            if star_drawn:
+                self.legend.addItem(self.source_item, SOURCE_LEGEND)
+            else:
+                self.legend.removeItem(self.source_item)
+            self._star_in_legend = star_drawn
         for label in self._labels:
             self.getPlotItem().removeItem(label)
         self._labels = []
@@ -202,8 +216,8 @@ class ParetoPlot(pg.PlotWidget):
                     pos=v.p50_ms,
                     angle=90,
                     pen=pg.mkPen(SOURCE_COLOR, width=1.5, style=Qt.PenStyle.DotLine),
-                    label=f"baseline latency: {v.name} ({why})",
-                    labelOpts={"position": 0.9, "color": SOURCE_COLOR, "rotateAxis": (1, 0)},
+                    label=f"baseline latency ({why})",
+                    labelOpts={"position": 0.5, "color": SOURCE_COLOR, "rotateAxis": (1, 0)},
                 )
                 line.setToolTip(describe(v, self.eval_set))
                 self.getPlotItem().addItem(line)
