@@ -41,6 +41,7 @@ from slimpajama_gui.core.storage.records import (
     JOB_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
+    SKIP_VALUE,
     STATUSES,
     STEPS_TABLE,
     JobRecord,
@@ -50,8 +51,11 @@ from slimpajama_gui.core.storage.records import (
     StoreLocked,
     StoreUnavailable,
     VariantRow,
+    as_number,
     is_corrupt,
     is_locked,
+    json_default,
+    json_dict,
 )
 
 log = logging.getLogger(__name__)
@@ -457,7 +461,7 @@ class JobStore(RecordQueue):
         A resume skips exactly the steps recorded here (core/jobs/resume.py). Written
         like every record of a running job: it waits while the history is busy (H1).
         """
-        payload = json.dumps(summary or {}, allow_nan=True, default=_json_default)
+        payload = json.dumps(summary or {}, allow_nan=True, default=json_default)
         self._record(["step", job_id, step_index, step_type, float(seconds), payload, time.time()])
 
     def finished_steps(self, job_id: int) -> list[StepRecord]:
@@ -467,23 +471,17 @@ class JobStore(RecordQueue):
             "FROM job_steps WHERE job_id = ? ORDER BY step_index",
             (job_id,),
         ).fetchall()
-        out = []
-        for r in rows:
-            try:
-                summary = json.loads(r["summary_json"] or "{}")
-            except ValueError:
-                summary = {}
-            out.append(
-                StepRecord(
-                    r["job_id"],
-                    r["step_index"],
-                    r["step_type"],
-                    r["seconds"],
-                    summary,
-                    r["ended_at"],
-                )  # fmt: skip
-            )
-        return out
+        return [
+            StepRecord(
+                r["job_id"],
+                r["step_index"],
+                r["step_type"],
+                r["seconds"],
+                json_dict(r["summary_json"]),
+                r["ended_at"],
+            )  # fmt: skip
+            for r in rows
+        ]
 
     def begin_resume(
         self,
@@ -580,8 +578,8 @@ class JobStore(RecordQueue):
         now = time.time()
         rows = []
         for key, value in metrics.items():
-            number = _as_number(value)
-            if number is _SKIP:
+            number = as_number(value)
+            if number is SKIP_VALUE:
                 continue
             rows.append((job_id, step_index, step_type, str(key), number, now))
         if not rows:
@@ -629,7 +627,7 @@ class JobStore(RecordQueue):
         strings). While the history is busy the row waits in memory and the id returned
         is a negative stand-in that :meth:`update_variant_metrics` accepts (H1).
         """
-        payload = json.dumps(metrics or {}, allow_nan=True, default=_json_default)
+        payload = json.dumps(metrics or {}, allow_nan=True, default=json_default)
         with self._pending_lock:
             self._next_standin -= 1
             standin = self._next_standin
@@ -643,7 +641,7 @@ class JobStore(RecordQueue):
         Raises:
             UserError: there is no such row (its job was deleted from the history).
         """
-        payload = json.dumps(metrics or {}, allow_nan=True, default=_json_default)
+        payload = json.dumps(metrics or {}, allow_nan=True, default=json_default)
         self._record(["variant_metrics", row_id, payload])
 
     def remove_variant(self, path: str | Path) -> int:
@@ -664,47 +662,21 @@ class JobStore(RecordQueue):
             sql += " WHERE job_id = ?"
             args = (job_id,)
         rows = self._conn.execute(sql + " ORDER BY created_at DESC, id DESC", args).fetchall()
-        out = []
-        for r in rows:
-            try:
-                metrics = json.loads(r["metrics_json"] or "{}")
-            except ValueError:
-                metrics = {}
-            out.append(
-                VariantRow(
-                    r["id"],
-                    r["job_id"],
-                    r["step_index"],
-                    r["kind"],
-                    r["path"],
-                    metrics,
-                    r["created_at"],
-                )  # fmt: skip
-            )
-        return out
+        return [
+            VariantRow(
+                r["id"],
+                r["job_id"],
+                r["step_index"],
+                r["kind"],
+                r["path"],
+                json_dict(r["metrics_json"]),
+                r["created_at"],
+            )  # fmt: skip
+            for r in rows
+        ]
 
     def journal_mode(self) -> str:
         return str(self._conn.execute("PRAGMA journal_mode").fetchone()[0])
-
-
-_SKIP = object()
-
-
-def _as_number(value: Any) -> Any:
-    if isinstance(value, bool):
-        return float(value)
-    try:
-        number = float(value)  # ints, numpy scalars, 0-d tensors
-    except (TypeError, ValueError):
-        return _SKIP
-    return number if math.isfinite(number) else None  # SQLite has no NaN: NULL
-
-
-def _json_default(value: Any) -> Any:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
 
 
 __all__ = [

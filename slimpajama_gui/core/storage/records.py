@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -263,3 +264,33 @@ JOB_COLUMNS = (
     "id, name, recipe_yaml, status, created_at, started_at, finished_at, error, "
     "failed_step, output, pid, host, progress, recipe_dir, resumes"
 )
+
+
+#: What :func:`as_number` returns for a value that is not a number (skipped, not logged).
+SKIP_VALUE = object()
+
+
+def json_dict(text: str | None) -> dict[str, Any]:
+    """A JSON column as a dict; ``{}`` when empty or unreadable (a damaged row stays listed)."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def as_number(value: Any) -> Any:
+    if isinstance(value, bool):
+        return float(value)
+    try:
+        number = float(value)  # ints, numpy scalars, 0-d tensors
+    except (TypeError, ValueError):
+        return SKIP_VALUE
+    return number if math.isfinite(number) else None  # SQLite has no NaN: NULL
+
+
+def json_default(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
