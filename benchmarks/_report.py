@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from slimpajama_gui.core.storage.safe_io import atomic_write_text
+from slimpajama_gui.core.storage.atomic import atomic_write_text
 from slimpajama_gui.core.techniques.quantize import int8_path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"

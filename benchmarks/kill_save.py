@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/kill_save.py                # 40 kills, about a minute
     .venv/bin/python benchmarks/kill_save.py --kills 200 --seed 7
 
-A child process (the repo's Python, importing only ``core.storage.safe_io``) saves a tiny
+A child process (the repo's Python, importing only ``core.storage.atomic``) saves a tiny
 classifier again and again into ``OUT/01-finetune`` through ``atomic_dir``, the
 mechanism every variant save uses, alternating between two versions A and B. The parent
 kills it with SIGKILL:
@@ -45,7 +45,7 @@ TARGET = "01-finetune"
 CHILD = r"""
 import os, shutil, sys, time
 from pathlib import Path
-from slimpajama_gui.core.storage import safe_io
+from slimpajama_gui.core.storage import atomic
 
 a, b, target, mode = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
 
@@ -54,26 +54,26 @@ def pause(where):
     time.sleep(3600)
 
 if mode in ("renames", "between-renames"):
-    safe_io._exchange = lambda x, y: False
+    atomic._exchange = lambda x, y: False
 if mode == "between-renames":
     real = os.replace
     def replace(src, dst):
         real(src, dst)
         if Path(src) == target:
             pause("between")
-    safe_io.os.replace = replace
+    atomic.os.replace = replace
 if mode == "after-exchange":
-    real_exchange = safe_io._exchange
+    real_exchange = atomic._exchange
     def exchange(x, y):
         done = real_exchange(x, y)
         pause("exchanged")
         return done
-    safe_io._exchange = exchange
+    atomic._exchange = exchange
 print("ready", flush=True)
 i = 0
 while True:
     source = a if i % 2 else b
-    with safe_io.atomic_dir(target) as staging:
+    with atomic.atomic_dir(target) as staging:
         for f in sorted(source.iterdir()):
             shutil.copyfile(f, staging / f.name)
             if mode == "in-staging":

@@ -22,7 +22,7 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks, recipe_for_rerun, run
 from slimpajama_gui.core.plan.recipe import RecipeError, recipe_from_yaml
 from slimpajama_gui.core.runtime.predictor import ModelPredictor
-from slimpajama_gui.core.storage import safe_io, variant
+from slimpajama_gui.core.storage import atomic, variant
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.storage.locks import OutputLock
 from slimpajama_gui.core.storage.variant import VariantRecord, check_replaceable
@@ -138,7 +138,7 @@ def test_kind1_O1_a_folder_that_appears_while_the_job_runs_is_not_replaced(tmp_p
     """The check is made again at the swap: minutes of training lie between."""
     target = tmp_path / "out" / "01-finetune"
     refused = pytest.raises(UserError, match="was not saved by SlimPajama Studio")
-    with refused, safe_io.atomic_dir(target, check_target=check_replaceable) as staging:
+    with refused, atomic.atomic_dir(target, check_target=check_replaceable) as staging:
         (staging / "model.safetensors").write_bytes(b"new")
         target.mkdir()
         (target / "thesis.txt").write_text("made meanwhile")
@@ -248,7 +248,7 @@ def test_kind3_a_failed_second_rename_puts_the_previous_output_back(tmp_path, mo
     target = tmp_path / "01-finetune"
     target.mkdir()
     (target / "model.safetensors").write_bytes(b"previous")
-    monkeypatch.setattr(safe_io, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
     real = os.replace
 
     def replace(src, dst):
@@ -256,9 +256,9 @@ def test_kind3_a_failed_second_rename_puts_the_previous_output_back(tmp_path, mo
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         real(src, dst)
 
-    monkeypatch.setattr(safe_io.os, "replace", replace)
+    monkeypatch.setattr(atomic.os, "replace", replace)
     refused = pytest.raises(UserError, match="the previous 01-finetune is unchanged")
-    with refused, safe_io.atomic_dir(target) as staging:
+    with refused, atomic.atomic_dir(target) as staging:
         (staging / "model.safetensors").write_bytes(b"new")
     assert (target / "model.safetensors").read_bytes() == b"previous"
     assert hidden(tmp_path) == []

@@ -12,12 +12,10 @@ import pytest
 from safetensors.numpy import save_file
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.storage import safe_io
+from slimpajama_gui.core.storage import atomic
+from slimpajama_gui.core.storage.atomic import atomic_dir, atomic_write_bytes, atomic_write_text
 from slimpajama_gui.core.storage.safe_io import (
     MAX_HEADER_BYTES,
-    atomic_dir,
-    atomic_write_bytes,
-    atomic_write_text,
     load_safetensors,
     read_safetensors_header,
 )
@@ -217,7 +215,7 @@ def test_atomic_write_failure_keeps_old_file(tmp_path: Path, monkeypatch) -> Non
     def fail(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(safe_io.os, "replace", fail)
+    monkeypatch.setattr(atomic.os, "replace", fail)
     with pytest.raises(OSError):
         atomic_write_bytes(path, b"new")
     monkeypatch.undo()
@@ -233,7 +231,7 @@ def test_what_a_killed_atomic_write_leaves_is_undone_to_old_or_new(tmp_path, mon
         (out / name).mkdir(parents=True)
         (out / name / "model.safetensors").write_bytes(f"old {name}".encode())
     # A process killed at a point where atomic_dir's own clean-up never runs.
-    monkeypatch.setattr(safe_io.shutil, "rmtree", lambda *a, **k: None)
+    monkeypatch.setattr(atomic.shutil, "rmtree", lambda *a, **k: None)
     real_replace = os.replace
 
     class Killed(BaseException):
@@ -256,13 +254,13 @@ def test_what_a_killed_atomic_write_leaves_is_undone_to_old_or_new(tmp_path, mon
         raise Killed
     # 02: killed between moving the old copy aside and moving the new one in (where
     # the system cannot swap two names in one step).
-    monkeypatch.setattr(safe_io, "_exchange", lambda a, b: False)
-    monkeypatch.setattr(safe_io.os, "replace", kill_at(2))
+    monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(atomic.os, "replace", kill_at(2))
     with pytest.raises(Killed), atomic_dir(out / "02-prune") as staging:
         (staging / "model.safetensors").write_bytes(b"new 02-prune")
     assert not (out / "02-prune").exists()
     # 03: killed after the swap, before the old copy was removed.
-    monkeypatch.setattr(safe_io.os, "replace", real_replace)
+    monkeypatch.setattr(atomic.os, "replace", real_replace)
     with atomic_dir(out / "03-distill") as staging:
         (staging / "model.safetensors").write_bytes(b"new 03-distill")
     # A report being rewritten inside a variant: its temporary file.
@@ -271,8 +269,8 @@ def test_what_a_killed_atomic_write_leaves_is_undone_to_old_or_new(tmp_path, mon
     monkeypatch.undo()
     assert len([p for p in out.iterdir() if p.name.startswith(".")]) == 4
 
-    touched = safe_io.recover_atomic_leftovers(out)
-    touched += safe_io.recover_atomic_leftovers(out / "03-distill")
+    touched = atomic.recover_atomic_leftovers(out)
+    touched += atomic.recover_atomic_leftovers(out / "03-distill")
 
     assert len(touched) == 5
     assert sorted(p.name for p in out.iterdir()) == ["01-finetune", "02-prune", "03-distill"]
@@ -282,5 +280,5 @@ def test_what_a_killed_atomic_write_leaves_is_undone_to_old_or_new(tmp_path, mon
         "model.safetensors": b"new 03-distill",
         "notes.tmp": b"the user's own file",
     }
-    assert safe_io.recover_atomic_leftovers(out) == []
-    assert safe_io.recover_atomic_leftovers(tmp_path / "missing") == []
+    assert atomic.recover_atomic_leftovers(out) == []
+    assert atomic.recover_atomic_leftovers(tmp_path / "missing") == []

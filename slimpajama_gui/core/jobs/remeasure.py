@@ -31,8 +31,9 @@ from typing import Any
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs.index import EvalFigures, Variant, bench_setup, eval_set_identity
 from slimpajama_gui.core.paths import data_dir
+from slimpajama_gui.core.storage.atomic import atomic_write_text
 from slimpajama_gui.core.storage.history import JobStore
-from slimpajama_gui.core.storage.safe_io import atomic_write_text, read_json
+from slimpajama_gui.core.storage.safe_io import read_json
 from slimpajama_gui.core.storage.variant import VariantRecord, finite_number, is_variant_folder
 
 FORMAT = "slimpajama-measurement"

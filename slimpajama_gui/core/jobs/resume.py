@@ -39,8 +39,8 @@ from pathlib import Path
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.plan.recipe import Recipe, recipe_from_yaml
+from slimpajama_gui.core.storage.atomic import atomic_dir
 from slimpajama_gui.core.storage.history import JobRecord, JobStore
-from slimpajama_gui.core.storage.safe_io import atomic_dir
 from slimpajama_gui.core.storage.variant import VariantRecord, is_variant_folder
 
 #: Job statuses a resume continues.

@@ -19,7 +19,7 @@ from slimpajama_gui.core.jobs.context import JobContext
 from slimpajama_gui.core.model.saving import copy_tokenizer_files
 from slimpajama_gui.core.model.tokenizers import pin_tokenizer_class
 from slimpajama_gui.core.plan.recipe import Step
-from slimpajama_gui.core.storage.safe_io import atomic_dir, deferred_interrupt
+from slimpajama_gui.core.storage.atomic import atomic_dir, deferred_interrupt
 from slimpajama_gui.core.storage.variant import VariantRecord, check_replaceable
 from slimpajama_gui.core.techniques.quantize.folders import save_quantized
 

@@ -55,11 +55,7 @@ from slimpajama_gui.core.model.hf_config import (
     translate,
 )
 from slimpajama_gui.core.model.inspection import SUPPORTED_FAMILIES, damaged_folder
-from slimpajama_gui.core.storage.safe_io import (
-    load_safetensors,
-    no_weights_error,
-    read_json_object,
-)
+from slimpajama_gui.core.storage.safe_io import load_safetensors, no_weights_error, read_json_object
 
 logger = logging.getLogger(__name__)
 

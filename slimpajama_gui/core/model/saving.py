@@ -19,12 +19,8 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.checkpoints import _TO_HF, WEIGHTS_NAME, _rename
 from slimpajama_gui.core.model.config import CONFIG_FORMAT, EncoderConfig
 from slimpajama_gui.core.model.encoder import EncoderClassifier
-from slimpajama_gui.core.storage.safe_io import (
-    atomic_dir,
-    atomic_write_text,
-    copy_model_files,
-    same_or_inside,
-)
+from slimpajama_gui.core.storage.atomic import atomic_dir, atomic_write_text, same_or_inside
+from slimpajama_gui.core.storage.safe_io import copy_model_files
 
 logger = logging.getLogger(__name__)
 

@@ -9,11 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.storage.safe_io import (
-    atomic_write_text,
-    read_json_object,
-    resolve_inside,
-)
+from slimpajama_gui.core.storage.atomic import atomic_write_text
+from slimpajama_gui.core.storage.safe_io import read_json_object, resolve_inside
 
 #: Held while transformers' lazy modules are first imported. Its lazy ``__getattr__`` is
 #: not thread-safe: a job's ``from transformers import AutoTokenizer`` while the start-up

@@ -65,7 +65,7 @@ from slimpajama_gui.core.plan.steps import (  # noqa: F401 (re-exported)
     step_from_dict,
     unknown_key_problem,
 )
-from slimpajama_gui.core.storage.safe_io import atomic_write_text, same_or_inside
+from slimpajama_gui.core.storage.atomic import atomic_write_text, same_or_inside
 
 #: The newest recipe layout this app reads and writes.
 RECIPE_VERSION = 1

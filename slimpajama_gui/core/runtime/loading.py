@@ -22,9 +22,7 @@ from slimpajama_gui.core.model.inspection import (
     model_folder,
 )
 from slimpajama_gui.core.model.tokenizers import load_tokenizer
-from slimpajama_gui.core.storage.safe_io import (
-    DTYPE_SIZES,
-)
+from slimpajama_gui.core.storage.safe_io import DTYPE_SIZES
 
 # --------------------------------------------------------------------------- open
 

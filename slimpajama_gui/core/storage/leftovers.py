@@ -2,7 +2,7 @@
 
 Besides its finished variants, a job writes in two places: a scratch folder beside its
 output folder (an ONNX model being exported, a re-numbered tokenizer) and the staging
-folders of :func:`~slimpajama_gui.core.storage.safe_io.atomic_dir` inside the output folder.
+folders of :func:`~slimpajama_gui.core.storage.atomic.atomic_dir` inside the output folder.
 The job removes both when it ends, however it ends, unless the process dies first:
 kill -9, a power cut, or the app quitting while the job is inside a step that cannot
 stop. Then they are cleared the next time someone holds the
@@ -28,9 +28,9 @@ from pathlib import Path
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.paths import data_dir
+from slimpajama_gui.core.storage.atomic import recover_atomic_leftovers
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.storage.locks import OutputLock
-from slimpajama_gui.core.storage.safe_io import recover_atomic_leftovers
 from slimpajama_gui.core.storage.variant import is_variant_folder
 
 log = logging.getLogger(__name__)

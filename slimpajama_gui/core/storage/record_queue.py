@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.storage.atomic import atomic_write_text
 from slimpajama_gui.core.storage.records import is_unavailable
-from slimpajama_gui.core.storage.safe_io import atomic_write_text
 
 log = logging.getLogger("slimpajama_gui.core.storage.history")
 

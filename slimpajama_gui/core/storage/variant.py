@@ -32,12 +32,8 @@ from typing import Any
 import numpy as np
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.storage.safe_io import (
-    atomic_write_bytes,
-    atomic_write_text,
-    read_json,
-    same_or_inside,
-)
+from slimpajama_gui.core.storage.atomic import atomic_write_bytes, atomic_write_text, same_or_inside
+from slimpajama_gui.core.storage.safe_io import read_json
 
 #: The record's file inside a variant folder; its presence marks a saved variant.
 VARIANT_FILE = "slimpajama.json"

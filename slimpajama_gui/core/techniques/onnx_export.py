@@ -47,7 +47,7 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.config import CONFIG_FORMAT, EncoderConfig
 from slimpajama_gui.core.model.encoder import EncoderClassifier, SelfAttention
 from slimpajama_gui.core.model.saving import copy_tokenizer_files
-from slimpajama_gui.core.storage.safe_io import atomic_file, atomic_write_text
+from slimpajama_gui.core.storage.atomic import atomic_file, atomic_write_text
 from slimpajama_gui.core.techniques.onnx_int8 import _quiet_quantizer, quantize_onnx
 
 logger = logging.getLogger(__name__)
@@ -400,7 +400,7 @@ def save_onnx_variant(
     The folder receives ``model.onnx``, the tokenizer files of ``tokenizer_src`` and
     ``config.json`` (our :class:`EncoderConfig`, so the label names travel along). The
     folder as a whole is not written atomically: wrap the call in
-    :func:`~slimpajama_gui.core.storage.safe_io.atomic_dir`.
+    :func:`~slimpajama_gui.core.storage.atomic.atomic_dir`.
 
     Raises:
         UserError: ``folder`` does not exist.

@@ -29,7 +29,7 @@ from torch import nn
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.encoder import EncoderClassifier
-from slimpajama_gui.core.storage.safe_io import atomic_file
+from slimpajama_gui.core.storage.atomic import atomic_file
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.storage.safe_io import atomic_write_text
+from slimpajama_gui.core.storage.atomic import atomic_write_text
 from slimpajama_gui.qt.charts.series import (
     EXPORT_SUFFIXES,
     PALETTE,

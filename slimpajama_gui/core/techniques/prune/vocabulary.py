@@ -29,11 +29,8 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.model.saving import TOKENIZER_FILES
 from slimpajama_gui.core.model.tokenizers import load_tokenizer, pin_tokenizer_class
-from slimpajama_gui.core.storage.safe_io import (
-    atomic_write_text,
-    read_json_object,
-    resolve_inside,
-)
+from slimpajama_gui.core.storage.atomic import atomic_write_text
+from slimpajama_gui.core.storage.safe_io import read_json_object, resolve_inside
 from slimpajama_gui.core.techniques.prune.layers import (
     _check_slim,
     _new_model,

@@ -29,11 +29,8 @@ from slimpajama_gui.core.model.checkpoints import WEIGHTS_NAME, mismatch_problem
 from slimpajama_gui.core.model.config import CONFIG_FORMAT, EncoderConfig
 from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.model.hf_config import specific_label_names
-from slimpajama_gui.core.storage.safe_io import (
-    atomic_write_text,
-    load_safetensors,
-    no_weights_error,
-)
+from slimpajama_gui.core.storage.atomic import atomic_write_text
+from slimpajama_gui.core.storage.safe_io import load_safetensors, no_weights_error
 from slimpajama_gui.core.techniques.quantize import int8_path
 from slimpajama_gui.core.techniques.quantize.methods import (
     QUANT_VERSION,
@@ -194,7 +191,7 @@ def save_quantized(
 ) -> None:
     """Write a quantized model into an existing folder (not atomically).
 
-    The caller stages the folder (``safe_io.atomic_dir``) and adds tokenizer files and
+    The caller stages the folder (``atomic.atomic_dir``) and adds tokenizer files and
     reports. Writes ``model.safetensors`` (integer weights, scales, zero points and
     float tensors; never pickle) and ``config.json`` with the model's EncoderConfig fields
     plus a ``"quantization"`` block (method, per_channel, embeddings, group_size,
