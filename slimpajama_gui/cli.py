@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from slimpajama_gui import __version__
+from slimpajama_gui.cli_progress import ProgressCallbacks
 from slimpajama_gui.core.errors import UserError, error_sentence
 from slimpajama_gui.core.paths import configure_file_log
 from slimpajama_gui.core.techniques.quantize import int8_path
@@ -131,116 +132,6 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _duration(seconds: float) -> str:
-    """75 → '1 min 15 s'."""
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-class _CliCallbacks:
-    """Pipeline events → a rich progress bar and one line per evaluation."""
-
-    def __init__(self, console) -> None:
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.console = console
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            TextColumn("[dim]{task.fields[job]}"),
-            console=console,
-            transient=False,
-        )
-        self.task = None
-        self.overall = ""
-        self._last_line = time.monotonic()
-
-    # PipelineCallbacks protocol -------------------------------------------------
-    def on_job_start(self, job_id, recipe) -> None:
-        self.console.print(f"Job {job_id}: [bold]{recipe.name}[/bold] ({len(recipe.steps)} steps)")
-        self.progress.start()
-
-    def on_message(self, text: str) -> None:
-        # Jobs report both findings (a guard's choices, a vocabulary summary) and
-        # warnings through one channel; "note" is true of both, "warning" was not.
-        self.progress.console.print(f"[cyan]note:[/cyan] {text}")
-
-    def on_step_start(self, index, step, count) -> None:
-        self._close_task()
-        self.task = self.progress.add_task(
-            f"step {index + 1}/{count} {step.step_type}", total=None, info="", job=self.overall
-        )
-
-    def on_progress(self, index, done, total) -> None:
-        if self.task is not None:
-            self.progress.update(self.task, completed=done, total=total)
-
-    def on_overall(self, fraction, remaining_s, measured) -> None:
-        # The job's share by step cost; time left only once measured, else labelled.
-        if remaining_s is None:
-            left = "time left: estimating…"
-        elif measured:
-            left = f"about {_duration(remaining_s)} left"
-        else:
-            left = f"≈ {_duration(remaining_s)} left (estimate)"
-        self.overall = f"job {100 * fraction:.0f} %, {left}"
-        if self.task is not None:
-            self.progress.update(self.task, job=self.overall)
-
-    def on_log(self, index, metrics) -> None:
-        if self.task is not None and "loss" in metrics:
-            info = f"loss {metrics['loss']:.4f}  lr {metrics.get('lr', 0):.2e}"
-            self.progress.update(self.task, info=info)
-            # Without a terminal the bar is not redrawn; a log file still gets a line every 30 s.
-            if not self.console.is_terminal and time.monotonic() - self._last_line > 30:
-                self._last_line = time.monotonic()
-                task = self.progress.tasks[-1]
-                rate = metrics.get("examples_per_second", 0)
-                self.console.print(
-                    f"  step {task.completed}/{task.total}  {info}  {rate:.1f} examples/s"
-                )
-
-    def on_eval(self, index, metrics) -> None:
-        shown = {k: v for k, v in metrics.items() if isinstance(v, float) and "accuracy" in k}
-        if shown:
-            text = "  ".join(f"{k} {100 * v:.2f} %" for k, v in shown.items())
-            step = metrics.get("step")
-            self.progress.console.print(f"  eval{f' at step {step}' if step else ''}: {text}")
-
-    def on_variant(self, index, path, record) -> None:
-        self.progress.console.print(f"  saved {path}")
-
-    def on_step_end(self, index, step, summary) -> None:
-        self._close_task()
-
-    def on_end(self, status, error) -> None:
-        self._close_task()
-        self.progress.stop()
-
-    def _close_task(self) -> None:
-        if self.task is not None:
-            t = self.progress.tasks[-1]
-            if t.total is None:
-                self.progress.update(self.task, total=1, completed=1)
-            self.task = None
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from slimpajama_gui.core.jobs.pipeline import run
     from slimpajama_gui.core.plan.recipe import load_recipe
@@ -249,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         return _resume(args, recipe.resolve_path(recipe.output), recipe)
     console = _console()
-    result = run(recipe, _CliCallbacks(console), device=args.device)
+    result = run(recipe, ProgressCallbacks(console), device=args.device)
     return _report(console, result)
 
 
@@ -271,7 +162,7 @@ def _resume(args: argparse.Namespace, job_spec, recipe) -> int:
         job = find_job(store, job_spec)
         plan = plan_resume(store, job.id, recipe)
         console.print(f"Job {job.id} {plan.describe()}.")
-        result = run(plan.recipe, _CliCallbacks(console), store=store, device=args.device,
+        result = run(plan.recipe, ProgressCallbacks(console), store=store, device=args.device,
                      resume=plan)  # fmt: skip
     return _report(console, result)
 
@@ -291,7 +182,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         if first > 0:
             check_rerun_from(store, job.id, first)
         console.print(f"Re-running job {job.id} into {recipe.output}")
-        result = run(recipe, _CliCallbacks(console), store=store, device=args.device,
+        result = run(recipe, ProgressCallbacks(console), store=store, device=args.device,
                      rerun_from=(job.id, first) if first > 0 else None)  # fmt: skip
     return _report(console, result)
 

@@ -1,4 +1,4 @@
-"""Numbers as people read them: ``22.7 M`` parameters, ``90.9 MB`` on disk.
+"""Numbers as people read them: ``22.7 M`` parameters, ``90.9 MB`` on disk, ``1 min 15 s``.
 
 Below every layer of core (like errors.py and paths.py), so the job plan's estimate and
 the Qt screens format sizes the same way.
@@ -21,3 +21,17 @@ def human_bytes(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} B"
+
+
+def human_duration(seconds: float | None) -> str:
+    """75 → '1 min 15 s'; None → '–'."""
+    if seconds is None or seconds < 0:
+        return "–"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

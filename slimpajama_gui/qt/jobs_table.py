@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from slimpajama_gui.core.plan.recipe import dump_recipe
 from slimpajama_gui.core.storage.history import JobRecord
+from slimpajama_gui.core.units import human_duration
 from slimpajama_gui.qt.jobs import QueuedJob
 from slimpajama_gui.qt.widgets.tables import Column, RowTableModel
 
@@ -59,20 +60,6 @@ COLUMNS = ("Name", "Status", "Progress", "Started", "Elapsed", "Remaining", "Out
 COL_NAME, COL_STATUS, COL_PROGRESS, COL_STARTED, COL_ELAPSED, COL_REMAINING, COL_OUTPUT = range(
     len(COLUMNS)
 )
-
-
-def human_duration(seconds: float | None) -> str:
-    """75 → '1 min 15 s'; None → '–'."""
-    if seconds is None or seconds < 0:
-        return "–"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 @dataclass
