@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QModelIndex, QPointF, Qt, QThreadPool
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QDesktopServices, QGuiApplication
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs import pipeline
 from slimpajama_gui.core.paths import data_dir
 from slimpajama_gui.core.plan.recipe import recipe_from_yaml
 from slimpajama_gui.core.storage.history import JobStore, MetricRecord
-from slimpajama_gui.qt import jobs_view as jv
 from slimpajama_gui.qt.charts import JobCharts, LiveCurves, SparsityBars, group_records
 from slimpajama_gui.qt.jobs import JobRunner
 from slimpajama_gui.qt.jobs_table import (
@@ -156,7 +155,7 @@ def test_a_job_runs_to_done_with_live_charts_and_exports(
         qtbot.mouseClick(view.result_button, Qt.MouseButton.LeftButton)
     assert Path(opened.args[0]) == tmp_path / "out" / "01-finetune"
     urls = []
-    monkeypatch.setattr(jv.QDesktopServices, "openUrl", lambda url: urls.append(url))
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: urls.append(url))
     qtbot.mouseClick(view.open_folder_button, Qt.MouseButton.LeftButton)
     assert [Path(u.toLocalFile()) for u in urls] == [tmp_path / "out"]
 
