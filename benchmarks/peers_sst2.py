@@ -77,8 +77,8 @@ from slimpajama_gui.core.runtime.bench import (  # noqa: E402
 from slimpajama_gui.core.runtime.evaluate import classification_report, predict  # noqa: E402
 from slimpajama_gui.core.runtime.loading import open_model  # noqa: E402
 from slimpajama_gui.core.runtime.onnx_runner import OnnxClassifier, OrtRunner  # noqa: E402
-from slimpajama_gui.core.storage.history import JobStore  # noqa: E402
 from slimpajama_gui.core.storage.atomic import atomic_write_text  # noqa: E402
+from slimpajama_gui.core.storage.history import JobStore  # noqa: E402
 
 LABELS = ["negative", "positive"]
 MAX_LENGTH = 128
