@@ -237,3 +237,16 @@ def test_sigterm_to_rank_0_stops_both_ranks(tiny_minilm, tmp_path):
     assert not (out / "01-distill").exists()
     leftovers = [p.name for p in out.iterdir()] if out.exists() else []
     assert not [n for n in leftovers if "distill" in n], leftovers
+
+
+def test_torchrun_commands_for_one_machine_and_several():
+    from slimpajama_gui.core.plan.launch import torchrun_commands
+
+    assert torchrun_commands("/r/a b.yaml", processes=2) == [
+        "torchrun --standalone --nproc_per_node=2 -m slimpajama_gui.cli run '/r/a b.yaml'"
+    ]
+    lines = torchrun_commands("r.yaml", processes=8, nodes=3, host="h", port=1234, job="j")
+    assert [line.split()[3] for line in lines] == [f"--node_rank={k}" for k in range(3)]
+    assert all("--rdzv_endpoint=h:1234 --rdzv_id=j" in line for line in lines)
+    with pytest.raises(ValueError, match="host name"):
+        torchrun_commands("r.yaml", processes=1, nodes=2)
