@@ -490,7 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a YAML recipe and print a results table",
                        description="Run every step of a recipe (fine-tune, evaluate, benchmark), save each "
-                       "variant in the recipe's output folder and record the job in the history.")  # fmt: skip
+                       "variant in the recipe's output folder and record the job in the history. Under "
+                       "torchrun (torchrun --nproc_per_node=N -m slimpajama_gui.cli run RECIPE) every "
+                       "process trains on its share of each batch (DistributedDataParallel) and the "
+                       "first one writes the results.")  # fmt: skip
     p.add_argument(
         "recipe", metavar="RECIPE", help="a recipe file, e.g. resources/recipes/demo.yaml"
     )
