@@ -39,7 +39,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 LOGIT_TOLERANCE = 1e-4
 
 
-def _recipe(folder: Path, teacher: Path, output: Path, *, epochs: float) -> Path:
+def _recipe(folder: Path, teacher: Path, output: Path, *, epochs: float, then: str = "") -> Path:
     path = folder / f"{output.name}.yaml"
     path.write_text(
         f"""name: {output.name}
@@ -53,7 +53,7 @@ device: cpu
 seed: 3
 steps:
   - {{type: distill, student_layers: [1], epochs: {epochs}, learning_rate: 1.0e-3, batch_size: 16}}
-""",
+{then}""",
         encoding="utf-8",
     )
     return path
@@ -130,12 +130,14 @@ def test_torchrun_two_processes_match_one(tiny_minilm, tmp_path):
     """Must show: one artifact folder, one history row, the same student as one process."""
     teacher = tmp_path / "teacher"
     shutil.copytree(tiny_minilm, teacher)
-    one = load_recipe(_recipe(tmp_path, teacher, tmp_path / "one", epochs=2))
+    # The evaluate step runs on rank 0 alone, after rank 1 has ended.
+    then = "  - {type: evaluate}\n"
+    one = load_recipe(_recipe(tmp_path, teacher, tmp_path / "one", epochs=2, then=then))
     with JobStore() as store:
         single = run(one, store=store)
     assert single.status == "done", single.error
 
-    recipe = _recipe(tmp_path, teacher, tmp_path / "two", epochs=2)
+    recipe = _recipe(tmp_path, teacher, tmp_path / "two", epochs=2, then=then)
     done = subprocess.run(
         [*TORCHRUN, "-m", "slimpajama_gui.cli", "run", str(recipe)],
         env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300,
@@ -158,6 +160,8 @@ def test_torchrun_two_processes_match_one(tiny_minilm, tmp_path):
     }  # fmt: skip
     assert b.metrics["training"]["eval_accuracy"] == a.metrics["training"]["eval_accuracy"]
     assert b.metrics["training"]["train_steps"] == a.metrics["training"]["train_steps"]
+    assert b.metrics["eval"]["confusion"] == a.metrics["eval"]["confusion"]
+    assert b.metrics["eval"]["accuracy"] == a.metrics["eval"]["accuracy"]
     texts = _dev_texts()
     p1 = ModelPredictor(tmp_path / "one" / "01-distill").scores(texts).probs
     p2 = ModelPredictor(out / "01-distill").scores(texts).probs
