@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from slimpajama_gui.core.jobs.pipeline import run
+from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks, run
 from slimpajama_gui.core.plan.recipe import recipe_from_yaml
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.storage.variant import VariantRecord
@@ -53,6 +53,20 @@ steps:
 """
 
 
+class _Steps(PipelineCallbacks):
+    """One line per step, so a minutes-long run shows it is moving."""
+
+    def on_message(self, text: str) -> None:
+        print(f"  {text}", flush=True)
+
+    def on_step_start(self, index, step, count) -> None:
+        self.started = time.monotonic()
+        print(f"step {index + 1}/{count} {step.step_type}…", flush=True)
+
+    def on_step_end(self, index, step, summary) -> None:
+        print(f"  done in {time.monotonic() - self.started:.0f} s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=20_000, help="SST-2 training rows used")
@@ -71,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         recipe = recipe_from_yaml(text, source="gpu_check recipe", base_dir=Path(tmp))
         started = time.monotonic()
         with JobStore(Path(tmp) / "history.sqlite3") as store:
-            result = run(recipe, store=store)
+            result = run(recipe, _Steps(), store=store)
             wall = time.monotonic() - started
             if result.status != "done":
                 print(f"error: the job {result.status}: {result.error}", file=sys.stderr)

@@ -26,7 +26,13 @@ from slimpajama_gui.core.runtime.predictor import ModelPredictor
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.storage.variant import VariantRecord
 from slimpajama_gui.core.techniques import distributed
-from slimpajama_gui.core.techniques.train import Control, pick_device
+from slimpajama_gui.core.techniques.train import (
+    Control,
+    NonFiniteLoss,
+    TrainConfig,
+    pick_device,
+    train,
+)
 from tests.conftest import REPO
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -254,3 +260,49 @@ def test_torchrun_commands_for_one_machine_and_several():
     assert all("--rdzv_endpoint=h:1234 --rdzv_id=j" in line for line in lines)
     with pytest.raises(ValueError, match="host name"):
         torchrun_commands("r.yaml", processes=1, nodes=2)
+
+
+# --------------------------------------------------------------------------- deferred checks
+# On a GPU the loop reads the loss back every log_every_steps steps; the same code runs
+# on the CPU when check_every_steps asks for it.
+
+
+def test_checking_the_loss_every_few_steps_trains_the_same_weights():
+    from tests.core.test_train import TRAIN, tiny_model, to_batches
+
+    def weights(check_every: int) -> torch.Tensor:
+        model = tiny_model(seed=3)
+        config = TrainConfig(
+            epochs=1, learning_rate=1e-3, batch_size=16, seed=5, check_every_steps=check_every
+        )
+        train(model, lambda e: to_batches(TRAIN, 16, shuffle_seed=e), 20, config)
+        return model.classifier.weight.detach().clone()
+
+    assert torch.equal(weights(1), weights(5))
+
+
+def test_a_nan_between_checks_is_caught_at_the_next_one_and_rolled_back():
+    from tests.core.test_train import TRAIN, Recorder, tiny_model, to_batches
+
+    model = tiny_model()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    calls = {"n": 0}
+
+    def exploding_loss(m, batch):
+        calls["n"] += 1
+        out = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        loss = torch.nn.functional.cross_entropy(out.logits, batch["labels"])
+        if calls["n"] == 3:
+            loss = loss * float("nan")
+        return loss, {"loss": loss.detach()}
+
+    config = TrainConfig(
+        epochs=1, learning_rate=1e-3, batch_size=16, log_every_steps=100, check_every_steps=5
+    )
+    rec = Recorder()
+    with pytest.raises(NonFiniteLoss, match="step 5: the loss became nan"):
+        train(model, lambda e: to_batches(TRAIN, 16), 20, config, loss_fn=exploding_loss,
+              callbacks=rec)  # fmt: skip
+    assert rec.ended == "failed" and calls["n"] == 5
+    for key, value in model.state_dict().items():  # the NaN update never survives
+        assert torch.equal(value, start[key])

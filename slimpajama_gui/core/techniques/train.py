@@ -90,6 +90,9 @@ class TrainConfig:
     seed: int = 0
     log_every_steps: int = 10
     device: str = "auto"  # "auto" picks CUDA when present, else CPU
+    #: Steps between read-backs of the loss's finiteness and of the stop decision
+    #: shared across torchrun ranks; 0: every step on the CPU, log_every_steps on a GPU.
+    check_every_steps: int = 0
 
 
 class Control:
@@ -491,7 +494,9 @@ def train(
     # Reading a value back from the GPU waits for every queued kernel: the loss's
     # finiteness and the stop request are checked every step on the CPU, every
     # log_every_steps steps on a GPU (a NaN there rolls back all the same).
-    sync_every = 1 if device.type == "cpu" else max(1, config.log_every_steps)
+    sync_every = config.check_every_steps or (
+        1 if device.type == "cpu" else max(1, config.log_every_steps)
+    )
     state = TrainState(total_steps=total)
     eval_every = config.eval_every_steps or steps_per_epoch
     best_weights: dict[str, torch.Tensor] | None = None
