@@ -3,6 +3,7 @@
     slimpajama models [FOLDER...]         list the models the app can open
     slimpajama info MODEL                 describe a model from its headers
     slimpajama run RECIPE [--device D]    run a YAML recipe, print a results table
+                                          (under torchrun: one process per rank, DDP)
     slimpajama eval MODEL DATA            accuracy of a classifier on a labelled file
     slimpajama bench MODEL                latency, throughput, size, memory
     slimpajama predict MODEL TEXT...      predicted label and probabilities
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -135,13 +137,53 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from slimpajama_gui.core.jobs.pipeline import run
     from slimpajama_gui.core.plan.recipe import load_recipe
+    from slimpajama_gui.core.techniques import distributed
 
     recipe = load_recipe(Path(args.recipe))
+    if distributed.launched():
+        if args.resume:
+            raise UserError(
+                "--resume continues a job in one process; run `slimpajama run RECIPE "
+                "--resume` without torchrun, or start the recipe anew under torchrun."
+            )
+        return _run_distributed(args, recipe)
     if args.resume:
         return _resume(args, recipe.resolve_path(recipe.output), recipe)
     console = _console()
     result = run(recipe, ProgressCallbacks(console), device=args.device)
     return _report(console, result)
+
+
+def _run_distributed(args: argparse.Namespace, recipe) -> int:
+    """One rank of a torchrun launch: every rank trains; rank 0 prints, writes, records.
+
+    SIGTERM or Ctrl+C on any rank asks every rank to stop at the next optimizer step
+    (torchrun passes a signal it gets on to every rank).
+    """
+    import signal
+
+    from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks, run
+    from slimpajama_gui.core.techniques import distributed
+    from slimpajama_gui.core.techniques.train import Control
+
+    group = distributed.start(args.device or recipe.device)
+    control = Control()
+
+    def stop(signum, frame) -> None:
+        control.request_stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        console = _console()
+        callbacks = ProgressCallbacks(console) if group.is_main else PipelineCallbacks()
+        result = run(recipe, callbacks, control, device=args.device)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        distributed.stop()
+    if group.is_main:
+        return _report(console, result)
+    return {"done": EXIT_OK, "cancelled": EXIT_CANCELLED}.get(result.status, EXIT_INPUT)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -448,7 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a YAML recipe and print a results table",
                        description="Run every step of a recipe (fine-tune, evaluate, benchmark), save each "
-                       "variant in the recipe's output folder and record the job in the history.")  # fmt: skip
+                       "variant in the recipe's output folder and record the job in the history. Under "
+                       "torchrun (torchrun --nproc_per_node=N -m slimpajama_gui.cli run RECIPE) every "
+                       "process trains on its share of each batch (DistributedDataParallel) and the "
+                       "first one writes the results.")  # fmt: skip
     p.add_argument(
         "recipe", metavar="RECIPE", help="a recipe file, e.g. resources/recipes/demo.yaml"
     )
@@ -558,6 +603,17 @@ def build_parser() -> argparse.ArgumentParser:
 _log = logging.getLogger("slimpajama_gui.cli")
 
 
+def _torchrun_rank() -> int | None:
+    """This process's rank when torchrun started several, else None (read without
+    importing torch, so commands that need no model start fast)."""
+    try:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            return int(os.environ.get("RANK", "0"))
+    except ValueError:  # `slimpajama run` names the bad variable
+        pass
+    return None
+
+
 def _without_traceback(record: logging.LogRecord) -> bool:
     # A failure logged with its traceback reaches the user as a sentence by its own
     # path; the traceback is for the log file (and for --debug).
@@ -566,16 +622,24 @@ def _without_traceback(record: logging.LogRecord) -> bool:
 
 def _configure_logging(debug: bool) -> list[logging.Handler]:
     """Warnings on stderr (everything with --debug), and the same rotating log file as
-    the app's at ``<data dir>/logs/slimpajama.log``; returns the handlers added."""
+    the app's at ``<data dir>/logs/slimpajama.log``; returns the handlers added.
+
+    Under torchrun only rank 0 writes the log file; other ranks' lines on stderr say
+    their rank."""
     root = logging.getLogger()
     added: list[logging.Handler] = []
     console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    rank = _torchrun_rank()
+    prefix = f"[rank {rank}] " if rank is not None else ""
+    console.setFormatter(logging.Formatter(f"{prefix}%(levelname)s %(message)s"))
     console.setLevel(logging.DEBUG if debug else logging.WARNING)
     if not debug:
         console.addFilter(_without_traceback)
     root.addHandler(console)
     added.append(console)
+    if rank:  # one log file, one writer
+        root.setLevel(logging.DEBUG if debug else logging.INFO)
+        return added
     try:
         before = list(root.handlers)
         handler = configure_file_log(logging.DEBUG if debug else logging.INFO)
@@ -602,7 +666,8 @@ def main(argv: list[str] | None = None) -> int:
         int8_path.check_setting()  # a mistyped override fails now, not after training
         from slimpajama_gui.core.storage.leftovers import recover_outputs
 
-        recover_outputs()  # F4/O3: what a killed save left is put back or cleared
+        if not _torchrun_rank():  # rank 0 (or the only process) owns the outputs
+            recover_outputs()  # F4/O3: what a killed save left is put back or cleared
         return args.func(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

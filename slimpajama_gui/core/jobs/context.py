@@ -14,7 +14,9 @@ raises :class:`Cancelled` when the control asks to stop, or
 
 from __future__ import annotations
 
+import logging
 import math
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +29,11 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.plan.recipe import Recipe, Step
 from slimpajama_gui.core.runtime import inputs as inputs_mod
 from slimpajama_gui.core.runtime.bench import count_parameters
-from slimpajama_gui.core.runtime.evaluate import classification_report, predict
+from slimpajama_gui.core.runtime.evaluate import classification_report, confusion_report, predict
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.storage.leftovers import make_scratch
 from slimpajama_gui.core.storage.variant import VariantRecord
+from slimpajama_gui.core.techniques import distributed
 from slimpajama_gui.core.techniques.train import (
     Callbacks,
     Control,
@@ -41,6 +44,8 @@ from slimpajama_gui.core.techniques.train import (
 
 if TYPE_CHECKING:
     from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks
+
+log = logging.getLogger(__name__)
 
 
 class Cancelled(Exception):
@@ -78,6 +83,11 @@ class JobContext:
     onnx_parameters: int | None = None
     onnx_format: str | None = None
     variants: list[Path] = field(default_factory=list)
+    #: Where the last training ran (``TrainResult.trained_on``), until the variant it
+    #: made is recorded (``saving.new_record`` takes it).
+    trained_on: dict[str, Any] | None = None
+    #: False on torchrun ranks other than 0: they train, rank 0 writes files and history.
+    writes: bool = True
     _encoded: dict[str, data_mod.Encoded] = field(default_factory=dict)
 
     @property
@@ -126,7 +136,12 @@ class JobContext:
 
     def scratch_dir(self, name: str) -> Path:
         if self.scratch is None:
-            self.scratch = make_scratch(self.output, self.job_id)
+            # Ranks other than 0 write nothing in the output folder: theirs is private.
+            self.scratch = (
+                make_scratch(self.output, self.job_id)
+                if self.writes
+                else Path(tempfile.mkdtemp(prefix="slimpajama-rank-"))
+            )
         path = self.scratch / name
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -216,15 +231,27 @@ def fit(
             pad_id=ctx.pad_id,
         )
 
+    group = distributed.current()
+
     def eval_fn(m, control) -> dict[str, float]:
-        preds = predict(m, eval_batches(ctx, "eval", eval_batch_size), control=control)
-        return classification_report(preds, ctx.dataset.label_names).metrics()
+        batches = eval_batches(ctx, "eval", eval_batch_size)
+        if group is None:
+            preds = predict(m, batches, control=control)
+            return classification_report(preds, ctx.dataset.label_names).metrics()
+        # Each rank predicts every world_size-th batch; the confusion counts are summed.
+        preds = predict(m, distributed.every_nth(batches, group))
+        names = ctx.dataset.label_names
+        counts = torch.as_tensor(classification_report(preds, names).confusion, dtype=torch.float64)
+        summed = distributed.reduce_sum(counts).round().long().tolist()
+        return confusion_report(summed, names).metrics()
 
     config.device = str(ctx.device)
+    _say_where(ctx, index, step_type)
     extra = {"loss_fn": loss_fn} if loss_fn is not None else {}
     result = train(
         model,
-        train_batches,
+        # Under torchrun each rank trains on its slice of every global batch.
+        lambda epoch: distributed.shard_batches(train_batches(epoch)),
         steps_per_epoch,
         config,
         eval_fn=eval_fn,
@@ -234,7 +261,25 @@ def fit(
     )
     if result.status == "cancelled":
         raise Cancelled
+    ctx.trained_on = result.trained_on()
     return result
+
+
+def _say_where(ctx: JobContext, index: int, step_type: str) -> None:
+    """Tell the job's log where step ``index`` trains (the record says it again)."""
+    device = ctx.device
+    if device.type == "cuda":
+        where = f"{device} ({torch.cuda.get_device_name(device)})"
+        if torch.cuda.is_bf16_supported():
+            where += " with bf16 autocast"
+    else:
+        where = "the CPU (fp32)"
+    group = distributed.current()
+    if group is not None:
+        where = f"{group.describe()}, each on {where}"
+    text = f"Step {index + 1} ({step_type}) trains on {where}."
+    log.info("job %d: %s", ctx.job_id, text)
+    ctx.callbacks.on_message(text)
 
 
 def accuracy(ctx: JobContext, batch_size: int = 64) -> float:

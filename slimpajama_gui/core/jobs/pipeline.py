@@ -27,6 +27,7 @@ import logging
 import math
 import re
 import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from slimpajama_gui.core.runtime.loading import open_model
 from slimpajama_gui.core.storage.history import JobRecord, JobStore
 from slimpajama_gui.core.storage.leftovers import sweep_output
 from slimpajama_gui.core.storage.locks import OutputLock
+from slimpajama_gui.core.techniques import distributed
 from slimpajama_gui.core.techniques.quantize import int8_path
 from slimpajama_gui.core.techniques.train import (
     MAX_STEPS_ENV,
@@ -193,7 +195,20 @@ def run(
     """
     callbacks = callbacks or PipelineCallbacks()
     control = control or Control()
+    group = distributed.current()
+    main = group is None or group.is_main
+    if group is not None:
+        if resume is not None or rerun_from is not None:
+            raise UserError(
+                "resuming or re-running a job takes one process; run it without torchrun "
+                "(slimpajama resume / rerun), or start the recipe anew under torchrun."
+            )
+        control.sync_with_ranks(True)
     own_store = store is None
+    private = None
+    if not main:  # its history rows are rank 0's to write; this store is thrown away
+        private = Path(tempfile.mkdtemp(prefix="slimpajama-rank-"))
+        store = JobStore(private / "history.sqlite3")
     store = store or JobStore()
     started = time.monotonic()
     recipe.validate()
@@ -224,10 +239,18 @@ def run(
     threads_before = torch.get_num_threads()
     tracker = _Reporting(callbacks, JobProgress(), store, job_id)
     callbacks = tracker
+    lockstep = _Lockstep(control, recipe.steps, group)
+    if lock is not None:
+        held = _held(lock)
+    elif main:
+        held = OutputLock(output, job_id=job_id)
+    else:  # rank 0 holds the output folder for the whole torchrun job
+        held = contextlib.nullcontext()
     try:
-        with _held(lock) if lock is not None else OutputLock(output, job_id=job_id):
+        with held:
             # What a job killed in this folder left behind (only a lock holder writes it).
-            sweep_output(output)
+            if main:
+                sweep_output(output)
             store.mark_running(job_id)
             if rerun_from is not None:
                 current = "taking the steps of the earlier job"
@@ -256,13 +279,18 @@ def run(
                 )
             current = "loading the model and data"
             ctx = _prepare(recipe, job_id, output, callbacks, control, store, device, resume)
+            ctx.writes = main
             current = "checking the output folder"
             # O1: never replace what the app did not write (a resume reuses earlier steps).
-            check_outputs(ctx, recipe.steps, resume.first_step if resume is not None else 0)
+            if main:
+                check_outputs(ctx, recipe.steps, resume.first_step if resume is not None else 0)
             tracker.plan(ctx, resume.seconds if resume is not None else {})
+            lockstep.point(ok=True)  # every rank loaded the same model and data
             for index, step in enumerate(recipe.steps):
                 if index < first:
                     continue  # finished in an earlier attempt; its folder is reused
+                if not main and index > lockstep.last_shared:
+                    break  # rank 0 alone runs what follows the last training step
                 ctx.check_stop()
                 current = f"step {index + 1} ({step.step_type})"
                 ctx.where = f"step {index + 1} of {len(recipe.steps)} ({step.step_type})"
@@ -274,11 +302,16 @@ def run(
                         "onnxruntime quantization to the end of the recipe."
                     )
                 step_started = time.monotonic()
-                summary = HANDLERS[step.step_type](ctx, index, step)
+                if main or step.step_type not in ONNX_STEPS:
+                    summary = HANDLERS[step.step_type](ctx, index, step)
+                else:  # measuring changes nothing: rank 0 measures, the others wait
+                    summary = {}
                 summary["seconds"] = time.monotonic() - step_started
                 result.summary.append({"step": step.step_type, **summary})
                 store.finish_step(job_id, index, step.step_type, summary["seconds"], summary)
                 callbacks.on_step_end(index, step, summary)
+                if index <= lockstep.last_shared:
+                    lockstep.point(ok=True)  # rank 0 saved this step's variant
             result.status = "done"
     except Cancelled:
         result.status = "cancelled"
@@ -296,6 +329,9 @@ def run(
         # said as such; a bug is logged with its traceback and the sentence names the log.
         result.error = error_sentence(exc, "The job", logger=log)
     finally:
+        # A rank that leaves early still passes every agreement point (saying it
+        # failed), so the others learn it there instead of waiting in a collective.
+        lockstep.drain()
         torch.set_num_threads(threads_before)
         result.seconds = time.monotonic() - started
         if result.status == "running":  # an exception we re-raise (KeyboardInterrupt)
@@ -314,9 +350,60 @@ def run(
                 "history at the next start."
             )
         callbacks.on_end(result.status, result.error)
-        if own_store:
+        if own_store or private is not None:
             store.close()
+        if private is not None:
+            shutil.rmtree(private, ignore_errors=True)
     return result
+
+
+#: Steps that only rank 0 runs under torchrun when no training step follows them:
+#: they measure, quantize or export, and nothing after them trains.
+MAIN_ONLY_STEPS = ONNX_STEPS | {"quantize", "export"}
+
+
+class PeerFailed(UserError):
+    """Another torchrun process of the job failed or stopped; this one stops too."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "another process of this torchrun job failed or stopped, so this one stopped "
+            "too; torchrun's output shows each process's own message."
+        )
+
+
+class _Lockstep:
+    """The points where every torchrun rank agrees that all went well so far.
+
+    Every rank passes the same points in the same order: after loading, then after
+    each step up to the last one that is not a measuring, quantizing or exporting step
+    (:attr:`last_shared`; all ranks run those, rank 0 alone the rest). At each point
+    one all-reduce shares "I failed" and stop requests; a rank that leaves early
+    passes its remaining points in :meth:`drain`, failed, so no rank waits forever.
+    Alone (no torchrun) every call does nothing.
+    """
+
+    def __init__(self, control: Control, steps: list[Step], group) -> None:
+        self.control, self.group = control, group
+        shared = [i for i, s in enumerate(steps) if s.step_type not in MAIN_ONLY_STEPS]
+        self.last_shared = shared[-1] if shared else -1
+        self.left = 0 if group is None else 2 + self.last_shared
+
+    def point(self, ok: bool) -> None:
+        if self.left <= 0:
+            return
+        self.left -= 1
+        stop, failed = self.control.agree(not ok)
+        if self.left == 0:
+            self.control.sync_with_ranks(False)  # from here rank 0 goes on alone
+        if ok and failed:
+            raise PeerFailed
+        if ok and stop:
+            raise Cancelled
+
+    def drain(self) -> None:
+        while self.left > 0:
+            self.point(ok=False)
 
 
 class _Reporting:

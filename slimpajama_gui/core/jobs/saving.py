@@ -79,9 +79,17 @@ def new_record(
         nonzero_parameters=nonzero,
         recipe=ctx.recipe.to_dict(),
         recipe_dir=recipe_dir(ctx),
-        metrics={"training": dict(training)},
+        metrics={"training": _with_device(ctx, training)},
         **sections,
     )
+
+
+def _with_device(ctx: JobContext, training: dict[str, Any]) -> dict[str, Any]:
+    """The step's figures, with where the model was trained when this step trained it."""
+    out = dict(training)
+    if ctx.trained_on is not None:
+        out["trained_on"], ctx.trained_on = ctx.trained_on, None
+    return out
 
 
 def _weights_format(model: Any) -> str:
@@ -105,6 +113,10 @@ def save_variant(
     """
     target = variant_folder(ctx.output, index, step)
     ctx.check_stop()
+    if not ctx.writes:  # a torchrun rank other than 0: rank 0 writes this variant
+        ctx.variants.append(target)
+        ctx.variant, ctx.record = target, record
+        return target
     # From here the variant is written whole or not at all (atomic_dir): a stop request
     # waits for the save, and a process that dies inside leaves only debris that the
     # next start clears. Ctrl+C waits too, until the history records the variant, so
@@ -144,7 +156,7 @@ def add_figures(
     ``name`` are stored beside the record. Nothing happens before the job saved a
     variant (the source model is measured only in the job's logged metrics).
     """
-    if ctx.variant is None or ctx.record is None:
+    if ctx.variant is None or ctx.record is None or not ctx.writes:
         return
     record = ctx.record
     record.metrics[name] = figures

@@ -61,6 +61,9 @@ class BenchResult:
     #: The CPU the figures were measured on (:func:`machine_description`); latencies of
     #: two machines are not comparable. Empty in figures from before it was recorded.
     machine: str = ""
+    #: Latency (batch 1) and throughput are CPU figures, whatever device trained the
+    #: model (a variant's ``metrics.training.trained_on`` says which).
+    device: str = "cpu"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -116,6 +117,15 @@ def classification_report(preds: Predictions, label_names: Sequence[str]) -> Eva
     gold, guess = preds.labels, preds.predicted
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (gold, guess), 1)
+    return confusion_report(confusion, label_names)
+
+
+def confusion_report(confusion: Any, label_names: Sequence[str]) -> EvalReport:
+    """The report of a confusion matrix (K, K) of counts: rows gold, columns predicted.
+
+    Counts from several processes, summed, give the report of all their rows.
+    """
+    confusion = np.asarray(confusion, dtype=np.int64)
     per_class: dict[str, ClassReport] = {}
     f1s = []
     for c, name in enumerate(label_names):
@@ -127,9 +137,9 @@ def classification_report(preds: Predictions, label_names: Sequence[str]) -> Eva
             float(precision), float(recall), float(f1), int(confusion[c, :].sum())
         )
         f1s.append(f1)
-    n = int(len(gold))
+    n = int(confusion.sum())
     return EvalReport(
-        accuracy=float((gold == guess).mean()) if n else 0.0,
+        accuracy=float(np.trace(confusion) / n) if n else 0.0,
         macro_f1=float(np.mean(f1s)) if f1s else 0.0,
         n=n,
         confusion=confusion.tolist(),

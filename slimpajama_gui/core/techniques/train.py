@@ -5,6 +5,12 @@ best-checkpoint keeping and progress events behave the same in every technique.
 Callbacks follow ``transformers.TrainerCallback``: no-op hooks you override; a
 :class:`Control` object carries the stop request in.
 
+On a GPU the loop trains under bf16 autocast where the GPU has it, copies batches from
+pinned memory one batch ahead, and reads losses back to the host only every
+``log_every_steps`` steps. Under torchrun (:mod:`.distributed`) it wraps the model in
+``DistributedDataParallel``; the caller passes each rank its shard of every global
+batch, and logged losses, evaluation counts and stop requests are agreed across ranks.
+
 Example:
     >>> result = train(model, loader, TrainConfig(epochs=1), eval_fn=my_eval)  # doctest: +SKIP
     >>> result.status, result.best_metric
@@ -28,6 +34,7 @@ from torch import nn
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.saving import non_finite_tensors
+from slimpajama_gui.core.techniques import distributed
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +90,9 @@ class TrainConfig:
     seed: int = 0
     log_every_steps: int = 10
     device: str = "auto"  # "auto" picks CUDA when present, else CPU
+    #: Steps between read-backs of the loss's finiteness and of the stop decision
+    #: shared across torchrun ranks; 0: every step on the CPU, log_every_steps on a GPU.
+    check_every_steps: int = 0
 
 
 class Control:
@@ -107,13 +117,39 @@ class Control:
         # A tuple replaced whole, never changed in place: another thread reading it
         # sees one consistent value without a lock.
         self._busy: tuple[str, ...] = ()
+        # Under torchrun a request is seen only once every rank agreed on it (agree()),
+        # so all ranks leave a loop at the same batch and none waits in a collective.
+        self._synced = False
+        self._agreed = False
 
     @property
     def should_stop(self) -> bool:
-        return self._stop.is_set()
+        if self._synced:
+            return self._agreed
+        return self._agreed or self._stop.is_set()
 
     def request_stop(self) -> None:
+        """Ask the job to stop (any thread; a signal handler may call it)."""
         self._stop.set()
+
+    def sync_with_ranks(self, synced: bool = True) -> None:
+        """Share stop requests with the other torchrun ranks at :meth:`agree` points
+        (True), or take them at once again (False: this rank goes on alone)."""
+        self._synced = synced
+
+    def agree(self, *flags: bool | torch.Tensor) -> tuple[bool, ...]:
+        """The stop decision, and ``flags`` (e.g. "the loss is not finite"), as every
+        rank sees them: one all-reduce (max) that every rank calls at the same point.
+        Alone, this process's own answers (a device tensor is read back here, once).
+
+        Returns:
+            ``(stop, *flags)`` as booleans.
+        """
+        if not self._synced:
+            return (self.should_stop, *(bool(f) for f in flags))
+        agreed = distributed.agree_max([self._stop.is_set(), *flags])
+        self._agreed = self._agreed or agreed[0] > 0
+        return (self._agreed, *(v > 0 for v in agreed[1:]))
 
     @property
     def busy_with(self) -> str | None:
@@ -213,7 +249,23 @@ class TrainResult:
     best_step: int | None
     final_metrics: dict[str, float]
     seconds: float
-    examples_per_second: float
+    examples_per_second: float  # over every rank under torchrun
+    #: Where it trained: "cpu", "cuda:0"; with precision "fp32" or "bf16 autocast" and
+    #: the number of torchrun processes (1 alone).
+    device: str = "cpu"
+    precision: str = "fp32"
+    processes: int = 1
+
+    def trained_on(self) -> dict[str, object]:
+        """What a variant's record says about where it was trained."""
+        out: dict[str, object] = {"device": self.device, "precision": self.precision}
+        if self.device.startswith("cuda"):
+            import torch
+
+            out["gpu"] = torch.cuda.get_device_name(torch.device(self.device))
+        if self.processes > 1:
+            out["processes"] = self.processes
+        return out
 
 
 class NonFiniteLoss(UserError):
@@ -243,8 +295,33 @@ class Diverged(NonFiniteLoss):
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' was requested but no CUDA GPU is available; use 'cpu'.")
+    """The device a recipe's ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) means here.
+
+    ``auto`` is the first CUDA GPU when PyTorch sees one, else the CPU. Under torchrun
+    each rank takes its own (``cuda:LOCAL_RANK``, or the CPU on gloo).
+
+    Raises:
+        UserError: CUDA asked for where there is none (or not that many GPUs), naming
+            the ``device`` field and what to set instead.
+    """
+    ranked = distributed.device(requested)
+    if ranked is not None:
+        return ranked
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(
+                f"device: {requested} asks for a CUDA GPU, but PyTorch finds none on this "
+                "machine (no NVIDIA GPU or driver, or a CPU-only build of PyTorch); set "
+                "'device: auto' or 'device: cpu' in the recipe (Device on the wizard's "
+                "Settings page), or run with --device cpu."
+            )
+        index = int(requested[5:]) if requested[5:].isdigit() else 0
+        if index >= torch.cuda.device_count():
+            raise UserError(
+                f"device: {requested} names GPU {index}, but this machine has "
+                f"{torch.cuda.device_count()} (numbered from 0); set 'device: cuda' for "
+                "the first one."
+            )
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)
@@ -257,7 +334,8 @@ def cross_entropy_loss(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, di
         token_type_ids=batch.get("token_type_ids"),
     )
     loss = nn.functional.cross_entropy(out.logits.float(), batch["labels"])
-    return loss, {"loss": float(loss.detach())}
+    # A tensor, not a float: on a GPU, reading it back every step would stall the loop.
+    return loss, {"loss": loss.detach()}
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -283,12 +361,71 @@ def _linear_warmup_decay(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
-def _to(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+#: Batch entries that stay on the CPU: row numbers are bookkeeping, not model input.
+_HOST_KEYS = frozenset({"index"})
+
+
+def _on_device(
+    batches: Iterable[Batch], device: torch.device
+) -> Iterator[tuple[dict[str, torch.Tensor], float | None, int]]:
+    """``(batch on device, loss weight, rows)`` for each batch.
+
+    The shard entries (:func:`.distributed.shard_batch`) are taken out on the host, so
+    reading them never waits for the GPU. On CUDA each batch is copied from pinned
+    memory without blocking, one batch ahead, so the copy overlaps the step before it.
+    """
+    cuda = device.type == "cuda"
+
+    def move(batch: Batch) -> tuple[dict[str, torch.Tensor], float | None, int]:
+        batch = dict(batch)
+        weight = batch.pop(distributed.LOSS_WEIGHT, None)
+        rows = batch.pop(distributed.ROWS, None)
+        n = int(rows) if rows is not None else int(batch["labels"].shape[0])
+        moved = {}
+        for k, v in batch.items():
+            if k in _HOST_KEYS or v.device == device:
+                moved[k] = v
+            elif cuda:
+                moved[k] = v.pin_memory().to(device, non_blocking=True)
+            else:
+                moved[k] = v.to(device)
+        return moved, (float(weight) if weight is not None else None), n
+
+    if not cuda:
+        for batch in batches:
+            yield move(batch)
+        return
+    ahead = None
+    for batch in batches:
+        nxt = move(batch)
+        if ahead is not None:
+            yield ahead
+        ahead = nxt
+    if ahead is not None:
+        yield ahead
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    # On a GPU the copy stays there: a copy to the host every few steps would stall it.
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` in PyTorch's DistributedDataParallel (gradients averaged across ranks).
+
+    The wrapper answers attribute reads it lacks from the model (``config``, the
+    distillation projection), so loss functions take it wherever they take the model.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    class _DDP(DistributedDataParallel):
+        def __getattr__(self, name: str):
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                return getattr(self.module, name)
+
+    return _DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def train(
@@ -328,6 +465,8 @@ def train(
         callbacks = CallbackList(callbacks)
     control = control or Control()
     device = pick_device(config.device)
+    group = distributed.current()
+    world = group.world_size if group is not None else 1
     torch.manual_seed(config.seed)
     model.to(device)
 
@@ -347,10 +486,16 @@ def train(
         optimizer, _linear_warmup_decay(int(config.warmup_ratio * total), total)
     )
     # bf16 autocast on GPUs that have it; the CPU path stays fp32 (exact and reproducible).
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda" and torch.cuda.is_bf16_supported()
-        else nullcontext()
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else nullcontext()
+    # The loss goes through the wrapper (DDP averages gradients in backward); weights,
+    # snapshots and evaluation use the model itself.
+    net = _wrap_ddp(model, device) if group is not None else model
+    # Reading a value back from the GPU waits for every queued kernel: the loss's
+    # finiteness and the stop request are checked every step on the CPU, every
+    # log_every_steps steps on a GPU (a NaN there rolls back all the same).
+    sync_every = config.check_every_steps or (
+        1 if device.type == "cpu" else max(1, config.log_every_steps)
     )
     state = TrainState(total_steps=total)
     eval_every = config.eval_every_steps or steps_per_epoch
@@ -359,7 +504,10 @@ def train(
     last_eval: dict[str, float] = {}
     examples = 0
     status = "done"
-    window: dict[str, list[float]] = {}
+    window: dict[str, torch.Tensor | float] = {}
+    window_steps = 0
+    pending_bad: torch.Tensor | None = None  # any non-finite loss since the last check
+    first_bad: torch.Tensor | None = None  # the first such loss
     last_batch: Batch | None = None
 
     def check_diverged(batch: Batch | None) -> None:
@@ -381,6 +529,15 @@ def train(
             model.train(was_training)
             if not bool(torch.isfinite(logits).all()):
                 what = "the model's outputs (logits) on a training batch are inf/NaN"
+        # Each rank checked its own batch: all of them raise, or none (the all-reduce
+        # runs on every rank, whatever this one found).
+        if (
+            batch is not None
+            and group is not None
+            and distributed.agree_max([what is not None])[0] > 0
+            and what is None
+        ):
+            what = "the model's outputs (logits) on another process's batch are inf/NaN"
         if what is not None:
             model.load_state_dict(last_good)  # as for a NaN loss: the last sound weights
             callbacks.on_end(state, "failed")
@@ -404,24 +561,54 @@ def train(
                 best_weights = _snapshot(model)
         callbacks.on_evaluate(state, dict(metrics, step=state.step))
 
+    def flush_window() -> dict[str, float]:
+        """The mean of each loss term since the last log (over every rank) and the
+        examples trained so far (every rank): one read-back, one all-reduce."""
+        nonlocal window_steps
+        keys = sorted(window)
+        values = torch.stack(
+            [torch.as_tensor(window[k], dtype=torch.float32, device=device) for k in keys]
+            + [torch.tensor(float(examples), device=device)]
+        )
+        summed = distributed.reduce_sum(values).tolist()
+        means = {k: v / max(1, window_steps) for k, v in zip(keys, summed, strict=False)}
+        means["examples"] = summed[-1]
+        window.clear()
+        window_steps = 0
+        return means
+
     callbacks.on_train_begin(state)
     model.train()
     epoch = 0
     try:
         while state.step < total and status == "done":
-            for batch in train_batches(epoch):
-                if control.should_stop:
+            for batch, weight, rows in _on_device(train_batches(epoch), device):
+                if group is None and control.should_stop:  # free alone: no read-back
                     status = "cancelled"
                     break
-                batch = _to(batch, device)
                 last_batch = batch
                 with autocast:
-                    loss, parts = loss_fn(model, batch)
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    model.load_state_dict(last_good)
-                    callbacks.on_end(state, "failed")
-                    raise NonFiniteLoss(state.step + 1, value)
+                    loss, parts = loss_fn(net, batch)
+                if weight is not None:  # this rank's share of the global batch
+                    loss = loss * weight
+                detached = loss.detach()
+                bad = ~torch.isfinite(detached)
+                if pending_bad is None:
+                    pending_bad, first_bad = bad, detached
+                else:
+                    first_bad = torch.where(pending_bad, first_bad, detached)
+                    pending_bad = pending_bad | bad
+                if (state.step + 1) % sync_every == 0 or state.step + 1 >= total:
+                    stop, nonfinite = control.agree(pending_bad)
+                    if nonfinite:
+                        value = float(first_bad) if bool(pending_bad) else float("nan")
+                        model.load_state_dict(last_good)
+                        callbacks.on_end(state, "failed")
+                        raise NonFiniteLoss(state.step + 1, value)
+                    pending_bad = first_bad = None
+                    if stop:
+                        status = "cancelled"
+                        break
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -429,24 +616,28 @@ def train(
                 scheduler.step()
                 state.step += 1
                 state.epoch = state.step / steps_per_epoch
-                state.last_loss = value
-                examples += int(batch["labels"].shape[0])
+                examples += rows
+                # Each rank adds its share of the global batch's mean (weight / world).
+                share = 1.0 if weight is None else weight / world
                 for key, v in parts.items():
-                    window.setdefault(key, []).append(v)
+                    term = v.detach() if isinstance(v, torch.Tensor) else v
+                    window[key] = window.get(key, 0.0) + term * share
+                window_steps += 1
                 # A cheap rolling copy lets a NaN at step N roll back to step N-k weights.
                 if state.step % max(1, config.log_every_steps) == 0:
                     check_diverged(None)  # a snapshot to roll back to must be sound
                     last_good = _snapshot(model)
                 callbacks.on_step_end(state)
                 if state.step % max(1, config.log_every_steps) == 0 or state.step == total:
-                    logged = {k: sum(v) / len(v) for k, v in window.items()}
+                    logged = flush_window()
+                    seen = logged.pop("examples")
+                    state.last_loss = logged.get("loss")
                     logged.update(
                         lr=scheduler.get_last_lr()[0],
                         grad_norm=float(grad_norm),
                         epoch=state.epoch,
-                        examples_per_second=examples / max(state.elapsed, 1e-9),
+                        examples_per_second=seen / max(state.elapsed, 1e-9),
                     )
-                    window.clear()
                     callbacks.on_log(state, logged)
                 if state.step % eval_every == 0 or state.step == total:
                     evaluate()
@@ -463,6 +654,9 @@ def train(
     if best_weights is not None and config.keep_best:
         model.load_state_dict(best_weights)
     callbacks.on_end(state, status)
+    if group is not None and status == "done":
+        # Every rank ends here together; a cancelled rank may have left mid-epoch.
+        examples = int(distributed.reduce_sum(torch.tensor(float(examples))).item())
     return TrainResult(
         status=status,
         steps=state.step,
@@ -471,6 +665,9 @@ def train(
         final_metrics=last_eval,
         seconds=state.elapsed,
         examples_per_second=examples / max(state.elapsed, 1e-9),
+        device=str(device),
+        precision="bf16 autocast" if bf16 else "fp32",
+        processes=world,
     )
 
 

@@ -34,6 +34,7 @@ from slimpajama_gui.core.plan.estimate import Estimate
 from slimpajama_gui.core.plan.presets import slug, step_summary
 from slimpajama_gui.core.plan.recipe import Recipe, dump_recipe, save_recipe
 from slimpajama_gui.core.units import human_bytes
+from slimpajama_gui.qt.wizard.cluster_dialog import ClusterDialog
 from slimpajama_gui.qt.wizard.widgets import (
     NOTE_STYLE,
     WizardPage,
@@ -61,6 +62,7 @@ class ReviewPage(WizardPage):
         self.estimate: Estimate | None = None
         self._recipe: Recipe | None = None  # the one Run queues: None while anything is wrong
         self._built: Recipe | None = None  # the one shown and saved
+        self._saved_path = Path()
         self.headline = make_label()
         self.headline.setStyleSheet("font-size: 14px; font-weight: bold;")
         self.chain_label = make_label()
@@ -83,6 +85,12 @@ class ReviewPage(WizardPage):
         self.save_button.setToolTip(
             "Save the recipe as a YAML file; run it headless with `slimpajama run FILE`"
         )
+        self.cluster_button = QPushButton("Run on a cluster…")
+        self.cluster_button.setToolTip(
+            "Save the recipe and show the torchrun commands that run it on several "
+            "processes or machines"
+        )
+        self.cluster_dialog: ClusterDialog | None = None
         self.saved = make_label("", NOTE_STYLE)
         self.error = error_label()
 
@@ -99,6 +107,7 @@ class ReviewPage(WizardPage):
         buttons = QHBoxLayout()
         buttons.addWidget(self.copy_button)
         buttons.addWidget(self.save_button)
+        buttons.addWidget(self.cluster_button)
         buttons.addWidget(self.saved, 1)
         yaml_layout.addLayout(buttons)
         body = QHBoxLayout()
@@ -110,6 +119,7 @@ class ReviewPage(WizardPage):
 
         self.copy_button.clicked.connect(self.copy_yaml)
         self.save_button.clicked.connect(self._save)
+        self.cluster_button.clicked.connect(self._run_on_cluster)
         self.draft.subscribe(self._on_draft_changed)
 
     def initializePage(self) -> None:  # noqa: N802 (Qt override)
@@ -215,26 +225,40 @@ class ReviewPage(WizardPage):
         QGuiApplication.clipboard().setText(self.yaml.toPlainText())
         self.saved.setText("Copied to the clipboard.")
 
-    def _save(self) -> None:
+    def _save(self) -> bool:
         if self._built is None:
-            return
+            return False
         name = slug(self._built.name) + ".yaml"
         path, _ = QFileDialog.getSaveFileName(
             self, "Save the recipe", str(Path.home() / name), "Recipes (*.yaml *.yml)"
         )
-        if path:
-            self.save_to(path)
+        return bool(path) and self.save_to(path)
 
-    def save_to(self, path: str | Path) -> None:
-        """Write the recipe to ``path`` (atomically); a failure is shown on the page."""
+    def save_to(self, path: str | Path) -> bool:
+        """Write the recipe to ``path`` (atomically); a failure is shown on the page.
+
+        Returns whether it was saved.
+        """
         if self._built is None:
-            return
+            return False
         try:
             save_recipe(self._built, path)
         except (UserError, OSError) as exc:
             show_text(self.error, f"Could not save the recipe to {path}: {exc}")
-            return
+            return False
         self.saved.setText(f"Saved to {path}")
+        self._saved_path = Path(path)
+        return True
+
+    def _run_on_cluster(self) -> None:
+        """Save the recipe, then show the torchrun commands that run the saved file."""
+        if self._built is None or not self._save():
+            return
+        recipe = self._built
+        self.cluster_dialog = ClusterDialog(
+            self._saved_path.absolute(), recipe.name, recipe.device, parent=self
+        )
+        self.cluster_dialog.open()
 
     def validatePage(self) -> bool:  # noqa: N802 (Qt override)
         self.refresh()

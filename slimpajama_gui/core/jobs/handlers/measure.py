@@ -42,7 +42,9 @@ def evaluate(ctx: JobContext, index: int, step: Evaluate) -> dict[str, Any]:
     flat = {f"{step.split}_{k}": v for k, v in report.metrics().items()}
     ctx.store.log_metrics(ctx.job_id, index, "evaluate", flat)
     ctx.callbacks.on_eval(index, dict(flat, confusion=report.confusion))
-    add_figures(ctx, step.split, report.to_dict(), predictions=(preds.logits, preds.labels))
+    # Accuracy runs where the model is (a GPU after GPU training); the figures say so.
+    figures = dict(report.to_dict(), device=str(ctx.device))
+    add_figures(ctx, step.split, figures, predictions=(preds.logits, preds.labels))
     return {
         "split": step.split,
         "accuracy": report.accuracy,
