@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from slimpajama_gui import __version__
+from slimpajama_gui import __version__, cli_search
 from slimpajama_gui.cli_progress import ProgressCallbacks
 from slimpajama_gui.core.errors import UserError, error_sentence
 from slimpajama_gui.core.paths import configure_file_log
@@ -552,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=_whole(1, 10_000), default=20, help="how many jobs (default: 20)"
     )
     p.set_defaults(func=cmd_history)
+    cli_search.add_parser(sub)
     return parser
 
 

@@ -345,6 +345,9 @@ def step_work(
                 speed = ORT_INT8_SPEED
         elif isinstance(step, Evaluate):
             units = forward * (test_rows if step.split == "test" else eval_rows)
+        elif step.step_type == "search":
+            # Runs until its wall-clock budget ends (or its trials do): a fixed time.
+            units, fixed = forward * eval_rows, float(step.time_budget_s)
         elif isinstance(step, Benchmark):
             if step.repeats == "auto":
                 fixed = BENCH_BUDGET_S

@@ -6,5 +6,6 @@ Each module decorates its functions with :func:`~slimpajama_gui.core.jobs.contex
 """
 
 from slimpajama_gui.core.jobs.handlers import measure, prune, quantize, train
+from slimpajama_gui.core.jobs.handlers import search as _search  # noqa: F401 - registers it
 
 __all__ = ["measure", "prune", "quantize", "train"]
