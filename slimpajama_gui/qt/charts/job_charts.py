@@ -23,6 +23,8 @@ live from the bridge (``logged`` / ``evaluated``) or are replayed from the histo
   ids a vocabulary pruning kept of those before (embedding rows, not layer weights).
 - ``latency_p50_ms`` / ``latency_p95_ms`` → the latency chart, ``size_bytes`` → the size
   chart, both at x = the pipeline step number (1-based).
+- ``search/...`` (one dict per finished trial of a search step) → the search's Pareto
+  chart (:mod:`.search_chart`), shown across the grid once a search reports.
 
 The x axis of training charts is the optimizer step counted across every training step
 of the job (a distillation after a fine-tune continues where the fine-tune ended). Each
@@ -49,6 +51,7 @@ from PySide6.QtWidgets import (
 )
 
 from slimpajama_gui.core.storage.history import MetricRecord
+from slimpajama_gui.qt.charts.search_chart import SearchPareto, is_search_metrics
 from slimpajama_gui.qt.charts.series import (
     ACCURACY_SPLITS,
     EXPORT_SUFFIXES,
@@ -121,6 +124,7 @@ class JobCharts(QWidget):
             "size": self.size,
             "latency": self.latency,
         }
+        self.search = SearchPareto()  # shown once a search step reports a trial
         for chart in self.charts.values():
             if isinstance(chart, LiveCurves):
                 chart.hovered.connect(self.hovered)
@@ -141,6 +145,9 @@ class JobCharts(QWidget):
         grid.setSpacing(6)
         for i, chart in enumerate(self.charts.values()):
             grid.addWidget(chart, i // 3, i % 3)
+        grid.addWidget(self.search, 2, 0, 1, 3)
+        self.search.hovered.connect(self.hovered)
+        self.charts["search"] = self.search
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
@@ -152,6 +159,7 @@ class JobCharts(QWidget):
         """Forget every point (a new job, or another job selected)."""
         for chart in self.charts.values():
             chart.clear_data()
+        self.search.hide()
         self._offsets: dict[int, float] = {}
         self._step_types: dict[int, str] = {}
         self._last_x = 0.0
@@ -178,6 +186,10 @@ class JobCharts(QWidget):
 
     def add_metrics(self, index: int, metrics: dict[str, Any]) -> None:
         """Route one dict of numbers of step ``index`` to the charts (see module doc)."""
+        if is_search_metrics(metrics):
+            self.search.add_trial(metrics)
+            self.search.show()
+            return
         if "step" in metrics and finite(metrics["step"]):
             if index not in self._offsets:
                 self._begin_training_segment(index)
