@@ -159,6 +159,31 @@ def report(args, result, state: dict[str, Any], seconds: float, best: dict, teac
     return "\n".join(lines)
 
 
+def screenshot(history: Path, job_id: int, path: Path) -> None:
+    """The search's Pareto chart as the Jobs area draws it, replayed from the run's history
+    (the figures the bridge delivered live), saved as a PNG."""
+    from PySide6.QtWidgets import QApplication
+
+    from slimpajama_gui.core.storage.history import JobStore
+    from slimpajama_gui.qt.charts.search_chart import SearchPareto, is_search_metrics
+    from slimpajama_gui.qt.charts.series import group_records
+
+    app = QApplication.instance() or QApplication([])
+    chart = SearchPareto()
+    chart.resize(1100, 560)
+    with JobStore(history) as store:
+        for _index, metrics in group_records(store.metrics(job_id)):
+            if is_search_metrics(metrics):
+                chart.add_trial(metrics)
+    chart.show()
+    for _ in range(5):
+        app.processEvents()
+    chart.flush()
+    app.processEvents()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chart.export(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--teacher", type=Path, required=True, help="fine-tuned model folder")
@@ -174,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--doc", type=Path, default=None, help="write the section here")
+    parser.add_argument("--screenshot", type=Path, default=None,
+                        help="save the search's Pareto chart (PNG) from this run's history")  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         os.environ["SLIMPAJAMA_MAX_TRAIN_STEPS"] = str(QUICK_TRAIN_STEPS)
@@ -190,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         best = measure(best_path, args, work, "best", store)
         teacher = measure(str(args.teacher), args, work, "teacher", store)
     body = report(args, result, state, seconds, best, teacher)
+    if args.screenshot is not None:
+        screenshot(work / "history.sqlite3", result.job_id, args.screenshot)
+        print(f"search_screenshot: {args.screenshot}")
     print(body)
     print(f"search_job_status: {result.status}")
     print(f"search_state: {state['status']}")

@@ -4,6 +4,7 @@ docs/benchmarks.md. Checks the report's shape, never a figure."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -24,8 +25,9 @@ def test_quick_search_is_cancelled_and_still_returns_its_best(tmp_path, tiny_min
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "search_sst2.py"), "--quick",
          "--teacher", str(tiny_minilm), "--doc", str(copy), "--cancel-after", "40",
-         "--work", str(tmp_path / "work")],
+         "--work", str(tmp_path / "work"), "--screenshot", str(tmp_path / "pareto.png")],
         capture_output=True, text=True, timeout=1200, cwd=REPO,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = dict(line.split(": ", 1) for line in proc.stdout.splitlines()
@@ -33,6 +35,7 @@ def test_quick_search_is_cancelled_and_still_returns_its_best(tmp_path, tiny_min
     assert printed["search_job_status"] == "cancelled"
     assert printed["search_state"] == "cancelled"
     assert Path(printed["search_best"]).is_dir()
+    assert (tmp_path / "pareto.png").stat().st_size > 0  # the chart, from this run's history
     text = copy.read_text()
     section = text[
         text.index("<!-- search-sst2:start -->") : text.index("<!-- search-sst2:end -->")

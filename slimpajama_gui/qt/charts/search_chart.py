@@ -100,9 +100,12 @@ class SearchPareto(LiveCurves):
         self._redraw()
 
     def _redraw(self) -> None:
-        for name, symbol in ((WITHIN, "o"), (OVER, "x"), (BEST, "star"), (START, "d")):
-            self.add_curve(name, line=False, symbol=symbol)
-        self.add_curve(FRONT, line=True)
+        if BEST not in self.names:  # drawn in this order: the best's star on top
+            self.add_curve(FRONT, line=True)
+            for name, symbol in ((WITHIN, "o"), (OVER, "x"), (START, "d"), (BEST, "star")):
+                self.add_curve(name, line=False, symbol=symbol)
+            self._curve(BEST).item.setSymbolSize(20)
+            self._curve(START).item.setSymbolSize(12)
         limit = self._budget_pct if self._budget_pct is not None else -math.inf
         points = sorted(self.trials.items())
         self._set(WITHIN, [p for _n, p in points if p[0] >= limit - 1e-9])
