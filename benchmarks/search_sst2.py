@@ -22,6 +22,7 @@ It writes no section unless ``--doc`` names a file (the test passes a copy). Wit
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -118,7 +119,8 @@ def report(args, result, state: dict[str, Any], seconds: float, best: dict, teac
         f"**{result.status}** after {seconds / 60:.1f} min; the search's state says "
         f"**{state['status']}**.\n"
     )
-    lines.append(f"Machine: {machine()}\n")
+    load = ", ".join(f"{x:.1f}" for x in args.load)
+    lines.append(f"Machine: {machine()}; load average (1, 5, 15 min) at the start: {load}.\n")
     base = state["baseline"]
     lines.append(
         f"Starting model (the teacher): dev accuracy {100 * base['accuracy']:.2f} %, "
@@ -210,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         args.bench_sentences, args.sentences = 5, 20
     from slimpajama_gui.core.storage.history import JobStore
 
+    # The machine may be shared: the load says how far its latencies are from a quiet one's.
+    args.load = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
     work = args.work or Path(tempfile.mkdtemp(prefix="search-sst2-"))
     with JobStore(work / "history.sqlite3") as store:
         result, state, seconds = run_search(args, work, store)

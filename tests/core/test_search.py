@@ -289,3 +289,15 @@ steps: [{{type: evaluate}}]
 """)
     assert main(["search", str(recipe), "--time", "soon"]) == 1
     assert "--time: 'soon' is not a duration" in capsys.readouterr().err
+
+
+def test_chains_without_training_come_first(tiny_minilm, tmp_path, store):
+    output = tmp_path / "out"
+    assert run(search_job(tiny_minilm, output, 2), store=store).status == "done"
+    state = search_mod.load_state(output / "01-search")
+    first = [t["params"] for t in state["trials"]]
+    # int8 in onnxruntime with and without vocabulary pruning: no training, a best early.
+    assert [p["quantize"] for p in first] == ["onnxruntime", "onnxruntime"]
+    assert [p["vocabulary"] for p in first] == [True, False]
+    assert all(p["depth"] == 2 for p in first)  # the tiny model's own depth: no student
+    assert all(s["type"] != "distill" for t in state["trials"] for s in t["steps"])

@@ -62,6 +62,8 @@ def test_a_search_job_draws_its_trials_and_returns_its_best_when_cancelled(
     click(qtbot, tech.preset_buttons[SEARCH])
     tech.search_budget.setValue(5.0)
     tech.search_objective.setCurrentIndex(tech.search_objective.findData("size"))
+    go_next(qtbot, w)
+    go_next(qtbot, w)  # the settings and review pages: the recipe is complete
     # The wizard's recipe, on a tiny model so that trials take seconds.
     recipe = w.draft.recipe()
     recipe.model, recipe.output = str(tiny_minilm), str(tmp_path / "search-out")
