@@ -31,7 +31,7 @@ from slimpajama_gui.core.techniques.quantize import int8_path
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_BUG, EXIT_CANCELLED = 0, 1, 2, 3, 130
 PACKAGED = {"packaged", "minilm"}
 #: Steps that measure the current model rather than change it.
-MEASURING_STEPS = {"evaluate", "benchmark"}
+MEASURING_STEPS = {"evaluate", "benchmark", "sensitivity"}
 
 
 def _console(stderr: bool = False):
