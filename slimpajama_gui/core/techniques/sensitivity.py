@@ -5,10 +5,11 @@ then once per ablation, and compares:
 
 - **layer** ``i``: the encoder layer dropped (as ``prune`` with ``method: layers`` would);
 - **head** ``(i, h)``: attention head ``h`` of layer ``i`` removed, by zeroing its slice
-  of the input of the layer's output projection (as head pruning leaves it: the
-  projection's bias stays);
-- **ffn** ``i``: the layer's feed-forward block removed (its output is the output
-  projection's bias alone, as an FFN pruned to width 0);
+  of the input of the layer's output projection with the structured pruner's masks
+  (:func:`~slimpajama_gui.core.techniques.prune.structured.masked_structure`: the
+  logits ``prune_structure`` would give, without building the smaller model);
+- **ffn** ``i``: every neuron of the layer's feed-forward block masked the same way
+  (its output is the output projection's bias alone, as an FFN pruned to width 0);
 - **linear** ``name``: that one ``nn.Linear`` quantized to dynamic int8 with the app's
   own int8 code (:func:`~slimpajama_gui.core.techniques.quantize.methods.quantize_model`),
   every other module left in float.
@@ -22,8 +23,8 @@ the questions the compression steps ask (:meth:`~SensitivityReport.layers_to_kee
 :meth:`~SensitivityReport.linear_costs`) and is saved as ``sensitivity.json``
 (:meth:`~SensitivityReport.save`, :func:`load_report`).
 
-Ablations are applied with hooks and a swapped layer list, restored in ``finally``: the
-model is never copied except for a linear's int8 copy, and is as it was afterwards.
+Ablations are applied with hooks and a swapped layer list, removed or restored on exit:
+the model is never copied except for a linear's int8 copy, and is as it was afterwards.
 
 Example:
     >>> report = measure_sensitivity(model, batches)           # doctest: +SKIP
@@ -484,36 +485,35 @@ def _without_layer(model: Any, index: int) -> Iterator[Any]:
         model.layers = layers
 
 
-@contextmanager
-def _without_head(model: Any, layer: int, head: int) -> Iterator[Any]:
-    attention = model.layers[layer].attention
-    d = attention.head_dim
+def _all_kept(model: Any):
+    import torch
 
-    def zero_head(_module: Any, args: tuple) -> tuple:
-        x = args[0].clone()  # (B, T, h*d), the heads' concatenated outputs
-        x[..., head * d : (head + 1) * d] = 0
-        return (x, *args[1:])
+    from slimpajama_gui.core.techniques.prune.structured import StructureMasks
 
-    handle = attention.output.register_forward_pre_hook(zero_head)
-    try:
-        yield model
-    finally:
-        handle.remove()
+    return StructureMasks(
+        heads=[torch.ones(layer.attention.num_heads, dtype=torch.bool) for layer in model.layers],
+        ffn=[
+            torch.ones(layer.ffn.intermediate.out_features, dtype=torch.bool)
+            for layer in model.layers
+        ],
+    )
 
 
-@contextmanager
-def _without_ffn(model: Any, layer: int) -> Iterator[Any]:
-    ffn = model.layers[layer].ffn
+def _without_head(model: Any, layer: int, head: int):
+    # The structured pruner's own masks: what prune_structure would leave, unbuilt.
+    from slimpajama_gui.core.techniques.prune.structured import masked_structure
 
-    def bias_only(module: Any, _args: tuple, out: Any) -> Any:
-        bias = module.output.bias
-        return out.new_zeros(out.shape) + (bias if bias is not None else 0)
+    masks = _all_kept(model)
+    masks.heads[layer][head] = False
+    return masked_structure(model, masks)
 
-    handle = ffn.register_forward_hook(bias_only)
-    try:
-        yield model
-    finally:
-        handle.remove()
+
+def _without_ffn(model: Any, layer: int):
+    from slimpajama_gui.core.techniques.prune.structured import masked_structure
+
+    masks = _all_kept(model)
+    masks.ffn[layer][:] = False
+    return masked_structure(model, masks)
 
 
 @contextmanager
