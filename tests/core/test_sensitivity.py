@@ -17,6 +17,7 @@ from slimpajama_gui.core.jobs.handlers import quantize as quantize_handlers
 from slimpajama_gui.core.jobs.handlers.sensitivity import sample_rows
 from slimpajama_gui.core.jobs.pipeline import run
 from slimpajama_gui.core.plan.recipe import RecipeError, step_from_dict
+from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.techniques import sensitivity as sens
 from slimpajama_gui.core.techniques.prune import drop_layers
 from slimpajama_gui.core.techniques.prune.structured import StructureMasks, prune_structure
@@ -24,9 +25,15 @@ from slimpajama_gui.core.techniques.quantize import guard as guard_mod
 from slimpajama_gui.core.techniques.quantize.methods import quantize_model
 from slimpajama_gui.core.techniques.train import Control
 
-from .test_pipeline import Recorder, make_recipe, store  # noqa: F401 (fixture)
+from .test_pipeline import Recorder, make_recipe
 from .test_quantize import SENSITIVE, inputs, tiny_model
 from .test_quantize_guard import predictions_of
+
+
+@pytest.fixture
+def store(tmp_path):
+    with JobStore(tmp_path / "history.sqlite3") as s:
+        yield s
 
 
 def labelled_batches(model, n_batches: int = 3) -> list[dict[str, torch.Tensor]]:
@@ -246,7 +253,7 @@ SENSITIVITY = "  - {type: sensitivity, rows: 40, seed: 3, batch_size: 16}\n"
 def test_the_step_measures_a_sample_sends_each_measurement_and_saves_the_report(
     tiny_minilm,
     tmp_path,
-    store,  # noqa: F811
+    store,
 ):
     out = tmp_path / "out"
     rec = SensitivityRecorder()
@@ -268,7 +275,7 @@ def test_the_step_measures_a_sample_sends_each_measurement_and_saves_the_report(
     assert sens.load_report(out / "01-sensitivity") == report  # same seed, same rows
 
 
-def test_the_step_will_not_replace_a_folder_it_did_not_write(tiny_minilm, tmp_path, store):  # noqa: F811
+def test_the_step_will_not_replace_a_folder_it_did_not_write(tiny_minilm, tmp_path, store):
     out = tmp_path / "out"
     (out / "01-sensitivity").mkdir(parents=True)
     (out / "01-sensitivity" / "notes.txt").write_text("mine")
@@ -281,7 +288,7 @@ def test_the_step_will_not_replace_a_folder_it_did_not_write(tiny_minilm, tmp_pa
 def test_a_cancel_mid_step_stops_at_the_next_measurement_and_saves_nothing(
     tiny_minilm,
     tmp_path,
-    store,  # noqa: F811
+    store,
 ):
     out = tmp_path / "out"
     control = Control()
@@ -292,7 +299,7 @@ def test_a_cancel_mid_step_stops_at_the_next_measurement_and_saves_nothing(
     assert not (out / "01-sensitivity").exists()
 
 
-def test_after_a_saved_variant_the_report_travels_with_it(tiny_minilm, tmp_path, store):  # noqa: F811
+def test_after_a_saved_variant_the_report_travels_with_it(tiny_minilm, tmp_path, store):
     out = tmp_path / "out"
     steps = (
         "  - {type: prune, method: layers, keep_layers: [1], recovery_epochs: 0}\n" + SENSITIVITY
@@ -337,7 +344,7 @@ def test_a_quantize_step_after_a_sensitivity_step_guards_with_its_report(
     tiny_minilm,
     tmp_path,
     store,
-    monkeypatch,  # noqa: F811
+    monkeypatch,
 ):
     seen = []
     real = quantize_handlers.guard_quantization
