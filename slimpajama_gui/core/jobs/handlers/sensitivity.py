@@ -171,3 +171,30 @@ def report_for_current_model(ctx: JobContext, index: int) -> SensitivityReport |
         return None
     heads = [int(layer.attention.num_heads) for layer in layers]
     return found if found.layer_heads == heads else None
+
+
+def job_reports(output: Path | str | None, recipe_yaml: str) -> list[Path]:
+    """The saved reports of a job's sensitivity steps that exist, in step order.
+
+    ``recipe_yaml`` is the job's recipe as the history stores it; only its ``steps``'
+    types are read (``yaml.safe_load``), so a recipe this app version would refuse
+    still shows its reports. Unreadable text gives no reports.
+    """
+    import yaml
+
+    if not output:
+        return []
+    try:
+        data = yaml.safe_load(recipe_yaml or "")
+    except yaml.YAMLError:
+        return []
+    steps = data.get("steps") if isinstance(data, dict) else None
+    if not isinstance(steps, list):
+        return []
+    found = []
+    for i, step in enumerate(steps):
+        if isinstance(step, dict) and step.get("type") == "sensitivity":
+            path = Path(output) / f"{i + 1:02d}-sensitivity" / REPORT_FILE
+            if path.is_file():
+                found.append(path)
+    return found
