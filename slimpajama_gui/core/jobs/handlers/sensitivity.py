@@ -52,6 +52,34 @@ def sample_rows(n: int, rows: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=rows, replace=False))
 
 
+def sample_batches(
+    ctx: JobContext, split: str, rows: int, seed: int, batch_size: int
+) -> list[dict[str, Any]]:
+    """Padded, labelled batches of ``min(rows, N)`` rows of ``split``, sampled with ``seed``
+    and tokenized once (reused by every measurement), in length order.
+
+    Raises:
+        UserError: the dataset has no such split.
+    """
+    encoded = ctx.encoded(split)
+    labels_of = ctx.split(split).labels
+    chosen = sample_rows(len(encoded), rows, seed)
+    subset = data_mod.Encoded(
+        input_ids=[encoded.input_ids[i] for i in chosen],
+        token_type_ids=None
+        if encoded.token_type_ids is None
+        else [encoded.token_type_ids[i] for i in chosen],
+        max_length=encoded.max_length,
+    )
+    labels = [labels_of[i] for i in chosen]
+    return list(
+        data_mod.batches(
+            subset, labels, batch_size, shuffle=False, seed=0, pad_id=ctx.pad_id,
+            sort_by_length=True,
+        )
+    )  # fmt: skip
+
+
 @handles("sensitivity")
 def sensitivity(ctx: JobContext, index: int, step: Sensitivity) -> dict[str, Any]:
     """Measure the current model's sensitivity on a sample of ``step.split``; save the report."""
@@ -63,23 +91,7 @@ def sensitivity(ctx: JobContext, index: int, step: Sensitivity) -> dict[str, Any
         )
     target = report_folder(ctx.output, index, step)
     _check_target(target)
-    encoded = ctx.encoded(step.split)
-    split = ctx.split(step.split)
-    chosen = sample_rows(len(encoded), step.rows, step.seed)
-    subset = data_mod.Encoded(
-        input_ids=[encoded.input_ids[i] for i in chosen],
-        token_type_ids=None
-        if encoded.token_type_ids is None
-        else [encoded.token_type_ids[i] for i in chosen],
-        max_length=encoded.max_length,
-    )
-    labels = [split.labels[i] for i in chosen]
-    batches = list(
-        data_mod.batches(
-            subset, labels, step.batch_size, shuffle=False, seed=0, pad_id=ctx.pad_id,
-            sort_by_length=True,
-        )
-    )  # fmt: skip
+    batches = sample_batches(ctx, step.split, step.rows, step.seed, step.batch_size)
     kinds = [k for k, on in (("layer", step.layers), ("head", step.heads),
                              ("ffn", step.ffn), ("linear", step.linears)) if on]  # fmt: skip
     ctx.model.to(ctx.device)
