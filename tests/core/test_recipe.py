@@ -79,6 +79,7 @@ def test_every_step_type_is_registered() -> None:
         "quantize",
         "export",
         "search",
+        "sensitivity",
     }
     assert all(isinstance(cls.version, int) for cls in STEP_TYPES.values())
 

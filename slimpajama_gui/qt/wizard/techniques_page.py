@@ -1,7 +1,7 @@
 """(c) The wizard's techniques page: a preset, or a custom chain of techniques.
 
-Three columns of check boxes (fine-tune, distill, drop layers | prune heads, FFN,
-weights, vocabulary | quantize, measure). A preset fills them and sets the draft's
+Three columns of check boxes (fine-tune, sensitivity analysis, distill, drop layers |
+prune heads, FFN, weights, vocabulary | quantize, measure). A preset fills them and sets the draft's
 chain (:meth:`~slimpajama_gui.core.plan.draft.Draft.use_preset`); touching any of them
 makes the chain the user's own (``"custom"``). Problems come from the draft.
 """
@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QRadioButton,
     QScrollArea,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -37,6 +38,7 @@ from slimpajama_gui.core.plan.steps import (
     FineTune,
     Prune,
     Quantize,
+    Sensitivity,
     Step,
 )
 from slimpajama_gui.qt.wizard.widgets import (
@@ -125,6 +127,29 @@ class TechniquesPage(WizardPage):
         self.finetune_box = group_box("Fine-tune", "Train the whole model on your data first")
         self.finetune_note = make_label("Trains the whole model on your data first.", NOTE_STYLE)
         vbox(self.finetune_box).addWidget(self.finetune_note)
+
+        # sensitivity analysis
+        self.sensitivity_box = group_box(
+            "Sensitivity analysis",
+            "Before compressing: measure what dropping each layer, removing each attention "
+            "head and FFN block, and int8 on each linear costs in eval loss and accuracy. "
+            "Shown as a heat map while it runs; a quantize step right after uses it to "
+            "choose which linears stay in float.",
+        )
+        self.sensitivity_box.setChecked(False)
+        self.sensitivity_rows = QSpinBox()
+        self.sensitivity_rows.setRange(16, 100_000)
+        self.sensitivity_rows.setSingleStep(64)
+        self.sensitivity_rows.setValue(Sensitivity().rows)
+        self.sensitivity_rows.setToolTip(
+            "Eval rows sampled (seeded); every measurement runs the model over them once"
+        )
+        rows_line = QHBoxLayout()
+        rows_line.addWidget(QLabel("Measured on"))
+        rows_line.addWidget(self.sensitivity_rows)
+        rows_line.addWidget(QLabel("eval rows"))
+        rows_line.addStretch(1)
+        vbox(self.sensitivity_box).addLayout(rows_line)
 
         # distill
         self.distill_box = group_box(
@@ -257,7 +282,7 @@ class TechniquesPage(WizardPage):
 
         columns = QHBoxLayout()
         for boxes, stretch in (
-            ((self.finetune_box, self.distill_box, self.layers_box), 5),
+            ((self.finetune_box, self.sensitivity_box, self.distill_box, self.layers_box), 5),
             ((self.heads_box, self.ffn_box, self.magnitude_box, self.vocab_box), 4),
             ((self.quant_box, self.measure_box), 3),
         ):
@@ -282,8 +307,10 @@ class TechniquesPage(WizardPage):
         layout.addWidget(self.error)
         self.preset_group.buttonToggled.connect(self._on_preset_toggled)
         for box in (self.finetune_box, self.distill_box, self.layers_box, self.heads_box,
-                    self.ffn_box, self.magnitude_box, self.vocab_box, self.quant_box):  # fmt: skip
+                    self.ffn_box, self.magnitude_box, self.vocab_box, self.quant_box,
+                    self.sensitivity_box):  # fmt: skip
             box.toggled.connect(self._on_edited)
+        self.sensitivity_rows.valueChanged.connect(self._on_edited)
         for spin in (self.temperature, self.alpha_kd, self.hidden_mse, self.attention_mse,
                      self.heads_amount, self.ffn_amount, self.magnitude_amount,
                      self.tolerance):  # fmt: skip
@@ -335,6 +362,8 @@ class TechniquesPage(WizardPage):
         steps: list[Step] = []
         if self.finetune_box.isChecked():
             steps.append(FineTune())
+        if self.sensitivity_box.isChecked():
+            steps.append(Sensitivity(rows=self.sensitivity_rows.value()))
         if self.distill_box.isChecked():
             steps.append(
                 Distill(
@@ -439,6 +468,10 @@ class TechniquesPage(WizardPage):
         try:
             first = _first_of(steps)
             self.finetune_box.setChecked(first(FineTune) is not None or self.draft.needs_finetune)
+            sensitivity = first(Sensitivity)
+            self.sensitivity_box.setChecked(sensitivity is not None)
+            if sensitivity is not None:
+                self.sensitivity_rows.setValue(sensitivity.rows)
             distill = first(Distill)
             self.distill_box.setChecked(distill is not None)
             if distill is not None:
