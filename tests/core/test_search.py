@@ -301,3 +301,44 @@ def test_chains_without_training_come_first(tiny_minilm, tmp_path, store):
     assert [p["vocabulary"] for p in first] == [True, False]
     assert all(p["depth"] == 2 for p in first)  # the tiny model's own depth: no student
     assert all(s["type"] != "distill" for t in state["trials"] for s in t["steps"])
+
+
+class _Report:
+    """A sensitivity report's one answer the search asks."""
+
+    def layers_to_keep(self, n: int) -> list[int]:
+        return list(range(n))  # the first layers: not what an even spread keeps
+
+
+def test_students_keep_the_layers_the_sensitivity_report_ranks_first():
+    step = step_from_dict({"type": "search", "techniques": ["distill"]})
+    params = {"depth": 3, "heads": 0.0, "ffn": 0.0, "vocabulary": False, "quantize": "none"}
+    assert search_mod.chain_for(params, step, 6)[0].student_layers == [1, 3, 5]
+    assert search_mod.chain_for(params, step, 6, _Report())[0].student_layers == [0, 1, 2]
+
+
+def test_a_sensitivity_step_before_the_search_chooses_the_students_layers(
+    tiny_minilm, tmp_path, store
+):
+    from slimpajama_gui.core.techniques.sensitivity import find_report
+
+    output = tmp_path / "out"
+    recipe = recipe_from_yaml(f"""
+name: sens-search
+model: {tiny_minilm}
+dataset: {{train: demo, labels: [negative, positive], max_length: 32}}
+output: {output}
+steps:
+  - {{type: sensitivity, rows: 32, heads: false, ffn: false, linears: false}}
+  - {{type: search, budget_points: 50, objective: size, techniques: [distill], depths: [1],
+      max_trials: 1}}
+""", source="search.yaml", base_dir=tmp_path)  # fmt: skip
+    result = run(recipe, store=store)
+    assert result.status == "done", result.error
+    report = find_report(next(output.glob("01-*")))
+    assert report is not None
+    state = search_mod.load_state(output / "02-search")
+    assert "sensitivity report" in state["student_layers"]
+    distill = state["trials"][0]["steps"][0]
+    assert distill["type"] == "distill"
+    assert distill["student_layers"] == report.layers_to_keep(1)

@@ -167,12 +167,19 @@ def warm_start(step: Search, layers: int) -> list[dict[str, Any]]:
     return [{**base, "vocabulary": True}, {**base, "vocabulary": False}]
 
 
-def chain_for(params: dict[str, Any], step: Search, layers: int) -> list[Step]:
-    """The trial's steps, in the order the presets apply them; [] = the starting model."""
+def chain_for(params: dict[str, Any], step: Search, layers: int, report: Any = None) -> list[Step]:
+    """The trial's steps, in the order the presets apply them; [] = the starting model.
+
+    ``report``: a :class:`~slimpajama_gui.core.techniques.sensitivity.SensitivityReport` of
+    the starting model; a student then keeps the layers whose removal costs most
+    (``layers_to_keep``) instead of layers spread evenly.
+    """
     train = {"learning_rate": step.learning_rate, "batch_size": step.batch_size}
     chain: list[Step] = []
     if params["depth"] < layers:
-        chain.append(Distill(student_layers=kept_layers(params["depth"], layers),
+        depth = params["depth"]
+        kept = report.layers_to_keep(depth) if report is not None else kept_layers(depth, layers)
+        chain.append(Distill(student_layers=kept,
                              temperature=2.0, alpha_kd=0.5, hidden_mse=1.0,
                              epochs=step.epochs, **train))  # fmt: skip
     for method in ("heads", "ffn"):
@@ -349,6 +356,8 @@ class SearchRun:
         self.deadline = self.started + step.time_budget_s
         self.baseline: dict[str, Any] = {}
         self.best_ctx: JobContext | None = None
+        #: The starting model's sensitivity report (a sensitivity step before the search).
+        self.report: Any = None
         self.best_number: int | None = None
         self._tick_lock = threading.Lock()
         self._last_tick = 0.0
@@ -389,6 +398,11 @@ class SearchRun:
             "baseline": self.baseline,
             "trials": [dataclasses.asdict(t) for t in self.trials],
             "pareto": pareto_set(self.trials, s.objective),
+            "student_layers": (
+                "the layers whose removal costs most, from the sensitivity report"
+                if self.report is not None
+                else "spread evenly, the last layer kept"
+            ),  # fmt: skip
             "best": best_text,
             "sentence": self.sentence(),
         }
@@ -519,6 +533,9 @@ class SearchRun:
                 "quantization (its trials quantize themselves)."
             )
         check_search_folder(self.folder)
+        from slimpajama_gui.core.jobs.handlers.sensitivity import report_for_current_model
+
+        self.report = report_for_current_model(ctx, self.index)
         self._measure_baseline()
         self.write_state()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -544,7 +561,7 @@ class SearchRun:
                 trial = study.ask()
                 params = suggest(trial, s, self.layers)
                 key = tuple(sorted(params.items()))
-                if key in seen or not chain_for(params, s, self.layers):
+                if key in seen or not chain_for(params, s, self.layers, self.report):
                     repeats += 1
                     self._tell_repeat(study, trial, seen.get(key))
                     if repeats >= MAX_REPEATS_IN_ROW:
@@ -586,7 +603,7 @@ class SearchRun:
 
         s = self.step
         number = len(self.trials) + 1
-        chain = chain_for(params, s, self.layers)
+        chain = chain_for(params, s, self.layers, self.report)
         result = TrialResult(number=number, params=dict(params),
                              chain=describe_chain(params, self.layers),
                              steps=[c.to_dict() for c in chain])  # fmt: skip
