@@ -519,8 +519,6 @@ class SearchRun:
                 "quantization (its trials quantize themselves)."
             )
         check_search_folder(self.folder)
-        self._measure_baseline()
-        self.write_state()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -532,7 +530,13 @@ class SearchRun:
         seen: dict[tuple, TrialResult] = {}
         repeats = 0
         ending: BaseException | None = None
+        # Until measured, the starting model is known by its folder only; a stop while it
+        # is measured still leaves a state that names it.
+        self.baseline = {"accuracy": None, "path": str(ctx.variant or ctx.source),
+                         "latency_ms": None, "size_bytes": None}  # fmt: skip
         try:
+            self._measure_baseline()
+            self.write_state()
             while True:
                 if s.max_trials is not None and len(self.trials) >= s.max_trials:
                     self.status = "done"
