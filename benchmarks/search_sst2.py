@@ -122,10 +122,13 @@ def report(args, result, state: dict[str, Any], seconds: float, best: dict, teac
     load = ", ".join(f"{x:.1f}" for x in args.load)
     lines.append(f"Machine: {machine()}; load average (1, 5, 15 min) at the start: {load}.\n")
     base = state["baseline"]
-    lines.append(
-        f"Starting model (the teacher): dev accuracy {100 * base['accuracy']:.2f} %, "
-        f"{base['latency_ms']:.2f} ms at batch 1 (search's own timing).\n"
-    )
+    if base.get("accuracy") is not None and base.get("latency_ms") is not None:
+        lines.append(
+            f"Starting model (the teacher): dev accuracy {100 * base['accuracy']:.2f} %, "
+            f"{base['latency_ms']:.2f} ms at batch 1 (search's own timing).\n"
+        )
+    else:
+        lines.append("Starting model (the teacher): not measured before the Cancel.\n")
     lines.append("| Trial | State | Chain | Dev acc. | Points | p50 batch 1 | Size | |")
     lines.append("|---|---|---|---|---|---|---|---|")
     pareto, best_n = set(state["pareto"]), state["best"]["trial"]

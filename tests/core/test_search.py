@@ -342,3 +342,21 @@ steps:
     distill = state["trials"][0]["steps"][0]
     assert distill["type"] == "distill"
     assert distill["student_layers"] == report.layers_to_keep(1)
+
+
+def test_cancel_before_any_trial_still_names_the_starting_model(tiny_minilm, tmp_path, store,
+                                                                 monkeypatch):  # fmt: skip
+    control = Control()
+
+    def cancelled_while_measuring(ctx):
+        control.request_stop()  # Cancel while the starting model is measured
+        ctx.check_stop()
+
+    monkeypatch.setattr(search_mod, "accuracy", cancelled_while_measuring)
+    output = tmp_path / "out"
+    result = run(search_job(tiny_minilm, output, 3), Events(), control, store=store)
+    assert result.status == "cancelled"
+    state = search_mod.load_state(output / "01-search")
+    assert state["status"] == "cancelled" and state["trials"] == []
+    assert state["best"]["path"] == str(tiny_minilm)
+    assert "starting model stays the result" in state["sentence"]

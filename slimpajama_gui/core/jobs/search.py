@@ -536,8 +536,6 @@ class SearchRun:
         from slimpajama_gui.core.jobs.handlers.sensitivity import report_for_current_model
 
         self.report = report_for_current_model(ctx, self.index)
-        self._measure_baseline()
-        self.write_state()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -549,7 +547,13 @@ class SearchRun:
         seen: dict[tuple, TrialResult] = {}
         repeats = 0
         ending: BaseException | None = None
+        # Until measured, the starting model is known by its folder only; a stop while it
+        # is measured still leaves a state that names it.
+        self.baseline = {"accuracy": None, "path": str(ctx.variant or ctx.source),
+                         "latency_ms": None, "size_bytes": None}  # fmt: skip
         try:
+            self._measure_baseline()
+            self.write_state()
             while True:
                 if s.max_trials is not None and len(self.trials) >= s.max_trials:
                     self.status = "done"
