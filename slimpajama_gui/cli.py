@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from slimpajama_gui import __version__
+from slimpajama_gui import __version__, cli_search
 from slimpajama_gui.cli_progress import ProgressCallbacks
 from slimpajama_gui.core.errors import UserError, error_sentence
 from slimpajama_gui.core.paths import configure_file_log
@@ -33,7 +33,7 @@ from slimpajama_gui.core.techniques.quantize import int8_path
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_BUG, EXIT_CANCELLED = 0, 1, 2, 3, 130
 PACKAGED = {"packaged", "minilm"}
 #: Steps that measure the current model rather than change it.
-MEASURING_STEPS = {"evaluate", "benchmark"}
+MEASURING_STEPS = {"evaluate", "benchmark", "sensitivity"}
 
 
 def _console(stderr: bool = False):
@@ -72,6 +72,32 @@ def _pct(x: float | None) -> str:
 
 def _mb(n: int | None) -> str:
     return "–" if n is None else f"{n / 1e6:.1f} MB"
+
+
+def _print_sensitivity(console, path: Path, count: int = 3) -> None:
+    """The most sensitive layers, heads, FFN blocks and linears of a saved report."""
+    from slimpajama_gui.core.techniques.sensitivity import load_report
+
+    report = load_report(path)
+    what = {"layer": "drop layer", "head": "remove head", "ffn": "remove FFN of layer",
+            "linear": "int8"}  # fmt: skip
+    rows = []
+    for kind in ("layer", "head", "ffn", "linear"):
+        for key, effect in report.most_sensitive(kind, count):
+            name = f"{key[0]}.{key[1]} (layer.head)" if kind == "head" else str(key)
+            rows.append([
+                f"{what[kind]} {name}",
+                f"{effect.loss_change:+.4f}",
+                f"{100 * effect.accuracy_change:+.2f}",
+                f"{effect.kl:.4f}",
+            ])  # fmt: skip
+    _print_table(
+        console,
+        f"Most sensitive parts ({report.rows} {report.split} rows, against loss "
+        f"{report.baseline_loss:.4f} and accuracy {_pct(report.baseline_accuracy)}); {path}",
+        ["Change", "Loss change", "Accuracy change (points)", "KL"],
+        rows,
+    )
 
 
 # --------------------------------------------------------------------------- commands
@@ -266,6 +292,9 @@ def _report(console, result) -> int:
         ],
         rows,
     )
+    for row in result.summary:
+        if row.get("step") == "sensitivity" and row.get("report"):
+            _print_sensitivity(console, Path(row["report"]))
     if result.final:
         console.print(f"Result: {result.final}")
     if result.status == "failed":
@@ -597,6 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=_whole(1, 10_000), default=20, help="how many jobs (default: 20)"
     )
     p.set_defaults(func=cmd_history)
+    cli_search.add_parser(sub)
     return parser
 
 

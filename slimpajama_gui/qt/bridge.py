@@ -69,6 +69,9 @@ class JobBridge(QObject, PipelineCallbacks):
             weighted by step cost; ``remaining_s`` None until measured (core/jobs/progress.py).
         logged(int index, dict metrics): training metrics (loss terms, lr, step, ...).
         evaluated(int index, dict metrics): evaluation or benchmark figures.
+        sensitivity_measured(int index, dict measurement): one measurement of a
+            sensitivity step (kind, layer/head/name, loss_change, accuracy_change, kl,
+            done, total).
         variant_saved(int index, str path, dict info): a variant was saved.
         step_finished(int index, dict summary): step ``index`` ended.
         finished(str status, str error): done / failed / cancelled; error "" if none.
@@ -87,6 +90,7 @@ class JobBridge(QObject, PipelineCallbacks):
     overall = Signal(float, object, bool)
     logged = Signal(int, dict)
     evaluated = Signal(int, dict)
+    sensitivity_measured = Signal(int, dict)
     variant_saved = Signal(int, str, dict)
     step_finished = Signal(int, dict)
     finished = Signal(str, str)
@@ -135,6 +139,10 @@ class JobBridge(QObject, PipelineCallbacks):
     def on_eval(self, index: int, metrics: dict[str, Any]) -> None:
         if not self.detached:
             self.evaluated.emit(index, _plain(metrics))
+
+    def on_sensitivity(self, index: int, measurement: dict[str, Any]) -> None:
+        if not self.detached:
+            self.sensitivity_measured.emit(index, _plain(measurement))
 
     def on_variant(self, index: int, path: Path, summary: dict[str, Any]) -> None:
         if self.detached:

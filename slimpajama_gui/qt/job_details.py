@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from slimpajama_gui.core.errors import UserError
+from slimpajama_gui.core.jobs.handlers.sensitivity import job_reports
 from slimpajama_gui.core.paths import data_dir
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.qt.charts import JobCharts
@@ -173,6 +174,13 @@ class JobDetails(QWidget):
         except (UserError, RuntimeError) as exc:
             self.history_charts.clear()
             return f"Could not read the numbers of job #{job_id}: {exc}"
+        reports = job_reports(row.output, row.recipe_yaml)
+        if reports:
+            try:
+                # The last sensitivity step's report: it measured the latest model.
+                self.history_charts.load_sensitivity(reports[-1])
+            except UserError as exc:
+                return f"Could not show the sensitivity of job #{job_id}: {exc}"
         return None
 
 

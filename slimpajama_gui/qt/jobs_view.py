@@ -185,6 +185,7 @@ class JobsView(JobActions, QWidget):
         bridge.overall.connect(self._on_overall)
         bridge.logged.connect(self.live_charts.add_metrics)
         bridge.evaluated.connect(self.live_charts.add_metrics)
+        bridge.sensitivity_measured.connect(self.live_charts.add_sensitivity)
         bridge.variant_saved.connect(self._on_variant_saved)
         bridge.step_finished.connect(self._on_step_finished)
         self.runner.queue_changed.connect(self.refresh)

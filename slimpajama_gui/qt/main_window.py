@@ -186,6 +186,8 @@ class MainWindow(QMainWindow):
         self.models_view.result_deleted.connect(lambda _path: self.compare_view.refresh())
         self.compress_page.recipe_ready.connect(self._submit)
         self.jobs_view.runner.job_finished.connect(self._on_job_finished)
+        # Each saved variant (a search's every trial) is in Compare as soon as it exists.
+        self.jobs_view.runner.bridge.variant_saved.connect(self._on_variant_saved)
         self.closer = CloseGuard(self.jobs_view.runner, self)
         self._restore_settings()
         QTimer.singleShot(0, self._warm_up)
@@ -331,6 +333,10 @@ class MainWindow(QMainWindow):
         # Compare's context menu: B the variant, A its parent or source (if listed there).
         self.playground.set_pair(a, b)
         self.show_area("playground")
+
+    def _on_variant_saved(self, _index: int, _path: str, _info: dict) -> None:
+        if not self.closer.closing:
+            self.compare_view.refresh()
 
     def _on_job_finished(self, job_id: int, status: str, error: str) -> None:
         if self.closer.closing:

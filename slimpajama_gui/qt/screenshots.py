@@ -11,8 +11,11 @@ MiniLM and the built-in demo data through the app's own Jobs area, then measures
 source model and the fine-tuned teacher with Compare's Benchmark action (the baseline),
 computes the flips between the teacher and the int8 student, and has the Playground
 predict one typed sentence with both. ``compare-menu`` is Compare's right-click menu on a
-result. At the preset's own settings this takes several minutes on 2 CPU cores;
-``--max-steps`` caps every training loop for a quick look at the layouts.
+result. ``sensitivity`` is the Jobs area on a second job: a sensitivity step
+(``type: sensitivity``, every layer, head, FFN block and linear, on the demo's eval rows)
+on that fine-tuned teacher, its heat map and bars on the job's Sensitivity tab. At the
+preset's own settings this takes several minutes on 2 CPU cores; ``--max-steps`` caps
+every training loop for a quick look at the layouts.
 
 Options (each also read from the environment, as ``make screenshots`` passes them):
 
@@ -21,6 +24,8 @@ Options (each also read from the environment, as ``make screenshots`` passes the
 - ``--model PATH``: another source model for the job.
 - ``--max-steps N``: cap every training loop at N optimizer steps (0, the default: the
   preset's own settings); the job's log says that the cap was applied.
+- ``--only sensitivity`` (``SHOT_ONLY``): only ``sensitivity.png``, from one job that
+  fine-tunes the source model as the preset does and then runs the sensitivity step.
 
 Example:
     SHOT_SIZE=1920x1080 SHOT_SUFFIX=-1080 make screenshots
@@ -87,6 +92,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--timeout", type=float, default=3600, help="seconds the job may take before giving up"
     )
+    parser.add_argument(
+        "--only",
+        choices=["sensitivity"],
+        default=os.environ.get("SHOT_ONLY") or None,
+        help="only this picture (env SHOT_ONLY): sensitivity",
+    )
     return parser.parse_args(argv[1:])
 
 
@@ -152,6 +163,8 @@ def main(argv: list[str]) -> int:
     runner.bridge.step_started.connect(lambda i, kind, n: say(f"job step {i + 1}/{n}: {kind}"))
     try:
         wait(lambda: counts["scans"] > 0, 60, "the first model scan")
+        if args.only == "sensitivity":
+            return _sensitivity_shot(window, args, None, finished, out, wait, settle, say)
         say(f"window {window.width()}x{window.height()}; running the {PRESET} preset")
 
         # ------------------------------------------------------------------ the job
@@ -241,6 +254,7 @@ def main(argv: list[str]) -> int:
                 shot = _grab_menu(window, compare, compare.variants.index(int8), settle)
                 shot.save(str(path))
                 say(f"wrote {path} ({shot.width()}x{shot.height()})")
+        return _sensitivity_shot(window, args, tuned.path, finished, out, wait, settle, say)
     except Timeout as exc:
         print(f"screenshots: {exc}", file=sys.stderr)
         return 1
@@ -251,6 +265,51 @@ def main(argv: list[str]) -> int:
                 wait(lambda: not runner.is_running, 60, "cancelling the job")
         window.close()
         shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+def _sensitivity_shot(window, args, teacher, finished: list, out: Path, wait, settle, say) -> int:
+    """Run a sensitivity step on ``teacher`` (None: fine-tune ``args.model`` first, as the
+    preset does) in the Jobs area, and save that job's Sensitivity tab as sensitivity.png."""
+    from importlib import resources
+
+    from slimpajama_gui.core.plan.recipe import recipe_from_yaml
+
+    preset = resources.files("slimpajama_gui.resources") / "recipes" / f"preset-{PRESET}.yaml"
+    lines = preset.read_text(encoding="utf-8").splitlines()
+    finetune = next(line for line in lines if "type: finetune" in line)
+    steps = ([finetune] if teacher is None else []) + ["  - {type: sensitivity, rows: 256}"]
+    text = "\n".join([
+        "name: sensitivity",
+        f"model: {teacher or args.model}",
+        "dataset: {train: demo, labels: [negative, positive], max_length: 64}",
+        'output: "{data}/results/sensitivity"',
+        "steps:",
+        *steps,
+    ])  # fmt: skip
+    done_before = len(finished)
+    window.show_area("jobs")
+    say(f"running a sensitivity step on {teacher or args.model}")
+    window.jobs_view.submit(recipe_from_yaml(text, "sensitivity.yaml"))
+    wait(lambda: len(finished) > done_before, args.timeout, "the sensitivity job")
+    job_id, status, error = finished[-1]
+    say(f"job #{job_id} {status}" + (f": {error}" if error else ""))
+    if status != "done":
+        print(f"screenshots: the sensitivity job {status}: {error}", file=sys.stderr)
+        return 1
+    jobs = window.jobs_view
+    jobs.select_job(job_id)
+    # The heat map needs height: give the charts most of it, as a user drags the divider.
+    jobs.splitter.setSizes([150, max(400, window.height() - 150)])
+    charts = jobs.current_charts()
+    charts.show_sensitivity(True, select=True)
+    charts.sensitivity.flush()
+    window.statusBar().clearMessage()
+    settle(0.8)
+    path = out / f"sensitivity{args.suffix}.png"
+    shot = _grab(window)
+    shot.save(str(path))
+    say(f"wrote {path} ({shot.width()}x{shot.height()})")
     return 0
 
 

@@ -171,3 +171,27 @@ steps:
     assert "step 1 is reused from" in capsys.readouterr().out.replace("\n", " ")
     assert (tmp_path / "out-run2" / "02-prune" / "model.safetensors").is_file()
     assert (weights.read_bytes(), weights.stat().st_mtime_ns) == before
+
+
+def test_run_prints_the_most_sensitive_parts_of_a_sensitivity_step(tiny_minilm, tmp_path, capsys):
+    from slimpajama_gui.core.techniques.sensitivity import load_report
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"""name: cli-sensitivity
+model: {tiny_minilm}
+dataset: {{train: demo, labels: [negative, positive], max_length: 48}}
+output: out
+steps:
+  - {{type: sensitivity, rows: 32, linears: false}}
+"""
+    )
+    assert cli.main(["run", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    report = load_report(tmp_path / "out" / "01-sensitivity")
+    assert "Most sensitive parts (32 eval rows" in out and "Accuracy change (points)" in out
+    ((layer, worst),) = report.most_sensitive("layer", 1)
+    assert f"drop layer {layer}" in out and f"{worst.loss_change:+.4f}" in out
+    ((head, _),) = report.most_sensitive("head", 1)
+    assert f"remove head {head[0]}.{head[1]} (layer.head)" in out
+    assert "int8" not in out.split("Most sensitive parts")[1]  # linears were not measured

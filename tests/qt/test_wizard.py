@@ -486,3 +486,24 @@ def test_embedded_wizard_starts_over_after_run(qtbot, tiny_minilm):
         click(qtbot, w.button(QWizard.WizardButton.FinishButton))
     assert w.isVisible() and w.currentId() == w.PAGE_MODEL
     qtbot.waitUntil(lambda: not w.busy(), timeout=TIMEOUT)
+
+
+def test_the_wizard_offers_sensitivity_analysis_as_a_step(qtbot, on_techniques):
+    w = on_techniques
+    tech = w.techniques_page
+    click(qtbot, tech.preset_buttons["custom"])
+    click_group_check(qtbot, tech.sensitivity_box)
+    type_into(qtbot, tech.sensitivity_rows, "128")
+    steps = tech.chain()
+    sensitivity = [s for s in steps if s.step_type == "sensitivity"]
+    assert len(sensitivity) == 1 and sensitivity[0].rows == 128
+    # It runs before any compression: on the model the compression starts from.
+    first_change = next(
+        i for i, s in enumerate(steps) if s.step_type not in ("finetune", "sensitivity")
+    )
+    assert steps.index(sensitivity[0]) < first_change
+    assert "Sensitivity analysis" in tech.description.text()
+    assert next_button(w).isEnabled()
+    go_next(qtbot, w)
+    go_next(qtbot, w)
+    assert "type: sensitivity" in w.review_page.yaml.toPlainText()

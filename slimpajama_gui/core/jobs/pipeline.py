@@ -90,6 +90,10 @@ class PipelineCallbacks:
 
     def on_eval(self, index: int, metrics: dict[str, Any]) -> None: ...
 
+    def on_sensitivity(self, index: int, measurement: dict[str, Any]) -> None:
+        """One sensitivity measurement (``Measurement.to_event``: kind, layer/head/name,
+        loss_change, accuracy_change, kl, done, total), as the sensitivity step makes it."""
+
     def on_variant(self, index: int, path: Path, record: dict[str, Any]) -> None:
         """A variant was saved in ``path``; ``record`` is its ``slimpajama.json``."""
 

@@ -46,7 +46,7 @@ from slimpajama_gui.core.storage.variant import VariantRecord, is_variant_folder
 #: Job statuses a resume continues.
 RESUMABLE = ("failed", "cancelled", "interrupted")
 #: Steps that save no variant: they add figures to the current one.
-MEASURING_STEPS = ("evaluate", "benchmark")
+MEASURING_STEPS = ("evaluate", "benchmark", "sensitivity")
 
 
 @dataclass

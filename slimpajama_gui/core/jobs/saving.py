@@ -23,8 +23,12 @@ from slimpajama_gui.core.storage.atomic import atomic_dir, deferred_interrupt
 from slimpajama_gui.core.storage.variant import VariantRecord, check_replaceable
 from slimpajama_gui.core.techniques.quantize.folders import save_quantized
 
-#: Steps that measure the model and save no variant folder of their own.
-MEASURING_STEPS = frozenset({"evaluate", "benchmark"})
+#: Steps that measure the model and save no variant folder of their own (a sensitivity
+#: step's folder holds its report only; its handler checks that folder itself).
+MEASURING_STEPS = frozenset({"evaluate", "benchmark", "sensitivity"})
+#: Steps whose ``OUTPUT/NN-type`` folder holds variants of their own (a search's trials),
+#: not one variant; the step checks that folder itself.
+CONTAINER_STEPS = frozenset({"search"})
 
 
 def variant_folder(output: Path, index: int, step: Step) -> Path:
@@ -47,7 +51,7 @@ def check_outputs(ctx: JobContext, steps: list[Step], start: int = 0) -> None:
         UserError: the first such folder, named (:func:`check_replaceable`).
     """
     for index, step in enumerate(steps):
-        if index >= start and step.step_type not in MEASURING_STEPS:
+        if index >= start and step.step_type not in MEASURING_STEPS | CONTAINER_STEPS:
             _check_target(ctx, variant_folder(ctx.output, index, step))
 
 

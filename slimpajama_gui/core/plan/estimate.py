@@ -35,6 +35,7 @@ from slimpajama_gui.core.plan.steps import (
     FineTune,
     Prune,
     Quantize,
+    Sensitivity,
     Step,
 )
 from slimpajama_gui.core.units import human_bytes, human_count
@@ -345,6 +346,15 @@ def step_work(
                 speed = ORT_INT8_SPEED
         elif isinstance(step, Evaluate):
             units = forward * (test_rows if step.split == "test" else eval_rows)
+        elif isinstance(step, Sensitivity):
+            rows = min(step.rows, test_rows if step.split == "test" else eval_rows)
+            # One pass over the sample per ablation: layers, heads (about 12 per layer in
+            # BERT-like encoders), FFN blocks and linears (6 per layer), and the baseline.
+            passes = 1 + n_layers * (step.layers + 12 * step.heads + step.ffn + 6 * step.linears)
+            units = forward * rows * passes
+        elif step.step_type == "search":
+            # Runs until its wall-clock budget ends (or its trials do): a fixed time.
+            units, fixed = forward * eval_rows, float(step.time_budget_s)
         elif isinstance(step, Benchmark):
             if step.repeats == "auto":
                 fixed = BENCH_BUDGET_S

@@ -222,6 +222,7 @@ _DONE = {
     "distill": "distilled",
     "prune": "pruned",
     "quantize": "quantized",
+    "sensitivity": "measured for sensitivity",
 }
 
 __all__ = [

@@ -119,6 +119,7 @@ def step_title(step: Step) -> str:
         "evaluate": "Evaluate",
         "benchmark": "Benchmark",
         "export": "Export to ONNX",
+        "sensitivity": "Sensitivity analysis",
     }
     return titles.get(step.step_type, step.step_type)
 

@@ -411,3 +411,38 @@ def _check_layer_list(name: str, layers: list[int]) -> None:
     shown = fmt_value(layers)
     require(all(i >= 0 for i in layers), name, f"layer numbers start at 0, got {shown}")
     require(len(set(layers)) == len(layers), name, f"lists a layer twice: {shown}")
+
+
+@register_step("sensitivity")
+@dataclass
+class Sensitivity(Step):
+    """Measure, on a sample of one split, what dropping each layer, removing each
+    attention head and FFN block, and int8-quantizing each linear costs in loss and
+    accuracy (core/techniques/sensitivity.py). The model is not changed."""
+
+    version: ClassVar[int] = 1
+    limits: ClassVar[dict[str, float]] = {
+        "rows": MAX_SENTENCES, "seed": MAX_SEED, "batch_size": MAX_BATCH,
+    }  # fmt: skip
+
+    split: EvalSplit = "eval"
+    rows: int = 256  # rows sampled from the split (all of them if it has fewer)
+    seed: int = 0  # which rows are sampled
+    batch_size: int = 32
+    layers: bool = True  # drop each encoder layer
+    heads: bool = True  # remove each attention head
+    ffn: bool = True  # remove each layer's FFN block
+    linears: bool = True  # int8-quantize each linear layer alone
+
+    def check(self) -> None:
+        check_positive(self, "rows", "batch_size")
+        check_non_negative(self, "seed")
+        require(
+            self.layers or self.heads or self.ffn or self.linears,
+            "layers",
+            "turn on at least one of layers, heads, ffn and linears",
+        )
+
+
+# Steps defined in their own modules register here, once steps.py is complete.
+from slimpajama_gui.core.plan import search_step as _search_step  # noqa: E402, F401

@@ -23,6 +23,14 @@ live from the bridge (``logged`` / ``evaluated``) or are replayed from the histo
   ids a vocabulary pruning kept of those before (embedding rows, not layer weights).
 - ``latency_p50_ms`` / ``latency_p95_ms`` → the latency chart, ``size_bytes`` → the size
   chart, both at x = the pipeline step number (1-based).
+- ``search/...`` (one dict per finished trial of a search step) → the search's Pareto
+  chart (:mod:`.search_chart`), shown across the grid once a search reports.
+
+A sensitivity step's measurements do not go through :meth:`JobCharts.add_metrics`: they
+arrive one by one through :meth:`JobCharts.add_sensitivity` (the bridge's
+``sensitivity_measured``) or whole from the saved report (:meth:`JobCharts.load_sensitivity`),
+and fill the :class:`~.sensitivity.SensitivityPanel` on a "Sensitivity" tab that
+appears only for a job with such a step.
 
 The x axis of training charts is the optimizer step counted across every training step
 of the job (a distillation after a fine-tune continues where the fine-tune ended). Each
@@ -44,11 +52,15 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from slimpajama_gui.core.storage.history import MetricRecord
+from slimpajama_gui.core.techniques.sensitivity import load_report
+from slimpajama_gui.qt.charts.search_chart import SearchPareto, is_search_metrics
+from slimpajama_gui.qt.charts.sensitivity import SensitivityPanel
 from slimpajama_gui.qt.charts.series import (
     ACCURACY_SPLITS,
     EXPORT_SUFFIXES,
@@ -121,6 +133,7 @@ class JobCharts(QWidget):
             "size": self.size,
             "latency": self.latency,
         }
+        self.search = SearchPareto()  # shown once a search step reports a trial
         for chart in self.charts.values():
             if isinstance(chart, LiveCurves):
                 chart.hovered.connect(self.hovered)
@@ -137,14 +150,25 @@ class JobCharts(QWidget):
         top.addWidget(self.readout, 1)
         top.addWidget(self.export_button)
 
-        grid = QGridLayout()
+        grid_page = QWidget()
+        grid = QGridLayout(grid_page)
+        grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(6)
         for i, chart in enumerate(self.charts.values()):
             grid.addWidget(chart, i // 3, i % 3)
+        grid.addWidget(self.search, 2, 0, 1, 3)
+        self.search.hovered.connect(self.hovered)
+        self.charts["search"] = self.search
+        self.sensitivity = SensitivityPanel()
+        # Tabs appear only when a job has a sensitivity step; otherwise the grid alone.
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(grid_page, "Training and size")
+        self.tabs.addTab(self.sensitivity, "Sensitivity")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
-        layout.addLayout(grid, 1)
+        layout.addWidget(self.tabs, 1)
         self.clear()
 
     # ------------------------------------------------------------------ data
@@ -152,10 +176,40 @@ class JobCharts(QWidget):
         """Forget every point (a new job, or another job selected)."""
         for chart in self.charts.values():
             chart.clear_data()
+        self.search.hide()
         self._offsets: dict[int, float] = {}
         self._step_types: dict[int, str] = {}
         self._last_x = 0.0
         self.readout.setText("")
+        self.sensitivity.clear()
+        self.show_sensitivity(False)
+
+    def show_sensitivity(self, shown: bool, *, select: bool = False) -> None:
+        """Show (and with ``select`` bring forward) the Sensitivity tab, or hide the tabs."""
+        self.tabs.setTabVisible(1, shown)
+        self.tabs.tabBar().setVisible(shown)
+        if select and shown:
+            self.tabs.setCurrentWidget(self.sensitivity)
+        elif not shown:
+            self.tabs.setCurrentIndex(0)
+
+    def sensitivity_shown(self) -> bool:
+        return self.tabs.isTabVisible(1)
+
+    def add_sensitivity(self, index: int, measurement: dict[str, Any]) -> None:
+        """One live measurement of a sensitivity step (the bridge's ``sensitivity_measured``)."""
+        if not self.sensitivity_shown():
+            self.show_sensitivity(True, select=True)
+        self.sensitivity.add_measurement(measurement)
+
+    def load_sensitivity(self, path: str | Path) -> None:
+        """Show a saved ``sensitivity.json`` (a finished job's step).
+
+        Raises:
+            UserError: the file is missing, not a report, or damaged (named).
+        """
+        self.sensitivity.set_report(load_report(path), source=path)
+        self.show_sensitivity(True)
 
     def start_step(self, index: int, step_type: str, count: int = 0) -> None:
         """Step ``index`` (0-based) of type ``step_type`` begins (the bridge's step_started).
@@ -164,6 +218,9 @@ class JobCharts(QWidget):
         the job) is accepted so the signal connects directly.
         """
         self._step_types[index] = str(step_type)
+        if step_type == "sensitivity":
+            self.sensitivity.clear()
+            self.show_sensitivity(True, select=True)
 
     def step_label(self, index: int) -> str:
         """'02 distill': the step's number (1-based, as its variant folder) and type."""
@@ -178,6 +235,10 @@ class JobCharts(QWidget):
 
     def add_metrics(self, index: int, metrics: dict[str, Any]) -> None:
         """Route one dict of numbers of step ``index`` to the charts (see module doc)."""
+        if is_search_metrics(metrics):
+            self.search.add_trial(metrics)
+            self.search.show()
+            return
         if "step" in metrics and finite(metrics["step"]):
             if index not in self._offsets:
                 self._begin_training_segment(index)
@@ -241,6 +302,8 @@ class JobCharts(QWidget):
     def flush(self) -> None:
         for chart in self.charts.values():
             chart.flush()
+        if self.sensitivity.has_data():
+            self.sensitivity.flush()
 
     # ------------------------------------------------------------------ export
     def export_all(self, folder: str | Path) -> list[Path]:
@@ -250,6 +313,8 @@ class JobCharts(QWidget):
         for name, chart in self.charts.items():
             for suffix in EXPORT_SUFFIXES:
                 written.append(chart.export(folder / f"{name}{suffix}"))
+        if self.sensitivity.has_data():
+            written += self.sensitivity.export_all(folder)
         return written
 
     def _ask_export(self) -> None:

@@ -1,7 +1,7 @@
 """(c) The wizard's techniques page: a preset, or a custom chain of techniques.
 
-Three columns of check boxes (fine-tune, distill, drop layers | prune heads, FFN,
-weights, vocabulary | quantize, measure). A preset fills them and sets the draft's
+Three columns of check boxes (fine-tune, sensitivity analysis, distill, drop layers |
+prune heads, FFN, weights, vocabulary | quantize, measure). A preset fills them and sets the draft's
 chain (:meth:`~slimpajama_gui.core.plan.draft.Draft.use_preset`); touching any of them
 makes the chain the user's own (``"custom"``). Problems come from the draft.
 """
@@ -23,12 +23,14 @@ from PySide6.QtWidgets import (
     QLabel,
     QRadioButton,
     QScrollArea,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from slimpajama_gui.core.model.shape import default_student_layers
 from slimpajama_gui.core.plan.presets import PRESET_BLURBS, PRESETS, preset_blurb, step_summary
+from slimpajama_gui.core.plan.search_step import Search
 from slimpajama_gui.core.plan.steps import (
     Benchmark,
     Distill,
@@ -36,6 +38,7 @@ from slimpajama_gui.core.plan.steps import (
     FineTune,
     Prune,
     Quantize,
+    Sensitivity,
     Step,
 )
 from slimpajama_gui.qt.wizard.widgets import (
@@ -59,6 +62,15 @@ from slimpajama_gui.qt.wizard.widgets import (
 if TYPE_CHECKING:
     from slimpajama_gui.qt.wizard.shell import CompressWizard
 
+#: The choice that runs a budgeted search instead of a fixed chain.
+SEARCH = "search"
+SEARCH_BLURB = (
+    "Find the best within your accuracy budget: tries distilled students, pruned heads and "
+    "FFN neurons, vocabulary pruning and int8 (Optuna), keeps every trial as a result in "
+    "Compare and returns the smallest or fastest model that stays within the budget on the "
+    "eval split. Stopping, cancelling or running out of time returns the best found so far."
+)
+
 
 class TechniquesPage(WizardPage):
     """(c) What to do: a preset, or a custom chain of techniques."""
@@ -77,9 +89,11 @@ class TechniquesPage(WizardPage):
         self.preset_group = QButtonGroup(self)
         presets = QHBoxLayout()
         presets.addWidget(QLabel("Preset:"))
-        for name in (*PRESETS, "custom"):
-            button = QRadioButton(name.capitalize())
-            button.setToolTip(PRESET_BLURBS.get(name, "Choose the techniques yourself below."))
+        for name in (*PRESETS, SEARCH, "custom"):
+            text = "Find the best…" if name == SEARCH else name.capitalize()
+            button = QRadioButton(text)
+            tip = SEARCH_BLURB if name == SEARCH else PRESET_BLURBS.get(name, "")
+            button.setToolTip(tip or "Choose the techniques yourself below.")
             self.preset_group.addButton(button)
             self.preset_buttons[name] = button
             presets.addWidget(button)
@@ -88,10 +102,54 @@ class TechniquesPage(WizardPage):
         self.description = make_label()
         self.description.setTextFormat(Qt.TextFormat.RichText)
 
+        # find the best within N points (the search step)
+        self.search_box = group_box("Find the best within N points",
+                                    "A budgeted search over the techniques below")  # fmt: skip
+        self.search_box.setCheckable(False)
+        self.search_budget = double_spin(0, 20, 1.0, decimals=1, step=0.5, suffix=" points",
+                                         tip="Accuracy on the eval split the result may lose "
+                                         "against the model it starts from")  # fmt: skip
+        self.search_minutes = double_spin(1, 24 * 60, 30, decimals=0, step=5, suffix=" min",
+                                          tip="Wall-clock time of the whole search; when it "
+                                          "ends, the best model found so far is the result")  # fmt: skip
+        self.search_objective = combo_box(
+            [("latency", "Fastest (batch-1 latency on this CPU)"),
+             ("size", "Smallest (size on disk)")],
+            tip="What 'best' means among the models within the budget",
+        )  # fmt: skip
+        search_form = QFormLayout(self.search_box)
+        search_form.addRow("Accuracy budget:", self.search_budget)
+        search_form.addRow("Time budget:", self.search_minutes)
+        search_form.addRow("Objective:", self.search_objective)
+        self.search_box.hide()
+
         # fine-tune
         self.finetune_box = group_box("Fine-tune", "Train the whole model on your data first")
         self.finetune_note = make_label("Trains the whole model on your data first.", NOTE_STYLE)
         vbox(self.finetune_box).addWidget(self.finetune_note)
+
+        # sensitivity analysis
+        self.sensitivity_box = group_box(
+            "Sensitivity analysis",
+            "Before compressing: measure what dropping each layer, removing each attention "
+            "head and FFN block, and int8 on each linear costs in eval loss and accuracy. "
+            "Shown as a heat map while it runs; a quantize step right after uses it to "
+            "choose which linears stay in float.",
+        )
+        self.sensitivity_box.setChecked(False)
+        self.sensitivity_rows = QSpinBox()
+        self.sensitivity_rows.setRange(16, 100_000)
+        self.sensitivity_rows.setSingleStep(64)
+        self.sensitivity_rows.setValue(Sensitivity().rows)
+        self.sensitivity_rows.setToolTip(
+            "Eval rows sampled (seeded); every measurement runs the model over them once"
+        )
+        rows_line = QHBoxLayout()
+        rows_line.addWidget(QLabel("Measured on"))
+        rows_line.addWidget(self.sensitivity_rows)
+        rows_line.addWidget(QLabel("eval rows"))
+        rows_line.addStretch(1)
+        vbox(self.sensitivity_box).addLayout(rows_line)
 
         # distill
         self.distill_box = group_box(
@@ -224,7 +282,7 @@ class TechniquesPage(WizardPage):
 
         columns = QHBoxLayout()
         for boxes, stretch in (
-            ((self.finetune_box, self.distill_box, self.layers_box), 5),
+            ((self.finetune_box, self.sensitivity_box, self.distill_box, self.layers_box), 5),
             ((self.heads_box, self.ffn_box, self.magnitude_box, self.vocab_box), 4),
             ((self.quant_box, self.measure_box), 3),
         ):
@@ -244,12 +302,15 @@ class TechniquesPage(WizardPage):
         layout = QVBoxLayout(self)
         layout.addLayout(presets)
         layout.addWidget(self.description)
+        layout.addWidget(self.search_box)
         layout.addWidget(self.scroll, 1)
         layout.addWidget(self.error)
         self.preset_group.buttonToggled.connect(self._on_preset_toggled)
         for box in (self.finetune_box, self.distill_box, self.layers_box, self.heads_box,
-                    self.ffn_box, self.magnitude_box, self.vocab_box, self.quant_box):  # fmt: skip
+                    self.ffn_box, self.magnitude_box, self.vocab_box, self.quant_box,
+                    self.sensitivity_box):  # fmt: skip
             box.toggled.connect(self._on_edited)
+        self.sensitivity_rows.valueChanged.connect(self._on_edited)
         for spin in (self.temperature, self.alpha_kd, self.hidden_mse, self.attention_mse,
                      self.heads_amount, self.ffn_amount, self.magnitude_amount,
                      self.tolerance):  # fmt: skip
@@ -260,6 +321,9 @@ class TechniquesPage(WizardPage):
         for check in (self.per_channel, self.quant_embeddings, self.evaluate_check,
                       self.benchmark_check):  # fmt: skip
             check.toggled.connect(self._on_edited)
+        for spin in (self.search_budget, self.search_minutes):
+            spin.valueChanged.connect(self._on_search_edited)
+        self.search_objective.currentIndexChanged.connect(self._on_search_edited)
         self.student_picker.changed.connect(self._on_edited)
         self.keep_picker.changed.connect(self._on_edited)
         self.draft.subscribe(self._on_draft_changed)
@@ -280,10 +344,26 @@ class TechniquesPage(WizardPage):
         """The steps chosen, with training settings still at their defaults."""
         return self.draft.steps_of_chain()
 
+    def _search_steps(self) -> list[Step]:
+        """Fine-tuning if the model needs a head, the search, then measure its pick."""
+        search = Search(
+            budget_points=float(self.search_budget.value()),
+            time_budget_s=60.0 * float(self.search_minutes.value()),
+            objective=self.search_objective.currentData(),
+        )
+        lead: list[Step] = [FineTune()] if self.draft.needs_finetune else []
+        return [*lead, search, Evaluate(), Benchmark()]
+
+    def _on_search_edited(self, *_args: Any) -> None:
+        if not self._loading and self.preset() == SEARCH:
+            self.draft.set_chain(SEARCH, self._search_steps())
+
     def _custom_steps(self) -> list[Step]:
         steps: list[Step] = []
         if self.finetune_box.isChecked():
             steps.append(FineTune())
+        if self.sensitivity_box.isChecked():
+            steps.append(Sensitivity(rows=self.sensitivity_rows.value()))
         if self.distill_box.isChecked():
             steps.append(
                 Distill(
@@ -351,7 +431,9 @@ class TechniquesPage(WizardPage):
             )
         else:
             self.finetune_note.setText("Trains the whole model on your data first.")
-        if self.preset() != "custom":
+        if self.preset() == SEARCH:
+            self.draft.set_chain(SEARCH, self._search_steps())
+        elif self.preset() != "custom":
             self._apply_preset(self.preset())
         else:
             self.draft.set_chain("custom", self._custom_steps())
@@ -367,7 +449,11 @@ class TechniquesPage(WizardPage):
         if not checked or self._loading:
             return
         name = self.preset()
-        if name != "custom":
+        self.search_box.setVisible(name == SEARCH)
+        self.scroll.setVisible(name != SEARCH)
+        if name == SEARCH:
+            self.draft.set_chain(SEARCH, self._search_steps())
+        elif name != "custom":
             self._apply_preset(name)
         else:
             self.draft.set_chain("custom", self._custom_steps())
@@ -382,6 +468,10 @@ class TechniquesPage(WizardPage):
         try:
             first = _first_of(steps)
             self.finetune_box.setChecked(first(FineTune) is not None or self.draft.needs_finetune)
+            sensitivity = first(Sensitivity)
+            self.sensitivity_box.setChecked(sensitivity is not None)
+            if sensitivity is not None:
+                self.sensitivity_rows.setValue(sensitivity.rows)
             distill = first(Distill)
             self.distill_box.setChecked(distill is not None)
             if distill is not None:
@@ -427,6 +517,8 @@ class TechniquesPage(WizardPage):
         if self._loading:
             return
         self._enforce_finetune()
+        if self.preset() == SEARCH:
+            return  # the technique boxes are hidden while the search is chosen
         if self.preset() != "custom":
             # Changing a technique makes the chain the user's own.
             self._loading = True
@@ -443,6 +535,8 @@ class TechniquesPage(WizardPage):
         lines = " → ".join(step_summary(s) for s in self.draft.chain) or "no steps"
         if preset == "custom":
             text = f"<b>Custom:</b> {escape(lines)}"
+        elif preset == SEARCH:
+            text = f"<b>{escape(SEARCH_BLURB)}</b>"
         else:
             text = f"<b>{escape(preset_blurb(preset, self.draft.chain))}</b><br>{escape(lines)}"
         notes = self.draft.preset_notes if preset != "custom" else []

@@ -20,6 +20,7 @@ import torch
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs.context import JobContext, eval_batches, handles
+from slimpajama_gui.core.jobs.handlers.sensitivity import report_for_current_model
 from slimpajama_gui.core.jobs.saving import new_record, save_variant
 from slimpajama_gui.core.plan.recipe import Export, Quantize, Step
 from slimpajama_gui.core.runtime import onnx_runner
@@ -51,7 +52,7 @@ def quantize(ctx: JobContext, index: int, step: Quantize) -> dict[str, Any]:
     # Quantized kernels here are CPU kernels; the rest of the job follows the model.
     ctx.device = torch.device("cpu")
     ctx.model.to(ctx.device)
-    report = _torch_guard(ctx, ctx.model, step)
+    report = _torch_guard(ctx, ctx.model, step, index)
     if not report.ok:
         raise UserError(
             _guard_failure(
@@ -82,6 +83,8 @@ def quantize(ctx: JobContext, index: int, step: Quantize) -> dict[str, Any]:
     }
     if report.verdict is not None:
         details["accuracy_guard"] = _guard_record(report)
+    if "sensitivity report" in report.sensitivity_measure:
+        details["sensitivity_measure"] = report.sensitivity_measure
     if step.method == "dynamic_int8":
         # Its accuracy depends on the CPU's int8 arithmetic: say which one measured it.
         details["int8_path"] = int8_path.current().to_dict()
@@ -90,8 +93,19 @@ def quantize(ctx: JobContext, index: int, step: Quantize) -> dict[str, Any]:
     return {"accuracy": report.final, "kept_float": len(report.kept_float)}
 
 
-def _torch_guard(ctx: JobContext, model: Any, step: Quantize) -> GuardReport:
-    """Run the per-module guard of PyTorch quantization on ``model`` (float, on the CPU)."""
+def _torch_guard(ctx: JobContext, model: Any, step: Quantize, index: int) -> GuardReport:
+    """Run the per-module guard of PyTorch quantization on ``model`` (float, on the CPU).
+
+    For dynamic int8, the int8 cost of each linear comes from a sensitivity report that
+    measured this same model, when the job (or the source folder) has one
+    (:func:`~slimpajama_gui.core.jobs.handlers.sensitivity.report_for_current_model`);
+    the guard then quantizes and runs again only the candidates the report lacks.
+    """
+    known = None
+    if step.method == "dynamic_int8":
+        saved = report_for_current_model(ctx, index)
+        if saved is not None and saved.linears:
+            known = saved.linear_costs("kl")
     sample = list(itertools.islice(eval_batches(ctx, "eval", 32), 2))
     labels = None
 
@@ -111,7 +125,7 @@ def _torch_guard(ctx: JobContext, model: Any, step: Quantize) -> GuardReport:
         model, step.method, evaluate,
         tolerance=step.tolerance, per_channel=step.per_channel,
         embeddings=step.embeddings, sample=sample, labels=labels,
-        log=ctx.callbacks.on_message, check=ctx.check_stop,
+        log=ctx.callbacks.on_message, check=ctx.check_stop, known_costs=known,
     )  # fmt: skip
     if report.first_verdict is not None and report.first_verdict.underpowered:
         ctx.callbacks.on_message(report.first_verdict.power_warning())
@@ -347,7 +361,7 @@ def _torch_fallback(
         step if isinstance(step, Quantize) else Quantize(),
         method="dynamic_int8", backend="pytorch", per_channel=True, tolerance=tolerance,
     )  # fmt: skip
-    report = _torch_guard(ctx, torch_model, options)
+    report = _torch_guard(ctx, torch_model, options, index)
     if not report.ok:
         return None
     candidate, info, staged = _export(

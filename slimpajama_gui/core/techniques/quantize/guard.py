@@ -333,6 +333,7 @@ def guard_quantization(
     labels: Any = None,
     log: Callable[[str], None] | None = None,
     check: Callable[[], None] | None = None,
+    known_costs: Mapping[str, float] | None = None,
 ) -> GuardReport:
     """Quantize, then keep the most sensitive layers in float until accuracy holds.
 
@@ -367,6 +368,11 @@ def guard_quantization(
         log: receives one line per step, for progress messages.
         check: called before every candidate is scored or kept float; raises to stop
             (the pipeline's stop check), and whatever it raises propagates.
+        known_costs: module name -> the KL cost of quantizing only it, measured before
+            (a sensitivity report's :meth:`~slimpajama_gui.core.techniques.sensitivity.
+            SensitivityReport.linear_costs`); a candidate whose modules all have one is
+            scored by their sum instead of being quantized and run again. Used only with
+            ``sample`` (the other costs are then KL too).
 
     Raises:
         UserError: a bad method, tolerance or candidate.
@@ -407,9 +413,22 @@ def guard_quantization(
     names = list(candidates) if candidates is not None else every
     groups = {c: _expand(every, [c], "quantize.candidates") - always for c in names}
     groups = {c: g for c, g in groups.items() if g}
-    reference = _logits(model, _as_batches(sample)) if sample is not None else None
+    # Known costs are KL divergences: comparable only with the KL the guard measures.
+    known = dict(known_costs or {}) if sample is not None else {}
+    from_report = {c: sum(known[m] for m in g) for c, g in groups.items() if g <= known.keys()}
+    report.sensitivity.update(from_report)
+    if from_report:
+        say(f"sensitivity of {len(from_report)} candidates from the sensitivity report (kl)")
+    to_measure = {c: g for c, g in groups.items() if c not in from_report}
+    reference = _logits(model, _as_batches(sample)) if sample is not None and to_measure else None
     report.sensitivity_measure = "kl" if reference is not None else "accuracy"
-    for name, group in groups.items():
+    if not to_measure:
+        report.sensitivity_measure = "kl (sensitivity report)"
+    elif from_report:
+        report.sensitivity_measure += (
+            f" ({len(from_report)} of {len(groups)} from the sensitivity report)"
+        )
+    for name, group in to_measure.items():
         if check is not None:
             check()
         only = quantize_model(model, method, skip=set(every) - group, **options).model
