@@ -251,7 +251,7 @@ def test_prune_distill_chain_shrinks_and_reloads(tiny_minilm, tmp_path, store):
         + "  - {type: prune, method: ffn, amount: 0.5, recovery_epochs: 0, batch_size: 16}\n"
         + "  - {type: distill, student_layers: [1], epochs: 1, learning_rate: 1.0e-3, batch_size: 16}\n"
         + "  - {type: prune, method: magnitude, amount: 0.5, recovery_epochs: 0.5, learning_rate: 1.0e-3, batch_size: 16}\n"
-        + "  - {type: prune, method: vocabulary}\n"
+        + "  - {type: prune, method: vocabulary, keep_general: 0}\n"
         + "  - type: evaluate\n"
     )
     rec = Recorder()
