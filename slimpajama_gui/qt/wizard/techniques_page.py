@@ -174,6 +174,8 @@ class TechniquesPage(WizardPage):
         self.vocab_general.setRange(0, MAX_VOCAB)
         self.vocab_general.setSingleStep(1000)
         self.vocab_general.setValue(KEEP_GENERAL)
+        # One change per edit, not per keystroke: each value starts a vocabulary count.
+        self.vocab_general.setKeyboardTracking(False)
         self.vocab_general.setToolTip(
             "keep_general: how many of the tokenizer's most common tokens to keep besides "
             "those the training texts use, so text from other domains still reads as whole "
