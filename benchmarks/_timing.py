@@ -20,13 +20,12 @@ import torch
 
 from slimpajama_gui.core.model.tokenizers import load_tokenizer
 from slimpajama_gui.core.runtime.bench import (
-    TorchRunner,
     _pad_batch,
     encode_for_bench,
+    runner_for,
     torch_threads,
 )
 from slimpajama_gui.core.runtime.loading import open_model
-from slimpajama_gui.core.runtime.onnx_runner import is_onnx_variant, load_onnx_runner
 
 
 @dataclass
@@ -41,11 +40,11 @@ class Timed:
 
 
 def timer_of(folder: Path, threads: int) -> tuple[Callable, Any]:
-    """(runner, tokenizer) as the app times ``folder``: onnxruntime or PyTorch."""
+    """(runner, tokenizer) as the app times ``folder``: the runner every benchmark path
+    uses (``runner_for``: onnxruntime for ONNX variants, with ``threads``, else PyTorch)."""
     tokenizer = load_tokenizer(folder)
-    if is_onnx_variant(folder):
-        return load_onnx_runner(folder, threads=threads), tokenizer
-    return TorchRunner(open_model(folder).load_model().eval()), tokenizer
+    model = open_model(folder).load_model(threads=threads)
+    return runner_for(model, threads=threads), tokenizer
 
 
 def interleaved_latency(

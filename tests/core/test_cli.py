@@ -195,3 +195,77 @@ steps:
     ((head, _),) = report.most_sensitive("head", 1)
     assert f"remove head {head[0]}.{head[1]} (layer.head)" in out
     assert "int8" not in out.split("Most sensitive parts")[1]  # linears were not measured
+
+
+def test_bench_on_an_onnx_result_names_onnxruntime_its_parameters_and_threads(
+    tiny_minilm, tmp_path, capsys, monkeypatch
+):
+    """Issue 13 item 7: the ONNX variant is timed in onnxruntime with the threads asked
+    for, its parameters come from the graph, and the text timed is the recipe's eval set."""
+    import numpy as np
+    import onnx
+
+    from slimpajama_gui.core.data.spec import demo_path
+    from slimpajama_gui.core.runtime import onnx_runner
+    from slimpajama_gui.core.storage.variant import VariantRecord
+
+    dev = tmp_path / "held-out.tsv"
+    dev.write_bytes(demo_path("dev").read_bytes())
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"""name: cli-onnx
+model: {tiny_minilm}
+dataset: {{train: demo, eval: {dev.name}, labels: [negative, positive], max_length: 48}}
+output: out
+steps:
+  - {{type: quantize, method: dynamic_int8, backend: onnxruntime, tolerance: 100}}
+  - {{type: benchmark, threads: 1, sentences: 5, repeats: 1}}
+"""
+    )
+    assert cli.main(["run", str(recipe)]) == 0
+    variant = tmp_path / "out" / "01-quantize"
+    step = VariantRecord.read(variant).metrics["benchmark"]  # the recipe's own step
+    graph = onnx.load(str(variant / "model.onnx")).graph
+    weights = [
+        t for t in graph.initializer
+        if t.data_type not in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
+        and not t.name.endswith(("_scale", "_zero_point"))
+    ]  # fmt: skip
+    expected = sum(int(np.prod(t.dims)) for t in weights)
+    sessions: list[int] = []
+    make_session = onnx_runner._session
+
+    def counting(path, threads):
+        sessions.append(threads)
+        return make_session(path, threads)
+
+    monkeypatch.setattr(onnx_runner, "_session", counting)
+    capsys.readouterr()
+    assert (
+        cli.main(["bench", str(variant), "--sentences", "7", "--repeats", "1", "--threads", "3"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in out.splitlines()
+        if line.count("│") == 3
+    }
+    assert rows["backend"].startswith("onnxruntime (")
+    assert rows["threads"] == "3" and sessions and set(sessions) == {3}
+    total, nonzero = (
+        int(x.replace(",", ""))
+        for x in rows["parameters (non-zero)"].replace("(", "").rstrip(")").split()
+    )
+    assert total == expected > 0 and 0 < nonzero <= total
+    # The recipe's benchmark step went through the same runner: same backend and count.
+    assert (step["backend"], step["parameters"], step["threads"]) == ("onnxruntime", total, 1)
+    assert step["timed"].startswith(f"5 sentences of {dev.name} (column sentence")
+    assert f"Timed: 7 sentences of {dev} (column sentence" in out
+    assert "Method: onnxruntime forward pass" in out and "pytorch" not in out.split("Method:")[1]
+    # --data overrides the recorded eval set, and says so.
+    assert cli.main(["bench", str(variant), "--sentences", "5", "--repeats", "1",
+                     "--data", str(demo_path("train"))]) == 0  # fmt: skip
+    assert (
+        f"Timed: 5 sentences of {demo_path('train')} (column sentence)." in capsys.readouterr().out
+    )

@@ -12,7 +12,6 @@ import torch
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs import context
-from slimpajama_gui.core.jobs.handlers import measure
 from slimpajama_gui.core.jobs.handlers import quantize as quantize_handlers
 from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks, PipelineResult, run
 from slimpajama_gui.core.plan.recipe import recipe_from_yaml
@@ -251,7 +250,7 @@ def test_prune_distill_chain_shrinks_and_reloads(tiny_minilm, tmp_path, store):
         + "  - {type: prune, method: ffn, amount: 0.5, recovery_epochs: 0, batch_size: 16}\n"
         + "  - {type: distill, student_layers: [1], epochs: 1, learning_rate: 1.0e-3, batch_size: 16}\n"
         + "  - {type: prune, method: magnitude, amount: 0.5, recovery_epochs: 0.5, learning_rate: 1.0e-3, batch_size: 16}\n"
-        + "  - {type: prune, method: vocabulary}\n"
+        + "  - {type: prune, method: vocabulary, keep_general: 0}\n"
         + "  - type: evaluate\n"
     )
     rec = Recorder()
@@ -648,6 +647,7 @@ def test_a_stop_inside_a_loop_of_a_step_is_honoured_at_the_next_item(
 ):
     """Loops besides training check the stop flag per item: the step ends cancelled after
     the item in progress, and writes nothing."""
+    from slimpajama_gui.core.runtime import bench as bench_mod
     from slimpajama_gui.core.runtime.bench import TorchRunner
     from slimpajama_gui.core.techniques.prune import structured as prune_mod
     from slimpajama_gui.core.techniques.prune import vocabulary as vocab_mod
@@ -680,7 +680,8 @@ def test_a_stop_inside_a_loop_of_a_step_is_honoured_at_the_next_item(
                 control.request_stop()
                 return super().__call__(inputs)
 
-        monkeypatch.setattr(measure, "TorchRunner", FirstCallStops)
+        # runner_for makes every benchmark path's PyTorch runner.
+        monkeypatch.setattr(bench_mod, "TorchRunner", FirstCallStops)
     out = tmp_path / "out"
     result = run(make_recipe(tiny_minilm, out, f"  - {step}\n"), control=control, store=store)
     step_type = "benchmark" if phase == "benchmark" else "prune"

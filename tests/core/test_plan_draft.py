@@ -177,3 +177,18 @@ def test_a_source_its_chain_cannot_use_is_refused_before_run(draft, encoder):
     draft.set_model(encoder)
     draft.use_preset("balanced")
     assert draft.problems() == []
+
+
+def test_the_vocabulary_count_follows_the_chains_keep_general(draft):
+    """The estimate counts what the chain's vocabulary step keeps, so a new keep_general
+    needs a new count (the wizard starts one on a worker)."""
+    from slimpajama_gui.core.plan.steps import KEEP_GENERAL, Prune
+
+    draft.set_chain("custom", [Prune(method="vocabulary", keep_general=0)])
+    narrow = draft.vocabulary_key()
+    draft.set_vocabulary_count(narrow, 1234)
+    assert narrow[-1] == 0 and draft.estimate().vocab_after == 1234
+    draft.set_chain("custom", [Prune(method="vocabulary")])
+    wide = draft.vocabulary_key()
+    assert wide[-1] == KEEP_GENERAL and draft.vocabulary_count() is None
+    assert draft.estimate().vocab_counted is False  # a guess until counted again

@@ -38,15 +38,23 @@ def test_estimate_matches_the_reference_chain():
 
 def test_estimate_guesses_the_vocabulary_until_it_is_counted():
     info = inspect_model(packaged_minilm_path(), "packaged")
-    guess = estimate_chain(info, [Prune(method="vocabulary")])
+    guess = estimate_chain(info, [Prune(method="vocabulary", keep_general=0)])
     assert not guess.vocab_counted and "guess" in " ".join(guess.notes)
     assert guess.vocab_after < info.vocab
+    wider = estimate_chain(info, [Prune(method="vocabulary", keep_general=10_000)])
+    assert guess.vocab_after < wider.vocab_after <= info.vocab
     counted = estimate_chain(info, [Prune(method="vocabulary")], vocab_kept=5_000)
     assert counted.vocab_counted and counted.vocab_after == 5_000
     assert "smaller than" in counted.headline()
 
 
 def test_count_vocabulary_counts_used_and_special_ids():
-    key, count = count_vocabulary(("k",), packaged_minilm_path(), ["a film", "a film"])
+    texts = ["a film", "a film"]
+    key, count = count_vocabulary(("k",), packaged_minilm_path(), texts, keep_general=0)
     assert key == ("k",)
     assert 4 <= count < 20  # [CLS] a film [SEP] plus the other special tokens
+    # The step's default also keeps the tokenizer's common tokens, and so does the count.
+    _, general = count_vocabulary(("k",), packaged_minilm_path(), texts, keep_general=3000)
+    assert 3000 <= general <= 3000 + count
+    _, default = count_vocabulary(("k",), packaged_minilm_path(), texts)
+    assert default >= Prune().keep_general

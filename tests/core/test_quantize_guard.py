@@ -266,3 +266,36 @@ def test_the_step_cap_shortens_every_training_loop(tiny_minilm, tmp_path, monkey
     monkeypatch.setenv(train_mod.MAX_STEPS_ENV, "zero")
     with pytest.raises(UserError, match=train_mod.MAX_STEPS_ENV):
         train_mod.step_cap()
+
+
+@pytest.mark.parametrize(
+    ("flips", "fixed", "expected"),
+    [
+        (0, 4, "+4.00 points (no loss)"),
+        (0, 0, "unchanged"),
+        (3, 0, "−3.00 points, more than quantize.tolerance (1.0)"),
+    ],
+)
+def test_the_guard_says_a_rise_is_a_rise_and_a_drop_a_drop(flips, fixed, expected):
+    """int8 went from 90 % to 94 % on these rows: the message must not read as a loss."""
+    gold = np.ones(100, dtype=np.int64)
+
+    def evaluate(model: nn.Module) -> np.ndarray:
+        pred = gold.copy()
+        pred[90:] = 0  # the float model gets the last 10 rows wrong
+        if type(model.get_submodule(SENSITIVE)) is not nn.Linear:
+            pred[:flips] = 0
+            pred[90 : 90 + fixed] = 1
+        return pred
+
+    said: list[str] = []
+    guard_quantization(
+        tiny_model(), "dynamic_int8", evaluate, tolerance=1.0, labels=gold, candidates=[],
+        log=said.append,
+    )  # fmt: skip
+    first = said[0]
+    assert first.startswith("dynamic_int8: accuracy ") and expected in first
+    accuracy = (90 - flips + fixed) / 100
+    assert f"{100 * accuracy:.2f} % against 90.00 % in float" in first
+    if fixed:
+        assert "−" not in first and "tolerance" not in first

@@ -337,3 +337,18 @@ def test_plain_dicts_round_trip_with_the_same_allow_list() -> None:
     data["steps"][1]["type"] = "os.system"
     with pytest.raises(RecipeError, match=r"unknown step type 'os.system'.*\(step 2\)"):
         Recipe.from_dict(data)
+
+
+def test_a_version_1_vocabulary_step_keeps_only_the_data_ids_as_it_did() -> None:
+    """Prune version 2 added keep_general; a saved version-1 recipe re-runs unchanged."""
+    from slimpajama_gui.core.plan.steps import KEEP_GENERAL
+
+    recipe = parse("  - {type: prune, version: 1, method: vocabulary}\n")
+    old = recipe.steps[0]
+    new = parse("  - {type: prune, method: vocabulary}\n").steps[0]
+    assert old.keep_general == 0 and new.keep_general == KEEP_GENERAL > 0
+    text = dump_recipe(recipe)
+    assert "version: 2" in text  # written back as version 2, with its 0
+    assert recipe_from_yaml(text, "again.yaml").steps[0].keep_general == 0
+    with pytest.raises(UserError, match="keep_general"):
+        parse("  - {type: prune, method: vocabulary, keep_general: -5}\n")

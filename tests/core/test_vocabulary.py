@@ -206,3 +206,52 @@ def test_added_tokens_in_the_second_column_are_kept(tmp_path, minilm_tokenizer_f
     _, after = encoded_logits(small, new, texts, pairs, 32)
     torch.testing.assert_close(after, before, rtol=0, atol=0)
     assert report.changed_on_eval == 0.0 and report.unk_rate_on_eval == 0.0
+
+
+def test_keep_general_keeps_common_words_the_train_rows_never_use(
+    tmp_path, minilm_tokenizer_folder
+):
+    """Out of domain, a common word the train rows lack still reads as itself."""
+    from transformers import AutoTokenizer
+
+    model = tiny_model(vocab_size=30522, hidden_size=16, head_dim=4, layer_ffn=[32] * 3)
+    old_tok = AutoTokenizer.from_pretrained(minilm_tokenizer_folder, local_files_only=True)
+    word = "battery"  # a whole-word token of the vocabulary that TEXTS never use
+    assert len(old_tok.tokenize(word)) == 1
+    assert old_tok.convert_tokens_to_ids(word) not in {
+        i for t in TEXTS for i in old_tok(t)["input_ids"]
+    }
+    narrow, only_train = prune_vocabulary(model, minilm_tokenizer_folder, TEXTS, tmp_path / "a")
+    wide, general = prune_vocabulary(
+        model, minilm_tokenizer_folder, TEXTS, tmp_path / "b", keep_general=8000
+    )
+    assert only_train.kept_general == 0 and "general text" not in only_train.sentence()
+    assert general.kept == only_train.kept + general.kept_general
+    assert general.kept_general > 7000 and "general text" in general.sentence()
+    assert wide.config.vocab_size == general.kept > narrow.config.vocab_size
+    a = AutoTokenizer.from_pretrained(tmp_path / "a", local_files_only=True)
+    b = AutoTokenizer.from_pretrained(tmp_path / "b", local_files_only=True)
+    assert a.tokenize(word) != [word]  # split into other pieces, or [UNK]
+    assert b.tokenize(word) == [word]
+    # The train rows still read the same tokens (what pruning promises either way).
+    enc_old = old_tok(TEXTS, padding=True, return_tensors="pt")
+    enc_new = b(TEXTS, padding=True, return_tensors="pt")
+    assert torch.equal(general.id_map[enc_old["input_ids"]], enc_new["input_ids"])
+    with pytest.raises(UserError, match="keep_general"):
+        prune_vocabulary(model, minilm_tokenizer_folder, TEXTS, tmp_path / "c", keep_general=-1)
+
+
+def test_common_token_ids_skip_placeholders_and_start_with_characters_then_words(
+    minilm_tokenizer_folder,
+):
+    from slimpajama_gui.core.model.tokenizers import common_token_ids, load_tokenizer
+
+    tok = load_tokenizer(minilm_tokenizer_folder)
+    ids = common_token_ids(tok.get_vocab(), 1200)
+    tokens = tok.convert_ids_to_tokens(ids)
+    assert len(ids) == 1200 and ids == sorted(ids)
+    assert not any(t.startswith("[") and len(t) > 1 for t in tokens)  # [PAD], [unused5]
+    assert tokens[:3] == ["!", '"', "#"] and "the" in tokens and "and" in tokens
+    assert common_token_ids(tok.get_vocab(), 0) == []
+    with pytest.raises(ValueError):
+        common_token_ids(tok.get_vocab(), -1)

@@ -247,7 +247,7 @@ def vocabulary_pruned(tiny_minilm, tmp_path):
     recipe = recipe_from_yaml(
         f"name: vocab\nmodel: {tiny_minilm}\n"
         "dataset:\n  train: demo\n  labels: [negative, positive]\n  max_length: 48\n"
-        f"output: {out}\nsteps:\n  - {{type: prune, method: vocabulary}}\n",
+        f"output: {out}\nsteps:\n  - {{type: prune, method: vocabulary, keep_general: 0}}\n",
         source="test.yaml",
         base_dir=tmp_path,
     )

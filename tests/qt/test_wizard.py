@@ -301,6 +301,22 @@ def test_invalid_techniques_block_next_with_a_sentence(qtbot, on_techniques):
     assert next_button(w).isEnabled()
 
 
+def test_vocabulary_keep_general_is_a_field_the_chain_carries(qtbot, on_techniques):
+    """The vocabulary step's keep_general: the preset's default, then what the user types."""
+    from slimpajama_gui.core.plan.steps import KEEP_GENERAL
+
+    tech = on_techniques.techniques_page
+    click(qtbot, tech.preset_buttons["fast"])
+    vocab = [s for s in tech.chain() if isinstance(s, Prune) and s.method == "vocabulary"]
+    assert [s.keep_general for s in vocab] == [KEEP_GENERAL]
+    assert tech.vocab_general.value() == KEEP_GENERAL
+    type_into(qtbot, tech.vocab_general, "0")
+    assert tech.preset() == "custom"  # an edit makes the chain the user's own
+    vocab = [s for s in tech.chain() if isinstance(s, Prune) and s.method == "vocabulary"]
+    assert [s.keep_general for s in vocab] == [0]
+    assert not error_text(tech)
+
+
 def test_settings_errors_block_next(qtbot, on_techniques):
     w = on_techniques
     tech = w.techniques_page

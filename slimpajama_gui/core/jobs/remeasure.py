@@ -181,7 +181,7 @@ def measure_model(variant: Variant, config: Any = None, control: Any = None) -> 
     """
     from slimpajama_gui.core import data as data_mod
     from slimpajama_gui.core.jobs.flips import _predict
-    from slimpajama_gui.core.runtime.bench import BenchConfig, TorchRunner, benchmark
+    from slimpajama_gui.core.runtime.bench import BenchConfig, benchmark, runner_for
     from slimpajama_gui.core.runtime.evaluate import classification_report
     from slimpajama_gui.core.runtime.inputs import model_inputs
     from slimpajama_gui.core.runtime.loading import open_model
@@ -214,23 +214,31 @@ def measure_model(variant: Variant, config: Any = None, control: Any = None) -> 
     yield ("status", f"Timing {variant.name} at batch 1…")
     model = handle.load_model()
     tokenizer = handle.load_tokenizer()
-    runner = model.runner if hasattr(model, "runner") else TorchRunner(model.to("cpu"))
     length = model_inputs(model, tokenizer, variant.name).fit_length(spec.max_length)
     config = replace(config, max_length=length) if config is not None else None
     config = config or BenchConfig(repeats=None, max_length=length)
+    # The variant's own runtime with the thread count asked for (an ONNX variant's
+    # session is made with config.threads), as every benchmark path does.
+    runner = runner_for(model, threads=config.threads)
+    source = (
+        f"{spec.eval} (column {spec.text_column}, the eval set of its job)"
+        if spec.eval and isinstance(dataset_section, dict)
+        else f"the eval rows of {spec.train} (column {spec.text_column})"
+    )
     result = benchmark(
         runner,
         tokenizer,
         dataset.eval.texts,
         config,
-        model=model if has_head and not hasattr(model, "runner") else None,
         folder=handle.info.path,
         control=control,
+        source=source,
     )
     if control is not None and control.should_stop:
         raise UserError(f"Benchmarking {variant.name} was stopped; nothing was saved.")
-    if result.parameters is None:
-        result.parameters = handle.info.parameters
+    if not has_head or result.parameters is None:
+        # A bare encoder was given a new head to run: count what the folder holds.
+        result.parameters, result.nonzero_parameters = handle.info.parameters, None
     return Measurement(
         path=Path(handle.info.path),
         benchmark=result.to_dict(),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +117,34 @@ def pin_tokenizer_class(folder: Path | str, tokenizer: Any) -> bool:
     config["tokenizer_class"] = type(tokenizer).__name__
     atomic_write_text(path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     return True
+
+
+#: Tokens no text produces: BERT's [unused0] ... placeholders and specials like [CLS].
+_NOT_TEXT = re.compile(r"\[[^\[\]]+\]|<[^<>]+>")
+
+
+def common_token_ids(vocab: Mapping[str, int], count: int) -> list[int]:
+    """The first ``count`` ids of a WordPiece vocabulary that text can produce (sorted).
+
+    Why the first: BERT's WordPiece vocabularies (MiniLM's is BERT's uncased one) list,
+    after the special tokens and the ``[unusedN]`` placeholders, the single characters
+    (ids 999-1995) and then the word pieces in the order of their frequency in the
+    pre-training text: ``the of and in to`` at 1996-2000, ``knight survey noise`` near
+    5,000, ``thyroid nitrate`` near 29,600. So the first ids are those general English
+    text needs most. Placeholders and bracketed specials (``[CLS]``, ``<s>``) are
+    skipped; a vocabulary not ordered by frequency gets its first ids all the same.
+
+    Args:
+        vocab: token -> id (e.g. a tokenizer's ``get_vocab()``).
+        count: how many ids to return (0 for none; more than there are gives them all).
+
+    Returns:
+        Up to ``count`` ids, increasing.
+
+    Raises:
+        ValueError: ``count`` is negative.
+    """
+    if count < 0:
+        raise ValueError(f"count must be 0 or more, got {count}")
+    order = sorted((i, t) for t, i in vocab.items())
+    return [i for i, t in order if not _NOT_TEXT.fullmatch(t)][:count]

@@ -42,6 +42,7 @@ from slimpajama_gui.core.plan.presets import (
 )
 from slimpajama_gui.core.plan.recipe import Recipe
 from slimpajama_gui.core.plan.steps import (
+    KEEP_GENERAL,
     Benchmark,
     Distill,
     Evaluate,
@@ -275,10 +276,19 @@ class Draft:
 
     # -- vocabulary count (for the estimate) -----------------------------------------
     def vocabulary_key(self) -> tuple | None:
-        """What a vocabulary count depends on (model and data); None until both are set."""
+        """What a vocabulary count depends on (model, data, and the chain's
+        ``keep_general``, its last item); None until model and data are set."""
         if self.model is None or self.data_spec is None:
             return None
-        return (str(self.model.path), repr(sorted(self.data_spec.items())))
+        general = next(
+            (
+                s.keep_general
+                for s in self.chain
+                if isinstance(s, Prune) and s.method == "vocabulary"
+            ),
+            KEEP_GENERAL,
+        )
+        return (str(self.model.path), repr(sorted(self.data_spec.items())), general)
 
     def vocabulary_count(self) -> int | None:
         """Token ids the training data uses with this model's tokenizer, once counted."""

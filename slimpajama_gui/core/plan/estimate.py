@@ -26,8 +26,9 @@ from slimpajama_gui.core.model.shape import (
     layer_heads,
     layer_parameters,
 )
-from slimpajama_gui.core.model.tokenizers import load_tokenizer
+from slimpajama_gui.core.model.tokenizers import common_token_ids, load_tokenizer
 from slimpajama_gui.core.plan.steps import (
+    KEEP_GENERAL,
     Benchmark,
     Distill,
     Evaluate,
@@ -43,6 +44,9 @@ from slimpajama_gui.core.units import human_bytes, human_count
 #: Share of a BERT vocabulary an English sentence data set uses (SST-2 train: 11.6k of
 #: 30.5k ids); the estimate's fallback until the real count is known.
 VOCAB_SHARE_GUESS = 11_600 / 30_522
+#: Share of ``keep_general`` ids the training data does not use already (SST-2 train:
+#: keep_general 20,000 added 10,492 ids to its 11,575); the fallback's other part.
+GENERAL_NEW_SHARE = 10_492 / 20_000
 
 
 @dataclass
@@ -101,7 +105,8 @@ def estimate_chain(
     Args:
         info: the model's header summary.
         steps: the chain, in order.
-        vocab_kept: token ids the training data uses, when counted; otherwise
+        vocab_kept: token ids vocabulary pruning keeps (:func:`count_vocabulary`), when
+            counted; otherwise
             :data:`VOCAB_SHARE_GUESS` of the vocabulary.
         num_labels: classes of a new classifier head (when the model has none).
     """
@@ -142,10 +147,12 @@ def estimate_chain(
                 if vocab_kept is not None:
                     vocab, vocab_counted = min(vocab, vocab_kept), True
                 else:
-                    vocab = min(vocab, round(vocab * VOCAB_SHARE_GUESS))
+                    guess = vocab * VOCAB_SHARE_GUESS + GENERAL_NEW_SHARE * step.keep_general
+                    vocab = min(vocab, round(guess))
                     notes.append(
                         "The vocabulary kept is a guess (about 38 % of a BERT vocabulary for "
-                        "English sentences) until the training data has been counted."
+                        "English sentences, plus the common tokens kept for general text) "
+                        "until the training data has been counted."
                     )
         elif isinstance(step, Quantize):
             quant = step
@@ -212,8 +219,11 @@ def estimate_chain(
     )
 
 
-def count_vocabulary(key: tuple, folder: Path, texts: list[str]) -> tuple[tuple, int]:
-    """Token ids vocabulary pruning would keep (used by ``texts`` + special), with ``key``.
+def count_vocabulary(
+    key: tuple, folder: Path, texts: list[str], keep_general: int = KEEP_GENERAL
+) -> tuple[tuple, int]:
+    """Token ids vocabulary pruning would keep (used by ``texts``, special, and the
+    tokenizer's ``keep_general`` most common tokens), with ``key``.
 
     Slow (tokenizes every text): run it on a worker. ``key`` comes back unchanged so the
     caller can tell which model and data the count belongs to.
@@ -227,6 +237,7 @@ def count_vocabulary(key: tuple, folder: Path, texts: list[str]) -> tuple[tuple,
         for ids in tokenizer(texts[start : start + 2048], add_special_tokens=True)["input_ids"]:
             used.update(ids)
     used.update(int(i) for i in tokenizer.all_special_ids)
+    used.update(common_token_ids(tokenizer.get_vocab(), keep_general))
     return key, len(used)
 
 

@@ -85,8 +85,8 @@ class Step:
     def upgrade(cls, data: dict[str, Any], from_version: int) -> dict[str, Any]:
         """Turn the fields of an older ``version`` into the current ones.
 
-        Every step is at version 1, so there is nothing to do yet; a step that
-        renames or reinterprets a field bumps ``version`` and overrides this.
+        A step that adds, renames or reinterprets a field bumps ``version`` and
+        overrides this, so an older recipe runs as it did (see :class:`Prune`).
         """
         return data
 
@@ -208,8 +208,13 @@ MAX_THREADS = 1024
 MAX_SENTENCES = 1_000_000
 MAX_WARMUP = 100_000
 MAX_REPEATS = 10_000
+#: Token ids (vocabularies have tens of thousands; a few hundred thousand at most).
+MAX_VOCAB = 10_000_000
 
 EvalSplit = Literal["eval", "test"]
+#: Prune's default ``keep_general``: the tokenizer's most common tokens vocabulary
+#: pruning keeps besides the data's (measured: see :class:`Prune`).
+KEEP_GENERAL = 20_000
 PruneMethod = Literal["magnitude", "heads", "ffn", "layers", "vocabulary"]
 PruneScope = Literal["global", "layer"]
 PruneSchedule = Literal["oneshot", "gradual"]
@@ -300,12 +305,17 @@ class Benchmark(Step):
 @dataclass
 class Prune(Step):
     """Remove weights: unstructured magnitude, attention heads, FFN units, whole layers,
-    or vocabulary rows never seen in the training data."""
+    or vocabulary rows neither the training data nor general text needs.
 
-    version: ClassVar[int] = 1
+    Version 2 added ``keep_general``; a version-1 recipe gets 0 there, so it keeps
+    what it kept before (only the ids its training texts use).
+    """
+
+    version: ClassVar[int] = 2
     limits: ClassVar[dict[str, float]] = {
         "amount": 1.0, "recovery_epochs": MAX_EPOCHS, "keep_layers": MAX_LAYER,
         "learning_rate": MAX_LEARNING_RATE, "batch_size": MAX_BATCH,
+        "keep_general": MAX_VOCAB,
     }  # fmt: skip
 
     method: PruneMethod = "magnitude"
@@ -316,11 +326,21 @@ class Prune(Step):
     keep_layers: list[int] | None = None  # method "layers": encoder layers kept, 0-based
     learning_rate: float = 5e-5  # of the recovery fine-tuning
     batch_size: int = 32  # of the recovery fine-tuning (and the importance batches)
+    # method "vocabulary": also keep this many of the tokenizer's most common tokens, so
+    # text from outside the training data reads as it did (the default is measured on
+    # resources/ood, docs/benchmarks.md "ood-check"); 0 = only the ids the data uses
+    keep_general: int = KEEP_GENERAL
+
+    @classmethod
+    def upgrade(cls, data: dict[str, Any], from_version: int) -> dict[str, Any]:
+        if from_version < 2 and data.get("method") == "vocabulary":
+            data.setdefault("keep_general", 0)  # version 1 kept only the data's ids
+        return data
 
     def check(self) -> None:
         if self.method in ("magnitude", "heads", "ffn"):
             check_fraction(self, "amount", low_open=True, high_open=True)
-        check_non_negative(self, "recovery_epochs")
+        check_non_negative(self, "recovery_epochs", "keep_general")
         check_positive(self, "learning_rate", "batch_size")
         require(
             self.schedule == "oneshot" or self.method == "magnitude",

@@ -1,12 +1,19 @@
 """Size, parameters, memory, latency and throughput, measured the same way every time.
 
-The result records how it was measured (threads, sentences, warm-up, repetitions,
-backend, versions), so a number in a report can always be traced to its method.
-Latency is the model's forward pass on pre-tokenized input at batch 1 (tokenization is
-the same for every variant and is excluded); throughput is padded batches of 32.
+The result records how it was measured (threads, sentences and where they came from,
+warm-up, repetitions, backend, versions), so a number in a report can always be traced
+to its method. Latency is the model's forward pass on pre-tokenized input at batch 1
+(tokenization is the same for every variant and is excluded); throughput is padded
+batches of 32.
+
+One runner per backend: every benchmark path (``slimpajama bench``, a recipe's
+benchmark step, Compare's Benchmark action, ``benchmarks/``) gets its runner from
+:func:`runner_for` — :class:`TorchRunner` for PyTorch models, ``OrtRunner`` (with the
+thread count asked for) for ONNX ones — and the runner counts the parameters it runs
+(:meth:`TorchRunner.parameters`, ``OrtRunner.parameters`` from the ONNX initializers).
 
 Example:
-    >>> result = benchmark(TorchRunner(model), tokenizer, sentences)  # doctest: +SKIP
+    >>> result = benchmark(runner_for(model, threads=2), tokenizer, sentences)  # doctest: +SKIP
     >>> f"{result.latency_p50_ms:.1f} ms"
     '10.4 ms'
 """
@@ -58,6 +65,8 @@ class BenchResult:
     nonzero_parameters: int | None
     versions: str
     method: str
+    #: What was timed, e.g. "200 sentences of /data/sst2/dev.tsv (column sentence)".
+    timed: str = ""
     #: The CPU the figures were measured on (:func:`machine_description`); latencies of
     #: two machines are not comparable. Empty in figures from before it was recorded.
     machine: str = ""
@@ -73,6 +82,8 @@ class TorchRunner:
     """Runs a PyTorch classifier on numpy inputs (the backend every other one is compared to)."""
 
     name = "pytorch"
+    #: Set per call by :func:`benchmark` (``torch.set_num_threads``), not fixed here.
+    threads: int | None = None
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model.eval()
@@ -81,6 +92,137 @@ class TorchRunner:
     def __call__(self, inputs: Inputs) -> np.ndarray:
         out = self.model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
         return out.logits.float().numpy()
+
+    def parameters(self) -> tuple[int, int]:
+        """(parameters, non-zero parameters) of the model, as :func:`count_parameters`."""
+        return count_parameters(self.model)
+
+
+def runner_for(
+    model: nn.Module,
+    *,
+    backend: str = "auto",
+    threads: int = 2,
+    export_dir: Path | None = None,
+):
+    """The runner that times ``model`` on ``backend``: the one place a backend is chosen.
+
+    Args:
+        model: what :meth:`~slimpajama_gui.core.runtime.loading.ModelHandle.load_model`
+            returns: a PyTorch model (float or quantized), or an ONNX variant's
+            ``OnnxClassifier``.
+        backend: ``"auto"`` (ONNX variants in onnxruntime, the others in PyTorch),
+            ``"pytorch"`` or ``"onnxruntime"``.
+        threads: CPU threads; an onnxruntime session is made with this many (PyTorch's
+            are set by :func:`benchmark` around the timed calls).
+        export_dir: where a PyTorch model is exported to ONNX when asked to run in
+            onnxruntime (``model.onnx`` is written there); None refuses that case.
+
+    Returns:
+        A :class:`TorchRunner` or an ``OrtRunner``: numpy inputs -> numpy logits, with
+        ``name``, ``threads`` and ``parameters()``.
+
+    Raises:
+        UserError: an ONNX variant asked to run in PyTorch, a PyTorch-quantized model
+            asked to run in onnxruntime, or an export without ``export_dir``.
+    """
+    from slimpajama_gui.core.errors import UserError
+    from slimpajama_gui.core.runtime.onnx_runner import OrtRunner
+
+    ort_model = getattr(model, "runner", None)
+    if backend == "auto":
+        backend = "onnxruntime" if ort_model is not None else "pytorch"
+    if backend == "pytorch":
+        if ort_model is not None:
+            raise UserError(
+                "this is an ONNX variant: it runs in onnxruntime only; benchmark it with "
+                "backend 'onnxruntime' (or 'auto')."
+            )
+        return TorchRunner(model.to("cpu"))  # latency is a CPU figure
+    if backend != "onnxruntime":
+        raise UserError(f"unknown backend {backend!r}; use 'auto', 'pytorch' or 'onnxruntime'.")
+    if ort_model is not None:
+        if ort_model.threads == threads:
+            return ort_model
+        # The session's thread count is fixed when it is made: a new one honours it.
+        return OrtRunner(ort_model.path, threads=threads, config=ort_model.config)
+    if getattr(model, "quantization", None) is not None:
+        raise UserError(
+            "benchmark.backend: a PyTorch-quantized model cannot run in onnxruntime; "
+            "quantize with 'backend: onnxruntime' instead, or benchmark with pytorch."
+        )
+    if export_dir is None:
+        raise UserError(
+            "this PyTorch model would have to be exported to ONNX to run in onnxruntime; "
+            "export it first (an 'export' step), or benchmark it with pytorch."
+        )
+    from slimpajama_gui.core.techniques import onnx_export
+
+    path = onnx_export.export_onnx(model.to("cpu"), Path(export_dir) / onnx_export.ONNX_NAME)
+    return OrtRunner(path, threads=threads, config=model.config)
+
+
+@dataclass
+class TimedText:
+    """Sentences to time and where they came from (said with every result).
+
+    Attributes:
+        sentences: the texts, in order; a benchmark uses the first ``sentences`` of them.
+        source: where they came from, e.g. ``"/data/sst2/dev.tsv (column sentence)"``.
+    """
+
+    sentences: list[str]
+    source: str
+
+    def describe(self, used: int) -> str:
+        """``"200 sentences of /data/sst2/dev.tsv (column sentence)"``."""
+        return f"{used:,} sentence{'s' if used != 1 else ''} of {self.source}"
+
+
+def read_timed_text(
+    path: Path, column: str = "sentence", why: str = "", field_name: str = "text column"
+) -> TimedText:
+    """The ``column`` of a data file as :class:`TimedText` (``why``: appended to the source).
+
+    Raises:
+        UserError: the file cannot be read or has no such column (named as ``field_name``).
+    """
+    from slimpajama_gui.core import data as data_mod
+
+    texts = data_mod.read_table(path).column(column, field_name)
+    source = f"{path} (column {column}{', ' + why if why else ''})"
+    return TimedText([str(t) for t in texts], source)
+
+
+def recorded_eval_text(folder: Path) -> TimedText | None:
+    """The eval sentences of the recipe that made the variant in ``folder``, if it says.
+
+    What the variant's own benchmark step timed (and what docs/benchmarks.md times: the
+    first 200 SST-2 dev sentences), so a later ``slimpajama bench`` times the same text.
+    None when the folder has no record, its recipe names no separate eval file, or
+    that file is gone.
+    """
+    from slimpajama_gui.core import data as data_mod
+    from slimpajama_gui.core.errors import UserError
+    from slimpajama_gui.core.storage.variant import VariantRecord
+
+    record = VariantRecord.read_or_none(folder)
+    dataset = (record.recipe or {}).get("dataset") if record is not None else None
+    if not isinstance(dataset, dict) or not dataset.get("eval"):
+        return None
+    try:
+        spec = data_mod.DatasetSpec.from_dict(dataset)
+        if spec.eval == data_mod.DEMO:
+            path = data_mod.demo_path("dev")
+        else:
+            path = Path(str(spec.eval)).expanduser()
+            if not path.is_absolute() and record.recipe_dir:
+                path = Path(record.recipe_dir) / path
+        if not path.is_file():
+            return None
+        return read_timed_text(path, spec.text_column, "the eval set of the recipe that made it")
+    except UserError:
+        return None
 
 
 def size_on_disk(folder: Path) -> int:
@@ -215,18 +357,29 @@ def benchmark(
     model: nn.Module | None = None,
     folder: Path | None = None,
     control=None,
+    source: str = "the sentences given",
 ) -> BenchResult:
     """Measure ``runner`` on ``sentences`` with a fixed thread count.
 
     Args:
-        runner: maps numpy inputs to logits (:class:`TorchRunner` or another backend).
-        model: if given, parameters and non-zero parameters are counted.
+        runner: maps numpy inputs to logits (from :func:`runner_for`).
+        model: if given, its parameters and non-zero parameters are counted; else the
+            runner's own ``parameters()`` when it has one.
         folder: if given, its size on disk is reported.
+        source: where ``sentences`` came from, for ``BenchResult.timed`` and ``method``.
         control: a :class:`~slimpajama_gui.core.techniques.train.Control` checked before every
             call; after a stop the figures are partial (NaN where nothing was timed)
             and the caller should discard them.
     """
     config = config or BenchConfig()
+    fixed = getattr(runner, "threads", None)
+    if fixed is not None and fixed != config.threads:
+        # An onnxruntime session keeps the threads it was made with: timing it under
+        # another count would report a thread count it did not use.
+        raise ValueError(
+            f"the runner was made for {fixed} threads, the benchmark asks for "
+            f"{config.threads}; make it with runner_for(..., threads={config.threads})"
+        )
 
     def stopped() -> bool:
         return control is not None and control.should_stop
@@ -274,7 +427,10 @@ def benchmark(
     params = nonzero = None
     if model is not None:
         params, nonzero = count_parameters(model)
+    elif callable(getattr(runner, "parameters", None)):
+        params, nonzero = runner.parameters()
     name = getattr(runner, "name", type(runner).__name__)
+    timed = TimedText(sentences, source).describe(len(inputs))
     return BenchResult(
         backend=name,
         threads=config.threads,
@@ -291,8 +447,10 @@ def benchmark(
         nonzero_parameters=nonzero,
         versions=_versions(name),
         machine=machine_description(),
+        timed=timed,
         method=(
             f"{name} forward pass on pre-tokenized input, {config.threads} threads; "
+            f"timed: {timed}; "
             f"latency: batch 1, {len(inputs)} sentences x {repeats} passes after "
             f"{config.warmup} warm-up calls, p50/p95 of {len(samples)} calls; throughput: "
             f"padded batches of {config.throughput_batch}; peak RSS of the process "

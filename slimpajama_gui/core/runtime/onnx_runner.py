@@ -56,6 +56,54 @@ def load_onnx_runner(folder: Path, threads: int = 2) -> OrtRunner:
     return OrtRunner(path, threads=threads, config=config)
 
 
+# --------------------------------------------------------------------------- parameters
+
+#: Suffixes of onnxruntime's quantization bookkeeping (a weight's scale and zero point):
+#: metadata of a parameter, not parameters.
+_QUANT_META = ("_scale", "_zero_point")
+
+
+def onnx_parameters(path: Path) -> tuple[int, int]:
+    """(parameters, non-zero parameters) stored in an ONNX file's initializers.
+
+    Counts the elements of every weight initializer (float or 8-bit), so an int8 graph
+    has the parameters of the float model it came from: integer shape constants and the
+    ``*_scale`` / ``*_zero_point`` tensors of onnxruntime's quantization are not
+    parameters. A quantized weight is zero where it equals its zero point. Identical
+    tensors the exporter stored once (a random model's LayerNorm ones) count once, as
+    the file holds them.
+
+    Raises:
+        UserError: the file cannot be read as ONNX.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        graph = onnx.load(str(path), load_external_data=True).graph
+    except Exception as exc:  # onnx raises DecodeError, OSError, ...
+        raise UserError(f"{path} cannot be read as ONNX ({type(exc).__name__}).") from exc
+    weights = {
+        t.name: t
+        for t in graph.initializer
+        if t.data_type not in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
+        and not t.name.endswith(_QUANT_META)
+    }
+    zero_points = {t.name: t for t in graph.initializer if t.name.endswith("_zero_point")}
+    total = nonzero = 0
+    for name, tensor in weights.items():
+        values = numpy_helper.to_array(tensor)
+        total += values.size
+        base = name.removesuffix("_quantized")
+        zp = zero_points.get(f"{base}_zero_point") or zero_points.get(f"{name}_zero_point")
+        zero = numpy_helper.to_array(zp) if zp is not None else 0
+        try:
+            nonzero += int(np.count_nonzero(values != zero))
+        except ValueError:  # a per-channel zero point along an axis that does not broadcast
+            nonzero += values.size
+    return total, nonzero
+
+
 # --------------------------------------------------------------------------- runners
 
 
@@ -137,6 +185,11 @@ class OrtRunner:
             else:
                 raise UserError(f"{self.path} needs an input {name!r} that was not given.")
         return self.session.run([OUTPUT_NAME], feed)[0]
+
+    def parameters(self) -> tuple[int, int]:
+        """(parameters, non-zero parameters) of the graph, from its initializers
+        (:func:`onnx_parameters`)."""
+        return onnx_parameters(self.path)
 
 
 @dataclass

@@ -184,8 +184,8 @@ class CompressWizard(QWizard):
         return bool(self._workers)
 
     def _on_draft_changed(self, parts: set[str]) -> None:
-        # A different model: the vocabulary count belongs to the old one.
-        if "model" in parts and self.currentId() > self.PAGE_DATA:
+        # A different model (or keep_general): the vocabulary count belongs to the old one.
+        if parts & {"model", "chain"} and self.currentId() > self.PAGE_DATA:
             self.request_vocabulary_count()
 
     def vocabulary_count(self) -> int | None:
@@ -205,6 +205,7 @@ class CompressWizard(QWizard):
             key,
             Path(info.path),
             list(self.draft.train_texts),
+            key[-1],  # keep_general
             returned=self._on_vocab_counted,
             errored=self._on_vocab_error,
         )

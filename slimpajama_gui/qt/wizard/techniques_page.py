@@ -32,6 +32,8 @@ from slimpajama_gui.core.model.shape import default_student_layers
 from slimpajama_gui.core.plan.presets import PRESET_BLURBS, PRESETS, preset_blurb, step_summary
 from slimpajama_gui.core.plan.search_step import Search
 from slimpajama_gui.core.plan.steps import (
+    KEEP_GENERAL,
+    MAX_VOCAB,
     Benchmark,
     Distill,
     Evaluate,
@@ -222,12 +224,33 @@ class TechniquesPage(WizardPage):
         mag_layout.addLayout(schedule_row)
 
         self.vocab_box = group_box(
-            "Prune vocabulary", "Keep only the tokens the training data uses"
+            "Prune vocabulary",
+            "Keep the tokens the training data uses and the tokenizer's most common ones",
         )
-        vbox(self.vocab_box).addWidget(
+        self.vocab_general = QSpinBox()
+        self.vocab_general.setRange(0, MAX_VOCAB)
+        self.vocab_general.setSingleStep(1000)
+        self.vocab_general.setValue(KEEP_GENERAL)
+        # One change per edit, not per keystroke: each value starts a vocabulary count.
+        self.vocab_general.setKeyboardTracking(False)
+        self.vocab_general.setToolTip(
+            "keep_general: how many of the tokenizer's most common tokens to keep besides "
+            "those the training texts use, so text from other domains still reads as whole "
+            "words. 0 keeps only the training texts' tokens (smallest, but out-of-domain "
+            "words then read as other pieces or [UNK])."
+        )
+        general_row = QHBoxLayout()
+        general_row.addWidget(QLabel("Also keep the most common tokens:"))
+        general_row.addWidget(self.vocab_general)
+        general_row.addStretch(1)
+        vocab_layout = vbox(self.vocab_box)
+        vocab_layout.addLayout(general_row)
+        vocab_layout.addWidget(
             make_label(
-                "Keeps the token ids the training texts use; others become [UNK].", NOTE_STYLE
-            )  # fmt: skip
+                "Keeps the token ids the training texts use and that many common ones; "
+                "other words read as smaller pieces, or [UNK].",
+                NOTE_STYLE,
+            )
         )
 
         # quantize
@@ -313,7 +336,7 @@ class TechniquesPage(WizardPage):
         self.sensitivity_rows.valueChanged.connect(self._on_edited)
         for spin in (self.temperature, self.alpha_kd, self.hidden_mse, self.attention_mse,
                      self.heads_amount, self.ffn_amount, self.magnitude_amount,
-                     self.tolerance):  # fmt: skip
+                     self.tolerance, self.vocab_general):  # fmt: skip
             spin.valueChanged.connect(self._on_edited)
         for combo in (self.heads_scope, self.ffn_scope, self.magnitude_scope,
                       self.magnitude_schedule, self.quant_method, self.quant_backend):  # fmt: skip
@@ -392,7 +415,13 @@ class TechniquesPage(WizardPage):
                 )
             )
         if self.vocab_box.isChecked():
-            steps.append(Prune(method="vocabulary", recovery_epochs=0.0))
+            steps.append(
+                Prune(
+                    method="vocabulary",
+                    recovery_epochs=0.0,
+                    keep_general=self.vocab_general.value(),
+                )
+            )
         if self.quant_box.isChecked():
             steps.append(
                 Quantize(
@@ -500,6 +529,8 @@ class TechniquesPage(WizardPage):
                     if method == "magnitude":
                         set_combo(self.magnitude_schedule, step.schedule)
             self.vocab_box.setChecked("vocabulary" in prunes)
+            if "vocabulary" in prunes:
+                self.vocab_general.setValue(prunes["vocabulary"].keep_general)
             quant = first(Quantize)
             self.quant_box.setChecked(quant is not None)
             if quant is not None:

@@ -15,10 +15,8 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs.context import JobContext, eval_batches, handles
 from slimpajama_gui.core.jobs.saving import add_figures
 from slimpajama_gui.core.plan.recipe import Benchmark, Evaluate
-from slimpajama_gui.core.runtime import onnx_runner
-from slimpajama_gui.core.runtime.bench import BenchConfig, TorchRunner, benchmark
+from slimpajama_gui.core.runtime.bench import BenchConfig, benchmark, runner_for
 from slimpajama_gui.core.runtime.evaluate import classification_report, predict
-from slimpajama_gui.core.techniques import onnx_export
 
 
 @handles("evaluate")
@@ -61,7 +59,7 @@ def run_benchmark(ctx: JobContext, index: int, step: Benchmark) -> dict[str, Any
             "benchmark.latency_batch: only batch 1 is measured for latency so far; set it to 1."
         )
     sentences = ctx.split("eval").texts
-    runner, model, folder = _bench_runner(ctx, index, step)
+    runner, folder = _bench_runner(ctx, index, step)
     config = BenchConfig(
         threads=step.threads,
         sentences=step.sentences,
@@ -71,11 +69,14 @@ def run_benchmark(ctx: JobContext, index: int, step: Benchmark) -> dict[str, Any
         max_length=ctx.inputs.fit_length(ctx.dataset.spec.max_length),
     )
     result = benchmark(
-        runner, ctx.tokenizer, sentences, config, model=model, folder=folder, control=ctx.control
-    )
+        runner, ctx.tokenizer, sentences, config, folder=folder, control=ctx.control,
+        source=_eval_source(ctx),
+    )  # fmt: skip
     ctx.check_stop()
-    if model is None:
-        result.parameters, result.nonzero_parameters = ctx.parameters()
+    ctx.callbacks.on_message(
+        f"benchmark: {result.backend}, {result.threads} thread"
+        f"{'s' if result.threads != 1 else ''}, timed {result.timed}"
+    )
     if not ctx.is_onnx:
         ctx.model.to(ctx.device)
     figures = {
@@ -90,34 +91,38 @@ def run_benchmark(ctx: JobContext, index: int, step: Benchmark) -> dict[str, Any
     ctx.store.log_metrics(ctx.job_id, index, "benchmark", figures)
     ctx.callbacks.on_eval(index, figures)
     add_figures(ctx, "benchmark", result.to_dict())
-    return dict(figures, backend=result.backend)
+    return dict(figures, backend=result.backend, timed=result.timed)
 
 
-def _bench_runner(ctx: JobContext, index: int, step: Benchmark) -> tuple[Any, Any, Path]:
-    """The runner for the current variant on the requested backend, on CPU."""
-    backend = step.backend
-    if backend == "auto":
-        backend = "onnxruntime" if ctx.is_onnx else "pytorch"
+def _eval_source(ctx: JobContext) -> str:
+    """Where the eval sentences come from, for the result's ``timed``."""
+    spec = ctx.dataset.spec
+    if spec.eval:
+        return f"{spec.eval} (column {spec.text_column}, the recipe's eval set)"
+    return f"the eval rows held out of {spec.train} (column {spec.text_column})"
+
+
+def _bench_runner(ctx: JobContext, index: int, step: Benchmark) -> tuple[Any, Path]:
+    """The runner for the current variant on the requested backend, on CPU
+    (:func:`~slimpajama_gui.core.runtime.bench.runner_for`, as every benchmark path)."""
     folder = ctx.variant or ctx.source
-    if backend == "onnxruntime":
-        if ctx.is_onnx:
-            with ctx.uncancellable("loading the ONNX model"):
-                runner = onnx_runner.load_onnx_runner(ctx.variant, threads=step.threads)
-            return runner, None, folder
-        if getattr(ctx.model, "quantization", None) is not None:
+    if ctx.is_onnx and step.backend == "pytorch":
+        # An ONNX variant's PyTorch twin: the model it was exported from.
+        if ctx.torch_model is None:
             raise UserError(
-                "benchmark.backend: a PyTorch-quantized model cannot run in onnxruntime; "
-                "quantize with 'backend: onnxruntime' instead, or benchmark with pytorch."
+                "benchmark.backend: this job's model is an ONNX file without the PyTorch "
+                "weights it came from; benchmark it with 'auto' or 'onnxruntime'."
             )
-        # Any PyTorch variant can be timed in onnxruntime: export it on the side.
-        scratch = ctx.scratch_dir(f"bench-onnx-{index + 1:02d}")
-        with ctx.uncancellable("exporting the model to ONNX to time it"):
-            onnx_export.export_onnx(ctx.model.to("cpu"), scratch / onnx_export.ONNX_NAME)
-            runner = onnx_runner.OrtRunner(
-                scratch / onnx_export.ONNX_NAME, threads=step.threads, config=ctx.model.config
+        return runner_for(ctx.torch_model, backend="pytorch", threads=step.threads), folder
+    wants_ort = step.backend == "onnxruntime" or (step.backend == "auto" and ctx.is_onnx)
+    what = "loading the ONNX model" if ctx.is_onnx else "exporting the model to ONNX to time it"
+    if wants_ort:
+        # Any PyTorch variant can be timed in onnxruntime: runner_for exports it on the side.
+        scratch = None if ctx.is_onnx else ctx.scratch_dir(f"bench-onnx-{index + 1:02d}")
+        with ctx.uncancellable(what):
+            runner = runner_for(
+                ctx.model, backend="onnxruntime", threads=step.threads, export_dir=scratch
             )
         ctx.check_stop()
-        return runner, ctx.model, folder
-    model = ctx.torch_model if ctx.is_onnx else ctx.model
-    model.to("cpu")  # latency is a CPU figure, whatever trained the model
-    return TorchRunner(model), model, folder
+        return runner, folder
+    return runner_for(ctx.model, backend="pytorch", threads=step.threads), folder

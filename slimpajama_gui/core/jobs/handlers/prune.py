@@ -31,7 +31,13 @@ from slimpajama_gui.core.techniques.prune import vocabulary as vocab_mod
 from slimpajama_gui.core.techniques.train import Callbacks
 
 #: The vocabulary report's figures that the step's summary (CLI, job log) carries.
-VOCAB_FIGURES = ("kept", "unk_rate_on_texts", "unk_rate_on_eval", "changed_on_eval")
+VOCAB_FIGURES = (
+    "kept",
+    "kept_general",
+    "unk_rate_on_texts",
+    "unk_rate_on_eval",
+    "changed_on_eval",
+)
 
 
 def report_sparsity(ctx: JobContext, index: int) -> dict[str, Any]:
@@ -146,6 +152,7 @@ def _prune_vocabulary(ctx: JobContext, index: int, step: Prune, before: int) -> 
         texts,
         out,
         pairs=pairs,
+        keep_general=step.keep_general,
         eval_texts=ev.texts,
         eval_pairs=ev.pairs,
         max_length=ctx.dataset.spec.max_length,

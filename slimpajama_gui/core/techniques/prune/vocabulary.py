@@ -2,9 +2,16 @@
 
 :func:`prune_vocabulary` returns a new :class:`EncoderClassifier` whose word embedding has
 only the rows of the token ids the training rows use (every text column, plus special
-and added tokens), and writes a re-numbered WordPiece tokenizer to match. Measured on
-the packaged MiniLM-L6: keeping the vocabulary SST-2's training sentences use leaves
-11,575 of 30,522 embedding rows (22.7 M -> 15.4 M parameters).
+and added tokens) and, with ``keep_general``, the tokenizer's most common tokens, and
+writes a re-numbered WordPiece tokenizer to match. Measured on the packaged MiniLM-L6:
+keeping the vocabulary SST-2's training sentences use leaves 11,575 of 30,522 embedding
+rows (22.7 M -> 15.4 M parameters).
+
+Why ``keep_general``: a word the training texts never use is read as other, smaller
+pieces after pruning (or [UNK]), so text from another domain reads differently than the
+model was trained to read it. ``benchmarks/ood_check.py`` measures that on the
+out-of-domain sets in ``resources/ood``; the default of the recipe's ``keep_general``
+is chosen there (see :class:`~slimpajama_gui.core.plan.steps.Prune`).
 
 The step promises to change nothing the model reads on its training rows, and checks
 it: the tokenizer is reloaded from the folder written, every train row (pairs encoded
@@ -28,7 +35,11 @@ from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.model.saving import TOKENIZER_FILES
-from slimpajama_gui.core.model.tokenizers import load_tokenizer, pin_tokenizer_class
+from slimpajama_gui.core.model.tokenizers import (
+    common_token_ids,
+    load_tokenizer,
+    pin_tokenizer_class,
+)
 from slimpajama_gui.core.storage.atomic import atomic_write_text
 from slimpajama_gui.core.storage.safe_io import read_json_object, resolve_inside
 from slimpajama_gui.core.techniques.prune.layers import (
@@ -56,6 +67,9 @@ class VocabReport:
     Attributes:
         kept: ids kept (rows of the new embedding).
         original: ids before (rows of the old embedding).
+        kept_general: of ``kept``, the ids kept only because they are among the
+            tokenizer's ``keep_general`` most common tokens (the train rows do not use
+            them); 0 when ``keep_general`` is 0.
         train_rows: train rows (or pairs) checked to read the same ids, mapped, after
             pruning (all of them; a row that does not makes pruning refuse).
         unk_rate_on_texts: share of [UNK] in the train rows, with the pruned tokenizer
@@ -74,6 +88,7 @@ class VocabReport:
     original: int
     train_rows: int
     unk_rate_on_texts: float | None
+    kept_general: int = 0
     eval_rows: int | None = None
     unk_rate_on_eval: float | None = None
     unk_rate_on_eval_before: float | None = None
@@ -99,8 +114,13 @@ class VocabReport:
         def pct(value: float | None) -> str:
             return "not measured" if value is None else f"{100 * value:.2f} %"
 
+        general = (
+            f" ({self.kept_general:,} of them for general text, not used by the train rows)"
+            if self.kept_general
+            else ""
+        )
         text = (
-            f"vocabulary pruning kept {self.kept:,} of {self.original:,} token ids; all "
+            f"vocabulary pruning kept {self.kept:,} of {self.original:,} token ids{general}; all "
             f"{self.train_rows:,} train rows read the same tokens as before ([UNK] "
             f"{pct(self.unk_rate_on_texts)})"
         )
@@ -366,6 +386,7 @@ def prune_vocabulary(
     *,
     pairs: Iterable[str] | None = None,
     extra_ids: Iterable[int] = (),
+    keep_general: int = 0,
     eval_texts: Sequence[str] | None = None,
     eval_pairs: Sequence[str] | None = None,
     max_length: int | None = None,
@@ -383,9 +404,11 @@ def prune_vocabulary(
     ``out_tokenizer_folder`` and every train row must encode to the old ids mapped.
     A word never seen falls back to kept sub-pieces, or [UNK].
 
-    ``extra_ids`` is how to keep more than the data shows (there is no frequency list
-    beyond the rows): e.g. the ids of a second dataset, or ``range(1000, 2000)`` to
-    keep the most common whole words of a BERT vocabulary, which come first.
+    ``keep_general`` keeps the tokenizer's most common tokens as well
+    (:func:`~slimpajama_gui.core.model.tokenizers.common_token_ids`: for BERT's
+    vocabularies, the single characters and then the word pieces by frequency), so text
+    from outside the training data still reads as whole words. ``extra_ids`` keeps
+    any other ids (e.g. those of a second dataset).
 
     Args:
         model: read only.
@@ -397,6 +420,8 @@ def prune_vocabulary(
             needed; other files there are left alone; never ``tokenizer_folder``).
         pairs: the second text of each training row, for sentence-pair data.
         extra_ids: original ids to keep as well.
+        keep_general: how many of the tokenizer's most common tokens to keep as well
+            (0 = only what the rows use).
         eval_texts: held-out texts on which to measure what pruning changes.
         eval_pairs: their second texts.
         max_length: tokens per row the model reads (the dataset's ``max_length``);
@@ -411,7 +436,7 @@ def prune_vocabulary(
 
     Raises:
         UserError: the tokenizer is not WordPiece or does not fit the model, an extra
-            id is out of range, or a train row would read other tokens after pruning
+            id is out of range, ``keep_general`` is negative, or a train row would read other tokens after pruning
             (the sentence names it; nothing is returned).
         ValueError: ``pairs`` (or ``eval_pairs``) and the texts differ in length.
     """
@@ -455,6 +480,13 @@ def prune_vocabulary(
                 f"prune.extra_ids names {i!r}, but the tokenizer's ids are 0 to {n_tok - 1}."
             )
         keep.add(i)
+    if isinstance(keep_general, bool) or not isinstance(keep_general, int) or keep_general < 0:
+        raise UserError(
+            f"prune.keep_general is {keep_general!r}; give how many of the tokenizer's most "
+            "common tokens to keep as well, 0 or more."
+        )
+    general = set(common_token_ids(vocab, keep_general)) - keep
+    keep |= general
     kept_ids = sorted(keep)
 
     write_remapped_tokenizer(tokenizer_folder, out, kept_ids)
@@ -480,6 +512,7 @@ def prune_vocabulary(
         original=cfg.vocab_size,
         train_rows=train.rows,
         unk_rate_on_texts=_Comparison.rate(train.unk_new, train.tokens_new),
+        kept_general=len(general),
         kept_ids=kept_ids,
     )
     if eval_texts:

@@ -404,7 +404,7 @@ def guard_quantization(
         baseline, accuracy, accuracy, list(result.kept_float), [], result, tolerance=tolerance,
         verdict=verdict, first_verdict=verdict,
     )  # fmt: skip
-    say(f"{method}: accuracy {accuracy:.4f} (float {baseline:.4f})")
+    say(accuracy_change(method, accuracy, baseline, tolerance))
     if verdict is not None:
         say(verdict.sentence())
     if report.ok:
@@ -452,6 +452,30 @@ def guard_quantization(
         report.kept_float = list(report.result.kept_float)
         say(f"kept {name} in float: accuracy {report.final:.4f}")
     return report
+
+
+def accuracy_change(what: str, accuracy: float, baseline: float, tolerance: float) -> str:
+    """One sentence on how ``what`` changed accuracy against the float model, either way.
+
+    A rise or no change is said as such, never as a loss; a drop says whether it is
+    within ``tolerance`` (points). Accuracies are fractions in [0, 1].
+
+    Example:
+        >>> accuracy_change("dynamic_int8", 0.8544, 0.8486, 1.0)
+        'dynamic_int8: accuracy 85.44 % against 84.86 % in float, +0.58 points (no loss).'
+    """
+    points = 100 * (accuracy - baseline)
+    head = f"{what}: accuracy {100 * accuracy:.2f} % against {100 * baseline:.2f} % in float"
+    if round(points, 2) == 0:
+        return f"{head}, unchanged."
+    if points > 0:
+        return f"{head}, +{points:.2f} points (no loss)."
+    within = (
+        f"within quantize.tolerance ({tolerance})"
+        if -points <= tolerance
+        else f"more than quantize.tolerance ({tolerance})"
+    )
+    return f"{head}, −{-points:.2f} points, {within}."
 
 
 def _accuracy(predicted: np.ndarray, gold: np.ndarray) -> float:
