@@ -114,10 +114,10 @@ class HeadHeatMap(ChartBase):
         self.cmap_down = pg.colormap.get(_DIVERGING)
         self.cmap = pg.colormap.get(_DIVERGING)
         self.cmap.reverse()
-        self.colorbar = pg.ColorBarItem(
-            values=(-1, 1), colorMap=self.cmap, interactive=False, label="loss change"
-        )
+        self.colorbar = pg.ColorBarItem(values=(-1, 1), colorMap=self.cmap, interactive=False)
         self.colorbar.setImageItem(self.image, insert_in=plot)
+        # Plain decimals: an SI factor beside the bar's label was cut off at the edge.
+        self.colorbar.axis.enableAutoSIPrefix(False)
         #: (layers, heads) in display units; NaN where not measured.
         self.values = np.zeros((0, 0))
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
