@@ -25,7 +25,11 @@ Options (each also read from the environment, as ``make screenshots`` passes the
 - ``--max-steps N``: cap every training loop at N optimizer steps (0, the default: the
   preset's own settings); the job's log says that the cap was applied.
 - ``--only sensitivity`` (``SHOT_ONLY``): only ``sensitivity.png``, from one job that
-  fine-tunes the source model as the preset does and then runs the sensitivity step.
+  fine-tunes the source model as the preset does and then runs the sensitivity step;
+  with ``--teacher PATH`` (a model already fine-tuned for the demo labels, e.g. a
+  ``01-finetune`` result) the job runs the sensitivity step on it alone.
+- ``--sensitivity-rows N``: eval rows the sensitivity step samples (default 256; the
+  demo's eval split has 100).
 
 Example:
     SHOT_SIZE=1920x1080 SHOT_SUFFIX=-1080 make screenshots
@@ -98,6 +102,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=os.environ.get("SHOT_ONLY") or None,
         help="only this picture (env SHOT_ONLY): sensitivity",
     )
+    parser.add_argument(
+        "--teacher", default=None, help="with --only sensitivity: an already fine-tuned model"
+    )
+    parser.add_argument(
+        "--sensitivity-rows", type=int, default=256, help="rows the sensitivity step samples"
+    )
     return parser.parse_args(argv[1:])
 
 
@@ -164,7 +174,8 @@ def main(argv: list[str]) -> int:
     try:
         wait(lambda: counts["scans"] > 0, 60, "the first model scan")
         if args.only == "sensitivity":
-            return _sensitivity_shot(window, args, None, finished, out, wait, settle, say)
+            teacher = args.teacher
+            return _sensitivity_shot(window, args, teacher, finished, out, wait, settle, say)
         say(f"window {window.width()}x{window.height()}; running the {PRESET} preset")
 
         # ------------------------------------------------------------------ the job
@@ -278,7 +289,8 @@ def _sensitivity_shot(window, args, teacher, finished: list, out: Path, wait, se
     preset = resources.files("slimpajama_gui.resources") / "recipes" / f"preset-{PRESET}.yaml"
     lines = preset.read_text(encoding="utf-8").splitlines()
     finetune = next(line for line in lines if "type: finetune" in line)
-    steps = ([finetune] if teacher is None else []) + ["  - {type: sensitivity, rows: 256}"]
+    sensitivity = f"  - {{type: sensitivity, rows: {args.sensitivity_rows}}}"
+    steps = ([finetune] if teacher is None else []) + [sensitivity]
     text = "\n".join([
         "name: sensitivity",
         f"model: {teacher or args.model}",

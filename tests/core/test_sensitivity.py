@@ -114,7 +114,23 @@ def test_each_effect_is_what_the_real_compression_gives(measured):
         others = set(sens.int8_candidates(model)) - {SENSITIVE}
         int8 = quantize_model(model, "dynamic_int8", embeddings=False, skip=others).model
         check(report.linears[SENSITIVE], int8)
+        check(report.layers[0], drop_layers(model, [1]))  # from the first layer's input
+        others = set(sens.int8_candidates(model)) - {"classifier"}
+        int8 = quantize_model(model, "dynamic_int8", embeddings=False, skip=others).model
+        check(report.linears["classifier"], int8)  # from the last layer's output
     assert report.layers[1].loss_change != 0 and report.linears[SENSITIVE].kl > 0
+
+
+def test_without_room_to_keep_layer_inputs_every_pass_runs_whole(monkeypatch):
+    model = tiny_model()
+    batches = labelled_batches(model)
+    cached = sens.measure_sensitivity(model, batches)
+    monkeypatch.setattr(sens, "CACHE_LIMIT_BYTES", 0)
+    whole = sens.measure_sensitivity(model, batches)
+    for a, b in zip(cached.layers + cached.ffn, whole.layers + whole.ffn, strict=True):
+        assert a.loss_change == pytest.approx(b.loss_change, abs=1e-5)
+    for name, effect in whole.linears.items():
+        assert cached.linears[name].kl == pytest.approx(effect.kl, abs=1e-6)
 
 
 def test_a_quantized_model_or_unlabelled_batches_are_refused():

@@ -11,6 +11,7 @@ charts, new values wait in a dict and one 80 ms timer redraws what changed.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -109,15 +110,17 @@ class HeadHeatMap(ChartBase):
         plot.invertY(True)  # layer 0 on top, as the model reads
         self.image = pg.ImageItem(axisOrder="row-major")
         plot.addItem(self.image)
-        # CET-D1 runs red (low) → white → blue (high): as it is for accuracy, where low is
-        # worse, and reversed for loss, where high is worse.
-        self.cmap_down = pg.colormap.get(_DIVERGING)
-        self.cmap = pg.colormap.get(_DIVERGING)
-        self.cmap.reverse()
-        self.colorbar = pg.ColorBarItem(
-            values=(-1, 1), colorMap=self.cmap, interactive=False, label="loss change"
-        )
+        # CET-D1 runs blue (low) → white → red (high): as it is for loss, where high is
+        # worse, and reversed for accuracy, where low is worse. pg.colormap.get returns one
+        # shared object, so each chart reverses its own copy.
+        base = pg.colormap.get(_DIVERGING)
+        self.cmap = copy.deepcopy(base)
+        self.cmap_down = copy.deepcopy(base)
+        self.cmap_down.reverse()
+        self.colorbar = pg.ColorBarItem(values=(-1, 1), colorMap=self.cmap, interactive=False)
         self.colorbar.setImageItem(self.image, insert_in=plot)
+        # Plain decimals: an SI factor beside the bar's label was cut off at the edge.
+        self.colorbar.axis.enableAutoSIPrefix(False)
         #: (layers, heads) in display units; NaN where not measured.
         self.values = np.zeros((0, 0))
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
