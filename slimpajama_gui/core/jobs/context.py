@@ -214,6 +214,7 @@ def fit(
             shuffle=True,
             seed=config.seed + epoch,
             pad_id=ctx.pad_id,
+            sort_by_length=config.group_by_length,
         )
 
     def eval_fn(m, control) -> dict[str, float]:
