@@ -142,3 +142,16 @@ def test_key_follows_weights_ids_and_extras_and_a_bad_file_is_ignored(tmp_path):
     assert distill_cache.load_logits(path, 3, 2) is None  # another row count: unused
     path.write_bytes(b"not an npz")
     assert distill_cache.load_logits(path, 2, 2) is None
+
+
+def test_a_student_with_half_its_ffn_trains_saves_and_reloads_narrow(tiny_minilm, tmp_path):
+    from slimpajama_gui.core.runtime.loading import open_model
+
+    data = write_demo(tmp_path / "data")
+    steps = DISTILL.replace("alpha_kd: 0.7}", "alpha_kd: 0.7, ffn_fraction: 0.5}")
+    record, _ = distill_job(tiny_minilm, data, tmp_path / "a", steps)
+    folder = tmp_path / "a" / "01-distill"
+    model = open_model(folder).load_model()
+    assert model.config.layer_ffn == [32]  # tiny teacher: 64 FFN neurons a layer
+    assert record.distill["teacher_layers"] == [1]
+    assert record.metrics["training"]["eval_accuracy"] is not None

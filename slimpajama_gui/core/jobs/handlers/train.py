@@ -24,6 +24,7 @@ from slimpajama_gui.core.jobs.saving import new_record, save_variant
 from slimpajama_gui.core.plan.recipe import Distill, FineTune
 from slimpajama_gui.core.runtime.bench import count_parameters
 from slimpajama_gui.core.techniques import distill as distill_mod
+from slimpajama_gui.core.techniques import prune as prune_mod
 from slimpajama_gui.core.techniques.distill import cache as distill_cache
 from slimpajama_gui.core.techniques.train import TrainConfig
 
@@ -61,6 +62,8 @@ def distill(ctx: JobContext, index: int, step: Distill) -> dict[str, Any]:
     teacher = ctx.model
     student = distill_mod.student_from_teacher(teacher, step.student_layers)
     student.to(ctx.device)
+    if step.ffn_fraction > 0:
+        student = _narrow_ffn(ctx, student, step)
     base = train_config(step, step.epochs)
 
     def fit_student(model, epochs, loss_fn=None, callbacks=()):
@@ -130,3 +133,21 @@ def _logits_cache_path(ctx: JobContext, teacher: Any, step: Distill) -> Path | N
         return None  # the file moved since it was read: no key to trust
     key = distill_cache.logits_key(teacher, enc.input_ids, enc.token_type_ids, extra=extra)
     return distill_cache.logits_path(key)
+
+
+def _narrow_ffn(ctx: JobContext, student: Any, step: Distill) -> Any:
+    """The student without ``step.ffn_fraction`` of each layer's FFN neurons, the least
+    important by their gradient score on 32 training batches (as ``prune: ffn`` scores)."""
+    layers = list(getattr(student, distill_mod.LAYERS_ATTR, step.student_layers))
+    scoring = data_mod.batches(
+        ctx.encoded("train"), ctx.dataset.train.labels, step.batch_size,
+        shuffle=True, seed=0, pad_id=ctx.pad_id,
+    )  # fmt: skip
+    importance = prune_mod.structure_importance(
+        student, scoring, max_batches=32, check=ctx.check_stop
+    )
+    narrow = prune_mod.prune_structure(
+        student, importance, scope="layer", ffn_fraction=step.ffn_fraction
+    )
+    setattr(narrow, distill_mod.LAYERS_ATTR, layers)
+    return narrow.to(ctx.device)
