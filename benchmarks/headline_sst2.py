@@ -32,6 +32,8 @@ from _report import machine  # noqa: E402
 from _timing import interleaved_latency, timer_of  # noqa: E402
 from peers_sst2 import SST2, Peers, peer_ort_int8_optimized  # noqa: E402
 
+from slimpajama_gui.core.plan.presets import step_summary  # noqa: E402
+from slimpajama_gui.core.plan.steps import step_from_dict  # noqa: E402
 from slimpajama_gui.core.runtime.loading import open_model  # noqa: E402
 from slimpajama_gui.core.storage.atomic import atomic_write_text  # noqa: E402
 from slimpajama_gui.core.storage.history import JobStore  # noqa: E402
@@ -131,6 +133,7 @@ def main() -> int:
         )
 
     steps = record.recipe.get("steps", []) if isinstance(record.recipe, dict) else []
+    chain = "; ".join(step_summary(step_from_dict(s)) for s in steps)
     md = [
         "### The headline chain on the full train set (issue 13)",
         "",
@@ -138,7 +141,7 @@ def main() -> int:
         f"--result {args.result.name} --recipe {args.recipe.name}`",
         "",
         f"Machine: {machine()}. Chain: `{args.recipe.name}` "
-        f"({'; '.join(json.dumps(s, separators=(',', ':')) for s in steps)}). "
+        f"({chain}). "
         "Every setting was chosen on dev (or fixed before the run); test was read once, here.",
         "",
         "| Model | Dev acc | Test acc | Size | Params | p50 ms batch 1, 2 threads (round range) | p95 ms | Batch-32 /s | Backend |",
