@@ -99,7 +99,31 @@ def speed(args: argparse.Namespace) -> dict:
     return summary
 
 
-def report(speed_fig: dict, headline: dict | None) -> str:
+def choices(folders: list[Path]) -> list[str]:
+    """A table of distillation runs (variant folders), for the settings chosen on dev."""
+    from slimpajama_gui.core.storage.variant import VariantRecord
+
+    lines = [
+        "| Student | Loss | Dev acc | Training s | Examples/s | Teacher logits |",
+        "|---|---|---|---|---|---|",
+    ]
+    for folder in folders:
+        r = VariantRecord.read(folder)
+        step, t, d = r.step or {}, r.metrics["training"], r.distill or {}
+        ffn = step.get("ffn_fraction") or 0
+        loss = f"KD (T={step.get('temperature'):g}, alpha={step.get('alpha_kd'):g})"
+        if step.get("hidden_mse"):
+            loss += f" + hidden MSE {step['hidden_mse']:g}"
+        lines.append(
+            f"| layers {', '.join(map(str, d.get('teacher_layers', [])))}"
+            f"{f', {100 * ffn:g} % of FFN removed' if ffn else ', full FFN'} | {loss} | "
+            f"{100 * t['eval_accuracy']:.2f} | {t.get('train_seconds', float('nan')):.0f} | "
+            f"{t.get('examples_per_second', float('nan')):.1f} | {d.get('teacher_logits', '?')} |"
+        )
+    return lines
+
+
+def report(speed_fig: dict, headline: dict | None, choice_rows: list[str], note: str | None) -> str:
     p, g = speed_fig["plain"], speed_fig["grouped"]
     lines = [
         "## Training speed: length-grouped batches (issue 13)",
@@ -116,8 +140,17 @@ def report(speed_fig: dict, headline: dict | None) -> str:
         "",
         f"Speed-up: **{speed_fig['speedup']:.2f}x** examples/s.",
     ]
+    if choice_rows:
+        lines += [
+            "",
+            "### Choices made on dev (8,000 train rows, 1 epoch, same teacher)",
+            "",
+            *choice_rows,
+        ]
     if headline:
         lines += ["", headline["markdown"]]
+    if note:
+        lines += ["", note]
     return "\n".join(lines)
 
 
@@ -135,6 +168,8 @@ def main() -> int:
     r = sub.add_parser("report")
     r.add_argument("--speed", type=Path, required=True)
     r.add_argument("--headline", type=Path)
+    r.add_argument("--choice", type=Path, nargs="*", default=[], help="distill variant folders")
+    r.add_argument("--note", help="a paragraph to keep with the figures")
     args = parser.parse_args()
     if args.command == "speed":
         fig = speed(args)
@@ -143,7 +178,7 @@ def main() -> int:
         return 0
     speed_fig = json.loads(args.speed.read_text())
     headline = json.loads(args.headline.read_text()) if args.headline else None
-    body = report(speed_fig, headline)
+    body = report(speed_fig, headline, choices(args.choice), args.note)
     print(body)
     write_section("distill-speed", body)
     return 0
