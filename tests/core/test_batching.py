@@ -128,3 +128,31 @@ def test_batches_deterministic_and_order_restorable(tokenizer):
             b["attention_mask"].sum(1) == torch.tensor([len(enc.input_ids[i]) for i in b["index"]])
         ).all()
     assert len(list(batches(enc, None, 16, True, 0, pad, drop_last=True))) == len(enc) // 16
+
+
+def test_length_grouped_training_batches_cover_each_row_once_and_pad_less(tokenizer):
+    """What training uses (TrainConfig.group_by_length): shuffled, grouped by length."""
+    from slimpajama_gui.core.techniques.train import TrainConfig
+
+    assert TrainConfig().group_by_length
+    ds = load_dataset(DatasetSpec(train="demo"))
+    enc = encode_split(ds.train, tokenizer, 128)
+    pad = tokenizer.pad_token_id
+
+    def epoch(seed, grouped):
+        return list(batches(enc, ds.train.labels, 8, True, seed, pad, sort_by_length=grouped))
+
+    grouped = epoch(3, True)
+    rows = [i for b in grouped for i in b["index"].tolist()]
+    assert sorted(rows) == list(range(len(enc)))  # every row exactly once per epoch
+    assert [b["index"].tolist() for b in epoch(3, True)] == [b["index"].tolist() for b in grouped]
+    assert [b["index"].tolist() for b in epoch(4, True)] != [b["index"].tolist() for b in grouped]
+    # The batch order is shuffled too, not longest-last.
+    widths = [b["input_ids"].shape[1] for b in grouped]
+    assert widths != sorted(widths)
+
+    def padded_tokens(epoch_batches):
+        return sum(b["input_ids"].numel() for b in epoch_batches)
+
+    real = sum(enc.lengths())
+    assert real <= padded_tokens(grouped) < padded_tokens(epoch(3, False))

@@ -58,3 +58,15 @@ def test_count_vocabulary_counts_used_and_special_ids():
     assert 3000 <= general <= 3000 + count
     _, default = count_vocabulary(("k",), packaged_minilm_path(), texts)
     assert default >= Prune().keep_general
+
+
+def test_estimate_counts_a_student_with_half_its_ffn():
+    info = inspect_model(packaged_minilm_path(), "packaged")
+    tail = [Prune(method="vocabulary"), Quantize(method="dynamic_int8", backend="onnxruntime")]
+    full = estimate_chain(info, [Distill(student_layers=[1, 3, 5]), *tail], vocab_kept=11_575)
+    narrow = estimate_chain(
+        info, [Distill(student_layers=[1, 3, 5], ffn_fraction=0.5), *tail], vocab_kept=11_575
+    )
+    # Each of 3 layers loses 768 of its 1,536 FFN neurons: 2 x 384 x 768 + 768 parameters.
+    assert full.parameters_after - narrow.parameters_after == 3 * (2 * 384 * 768 + 768)
+    assert narrow.size_after < full.size_after

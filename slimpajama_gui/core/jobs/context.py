@@ -229,6 +229,7 @@ def fit(
             shuffle=True,
             seed=config.seed + epoch,
             pad_id=ctx.pad_id,
+            sort_by_length=config.group_by_length,
         )
 
     group = distributed.current()

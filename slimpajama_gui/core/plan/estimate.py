@@ -134,6 +134,8 @@ def estimate_chain(
         if isinstance(step, Distill) and layers:
             keep = [i for i in (step.student_layers or default_student_layers(len(layers)))]
             layers = [layers[i] for i in keep if 0 <= i < len(layers)]
+            if step.ffn_fraction:
+                layers = [(h, d, max(1, round(f * (1 - step.ffn_fraction)))) for h, d, f in layers]
         elif isinstance(step, Prune):
             if step.method == "layers" and step.keep_layers:
                 layers = [layers[i] for i in step.keep_layers if 0 <= i < len(layers)]

@@ -132,6 +132,8 @@ def step_summary(step: Step) -> str:
     if isinstance(step, Distill):
         layers = ", ".join(map(str, step.student_layers)) or "every second"
         extra = f", hidden MSE {step.hidden_mse:g}" if step.hidden_mse else ""
+        if step.ffn_fraction:
+            extra += f", {100 * step.ffn_fraction:g} % of its FFN removed"
         return f"{title} into teacher layers {layers}{extra}"
     if isinstance(step, Prune):
         if step.method in ("heads", "ffn", "magnitude"):

@@ -372,7 +372,7 @@ class Distill(Step):
     limits: ClassVar[dict[str, float]] = {
         "student_layers": MAX_LAYER, "temperature": MAX_TEMPERATURE, "alpha_kd": 1.0,
         "hidden_mse": MAX_WEIGHT, "attention_mse": MAX_WEIGHT, "epochs": MAX_EPOCHS,
-        "learning_rate": MAX_LEARNING_RATE, "batch_size": MAX_BATCH,
+        "learning_rate": MAX_LEARNING_RATE, "batch_size": MAX_BATCH, "ffn_fraction": 1.0,
     }  # fmt: skip
 
     student_layers: list[int] = field(default_factory=list)  # teacher layers kept, 0-based;
@@ -384,9 +384,13 @@ class Distill(Step):
     epochs: float = 3.0
     learning_rate: float = 1e-4
     batch_size: int = 32
+    # Share of each student layer's FFN neurons removed before training (the least
+    # important by gradient score): a smaller student that KD trains from the start.
+    ffn_fraction: float = 0.0
 
     def check(self) -> None:
         _check_layer_list("student_layers", self.student_layers)
+        check_fraction(self, "ffn_fraction", low_open=False, high_open=True)
         check_positive(self, "temperature", "epochs", "learning_rate", "batch_size")
         check_fraction(self, "alpha_kd", low_open=False, high_open=False)
         check_non_negative(self, "hidden_mse", "attention_mse")

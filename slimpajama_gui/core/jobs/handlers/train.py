@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from slimpajama_gui.core import data as data_mod
@@ -23,6 +24,8 @@ from slimpajama_gui.core.jobs.saving import new_record, save_variant
 from slimpajama_gui.core.plan.recipe import Distill, FineTune
 from slimpajama_gui.core.runtime.bench import count_parameters
 from slimpajama_gui.core.techniques import distill as distill_mod
+from slimpajama_gui.core.techniques import prune as prune_mod
+from slimpajama_gui.core.techniques.distill import cache as distill_cache
 from slimpajama_gui.core.techniques.train import TrainConfig
 
 
@@ -59,6 +62,8 @@ def distill(ctx: JobContext, index: int, step: Distill) -> dict[str, Any]:
     teacher = ctx.model
     student = distill_mod.student_from_teacher(teacher, step.student_layers)
     student.to(ctx.device)
+    if step.ffn_fraction > 0:
+        student = _narrow_ffn(ctx, student, step)
     base = train_config(step, step.epochs)
 
     def fit_student(model, epochs, loss_fn=None, callbacks=()):
@@ -83,11 +88,14 @@ def distill(ctx: JobContext, index: int, step: Distill) -> dict[str, Any]:
         done["n"] += 1
         ctx.callbacks.on_progress(index, done["n"], total)
 
+    report: dict[str, Any] = {}
     result = distill_mod.distill(
         student, teacher, fit_student,
         temperature=step.temperature, alpha_kd=step.alpha_kd,
         hidden_mse=step.hidden_mse, attention_mse=step.attention_mse, epochs=step.epochs,
         cache=True, train_batches_for_cache=cache_batches, control=ctx.control, on_cache_batch=cached,
+        cache_path=_logits_cache_path(ctx, teacher, step), cache_rows=len(ctx.encoded("train")),
+        report=report,
     )  # fmt: skip
     if result.status == "cancelled":
         raise Cancelled
@@ -96,8 +104,50 @@ def distill(ctx: JobContext, index: int, step: Distill) -> dict[str, Any]:
     del teacher
     acc = accuracy(ctx)
     record = new_record(
-        ctx, index, step, {"eval_accuracy": acc, "train_steps": result.steps},
-        distill={"teacher_layers": layers, "temperature": step.temperature, "alpha_kd": step.alpha_kd},
+        ctx, index, step,
+        {
+            "eval_accuracy": acc, "train_steps": result.steps,
+            "train_seconds": round(result.seconds, 1),
+            "examples_per_second": round(result.examples_per_second, 1),
+        },
+        distill={
+            "teacher_layers": layers, "temperature": step.temperature, "alpha_kd": step.alpha_kd,
+            "teacher_logits": report.get("teacher_logits"),
+        },
     )  # fmt: skip
     save_variant(ctx, index, step, record)
     return {"accuracy": acc, "parameters": count_parameters(ctx.model)[0]}
+
+
+def _logits_cache_path(ctx: JobContext, teacher: Any, step: Distill) -> Path | None:
+    """The teacher-logit cache file of this teacher on this train split, or None when
+    the loss needs more of the teacher than its logits (hidden states, attention)."""
+    if step.alpha_kd <= 0 or step.hidden_mse > 0 or step.attention_mse > 0:
+        return None
+    enc = ctx.encoded("train")
+    split = ctx.dataset.train
+    extra: dict[str, object] = {"max_length": enc.max_length}
+    try:
+        extra["data"] = distill_cache.file_sha256(split.path) if split.path else "none"
+    except OSError:
+        return None  # the file moved since it was read: no key to trust
+    key = distill_cache.logits_key(teacher, enc.input_ids, enc.token_type_ids, extra=extra)
+    return distill_cache.logits_path(key)
+
+
+def _narrow_ffn(ctx: JobContext, student: Any, step: Distill) -> Any:
+    """The student without ``step.ffn_fraction`` of each layer's FFN neurons, the least
+    important by their gradient score on 32 training batches (as ``prune: ffn`` scores)."""
+    layers = list(getattr(student, distill_mod.LAYERS_ATTR, step.student_layers))
+    scoring = data_mod.batches(
+        ctx.encoded("train"), ctx.dataset.train.labels, step.batch_size,
+        shuffle=True, seed=0, pad_id=ctx.pad_id,
+    )  # fmt: skip
+    importance = prune_mod.structure_importance(
+        student, scoring, max_batches=32, check=ctx.check_stop
+    )
+    narrow = prune_mod.prune_structure(
+        student, importance, scope="layer", ffn_fraction=step.ffn_fraction
+    )
+    setattr(narrow, distill_mod.LAYERS_ATTR, layers)
+    return narrow.to(ctx.device)

@@ -86,7 +86,8 @@ class DistillLoss:
         layer_map: ``layer_map[i]`` = teacher layer matched with student layer i.
             Default: the layers the student was built from (``student.distill_layers``),
             else evenly spaced (:func:`evenly_spaced_layers`).
-        teacher_logits_cache: row index -> teacher logits, to skip the teacher forward.
+        teacher_logits_cache: row index -> teacher logits (a dict, or an (N, K) tensor
+            whose row i is dataset row i), to skip the teacher forward.
 
     Raises:
         UserError: a setting is out of range (the message names ``distill.<field>``).
@@ -101,7 +102,7 @@ class DistillLoss:
         hidden_mse: float = 0.0,
         attention_mse: float = 0.0,
         layer_map: list[int] | None = None,
-        teacher_logits_cache: dict[int, torch.Tensor] | None = None,
+        teacher_logits_cache: dict[int, torch.Tensor] | torch.Tensor | None = None,
     ) -> None:
         _check_number("temperature", temperature, low=0.0, low_open=True)
         _check_number("alpha_kd", alpha_kd, low=0.0, high=1.0)
@@ -263,8 +264,14 @@ class DistillLoss:
         cache = self.teacher_logits_cache
         if cache is None or self.needs_teacher_states or "index" not in batch:
             return None
+        index = batch["index"]
+        if isinstance(cache, torch.Tensor):  # (N, K): row i holds dataset row i
+            if index.numel() and int(index.max()) >= cache.shape[0]:
+                return None
+            self.cache_hits += 1
+            return cache[index.cpu()].to(device)  # (B, K)
         try:
-            rows = [cache[int(i)] for i in batch["index"].tolist()]
+            rows = [cache[int(i)] for i in index.tolist()]
         except KeyError:
             # Rows outside the cache (another split, a partial cache): ask the teacher.
             return None

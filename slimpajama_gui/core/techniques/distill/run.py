@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from slimpajama_gui.core.techniques.distill.cache import load_logits, save_logits
 from slimpajama_gui.core.techniques.distill.loss import Batch, DistillLoss, _forward
 from slimpajama_gui.core.techniques.distill.students import _device_of
 from slimpajama_gui.core.techniques.train import Callbacks, Control, TrainResult
@@ -109,6 +111,9 @@ def distill(
     callbacks: Callbacks | Iterable[Callbacks] = (),
     control: Control | None = None,
     on_cache_batch: Callable[[int], None] | None = None,
+    cache_path: Path | None = None,
+    cache_rows: int | None = None,
+    report: dict | None = None,
 ) -> TrainResult:
     """Train ``student`` to imitate ``teacher`` with the pipeline's ``fit``.
 
@@ -124,10 +129,19 @@ def distill(
     :func:`fits_in_memory`. Caching stops (and is discarded) as soon as it outgrows
     memory.
 
+    With ``cache_path`` (see :mod:`.cache`: its name is the key of teacher and rows) the
+    logits are read from that file when it holds ``cache_rows`` rows, and the teacher
+    never runs; otherwise they are computed (whatever ``epochs``: a later run reuses
+    them) and, when every row 0..cache_rows-1 was covered, written there.
+
     Args:
         fit: ``fit(model, epochs, loss_fn=None, callbacks=()) -> TrainResult``.
         control: checked while caching; a stop returns a "cancelled" result.
         on_cache_batch: progress while caching (batches done).
+        cache_path: the on-disk cache file; needs ``cache_rows``.
+        cache_rows: rows of the training split (the file's first dimension).
+        report: filled with ``teacher_logits`` ("read from disk", "computed",
+            "teacher on every batch") and, after training, ``teacher_forwards``.
         Others: as :class:`DistillLoss`.
 
     Returns:
@@ -142,22 +156,43 @@ def distill(
         layer_map=layer_map,
     )
     loss._check_pair(student)  # fail on a bad layer map before the teacher pass
-    if (
+    report = report if report is not None else {}
+    report["teacher_logits"] = "teacher on every batch"
+    if cache_path is not None and cache_rows is None:
+        raise ValueError("cache_path needs cache_rows (the training split's row count)")
+    logits_only = (
         cache
         and train_batches_for_cache is not None
         and loss.alpha_kd > 0
         and not loss.needs_teacher_states
-        and epochs > 1
-    ):
+    )
+    on_disk = None
+    if logits_only and cache_path is not None:
+        on_disk = load_logits(cache_path, cache_rows, teacher.config.num_labels)
+    if on_disk is not None:
+        log.info("Read the teacher's logits for %d rows from %s.", cache_rows, cache_path)
+        loss.teacher_logits_cache = on_disk
+        report["teacher_logits"] = "read from disk"
+    elif logits_only and (epochs > 1 or cache_path is not None):
         logits = _build_cache(teacher, train_batches_for_cache, control, on_cache_batch)
         if control is not None and control.should_stop:
             return TrainResult("cancelled", 0, None, None, {}, 0.0, 0.0)
+        if logits is not None:
+            report["teacher_logits"] = "computed"
+            if cache_path is not None and set(logits) == set(range(cache_rows)):
+                table = torch.stack([logits[i] for i in range(cache_rows)])  # (N, K)
+                try:
+                    save_logits(cache_path, table)
+                except OSError as exc:  # a cache is a saving, never a reason to fail
+                    log.warning("Could not keep the teacher's logits in %s: %s", cache_path, exc)
+                logits = table
         loss.teacher_logits_cache = logits
     loss.attach(student)
     try:
         return fit(student, epochs, loss_fn=loss, callbacks=callbacks)
     finally:
         loss.detach(student)
+        report["teacher_forwards"] = loss.teacher_forwards
 
 
 def _build_cache(
