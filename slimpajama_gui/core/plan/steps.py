@@ -411,3 +411,7 @@ def _check_layer_list(name: str, layers: list[int]) -> None:
     shown = fmt_value(layers)
     require(all(i >= 0 for i in layers), name, f"layer numbers start at 0, got {shown}")
     require(len(set(layers)) == len(layers), name, f"lists a layer twice: {shown}")
+
+
+# Step types kept in their own modules register themselves on import (one line each).
+from slimpajama_gui.core.plan import static_step  # noqa: E402, F401

@@ -5,6 +5,6 @@ Each module decorates its functions with :func:`~slimpajama_gui.core.jobs.contex
 :data:`~slimpajama_gui.core.jobs.context.HANDLERS` is complete before a job runs.
 """
 
-from slimpajama_gui.core.jobs.handlers import measure, prune, quantize, train
+from slimpajama_gui.core.jobs.handlers import measure, prune, quantize, static, train
 
-__all__ = ["measure", "prune", "quantize", "train"]
+__all__ = ["measure", "prune", "quantize", "static", "train"]
