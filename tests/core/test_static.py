@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from slimpajama_gui.core import data as data_mod
-from slimpajama_gui.core.jobs.index import load_variants
+from slimpajama_gui.core.jobs.index import load_variants, playground_pair
 from slimpajama_gui.core.jobs.pipeline import run
+from slimpajama_gui.core.model.catalog import discover_models
 from slimpajama_gui.core.model.inspection import inspect_model
 from slimpajama_gui.core.plan.preflight import source_problems
 from slimpajama_gui.core.plan.recipe import FineTune, RecipeError, recipe_from_yaml
@@ -132,6 +133,11 @@ def test_a_static_variant_reloads_evaluates_predicts_and_lists_in_compare(
     assert row.size_bytes == record.metrics["benchmark"]["size_bytes"] > 0
     assert record.metrics["benchmark"]["backend"] == "pytorch"
     assert row.parameters == info.parameters
+    # The Playground's model list has it, with its head, and picks it as the new model.
+    infos, skipped = discover_models([tmp_path / "out"], include_packaged=False,
+                                     include_hf_cache=False)  # fmt: skip
+    assert skipped == [] and [Path(i.path) for i in infos] == [folder]
+    assert infos[0].num_labels == 2 and playground_pair(infos)[1] == folder
 
 
 def test_int8_vectors_are_smaller_and_predict_like_float32(teacher, tmp_path):
