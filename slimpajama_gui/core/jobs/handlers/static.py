@@ -77,16 +77,10 @@ def distill_static(ctx: JobContext, index: int, step: DistillStatic) -> dict[str
             f"distill_static.dims is {step.dims} but the model has {teacher.config.hidden_size} "
             f"hidden units; the vectors keep all {dims}."
         )
-    rows = len(ctx.encoded("train"))
-    vocab = teacher.config.vocab_size
-    cache_batches_n = math.ceil(rows / 64) if step.alpha_kd > 0 else 0
-    train_steps = math.ceil(step.epochs * math.ceil(rows / step.batch_size))
-    # Progress units: a token's pass ~ a row's teacher pass ~ 1; a training step ~ 1 row.
-    total = vocab + cache_batches_n * 64 + train_steps
     started = time.monotonic()
 
-    def vectors_progress(done: int, _of: int) -> None:
-        ctx.callbacks.on_progress(index, done, total)
+    def vectors_progress(done: int, tokens: int) -> None:
+        ctx.callbacks.on_progress(index, done, tokens)
 
     with torch.no_grad():
         vectors = token_vectors(
@@ -121,11 +115,12 @@ def distill_static(ctx: JobContext, index: int, step: DistillStatic) -> dict[str
         ctx.encoded("train"), ctx.dataset.train.labels, 64,
         shuffle=False, seed=0, pad_id=ctx.pad_id, sort_by_length=True,
     )  # fmt: skip
+    total = math.ceil(len(ctx.encoded("train")) / 64)
     done = {"n": 0}
 
-    def cached(*_args) -> None:
+    def cached(*_args) -> None:  # each phase reports its own share, as distill's does
         done["n"] += 1
-        ctx.callbacks.on_progress(index, vocab + done["n"] * 64, total)
+        ctx.callbacks.on_progress(index, done["n"], total)
 
     result = distill_mod.distill(
         student, teacher, fit_student, temperature=step.temperature, alpha_kd=step.alpha_kd,
