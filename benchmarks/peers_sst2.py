@@ -961,6 +961,17 @@ def findings(entries: list[Entry], noise: Noise) -> list[str]:
             "- **Our fastest CPU backend against ONNX Runtime on the same model** (same "
             "teacher, same architecture; > 1× means ours is faster): " + "; ".join(said) + "."
         )
+    static, m2v = by_name.get("static embeddings"), by_name.get(MODEL2VEC)
+    if static is not None and m2v is not None and static.measured and m2v.measured:
+        # Like for like: both are static token vectors from the same teacher.
+        ahead, behind, level = _versus(static.row, m2v.row, noise)
+        parts = ["- **Our static embeddings against Model2Vec's own recipe** (same teacher):"]
+        parts.append("ahead on " + "; ".join(ahead) + "." if ahead else "ahead on nothing.")
+        if behind:
+            parts.append("Behind on " + "; ".join(behind) + ".")
+        if level:
+            parts.append("Level on " + "; ".join(level) + ".")
+        lines.append(" ".join(parts))
     for e in entries:
         if e.name.startswith("TextPruner") and not e.measured:
             verdict, reason = e.outcome.split(": ", 1)
