@@ -104,6 +104,12 @@ def variants(epochs: float, lr: float) -> list[Variant]:
             [{"type": "distill", "student_layers": [1, 3, 5], "hidden_mse": 1.0, **kd}],
         ),
         Variant(
+            "static embeddings",
+            "Model2Vec vectors from the teacher (PCA 256, SIF), int8 with per-row scales, a "
+            "linear head trained with the vectors on the teacher's logits (3 epochs)",
+            [{"type": "distill_static", "dims": 256, "storage": "int8", "epochs": 3}],
+        ),
+        Variant(
             "vocabulary",
             "keep only token ids seen in train",
             [{"type": "prune", "method": "vocabulary"}],

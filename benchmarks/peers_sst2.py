@@ -23,6 +23,14 @@ script it by hand, outside our pipeline, from the teacher exported as a plain
 * TextPruner (optional: ``pip install -e ".[peers]"``): vocabulary pruning, and head +
   FFN pruning to half. Without it both entries are skipped, with that command as the
   reason, and the run goes on.
+* Model2Vec, the library's own recipe: ``model2vec.distill.distill(teacher, pca_dims=256)``
+  (float16 vectors, its defaults otherwise), then its classifier,
+  ``StaticModelForClassification.from_static_model(...).fit(train texts, labels)`` with
+  its defaults. That classifier needs ``model2vec[train]`` (the peers extra; it pulls in
+  ``datasets``); without it the entry trains scikit-learn's ``LogisticRegression`` on
+  ``StaticModel.encode`` embeddings instead and says so in its description. Either way
+  it runs Model2Vec's own inference (token ids without special and unknown tokens, mean,
+  L2 norm, head) as a PyTorch module behind our evaluate and benchmark code.
 
 Every entry is measured with the same code: accuracy on the dev and test TSVs through the
 same tokenizer rules (max_length 128, ``data.encode_split`` + ``evaluate.predict``), and
@@ -54,6 +62,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -97,6 +106,7 @@ OURS = (
     "preset fast",
     "preset balanced",
     "preset smallest",
+    "static embeddings",
 )
 PRESETS = ("preset fast", "preset balanced", "preset smallest")
 BASELINE = "DistilBERT-style 3 layers (baseline)"
@@ -537,6 +547,127 @@ def peer_textpruner_transformer(p: Peers) -> dict[str, Any]:
     return p.measure_torch(model.eval(), tokenizer, save_dir, seconds)
 
 
+MODEL2VEC = "Model2Vec (library recipe)"
+#: The library's classifier, or the stand-in when its extra is not installed.
+MODEL2VEC_LIBRARY_HEAD = "model2vec.train.StaticModelForClassification (its defaults)"
+MODEL2VEC_LR_HEAD = (
+    "scikit-learn LogisticRegression on StaticModel.encode embeddings (model2vec[train] "
+    "is not installed: pip install -e '.[peers]' for the library's classifier)"
+)
+
+
+def _model2vec_classifier():
+    """``StaticModelForClassification``, or None when model2vec's train extra is missing."""
+    try:
+        from model2vec.train import StaticModelForClassification
+    except ImportError:
+        return None
+    return StaticModelForClassification
+
+
+class _Model2VecInference(nn.Module):
+    """A Model2Vec model behind the ``model(input_ids, attention_mask).logits`` call.
+
+    What ``StaticModel.encode`` computes, on ids our tokenizer rules produce with its
+    tokenizer: special and unknown tokens are left out (it tokenizes without special
+    tokens and drops [UNK]), the rest are averaged and L2-normalised, then the head runs.
+    ``encode`` is the library's own pooling (``StaticModelForClassification._encode`` on
+    its token batch) when ``library`` is given; otherwise the vectors (V, D) pooled here.
+    """
+
+    def __init__(self, drop_ids: list[int], *, library=None, vectors=None, head=None) -> None:
+        super().__init__()
+        self.library = library
+        self.vectors = None if vectors is None else torch.as_tensor(vectors)
+        self.head = head
+        self.drop = torch.tensor(sorted(set(drop_ids)), dtype=torch.long)
+        self.anchor = nn.Parameter(
+            torch.zeros(0), requires_grad=False
+        )  # predict() reads its device
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **_):
+        keep = (
+            torch.ones_like(input_ids, dtype=torch.bool)
+            if attention_mask is None
+            else attention_mask.bool()
+        )
+        keep &= ~torch.isin(input_ids, self.drop)
+        if self.library is not None:
+            from model2vec.train.dataset import TokenBatch
+
+            rows = [ids[k].tolist() for ids, k in zip(input_ids, keep, strict=True)]
+            logits = self.library.head(self.library._encode(TokenBatch.from_token_ids(rows)))
+        else:
+            vectors = self.vectors.index_select(0, input_ids.reshape(-1)).float()
+            vectors = vectors.view(*input_ids.shape, -1) * keep.unsqueeze(-1)
+            mean = vectors.sum(1) / keep.sum(1, keepdim=True).clamp_min(1)
+            logits = self.head(nn.functional.normalize(mean))
+        return SimpleNamespace(logits=logits)
+
+
+def peer_model2vec(p: Peers) -> dict[str, Any]:
+    import numpy as np
+    from model2vec.distill import distill
+    from transformers import PreTrainedTokenizerFast
+
+    folder = p.work / "model2vec"
+    shutil.rmtree(folder, ignore_errors=True)
+    train = p.dataset.train
+    t0 = time.perf_counter()
+    with _quiet(), contextlib.redirect_stdout(sys.stderr):
+        static = distill(model_name=str(p.hf_folder()), pca_dims=256)
+    raw = static.tokenizer
+    drop = [*raw.encode("", add_special_tokens=True).ids]
+    if static.unk_token_id is not None:
+        drop.append(int(static.unk_token_id))
+    StaticModelForClassification = _model2vec_classifier()
+    if StaticModelForClassification is not None:
+        kwargs = {"max_epochs": 1} if p.args.quick else {}
+        with _quiet(), contextlib.redirect_stdout(sys.stderr):
+            classifier = StaticModelForClassification.from_static_model(model=static)
+            classifier.fit(list(train.texts), [LABELS[y] for y in train.labels], **kwargs)
+        classifier.eval()
+        if list(classifier.classes_) != LABELS:
+            raise _Failed(f"Model2Vec's classifier ordered the classes {classifier.classes_}")
+        model = _Model2VecInference(drop, library=classifier)
+        # Saved as the library saves a trained classifier (its head with joblib: the
+        # size is stat'ed, the file is never loaded here).
+        classifier.to_pipeline().save_pretrained(folder)
+        how = MODEL2VEC_LIBRARY_HEAD
+    else:
+        from safetensors.numpy import save_file
+        from sklearn.linear_model import LogisticRegression
+
+        features = static.encode(list(train.texts))
+        lr = LogisticRegression(max_iter=1000).fit(features, np.asarray(train.labels))
+        head = nn.Linear(features.shape[1], 1)
+        with torch.no_grad():  # binary LR: logits (0, w.x + b) give its decision
+            head.weight.copy_(torch.as_tensor(lr.coef_, dtype=torch.float32))
+            head.bias.copy_(torch.as_tensor(lr.intercept_, dtype=torch.float32))
+
+        def two_logits(x):
+            z = head(x)
+            return torch.cat([torch.zeros_like(z), z], dim=1)
+
+        model = _Model2VecInference(drop, vectors=static.embedding, head=two_logits)
+        static.save_pretrained(folder)
+        save_file({"coef": lr.coef_.astype(np.float32), "intercept": lr.intercept_.astype(np.float32)},
+                  str(folder / "classifier.safetensors"))  # fmt: skip
+        how = MODEL2VEC_LR_HEAD
+    seconds = time.perf_counter() - t0
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw)
+    params = int(static.embedding.size) + sum(
+        q.numel()
+        for q in (
+            classifier.head.parameters() if StaticModelForClassification else head.parameters()
+        )
+    )
+    row = p.measure(runner=TorchRunner(model.eval()), model=model, tokenizer=tokenizer,
+                    folder=folder, params=params, seconds=seconds)  # fmt: skip
+    row["head"] = how
+    return row
+
+
 # --------------------------------------------------------------------------- line-up
 
 
@@ -606,6 +737,13 @@ def lineup(args: argparse.Namespace, teacher_layers: int) -> list[Entry]:
             "vocab.txt; PyTorch fp32 (saved as pytorch_model.bin: stat only)",
             "peer",
             build=peer_textpruner_vocabulary,
+        ),
+        Entry(
+            MODEL2VEC,
+            "model2vec.distill.distill(teacher, pca_dims=256), float16 vectors; head: "
+            + (MODEL2VEC_LIBRARY_HEAD if _model2vec_classifier() else MODEL2VEC_LR_HEAD),
+            "peer",
+            build=peer_model2vec,
         ),
         Entry(
             "TextPruner heads + FFN 50 %",
@@ -823,6 +961,17 @@ def findings(entries: list[Entry], noise: Noise) -> list[str]:
             "- **Our fastest CPU backend against ONNX Runtime on the same model** (same "
             "teacher, same architecture; > 1× means ours is faster): " + "; ".join(said) + "."
         )
+    static, m2v = by_name.get("static embeddings"), by_name.get(MODEL2VEC)
+    if static is not None and m2v is not None and static.measured and m2v.measured:
+        # Like for like: both are static token vectors from the same teacher.
+        ahead, behind, level = _versus(static.row, m2v.row, noise)
+        parts = ["- **Our static embeddings against Model2Vec's own recipe** (same teacher):"]
+        parts.append("ahead on " + "; ".join(ahead) + "." if ahead else "ahead on nothing.")
+        if behind:
+            parts.append("Behind on " + "; ".join(behind) + ".")
+        if level:
+            parts.append("Level on " + "; ".join(level) + ".")
+        lines.append(" ".join(parts))
     for e in entries:
         if e.name.startswith("TextPruner") and not e.measured:
             verdict, reason = e.outcome.split(": ", 1)

@@ -119,11 +119,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("Size on disk", f"{info.size_bytes / 1e6:.1f} MB"),
         ("Layers", info.layers),
         ("Hidden size", info.hidden),
-        ("Heads", heads[0] if len(set(heads)) == 1 else "/".join(map(str, heads))),
+        # A static-embedding model has no layers: "none", never an index error.
+        ("Heads", heads[0] if len(set(heads)) == 1 else "/".join(map(str, heads)) or "none"),
         (
             "FFN width",
-            "/".join(map(str, info.layer_ffn))
-            if len(set(info.layer_ffn)) > 1
+            "/".join(map(str, info.layer_ffn)) or "none"
+            if len(set(info.layer_ffn)) != 1
             else info.layer_ffn[0],
         ),
         ("Vocabulary", f"{info.vocab:,}"),

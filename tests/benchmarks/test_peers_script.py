@@ -18,15 +18,15 @@ REPO = Path(__file__).resolve().parents[2]
 MUST_RUN = [  # ours, the baseline and the plain transformers teacher
     "teacher fp32", "teacher fp32, onnxruntime", "PyTorch int8 (guarded)", "onnxruntime int8",
     "vocabulary", "heads + FFN 50 % + recovery", "distill 3 layers", "preset fast",
-    "preset balanced", "preset smallest", "DistilBERT-style 3 layers (baseline)",
-    "transformers fp32",
+    "preset balanced", "preset smallest", "static embeddings",
+    "DistilBERT-style 3 layers (baseline)", "transformers fp32",
 ]  # fmt: skip
 # Optional peers (the "peers" extra): skipped, with the install command, when absent.
 TEXTPRUNER = ["TextPruner vocabulary", "TextPruner heads + FFN 50 %"]
 PEERS = [
     "PyTorch dynamic int8", "ONNX Runtime fp32", "ONNX Runtime int8, defaults",
     "ONNX Runtime int8, per-channel", "ONNX Runtime int8, BERT optimizer + per-channel",
-    *TEXTPRUNER,
+    "Model2Vec (library recipe)", *TEXTPRUNER,
 ]  # fmt: skip
 SKIPPED = "TextPruner is not installed; install the peers extra: pip install -e '.[peers]'"
 
@@ -105,6 +105,14 @@ def test_quick_run_measures_every_entry_and_leaves_docs_alone(tmp_path):
     for name in TEXTPRUNER:
         error = entries[name]["row"].get("error", "")
         assert not error or error.startswith("TextPruner "), error
+    # The Model2Vec peer is measured (its distillation needs no download), and says
+    # which classifier it trained: the library's own, or the stand-in without its extra.
+    m2v = entries["Model2Vec (library recipe)"]
+    assert "error" not in m2v["row"], m2v["row"]
+    assert "model2vec.distill.distill(teacher, pca_dims=256)" in m2v["what"]
+    assert ("StaticModelForClassification" in m2v["what"]) == (
+        importlib.util.find_spec("datasets") is not None
+    )
     assert result["best_preset"] in ("preset fast", "preset balanced", "preset smallest")
     assert result["noise"]["latency"] >= 0 and 0 < result["noise"]["test_se"] < 0.05
 

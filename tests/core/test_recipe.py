@@ -78,6 +78,7 @@ def test_every_step_type_is_registered() -> None:
         "distill",
         "quantize",
         "export",
+        "distill_static",
         "search",
         "sensitivity",
     }

@@ -523,3 +523,42 @@ def test_the_wizard_offers_sensitivity_analysis_as_a_step(qtbot, on_techniques):
     go_next(qtbot, w)
     go_next(qtbot, w)
     assert "type: sensitivity" in w.review_page.yaml.toPlainText()
+
+
+def test_static_embeddings_are_offered_as_a_distillation_student(qtbot, on_techniques):
+    w = on_techniques
+    tech = w.techniques_page
+    click(qtbot, tech.preset_buttons["custom"])
+    if not tech.distill_box.isChecked():
+        click_group_check(qtbot, tech.distill_box)
+    for box in (tech.heads_box, tech.ffn_box, tech.magnitude_box, tech.quant_box,
+                tech.layers_box, tech.vocab_box):  # fmt: skip
+        if box.isChecked():
+            click_group_check(qtbot, box)
+    assert not tech.static_note.isVisible() and tech.student_picker.isVisible()
+
+    choose(qtbot, tech.student_kind, "Static")
+    # Its one-line trade-off is shown; the layer picker, which it does not use, is not.
+    assert tech.static_note.isVisible() and "Very fast" in tech.static_note.text()
+    assert "less accurate" in tech.static_note.text()
+    assert not tech.student_picker.isVisible() and not tech.hidden_mse.isVisible()
+    type_into(qtbot, tech.static_dims, "128")
+    choose(qtbot, tech.static_storage, "float16")
+    (static,) = [s for s in tech.chain() if s.step_type == "distill_static"]
+    assert (static.dims, static.storage) == (128, "float16")
+    assert not [s for s in tech.chain() if s.step_type == "distill"]
+    assert not error_text(tech) and next_button(w).isEnabled()
+
+    # Vocabulary pruning goes before it (a smaller table); quantizing after it cannot run.
+    click_group_check(qtbot, tech.vocab_box)
+    kinds = [s.step_type for s in tech.chain()]
+    assert kinds.index("prune") < kinds.index("distill_static")
+    assert not error_text(tech)
+    click_group_check(qtbot, tech.quant_box)
+    assert "cannot follow step" in error_text(tech) and "distill_static" in error_text(tech)
+    assert not next_button(w).isEnabled()
+    click_group_check(qtbot, tech.quant_box)
+    assert not error_text(tech)
+    # The estimate says what is left: no layers, the vectors as stored.
+    estimate = w.draft.estimate()
+    assert estimate.layers_after == 0 and estimate.weights_after == "static float16"

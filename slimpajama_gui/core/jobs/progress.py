@@ -129,7 +129,8 @@ class JobProgress:
         if seconds > 0:
             return units / seconds
         current = self._current_step()
-        if current is not None and self._phase_measured(current):
+        # A step costed at 0 units measures no speed (and would divide by 0 below).
+        if current is not None and current.work.units > 0 and self._phase_measured(current):
             share = current.done / current.total
             elapsed = self.clock() - (current.phase_start or self.clock())
             # The phase is the step's work as far as we know (the share is of the phase).

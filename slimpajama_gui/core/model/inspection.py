@@ -73,6 +73,12 @@ MEMORY_FACTOR = 1.2
 #: The file of an ONNX variant (written by techniques/onnx_export.py; kept in sync there).
 ONNX_FILE = "model.onnx"
 
+#: The config.json section of a static-embedding model (techniques/static; kept in sync).
+STATIC_KEY = "static_embeddings"
+#: Its tensors: the token table (float32, float16 or int8) and int8's per-row scales.
+_STATIC_TABLE = "embeddings.word_embeddings.weight"
+_STATIC_SCALE = "embeddings.word_embeddings.scale"
+
 #: config.json keys that ask transformers to import code shipped with the model.
 REMOTE_CODE_KEYS = (
     "auto_map",
@@ -423,6 +429,25 @@ def _config_counts(config: dict, headers: _Counts) -> _Counts:
     )
 
 
+def _static_counts(counts: _Counts, headers: list[SafetensorsHeader]) -> _Counts:
+    """A static-embedding model: V x D vectors and the head are its parameters; int8's
+    per-row scales are not, and its format reads ``static-int8`` (never ``F32``, which
+    would pass it off as float weights that can be trained)."""
+    tensors = {k: t for h in headers for k, t in h.tensors.items()}
+    table = tensors.get(_STATIC_TABLE)
+    scale = tensors.get(_STATIC_SCALE)
+    storage = {"F32": "float32", "F16": "float16", "I8": "int8"}.get(
+        table.dtype if table is not None else "", "unknown"
+    )
+    scales = scale.numel if scale is not None else 0
+    return replace(
+        counts,
+        parameters=counts.parameters - scales,
+        embedding_params=counts.embedding_params - scales,
+        dtype=f"static-{storage}",
+    )
+
+
 def _inspect_onnx_variant(
     folder: Path, config: dict, shape: Any, family: str, source: str, name: str | None
 ) -> ModelInfo:
@@ -613,6 +638,8 @@ def _inspect(folder: Path, source: str, name: str | None) -> ModelInfo:
         # Quantized tensors (packed int4, scales, zero points) do not map one-to-one to
         # parameters; the float structure in the config does.
         counts = _config_counts(config, counts)
+    if isinstance(config.get(STATIC_KEY), dict) and family == "slimpajama":
+        counts = _static_counts(counts, headers)
     if counts.parameters == 0:
         raise UserError(f"the weights in {folder} hold no parameters; copy the model again.")
 

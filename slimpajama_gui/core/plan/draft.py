@@ -41,6 +41,7 @@ from slimpajama_gui.core.plan.presets import (
     step_title,
 )
 from slimpajama_gui.core.plan.recipe import Recipe
+from slimpajama_gui.core.plan.static_step import check_static_chain
 from slimpajama_gui.core.plan.steps import (
     KEEP_GENERAL,
     Benchmark,
@@ -362,6 +363,10 @@ class Draft:
                     "Choose either distillation or dropping layers: both decide which layers "
                     "stay, and the second would count layers of the first one's result."
                 )
+        try:
+            check_static_chain(steps)
+        except RecipeError as exc:
+            out.append(f"Static embeddings — {exc.problem}.")
         if self.model is not None:
             out += source_problems(self.model, steps)
         reason = head_reason(self.model, self.label_names or None)

@@ -27,6 +27,7 @@ from slimpajama_gui.core.model.shape import (
     layer_parameters,
 )
 from slimpajama_gui.core.model.tokenizers import common_token_ids, load_tokenizer
+from slimpajama_gui.core.plan.static_step import DistillStatic
 from slimpajama_gui.core.plan.steps import (
     KEEP_GENERAL,
     Benchmark,
@@ -158,6 +159,8 @@ def estimate_chain(
                     )
         elif isinstance(step, Quantize):
             quant = step
+        elif isinstance(step, DistillStatic):
+            return _static_estimate(info, step, vocab, vocab_counted, notes, num_labels)
     after_all, linear = totals(layers, vocab)
     parameters_after = max(int(round(info.parameters + head_extra + after_all - before_all)), 0)
     nonzero = int(round(parameters_after - sparsity * linear))
@@ -221,6 +224,46 @@ def estimate_chain(
     )
 
 
+#: Bytes per vector entry of each static storage (int8 adds a float32 scale per row).
+STATIC_BYTES = {"float32": 4.0, "float16": 2.0, "int8": 1.0}
+
+
+def _static_estimate(
+    info: ModelInfo,
+    step: DistillStatic,
+    vocab: int,
+    vocab_counted: bool,
+    notes: list[str],
+    num_labels: int,
+) -> Estimate:
+    """What ``distill_static`` leaves: V x D vectors and a linear head (nothing after it
+    may change the model, :func:`~.static_step.check_static_chain`)."""
+    dims = min(step.dims, info.hidden)
+    labels = info.num_labels or num_labels
+    head = dims * labels + labels
+    vectors = vocab * dims
+    weight_bytes = vectors * STATIC_BYTES[step.storage] + 4 * head
+    if step.storage == "int8":
+        weight_bytes += 4 * vocab
+    extra = max(info.size_bytes - info.weights_bytes, 0)
+    extra_after = extra * (vocab / info.vocab if info.vocab else 1.0)
+    notes.append(
+        "Static embeddings average one vector per token: no attention layers, so far faster "
+        "than the teacher, and usually several points less accurate (the evaluate step "
+        "measures it)."
+    )
+    return Estimate(
+        parameters_before=info.parameters, parameters_after=vectors + head,
+        nonzero_after=vectors + head, size_before=info.size_bytes,
+        size_after=int(round(weight_bytes + extra_after)), layers_before=info.layers,
+        layers_after=0, heads_before=layer_heads(info), heads_after=[],
+        ffn_before=layer_ffn(info), ffn_after=[], vocab_before=info.vocab, vocab_after=vocab,
+        vocab_counted=vocab_counted,
+        weights_before={"f32": "fp32", "f16": "fp16"}.get(info.dtype.lower(), info.dtype.lower()),
+        weights_after=f"static {step.storage}", notes=notes,
+    )  # fmt: skip
+
+
 def count_vocabulary(
     key: tuple, folder: Path, texts: list[str], keep_general: int = KEEP_GENERAL
 ) -> tuple[tuple, int]:
@@ -258,6 +301,10 @@ ORT_INT8_SPEED = 0.5
 EXPORT_ROWS = 400.0
 #: Saving a variant (weights, tokenizer, record), in rows' worth of work.
 SAVE_ROWS = 100.0
+#: distill_static's pass of every token (30,522 three-token inputs for BERT's vocabulary)
+#: in rows' worth of work, and a static model's forward cost relative to the teacher's.
+STATIC_TOKEN_ROWS = 3000.0
+STATIC_SHARE = 0.005
 #: Seconds an automatic benchmark fills with timed batch-1 passes (fewer if 20 fit).
 BENCH_BUDGET_S = 3.0
 
@@ -353,6 +400,13 @@ def step_work(
             elif step.method == "dynamic_int8":
                 speed = INT8_SPEED
             units += size * speed * eval_rows
+        elif isinstance(step, DistillStatic):
+            # Every token through the model once (about STATIC_TOKEN_ROWS rows' worth),
+            # the teacher's logits over the train rows, then a model of lookups.
+            units = forward * (STATIC_TOKEN_ROWS + (train_rows if step.alpha_kd > 0 else 0))
+            size = max(size * STATIC_SHARE, 1.0)
+            units += trained(step.epochs, step.batch_size, None, size) + size * SAVE_ROWS
+            n_layers = 1
         elif isinstance(step, Export):
             units = forward * 2 * eval_rows + size * EXPORT_ROWS
             if speed != 1.0:  # an int8 model now runs in onnxruntime

@@ -28,16 +28,19 @@ FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
 #: quantized formats ONNX takes).
 STEPS_ON = {
     "onnx": ("evaluate", "benchmark"),
+    "static": ("evaluate", "benchmark"),
     "quantized": ("evaluate", "benchmark", "export"),
 }
 
 
 def weights_kind(info: ModelInfo) -> str:
-    """``"float"``, ``"onnx"`` or ``"quantized"``: what a model's weights are."""
+    """``"float"``, ``"onnx"``, ``"static"`` or ``"quantized"``: what a model's weights are."""
     # An ONNX variant is ONNX whatever its record says; float weights carry their
     # safetensors dtype ("F32"); a quantized variant carries its method ("dynamic_int8").
     if "onnx" in info.dtype.lower() or (info.path / ONNX_FILE).is_file():
         return "onnx"
+    if info.dtype.startswith("static-"):  # static embeddings (inspection._static_counts)
+        return "static"
     if info.dtype in FLOAT_DTYPES:
         return "float"
     return "quantized"
@@ -106,6 +109,9 @@ def first_untrained_use(steps: Sequence[Step]) -> str | None:
     e.g. ``"step 1 'distill'"``; None when training comes first (or nothing uses it)."""
     for index, step in enumerate(steps):
         if step.step_type == "finetune":
+            return None
+        # Static embeddings trained on the labels alone train their own head.
+        if step.step_type == "distill_static" and getattr(step, "alpha_kd", 1.0) == 0:
             return None
         # Pruning weights by magnitude or dropping layers needs no labels; recovery then trains.
         if (
@@ -180,6 +186,8 @@ def clause(reason: str) -> str:
 
 
 def _kind_words(info: ModelInfo, kind: str) -> str:
+    if kind == "static":
+        return f"a static-embedding model ({info.dtype[len('static-') :]} vectors)"
     if kind == "onnx":
         fmt = info.dtype.lower()
         if "int8" in fmt:
@@ -220,6 +228,7 @@ _DONE = {
     "export": "exported",
     "finetune": "fine-tuned",
     "distill": "distilled",
+    "distill_static": "distilled to static embeddings",
     "prune": "pruned",
     "quantize": "quantized",
     "sensitivity": "measured for sensitivity",

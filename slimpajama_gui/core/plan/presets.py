@@ -115,6 +115,7 @@ def step_title(step: Step) -> str:
     titles = {
         "finetune": "Fine-tune",
         "distill": "Distill",
+        "distill_static": "Distill to static embeddings",
         "quantize": "Quantize",
         "evaluate": "Evaluate",
         "benchmark": "Benchmark",
@@ -135,6 +136,8 @@ def step_summary(step: Step) -> str:
         if step.ffn_fraction:
             extra += f", {100 * step.ffn_fraction:g} % of its FFN removed"
         return f"{title} into teacher layers {layers}{extra}"
+    if step.step_type == "distill_static":
+        return f"{title} ({step.dims} dims, {step.storage})"
     if isinstance(step, Prune):
         if step.method in ("heads", "ffn", "magnitude"):
             return f"{title} ({100 * step.amount:g} %)"
@@ -151,7 +154,7 @@ def training_sentence(steps: Sequence[Step]) -> str:
     epochs)."`` or ``"No training."``; no duration (only a finished job measures one)."""
     parts = []
     for step in steps:
-        if isinstance(step, (FineTune, Distill)):
+        if isinstance(step, (FineTune, Distill)) or step.step_type == "distill_static":
             parts.append(f"{step_title(step)} ({step.epochs:g} epochs)")
         elif isinstance(step, Prune) and trains(step) and step.recovery_epochs:
             parts.append(f"{step_title(step)} ({step.recovery_epochs:g} recovery epochs)")
@@ -173,7 +176,7 @@ def preset_blurb(name: str, steps: Sequence[Step]) -> str:
 
 def trains(step: Step) -> bool:
     """Whether ``step`` runs a training loop (and so has epochs/LR/batch settings)."""
-    if isinstance(step, (FineTune, Distill)):
+    if isinstance(step, (FineTune, Distill)) or step.step_type == "distill_static":
         return True
     return isinstance(step, Prune) and step.method != "vocabulary"
 

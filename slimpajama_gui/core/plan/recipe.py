@@ -44,6 +44,7 @@ import yaml
 from slimpajama_gui.core.data.spec import MAX_SEED, DatasetSpec
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.plan.fields import choices_text, coerce, fmt_value, require
+from slimpajama_gui.core.plan.static_step import DistillStatic, check_static_chain  # noqa: F401
 
 # The step configs live in steps.py; they are re-exported here so a recipe and its steps
 # come from one import (``from slimpajama_gui.core.plan.recipe import Recipe, Prune``).
@@ -194,6 +195,7 @@ class Recipe:
                 step.validate()
             except RecipeError as exc:
                 raise exc.located(step=i) from None
+        check_static_chain(self.steps)
         self._check_output_folder()
 
     def _check_dataset(self) -> None:

@@ -470,3 +470,4 @@ class Sensitivity(Step):
 
 # Steps defined in their own modules register here, once steps.py is complete.
 from slimpajama_gui.core.plan import search_step as _search_step  # noqa: E402, F401
+from slimpajama_gui.core.plan import static_step  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""Open any saved model for running: float, quantized (PyTorch) or ONNX.
+"""Open any saved model for running: float, quantized (PyTorch), ONNX or static embeddings.
 
 :func:`open_model` checks a folder through the catalog (config, tokenizer and
 safetensors headers, never the weights) and returns a :class:`ModelHandle`; its
@@ -132,7 +132,13 @@ class ModelHandle:
         check_memory(self.info, available_bytes)
         from slimpajama_gui.core.model.encoder import EncoderClassifier
         from slimpajama_gui.core.techniques.quantize.folders import is_quantized_folder, load_any
+        from slimpajama_gui.core.techniques.static import StaticClassifier, is_static_folder
 
+        if is_static_folder(self.info.path):
+            # Token vectors + a linear head; the same model(...).logits call.
+            model = StaticClassifier.from_folder(self.info.path)
+            _check_static_labels(model, num_labels, self.info.name)
+            return model
         if is_quantized_folder(self.info.path):
             return load_any(self.info.path, num_labels=num_labels, id2label=id2label)
         if (self.info.path / ONNX_FILE).is_file() and not (
@@ -154,6 +160,16 @@ class ModelHandle:
             UserError: "tokenizer not found in FOLDER" with the reason.
         """
         return load_tokenizer(self.info.path)
+
+
+def _check_static_labels(model, num_labels: int | None, name: str) -> None:
+    """A static model's head cannot be replaced by a new one (it has no encoder to train)."""
+    if num_labels is not None and num_labels != model.config.num_labels:
+        raise UserError(
+            f"{name} is a static-embedding model with a {model.config.num_labels}-class head "
+            f"and the data has {num_labels} labels; it cannot be given a new head. Use data "
+            "with its labels, or distill again from the transformer it was made from."
+        )
 
 
 def open_model(path: Path | str, source: str | None = None) -> ModelHandle:

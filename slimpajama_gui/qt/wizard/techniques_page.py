@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from slimpajama_gui.core.model.shape import default_student_layers
 from slimpajama_gui.core.plan.presets import PRESET_BLURBS, PRESETS, preset_blurb, step_summary
 from slimpajama_gui.core.plan.search_step import Search
+from slimpajama_gui.core.plan.static_step import DistillStatic
 from slimpajama_gui.core.plan.steps import (
     KEEP_GENERAL,
     MAX_VOCAB,
@@ -159,6 +160,29 @@ class TechniquesPage(WizardPage):
             "Build a shallower student from some of the teacher's layers and train it to "
             "imitate the teacher",
         )
+        self.student_kind = combo_box(
+            [("layers", "Teacher layers"), ("static", "Static embeddings (Model2Vec)")],
+            "Teacher layers: a shallower transformer. Static embeddings: one vector per "
+            "token, averaged, then a linear classifier",
+        )
+        self.static_note = make_label(
+            "Very fast (a lookup and an average per sentence, no attention), less accurate: "
+            "expect several points below the teacher.",
+            NOTE_STYLE,
+        )
+        self.static_dims = QSpinBox()
+        self.static_dims.setRange(8, 4096)
+        self.static_dims.setValue(256)
+        self.static_dims.setToolTip("Width of each token vector (PCA components of the teacher's)")
+        self.static_storage = combo_box(
+            [("int8", "int8"), ("float16", "float16"), ("float32", "float32")],
+            "How the vectors are stored: int8 (one scale per row) is 4x smaller than float32",
+        )
+        self.static_form = QWidget()
+        static_form = QFormLayout(self.static_form)
+        static_form.setContentsMargins(0, 0, 0, 0)
+        static_form.addRow("Dimensions:", self.static_dims)
+        static_form.addRow("Storage:", self.static_storage)
         self.student_picker = LayerPicker("kept in the student")
         self.temperature = double_spin(0.5, 20, 2.0, decimals=1, step=0.5,
                                  tip="Temperature: softens both models' outputs for the "
@@ -176,15 +200,24 @@ class TechniquesPage(WizardPage):
         knobs.addWidget(self.temperature, 0, 1)
         knobs.addWidget(QLabel("KD weight:"), 0, 2)
         knobs.addWidget(self.alpha_kd, 0, 3)
-        knobs.addWidget(QLabel("Hidden MSE:"), 1, 0)
-        knobs.addWidget(self.hidden_mse, 1, 1)
-        knobs.addWidget(QLabel("Attention MSE:"), 1, 2)
-        knobs.addWidget(self.attention_mse, 1, 3)
+        self.state_knobs = [QLabel("Hidden MSE:"), self.hidden_mse, QLabel("Attention MSE:"),
+                            self.attention_mse]  # fmt: skip
+        for col, widget in enumerate(self.state_knobs):
+            knobs.addWidget(widget, 1, col)
         knobs.setColumnStretch(4, 1)
         distill_layout = vbox(self.distill_box)
-        distill_layout.addWidget(make_label("Teacher layers; pressed ones are kept:", wrap=False))
+        kind_row = QHBoxLayout()
+        kind_row.addWidget(QLabel("Student:"))
+        kind_row.addWidget(self.student_kind)
+        kind_row.addStretch(1)
+        distill_layout.addLayout(kind_row)
+        distill_layout.addWidget(self.static_note)
+        distill_layout.addWidget(self.static_form)
+        self.picker_label = make_label("Teacher layers; pressed ones are kept:", wrap=False)
+        distill_layout.addWidget(self.picker_label)
         distill_layout.addWidget(self.student_picker)
         distill_layout.addLayout(knobs)
+        self._show_student_kind()
 
         # drop layers
         self.layers_box = group_box("Drop whole layers", "Remove encoder layers, then recover")
@@ -339,8 +372,11 @@ class TechniquesPage(WizardPage):
                      self.tolerance, self.vocab_general):  # fmt: skip
             spin.valueChanged.connect(self._on_edited)
         for combo in (self.heads_scope, self.ffn_scope, self.magnitude_scope,
-                      self.magnitude_schedule, self.quant_method, self.quant_backend):  # fmt: skip
+                      self.magnitude_schedule, self.quant_method, self.quant_backend,
+                      self.student_kind, self.static_storage):  # fmt: skip
             combo.currentIndexChanged.connect(self._on_edited)
+        self.student_kind.currentIndexChanged.connect(self._show_student_kind)
+        self.static_dims.valueChanged.connect(self._on_edited)
         for check in (self.per_channel, self.quant_embeddings, self.evaluate_check,
                       self.benchmark_check):  # fmt: skip
             check.toggled.connect(self._on_edited)
@@ -381,13 +417,34 @@ class TechniquesPage(WizardPage):
         if not self._loading and self.preset() == SEARCH:
             self.draft.set_chain(SEARCH, self._search_steps())
 
+    def is_static(self) -> bool:
+        """Whether the distill box makes static embeddings rather than a layer student."""
+        return self.student_kind.currentData() == "static"
+
+    def _show_student_kind(self, *_args: Any) -> None:
+        static = self.is_static()
+        for widget in (self.static_note, self.static_form):
+            widget.setVisible(static)
+        for widget in (self.picker_label, self.student_picker, *self.state_knobs):
+            widget.setVisible(not static)
+
     def _custom_steps(self) -> list[Step]:
         steps: list[Step] = []
         if self.finetune_box.isChecked():
             steps.append(FineTune())
         if self.sensitivity_box.isChecked():
             steps.append(Sensitivity(rows=self.sensitivity_rows.value()))
-        if self.distill_box.isChecked():
+        static = None
+        if self.distill_box.isChecked() and self.is_static():
+            # After any pruning (a pruned vocabulary makes a smaller table); nothing that
+            # changes weights can follow it.
+            static = DistillStatic(
+                dims=self.static_dims.value(),
+                storage=self.static_storage.currentData(),
+                temperature=self.temperature.value(),
+                alpha_kd=self.alpha_kd.value(),
+            )
+        elif self.distill_box.isChecked():
             steps.append(
                 Distill(
                     student_layers=self.student_picker.selected(),
@@ -422,6 +479,8 @@ class TechniquesPage(WizardPage):
                     keep_general=self.vocab_general.value(),
                 )
             )
+        if static is not None:
+            steps.append(static)
         if self.quant_box.isChecked():
             steps.append(
                 Quantize(
@@ -502,7 +561,14 @@ class TechniquesPage(WizardPage):
             if sensitivity is not None:
                 self.sensitivity_rows.setValue(sensitivity.rows)
             distill = first(Distill)
-            self.distill_box.setChecked(distill is not None)
+            static = first(DistillStatic)
+            self.distill_box.setChecked(distill is not None or static is not None)
+            set_combo(self.student_kind, "static" if static is not None else "layers")
+            if static is not None:
+                self.static_dims.setValue(static.dims)
+                set_combo(self.static_storage, static.storage)
+                self.temperature.setValue(static.temperature)
+                self.alpha_kd.setValue(static.alpha_kd)
             if distill is not None:
                 self.student_picker.set_selected(
                     distill.student_layers or default_student_layers(self._layers)

@@ -5,7 +5,7 @@ Each module decorates its functions with :func:`~slimpajama_gui.core.jobs.contex
 :data:`~slimpajama_gui.core.jobs.context.HANDLERS` is complete before a job runs.
 """
 
-from slimpajama_gui.core.jobs.handlers import measure, prune, quantize, sensitivity, train
+from slimpajama_gui.core.jobs.handlers import measure, prune, quantize, sensitivity, static, train
 from slimpajama_gui.core.jobs.handlers import search as _search  # noqa: F401 - registers it
 
-__all__ = ["measure", "prune", "quantize", "sensitivity", "train"]
+__all__ = ["measure", "prune", "quantize", "sensitivity", "static", "train"]
