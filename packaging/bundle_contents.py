@@ -116,6 +116,7 @@ EXCLUDED_BINARIES = (
     "libbackend_with_compiler.so",
     "libaoti_custom_ops.so",
     "libarrow_flight.so*",
+    "libarrow_python_flight.so*",
     "libarrow_s3.so*",
 )
 
@@ -140,11 +141,6 @@ EXCLUDED_DATA = (
     "*.pxd",
 )
 
-#: PyInstaller keeps these packages' .py files beside the archive by default (for
-#: TorchScript's source lookups). The app scripts none of transformers' code, so its
-#: sources stay in the archive only. torch keeps its sources: it compiles some of its
-#: own functions with TorchScript when imported.
-MODULE_COLLECTION_MODE = {"transformers": "pyz"}
 
 #: Qt platform plugins the bundle must hold: a real X11 window (xcb) and the headless
 #: one (offscreen) that tests and `slimpajama-studio` under CI use.
