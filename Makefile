@@ -16,7 +16,7 @@ CORE_VENV  ?= .venv-core
 CORE_PY    := $(CORE_VENV)/bin/python
 CORE_STAMP := $(CORE_VENV)/.installed
 
-.PHONY: run install install-core test test-core lint format screenshots clean help
+.PHONY: run install install-core test test-core lint format screenshots package package-check clean help
 
 help:
 	@echo "make run          create .venv, install, start the app"
@@ -24,6 +24,8 @@ help:
 	@echo "make test-core    the engine's tests (tests/core) in a venv without Qt"
 	@echo "make lint         ruff check + ruff format --check + import-linter"
 	@echo "make screenshots  start the app under Xvfb and write docs/screenshots/*.png"
+	@echo "make package      build the desktop bundle dist/SlimPajamaStudio/ (PyInstaller)"
+	@echo "make package-check start the bundle under Xvfb, validate the .desktop and AppStream files"
 
 install: $(STAMP)
 
@@ -102,6 +104,20 @@ format: install
 screenshots: install
 	@tools/system-deps.sh xvfb
 	xvfb-run -a -s "-screen 0 $${SHOT_SIZE:-1280x800}x24" $(PY) -m slimpajama_gui.qt.screenshots docs/screenshots
+
+# The desktop bundle (packaging/README.md). Not part of `make test`: it takes minutes.
+# pyinstaller comes from the "package" extra; the folder is replaced on every build.
+package: install
+	@$(PY) -c "import PyInstaller" 2>/dev/null || $(PIP) install -q -e ".[package]" "$(TORCH)"
+	$(PY) -m PyInstaller --noconfirm --clean --log-level WARN \
+	  --distpath dist --workpath build/pyinstaller packaging/slimpajama_studio.spec
+	@du -sh dist/SlimPajamaStudio | awk '{print "Bundle size: " $$1 " (dist/SlimPajamaStudio)"}'
+
+# Starts the bundle under Xvfb until its main window appears, runs its `slimpajama`
+# command, and validates the .desktop and AppStream files.
+package-check:
+	@tools/system-deps.sh package
+	packaging/check_bundle.sh dist/SlimPajamaStudio
 
 clean:
 	rm -rf $(VENV) $(CORE_VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -3,6 +3,8 @@
 #   tools/system-deps.sh offscreen   # what headless tests need (EGL, fontconfig, xkbcommon)
 #   tools/system-deps.sh xcb         # what a real window needs (xcb platform plugin)
 #   tools/system-deps.sh xvfb        # xcb + a virtual X server, for `make screenshots`
+#   tools/system-deps.sh package     # xvfb + window tools and the .desktop/AppStream
+#                                    # validators, for `make package-check`
 # Installs what is missing when run as root with apt-get; otherwise prints the exact
 # apt-get line and fails, so nobody meets a Qt plugin traceback instead.
 set -euo pipefail
@@ -13,7 +15,9 @@ case "${1:-offscreen}" in
   offscreen) want=("${offscreen[@]}") ;;
   xcb) want=("${offscreen[@]}" "${xcb[@]}") ;;
   xvfb) want=("${offscreen[@]}" "${xcb[@]}" xvfb xauth) ;;
-  *) echo "usage: $0 offscreen|xcb|xvfb" >&2; exit 2 ;;
+  package) want=("${offscreen[@]}" "${xcb[@]}" xvfb xauth xdotool x11-utils
+                 desktop-file-utils appstream) ;;
+  *) echo "usage: $0 offscreen|xcb|xvfb|package" >&2; exit 2 ;;
 esac
 command -v dpkg-query >/dev/null || exit 0   # not Debian-like: trust the system
 missing=()
@@ -23,7 +27,7 @@ done
 [ ${#missing[@]} -eq 0 ] && exit 0
 line="apt-get install -y --no-install-recommends ${missing[*]}"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "Installing Debian packages Qt needs: ${missing[*]}"
+  echo "Installing missing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
     apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null

@@ -10,7 +10,7 @@ import traceback
 from importlib.resources import files
 
 from PySide6.QtCore import QCoreApplication, Qt, QThreadPool
-from PySide6.QtGui import QIcon
+from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from slimpajama_gui import __version__
@@ -21,6 +21,9 @@ log = logging.getLogger("slimpajama_gui")
 
 ORGANIZATION = "SlimPajama"
 APPLICATION = "SlimPajama Studio"
+#: The freedesktop application id: names the installed .desktop file, the AppStream
+#: component and the icon (packaging/linux/); Wayland matches windows to it.
+DESKTOP_ID = "io.github.slimpajama.Studio"
 
 #: How long short workers (a model scan, a prediction) may take to end after the window.
 POOL_WAIT_MS = 30_000
@@ -72,6 +75,8 @@ def run_app(argv: list[str]) -> int:
         Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
     )
     app = QApplication(argv)
+    # Wayland compositors and docks find the installed entry's name and icon by it.
+    QGuiApplication.setDesktopFileName(DESKTOP_ID)
     # Fusion follows the system's light/dark colour scheme on every platform.
     app.setStyle("Fusion")
     app.setWindowIcon(app_icon())
