@@ -101,7 +101,7 @@ def measure(model: str, args, work: Path, name: str, store) -> dict[str, Any]:
 
 
 def report(args, result, state: dict[str, Any], seconds: float, best: dict, teacher: dict) -> str:
-    lines = []
+    lines = ["## Budgeted search on SST-2, cancelled at minute 10 (issue 13)\n"]
     mode = (
         f"--quick run: training capped at {QUICK_TRAIN_STEPS} steps, budgets shortened; "
         "its figures are not the search's.\n\n"
