@@ -495,7 +495,7 @@ def test_a_no_change_step_checks_its_promise_on_every_text_column(tiny_minilm, t
     are measured (here known and non-zero on eval)."""
     from slimpajama_gui.core.model.tokenizers import load_tokenizer
 
-    steps = "\n  - {type: prune, method: vocabulary}\n"
+    steps = "\n  - {type: prune, method: vocabulary, keep_general: 0}\n"
     recipe = make_recipe(tiny_minilm, tmp_path / "out", steps, pair_dataset(tmp_path))
     result = run(recipe, store=store)
     assert result.status == "done", result.error
@@ -625,7 +625,7 @@ def test_vocabulary_pruning_that_would_change_train_tokens_fails_and_saves_nothi
     monkeypatch.setattr(vocabulary, "_load_tokenizer", pruned_stops_lowercasing)
     train = write_pairs(tmp_path / "train.csv", CASED_TRAIN)
     dataset = f"train: {train}\n  eval: {train}\n  text_pair_column: second"
-    steps = "\n  - {type: prune, method: vocabulary}\n"
+    steps = "\n  - {type: prune, method: vocabulary, keep_general: 0}\n"
     result = run(make_recipe(tiny_minilm, tmp_path / "out", steps, dataset), store=store)
     assert result.status == "failed" and result.failed_step == "step 1 (prune)"
     assert "20 of 20 train rows" in result.error and "'The Zebra played in Kyoto.'" in result.error
