@@ -63,7 +63,6 @@ EXCLUDED_MODULES = (
     "pytestqt",
     "hypothesis",
     "expecttest",
-    "numpy.testing._private.extbuild",
     "transformers.testing_utils",
     "pyarrow.tests",
     # TensorBoard logging and torch's C++ extension builder (needs a compiler anyway).
