@@ -395,3 +395,22 @@ def test_report_costs_are_ignored_without_a_sample_to_compare_them_with():
     )
     assert report.sensitivity_measure == "accuracy" and report.kept_float == [SENSITIVE]
     assert not math.isclose(report.sensitivity["layers.0.attention.query"], 0.9)
+
+
+def test_a_step_outside_the_recipe_gets_no_report(tmp_path):
+    """A search trial numbers its chain from 0 and its steps are not the recipe's: the
+    report of the recipe's sensitivity step (which measured the search's starting model,
+    not the trial's) is not offered to it, and an index past the recipe is no crash."""
+    from types import SimpleNamespace
+
+    from slimpajama_gui.core.jobs.handlers.sensitivity import report_for_current_model
+    from slimpajama_gui.core.plan.steps import Quantize, Sensitivity
+
+    recipe_steps = [Sensitivity(rows=8), Quantize(method="dynamic_int8")]
+    ctx = SimpleNamespace(
+        recipe=SimpleNamespace(steps=recipe_steps), output=tmp_path, source=tmp_path, model=None
+    )
+    trial_step = Quantize(method="dynamic_int8")
+    assert report_for_current_model(ctx, 1, trial_step) is None
+    assert report_for_current_model(ctx, 5, trial_step) is None
+    assert report_for_current_model(ctx, 5) is None

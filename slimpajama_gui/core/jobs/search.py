@@ -535,7 +535,7 @@ class SearchRun:
         check_search_folder(self.folder)
         from slimpajama_gui.core.jobs.handlers.sensitivity import report_for_current_model
 
-        self.report = report_for_current_model(ctx, self.index)
+        self.report = report_for_current_model(ctx, self.index, self.step)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

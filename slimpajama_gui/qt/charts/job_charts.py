@@ -307,10 +307,14 @@ class JobCharts(QWidget):
 
     # ------------------------------------------------------------------ export
     def export_all(self, folder: str | Path) -> list[Path]:
-        """Write ``<chart>.png``, ``.svg`` and ``.csv`` for every chart into ``folder``."""
+        """Write ``<chart>.png``, ``.svg`` and ``.csv`` for every chart that is shown into
+        ``folder`` (the search's Pareto chart and the sensitivity panel only when their
+        step reported)."""
         folder = Path(folder)
         written = []
         for name, chart in self.charts.items():
+            if chart is self.search and self.search.isHidden():
+                continue  # no search step reported: an empty chart is no export
             for suffix in EXPORT_SUFFIXES:
                 written.append(chart.export(folder / f"{name}{suffix}"))
         if self.sensitivity.has_data():

@@ -106,7 +106,10 @@ def _bench_runner(ctx: JobContext, index: int, step: Benchmark) -> tuple[Any, Pa
     """The runner for the current variant on the requested backend, on CPU
     (:func:`~slimpajama_gui.core.runtime.bench.runner_for`, as every benchmark path)."""
     folder = ctx.variant or ctx.source
-    if ctx.is_onnx and step.backend == "pytorch":
+    # An ONNX source folder loads as an OnnxClassifier (its runner is onnxruntime's)
+    # without the job having exported it, so the model itself says so too.
+    is_onnx = ctx.is_onnx or getattr(ctx.model, "runner", None) is not None
+    if is_onnx and step.backend == "pytorch":
         # An ONNX variant's PyTorch twin: the model it was exported from.
         if ctx.torch_model is None:
             raise UserError(
@@ -114,11 +117,11 @@ def _bench_runner(ctx: JobContext, index: int, step: Benchmark) -> tuple[Any, Pa
                 "weights it came from; benchmark it with 'auto' or 'onnxruntime'."
             )
         return runner_for(ctx.torch_model, backend="pytorch", threads=step.threads), folder
-    wants_ort = step.backend == "onnxruntime" or (step.backend == "auto" and ctx.is_onnx)
-    what = "loading the ONNX model" if ctx.is_onnx else "exporting the model to ONNX to time it"
+    wants_ort = step.backend == "onnxruntime" or (step.backend == "auto" and is_onnx)
+    what = "loading the ONNX model" if is_onnx else "exporting the model to ONNX to time it"
     if wants_ort:
         # Any PyTorch variant can be timed in onnxruntime: runner_for exports it on the side.
-        scratch = None if ctx.is_onnx else ctx.scratch_dir(f"bench-onnx-{index + 1:02d}")
+        scratch = None if is_onnx else ctx.scratch_dir(f"bench-onnx-{index + 1:02d}")
         with ctx.uncancellable(what):
             runner = runner_for(
                 ctx.model, backend="onnxruntime", threads=step.threads, export_dir=scratch

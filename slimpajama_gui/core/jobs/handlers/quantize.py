@@ -103,7 +103,7 @@ def _torch_guard(ctx: JobContext, model: Any, step: Quantize, index: int) -> Gua
     """
     known = None
     if step.method == "dynamic_int8":
-        saved = report_for_current_model(ctx, index)
+        saved = report_for_current_model(ctx, index, step)
         if saved is not None and saved.linears:
             known = saved.linear_costs("kl")
     sample = list(itertools.islice(eval_batches(ctx, "eval", 32), 2))

@@ -159,8 +159,14 @@ def _check_target(target: Path) -> None:
         )
 
 
-def report_for_current_model(ctx: JobContext, index: int) -> SensitivityReport | None:
+def report_for_current_model(
+    ctx: JobContext, index: int, step: Step | None = None
+) -> SensitivityReport | None:
     """The saved report that measured the model step ``index`` starts from, or None.
+
+    ``step``, when given, must be the recipe's step ``index``: a step that is not (one
+    of a search trial's chain, numbered within the trial) gets None, because the
+    recipe's earlier steps are not what made its model.
 
     That is the last sensitivity step before ``index`` with only model-preserving steps
     (evaluate, benchmark, sensitivity) between it and ``index``; failing one, a report
@@ -169,6 +175,10 @@ def report_for_current_model(ctx: JobContext, index: int) -> SensitivityReport |
     heads is ignored.
     """
     steps = ctx.recipe.steps
+    if index > len(steps) or (
+        step is not None and (index >= len(steps) or steps[index] is not step)
+    ):
+        return None
     found: SensitivityReport | None = None
     for i in range(index - 1, -1, -1):
         if steps[i].step_type == "sensitivity":
