@@ -38,7 +38,8 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from slimpajama_gui.cli import EXIT_CANCELLED, _console, _report
+    from slimpajama_gui.cli import EXIT_CANCELLED, _report
+    from slimpajama_gui.cli_output import _console
     from slimpajama_gui.cli_progress import ProgressCallbacks
     from slimpajama_gui.core.errors import UserError
     from slimpajama_gui.core.jobs.pipeline import run
@@ -70,7 +71,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def print_state(console: Any, output: Path, index: int) -> None:
     """The search's trials and its best, from the state file it wrote (if any)."""
-    from slimpajama_gui.cli import _print_table
+    from slimpajama_gui.cli_output import _print_table
     from slimpajama_gui.core.errors import UserError
     from slimpajama_gui.core.jobs.search import load_state, search_folder
 

@@ -51,9 +51,18 @@ from typing import TYPE_CHECKING, Any
 
 from slimpajama_gui.core.errors import UserError, error_sentence
 from slimpajama_gui.core.jobs.context import HANDLERS, Cancelled, JobContext, accuracy
-from slimpajama_gui.core.model.shape import default_student_layers
+from slimpajama_gui.core.jobs.search_space import (  # noqa: F401 - the search space, re-exported
+    PRUNE_SHARES,
+    QUANTIZE_CHOICES,
+    chain_for,
+    describe_chain,
+    kept_layers,
+    student_depths,
+    suggest,
+    warm_start,
+)
 from slimpajama_gui.core.plan.search_step import Search
-from slimpajama_gui.core.plan.steps import Benchmark, Distill, Evaluate, Prune, Quantize, Step
+from slimpajama_gui.core.plan.steps import Benchmark, Evaluate, Step
 from slimpajama_gui.core.runtime.bench import BenchConfig, TorchRunner, benchmark, size_on_disk
 from slimpajama_gui.core.storage.atomic import atomic_write_text
 from slimpajama_gui.core.techniques.train import Control
@@ -69,8 +78,6 @@ STATE_VERSION = 1
 #: Metric keys of one finished trial (``on_eval`` and the history; the live Pareto chart).
 TRIAL_PREFIX = "search/"
 #: Shares of heads / FFN neurons a trial may remove.
-PRUNE_SHARES = (0.0, 0.25, 0.5)
-QUANTIZE_CHOICES = ("none", "pytorch", "onnxruntime")
 #: Proposals in a row that repeat a finished chain before the space counts as exhausted.
 MAX_REPEATS_IN_ROW = 25
 
@@ -109,107 +116,6 @@ def check_search_folder(folder: Path) -> None:
             f"{folder} already exists and was not written by a search (it has no {STATE_FILE}); "
             "move or rename it, or set the recipe's output to a new folder."
         )
-
-
-# --------------------------------------------------------------------------- the space
-
-
-def student_depths(step: Search, layers: int) -> list[int]:
-    """Encoder depths a trial may keep, deepest first; ``layers`` means no distillation."""
-    if "distill" not in step.techniques or layers <= 1:
-        return [layers]
-    if step.depths:
-        return sorted({d for d in step.depths if d <= layers} | {layers}, reverse=True)
-    picks = {layers, max(1, round(2 * layers / 3)), max(1, layers // 2), max(1, layers // 3)}
-    return sorted(picks, reverse=True)
-
-
-def kept_layers(depth: int, layers: int) -> list[int]:
-    """Teacher layers a ``depth``-layer student keeps: spread out, the last one kept."""
-    if depth * 2 == layers:
-        return default_student_layers(layers)
-    return sorted({min(layers - 1, round((i + 1) * layers / depth) - 1) for i in range(depth)})
-
-
-def suggest(trial: Any, step: Search, layers: int) -> dict[str, Any]:
-    """The chain's parameters, asked of the Optuna ``trial`` (only enabled techniques)."""
-    params: dict[str, Any] = {"depth": layers, "heads": 0.0, "ffn": 0.0,
-                              "vocabulary": False, "quantize": "none"}  # fmt: skip
-    depths = student_depths(step, layers)
-    if len(depths) > 1:
-        params["depth"] = trial.suggest_categorical("depth", depths)
-    if "heads" in step.techniques:
-        params["heads"] = trial.suggest_categorical("heads", list(PRUNE_SHARES))
-    if "ffn" in step.techniques:
-        params["ffn"] = trial.suggest_categorical("ffn", list(PRUNE_SHARES))
-    if "vocabulary" in step.techniques:
-        params["vocabulary"] = trial.suggest_categorical("vocabulary", [False, True])
-    if "quantize" in step.techniques:
-        params["quantize"] = trial.suggest_categorical("quantize", list(QUANTIZE_CHOICES))
-    return params
-
-
-def warm_start(step: Search, layers: int) -> list[dict[str, Any]]:
-    """The chains tried first: those without training (int8 in onnxruntime, with and
-    without vocabulary pruning). They take minutes where a trained chain takes tens, so
-    a best-so-far exists early; the sampler proposes the rest. Only enabled techniques'
-    parameters are fixed."""
-    if "quantize" not in step.techniques:
-        return [{"vocabulary": True}] if "vocabulary" in step.techniques else []
-    base: dict[str, Any] = {"quantize": "onnxruntime"}
-    if len(student_depths(step, layers)) > 1:
-        base["depth"] = layers
-    for name in ("heads", "ffn"):
-        if name in step.techniques:
-            base[name] = 0.0
-    if "vocabulary" not in step.techniques:
-        return [base]
-    return [{**base, "vocabulary": True}, {**base, "vocabulary": False}]
-
-
-def chain_for(params: dict[str, Any], step: Search, layers: int, report: Any = None) -> list[Step]:
-    """The trial's steps, in the order the presets apply them; [] = the starting model.
-
-    ``report``: a :class:`~slimpajama_gui.core.techniques.sensitivity.SensitivityReport` of
-    the starting model; a student then keeps the layers whose removal costs most
-    (``layers_to_keep``) instead of layers spread evenly.
-    """
-    train = {"learning_rate": step.learning_rate, "batch_size": step.batch_size}
-    chain: list[Step] = []
-    if params["depth"] < layers:
-        depth = params["depth"]
-        kept = report.layers_to_keep(depth) if report is not None else kept_layers(depth, layers)
-        chain.append(Distill(student_layers=kept,
-                             temperature=2.0, alpha_kd=0.5, hidden_mse=1.0,
-                             epochs=step.epochs, **train))  # fmt: skip
-    for method in ("heads", "ffn"):
-        if params[method] > 0:
-            chain.append(Prune(method=method, amount=params[method],
-                               recovery_epochs=step.epochs, **train))  # fmt: skip
-    if params["vocabulary"]:
-        chain.append(Prune(method="vocabulary"))
-    if params["quantize"] != "none":
-        # The guard may lose what the search allows; the search judges the whole chain.
-        chain.append(Quantize(method="dynamic_int8", backend=params["quantize"],
-                              tolerance=max(step.budget_points, 0.1)))  # fmt: skip
-    for s in chain:
-        s.validate()
-    return chain
-
-
-def describe_chain(params: dict[str, Any], layers: int) -> str:
-    """``"3-layer student, heads −25 %, vocabulary, int8 (onnxruntime)"``."""
-    parts = []
-    if params["depth"] < layers:
-        parts.append(f"{params['depth']}-layer student")
-    for name in ("heads", "ffn"):
-        if params[name] > 0:
-            parts.append(f"{'heads' if name == 'heads' else 'FFN'} −{100 * params[name]:g} %")
-    if params["vocabulary"]:
-        parts.append("vocabulary")
-    if params["quantize"] != "none":
-        parts.append(f"int8 ({params['quantize']})")
-    return ", ".join(parts) or "starting model"
 
 
 # --------------------------------------------------------------------------- results

@@ -4,12 +4,11 @@ A recipe names a model, a dataset, an output folder and a list of steps. The ste
 the versioned configs of :mod:`slimpajama_gui.core.plan.steps` (re-exported here); their
 registry is the allow-list, so a YAML file can only ever produce those classes.
 
-YAML is read with :class:`yaml.SafeLoader` only, node by node, so every complaint can
-name the file, the line and the field, and no tag can construct a Python object. A
-recipe is bounded before any value is built: the file must be a regular file of at most
-:data:`MAX_RECIPE_BYTES`, and anchors and aliases may not expand it beyond
-:data:`MAX_YAML_NODES` values (a 500-byte "billion laughs" document expands to
-billions), nor refer to themselves.
+YAML is read with :class:`yaml.SafeLoader` only, node by node, so every complaint names
+the file, the line and the field, and no tag can construct a Python object. A recipe is
+bounded before any value is built: a regular file of at most :data:`MAX_RECIPE_BYTES`,
+whose anchors and aliases may not expand it beyond :data:`MAX_YAML_NODES` values (a
+500-byte "billion laughs" document expands to billions), nor refer to themselves.
 
 Example:
     >>> recipe = recipe_from_yaml('''
