@@ -182,23 +182,28 @@ def _tensor_device() -> torch.device:
     )
 
 
-def reduce_sum(values: torch.Tensor) -> torch.Tensor:
-    """``values`` summed over every rank (in place and returned); unchanged alone."""
+def _all_reduce(values: torch.Tensor, op: str) -> torch.Tensor:
+    """``values`` reduced with ``op`` ("SUM", "MAX") over every rank, in place; unchanged
+    alone. gloo reduces CPU tensors and nccl GPU ones, so ``values`` travels if needed."""
     if _group is None:
         return values
     import torch.distributed as dist
 
     moved = values.to(_tensor_device())
-    dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+    dist.all_reduce(moved, op=getattr(dist.ReduceOp, op))
     if moved is not values:
         values.copy_(moved.to(values.device))
     return values
 
 
+def reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """``values`` summed over every rank (in place and returned); unchanged alone."""
+    return _all_reduce(values, "SUM")
+
+
 def reduce_max(values: torch.Tensor) -> torch.Tensor:
     """``values`` maximised over every rank (in place and returned); unchanged alone."""
-    if _group is None:
-        return values
+    return _all_reduce(values, "MAX")
     import torch.distributed as dist
 
     moved = values.to(_tensor_device())
