@@ -235,6 +235,55 @@ def test_per_tensor_and_matmul_only_quantization(tiny_export, tmp_path):
         assert np.abs(OrtRunner(path, threads=1)(inputs) - expected).max() < 0.05
 
 
+def test_4_bit_word_embeddings_are_smaller_and_agree_with_int8(tmp_path):
+    import onnx
+
+    # A wider table than tiny_model's, so the embedding is most of the file as in a
+    # 3-layer student; rows span 4 blocks of EMBEDDING_BLOCK.
+    torch.manual_seed(0)
+    config = EncoderConfig(
+        vocab_size=2000, hidden_size=128, layer_heads=[4], head_dim=32, layer_ffn=[64],
+        max_position_embeddings=64, type_vocab_size=2, hidden_dropout=0.0,
+        attention_dropout=0.0,
+    )  # fmt: skip
+    model = EncoderClassifier(config).eval()
+    fp32 = export_onnx(model, tmp_path / "fp32.onnx")
+    int8 = quantize_onnx(fp32, tmp_path / "int8.onnx")
+    int4 = quantize_onnx(fp32, tmp_path / "int4.onnx", embedding_bits=4)
+    # 2000 x 128 table: 256 kB in int8, 128 kB + scales and zero points in 4 bits.
+    assert int4.stat().st_size < int8.stat().st_size - 80_000
+    graph = onnx.load(str(int4)).graph
+    lookups = [n for n in graph.node if n.op_type == "GatherBlockQuantized"]
+    assert len(lookups) == 1 and "word_embeddings" in lookups[0].input[0]
+    rng = np.random.default_rng(5)
+    ids = rng.integers(5, 2000, size=(64, 24))
+    ids[:, 0] = 2
+    inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": 0 * ids}
+    expected = torch_logits(model, inputs)
+    got8, got4 = OrtRunner(int8, threads=1)(inputs), OrtRunner(int4, threads=1)(inputs)
+    # 4-bit rows round each value to 1/15 of its block's range; on this random model the
+    # logits move by about as much as int8 moves them, not by more than 3x.
+    err8, err4 = np.abs(got8 - expected).max(), np.abs(got4 - expected).max()
+    assert err4 < max(3 * err8, 0.05), (err4, err8)
+
+
+def test_4_bit_embeddings_need_a_word_embedding_lookup_and_4_or_8_bits(tiny_export, tmp_path):
+    import onnx
+
+    _, fp32, _ = tiny_export
+    with pytest.raises(UserError, match="embedding_bits: 8 or 4, got 2"):
+        quantize_onnx(fp32, tmp_path / "q.onnx", embedding_bits=2)
+    renamed = onnx.load(str(fp32))
+    for init in renamed.graph.initializer:
+        init.name = init.name.replace("word_embeddings", "lookup_table")
+    for node in renamed.graph.node:
+        node.input[:] = [i.replace("word_embeddings", "lookup_table") for i in node.input]
+    onnx.save(renamed, str(tmp_path / "renamed.onnx"))
+    with pytest.raises(UserError, match="renamed.onnx has no word-embedding lookup"):
+        quantize_onnx(tmp_path / "renamed.onnx", tmp_path / "q.onnx", embedding_bits=4)
+    assert not (tmp_path / "q.onnx").exists()
+
+
 def test_missing_or_damaged_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="not found"):
         OrtRunner(tmp_path / "nothing.onnx")

@@ -322,6 +322,24 @@ def test_onnx_int8_variant_is_measured_in_onnxruntime_and_reloads(tiny_minilm, t
     assert logits.shape == (1, 2)
 
 
+def test_4_bit_embeddings_in_onnxruntime_are_recorded_and_reload(tiny_minilm, tmp_path, store):
+    steps = (
+        FINETUNE.replace("epochs: 6", "epochs: 3")
+        + "  - {type: quantize, backend: onnxruntime, tolerance: 5.0, embedding_bits: 4}\n"
+        + "  - type: evaluate\n"
+    )
+    result = run(make_recipe(tiny_minilm, tmp_path / "out", steps), store=store)
+    assert result.status == "done", result.error
+    onnx_folder = result.variants[-1]
+    info = json.loads((onnx_folder / "slimpajama.json").read_text())
+    assert info["weights_format"] == "onnx_int8" and info["onnx"]["embedding_bits"] == 4
+    handle = open_model(onnx_folder)
+    model, tok = handle.load_model(), handle.load_tokenizer()
+    assert model(**tok(["a fine film"], return_tensors="pt")).logits.shape == (1, 2)
+    # The evaluate step measured the file as saved: its accuracy is the quantize step's.
+    assert result.summary[-1]["accuracy"] == pytest.approx(result.summary[-2]["accuracy"])
+
+
 def test_dropping_a_layer_reports_it_fully_pruned_for_the_chart(tiny_minilm, tmp_path, store):
     steps = "\n  - {type: prune, method: layers, keep_layers: [1], recovery_epochs: 0}\n"
     rec = Recorder()

@@ -84,6 +84,8 @@ def test_names_and_numbers_as_people_write_them():
     assert presets.step_summary(Prune(method="heads", amount=0.3)) == "Prune attention heads (30 %)"
     quant = Quantize(method="dynamic_int8", backend="onnxruntime")
     assert presets.step_summary(quant) == "Quantize dynamic_int8 (onnxruntime)"
+    quant4 = Quantize(method="dynamic_int8", backend="onnxruntime", embedding_bits=4)
+    assert presets.step_summary(quant4) == "Quantize dynamic_int8 (onnxruntime, 4-bit embeddings)"
     assert presets.trains(Prune(method="ffn", amount=0.5))
     assert not presets.trains(Prune(method="vocabulary"))
     assert presets.needs_finetune(None, 2) is False

@@ -353,3 +353,12 @@ def test_a_version_1_vocabulary_step_keeps_only_the_data_ids_as_it_did() -> None
     assert recipe_from_yaml(text, "again.yaml").steps[0].keep_general == 0
     with pytest.raises(UserError, match="keep_general"):
         parse("  - {type: prune, method: vocabulary, keep_general: -5}\n")
+
+
+def test_4_bit_embeddings_are_for_the_onnxruntime_backend_only() -> None:
+    step = parse("  - {type: quantize, backend: onnxruntime, embedding_bits: 4}\n").steps[0]
+    assert step.embedding_bits == 4 and step.backend == "onnxruntime"
+    with pytest.raises(RecipeError, match=r"embedding_bits: 4-bit embeddings need 'backend: onn"):
+        parse("  - {type: quantize, embedding_bits: 4}\n")
+    with pytest.raises(RecipeError, match=r"embedding_bits: 8 or 4, got 6.*line 8"):
+        parse("  - {type: quantize, backend: onnxruntime, embedding_bits: 6}\n")

@@ -145,7 +145,8 @@ def step_summary(step: Step) -> str:
             return f"{title} (keep {', '.join(map(str, step.keep_layers or []))})"
         return title
     if isinstance(step, Quantize):
-        return f"{title} {step.method} ({step.backend})"
+        bits = ", 4-bit embeddings" if step.embedding_bits == 4 else ""
+        return f"{title} {step.method} ({step.backend}{bits})"
     return title
 
 

@@ -411,6 +411,9 @@ class Quantize(Step):
     # pytorch: a PyTorch model with int8 modules; onnxruntime: export to ONNX and
     # quantize with onnxruntime (the fastest CPU backend; dynamic_int8 only).
     backend: QuantizeBackend = "pytorch"
+    # onnxruntime only: 4 stores the word-embedding table in 4 bits (blocks of 32 with
+    # their own scale), about half its int8 size; the linears stay int8.
+    embedding_bits: int = 8
 
     def check(self) -> None:
         check_non_negative(self, "tolerance")
@@ -418,6 +421,17 @@ class Quantize(Step):
             self.backend == "pytorch" or self.method == "dynamic_int8",
             "method",
             f"the onnxruntime backend quantizes with dynamic_int8 only, not '{self.method}'",
+        )
+        require(
+            self.embedding_bits in (8, 4),
+            "embedding_bits",
+            f"8 or 4, got {fmt_value(self.embedding_bits)}",
+        )
+        require(
+            self.embedding_bits == 8 or self.backend == "onnxruntime",
+            "embedding_bits",
+            "4-bit embeddings need 'backend: onnxruntime' (PyTorch's int8 embeddings "
+            "have 8 bits); set backend: onnxruntime or embedding_bits: 8",
         )
 
 

@@ -303,6 +303,8 @@ class OnnxVariantInfo:
     activation_bits: int | None = None
     #: For a PyTorch int8 export: the int8 path it reproduces (``Int8Path.to_dict``).
     int8_path: dict | None = None
+    #: Bits of the stored word-embedding table: 4 or 8 when quantized, None in fp32.
+    embedding_bits: int | None = None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "path": str(self.path)}
@@ -325,6 +327,7 @@ def export_and_quantize(
     per_channel: bool = True,
     opset: int = DEFAULT_OPSET,
     optimize: bool = True,
+    embedding_bits: int = 8,
 ) -> OnnxVariantInfo:
     """Write ``folder/model.onnx``: the exported model, by default dynamic int8.
 
@@ -333,7 +336,8 @@ def export_and_quantize(
 
     Args:
         quantize: dynamic int8 with :func:`quantize_onnx`; False keeps fp32.
-        per_channel: see :func:`quantize_onnx`.
+        per_channel, embedding_bits: see :func:`quantize_onnx` (ignored for a model
+            already quantized in PyTorch, whose embedding rows stay int8).
         optimize: fuse with :func:`optimize_onnx` first (not for PyTorch int8 models).
 
     A PyTorch ``dynamic_int8`` model is written as the same int8 model, with the
@@ -366,9 +370,9 @@ def export_and_quantize(
             path = int8_path.current()
             bits, path_info = path.activation_bits, path.to_dict()
             onnx_int8.export_pytorch_int8(plan, staged, target, bits)
-            quantize, per_channel = True, plan.per_channel
+            quantize, per_channel, embedding_bits = True, plan.per_channel, 8
         elif quantize:
-            quantize_onnx(staged, target, per_channel=per_channel)
+            quantize_onnx(staged, target, per_channel=per_channel, embedding_bits=embedding_bits)
         else:
             with atomic_file(target) as tmp:
                 os.replace(staged, tmp)
@@ -384,6 +388,7 @@ def export_and_quantize(
         versions=_versions(),
         activation_bits=bits,
         int8_path=path_info,
+        embedding_bits=embedding_bits if quantize else None,
     )
 
 
@@ -394,6 +399,7 @@ def save_onnx_variant(
     *,
     quantized: bool = True,
     per_channel: bool = True,
+    embedding_bits: int = 8,
 ) -> OnnxVariantInfo:
     """Write an ONNX variant into an existing (staging) folder.
 
@@ -412,7 +418,9 @@ def save_onnx_variant(
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder; cannot write the ONNX variant there.")
-    info = export_and_quantize(model, folder, quantize=quantized, per_channel=per_channel)
+    info = export_and_quantize(
+        model, folder, quantize=quantized, per_channel=per_channel, embedding_bits=embedding_bits
+    )
     copy_tokenizer_files(tokenizer_src, folder)
     config = {"model_type": CONFIG_FORMAT, **model.config.to_dict()}
     atomic_write_text(folder / "config.json", json.dumps(config, indent=2) + "\n")

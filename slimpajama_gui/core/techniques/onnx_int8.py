@@ -41,6 +41,18 @@ DEFAULT_QUANT_OPS = ("MatMul", "Gather", "Attention")
 #: ONNX metadata key: the activation bits of the file's int8 matrix products.
 META_ACTIVATION_BITS = "slimpajama.activation_bits"
 
+#: Bits a word-embedding table may be stored in by :func:`quantize_onnx`.
+EMBEDDING_BITS = (8, 4)
+
+#: Rows of the 4-bit word-embedding table are split into blocks of this many values, each
+#: with its own scale and zero point. Chosen on SST-2 dev (3-layer student, 11,575 rows):
+#: blocks of 32 asymmetric kept 88.30 % against 88.19 % for int8 rows; 64 symmetric also
+#: 88.30 %, 128 symmetric 87.50 %. The scales add an eighth to the 4-bit table.
+EMBEDDING_BLOCK = 32
+
+#: The table 4-bit storage is for; the position and token-type tables are small.
+WORD_EMBEDDING_TABLE = "word_embeddings"
+
 
 @dataclass
 class Int8Export:
@@ -362,11 +374,16 @@ def quantize_onnx(
     reduce_range: bool = False,
     op_types: Sequence[str] = DEFAULT_QUANT_OPS,
     exclude: Sequence[str] = (),
+    embedding_bits: int = 8,
 ) -> Path:
     """Dynamic int8 quantization of an fp32 ONNX classifier (``quantize_dynamic``).
 
     Weights become QInt8, symmetric; activations are quantized on the fly at run time.
     Nodes whose weights are empty (a pruned-away branch) stay fp32; they cost nothing.
+    With ``embedding_bits=4`` the word-embedding table is stored in 4 bits instead
+    (ONNX Runtime's block-wise weight-only quantizer, ``GatherBlockQuantized``; blocks of
+    :data:`EMBEDDING_BLOCK` values along the hidden size, asymmetric): in a 3-layer
+    student the table is over half of the int8 file, and 4 bits halve it.
 
     Args:
         src: an fp32 file from :func:`export_onnx`.
@@ -379,12 +396,14 @@ def quantize_onnx(
             costs accuracy (19 flips against 11 above).
         op_types: operators to quantize; see :data:`DEFAULT_QUANT_OPS`.
         exclude: names of nodes to keep in fp32.
+        embedding_bits: 8, or 4 for the word-embedding table (see above).
 
     Returns:
         ``dst``.
 
     Raises:
-        UserError: ``src`` does not exist.
+        UserError: ``src`` does not exist, ``embedding_bits`` is not 8 or 4, or 4 bits
+            were asked and the file has no word-embedding lookup to store in 4 bits.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -392,6 +411,16 @@ def quantize_onnx(
     src, dst = Path(src), Path(dst)
     if not src.is_file():
         raise UserError(f"{src} not found; export the model to ONNX first.")
+    if embedding_bits not in EMBEDDING_BITS:
+        raise UserError(f"embedding_bits: 8 or 4, got {embedding_bits!r}.")
+    word_lookup = _word_embedding_lookup(src) if embedding_bits == 4 else None
+    if embedding_bits == 4 and word_lookup is None:
+        raise UserError(
+            f"embedding_bits: {src.name} has no word-embedding lookup (a Gather reading "
+            f"a '{WORD_EMBEDDING_TABLE}' table) to store in 4 bits; use embedding_bits 8."
+        )
+    if word_lookup is not None:
+        exclude = [*exclude, word_lookup]
     with atomic_file(dst) as tmp:
         with warnings.catch_warnings(), _quiet_quantizer():
             warnings.simplefilter("ignore")
@@ -408,8 +437,63 @@ def quantize_onnx(
                 # are float (quantize_dynamic's own error message asks for this).
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             )
+            if word_lookup is not None:
+                _embedding_to_4_bits(tmp, word_lookup)
         _copy_metadata(src, tmp)
     return dst
+
+
+def _word_embedding_lookup(path: Path) -> str | None:
+    """The name of the Gather node that reads the word-embedding table, if there is one."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    tables = {i.name for i in graph.initializer if len(i.dims) == 2}
+    for node in graph.node:
+        if (
+            node.op_type == "Gather"
+            and node.input[0] in tables
+            and WORD_EMBEDDING_TABLE in node.input[0]
+        ):
+            return node.name
+    return None
+
+
+def _embedding_to_4_bits(path: Path, node_name: str) -> None:
+    """Rewrite ``path`` in place with node ``node_name``'s table in 4 bits.
+
+    ONNX Runtime's weight-only quantizer does this (opset 21 and IR 10 for the int4
+    type); every other Gather is excluded so that only the word embeddings change.
+    """
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    model = onnx.load(str(path))
+    others = [n.name for n in model.graph.node if n.op_type == "Gather" and n.name != node_name]
+    config = DefaultWeightOnlyQuantConfig(
+        block_size=EMBEDDING_BLOCK, is_symmetric=False, bits=4,
+        op_types_to_quantize=("Gather",), quant_axes=(("Gather", 1),),
+    )  # fmt: skip
+    quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=others, algo_config=config)
+    with _quiet_quantizer(), _quiet_logger("onnxruntime.quantization.matmul_nbits_quantizer"):
+        quantizer.process()
+    quantizer.model.save_model_to_file(str(path), False)
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    # The weight-only quantizer logs every node it skips (INFO) and that it raises the
+    # opset to 21 for int4 (WARNING): notes for people writing quantization scripts.
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 class _FromOnnxRuntime(logging.Filter):

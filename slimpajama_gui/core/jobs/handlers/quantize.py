@@ -219,7 +219,8 @@ def to_onnx(
     reference = predict(torch_model, eval_batches(ctx, "eval", 64), control=ctx.control)
     ctx.check_stop()
     baseline = classification_report(reference, ctx.dataset.label_names).accuracy
-    candidate, info, staged = _export(ctx, index, torch_model, quantized, per_channel)
+    bits = step.embedding_bits if isinstance(step, Quantize) else 8
+    candidate, info, staged = _export(ctx, index, torch_model, quantized, per_channel, bits=bits)
     preds = predict(candidate, eval_batches(ctx, "eval", 64), control=ctx.control)
     ctx.check_stop()
     accuracy = classification_report(preds, ctx.dataset.label_names).accuracy
@@ -247,7 +248,7 @@ def to_onnx(
         guard = {"onnxruntime": verdict.to_dict(), "kept": "onnxruntime int8"}
         if not verdict.ok and not per_channel:
             ctx.callbacks.on_message("trying onnxruntime int8 with one scale per channel")
-            tried = _export(ctx, index, torch_model, True, True, tag="per-channel")
+            tried = _export(ctx, index, torch_model, True, True, tag="per-channel", bits=bits)
             tried_preds = predict(tried[0], eval_batches(ctx, "eval", 64), control=ctx.control)
             ctx.check_stop()
             second = judge_loss(
@@ -329,7 +330,13 @@ def to_onnx(
 
 
 def _export(
-    ctx: JobContext, index: int, model: Any, quantized: bool, per_channel: bool, tag: str = ""
+    ctx: JobContext,
+    index: int,
+    model: Any,
+    quantized: bool,
+    per_channel: bool,
+    tag: str = "",
+    bits: int = 8,
 ) -> tuple[Any, Any, Path]:
     """Export ``model`` to a scratch folder and load it: (ONNX classifier, info, folder)."""
     staged = ctx.scratch_dir(f"onnx-{index + 1:02d}" + (f"-{tag}" if tag else ""))
@@ -337,7 +344,7 @@ def _export(
     with ctx.uncancellable(what):
         info = onnx_export.save_onnx_variant(
             model, ctx.tokenizer_dir or ctx.source, staged,
-            quantized=quantized, per_channel=per_channel,
+            quantized=quantized, per_channel=per_channel, embedding_bits=bits,
         )  # fmt: skip
     ctx.check_stop()
     with ctx.uncancellable("loading the exported ONNX model"):
