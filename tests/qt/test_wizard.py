@@ -317,6 +317,39 @@ def test_vocabulary_keep_general_is_a_field_the_chain_carries(qtbot, on_techniqu
     assert not error_text(tech)
 
 
+def test_student_ffn_and_4_bit_embeddings_are_fields_the_chain_carries(qtbot, on_techniques):
+    """A preset with a half-FFN student and 4-bit embeddings keeps both when edited, and
+    the 4-bit box only applies to the onnxruntime backend."""
+    from slimpajama_gui.core.plan.steps import Distill, Quantize
+
+    tech = on_techniques.techniques_page
+    click(qtbot, tech.preset_buttons["balanced"])
+    if not tech.distill_box.isChecked():
+        click_group_check(qtbot, tech.distill_box)
+    type_into(qtbot, tech.student_ffn, "50")
+    assert tech.preset() == "custom"
+    (distill,) = [s for s in tech.chain() if isinstance(s, Distill)]
+    assert distill.ffn_fraction == 0.5
+    if not tech.quant_box.isChecked():
+        click_group_check(qtbot, tech.quant_box)
+    choose(qtbot, tech.quant_backend, "onnx")
+    assert tech.quant_embeddings4.isEnabled()
+    click(qtbot, tech.quant_embeddings4)
+    (quant,) = [s for s in tech.chain() if isinstance(s, Quantize)]
+    assert quant.embedding_bits == 4 and quant.backend == "onnxruntime"
+    assert not error_text(tech)
+    # The PyTorch backend has no 4-bit embeddings: the box is greyed out and not applied.
+    choose(qtbot, tech.quant_backend, "Py")
+    assert not tech.quant_embeddings4.isEnabled()
+    (quant,) = [s for s in tech.chain() if isinstance(s, Quantize)]
+    assert quant.embedding_bits == 8 and not error_text(tech)
+    # Both survive the chain being shown again (a preset picked, File -> Open recipe).
+    choose(qtbot, tech.quant_backend, "onnx")
+    steps = tech.chain()
+    tech._show_chain(steps)
+    assert tech.student_ffn.value() == 50 and tech.quant_embeddings4.isChecked()
+
+
 def test_settings_errors_block_next(qtbot, on_techniques):
     w = on_techniques
     tech = w.techniques_page

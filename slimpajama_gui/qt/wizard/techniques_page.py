@@ -195,16 +195,19 @@ class TechniquesPage(WizardPage):
                                 "layer (1.0 helped on SST-2)")  # fmt: skip
         self.attention_mse = double_spin(0, 100, 0.0, step=0.5,
                                    tip="Weight of matching the teacher's attention maps")  # fmt: skip
+        self.student_ffn = percent_spin(0, "Share of each student layer's FFN neurons "
+                                        "removed before distillation (the least important "
+                                        "by gradient score): a smaller student")  # fmt: skip
         knobs = QGridLayout()
         knobs.addWidget(QLabel("Temperature:"), 0, 0)
         knobs.addWidget(self.temperature, 0, 1)
         knobs.addWidget(QLabel("KD weight:"), 0, 2)
         knobs.addWidget(self.alpha_kd, 0, 3)
         self.state_knobs = [QLabel("Hidden MSE:"), self.hidden_mse, QLabel("Attention MSE:"),
-                            self.attention_mse]  # fmt: skip
+                            self.attention_mse, QLabel("FFN removed:"), self.student_ffn]  # fmt: skip
         for col, widget in enumerate(self.state_knobs):
             knobs.addWidget(widget, 1, col)
-        knobs.setColumnStretch(4, 1)
+        knobs.setColumnStretch(6, 1)
         distill_layout = vbox(self.distill_box)
         kind_row = QHBoxLayout()
         kind_row.addWidget(QLabel("Student:"))
@@ -307,6 +310,11 @@ class TechniquesPage(WizardPage):
         self.per_channel = QCheckBox("Per-channel scales")
         self.per_channel.setChecked(True)
         self.per_channel.setToolTip("One scale per output channel: more accurate, same speed")
+        self.quant_embeddings4 = QCheckBox("4-bit word embeddings")
+        self.quant_embeddings4.setToolTip(
+            "onnxruntime backend: store the word-embedding table in 4 bits (blocks of 32 with "
+            "their own scale), about half its int8 size; the linear layers stay int8"
+        )
         self.quant_embeddings = QCheckBox("Quantize embeddings")
         self.quant_embeddings.setChecked(True)
         self.quant_embeddings.setToolTip(
@@ -324,6 +332,7 @@ class TechniquesPage(WizardPage):
         quant_form.addRow("Backend:", self.quant_backend)
         quant_form.addRow(self.per_channel)
         quant_form.addRow(self.quant_embeddings)
+        quant_form.addRow(self.quant_embeddings4)
         quant_form.addRow("Max. loss:", self.tolerance)
 
         # measure
@@ -369,7 +378,7 @@ class TechniquesPage(WizardPage):
         self.sensitivity_rows.valueChanged.connect(self._on_edited)
         for spin in (self.temperature, self.alpha_kd, self.hidden_mse, self.attention_mse,
                      self.heads_amount, self.ffn_amount, self.magnitude_amount,
-                     self.tolerance, self.vocab_general):  # fmt: skip
+                     self.tolerance, self.vocab_general, self.student_ffn):  # fmt: skip
             spin.valueChanged.connect(self._on_edited)
         for combo in (self.heads_scope, self.ffn_scope, self.magnitude_scope,
                       self.magnitude_schedule, self.quant_method, self.quant_backend,
@@ -377,8 +386,8 @@ class TechniquesPage(WizardPage):
             combo.currentIndexChanged.connect(self._on_edited)
         self.student_kind.currentIndexChanged.connect(self._show_student_kind)
         self.static_dims.valueChanged.connect(self._on_edited)
-        for check in (self.per_channel, self.quant_embeddings, self.evaluate_check,
-                      self.benchmark_check):  # fmt: skip
+        for check in (self.per_channel, self.quant_embeddings, self.quant_embeddings4,
+                      self.evaluate_check, self.benchmark_check):  # fmt: skip
             check.toggled.connect(self._on_edited)
         for spin in (self.search_budget, self.search_minutes):
             spin.valueChanged.connect(self._on_search_edited)
@@ -452,6 +461,7 @@ class TechniquesPage(WizardPage):
                     alpha_kd=self.alpha_kd.value(),
                     hidden_mse=self.hidden_mse.value(),
                     attention_mse=self.attention_mse.value(),
+                    ffn_fraction=min(self.student_ffn.value(), 95) / 100,
                 )
             )
         if self.layers_box.isChecked():
@@ -489,6 +499,10 @@ class TechniquesPage(WizardPage):
                     embeddings=self.quant_embeddings.isChecked(),
                     tolerance=self.tolerance.value(),
                     backend=self.quant_backend.currentData(),
+                    embedding_bits=4
+                    if self.quant_embeddings4.isChecked()
+                    and self.quant_backend.currentData() == "onnxruntime"
+                    else 8,
                 )
             )
         if self.evaluate_check.isChecked():
@@ -577,6 +591,7 @@ class TechniquesPage(WizardPage):
                 self.alpha_kd.setValue(distill.alpha_kd)
                 self.hidden_mse.setValue(distill.hidden_mse)
                 self.attention_mse.setValue(distill.attention_mse)
+                self.student_ffn.setValue(100 * distill.ffn_fraction)
             prunes = {s.method: s for s in steps if isinstance(s, Prune)}
             layers = prunes.get("layers")
             self.layers_box.setChecked(layers is not None)
@@ -604,6 +619,7 @@ class TechniquesPage(WizardPage):
                 set_combo(self.quant_backend, quant.backend)
                 self.per_channel.setChecked(quant.per_channel)
                 self.quant_embeddings.setChecked(quant.embeddings)
+                self.quant_embeddings4.setChecked(quant.embedding_bits == 4)
                 self.tolerance.setValue(quant.tolerance)
             self.evaluate_check.setChecked(first(Evaluate) is not None)
             self.benchmark_check.setChecked(first(Benchmark) is not None)
@@ -611,6 +627,8 @@ class TechniquesPage(WizardPage):
             self._loading = False
 
     def _on_edited(self, *_args: Any) -> None:
+        # 4-bit embeddings are an onnxruntime option (PyTorch's int8 embeddings have 8 bits).
+        self.quant_embeddings4.setEnabled(self.quant_backend.currentData() == "onnxruntime")
         if self._loading:
             return
         self._enforce_finetune()
