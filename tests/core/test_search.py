@@ -317,6 +317,18 @@ def test_students_keep_the_layers_the_sensitivity_report_ranks_first():
     assert search_mod.chain_for(params, step, 6, _Report())[0].student_layers == [0, 1, 2]
 
 
+def test_the_search_can_store_the_word_embeddings_in_4_bits():
+    step = step_from_dict({"type": "search", "techniques": ["quantize"]})
+    assert "onnxruntime-emb4" in search_mod.QUANTIZE_CHOICES
+    params = {"depth": 6, "heads": 0.0, "ffn": 0.0, "vocabulary": False,
+              "quantize": "onnxruntime-emb4"}  # fmt: skip
+    (quant,) = search_mod.chain_for(params, step, 6)
+    assert (quant.backend, quant.embedding_bits) == ("onnxruntime", 4)
+    assert search_mod.describe_chain(params, 6) == "int8 (onnxruntime, 4-bit embeddings)"
+    params["quantize"] = "onnxruntime"
+    assert search_mod.chain_for(params, step, 6)[0].embedding_bits == 8
+
+
 def test_a_sensitivity_step_before_the_search_chooses_the_students_layers(
     tiny_minilm, tmp_path, store
 ):

@@ -13,7 +13,8 @@ from slimpajama_gui.core.plan.search_step import Search
 from slimpajama_gui.core.plan.steps import Distill, Prune, Quantize, Step
 
 PRUNE_SHARES = (0.0, 0.25, 0.5)
-QUANTIZE_CHOICES = ("none", "pytorch", "onnxruntime")
+#: "onnxruntime-emb4": onnxruntime int8 with the word embeddings in 4 bits.
+QUANTIZE_CHOICES = ("none", "pytorch", "onnxruntime", "onnxruntime-emb4")
 
 # --------------------------------------------------------------------------- the space
 
@@ -94,7 +95,10 @@ def chain_for(params: dict[str, Any], step: Search, layers: int, report: Any = N
         chain.append(Prune(method="vocabulary"))
     if params["quantize"] != "none":
         # The guard may lose what the search allows; the search judges the whole chain.
-        chain.append(Quantize(method="dynamic_int8", backend=params["quantize"],
+        emb4 = params["quantize"] == "onnxruntime-emb4"
+        chain.append(Quantize(method="dynamic_int8",
+                              backend="onnxruntime" if emb4 else params["quantize"],
+                              embedding_bits=4 if emb4 else 8,
                               tolerance=max(step.budget_points, 0.1)))  # fmt: skip
     for s in chain:
         s.validate()
@@ -112,5 +116,6 @@ def describe_chain(params: dict[str, Any], layers: int) -> str:
     if params["vocabulary"]:
         parts.append("vocabulary")
     if params["quantize"] != "none":
-        parts.append(f"int8 ({params['quantize']})")
+        backend = params["quantize"].replace("-emb4", ", 4-bit embeddings")
+        parts.append(f"int8 ({backend})")
     return ", ".join(parts) or "starting model"
