@@ -48,14 +48,41 @@ TEACHER, ORT, OURS = (
 TARGETS = {TEACHER: (10.0, 10.0, 1.0), ORT: (2.0, 1.5, 0.5)}
 
 
-def job_minutes(folder: Path) -> tuple[float | None, str]:
-    """The wall time of the job that wrote ``folder`` (minutes), and its name."""
-    record = VariantRecord.read(folder)
-    if record.job_id is None:
+def job_minutes(folder: Path, stop: Path | None = None) -> tuple[float | None, str]:
+    """The wall time (minutes) of every job that made ``folder``, and their names.
+
+    Follows the variants' parents back to ``stop`` (the teacher, whose own job is counted
+    apart), so a chain run as two jobs (say, the distillation, then vocabulary and int8
+    from its result) is charged both.
+    """
+    ids: list[int] = []
+    path: Path | None = folder.resolve()
+    stop = stop.resolve() if stop else None
+    while path is not None and path != stop and (path / "slimpajama.json").is_file():
+        record = VariantRecord.read(path)
+        if record.job_id is not None and record.job_id not in ids:
+            ids.append(record.job_id)
+        path = Path(record.parent).resolve() if record.parent else None
+    if not ids:
         return None, ""
     with JobStore() as store:
-        job = store.get_job(record.job_id)
-    return (job.duration / 60 if job.duration else None), job.name
+        jobs = [store.get_job(i) for i in reversed(ids)]
+    if any(not job.duration for job in jobs):
+        return None, " + ".join(job.name for job in jobs)
+    return sum(job.duration for job in jobs) / 60, "' + '".join(job.name for job in jobs)
+
+
+def lineage_steps(folder: Path, stop: Path) -> list[dict]:
+    """The steps that made ``folder`` from ``stop`` (the teacher), oldest first: each
+    variant's own step, back along its parents (so a chain run as two jobs reads as one)."""
+    steps: list[dict] = []
+    path: Path | None = folder.resolve()
+    while path is not None and path != stop.resolve() and (path / "slimpajama.json").is_file():
+        record = VariantRecord.read(path)
+        if isinstance(record.step, dict):
+            steps.append(record.step)
+        path = Path(record.parent).resolve() if record.parent else None
+    return steps[::-1]
 
 
 def main() -> int:
@@ -112,7 +139,7 @@ def main() -> int:
         got["targets"] = {"smaller": smaller, "faster": faster, "max_test_loss": points}
         verdicts[base] = got
     teacher_min, teacher_job = job_minutes(args.teacher)
-    chain_min, chain_job = job_minutes(args.result)
+    chain_min, chain_job = job_minutes(args.result, stop=args.teacher)
     se = math.sqrt(rows[TEACHER]["test"] * (1 - rows[TEACHER]["test"]) / n_test)
 
     def line(name: str) -> str:
@@ -132,8 +159,9 @@ def main() -> int:
             f"{'**yes**' if v['meets'] else '**no**'} |"
         )
 
-    steps = record.recipe.get("steps", []) if isinstance(record.recipe, dict) else []
-    chain = "; ".join(step_summary(step_from_dict(s)) for s in steps)
+    chain = "; ".join(
+        step_summary(step_from_dict(s)) for s in lineage_steps(args.result, args.teacher)
+    )
     md = [
         "### The headline chain on the full train set (issue 13)",
         "",
@@ -157,7 +185,7 @@ def main() -> int:
         "",
         f"Test: {n_test} sentences, one standard error of the teacher's accuracy {100 * se:.2f} points. "
         f"Whole training time on this machine (shared with other work): teacher fine-tune "
-        f"{teacher_min:.1f} min (job '{teacher_job}') + chain {chain_min:.1f} min (job '{chain_job}') = "
+        f"{teacher_min:.1f} min (job '{teacher_job}') + chain {chain_min:.1f} min (jobs '{chain_job}') = "
         f"{(teacher_min or 0) + (chain_min or 0):.1f} min. This comparison took "
         f"{(time.monotonic() - started) / 60:.1f} min.",
     ]

@@ -133,6 +133,7 @@ class Entry:
     wall_s: float = 0.0
     timer: tuple[Callable, Any] | None = None  # (runner, tokenizer) for the final timing
     skipped: str = ""  # why an optional peer did not run (not installed); row stays empty
+    model: Path | None = None  # --result entries: a finished result folder of ours
 
     @property
     def measured(self) -> bool:
@@ -756,6 +757,50 @@ def lineup(args: argparse.Namespace, teacher_layers: int) -> list[Entry]:
     return entries
 
 
+def result_entries(specs: list[str]) -> list[Entry]:
+    """``--result NAME=FOLDER``: finished results of ours, measured like every entry.
+
+    Raises:
+        SystemExit: a spec without ``=`` or a folder that does not exist.
+    """
+    entries = []
+    for spec in specs:
+        name, sep, folder = spec.partition("=")
+        path = Path(folder).expanduser().resolve()
+        if not sep or not name or not path.is_dir():
+            raise SystemExit(f"--result {spec!r}: expected NAME=FOLDER with an existing folder")
+        record = json.loads((path / "slimpajama.json").read_text(encoding="utf-8"))
+        recipe = record.get("recipe") or {}
+        steps = ", ".join(s.get("type", "?") for s in recipe.get("steps", []))
+        what = (
+            f"a finished result of ours, recipe '{recipe.get('name', '?')}' ({steps}), trained "
+            "beforehand on this machine; time to produce: the training seconds its variants "
+            "record"
+        )
+        entries.append(Entry(name, what, "ours", variant=Variant(name, what, []), model=path))
+    return entries
+
+
+def recorded_training_seconds(folder: Path) -> float:
+    """Training seconds recorded by ``folder``'s variant and its parents in the same job."""
+    total, seen = 0.0, set()
+    path: Path | None = folder
+    job = None
+    while path is not None and path not in seen and (path / "slimpajama.json").is_file():
+        seen.add(path)
+        record = json.loads((path / "slimpajama.json").read_text(encoding="utf-8"))
+        if job is not None and record.get("job_id") != job:
+            break
+        job = record.get("job_id")
+        training = (record.get("metrics") or {}).get("training") or {}
+        # Each variant records the training of its own step only.
+        if record.get("step", {}).get("type") in ("distill", "finetune", "prune"):
+            total += float(training.get("train_seconds") or 0.0)
+        parent = record.get("parent")
+        path = Path(parent) if parent else None
+    return total
+
+
 def _teacher_layers(teacher: Path) -> int:
     config = json.loads((teacher / "config.json").read_text(encoding="utf-8"))
     if "layer_heads" in config:  # our format
@@ -961,6 +1006,7 @@ def findings(entries: list[Entry], noise: Noise) -> list[str]:
             "- **Our fastest CPU backend against ONNX Runtime on the same model** (same "
             "teacher, same architecture; > 1× means ours is faster): " + "; ".join(said) + "."
         )
+    lines += dominance(entries, noise)
     static, m2v = by_name.get("static embeddings"), by_name.get(MODEL2VEC)
     if static is not None and m2v is not None and static.measured and m2v.measured:
         # Like for like: both are static token vectors from the same teacher.
@@ -977,6 +1023,65 @@ def findings(entries: list[Entry], noise: Noise) -> list[str]:
             verdict, reason = e.outcome.split(": ", 1)
             lines.append(f"- **{e.name} {verdict.replace('skipped', 'was skipped')}:** {reason}.")
     return lines
+
+
+def covers(ours: dict[str, Any], peer: dict[str, Any], noise: Noise) -> list[str]:
+    """The axes on which ``ours`` is NOT at least as good as ``peer`` (empty: it covers it).
+
+    At least as accurate: test accuracy no more than one standard error below; at least
+    as fast: p50 no slower, or slower by less than the run's latency noise; at least as
+    small: no bigger than 1 % more.
+    """
+    short = []
+    if ours["test"] < peer["test"] - noise.test_se:
+        short.append(f"test accuracy ({100 * (ours['test'] - peer['test']):+.2f} points)")
+    if ours["p50"] > peer["p50"] * (1 + noise.latency):
+        short.append(f"p50 ({ours['p50']:.2f} against {peer['p50']:.2f} ms)")
+    if ours["size"] > 1.01 * peer["size"]:
+        short.append(f"size ({_mb(ours['size'])} against {_mb(peer['size'])})")
+    return short
+
+
+def dominance(entries: list[Entry], noise: Noise) -> list[str]:
+    """For every peer: one of our entries at least as accurate, fast and small, or what
+    the peer still wins on against our closest entry."""
+    ours = [e for e in entries if e.kind in ("ours", "teacher") and e.measured]
+    lines = []
+    for peer in entries:
+        if peer.kind not in ("peer", "baseline") or not peer.measured:
+            continue
+        verdicts = [(covers(e.row, peer.row, noise), e) for e in ours]
+        winners = [e for short, e in verdicts if not short]
+        if winners:
+            # The smallest of those that cover it: the strongest statement.
+            e = min(winners, key=lambda w: (w.row["size"], w.row["p50"]))
+            r = e.row
+            lines.append(
+                f"  - {peer.name} ({100 * peer.row['test']:.2f} %, {peer.row['p50']:.2f} ms, "
+                f"{_mb(peer.row['size'])}): covered by our `{e.name}` ({100 * r['test']:.2f} %, "
+                f"{r['p50']:.2f} ms, {_mb(r['size'])})."
+            )
+        else:
+            short, e = min(verdicts, key=lambda v: len(v[0]))
+            lines.append(
+                f"  - **{peer.name} still wins** ({100 * peer.row['test']:.2f} %, "
+                f"{peer.row['p50']:.2f} ms, {_mb(peer.row['size'])}): our closest entry, "
+                f"`{e.name}`, falls short on " + "; ".join(short) + "."
+            )
+    if not lines:
+        return []
+    wins = sum("still wins" in line for line in lines)
+    head = (
+        "- **No peer dominates us**"
+        if not wins
+        else f"- **{wins} peer(s) not covered by any entry of ours**"
+    )
+    return [
+        head + " (for each peer, one of our entries at least as accurate on test, within one "
+        "standard error; at least as fast at batch 1, within the latency noise; and at "
+        "least as small):",
+        *lines,
+    ]
 
 
 # --------------------------------------------------------------------------- plot
@@ -1158,8 +1263,10 @@ def run_entry(e: Entry, args, teacher: Path, work: Path, store: JobStore, peers:
     print(f"{e.name} …", flush=True)
     t0 = time.monotonic()
     if e.variant is not None:
-        measure(e.variant, teacher, args.data, work / "ours", store, args)
+        measure(e.variant, e.model or teacher, args.data, work / "ours", store, args)
         e.row = e.variant.row
+        if e.model is not None and "error" not in e.row:
+            e.row["compress_s"] = recorded_training_seconds(e.model)
         if "error" not in e.row:
             e.timer = timer_of(Path(e.row.get("folder") or teacher), args.threads)
     else:
@@ -1228,6 +1335,14 @@ def main() -> int:
     parser.add_argument(
         "--work", type=Path, help="folder for every file the run writes (default: a temp folder)"
     )
+    parser.add_argument(
+        "--result",
+        action="append",
+        default=[],
+        metavar="NAME=FOLDER",
+        help="also measure a finished result of ours (e.g. the headline chain trained on all "
+        "rows) with the same code; repeatable",
+    )
     args = parser.parse_args()
     # The published protocol: 2 threads, and as many passes as fill ~3 s ("auto").
     args.threads, args.repeats = 2, None
@@ -1239,12 +1354,17 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     teacher = args.teacher.resolve()
     entries = lineup(args, _teacher_layers(teacher))
+    extra = result_entries(args.result)
+    at = next(i for i, e in enumerate(entries) if e.kind != "teacher" and e.kind != "ours")
+    entries[at:at] = extra
     if args.only:
         known = {e.name for e in entries}
         unknown = [n for n in args.only if n not in known]
         if unknown:
             parser.error(f"unknown entries {unknown}; the entries are {sorted(known)}")
-        entries = [entries[0]] + [e for e in entries[1:] if e.name in args.only]
+        entries = [entries[0]] + [
+            e for e in entries[1:] if e.name in args.only or e.model is not None
+        ]
     started = time.monotonic()
     peers = Peers(args, teacher, work)
     with JobStore(work / "history.sqlite3") as store:
@@ -1287,6 +1407,7 @@ def main() -> int:
         + (f" --train-rows {args.train_rows}" if args.train_rows else "")
         + f" --epochs {args.epochs:g}"
         + (" --quick" if args.quick else "")
+        + "".join(f" --result '{spec}'" for spec in args.result)
     )
     body = "\n".join(
         [

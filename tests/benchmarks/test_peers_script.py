@@ -121,6 +121,11 @@ def test_quick_run_measures_every_entry_and_leaves_docs_alone(tmp_path):
     assert f"Our best preset is `{result['best_preset']}`" in out
     assert "Our fastest CPU backend against ONNX Runtime on the same model" in out
     assert "**Noise.**" in out
+    # Every measured peer gets a verdict: covered by an entry of ours, or what it wins on.
+    assert "- **No peer dominates us**" in out or "not covered by any entry of ours" in out
+    for name in PEERS:
+        if entries[name]["row"] and "error" not in entries[name]["row"]:
+            assert f"  - {name} (" in out or f"  - **{name} still wins**" in out, name
 
     picture = Path(result["picture"])
     assert picture.parent == work
@@ -183,3 +188,61 @@ def test_an_installed_textpruner_that_does_not_import_is_an_error_not_a_skip(
     assert not entry.skipped and not entry.measured
     assert entry.row["error"].startswith("TextPruner is installed but does not import: ")
     assert "sentencepiece_that_is_missing" in entry.row["error"]
+
+
+def _row(test, p50, size):
+    return {"test": test, "p50": p50, "size": size, "dev": test, "p95": p50, "tput": 1.0}
+
+
+def test_dominance_names_the_entry_that_covers_each_peer_or_what_the_peer_wins_on(peers_sst2):
+    noise = peers_sst2.Noise(
+        p50_start=10.0, p50_end=11.0, p95_start=12.0, tput_start=1.0, tput_end=1.0,
+        test_se=0.007, test_n=1821,
+    )  # fmt: skip
+    E = peers_sst2.Entry
+    entries = [
+        E("teacher fp32", "", "teacher", row=_row(0.90, 10.0, 90e6)),
+        E("small", "", "ours", row=_row(0.895, 0.6, 8e6)),
+        E("static", "", "ours", row=_row(0.78, 0.04, 8e6)),
+        # 0.5 points better: within one standard error (0.7), so covered by "small";
+        # 1.09x faster than "small" is within the 10 % latency noise.
+        E("ORT int8", "", "peer", row=_row(0.90, 0.55, 23e6)),
+        # Faster than anything of ours beyond the noise, and more accurate than "static".
+        E("Model2Vec", "", "peer", row=_row(0.81, 0.02, 15e6)),
+        E("broken", "", "peer", row={"error": "did not import: x"}),
+    ]
+    lines = peers_sst2.dominance(entries, noise)
+    assert lines[0].startswith("- **1 peer(s) not covered by any entry of ours**")
+    assert lines[1] == (
+        "  - ORT int8 (90.00 %, 0.55 ms, 23.0 MB): covered by our `small` (89.50 %, 0.60 ms, "
+        "8.0 MB)."
+    )
+    assert lines[2].startswith("  - **Model2Vec still wins** (81.00 %, 0.02 ms, 15.0 MB)")
+    # The closest entry is the one short on the fewest axes: "small", only on speed.
+    assert lines[2].endswith(
+        "our closest entry, `small`, falls short on p50 (0.60 against 0.02 ms)."
+    )
+    assert len(lines) == 3  # a peer that did not run gets no verdict
+    entries[4].row = _row(0.785, 0.04, 15e6)
+    assert peers_sst2.dominance(entries, noise)[0].startswith("- **No peer dominates us**")
+
+
+def test_a_finished_result_is_an_entry_with_its_recorded_training_time(peers_sst2, tmp_path):
+    def record(folder, step, parent, seconds, job=3):
+        folder.mkdir()
+        body = {
+            "job_id": job, "step": {"type": step}, "parent": str(parent) if parent else None,
+            "metrics": {"training": {"train_seconds": seconds}} if seconds else {},
+            "recipe": {"name": "full", "steps": [{"type": "distill"}, {"type": "quantize"}]},
+        }  # fmt: skip
+        (folder / "slimpajama.json").write_text(json.dumps(body))
+
+    record(tmp_path / "teacher", "finetune", None, 2000.0, job=1)  # another job: not counted
+    record(tmp_path / "01-distill", "distill", tmp_path / "teacher", 1419.2)
+    record(tmp_path / "02-quantize", "quantize", tmp_path / "01-distill", 1419.2)
+    assert peers_sst2.recorded_training_seconds(tmp_path / "02-quantize") == pytest.approx(1419.2)
+    (entry,) = peers_sst2.result_entries([f"headline={tmp_path / '02-quantize'}"])
+    assert entry.kind == "ours" and entry.model == (tmp_path / "02-quantize").resolve()
+    assert "recipe 'full' (distill, quantize)" in entry.what
+    with pytest.raises(SystemExit, match="expected NAME=FOLDER"):
+        peers_sst2.result_entries([str(tmp_path / "missing")])
