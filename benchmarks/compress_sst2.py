@@ -30,6 +30,7 @@ from _timing import add_run_arguments, interleaved_latency, timer_of  # noqa: E4
 
 from slimpajama_gui.core.data import DatasetSpec, load_dataset  # noqa: E402
 from slimpajama_gui.core.jobs.pipeline import run  # noqa: E402
+from slimpajama_gui.core.plan.presets import PRESETS, load_preset, step_summary  # noqa: E402
 from slimpajama_gui.core.plan.recipe import Recipe, step_from_dict  # noqa: E402
 from slimpajama_gui.core.storage.history import JobStore  # noqa: E402
 
@@ -49,6 +50,36 @@ class Variant:
     steps: list[dict[str, Any]]
     extra: bool = False  # the other quantization formats: run with --extra
     row: dict[str, Any] = field(default_factory=dict)
+
+
+def preset_variant(name: str, epochs: float, lr: float) -> Variant:
+    """``preset NAME`` as the wizard runs it (``resources/recipes/preset-NAME.yaml``),
+    without its fine-tune (the teacher is already fine-tuned) and its measuring steps,
+    which every variant gets alike. Training lengths are scaled together so that the
+    distillation runs ``epochs`` (a recovery keeps its share of the preset's budget);
+    learning rate ``lr`` and batches of 32 for every step that trains."""
+    chain = [
+        s for s in load_preset(name) if s.step_type not in ("finetune", "evaluate", "benchmark")
+    ]
+    distill_epochs = next((s.epochs for s in chain if s.step_type == "distill"), epochs)
+    scale = epochs / distill_epochs
+    steps = []
+    for step in chain:
+        item = step.to_dict()
+        item.pop("version", None)
+        if step.step_type == "distill":
+            item.update(epochs=epochs, learning_rate=lr, batch_size=32)
+        elif (
+            step.step_type == "prune"
+            and getattr(step, "recovery_epochs", 0)
+            and step.method != "vocabulary"
+        ):
+            item.update(
+                recovery_epochs=step.recovery_epochs * scale, learning_rate=lr, batch_size=32
+            )
+        steps.append(item)
+    what = " + ".join(step_summary(step_from_dict(item, index=i)) for i, item in enumerate(steps))
+    return Variant(f"preset {name}", f"{what} (resources/recipes/preset-{name}.yaml)", steps)
 
 
 def variants(epochs: float, lr: float) -> list[Variant]:
@@ -138,36 +169,7 @@ def variants(epochs: float, lr: float) -> list[Variant]:
                 ("weight_int4", "int4 weights, groups of 32 (no accuracy guard)"),
             )
         ],
-        Variant(
-            "preset fast",
-            "vocabulary pruning + onnxruntime int8 (no training)",
-            [{"type": "prune", "method": "vocabulary"}, ONNX_INT8],
-        ),
-        Variant(
-            "preset balanced",
-            "distill 3 layers (KD + hidden MSE) + vocabulary + onnxruntime int8",
-            [
-                {"type": "distill", "student_layers": [1, 3, 5], "hidden_mse": 1.0, **kd},
-                {"type": "prune", "method": "vocabulary"},
-                ONNX_INT8,
-            ],
-        ),
-        Variant(
-            "preset smallest",
-            "distill 2 layers + FFN 50 % + vocabulary + onnxruntime int8",
-            [
-                {"type": "distill", "student_layers": [1, 4], "hidden_mse": 1.0, **kd},
-                {
-                    "type": "prune",
-                    "method": "ffn",
-                    "amount": 0.5,
-                    "recovery_epochs": epochs / 2,
-                    **fit,
-                },
-                {"type": "prune", "method": "vocabulary"},
-                dict(ONNX_INT8, tolerance=3.0),
-            ],
-        ),
+        *[preset_variant(name, epochs, lr) for name in PRESETS],
     ]
 
 
