@@ -20,6 +20,7 @@ from slimpajama_gui.core.runtime.onnx_runner import (
     OrtRunner,
     is_onnx_variant,
     load_onnx_runner,
+    onnx_parameters,
 )
 from slimpajama_gui.core.techniques.onnx_export import (
     ONNX_NAME,
@@ -265,6 +266,8 @@ def test_4_bit_word_embeddings_are_smaller_and_agree_with_int8(tmp_path):
     # logits move by about as much as int8 moves them, not by more than 3x.
     err8, err4 = np.abs(got8 - expected).max(), np.abs(got4 - expected).max()
     assert err4 < max(3 * err8, 0.05), (err4, err8)
+    # The same parameters, however many bits hold them (scales and zero points are not).
+    assert onnx_parameters(int4)[0] == onnx_parameters(int8)[0] == onnx_parameters(fp32)[0]
 
 
 def test_4_bit_embeddings_need_a_word_embedding_lookup_and_4_or_8_bits(tiny_export, tmp_path):

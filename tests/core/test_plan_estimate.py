@@ -27,6 +27,13 @@ def test_estimate_matches_the_reference_chain():
     assert est.size_after == pytest.approx(10.3e6, rel=0.1)
     # A head is added to the encoder-only model (2 classes): 22.7 M -> about 10 M.
     assert est.parameters_after == pytest.approx(10.0e6, rel=0.05)
+    # 4-bit word embeddings: measured on an SST-2 student with these 11,575 ids, the file
+    # went from 8.45 MB (int8 rows) to 6.79 MB (4 bits, blocks of 32): 1.66 MB saved.
+    chain4 = [*chain[:2], Quantize(method="dynamic_int8", backend="onnxruntime", embedding_bits=4)]
+    est4 = estimate_chain(info, chain4, vocab_kept=11_575, num_labels=2)
+    assert est.size_after - est4.size_after == pytest.approx(1.66e6, rel=0.15)
+    assert est4.weights_after == "int8 (onnxruntime), word embeddings 4-bit"
+    assert est4.parameters_after == est.parameters_after
     heads = estimate_chain(info, [Prune(method="heads", amount=0.5)])
     assert heads.heads_after == [6] * 6 and heads.parameters_after < info.parameters
     int4 = estimate_chain(info, [Quantize(method="weight_int4", backend="pytorch")])

@@ -338,13 +338,20 @@ def test_student_ffn_and_4_bit_embeddings_are_fields_the_chain_carries(qtbot, on
     (quant,) = [s for s in tech.chain() if isinstance(s, Quantize)]
     assert quant.embedding_bits == 4 and quant.backend == "onnxruntime"
     assert not error_text(tech)
-    # The PyTorch backend has no 4-bit embeddings: the box is greyed out and not applied.
+    # The PyTorch backend has no 4-bit embeddings: the box is greyed out and cleared.
     choose(qtbot, tech.quant_backend, "Py")
-    assert not tech.quant_embeddings4.isEnabled()
+    assert not tech.quant_embeddings4.isEnabled() and not tech.quant_embeddings4.isChecked()
     (quant,) = [s for s in tech.chain() if isinstance(s, Quantize)]
     assert quant.embedding_bits == 8 and not error_text(tech)
-    # Both survive the chain being shown again (a preset picked, File -> Open recipe).
+    # Nor are there 4-bit embeddings when the embeddings are not quantized at all.
     choose(qtbot, tech.quant_backend, "onnx")
+    click(qtbot, tech.quant_embeddings4)
+    click(qtbot, tech.quant_embeddings)
+    assert not tech.quant_embeddings4.isEnabled() and not tech.quant_embeddings4.isChecked()
+    assert [s.embedding_bits for s in tech.chain() if isinstance(s, Quantize)] == [8]
+    click(qtbot, tech.quant_embeddings)
+    click(qtbot, tech.quant_embeddings4)
+    # Both survive the chain being shown again (a preset picked, File -> Open recipe).
     steps = tech.chain()
     tech._show_chain(steps)
     assert tech.student_ffn.value() == 50 and tech.quant_embeddings4.isChecked()

@@ -428,6 +428,12 @@ class Quantize(Step):
             f"8 or 4, got {fmt_value(self.embedding_bits)}",
         )
         require(
+            self.embedding_bits == 8 or self.embeddings,
+            "embedding_bits",
+            "4-bit embeddings quantize the word embeddings, which 'embeddings: false' "
+            "keeps in float; set embeddings: true or embedding_bits: 8",
+        )
+        require(
             self.embedding_bits == 8 or self.backend == "onnxruntime",
             "embedding_bits",
             "4-bit embeddings need 'backend: onnxruntime' (PyTorch's int8 embeddings "

@@ -58,9 +58,10 @@ def load_onnx_runner(folder: Path, threads: int = 2) -> OrtRunner:
 
 # --------------------------------------------------------------------------- parameters
 
-#: Suffixes of onnxruntime's quantization bookkeeping (a weight's scale and zero point):
-#: metadata of a parameter, not parameters.
-_QUANT_META = ("_scale", "_zero_point")
+#: Suffixes of onnxruntime's quantization bookkeeping (a weight's scale and zero point,
+#: and the per-block ones of its 4-bit weight-only quantizer): metadata of a parameter,
+#: not parameters.
+_QUANT_META = ("_scale", "_zero_point", "_scales", "_zero_points")
 
 
 def onnx_parameters(path: Path) -> tuple[int, int]:
@@ -94,6 +95,9 @@ def onnx_parameters(path: Path) -> tuple[int, int]:
     for name, tensor in weights.items():
         values = numpy_helper.to_array(tensor)
         total += values.size
+        if tensor.data_type in (onnx.TensorProto.UINT4, onnx.TensorProto.INT4):
+            nonzero += values.size  # 4-bit embedding rows: zero only per block; dense
+            continue
         base = name.removesuffix("_quantized")
         zp = zero_points.get(f"{base}_zero_point") or zero_points.get(f"{name}_zero_point")
         zero = numpy_helper.to_array(zp) if zp is not None else 0

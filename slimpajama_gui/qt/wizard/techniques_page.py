@@ -499,10 +499,7 @@ class TechniquesPage(WizardPage):
                     embeddings=self.quant_embeddings.isChecked(),
                     tolerance=self.tolerance.value(),
                     backend=self.quant_backend.currentData(),
-                    embedding_bits=4
-                    if self.quant_embeddings4.isChecked()
-                    and self.quant_backend.currentData() == "onnxruntime"
-                    else 8,
+                    embedding_bits=4 if self.quant_embeddings4.isChecked() else 8,
                 )
             )
         if self.evaluate_check.isChecked():
@@ -627,8 +624,14 @@ class TechniquesPage(WizardPage):
             self._loading = False
 
     def _on_edited(self, *_args: Any) -> None:
-        # 4-bit embeddings are an onnxruntime option (PyTorch's int8 embeddings have 8 bits).
-        self.quant_embeddings4.setEnabled(self.quant_backend.currentData() == "onnxruntime")
+        # 4-bit embeddings are an onnxruntime option (PyTorch's int8 embeddings have 8 bits)
+        # for embeddings that are quantized at all; where it does not apply it is cleared.
+        applies = (
+            self.quant_backend.currentData() == "onnxruntime" and self.quant_embeddings.isChecked()
+        )
+        self.quant_embeddings4.setEnabled(applies)
+        if not applies and self.quant_embeddings4.isChecked():
+            self.quant_embeddings4.setChecked(False)  # re-enters _on_edited once
         if self._loading:
             return
         self._enforce_finetune()
