@@ -104,8 +104,8 @@ def choices(folders: list[Path]) -> list[str]:
     from slimpajama_gui.core.storage.variant import VariantRecord
 
     lines = [
-        "| Student | Loss | Dev acc | Training s | Examples/s | Teacher logits |",
-        "|---|---|---|---|---|---|",
+        "| Student | Loss | Epochs | Dev acc | Training s | Examples/s | Teacher logits |",
+        "|---|---|---|---|---|---|---|",
     ]
     for folder in folders:
         r = VariantRecord.read(folder)
@@ -117,13 +117,19 @@ def choices(folders: list[Path]) -> list[str]:
         lines.append(
             f"| layers {', '.join(map(str, d.get('teacher_layers', [])))}"
             f"{f', {100 * ffn:g} % of FFN removed' if ffn else ', full FFN'} | {loss} | "
-            f"{100 * t['eval_accuracy']:.2f} | {t.get('train_seconds', float('nan')):.0f} | "
+            f"{step.get('epochs', float('nan')):g} | {100 * t['eval_accuracy']:.2f} | {t.get('train_seconds', float('nan')):.0f} | "
             f"{t.get('examples_per_second', float('nan')):.1f} | {d.get('teacher_logits', '?')} |"
         )
     return lines
 
 
-def report(speed_fig: dict, headline: dict | None, choice_rows: list[str], note: str | None) -> str:
+def report(
+    speed_fig: dict,
+    headline: dict | None,
+    choice_rows: list[str],
+    note: str | None,
+    full_rows: list[str] = (),
+) -> str:
     p, g = speed_fig["plain"], speed_fig["grouped"]
     lines = [
         "## Training speed: length-grouped batches (issue 13)",
@@ -147,6 +153,13 @@ def report(speed_fig: dict, headline: dict | None, choice_rows: list[str], note:
             "",
             *choice_rows,
         ]
+    if full_rows:
+        lines += [
+            "",
+            "### Students on the full train set (67,349 rows, same teacher; dev only)",
+            "",
+            *full_rows,
+        ]
     if headline:
         lines += ["", headline["markdown"]]
     if note:
@@ -169,6 +182,9 @@ def main() -> int:
     r.add_argument("--speed", type=Path, required=True)
     r.add_argument("--headline", type=Path)
     r.add_argument("--choice", type=Path, nargs="*", default=[], help="distill variant folders")
+    r.add_argument(
+        "--full-choice", type=Path, nargs="*", default=[], help="distill folders, all rows"
+    )
     r.add_argument("--note", help="a paragraph to keep with the figures")
     args = parser.parse_args()
     if args.command == "speed":
@@ -178,7 +194,8 @@ def main() -> int:
         return 0
     speed_fig = json.loads(args.speed.read_text())
     headline = json.loads(args.headline.read_text()) if args.headline else None
-    body = report(speed_fig, headline, choices(args.choice), args.note)
+    full = choices(args.full_choice) if args.full_choice else []
+    body = report(speed_fig, headline, choices(args.choice), args.note, full)
     print(body)
     write_section("distill-speed", body)
     return 0
