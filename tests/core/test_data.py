@@ -207,6 +207,9 @@ def test_D6_ragged_rows_rejected_with_line(tmp_path):
     tsv = write_tsv(tmp_path / "ragged.tsv", ["sentence\tlabel", "ok\t1", "a\tb\t1"])
     with pytest.raises(UserError, match=r"ragged\.tsv line 3 has 3 fields.*tabs"):
         read_table(tsv)
+    short = write_tsv(tmp_path / "short.tsv", ["sentence\tlabel", "ok\t1", "no label here"])
+    with pytest.raises(UserError, match=r"short\.tsv line 3 has 1 field but the header has 2"):
+        read_table(short)
 
 
 def test_D6_broken_quoting_named_by_line(tmp_path):

@@ -336,7 +336,7 @@ def _parse_delimited(path: Path, text: str, fmt: str, delimiter: str, quoting: i
             continue
         if len(record) != len(header):
             raise UserError(
-                f"{path.name} line {start} has {len(record)} fields but the header has "
+                f"{path.name} line {start} has {_fields(len(record))} but the header has "
                 f"{len(header)} ({_quote_list(header)}). If the text contains {sep_name}, wrap it "
                 "in double quotes; otherwise fix or remove that line."
             )
@@ -557,3 +557,7 @@ def guess_columns(columns: Sequence[str]) -> tuple[str | None, str | None]:
     text = next((lowered[n] for n in text_names if n in lowered), None)
     label = next((lowered[n] for n in label_names if n in lowered), None)
     return text, label
+
+
+def _fields(n: int) -> str:
+    return "1 field" if n == 1 else f"{n} fields"
