@@ -75,7 +75,9 @@ from torch import nn  # noqa: E402
 
 from slimpajama_gui.core import data as data_mod  # noqa: E402
 from slimpajama_gui.core.model.saving import copy_tokenizer_files  # noqa: E402
-from slimpajama_gui.core.model.tokenizers import load_tokenizer
+from slimpajama_gui.core.model.tokenizers import load_tokenizer  # noqa: E402
+from slimpajama_gui.core.plan.presets import step_summary  # noqa: E402
+from slimpajama_gui.core.plan.steps import step_from_dict  # noqa: E402
 from slimpajama_gui.core.runtime.bench import (  # noqa: E402
     BenchConfig,
     TorchRunner,
@@ -757,7 +759,7 @@ def lineup(args: argparse.Namespace, teacher_layers: int) -> list[Entry]:
     return entries
 
 
-def result_entries(specs: list[str]) -> list[Entry]:
+def result_entries(specs: list[str], teacher: Path | None = None) -> list[Entry]:
     """``--result NAME=FOLDER``: finished results of ours, measured like every entry.
 
     Raises:
@@ -769,35 +771,43 @@ def result_entries(specs: list[str]) -> list[Entry]:
         path = Path(folder).expanduser().resolve()
         if not sep or not name or not path.is_dir():
             raise SystemExit(f"--result {spec!r}: expected NAME=FOLDER with an existing folder")
-        record = json.loads((path / "slimpajama.json").read_text(encoding="utf-8"))
-        recipe = record.get("recipe") or {}
-        steps = ", ".join(s.get("type", "?") for s in recipe.get("steps", []))
+        steps = "; ".join(step_summary(step_from_dict(s)) for s in lineage(path, teacher))
         what = (
-            f"a finished result of ours, recipe '{recipe.get('name', '?')}' ({steps}), trained "
-            "beforehand on this machine; time to produce: the training seconds its variants "
-            "record"
+            f"a finished result of ours ({steps}), made beforehand on this machine from the "
+            "same teacher; time to produce: the training seconds its variants record"
         )
         entries.append(Entry(name, what, "ours", variant=Variant(name, what, []), model=path))
     return entries
 
 
-def recorded_training_seconds(folder: Path) -> float:
-    """Training seconds recorded by ``folder``'s variant and its parents in the same job."""
-    total, seen = 0.0, set()
-    path: Path | None = folder
-    job = None
-    while path is not None and path not in seen and (path / "slimpajama.json").is_file():
-        seen.add(path)
+def _records(folder: Path, stop: Path | None = None) -> list[dict[str, Any]]:
+    """The records of ``folder``'s variant and its parents, newest first, up to ``stop``
+    (the teacher, not included) or the first folder without a record."""
+    out: list[dict[str, Any]] = []
+    path: Path | None = folder.resolve()
+    stop = stop.resolve() if stop else None
+    while path is not None and path != stop and (path / "slimpajama.json").is_file():
+        if any(r["_path"] == path for r in out):
+            break  # a parent loop: a hand-edited record
         record = json.loads((path / "slimpajama.json").read_text(encoding="utf-8"))
-        if job is not None and record.get("job_id") != job:
-            break
-        job = record.get("job_id")
-        training = (record.get("metrics") or {}).get("training") or {}
-        # Each variant records the training of its own step only.
-        if record.get("step", {}).get("type") in ("distill", "finetune", "prune"):
-            total += float(training.get("train_seconds") or 0.0)
+        out.append({**record, "_path": path})
         parent = record.get("parent")
-        path = Path(parent) if parent else None
+        path = Path(parent).resolve() if parent else None
+    return out
+
+
+def lineage(folder: Path, stop: Path | None = None) -> list[dict[str, Any]]:
+    """The steps that made ``folder`` (oldest first), across the jobs that made them."""
+    return [r["step"] for r in reversed(_records(folder, stop)) if isinstance(r.get("step"), dict)]
+
+
+def recorded_training_seconds(folder: Path, stop: Path | None = None) -> float:
+    """Training seconds recorded by ``folder``'s variant and its parents back to ``stop``
+    (each variant records the training of its own step only)."""
+    total = 0.0
+    for record in _records(folder, stop):
+        training = (record.get("metrics") or {}).get("training") or {}
+        total += float(training.get("train_seconds") or 0.0)
     return total
 
 
@@ -1042,6 +1052,15 @@ def covers(ours: dict[str, Any], peer: dict[str, Any], noise: Noise) -> list[str
     return short
 
 
+def shortfall(ours: dict[str, Any], peer: dict[str, Any], noise: Noise) -> float:
+    """How far ``ours`` is from covering ``peer``: accuracy in standard errors, latency
+    and size as relative excess; 0 when it covers it."""
+    accuracy = max(peer["test"] - noise.test_se - ours["test"], 0.0) / noise.test_se
+    latency = max(ours["p50"] / (peer["p50"] * (1 + noise.latency)) - 1, 0.0)
+    size = max(ours["size"] / (1.01 * peer["size"]) - 1, 0.0)
+    return accuracy + latency + size
+
+
 def dominance(entries: list[Entry], noise: Noise) -> list[str]:
     """For every peer: one of our entries at least as accurate, fast and small, or what
     the peer still wins on against our closest entry."""
@@ -1062,7 +1081,10 @@ def dominance(entries: list[Entry], noise: Noise) -> list[str]:
                 f"{r['p50']:.2f} ms, {_mb(r['size'])})."
             )
         else:
-            short, e = min(verdicts, key=lambda v: len(v[0]))
+            # The closest: short on the fewest axes, then by the least shortfall.
+            short, e = min(
+                verdicts, key=lambda v: (len(v[0]), shortfall(v[1].row, peer.row, noise))
+            )
             lines.append(
                 f"  - **{peer.name} still wins** ({100 * peer.row['test']:.2f} %, "
                 f"{peer.row['p50']:.2f} ms, {_mb(peer.row['size'])}): our closest entry, "
@@ -1266,7 +1288,7 @@ def run_entry(e: Entry, args, teacher: Path, work: Path, store: JobStore, peers:
         measure(e.variant, e.model or teacher, args.data, work / "ours", store, args)
         e.row = e.variant.row
         if e.model is not None and "error" not in e.row:
-            e.row["compress_s"] = recorded_training_seconds(e.model)
+            e.row["compress_s"] = recorded_training_seconds(e.model, teacher)
         if "error" not in e.row:
             e.timer = timer_of(Path(e.row.get("folder") or teacher), args.threads)
     else:
@@ -1354,7 +1376,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     teacher = args.teacher.resolve()
     entries = lineup(args, _teacher_layers(teacher))
-    extra = result_entries(args.result)
+    extra = result_entries(args.result, teacher)
     at = next(i for i, e in enumerate(entries) if e.kind != "teacher" and e.kind != "ours")
     entries[at:at] = extra
     if args.only:

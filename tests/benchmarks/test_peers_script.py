@@ -231,18 +231,34 @@ def test_a_finished_result_is_an_entry_with_its_recorded_training_time(peers_sst
     def record(folder, step, parent, seconds, job=3):
         folder.mkdir()
         body = {
-            "job_id": job, "step": {"type": step}, "parent": str(parent) if parent else None,
+            "job_id": job, "step": step, "parent": str(parent) if parent else None,
             "metrics": {"training": {"train_seconds": seconds}} if seconds else {},
-            "recipe": {"name": "full", "steps": [{"type": "distill"}, {"type": "quantize"}]},
         }  # fmt: skip
         (folder / "slimpajama.json").write_text(json.dumps(body))
 
-    record(tmp_path / "teacher", "finetune", None, 2000.0, job=1)  # another job: not counted
-    record(tmp_path / "01-distill", "distill", tmp_path / "teacher", 1419.2)
-    record(tmp_path / "02-quantize", "quantize", tmp_path / "01-distill", 1419.2)
-    assert peers_sst2.recorded_training_seconds(tmp_path / "02-quantize") == pytest.approx(1419.2)
-    (entry,) = peers_sst2.result_entries([f"headline={tmp_path / '02-quantize'}"])
-    assert entry.kind == "ours" and entry.model == (tmp_path / "02-quantize").resolve()
-    assert "recipe 'full' (distill, quantize)" in entry.what
+    distill = {"type": "distill", "student_layers": [0, 1, 2, 5], "ffn_fraction": 0.5}
+    record(tmp_path / "teacher", {"type": "finetune"}, None, 2000.0, job=1)  # not counted
+    record(tmp_path / "01-distill", distill, tmp_path / "teacher", 1419.2, job=2)
+    # The vocabulary and int8 came in a second job, from the first job's student.
+    record(
+        tmp_path / "01-prune", {"type": "prune", "method": "vocabulary"}, tmp_path / "01-distill", 0
+    )
+    record(
+        tmp_path / "02-quantize",
+        {"type": "quantize", "backend": "onnxruntime"},
+        tmp_path / "01-prune",
+        0,
+    )
+    final = tmp_path / "02-quantize"
+    assert peers_sst2.recorded_training_seconds(final, tmp_path / "teacher") == pytest.approx(
+        1419.2
+    )
+    (entry,) = peers_sst2.result_entries([f"headline={final}"], tmp_path / "teacher")
+    assert entry.kind == "ours" and entry.model == final.resolve()
+    assert (
+        "(Distill into teacher layers 0, 1, 2, 5, 50 % of its FFN removed; Prune vocabulary; "
+        in entry.what
+    )
+    assert "Fine-tune" not in entry.what  # the teacher's own training is not the entry's
     with pytest.raises(SystemExit, match="expected NAME=FOLDER"):
         peers_sst2.result_entries([str(tmp_path / "missing")])
