@@ -44,18 +44,20 @@ log = logging.getLogger(__name__)
 PRESETS = ("fast", "balanced", "smallest")
 #: What each preset does to the model, true whatever the chain is fitted to (whether
 #: fine-tuning comes first depends on the model: :func:`preset_blurb` says it). The
-#: figures were measured on SST-2 (docs/benchmarks.md, compress-sst2): against the fp32
+#: figures were measured on SST-2 (docs/benchmarks.md, peers-sst2): against the fp32
 #: teacher, with an 8,000-row, 1-epoch training budget on 2 CPU cores. No time figure:
 #: how long a chain takes depends on the data and the machine, and the job shows it.
 PRESET_BLURBS = {
     "fast": "Fast — no distillation: keep the vocabulary the data uses and the most common "
-    "tokens, then int8 in onnxruntime. Measured on SST-2: 5.7× smaller and 4.9× faster, accuracy kept.",
-    "balanced": "Balanced — distil into a 3-layer student (logit KD), "
-    "prune the vocabulary, int8 in onnxruntime. Measured on SST-2: 8.6× smaller and 9.7× "
-    "faster; the accuracy cost depends on training time (3.6 points after a short CPU run).",
+    "tokens, then int8 in onnxruntime. Measured on SST-2: 4.5× smaller and 6.2× faster, "
+    "accuracy kept.",
+    "balanced": "Balanced — distil into a 3-layer student (logit KD), prune the vocabulary, "
+    "int8 in onnxruntime with 4-bit word embeddings. Measured on SST-2: 7.7× smaller and "
+    "10.7× faster; the accuracy cost depends on training time (3.3 points after a short CPU "
+    "run).",
     "smallest": "Smallest — a 2-layer student with half of its FFN neurons removed, "
-    "vocabulary pruning and int8. Measured on SST-2: 12× smaller and 17× faster, 5.7 points "
-    "lost after a short CPU run.",
+    "vocabulary pruning and int8 with 4-bit word embeddings. Measured on SST-2: 10× smaller "
+    "and 17× faster, 7.0 points lost after a short CPU run.",
 }
 #: The recipe's ``dataset:`` mapping for the built-in demo data.
 DEMO_SPEC: dict[str, Any] = {
