@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import machine  # noqa: E402
 from _timing import interleaved_latency, timer_of  # noqa: E402
-from peers_sst2 import SST2, Peers, peer_ort_int8_optimized  # noqa: E402
+from peers_sst2 import SST2, Peers, _records, lineage, peer_ort_int8_optimized  # noqa: E402
 
 from slimpajama_gui.core.plan.presets import step_summary  # noqa: E402
 from slimpajama_gui.core.plan.steps import step_from_dict  # noqa: E402
@@ -56,13 +56,9 @@ def job_minutes(folder: Path, stop: Path | None = None) -> tuple[float | None, s
     from its result) is charged both.
     """
     ids: list[int] = []
-    path: Path | None = folder.resolve()
-    stop = stop.resolve() if stop else None
-    while path is not None and path != stop and (path / "slimpajama.json").is_file():
-        record = VariantRecord.read(path)
-        if record.job_id is not None and record.job_id not in ids:
-            ids.append(record.job_id)
-        path = Path(record.parent).resolve() if record.parent else None
+    for record in _records(folder, stop):
+        if record.get("job_id") is not None and record["job_id"] not in ids:
+            ids.append(record["job_id"])
     if not ids:
         return None, ""
     with JobStore() as store:
@@ -70,19 +66,6 @@ def job_minutes(folder: Path, stop: Path | None = None) -> tuple[float | None, s
     if any(not job.duration for job in jobs):
         return None, " + ".join(job.name for job in jobs)
     return sum(job.duration for job in jobs) / 60, "' + '".join(job.name for job in jobs)
-
-
-def lineage_steps(folder: Path, stop: Path) -> list[dict]:
-    """The steps that made ``folder`` from ``stop`` (the teacher), oldest first: each
-    variant's own step, back along its parents (so a chain run as two jobs reads as one)."""
-    steps: list[dict] = []
-    path: Path | None = folder.resolve()
-    while path is not None and path != stop.resolve() and (path / "slimpajama.json").is_file():
-        record = VariantRecord.read(path)
-        if isinstance(record.step, dict):
-            steps.append(record.step)
-        path = Path(record.parent).resolve() if record.parent else None
-    return steps[::-1]
 
 
 def main() -> int:
@@ -159,9 +142,7 @@ def main() -> int:
             f"{'**yes**' if v['meets'] else '**no**'} |"
         )
 
-    chain = "; ".join(
-        step_summary(step_from_dict(s)) for s in lineage_steps(args.result, args.teacher)
-    )
+    chain = "; ".join(step_summary(step_from_dict(s)) for s in lineage(args.result, args.teacher))
     md = [
         "### The headline chain on the full train set (issue 13)",
         "",

@@ -44,7 +44,7 @@ def test_the_steps_and_jobs_of_a_chain_are_read_back_to_the_teacher(
     prune = _variant(tmp_path / "b" / "01-prune", jobs[2], {"type": "prune"}, distill)
     quant = _variant(tmp_path / "b" / "02-quantize", jobs[2], {"type": "quantize"}, prune)
 
-    steps = headline.lineage_steps(quant, teacher)
+    steps = headline.lineage(quant, teacher)
     assert [s["type"] for s in steps] == ["distill", "prune", "quantize"]
     minutes, names = headline.job_minutes(quant, stop=teacher)
     assert names == "distill on all rows' + 'vocabulary and int8"  # the teacher's apart
