@@ -144,8 +144,8 @@ def damage(monkeypatch, *, flips: int | None, tags=("",)):
     damaged: set[int] = set()
     reference: dict[str, Predictions] = {}
 
-    def export(ctx, index, model, quantized, per_channel, tag=""):
-        out = real_export(ctx, index, model, quantized, per_channel, tag)
+    def export(ctx, index, model, quantized, per_channel, tag="", **kwargs):
+        out = real_export(ctx, index, model, quantized, per_channel, tag, **kwargs)
         if tag in tags:
             damaged.add(id(out[0]))
         return out

@@ -413,7 +413,7 @@ class Quantize(Step):
     backend: QuantizeBackend = "pytorch"
     # onnxruntime only: 4 stores the word-embedding table in 4 bits (blocks of 32 with
     # their own scale), about half its int8 size; the linears stay int8.
-    embedding_bits: int = 8
+    embedding_bits: Literal[8, 4] = 8
 
     def check(self) -> None:
         check_non_negative(self, "tolerance")
@@ -421,11 +421,6 @@ class Quantize(Step):
             self.backend == "pytorch" or self.method == "dynamic_int8",
             "method",
             f"the onnxruntime backend quantizes with dynamic_int8 only, not '{self.method}'",
-        )
-        require(
-            self.embedding_bits in (8, 4),
-            "embedding_bits",
-            f"8 or 4, got {fmt_value(self.embedding_bits)}",
         )
         require(
             self.embedding_bits == 8 or self.embeddings,
