@@ -171,7 +171,7 @@ def test_custom_chain_review_run_and_execute(qtbot, make_wizard, tiny_minilm, ti
         click_group_check(qtbot, tech.vocab_box)
     if not tech.distill_box.isChecked():
         click_group_check(qtbot, tech.distill_box)
-    assert tech.student_picker.selected() == [1]  # every second layer of 2
+    assert tech.student_picker.selected() == [0]  # balanced's layers 0, 2, 5 fitted to 2
     click_group_check(qtbot, tech.heads_box)
     type_into(qtbot, tech.heads_amount, "50")
     if not tech.quant_box.isChecked():
@@ -244,10 +244,10 @@ def test_invalid_techniques_block_next_with_a_sentence(qtbot, on_techniques):
     click(qtbot, tech.preset_buttons["custom"])
     if not tech.distill_box.isChecked():
         click_group_check(qtbot, tech.distill_box)
-    assert tech.student_picker.selected() == [1]
+    assert tech.student_picker.selected() == [0]  # balanced's layers 0, 2, 5 fitted to 2
 
     # Every layer kept: the student would be no smaller.
-    click(qtbot, tech.student_picker.buttons[0])
+    click(qtbot, tech.student_picker.buttons[1])
     assert tech.student_picker.selected() == [0, 1]
     assert "all 2 layers are selected" in error_text(tech)
     assert not next_button(w).isEnabled()
@@ -334,6 +334,10 @@ def test_student_ffn_and_4_bit_embeddings_are_fields_the_chain_carries(qtbot, on
         click_group_check(qtbot, tech.quant_box)
     choose(qtbot, tech.quant_backend, "onnx")
     assert tech.quant_embeddings4.isEnabled()
+    assert tech.quant_embeddings4.isChecked()  # the balanced preset stores them in 4 bits
+    click(qtbot, tech.quant_embeddings4)
+    (quant,) = [s for s in tech.chain() if isinstance(s, Quantize)]
+    assert quant.embedding_bits == 8
     click(qtbot, tech.quant_embeddings4)
     (quant,) = [s for s in tech.chain() if isinstance(s, Quantize)]
     assert quant.embedding_bits == 4 and quant.backend == "onnxruntime"
