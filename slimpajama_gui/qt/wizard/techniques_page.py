@@ -205,9 +205,10 @@ class TechniquesPage(WizardPage):
         knobs.addWidget(self.alpha_kd, 0, 3)
         self.state_knobs = [QLabel("Hidden MSE:"), self.hidden_mse, QLabel("Attention MSE:"),
                             self.attention_mse, QLabel("FFN removed:"), self.student_ffn]  # fmt: skip
-        for col, widget in enumerate(self.state_knobs):
-            knobs.addWidget(widget, 1, col)
-        knobs.setColumnStretch(6, 1)
+        for i, widget in enumerate(self.state_knobs):
+            # Two knobs a row: a third pushed the Quantize column out of the window.
+            knobs.addWidget(widget, 1 + i // 4, i % 4)
+        knobs.setColumnStretch(4, 1)
         distill_layout = vbox(self.distill_box)
         kind_row = QHBoxLayout()
         kind_row.addWidget(QLabel("Student:"))
