@@ -254,7 +254,7 @@ def test_4_bit_word_embeddings_are_smaller_and_agree_with_int8(tmp_path):
     # 2000 x 128 table: 256 kB in int8, 128 kB + scales and zero points in 4 bits.
     assert int4.stat().st_size < int8.stat().st_size - 80_000
     graph = onnx.load(str(int4)).graph
-    lookups = [n for n in graph.node if n.op_type == "GatherBlockQuantized"]
+    lookups = [n for n in graph.node if n.op_type == "Gather" and "_Q4packed" in n.input[0]]
     assert len(lookups) == 1 and "word_embeddings" in lookups[0].input[0]
     rng = np.random.default_rng(5)
     ids = rng.integers(5, 2000, size=(64, 24))
@@ -268,6 +268,32 @@ def test_4_bit_word_embeddings_are_smaller_and_agree_with_int8(tmp_path):
     assert err4 < max(3 * err8, 0.05), (err4, err8)
     # The same parameters, however many bits hold them (scales and zero points are not).
     assert onnx_parameters(int4)[0] == onnx_parameters(int8)[0] == onnx_parameters(fp32)[0]
+
+
+@pytest.mark.parametrize("hidden", [128, 80])
+def test_4_bit_lookup_gives_onnxruntime_s_own_dequantized_rows(tmp_path, monkeypatch, hidden):
+    """The packed-byte lookup returns the rows ONNX Runtime's GatherBlockQuantized would,
+    also for a width that is not a whole number of blocks (80 = 2.5 blocks of 32)."""
+    from slimpajama_gui.core.techniques import onnx_int8
+
+    torch.manual_seed(1)
+    config = EncoderConfig(
+        vocab_size=500, hidden_size=hidden, layer_heads=[hidden // 16], head_dim=16,
+        layer_ffn=[64], max_position_embeddings=64, type_vocab_size=2, hidden_dropout=0.0,
+        attention_dropout=0.0,
+    )  # fmt: skip
+    model = EncoderClassifier(config).eval()
+    fp32 = export_onnx(model, tmp_path / "fp32.onnx")
+    ours = quantize_onnx(fp32, tmp_path / "ours.onnx", embedding_bits=4)
+    monkeypatch.setattr(onnx_int8, "_unpack_in_graph", lambda model: None)
+    theirs = quantize_onnx(fp32, tmp_path / "theirs.onnx", embedding_bits=4)
+    rng = np.random.default_rng(2)
+    ids = rng.integers(5, 500, size=(16, 20))
+    inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": 0 * ids}
+    got, want = OrtRunner(ours, threads=1)(inputs), OrtRunner(theirs, threads=1)(inputs)
+    np.testing.assert_array_equal(got, want)  # the same rows, so the same logits
+    assert onnx_parameters(ours) == onnx_parameters(theirs)
+    assert onnx_parameters(ours)[0] == onnx_parameters(fp32)[0]
 
 
 def test_4_bit_embeddings_need_a_word_embedding_lookup_and_4_or_8_bits(tiny_export, tmp_path):

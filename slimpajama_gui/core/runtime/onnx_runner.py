@@ -60,8 +60,8 @@ def load_onnx_runner(folder: Path, threads: int = 2) -> OrtRunner:
 
 #: Suffixes of onnxruntime's quantization bookkeeping (a weight's scale and zero point,
 #: and the per-block ones of its 4-bit weight-only quantizer): metadata of a parameter,
-#: not parameters.
-_QUANT_META = ("_scale", "_zero_point", "_scales", "_zero_points")
+#: not parameters; and the unpacking constants of a packed 4-bit table.
+_QUANT_META = ("_scale", "_zero_point", "_scales", "_zero_points", "_Q4shift", "_Q4mask")
 
 
 def onnx_parameters(path: Path) -> tuple[int, int]:
@@ -91,12 +91,21 @@ def onnx_parameters(path: Path) -> tuple[int, int]:
         and not t.name.endswith(_QUANT_META)
     }
     zero_points = {t.name: t for t in graph.initializer if t.name.endswith("_zero_point")}
+    widths = {
+        t.name: numpy_helper.to_array(t) for t in graph.initializer if t.name.endswith("_Q4width")
+    }
     total = nonzero = 0
     for name, tensor in weights.items():
         values = numpy_helper.to_array(tensor)
         total += values.size
         if tensor.data_type in (onnx.TensorProto.UINT4, onnx.TensorProto.INT4):
             nonzero += values.size  # 4-bit embedding rows: zero only per block; dense
+            continue
+        if name.endswith("_Q4packed"):  # two 4-bit values a byte, rows padded to blocks
+            width = widths.get(name.removesuffix("_Q4packed") + "_Q4width")
+            count = values.shape[0] * (int(width[0]) if width is not None else 2 * values.shape[1])
+            total += count - values.size
+            nonzero += count
             continue
         base = name.removesuffix("_quantized")
         zp = zero_points.get(f"{base}_zero_point") or zero_points.get(f"{name}_zero_point")
