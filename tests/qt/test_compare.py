@@ -645,3 +645,16 @@ def test_delete_asks_and_removes_only_an_app_written_folder(
 
     view.variants.append(variant_from_record(stray, VariantRecord.read(stray)))
     assert view.delete_result(len(view.variants) - 1) is False and stray.is_dir()
+
+
+def test_latency_axis_never_shows_a_scale_factor(view, qtbot):
+    """Static-embedding variants sit at hundredths of a millisecond: the axis keeps its
+    own unit (ms) instead of pyqtgraph's "(x0.001)" scale factor."""
+    item = view.plot.getPlotItem()
+    item.setXRange(0.01, 0.05, padding=0)
+    item.setYRange(0.001, 0.002, padding=0)
+    qtbot.wait(10)
+    for name in ("bottom", "left"):
+        axis = item.getAxis(name)
+        assert axis.scale == 1.0, name
+        assert "x0.0" not in axis.labelString(), name

@@ -73,6 +73,8 @@ class ParetoPlot(pg.PlotWidget):
         item = self.getPlotItem()
         item.setLabel("bottom", "latency p50, batch 1 (ms)")
         item.setLabel("left", "eval accuracy (%)")
+        for axis in ("bottom", "left"):  # "(x0.001)" on a latency axis reads as an error
+            item.getAxis(axis).enableAutoSIPrefix(False)
         item.showGrid(x=True, y=True, alpha=0.2)
         self.legend = item.addLegend(offset=(-8, -8), labelTextSize="8pt")
         self.legend.setBrush(pg.mkBrush(255, 255, 255, 210))
