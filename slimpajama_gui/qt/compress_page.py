@@ -11,8 +11,8 @@ from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.qt.wizard import CompressWizard
 
 PRESET_TEXT = {
-    "fast": "Vocabulary pruning + int8 in onnxruntime; no distillation.",
-    "balanced": "3-layer student (KD + hidden states) + vocabulary + int8.",
+    "fast": "int8 in onnxruntime with 4-bit word embeddings; no distillation, every token kept.",
+    "balanced": "4-layer student, half the FFN (logit KD) + vocabulary + int8.",
     "smallest": "2-layer student, half the FFN, vocabulary, int8. Smallest and fastest.",
 }
 

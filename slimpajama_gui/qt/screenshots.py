@@ -5,8 +5,8 @@ pictures are what a person sees. Settings and data go to a throw-away folder, so
 user's own window layout and history neither leak into the pictures nor get changed.
 
 Every area shows real content: before taking the pictures, the script runs the Balanced
-preset (``resources/recipes/preset-balanced.yaml``: fine-tune, distil into a 3-layer
-student, prune the vocabulary, int8 in onnxruntime, evaluate, benchmark) on the packaged
+preset (``resources/recipes/preset-balanced.yaml``: fine-tune, distil into a 4-layer
+student with half its FFN, prune the vocabulary, int8 in onnxruntime, evaluate, benchmark) on the packaged
 MiniLM and the built-in demo data through the app's own Jobs area, then measures the
 source model and the fine-tuned teacher with Compare's Benchmark action (the baseline),
 computes the flips between the teacher and the int8 student, and has the Playground

@@ -171,7 +171,7 @@ def test_custom_chain_review_run_and_execute(qtbot, make_wizard, tiny_minilm, ti
         click_group_check(qtbot, tech.vocab_box)
     if not tech.distill_box.isChecked():
         click_group_check(qtbot, tech.distill_box)
-    assert tech.student_picker.selected() == [0]  # balanced's layers 0, 2, 5 fitted to 2
+    assert tech.student_picker.selected() == [1]  # balanced's 0, 1, 2, 5: the 2-layer default
     click_group_check(qtbot, tech.heads_box)
     type_into(qtbot, tech.heads_amount, "50")
     if not tech.quant_box.isChecked():
@@ -244,10 +244,10 @@ def test_invalid_techniques_block_next_with_a_sentence(qtbot, on_techniques):
     click(qtbot, tech.preset_buttons["custom"])
     if not tech.distill_box.isChecked():
         click_group_check(qtbot, tech.distill_box)
-    assert tech.student_picker.selected() == [0]  # balanced's layers 0, 2, 5 fitted to 2
+    assert tech.student_picker.selected() == [1]  # balanced's 0, 1, 2, 5: the 2-layer default
 
     # Every layer kept: the student would be no smaller.
-    click(qtbot, tech.student_picker.buttons[1])
+    click(qtbot, tech.student_picker.buttons[0])
     assert tech.student_picker.selected() == [0, 1]
     assert "all 2 layers are selected" in error_text(tech)
     assert not next_button(w).isEnabled()
@@ -306,7 +306,7 @@ def test_vocabulary_keep_general_is_a_field_the_chain_carries(qtbot, on_techniqu
     from slimpajama_gui.core.plan.steps import KEEP_GENERAL
 
     tech = on_techniques.techniques_page
-    click(qtbot, tech.preset_buttons["fast"])
+    click(qtbot, tech.preset_buttons["smallest"])
     vocab = [s for s in tech.chain() if isinstance(s, Prune) and s.method == "vocabulary"]
     assert [s.keep_general for s in vocab] == [KEEP_GENERAL]
     assert tech.vocab_general.value() == KEEP_GENERAL
@@ -476,7 +476,7 @@ def test_packaged_model_needs_finetune_and_presets_start_with_it(qtbot, make_wiz
     go_next(qtbot, w)
     recipe = w.recipe()
     assert recipe.model == "packaged"
-    assert w.review_page.estimate.layers_after == 3
+    assert w.review_page.estimate.layers_after == 4  # balanced: teacher layers 0, 1, 2, 5
 
 
 def test_review_copy_and_save(qtbot, on_techniques, tmp_path, monkeypatch):
