@@ -136,9 +136,20 @@ def variants(epochs: float, lr: float) -> list[Variant]:
         ),
         Variant(
             "static embeddings",
-            "Model2Vec vectors from the teacher (PCA 256, SIF), int8 with per-row scales, a "
-            "linear head trained with the vectors on the teacher's logits (3 epochs)",
-            [{"type": "distill_static", "dims": 256, "storage": "int8", "epochs": 3}],
+            "Model2Vec vectors from the teacher (all 384 dims, SIF), int8 with per-row scales, "
+            "a linear head trained with the vectors on the teacher's logits and the labels "
+            "(alpha_kd 0.5, 3 epochs)",
+            # Chosen on SST-2 dev (8,000 rows, 3 epochs): PCA 256 79.47 %, all 384 dims
+            # 80.05, with alpha_kd 0.5 80.28; learning rate 5e-3 79.47, no SIF 80.05.
+            [
+                {
+                    "type": "distill_static",
+                    "dims": 384,
+                    "storage": "int8",
+                    "epochs": 3,
+                    "alpha_kd": 0.5,
+                }
+            ],  # fmt: skip
         ),
         Variant(
             "vocabulary",
