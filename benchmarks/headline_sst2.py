@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -76,14 +77,17 @@ def main() -> int:
     parser.add_argument("--result", type=Path, required=True)
     parser.add_argument("--recipe", type=Path, required=True, help="the chain's recipe")
     parser.add_argument("--data", type=Path, default=SST2)
-    parser.add_argument("--work", type=Path, default=Path("headline-work"))
+    parser.add_argument(
+        "--work", type=Path, help="folder for the ORT peer's files (default: a temp folder)"
+    )
     parser.add_argument("--out", type=Path, default=Path("headline.json"))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sentences", type=int, default=200)
     args = parser.parse_args()
     args.threads, args.repeats, args.train_rows = 2, None, None
     started = time.monotonic()
-    p = Peers(args, args.teacher.resolve(), args.work)
+    work = args.work or Path(tempfile.mkdtemp(prefix="headline-sst2-"))
+    p = Peers(args, args.teacher.resolve(), work)
 
     rows, timers = {}, {}
     rows[ORT] = peer_ort_int8_optimized(p)
