@@ -137,6 +137,33 @@ def test_cache_loads_each_folder_once_and_drops_the_least_recent(tmp_path):
     assert cache.peek(a) is None
 
 
+def test_the_cache_warms_a_model_once_before_its_first_timed_prediction(tiny_bert, monkeypatch):
+    """The Playground's first latency is the model's own, not its one-time start-up; a
+    warm-up that fails stays silent and the real prediction reports the error."""
+    calls = []
+    real_scores = ModelPredictor.scores
+
+    def counted(self, texts):
+        calls.append(list(texts))
+        return real_scores(self, texts)
+
+    monkeypatch.setattr(ModelPredictor, "scores", counted)
+    cache = PredictorCache(ModelPredictor)
+    predictor = cache.get(tiny_bert)
+    assert calls == [["warm-up"]]  # one pass before anyone reads a latency
+    assert cache.get(tiny_bert) is predictor and len(calls) == 1  # cached: not again
+    probs, names, ms = predictor.predict(TEXTS)
+    assert calls[-1] == list(TEXTS) and probs.shape == (len(TEXTS), len(names)) and ms > 0
+
+    def broken(self, texts):
+        raise UserError("this model cannot read that text")
+
+    monkeypatch.setattr(ModelPredictor, "scores", broken)
+    assert predictor.warm_up() is None
+    with pytest.raises(UserError, match="cannot read that text"):
+        predictor.predict(TEXTS)
+
+
 def test_cache_loads_once_when_two_threads_ask_at_once(tmp_path):
     started, release = threading.Event(), threading.Event()
     calls = []

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -36,6 +37,8 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.runtime.evaluate import predict
 from slimpajama_gui.core.runtime.inputs import model_inputs
 from slimpajama_gui.core.runtime.loading import open_model
+
+log = logging.getLogger(__name__)
 
 #: Models kept loaded at once (switching pickers back and forth stays instant).
 CACHE_SIZE = 4
@@ -346,6 +349,18 @@ class ModelPredictor:
         back = np.argsort(np.concatenate(order), kind="stable")
         return np.concatenate(logits)[back]
 
+    def warm_up(self) -> None:
+        """One forward pass whose time is thrown away.
+
+        A model's first pass pays one-time costs (kernel selection, buffers): 2.5 s on a
+        first Playground prediction, shown as that text's latency. Errors are left to the
+        first real prediction, which reports them with its sentence.
+        """
+        try:
+            self.scores(["warm-up"])
+        except Exception:  # an optimisation: predict() raises the same error with its sentence
+            log.debug("warm-up of %s failed", self.name, exc_info=True)
+
     def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, list[str], float]:
         """``(probs (N, C), label names, ms)``: the :class:`Predictor` interface."""
         s = self.scores(texts)
@@ -406,6 +421,9 @@ class PredictorCache:
                 if key in self._items:
                     return self._items[key]
             predictor = self.factory(key)
+            warm_up = getattr(predictor, "warm_up", None)
+            if callable(warm_up):  # so the first latency shown is the model's own
+                warm_up()
             with self._lock:
                 self._items[key] = predictor
                 self.loads[key] = self.loads.get(key, 0) + 1
