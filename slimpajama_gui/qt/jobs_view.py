@@ -33,7 +33,7 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs.resume import (
     ResumePlan,
 )
-from slimpajama_gui.core.storage.history import JobStore
+from slimpajama_gui.core.storage.history import FINAL_STATUSES, JobStore
 from slimpajama_gui.core.storage.leftovers import RECOVERY_JOBS, sweep_outputs
 from slimpajama_gui.qt.charts import JobCharts
 from slimpajama_gui.qt.job_actions import JobActions
@@ -47,6 +47,8 @@ from slimpajama_gui.qt.widgets.workers import WorkerSet, start_worker
 log = logging.getLogger(__name__)
 
 _Index = QModelIndex | QPersistentModelIndex
+#: How often the Jobs area looks whether another process (the CLI) wrote the history.
+HISTORY_POLL_MS = 2000
 
 
 class JobsView(JobActions, QWidget):
@@ -60,10 +62,13 @@ class JobsView(JobActions, QWidget):
     Signals:
         open_result(str path): "Open result" on a done job (its newest saved variant).
         status_message(str): a short sentence for the status bar.
+        external_job_finished(int job_id): a job another process (the CLI) ran ended
+            while the app was open; its results are new on disk.
     """
 
     open_result = Signal(str)
     status_message = Signal(str)
+    external_job_finished = Signal(int)
 
     def __init__(
         self,
@@ -162,6 +167,15 @@ class JobsView(JobActions, QWidget):
         self._ticker = QTimer(self)
         self._ticker.setInterval(1000)
         self._ticker.timeout.connect(self.model.tick)
+        # Jobs run from the CLI write the same history: the table follows them too.
+        self._shown: dict[int, tuple[str, float]] = {}
+        self._own_jobs: set[int] = set()
+        self._history_stamp = _file_stamp(self.store.path)
+        self._polling = False
+        self._history_watch = QTimer(self)
+        self._history_watch.setInterval(HISTORY_POLL_MS)
+        self._history_watch.timeout.connect(self._poll_history)
+        self._history_watch.start()
 
         # connections ---------------------------------------------------------
         self.cancel_button.clicked.connect(self.cancel_selected)
@@ -230,6 +244,7 @@ class JobsView(JobActions, QWidget):
         except (UserError, RuntimeError) as exc:
             self.banner.show_messages([f"Could not read the job history: {exc}"])
             records = []
+        self._shown = _snapshot(records)
         rows = [JobRow.from_queued(q) for q in self.runner.pending]
         rows += [JobRow.from_record(r) for r in records]
         live = self.runner.current_job_id
@@ -297,7 +312,48 @@ class JobsView(JobActions, QWidget):
         )
 
     # ------------------------------------------------------------------ live job
+    def _poll_history(self) -> None:
+        """Look whether another process changed the history (a file stat, no read)."""
+        if self._closing or self._polling:
+            return
+        stamp = _file_stamp(self.store.path)
+        if stamp == self._history_stamp:
+            return
+        self._history_stamp = stamp
+        if self.runner.current_job_id is not None:
+            return  # the app's own job refreshes the table through the bridge, and at its end
+        self._polling = True
+        start_worker(
+            self.store.list_jobs,
+            workers=self._workers,
+            returned=self._on_history_polled,
+            errored=self._on_history_poll_failed,
+        )
+
+    def _on_history_polled(self, records: list) -> None:
+        self._polling = False
+        if self._closing:
+            return
+        now = _snapshot(records)
+        if now == self._shown:
+            return
+        ended = [
+            job_id
+            for job_id, (status, _progress) in now.items()
+            if status in FINAL_STATUSES
+            and self._shown.get(job_id, ("", 0.0))[0] not in FINAL_STATUSES
+            and job_id not in self._own_jobs
+        ]
+        self.refresh()
+        for job_id in ended:
+            self.external_job_finished.emit(job_id)
+
+    def _on_history_poll_failed(self, exc: BaseException) -> None:
+        self._polling = False  # a busy or locked history: the next change tries again
+        log.debug("Reading the job history for outside changes failed: %s", exc)
+
     def _on_job_started(self, job_id: int) -> None:
+        self._own_jobs.add(job_id)
         self._step_count, self._step_index = 1, 0
         self._live_fraction = 0.0
         self._live_remaining = None
@@ -411,6 +467,7 @@ class JobsView(JobActions, QWidget):
         stopped = self.runner.shutdown(timeout_s)
         self._closing = True
         self._ticker.stop()
+        self._history_watch.stop()
         if self.error_dialog is not None:
             self.error_dialog.close()
         if self.dialog is not None:
@@ -418,6 +475,24 @@ class JobsView(JobActions, QWidget):
         if stopped:
             self.store.close()
         return stopped
+
+
+def _file_stamp(path: Path) -> tuple:
+    """(mtime, size) of the history and its write-ahead log: changes when anyone writes."""
+    stamp = []
+    for name in (path, path.with_name(path.name + "-wal")):
+        try:
+            st = name.stat()
+        except OSError:
+            stamp.append(None)
+        else:
+            stamp.append((st.st_mtime_ns, st.st_size))
+    return tuple(stamp)
+
+
+def _snapshot(records) -> dict[int, tuple[str, float]]:
+    # What the table shows of each job; progress in whole percent, as drawn.
+    return {r.id: (r.status, round(float(r.progress or 0.0), 2)) for r in records}
 
 
 def _log_sweep_error(exc: BaseException) -> None:

@@ -186,6 +186,7 @@ class MainWindow(QMainWindow):
         self.models_view.result_deleted.connect(lambda _path: self.compare_view.refresh())
         self.compress_page.recipe_ready.connect(self._submit)
         self.jobs_view.runner.job_finished.connect(self._on_job_finished)
+        self.jobs_view.external_job_finished.connect(self._on_external_job_finished)
         # Each saved variant (a search's every trial) is in Compare as soon as it exists.
         self.jobs_view.runner.bridge.variant_saved.connect(self._on_variant_saved)
         self.closer = CloseGuard(self.jobs_view.runner, self)
@@ -336,6 +337,13 @@ class MainWindow(QMainWindow):
 
     def _on_variant_saved(self, _index: int, _path: str, _info: dict) -> None:
         if not self.closer.closing:
+            self.compare_view.refresh()
+
+    def _on_external_job_finished(self, _job_id: int) -> None:
+        # A CLI job ended while the app was open: its results join the browser, the
+        # Playground pickers and Compare without F5.
+        if not self.closer.closing:
+            self.models_view.rescan()
             self.compare_view.refresh()
 
     def _on_job_finished(self, job_id: int, status: str, error: str) -> None:

@@ -578,3 +578,25 @@ def test_many_signals_do_not_use_up_none_true_or_false(qtbot):
         label.setText("x")
     after = sys.getrefcount(True), sys.getrefcount(None)
     assert after[0] >= before[0] - 100 and after[1] >= before[1] - 100, (before, after)
+
+
+def test_jobs_a_cli_process_runs_appear_and_their_end_is_announced(qtbot, tmp_path):
+    """A job run from the command line while the app is open (another writer of the same
+    history) shows up in the table with its progress, without F5, and its end is
+    announced so that the browser and Compare can pick up its results."""
+    store = JobStore(tmp_path / "history.sqlite3")
+    view = JobsView(store=store)
+    qtbot.addWidget(view)
+    assert view.model.rowCount() == 0
+    cli = JobStore(tmp_path / "history.sqlite3")  # the CLI's own connection
+    job = cli.create_job("from-the-cli", "name: from-the-cli\n", str(tmp_path / "out"))
+    cli.mark_running(job)
+    cli.set_progress(job, 0.4)
+    qtbot.waitUntil(lambda: view.model.row_of_job(job) is not None, timeout=10_000)
+    assert status_cell(view, job) == "running"
+    with qtbot.waitSignal(view.external_job_finished, timeout=10_000) as ended:
+        cli.finish(job, "done")
+    assert ended.args == [job]
+    qtbot.waitUntil(lambda: status_cell(view, job) == "done", timeout=5_000)
+    cli.close()
+    assert view.shutdown(1)
