@@ -48,6 +48,16 @@ def test_find_the_best_in_the_wizard_builds_a_search_chain(qtbot, window):
     assert (search.budget_points, search.time_budget_s, search.objective) == (0.5, 2700.0, "size")
     assert "Find the best within your accuracy budget" in tech.description.text()
     assert tech.isComplete()
+    # The review estimates nothing the search decides: "after" is the trial it keeps.
+    go_next(qtbot, w)
+    go_next(qtbot, w)
+    review = w.review_page
+    assert review.estimate.searched
+    assert review.headline.text().startswith("Size and speed depend on the trial the search")
+    after = [review.table.item(r, 1).text() for r in range(review.table.rowCount())]
+    assert after and set(after) == {"chosen by the search"}
+    w.back()
+    w.back()
     click(qtbot, tech.preset_buttons["balanced"])  # back to a preset: its chain, no search
     assert not tech.search_box.isVisible()
     assert "search" not in [s.step_type for s in tech.chain()]

@@ -75,6 +75,9 @@ class Estimate:
     weights_before: str
     weights_after: str
     notes: list[str] = field(default_factory=list)
+    #: The chain holds a ``search`` step: the model it ends with is whichever trial the
+    #: search keeps, so the "after" figures above describe the chain without it.
+    searched: bool = False
 
     @property
     def size_ratio(self) -> float:
@@ -82,7 +85,14 @@ class Estimate:
         return self.size_before / max(self.size_after, 1)
 
     def headline(self) -> str:
-        """``"≈ 10.3 MB on disk, 8.8× smaller than 90.9 MB; ≈ 10.1 M parameters (−56 %)"``."""
+        """``"≈ 10.3 MB on disk, 8.8× smaller than 90.9 MB; ≈ 10.1 M parameters (−56 %)"``,
+        or, for a chain with a search, that the search's trials measure it."""
+        if self.searched:
+            return (
+                f"Size and speed depend on the trial the search keeps (each is measured as "
+                f"it finishes); the starting model is {human_bytes(self.size_before)}, "
+                f"{human_count(self.parameters_before)} parameters"
+            )
         change = 100.0 * (self.parameters_after / max(self.parameters_before, 1) - 1.0)
         sign = "−" if change < 0 else "+"
         return (
@@ -208,6 +218,7 @@ def estimate_chain(
         )
     extra = max(info.size_bytes - info.weights_bytes, 0)
     extra_after = extra * (vocab / info.vocab if info.vocab else 1.0)
+    searched = any(step.step_type == "search" for step in steps)
     return Estimate(
         parameters_before=info.parameters,
         parameters_after=parameters_after,
@@ -226,6 +237,7 @@ def estimate_chain(
         weights_before=weights_before,
         weights_after=weights_after,
         notes=notes,
+        searched=searched,
     )
 
 

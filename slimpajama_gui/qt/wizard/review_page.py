@@ -205,6 +205,8 @@ class ReviewPage(WizardPage):
         ]
         if est.nonzero_after == est.parameters_after:
             rows.pop(2)
+        if est.searched:  # the trial the search keeps decides; nothing to estimate
+            rows = [(name, now, "chosen by the search") for name, now, _after in rows]
         self.table.setRowCount(len(rows))
         self.table.setVerticalHeaderLabels([r[0] for r in rows])
         for r, (_name, now, after) in enumerate(rows):
