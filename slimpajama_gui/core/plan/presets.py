@@ -206,7 +206,7 @@ def code_preset(name: str) -> list[Step]:
         middle = []
     elif name == "balanced":
         student = Distill(student_layers=[0, 1, 2, 5], ffn_fraction=0.5)
-        middle = [student, dataclasses.replace(vocab, keep_general=5000)]
+        middle = [student, vocab]
     else:
         middle = [Distill(student_layers=[1, 4], hidden_mse=1.0), Prune("ffn", 0.5), vocab]
     return [FineTune(), *middle, quant, Evaluate(), Benchmark()]
