@@ -238,6 +238,19 @@ def test_custom_chain_review_run_and_execute(qtbot, make_wizard, tiny_minilm, ti
 # --------------------------------------------------------------------------- invalid choices
 
 
+def test_a_click_that_makes_the_chain_custom_does_not_move_the_boxes(qtbot, on_techniques):
+    """The preset's description is longer than a custom chain's: the boxes under it stay
+    where they were, so the user's next click lands where they aimed."""
+    tech = on_techniques.techniques_page
+    click(qtbot, tech.preset_buttons["balanced"])
+    qtbot.wait(50)
+    before = tech.distill_box.mapTo(tech, tech.distill_box.rect().topLeft())
+    click_group_check(qtbot, tech.vocab_box)  # an edit: the chain is now custom
+    assert tech.preset() == "custom" and not error_text(tech)
+    qtbot.wait(50)
+    assert tech.distill_box.mapTo(tech, tech.distill_box.rect().topLeft()) == before
+
+
 def test_invalid_techniques_block_next_with_a_sentence(qtbot, on_techniques):
     w = on_techniques
     tech = w.techniques_page
@@ -258,6 +271,7 @@ def test_invalid_techniques_block_next_with_a_sentence(qtbot, on_techniques):
     click(qtbot, tech.student_picker.buttons[0])
     click(qtbot, tech.student_picker.buttons[1])
     assert "select at least one layer" in error_text(tech)
+    assert "teacher layers: none selected" in tech.description.text()  # not "every second"
     assert not next_button(w).isEnabled()
     click(qtbot, tech.student_picker.buttons[1])
     assert not error_text(tech)

@@ -649,9 +649,21 @@ class TechniquesPage(WizardPage):
         if parts & {"chain", "model", "data"}:
             self._update()
 
+    def _summary(self, step: Step) -> str:
+        # An empty layer list means "every second layer" in a recipe; here it means the
+        # user un-pressed every button, which problems() reports.
+        if (
+            isinstance(step, Distill)
+            and not step.student_layers
+            and self.distill_box.isChecked()
+            and not self.student_picker.selected()
+        ):
+            return "Distill into teacher layers: none selected"
+        return step_summary(step)
+
     def _update(self) -> None:
         preset = self.draft.preset
-        lines = " → ".join(step_summary(s) for s in self.draft.chain) or "no steps"
+        lines = " → ".join(self._summary(s) for s in self.draft.chain) or "no steps"
         if preset == "custom":
             text = f"<b>Custom:</b> {escape(lines)}"
         elif preset == SEARCH:
@@ -662,6 +674,12 @@ class TechniquesPage(WizardPage):
         if notes:
             text += "<br><span style='color:#6b7785'>" + escape(" ".join(notes)) + "</span>"
         self.description.setText(text)
+        # The text is shorter for a custom chain: keep the tallest height it has had so
+        # the boxes below do not jump up under the pointer when a click makes it custom.
+        width = self.description.width()
+        if width > 0:
+            tallest = max(self.description.minimumHeight(), self.description.heightForWidth(width))
+            self.description.setMinimumHeight(tallest)
         show_text(self.error, "\n".join(self.problems()))
         self.completeChanged.emit()
 
