@@ -271,6 +271,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from slimpajama_gui.core.runtime.evaluate import classification_report, predict
     from slimpajama_gui.core.runtime.inputs import check_job_inputs
 
+    if not Path(args.data).is_file():  # before the loader's recipe-worded sentence
+        raise UserError(
+            f"DATA {args.data} is not a file; give the path of a labelled CSV, TSV, JSONL "
+            "or Parquet file (relative paths are read from the current folder)."
+        )
     handle, model, tokenizer, _ = _load_classifier(args.model)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     spec = data_mod.DatasetSpec(

@@ -120,6 +120,10 @@ steps:
     assert cli.main(["eval", str(variant), str(deep)]) == 0
     title = [line for line in capsys.readouterr().out.splitlines() if str(deep) in line]
     assert len(title) == 1 and "(100 rows" in title[0]
+    # A missing file: a sentence about the command's DATA, not about a recipe.
+    assert cli.main(["eval", str(variant), str(tmp_path / "missing.tsv")]) != 0
+    err = capsys.readouterr().err
+    assert "missing.tsv is not a file" in err and "recipe" not in err and "dataset." not in err
 
     assert cli.main(["predict", str(variant), "a wonderful film", "a dreadful meal"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -263,6 +267,12 @@ steps:
     assert step["timed"].startswith(f"5 sentences of {dev.name} (column sentence")
     assert f"Timed: 7 sentences of {dev} (column sentence" in out
     assert "Method: onnxruntime forward pass" in out and "pytorch" not in out.split("Method:")[1]
+    assert "pre-tokenized input, 3 threads;" in " ".join(out.split())
+    assert (
+        cli.main(["bench", str(variant), "--sentences", "3", "--repeats", "1", "--threads", "1"])
+        == 0
+    )
+    assert "pre-tokenized input, 1 thread;" in " ".join(capsys.readouterr().out.split())
     # --data overrides the recorded eval set, and says so.
     assert cli.main(["bench", str(variant), "--sentences", "5", "--repeats", "1",
                      "--data", str(demo_path("train"))]) == 0  # fmt: skip

@@ -449,7 +449,8 @@ def benchmark(
         machine=machine_description(),
         timed=timed,
         method=(
-            f"{name} forward pass on pre-tokenized input, {config.threads} threads; "
+            f"{name} forward pass on pre-tokenized input, {config.threads} "
+            f"thread{'s' if config.threads != 1 else ''}; "
             f"timed: {timed}; "
             f"latency: batch 1, {len(inputs)} sentences x {repeats} passes after "
             f"{config.warmup} warm-up calls, p50/p95 of {len(samples)} calls; throughput: "
