@@ -251,6 +251,30 @@ def test_a_click_that_makes_the_chain_custom_does_not_move_the_boxes(qtbot, on_t
     assert tech.distill_box.mapTo(tech, tech.distill_box.rect().topLeft()) == before
 
 
+def test_an_edit_keeps_the_preset_s_training_settings(qtbot, on_techniques):
+    """Making the chain custom changes what was edited and nothing else: the preset's
+    epochs, learning rates, batch sizes and warm-up stay (they fell back to defaults)."""
+    tech = on_techniques.techniques_page
+    click(qtbot, tech.preset_buttons["balanced"])
+
+    def training(chain):
+        return {
+            (s.step_type, getattr(s, "method", "")): (
+                getattr(s, "epochs", None), s.learning_rate, s.batch_size,
+                getattr(s, "warmup_ratio", None),
+            )
+            for s in chain
+            if hasattr(s, "learning_rate")
+        }  # fmt: skip
+
+    before = training(tech.chain())
+    assert before[("distill", "")][:3] == (4, 1e-4, 16)  # the preset's, not the defaults
+    click_group_check(qtbot, tech.vocab_box)  # an edit: the chain is now custom
+    assert tech.preset() == "custom"
+    after = training(tech.chain())
+    assert after == {k: v for k, v in before.items() if k != ("prune", "vocabulary")}
+
+
 def test_invalid_techniques_block_next_with_a_sentence(qtbot, on_techniques):
     w = on_techniques
     tech = w.techniques_page
