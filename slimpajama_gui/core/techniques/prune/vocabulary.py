@@ -126,10 +126,11 @@ class VocabReport:
         )
         if self.eval_rows is None:
             return f"{text}; {self.note}"
+        # Re-spelt words first: they change predictions even when no [UNK] appears.
         return (
-            f"{text}; on the {self.eval_rows:,} eval rows [UNK] went from "
-            f"{pct(self.unk_rate_on_eval_before)} to {pct(self.unk_rate_on_eval)} and "
-            f"{pct(self.changed_on_eval)} of the rows read other tokens."
+            f"{text}; of the {self.eval_rows:,} eval rows {pct(self.changed_on_eval)} read "
+            f"other tokens (words the kept ids spell in smaller pieces, or [UNK]: "
+            f"{pct(self.unk_rate_on_eval_before)} before, {pct(self.unk_rate_on_eval)} after)."
         )
 
 
