@@ -49,15 +49,15 @@ PRESETS = ("fast", "balanced", "smallest")
 #: how long a chain takes depends on the data and the machine, and the job shows it.
 PRESET_BLURBS = {
     "fast": "Fast — no distillation and every token kept: int8 in onnxruntime with 4-bit word "
-    "embeddings. Measured on SST-2: 4.6× smaller and 5.4× faster, accuracy kept (also on "
+    "embeddings. Measured on SST-2: 4.6× smaller and 6.4× faster, accuracy kept (also on "
     "reviews from other domains).",
     "balanced": "Balanced — distil into a 4-layer student with half its FFN (logit KD), prune "
-    "the vocabulary, int8 in onnxruntime with 4-bit word embeddings. Measured on SST-2: 10× "
-    "smaller and 9.5× faster; the accuracy cost depends on training time (2.4 points after a "
+    "the vocabulary, int8 in onnxruntime with 4-bit word embeddings. Measured on SST-2: 7.9× "
+    "smaller and 11× faster; the accuracy cost depends on training time (2.3 points after a "
     "short CPU run, 0.7 with the whole train set for 4 epochs).",
     "smallest": "Smallest — a 2-layer student with half of its FFN neurons removed, "
     "vocabulary pruning and int8 with 4-bit word embeddings. Measured on SST-2: 10× smaller "
-    "and 17× faster, 7.0 points lost after a short CPU run.",
+    "and 20× faster, 7.0 points lost after a short CPU run.",
 }
 #: The recipe's ``dataset:`` mapping for the built-in demo data.
 DEMO_SPEC: dict[str, Any] = {
