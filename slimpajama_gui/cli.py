@@ -392,7 +392,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if note:
         print(f"note: {note}", file=sys.stderr)
     names = predictor.label_names
-    for text in args.text:
+    for number, text in enumerate(args.text, 1):
+        if not text.strip():
+            print(
+                f"warning: TEXT {number} is empty: the model reads only its special tokens, "
+                "so its answer says nothing about a text.",
+                file=sys.stderr,
+            )
         # One text per forward pass, so each line's latency is its own (batch 1).
         scores = predictor.scores([text])
         for w in scores.warnings:

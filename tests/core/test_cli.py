@@ -130,6 +130,11 @@ steps:
     assert len(lines) == 2 and all(
         line.split("\t")[0] in {"negative", "positive"} for line in lines
     )
+    # An empty text still gets an answer, with a warning that it means nothing.
+    assert cli.main(["predict", str(variant), "fine", "  "]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.strip().splitlines()) == 2
+    assert "TEXT 2 is empty" in captured.err and "TEXT 1" not in captured.err
 
     assert cli.main(["bench", str(variant), "--sentences", "10", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
