@@ -65,7 +65,7 @@ def test_a_valid_draft_gives_a_recipe(draft, encoder):
     assert isinstance(recipe.steps[0], FineTune)  # the packaged model has no head
     assert draft.recipe() == recipe and draft.recipe() is not recipe
     est = draft.estimate()
-    assert est is not None and est.layers_after == 3
+    assert est is not None and est.layers_after == 4  # balanced: teacher layers 0, 1, 2, 5
 
 
 def test_validation_runs_once_per_change(draft, monkeypatch):
