@@ -104,3 +104,23 @@ def test_the_blurb_says_what_the_chain_shown_trains(encoder):
     assert presets.preset_blurb("fast", fast).endswith("No training.")
     balanced, _ = presets.adapt_chain(presets.load_preset("balanced"), headed, 2)
     assert "Trains: Distill (4 epochs)." in presets.preset_blurb("balanced", balanced)
+
+
+def test_a_rebuilt_chain_keeps_the_training_settings_of_the_steps_that_stay():
+    previous = [
+        FineTune(epochs=3, learning_rate=1e-4, batch_size=16, warmup_ratio=0.1),
+        Distill(student_layers=[0, 2], epochs=4, learning_rate=2e-4, batch_size=8),
+        Prune(method="heads", amount=0.3, recovery_epochs=2.0),
+    ]
+    rebuilt = [
+        FineTune(),
+        Distill(student_layers=[1]),  # the edit: other layers
+        Prune(method="ffn", amount=0.5),  # another method: its own defaults
+        Quantize(),
+    ]
+    kept = presets.keep_training_settings(rebuilt, previous)
+    assert (kept[0].epochs, kept[0].learning_rate, kept[0].batch_size, kept[0].warmup_ratio) == (
+        3, 1e-4, 16, 0.1,
+    )  # fmt: skip
+    assert kept[1].student_layers == [1] and (kept[1].epochs, kept[1].batch_size) == (4, 8)
+    assert kept[2] == rebuilt[2] and kept[3] == rebuilt[3]

@@ -293,3 +293,34 @@ def adapt_chain(
     if reason is not None:
         notes.insert(0, f"Fine-tuning comes first: the model{clause(reason)}.")
     return out, notes
+
+
+#: Step fields the wizard's Settings page edits (and a preset sets): an edit of the
+#: techniques builds the steps anew, and these must not fall back to the step defaults.
+TRAINING_FIELDS = ("epochs", "learning_rate", "batch_size", "warmup_ratio", "recovery_epochs")
+
+
+def keep_training_settings(steps: list[Step], previous: list[Step]) -> list[Step]:
+    """``steps`` with each training setting taken from the same kind of step in
+    ``previous`` (a preset's epochs, learning rate and warm-up, or the user's own).
+
+    The wizard builds a custom chain anew from its technique boxes on every edit; this
+    keeps what the Settings page or the preset set on the steps that stay.
+    """
+
+    def kind(step: Step) -> tuple[str, str]:
+        return step.step_type, str(getattr(step, "method", ""))
+
+    earlier = {kind(step): step for step in previous}
+    kept = []
+    for step in steps:
+        old = earlier.get(kind(step))
+        if old is not None:
+            values = {
+                name: getattr(old, name)
+                for name in TRAINING_FIELDS
+                if hasattr(old, name) and hasattr(step, name)
+            }
+            step = dataclasses.replace(step, **values)
+        kept.append(step)
+    return kept

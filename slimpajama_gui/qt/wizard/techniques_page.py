@@ -8,7 +8,6 @@ makes the chain the user's own (``"custom"``). Problems come from the draft.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,13 @@ from PySide6.QtWidgets import (
 )
 
 from slimpajama_gui.core.model.shape import default_student_layers
-from slimpajama_gui.core.plan.presets import PRESET_BLURBS, PRESETS, preset_blurb, step_summary
+from slimpajama_gui.core.plan.presets import (
+    PRESET_BLURBS,
+    PRESETS,
+    keep_training_settings,
+    preset_blurb,
+    step_summary,
+)
 from slimpajama_gui.core.plan.search_step import Search
 from slimpajama_gui.core.plan.static_step import DistillStatic
 from slimpajama_gui.core.plan.steps import (
@@ -508,7 +513,7 @@ class TechniquesPage(WizardPage):
             steps.append(Evaluate())
         if self.benchmark_check.isChecked():
             steps.append(Benchmark())
-        return _keep_training_settings(steps, self.draft.chain)
+        return keep_training_settings(steps, self.draft.chain)
 
     def problems(self) -> list[str]:
         """Sentences saying what is wrong with the current choice (empty: all fine)."""
@@ -693,30 +698,3 @@ def _first_of(steps: Sequence[Step]) -> Callable[[type], Any]:
         return next((s for s in steps if isinstance(s, kind)), None)
 
     return first
-
-
-#: Step fields the Settings page edits (and a preset sets): an edit on this page builds
-#: the steps anew, and these must not fall back to the step defaults when it does.
-TRAINING_FIELDS = ("epochs", "learning_rate", "batch_size", "warmup_ratio", "recovery_epochs")
-
-
-def _keep_training_settings(steps: list[Step], previous: list[Step]) -> list[Step]:
-    """``steps`` with each training setting taken from the same kind of step in
-    ``previous`` (a preset's epochs, learning rate and warm-up, or the user's own)."""
-
-    def kind(step: Step) -> tuple[str, str]:
-        return step.step_type, str(getattr(step, "method", ""))
-
-    earlier = {kind(step): step for step in previous}
-    kept = []
-    for step in steps:
-        old = earlier.get(kind(step))
-        if old is not None:
-            values = {
-                name: getattr(old, name)
-                for name in TRAINING_FIELDS
-                if hasattr(old, name) and hasattr(step, name)
-            }
-            step = dataclasses.replace(step, **values)
-        kept.append(step)
-    return kept
