@@ -233,17 +233,19 @@ class JobsView(JobActions, QWidget):
         """The charts the user sees now (live or from the history)."""
         return self.details.current_charts()
 
-    def refresh(self) -> None:
-        """Reload the history and the queue; the selection stays on the same job."""
+    def refresh(self, records: list | None = None) -> None:
+        """Reload the history (or show ``records``, just read off the GUI thread) and the
+        queue; the selection stays on the same job."""
         if self._closing:
             return
         selected = self.selected_row()
         self._resume_plans.clear()  # a job's folder or status may have changed
-        try:
-            records = self.store.list_jobs()
-        except (UserError, RuntimeError) as exc:
-            self.banner.show_messages([f"Could not read the job history: {exc}"])
-            records = []
+        if records is None:
+            try:
+                records = self.store.list_jobs()
+            except (UserError, RuntimeError) as exc:
+                self.banner.show_messages([f"Could not read the job history: {exc}"])
+                records = []
         self._shown = _snapshot(records)
         rows = [JobRow.from_queued(q) for q in self.runner.pending]
         rows += [JobRow.from_record(r) for r in records]
@@ -344,7 +346,7 @@ class JobsView(JobActions, QWidget):
             and self._shown.get(job_id, ("", 0.0))[0] not in FINAL_STATUSES
             and job_id not in self._own_jobs
         ]
-        self.refresh()
+        self.refresh(records)
         for job_id in ended:
             self.external_job_finished.emit(job_id)
 
