@@ -606,6 +606,35 @@ def test_two_eval_sets_are_never_on_one_accuracy_axis(qtbot, tmp_path, tiny_mini
     assert view.plot.getPlotItem().getAxis("left").labelText.startswith("accuracy on the demo")
 
 
+def test_a_newest_job_without_a_row_count_opens_on_the_counted_split(qtbot, tmp_path, tiny_minilm):
+    """Compare opens on the newest job's eval set; when that job did not record how many
+    rows it evaluated, the same split with a count is shown, not an empty chart."""
+    store = JobStore(tmp_path / "history.sqlite3")
+    root = tmp_path / "out"
+    counted_job = store.create_job("counted", "name: counted\n", str(root))
+    uncounted_job = store.create_job("uncounted", "name: uncounted\n", str(root))
+    counted = _measured_folder(
+        root, "counted", job=counted_job, dataset=DATASET, n=100, accuracy=0.8, p50=5.0,
+        created="2025-01-01T00:00:00+00:00", source=tiny_minilm,
+    )  # fmt: skip
+    uncounted = _measured_folder(
+        root, "uncounted", job=uncounted_job, dataset=DATASET, n=100, accuracy=0.7, p50=2.0,
+        created="2025-01-02T00:00:00+00:00", source=tiny_minilm,
+    )  # fmt: skip
+    record = json.loads((uncounted / "slimpajama.json").read_text())
+    del record["metrics"]["eval"]["n"]
+    (uncounted / "slimpajama.json").write_text(json.dumps(record))
+    store.add_variant(counted_job, 0, "model", counted)
+    store.add_variant(uncounted_job, 0, "model", uncounted)
+    view = _open(qtbot, store)
+    labels = sorted(view.eval_filter.itemText(i) for i in range(view.eval_filter.count()))
+    assert labels == [
+        "the demo set's dev split (100 rows)", "the demo set's dev split (rows not recorded)",
+    ]  # fmt: skip
+    assert view.eval_filter.currentText() == "the demo set's dev split (100 rows)"
+    assert view.plot.plotted == [_row(view, counted)]
+
+
 # --------------------------------------------------------------- delete
 
 

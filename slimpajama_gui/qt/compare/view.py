@@ -246,6 +246,11 @@ class CompareView(WorkerScreen):
             )
         if not sets:
             self.eval_filter.addItem("no model is evaluated yet", "")
+        if newest.endswith("#?"):
+            # The newest job did not record its row count: the same split with a count
+            # is the set with figures to compare.
+            counted = [k for k in sets if k.rpartition("#")[0] == newest[:-2] and k != newest]
+            newest = counted[0] if counted else newest
         pick = keep if keep in sets else newest if newest in sets else next(iter(sets), "")
         self.eval_filter.setCurrentIndex(max(0, self.eval_filter.findData(pick)))
         self.eval_filter.setEnabled(len(sets) > 1)
