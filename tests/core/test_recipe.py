@@ -362,5 +362,8 @@ def test_4_bit_embeddings_are_for_the_onnxruntime_backend_only() -> None:
         parse("  - {type: quantize, embedding_bits: 4}\n")
     with pytest.raises(RecipeError, match=r"embedding_bits: 4-bit embeddings quantize the word"):
         parse("  - {type: quantize, backend: onnxruntime, embeddings: false, embedding_bits: 4}\n")
-    with pytest.raises(RecipeError, match=r"embedding_bits: expected one of 8, 4, got 6.*line 8"):
+    with pytest.raises(
+        RecipeError,
+        match=r"embedding_bits: expected one of 8, 4, got 6; write one of these.*line 8",
+    ):
         parse("  - {type: quantize, backend: onnxruntime, embedding_bits: 6}\n")

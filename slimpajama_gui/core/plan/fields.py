@@ -202,7 +202,10 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
         scalar = isinstance(value, (str, int, float, bool))
         if scalar and value in allowed and type(value) is type(allowed[0]):
             return value
-        raise RecipeError(name, f"expected one of {choices_text(allowed)}, got {fmt_value(value)}")
+        raise RecipeError(
+            name,
+            f"expected one of {choices_text(allowed)}, got {fmt_value(value)}; write one of these",
+        )
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise bad()
