@@ -564,23 +564,34 @@ def _measured_folder(root: Path, name: str, *, job: int, dataset: dict, n: int, 
     return folder
 
 
-def test_two_eval_sets_are_never_on_one_accuracy_axis(qtbot, tmp_path, tiny_minilm):
+def _two_jobs(qtbot, tmp_path, source: Path, older: dict, newer: dict, *, edit=None):
+    """Compare over two one-variant jobs, ``older`` then ``newer`` (``_measured_folder``
+    arguments: name, dataset, n, accuracy, p50); ``edit`` may change the newer record."""
     store = JobStore(tmp_path / "history.sqlite3")
     root = tmp_path / "out"
-    big_job = store.create_job("big", "name: big\n", str(root))
-    small_job = store.create_job("small", "name: small\n", str(root))
+    folders = []
+    for day, spec in enumerate((older, newer), start=1):
+        job = store.create_job(spec["name"], f"name: {spec['name']}\n", str(root))
+        folder = _measured_folder(
+            root, job=job, created=f"2025-01-0{day}T00:00:00+00:00", source=source, **spec
+        )
+        folders.append((job, folder))
+    if edit is not None:
+        record = json.loads((folders[1][1] / "slimpajama.json").read_text())
+        edit(record)
+        (folders[1][1] / "slimpajama.json").write_text(json.dumps(record))
+    for job, folder in folders:
+        store.add_variant(job, 0, "model", folder)
+    return _open(qtbot, store), folders[0][1], folders[1][1]
+
+
+def test_two_eval_sets_are_never_on_one_accuracy_axis(qtbot, tmp_path, tiny_minilm):
     two_rows = {"train": "train.csv", "eval": "two.csv", "labels": LABELS}
-    big = _measured_folder(
-        root, "big", job=big_job, dataset=DATASET, n=100, accuracy=0.8, p50=5.0,
-        created="2025-01-01T00:00:00+00:00", source=tiny_minilm,
+    view, big, small = _two_jobs(
+        qtbot, tmp_path, tiny_minilm,
+        {"name": "big", "dataset": DATASET, "n": 100, "accuracy": 0.8, "p50": 5.0},
+        {"name": "small", "dataset": two_rows, "n": 2, "accuracy": 0.5, "p50": 1.0},
     )  # fmt: skip
-    small = _measured_folder(
-        root, "small", job=small_job, dataset=two_rows, n=2, accuracy=0.5, p50=1.0,
-        created="2025-01-02T00:00:00+00:00", source=tiny_minilm,
-    )  # fmt: skip
-    store.add_variant(big_job, 0, "model", big)
-    store.add_variant(small_job, 0, "model", small)
-    view = _open(qtbot, store)
     b, s = _row(view, big), _row(view, small)
 
     labels = [view.eval_filter.itemText(i) for i in range(view.eval_filter.count())]
@@ -609,24 +620,12 @@ def test_two_eval_sets_are_never_on_one_accuracy_axis(qtbot, tmp_path, tiny_mini
 def test_a_newest_job_without_a_row_count_opens_on_the_counted_split(qtbot, tmp_path, tiny_minilm):
     """Compare opens on the newest job's eval set; when that job did not record how many
     rows it evaluated, the same split with a count is shown, not an empty chart."""
-    store = JobStore(tmp_path / "history.sqlite3")
-    root = tmp_path / "out"
-    counted_job = store.create_job("counted", "name: counted\n", str(root))
-    uncounted_job = store.create_job("uncounted", "name: uncounted\n", str(root))
-    counted = _measured_folder(
-        root, "counted", job=counted_job, dataset=DATASET, n=100, accuracy=0.8, p50=5.0,
-        created="2025-01-01T00:00:00+00:00", source=tiny_minilm,
+    view, counted, _uncounted = _two_jobs(
+        qtbot, tmp_path, tiny_minilm,
+        {"name": "counted", "dataset": DATASET, "n": 100, "accuracy": 0.8, "p50": 5.0},
+        {"name": "uncounted", "dataset": DATASET, "n": 100, "accuracy": 0.7, "p50": 2.0},
+        edit=lambda record: record["metrics"]["eval"].pop("n"),
     )  # fmt: skip
-    uncounted = _measured_folder(
-        root, "uncounted", job=uncounted_job, dataset=DATASET, n=100, accuracy=0.7, p50=2.0,
-        created="2025-01-02T00:00:00+00:00", source=tiny_minilm,
-    )  # fmt: skip
-    record = json.loads((uncounted / "slimpajama.json").read_text())
-    del record["metrics"]["eval"]["n"]
-    (uncounted / "slimpajama.json").write_text(json.dumps(record))
-    store.add_variant(counted_job, 0, "model", counted)
-    store.add_variant(uncounted_job, 0, "model", uncounted)
-    view = _open(qtbot, store)
     labels = sorted(view.eval_filter.itemText(i) for i in range(view.eval_filter.count()))
     assert labels == [
         "the demo set's dev split (100 rows)", "the demo set's dev split (rows not recorded)",
