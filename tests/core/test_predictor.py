@@ -152,8 +152,8 @@ def test_the_cache_warms_a_model_once_before_its_first_timed_prediction(tiny_ber
     predictor = cache.get(tiny_bert)
     assert calls == [["warm-up"]]  # one pass before anyone reads a latency
     assert cache.get(tiny_bert) is predictor and len(calls) == 1  # cached: not again
-    probs, names, ms = predictor.predict(TEXTS)
-    assert calls[-1] == list(TEXTS) and probs.shape == (len(TEXTS), len(names)) and ms > 0
+    probs, names, _ms = predictor.predict(TEXTS)
+    assert calls[-1] == list(TEXTS) and probs.shape == (len(TEXTS), len(names))
 
     def broken(self, texts):
         raise UserError("this model cannot read that text")
