@@ -339,19 +339,20 @@ class MainWindow(QMainWindow):
         if not self.closer.closing:
             self.compare_view.refresh()
 
+    def _show_new_results(self) -> None:
+        # New variants appear in the browser, the Playground pickers and Compare.
+        self.models_view.rescan()
+        self.compare_view.refresh()
+
     def _on_external_job_finished(self, _job_id: int) -> None:
-        # A CLI job ended while the app was open: its results join the browser, the
-        # Playground pickers and Compare without F5.
+        # A CLI job ended while the app was open: its results appear without F5.
         if not self.closer.closing:
-            self.models_view.rescan()
-            self.compare_view.refresh()
+            self._show_new_results()
 
     def _on_job_finished(self, job_id: int, status: str, error: str) -> None:
         if self.closer.closing:
             return  # the window closes next: no new scan to wait for
-        # New variants appear in the browser, the Playground pickers and Compare.
-        self.models_view.rescan()
-        self.compare_view.refresh()
+        self._show_new_results()
         # The history and the variant records are read off the GUI thread (the database
         # may be busy); the sentence comes back as a queued signal.
         self._outcome_worker = start_worker(
