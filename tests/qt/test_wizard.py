@@ -355,7 +355,9 @@ def test_vocabulary_keep_general_is_a_field_the_chain_carries(qtbot, on_techniqu
     assert not error_text(tech)
 
 
-def test_student_ffn_and_4_bit_embeddings_are_fields_the_chain_carries(qtbot, on_techniques):
+def test_student_ffn_augment_and_4_bit_embeddings_are_fields_the_chain_carries(
+    qtbot, on_techniques
+):
     """A preset with a half-FFN student and 4-bit embeddings keeps both when edited, and
     the 4-bit box only applies to the onnxruntime backend."""
     from slimpajama_gui.core.plan.steps import Distill, Quantize
@@ -365,9 +367,10 @@ def test_student_ffn_and_4_bit_embeddings_are_fields_the_chain_carries(qtbot, on
     if not tech.distill_box.isChecked():
         click_group_check(qtbot, tech.distill_box)
     type_into(qtbot, tech.student_ffn, "50")
+    type_into(qtbot, tech.augment, "2")
     assert tech.preset() == "custom"
     (distill,) = [s for s in tech.chain() if isinstance(s, Distill)]
-    assert distill.ffn_fraction == 0.5
+    assert distill.ffn_fraction == 0.5 and distill.augment == 2
     if not tech.quant_box.isChecked():
         click_group_check(qtbot, tech.quant_box)
     choose(qtbot, tech.quant_backend, "onnx")
@@ -397,6 +400,7 @@ def test_student_ffn_and_4_bit_embeddings_are_fields_the_chain_carries(qtbot, on
     steps = tech.chain()
     tech._show_chain(steps)
     assert tech.student_ffn.value() == 50 and tech.quant_embeddings4.isChecked()
+    assert tech.augment.value() == 2
 
 
 def test_settings_errors_block_next(qtbot, on_techniques):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -210,14 +210,16 @@ def fit(
     loss_fn: Any = None,
     callbacks: tuple[Callbacks, ...] = (),
     eval_batch_size: int = 64,
+    data: tuple[data_mod.Encoded, Sequence[int]] | None = None,
 ):
     """The shared training loop on the recipe's data; every technique trains through this.
 
-    Returns the :class:`~slimpajama_gui.core.techniques.train.TrainResult`; raises
+    ``data`` replaces the train split's token ids and labels (distillation's augmented
+    rows); evaluation always reads the eval split. Returns the
+    :class:`~slimpajama_gui.core.techniques.train.TrainResult`; raises
     :class:`Cancelled` when the job was asked to stop.
     """
-    encoded = ctx.encoded("train")
-    labels = ctx.dataset.train.labels
+    encoded, labels = data if data is not None else (ctx.encoded("train"), ctx.dataset.train.labels)
     steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
     ctx.encoded("eval")
 

@@ -371,8 +371,10 @@ def step_work(
     n_layers = max(layers, 1)
     out: list[StepWork] = []
 
-    def trained(epochs: float, batch_size: int, max_steps: int | None, model: float) -> float:
-        rows = epochs * train_rows
+    def trained(
+        epochs: float, batch_size: int, max_steps: int | None, model: float, copies: int = 0
+    ) -> float:
+        rows = epochs * train_rows * (1 + copies)
         if max_steps:
             rows = min(rows, max_steps * batch_size)
         evals = max(1, math.ceil(epochs)) * eval_rows
@@ -387,8 +389,12 @@ def step_work(
         elif isinstance(step, Distill):
             kept = len(step.student_layers or default_student_layers(n_layers))
             student = size * kept / n_layers
-            # The teacher's logits are cached in one pass over the training rows.
-            units = forward * train_rows + trained(step.epochs, step.batch_size, None, student)
+            # The teacher's logits are cached in one pass over the rows (augmented copies
+            # included), and each copy is one more pass of training.
+            rows = train_rows * (1 + step.augment)
+            units = forward * rows + trained(
+                step.epochs, step.batch_size, None, student, copies=step.augment
+            )
             units += student * (eval_rows + SAVE_ROWS)
             size, n_layers = student, kept
         elif isinstance(step, Prune) and step.method == "vocabulary":

@@ -137,6 +137,9 @@ def step_summary(step: Step) -> str:
         extra = f", hidden MSE {step.hidden_mse:g}" if step.hidden_mse else ""
         if step.ffn_fraction:
             extra += f", {100 * step.ffn_fraction:g} % of its FFN removed"
+        if step.augment:
+            copies = "copy" if step.augment == 1 else "copies"
+            extra += f", {step.augment} augmented {copies} of the train rows"
         return f"{title} into teacher layers {layers}{extra}"
     if step.step_type == "distill_static":
         return f"{title} ({step.dims} dims, {step.storage})"

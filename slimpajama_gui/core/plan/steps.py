@@ -210,6 +210,8 @@ MAX_WARMUP = 100_000
 MAX_REPEATS = 10_000
 #: Token ids (vocabularies have tens of thousands; a few hundred thousand at most).
 MAX_VOCAB = 10_000_000
+#: Augmented copies per train row (each is one more pass over the train set).
+MAX_AUGMENT = 10
 
 EvalSplit = Literal["eval", "test"]
 #: Prune's default ``keep_general``: the tokenizer's most common tokens vocabulary
@@ -373,6 +375,7 @@ class Distill(Step):
         "student_layers": MAX_LAYER, "temperature": MAX_TEMPERATURE, "alpha_kd": 1.0,
         "hidden_mse": MAX_WEIGHT, "attention_mse": MAX_WEIGHT, "epochs": MAX_EPOCHS,
         "learning_rate": MAX_LEARNING_RATE, "batch_size": MAX_BATCH, "ffn_fraction": 1.0,
+        "augment": MAX_AUGMENT, "augment_rate": 1.0,
     }  # fmt: skip
 
     student_layers: list[int] = field(default_factory=list)  # teacher layers kept, 0-based;
@@ -387,9 +390,23 @@ class Distill(Step):
     # Share of each student layer's FFN neurons removed before training (the least
     # important by gradient score): a smaller student that KD trains from the start.
     ffn_fraction: float = 0.0
+    # Altered copies of each train row, with a share (augment_rate) of their whole words
+    # swapped for near neighbours in the teacher's word-embedding table; the copies learn
+    # from the teacher's logits. More varied text keeps the student closer to the teacher
+    # on text unlike the train set; each copy costs one more epoch of training time.
+    augment: int = 0
+    augment_rate: float = 0.3
 
     def check(self) -> None:
         _check_layer_list("student_layers", self.student_layers)
+        check_non_negative(self, "augment")
+        check_fraction(self, "augment_rate", low_open=True, high_open=False)
+        require(
+            not self.augment or self.alpha_kd > 0,
+            "augment",
+            "the altered copies learn from the teacher's logits, which alpha_kd 0 turns "
+            "off; set alpha_kd above 0 or augment to 0",
+        )
         check_fraction(self, "ffn_fraction", low_open=False, high_open=True)
         check_positive(self, "temperature", "epochs", "learning_rate", "batch_size")
         check_fraction(self, "alpha_kd", low_open=False, high_open=False)

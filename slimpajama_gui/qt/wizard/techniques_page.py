@@ -204,13 +204,21 @@ class TechniquesPage(WizardPage):
         self.student_ffn = percent_spin(0, "Share of each student layer's FFN neurons "
                                         "removed before distillation (the least important "
                                         "by gradient score): a smaller student")  # fmt: skip
+        self.augment = QSpinBox()
+        self.augment.setRange(0, 10)
+        self.augment.setToolTip(
+            "Altered copies of each train row, with 30 % of their words swapped for near "
+            "neighbours, that learn from the teacher's logits: the student stays closer to "
+            "the teacher on text unlike the train set. Each copy is one more pass of training."
+        )
         knobs = QGridLayout()
         knobs.addWidget(QLabel("Temperature:"), 0, 0)
         knobs.addWidget(self.temperature, 0, 1)
         knobs.addWidget(QLabel("KD weight:"), 0, 2)
         knobs.addWidget(self.alpha_kd, 0, 3)
         self.state_knobs = [QLabel("Hidden MSE:"), self.hidden_mse, QLabel("Attention MSE:"),
-                            self.attention_mse, QLabel("FFN removed:"), self.student_ffn]  # fmt: skip
+                            self.attention_mse, QLabel("FFN removed:"), self.student_ffn,
+                            QLabel("Augmented copies:"), self.augment]  # fmt: skip
         for i, widget in enumerate(self.state_knobs):
             # Two knobs a row: a third pushed the Quantize column out of the window.
             knobs.addWidget(widget, 1 + i // 4, i % 4)
@@ -385,7 +393,7 @@ class TechniquesPage(WizardPage):
         self.sensitivity_rows.valueChanged.connect(self._on_edited)
         for spin in (self.temperature, self.alpha_kd, self.hidden_mse, self.attention_mse,
                      self.heads_amount, self.ffn_amount, self.magnitude_amount,
-                     self.tolerance, self.vocab_general, self.student_ffn):  # fmt: skip
+                     self.tolerance, self.vocab_general, self.student_ffn, self.augment):  # fmt: skip
             spin.valueChanged.connect(self._on_edited)
         for combo in (self.heads_scope, self.ffn_scope, self.magnitude_scope,
                       self.magnitude_schedule, self.quant_method, self.quant_backend,
@@ -469,6 +477,7 @@ class TechniquesPage(WizardPage):
                     hidden_mse=self.hidden_mse.value(),
                     attention_mse=self.attention_mse.value(),
                     ffn_fraction=min(self.student_ffn.value(), 95) / 100,
+                    augment=self.augment.value(),
                 )
             )
         if self.layers_box.isChecked():
@@ -596,6 +605,7 @@ class TechniquesPage(WizardPage):
                 self.hidden_mse.setValue(distill.hidden_mse)
                 self.attention_mse.setValue(distill.attention_mse)
                 self.student_ffn.setValue(100 * distill.ffn_fraction)
+                self.augment.setValue(distill.augment)
             prunes = {s.method: s for s in steps if isinstance(s, Prune)}
             layers = prunes.get("layers")
             self.layers_box.setChecked(layers is not None)

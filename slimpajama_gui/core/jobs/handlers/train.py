@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from slimpajama_gui.core import data as data_mod
+from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs.context import (
     Cancelled,
     JobContext,
@@ -25,8 +26,13 @@ from slimpajama_gui.core.plan.recipe import Distill, FineTune
 from slimpajama_gui.core.runtime.bench import count_parameters
 from slimpajama_gui.core.techniques import distill as distill_mod
 from slimpajama_gui.core.techniques import prune as prune_mod
+from slimpajama_gui.core.techniques.distill import augment as augment_mod
 from slimpajama_gui.core.techniques.distill import cache as distill_cache
 from slimpajama_gui.core.techniques.train import TrainConfig
+
+#: Neighbours a swapped word chooses from: 8 keep the meaning close (near synonyms and
+#: related words) while still varying the text; the out-of-domain probe used 8.
+AUGMENT_NEIGHBOURS = 8
 
 
 @handles("finetune")
@@ -65,6 +71,8 @@ def distill(ctx: JobContext, index: int, step: Distill) -> dict[str, Any]:
     if step.ffn_fraction > 0:
         student = _narrow_ffn(ctx, student, step)
     base = train_config(step, step.epochs)
+    train_data = _train_rows(ctx, teacher, step)
+    rows = len(train_data[0])
 
     def fit_student(model, epochs, loss_fn=None, callbacks=()):
         return fit(
@@ -75,13 +83,14 @@ def distill(ctx: JobContext, index: int, step: Distill) -> dict[str, Any]:
             replace(base, epochs=epochs),
             loss_fn=loss_fn,
             callbacks=tuple(callbacks),
+            data=train_data,
         )
 
     cache_batches = data_mod.batches(
-        ctx.encoded("train"), ctx.dataset.train.labels, 64,
+        train_data[0], train_data[1], 64,
         shuffle=False, seed=0, pad_id=ctx.pad_id, sort_by_length=True,
     )  # fmt: skip
-    total = math.ceil(len(ctx.encoded("train")) / 64)
+    total = math.ceil(rows / 64)
     done = {"n": 0}
 
     def cached(*_args) -> None:
@@ -89,13 +98,14 @@ def distill(ctx: JobContext, index: int, step: Distill) -> dict[str, Any]:
         ctx.callbacks.on_progress(index, done["n"], total)
 
     report: dict[str, Any] = {}
+    originals = len(ctx.encoded("train"))
     result = distill_mod.distill(
         student, teacher, fit_student,
         temperature=step.temperature, alpha_kd=step.alpha_kd,
         hidden_mse=step.hidden_mse, attention_mse=step.attention_mse, epochs=step.epochs,
         cache=True, train_batches_for_cache=cache_batches, control=ctx.control, on_cache_batch=cached,
-        cache_path=_logits_cache_path(ctx, teacher, step), cache_rows=len(ctx.encoded("train")),
-        report=report,
+        cache_path=_logits_cache_path(ctx, teacher, step, train_data[0]), cache_rows=rows,
+        report=report, teacher_labels_from=originals if rows > originals else None,
     )  # fmt: skip
     if result.status == "cancelled":
         raise Cancelled
@@ -113,18 +123,54 @@ def distill(ctx: JobContext, index: int, step: Distill) -> dict[str, Any]:
         distill={
             "teacher_layers": layers, "temperature": step.temperature, "alpha_kd": step.alpha_kd,
             "teacher_logits": report.get("teacher_logits"),
+            "augmented_rows": rows - originals,
         },
     )  # fmt: skip
     save_variant(ctx, index, step, record)
     return {"accuracy": acc, "parameters": count_parameters(ctx.model)[0]}
 
 
-def _logits_cache_path(ctx: JobContext, teacher: Any, step: Distill) -> Path | None:
-    """The teacher-logit cache file of this teacher on this train split, or None when
-    the loss needs more of the teacher than its logits (hidden states, attention)."""
+def _train_rows(ctx: JobContext, teacher: Any, step: Distill) -> tuple[Any, list[int]]:
+    """The rows the student trains on: the train split, then ``step.augment`` altered
+    copies of it (see :mod:`~slimpajama_gui.core.techniques.distill.augment`), whose
+    labels here are placeholders (the loss takes the teacher's argmax for them)."""
+    enc, labels = ctx.encoded("train"), list(ctx.dataset.train.labels)
+    if not step.augment:
+        return enc, labels
+    try:
+        words, continues = augment_mod.whole_word_ids(ctx.tokenizer)
+    except ValueError as exc:
+        raise UserError(
+            f"distill.augment: {exc}, so no word can be swapped safely; set augment to 0 "
+            "for this model."
+        ) from None
+    in_use = {token for ids in enc.input_ids for token in ids}
+    table = teacher.embeddings.word_embeddings.weight  # (vocab, hidden)
+    neighbours = augment_mod.neighbour_table(table, words, in_use, k=AUGMENT_NEIGHBOURS)
+    extra = augment_mod.augment_rows(
+        enc.input_ids, neighbours, continues,
+        rate=step.augment_rate, copies=step.augment, seed=getattr(step, "seed", 0),
+    )  # fmt: skip
+    types = enc.token_type_ids
+    both = replace(
+        enc,
+        input_ids=[*enc.input_ids, *extra],
+        token_type_ids=None if types is None else [*types, *(types * step.augment)],
+    )
+    ctx.callbacks.on_message(
+        f"Distill: {len(extra):,} altered copies of the {len(enc):,} train rows "
+        f"({100 * step.augment_rate:g} % of their whole words swapped for near neighbours); "
+        "they learn from the teacher's logits."
+    )
+    return both, labels * (1 + step.augment)
+
+
+def _logits_cache_path(ctx: JobContext, teacher: Any, step: Distill, enc: Any) -> Path | None:
+    """The teacher-logit cache file of this teacher on these train rows (``enc``: the
+    split, augmented copies included), or None when the loss needs more of the teacher
+    than its logits (hidden states, attention)."""
     if step.alpha_kd <= 0 or step.hidden_mse > 0 or step.attention_mse > 0:
         return None
-    enc = ctx.encoded("train")
     split = ctx.dataset.train
     extra: dict[str, object] = {"max_length": enc.max_length}
     try:

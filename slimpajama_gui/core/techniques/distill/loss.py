@@ -88,6 +88,9 @@ class DistillLoss:
             else evenly spaced (:func:`evenly_spaced_layers`).
         teacher_logits_cache: row index -> teacher logits (a dict, or an (N, K) tensor
             whose row i is dataset row i), to skip the teacher forward.
+        teacher_labels_from: rows whose ``index`` is at least this (augmented copies,
+            see :mod:`.augment`) take the teacher's argmax as their label for ``ce``;
+            needs ``alpha_kd > 0`` (the teacher's logits). None: every label is the data's.
 
     Raises:
         UserError: a setting is out of range (the message names ``distill.<field>``).
@@ -103,6 +106,7 @@ class DistillLoss:
         attention_mse: float = 0.0,
         layer_map: list[int] | None = None,
         teacher_logits_cache: dict[int, torch.Tensor] | torch.Tensor | None = None,
+        teacher_labels_from: int | None = None,
     ) -> None:
         _check_number("temperature", temperature, low=0.0, low_open=True)
         _check_number("alpha_kd", alpha_kd, low=0.0, high=1.0)
@@ -121,6 +125,12 @@ class DistillLoss:
         self.attention_mse = float(attention_mse)
         self.layer_map = layer_map
         self.teacher_logits_cache = teacher_logits_cache
+        if teacher_labels_from is not None and self.alpha_kd <= 0:
+            raise UserError(
+                "distill.augment: the altered copies learn from the teacher's logits, "
+                "which alpha_kd 0 turns off; set alpha_kd above 0 or augment to 0."
+            )
+        self.teacher_labels_from = teacher_labels_from
         #: Batches answered from the cache / by running the teacher (for tests and logs).
         self.cache_hits = 0
         self.teacher_forwards = 0
@@ -226,7 +236,11 @@ class DistillLoss:
         parts: dict[str, torch.Tensor] = {}
         total = s_logits.new_zeros(())
         if "labels" in batch:
-            parts["ce"] = F.cross_entropy(s_logits, batch["labels"])
+            labels = batch["labels"].to(device)
+            if self.teacher_labels_from is not None and t_logits is not None:
+                from_teacher = batch["index"].to(device) >= self.teacher_labels_from  # (B,)
+                labels = torch.where(from_teacher, t_logits.argmax(dim=-1), labels)
+            parts["ce"] = F.cross_entropy(s_logits, labels)
             total = total + (1.0 - self.alpha_kd) * parts["ce"]
         elif self.alpha_kd < 1:
             raise ValueError("batch has no 'labels' but alpha_kd < 1 needs them")

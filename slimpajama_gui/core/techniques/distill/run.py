@@ -114,6 +114,7 @@ def distill(
     cache_path: Path | None = None,
     cache_rows: int | None = None,
     report: dict | None = None,
+    teacher_labels_from: int | None = None,
 ) -> TrainResult:
     """Train ``student`` to imitate ``teacher`` with the pipeline's ``fit``.
 
@@ -140,6 +141,8 @@ def distill(
         on_cache_batch: progress while caching (batches done).
         cache_path: the on-disk cache file; needs ``cache_rows``.
         cache_rows: rows of the training split (the file's first dimension).
+        teacher_labels_from: rows from this index on are augmented copies whose label
+            is the teacher's argmax (see :class:`DistillLoss`).
         report: filled with ``teacher_logits`` ("read from disk", "computed",
             "teacher on every batch") and, after training, ``teacher_forwards``.
         Others: as :class:`DistillLoss`.
@@ -154,6 +157,7 @@ def distill(
         hidden_mse=hidden_mse,
         attention_mse=attention_mse,
         layer_map=layer_map,
+        teacher_labels_from=teacher_labels_from,
     )
     loss._check_pair(student)  # fail on a bad layer map before the teacher pass
     report = report if report is not None else {}
