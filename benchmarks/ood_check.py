@@ -19,7 +19,9 @@ default was chosen from this sweep), with the ids kept and the parameters.
 
 Writes the "ood-check" section of docs/benchmarks.md, with ``--note`` (how the
 variants were made) under the table; ``--quick`` checks the first rows of each set only
-and leaves docs/benchmarks.md alone. Exits 1 when a variant is outside the budget.
+and leaves docs/benchmarks.md alone; ``--sets FOLDER`` (e.g. ``resources/ood-confirm``,
+sets kept apart to confirm a choice made on the first ones) writes its own section,
+"ood-check-FOLDER". Exits 1 when a variant is outside the budget.
 """
 
 from __future__ import annotations
@@ -261,15 +263,21 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/ood_check.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
     )
-    body = f"""## Out-of-domain checks (ood-check)
+    # The default sets have their own section; another folder (a confirmation set) gets
+    # one named after it, so checking it never replaces the first table.
+    default = args.sets.resolve() == SETS.resolve()
+    section = "ood-check" if default else f"ood-check-{args.sets.name}"
+    where = "resources/ood" if default else args.sets.name
+    per_domain = min(len(d.texts) for d in domains)
+    body = f"""## Out-of-domain checks ({section})
 
-Accuracy on review sentences from outside SST-2 (`resources/ood`: {rows} rows, written
+Accuracy on review sentences from outside SST-2 (`{where}`: {rows} rows, written
 for this project), each model with its own tokenizer at 128 tokens, against the teacher
 `{args.teacher}`. Δ = points against the teacher; s.e. = standard error of the pooled
 accuracy; flips = sentences whose predicted label differs from the teacher's; [UNK]
 sentences = share holding an [UNK] token. Within {args.budget} = every domain and the pooled
-accuracy at most {args.budget} points below the teacher's. With 160 rows a domain, one
-sentence is 0.6 points: read the flips with the accuracy.
+accuracy at most {args.budget} points below the teacher's. With {per_domain} rows a domain, one
+sentence is {100 / per_domain:.1f} points: read the flips with the accuracy.
 
 {text}
 
@@ -283,7 +291,7 @@ Machine: {machine()}. Took {time.perf_counter() - t0:.0f} s.
 """
     print(body)
     if not args.quick:
-        write_section("ood-check", body)
+        write_section(section, body)
     return 0 if all(verdicts) else 1
 
 
