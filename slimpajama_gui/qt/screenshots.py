@@ -6,7 +6,7 @@ user's own window layout and history neither leak into the pictures nor get chan
 
 Every area shows real content: before taking the pictures, the script runs the Balanced
 preset (``resources/recipes/preset-balanced.yaml``: fine-tune, distil into a 4-layer
-student with half its FFN, prune the vocabulary, int8 in onnxruntime, evaluate, benchmark) on the packaged
+student on the rows and augmented copies, int8 in onnxruntime, evaluate, benchmark) on the packaged
 MiniLM and the built-in demo data through the app's own Jobs area, then measures the
 source model and the fine-tuned teacher with Compare's Benchmark action (the baseline),
 computes the flips between the teacher and the int8 student, and has the Playground

@@ -147,6 +147,7 @@ def test_recipe_needs_a_model():
 
 
 def test_vocabulary_count_belongs_to_model_and_data(draft, encoder):
+    draft.use_preset("smallest")  # the preset that prunes the vocabulary
     key = draft.vocabulary_key()
     assert key is not None and draft.vocabulary_count() is None
     draft.set_vocabulary_count(key, 1234)
@@ -165,7 +166,7 @@ def test_a_source_its_chain_cannot_use_is_refused_before_run(draft, encoder):
         ("onnx_int8", "an ONNX int8 model"),
     ):
         draft.set_model(replace(encoder, dtype=dtype, name="03-quantize"))
-        draft.use_preset("balanced")
+        draft.use_preset("smallest")  # distils, prunes and quantizes
         problems = [p for p in draft.problems("techniques") if "03-quantize is" in p]
         assert len(problems) == 1 and problems[0].startswith(
             f"03-quantize is {what}: it cannot be fine-tuned, distilled, pruned or quantized; "

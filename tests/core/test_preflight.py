@@ -121,7 +121,7 @@ def test_an_onnx_folder_without_its_record_is_not_taken_for_float(tiny_bert, tmp
     save_onnx_variant(model, tiny_bert, folder, quantized=True)
     info = inspect_model(folder)
     assert weights_kind(info) == "onnx" and info.label_names == ("neg", "pos")
-    [sentence] = source_problems(info, presets.load_preset("balanced"))
+    [sentence] = source_problems(info, presets.load_preset("smallest"))
     assert sentence.startswith("onnx is an ONNX model: it cannot be fine-tuned, distilled,")
     assert "keep only evaluate or benchmark steps" in sentence
 

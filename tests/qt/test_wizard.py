@@ -269,10 +269,11 @@ def test_an_edit_keeps_the_preset_s_training_settings(qtbot, on_techniques):
 
     before = training(tech.chain())
     assert before[("distill", "")][:3] == (4, 1e-4, 16)  # the preset's, not the defaults
+    assert ("prune", "vocabulary") not in before  # balanced keeps every token
     click_group_check(qtbot, tech.vocab_box)  # an edit: the chain is now custom
     assert tech.preset() == "custom"
     after = training(tech.chain())
-    assert after == {k: v for k, v in before.items() if k != ("prune", "vocabulary")}
+    assert {k: v for k, v in after.items() if k != ("prune", "vocabulary")} == before
 
 
 def test_invalid_techniques_block_next_with_a_sentence(qtbot, on_techniques):
@@ -489,9 +490,9 @@ def test_packaged_model_needs_finetune_and_presets_start_with_it(qtbot, make_wiz
         assert isinstance(chain[-1], Benchmark) and isinstance(chain[-2], Evaluate)
         assert any(isinstance(s, Quantize) and s.backend == "onnxruntime" for s in chain)
     assert [type(s) for s in tech.chain()] == [
-        FineTune, Distill, Prune, Prune, Quantize, Evaluate, Benchmark
+        FineTune, Distill, Prune, Quantize, Evaluate, Benchmark
     ]  # fmt: skip
-    assert tech.chain()[1].student_layers == [1, 4]
+    assert tech.chain()[1].student_layers == [0, 1, 2, 5] and tech.chain()[1].augment == 1
     # Fine-tuning cannot be unticked while the model has no head.
     click(qtbot, tech.preset_buttons["custom"])
     assert tech.finetune_box.isChecked()
