@@ -9,7 +9,7 @@ import pytest
 from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks, run
 from slimpajama_gui.core.jobs.progress import MIN_MEASURE_S, JobProgress
 from slimpajama_gui.core.plan.estimate import StepWork, step_work
-from slimpajama_gui.core.plan.steps import Benchmark, Evaluate, FineTune, Prune, Quantize
+from slimpajama_gui.core.plan.steps import Benchmark, Distill, Evaluate, FineTune, Prune, Quantize
 from slimpajama_gui.core.storage.history import JobStore
 from tests.core.test_pipeline import make_recipe
 
@@ -134,3 +134,16 @@ def test_vocabulary_pruning_has_no_recovery_training_to_weigh():
     vocab, heads = step_work([Prune(method="vocabulary"), Prune(method="heads")], **kw)
     [finetune] = step_work([FineTune(epochs=1)], **kw)
     assert vocab.units < 0.1 * finetune.units < heads.units
+
+
+def test_augmented_copies_weigh_as_more_training_rows():
+    """A distillation with one augmented copy of each row trains on twice the rows and
+    runs the teacher over them once: its share of the job's progress bar grows."""
+    kw = dict(parameters=10_000_000, layers=6, train_rows=440, eval_rows=100)
+    [plain] = step_work([Distill(student_layers=[0, 1, 2, 5], epochs=4)], **kw)
+    [doubled] = step_work([Distill(student_layers=[0, 1, 2, 5], epochs=4, augment=1)], **kw)
+    [eight] = step_work([Distill(student_layers=[0, 1, 2, 5], epochs=8)], **kw)
+    assert plain.units < doubled.units
+    # Twice the rows for 4 epochs is as much training as the rows for 8, plus one more
+    # teacher pass over the copies.
+    assert doubled.units > eight.units
