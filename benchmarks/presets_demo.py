@@ -1,6 +1,6 @@
 """The three wizard presets at their real settings, on the demo data the app ships.
 
-    .venv/bin/python benchmarks/presets_demo.py          # packaged MiniLM; 10-30 minutes
+    .venv/bin/python benchmarks/presets_demo.py          # packaged MiniLM; about 2 minutes on 2 idle cores
     .venv/bin/python benchmarks/presets_demo.py --quick  # training capped, seconds per step
 
 Each preset's recipe (``resources/recipes/preset-NAME.yaml``: the chain the wizard shows
