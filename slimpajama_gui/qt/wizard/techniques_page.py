@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QRadioButton,
     QScrollArea,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -40,6 +39,7 @@ from slimpajama_gui.core.plan.search_step import Search
 from slimpajama_gui.core.plan.static_step import DistillStatic
 from slimpajama_gui.core.plan.steps import (
     KEEP_GENERAL,
+    MAX_AUGMENT,
     MAX_VOCAB,
     Benchmark,
     Distill,
@@ -60,6 +60,7 @@ from slimpajama_gui.qt.wizard.widgets import (
     error_label,
     escape,
     group_box,
+    int_spin,
     make_label,
     percent_spin,
     scope_combo,
@@ -146,13 +147,8 @@ class TechniquesPage(WizardPage):
             "choose which linears stay in float.",
         )
         self.sensitivity_box.setChecked(False)
-        self.sensitivity_rows = QSpinBox()
-        self.sensitivity_rows.setRange(16, 100_000)
-        self.sensitivity_rows.setSingleStep(64)
-        self.sensitivity_rows.setValue(Sensitivity().rows)
-        self.sensitivity_rows.setToolTip(
-            "Eval rows sampled (seeded); every measurement runs the model over them once"
-        )
+        self.sensitivity_rows = int_spin(16, 100_000, Sensitivity().rows, step=64,
+            tip="Eval rows sampled (seeded); every measurement runs the model over them once")  # fmt: skip
         rows_line = QHBoxLayout()
         rows_line.addWidget(QLabel("Measured on"))
         rows_line.addWidget(self.sensitivity_rows)
@@ -176,10 +172,8 @@ class TechniquesPage(WizardPage):
             "expect several points below the teacher.",
             NOTE_STYLE,
         )
-        self.static_dims = QSpinBox()
-        self.static_dims.setRange(8, 4096)
-        self.static_dims.setValue(256)
-        self.static_dims.setToolTip("Width of each token vector (PCA components of the teacher's)")
+        self.static_dims = int_spin(8, 4096, 256,
+            tip="Width of each token vector (PCA components of the teacher's)")  # fmt: skip
         self.static_storage = combo_box(
             [("int8", "int8"), ("float16", "float16"), ("float32", "float32")],
             "How the vectors are stored: int8 (one scale per row) is 4x smaller than float32",
@@ -204,13 +198,10 @@ class TechniquesPage(WizardPage):
         self.student_ffn = percent_spin(0, "Share of each student layer's FFN neurons "
                                         "removed before distillation (the least important "
                                         "by gradient score): a smaller student")  # fmt: skip
-        self.augment = QSpinBox()
-        self.augment.setRange(0, 10)
-        self.augment.setToolTip(
-            "Altered copies of each train row, with 30 % of their words swapped for near "
-            "neighbours, that learn from the teacher's logits: the student stays closer to "
-            "the teacher on text unlike the train set. Each copy is one more pass of training."
-        )
+        self.augment = int_spin(0, MAX_AUGMENT, 0, tip="Altered copies of each train row, "
+            "with 30 % of their words swapped for near neighbours, that learn from the teacher's "
+            "logits: the student stays closer to the teacher on text unlike the train set. Each "
+            "copy is one more pass of training.")  # fmt: skip
         knobs = QGridLayout()
         knobs.addWidget(QLabel("Temperature:"), 0, 0)
         knobs.addWidget(self.temperature, 0, 1)
@@ -278,10 +269,7 @@ class TechniquesPage(WizardPage):
             "Prune vocabulary",
             "Keep the tokens the training data uses and the tokenizer's most common ones",
         )
-        self.vocab_general = QSpinBox()
-        self.vocab_general.setRange(0, MAX_VOCAB)
-        self.vocab_general.setSingleStep(1000)
-        self.vocab_general.setValue(KEEP_GENERAL)
+        self.vocab_general = int_spin(0, MAX_VOCAB, KEEP_GENERAL, step=1000)
         # One change per edit, not per keystroke: each value starts a vocabulary count.
         self.vocab_general.setKeyboardTracking(False)
         self.vocab_general.setToolTip(

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QProgressBar,
+    QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -92,6 +93,15 @@ def double_spin(low: float, high: float, value: float, *, decimals: int = 2, ste
     box.setToolTip(tip)
     box.setKeyboardTracking(True)
     box.setMaximumWidth(110)
+    return box
+
+
+def int_spin(low: int, high: int, value: int, *, step: int = 1, tip: str = "") -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setSingleStep(step)
+    box.setValue(value)
+    box.setToolTip(tip)
     return box
 
 
