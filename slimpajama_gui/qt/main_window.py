@@ -354,7 +354,10 @@ class MainWindow(QMainWindow):
             return  # the window closes next: no new scan to wait for
         self._show_new_results()
         # The history and the variant records are read off the GUI thread (the database
-        # may be busy); the sentence comes back as a queued signal.
+        # may be busy); the sentence comes back as a queued signal. Both handlers are bound
+        # methods: Qt drops the call if the window is gone by then (a lambda would run on
+        # a deleted window and raise).
+        self._outcome_fallback = f"Job {job_id} {status}."
         self._outcome_worker = start_worker(
             job_outcome,
             self.jobs_view.store,
@@ -362,8 +365,12 @@ class MainWindow(QMainWindow):
             status,
             error,
             returned=self.notify_job,
-            errored=lambda exc: self.notify_job(f"Job {job_id} {status}."),
+            errored=self._on_outcome_error,
         )
+
+    def _on_outcome_error(self, _exc: BaseException) -> None:
+        # The history could not be read: say the bare status rather than nothing.
+        self.notify_job(self._outcome_fallback)
 
     def notify_job(self, sentence: str) -> None:
         """Tell the user a job ended: in the status bar, and, when the window is not the

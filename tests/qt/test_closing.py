@@ -390,3 +390,30 @@ def test_closing_without_a_running_job_asks_nothing(qtbot, window):
     window.close()
     assert not window.isVisible()
     assert not [w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox)]
+
+
+def test_a_job_outcome_that_arrives_after_the_window_is_gone_is_dropped(qtbot, monkeypatch):
+    """The sentence about a finished job is read on a worker; when the window is deleted
+    before it comes back (quitting right after a job ends), nothing runs on the deleted
+    window (pytest-qt fails the test on an exception in the event loop)."""
+    from slimpajama_gui.qt import main_window as main_window_mod
+
+    gate = threading.Event()
+
+    def slow_failure(*_args):
+        gate.wait(10)
+        raise OSError("history busy")
+
+    monkeypatch.setattr(main_window_mod, "job_outcome", slow_failure)
+    win = MainWindow()
+    with qtbot.waitSignal(win.models_view.scan_finished, timeout=60_000):
+        win.show()
+    assert QThreadPool.globalInstance().waitForDone(60_000)  # start-up loads are done
+    qtbot.wait(200)
+    win._on_job_finished(1, "done", "")  # the outcome worker now waits on the gate
+    assert win.close()  # as the user quits: every screen stops listening to its workers
+    win.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gate.set()
+    assert QThreadPool.globalInstance().waitForDone(10_000)
+    qtbot.wait(200)  # the worker's queued 'errored' signal is delivered (or dropped) here
