@@ -92,11 +92,11 @@ def bad_good(tmp_path_factory, tiny_minilm) -> Path:
 # --------------------------------------------------------------------------- pre-flight
 
 
-def test_an_onnx_int8_source_of_a_balanced_chain_is_refused_on_the_review_page(
+def test_an_onnx_int8_source_of_a_smallest_chain_is_refused_on_the_review_page(
     qtbot, wizard, onnx_int8, tiny_minilm, tmp_path
 ):
     path = write_recipe(
-        tmp_path / "balanced.yaml", onnx_int8, load_preset("balanced"), tmp_path / "out"
+        tmp_path / "smallest.yaml", onnx_int8, load_preset("smallest"), tmp_path / "out"
     )
     w = wizard()
     w.open_recipe(load_recipe(path), path)

@@ -404,8 +404,8 @@ class Distill(Step):
         require(
             not self.augment or self.alpha_kd > 0,
             "augment",
-            "the altered copies learn from the teacher's logits, which alpha_kd 0 turns "
-            "off; set alpha_kd above 0 or augment to 0",
+            "the augmented copies learn from the teacher's logits, which a KD weight "
+            "(alpha_kd) of 0 turns off; set alpha_kd above 0 or augment to 0",
         )
         check_fraction(self, "ffn_fraction", low_open=False, high_open=True)
         check_positive(self, "temperature", "epochs", "learning_rate", "batch_size")

@@ -30,8 +30,9 @@ from slimpajama_gui.core.techniques.distill import augment as augment_mod
 from slimpajama_gui.core.techniques.distill import cache as distill_cache
 from slimpajama_gui.core.techniques.train import TrainConfig
 
-#: Neighbours a swapped word chooses from: 8 keep the meaning close (near synonyms and
-#: related words) while still varying the text; the out-of-domain probe used 8.
+#: Neighbours a swapped word chooses from: 8 keep to related words (near synonyms, and
+#: sometimes antonyms such as good/bad, which is why the teacher labels each copy) while
+#: still varying the text; the out-of-domain probe used 8.
 AUGMENT_NEIGHBOURS = 8
 
 
