@@ -241,17 +241,31 @@ def test_keep_general_keeps_common_words_the_train_rows_never_use(
         prune_vocabulary(model, minilm_tokenizer_folder, TEXTS, tmp_path / "c", keep_general=-1)
 
 
-def test_common_token_ids_skip_placeholders_and_start_with_characters_then_words(
+def test_common_token_ids_keep_spelling_pieces_and_frequent_words_whole(
     minilm_tokenizer_folder,
 ):
+    from wordfreq import top_n_list
+
     from slimpajama_gui.core.model.tokenizers import common_token_ids, load_tokenizer
 
     tok = load_tokenizer(minilm_tokenizer_folder)
-    ids = common_token_ids(tok.get_vocab(), 1200)
-    tokens = tok.convert_ids_to_tokens(ids)
-    assert len(ids) == 1200 and ids == sorted(ids)
+    ids = common_token_ids(tok, 20_000)
+    tokens = set(tok.convert_ids_to_tokens(ids))
+    assert len(ids) == 20_000 and ids == sorted(ids)
     assert not any(t.startswith("[") and len(t) > 1 for t in tokens)  # [PAD], [unused5]
-    assert tokens[:3] == ["!", '"', "#"] and "the" in tokens and "and" in tokens
-    assert common_token_ids(tok.get_vocab(), 0) == []
+    # Every single character and "##" + character stays, so nothing becomes [UNK].
+    assert {"a", "!", "##a", "##z", "7"} <= tokens
+    # Review words beyond id 20,000 in BERT's list are kept; numbers too.
+    assert {"sturdy", "creamy", "roasted", "2010", "the"} <= tokens
+    # The most frequent English words read exactly as before with only these ids (the
+    # first 19,117 on this vocabulary; 15,000 leaves room for another wordfreq release).
+    kept = set(ids) | set(tok.all_special_ids)  # "😂" is [UNK] before and after
+    words = [w for w in top_n_list("en", 15_000) if not any(c.isdigit() for c in w)]
+    split = [w for w in words if not set(tok(w, add_special_tokens=False)["input_ids"]) <= kept]
+    assert split == []
+    assert common_token_ids(tok, 0) == []
+    assert len(common_token_ids(tok, 10**6)) == len(tok) - sum(
+        1 for t in tok.get_vocab() if t.startswith("[") and t.endswith("]")
+    )
     with pytest.raises(ValueError):
-        common_token_ids(tok.get_vocab(), -1)
+        common_token_ids(tok, -1)

@@ -275,7 +275,8 @@ class TechniquesPage(WizardPage):
         self.vocab_general.setToolTip(
             "keep_general: how many of the tokenizer's most common tokens to keep besides "
             "those the training texts use, so text from other domains still reads as whole "
-            "words. 0 keeps only the training texts' tokens (smallest, but out-of-domain "
+            "words (single characters first, then the tokens of the most frequent English "
+            "words; 20,000 keep about 19,000 words whole). 0 keeps only the training texts' tokens (smallest, but out-of-domain "
             "words then read as other pieces or [UNK])."
         )
         general_row = QHBoxLayout()

@@ -406,9 +406,9 @@ def prune_vocabulary(
     A word never seen falls back to kept sub-pieces, or [UNK].
 
     ``keep_general`` keeps the tokenizer's most common tokens as well
-    (:func:`~slimpajama_gui.core.model.tokenizers.common_token_ids`: for BERT's
-    vocabularies, the single characters and then the word pieces by frequency), so text
-    from outside the training data still reads as whole words. ``extra_ids`` keeps
+    (:func:`~slimpajama_gui.core.model.tokenizers.common_token_ids`: the spelling pieces,
+    then the tokens of the most frequent English words by wordfreq's counts, each such
+    word whole), so text from outside the training data still reads as whole words. ``extra_ids`` keeps
     any other ids (e.g. those of a second dataset).
 
     Args:
@@ -486,7 +486,7 @@ def prune_vocabulary(
             f"prune.keep_general is {keep_general!r}; give how many of the tokenizer's most "
             "common tokens to keep as well, 0 or more."
         )
-    general = set(common_token_ids(vocab, keep_general)) - keep
+    general = set(common_token_ids(tokenizer, keep_general)) - keep
     keep |= general
     kept_ids = sorted(keep)
 
