@@ -38,6 +38,64 @@ class Predictions:
         return e / e.sum(axis=1, keepdims=True)
 
 
+def batch_dependent(model: nn.Module) -> bool:
+    """Whether one row's logits depend on the other rows of its batch.
+
+    Dynamic int8 (PyTorch's ``linear_dynamic``, onnxruntime's ``DynamicQuantizeLinear``)
+    quantizes each linear layer's input with one scale for the whole input tensor: every
+    row of the batch and its padded positions. A row is then rounded on a grid set by
+    its neighbours, and near the decision boundary its label changes with them:
+    measured on the SST-2 presets (onnxruntime int8), 27-32 of 1,800 review sentences
+    got another label in batches of 32 than alone. Float and weight-only models do not
+    depend on their batch. A model may say so itself with a ``batch_dependent``
+    attribute (an ONNX graph, which has no modules to look at).
+    """
+    said = getattr(model, "batch_dependent", None)
+    if said is not None:
+        return bool(said)
+    from torch.ao.nn.quantized import dynamic as nnqd
+
+    return any(isinstance(m, nnqd.Linear) for m in model.modules())
+
+
+def row_logits(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    token_type_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Logits (B, C) of a batch, each row as the model gives it alone.
+
+    A model whose rows depend on their batch (:func:`batch_dependent`) runs each row
+    alone, without its padding, so a sentence gets the label it gets at batch 1 (the
+    Playground's, and what latency measures) whatever it is batched with; other models
+    run the batch at once. Why row by row and not a per-row scale: neither PyTorch's
+    nor onnxruntime's dynamic int8 kernels take one, and at batch 1 these small models
+    run as fast per row as in batches of 32 (docs/benchmarks.md, peers-sst2).
+    """
+    if input_ids.shape[0] == 1 or not batch_dependent(model):
+        return model(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).logits
+    rows = []
+    for i in range(input_ids.shape[0]):
+        end = input_ids.shape[1]
+        if attention_mask is not None:
+            real = attention_mask[i].nonzero()
+            # Padding on the right (as this project's batches and tokenizers pad): cut it;
+            # a mask with holes is passed whole.
+            if len(real) and int(real[-1]) + 1 == len(real):
+                end = len(real)
+        rows.append(
+            model(
+                input_ids=input_ids[i : i + 1, :end],
+                attention_mask=None if attention_mask is None else attention_mask[i : i + 1, :end],
+                token_type_ids=None if token_type_ids is None else token_type_ids[i : i + 1, :end],
+            ).logits
+        )
+    return torch.cat(rows)
+
+
 @torch.inference_mode()
 def predict(
     model: nn.Module,
@@ -60,14 +118,13 @@ def predict(
     for batch in batches:
         if control is not None and control.should_stop:
             break
-        out = model(
-            input_ids=batch["input_ids"].to(device),
-            attention_mask=batch["attention_mask"].to(device),
-            token_type_ids=batch["token_type_ids"].to(device)
-            if "token_type_ids" in batch
-            else None,
+        out = row_logits(
+            model,
+            batch["input_ids"].to(device),
+            batch["attention_mask"].to(device),
+            batch["token_type_ids"].to(device) if "token_type_ids" in batch else None,
         )
-        logits.append(out.logits.float().cpu().numpy())
+        logits.append(out.float().cpu().numpy())
         labels.append(batch["labels"].cpu().numpy())
         if "index" in batch:
             order.append(batch["index"].cpu().numpy())

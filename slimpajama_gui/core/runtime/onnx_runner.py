@@ -8,6 +8,7 @@ puts it behind the ``model(input_ids, ...).logits`` call of a PyTorch model.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,6 +63,26 @@ def load_onnx_runner(folder: Path, threads: int = 2) -> OrtRunner:
 #: and the per-block ones of its 4-bit weight-only quantizer): metadata of a parameter,
 #: not parameters; and the unpacking constants of a packed 4-bit table.
 _QUANT_META = ("_scale", "_zero_point", "_scales", "_zero_points", "_Q4shift", "_Q4mask")
+
+
+#: Operators that quantize an activation with a scale computed from the whole input
+#: tensor at run time (onnxruntime's dynamic int8), before and after its graph fusion.
+_DYNAMIC_ACTIVATION_OPS = {"DynamicQuantizeLinear", "DynamicQuantizeMatMul"}
+
+
+def quantizes_activations_dynamically(path: Path) -> bool:
+    """Whether an ONNX file quantizes activations at run time over the whole input.
+
+    Raises:
+        UserError: the file cannot be read as ONNX.
+    """
+    import onnx
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:  # onnx raises DecodeError, OSError, ...
+        raise UserError(f"{path} cannot be read as ONNX ({type(exc).__name__}).") from exc
+    return any(node.op_type in _DYNAMIC_ACTIVATION_OPS for node in graph.node)
 
 
 def onnx_parameters(path: Path) -> tuple[int, int]:
@@ -204,6 +225,12 @@ class OrtRunner:
         (:func:`onnx_parameters`)."""
         return onnx_parameters(self.path)
 
+    @functools.cached_property
+    def dynamic_activations(self) -> bool:
+        """Whether a row's logits depend on the other rows of its batch (dynamic int8:
+        :func:`quantizes_activations_dynamically`); read from the file once."""
+        return quantizes_activations_dynamically(self.path)
+
 
 @dataclass
 class OnnxOutput:
@@ -228,6 +255,11 @@ class OnnxClassifier(nn.Module):
         self.runner = runner
         self.config = runner.config
         self.device_anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
+
+    @property
+    def batch_dependent(self) -> bool:
+        """See :func:`slimpajama_gui.core.runtime.evaluate.batch_dependent`."""
+        return self.runner.dynamic_activations
 
     def forward(
         self,

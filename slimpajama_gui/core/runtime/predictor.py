@@ -34,7 +34,7 @@ import numpy as np
 
 from slimpajama_gui.core.data.dataset import Split
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.runtime.evaluate import predict
+from slimpajama_gui.core.runtime.evaluate import predict, row_logits
 from slimpajama_gui.core.runtime.inputs import model_inputs
 from slimpajama_gui.core.runtime.loading import open_model
 
@@ -247,7 +247,12 @@ class ModelPredictor:
                 )
                 warnings.extend(said)
                 t0 = time.perf_counter()
-                logits = self.model(**inputs).logits
+                logits = row_logits(
+                    self.model,
+                    inputs["input_ids"],
+                    inputs.get("attention_mask"),
+                    inputs.get("token_type_ids"),
+                )
                 seconds += time.perf_counter() - t0
                 if not bool(torch.isfinite(logits).all()):
                     raise UserError(
