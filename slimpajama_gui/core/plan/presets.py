@@ -49,16 +49,17 @@ PRESETS = ("fast", "balanced", "smallest")
 #: how long a chain takes depends on the data and the machine, and the job shows it.
 PRESET_BLURBS = {
     "fast": "Fast — no distillation and every token kept: int8 in onnxruntime with 4-bit word "
-    "embeddings. Measured on SST-2: 4.6× smaller and 6.2× faster, accuracy kept (also on "
+    "embeddings. Measured on SST-2: 4.6× smaller and 5.3× faster, accuracy kept (also on "
     "reviews from other domains).",
     "balanced": "Balanced — distil into a 4-layer student (logit KD, on the train rows and one "
     "augmented copy of each), int8 in onnxruntime with 4-bit word embeddings; every token "
-    "kept. Measured on SST-2: 5.7× smaller and 9.5× faster, 1.3 points lost after a short CPU "
-    "run, and within a point of the teacher on reviews from other domains.",
+    "kept. Measured on SST-2: 5.7× smaller and 7.8× faster, 1.2 points lost after a short CPU "
+    "run; on reviews from other domains within a point of the teacher (1.7 below on the "
+    "worst of nine domains).",
     "smallest": "Smallest — the balanced student, then vocabulary pruning (the data's tokens "
-    "and 20,000 common ones) and int8 with 4-bit word embeddings. Measured on SST-2: 6.6× "
-    "smaller and 9.4× faster, 1.5 points lost after a short CPU run, 0.4 to 1.4 on reviews "
-    "from other domains.",
+    "and 20,000 common ones) and int8 with 4-bit word embeddings. Measured on SST-2: 6.5× "
+    "smaller and 7.7× faster, 1.1 points lost after a short CPU run; on reviews from other "
+    "domains 0.3 to 0.9 below the teacher (2.0 below on the worst of nine domains).",
 }
 #: The recipe's ``dataset:`` mapping for the built-in demo data.
 DEMO_SPEC: dict[str, Any] = {
