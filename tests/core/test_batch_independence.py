@@ -13,33 +13,16 @@ import pytest
 import torch
 from torch import nn
 
-from slimpajama_gui.core.model.config import EncoderConfig
-from slimpajama_gui.core.model.encoder import EncoderClassifier
 from slimpajama_gui.core.runtime.evaluate import batch_dependent, predict, row_logits
 from slimpajama_gui.core.runtime.onnx_runner import OnnxClassifier, OrtRunner
 from slimpajama_gui.core.techniques.onnx_export import export_onnx
 from slimpajama_gui.core.techniques.onnx_int8 import quantize_onnx
 from slimpajama_gui.core.techniques.quantize.methods import quantize_model
+from tests.core.test_quantize import tiny_model  # wide weights: rows of unlike ranges
 
 pytestmark = pytest.mark.int8
 
 LENGTHS = [5, 31, 12, 3]
-
-
-def tiny_model() -> EncoderClassifier:
-    torch.manual_seed(0)
-    config = EncoderConfig(
-        vocab_size=40, hidden_size=64, layer_heads=[4, 4], head_dim=16, layer_ffn=[128, 128],
-        max_position_embeddings=32, hidden_dropout=0.0, attention_dropout=0.0,
-    )  # fmt: skip
-    model = EncoderClassifier(config).eval()
-    with torch.no_grad():
-        # Wide weights: activations of very different ranges in different rows, as a
-        # long review and a short one give, so a shared scale would show.
-        for module in model.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                module.weight.normal_(std=0.1)
-    return model
 
 
 def padded(lengths: list[int]) -> dict[str, torch.Tensor]:

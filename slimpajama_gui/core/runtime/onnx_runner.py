@@ -76,13 +76,22 @@ def quantizes_activations_dynamically(path: Path) -> bool:
     Raises:
         UserError: the file cannot be read as ONNX.
     """
+    graph = _graph(path, weights=False)
+    return any(node.op_type in _DYNAMIC_ACTIVATION_OPS for node in graph.node)
+
+
+def _graph(path: Path, *, weights: bool):
+    """The graph of an ONNX file (with its external weights when ``weights``).
+
+    Raises:
+        UserError: the file cannot be read as ONNX.
+    """
     import onnx
 
     try:
-        graph = onnx.load(str(path), load_external_data=False).graph
+        return onnx.load(str(path), load_external_data=weights).graph
     except Exception as exc:  # onnx raises DecodeError, OSError, ...
         raise UserError(f"{path} cannot be read as ONNX ({type(exc).__name__}).") from exc
-    return any(node.op_type in _DYNAMIC_ACTIVATION_OPS for node in graph.node)
 
 
 def onnx_parameters(path: Path) -> tuple[int, int]:
@@ -101,10 +110,7 @@ def onnx_parameters(path: Path) -> tuple[int, int]:
     import onnx
     from onnx import numpy_helper
 
-    try:
-        graph = onnx.load(str(path), load_external_data=True).graph
-    except Exception as exc:  # onnx raises DecodeError, OSError, ...
-        raise UserError(f"{path} cannot be read as ONNX ({type(exc).__name__}).") from exc
+    graph = _graph(path, weights=True)
     weights = {
         t.name: t
         for t in graph.initializer
