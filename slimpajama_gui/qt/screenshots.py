@@ -128,7 +128,7 @@ def main(argv: list[str]) -> int:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from slimpajama_gui.qt.app import app_icon, configure_identity
+    from slimpajama_gui.qt.app import app_icon, collect_garbage_on_gui_thread, configure_identity
 
     configure_identity()
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
@@ -138,6 +138,7 @@ def main(argv: list[str]) -> int:
     app = QApplication(argv[:1])
     app.setStyle("Fusion")
     app.setWindowIcon(app_icon())
+    collect_garbage_on_gui_thread(app)
 
     from slimpajama_gui.core.plan.recipe import recipe_from_yaml
     from slimpajama_gui.qt.main_window import AREAS, MainWindow

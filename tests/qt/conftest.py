@@ -8,7 +8,17 @@ from typing import Any
 import pytest
 from PySide6.QtCore import QSettings, QTimer
 
-from slimpajama_gui.qt.app import configure_identity
+from slimpajama_gui.qt.app import collect_garbage_on_gui_thread, configure_identity
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gui_thread_garbage_collection(qapp):
+    """As the app does: the cyclic collector runs on the GUI thread only (see
+    :func:`~slimpajama_gui.qt.app.collect_garbage_on_gui_thread`)."""
+    collect_garbage_on_gui_thread(qapp)
+    yield
+    qapp._slimpajama_gc.timer.stop()
+    gc.enable()
 
 
 @pytest.fixture(autouse=True)
