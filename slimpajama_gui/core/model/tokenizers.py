@@ -155,6 +155,8 @@ def common_token_ids(tokenizer: Any, count: int) -> list[int]:
     """
     if count < 0:
         raise ValueError(f"count must be 0 or more, got {count}")
+    if count == 0:
+        return []
     vocab = tokenizer.get_vocab()
     text = {i: t for t, i in vocab.items() if not _NOT_TEXT.fullmatch(t)}
     kept = dict.fromkeys(sorted(i for i, t in text.items() if len(t.removeprefix("##")) == 1))
