@@ -269,3 +269,29 @@ def test_common_token_ids_keep_spelling_pieces_and_frequent_words_whole(
     )
     with pytest.raises(ValueError):
         common_token_ids(tok, -1)
+
+
+def test_common_token_ids_tokenize_each_word_once_across_counts(minilm_tokenizer_folder):
+    """The wizard counts again at every keep_general a user types; words already
+    tokenized are not tokenized again, and a count past the vocabulary tokenizes none."""
+    from slimpajama_gui.core.model.tokenizers import common_token_ids, load_tokenizer
+
+    class Counting:
+        def __init__(self, tok) -> None:
+            self.tok, self.words = tok, 0
+
+        def get_vocab(self):
+            return self.tok.get_vocab()
+
+        def __call__(self, words, **kwargs):
+            self.words += len(words)
+            return self.tok(words, **kwargs)
+
+    tok = Counting(load_tokenizer(minilm_tokenizer_folder))
+    everything = common_token_ids(tok, 10**6)  # more than there are: all, none tokenized
+    assert len(everything) > 29_000 and tok.words == 0
+    first = common_token_ids(tok, 20_000)
+    read = tok.words
+    assert 0 < read < 100_000  # the most frequent words only, not the whole list
+    assert set(common_token_ids(tok, 5_000)) <= set(first)
+    assert common_token_ids(tok, 20_000) == first and tok.words == read

@@ -157,20 +157,62 @@ def common_token_ids(tokenizer: Any, count: int) -> list[int]:
         raise ValueError(f"count must be 0 or more, got {count}")
     if count == 0:
         return []
+    return sorted(_ranking_for(tokenizer).first(count, tokenizer))
+
+
+class _GeneralRanking:
+    """One vocabulary's ids in :func:`common_token_ids`' order, extended on demand.
+
+    Why kept: the wizard counts the vocabulary again at every keep_general it is given;
+    20,000 ids need the first ~40,000 words (0.7 s), a value near the whole vocabulary
+    all 321,000 (5 s), so the words already tokenized are never tokenized again. The
+    lock makes concurrent counts (one worker per edit) wait for one another instead of
+    repeating the work. No tokenizer is kept: each call tokenizes with its caller's (a
+    fast tokenizer used by two threads at once raises "Already borrowed").
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.text = {i: t for t, i in tokenizer.get_vocab().items() if not _NOT_TEXT.fullmatch(t)}
+        spelling = sorted(i for i, t in self.text.items() if len(t.removeprefix("##")) == 1)
+        self.order = dict.fromkeys(spelling)
+        self.words: list[str] | None = None
+        self.next_word = 0
+        self.lock = threading.Lock()
+
+    def first(self, count: int, tokenizer: Any) -> list[int]:
+        with self.lock:
+            if count >= len(self.text):
+                return list(self.text)
+            if self.words is None:
+                self.words = _general_words(tuple(t for t in self.text.values() if t.isdigit()))
+            while len(self.order) < count and self.next_word < len(self.words):
+                chunk = self.words[self.next_word : self.next_word + _WORD_CHUNK]
+                self.next_word += len(chunk)
+                for ids in tokenizer(chunk, add_special_tokens=False)["input_ids"]:
+                    self.order.update(dict.fromkeys(i for i in ids if i in self.text))
+            if len(self.order) < count:  # ids no listed word uses, by id
+                self.order.update(dict.fromkeys(sorted(self.text)))
+            return list(self.order)[:count]
+
+
+def _ranking_for(tokenizer: Any) -> _GeneralRanking:
+    """The cached ranking of ``tokenizer``'s vocabulary (same class, casing and ids)."""
     vocab = tokenizer.get_vocab()
-    text = {i: t for t, i in vocab.items() if not _NOT_TEXT.fullmatch(t)}
-    kept = dict.fromkeys(sorted(i for i, t in text.items() if len(t.removeprefix("##")) == 1))
-    words = _general_words(tuple(t for t in text.values() if t.isdigit()))
-    # In chunks, most frequent first: 20,000 ids need about the first 40,000 words,
-    # and tokenizing all 321,000 takes seconds.
-    for start in range(0, len(words), _WORD_CHUNK):
-        if len(kept) >= count:
-            break
-        chunk = words[start : start + _WORD_CHUNK]
-        for ids in tokenizer(chunk, add_special_tokens=False)["input_ids"]:
-            kept.update(dict.fromkeys(i for i in ids if i in text))
-    kept.update(dict.fromkeys(sorted(text)))
-    return sorted(list(kept)[:count])
+    key = (
+        type(tokenizer).__name__,
+        getattr(tokenizer, "do_lower_case", None),
+        len(vocab),
+        hash(frozenset(vocab.items())),
+    )
+    with _RANKINGS_LOCK:
+        ranking = _RANKINGS.get(key)
+        if ranking is None:
+            ranking = _RANKINGS[key] = _GeneralRanking(tokenizer)
+        return ranking
+
+
+_RANKINGS: dict[tuple, _GeneralRanking] = {}
+_RANKINGS_LOCK = threading.Lock()
 
 
 #: Words tokenized at a time by :func:`common_token_ids`.
