@@ -199,10 +199,10 @@ def test_sorting_by_parameters_is_numeric(window, qtbot, tiny_bert):
     with qtbot.waitSignal(view.scan_finished, timeout=SCAN_TIMEOUT):
         view.add_folders([tiny_bert])
     view.table.sortByColumn(COLUMN_TITLES.index("Parameters"), Qt.SortOrder.AscendingOrder)
-    params = [
+    parameters = [
         view.proxy.index(r, 0).data(INFO_ROLE).parameters for r in range(view.proxy.rowCount())
     ]
-    assert params == sorted(params) and params[0] < 1_000_000 < params[-1]
+    assert parameters == sorted(parameters) and parameters[0] < 1_000_000 < parameters[-1]
 
 
 def test_scanning_runs_off_the_gui_thread(qtbot, monkeypatch, gui_probe):
