@@ -4,7 +4,7 @@
         --variant VARIANT_FOLDER ... --results RESULTS_FOLDER ...
 
 Runs the teacher and every variant over the out-of-domain sets in ``resources/ood``
-(products, films, restaurants: review sentences written for this project, 300 each,
+(products, films, restaurants: review sentences written for this project, 1,000 each,
 balanced) and prints, per model, the accuracy per domain and pooled with its change
 against the teacher, the prediction flips against the teacher, and the share of
 sentences that hold an [UNK] with the model's own tokenizer. ``--results`` adds every

@@ -32,7 +32,7 @@ def test_the_shipped_check_sets_are_balanced_lower_case_and_disjoint():
     assert [d.name for d in holdout] == ["beauty", "games", "travel"]
     seen: set[str] = set()
     for d in [*domains, *confirm, *holdout]:
-        assert len(d.texts) == 300 and int(d.labels.sum()) * 2 == len(d.labels)
+        assert len(d.texts) == 1000 and int(d.labels.sum()) * 2 == len(d.labels)
         assert all(t == t.lower() and t.strip() == t for t in d.texts)
         assert not seen & set(d.texts)
         seen |= set(d.texts)
