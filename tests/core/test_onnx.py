@@ -292,6 +292,13 @@ def test_4_bit_lookup_gives_onnxruntime_s_own_dequantized_rows(tmp_path, monkeyp
     inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": 0 * ids}
     got, want = OrtRunner(ours, threads=1)(inputs), OrtRunner(theirs, threads=1)(inputs)
     np.testing.assert_array_equal(got, want)  # the same rows, so the same logits
+    import onnx
+
+    # Zero points two a byte: half a byte per block of 32 (blocks rounded up to even).
+    graph = onnx.load(str(ours)).graph
+    (zero,) = [t for t in graph.initializer if t.name.endswith("_zero_points")]
+    blocks = -(-hidden // 32)
+    assert list(zero.dims) == [500, (blocks + 1) // 2]
     assert onnx_parameters(ours) == onnx_parameters(theirs)
     assert onnx_parameters(ours)[0] == onnx_parameters(fp32)[0]
 

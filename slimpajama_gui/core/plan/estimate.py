@@ -201,9 +201,9 @@ def estimate_chain(
         weight_bytes = quantizable + word + other_emb + rest * 4.0
         weights_after = "int8 (onnxruntime)"
         if quant.embedding_bits == 4:
-            # Half a byte a value, plus a 4-byte scale and a 1-byte zero point per block
-            # of 32 (onnx_int8.EMBEDDING_BLOCK): 0.66 bytes a value instead of 1.
-            weight_bytes += word * (0.5 + 5 / 32 - 1.0)
+            # Half a byte a value, plus a 4-byte scale and a 4-bit zero point per block
+            # of 32 (onnx_int8.EMBEDDING_BLOCK): 0.64 bytes a value instead of 1.
+            weight_bytes += word * (0.5 + 4.5 / 32 - 1.0)
             weights_after = "int8 (onnxruntime), word embeddings 4-bit"
     else:
         per_q = 0.625 if quant.method == "weight_int4" else 1.0
