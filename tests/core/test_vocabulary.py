@@ -66,6 +66,7 @@ def test_prune_vocabulary_gives_same_logits_with_remapped_tokenizer(
     assert len((out / "vocab.txt").read_text(encoding="utf-8").splitlines()) == report.kept
     # the tokenizer.json on its own (the Rust tokenizer) agrees with vocab.txt
     raw = Tokenizer.from_file(str(out / "tokenizer.json"))
+    assert "\n" not in (out / "tokenizer.json").read_text(encoding="utf-8")  # compact JSON
     assert raw.get_vocab_size() == report.kept
     assert raw.padding["pad_id"] == 0
     raw.no_padding()
