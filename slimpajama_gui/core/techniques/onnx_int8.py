@@ -557,35 +557,26 @@ def _unpack_in_graph(model) -> None:
         ]
     )
     row = f"{p}_values" if padded != width else out
+
+    def unpacked(table: str, tag: str) -> list:
+        """Gather ``table``'s rows (two values a byte) and lay out low nibbles, then high."""
+        raw, lo, hi = f"{p}_{tag}bytes", f"{p}_{tag}lo", f"{p}_{tag}hi"
+        return [
+            helper.make_node("Gather", [table, ids], [raw], name=f"{p}_{tag}gather"),
+            helper.make_node("BitwiseAnd", [raw, f"{base}_Q4mask"], [lo], name=lo),
+            helper.make_node(
+                "BitShift", [raw, f"{base}_Q4shift"], [hi], direction="RIGHT", name=hi
+            ),
+            helper.make_node("Concat", [lo, hi], [f"{p}_{tag}all"], axis=-1, name=f"{p}_{tag}cat"),
+        ]
+
     nodes = [
-        helper.make_node("Gather", [names["packed"], ids], [f"{p}_bytes"], name=f"{p}_gather"),
+        *unpacked(names["packed"], "q"),
         helper.make_node(
-            "BitwiseAnd", [f"{p}_bytes", f"{base}_Q4mask"], [f"{p}_lo"], name=f"{p}_lo"
+            "Cast", [f"{p}_qall"], [f"{p}_qf"], to=TensorProto.FLOAT, name=f"{p}_cast"
         ),
-        helper.make_node(
-            "BitShift",
-            [f"{p}_bytes", f"{base}_Q4shift"],
-            [f"{p}_hi"],
-            direction="RIGHT",
-            name=f"{p}_hi",
-        ),
-        helper.make_node("Concat", [f"{p}_lo", f"{p}_hi"], [f"{p}_q"], axis=-1, name=f"{p}_cat"),
-        helper.make_node("Cast", [f"{p}_q"], [f"{p}_qf"], to=TensorProto.FLOAT, name=f"{p}_cast"),
         helper.make_node("Reshape", [f"{p}_qf", f"{p}_blocks"], [f"{p}_qb"], name=f"{p}_blk"),
-        helper.make_node("Gather", [names["zero"], ids], [f"{p}_zbytes"], name=f"{p}_gz"),
-        helper.make_node(
-            "BitwiseAnd", [f"{p}_zbytes", f"{base}_Q4mask"], [f"{p}_zlo"], name=f"{p}_zlo"
-        ),
-        helper.make_node(
-            "BitShift",
-            [f"{p}_zbytes", f"{base}_Q4shift"],
-            [f"{p}_zhi"],
-            direction="RIGHT",
-            name=f"{p}_zhi",
-        ),
-        helper.make_node(
-            "Concat", [f"{p}_zlo", f"{p}_zhi"], [f"{p}_zall"], axis=-1, name=f"{p}_zcat"
-        ),
+        *unpacked(names["zero"], "z"),
         helper.make_node(
             "Slice",
             [f"{p}_zall", f"{p}_zstart", f"{p}_zend", f"{p}_zaxis"],
