@@ -14,7 +14,9 @@ the same code (``peers_sst2.Peers.measure``: dev and test accuracy, size of the 
 folder), then timed round-robin at batch 1 on 2 threads (``_timing.interleaved_latency``,
 200 dev sentences, 5 rounds) so the ratios come from one run under the same load. Test
 accuracy is read here only, after every choice was made on dev. Writes OUT (figures and a
-markdown table); ``distill_speed.py report --headline OUT`` puts it in docs/benchmarks.md.
+markdown table); ``--write`` also puts the table (and ``--note``) in docs/benchmarks.md,
+section headline-sst2, and ``distill_speed.py report --headline OUT`` can keep it with the
+training-speed figures.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine  # noqa: E402
+from _report import machine, write_section  # noqa: E402
 from _timing import interleaved_latency, timer_of  # noqa: E402
 from peers_sst2 import SST2, Peers, _records, lineage, peer_ort_int8_optimized  # noqa: E402
 
@@ -83,6 +85,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("headline.json"))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--sentences", type=int, default=200)
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="also write the table to docs/benchmarks.md, section headline-sst2",
+    )
+    parser.add_argument("--note", help="a paragraph to keep with the figures (with --write)")
     args = parser.parse_args()
     args.threads, args.repeats, args.train_rows = 2, None, None
     started = time.monotonic()
@@ -148,7 +156,7 @@ def main() -> int:
 
     chain = "; ".join(step_summary(step_from_dict(s)) for s in lineage(args.result, args.teacher))
     md = [
-        "### The headline chain on the full train set (issue 13)",
+        "## The headline chain on the full train set (issue 13)",
         "",
         f"Command: `SLIMPAJAMA_HOME=HOME python benchmarks/headline_sst2.py --teacher {args.teacher.name} "
         f"--result {args.result.name} --recipe {args.recipe.name}`",
@@ -183,6 +191,8 @@ def main() -> int:
     }
     atomic_write_text(args.out, json.dumps(out, indent=2, default=str))
     print(out["markdown"])
+    if args.write:
+        write_section("headline-sst2", "\n\n".join(filter(None, [out["markdown"], args.note])))
     return 0
 
 
