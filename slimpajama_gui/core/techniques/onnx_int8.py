@@ -485,6 +485,17 @@ def _embedding_to_4_bits(path: Path, node_name: str) -> None:
     onnx.save(model, str(path))
 
 
+def _two_a_byte(values: np.ndarray, width: int) -> np.ndarray:
+    """Rows of 4-bit values (0-15), zero-padded to ``width`` (even), two a byte.
+
+    Byte ``j`` holds value ``j`` in its low nibble and value ``j + width/2`` in its high
+    one, so unpacking the lows, then the highs, and concatenating gives the row back.
+    Returns uint8 of shape (rows, width / 2).
+    """
+    v = np.pad(values.astype(np.int32), ((0, 0), (0, width - values.shape[1])))
+    return (v[:, : width // 2] | (v[:, width // 2 :] << 4)).astype(np.uint8)
+
+
 def _unpack_in_graph(model) -> None:
     """Replace the ``GatherBlockQuantized`` lookup with a Gather of packed bytes + unpack.
 
@@ -522,12 +533,8 @@ def _unpack_in_graph(model) -> None:
     rows, width = q.shape
     blocks = scales.shape[1]
     padded = blocks * block
-    q = np.pad(q, ((0, 0), (0, padded - width)), constant_values=0)
-    half = padded // 2
-    packed = (q[:, :half] | (q[:, half:] << 4)).astype(np.uint8)
-    zero_blocks = blocks + blocks % 2
-    z = np.pad(zero.astype(np.int32), ((0, 0), (0, zero_blocks - blocks)), constant_values=0)
-    zero_packed = (z[:, : zero_blocks // 2] | (z[:, zero_blocks // 2 :] << 4)).astype(np.uint8)
+    packed = _two_a_byte(q, padded)
+    zero_packed = _two_a_byte(zero, blocks + blocks % 2)
     base = data_name.removesuffix("_Q4")
     names = {
         "packed": f"{base}_Q4packed",
