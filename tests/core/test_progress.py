@@ -147,3 +147,17 @@ def test_augmented_copies_weigh_as_more_training_rows():
     # Twice the rows for 4 epochs is as much training as the rows for 8, plus one more
     # teacher pass over the copies.
     assert doubled.units > eight.units
+
+
+def test_a_hidden_state_loss_weighs_a_teacher_pass_every_epoch():
+    """Logits are cached once; the hidden-state loss needs the teacher on every batch, so
+    a 4-epoch distillation with it runs the teacher over the rows 4 times, not once."""
+    kw = dict(parameters=10_000_000, layers=6, train_rows=440, eval_rows=100)
+    [logits] = step_work([Distill(student_layers=[0, 1, 2, 5], epochs=4)], **kw)
+    [hidden] = step_work([Distill(student_layers=[0, 1, 2, 5], epochs=4, hidden_mse=1.0)], **kw)
+    [attention] = step_work(
+        [Distill(student_layers=[0, 1, 2, 5], epochs=4, attention_mse=1.0)], **kw
+    )
+    three_more_teacher_passes = 3 * 10_000_000 * 440
+    assert hidden.units - logits.units == pytest.approx(three_more_teacher_passes)
+    assert attention.units == pytest.approx(hidden.units)

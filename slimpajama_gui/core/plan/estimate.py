@@ -390,9 +390,13 @@ def step_work(
             kept = len(step.student_layers or default_student_layers(n_layers))
             student = size * kept / n_layers
             # The teacher's logits are cached in one pass over the rows (augmented copies
-            # included), and each copy is one more pass of training.
+            # included), and each copy is one more pass of training. A hidden-state or
+            # attention loss needs the teacher's inner states, which are not cached: the
+            # teacher then runs on every batch of every epoch.
             rows = train_rows * (1 + step.augment)
-            units = forward * rows + trained(
+            states = step.hidden_mse > 0 or step.attention_mse > 0
+            teacher_passes = max(step.epochs, 1.0) if states else 1.0
+            units = forward * rows * teacher_passes + trained(
                 step.epochs, step.batch_size, None, student, copies=step.augment
             )
             units += student * (eval_rows + SAVE_ROWS)
