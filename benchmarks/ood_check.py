@@ -21,7 +21,8 @@ Writes the "ood-check" section of docs/benchmarks.md, with ``--note`` (how the
 variants were made) under the table; ``--quick`` checks the first rows of each set only
 and leaves docs/benchmarks.md alone; ``--sets FOLDER`` (e.g. ``resources/ood-confirm``,
 sets kept apart to confirm a choice made on the first ones) writes its own section,
-"ood-check-FOLDER". Exits 1 when a variant is outside the budget.
+"ood-check-FOLDER"; ``--section NAME`` writes another, keeping the earlier table. Exits 1
+when a variant is outside the budget.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import re
 import shlex
 import sys
 import time
@@ -231,11 +233,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--train", type=Path, help="the training texts (.tsv, column sentence)")
     parser.add_argument(
+        "--section",
+        help="docs/benchmarks.md section to write (letters, digits, '-'; default ood-check, or "
+        "ood-check-FOLDER for another --sets folder): a new name keeps an earlier run's table",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help=f"{QUICK_ROWS} rows per set, print the table, leave docs/benchmarks.md alone",
     )
     args = parser.parse_args(argv)
+    if args.section is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", args.section):
+        parser.error(
+            f"--section {args.section!r}: use lower-case letters, digits and '-' (it names a "
+            "docs/benchmarks.md section), e.g. ood-check-2026-12-02"
+        )
     t0 = time.perf_counter()
     domains = read_sets(args.sets, QUICK_ROWS if args.quick else None)
     models = [args.teacher, *args.variant]
@@ -266,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     # The default sets have their own section; another folder (a confirmation set) gets
     # one named after it, so checking it never replaces the first table.
     default = args.sets.resolve() == SETS.resolve()
-    section = "ood-check" if default else f"ood-check-{args.sets.name}"
+    section = args.section or ("ood-check" if default else f"ood-check-{args.sets.name}")
     where = "resources/ood" if default else args.sets.name
     per_domain = min(len(d.texts) for d in domains)
     body = f"""## Out-of-domain checks ({section})

@@ -94,3 +94,12 @@ def test_a_check_set_without_its_header_is_named(tmp_path):
     (tmp_path / "odd.tsv").write_text("text\tlabel\nfine\t1\n", encoding="utf-8")
     with pytest.raises(UserError, match="odd.tsv.*sentence<TAB>label"):
         _script().read_sets(tmp_path)
+
+
+def test_section_names_the_table_and_a_bad_name_is_refused(tiny_minilm, capsys):
+    ood = _script()
+    with pytest.raises(SystemExit):
+        ood.main(["--teacher", str(tiny_minilm), "--quick", "--section", "Bad Name"])
+    assert "--section 'Bad Name': use lower-case letters" in capsys.readouterr().err
+    assert ood.main(["--teacher", str(tiny_minilm), "--quick", "--section", "ood-check-x"]) == 0
+    assert "## Out-of-domain checks (ood-check-x)" in capsys.readouterr().out
