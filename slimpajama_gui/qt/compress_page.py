@@ -12,7 +12,8 @@ from slimpajama_gui.qt.wizard import CompressWizard
 
 PRESET_TEXT = {
     "fast": "int8 in onnxruntime with 4-bit word embeddings; no distillation, every token kept.",
-    "balanced": "4-layer student (logit KD, augmented rows) + int8, 4-bit embeddings; every token kept.",
+    "balanced": "4-layer student (logit KD + hidden-state MSE, augmented rows) + int8, 4-bit "
+    "embeddings; every token kept.",
     "smallest": "The balanced student, then vocabulary pruning + int8, 4-bit embeddings.",
 }
 
