@@ -296,3 +296,23 @@ def test_common_token_ids_tokenize_each_word_once_across_counts(minilm_tokenizer
     assert 0 < read < 100_000  # the most frequent words only, not the whole list
     assert set(common_token_ids(tok, 5_000)) <= set(first)
     assert common_token_ids(tok, 20_000) == first and tok.words == read
+
+
+def test_keep_general_beyond_the_vocabulary_says_the_step_removed_only_placeholders(
+    tmp_path, minilm_tokenizer_folder
+):
+    """A keep_general at least the tokenizer's text ids keeps them all: the report says
+    so, and what to change, instead of reading like a pruning that worked."""
+    model = tiny_model(vocab_size=30522, hidden_size=16, head_dim=4, layer_ffn=[32] * 3)
+    small, report = prune_vocabulary(
+        model, minilm_tokenizer_folder, TEXTS, tmp_path / "all", keep_general=50_000
+    )
+    assert report.all_text_ids is not None and report.kept >= report.all_text_ids
+    assert 0 < report.original - report.kept < 1500  # only [unusedN] and the like went
+    text = report.sentence()
+    assert f"all {report.all_text_ids:,} ids this tokenizer has for text" in text
+    assert "lower prune.keep_general" in text
+    _, usual = prune_vocabulary(
+        model, minilm_tokenizer_folder, TEXTS, tmp_path / "some", keep_general=8000
+    )
+    assert usual.all_text_ids is None and "placeholder" not in usual.sentence()

@@ -160,6 +160,12 @@ def common_token_ids(tokenizer: Any, count: int) -> list[int]:
     return sorted(_ranking_for(tokenizer).first(count, tokenizer))
 
 
+def text_id_count(tokenizer: Any) -> int:
+    """How many ids :func:`common_token_ids` can return: the vocabulary less placeholders
+    and bracketed specials (``[unused5]``, ``[CLS]``); a larger ``count`` returns these."""
+    return len(_ranking_for(tokenizer).text)
+
+
 class _GeneralRanking:
     """One vocabulary's ids in :func:`common_token_ids`' order, extended on demand.
 

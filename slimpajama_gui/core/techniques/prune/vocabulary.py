@@ -39,6 +39,7 @@ from slimpajama_gui.core.model.tokenizers import (
     common_token_ids,
     load_tokenizer,
     pin_tokenizer_class,
+    text_id_count,
 )
 from slimpajama_gui.core.storage.atomic import atomic_write_text
 from slimpajama_gui.core.storage.safe_io import read_json_object, resolve_inside
@@ -95,6 +96,9 @@ class VocabReport:
     changed_on_eval: float | None = None
     note: str = ""
     kept_ids: list[int] = field(default_factory=list, repr=False)
+    #: Set when ``keep_general`` asked for every text id the tokenizer has: the step then
+    #: removes only placeholders, and the user should hear that it made little difference.
+    all_text_ids: int | None = None
 
     @property
     def id_map(self) -> torch.Tensor:
@@ -125,13 +129,21 @@ class VocabReport:
             f"{pct(self.unk_rate_on_texts)})"
         )
         if self.eval_rows is None:
-            return f"{text}; {self.note}"
-        # Re-spelt words first: they change predictions even when no [UNK] appears.
-        return (
-            f"{text}; of the {self.eval_rows:,} eval rows {pct(self.changed_on_eval)} read "
-            f"other tokens (words the kept ids spell in smaller pieces, or [UNK]: "
-            f"{pct(self.unk_rate_on_eval_before)} before, {pct(self.unk_rate_on_eval)} after)."
-        )
+            text = f"{text}; {self.note}"
+        else:
+            # Re-spelt words first: they change predictions even when no [UNK] appears.
+            text = (
+                f"{text}; of the {self.eval_rows:,} eval rows {pct(self.changed_on_eval)} read "
+                f"other tokens (words the kept ids spell in smaller pieces, or [UNK]: "
+                f"{pct(self.unk_rate_on_eval_before)} before, {pct(self.unk_rate_on_eval)} after)."
+            )
+        if self.all_text_ids is not None:
+            text += (
+                f" keep_general asked for all {self.all_text_ids:,} ids this tokenizer has for "
+                f"text, so only {self.original - self.kept:,} placeholder ids went: lower "
+                "prune.keep_general (the smallest preset keeps 20,000) for a smaller model."
+            )
+        return text
 
 
 def _load_tokenizer(folder: Path):
@@ -490,6 +502,7 @@ def prune_vocabulary(
             "common tokens to keep as well, 0 or more."
         )
     general = set(common_token_ids(tokenizer, keep_general)) - keep
+    n_text = text_id_count(tokenizer) if keep_general else 0
     keep |= general
     kept_ids = sorted(keep)
 
@@ -518,6 +531,7 @@ def prune_vocabulary(
         unk_rate_on_texts=_Comparison.rate(train.unk_new, train.tokens_new),
         kept_general=len(general),
         kept_ids=kept_ids,
+        all_text_ids=n_text if keep_general and keep_general >= n_text else None,
     )
     if eval_texts:
         old_eval, _ = _read_rows(tokenizer, eval_texts, eval_pairs, length, check)
