@@ -14,7 +14,7 @@ PRESET_TEXT = {
     "fast": "int8 in onnxruntime with 4-bit word embeddings; no distillation, every token kept.",
     "balanced": "4-layer student (logit KD + hidden-state MSE, augmented rows) + int8, 4-bit "
     "embeddings; every token kept.",
-    "smallest": "The balanced student, then vocabulary pruning + int8, 4-bit embeddings.",
+    "smallest": "the balanced student, then vocabulary pruning + int8, 4-bit embeddings.",
 }
 
 
