@@ -7,7 +7,7 @@ import time
 import pytest
 
 from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks, run
-from slimpajama_gui.core.jobs.progress import MIN_MEASURE_S, JobProgress
+from slimpajama_gui.core.jobs.progress import BLEND_SHARE, MIN_MEASURE_S, JobProgress
 from slimpajama_gui.core.plan.estimate import StepWork, step_work
 from slimpajama_gui.core.plan.steps import Benchmark, Distill, Evaluate, FineTune, Prune, Quantize
 from slimpajama_gui.core.storage.history import JobStore
@@ -61,6 +61,56 @@ def test_time_left_is_none_until_measured_then_follows_the_step_rate():
     # Step 2 has no progress of its own yet: its time left is an estimate (from step 1's rate).
     assert after.measured is False and after.remaining_s == pytest.approx(15 / 9, rel=1e-6)
     assert after.fraction == pytest.approx(15 / (15 + 15 / 9), rel=1e-6)
+
+
+def _finished_first_step(clock: FakeClock) -> JobProgress:
+    """Step 1 (1e9 units) ran in 10 s; step 2 (3e9 units) is costed at 30 s."""
+    progress = JobProgress(clock=clock)
+    progress.plan([StepWork(1e9), StepWork(3e9)])
+    progress.start_step(0)
+    clock.now += 10
+    progress.end_step(0)
+    progress.start_step(1)
+    return progress
+
+
+def test_the_bar_never_goes_back_when_a_step_slows_down():
+    """A distillation whose first batches ran fast and later ones slowly (another program
+    took the CPU): its time left grows, and the bar waits instead of moving back (a new
+    user saw 50 % become 41 % in such a step)."""
+    clock = FakeClock()
+    progress = _finished_first_step(clock)
+    fractions, lefts = [], []
+    for done, seconds in [(2, 1.0), (10, 2.0), (20, 1.0), (40, 2.0), (60, 20.0), (80, 20.0)]:
+        clock.now += seconds
+        progress.update(1, done, 220)
+        snap = progress.snapshot()
+        fractions.append(snap.fraction)
+        lefts.append(snap.remaining_s)
+    assert fractions == sorted(fractions), fractions
+    # The slowdown shows as more time left, not as a shorter bar.
+    assert lefts[-1] > lefts[3], lefts
+    clock.now += 60
+    progress.update(1, 220, 220)
+    progress.end_step(1)
+    assert progress.snapshot().fraction == pytest.approx(1.0)
+
+
+def test_a_fast_first_batch_does_not_throw_the_bar_forwards():
+    """4 % of the phase done in 2 s (so its own rate says 48 s left, against 30 s costed):
+    its rate counts for a fifth of the blend until BLEND_SHARE of the phase is done."""
+    clock = FakeClock()
+    progress = _finished_first_step(clock)
+    clock.now += MIN_MEASURE_S
+    progress.update(1, 4, 100)
+    snap = progress.snapshot()
+    own, costed = 2.0 * 96 / 4, 30.0 - 2.0
+    weight = 0.04 / BLEND_SHARE
+    assert snap.remaining_s == pytest.approx(weight * own + (1 - weight) * costed)
+    assert snap.measured
+    clock.now += 8.0
+    progress.update(1, 40, 100)  # past BLEND_SHARE: the phase's own rate alone
+    assert progress.snapshot().remaining_s == pytest.approx(10.0 * 60 / 40)
 
 
 class Timeline(PipelineCallbacks):

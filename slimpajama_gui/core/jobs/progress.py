@@ -8,6 +8,13 @@ current step while it reports progress). Once such a speed is measured, the frac
 time-based (time spent / (time spent + time left)); before, it is the share of the
 expected units done, and no time left is claimed.
 
+The fraction never goes back: the time left can grow (a step runs slower than its
+first batches said, or another program takes the CPU), and the bar then waits for the
+job to catch up rather than moving backwards, which reads as work undone. The current
+phase's own rate also takes over from the expected cost gradually (fully once
+:data:`BLEND_SHARE` of the phase is done), so a few fast or slow first batches do not
+throw the bar forwards.
+
 ``remaining_s`` is None until a speed has been measured ("estimating…"). It is
 ``measured`` when the current step's own rate gives its time left (it has reported
 progress for :data:`MIN_MEASURE_S` and a :data:`MIN_MEASURE_SHARE` of its units) and
@@ -37,6 +44,9 @@ MIN_MEASURE_S = 2.0
 MIN_MEASURE_SHARE = 0.03
 #: Time left counts as measured while the steps not yet started are at most this share.
 MAX_PENDING_SHARE = 0.25
+#: The current phase's rate replaces the expected cost of its step in proportion to the
+#: share of the phase done, fully from this share on.
+BLEND_SHARE = 0.2
 #: Until this job has measured a speed, fixed seconds are weighed at this rate
 #: (forward-pass equivalents per second: MiniLM-L6's encoder on two busy CPU cores).
 DEFAULT_RATE = 1.5e9
@@ -76,6 +86,8 @@ class JobProgress:
     _steps: list[_Step] = field(default_factory=list)
     _start: float = 0.0
     _current: int | None = None
+    #: The largest fraction reported so far (the bar never moves back).
+    _shown: float = 0.0
 
     def __post_init__(self) -> None:
         self._start = self.clock()
@@ -84,6 +96,7 @@ class JobProgress:
         """The steps' expected costs; ``done`` maps steps finished before (a resume's
         reused ones) to their measured seconds."""
         self._steps = [_Step(w) for w in work]
+        self._shown = 0.0
         for index, seconds in (done or {}).items():
             if 0 <= index < len(self._steps):
                 self._steps[index].seconds = seconds if math.isfinite(seconds) else 0.0
@@ -153,7 +166,8 @@ class JobProgress:
         now = self.clock()
         rate = self._rate()
         if rate is None:
-            return Snapshot(self._unit_share(), None, False)
+            self._shown = max(self._shown, self._unit_share())
+            return Snapshot(self._shown, None, False)
         elapsed = self.prior_s + (now - self._start)
         current_left = pending = 0.0
         current_measured = False
@@ -163,12 +177,15 @@ class JobProgress:
             expected = step.work.units / rate + step.work.fixed_s
             if index == self._current and step.started is not None:
                 ran = now - step.started
+                costed = max(expected - ran, 0.05 * expected)
                 if self._phase_measured(step):
                     phase = now - (step.phase_start or now)
-                    current_left = phase * (step.total - step.done) / step.done
+                    own = phase * (step.total - step.done) / step.done
+                    weight = min(1.0, step.done / step.total / BLEND_SHARE)
+                    current_left = weight * own + (1.0 - weight) * costed
                     current_measured = True
                 else:
-                    current_left = max(expected - ran, 0.05 * expected)
+                    current_left = costed
             else:
                 pending += expected
         left = current_left + pending
@@ -176,7 +193,8 @@ class JobProgress:
         # (costed, not yet run) are at most MAX_PENDING_SHARE of what is left.
         measured = (current_measured and pending <= MAX_PENDING_SHARE * left) or left == 0.0
         fraction = elapsed / (elapsed + left) if elapsed + left > 0 else 1.0
-        return Snapshot(min(max(fraction, 0.0), 1.0), left, measured)
+        self._shown = max(self._shown, min(max(fraction, 0.0), 1.0))
+        return Snapshot(self._shown, left, measured)
 
     def _unit_share(self) -> float:
         """Before any speed is measured: the share of the expected units done."""
