@@ -281,7 +281,9 @@ class ProgressDelegate(QStyledItemDelegate):
         bar.text = f"{100 * fraction:.0f} %"
         bar.textVisible = True
         bar.textAlignment = Qt.AlignmentFlag.AlignCenter
-        bar.state = option.state
+        # Qt 6 reads a progress bar's orientation from State_Horizontal: without it
+        # Fusion fills the cell from the bottom up, which reads as an empty white box.
+        bar.state = option.state | QStyle.StateFlag.State_Horizontal
         bar.palette = option.palette
         style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter, widget)
 
@@ -310,7 +312,13 @@ def jobs_table_view(model: JobTableModel) -> QTableView:
         (COL_PROGRESS, 130),
         (COL_STARTED, 130),
         (COL_ELAPSED, 90),
-        (COL_REMAINING, 90),
+        (COL_REMAINING, remaining_width(table)),
     ):
         table.setColumnWidth(col, width)
     return table
+
+
+def remaining_width(table: QTableView) -> int:
+    """Pixels for the Remaining column: its longest usual text whole, in the table's font."""
+    longest = f"≈ {human_duration(59 * 60 + 59)} (estimate)"
+    return table.fontMetrics().horizontalAdvance(longest) + 24

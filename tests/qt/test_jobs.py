@@ -473,6 +473,42 @@ def test_jobs_table_model_passes_the_model_tester(qtmodeltester, tmp_path):
     qtmodeltester.check(model)
 
 
+def test_the_progress_cell_fills_from_the_left_and_remaining_reads_whole(qtbot):
+    """A running job at 20 %: a fifth of the bar is filled left to right (Fusion drew an
+    empty box until about a third, filling bottom-up), and its estimate is not elided."""
+    from PySide6.QtWidgets import QApplication
+
+    from slimpajama_gui.qt.jobs_table import COL_REMAINING, jobs_table_view
+
+    QApplication.instance().setStyle("Fusion")
+    now = time.time()
+    row = JobRow(1, None, "a job", "running", now, started_at=now - 60, progress=0.2,
+                 remaining_s=59 * 60 + 59, remaining_at=now)  # fmt: skip
+    model = JobTableModel()
+    model.set_rows([row])
+    view = jobs_table_view(model)
+    qtbot.addWidget(view)
+    view.resize(1100, 200)
+    view.show()
+    qtbot.waitExposed(view)
+    cell = view.visualRect(model.index(0, COL_PROGRESS))
+    image = view.viewport().grab(cell).toImage()
+    y = image.height() // 2
+    highlight = view.palette().highlight().color()
+
+    def filled(x: int) -> bool:
+        c = image.pixelColor(x, y)
+        return abs(c.hue() - highlight.hue()) < 20 and c.saturation() > 80
+
+    width = image.width()
+    assert filled(int(width * 0.08)), "the first tenth of a 20 % bar is filled"
+    assert not filled(int(width * 0.6)) and not filled(int(width * 0.9))
+    text = model.index(0, COL_REMAINING).data()
+    assert text.endswith("(estimate)")
+    needed = view.fontMetrics().horizontalAdvance(text)
+    assert view.columnWidth(COL_REMAINING) > needed
+
+
 def test_selecting_a_finished_job_shows_its_history(qtbot, tmp_path):
     store = JobStore(tmp_path / "history.sqlite3")
     ids = _fill_history(store)
