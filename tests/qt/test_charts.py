@@ -297,3 +297,51 @@ def test_a_job_with_vocabulary_pruning_charts_its_steps_and_names_the_vocabulary
     replay.load_history(records)
     assert replay.sparsity.summary() == summary
     assert replay.loss.boundaries() == charts.loss.boundaries()
+
+
+def test_a_point_on_the_views_edge_moves_the_view_so_its_marker_shows(qtbot):
+    """The final evaluation (94 %) landed on the accuracy chart's top edge, its marker
+    cut in half: a point counts as in view only with room for its marker."""
+    chart = LiveCurves("Accuracy", y_label="accuracy (%)", symbols=True)
+    qtbot.addWidget(chart)
+    chart.resize(400, 300)
+    chart.show()
+    for x, y in [(10, 67.0), (30, 83.0), (50, 90.0), (80, 93.0)]:
+        chart.append("eval", x, y)
+    chart.flush()
+    (_x0, _x1), (y0, y1) = view_range(chart)
+    chart.append("eval", 90, y1 - 0.001 * (y1 - y0))  # just inside the old view
+    chart.flush()
+    (_x0, _x1), (y0, y1) = view_range(chart)
+    top = chart.points("eval")[1].max()
+    assert y1 - top >= 0.02 * (y1 - y0), (top, y1)
+
+
+def test_step_labels_take_turns_at_two_heights_and_loss_terms_say_unweighted(qtbot):
+    """A short fine-tune then a distillation: '01 finetune' and '02 distill' sit at
+    different heights (they ran into each other), the learning rate reads 1e-4, and
+    the loss chart says its terms are unweighted."""
+    from slimpajama_gui.qt.charts.job_charts import LOSS_TERMS_TITLE
+    from slimpajama_gui.qt.charts.widgets import scientific
+
+    charts = JobCharts()
+    qtbot.addWidget(charts)
+    charts.start_step(0, "finetune")
+    charts.start_step(1, "distill")
+    for step in (1, 2, 3):
+        charts.add_metrics(0, {"step": step, "loss": 0.6 / step, "lr": 1e-4})
+    assert charts.loss.shown_title == "Training loss"
+    for step in (1, 2, 3):
+        charts.add_metrics(
+            1, {"step": step, "loss": 0.3, "ce": 0.2, "kd": 0.05, "hidden": 0.1, "lr": 5e-5}
+        )
+    charts.flush()
+    lines = [line for _x, _label, line in charts.loss._boundaries]
+    assert [line.label.orthoPos for line in lines][:2] == [0.96, 0.86]
+    assert charts.loss.shown_title == LOSS_TERMS_TITLE
+    axis = charts.lr.getPlotItem().getAxis("left")
+    assert axis.tickStrings([1e-4, 5e-5, 0.0], 1.0, 5e-5) == ["1e-4", "5e-5", "0"]
+    assert axis.labelUnits == "" and axis.autoSIPrefixScale == 1.0
+    assert scientific(2.5e-5) == "2.5e-5" and scientific(-1e-3) == "-1e-3"
+    charts.clear()
+    assert charts.loss.shown_title == "Training loss"

@@ -77,6 +77,8 @@ from slimpajama_gui.qt.charts.widgets import ChartBase, LiveCurves, SparsityBars
 
 #: The x axis of the training charts (see the module doc).
 TRAINING_X_LABEL = "optimizer step, counted across the job"
+#: The loss chart's title once a distillation logs its terms beside the total.
+LOSS_TERMS_TITLE = "Training loss: total, and each term unweighted"
 
 
 class JobCharts(QWidget):
@@ -113,7 +115,7 @@ class JobCharts(QWidget):
             y_label="learning rate",
             x_label=TRAINING_X_LABEL,
             empty="No training yet",
-            si_prefix=True,
+            scientific=True,
         )
         self.sparsity = SparsityBars()
         per_step = {
@@ -176,6 +178,7 @@ class JobCharts(QWidget):
         """Forget every point (a new job, or another job selected)."""
         for chart in self.charts.values():
             chart.clear_data()
+        self.loss.set_title(self.loss.title)
         self.search.hide()
         self._offsets: dict[int, float] = {}
         self._step_types: dict[int, str] = {}
@@ -252,6 +255,10 @@ class JobCharts(QWidget):
                     continue
                 if finite(value) or is_nan(value):
                     self.loss.append(key, x, float(value), segment=index)
+                    if key != "loss" and self.loss.shown_title != LOSS_TERMS_TITLE:
+                        # The terms are logged before their weights (KD temperature,
+                        # alpha, hidden/attention weights): they do not add up to "loss".
+                        self.loss.set_title(LOSS_TERMS_TITLE)
             if finite(metrics.get("lr")):
                 self.lr.append("lr", x, float(metrics["lr"]), segment=index)
         for split in ACCURACY_SPLITS:

@@ -103,15 +103,18 @@ def stepped_range(
     A new view leaves ``grow`` of the data's span as headroom on the side the data
     left by (so a falling loss or a growing step count moves the view every few points
     rather than on every one) and re-fits when the data fills less than 40 % of it.
+    A point counts as inside only with half of ``pad`` to spare: one on the very edge
+    would have its marker cut in half.
     """
     span = hi - lo
     if span <= 0:
         span = abs(hi) * 0.1 or 1.0
-    inside = v0 <= lo and hi <= v1
+    margin = 0.5 * pad * span
+    inside = v0 + margin <= lo and hi <= v1 - margin
     if inside and not refit and span >= 0.4 * (v1 - v0):
         return v0, v1
-    below = 0.0 if refit or lo >= v0 else grow
-    above = 0.0 if refit or hi <= v1 else grow
+    below = 0.0 if refit or lo >= v0 + margin else grow
+    above = 0.0 if refit or hi <= v1 - margin else grow
     return lo - (pad + below) * span, hi + (pad + above) * span
 
 

@@ -39,6 +39,26 @@ from slimpajama_gui.qt.charts.series import (
     stepped_range,
 )
 
+#: Where step labels sit on their dashed line (0 bottom .. 1 top), in turn.
+BOUNDARY_LABEL_HEIGHTS = (0.96, 0.86)
+
+
+def scientific(value: float) -> str:
+    """A tick value as people write small numbers: 1e-4, 2.5e-5, 0."""
+    if not math.isfinite(value):
+        return ""
+    if abs(value) < 1e-12:
+        return "0"
+    mantissa, exponent = f"{abs(value):.2e}".split("e")
+    return f"{'-' if value < 0 else ''}{float(mantissa):g}e{int(exponent)}"
+
+
+class ScientificAxis(pg.AxisItem):
+    """An axis whose tick labels are :func:`scientific` numbers."""
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph override)
+        return [scientific(v * scale) for v in values]
+
 
 class _EmptyHint(QLabel):
     """A centred grey sentence over an empty chart."""
@@ -103,10 +123,12 @@ class ChartBase(pg.PlotWidget):
         y_label: str,
         x_label: str,
         empty: str,
-        si_prefix: bool = False,
+        scientific: bool = False,
         parent=None,
     ):
-        super().__init__(parent, background=None)
+        # Learning rates read as people write them ("1e-4"), not as "100 (x1e-06)".
+        axes = {"left": ScientificAxis("left")} if scientific else None
+        super().__init__(parent, background=None, axisItems=axes)
         self.title = title
         self._title_text = title
         self.colors = ChartColors(self.palette())
@@ -115,8 +137,8 @@ class ChartBase(pg.PlotWidget):
         plot.setTitle(title, size="10pt")
         plot.setLabel("left", y_label)
         plot.setLabel("bottom", x_label)
-        # "loss (x0.001)" reads worse than plain decimals; only tiny values need a prefix.
-        plot.getAxis("left").enableAutoSIPrefix(si_prefix)
+        # "loss (x0.001)" reads worse than plain decimals.
+        plot.getAxis("left").enableAutoSIPrefix(False)
         plot.getAxis("bottom").enableAutoSIPrefix(False)
         # Grid lines from a GridItem, not the axes' own grid: an axis that draws the grid
         # covers the whole plot, so every new point re-renders its tick labels too
@@ -126,6 +148,11 @@ class ChartBase(pg.PlotWidget):
         plot.addItem(grid, ignoreBounds=True)
         self._hint = _EmptyHint(empty, self)
         # Subclasses call apply_palette() once their own items exist.
+
+    @property
+    def shown_title(self) -> str:
+        """The title as shown now (``title`` is the one it was made with)."""
+        return self._title_text
 
     def set_title(self, text: str) -> None:
         """The title above the plot, in the palette's text colour."""
@@ -265,12 +292,13 @@ class LiveCurves(ChartBase):
         symbols: bool = False,
         empty: str = "No data yet",
         legend_at_bottom: bool = False,
-        si_prefix: bool = False,
+        scientific: bool = False,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(
-            title, y_label=y_label, x_label=x_label, empty=empty, si_prefix=si_prefix, parent=parent
-        )
+            title, y_label=y_label, x_label=x_label, empty=empty, scientific=scientific,
+            parent=parent,
+        )  # fmt: skip
         plot = self.getPlotItem()
         plot.setDownsampling(mode="peak", auto=True)
         plot.setClipToView(True)
@@ -374,12 +402,15 @@ class LiveCurves(ChartBase):
 
     def mark_boundary(self, x: float, label: str) -> None:
         """A dashed vertical line at ``x`` labelled ``label`` (where a pipeline step begins)."""
+        # Labels of neighbouring steps take turns at two heights: a short step's
+        # "01 finetune" would otherwise run into the next one's "02 distill".
+        height = BOUNDARY_LABEL_HEIGHTS[len(self._boundaries) % len(BOUNDARY_LABEL_HEIGHTS)]
         line = pg.InfiniteLine(
             pos=float(x),
             angle=90,
             movable=False,
             label=label,
-            labelOpts={"position": 0.96, "anchors": [(0, 0), (0, 0)]},
+            labelOpts={"position": height, "anchors": [(0, 0), (0, 0)]},
         )
         line.setZValue(-5)  # under the curves
         self._style_boundary(line, self.colors)
