@@ -19,6 +19,7 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.checkpoints import _TO_HF, WEIGHTS_NAME, _rename
 from slimpajama_gui.core.model.config import CONFIG_FORMAT, EncoderConfig
 from slimpajama_gui.core.model.encoder import EncoderClassifier
+from slimpajama_gui.core.model.tokenizers import fix_saved_padding
 from slimpajama_gui.core.storage.atomic import atomic_dir, atomic_write_text, same_or_inside
 from slimpajama_gui.core.storage.safe_io import copy_model_files
 
@@ -260,7 +261,8 @@ def _pad_layers(
 
 def copy_tokenizer_files(src: str | Path, dst: str | Path) -> list[str]:
     """Copy the tokenizer files present in ``src`` into ``dst``: regular files inside
-    ``src`` only, never what a link points to elsewhere (P1).
+    ``src`` only, never what a link points to elsewhere (P1). A fixed-length padding in
+    ``tokenizer.json`` becomes batch-longest (:func:`.tokenizers.fix_saved_padding`).
 
     Returns:
         The names of the files copied (possibly none).
@@ -268,7 +270,10 @@ def copy_tokenizer_files(src: str | Path, dst: str | Path) -> list[str]:
     Raises:
         UserError: a tokenizer file in ``src`` is a symbolic link that leaves it.
     """
-    return copy_model_files(Path(src), Path(dst), TOKENIZER_FILES)
+    copied = copy_model_files(Path(src), Path(dst), TOKENIZER_FILES)
+    if "tokenizer.json" in copied:
+        fix_saved_padding(Path(dst))
+    return copied
 
 
 def _export_name(name: str, family: str) -> str:

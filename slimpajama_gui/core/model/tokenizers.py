@@ -63,6 +63,46 @@ def load_tokenizer(folder: Path | str):
     return tokenizer
 
 
+def without_fixed_padding(data: dict[str, Any]) -> bool:
+    """Turn a fixed-length padding of a parsed ``tokenizer.json`` into batch-longest.
+
+    Why: the ``tokenizers`` library applies the file's padding on every ``encode``.
+    Sentence-transformers' MiniLM ships ``{"Fixed": 128}``, so a result folder loaded
+    that way pads a 10-token sentence to 128 and runs the model on 13x the tokens at
+    batch 1. Our own loading (transformers) sets padding per call and is unaffected;
+    the pad token and id are kept. Changes ``data`` in place.
+
+    Returns:
+        True when the padding was changed.
+    """
+    padding = data.get("padding")
+    strategy = padding.get("strategy") if isinstance(padding, dict) else None
+    if isinstance(strategy, dict) and "Fixed" in strategy:
+        padding["strategy"] = "BatchLongest"
+        return True
+    return False
+
+
+def fix_saved_padding(folder: Path) -> bool:
+    """:func:`without_fixed_padding` for ``folder/tokenizer.json`` (a result's, being
+    written), rewritten atomically and compact; no change if it has none.
+
+    Returns:
+        True when the file was rewritten.
+    """
+    path = Path(folder) / "tokenizer.json"
+    if not path.is_file():
+        return False
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return False  # read (and refused with a sentence) wherever the folder is loaded
+    if not isinstance(data, dict) or not without_fixed_padding(data):
+        return False
+    atomic_write_text(path, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+    return True
+
+
 #: Files AutoTokenizer may read from a model folder.
 READ_FILES = (
     "config.json",

@@ -40,6 +40,7 @@ from slimpajama_gui.core.model.tokenizers import (
     load_tokenizer,
     pin_tokenizer_class,
     text_id_count,
+    without_fixed_padding,
 )
 from slimpajama_gui.core.storage.atomic import atomic_write_text
 from slimpajama_gui.core.storage.safe_io import read_json_object, resolve_inside
@@ -256,6 +257,7 @@ def write_remapped_tokenizer(src: Path, dst: Path, kept_ids: Sequence[int]) -> l
         padding = data.get("padding")
         if isinstance(padding, dict) and "pad_id" in padding:
             padding["pad_id"] = id_map.get(int(padding["pad_id"]), 0)
+        without_fixed_padding(data)
         # Compact JSON, as the tokenizers library reads it: the indented form spends a
         # third of the file (120 KB of 333 KB at 14,813 ids) on spaces.
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
