@@ -276,6 +276,14 @@ def main(argv: list[str]) -> int:
             with contextlib.suppress(Timeout):
                 wait(lambda: not runner.is_running, 60, "cancelling the job")
         window.close()
+        # As the app does at exit (app.end_session): a refresh still running on a pool
+        # thread while Python tears Qt down prints "Signal source has been deleted".
+        from PySide6.QtCore import QThreadPool
+
+        from slimpajama_gui.qt.app import POOL_WAIT_MS
+
+        if not QThreadPool.globalInstance().waitForDone(POOL_WAIT_MS):
+            print("screenshots: a worker was still running at exit", file=sys.stderr)
         shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
