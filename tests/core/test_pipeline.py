@@ -241,6 +241,24 @@ def test_bad_data_fails_before_training_with_the_file_named(tiny_minilm, tmp_pat
     assert not store.metrics(result.job_id)  # no training step was logged
 
 
+def test_a_job_says_its_recipe_s_warnings_before_any_step(tiny_minilm, tmp_path, store):
+    """A distillation with no weight on the teacher is allowed; the job says it first
+    (here one that then fails on its data, so no step needs to run)."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\ngood film,1\nbad film,7\n", encoding="utf-8")
+    recipe = make_recipe(
+        tiny_minilm, tmp_path / "out",
+        "  - {type: distill, student_layers: [0], alpha_kd: 0}\n",
+        dataset=f"train: {bad}\n  eval: {bad}\n  text_column: text",
+    )  # fmt: skip
+    recorder = Recorder()
+    result = run(recipe, recorder, store=store)
+    assert result.status == "failed" and not recorder.events[:-1]
+    assert recorder.messages[0].startswith(
+        "Step 1 'distill': the KD weight (alpha_kd), hidden MSE (hidden_mse) and attention MSE"
+    )
+
+
 def test_prune_distill_chain_shrinks_and_reloads(tiny_minilm, tmp_path, store):
     """Fine-tune, drop heads/FFN, distill to fewer layers, prune the vocabulary: each
     variant is smaller than its parent, is saved, and reloads with the same predictions."""

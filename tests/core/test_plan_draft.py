@@ -193,3 +193,16 @@ def test_the_vocabulary_count_follows_the_chains_keep_general(draft):
     wide = draft.vocabulary_key()
     assert wide[-1] == KEEP_GENERAL and draft.vocabulary_count() is None
     assert draft.estimate().vocab_counted is False  # a guess until counted again
+
+
+def test_a_distillation_with_no_weight_on_the_teacher_is_a_warning_not_a_problem(draft):
+    draft.set_chain(
+        "custom", [FineTune(), Distill(student_layers=[1], alpha_kd=0.0, augment=0), Benchmark()]
+    )
+    (warning,) = draft.warnings("techniques")
+    assert warning.startswith("Distill — the KD weight (alpha_kd), hidden MSE (hidden_mse) and ")
+    assert warning.endswith("raise the KD weight or a hidden or attention MSE weight above 0.")
+    assert draft.warnings() == [warning] and draft.warnings("settings") == []
+    assert not draft.problems() and draft.recipe().warnings()
+    draft.set_chain("custom", [FineTune(), Distill(student_layers=[1], alpha_kd=0.0, hidden_mse=1)])
+    assert draft.warnings() == []

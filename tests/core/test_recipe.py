@@ -367,3 +367,22 @@ def test_4_bit_embeddings_are_for_the_onnxruntime_backend_only() -> None:
         match=r"embedding_bits: expected one of 8, 4, got 6; write one of these.*line 8",
     ):
         parse("  - {type: quantize, backend: onnxruntime, embedding_bits: 6}\n")
+
+
+def test_a_distillation_with_no_weight_on_the_teacher_is_valid_but_warned_about() -> None:
+    """Legal (the student learns from the labels alone), almost surely a slip: the recipe
+    loads, and its warnings (which a job says as it starts) name the weights to raise."""
+    recipe = parse(
+        "  - {type: finetune}\n"
+        "  - {type: distill, alpha_kd: 0, hidden_mse: 0, attention_mse: 0}\n"
+        "  - {type: distill, alpha_kd: 0, attention_mse: 10}\n"
+        "  - {type: distill_static, alpha_kd: 0}\n"  # labels alone train its own head
+    )
+    assert recipe.warnings() == [
+        "Step 2 'distill': the KD weight (alpha_kd), hidden MSE (hidden_mse) and attention MSE "
+        "(attention_mse) are all 0, so the student learns only from the labels, not from the "
+        "teacher; raise the KD weight or a hidden or attention MSE weight above 0."
+    ]
+    assert recipe.warnings(first_step=2) == []  # a resumed job starting after it
+    assert Distill().warnings() == [] and Distill(alpha_kd=0, hidden_mse=1.0).warnings() == []
+    assert full_recipe().warnings() == []

@@ -60,6 +60,16 @@ def test_run_on_a_cluster_saves_and_shows_the_torchrun_commands(
     assert dialog.commands.toPlainText() == "" and not dialog.copy_button.isEnabled()
     assert "first machine's host name" in dialog.status.text()
     dialog.host.setText("gpu-a.example")
+    # A port out of range stays as typed (a spin box put back its last value) and
+    # makes no command until it is fixed.
+    dialog.port.setFocus()
+    dialog.port.selectAll()
+    qtbot.keyClicks(dialog.port, "70000")
+    assert dialog.port.text() == "70000" and not dialog.copy_button.isEnabled()
+    assert dialog.status.text() == (
+        "No command yet: Port: 70000 is too large; type a whole number from 1 to 65,535."
+    )
+    dialog.port.setValue(29600)
     click(qtbot, dialog.copy_button)
     assert QGuiApplication.clipboard().text() == dialog.commands.toPlainText()
     assert "--node_rank=1" in QGuiApplication.clipboard().text()

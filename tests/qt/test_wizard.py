@@ -302,11 +302,13 @@ def test_invalid_techniques_block_next_with_a_sentence(qtbot, on_techniques):
     assert not error_text(tech)
     assert next_button(w).isEnabled()
 
-    # An amount out of range: the sentence is Step.validate()'s.
+    # An amount out of range: the field's sentence, in the per cent the box shows.
     click_group_check(qtbot, tech.heads_box)
     type_into(qtbot, tech.heads_amount, "100")
-    assert "Prune attention heads" in error_text(tech)
-    assert "amount: must be above 0 and below 1, got 1.0" in error_text(tech)
+    assert tech.heads_amount.text() == "100 %"
+    assert error_text(tech) == (
+        "Prune attention heads: 100 % is too large; type a number above 0 and below 100 %."
+    )
     assert not next_button(w).isEnabled()
     type_into(qtbot, tech.heads_amount, "25")
     assert not error_text(tech)
@@ -435,6 +437,138 @@ def test_settings_errors_block_next(qtbot, on_techniques):
     assert not error_text(settings)
     go_next(qtbot, w)
     assert w.recipe().output == "{data}/results/elsewhere"
+
+
+# --------------------------------------------------------------------------- typed numbers
+
+
+def clear_and_leave(qtbot, spin: QAbstractSpinBox) -> None:
+    """Delete the box's text and leave it, as a user would."""
+    spin.setFocus()
+    spin.selectAll()
+    qtbot.keyClick(spin, Qt.Key.Key_Backspace)
+    qtbot.keyClick(spin, Qt.Key.Key_Tab)
+
+
+def test_a_number_out_of_range_stays_as_typed_and_blocks_next_with_a_sentence(qtbot, on_techniques):
+    """Hidden MSE 1000 was clamped to 100 and Temperature 0 put back to 2.0, silently."""
+    w = on_techniques
+    tech = w.techniques_page
+    click(qtbot, tech.preset_buttons["custom"])
+    if not tech.distill_box.isChecked():
+        click_group_check(qtbot, tech.distill_box)
+    assert not error_text(tech)
+
+    type_into(qtbot, tech.hidden_mse, "1000")
+    assert tech.hidden_mse.text() == "1000" and tech.hidden_mse.value() == 1000
+    assert error_text(tech) == "Hidden MSE: 1000 is too large; type a number from 0 to 100."
+    assert not next_button(w).isEnabled()
+    w.next()
+    assert w.currentPage() is tech
+    # The chain (and the summary above) holds what was typed, not a clamped 100.
+    (distill,) = [s for s in tech.chain() if isinstance(s, Distill)]
+    assert distill.hidden_mse == 1000 and "hidden MSE 1000" in tech.description.text()
+    # The arrows step back into the range.
+    tech.hidden_mse.setFocus()
+    qtbot.keyClick(tech.hidden_mse, Qt.Key.Key_Down)
+    assert tech.hidden_mse.value() == 100
+    assert not error_text(tech) and next_button(w).isEnabled()
+
+    type_into(qtbot, tech.temperature, "0")
+    assert tech.temperature.text() == "0"
+    # One sentence, the field's: not the recipe's "temperature: must be above 0" too.
+    assert error_text(tech) == "Temperature: 0 is too small; type a number from 0.5 to 20."
+    assert not next_button(w).isEnabled()
+    clear_and_leave(qtbot, tech.temperature)
+    assert tech.temperature.text() == ""
+    assert error_text(tech) == "Temperature is empty; type a number from 0.5 to 20."
+    type_into(qtbot, tech.temperature, "warm")
+    assert tech.temperature.text() == "warm"
+    assert error_text(tech) == (
+        "Temperature: 'warm' is not a number; type a number from 0.5 to 20."
+    )
+    assert not next_button(w).isEnabled()
+    type_into(qtbot, tech.temperature, "3")
+    assert not error_text(tech) and next_button(w).isEnabled()
+    assert [s.temperature for s in tech.chain() if isinstance(s, Distill)] == [3.0]
+
+    # A whole number where the recipe takes one; a share in the per cent the box shows.
+    type_into(qtbot, tech.augment, "1.5")
+    assert tech.augment.text() == "1.5"
+    assert error_text(tech) == (
+        "Augmented copies: 1.5 is not a whole number; type a whole number from 0 to 10."
+    )
+    type_into(qtbot, tech.augment, "0")
+    type_into(qtbot, tech.student_ffn, "99")
+    assert error_text(tech) == "FFN removed: 99 % is too large; type a number from 0 to 95 %."
+    type_into(qtbot, tech.student_ffn, "0")
+    assert not error_text(tech)
+
+    # A number in a technique that is not ticked does not count; it is kept as typed.
+    type_into(qtbot, tech.hidden_mse, "1000")
+    assert not next_button(w).isEnabled()
+    click_group_check(qtbot, tech.distill_box)
+    assert "Hidden MSE" not in error_text(tech) and tech.hidden_mse.text() == "1000"
+    click_group_check(qtbot, tech.distill_box)
+    assert "Hidden MSE: 1000 is too large" in error_text(tech)
+    # A preset puts its own values in every box, so nothing stale is left to refuse.
+    click(qtbot, tech.preset_buttons["balanced"])
+    assert tech.hidden_mse.value() == 1 and not error_text(tech)
+    assert next_button(w).isEnabled()
+
+
+def test_a_distillation_with_no_weight_on_the_teacher_is_warned_about(qtbot, on_techniques):
+    """KD weight, hidden MSE and attention MSE all 0: allowed, almost surely a slip."""
+    w = on_techniques
+    tech = w.techniques_page
+    click(qtbot, tech.preset_buttons["custom"])
+    if not tech.distill_box.isChecked():
+        click_group_check(qtbot, tech.distill_box)
+    type_into(qtbot, tech.augment, "0")  # augmented copies need the KD weight: refused
+    for box in (tech.alpha_kd, tech.hidden_mse, tech.attention_mse):
+        type_into(qtbot, box, "0")
+    assert tech.warning.isVisible()
+    assert tech.warning.text() == (
+        "Distill — the KD weight (alpha_kd), hidden MSE (hidden_mse) and attention MSE "
+        "(attention_mse) are all 0, so the student learns only from the labels, not from the "
+        "teacher; raise the KD weight or a hidden or attention MSE weight above 0."
+    )
+    # A warning, not a refusal: Next stays on.
+    assert not error_text(tech) and next_button(w).isEnabled()
+    type_into(qtbot, tech.attention_mse, "10")
+    assert not tech.warning.isVisible()
+
+
+def test_settings_numbers_out_of_range_stay_as_typed_and_block_next(qtbot, on_techniques):
+    w = on_techniques  # the balanced preset: fine-tune, distill, ...
+    go_next(qtbot, w)
+    settings = w.settings_page
+    row = settings.row_for("distill")
+    type_into(qtbot, row.epochs, "500")
+    assert row.epochs.text() == "500"
+    assert error_text(settings) == (
+        "Distill — epochs: 500 is too large; type a number from 0.05 to 100."
+    )
+    assert not next_button(w).isEnabled()
+    type_into(qtbot, row.epochs, "2")
+    type_into(qtbot, row.batch_size, "0")
+    assert row.batch_size.text() == "0"
+    assert error_text(settings) == (
+        "Distill — batch size: 0 is too small; type a whole number from 1 to 4,096."
+    )
+    type_into(qtbot, row.batch_size, "16")
+    type_into(qtbot, settings.threads, "100000")
+    assert settings.threads.text() == "100000"
+    assert error_text(settings).startswith(
+        "Threads: 100000 is too large; type a whole number from 0 (auto) to "
+    )
+    assert not next_button(w).isEnabled()
+    type_into(qtbot, settings.threads, "auto")
+    assert not error_text(settings)
+    go_next(qtbot, w)
+    recipe = w.recipe()
+    (distill,) = [s for s in recipe.steps if isinstance(s, Distill)]
+    assert (recipe.threads, distill.epochs, distill.batch_size) == (None, 2.0, 16)
 
 
 def test_data_errors_are_shown_and_block_next(qtbot, make_wizard, tiny_minilm, tmp_path):

@@ -274,6 +274,8 @@ def run(
             if resume is not None:
                 source = f" of job #{rerun_from[0]}" if rerun_from is not None else ""
                 callbacks.on_message(f"Job #{job_id} {resume.describe()}{source}.")
+            for text in recipe.warnings(first):  # valid, almost surely a slip: said, not refused
+                callbacks.on_message(text)
             cap = step_cap()
             if cap is not None:  # a smoke run: its figures are not the recipe's
                 callbacks.on_message(

@@ -254,6 +254,15 @@ class Draft:
             return list(checked.problems[page])
         return [text for name in PAGES for text in checked.problems[name]]
 
+    def warnings(self, page: str | None = None) -> list[str]:
+        """Sentences about settings that are allowed but almost surely a mistake
+        (:meth:`~slimpajama_gui.core.plan.steps.Step.warnings`), for one page of
+        :data:`PAGES` or all of them. Unlike :meth:`problems` they never block a page.
+        """
+        if page not in (None, "techniques"):
+            return []  # only the chain has them: the settings page types no such values
+        return [f"{step_title(s)} — {text}." for s in self.chain for text in s.warnings()]
+
     def recipe(self) -> Recipe:
         """The validated recipe (a fresh copy each call).
 

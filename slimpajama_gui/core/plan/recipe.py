@@ -197,6 +197,17 @@ class Recipe:
         check_static_chain(self.steps)
         self._check_output_folder()
 
+    def warnings(self, first_step: int = 0) -> list[str]:
+        """Sentences about steps (from ``first_step``, 0-based) whose settings are valid
+        but almost surely a mistake (:meth:`Step.warnings`), e.g. a distillation with no
+        weight on the teacher. A job says them as it starts; they never stop it."""
+        return [
+            f"Step {index + 1} '{step.step_type}': {text}."
+            for index, step in enumerate(self.steps)
+            if index >= first_step
+            for text in step.warnings()
+        ]
+
     def _check_dataset(self) -> None:
         """The ``dataset:`` section's settings, checked now rather than when the job starts.
 

@@ -115,6 +115,13 @@ class Step:
     def check(self) -> None:
         """Range checks beyond the type; subclasses override."""
 
+    def warnings(self) -> list[str]:
+        """Settings that are valid but almost surely a mistake, as clauses that name the
+        fields and what to change (no step name, no final full stop). The step runs
+        anyway; the wizard shows them beside its problems and a job says them as it
+        starts. Subclasses override."""
+        return []
+
     def to_dict(self) -> dict[str, Any]:
         """``{"type": ..., "version": ..., <fields>}`` of plain values."""
         out: dict[str, Any] = {"type": self.step_type, "version": self.version}
@@ -367,6 +374,16 @@ class Prune(Step):
             _check_layer_list("keep_layers", self.keep_layers)
 
 
+#: :meth:`Distill.warnings` when no loss term reads the teacher: legal (the student then
+#: trains on the labels alone, like fine-tuning a smaller model), but almost surely a
+#: slip, since the point of distilling is to learn from the teacher.
+NO_TEACHER_SIGNAL = (
+    "the KD weight (alpha_kd), hidden MSE (hidden_mse) and attention MSE (attention_mse) are "
+    "all 0, so the student learns only from the labels, not from the teacher; raise the KD "
+    "weight or a hidden or attention MSE weight above 0"
+)
+
+
 @register_step("distill")
 @dataclass
 class Distill(Step):
@@ -413,6 +430,11 @@ class Distill(Step):
         check_positive(self, "temperature", "epochs", "learning_rate", "batch_size")
         check_fraction(self, "alpha_kd", low_open=False, high_open=False)
         check_non_negative(self, "hidden_mse", "attention_mse")
+
+    def warnings(self) -> list[str]:
+        if self.alpha_kd == 0 and self.hidden_mse == 0 and self.attention_mse == 0:
+            return [NO_TEACHER_SIGNAL]
+        return []
 
 
 @register_step("quantize")

@@ -17,14 +17,14 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from slimpajama_gui.core.plan.launch import DEFAULT_PORT, torchrun_commands
 from slimpajama_gui.core.plan.presets import slug
-from slimpajama_gui.qt.wizard.widgets import NOTE_STYLE, make_label
+from slimpajama_gui.qt.wizard.numbers import number_problems
+from slimpajama_gui.qt.wizard.widgets import NOTE_STYLE, int_spin, make_label
 
 
 class ClusterDialog(QDialog):
@@ -37,20 +37,17 @@ class ClusterDialog(QDialog):
         self.setWindowTitle("Run on a cluster")
         self.recipe_path = recipe_path
         self.job = slug(job_name) or "slimpajama"
-        self.processes = QSpinBox()
-        self.processes.setRange(1, 1024)
-        self.processes.setValue(2)
-        self.processes.setToolTip(
-            "Processes per machine: one per GPU; on CPUs, a few (each uses its own threads)"
-        )
-        self.nodes = QSpinBox()
-        self.nodes.setRange(1, 4096)
-        self.nodes.setToolTip("Machines; with more than one, run the command for each on it")
+        self.processes = int_spin(
+            "Processes per machine", 1, 1024, 2,
+            tip="Processes per machine: one per GPU; on CPUs, a few (each uses its own threads)",
+        )  # fmt: skip
+        self.nodes = int_spin(
+            "Machines", 1, 4096, 1,
+            tip="Machines; with more than one, run the command for each on it",
+        )  # fmt: skip
         self.host = QLineEdit(socket.gethostname())
         self.host.setToolTip("The first machine's name or address, reachable from the others")
-        self.port = QSpinBox()
-        self.port.setRange(1, 65535)
-        self.port.setValue(DEFAULT_PORT)
+        self.port = int_spin("Port", 1, 65535, DEFAULT_PORT)
         self.commands = QPlainTextEdit()
         self.commands.setReadOnly(True)
         self.commands.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
@@ -88,7 +85,7 @@ class ClusterDialog(QDialog):
         buttons.rejected.connect(self.reject)
         self.copy_button.clicked.connect(self.copy)
         for spin in (self.processes, self.nodes, self.port):
-            spin.valueChanged.connect(self.refresh)
+            spin.typed.connect(self.refresh)  # every keystroke, a number or not
         self.host.textChanged.connect(self.refresh)
         self.refresh()
 
@@ -96,6 +93,12 @@ class ClusterDialog(QDialog):
         several = self.nodes.value() > 1
         self.host.setEnabled(several)
         self.port.setEnabled(several)
+        problems = number_problems(self)
+        if problems:  # a number typed out of range stays as typed, and makes no command
+            self.commands.setPlainText("")
+            self.status.setText(f"No command yet: {problems[0]}")
+            self.copy_button.setEnabled(False)
+            return
         try:
             lines = torchrun_commands(
                 self.recipe_path,

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGridLayout,
@@ -28,7 +27,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
 )
 
@@ -36,11 +34,13 @@ from slimpajama_gui.core.paths import data_dir
 from slimpajama_gui.core.plan.draft import Training
 from slimpajama_gui.core.plan.presets import format_lr, slug, step_title, trains
 from slimpajama_gui.core.plan.steps import Prune, Step
+from slimpajama_gui.qt.wizard.numbers import NumberBox
 from slimpajama_gui.qt.wizard.widgets import (
     NOTE_STYLE,
     WizardPage,
     double_spin,
     error_label,
+    int_spin,
     make_label,
     show_text,
 )
@@ -56,9 +56,9 @@ class _TrainingRow:
     """The widgets of one training step's settings row."""
 
     index: int
-    epochs: QDoubleSpinBox
+    epochs: NumberBox
     learning_rate: QComboBox
-    batch_size: QSpinBox
+    batch_size: NumberBox
 
 
 class SettingsPage(WizardPage):
@@ -91,14 +91,12 @@ class SettingsPage(WizardPage):
             tip = "No CUDA GPU is available here (torch.cuda.is_available() is False)."
             item.setToolTip(tip)
             self.device.setItemData(2, tip, Qt.ItemDataRole.ToolTipRole)
-        self.threads = QSpinBox()
+        self.threads = int_spin(
+            "Threads", 0, max(os.cpu_count() or 1, 1), 0, special="auto",
+            tip="CPU threads for PyTorch and for the latency benchmark; auto = PyTorch's "
+            "default (the benchmark then uses 2)",
+        )  # fmt: skip
         self.threads.setMinimumWidth(80)
-        self.threads.setRange(0, max(os.cpu_count() or 1, 1))
-        self.threads.setSpecialValueText("auto")
-        self.threads.setToolTip(
-            "CPU threads for PyTorch and for the latency benchmark; auto = PyTorch's default "
-            "(the benchmark then uses 2)"
-        )
         self.output_edit = QLineEdit()
         self.output_edit.setToolTip(
             "Folder that receives one sub-folder per saved variant. {data} is the app's data "
@@ -131,6 +129,7 @@ class SettingsPage(WizardPage):
         self.name_edit.textChanged.connect(self._push_job)
         self.device.currentIndexChanged.connect(self._push_job)
         self.threads.valueChanged.connect(self._push_job)
+        self.threads.typed.connect(self._update)
         self.output_browse.clicked.connect(self._browse)
         self.draft.subscribe(self._on_draft_changed)
         self._push_job()
@@ -140,6 +139,7 @@ class SettingsPage(WizardPage):
         while self.training_grid.count():
             item = self.training_grid.takeAt(0)
             if item.widget() is not None:
+                item.widget().hide()  # gone now: its typed numbers no longer count
                 item.widget().deleteLater()
         self.rows = []
         headers = ("Step", "Epochs", "Learning rate", "Batch size")
@@ -150,7 +150,8 @@ class SettingsPage(WizardPage):
             if not trains(step):
                 continue
             is_prune = isinstance(step, Prune)
-            epochs = double_spin(0 if is_prune else 0.05, 100,
+            title = step_title(step) + (" — recovery" if is_prune else "")
+            epochs = double_spin(f"{title} — epochs", 0 if is_prune else 0.05, 100,
                            step.recovery_epochs if is_prune else step.epochs,
                            step=0.5,
                            tip="Passes over the training data; fractions allowed (0.5)"
@@ -162,12 +163,9 @@ class SettingsPage(WizardPage):
             lr.setToolTip("Peak learning rate of AdamW, e.g. 5e-5 for fine-tuning, 1e-4 for "
                           "distillation")  # fmt: skip
             lr.setMaximumWidth(140)
-            batch = QSpinBox()
+            batch = int_spin(f"{title} — batch size", 1, 4096, step.batch_size,
+                             tip="Examples per optimizer step; lower it if memory runs out")  # fmt: skip
             batch.setMaximumWidth(110)
-            batch.setRange(1, 4096)
-            batch.setValue(step.batch_size)
-            batch.setToolTip("Examples per optimizer step; lower it if memory runs out")
-            title = step_title(step) + (" — recovery" if is_prune else "")
             self.training_grid.addWidget(QLabel(title), line, 0)
             self.training_grid.addWidget(epochs, line, 1)
             self.training_grid.addWidget(lr, line, 2)
@@ -175,6 +173,8 @@ class SettingsPage(WizardPage):
             epochs.valueChanged.connect(self._push_training)
             lr.currentTextChanged.connect(self._push_training)
             batch.valueChanged.connect(self._push_training)
+            for box in (epochs, batch):
+                box.typed.connect(self._update)
             self.rows.append(_TrainingRow(index, epochs, lr, batch))
             line += 1
         if not self.rows:
@@ -262,8 +262,9 @@ class SettingsPage(WizardPage):
         return self.threads.value() or None
 
     def problems(self) -> list[str]:
-        """What to fix on this page (the draft's evaluation, made once per change)."""
-        return self.draft.problems("settings")
+        """What to fix on this page: a number typed out of range first, else the
+        draft's evaluation (made once per change)."""
+        return self.field_problems() or self.draft.problems("settings")
 
     def _on_draft_changed(self, parts: set[str]) -> None:
         self._update()

@@ -50,8 +50,10 @@ from slimpajama_gui.core.plan.steps import (
     Sensitivity,
     Step,
 )
+from slimpajama_gui.qt.wizard.numbers import NumberBox
 from slimpajama_gui.qt.wizard.widgets import (
     NOTE_STYLE,
+    WARNING_STYLE,
     LayerPicker,
     WizardPage,
     amount_row,
@@ -116,10 +118,12 @@ class TechniquesPage(WizardPage):
         self.search_box = group_box("Find the best within N points",
                                     "A budgeted search over the techniques below")  # fmt: skip
         self.search_box.setCheckable(False)
-        self.search_budget = double_spin(0, 20, 1.0, decimals=1, step=0.5, suffix=" points",
+        self.search_budget = double_spin("Accuracy budget", 0, 20, 1.0, decimals=1, step=0.5,
+                                         suffix=" points",
                                          tip="Accuracy on the eval split the result may lose "
                                          "against the model it starts from")  # fmt: skip
-        self.search_minutes = double_spin(1, 24 * 60, 30, decimals=0, step=5, suffix=" min",
+        self.search_minutes = double_spin("Time budget", 1, 24 * 60, 30, decimals=0, step=5,
+                                          suffix=" min",
                                           tip="Wall-clock time of the whole search; when it "
                                           "ends, the best model found so far is the result")  # fmt: skip
         self.search_objective = combo_box(
@@ -147,7 +151,8 @@ class TechniquesPage(WizardPage):
             "choose which linears stay in float.",
         )
         self.sensitivity_box.setChecked(False)
-        self.sensitivity_rows = int_spin(16, 100_000, Sensitivity().rows, step=64,
+        self.sensitivity_rows = int_spin("Sensitivity analysis — eval rows", 16, 100_000,
+                                         Sensitivity().rows, step=64,
             tip="Eval rows sampled (seeded); every measurement runs the model over them once")  # fmt: skip
         rows_line = QHBoxLayout()
         rows_line.addWidget(QLabel("Measured on"))
@@ -172,7 +177,7 @@ class TechniquesPage(WizardPage):
             "expect several points below the teacher.",
             NOTE_STYLE,
         )
-        self.static_dims = int_spin(8, 4096, 256,
+        self.static_dims = int_spin("Dimensions", 8, 4096, 256,
             tip="Width of each token vector (PCA components of the teacher's)")  # fmt: skip
         self.static_storage = combo_box(
             [("int8", "int8"), ("float16", "float16"), ("float32", "float32")],
@@ -184,21 +189,23 @@ class TechniquesPage(WizardPage):
         static_form.addRow("Dimensions:", self.static_dims)
         static_form.addRow("Storage:", self.static_storage)
         self.student_picker = LayerPicker("kept in the student")
-        self.temperature = double_spin(0.5, 20, 2.0, decimals=1, step=0.5,
+        self.temperature = double_spin("Temperature", 0.5, 20, 2.0, decimals=1, step=0.5,
                                  tip="Temperature: softens both models' outputs for the "
                                  "KD loss")  # fmt: skip
-        self.alpha_kd = double_spin(0, 1, 0.5, step=0.1,
+        self.alpha_kd = double_spin("KD weight", 0, 1, 0.5, step=0.1,
                               tip="Weight of the teacher's soft labels (KD); the rest goes to "
                               "the true labels")  # fmt: skip
-        self.hidden_mse = double_spin(0, 100, 0.0, step=0.5,
+        self.hidden_mse = double_spin("Hidden MSE", 0, 100, 0.0, step=0.5,
                                 tip="Weight of matching the teacher's hidden states layer by "
                                 "layer (1.0 helped on SST-2)")  # fmt: skip
-        self.attention_mse = double_spin(0, 100, 0.0, step=0.5,
+        self.attention_mse = double_spin("Attention MSE", 0, 100, 0.0, step=0.5,
                                    tip="Weight of matching the teacher's attention maps")  # fmt: skip
-        self.student_ffn = percent_spin(0, "Share of each student layer's FFN neurons "
-                                        "removed before distillation (the least important "
-                                        "by gradient score): a smaller student")  # fmt: skip
-        self.augment = int_spin(0, MAX_AUGMENT, 0, tip="Altered copies of each train row, "
+        self.student_ffn = percent_spin("FFN removed", 0, "Share of each student layer's FFN "
+                                        "neurons removed before distillation (the least "
+                                        "important by gradient score), at most 95 %: a "
+                                        "smaller student", high=95)  # fmt: skip
+        self.augment = int_spin("Augmented copies", 0, MAX_AUGMENT, 0,
+            tip="Altered copies of each train row, "
             "with 30 % of their words swapped for near neighbours, that learn from the teacher's "
             "logits: the student stays closer to the teacher on text unlike the train set. Each "
             "copy is one more pass of training.")  # fmt: skip
@@ -236,12 +243,16 @@ class TechniquesPage(WizardPage):
         # heads / FFN / weights
         self.heads_box = group_box("Prune attention heads",
                                 "Remove the least important heads; one always stays per layer")  # fmt: skip
-        self.heads_amount = percent_spin(30, "Share of all attention heads removed")
+        self.heads_amount = percent_spin(
+            "Prune attention heads", 30, "Share of all attention heads removed", open_range=True
+        )
         self.heads_scope = scope_combo("heads")
         amount_row(self.heads_box, "Remove", self.heads_amount, self.heads_scope)
 
         self.ffn_box = group_box("Prune FFN neurons", "Remove the least important FFN neurons")
-        self.ffn_amount = percent_spin(50, "Share of all feed-forward neurons removed")
+        self.ffn_amount = percent_spin(
+            "Prune FFN neurons", 50, "Share of all feed-forward neurons removed", open_range=True
+        )
         self.ffn_scope = scope_combo("neurons")
         amount_row(self.ffn_box, "Remove", self.ffn_amount, self.ffn_scope)
 
@@ -250,7 +261,9 @@ class TechniquesPage(WizardPage):
             "Zero the smallest weights of the encoder's linear layers. The file keeps its "
             "size; sparse runtimes can use the zeros.",
         )
-        self.magnitude_amount = percent_spin(50, "Share of encoder weights set to zero")
+        self.magnitude_amount = percent_spin(
+            "Prune weights", 50, "Share of encoder weights set to zero", open_range=True
+        )
         self.magnitude_scope = scope_combo("weights")
         self.magnitude_schedule = combo_box(
             [("oneshot", "all at once"), ("gradual", "gradually")],
@@ -269,7 +282,7 @@ class TechniquesPage(WizardPage):
             "Prune vocabulary",
             "Keep the tokens the training data uses and the tokenizer's most common ones",
         )
-        self.vocab_general = int_spin(0, MAX_VOCAB, KEEP_GENERAL, step=1000)
+        self.vocab_general = int_spin("Common tokens kept", 0, MAX_VOCAB, KEEP_GENERAL, step=1000)
         # One change per edit, not per keystroke: each value starts a vocabulary count.
         self.vocab_general.setKeyboardTracking(False)
         self.vocab_general.setToolTip(
@@ -325,8 +338,8 @@ class TechniquesPage(WizardPage):
             "The word-embedding table is often half of a small model (PyTorch backend; "
             "onnxruntime always quantizes it)"
         )
-        self.tolerance = double_spin(0, 100, 1.0, decimals=1, step=0.5, suffix=" pt",
-                               tip="Accuracy guard: the most accuracy (in points) this step "
+        self.tolerance = double_spin("Max. loss", 0, 100, 1.0, decimals=1, step=0.5,
+                               suffix=" pt", tip="Accuracy guard: the most accuracy (in points) this step "
                                "may cost. A larger drop counts only when it is beyond the eval "
                                "set's noise (McNemar's test on the rows int8 changed); then "
                                "sensitive layers stay in float (for onnxruntime, PyTorch's "
@@ -368,12 +381,16 @@ class TechniquesPage(WizardPage):
         self.scroll.setFrameShape(QFrame.Shape.NoFrame)
 
         self.error = error_label()
+        # Allowed but almost surely a slip (a distillation with no weight on the teacher).
+        self.warning = make_label("", WARNING_STYLE)
+        self.warning.hide()
         layout = QVBoxLayout(self)
         layout.addLayout(presets)
         layout.addWidget(self.description)
         layout.addWidget(self.search_box)
         layout.addWidget(self.scroll, 1)
         layout.addWidget(self.error)
+        layout.addWidget(self.warning)
         self.preset_group.buttonToggled.connect(self._on_preset_toggled)
         for box in (self.finetune_box, self.distill_box, self.layers_box, self.heads_box,
                     self.ffn_box, self.magnitude_box, self.vocab_box, self.quant_box,
@@ -384,11 +401,12 @@ class TechniquesPage(WizardPage):
                      self.heads_amount, self.ffn_amount, self.magnitude_amount,
                      self.tolerance, self.vocab_general, self.student_ffn, self.augment):  # fmt: skip
             spin.valueChanged.connect(self._on_edited)
+        # First: which knobs show decides which typed numbers count.
+        self.student_kind.currentIndexChanged.connect(self._show_student_kind)
         for combo in (self.heads_scope, self.ffn_scope, self.magnitude_scope,
                       self.magnitude_schedule, self.quant_method, self.quant_backend,
                       self.student_kind, self.static_storage):  # fmt: skip
             combo.currentIndexChanged.connect(self._on_edited)
-        self.student_kind.currentIndexChanged.connect(self._show_student_kind)
         self.static_dims.valueChanged.connect(self._on_edited)
         for check in (self.per_channel, self.quant_embeddings, self.quant_embeddings4,
                       self.evaluate_check, self.benchmark_check):  # fmt: skip
@@ -398,6 +416,9 @@ class TechniquesPage(WizardPage):
         self.search_objective.currentIndexChanged.connect(self._on_search_edited)
         self.student_picker.changed.connect(self._on_edited)
         self.keep_picker.changed.connect(self._on_edited)
+        for box in self.findChildren(NumberBox):
+            # Every keystroke: text that is no number in range changes no value.
+            box.typed.connect(self._update)
         self.draft.subscribe(self._on_draft_changed)
 
     # -- state -----------------------------------------------------------------------
@@ -465,7 +486,7 @@ class TechniquesPage(WizardPage):
                     alpha_kd=self.alpha_kd.value(),
                     hidden_mse=self.hidden_mse.value(),
                     attention_mse=self.attention_mse.value(),
-                    ffn_fraction=min(self.student_ffn.value(), 95) / 100,
+                    ffn_fraction=self.student_ffn.value() / 100,
                     augment=self.augment.value(),
                 )
             )
@@ -514,8 +535,12 @@ class TechniquesPage(WizardPage):
         return keep_training_settings(steps, self.draft.chain)
 
     def problems(self) -> list[str]:
-        """Sentences saying what is wrong with the current choice (empty: all fine)."""
-        return self.draft.problems("techniques")
+        """Sentences saying what is wrong with the current choice (empty: all fine).
+
+        A number typed out of range first: the draft's sentence about the same value
+        would say it again in the recipe's terms.
+        """
+        return self.field_problems() or self.draft.problems("techniques")
 
     # -- reacting --------------------------------------------------------------------
     def initializePage(self) -> None:  # noqa: N802 (Qt override)
@@ -628,6 +653,7 @@ class TechniquesPage(WizardPage):
             self.benchmark_check.setChecked(first(Benchmark) is not None)
         finally:
             self._loading = False
+        self._update()  # the boxes now in use, and what they hold, may have changed
 
     def _on_edited(self, *_args: Any) -> None:
         # 4-bit embeddings are an onnxruntime option (PyTorch's int8 embeddings have 8 bits)
@@ -686,6 +712,7 @@ class TechniquesPage(WizardPage):
             tallest = max(self.description.minimumHeight(), self.description.heightForWidth(width))
             self.description.setMinimumHeight(tallest)
         show_text(self.error, "\n".join(self.problems()))
+        show_text(self.warning, "\n".join(self.draft.warnings("techniques")))
         self.completeChanged.emit()
 
     def isComplete(self) -> bool:  # noqa: N802 (Qt override)

@@ -1,8 +1,10 @@
 """The wizard's small widgets and the base class of its pages.
 
-Shared by every page module: labels in the house styles, spin boxes and combos set up
-the same way, :class:`LayerPicker` (one toggle per encoder layer) and
-:class:`LabelBalance` (rows per label as bars). :class:`WizardPage` gives a page the
+Shared by every page module: labels in the house styles, number fields
+(:class:`~slimpajama_gui.qt.wizard.numbers.NumberBox`: a value out of range stays as
+typed and is a sentence of the page) and combos set up the same way,
+:class:`LayerPicker` (one toggle per encoder layer) and :class:`LabelBalance` (rows per
+label as bars). :class:`WizardPage` gives a page the
 draft it edits and the wizard's services (the thread pool), never another page.
 """
 
@@ -15,19 +17,19 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
-    QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
     QWizardPage,
 )
+
+from slimpajama_gui.qt.wizard.numbers import NumberBox, number_problems
 
 if TYPE_CHECKING:
     from slimpajama_gui.core.plan.draft import Draft
@@ -57,6 +59,11 @@ class WizardPage(QWizardPage):
         # QWizard.next() (keyboard, code) asks only this; an incomplete page stays put.
         return self.isComplete()
 
+    def field_problems(self) -> list[str]:
+        """What is wrong with the numbers typed on this page (in the boxes in use), one
+        sentence each; the page shows them before the draft's own problems."""
+        return number_problems(self)
+
 
 # --------------------------------------------------------------------------- small widgets
 
@@ -82,27 +89,21 @@ def show_text(label: QLabel, text: str) -> None:
     label.setVisible(bool(text))
 
 
-def double_spin(low: float, high: float, value: float, *, decimals: int = 2, step: float = 0.1,
-          suffix: str = "", tip: str = "") -> QDoubleSpinBox:  # fmt: skip
-    box = QDoubleSpinBox()
-    box.setRange(low, high)
-    box.setDecimals(decimals)
-    box.setSingleStep(step)
-    box.setValue(value)
-    box.setSuffix(suffix)
-    box.setToolTip(tip)
-    box.setKeyboardTracking(True)
+def double_spin(label: str, low: float, high: float, value: float, *, decimals: int = 2,
+                step: float = 0.1, suffix: str = "", tip: str = "", low_open: bool = False,
+                high_open: bool = False) -> NumberBox:  # fmt: skip
+    """A number field named ``label`` (its sentences start with it) allowing ``low`` to
+    ``high``: a value outside stays as typed and is a problem of the page."""
+    box = NumberBox(label, low, high, value, decimals=decimals, step=step, suffix=suffix,
+                    tip=tip, low_open=low_open, high_open=high_open)  # fmt: skip
     box.setMaximumWidth(110)
     return box
 
 
-def int_spin(low: int, high: int, value: int, *, step: int = 1, tip: str = "") -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(low, high)
-    box.setSingleStep(step)
-    box.setValue(value)
-    box.setToolTip(tip)
-    return box
+def int_spin(label: str, low: int, high: int, value: int, *, step: int = 1, tip: str = "",
+             special: str = "") -> NumberBox:  # fmt: skip
+    """A whole-number field; ``special`` is the text of ``low`` ("auto")."""
+    return NumberBox(label, low, high, value, step=step, tip=tip, whole=True, special=special)
 
 
 def combo_box(items: Iterable[tuple[str, str]], tip: str = "") -> QComboBox:
@@ -133,8 +134,11 @@ def vbox(widget: QWidget) -> QVBoxLayout:
     return layout
 
 
-def percent_spin(value: float, tip: str) -> QDoubleSpinBox:
-    box = double_spin(0, 100, value, decimals=0, step=5, suffix=" %", tip=tip)
+def percent_spin(label: str, value: float, tip: str, *, high: float = 100,
+                 open_range: bool = False) -> NumberBox:  # fmt: skip
+    """A share in per cent, 0 to ``high``; ``open_range``: above 0 and below ``high``."""
+    box = double_spin(label, 0, high, value, decimals=0, step=5, suffix=" %", tip=tip,
+                      low_open=open_range, high_open=open_range)  # fmt: skip
     box.setMaximumWidth(90)
     return box
 
@@ -147,7 +151,7 @@ def scope_combo(what: str) -> QComboBox:
     )
 
 
-def amount_row(box: QGroupBox, verb: str, amount: QDoubleSpinBox, scope: QComboBox) -> QVBoxLayout:
+def amount_row(box: QGroupBox, verb: str, amount: NumberBox, scope: QComboBox) -> QVBoxLayout:
     row = QHBoxLayout()
     row.addWidget(QLabel(f"{verb}:"))
     row.addWidget(amount)

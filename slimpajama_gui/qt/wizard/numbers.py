@@ -1,0 +1,235 @@
+"""Number boxes that keep what was typed: a value out of range is a sentence, not a clamp.
+
+A QSpinBox or QDoubleSpinBox holds only values inside its range and decimals: it drops
+keystrokes beyond them, and when it loses focus it puts back the last value it held in
+place of text it cannot take. Typing 1000 into Hidden MSE (0 to 100) left 100, and
+Temperature 0 (from 0.5) went back to 2.0, without a word. :class:`NumberBox` keeps the
+arrows, the wheel and the suffix but takes any text and leaves it as typed:
+:meth:`NumberBox.value` is the number the text reads, :meth:`NumberBox.problem` the
+sentence saying what is wrong with it (the field, the allowed range, what to type), and
+:func:`number_problems` collects those of the boxes in use on a page, which the page
+shows in its message area while Next stays off.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QValidator
+from PySide6.QtWidgets import QAbstractSpinBox, QDoubleSpinBox, QWidget
+
+#: What the spin box itself may hold: every finite number, so it never bounds the text.
+_HELD = sys.float_info.max
+#: Decimals the spin box keeps (it rounds its value to them); what it shows is separate.
+_KEPT_DECIMALS = 15
+#: The longest text quoted back in a sentence.
+_QUOTED = 24
+
+
+def format_number(value: float) -> str:
+    """``4,096``, ``0.5``: a bound as a sentence writes it."""
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:g}"
+
+
+class NumberBox(QDoubleSpinBox):
+    """A spin box whose text is what the user typed; its range is checked, not imposed.
+
+    Args:
+        label: the field's name as the page shows it ("Hidden MSE"); sentences start
+            with it.
+        low, high: the allowed range; ``low_open``/``high_open`` exclude the bound itself
+            (a share removed must be above 0 and below 100 %).
+        value: the value shown at first.
+        decimals: decimals shown for a value set in code (typed text is shown as typed).
+        step: what the arrows, the wheel and the Up/Down keys add; they stay in range.
+        whole: only whole numbers are allowed; :meth:`value` is then an int.
+        special: text shown for, and read as, ``low`` ("auto" threads).
+    """
+
+    #: The text changed (every keystroke, and values set in code).
+    typed = Signal()
+
+    def __init__(
+        self,
+        label: str,
+        low: float,
+        high: float,
+        value: float,
+        *,
+        decimals: int = 2,
+        step: float = 1.0,
+        suffix: str = "",
+        tip: str = "",
+        whole: bool = False,
+        low_open: bool = False,
+        high_open: bool = False,
+        special: str = "",
+    ) -> None:
+        super().__init__()
+        self.label = label
+        self.low, self.high = float(low), float(high)
+        self.low_open, self.high_open = low_open, high_open
+        self.whole = whole
+        self.special = special
+        self._places = 0 if whole else decimals
+        self._from_code = False
+        self.setDecimals(_KEPT_DECIMALS)
+        self.setRange(-_HELD, _HELD)
+        self.setSingleStep(step)
+        self.setSuffix(suffix)
+        self.setToolTip(tip)
+        self.setKeyboardTracking(True)
+        self.setValue(value)
+        self.lineEdit().textChanged.connect(self.typed)
+
+    # -- reading the text ------------------------------------------------------------
+    def typed_text(self) -> str:
+        """The text as typed, without the suffix (and any blanks around it)."""
+        return self._strip(self.lineEdit().text())
+
+    def _strip(self, text: str) -> str:
+        text = text.strip()
+        suffix = self.suffix().strip()
+        if suffix and text.endswith(suffix):
+            text = text[: -len(suffix)].strip()
+        return text
+
+    def _read(self, text: str | None = None) -> float | None:
+        """The number ``text`` (default: the box's) reads as; None if it is none.
+
+        Infinite when it is a number too large for a float (``1e400``).
+        """
+        text = self.typed_text() if text is None else self._strip(text)
+        if self.special and text.lower() == self.special.lower():
+            return self.low
+        try:
+            number = float(text.replace("_", ""))
+        except ValueError:
+            # The user's own way of writing numbers: "0,5" where the comma is decimal.
+            number, ok = self.locale().toDouble(text)
+            if not ok:
+                return None
+        return None if math.isnan(number) else number
+
+    def value(self) -> float | int:  # type: ignore[override]
+        """The number the text reads (an int for a whole-number box); where the text
+        is no number, the last number it was."""
+        number = self._read()
+        if number is None or math.isinf(number):
+            number = super().value()
+        if self.whole and number.is_integer():
+            return int(number)
+        return number
+
+    def range_text(self) -> str:
+        """``from 0.5 to 20``, ``above 0 and below 100 %``."""
+        low = format_number(self.low) + (f" ({self.special})" if self.special else "")
+        high = format_number(self.high) + self.suffix()
+        if self.low_open and self.high_open:
+            return f"above {low} and below {high}"
+        if self.low_open:
+            return f"above {low} and at most {high}"
+        if self.high_open:
+            return f"from {low} to below {high}"
+        return f"from {low} to {high}"
+
+    def problem(self) -> str:
+        """One sentence naming the field, the allowed range and what to type; "" when
+        the text is a number in range."""
+        text = self.typed_text()
+        what = f"type a{' whole' if self.whole else ''} number {self.range_text()}"
+        if not text:
+            return f"{self.label} is empty; {what}."
+        number = self._read()
+        quoted = text if len(text) <= _QUOTED else text[:_QUOTED] + "…"
+        if number is None:
+            return f"{self.label}: '{quoted}' is not a number; {what}."
+        shown = quoted + self.suffix()
+        if self.whole and math.isfinite(number) and not number.is_integer():
+            return f"{self.label}: {shown} is not a whole number; {what}."
+        if number < self.low or (self.low_open and number == self.low):
+            return f"{self.label}: {shown} is too small; {what}."
+        if number > self.high or (self.high_open and number == self.high):
+            return f"{self.label}: {shown} is too large; {what}."
+        return ""
+
+    # -- the spin box's hooks --------------------------------------------------------
+    def validate(self, text: str, pos: int) -> QValidator.State:  # noqa: N802 (Qt override)
+        # Every text is taken: what is wrong with it is a sentence, not a lost keystroke.
+        return QValidator.State.Acceptable
+
+    def fixup(self, text: str) -> str:  # noqa: N802 (Qt override)
+        return text
+
+    def valueFromText(self, text: str) -> float:  # noqa: N802 (Qt override)
+        number = self._read(text)
+        if number is None or math.isinf(number):
+            return super().value()  # no number it can hold: the value stays, the text too
+        return number
+
+    def textFromValue(self, value: float) -> str:  # noqa: N802 (Qt override)
+        extreme = abs(value) >= _HELD
+        if not self._from_code:
+            # Qt writes the value back when the box loses focus or Enter is pressed:
+            # the text stays as typed while it reads as that value, or as none it holds.
+            number = self._read()
+            if (
+                number is None
+                or math.isinf(number)
+                or (not extreme and math.isclose(number, value, rel_tol=1e-12, abs_tol=1e-12))
+            ):
+                return self.typed_text()
+        if extreme:  # Qt sizes the box by the texts of its range: the allowed range's
+            value = self.high if value > 0 else self.low
+        if self.special and value == self.low:
+            return self.special
+        if self.whole and float(value).is_integer():
+            return str(int(value))
+        if round(value, self._places) == value:
+            return f"{value:.{self._places}f}"
+        return f"{value:.12g}"
+
+    def setValue(self, value: float) -> None:  # noqa: N802 (Qt API)
+        """Show ``value`` (set in code, e.g. from a preset), formatted afresh."""
+        # 12 significant digits drop binary noise: 100 * 0.29 is shown and read as 29.
+        self._from_code = True
+        try:
+            super().setValue(float(f"{float(value):.12g}"))
+        finally:
+            self._from_code = False
+        self.typed.emit()  # the spin box writes its text with the editor's signals off
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802 (Qt override)
+        # The arrows, the wheel and Up/Down step into the range, never out of it.
+        number = self._read()
+        if number is None or not math.isfinite(number):
+            number = super().value()
+        target = min(max(number + steps * self.singleStep(), self.low), self.high)
+        if (self.low_open and target <= self.low) or (self.high_open and target >= self.high):
+            return
+        self.setValue(target)
+        self.selectAll()
+
+    def stepEnabled(self) -> QAbstractSpinBox.StepEnabledFlag:  # noqa: N802 (Qt override)
+        flags = QAbstractSpinBox.StepEnabledFlag.StepNone
+        number = self._read()
+        if number is None or number < self.high:
+            flags |= QAbstractSpinBox.StepEnabledFlag.StepUpEnabled
+        if number is None or number > self.low:
+            flags |= QAbstractSpinBox.StepEnabledFlag.StepDownEnabled
+        return flags
+
+
+def number_problems(root: QWidget) -> list[str]:
+    """The sentences of the :class:`NumberBox` es under ``root`` that are in use: shown
+    (not hidden with the part of the page they belong to) and enabled (not in an
+    unticked technique)."""
+    return [
+        text
+        for box in root.findChildren(NumberBox)
+        if box.isEnabled() and box.isVisibleTo(root) and (text := box.problem())
+    ]
