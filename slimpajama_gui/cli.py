@@ -27,12 +27,21 @@ from typing import Any
 from slimpajama_gui import __version__, cli_search
 from slimpajama_gui.cli_output import _console, _mb, _pct, _print_sensitivity, _print_table, _whole
 from slimpajama_gui.cli_progress import ProgressCallbacks
+from slimpajama_gui.core.data.tables import FORMATS as DATA_FORMATS
 from slimpajama_gui.core.errors import UserError, error_sentence
 from slimpajama_gui.core.paths import configure_file_log
 from slimpajama_gui.core.techniques.quantize import int8_path
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_BUG, EXIT_CANCELLED = 0, 1, 2, 3, 130
 PACKAGED = {"packaged", "minilm"}
+#: The data file's format, when its suffix does not say (.txt, no suffix).
+FORMAT_HELP = "the data file's format when its suffix does not say (default: from the suffix)"
+#: How `eval` names the dataset fields in its sentences: its flags, not recipe keys.
+EVAL_FLAGS = {
+    "text_column": "--text-column",
+    "label_column": "--label-column",
+    "format": "--format",
+}
 #: Steps that measure the current model rather than change it.
 MEASURING_STEPS = {"evaluate", "benchmark", "sensitivity"}
 
@@ -281,10 +290,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     spec = data_mod.DatasetSpec(
         train=args.data, eval=args.data, text_column=args.text_column, label_column=args.label_column,
         labels=names if not args.label_ids else None, max_length=args.max_length,
+        format=args.format,
     )  # fmt: skip
     ds = data_mod.load_dataset(
-        spec, base_dir=Path.cwd(), labels_from=None if args.label_ids else handle.info.name
-    )
+        spec, base_dir=Path.cwd(), labels_from=None if args.label_ids else handle.info.name,
+        fields=EVAL_FLAGS,
+    )  # fmt: skip
     for w in ds.warnings:
         print(f"warning: {w}", file=sys.stderr)
     inputs, notes = check_job_inputs(
@@ -338,7 +349,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     # The text the docs and the variant's own benchmark step time, where its recipe
     # says; the demo dev set only when nothing does.
     if args.data:
-        text = read_timed_text(Path(args.data), args.text_column, field_name="--text-column")
+        text = read_timed_text(
+            Path(args.data), args.text_column, field_name="--text-column",
+            format=args.format, format_field="--format",
+        )  # fmt: skip
     else:
         text = recorded_eval_text(handle.info.path) or read_timed_text(
             data_mod.demo_path("dev"), "sentence", "the demo set: no recipe names an eval set"
@@ -521,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--text-column", default="sentence", help="column with the text (default: sentence)"
     )
     p.add_argument("--label-column", default="label", help="column with the label (default: label)")
+    p.add_argument("--format", choices=DATA_FORMATS, default=None, help=FORMAT_HELP)
     p.add_argument(
         "--label-ids",
         action="store_true",
@@ -560,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
         "made MODEL, else the demo set)",
     )
     p.add_argument("--text-column", default="sentence", help="column with the text in --data")
+    p.add_argument("--format", choices=DATA_FORMATS, default=None, help=FORMAT_HELP)
     p.add_argument(
         "--backend",
         choices=["auto", "pytorch", "onnxruntime"],

@@ -124,6 +124,23 @@ steps:
     assert cli.main(["eval", str(variant), str(tmp_path / "missing.tsv")]) != 0
     err = capsys.readouterr().err
     assert "missing.tsv is not a file" in err and "recipe" not in err and "dataset." not in err
+    # A file the command cannot read as it is: the advice names the command's flags,
+    # which the user can type, never a recipe's keys (`format:`, `text_column: text`).
+    text = tmp_path / "dev.txt"
+    text.write_bytes(demo_path("dev").read_bytes())
+    assert cli.main(["eval", str(variant), str(text)]) != 0
+    err = capsys.readouterr().err
+    assert "give `--format` one of" in err and "`format:`" not in err
+    assert cli.main(["eval", str(variant), str(text), "--format", "tsv"]) == 0
+    assert "(100 rows" in capsys.readouterr().out
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text("text,label\na fine film,positive\na dull one,negative\n")
+    assert cli.main(["eval", str(variant), str(renamed)]) != 0
+    err = capsys.readouterr().err
+    assert "(--text-column)" in err and "e.g. `--text-column text`" in err
+    assert "text_column" not in err and "dataset settings" not in err
+    assert cli.main(["bench", str(variant), "--data", str(text), "--sentences", "2"]) != 0
+    assert "give `--format` one of" in capsys.readouterr().err
 
     assert cli.main(["predict", str(variant), "a wonderful film", "a dreadful meal"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()

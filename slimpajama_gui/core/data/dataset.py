@@ -173,16 +173,22 @@ def _parse_label(cell: Any) -> tuple[str, Any]:
     return "str", text
 
 
-def _read_split(name: str, path: Path, spec: DatasetSpec, warnings: list[str]) -> _Raw:
-    table = read_table(path, spec.format, spec.encoding)
-    ti = table.column_index(spec.text_column, "text_column")
-    li = table.column_index(spec.label_column, "label_column")
+def _read_split(
+    name: str, path: Path, spec: DatasetSpec, warnings: list[str], fields: dict[str, str]
+) -> _Raw:
+    def field(key: str) -> str:
+        return fields.get(key, key)
+
+    table = read_table(path, spec.format, spec.encoding, format_field=field("format"))
+    ti = table.column_index(spec.text_column, field("text_column"))
+    li = table.column_index(spec.label_column, field("label_column"))
     pi = None
     if spec.text_pair_column is not None:
-        pi = table.column_index(spec.text_pair_column, "text_pair_column")
+        pi = table.column_index(spec.text_pair_column, field("text_pair_column"))
     if ti == li:
         raise UserError(
-            f"text_column and label_column both point at column {table.columns[ti]!r} of "
+            f"{field('text_column')} and {field('label_column')} both point at column "
+            f"{table.columns[ti]!r} of "
             f"{path.name}; columns found: {_quote_list(table.columns)}."
         )
     texts: list[str] = []
@@ -450,7 +456,11 @@ def _check_label_set(counts: dict[Any, int], listed: Any, raws: list[_Raw]) -> N
 
 
 def load_dataset(
-    spec: DatasetSpec, base_dir: str | Path | None = None, *, labels_from: str | None = None
+    spec: DatasetSpec,
+    base_dir: str | Path | None = None,
+    *,
+    labels_from: str | None = None,
+    fields: dict[str, str] | None = None,
 ) -> TextDataset:
     """Read, check and split the data described by ``spec``.
 
@@ -459,6 +469,9 @@ def load_dataset(
         base_dir: folder that relative paths are read from (the recipe's folder).
         labels_from: who set ``spec.labels`` when the user did not (e.g. "the model's
             classifier"), so a label outside them is explained in those terms.
+        fields: how the user sets a field where it is not a recipe key, e.g.
+            ``{"text_column": "--text-column"}`` on the command line, so a sentence
+            about a missing column or an unknown format gives advice that applies.
 
     Raises:
         UserError: any of docs/reliability.md D1-D4, D6 (see the module docstring).
@@ -476,7 +489,8 @@ def load_dataset(
         eval_path = demo_path("dev") if is_demo else _resolve(eval_value, base, "eval")
     test_path = None if spec.test is None else _resolve(spec.test, base, "test")
 
-    whole = train = _read_split("train", train_path, spec, warnings)
+    fields = fields or {}
+    whole = train = _read_split("train", train_path, spec, warnings, fields)
     if spec.labels is None:
         # The label checks (D4, L1) before the split: a label column that holds texts
         # would otherwise be reported as "too few rows" by the stratified split.
@@ -487,12 +501,12 @@ def load_dataset(
         train = train.take(sampled, "train")
     held_out: set[int] = set()  # rows of the train file held out as eval
     if eval_path is not None:
-        ev = _read_split("eval", eval_path, spec, warnings)
+        ev = _read_split("eval", eval_path, spec, warnings, fields)
     else:
         keep, held = _stratified_split(train, spec.eval_fraction, spec.seed)
         train, ev = train.take(keep, "train"), train.take(held, "eval")
         held_out = {sampled[i] if sampled is not None else i for i in held}
-    test = _read_split("test", test_path, spec, warnings) if test_path is not None else None
+    test = _read_split("test", test_path, spec, warnings, fields) if test_path is not None else None
     vocabulary = None
     if sampled is not None:
         vocabulary = whole.take([i for i in range(len(whole.texts)) if i not in held_out], "train")

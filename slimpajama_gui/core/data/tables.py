@@ -155,21 +155,28 @@ class Table:
         guess_text, guess_label = guess_columns(self.columns)
         guess = guess_label if "label" in field_name else guess_text
         example = guess if guess is not None else (self.columns[0] if self.columns else "NAME")
+        flag = field_name.startswith("--")
         hint = ""
         if len(self.columns) == 1 and any(sep in self.columns[0] for sep in ",;\t|"):
             hint = (
                 " The file seems to have a single column; check that its separator matches "
-                "its format (CSV uses commas, TSV tabs) or set `format:`."
+                "its format (CSV uses commas, TSV tabs) or give "
+                + ("`--format`." if flag else "`format:`.")
+            )
+        number = self.columns.index(example) if example in self.columns else 0
+        if flag:  # a command line's flag takes a column name
+            advice = f"Give the right one, e.g. `{field_name} {example}`."
+        else:
+            advice = (
+                f"Map the right one in the dataset settings, e.g. `{field_name}: {example}`, "
+                f"or give its 0-based number, e.g. `{field_name}: {number}`."
             )
         raise UserError(
-            f"{self.path.name} has no column {key!r} ({field_name}). {found} Map the right "
-            f"one in the dataset settings, e.g. `{field_name}: {example}`, or give its "
-            f"0-based number, e.g. `{field_name}: {self.columns.index(example) if example in self.columns else 0}`."
-            + hint
+            f"{self.path.name} has no column {key!r} ({field_name}). {found} {advice}" + hint
         )
 
 
-def _detect_format(path: Path, format: str | None) -> str:
+def _detect_format(path: Path, format: str | None, format_field: str = "format") -> str:
     if format:
         fmt = _FORMAT_ALIASES.get(format.lower(), format.lower())
         if fmt not in FORMATS:
@@ -180,9 +187,10 @@ def _detect_format(path: Path, format: str | None) -> str:
         return fmt
     fmt = _SUFFIXES.get(path.suffix.lower())
     if fmt is None:
+        how = f"`{format_field}`" if format_field.startswith("--") else f"`{format_field}:`"
         raise UserError(
             f"cannot tell the format of {path.name} from its suffix {path.suffix or '(none)'!r}; "
-            f"rename it to .csv, .tsv, .jsonl or .parquet, or set `format:` to one of "
+            f"rename it to .csv, .tsv, .jsonl or .parquet, or give {how} one of "
             f"{', '.join(FORMATS)}."
         )
     return fmt
@@ -512,7 +520,13 @@ def check_data_file(path: Path) -> None:
         raise _too_large(path, info.st_size)
 
 
-def read_table(path: str | Path, format: str | None = None, encoding: str = "utf-8") -> Table:
+def read_table(
+    path: str | Path,
+    format: str | None = None,
+    encoding: str = "utf-8",
+    *,
+    format_field: str = "format",
+) -> Table:
     """Read a CSV, TSV, JSON Lines, JSON array or Parquet file into a :class:`Table`.
 
     Args:
@@ -520,6 +534,8 @@ def read_table(path: str | Path, format: str | None = None, encoding: str = "utf
         format: ``"csv"``, ``"tsv"``, ``"jsonl"`` (``"ndjson"``), ``"json"`` or ``"parquet"``.
         encoding: the text encoding of CSV/TSV/JSON files (a UTF-8 byte-order mark is
             skipped).
+        format_field: how the user gives the format, for the sentence when the suffix
+            does not tell it: a recipe key (``format``) or a flag (``--format``).
 
     Raises:
         UserError: the file is missing, not a regular file, larger than
@@ -527,7 +543,7 @@ def read_table(path: str | Path, format: str | None = None, encoding: str = "utf
             (D2), has ragged rows or broken quoting (D6) or a bad JSON line.
     """
     path = Path(path)
-    fmt = _detect_format(path, format)
+    fmt = _detect_format(path, format, format_field)
     if fmt != "parquet":
         check_encoding(encoding, path.name)
     check_data_file(path)

@@ -180,16 +180,27 @@ class TimedText:
 
 
 def read_timed_text(
-    path: Path, column: str = "sentence", why: str = "", field_name: str = "text column"
+    path: Path,
+    column: str = "sentence",
+    why: str = "",
+    field_name: str = "text column",
+    *,
+    format: str | None = None,
+    format_field: str = "format",
 ) -> TimedText:
     """The ``column`` of a data file as :class:`TimedText` (``why``: appended to the source).
+
+    Args:
+        format, format_field: the file's format when its suffix does not say, and how
+            the user gives it (``--format`` on the command line).
 
     Raises:
         UserError: the file cannot be read or has no such column (named as ``field_name``).
     """
     from slimpajama_gui.core import data as data_mod
 
-    texts = data_mod.read_table(path).column(column, field_name)
+    table = data_mod.read_table(path, format, format_field=format_field)
+    texts = table.column(column, field_name)
     source = f"{path} (column {column}{', ' + why if why else ''})"
     return TimedText([str(t) for t in texts], source)
 
