@@ -117,6 +117,33 @@ def test_default_pair_is_the_newest_variant_against_its_parent(tmp_path):
     assert default_pair([src]) == (0, None) and default_pair([]) == (None, None)
 
 
+def test_default_pair_never_picks_a_model_without_a_classifier_head(tmp_path):
+    """A job from the packaged encoder: its first variant's parent and source have no
+    head, so comparing predictions with them fails; A is another result, or none."""
+    enc = Variant(tmp_path / "minilm", "all-MiniLM-L6-v2", is_source=True, has_head=False)
+
+    def result(name, step, created, parent, job=1):
+        return Variant(
+            tmp_path / name, name, job_id=job, step_index=step, created_at=created,
+            parent=parent, source_model=enc.path, has_head=True,
+        )  # fmt: skip
+
+    first = result("01", 0, "2025-01-01T10:00", enc.path)
+    assert default_pair([first, enc]) == (None, 0)  # nothing it can be compared with
+    assert default_pair([enc]) == (None, None)
+    second = result("02", 1, "2025-01-01T10:05", first.path)
+    assert default_pair([second, first, enc]) == (1, 0)  # its parent
+    # Its parent deleted: the job's first variant, never the encoder.
+    third = result("03", 2, "2025-01-01T10:10", tmp_path / "gone")
+    assert default_pair([enc, third, second, first]) == (3, 1)
+    # A new job from the encoder: its variant against an older job's result.
+    other = result("x01", 0, "2025-02-01T09:00", enc.path, job=2)
+    assert default_pair([enc, first, other]) == (1, 2)
+    # A source whose head is not known (its folder is unreadable) is still offered.
+    unknown = Variant(tmp_path / "src", "src", is_source=True)
+    assert default_pair([unknown, other]) == (0, 1)
+
+
 def test_an_unreadable_record_is_a_note_and_the_history_row_keeps_its_figures(tmp_path):
     folder = tmp_path / "out" / "01-finetune"
     folder.mkdir(parents=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from slimpajama_gui.core.runtime.predictor import (
     compare_texts,
 )
 from tests.figures import measured
+from tests.timing import TICK_MS, slow_start
 
 TEXTS = ["the movie was good", "a boring film with a bad plot", "not funny at all"]
 
@@ -163,6 +165,23 @@ def test_the_cache_warms_a_model_once_before_its_first_timed_prediction(tiny_ber
     assert predictor.warm_up() is None
     with pytest.raises(UserError, match="cannot read that text"):
         predictor.predict(TEXTS)
+
+
+def test_the_first_latency_after_loading_is_the_forward_pass_alone(tiny_bert, monkeypatch):
+    """Neither a slow load nor the first pass's start-up is in the first latency reported:
+    the cache warms the model up, untimed, before anyone times it; the figure says its
+    batch and threads."""
+    factory, passes = slow_start(monkeypatch)
+    predictor = PredictorCache(factory).get(tiny_bert)
+    assert sum(passes.values()) == 1  # the warm-up, before any prediction
+    [first] = predictor.predict_texts(["the movie was good"])
+    _probs, _names, ms = predictor.predict(["a boring film"])
+    # One tick of the fake clock: the timed pass alone (with the load, 300 000 ms).
+    assert first.ms == pytest.approx(TICK_MS) and ms == pytest.approx(TICK_MS)
+    assert first.threads == predictor.threads and first.threads >= 1
+    unit = "thread" if first.threads == 1 else "threads"
+    assert first.latency_text() == f"1.0 ms · batch 1, {first.threads} {unit}"
+    assert replace(first, threads=None).latency_text() == "1.0 ms · batch 1"
 
 
 def test_cache_loads_once_when_two_threads_ask_at_once(tmp_path):

@@ -547,6 +547,69 @@ def test_a_no_head_source_ends_with_a_sentence_and_gets_latency_only(qtbot, tmp_
     assert SOURCE_LEGEND not in [label.text for _sample, label in view.plot.legend.items]
 
 
+def test_compare_never_opens_on_the_head_less_encoder(qtbot, tmp_path, tiny_minilm):
+    """A job from the packaged MiniLM (no classifier head) as a new user runs it: while it
+    has saved one result, Compare opens on a plain sentence, not a red error; when it
+    saves the next, Compare picks those two and shows their flips."""
+    from slimpajama_gui.core.model.catalog import packaged_minilm_path
+
+    packaged = packaged_minilm_path()
+    store, first = _one_variant_history(tmp_path, packaged, tiny_minilm)
+    view = CompareView(store, load_on_start=False)
+    qtbot.addWidget(view, before_close_func=lambda w: _settle(w, qtbot))
+    view.resize(1200, 800)
+    view.show()
+    qtbot.waitExposed(view)
+    failures, ready = [], []
+    view.flips_failed.connect(failures.append)
+    view.flips_ready.connect(ready.append)
+    with qtbot.waitSignal(view.loaded, timeout=TIMEOUT):
+        view.refresh()
+    details = view.details
+    qtbot.waitUntil(lambda: "Nothing to compare" in details.flip_summary.text(), timeout=TIMEOUT)
+    a, b = view.pair()
+    assert a is None and b.path == first  # never the encoder, which cannot classify
+    text = details.flip_summary.text()
+    assert "no classifier head" in text and view.variants[_row(view, packaged)].name in text
+    assert details.status.text() == "" and not view.busy() and not failures
+
+    # The job saves its next step (the app refreshes Compare): that pair, with its flips.
+    second = first.parent / "02-distill"
+    _save_model(tiny_minilm, second, 2)
+    job = json.loads((first / "slimpajama.json").read_text())["job_id"]
+    info = _result_json(
+        second, job=job, step=1, step_type="distill", created="2025-01-01T10:05:00+00:00",
+        parent=first, source=packaged, output=first.parent, accuracy=0.85, p50=2.0, size=10**6,
+    )  # fmt: skip
+    (second / "slimpajama.json").write_text(json.dumps(info, indent=2))
+    store.add_variant(job, 1, "model", second, info["metrics"])
+    with qtbot.waitSignal(view.loaded, timeout=TIMEOUT):
+        view.refresh()
+    qtbot.waitUntil(lambda: bool(ready or failures), timeout=TIMEOUT)
+    a, b = view.pair()
+    assert (a.path, b.path) == (first, second) and not failures
+    assert "#a1261b" not in details.status.text()  # no error colour
+    assert details.flip_summary.text().startswith("<b>")
+
+    # A pair the user picks is kept when the list is read again, head-less or not.
+    view.set_pair(_row(view, packaged), _row(view, second))
+    with qtbot.waitSignal(view.loaded, timeout=TIMEOUT):
+        view.refresh()
+    a, b = view.pair()
+    assert (a.path, b.path) == (packaged, second)
+
+
+def test_the_summary_line_is_readable_in_full_in_a_1280_by_800_window(view, qtbot):
+    view.resize(1280 - 150, 800)  # the Compare area of the window (beside the navigation)
+    qtbot.waitUntil(lambda: view.summary.width() < 1280 - 150, timeout=TIMEOUT)
+    view.layout().activate()
+    summary = view.summary
+    assert summary.text().endswith("select two rows to compare them.")
+    assert summary.wordWrap()
+    # Wrapped, every line of it fits in the label: nothing is cut off.
+    assert summary.height() >= summary.heightForWidth(summary.width()) > 0
+
+
 # --------------------------------------------------------------- eval sets and Pareto marks
 
 

@@ -14,6 +14,7 @@ from slimpajama_gui.core.model.inspection import inspect_model
 from slimpajama_gui.core.runtime.predictor import ModelPredictor
 from slimpajama_gui.qt.playground import PlaygroundView
 from tests.figures import measured
+from tests.timing import TICK_MS, slow_start
 
 TIMEOUT = 30_000
 
@@ -106,7 +107,10 @@ def test_typing_shows_two_predictions(view, qtbot, two_models):
         assert pred.label in pred.label_names
         assert pred.probs.shape == (2,) and abs(float(pred.probs.sum()) - 1.0) < 1e-5
         assert measured(pred.ms)
-        assert view.panels[side].latency.text().endswith("ms")
+        # The figure says what it measures: one text at a time, on how many threads.
+        threads = ModelPredictor(info.path).threads
+        assert view.panels[side].latency.text() == pred.latency_text()
+        assert f"ms · batch 1, {threads} thread" in pred.latency_text() and pred.threads == threads
         assert view.panels[side].label.text() == pred.label
         assert sum(view.panels[side].bars.values().values()) == pytest.approx(1.0, abs=2e-3)
         # The same numbers as running the model directly.
@@ -118,6 +122,27 @@ def test_typing_shows_two_predictions(view, qtbot, two_models):
     qtbot.keyClick(view.text, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: _shown_for(view, text + "!"), timeout=TIMEOUT)
     assert sorted(view.cache.loads.values()) == [1, 1]
+
+
+def test_the_first_latency_shown_is_the_forward_pass_alone(qtbot, two_models, monkeypatch):
+    """Loading the model and its first pass's start-up are slow (on a fake clock, so no
+    real clock decides this): the first latency shown is still the pass alone."""
+    a, _b = two_models
+    factory, passes = slow_start(monkeypatch)
+    view = PlaygroundView(factory=factory)
+    qtbot.addWidget(view, before_close_func=lambda w: _settle(w, qtbot))
+    view.show()
+    _offer(view, qtbot, [a])  # both sides on one model: its passes take turns
+    assert view.path("a") == view.path("b") == a.path
+    view.text.setText("the movie was good")
+    view.predict_now()
+    qtbot.waitUntil(lambda: _shown_for(view, "the movie was good"), timeout=TIMEOUT)
+    for panel in view.panels.values():
+        assert panel.result.ms == pytest.approx(TICK_MS)  # not 300 000 ms of loading
+        assert panel.latency.text().startswith("1.0 ms · batch 1, ")
+        assert "warm-up" in panel.latency.toolTip()
+    assert list(passes.values()) == [3]  # one untimed warm-up, then one pass per side
+    assert list(view.cache.loads.values()) == [1]
 
 
 def test_models_load_and_predict_off_the_gui_thread(qtbot, two_models, gui_probe):

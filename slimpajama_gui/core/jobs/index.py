@@ -556,20 +556,42 @@ def baseline_of(variants: Sequence[Variant], row: int) -> int | None:
     return None
 
 
+def can_classify(variant: Variant) -> bool:
+    """Whether ``variant`` can be evaluated: False only for a model known to have no
+    classifier head (a bare encoder such as the packaged MiniLM); unknown counts as yes."""
+    return variant.has_head is not False
+
+
 def default_pair(variants: Sequence[Variant]) -> tuple[int | None, int | None]:
-    """(A, B): the newest variant as B; its parent, its source, or another row as A."""
-    results = [i for i, v in enumerate(variants) if not v.is_source]
+    """(A, B): the pair Compare opens on; never a model that cannot classify.
+
+    B is the newest variant. A is, in order of preference, B's parent, B's source, the
+    first other variant of B's job, or any other row, each only if it can classify
+    (:func:`can_classify`): a job started from a head-less encoder has that encoder as
+    the parent of its first variant, and comparing predictions with it fails. A is None
+    when no other row can classify; with no variant at all, A is the first source that
+    can and B is None.
+    """
+    usable = [i for i, v in enumerate(variants) if can_classify(v)]
+    results = [i for i in usable if not variants[i].is_source]
     if not results:
-        return (0, None) if variants else (None, None)
+        return (usable[0] if usable else None), None
     b = max(results, key=lambda i: (variants[i].created_at, -i))
-    by_key = {v.key: i for i, v in enumerate(variants)}
+    by_key = {variants[i].key: i for i in usable}
     nb = variants[b]
-    for candidate in (nb.parent_key, nb.source_key):
-        a = by_key.get(candidate) if candidate else None
-        if a is not None and a != b:
-            return a, b
-    others = [i for i in range(len(variants)) if i != b]
-    return (others[0] if others else None), b
+    same_job = sorted(
+        (variants[i].step_index if variants[i].step_index is not None else 1 << 30, i)
+        for i in results
+        if i != b and nb.job_id is not None and variants[i].job_id == nb.job_id
+    )
+    candidates = [
+        by_key.get(nb.parent_key) if nb.parent_key else None,
+        by_key.get(nb.source_key) if nb.source_key else None,
+        same_job[0][1] if same_job else None,
+        *usable,
+    ]
+    a = next((i for i in candidates if i is not None and i != b), None)
+    return a, b
 
 
 def playground_pair(infos: Sequence[ModelInfo]) -> tuple[Path | None, Path | None]:

@@ -116,8 +116,10 @@ class Prediction:
         label: the most likely class name.
         probs: (C,) float32 class probabilities, in ``label_names`` order.
         label_names: the C class names.
-        ms: milliseconds of the forward pass that held this text.
+        ms: milliseconds of the forward pass that held this text (tokenization excluded;
+            a :class:`PredictorCache` warms a model up before its first one).
         reading: how the model read the text (cut, unknown words), when asked for.
+        threads: CPU threads that forward pass ran on, when the predictor says.
     """
 
     text: str
@@ -127,6 +129,7 @@ class Prediction:
     label_names: list[str]
     ms: float
     reading: TextReading | None = None
+    threads: int | None = None
 
     @classmethod
     def from_row(
@@ -137,10 +140,18 @@ class Prediction:
         names: Sequence[str],
         ms: float,
         reading: TextReading | None = None,
+        threads: int | None = None,
     ) -> Prediction:
         """The prediction whose class probabilities are ``probs`` (C,)."""
         label = str(names[int(np.argmax(probs))])
-        return cls(text, Path(path), label, probs, list(names), ms, reading)
+        return cls(text, Path(path), label, probs, list(names), ms, reading, threads)
+
+    def latency_text(self) -> str:
+        """Its latency with what it measures: ``"3.2 ms · batch 1, 2 threads"``."""
+        if self.threads is None:
+            return f"{self.ms:.1f} ms · batch 1"
+        unit = "thread" if self.threads == 1 else "threads"
+        return f"{self.ms:.1f} ms · batch 1, {self.threads} {unit}"
 
 
 @dataclass(frozen=True)
@@ -152,12 +163,14 @@ class Scores:
         label_names: the C class names in column order.
         ms: milliseconds of the forward passes (tokenization excluded).
         warnings: sentences from encoding (a text truncated to what the model reads).
+        threads: CPU threads the forward passes ran on (None: none ran).
     """
 
     probs: np.ndarray
     label_names: list[str]
     ms: float
     warnings: list[str] = field(default_factory=list)
+    threads: int | None = None
 
 
 class ModelPredictor:
@@ -220,6 +233,17 @@ class ModelPredictor:
         # the live and the batch tab may both use this model at once.
         self._lock = threading.Lock()
 
+    @property
+    def threads(self) -> int:
+        """CPU threads a forward pass runs on now: the ONNX Runtime session's, or
+        PyTorch's (process-wide, so read when timing)."""
+        runner = getattr(self.model, "runner", None)
+        if runner is not None and isinstance(getattr(runner, "threads", None), int):
+            return runner.threads
+        import torch
+
+        return torch.get_num_threads()
+
     def length_note(self, setting: str) -> str | None:
         """A sentence when ``setting`` asked for more tokens than the model reads, else None."""
         return self.inputs.length_note(self.requested_length, setting)
@@ -241,6 +265,7 @@ class ModelPredictor:
         warnings: list[str] = []
         seconds = 0.0
         with self._lock, torch.inference_mode():
+            threads = self.threads
             for start in range(0, len(texts), self.batch_size):
                 inputs, said = self.inputs.batch(
                     texts[start : start + self.batch_size], self.tokenizer, self.max_length
@@ -262,7 +287,7 @@ class ModelPredictor:
                     )
                 rows.append(torch.softmax(logits.float(), dim=-1).numpy())
         probs = np.concatenate(rows).astype(np.float32)
-        return Scores(probs, list(self.label_names), seconds * 1000, warnings)
+        return Scores(probs, list(self.label_names), seconds * 1000, warnings, threads)
 
     def reading(self, text: str) -> TextReading:
         """How this model reads ``text``: tokens before and after the cut, unknown words.
@@ -375,7 +400,7 @@ class ModelPredictor:
         """One :class:`Prediction` per text; each carries its batch's milliseconds."""
         s = self.scores(texts)
         return [
-            Prediction.from_row(str(text), self.path, row, s.label_names, s.ms)
+            Prediction.from_row(str(text), self.path, row, s.label_names, s.ms, threads=s.threads)
             for text, row in zip(texts, s.probs, strict=True)
         ]
 

@@ -51,6 +51,7 @@ from slimpajama_gui.core.jobs.index import (
     CompareData,
     Variant,
     baseline_of,
+    can_classify,
     default_pair,
     eval_sets,
     load_variants,
@@ -119,10 +120,17 @@ class CompareView(WorkerScreen):
         self._flip_worker = None
         self._flip_generation = 0
         self._syncing = False
+        #: Whether the user picked the pair on screen (pickers, two rows, set_pair); a
+        #: default pair is picked again when the list changes (a job saved a variant).
+        self._pair_chosen = False
 
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.setToolTip("Read the job history and the saved variants again")
         self.summary = QLabel("<i>Reading the job history…</i>")
+        # Wrapped: at 1280 px beside the eval-set picker and the buttons, one line cut
+        # the sentence off in the middle.
+        self.summary.setWordWrap(True)
+        self.summary.setMinimumWidth(240)
         self.notes = QLabel()
         self.notes.setWordWrap(True)
         self.notes.setStyleSheet("color: #7a5b00;")
@@ -184,6 +192,8 @@ class CompareView(WorkerScreen):
         selection.selectionChanged.connect(self._on_selection_changed)
         self.details.combo_a.currentIndexChanged.connect(self._pair_timer.start)
         self.details.combo_b.currentIndexChanged.connect(self._pair_timer.start)
+        for combo in (self.details.combo_a, self.details.combo_b):
+            combo.activated.connect(self._on_pair_picked)  # the user's pick, not ours
         self.details.stop_button.clicked.connect(self.stop_flips)
         self.details.bench_a.clicked.connect(lambda: self._benchmark_side(0))
         self.details.bench_b.clicked.connect(lambda: self._benchmark_side(1))
@@ -217,7 +227,7 @@ class CompareView(WorkerScreen):
         if self._closing or generation != self._refresh_generation:
             return
         self.refresh_button.setEnabled(True)
-        keep_a, keep_b = self.pair()
+        keep_a, keep_b = self.pair() if self._pair_chosen else (None, None)
         keep_a = keep_a.key if keep_a else None
         keep_b = keep_b.key if keep_b else None
         self.variants = data.variants
@@ -313,10 +323,14 @@ class CompareView(WorkerScreen):
         self.loaded.emit(len(self.variants))
 
     def _fill_combos(self, keep_a: str | None, keep_b: str | None) -> None:
+        """Fill the pickers; keep the user's pair if both are still listed, else the
+        default pair (:func:`~slimpajama_gui.core.jobs.index.default_pair`)."""
         keys = [v.key for v in self.variants]
         a, b = default_pair(self.variants)
         if keep_a in keys and keep_b in keys:
             a, b = keys.index(keep_a), keys.index(keep_b)
+        else:
+            self._pair_chosen = False
         for combo, pick in ((self.details.combo_a, a), (self.details.combo_b, b)):
             combo.blockSignals(True)
             combo.clear()
@@ -358,10 +372,14 @@ class CompareView(WorkerScreen):
             self.set_pair(rows[0], rows[1])
 
     def set_pair(self, a: int | None, b: int | None) -> None:
-        """Compare ``variants[a]`` (A) with ``variants[b]`` (B)."""
+        """Compare ``variants[a]`` (A) with ``variants[b]`` (B); kept over refreshes."""
+        self._pair_chosen = True
         for combo, row in ((self.details.combo_a, a), (self.details.combo_b, b)):
             combo.setCurrentIndex(-1 if row is None else row)
         self._pair_timer.start()
+
+    def _on_pair_picked(self, _index: int) -> None:
+        self._pair_chosen = True
 
     def pair(self) -> tuple[Variant | None, Variant | None]:
         out = []
@@ -380,6 +398,9 @@ class CompareView(WorkerScreen):
         if a is None or b is None:
             self.details.show_pair(None, None)
             self.details.status.setText("")
+            sentence = self._no_pair_sentence(a, b)
+            if sentence:
+                self.details.flip_summary.setText(f"<i>{sentence}</i>")
             return
         self.details.show_pair(a, b)
         for button, v in ((self.details.bench_a, a), (self.details.bench_b, b)):
@@ -388,6 +409,22 @@ class CompareView(WorkerScreen):
             self.details.flip_summary.setText("<i>A and B are the same model: nothing flips.</i>")
             return
         self._start_flips(a, b)
+
+    def _no_pair_sentence(self, a: Variant | None, b: Variant | None) -> str:
+        """What to do when a side is empty because no second model can classify."""
+        picked = a or b
+        usable = [v for v in self.variants if can_classify(v)]
+        headless = [v.name for v in self.variants if not can_classify(v)]
+        if picked is None or len(usable) > 1 or not headless:
+            return ""
+        one = len(headless) == 1
+        has, encoder = ("has", "an encoder only") if one else ("have", "encoders only")
+        return (
+            f"Nothing to compare {picked.name} with yet: {', '.join(headless)} {has} no "
+            f"classifier head ({encoder}), so there are no predictions to compare with. "
+            "Compare picks a pair when a job saves a second result (a running job's next "
+            "step, or another compression job); sizes and latencies are in the table above."
+        )
 
     def _start_flips(self, a: Variant, b: Variant) -> None:
         generation = self._flip_generation

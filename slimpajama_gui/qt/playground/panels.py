@@ -119,7 +119,9 @@ class PredictionPanel(QGroupBox):
         self.latency = QLabel()
         self.latency.setStyleSheet("color: #5f6b76;")
         self.latency.setToolTip(
-            "Time of the model's forward pass at batch 1 (tokenization excluded)"
+            "Time of this text's forward pass alone, at batch 1 on the CPU threads shown: "
+            "tokenization excluded, and loading too (each model runs one untimed warm-up "
+            "pass after it loads, so the first figure is timed like the others)"
         )
         self.note = QLabel()
         self.note.setWordWrap(True)
@@ -166,7 +168,7 @@ class PredictionPanel(QGroupBox):
         self.state.setText("")
         self.label.setText(pred.label)
         self.bars.show_probs(pred.label_names, pred.probs)
-        self.latency.setText(f"{pred.ms:.1f} ms")
+        self.latency.setText(pred.latency_text())
         self._show_notes(pred.reading.notes() if pred.reading is not None else [])
 
     def show_error(self, text: str) -> None:

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 from slimpajama_gui.core.jobs.index import playground_pair
 from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.runtime.predictor import (
+    COMPARE_CHUNK,
     ModelPredictor,
     PairResult,
     Prediction,
@@ -69,17 +70,28 @@ class _SideState:
 def _side_job(cache: PredictorCache, request: _Request) -> Iterator[tuple[str, _Request]]:
     """Runs on a worker: load the model if needed (saying so), then predict one text.
 
-    A :class:`ModelPredictor` also says how it read the text (cut to its length, words
-    its vocabulary does not have); other predictors give no reading.
+    The latency is the forward pass alone: loading (and the untimed warm-up pass the
+    cache runs after it) is over before it is timed. A :class:`ModelPredictor` also says
+    how it read the text (cut to its length, words its vocabulary does not have) and on
+    how many CPU threads it ran; other predictors give neither.
     """
     predictor = cache.peek(request.path)
     if predictor is None:
         yield ("loading", request)
         predictor = cache.get(request.path)
+    threads = getattr(predictor, "threads", None)
     probs, names, ms = predictor.predict([request.text])
     reading = getattr(predictor, "reading", None)
     how = reading(request.text) if callable(reading) else None
-    return request, Prediction.from_row(request.text, request.path, probs[0], names, ms, how)
+    return request, Prediction.from_row(
+        request.text,
+        request.path,
+        probs[0],
+        names,
+        ms,
+        how,
+        threads=threads if isinstance(threads, int) else None,
+    )
 
 
 # --------------------------------------------------------------------------- widgets
@@ -464,6 +476,7 @@ class PlaygroundView(WorkerScreen):
             f"<b>{n} of {m}</b> disagree"
             + (f" ({100 * n / m:.0f} %)" if m else "")
             + f" · {result.ms_a / max(m, 1):.1f} ms vs {result.ms_b / max(m, 1):.1f} ms per line"
+            + f" (forward passes in batches of up to {COMPARE_CHUNK})"
         )
         self.batch_finished.emit(n, m)
 
