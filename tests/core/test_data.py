@@ -75,6 +75,24 @@ def test_D1_missing_text_column_suggests_text_column(tmp_path):
     assert ds.train.texts == ["good"]
 
 
+def test_D1_never_suggests_the_text_column_as_the_label_column(tmp_path):
+    """review,stars with text_column review: the label's example was 'review', the very
+    column just given as the text (no name looked like a label, so the first column)."""
+    path = write_csv(
+        tmp_path / "d.csv", [("good", "up"), ("bad", "down")], header=("review", "stars")
+    )
+    with pytest.raises(UserError) as err:
+        load_dataset(DatasetSpec(train=str(path), eval=str(path), text_column="review"))
+    msg = str(err.value)
+    assert "no column 'label' (label_column)" in msg
+    assert "`label_column: stars`" in msg and "`label_column: 1`" in msg
+    assert "label_column: review" not in msg
+    ds = load_dataset(
+        DatasetSpec(train=str(path), eval=str(path), text_column="review", label_column="stars")
+    )
+    assert ds.train.texts == ["good", "bad"]
+
+
 def test_D1_column_index_out_of_range(tmp_path):
     path = write_csv(tmp_path / "d.csv", [("good", 1)])
     with pytest.raises(UserError, match=r"label_column: 5 is not a column of d\.csv.*0 to 1"):

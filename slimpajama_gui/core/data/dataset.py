@@ -181,10 +181,10 @@ def _read_split(
 
     table = read_table(path, spec.format, spec.encoding, format_field=field("format"))
     ti = table.column_index(spec.text_column, field("text_column"))
-    li = table.column_index(spec.label_column, field("label_column"))
+    li = table.column_index(spec.label_column, field("label_column"), taken=(ti,))
     pi = None
     if spec.text_pair_column is not None:
-        pi = table.column_index(spec.text_pair_column, field("text_pair_column"))
+        pi = table.column_index(spec.text_pair_column, field("text_pair_column"), taken=(ti, li))
     if ti == li:
         raise UserError(
             f"{field('text_column')} and {field('label_column')} both point at column "

@@ -132,8 +132,13 @@ class Table:
         unit = self.unit if len(numbers) == 1 else self.unit + "s"
         return f"{self.path.name} {unit} {_numbers(numbers)}"
 
-    def column_index(self, key: str | int, field_name: str = "column") -> int:
-        """Resolve a column name or 0-based index, or explain what the file has (D1)."""
+    def column_index(
+        self, key: str | int, field_name: str = "column", taken: Sequence[int] = ()
+    ) -> int:
+        """Resolve a column name or 0-based index, or explain what the file has (D1).
+
+        ``taken``: columns already given to other fields, never suggested for this one.
+        """
         found = f"Columns found: {_quote_list(self.columns)}."
         if isinstance(key, bool) or not isinstance(key, (int, str)):
             raise UserError(
@@ -154,7 +159,8 @@ class Table:
             return folded[0]
         guess_text, guess_label = guess_columns(self.columns)
         guess = guess_label if "label" in field_name else guess_text
-        example = guess if guess is not None else (self.columns[0] if self.columns else "NAME")
+        free = [c for i, c in enumerate(self.columns) if i not in taken]
+        example = guess if guess in free else (free[0] if free else "NAME")
         flag = field_name.startswith("--")
         hint = ""
         if len(self.columns) == 1 and any(sep in self.columns[0] for sep in ",;\t|"):
