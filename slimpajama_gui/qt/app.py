@@ -8,8 +8,9 @@ import os
 import sys
 import traceback
 from importlib.resources import files
+from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, Qt, QThreadPool
+from PySide6.QtCore import QCoreApplication, QSettings, Qt, QThreadPool
 from PySide6.QtGui import QGuiApplication, QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -38,6 +39,26 @@ def configure_identity() -> None:
     QCoreApplication.setOrganizationName(ORGANIZATION)
     QCoreApplication.setApplicationName(APPLICATION)
     QCoreApplication.setApplicationVersion(__version__)
+
+
+def keep_settings_in_home() -> Path | None:
+    """With ``SLIMPAJAMA_HOME`` set when the app starts (a portable install, a tryout, a
+    test), its window and Settings values go to ``$SLIMPAJAMA_HOME/settings`` too.
+
+    Why: the data folder alone did not isolate a session; the window's layout and the
+    Settings dialog's values went to the user's shared Qt settings (``~/.config`` on
+    Linux), so a throw-away folder still read and replaced them.
+
+    Returns:
+        The settings folder, or None when the variable is not set (the platform's place).
+    """
+    home = os.environ.get("SLIMPAJAMA_HOME")
+    if not home:
+        return None
+    folder = Path(home) / "settings"
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(folder))
+    return folder
 
 
 def configure_logging() -> None:
@@ -88,6 +109,8 @@ def collect_garbage_on_gui_thread(app: QApplication) -> None:
 
 def run_app(argv: list[str]) -> int:
     configure_identity()
+    # Before the Settings values are read: they may set SLIMPAJAMA_HOME themselves.
+    keep_settings_in_home()
     QApplication.setHighDpiScaleFactorRoundingPolicy(
         Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
     )
