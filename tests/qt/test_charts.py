@@ -339,9 +339,12 @@ def test_step_labels_take_turns_at_two_heights_and_loss_terms_say_unweighted(qtb
     lines = [line for _x, _label, line in charts.loss._boundaries]
     assert [line.label.orthoPos for line in lines][:2] == [0.96, 0.86]
     assert charts.loss.shown_title == LOSS_TERMS_TITLE
+    assert (
+        "ce: cross-entropy" in charts.loss.toolTip() and "kd: KL(teacher" in charts.loss.toolTip()
+    )
     axis = charts.lr.getPlotItem().getAxis("left")
     assert axis.tickStrings([1e-4, 5e-5, 0.0], 1.0, 5e-5) == ["1e-4", "5e-5", "0"]
     assert axis.labelUnits == "" and axis.autoSIPrefixScale == 1.0
     assert scientific(2.5e-5) == "2.5e-5" and scientific(-1e-3) == "-1e-3"
     charts.clear()
-    assert charts.loss.shown_title == "Training loss"
+    assert charts.loss.shown_title == "Training loss" and not charts.loss.toolTip()

@@ -78,7 +78,18 @@ from slimpajama_gui.qt.charts.widgets import ChartBase, LiveCurves, SparsityBars
 #: The x axis of the training charts (see the module doc).
 TRAINING_X_LABEL = "optimizer step, counted across the job"
 #: The loss chart's title once a distillation logs its terms beside the total.
-LOSS_TERMS_TITLE = "Training loss: total, and each term unweighted"
+LOSS_TERMS_TITLE = "Training loss (terms unweighted)"
+#: What each curve of a distillation's loss is (the chart's tooltip once they appear);
+#: the total follows core/techniques/distill/loss.py.
+LOSS_TERMS_TIP = (
+    "loss: what the optimizer minimises, (1 − α)·ce + α·T²·kd + w_h·hidden + w_a·attention "
+    "(α: KD weight, T: KD temperature, w: the MSE weights).\n"
+    "ce: cross-entropy of the student's logits with the labels.\n"
+    "kd: KL(teacher ‖ student) of their probabilities softened by T.\n"
+    "hidden / attention: MSE between the student's and its teacher layers' hidden states / "
+    "attention maps.\n"
+    "The terms are drawn as measured, before their weights."
+)
 
 
 class JobCharts(QWidget):
@@ -179,6 +190,7 @@ class JobCharts(QWidget):
         for chart in self.charts.values():
             chart.clear_data()
         self.loss.set_title(self.loss.title)
+        self.loss.setToolTip("")
         self.search.hide()
         self._offsets: dict[int, float] = {}
         self._step_types: dict[int, str] = {}
@@ -259,6 +271,7 @@ class JobCharts(QWidget):
                         # The terms are logged before their weights (KD temperature,
                         # alpha, hidden/attention weights): they do not add up to "loss".
                         self.loss.set_title(LOSS_TERMS_TITLE)
+                        self.loss.setToolTip(LOSS_TERMS_TIP)
             if finite(metrics.get("lr")):
                 self.lr.append("lr", x, float(metrics["lr"]), segment=index)
         for split in ACCURACY_SPLITS:
