@@ -35,10 +35,14 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
+
+from slimpajama_gui.core.plan.fields import Bounds
+from slimpajama_gui.core.plan.steps import THREADS
+from slimpajama_gui.qt.wizard.numbers import NumberBox, number_problems
+from slimpajama_gui.qt.wizard.widgets import error_label, show_text
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +189,8 @@ class SettingsDialog(QDialog):
     """Default device, CPU threads, data folder and theme.
 
     OK writes the values to QSettings and applies the theme; the data folder takes
-    effect at the next start. :attr:`values` holds what was accepted.
+    effect at the next start. :attr:`values` holds what was accepted. A number typed out
+    of range stays as typed and is a sentence under the form, with OK off until fixed.
 
     Args:
         cuda: whether "CUDA" can be chosen; default asks torch.
@@ -215,11 +220,13 @@ class SettingsDialog(QDialog):
             item.setEnabled(False)
             tip = "No CUDA GPU is available here (torch.cuda.is_available() is False)."
             self.device.setItemData(2, tip, Qt.ItemDataRole.ToolTipRole)
-        self.threads = QSpinBox()
-        self.threads.setRange(0, max(os.cpu_count() or 1, 1))
-        self.threads.setSpecialValueText("auto")
+        # A recipe's range of threads, and 0 for auto (a job without threads:).
+        self.threads = NumberBox(
+            "CPU threads", Bounds(0, THREADS.high), 0, whole=True, special="auto",
+            tip="CPU threads a new job uses; auto = PyTorch's default; this machine has "
+            f"{os.cpu_count() or 1}",
+        )  # fmt: skip
         self.threads.setMinimumWidth(80)
-        self.threads.setToolTip("CPU threads a new job uses; auto = PyTorch's default")
 
         self.data_dir = QLineEdit()
         self.data_dir.setClearButtonEnabled(True)
@@ -262,6 +269,7 @@ class SettingsDialog(QDialog):
         form.addRow("", self.data_note)
         form.addRow("", self.env_note)
         form.addRow("Theme:", self.theme)
+        self.error = error_label()
 
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok
@@ -272,9 +280,11 @@ class SettingsDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         restore = self.buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults)
         restore.clicked.connect(lambda: self.set_values(AppSettings()))
+        self.threads.typed.connect(self._update)  # every keystroke, a number or not
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addStretch(1)
+        layout.addWidget(self.error)
         layout.addWidget(self.buttons)
         self.set_values(self.initial)
         self.resize(max(self.sizeHint().width(), 600), self.sizeHint().height())
@@ -300,7 +310,18 @@ class SettingsDialog(QDialog):
         """Whether OK would move the data folder (at the next start)."""
         return self.current_values().data_dir != self.initial.data_dir
 
+    def problems(self) -> list[str]:
+        """What keeps OK off: a number typed out of range, one sentence each."""
+        return number_problems(self)
+
+    def _update(self) -> None:
+        problems = self.problems()
+        show_text(self.error, "\n".join(problems))
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not problems)
+
     def accept(self) -> None:
+        if self.problems():  # Enter, or code: what OK would do, OK being off
+            return
         self.values = self.current_values()
         save_settings(self.values, self._settings)
         apply_theme(self.values.theme)

@@ -211,6 +211,44 @@ def test_validate_on_configs_built_in_code() -> None:
         full_recipe(steps=[FineTune(), Prune(amount=0.0)]).validate()
 
 
+def test_each_number_is_checked_against_its_key_s_bounds_ends_included_or_not() -> None:
+    """The ranges the wizard's fields allow: a step's ``bounds``, one per key."""
+    from slimpajama_gui.core.plan.steps import EPOCHS, TEMPERATURE, WEIGHT
+
+    assert Distill.bounds["temperature"] is TEMPERATURE
+    assert FineTune.bounds["epochs"] is Distill.bounds["epochs"] is EPOCHS
+    assert Distill.bounds["hidden_mse"] is WEIGHT
+    assert (TEMPERATURE.low, TEMPERATURE.high, TEMPERATURE.low_open) == (0, 1000, True)
+    assert (EPOCHS.high, WEIGHT.high, FineTune.bounds["batch_size"].high) == (1000, 1e6, 8192)
+    # Beyond the old wizard's ranges (100 epochs, batch 4096, MSE 100, temperature 20),
+    # within the recipe's: taken, as are the bounds themselves where they are closed.
+    for steps in (
+        "  - type: finetune\n    epochs: 200\n    batch_size: 8000\n",
+        "  - type: distill\n    temperature: 50\n    hidden_mse: 500\n",
+        "  - type: finetune\n    epochs: 1000\n    batch_size: 8192\n",
+        "  - type: distill\n    temperature: 1000\n    hidden_mse: 1e6\n",
+        "  - type: distill\n    temperature: 0.001\n    attention_mse: 0\n",
+    ):
+        parse(steps)
+    # Just beyond: refused, with the bound the wizard's sentence names.
+    for steps, expected in (
+        ("  - type: finetune\n    epochs: 1001\n", "epochs: must be at most 1000, got 1001.0"),
+        ("  - type: distill\n    temperature: 0\n", "temperature: must be above 0, got 0.0"),
+        ("  - type: distill\n    hidden_mse: 2e6\n",
+         "hidden_mse: must be at most 1e+06, got 2000000.0"),
+        ("  - type: finetune\n    batch_size: 8193\n", "batch_size: must be at most 8,192, got 8193"),
+        ("  - type: distill\n    ffn_fraction: 1\n",
+         "ffn_fraction: must be 0 or more and below 1, got 1.0"),
+    ):  # fmt: skip
+        with pytest.raises(RecipeError, match=re.escape(expected) + r" \(recipe\.yaml line 9"):
+            parse(steps)
+    assert EPOCHS.admits(1000) and not EPOCHS.admits(1001) and not TEMPERATURE.admits(0)
+    # A prune amount dropping layers is unused: only its upper bound is checked.
+    Prune(method="layers", keep_layers=[0], amount=0.0).validate()
+    with pytest.raises(RecipeError, match="amount: must be at most 1"):
+        Prune(method="layers", keep_layers=[0], amount=2.0).validate()
+
+
 def test_output_inside_the_source_model_is_refused(tmp_path: Path) -> None:
     (tmp_path / "teacher").mkdir()
     base = "name: x\nmodel: teacher\ndataset: {train: d.csv}\nsteps:\n  - type: finetune\n"

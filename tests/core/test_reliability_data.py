@@ -287,8 +287,9 @@ def test_kind9_every_step_number_has_an_upper_bound():
     for name, cls in STEP_TYPES.items():
         for field, hint in cls.hints().items():
             if _numeric(hint):
-                assert field in cls.limits, f"{name}.{field} has no upper bound in limits"
-        for field, limit in cls.limits.items():
+                assert field in cls.bounds, f"{name}.{field} has no range in bounds"
+        for field, bounds in cls.bounds.items():
+            limit = bounds.high
             with pytest.raises(UserError, match=rf"{field}.*(at most|below 1)"):
                 value = [int(limit) + 1] if "list" in str(cls.hints()[field]) else limit * 10
                 step_from_dict({"type": name, field: value, "method": "layers"} if name == "prune"
@@ -554,4 +555,4 @@ def test_property_step_configs_accept_in_range_values_or_refuse():
 
     check()
     print(f"generated step fields: {_ran['step fields']} examples")
-    assert FineTune().limits  # the bounds exist for the class the GUI builds most
+    assert FineTune().bounds  # the bounds exist for the class the GUI builds most

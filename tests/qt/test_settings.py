@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QKeySequence, QPalette
 from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
@@ -73,6 +73,41 @@ def test_cancel_stores_nothing_and_defaults_restore(qtbot):
     qtbot.addWidget(dialog)
     dialog.buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults).click()
     assert dialog.current_values() == AppSettings()
+
+
+def test_threads_out_of_range_stay_as_typed_and_keep_ok_off(qtbot):
+    """A spin box took 0 to this machine's cores and put back its last value silently;
+    the range is now a recipe's (1 to 1,024, or auto), and what is typed stays."""
+    dialog = SettingsDialog(cuda=False)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    ok = dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
+
+    def type_threads(text: str) -> None:
+        dialog.threads.setFocus()
+        dialog.threads.selectAll()
+        qtbot.keyClicks(dialog.threads, text)
+        qtbot.keyClick(dialog.threads, Qt.Key.Key_Tab)
+
+    type_threads("2000")
+    assert dialog.threads.text() == "2000"
+    assert dialog.error.isVisible() and dialog.error.text() == (
+        "CPU threads: 2000 is too large; type a whole number from 0 (auto) to 1,024."
+    )
+    assert not ok.isEnabled()
+    dialog.accept()  # Enter, or code: nothing is stored while it is refused
+    assert dialog.isVisible() and QSettings().value(KEY_THREADS) is None
+    type_threads("many")
+    assert dialog.error.text() == (
+        "CPU threads: 'many' is not a number; type a whole number from 0 (auto) to 1,024."
+    )
+    type_threads("64")  # more than this machine's cores, as a recipe may have
+    assert not dialog.error.isVisible() and ok.isEnabled()
+    with qtbot.waitSignal(dialog.accepted, timeout=10_000):
+        _ok(dialog)
+    assert int(QSettings().value(KEY_THREADS)) == 64
+    assert load_settings().threads == 64
 
 
 def test_cuda_is_disabled_without_a_gpu(qtbot):

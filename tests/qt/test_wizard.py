@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -19,12 +20,14 @@ from PySide6.QtWidgets import (
     QWizard,
 )
 
+from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs import pipeline
 from slimpajama_gui.core.model.catalog import packaged_minilm_path
 from slimpajama_gui.core.model.inspection import ModelInfo, inspect_model
 from slimpajama_gui.core.plan.recipe import (
     Benchmark,
     Distill,
+    DistillStatic,
     Evaluate,
     FineTune,
     Prune,
@@ -32,8 +35,11 @@ from slimpajama_gui.core.plan.recipe import (
     load_recipe,
     recipe_from_yaml,
 )
+from slimpajama_gui.core.plan.search_step import Search
+from slimpajama_gui.core.plan.steps import Sensitivity
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.qt.wizard import CompressWizard
+from slimpajama_gui.qt.wizard.numbers import NumberBox
 from slimpajama_gui.qt.wizard.settings_page import cuda_available
 
 from ..conftest import write_tiny_bert
@@ -459,33 +465,38 @@ def test_a_number_out_of_range_stays_as_typed_and_blocks_next_with_a_sentence(qt
         click_group_check(qtbot, tech.distill_box)
     assert not error_text(tech)
 
-    type_into(qtbot, tech.hidden_mse, "1000")
-    assert tech.hidden_mse.text() == "1000" and tech.hidden_mse.value() == 1000
-    assert error_text(tech) == "Hidden MSE: 1000 is too large; type a number from 0 to 100."
+    type_into(qtbot, tech.hidden_mse, "2000000")
+    assert tech.hidden_mse.text() == "2000000" and tech.hidden_mse.value() == 2e6
+    assert error_text(tech) == (
+        "Hidden MSE: 2000000 is too large; type a number from 0 to 1,000,000."
+    )
     assert not next_button(w).isEnabled()
     w.next()
     assert w.currentPage() is tech
-    # The chain (and the summary above) holds what was typed, not a clamped 100.
+    # The chain (and the summary above) holds what was typed, not a clamped 1,000,000.
     (distill,) = [s for s in tech.chain() if isinstance(s, Distill)]
-    assert distill.hidden_mse == 1000 and "hidden MSE 1000" in tech.description.text()
+    assert distill.hidden_mse == 2e6 and "hidden MSE 2e+06" in tech.description.text()
     # The arrows step back into the range.
     tech.hidden_mse.setFocus()
     qtbot.keyClick(tech.hidden_mse, Qt.Key.Key_Down)
-    assert tech.hidden_mse.value() == 100
+    assert tech.hidden_mse.value() == 1e6
     assert not error_text(tech) and next_button(w).isEnabled()
+    type_into(qtbot, tech.hidden_mse, "1")
 
     type_into(qtbot, tech.temperature, "0")
     assert tech.temperature.text() == "0"
     # One sentence, the field's: not the recipe's "temperature: must be above 0" too.
-    assert error_text(tech) == "Temperature: 0 is too small; type a number from 0.5 to 20."
+    assert error_text(tech) == (
+        "Temperature: 0 is too small; type a number above 0 and at most 1,000."
+    )
     assert not next_button(w).isEnabled()
     clear_and_leave(qtbot, tech.temperature)
     assert tech.temperature.text() == ""
-    assert error_text(tech) == "Temperature is empty; type a number from 0.5 to 20."
+    assert error_text(tech) == "Temperature is empty; type a number above 0 and at most 1,000."
     type_into(qtbot, tech.temperature, "warm")
     assert tech.temperature.text() == "warm"
     assert error_text(tech) == (
-        "Temperature: 'warm' is not a number; type a number from 0.5 to 20."
+        "Temperature: 'warm' is not a number; type a number above 0 and at most 1,000."
     )
     assert not next_button(w).isEnabled()
     type_into(qtbot, tech.temperature, "3")
@@ -499,18 +510,20 @@ def test_a_number_out_of_range_stays_as_typed_and_blocks_next_with_a_sentence(qt
         "Augmented copies: 1.5 is not a whole number; type a whole number from 0 to 10."
     )
     type_into(qtbot, tech.augment, "0")
-    type_into(qtbot, tech.student_ffn, "99")
-    assert error_text(tech) == "FFN removed: 99 % is too large; type a number from 0 to 95 %."
+    type_into(qtbot, tech.student_ffn, "100")
+    assert error_text(tech) == (
+        "FFN removed: 100 % is too large; type a number from 0 to below 100 %."
+    )
     type_into(qtbot, tech.student_ffn, "0")
     assert not error_text(tech)
 
     # A number in a technique that is not ticked does not count; it is kept as typed.
-    type_into(qtbot, tech.hidden_mse, "1000")
+    type_into(qtbot, tech.hidden_mse, "2e6")
     assert not next_button(w).isEnabled()
     click_group_check(qtbot, tech.distill_box)
-    assert "Hidden MSE" not in error_text(tech) and tech.hidden_mse.text() == "1000"
+    assert "Hidden MSE" not in error_text(tech) and tech.hidden_mse.text() == "2e6"
     click_group_check(qtbot, tech.distill_box)
-    assert "Hidden MSE: 1000 is too large" in error_text(tech)
+    assert "Hidden MSE: 2e6 is too large" in error_text(tech)
     # A preset puts its own values in every box, so nothing stale is left to refuse.
     click(qtbot, tech.preset_buttons["balanced"])
     assert tech.hidden_mse.value() == 1 and not error_text(tech)
@@ -544,23 +557,23 @@ def test_settings_numbers_out_of_range_stay_as_typed_and_block_next(qtbot, on_te
     go_next(qtbot, w)
     settings = w.settings_page
     row = settings.row_for("distill")
-    type_into(qtbot, row.epochs, "500")
-    assert row.epochs.text() == "500"
+    type_into(qtbot, row.epochs, "1001")
+    assert row.epochs.text() == "1001"
     assert error_text(settings) == (
-        "Distill — epochs: 500 is too large; type a number from 0.05 to 100."
+        "Distill — epochs: 1001 is too large; type a number above 0 and at most 1,000."
     )
     assert not next_button(w).isEnabled()
     type_into(qtbot, row.epochs, "2")
     type_into(qtbot, row.batch_size, "0")
     assert row.batch_size.text() == "0"
     assert error_text(settings) == (
-        "Distill — batch size: 0 is too small; type a whole number from 1 to 4,096."
+        "Distill — batch size: 0 is too small; type a whole number from 1 to 8,192."
     )
     type_into(qtbot, row.batch_size, "16")
     type_into(qtbot, settings.threads, "100000")
     assert settings.threads.text() == "100000"
-    assert error_text(settings).startswith(
-        "Threads: 100000 is too large; type a whole number from 0 (auto) to "
+    assert error_text(settings) == (
+        "Threads: 100000 is too large; type a whole number from 0 (auto) to 1,024."
     )
     assert not next_button(w).isEnabled()
     type_into(qtbot, settings.threads, "auto")
@@ -569,6 +582,154 @@ def test_settings_numbers_out_of_range_stay_as_typed_and_block_next(qtbot, on_te
     recipe = w.recipe()
     (distill,) = [s for s in recipe.steps if isinstance(s, Distill)]
     assert (recipe.threads, distill.epochs, distill.batch_size) == (None, 2.0, 16)
+
+
+# --------------------------------------------------------------------------- the recipe's ranges
+
+
+def test_every_number_field_allows_exactly_its_recipe_key_s_range(qtbot, on_techniques):
+    """The fields take their ranges from the step classes, never narrower: Hidden MSE
+    stopped at 100 and Temperature started at 0.5 where a recipe takes 1e6 and above 0."""
+    w = on_techniques
+    tech = w.techniques_page
+    expected = [
+        (tech.search_budget, Search.bounds["budget_points"]),
+        (tech.search_minutes, Search.bounds["time_budget_s"].per(60)),
+        (tech.sensitivity_rows, Sensitivity.bounds["rows"]),
+        (tech.static_dims, DistillStatic.bounds["dims"]),
+        (tech.temperature, Distill.bounds["temperature"]),
+        (tech.alpha_kd, Distill.bounds["alpha_kd"]),
+        (tech.hidden_mse, Distill.bounds["hidden_mse"]),
+        (tech.attention_mse, Distill.bounds["attention_mse"]),
+        (tech.student_ffn, Distill.bounds["ffn_fraction"].per(0.01)),
+        (tech.augment, Distill.bounds["augment"]),
+        (tech.heads_amount, Prune.bounds["amount"].per(0.01)),
+        (tech.ffn_amount, Prune.bounds["amount"].per(0.01)),
+        (tech.magnitude_amount, Prune.bounds["amount"].per(0.01)),
+        (tech.vocab_general, Prune.bounds["keep_general"]),
+        (tech.tolerance, Quantize.bounds["tolerance"]),
+    ]
+    # Every number field of the page is listed, and allows its key's range.
+    assert sorted(map(id, tech.findChildren(NumberBox))) == sorted(id(b) for b, _ in expected)
+    for box, bounds in expected:
+        assert box.bounds == bounds, box.label
+    # One box sets both students' temperature and KD weight: the two agree.
+    for key in ("temperature", "alpha_kd"):
+        assert DistillStatic.bounds[key] == Distill.bounds[key]
+
+    go_next(qtbot, w)  # balanced: fine-tune, distill, pruning with recovery training
+    settings = w.settings_page
+    assert settings.rows
+    for row in settings.rows:
+        step = w.draft.chain[row.index]
+        key = "recovery_epochs" if isinstance(step, Prune) else "epochs"
+        assert row.epochs.bounds == type(step).bounds[key], row.epochs.label
+        assert row.batch_size.bounds == type(step).bounds["batch_size"]
+    # Threads: the recipe's 1 to 1,024, and 0 for auto (no threads: in the recipe).
+    assert (settings.threads.low, settings.threads.high) == (0, 1024)
+
+
+BIG_NUMBERS = """
+name: big-numbers
+model: {model}
+dataset: {{train: demo}}
+output: {output}
+threads: 64
+steps:
+  - type: finetune
+    epochs: 200
+    batch_size: 8000
+  - type: distill
+    student_layers: [1]
+    temperature: 50
+    hidden_mse: 500
+    epochs: 200
+    batch_size: 8000
+  - type: evaluate
+"""
+
+
+def test_a_recipe_with_numbers_beyond_the_old_field_ranges_is_not_refused(
+    qtbot, make_wizard, on_techniques, tiny_minilm, tmp_path
+):
+    """Epochs 200, batch size 8000, hidden MSE 500, temperature 50: a recipe
+    `slimpajama run` takes, which the wizard's narrower fields refused."""
+    recipe = recipe_from_yaml(BIG_NUMBERS.format(model=tiny_minilm, output=tmp_path / "out"))
+
+    # File -> Open recipe: the review page, Run on.
+    opened = make_wizard([tiny_minilm])
+    opened.open_recipe(recipe, tmp_path / "big.yaml")
+    review = opened.review_page
+    assert opened.currentPage() is review
+    finish = opened.button(QWizard.WizardButton.FinishButton)
+    qtbot.waitUntil(finish.isEnabled, timeout=TIMEOUT)
+    assert review.recipe_to_run().steps == recipe.steps
+
+    # The same chain in the techniques and settings pages' fields (an opened recipe has
+    # no Back from the review page; the chain reaches the boxes as a preset's does).
+    w = on_techniques
+    tech = w.techniques_page
+    click(qtbot, tech.preset_buttons["custom"])
+    w.draft.set_chain("custom", recipe.steps)
+    tech._show_chain(recipe.steps)
+    assert (tech.temperature.value(), tech.hidden_mse.value()) == (50, 500)
+    assert not error_text(tech) and next_button(w).isEnabled()
+    go_next(qtbot, w)
+    settings = w.settings_page
+    for kind in ("finetune", "distill"):
+        row = settings.row_for(kind)
+        assert (row.epochs.value(), row.batch_size.value()) == (200, 8000)
+    type_into(qtbot, settings.threads, "64")  # more than this machine's cores: allowed
+    assert not error_text(settings) and next_button(w).isEnabled()
+    go_next(qtbot, w)
+    built = w.recipe()
+    assert built.threads == 64
+    assert built.steps[:2] == recipe.steps[:2]
+
+
+def test_numbers_just_beyond_the_recipe_s_ranges_are_refused_as_the_recipe_refuses_them(
+    qtbot, on_techniques, tiny_minilm, tmp_path
+):
+    w = on_techniques
+    tech = w.techniques_page
+    click(qtbot, tech.preset_buttons["custom"])
+    if not tech.distill_box.isChecked():
+        click_group_check(qtbot, tech.distill_box)
+    yaml = BIG_NUMBERS.format(model=tiny_minilm, output=tmp_path / "out")
+
+    for box, typed, ok, key, yaml_value, sentence, recipe_says in (
+        (tech.temperature, "0", "1000", "temperature: 50", "temperature: 0",
+         "Temperature: 0 is too small; type a number above 0 and at most 1,000.",
+         "temperature: must be above 0, got 0.0"),
+        (tech.hidden_mse, "2e6", "1e6", "hidden_mse: 500", "hidden_mse: 2e6",
+         "Hidden MSE: 2e6 is too large; type a number from 0 to 1,000,000.",
+         "hidden_mse: must be at most 1e+06, got 2000000.0"),
+    ):  # fmt: skip
+        type_into(qtbot, box, typed)
+        assert box.text() == typed and error_text(tech) == sentence
+        assert not next_button(w).isEnabled()
+        with pytest.raises(UserError, match=re.escape(recipe_says)):
+            recipe_from_yaml(yaml.replace(key, yaml_value))
+        type_into(qtbot, box, ok)  # the bound itself, where it is in the range
+        assert not error_text(tech) and next_button(w).isEnabled()
+        recipe_from_yaml(yaml.replace(key, f"{key.split(':')[0]}: {ok}"))
+
+    go_next(qtbot, w)
+    row = w.settings_page.row_for("distill")
+    type_into(qtbot, row.epochs, "1001")
+    assert error_text(w.settings_page) == (
+        "Distill — epochs: 1001 is too large; type a number above 0 and at most 1,000."
+    )
+    assert not next_button(w).isEnabled()
+    with pytest.raises(UserError, match=re.escape("epochs: must be at most 1000, got 1001.0")):
+        recipe_from_yaml(
+            yaml.replace(
+                "epochs: 200\n    batch_size: 8000\n  - type: evaluate",
+                "epochs: 1001\n    batch_size: 8000\n  - type: evaluate",
+            )
+        )
+    type_into(qtbot, row.epochs, "1000")
+    assert not error_text(w.settings_page) and next_button(w).isEnabled()
 
 
 def test_data_errors_are_shown_and_block_next(qtbot, make_wizard, tiny_minilm, tmp_path):

@@ -3,8 +3,9 @@
 A recipe comes from YAML typed by a person, so every value is checked against the
 field's type hint (:func:`coerce`: ``"3"`` is not silently an int, ``1e-4`` is a float,
 a choice outside a ``Literal`` is refused with the closest valid name, a number that is
-not finite is refused) and against its range (the ``check_*`` helpers, and
-:func:`check_at_most` for the upper bound every count and size has). Every failure is a
+not finite is refused) and against its range (:class:`Bounds`, the one statement of a
+field's range that the recipe checks with :func:`check_bounds` and the wizard's number
+fields allow). Every failure is a
 :class:`RecipeError` that names the field, the step and, when known, the file and line.
 Its text is built only when a value is refused, and quotes the value cut to a readable
 length (:func:`fmt_value`), so a huge or deeply shared value costs nothing when valid.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 import types
 import typing
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from slimpajama_gui.core.data.tables import brief
@@ -235,40 +237,69 @@ def require(ok: bool, name: str, problem: str) -> None:
         raise RecipeError(name, problem)
 
 
-def check_positive(cfg: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        require(
-            math.isfinite(value) and value > 0, name, f"must be above 0, got {fmt_value(value)}"
-        )
+@dataclass(frozen=True)
+class Bounds:
+    """The numbers a field takes: ``low`` to ``high``, each bound itself left out when
+    ``low_open`` / ``high_open`` says so (a temperature is above 0; a share removed is
+    above 0 and below 1).
+
+    Stated once per field (a step's :attr:`~slimpajama_gui.core.plan.steps.Step.bounds`):
+    a recipe's values are checked against it (:func:`check_bounds`) and the wizard's
+    number field for that key allows exactly it, so the two never disagree.
+
+    Example:
+        >>> Bounds(0, 1000.0, low_open=True).admits(0)
+        False
+        >>> Bounds(0, 1, low_open=True, high_open=True).per(0.01)
+        Bounds(low=0.0, high=100.0, low_open=True, high_open=True)
+    """
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def admits(self, value: float) -> bool:
+        """Whether ``value`` is in the range (never when it is not finite)."""
+        if not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def per(self, unit: float) -> Bounds:
+        """The same range counted in ``unit`` s: a share in per cent is ``per(0.01)``,
+        seconds in minutes ``per(60)``."""
+        return Bounds(self.low / unit, self.high / unit, self.low_open, self.high_open)
+
+    def requirement(self, value: float) -> str:
+        """What ``value`` (outside the range) must be instead: ``above 0``, ``at most
+        1000``; a share from 0 to 1 names both ends (``above 0 and below 1``)."""
+        low, high = _bound_text(self.low), _bound_text(self.high)
+        low = f"above {low}" if self.low_open else f"{low} or more"
+        high = f"below {high}" if self.high_open else f"at most {high}"
+        if self.low == 0 and self.high == 1:
+            return f"{low} and {high}"
+        return low if value <= self.low or not math.isfinite(value) else high
 
 
-def check_non_negative(cfg: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        require(
-            math.isfinite(value) and value >= 0, name, f"must be 0 or more, got {fmt_value(value)}"
-        )
+def _bound_text(bound: float) -> str:
+    return f"{bound:,}" if isinstance(bound, int) else f"{bound:g}"
 
 
-def check_at_most(cfg: Any, name: str, limit: float, why: str = "") -> None:
+def check_bounds(cfg: Any, name: str, bounds: Bounds) -> None:
+    """``cfg.name`` (a number, or each number of a list) is within ``bounds``; anything
+    else (None, "auto") is the type's business, not the range's."""
+    value = getattr(cfg, name)
+    for item in value if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or bounds.admits(item):
+            continue
+        raise RecipeError(name, f"must be {bounds.requirement(item)}, got {fmt_value(item)}")
+
+
+def check_at_most(cfg: Any, name: str, limit: float) -> None:
     """``cfg.name`` (a number, or each number of a list) is at most ``limit``."""
-    value = getattr(cfg, name)
-    values = value if isinstance(value, (list, tuple)) else [value]
-    for item in values:
-        if isinstance(item, (int, float)) and not isinstance(item, bool) and not item <= limit:
-            shown = f"{limit:,}" if isinstance(limit, int) else f"{limit:g}"
-            raise RecipeError(
-                name, f"must be at most {shown}{f' ({why})' if why else ''}, got {fmt_value(item)}"
-            )
-
-
-def check_fraction(cfg: Any, name: str, *, low_open: bool, high_open: bool) -> None:
-    value = getattr(cfg, name)
-    ok = math.isfinite(value) and (value > 0 if low_open else value >= 0)
-    ok = ok and (value < 1 if high_open else value <= 1)
-    lo, hi = ("above 0" if low_open else "0 or more"), ("below 1" if high_open else "at most 1")
-    require(ok, name, f"must be {lo} and {hi}, got {fmt_value(value)}")
+    check_bounds(cfg, name, Bounds(-math.inf, limit))
 
 
 # --------------------------------------------------------------------------- step registry

@@ -16,8 +16,15 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from slimpajama_gui.core.plan.fields import Bounds
+
 #: torchrun's own default rendezvous port.
 DEFAULT_PORT = 29500
+#: Processes per machine (one per GPU; on CPUs, a few) and machines: far above any real
+#: cluster, low enough to catch a typo. The cluster dialog's fields allow these ranges.
+PROCESSES = Bounds(1, 1024)
+NODES = Bounds(1, 4096)
+PORTS = Bounds(1, 65535)
 
 
 def torchrun_commands(
@@ -40,18 +47,19 @@ def torchrun_commands(
         job: the rendezvous id, the same on every machine.
 
     Raises:
-        ValueError: ``processes`` or ``nodes`` below 1, ``port`` outside 1..65535, or
-            several machines without a ``host``.
+        ValueError: ``processes``, ``nodes`` or ``port`` outside :data:`PROCESSES`,
+            :data:`NODES`, :data:`PORTS`, or several machines without a ``host``.
     """
-    if processes < 1 or nodes < 1:
-        raise ValueError(f"processes and nodes must be at least 1, not {processes}, {nodes}")
+    for name, value, bounds in (("processes", processes, PROCESSES), ("nodes", nodes, NODES)):
+        if not bounds.admits(value):
+            raise ValueError(f"{name} must be from {bounds.low} to {bounds.high}, not {value}")
     tail = f"-m slimpajama_gui.cli run {shlex.quote(str(recipe))}"
     if nodes == 1:
         return [f"torchrun --standalone --nproc_per_node={processes} {tail}"]
     if not host.strip():
         raise ValueError("several machines need the first machine's host name or address")
-    if not 1 <= port <= 65535:
-        raise ValueError(f"port must be from 1 to 65535, not {port}")
+    if not PORTS.admits(port):
+        raise ValueError(f"port must be from {PORTS.low} to {PORTS.high}, not {port}")
     endpoint = shlex.quote(f"{host.strip()}:{port}")
     return [
         f"torchrun --nnodes={nodes} --nproc_per_node={processes} --node_rank={rank} "

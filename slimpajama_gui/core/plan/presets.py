@@ -29,6 +29,7 @@ from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.model.shape import default_student_layers
 from slimpajama_gui.core.plan.preflight import clause, head_reason
 from slimpajama_gui.core.plan.steps import (
+    LEARNING_RATE,
     Benchmark,
     Distill,
     Evaluate,
@@ -99,7 +100,8 @@ def parse_lr(text: str, where: str) -> float:
     """A learning rate typed by a person, e.g. ``"5e-5"``.
 
     Raises:
-        UserError: not a number, or not above 0; the sentence starts with ``where``.
+        UserError: not a number, or outside the recipe's range (above 0, at most 10);
+            the sentence starts with ``where``.
     """
     try:
         value = float(text.strip())
@@ -107,8 +109,11 @@ def parse_lr(text: str, where: str) -> float:
         raise UserError(
             f"{where} — learning rate: {text.strip()!r} is not a number; write it like 5e-5."
         ) from None
-    if not math.isfinite(value) or value <= 0:
-        raise UserError(f"{where} — learning rate: must be above 0, got {text.strip()}.")
+    if not LEARNING_RATE.admits(value):
+        raise UserError(
+            f"{where} — learning rate: must be {LEARNING_RATE.requirement(value)}, "
+            f"got {text.strip()}."
+        )
     return value
 
 

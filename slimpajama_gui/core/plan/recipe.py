@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 
 import yaml
 
-from slimpajama_gui.core.data.spec import MAX_SEED, DatasetSpec
+from slimpajama_gui.core.data.spec import DatasetSpec
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.plan.fields import choices_text, coerce, fmt_value, require
 from slimpajama_gui.core.plan.static_step import DistillStatic, check_static_chain  # noqa: F401
@@ -49,7 +49,9 @@ from slimpajama_gui.core.plan.static_step import DistillStatic, check_static_cha
 # come from one import (``from slimpajama_gui.core.plan.recipe import Recipe, Prune``).
 from slimpajama_gui.core.plan.steps import (  # noqa: F401 (re-exported)
     MAX_THREADS,
+    SEED,
     STEP_TYPES,
+    THREADS,
     Benchmark,
     Distill,
     Evaluate,
@@ -174,12 +176,14 @@ class Recipe:
         )  # fmt: skip
         if self.threads is not None:
             require(
-                1 <= self.threads <= MAX_THREADS,
+                THREADS.admits(self.threads),
                 "threads",
-                f"must be from 1 to {MAX_THREADS}, got {self.threads}",
+                f"must be from {THREADS.low} to {THREADS.high}, got {self.threads}",
             )
         require(
-            0 <= self.seed <= MAX_SEED, "seed", f"must be from 0 to {MAX_SEED}, got {self.seed}"
+            SEED.admits(self.seed),
+            "seed",
+            f"must be from {SEED.low} to {SEED.high}, got {self.seed}",
         )
         self._check_dataset()
         require(

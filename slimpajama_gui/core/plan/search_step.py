@@ -15,19 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from slimpajama_gui.core.data.spec import MAX_SEED
-from slimpajama_gui.core.plan.fields import (
-    check_non_negative,
-    check_positive,
-    require,
-)
+from slimpajama_gui.core.plan.fields import Bounds, require
 from slimpajama_gui.core.plan.steps import (
-    MAX_BATCH,
-    MAX_EPOCHS,
+    BATCH_SIZE,
+    EPOCHS,
+    LEARNING_RATE,
     MAX_LAYER,
-    MAX_LEARNING_RATE,
-    MAX_SENTENCES,
-    MAX_THREADS,
+    POINTS,
+    SEED,
+    SENTENCES,
+    THREADS,
     Step,
     register_step,
 )
@@ -39,7 +36,6 @@ SEARCH_TECHNIQUES: tuple[str, ...] = ("distill", "heads", "ffn", "vocabulary", "
 #: A week: far above any sensible wall-clock budget, low enough to catch a typo.
 MAX_SEARCH_SECONDS = 7 * 24 * 3600.0
 MAX_TRIALS = 100_000
-MAX_POINTS = 100.0
 
 
 @register_step("search")
@@ -55,12 +51,13 @@ class Search(Step):
     """
 
     version: ClassVar[int] = 1
-    limits: ClassVar[dict[str, float]] = {
-        "budget_points": MAX_POINTS, "time_budget_s": MAX_SEARCH_SECONDS, "seed": MAX_SEED,
-        "max_trials": MAX_TRIALS, "depths": MAX_LAYER, "epochs": MAX_EPOCHS,
-        "learning_rate": MAX_LEARNING_RATE, "batch_size": MAX_BATCH,
-        "prune_margin_points": MAX_POINTS, "bench_sentences": MAX_SENTENCES,
-        "threads": MAX_THREADS,
+    bounds: ClassVar[dict[str, Bounds]] = {
+        "budget_points": POINTS,
+        "time_budget_s": Bounds(0, MAX_SEARCH_SECONDS, low_open=True), "seed": SEED,
+        "max_trials": Bounds(0, MAX_TRIALS, low_open=True),
+        "depths": Bounds(1, MAX_LAYER),  # a student has at least 1 layer
+        "epochs": EPOCHS, "learning_rate": LEARNING_RATE, "batch_size": BATCH_SIZE,
+        "prune_margin_points": POINTS, "bench_sentences": SENTENCES, "threads": THREADS,
     }  # fmt: skip
 
     budget_points: float = 1.0  # dev accuracy points the result may lose vs the start
@@ -80,17 +77,10 @@ class Search(Step):
     threads: int = 2  # CPU threads of the latency measurement
 
     def check(self) -> None:
-        check_positive(self, "time_budget_s", "epochs", "learning_rate", "batch_size")
-        check_positive(self, "bench_sentences", "threads")
-        check_non_negative(self, "budget_points", "prune_margin_points", "seed")
-        if self.max_trials is not None:
-            check_positive(self, "max_trials")
         require(bool(self.techniques), "techniques",
                 f"list at least one of {', '.join(SEARCH_TECHNIQUES)}")  # fmt: skip
         require(len(set(self.techniques)) == len(self.techniques), "techniques",
                 "lists a technique twice")  # fmt: skip
-        require(all(d >= 1 for d in self.depths), "depths",
-                f"a student has at least 1 layer, got {self.depths}")  # fmt: skip
 
 
 def parse_duration(text: str, where: str = "time budget") -> float:

@@ -15,19 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from slimpajama_gui.core.data.spec import MAX_SEED
-from slimpajama_gui.core.plan.fields import (
-    RecipeError,
-    check_fraction,
-    check_non_negative,
-    check_positive,
-    require,
-)
+from slimpajama_gui.core.plan.fields import Bounds, RecipeError
 from slimpajama_gui.core.plan.steps import (
-    MAX_BATCH,
-    MAX_EPOCHS,
-    MAX_LEARNING_RATE,
-    MAX_TEMPERATURE,
+    BATCH_SIZE,
+    EPOCHS,
+    KD_WEIGHT,
+    LEARNING_RATE,
+    SEED,
+    SHARE_BELOW_ALL,
+    TEMPERATURE,
     Step,
     register_step,
     step_from_dict,  # noqa: F401 (the docstring's example)
@@ -48,10 +44,11 @@ class DistillStatic(Step):
     on the train split to match the teacher's logits. Very fast, less accurate."""
 
     version: ClassVar[int] = 1
-    limits: ClassVar[dict[str, float]] = {
-        "dims": MAX_DIMS, "sif_coefficient": 1.0, "alpha_kd": 1.0,
-        "temperature": MAX_TEMPERATURE, "epochs": MAX_EPOCHS,
-        "learning_rate": MAX_LEARNING_RATE, "batch_size": MAX_BATCH, "seed": MAX_SEED,
+    bounds: ClassVar[dict[str, Bounds]] = {
+        "dims": Bounds(0, MAX_DIMS, low_open=True),
+        "sif_coefficient": SHARE_BELOW_ALL,  # 0: no weighting
+        "alpha_kd": KD_WEIGHT, "temperature": TEMPERATURE, "epochs": EPOCHS,
+        "learning_rate": LEARNING_RATE, "batch_size": BATCH_SIZE, "seed": SEED,
     }  # fmt: skip
 
     dims: int = 256  # PCA components kept per token vector
@@ -64,16 +61,6 @@ class DistillStatic(Step):
     learning_rate: float = 2e-3
     batch_size: int = 32
     seed: int = 0
-
-    def check(self) -> None:
-        check_positive(self, "dims", "temperature", "epochs", "learning_rate", "batch_size")
-        check_fraction(self, "alpha_kd", low_open=False, high_open=False)
-        check_non_negative(self, "seed")
-        require(
-            0 <= self.sif_coefficient < 1,
-            "sif_coefficient",
-            f"must be from 0 (no weighting) to below 1, got {self.sif_coefficient}",
-        )
 
 
 def check_static_chain(steps: Sequence[Step]) -> None:

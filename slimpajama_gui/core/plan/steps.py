@@ -5,8 +5,10 @@ Each step type is one dataclass registered under a short name (``finetune``, ``p
 classes. Each class carries a ``version`` so a config written by a newer app is refused
 with a sentence instead of being misread. Every value check lives in the class's
 ``validate`` and raises :class:`RecipeError` naming the field. Every number a step takes
-is bounded above by its class's ``limits`` (a count or size without a bound let
-``epochs: 1e308`` run unbounded); ``Step.validate`` applies them to every class.
+has its range in its class's ``bounds`` (a count or size without an upper bound let
+``epochs: 1e308`` run unbounded); ``Step.validate`` applies them to every class, and the
+wizard's number field for a key allows exactly that key's range (no narrower, so a
+recipe ``slimpajama run`` takes is never refused there).
 
 Example:
     >>> step = step_from_dict({"type": "prune", "method": "heads", "amount": 0.3})
@@ -25,11 +27,10 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from slimpajama_gui.core.data.spec import MAX_SEED
 from slimpajama_gui.core.plan.fields import (
+    Bounds,
     RecipeError,
     check_at_most,
-    check_fraction,
-    check_non_negative,
-    check_positive,
+    check_bounds,
     choices_text,
     coerce,
     fmt_value,
@@ -71,9 +72,10 @@ class Step:
 
     step_type: ClassVar[str] = ""
     version: ClassVar[int] = 1
-    #: The largest value of each numeric field (of each item, for a list of numbers).
-    #: Every numeric field must have one; the test suite checks that none is missing.
-    limits: ClassVar[dict[str, float]] = {}
+    #: The range of each numeric field (of each item, for a list of numbers), as the
+    #: recipe checks it and the wizard's field for it allows it. Every numeric field
+    #: must have one; the test suite checks that none is missing.
+    bounds: ClassVar[dict[str, Bounds]] = {}
 
     @classmethod
     def hints(cls) -> dict[str, Any]:
@@ -106,14 +108,25 @@ class Step:
                 # e.g. a GUI that set epochs=1 (int): store the canonical form.
                 setattr(self, name, checked)
         try:
-            self.check()  # first: its sentences say more than "at most" for fractions
-            for name, limit in self.limits.items():
-                check_at_most(self, name, limit)
+            # Each value in its range first: check() may then compare values.
+            idle = self.idle_fields()
+            for name, bounds in self.bounds.items():
+                if name in idle:  # unused here, yet a typo stays a typo
+                    check_at_most(self, name, bounds.high)
+                else:
+                    check_bounds(self, name, bounds)
+            self.check()
         except RecipeError as exc:
             raise in_step(exc, self.step_type) from None
 
+    def idle_fields(self) -> set[str]:
+        """Fields this configuration does not use (a prune amount for dropping layers):
+        only their upper bound is checked. Subclasses override."""
+        return set()
+
     def check(self) -> None:
-        """Range checks beyond the type; subclasses override."""
+        """Checks beyond each field's type and range (values that depend on each
+        other); subclasses override."""
 
     def warnings(self) -> list[str]:
         """Settings that are valid but almost surely a mistake, as clauses that name the
@@ -219,6 +232,33 @@ MAX_REPEATS = 10_000
 MAX_VOCAB = 10_000_000
 #: Augmented copies per train row (each is one more pass over the train set).
 MAX_AUGMENT = 10
+#: Accuracy points (of 100): an accuracy guard's tolerance, a search's budget.
+MAX_POINTS = 100.0
+
+# Ranges several steps share, named so that the recipe's checks and the wizard's fields
+# (which take them from the step classes' ``bounds``) state each one once. A whole
+# number "above 0" is 1 or more.
+EPOCHS = Bounds(0, MAX_EPOCHS, low_open=True)
+#: A pruning step's recovery training: 0 is none.
+RECOVERY_EPOCHS = Bounds(0, MAX_EPOCHS)
+LEARNING_RATE = Bounds(0, MAX_LEARNING_RATE, low_open=True)
+BATCH_SIZE = Bounds(0, MAX_BATCH, low_open=True)
+TEMPERATURE = Bounds(0, MAX_TEMPERATURE, low_open=True)
+#: Loss weights (hidden and attention MSE), weight decay, the clipping norm (0: off).
+WEIGHT = Bounds(0, MAX_WEIGHT)
+#: The KD weight: the share of the loss on the teacher's logits.
+KD_WEIGHT = Bounds(0, 1)
+#: A share of weights, heads or neurons removed by pruning.
+SHARE_REMOVED = Bounds(0, 1, low_open=True, high_open=True)
+#: A share of something, all of it excluded (warm-up steps, a student's FFN removed).
+SHARE_BELOW_ALL = Bounds(0, 1, high_open=True)
+#: Layer numbers, 0-based.
+LAYER = Bounds(0, MAX_LAYER)
+#: CPU threads (a recipe's ``threads``, a benchmark's, a search's).
+THREADS = Bounds(1, MAX_THREADS)
+SEED = Bounds(0, MAX_SEED)
+SENTENCES = Bounds(0, MAX_SENTENCES, low_open=True)
+POINTS = Bounds(0, MAX_POINTS)
 
 EvalSplit = Literal["eval", "test"]
 #: Prune's default ``keep_general``: the tokenizer's most common tokens vocabulary
@@ -241,11 +281,13 @@ class FineTune(Step):
     """Supervised fine-tuning of the whole model on the recipe's dataset."""
 
     version: ClassVar[int] = 1
-    limits: ClassVar[dict[str, float]] = {
-        "epochs": MAX_EPOCHS, "learning_rate": MAX_LEARNING_RATE, "batch_size": MAX_BATCH,
-        "eval_batch_size": MAX_BATCH, "warmup_ratio": 1.0, "weight_decay": MAX_WEIGHT,
-        "max_grad_norm": MAX_WEIGHT, "eval_every_steps": MAX_STEPS, "max_steps": MAX_STEPS,
-        "seed": MAX_SEED, "log_every_steps": MAX_STEPS,
+    bounds: ClassVar[dict[str, Bounds]] = {
+        "epochs": EPOCHS, "learning_rate": LEARNING_RATE, "batch_size": BATCH_SIZE,
+        "eval_batch_size": BATCH_SIZE, "warmup_ratio": SHARE_BELOW_ALL,
+        "weight_decay": WEIGHT, "max_grad_norm": WEIGHT,
+        "eval_every_steps": Bounds(0, MAX_STEPS),
+        "max_steps": Bounds(0, MAX_STEPS, low_open=True), "seed": SEED,
+        "log_every_steps": Bounds(0, MAX_STEPS, low_open=True),
     }  # fmt: skip
 
     epochs: float = 3.0  # fractional epochs are allowed (e.g. 0.5 for a quick run)
@@ -261,14 +303,6 @@ class FineTune(Step):
     seed: int = 0
     log_every_steps: int = 10
 
-    def check(self) -> None:
-        check_positive(self, "epochs", "learning_rate", "batch_size", "eval_batch_size")
-        check_positive(self, "log_every_steps")
-        check_fraction(self, "warmup_ratio", low_open=False, high_open=True)
-        check_non_negative(self, "weight_decay", "max_grad_norm", "eval_every_steps", "seed")
-        if self.max_steps is not None:
-            check_positive(self, "max_steps")
-
 
 @register_step("evaluate")
 @dataclass
@@ -276,13 +310,10 @@ class Evaluate(Step):
     """Accuracy / F1 / confusion matrix of the current model on one split."""
 
     version: ClassVar[int] = 1
-    limits: ClassVar[dict[str, float]] = {"batch_size": MAX_BATCH}
+    bounds: ClassVar[dict[str, Bounds]] = {"batch_size": BATCH_SIZE}
 
     split: EvalSplit = "eval"
     batch_size: int = 64
-
-    def check(self) -> None:
-        check_positive(self, "batch_size")
 
 
 @register_step("benchmark")
@@ -291,9 +322,10 @@ class Benchmark(Step):
     """Size on disk, latency (p50/p95 at ``latency_batch``) and throughput on CPU."""
 
     version: ClassVar[int] = 1
-    limits: ClassVar[dict[str, float]] = {
-        "threads": MAX_THREADS, "sentences": MAX_SENTENCES, "latency_batch": MAX_BATCH,
-        "throughput_batch": MAX_BATCH, "warmup": MAX_WARMUP, "repeats": MAX_REPEATS,
+    bounds: ClassVar[dict[str, Bounds]] = {
+        "threads": THREADS, "sentences": SENTENCES, "latency_batch": BATCH_SIZE,
+        "throughput_batch": BATCH_SIZE, "warmup": Bounds(0, MAX_WARMUP),
+        "repeats": Bounds(0, MAX_REPEATS, low_open=True),  # or "auto"
     }  # fmt: skip
 
     threads: int = 2
@@ -304,12 +336,6 @@ class Benchmark(Step):
     repeats: int | Literal["auto"] = "auto"  # passes over the sentences; auto = ~3 s budget
     # auto: the variant's own runtime (onnxruntime for ONNX variants, else PyTorch)
     backend: BenchBackend = "auto"
-
-    def check(self) -> None:
-        check_positive(self, "threads", "sentences", "latency_batch", "throughput_batch")
-        check_non_negative(self, "warmup")
-        if self.repeats != "auto":
-            check_positive(self, "repeats")
 
 
 @register_step("prune")
@@ -323,10 +349,10 @@ class Prune(Step):
     """
 
     version: ClassVar[int] = 2
-    limits: ClassVar[dict[str, float]] = {
-        "amount": 1.0, "recovery_epochs": MAX_EPOCHS, "keep_layers": MAX_LAYER,
-        "learning_rate": MAX_LEARNING_RATE, "batch_size": MAX_BATCH,
-        "keep_general": MAX_VOCAB,
+    bounds: ClassVar[dict[str, Bounds]] = {
+        "amount": SHARE_REMOVED, "recovery_epochs": RECOVERY_EPOCHS, "keep_layers": LAYER,
+        "learning_rate": LEARNING_RATE, "batch_size": BATCH_SIZE,
+        "keep_general": Bounds(0, MAX_VOCAB),
     }  # fmt: skip
 
     method: PruneMethod = "magnitude"
@@ -348,11 +374,10 @@ class Prune(Step):
             data.setdefault("keep_general", 0)  # version 1 kept only the data's ids
         return data
 
+    def idle_fields(self) -> set[str]:
+        return set() if self.method in ("magnitude", "heads", "ffn") else {"amount"}
+
     def check(self) -> None:
-        if self.method in ("magnitude", "heads", "ffn"):
-            check_fraction(self, "amount", low_open=True, high_open=True)
-        check_non_negative(self, "recovery_epochs", "keep_general")
-        check_positive(self, "learning_rate", "batch_size")
         require(
             self.schedule == "oneshot" or self.method == "magnitude",
             "schedule",
@@ -390,11 +415,12 @@ class Distill(Step):
     """Train a smaller student built from some of the teacher's layers."""
 
     version: ClassVar[int] = 1
-    limits: ClassVar[dict[str, float]] = {
-        "student_layers": MAX_LAYER, "temperature": MAX_TEMPERATURE, "alpha_kd": 1.0,
-        "hidden_mse": MAX_WEIGHT, "attention_mse": MAX_WEIGHT, "epochs": MAX_EPOCHS,
-        "learning_rate": MAX_LEARNING_RATE, "batch_size": MAX_BATCH, "ffn_fraction": 1.0,
-        "augment": MAX_AUGMENT, "augment_rate": 1.0,
+    bounds: ClassVar[dict[str, Bounds]] = {
+        "student_layers": LAYER, "temperature": TEMPERATURE, "alpha_kd": KD_WEIGHT,
+        "hidden_mse": WEIGHT, "attention_mse": WEIGHT, "epochs": EPOCHS,
+        "learning_rate": LEARNING_RATE, "batch_size": BATCH_SIZE,
+        "ffn_fraction": SHARE_BELOW_ALL, "augment": Bounds(0, MAX_AUGMENT),
+        "augment_rate": Bounds(0, 1, low_open=True),
     }  # fmt: skip
 
     student_layers: list[int] = field(default_factory=list)  # teacher layers kept, 0-based;
@@ -418,18 +444,12 @@ class Distill(Step):
 
     def check(self) -> None:
         _check_layer_list("student_layers", self.student_layers)
-        check_non_negative(self, "augment")
-        check_fraction(self, "augment_rate", low_open=True, high_open=False)
         require(
             not self.augment or self.alpha_kd > 0,
             "augment",
             "the augmented copies learn from the teacher's logits, which a KD weight "
             "(alpha_kd) of 0 turns off; set alpha_kd above 0 or augment to 0",
         )
-        check_fraction(self, "ffn_fraction", low_open=False, high_open=True)
-        check_positive(self, "temperature", "epochs", "learning_rate", "batch_size")
-        check_fraction(self, "alpha_kd", low_open=False, high_open=False)
-        check_non_negative(self, "hidden_mse", "attention_mse")
 
     def warnings(self) -> list[str]:
         if self.alpha_kd == 0 and self.hidden_mse == 0 and self.attention_mse == 0:
@@ -443,7 +463,7 @@ class Quantize(Step):
     """Lower the precision of the weights (and activations for dynamic int8)."""
 
     version: ClassVar[int] = 1
-    limits: ClassVar[dict[str, float]] = {"tolerance": 100.0}  # accuracy points
+    bounds: ClassVar[dict[str, Bounds]] = {"tolerance": POINTS}
 
     method: QuantizeMethod = "dynamic_int8"
     per_channel: bool = True  # one scale per output channel instead of per tensor
@@ -457,7 +477,6 @@ class Quantize(Step):
     embedding_bits: Literal[8, 4] = 8
 
     def check(self) -> None:
-        check_non_negative(self, "tolerance")
         require(
             self.backend == "pytorch" or self.method == "dynamic_int8",
             "method",
@@ -488,9 +507,8 @@ class Export(Step):
 
 
 def _check_layer_list(name: str, layers: list[int]) -> None:
-    shown = fmt_value(layers)
-    require(all(i >= 0 for i in layers), name, f"layer numbers start at 0, got {shown}")
-    require(len(set(layers)) == len(layers), name, f"lists a layer twice: {shown}")
+    # Each number's range is LAYER (from 0), checked before.
+    require(len(set(layers)) == len(layers), name, f"lists a layer twice: {fmt_value(layers)}")
 
 
 @register_step("sensitivity")
@@ -501,8 +519,8 @@ class Sensitivity(Step):
     accuracy (core/techniques/sensitivity.py). The model is not changed."""
 
     version: ClassVar[int] = 1
-    limits: ClassVar[dict[str, float]] = {
-        "rows": MAX_SENTENCES, "seed": MAX_SEED, "batch_size": MAX_BATCH,
+    bounds: ClassVar[dict[str, Bounds]] = {
+        "rows": SENTENCES, "seed": SEED, "batch_size": BATCH_SIZE,
     }  # fmt: skip
 
     split: EvalSplit = "eval"
@@ -515,8 +533,6 @@ class Sensitivity(Step):
     linears: bool = True  # int8-quantize each linear layer alone
 
     def check(self) -> None:
-        check_positive(self, "rows", "batch_size")
-        check_non_negative(self, "seed")
         require(
             self.layers or self.heads or self.ffn or self.linears,
             "layers",

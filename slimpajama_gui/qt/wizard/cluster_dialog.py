@@ -21,7 +21,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from slimpajama_gui.core.plan.launch import DEFAULT_PORT, torchrun_commands
+from slimpajama_gui.core.plan.launch import (
+    DEFAULT_PORT,
+    NODES,
+    PORTS,
+    PROCESSES,
+    torchrun_commands,
+)
 from slimpajama_gui.core.plan.presets import slug
 from slimpajama_gui.qt.wizard.numbers import number_problems
 from slimpajama_gui.qt.wizard.widgets import NOTE_STYLE, int_spin, make_label
@@ -38,16 +44,16 @@ class ClusterDialog(QDialog):
         self.recipe_path = recipe_path
         self.job = slug(job_name) or "slimpajama"
         self.processes = int_spin(
-            "Processes per machine", 1, 1024, 2,
+            "Processes per machine", PROCESSES, 2,
             tip="Processes per machine: one per GPU; on CPUs, a few (each uses its own threads)",
         )  # fmt: skip
         self.nodes = int_spin(
-            "Machines", 1, 4096, 1,
+            "Machines", NODES, 1,
             tip="Machines; with more than one, run the command for each on it",
         )  # fmt: skip
         self.host = QLineEdit(socket.gethostname())
         self.host.setToolTip("The first machine's name or address, reachable from the others")
-        self.port = int_spin("Port", 1, 65535, DEFAULT_PORT)
+        self.port = int_spin("Port", PORTS, DEFAULT_PORT)
         self.commands = QPlainTextEdit()
         self.commands.setReadOnly(True)
         self.commands.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)

@@ -9,6 +9,11 @@ arrows, the wheel and the suffix but takes any text and leaves it as typed:
 sentence saying what is wrong with it (the field, the allowed range, what to type), and
 :func:`number_problems` collects those of the boxes in use on a page, which the page
 shows in its message area while Next stays off.
+
+The allowed range is a :class:`~slimpajama_gui.core.plan.fields.Bounds`; for a recipe key
+it is that key's own, from its step class (``Distill.bounds["temperature"]``), so the
+wizard refuses exactly what the recipe does. A typical value is the arrows' step, never
+a limit.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import sys
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import QAbstractSpinBox, QDoubleSpinBox, QWidget
+
+from slimpajama_gui.core.plan.fields import Bounds
 
 #: What the spin box itself may hold: every finite number, so it never bounds the text.
 _HELD = sys.float_info.max
@@ -41,13 +48,18 @@ class NumberBox(QDoubleSpinBox):
     Args:
         label: the field's name as the page shows it ("Hidden MSE"); sentences start
             with it.
-        low, high: the allowed range; ``low_open``/``high_open`` exclude the bound itself
-            (a share removed must be above 0 and below 100 %).
+        bounds: the allowed range, in the unit the box shows; an open end excludes the
+            bound itself (a temperature is above 0; a share removed is above 0 and below
+            100 %).
         value: the value shown at first.
         decimals: decimals shown for a value set in code (typed text is shown as typed).
         step: what the arrows, the wheel and the Up/Down keys add; they stay in range.
         whole: only whole numbers are allowed; :meth:`value` is then an int.
         special: text shown for, and read as, ``low`` ("auto" threads).
+        widest: the largest value the box is sized to show whole (default: the range's
+            top); for a range far beyond the values people type (a loss weight up to
+            1,000,000), so the box is not drawn wider than the page has room for. A
+            longer number scrolls in the box, and is still allowed.
     """
 
     #: The text changed (every keystroke, and values set in code).
@@ -56,8 +68,7 @@ class NumberBox(QDoubleSpinBox):
     def __init__(
         self,
         label: str,
-        low: float,
-        high: float,
+        bounds: Bounds,
         value: float,
         *,
         decimals: int = 2,
@@ -65,16 +76,17 @@ class NumberBox(QDoubleSpinBox):
         suffix: str = "",
         tip: str = "",
         whole: bool = False,
-        low_open: bool = False,
-        high_open: bool = False,
         special: str = "",
+        widest: float | None = None,
     ) -> None:
         super().__init__()
         self.label = label
-        self.low, self.high = float(low), float(high)
-        self.low_open, self.high_open = low_open, high_open
+        self.bounds = bounds
+        self.low, self.high = float(bounds.low), float(bounds.high)
+        self.low_open, self.high_open = bounds.low_open, bounds.high_open
         self.whole = whole
         self.special = special
+        self._widest = self.high if widest is None else min(float(widest), self.high)
         self._places = 0 if whole else decimals
         self._from_code = False
         self.setDecimals(_KEPT_DECIMALS)
@@ -126,16 +138,22 @@ class NumberBox(QDoubleSpinBox):
         return number
 
     def range_text(self) -> str:
-        """``from 0.5 to 20``, ``above 0 and below 100 %``."""
-        low = format_number(self.low) + (f" ({self.special})" if self.special else "")
-        high = format_number(self.high) + self.suffix()
-        if self.low_open and self.high_open:
-            return f"above {low} and below {high}"
-        if self.low_open:
-            return f"above {low} and at most {high}"
-        if self.high_open:
-            return f"from {low} to below {high}"
-        return f"from {low} to {high}"
+        """``above 0 and at most 1,000``, ``from 0 to below 100 %``; a whole number's
+        open end is the next whole number in (``from 1 to 8,192``, not ``above 0``)."""
+        low, low_open, high, high_open = self.low, self.low_open, self.high, self.high_open
+        if self.whole and low_open and low.is_integer():
+            low, low_open = low + 1, False
+        if self.whole and high_open and high.is_integer():
+            high, high_open = high - 1, False
+        low_text = format_number(low) + (f" ({self.special})" if self.special else "")
+        high_text = format_number(high) + self.suffix()
+        if low_open and high_open:
+            return f"above {low_text} and below {high_text}"
+        if low_open:
+            return f"above {low_text} and at most {high_text}"
+        if high_open:
+            return f"from {low_text} to below {high_text}"
+        return f"from {low_text} to {high_text}"
 
     def problem(self) -> str:
         """One sentence naming the field, the allowed range and what to type; "" when
@@ -184,7 +202,7 @@ class NumberBox(QDoubleSpinBox):
             ):
                 return self.typed_text()
         if extreme:  # Qt sizes the box by the texts of its range: the allowed range's
-            value = self.high if value > 0 else self.low
+            value = self._widest if value > 0 else self.low  # (up to ``widest``)
         if self.special and value == self.low:
             return self.special
         if self.whole and float(value).is_integer():

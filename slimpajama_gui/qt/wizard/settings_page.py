@@ -32,8 +32,9 @@ from PySide6.QtWidgets import (
 
 from slimpajama_gui.core.paths import data_dir
 from slimpajama_gui.core.plan.draft import Training
+from slimpajama_gui.core.plan.fields import Bounds
 from slimpajama_gui.core.plan.presets import format_lr, slug, step_title, trains
-from slimpajama_gui.core.plan.steps import Prune, Step
+from slimpajama_gui.core.plan.steps import THREADS, Prune, Step
 from slimpajama_gui.qt.wizard.numbers import NumberBox
 from slimpajama_gui.qt.wizard.widgets import (
     NOTE_STYLE,
@@ -91,10 +92,11 @@ class SettingsPage(WizardPage):
             tip = "No CUDA GPU is available here (torch.cuda.is_available() is False)."
             item.setToolTip(tip)
             self.device.setItemData(2, tip, Qt.ItemDataRole.ToolTipRole)
+        # The recipe's range of threads, and 0 for "auto" (no threads: in the recipe).
         self.threads = int_spin(
-            "Threads", 0, max(os.cpu_count() or 1, 1), 0, special="auto",
+            "Threads", Bounds(0, THREADS.high), 0, special="auto",
             tip="CPU threads for PyTorch and for the latency benchmark; auto = PyTorch's "
-            "default (the benchmark then uses 2)",
+            f"default (the benchmark then uses 2); this machine has {os.cpu_count() or 1}",
         )  # fmt: skip
         self.threads.setMinimumWidth(80)
         self.output_edit = QLineEdit()
@@ -151,8 +153,9 @@ class SettingsPage(WizardPage):
                 continue
             is_prune = isinstance(step, Prune)
             title = step_title(step) + (" — recovery" if is_prune else "")
-            epochs = double_spin(f"{title} — epochs", 0 if is_prune else 0.05, 100,
-                           step.recovery_epochs if is_prune else step.epochs,
+            # The ranges are the recipe keys' own, from the step's class.
+            key = "recovery_epochs" if is_prune else "epochs"
+            epochs = double_spin(f"{title} — epochs", type(step).bounds[key], getattr(step, key),
                            step=0.5,
                            tip="Passes over the training data; fractions allowed (0.5)"
                            + ("; 0 = no recovery training" if is_prune else ""))  # fmt: skip
@@ -163,7 +166,8 @@ class SettingsPage(WizardPage):
             lr.setToolTip("Peak learning rate of AdamW, e.g. 5e-5 for fine-tuning, 1e-4 for "
                           "distillation")  # fmt: skip
             lr.setMaximumWidth(140)
-            batch = int_spin(f"{title} — batch size", 1, 4096, step.batch_size,
+            batch = int_spin(f"{title} — batch size", type(step).bounds["batch_size"],
+                             step.batch_size,
                              tip="Examples per optimizer step; lower it if memory runs out")  # fmt: skip
             batch.setMaximumWidth(110)
             self.training_grid.addWidget(QLabel(title), line, 0)

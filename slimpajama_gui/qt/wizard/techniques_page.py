@@ -38,9 +38,9 @@ from slimpajama_gui.core.plan.presets import (
 from slimpajama_gui.core.plan.search_step import Search
 from slimpajama_gui.core.plan.static_step import DistillStatic
 from slimpajama_gui.core.plan.steps import (
+    KD_WEIGHT,
     KEEP_GENERAL,
-    MAX_AUGMENT,
-    MAX_VOCAB,
+    TEMPERATURE,
     Benchmark,
     Distill,
     Evaluate,
@@ -118,11 +118,16 @@ class TechniquesPage(WizardPage):
         self.search_box = group_box("Find the best within N points",
                                     "A budgeted search over the techniques below")  # fmt: skip
         self.search_box.setCheckable(False)
-        self.search_budget = double_spin("Accuracy budget", 0, 20, 1.0, decimals=1, step=0.5,
+        # Every number's range is its recipe key's (the step class's bounds); what is
+        # typical shows only in the arrows' step.
+        self.search_budget = double_spin("Accuracy budget", Search.bounds["budget_points"],
+                                         1.0, decimals=1, step=0.5,
                                          suffix=" points",
                                          tip="Accuracy on the eval split the result may lose "
                                          "against the model it starts from")  # fmt: skip
-        self.search_minutes = double_spin("Time budget", 1, 24 * 60, 30, decimals=0, step=5,
+        self.search_minutes = double_spin("Time budget",
+                                          Search.bounds["time_budget_s"].per(60), 30,
+                                          decimals=0, step=5,
                                           suffix=" min",
                                           tip="Wall-clock time of the whole search; when it "
                                           "ends, the best model found so far is the result")  # fmt: skip
@@ -151,8 +156,9 @@ class TechniquesPage(WizardPage):
             "choose which linears stay in float.",
         )
         self.sensitivity_box.setChecked(False)
-        self.sensitivity_rows = int_spin("Sensitivity analysis — eval rows", 16, 100_000,
-                                         Sensitivity().rows, step=64,
+        self.sensitivity_rows = int_spin("Sensitivity analysis — eval rows",
+                                         Sensitivity.bounds["rows"], Sensitivity().rows,
+                                         step=64,
             tip="Eval rows sampled (seeded); every measurement runs the model over them once")  # fmt: skip
         rows_line = QHBoxLayout()
         rows_line.addWidget(QLabel("Measured on"))
@@ -177,7 +183,7 @@ class TechniquesPage(WizardPage):
             "expect several points below the teacher.",
             NOTE_STYLE,
         )
-        self.static_dims = int_spin("Dimensions", 8, 4096, 256,
+        self.static_dims = int_spin("Dimensions", DistillStatic.bounds["dims"], 256,
             tip="Width of each token vector (PCA components of the teacher's)")  # fmt: skip
         self.static_storage = combo_box(
             [("int8", "int8"), ("float16", "float16"), ("float32", "float32")],
@@ -189,22 +195,26 @@ class TechniquesPage(WizardPage):
         static_form.addRow("Dimensions:", self.static_dims)
         static_form.addRow("Storage:", self.static_storage)
         self.student_picker = LayerPicker("kept in the student")
-        self.temperature = double_spin("Temperature", 0.5, 20, 2.0, decimals=1, step=0.5,
+        # Both students' temperature and KD weight: Distill's and DistillStatic's.
+        self.temperature = double_spin("Temperature", TEMPERATURE, 2.0, decimals=1, step=0.5,
                                  tip="Temperature: softens both models' outputs for the "
                                  "KD loss")  # fmt: skip
-        self.alpha_kd = double_spin("KD weight", 0, 1, 0.5, step=0.1,
+        self.alpha_kd = double_spin("KD weight", KD_WEIGHT, 0.5, step=0.1,
                               tip="Weight of the teacher's soft labels (KD); the rest goes to "
                               "the true labels")  # fmt: skip
-        self.hidden_mse = double_spin("Hidden MSE", 0, 100, 0.0, step=0.5,
+        # Sized for weights up to 100 (two of them share a row with their labels).
+        self.hidden_mse = double_spin("Hidden MSE", Distill.bounds["hidden_mse"], 0.0, step=0.5,
+                                widest=100,
                                 tip="Weight of matching the teacher's hidden states layer by "
                                 "layer (1.0 helped on SST-2)")  # fmt: skip
-        self.attention_mse = double_spin("Attention MSE", 0, 100, 0.0, step=0.5,
+        self.attention_mse = double_spin("Attention MSE", Distill.bounds["attention_mse"], 0.0,
+                                   step=0.5, widest=100,
                                    tip="Weight of matching the teacher's attention maps")  # fmt: skip
-        self.student_ffn = percent_spin("FFN removed", 0, "Share of each student layer's FFN "
-                                        "neurons removed before distillation (the least "
-                                        "important by gradient score), at most 95 %: a "
-                                        "smaller student", high=95)  # fmt: skip
-        self.augment = int_spin("Augmented copies", 0, MAX_AUGMENT, 0,
+        self.student_ffn = percent_spin("FFN removed", Distill.bounds["ffn_fraction"], 0,
+                                        "Share of each student layer's FFN neurons removed "
+                                        "before distillation (the least important by "
+                                        "gradient score): a smaller student")  # fmt: skip
+        self.augment = int_spin("Augmented copies", Distill.bounds["augment"], 0,
             tip="Altered copies of each train row, "
             "with 30 % of their words swapped for near neighbours, that learn from the teacher's "
             "logits: the student stays closer to the teacher on text unlike the train set. Each "
@@ -243,16 +253,14 @@ class TechniquesPage(WizardPage):
         # heads / FFN / weights
         self.heads_box = group_box("Prune attention heads",
                                 "Remove the least important heads; one always stays per layer")  # fmt: skip
-        self.heads_amount = percent_spin(
-            "Prune attention heads", 30, "Share of all attention heads removed", open_range=True
-        )
+        self.heads_amount = percent_spin("Prune attention heads", Prune.bounds["amount"], 30,
+                                         "Share of all attention heads removed")  # fmt: skip
         self.heads_scope = scope_combo("heads")
         amount_row(self.heads_box, "Remove", self.heads_amount, self.heads_scope)
 
         self.ffn_box = group_box("Prune FFN neurons", "Remove the least important FFN neurons")
-        self.ffn_amount = percent_spin(
-            "Prune FFN neurons", 50, "Share of all feed-forward neurons removed", open_range=True
-        )
+        self.ffn_amount = percent_spin("Prune FFN neurons", Prune.bounds["amount"], 50,
+                                       "Share of all feed-forward neurons removed")  # fmt: skip
         self.ffn_scope = scope_combo("neurons")
         amount_row(self.ffn_box, "Remove", self.ffn_amount, self.ffn_scope)
 
@@ -261,9 +269,8 @@ class TechniquesPage(WizardPage):
             "Zero the smallest weights of the encoder's linear layers. The file keeps its "
             "size; sparse runtimes can use the zeros.",
         )
-        self.magnitude_amount = percent_spin(
-            "Prune weights", 50, "Share of encoder weights set to zero", open_range=True
-        )
+        self.magnitude_amount = percent_spin("Prune weights", Prune.bounds["amount"], 50,
+                                             "Share of encoder weights set to zero")  # fmt: skip
         self.magnitude_scope = scope_combo("weights")
         self.magnitude_schedule = combo_box(
             [("oneshot", "all at once"), ("gradual", "gradually")],
@@ -282,7 +289,9 @@ class TechniquesPage(WizardPage):
             "Prune vocabulary",
             "Keep the tokens the training data uses and the tokenizer's most common ones",
         )
-        self.vocab_general = int_spin("Common tokens kept", 0, MAX_VOCAB, KEEP_GENERAL, step=1000)
+        self.vocab_general = int_spin(
+            "Common tokens kept", Prune.bounds["keep_general"], KEEP_GENERAL, step=1000
+        )
         # One change per edit, not per keystroke: each value starts a vocabulary count.
         self.vocab_general.setKeyboardTracking(False)
         self.vocab_general.setToolTip(
@@ -338,7 +347,8 @@ class TechniquesPage(WizardPage):
             "The word-embedding table is often half of a small model (PyTorch backend; "
             "onnxruntime always quantizes it)"
         )
-        self.tolerance = double_spin("Max. loss", 0, 100, 1.0, decimals=1, step=0.5,
+        self.tolerance = double_spin("Max. loss", Quantize.bounds["tolerance"], 1.0,
+                               decimals=1, step=0.5,
                                suffix=" pt", tip="Accuracy guard: the most accuracy (in points) this step "
                                "may cost. A larger drop counts only when it is beyond the eval "
                                "set's noise (McNemar's test on the rows int8 changed); then "

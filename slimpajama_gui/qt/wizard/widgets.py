@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
+from slimpajama_gui.core.plan.fields import Bounds
 from slimpajama_gui.qt.wizard.numbers import NumberBox, number_problems
 
 if TYPE_CHECKING:
@@ -89,21 +90,23 @@ def show_text(label: QLabel, text: str) -> None:
     label.setVisible(bool(text))
 
 
-def double_spin(label: str, low: float, high: float, value: float, *, decimals: int = 2,
-                step: float = 0.1, suffix: str = "", tip: str = "", low_open: bool = False,
-                high_open: bool = False) -> NumberBox:  # fmt: skip
-    """A number field named ``label`` (its sentences start with it) allowing ``low`` to
-    ``high``: a value outside stays as typed and is a problem of the page."""
-    box = NumberBox(label, low, high, value, decimals=decimals, step=step, suffix=suffix,
-                    tip=tip, low_open=low_open, high_open=high_open)  # fmt: skip
+def double_spin(label: str, bounds: Bounds, value: float, *, decimals: int = 2,
+                step: float = 0.1, suffix: str = "", tip: str = "",
+                widest: float | None = None) -> NumberBox:  # fmt: skip
+    """A number field named ``label`` (its sentences start with it) allowing ``bounds``
+    (for a recipe key, the key's own: ``Distill.bounds["temperature"]``): a value outside
+    stays as typed and is a problem of the page. ``step`` is what the arrows add;
+    ``widest`` the largest value the box is sized for (:class:`NumberBox`)."""
+    box = NumberBox(label, bounds, value, decimals=decimals, step=step, suffix=suffix,
+                    tip=tip, widest=widest)  # fmt: skip
     box.setMaximumWidth(110)
     return box
 
 
-def int_spin(label: str, low: int, high: int, value: int, *, step: int = 1, tip: str = "",
+def int_spin(label: str, bounds: Bounds, value: int, *, step: int = 1, tip: str = "",
              special: str = "") -> NumberBox:  # fmt: skip
-    """A whole-number field; ``special`` is the text of ``low`` ("auto")."""
-    return NumberBox(label, low, high, value, step=step, tip=tip, whole=True, special=special)
+    """A whole-number field; ``special`` is the text of ``bounds.low`` ("auto")."""
+    return NumberBox(label, bounds, value, step=step, tip=tip, whole=True, special=special)
 
 
 def combo_box(items: Iterable[tuple[str, str]], tip: str = "") -> QComboBox:
@@ -134,11 +137,10 @@ def vbox(widget: QWidget) -> QVBoxLayout:
     return layout
 
 
-def percent_spin(label: str, value: float, tip: str, *, high: float = 100,
-                 open_range: bool = False) -> NumberBox:  # fmt: skip
-    """A share in per cent, 0 to ``high``; ``open_range``: above 0 and below ``high``."""
-    box = double_spin(label, 0, high, value, decimals=0, step=5, suffix=" %", tip=tip,
-                      low_open=open_range, high_open=open_range)  # fmt: skip
+def percent_spin(label: str, share: Bounds, value: float, tip: str) -> NumberBox:
+    """A share shown in per cent: ``share`` is the recipe's range of the fraction (0 to
+    1), ``value`` the per cent shown at first."""
+    box = double_spin(label, share.per(0.01), value, decimals=0, step=5, suffix=" %", tip=tip)
     box.setMaximumWidth(90)
     return box
 
