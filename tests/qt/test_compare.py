@@ -199,6 +199,21 @@ def view(qtbot, history):
     return v
 
 
+def test_the_pickers_name_results_as_models_does_and_show_both_ends(view, history):
+    """Compare called a result 'out-folder/02-distill' where Models says 'job › 02-distill',
+    and a narrow picker cut at the right showed the same job prefix for both sides."""
+    _store, folders = history
+    view.set_pair(_row(view, folders["v1"]), _row(view, folders["v2"]))
+    a, b = view.details.combo_a, view.details.combo_b
+    a.setFixedWidth(150)
+    b.setFixedWidth(150)
+    assert " › " in a.currentText() and " › " in b.currentText()
+    shown_a, shown_b = a.shown_text(), b.shown_text()
+    assert shown_a != shown_b
+    assert shown_a.endswith(a.currentText()[-6:]) and shown_b.endswith(b.currentText()[-6:])
+    assert a.currentText() in a.toolTip()
+
+
 def _settle(view, qtbot) -> None:
     """Let workers end before the widget closes, as the app does."""
     view.stop_flips()
@@ -220,7 +235,11 @@ def _click_point(view, qtbot, row: int) -> None:
 def test_table_and_chart_list_every_variant_and_the_source(view, history, tiny_minilm):
     _store, folders = history
     names = [v.name for v in view.variants]
-    assert names[:3] == ["tiny-int8/01-quantize", "sst2-small/04-prune", "sst2-small/03-finetune"]
+    assert names[:3] == [
+        "tiny-int8 › 01-quantize",
+        "sst2-small › 04-prune",
+        "sst2-small › 03-finetune",
+    ]
     assert view.model.rowCount() == 4
     source = view.variants[3]
     assert source.is_source and source.path == tiny_minilm
@@ -235,7 +254,7 @@ def test_table_and_chart_list_every_variant_and_the_source(view, history, tiny_m
     v2 = view.model.index(_row(view, folders["v2"]), 0)
     cells = [view.model.index(v2.row(), c).data() for c in range(12)]
     assert cells == [
-        "sst2-small/04-prune", "#1 sst2-small", "4 · prune", "85.00 %", "84.00 %", "100",
+        "sst2-small › 04-prune", "#1 sst2-small", "4 · prune", "85.00 %", "84.00 %", "100",
         "2.0 MB", "1.0 M", "3.00 ms", "3.90 ms", "1,333/s", "2.0× smaller · 3.3× faster",
     ]  # fmt: skip
     assert view.model.index(3, 11).data() == "baseline"
@@ -252,7 +271,7 @@ def test_table_and_chart_list_every_variant_and_the_source(view, history, tiny_m
     assert by["v3"] < by["v2"] < by["v1"]
     # v1 (5 ms, 80 %) is beaten by v2 (3 ms, 85 %); the rest are on the frontier.
     front = {view.variants[i].name for i in view.plot.front}
-    assert front == {"tiny-int8/01-quantize", "sst2-small/04-prune", source.name}
+    assert front == {"tiny-int8 › 01-quantize", "sst2-small › 04-prune", source.name}
     assert view.model.pareto == set(view.plot.front)
     fx, fy = view.plot.frontier.getData()
     assert list(fx) == [2.0, 3.0, 3.0, 10.0, 10.0]
@@ -278,7 +297,7 @@ def test_clicking_a_point_selects_its_row_and_back(view, qtbot, history):
     view.table.sortByColumn(3, Qt.SortOrder.AscendingOrder)
     _click_point(view, qtbot, row)
     assert view.selected_rows() == [row]
-    assert view.table.currentIndex().data() == "sst2-small/03-finetune"
+    assert view.table.currentIndex().data() == "sst2-small › 03-finetune"
 
 
 def test_two_variants_side_by_side_with_real_flips(view, qtbot, history):

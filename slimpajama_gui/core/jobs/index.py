@@ -439,7 +439,29 @@ def _load_variants(store: JobStore) -> CompareData:
             notes.append(f"source model {source}: {variant.note}")
         variants.append(variant)
     _join_unrecorded_rows(variants)
+    _name_results(variants)
     return CompareData(variants, notes)
+
+
+def _name_results(variants: list[Variant]) -> None:
+    """Results named as the Models list and the Playground name them: ``"job › 02-distill"``
+    (its job's name, else its output folder), two runs of one job told apart by their
+    output folder, ``"job (out-run2) › 02-distill"``."""
+    names = {}
+    for v in variants:
+        if not v.is_source:
+            names[id(v)] = f"{v.job_name or v.path.parent.name} › {v.path.name}"
+    count: dict[str, int] = {}
+    for name in names.values():
+        count[name] = count.get(name, 0) + 1
+    for v in variants:
+        name = names.get(id(v))
+        if name is None:
+            continue
+        if count[name] > 1:
+            job, step = name.rsplit(" › ", 1)
+            name = f"{job} ({v.path.parent.name}) › {step}"
+        v.name = name
 
 
 def _join_unrecorded_rows(variants: list[Variant]) -> None:

@@ -30,6 +30,7 @@ from slimpajama_gui.core.jobs.flips import FlipResult
 from slimpajama_gui.core.jobs.index import Variant
 from slimpajama_gui.core.units import human_bytes
 from slimpajama_gui.qt.compare.table import ms, pct
+from slimpajama_gui.qt.widgets.combos import ElidedComboBox
 from slimpajama_gui.qt.widgets.tables import RIGHT, SORT_ROLE, header_text, sortable_table
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -254,8 +255,8 @@ class DetailsPanel(QWidget):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.combo_a = QComboBox()
-        self.combo_b = QComboBox()
+        self.combo_a = ElidedComboBox(tip="Model A: the one compared against")
+        self.combo_b = ElidedComboBox(tip="Model B: its predictions are checked against A's")
         for combo in (self.combo_a, self.combo_b):
             combo.setSizeAdjustPolicy(
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon

@@ -41,6 +41,7 @@ from slimpajama_gui.core.runtime.predictor import (
     compare_texts,
 )
 from slimpajama_gui.qt.playground.panels import BatchPanel, PredictionPanel
+from slimpajama_gui.qt.widgets.combos import ElidedComboBox
 from slimpajama_gui.qt.widgets.errors import error_sentence
 from slimpajama_gui.qt.widgets.workers import WorkerScreen, start_worker
 
@@ -145,12 +146,13 @@ class PlaygroundView(WorkerScreen):
         self.pickers: dict[str, QComboBox] = {}
         pickers = QHBoxLayout()
         for side in SIDES:
-            combo = QComboBox()
+            combo = ElidedComboBox(
+                tip=f"Model {side.upper()}: only models with a classifier head are listed"
+            )
             combo.setSizeAdjustPolicy(
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
             )
             combo.setMinimumContentsLength(18)
-            combo.setToolTip(f"Model {side.upper()}: only models with a classifier head are listed")
             title = QLabel(f"Model <b>{side.upper()}</b>:")
             title.setBuddy(combo)
             pickers.addWidget(title)
