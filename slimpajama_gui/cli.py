@@ -355,7 +355,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )  # fmt: skip
     else:
         text = recorded_eval_text(handle.info.path) or read_timed_text(
-            data_mod.demo_path("dev"), "sentence", "the demo set: no recipe names an eval set"
+            data_mod.demo_path("dev"),
+            "sentence",
+            "the demo set: the model's record names no eval file",
         )
     config = BenchConfig(
         threads=args.threads,
@@ -390,7 +392,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     # On lines of their own: a long data path would wrap inside the table.
     print(f"Timed: {r.timed}.")
-    print(f"Method: {r.method}; {r.versions}.")
+    print(f"Method: {r.method.replace(f'timed: {r.timed}; ', '')}; {r.versions}.")
     return EXIT_OK
 
 

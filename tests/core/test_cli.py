@@ -156,6 +156,10 @@ steps:
     assert cli.main(["bench", str(variant), "--sentences", "10", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "latency p50" in out and "Method:" in out
+    # The demo data's eval rows are its dev file: the recipe's eval set, said once.
+    assert "the eval set of the recipe that made it" in out and out.count("dev.tsv") == 1
+    assert cli.main(["bench", str(variant), "--repeats", "1"]) == 0
+    assert "100 sentences (all it has; 200 asked) of" in capsys.readouterr().out
 
 
 def test_entry_point_runs_as_a_process():

@@ -174,9 +174,11 @@ class TimedText:
     sentences: list[str]
     source: str
 
-    def describe(self, used: int) -> str:
-        """``"200 sentences of /data/sst2/dev.tsv (column sentence)"``."""
-        return f"{used:,} sentence{'s' if used != 1 else ''} of {self.source}"
+    def describe(self, used: int, asked: int | None = None) -> str:
+        """``"200 sentences of /data/sst2/dev.tsv (column sentence)"``; when the file had
+        fewer than ``asked``, it says so: ``"100 sentences (all it has; 200 asked) of …"``."""
+        short = f" (all it has; {asked:,} asked)" if asked is not None and asked > used else ""
+        return f"{used:,} sentence{'s' if used != 1 else ''}{short} of {self.source}"
 
 
 def read_timed_text(
@@ -210,8 +212,8 @@ def recorded_eval_text(folder: Path) -> TimedText | None:
 
     What the variant's own benchmark step timed (and what docs/benchmarks.md times: the
     first 200 SST-2 dev sentences), so a later ``slimpajama bench`` times the same text.
-    None when the folder has no record, its recipe names no separate eval file, or
-    that file is gone.
+    None when the folder has no record, its recipe names no eval file (the built-in demo
+    data's is its dev file), or that file is gone.
     """
     from slimpajama_gui.core import data as data_mod
     from slimpajama_gui.core.errors import UserError
@@ -219,11 +221,16 @@ def recorded_eval_text(folder: Path) -> TimedText | None:
 
     record = VariantRecord.read_or_none(folder)
     dataset = (record.recipe or {}).get("dataset") if record is not None else None
-    if not isinstance(dataset, dict) or not dataset.get("eval"):
+    if not isinstance(dataset, dict):
         return None
+    train = dataset.get("train")
+    if not dataset.get("eval"):
+        if not (isinstance(train, str) and train.strip().lower() == data_mod.DEMO):
+            return None
+        dataset = {**dataset, "eval": data_mod.DEMO}  # as load_dataset reads the demo data
     try:
         spec = data_mod.DatasetSpec.from_dict(dataset)
-        if spec.eval == data_mod.DEMO:
+        if str(spec.eval).strip().lower() == data_mod.DEMO:
             path = data_mod.demo_path("dev")
         else:
             path = Path(str(spec.eval)).expanduser()
@@ -441,7 +448,7 @@ def benchmark(
     elif callable(getattr(runner, "parameters", None)):
         params, nonzero = runner.parameters()
     name = getattr(runner, "name", type(runner).__name__)
-    timed = TimedText(sentences, source).describe(len(inputs))
+    timed = TimedText(sentences, source).describe(len(inputs), config.sentences)
     return BenchResult(
         backend=name,
         threads=config.threads,
