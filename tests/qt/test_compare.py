@@ -241,6 +241,12 @@ def test_table_and_chart_list_every_variant_and_the_source(view, history, tiny_m
         "sst2-small › 03-finetune",
     ]
     assert view.model.rowCount() == 4
+    # What the count of charted rows means is said, not left to guess (a tryout read
+    # "1 measured on this eval set" while every row showed an accuracy on it).
+    plotted = len(view.plot.plotted)
+    assert f"{plotted} on the chart (an accuracy on this eval set and a measured latency)" in (
+        view.summary.text()
+    )
     source = view.variants[3]
     assert source.is_source and source.path == tiny_minilm
     # The source's figures come from job 1's evaluate and benchmark steps.

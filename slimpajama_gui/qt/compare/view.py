@@ -286,8 +286,9 @@ class CompareView(WorkerScreen):
             unranked = len(self.plot.ranking.unranked)
             self.summary.setText(
                 f"{n_var} variant{'s' if n_var != 1 else ''} and {n_src} source model"
-                f"{'s' if n_src != 1 else ''}; {len(self.plot.plotted)} measured on this eval "
-                f"set and on the chart, {len(front)} Pareto-optimal (bold)"
+                f"{'s' if n_src != 1 else ''}; {len(self.plot.plotted)} on the chart (an "
+                f"accuracy on this eval set and a measured latency), {len(front)} "
+                f"Pareto-optimal (bold)"
                 + (f", {unranked} too small to rank (hollow)" if unranked else "")
                 + ". Right-click a row to benchmark it; select two rows to compare them."
             )
