@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 
 
 class LayerBars(pg.PlotWidget):
-    """Parameters per block: embeddings, each encoder layer, then the head."""
+    """Parameters per block: embeddings, each encoder layer, then the head (the pooler
+    and classifier; the pooler alone for a bare encoder)."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent, background=None)
@@ -80,7 +81,9 @@ class LayerBars(pg.PlotWidget):
             self.labels, self.values = [], []
         else:
             # 0-based, as the wizard's layer buttons and a recipe's student_layers count.
-            self.labels = ["emb"] + [f"L{i}" for i in range(len(info.layer_params))] + ["head"]
+            # A bare encoder's remaining weights are its pooler, not a classifier head.
+            last = "head" if info.num_labels else "pooler"
+            self.labels = ["emb"] + [f"L{i}" for i in range(len(info.layer_params))] + [last]
             self.values = [info.embedding_params, *info.layer_params, info.other_params]
         x = np.arange(len(self.values))
         heights = np.asarray(self.values, dtype=float) / 1e6

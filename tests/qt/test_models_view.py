@@ -64,7 +64,7 @@ def test_browser_lists_the_packaged_minilm(window):
         "L3",
         "L4",
         "L5",
-        "head",
+        "pooler",  # an encoder only: no classifier head to show (Labels: none yet)
     ]
     assert sum(window.models_view.details.bars.values) == 22_713_216
 
