@@ -79,6 +79,14 @@ def type_into(qtbot, spin: QAbstractSpinBox, text: str) -> None:
     qtbot.keyClick(spin, Qt.Key.Key_Tab)
 
 
+def custom_with_distill(qtbot, tech) -> None:
+    """Choose the custom preset on the techniques page ``tech`` and tick Distill (the
+    preset the chain came from may have left it unticked)."""
+    click(qtbot, tech.preset_buttons["custom"])
+    if not tech.distill_box.isChecked():
+        click_group_check(qtbot, tech.distill_box)
+
+
 def choose(qtbot, combo: QComboBox, text: str) -> None:
     """Open the combo's list and click the item whose text starts with ``text``."""
     index = next(
@@ -171,12 +179,10 @@ def test_custom_chain_review_run_and_execute(qtbot, make_wizard, tiny_minilm, ti
 
     # (c) Techniques: custom = distill + heads pruning + int8 in PyTorch.
     tech = w.techniques_page
-    click(qtbot, tech.preset_buttons["custom"])
+    custom_with_distill(qtbot, tech)
     assert tech.preset() == "custom"
     if tech.vocab_box.isChecked():
         click_group_check(qtbot, tech.vocab_box)
-    if not tech.distill_box.isChecked():
-        click_group_check(qtbot, tech.distill_box)
     assert tech.student_picker.selected() == [1]  # balanced's 0, 1, 2, 5: the 2-layer default
     click_group_check(qtbot, tech.heads_box)
     type_into(qtbot, tech.heads_amount, "50")
@@ -285,9 +291,7 @@ def test_an_edit_keeps_the_preset_s_training_settings(qtbot, on_techniques):
 def test_invalid_techniques_block_next_with_a_sentence(qtbot, on_techniques):
     w = on_techniques
     tech = w.techniques_page
-    click(qtbot, tech.preset_buttons["custom"])
-    if not tech.distill_box.isChecked():
-        click_group_check(qtbot, tech.distill_box)
+    custom_with_distill(qtbot, tech)
     assert tech.student_picker.selected() == [1]  # balanced's 0, 1, 2, 5: the 2-layer default
 
     # Every layer kept: the student would be no smaller.
@@ -460,9 +464,7 @@ def test_a_number_out_of_range_stays_as_typed_and_blocks_next_with_a_sentence(qt
     """Hidden MSE 1000 was clamped to 100 and Temperature 0 put back to 2.0, silently."""
     w = on_techniques
     tech = w.techniques_page
-    click(qtbot, tech.preset_buttons["custom"])
-    if not tech.distill_box.isChecked():
-        click_group_check(qtbot, tech.distill_box)
+    custom_with_distill(qtbot, tech)
     assert not error_text(tech)
 
     type_into(qtbot, tech.hidden_mse, "2000000")
@@ -534,9 +536,7 @@ def test_a_distillation_with_no_weight_on_the_teacher_is_warned_about(qtbot, on_
     """KD weight, hidden MSE and attention MSE all 0: allowed, almost surely a slip."""
     w = on_techniques
     tech = w.techniques_page
-    click(qtbot, tech.preset_buttons["custom"])
-    if not tech.distill_box.isChecked():
-        click_group_check(qtbot, tech.distill_box)
+    custom_with_distill(qtbot, tech)
     type_into(qtbot, tech.augment, "0")  # augmented copies need the KD weight: refused
     for box in (tech.alpha_kd, tech.hidden_mse, tech.attention_mse):
         type_into(qtbot, box, "0")
@@ -692,9 +692,7 @@ def test_numbers_just_beyond_the_recipe_s_ranges_are_refused_as_the_recipe_refus
 ):
     w = on_techniques
     tech = w.techniques_page
-    click(qtbot, tech.preset_buttons["custom"])
-    if not tech.distill_box.isChecked():
-        click_group_check(qtbot, tech.distill_box)
+    custom_with_distill(qtbot, tech)
     yaml = BIG_NUMBERS.format(model=tiny_minilm, output=tmp_path / "out")
 
     for box, typed, ok, key, yaml_value, sentence, recipe_says in (
@@ -910,9 +908,7 @@ def test_the_wizard_offers_sensitivity_analysis_as_a_step(qtbot, on_techniques):
 def test_static_embeddings_are_offered_as_a_distillation_student(qtbot, on_techniques):
     w = on_techniques
     tech = w.techniques_page
-    click(qtbot, tech.preset_buttons["custom"])
-    if not tech.distill_box.isChecked():
-        click_group_check(qtbot, tech.distill_box)
+    custom_with_distill(qtbot, tech)
     for box in (tech.heads_box, tech.ffn_box, tech.magnitude_box, tech.quant_box,
                 tech.layers_box, tech.vocab_box):  # fmt: skip
         if box.isChecked():
