@@ -57,6 +57,13 @@ STATUS_COLORS = {
 }
 
 COLUMNS = ("Name", "Status", "Progress", "Started", "Elapsed", "Remaining", "Output")
+#: The Remaining column's header tooltip: what its two notations mean.
+REMAINING_TIP = (
+    "~2 min 10 s: measured, from the current step's own rate (and this job's speed for the "
+    "steps after it).\n≈ 2 min (estimate): from the expected cost of the steps, before the "
+    "current step has run long enough to measure, or when most of what is left has not "
+    "started.\nestimating…: the job has not measured its speed yet."
+)
 COL_NAME, COL_STATUS, COL_PROGRESS, COL_STARTED, COL_ELAPSED, COL_REMAINING, COL_OUTPUT = range(
     len(COLUMNS)
 )
@@ -161,6 +168,17 @@ class JobTableModel(RowTableModel[JobRow]):
             ],
             parent,
         )  # fmt: skip
+
+    def headerData(  # noqa: N802 (Qt override)
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if (
+            role == Qt.ItemDataRole.ToolTipRole
+            and orientation == Qt.Orientation.Horizontal
+            and section == COL_REMAINING
+        ):
+            return REMAINING_TIP
+        return super().headerData(section, orientation, role)
 
     def role_data(self, row: JobRow, _row: int, col: int, role: int) -> Any:
         if role == ROW_ROLE:

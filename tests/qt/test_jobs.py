@@ -505,6 +505,9 @@ def test_the_progress_cell_fills_from_the_left_and_remaining_reads_whole(qtbot):
     assert not filled(int(width * 0.6)) and not filled(int(width * 0.9))
     text = model.index(0, COL_REMAINING).data()
     assert text.endswith("(estimate)")
+    # The header says what "~" and "≈ … (estimate)" mean (a tryout could not tell).
+    tip = model.headerData(COL_REMAINING, Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole)
+    assert "~2 min 10 s: measured" in tip and "≈ 2 min (estimate)" in tip
     needed = view.fontMetrics().horizontalAdvance(text)
     assert view.columnWidth(COL_REMAINING) > needed
 
