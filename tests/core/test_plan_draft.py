@@ -121,6 +121,32 @@ def test_settings_problems_and_training(draft):
     assert any("source model folder" in p for p in draft.problems("settings"))
 
 
+def test_every_settings_problem_is_listed_at_once_with_what_it_is_about(draft):
+    """Two learning rates that are no numbers and a check between fields: all of them,
+    not the first learning rate's alone."""
+    draft.set_chain("custom", [FineTune(), Prune("magnitude", schedule="gradual")])
+    draft.set_training({
+        0: Training(epochs=1, learning_rate="abc", batch_size=0),
+        1: Training(epochs=0, learning_rate="fast", batch_size=8),
+    })  # fmt: skip
+    issues = draft.issues("settings")
+    assert [(p.step, p.field) for p in issues] == [
+        (0, "learning_rate"), (1, "learning_rate"), (0, "batch_size"), (1, "recovery_epochs"),
+    ]  # fmt: skip
+    assert [p.text for p in issues] == draft.problems("settings")
+    assert issues[0].text == "Fine-tune — learning rate: 'abc' is not a number; write it like 5e-5."
+    # A page names the field as it labels it.
+    assert issues[1].worded("Prune weights — recovery — learning rate", {}) == (
+        "Prune weights — recovery — learning rate: 'fast' is not a number; write it like 5e-5."
+    )
+    assert issues[3].worded("Prune weights — recovery — epochs", {}) == (
+        "Prune weights — recovery — epochs: must be above 0 when schedule is 'gradual' "
+        "(pruning happens while it trains)."
+    )
+    with pytest.raises(UserError, match="'abc' is not a number"):
+        draft.recipe()
+
+
 def test_an_output_that_is_a_file_is_a_settings_problem(draft, tmp_path):
     data = tmp_path / "reviews.csv"
     data.write_text("text,label\n")

@@ -211,6 +211,43 @@ def test_validate_on_configs_built_in_code() -> None:
         full_recipe(steps=[FineTune(), Prune(amount=0.0)]).validate()
 
 
+def test_a_step_lists_every_problem_and_validate_raises_the_first() -> None:
+    """A form lists them all at once; a recipe file hears the first, as before."""
+    step = Distill(temperature=0.0, hidden_mse=2e6, alpha_kd=0.0, augment=2)
+    problems = step.problems()
+    assert [p.field for p in problems] == ["temperature", "hidden_mse", "augment"]
+    # The check between fields runs although a range is off.
+    assert "set alpha_kd above 0 or augment to 0" in str(problems[2])
+    with pytest.raises(RecipeError) as info:
+        step.validate()
+    assert str(info.value) == str(problems[0])
+    # A value of the wrong type: its range and the checks between fields wait for it.
+    mistyped = Distill(temperature="warm", alpha_kd=0.0, augment=2)  # type: ignore[arg-type]
+    assert [p.field for p in mistyped.problems()] == ["temperature"]
+    assert Distill().problems() == []
+
+
+def test_a_check_s_sentence_in_a_form_s_terms_keeps_the_recipe_s_as_it_is() -> None:
+    (error,) = Distill(alpha_kd=0.0, augment=2).problems()
+    assert str(error) == (
+        "augment: the augmented copies learn from the teacher's logits, which a KD weight "
+        "(alpha_kd) of 0 turns off; set alpha_kd above 0 or augment to 0 ('distill' step)."
+    )
+    names = {"alpha_kd": "KD weight", "augment": "Augmented copies"}
+    # "augmented" is not the key augment; "(alpha_kd)" after its description stays.
+    assert error.worded("Distill — Augmented copies", names) == (
+        "Distill — Augmented copies: the augmented copies learn from the teacher's logits, "
+        "which a KD weight (alpha_kd) of 0 turns off; set KD weight above 0 or Augmented "
+        "copies to 0."
+    )
+    # Located in a file, it still words the same.
+    assert (
+        error.located(step=1, source="r.yaml", line=9)
+        .worded("X", names)
+        .endswith("set KD weight above 0 or Augmented copies to 0.")
+    )
+
+
 def test_each_number_is_checked_against_its_key_s_bounds_ends_included_or_not() -> None:
     """The ranges the wizard's fields allow: a step's ``bounds``, one per key."""
     from slimpajama_gui.core.plan.steps import EPOCHS, TEMPERATURE, WEIGHT

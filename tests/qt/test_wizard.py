@@ -426,7 +426,11 @@ def test_settings_errors_block_next(qtbot, on_techniques):
     settings = w.settings_page
     row = settings.row_for("prune", "magnitude")
     type_into(qtbot, row.epochs, "0")
-    assert "recovery_epochs: must be above 0 when schedule is 'gradual'" in error_text(settings)
+    # The recipe's check, in the page's terms: the field as labelled, no recipe key.
+    assert error_text(settings) == (
+        "Prune weights — recovery — epochs: must be above 0 when schedule is 'gradual' "
+        "(pruning happens while it trains)."
+    )
     assert not next_button(w).isEnabled()
     type_into(qtbot, row.epochs, "1")
     row.learning_rate.lineEdit().selectAll()
@@ -447,6 +451,122 @@ def test_settings_errors_block_next(qtbot, on_techniques):
     assert not error_text(settings)
     go_next(qtbot, w)
     assert w.recipe().output == "{data}/results/elsewhere"
+
+
+def type_learning_rate(qtbot, row, text: str) -> None:
+    """Replace a settings row's learning rate with ``text``, as a user types it."""
+    row.learning_rate.lineEdit().selectAll()
+    qtbot.keyClicks(row.learning_rate.lineEdit(), text)
+
+
+def test_every_problem_of_the_settings_page_is_listed_at_once(qtbot, on_techniques):
+    """Epochs out of range, a learning rate 'abc', batch size 0 and threads 'zz': one
+    sentence each, in page order, not one a fix (the learning rate's showed only once
+    every number was fixed, a second row's only once the first row's was)."""
+    w = on_techniques
+    tech = w.techniques_page
+    click(qtbot, tech.preset_buttons["custom"])
+    if not tech.finetune_box.isChecked():
+        click_group_check(qtbot, tech.finetune_box)
+    click_group_check(qtbot, tech.magnitude_box)
+    choose(qtbot, tech.magnitude_schedule, "grad")
+    go_next(qtbot, w)
+    settings = w.settings_page
+    finetune, prune = settings.row_for("finetune"), settings.row_for("prune", "magnitude")
+    type_into(qtbot, finetune.epochs, "1001")
+    type_learning_rate(qtbot, finetune, "abc")
+    type_into(qtbot, finetune.batch_size, "0")
+    # A check between fields, beside a number out of range in the same step.
+    type_into(qtbot, prune.epochs, "0")
+    type_learning_rate(qtbot, prune, "fast")
+    type_into(qtbot, prune.batch_size, "0")
+    type_into(qtbot, settings.threads, "zz")
+    settings.output_edit.clear()
+    assert error_text(settings).split("\n") == [
+        "Fine-tune — epochs: 1001 is too large; type a number above 0 and at most 1,000.",
+        "Fine-tune — learning rate: 'abc' is not a number; write it like 5e-5.",
+        "Fine-tune — batch size: 0 is too small; type a whole number from 1 to 8,192.",
+        "Prune weights — recovery — epochs: must be above 0 when schedule is 'gradual' "
+        "(pruning happens while it trains).",
+        "Prune weights — recovery — learning rate: 'fast' is not a number; write it like 5e-5.",
+        "Prune weights — recovery — batch size: 0 is too small; type a whole number from 1 "
+        "to 8,192.",
+        "Threads: 'zz' is not a number; type a whole number from 0 (auto) to 1,024.",
+        "Output folder: choose where the results go.",
+    ]
+    assert not next_button(w).isEnabled()
+    # Each fix takes away its own sentence and shows no new one.
+    for fix in (
+        lambda: type_into(qtbot, finetune.epochs, "2"),
+        lambda: type_learning_rate(qtbot, finetune, "5e-5"),
+        lambda: type_into(qtbot, finetune.batch_size, "16"),
+        lambda: type_into(qtbot, prune.epochs, "1"),
+        lambda: type_learning_rate(qtbot, prune, "5e-5"),
+        lambda: type_into(qtbot, prune.batch_size, "16"),
+        lambda: type_into(qtbot, settings.threads, "auto"),
+    ):
+        before = error_text(settings).split("\n")
+        fix()
+        assert error_text(settings).split("\n") == before[1:]
+    qtbot.keyClicks(settings.output_edit, "{data}/results/all-at-once")
+    assert not error_text(settings) and next_button(w).isEnabled()
+
+
+def test_every_problem_of_the_techniques_page_is_listed_at_once(qtbot, on_techniques):
+    """Numbers out of range and the recipe's checks between fields, together, in page
+    order (column by column, top to bottom)."""
+    w = on_techniques
+    tech = w.techniques_page
+    custom_with_distill(qtbot, tech)
+    for box in (tech.heads_box, tech.quant_box):
+        if not box.isChecked():
+            click_group_check(qtbot, box)
+    type_into(qtbot, tech.temperature, "0")
+    type_into(qtbot, tech.alpha_kd, "0")
+    type_into(qtbot, tech.hidden_mse, "2e6")
+    type_into(qtbot, tech.augment, "2")
+    type_into(qtbot, tech.heads_amount, "100")
+    choose(qtbot, tech.quant_backend, "onnx")
+    choose(qtbot, tech.quant_method, "fp16")
+    assert error_text(tech).split("\n") == [
+        "Temperature: 0 is too small; type a number above 0 and at most 1,000.",
+        "Hidden MSE: 2e6 is too large; type a number from 0 to 1,000,000.",
+        "Distill — Augmented copies: the augmented copies learn from the teacher's logits, "
+        "which a KD weight (alpha_kd) of 0 turns off; set KD weight above 0 or Augmented "
+        "copies to 0.",
+        "Prune attention heads: 100 % is too large; type a number above 0 and below 100 %.",
+        "Quantize — Method: the onnxruntime backend quantizes with dynamic_int8 only, not 'fp16'.",
+    ]
+    assert not next_button(w).isEnabled()
+
+
+def test_a_recipe_check_on_the_techniques_page_names_the_fields_as_labelled(
+    qtbot, on_techniques, tiny_minilm, tmp_path
+):
+    """Augmented copies with a KD weight of 0: the page says 'Augmented copies' and 'KD
+    weight', as its fields are labelled; a recipe file still hears its keys."""
+    w = on_techniques
+    tech = w.techniques_page
+    custom_with_distill(qtbot, tech)
+    type_into(qtbot, tech.augment, "2")
+    type_into(qtbot, tech.alpha_kd, "0")
+    assert error_text(tech) == (
+        "Distill — Augmented copies: the augmented copies learn from the teacher's logits, "
+        "which a KD weight (alpha_kd) of 0 turns off; set KD weight above 0 or Augmented "
+        "copies to 0."
+    )
+    assert not next_button(w).isEnabled()
+    yaml = BIG_NUMBERS.format(model=tiny_minilm, output=tmp_path / "out")
+    said = (
+        "augment: the augmented copies learn from the teacher's logits, which a KD weight "
+        "(alpha_kd) of 0 turns off; set alpha_kd above 0 or augment to 0 ("
+    )
+    with pytest.raises(UserError, match=re.escape(said)):
+        recipe_from_yaml(
+            yaml.replace("hidden_mse: 500", "hidden_mse: 500\n    alpha_kd: 0\n    augment: 2")
+        )
+    type_into(qtbot, tech.alpha_kd, "0.5")
+    assert not error_text(tech) and next_button(w).isEnabled()
 
 
 # --------------------------------------------------------------------------- typed numbers

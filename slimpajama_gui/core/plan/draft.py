@@ -34,9 +34,9 @@ from slimpajama_gui.core.plan.estimate import Estimate, estimate_chain
 from slimpajama_gui.core.plan.preflight import clause, head_reason, source_problems
 from slimpajama_gui.core.plan.presets import (
     adapt_chain,
+    learning_rate_problem,
     load_preset,
     needs_finetune,
-    parse_lr,
     slug,
     step_title,
 )
@@ -77,11 +77,38 @@ class Training:
     batch_size: int
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One of :meth:`Draft.problems`, with what it is about, so a page can put it beside
+    the field and say it in the page's terms (:meth:`worded`).
+
+    Attributes:
+        text: the sentence as the draft says it (a recipe check's in the recipe's keys).
+        step: the chain index of the step it is about (None: the job, or the chain).
+        field: the key it is about (a step's, or the recipe's), if one.
+        error: the recipe check that found it, if one did.
+    """
+
+    text: str
+    step: int | None = None
+    field: str | None = None
+    error: RecipeError | None = dataclasses.field(default=None, compare=False)
+
+    def worded(self, where: str, names: Mapping[str, str]) -> str:
+        """The sentence in a page's terms: a recipe check's names the field ``where``
+        (``"Distill — Augmented copies"``) and the keys it mentions by ``names``
+        (:meth:`~slimpajama_gui.core.plan.fields.RecipeError.worded`); the draft's own
+        sentences are in the wizard's terms already."""
+        if self.error is None:
+            return self.text
+        return self.error.worded(where, names)
+
+
 @dataclass
 class _Checked:
     """One evaluation of the draft: what every page asks, computed together."""
 
-    problems: dict[str, list[str]]
+    problems: dict[str, list[Problem]]
     steps: list[Step] | None
     recipe: Recipe | None
     recipe_error: str = ""
@@ -222,25 +249,40 @@ class Draft:
         """The chain with the settings written into it.
 
         Raises:
-            UserError: a learning rate that is not a number above 0.
+            UserError: a learning rate that is not a number above 0 (the first).
         """
+        steps, problems = self._steps()
+        if problems:
+            raise UserError(problems[0].text)
+        return steps
+
+    def _steps(self) -> tuple[list[Step], list[Problem]]:
+        """The chain with the settings written into it, and a problem for each learning
+        rate that is no number in range (that step keeps the chain's own)."""
         out = self.steps_of_chain()
+        problems: list[Problem] = []
         for index, row in sorted(self.training.items()):
             if index >= len(out):
                 continue
             step = out[index]
-            lr = parse_lr(row.learning_rate, step_title(step))
+            problem = learning_rate_problem(row.learning_rate)
+            if problem:
+                # The sentence parse_lr says; a page words it with its own field names.
+                text = f"{step_title(step)} — learning rate: {problem}."
+                error = RecipeError("learning_rate", problem)
+                problems.append(Problem(text, index, "learning_rate", error))
+            else:
+                step.learning_rate = float(row.learning_rate.strip())
             if isinstance(step, Prune):
                 step.recovery_epochs = row.epochs
             else:
                 step.epochs = row.epochs
-            step.learning_rate = lr
             step.batch_size = row.batch_size
         if self.threads:
             for step in out:
                 if isinstance(step, Benchmark):
                     step.threads = self.threads
-        return out
+        return out, problems
 
     # -- answers ---------------------------------------------------------------------
     def problems(self, page: str | None = None) -> list[str]:
@@ -249,10 +291,15 @@ class Draft:
         Empty: that part is fine. The settings page's list includes the recipe's own
         checks (e.g. an output folder inside the source model) once its fields are valid.
         """
+        return [problem.text for problem in self.issues(page)]
+
+    def issues(self, page: str | None = None) -> list[Problem]:
+        """:meth:`problems` with what each is about (:class:`Problem`), in the same order:
+        for a page that lists them beside its fields, in its own terms."""
         checked = self._check()
         if page is not None:
             return list(checked.problems[page])
-        return [text for name in PAGES for text in checked.problems[name]]
+        return [problem for name in PAGES for problem in checked.problems[name]]
 
     def warnings(self, page: str | None = None) -> list[str]:
         """Sentences about settings that are allowed but almost surely a mistake
@@ -323,19 +370,15 @@ class Draft:
         problems = {"techniques": self._chain_problems(), "settings": []}
         settings = problems["settings"]
         if not self.name.strip():
-            settings.append("Name: give the job a name.")
+            settings.append(Problem("Name: give the job a name.", field="name"))
         if not self.output.strip():
-            settings.append("Output folder: choose where the results go.")
-        try:
-            steps: list[Step] | None = self.steps()
-        except UserError as exc:
-            settings.append(str(exc))
-            return _Checked(problems, None, None, str(exc))
-        for step in steps:
-            try:
-                step.validate()
-            except RecipeError as exc:
-                settings.append(f"{step_title(step)} — {exc}")
+            settings.append(Problem("Output folder: choose where the results go.", field="output"))
+        # Every problem at once: each learning rate, and each step's every field.
+        steps, bad_rates = self._steps()
+        settings += bad_rates
+        settings += _step_problems(steps)
+        if bad_rates:
+            return _Checked(problems, None, None, bad_rates[0].text)
         recipe, error = None, ""
         try:
             recipe = self._build(steps)
@@ -343,49 +386,58 @@ class Draft:
             error = str(exc)
             if not settings:
                 # The recipe's own checks too, e.g. an output folder inside the model.
-                settings.append(error)
+                settings.append(_recipe_problem(exc))
         return _Checked(problems, steps, recipe, error)
 
-    def _chain_problems(self) -> list[str]:
-        out: list[str] = []
+    def _chain_problems(self) -> list[Problem]:
+        out: list[Problem] = []
         steps = self.chain
         custom = self.preset == "custom"
         if not [s for s in steps if not isinstance(s, (Evaluate, Benchmark))]:
-            out.append("Choose at least one technique, or pick a preset.")
+            out.append(Problem("Choose at least one technique, or pick a preset."))
         n = self.model.layers if self.model is not None else 0
         if custom:
-            picks = [("Distill", s.student_layers) for s in steps if isinstance(s, Distill)] + [
-                ("Drop whole layers", s.keep_layers or [])
-                for s in steps
+            picks = [
+                (index, "Distill", "student_layers", s.student_layers)
+                for index, s in enumerate(steps)
+                if isinstance(s, Distill)
+            ] + [
+                (index, "Drop whole layers", "keep_layers", s.keep_layers or [])
+                for index, s in enumerate(steps)
                 if isinstance(s, Prune) and s.method == "layers"
             ]
-            for what, chosen in picks:
+            for index, what, key, chosen in picks:
                 if not chosen:
-                    out.append(f"{what}: select at least one layer to keep (click its button).")
+                    text = f"{what}: select at least one layer to keep (click its button)."
+                    out.append(Problem(text, index, key))
                 elif n and len(chosen) >= n:
-                    out.append(
+                    text = (
                         f"{what}: all {n} layers are selected, so nothing gets smaller; "
                         "leave at least one layer out."
                     )
-            if len({what for what, _ in picks}) == 2:
+                    out.append(Problem(text, index, key))
+            if len({what for _index, what, _key, _chosen in picks}) == 2:
                 out.append(
-                    "Choose either distillation or dropping layers: both decide which layers "
-                    "stay, and the second would count layers of the first one's result."
+                    Problem(
+                        "Choose either distillation or dropping layers: both decide which "
+                        "layers stay, and the second would count layers of the first one's "
+                        "result."
+                    )
                 )
         try:
             check_static_chain(steps)
         except RecipeError as exc:
-            out.append(f"Static embeddings — {exc.problem}.")
+            out.append(Problem(f"Static embeddings — {exc.problem}.", exc.step))
         if self.model is not None:
-            out += source_problems(self.model, steps)
+            out += [Problem(text) for text in source_problems(self.model, steps)]
         reason = head_reason(self.model, self.label_names or None)
         if reason is not None and not any(isinstance(s, FineTune) for s in steps):
-            out.append(f"Fine-tune: the model{clause(reason)}; tick Fine-tune to train it.")
-        for step in steps:
-            try:
-                dataclasses.replace(step).validate()
-            except RecipeError as exc:
-                out.append(f"{step_title(step)} — {exc}")
+            text = f"Fine-tune: the model{clause(reason)}; tick Fine-tune to train it."
+            out.append(Problem(text))
+        # A field the draft's own sentences are about (no layer picked) is not refused
+        # again in the recipe's terms.
+        said = {(p.step, p.field) for p in out if p.field is not None}
+        out += [p for p in _step_problems(steps) if (p.step, p.field) not in said]
         return out
 
     def _build(self, steps: list[Step]) -> Recipe:
@@ -403,3 +455,26 @@ class Draft:
         )
         recipe.validate()
         return recipe
+
+
+def _step_problems(steps: Sequence[Step]) -> list[Problem]:
+    """Every problem of every step (:meth:`~slimpajama_gui.core.plan.steps.Step.problems`),
+    the steps left as they are."""
+    return [
+        Problem(f"{step_title(step)} — {exc}", index, _key(exc.field), exc)
+        for index, step in enumerate(steps)
+        for exc in dataclasses.replace(step).problems()
+    ]
+
+
+def _recipe_problem(exc: UserError) -> Problem:
+    """A problem the recipe's own checks found, about one of its keys or steps if a
+    :class:`RecipeError`."""
+    if isinstance(exc, RecipeError):
+        return Problem(str(exc), exc.step, _key(exc.field), exc)
+    return Problem(str(exc))
+
+
+def _key(field: str) -> str:
+    """The key a :class:`RecipeError` names: ``student_layers`` of ``student_layers[3]``."""
+    return field.split("[", 1)[0]

@@ -14,8 +14,10 @@ length (:func:`fmt_value`), so a huge or deeply shared value costs nothing when 
 from __future__ import annotations
 
 import math
+import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,7 +32,9 @@ class RecipeError(UserError):
 
     ``field`` is the key as written in YAML; ``step`` is the 0-based step index or
     ``None`` for a top-level key. The loader adds the file and line with
-    :meth:`located`.
+    :meth:`located`. ``keys`` are the other keys ``problem`` names, as written in YAML
+    (``set alpha_kd above 0``), so that a form can say the sentence in its own terms
+    (:meth:`worded`).
     """
 
     def __init__(
@@ -42,6 +46,7 @@ class RecipeError(UserError):
         step_type: str | None = None,
         source: str | None = None,
         line: int | None = None,
+        keys: tuple[str, ...] = (),
     ) -> None:
         self.field = field
         self.problem = problem
@@ -49,6 +54,7 @@ class RecipeError(UserError):
         self.step_type = step_type
         self.source = source
         self.line = line
+        self.keys = tuple(keys)
         where = []
         if source is not None:
             where.append(f"{source} line {line}" if line is not None else source)
@@ -78,7 +84,31 @@ class RecipeError(UserError):
             step_type=self.step_type,
             source=self.source if source is None else source,
             line=self.line if line is None else line,
+            keys=self.keys,
         )
+
+    def worded(self, where: str, names: Mapping[str, str]) -> str:
+        """The sentence in a form's terms: ``where`` names the field as the form labels
+        it (``Distill — Augmented copies``) and ``names`` maps keys to the form's labels
+        (``{"alpha_kd": "KD weight"}``); a key named in :attr:`keys` reads as its label,
+        except right after its own description, in parentheses (``a KD weight
+        (alpha_kd)``), where it already reads in both terms. No step or file position:
+        the form shows where the field is.
+
+        Example:
+            >>> error = RecipeError("augment", "set alpha_kd above 0", keys=("alpha_kd",))
+            >>> error.worded("Distill — Augmented copies", {"alpha_kd": "KD weight"})
+            'Distill — Augmented copies: set KD weight above 0.'
+        """
+        text = self.problem
+        for key in self.keys:
+            label = names.get(key)
+            if label is not None:
+                # A whole key, not inside a longer word ("augment" of "augmented") and
+                # not the "(key)" after its description.
+                pattern = rf"(?<![\w(]){re.escape(key)}(?![\w)])"
+                text = re.sub(pattern, lambda _match, label=label: label, text)
+        return f"{where}: {text}."
 
 
 # --------------------------------------------------------------------------- value checks
@@ -232,9 +262,11 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
     raise TypeError(f"recipe field {name} has an unsupported type {hint!r}")
 
 
-def require(ok: bool, name: str, problem: str) -> None:
+def require(ok: bool, name: str, problem: str, *, keys: tuple[str, ...] = ()) -> None:
+    """Raise :class:`RecipeError` on ``name`` unless ``ok``; ``keys`` are the other keys
+    ``problem`` names (:meth:`RecipeError.worded`)."""
     if not ok:
-        raise RecipeError(name, problem)
+        raise RecipeError(name, problem, keys=keys)
 
 
 @dataclass(frozen=True)

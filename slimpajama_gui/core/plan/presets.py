@@ -103,18 +103,22 @@ def parse_lr(text: str, where: str) -> float:
         UserError: not a number, or outside the recipe's range (above 0, at most 10);
             the sentence starts with ``where``.
     """
+    problem = learning_rate_problem(text)
+    if problem:
+        raise UserError(f"{where} — learning rate: {problem}.")
+    return float(text.strip())
+
+
+def learning_rate_problem(text: str) -> str:
+    """What is wrong with a learning rate typed by a person, as a clause to follow the
+    field's name (``'fast' is not a number; write it like 5e-5``); "" when nothing."""
     try:
         value = float(text.strip())
     except ValueError:
-        raise UserError(
-            f"{where} — learning rate: {text.strip()!r} is not a number; write it like 5e-5."
-        ) from None
+        return f"{text.strip()!r} is not a number; write it like 5e-5"
     if not LEARNING_RATE.admits(value):
-        raise UserError(
-            f"{where} — learning rate: must be {LEARNING_RATE.requirement(value)}, "
-            f"got {text.strip()}."
-        )
-    return value
+        return f"must be {LEARNING_RATE.requirement(value)}, got {text.strip()}"
+    return ""
 
 
 def step_title(step: Step) -> str:

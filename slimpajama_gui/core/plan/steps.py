@@ -96,28 +96,50 @@ class Step:
         """Check every field's type, allowed values and range.
 
         Raises:
-            RecipeError: naming the field, what is allowed, and what was given.
+            RecipeError: naming the field, what is allowed, and what was given (the
+                first of :meth:`problems`).
         """
+        problems = self.problems()
+        if problems:
+            raise problems[0]
+
+    def problems(self) -> list[RecipeError]:
+        """Everything :meth:`validate` refuses, not only the first: each field's type,
+        then each field's range, then the checks between fields (:meth:`check`, run once
+        every field has its type, even where a range is off, so a form lists every
+        problem at once rather than one a fix). Values are stored in their canonical
+        form as they are checked."""
+        out: list[RecipeError] = []
+        mistyped: set[str] = set()
         for name, hint in self.hints().items():
             value = getattr(self, name)
             try:
                 checked = coerce(name, value, hint)
             except RecipeError as exc:
-                raise in_step(exc, self.step_type) from None
+                out.append(in_step(exc, self.step_type))
+                mistyped.add(name)
+                continue
             if checked != value or type(checked) is not type(value):
                 # e.g. a GUI that set epochs=1 (int): store the canonical form.
                 setattr(self, name, checked)
-        try:
-            # Each value in its range first: check() may then compare values.
-            idle = self.idle_fields()
-            for name, bounds in self.bounds.items():
+        # Each value in its range first: check() may then compare values.
+        idle = self.idle_fields()
+        for name, bounds in self.bounds.items():
+            if name in mistyped:
+                continue
+            try:
                 if name in idle:  # unused here, yet a typo stays a typo
                     check_at_most(self, name, bounds.high)
                 else:
                     check_bounds(self, name, bounds)
-            self.check()
-        except RecipeError as exc:
-            raise in_step(exc, self.step_type) from None
+            except RecipeError as exc:
+                out.append(in_step(exc, self.step_type))
+        if not mistyped:
+            try:
+                self.check()
+            except RecipeError as exc:
+                out.append(in_step(exc, self.step_type))
+        return out
 
     def idle_fields(self) -> set[str]:
         """Fields this configuration does not use (a prune amount for dropping layers):
@@ -152,6 +174,7 @@ def in_step(exc: RecipeError, step_type: str) -> RecipeError:
         step_type=step_type,
         source=exc.source,
         line=exc.line,
+        keys=exc.keys,
     )
 
 
@@ -388,6 +411,7 @@ class Prune(Step):
                 self.recovery_epochs > 0,
                 "recovery_epochs",
                 "must be above 0 when schedule is 'gradual' (pruning happens while it trains)",
+                keys=("schedule",),
             )
         if self.method == "layers":
             require(
@@ -449,6 +473,7 @@ class Distill(Step):
             "augment",
             "the augmented copies learn from the teacher's logits, which a KD weight "
             "(alpha_kd) of 0 turns off; set alpha_kd above 0 or augment to 0",
+            keys=("alpha_kd", "augment"),
         )
 
     def warnings(self) -> list[str]:

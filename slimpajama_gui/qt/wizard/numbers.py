@@ -242,12 +242,14 @@ class NumberBox(QDoubleSpinBox):
         return flags
 
 
-def number_problems(root: QWidget) -> list[str]:
-    """The sentences of the :class:`NumberBox` es under ``root`` that are in use: shown
-    (not hidden with the part of the page they belong to) and enabled (not in an
-    unticked technique)."""
+def number_boxes_in_use(root: QWidget) -> list[NumberBox]:
+    """The :class:`NumberBox` es under ``root`` that are in use: shown (not hidden with
+    the part of the page they belong to) and enabled (not in an unticked technique)."""
     return [
-        text
-        for box in root.findChildren(NumberBox)
-        if box.isEnabled() and box.isVisibleTo(root) and (text := box.problem())
+        box for box in root.findChildren(NumberBox) if box.isEnabled() and box.isVisibleTo(root)
     ]
+
+
+def number_problems(root: QWidget) -> list[str]:
+    """The sentences of the :class:`NumberBox` es under ``root`` that are in use."""
+    return [text for box in number_boxes_in_use(root) if (text := box.problem())]

@@ -34,10 +34,11 @@ from slimpajama_gui.core.paths import data_dir
 from slimpajama_gui.core.plan.draft import Training
 from slimpajama_gui.core.plan.fields import Bounds
 from slimpajama_gui.core.plan.presets import format_lr, slug, step_title, trains
-from slimpajama_gui.core.plan.steps import THREADS, Prune, Step
+from slimpajama_gui.core.plan.steps import THREADS, Benchmark, Prune, Step
 from slimpajama_gui.qt.wizard.numbers import NumberBox
 from slimpajama_gui.qt.wizard.widgets import (
     NOTE_STYLE,
+    PageField,
     WizardPage,
     double_spin,
     error_label,
@@ -57,6 +58,7 @@ class _TrainingRow:
     """The widgets of one training step's settings row."""
 
     index: int
+    title: str
     epochs: NumberBox
     learning_rate: QComboBox
     batch_size: NumberBox
@@ -179,7 +181,7 @@ class SettingsPage(WizardPage):
             batch.valueChanged.connect(self._push_training)
             for box in (epochs, batch):
                 box.typed.connect(self._update)
-            self.rows.append(_TrainingRow(index, epochs, lr, batch))
+            self.rows.append(_TrainingRow(index, title, epochs, lr, batch))
             line += 1
         if not self.rows:
             self.training_grid.addWidget(
@@ -266,9 +268,39 @@ class SettingsPage(WizardPage):
         return self.threads.value() or None
 
     def problems(self) -> list[str]:
-        """What to fix on this page: a number typed out of range first, else the
-        draft's evaluation (made once per change)."""
-        return self.field_problems() or self.draft.problems("settings")
+        """What to fix on this page, all of it at once in page order: each field's
+        numbers as typed and the draft's evaluation (made once per change), in the
+        page's terms."""
+        return self.page_problems(self.fields(), self.draft.issues("settings"))
+
+    def fields(self) -> list[PageField]:
+        """The page's fields in page order: each row's epochs, learning rate and batch
+        size, then the job's."""
+        out: list[PageField] = []
+        steps = self.draft.chain
+        for row in self.rows:
+            step = steps[row.index] if row.index < len(steps) else None
+            epochs = "recovery_epochs" if isinstance(step, Prune) else "epochs"
+            out += [
+                PageField(row.index, epochs, row.epochs.label, "epochs", row.epochs),
+                PageField(row.index, "learning_rate", f"{row.title} — learning rate",
+                          "learning rate"),
+                PageField(row.index, "batch_size", row.batch_size.label, "batch size",
+                          row.batch_size),
+            ]  # fmt: skip
+        out += [
+            PageField(None, "name", "Name", "Name"),
+            PageField(None, "device", "Device", "Device"),
+            PageField(None, "threads", "Threads", "Threads", self.threads),
+            # The job's threads are the benchmark steps' too (Draft.steps).
+            *(
+                PageField(index, "threads", "Threads", "Threads", self.threads)
+                for index, step in enumerate(steps)
+                if isinstance(step, Benchmark)
+            ),
+            PageField(None, "output", "Output folder", "Output folder"),
+        ]
+        return out
 
     def _on_draft_changed(self, parts: set[str]) -> None:
         self._update()

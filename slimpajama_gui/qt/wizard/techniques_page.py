@@ -34,6 +34,7 @@ from slimpajama_gui.core.plan.presets import (
     keep_training_settings,
     preset_blurb,
     step_summary,
+    step_title,
 )
 from slimpajama_gui.core.plan.search_step import Search
 from slimpajama_gui.core.plan.static_step import DistillStatic
@@ -55,6 +56,7 @@ from slimpajama_gui.qt.wizard.widgets import (
     NOTE_STYLE,
     WARNING_STYLE,
     LayerPicker,
+    PageField,
     WizardPage,
     amount_row,
     combo_box,
@@ -545,12 +547,61 @@ class TechniquesPage(WizardPage):
         return keep_training_settings(steps, self.draft.chain)
 
     def problems(self) -> list[str]:
-        """Sentences saying what is wrong with the current choice (empty: all fine).
+        """Sentences saying what is wrong with the current choice (empty: all fine):
+        all of them at once, in page order and in the page's terms. A number typed out
+        of range is its box's sentence: the draft's about the same value would say it
+        again in the recipe's terms."""
+        return self.page_problems(self.fields(), self.draft.issues("techniques"))
 
-        A number typed out of range first: the draft's sentence about the same value
-        would say it again in the recipe's terms.
-        """
-        return self.field_problems() or self.draft.problems("techniques")
+    def fields(self) -> list[PageField]:
+        """The fields that set the chain's steps, step by step (the page's order: column
+        by column, top to bottom), each with its label on the page."""
+        out: list[PageField] = []
+        for index, step in enumerate(self.draft.chain):
+            title = step_title(step)
+            for key, label, box in self._step_fields(step):
+                where = label if label.startswith(title) else f"{title} — {label}"
+                out.append(PageField(index, key, where, label, box))
+        return out
+
+    def _step_fields(self, step: Step) -> list[tuple[str, str, NumberBox | None]]:
+        """``(recipe key, label, box)`` of each field that sets ``step``, in page order;
+        a box's label is its own."""
+
+        def box(key: str, number: NumberBox) -> tuple[str, str, NumberBox]:
+            return key, number.label, number
+
+        teacher = [box("temperature", self.temperature), box("alpha_kd", self.alpha_kd)]
+        if isinstance(step, Search):
+            return [box("budget_points", self.search_budget),
+                    box("time_budget_s", self.search_minutes),
+                    ("objective", "Objective", None)]  # fmt: skip
+        if isinstance(step, Sensitivity):
+            return [box("rows", self.sensitivity_rows)]
+        if isinstance(step, Distill):
+            return [("student_layers", "Teacher layers", None), *teacher,
+                    box("hidden_mse", self.hidden_mse), box("attention_mse", self.attention_mse),
+                    box("ffn_fraction", self.student_ffn), box("augment", self.augment)]  # fmt: skip
+        if isinstance(step, DistillStatic):
+            return [box("dims", self.static_dims), ("storage", "Storage", None), *teacher]
+        if isinstance(step, Prune):
+            amounts = {"heads": self.heads_amount, "ffn": self.ffn_amount,
+                       "magnitude": self.magnitude_amount}  # fmt: skip
+            if step.method in amounts:
+                fields = [box("amount", amounts[step.method])]
+                if step.method == "magnitude":
+                    fields.append(("schedule", "Schedule", None))
+                return fields
+            if step.method == "vocabulary":
+                return [box("keep_general", self.vocab_general)]
+            return [("keep_layers", "Layers kept", None)]
+        if isinstance(step, Quantize):
+            return [("method", "Method", None), ("backend", "Backend", None),
+                    ("per_channel", "Per-channel scales", None),
+                    ("embeddings", "Quantize embeddings", None),
+                    ("embedding_bits", "4-bit word embeddings", None),
+                    box("tolerance", self.tolerance)]  # fmt: skip
+        return []
 
     # -- reacting --------------------------------------------------------------------
     def initializePage(self) -> None:  # noqa: N802 (Qt override)

@@ -10,7 +10,8 @@ draft it edits and the wizard's services (the thread pool), never another page.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +31,10 @@ from PySide6.QtWidgets import (
 )
 
 from slimpajama_gui.core.plan.fields import Bounds
-from slimpajama_gui.qt.wizard.numbers import NumberBox, number_problems
+from slimpajama_gui.qt.wizard.numbers import NumberBox, number_boxes_in_use
 
 if TYPE_CHECKING:
-    from slimpajama_gui.core.plan.draft import Draft
+    from slimpajama_gui.core.plan.draft import Draft, Problem
     from slimpajama_gui.qt.wizard.shell import CompressWizard
 
 ERROR_STYLE = "color: #b3261e;"
@@ -60,10 +61,68 @@ class WizardPage(QWizardPage):
         # QWizard.next() (keyboard, code) asks only this; an incomplete page stays put.
         return self.isComplete()
 
-    def field_problems(self) -> list[str]:
-        """What is wrong with the numbers typed on this page (in the boxes in use), one
-        sentence each; the page shows them before the draft's own problems."""
-        return number_problems(self)
+    def page_problems(self, fields: Sequence[PageField], issues: Sequence[Problem]) -> list[str]:
+        """Every problem of the page at once, in page order: ``fields`` are the page's
+        fields in the order the page shows them, ``issues`` the draft's problems for the
+        page (:meth:`~slimpajama_gui.core.plan.draft.Draft.issues`).
+
+        A field's sentences stand where the field is: its box's own (a number typed out
+        of range, which the draft would say again in the recipe's terms), else the
+        draft's about its key, worded in the page's terms (the page's labels, not the
+        recipe's keys). The draft's sentences about the chain or the job as a whole come
+        first; those about a key no field here sets follow their step's fields.
+        """
+        boxes = number_boxes_in_use(self)
+        in_use = set(boxes)
+        known = {(f.step, f.key) for f in fields}
+        names: dict[int | None, dict[str, str]] = {}
+        for f in fields:
+            names.setdefault(f.step, {})[f.key] = f.label
+        unplaced = [p for p in issues if (p.step, p.field) not in known]
+        out = [p.text for p in unplaced if p.step is None]
+        said_boxes: set[NumberBox] = set()
+        flushed: set[int | None] = {None}
+        for i, f in enumerate(fields):
+            box = f.box if f.box in in_use else None
+            sentence = box.problem() if box is not None else ""
+            if sentence:
+                if box not in said_boxes:  # one box may set a key of several steps
+                    out.append(sentence)
+                    said_boxes.add(box)
+            elif box is None or box not in said_boxes:
+                step_names = names.get(f.step, {})
+                out += [
+                    p.worded(f.where, step_names)
+                    for p in issues
+                    if (p.step, p.field) == (f.step, f.key)
+                ]
+            last_of_step = i + 1 == len(fields) or fields[i + 1].step != f.step
+            if last_of_step and f.step not in flushed:
+                out += [p.text for p in unplaced if p.step == f.step]
+                flushed.add(f.step)
+        out += [p.text for p in unplaced if p.step not in flushed]
+        # A box no field names (none should be) still says what is wrong with it.
+        out += [text for box in boxes if box not in said_boxes and (text := box.problem())]
+        return list(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class PageField:
+    """A field of a wizard page as its problems name it (:meth:`WizardPage.page_problems`).
+
+    Attributes:
+        step: the chain index of the step the field sets (None: the job's settings).
+        key: the recipe key it sets (``alpha_kd``; ``epochs`` of a settings row).
+        where: the name a sentence about it starts with (``Distill — KD weight``).
+        label: its label on the page (``KD weight``), for a sentence naming it.
+        box: its number box, if it is one: the box's own sentence stands for it.
+    """
+
+    step: int | None
+    key: str
+    where: str
+    label: str
+    box: NumberBox | None = None
 
 
 # --------------------------------------------------------------------------- small widgets
