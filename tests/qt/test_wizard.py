@@ -704,6 +704,34 @@ def test_settings_numbers_out_of_range_stay_as_typed_and_block_next(qtbot, on_te
     assert (recipe.threads, distill.epochs, distill.batch_size) == (None, 2.0, 16)
 
 
+def test_threads_read_auto_whenever_they_are_0(qtbot, on_techniques):
+    """Typed into, Threads showed '0' where it had said 'auto'; 'auto' typed is taken."""
+    w = on_techniques
+    go_next(qtbot, w)
+    settings = w.settings_page
+    threads = settings.threads
+    assert threads.text() == "auto"
+    type_into(qtbot, threads, "4")
+    assert threads.text() == "4" and w.draft.threads == 4
+    threads.setFocus()
+    threads.selectAll()
+    qtbot.keyClicks(threads, "0")
+    assert threads.text() == "0"  # as typed while the user is in the box
+    qtbot.keyClick(threads, Qt.Key.Key_Tab)
+    assert threads.text() == "auto" and threads.value() == 0 and w.draft.threads is None
+    for typed in ("2", "auto", "3", "AUTO", "5", "0.0"):
+        type_into(qtbot, threads, typed)
+        assert threads.text() == ("auto" if typed in ("auto", "AUTO", "0.0") else typed)
+        assert not error_text(settings)
+    threads.setFocus()
+    qtbot.keyClick(threads, Qt.Key.Key_Up)
+    assert threads.text() == "1"
+    qtbot.keyClick(threads, Qt.Key.Key_Down)  # the arrows reach it too
+    assert threads.text() == "auto"
+    go_next(qtbot, w)
+    assert w.recipe().threads is None
+
+
 # --------------------------------------------------------------------------- the recipe's ranges
 
 

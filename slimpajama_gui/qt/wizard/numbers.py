@@ -55,7 +55,8 @@ class NumberBox(QDoubleSpinBox):
         decimals: decimals shown for a value set in code (typed text is shown as typed).
         step: what the arrows, the wheel and the Up/Down keys add; they stay in range.
         whole: only whole numbers are allowed; :meth:`value` is then an int.
-        special: text shown for, and read as, ``low`` ("auto" threads).
+        special: text shown for, and read as, ``low`` ("auto" threads); ``low`` typed
+            reads as it once the box is left (or Enter pressed).
         widest: the largest value the box is sized to show whole (default: the range's
             top); for a range far beyond the values people type (a loss weight up to
             1,000,000), so the box is not drawn wider than the page has room for. A
@@ -97,6 +98,7 @@ class NumberBox(QDoubleSpinBox):
         self.setKeyboardTracking(True)
         self.setValue(value)
         self.lineEdit().textChanged.connect(self.typed)
+        self.editingFinished.connect(self._show_special)
 
     # -- reading the text ------------------------------------------------------------
     def typed_text(self) -> str:
@@ -174,6 +176,16 @@ class NumberBox(QDoubleSpinBox):
         if number > self.high or (self.high_open and number == self.high):
             return f"{self.label}: {shown} is too large; {what}."
         return ""
+
+    def _show_special(self) -> None:
+        """Once the box is left (or Enter pressed), ``low`` typed reads as the special
+        text ("0" as "auto"), as when set in code or reached with the arrows. Not while
+        typing: Qt writes the text back on every keystroke, and the user may go on."""
+        if self.special and self._read() == self.low and self.typed_text() != self.special:
+            selected = self.lineEdit().hasSelectedText()
+            self.lineEdit().setText(self.special + self.suffix())
+            if selected:  # Enter selects the text; it stays selected
+                self.selectAll()
 
     # -- the spin box's hooks --------------------------------------------------------
     def validate(self, text: str, pos: int) -> QValidator.State:  # noqa: N802 (Qt override)
