@@ -835,6 +835,49 @@ def test_a_recipe_with_numbers_beyond_the_old_field_ranges_is_not_refused(
     assert built.steps[:2] == recipe.steps[:2]
 
 
+OPENED = """
+name: opened
+model: {model}
+dataset: {{train: demo}}
+output: {output}
+device: cpu
+threads: 3
+steps:
+  - type: finetune
+    epochs: 0.1
+  - type: benchmark
+    threads: 2
+"""
+
+
+def test_an_opened_recipe_keeps_its_threads(qtbot, make_wizard, tiny_minilm, tmp_path):
+    """File > Open recipe: the recipe's threads reach Run and the Settings page's Threads
+    box (it said auto, and an edit on that page would have sent auto over 3)."""
+    recipe = recipe_from_yaml(OPENED.format(model=tiny_minilm, output=tmp_path / "out"))
+    w = make_wizard([tiny_minilm])
+    w.open_recipe(recipe, tmp_path / "opened.yaml")
+    assert w.currentPage() is w.review_page
+    # The review page is the only page shown: no Back to the settings.
+    assert not w.button(QWizard.WizardButton.BackButton).isVisible()
+    finish = w.button(QWizard.WizardButton.FinishButton)
+    qtbot.waitUntil(finish.isEnabled, timeout=TIMEOUT)
+    assert "threads: 3" in w.review_page.yaml.toPlainText()
+    settings = w.settings_page
+    assert (settings.threads.text(), settings.threads_value()) == ("3", 3)
+    assert (settings.name_edit.text(), settings.device_value()) == ("opened", "cpu")
+    assert settings.output_edit.text() == str(tmp_path / "out")
+    settings.initializePage()  # were the page shown, it would keep them
+    assert settings.threads.text() == "3" and settings.name_edit.text() == "opened"
+    assert (w.draft.threads, w.draft.name, w.draft.device) == (3, "opened", "cpu")
+    with qtbot.waitSignal(w.recipe_ready, timeout=TIMEOUT) as blocker:
+        click(qtbot, finish)
+    sent = blocker.args[0]
+    assert (sent.threads, sent.device, sent.name) == (3, "cpu", "opened")
+    # Its steps as the file has them: the benchmark keeps its own 2 threads, as
+    # `slimpajama run` does (the draft gave it the job's 3).
+    assert sent.steps == recipe.steps and sent.steps[-1].threads == 2
+
+
 def test_numbers_just_beyond_the_recipe_s_ranges_are_refused_as_the_recipe_refuses_them(
     qtbot, on_techniques, tiny_minilm, tmp_path
 ):

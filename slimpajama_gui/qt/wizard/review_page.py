@@ -8,6 +8,7 @@ arrives from its worker).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -163,7 +164,7 @@ class ReviewPage(WizardPage):
             self.yaml.setPlainText("")
         else:
             if self.wiz.recipe_extras:  # an opened recipe's fields the pages do not show
-                recipe = dataclasses.replace(recipe, **self.wiz.recipe_extras)
+                recipe = dataclasses.replace(recipe, **copy.deepcopy(self.wiz.recipe_extras))
             self._built = recipe
             self.yaml.setPlainText(dump_recipe(recipe))
         if problems:

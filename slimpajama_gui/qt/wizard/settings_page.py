@@ -44,6 +44,7 @@ from slimpajama_gui.qt.wizard.widgets import (
     error_label,
     int_spin,
     make_label,
+    set_combo,
     show_text,
 )
 
@@ -242,6 +243,27 @@ class SettingsPage(WizardPage):
         if not self._output_edited:
             stamp = datetime.now().strftime("%Y%m%d-%H%M")
             self.output_edit.setText(f"{{data}}/results/{base}-{stamp}")
+        self._update()
+
+    def show_job(self) -> None:
+        """Show the draft's job settings (an opened recipe's name, output folder, device
+        and threads) in the fields, without writing them back: the fields held the
+        defaults, and an edit of any one of them would have sent those over the recipe's.
+        The name and folder are then the user's own (the page keeps them when shown)."""
+        fields = (self.name_edit, self.output_edit, self.device, self.threads)
+        for field in fields:
+            field.blockSignals(True)
+        try:
+            self.name_edit.setText(self.draft.name)
+            self.output_edit.setText(self.draft.output)
+            if self.device.findData(self.draft.device) < 0:  # e.g. "cuda:1"
+                self.device.addItem(self.draft.device, self.draft.device)
+            set_combo(self.device, self.draft.device)
+            self.threads.setValue(self.draft.threads or 0)
+        finally:
+            for field in fields:
+                field.blockSignals(False)
+        self._name_edited = self._output_edited = True
         self._update()
 
     def _on_name_edited(self, _text: str) -> None:

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -118,10 +119,17 @@ class CompressWizard(QWizard):
         their pages; Run stays off until both are in and the source can run the chain.
         The steps are kept exactly as the file has them (the techniques page's boxes
         could not show every setting), so the review page is where an opened recipe
-        starts: Run it, or Cancel and start a new job to change it.
+        starts: Run it, or Cancel and start a new job to change it. The settings page's
+        fields show the recipe's name, output folder, device and threads all the same.
         """
         self.recipe_source = Path(source)
-        self.recipe_extras = {"seed": recipe.seed, "save_each_step": recipe.save_each_step}
+        self.recipe_extras = {
+            "seed": recipe.seed,
+            "save_each_step": recipe.save_each_step,
+            # As the file has them: the draft gives a benchmark step the job's threads
+            # (the wizard has no field for its own), where `slimpajama run` keeps its own.
+            "steps": copy.deepcopy(recipe.steps),
+        }
         spec = dict(recipe.dataset)
         for key in ("train", "eval", "test"):
             value = spec.get(key)
@@ -135,6 +143,7 @@ class CompressWizard(QWizard):
         self.draft.set_job(
             name=recipe.name, output=output, device=recipe.device, threads=recipe.threads
         )
+        self.settings_page.show_job()
         if recipe.uses_packaged_model:
             folder = packaged_minilm_path()
         else:
