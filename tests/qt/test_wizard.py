@@ -1023,6 +1023,45 @@ def test_review_copy_and_save(qtbot, on_techniques, tmp_path, monkeypatch):
     assert str(target) in review.saved.text()
 
 
+def test_a_long_review_cell_wraps_and_says_itself_whole_as_a_tooltip(qtbot, on_techniques):
+    """The Weights cell of the fast preset was cut to 'int8 (onnxruntime), word ...',
+    with no tooltip."""
+    w = on_techniques
+    click(qtbot, w.techniques_page.preset_buttons["fast"])
+    go_next(qtbot, w)
+    go_next(qtbot, w)
+    qtbot.waitUntil(lambda: not w.busy(), timeout=TIMEOUT)  # the vocabulary count redraws
+    table = w.review_page.table
+    rows = {table.verticalHeaderItem(r).text(): r for r in range(table.rowCount())}
+    whole = "int8 (onnxruntime), word embeddings 4-bit"
+    assert table.item(rows["Weights"], 1).text() == whole
+
+    def shown_whole(row: str) -> bool:
+        """The cell's rectangle holds its text, wrapped at word breaks."""
+        item = table.item(rows[row], 1)
+        rect = table.visualItemRect(item)
+        flags = Qt.TextFlag.TextWordWrap | Qt.AlignmentFlag.AlignRight
+        needed = table.fontMetrics().boundingRect(0, 0, rect.width() - 6, 10_000, flags,
+                                                  item.text())  # fmt: skip
+        return needed.width() <= rect.width() - 6 and needed.height() <= rect.height()
+
+    def tooltip(row: str) -> str:
+        return table.item(rows[row], 1).toolTip()
+
+    for size in ((960, 640), (1040, 740)):  # the smallest and the first size
+        w.resize(*size)
+        qtbot.wait(50)
+        assert table.fontMetrics().horizontalAdvance(whole) > table.columnWidth(1) - 6
+        assert tooltip("Weights") == whole and shown_whole("Weights")
+        assert tooltip("Layers") == "" and shown_whole("Layers")  # a short cell: none
+        # Every row shows whole: the table is as tall as its rows.
+        height = sum(table.rowHeight(r) for r in range(table.rowCount()))
+        assert table.viewport().height() >= height
+    w.resize(2400, 740)  # room for it on one line: no tooltip, one line high
+    qtbot.waitUntil(lambda: tooltip("Weights") == "")
+    assert table.rowHeight(rows["Weights"]) == table.rowHeight(rows["Layers"])
+
+
 def test_add_folder_reads_headers_off_the_gui_thread(qtbot, make_wizard, tiny_minilm, tmp_path,
                                                      monkeypatch):  # fmt: skip
     w = make_wizard([tiny_minilm])

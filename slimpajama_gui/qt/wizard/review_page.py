@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSizePolicy,
+    QStyle,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -75,6 +76,11 @@ class ReviewPage(WizardPage):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # A long cell ("int8 (onnxruntime), word embeddings 4-bit") wraps in its row, and
+        # says itself whole as a tooltip; it was cut to "int8 (onnxruntime), word ...".
+        self.table.setWordWrap(True)
+        # Again when its width changes (a stretched column says no sectionResized).
+        self.table.installEventFilter(self)
         self.notes = make_label("", NOTE_STYLE)
         self.yaml = QPlainTextEdit()
         self.yaml.setReadOnly(True)
@@ -215,11 +221,39 @@ class ReviewPage(WizardPage):
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(r, c, item)
-        self.table.resizeRowsToContents()
-        height = self.table.horizontalHeader().height() + 2 * self.table.frameWidth()
-        height += sum(self.table.rowHeight(r) for r in range(len(rows)))
-        self.table.setFixedHeight(height)
+        self._fit_table()
         self.notes.setText("\n".join(est.notes))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
+        if (
+            watched is self.table
+            and event.type() == QEvent.Type.Resize
+            and event.size().width() != event.oldSize().width()
+        ):
+            # Once the columns have stretched to the new width.
+            QTimer.singleShot(0, self.table, self._fit_table)
+        return super().eventFilter(watched, event)
+
+    def _fit_table(self) -> None:
+        """Rows tall enough for their wrapped cells at the columns' widths (again when
+        they change), the table as tall as its rows, and each cell wider than its column
+        on one line with its whole text as tooltip."""
+        table = self.table
+        metrics = table.fontMetrics()
+        # The room a cell's text has: the column less the item view's text margins.
+        margin = 2 * (table.style().pixelMetric(QStyle.PixelMetric.PM_FocusFrameHMargin) + 1)
+        for r in range(table.rowCount()):
+            for c in range(table.columnCount()):
+                item = table.item(r, c)
+                if item is None:
+                    continue
+                room = table.columnWidth(c) - margin
+                long = metrics.horizontalAdvance(item.text()) > room
+                item.setToolTip(item.text() if long else "")
+        table.resizeRowsToContents()
+        height = table.horizontalHeader().height() + 2 * table.frameWidth()
+        height += sum(table.rowHeight(r) for r in range(table.rowCount()))
+        table.setFixedHeight(height)
 
     def recipe_to_run(self) -> Recipe | None:
         return self._recipe
