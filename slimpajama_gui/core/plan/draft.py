@@ -427,7 +427,16 @@ class Draft:
         try:
             check_static_chain(steps)
         except RecipeError as exc:
-            out.append(Problem(f"Static embeddings — {exc.problem}.", exc.step))
+            # In the page's terms: the recipe's says "put the other steps before it",
+            # which the wizard's fixed order does not allow.
+            after = steps[exc.step] if exc.step is not None else None
+            what = step_title(after) if after is not None else "A step"
+            text = (
+                f"Static embeddings — {what} cannot follow them: the static model has no "
+                "transformer layers left, and only accuracy, size and latency can be "
+                f"measured on it. Untick {what}, or choose Teacher layers as the student."
+            )
+            out.append(Problem(text, exc.step))
         if self.model is not None:
             out += [Problem(text) for text in source_problems(self.model, steps)]
         reason = head_reason(self.model, self.label_names or None)
