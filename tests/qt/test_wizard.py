@@ -1156,3 +1156,32 @@ def test_static_embeddings_are_offered_as_a_distillation_student(qtbot, on_techn
     # The estimate says what is left: no layers, the vectors as stored.
     estimate = w.draft.estimate()
     assert estimate.layers_after == 0 and estimate.weights_after == "static float16"
+
+
+ZERO_SIGNAL = """
+name: zero
+model: {model}
+dataset: {{train: demo}}
+output: {output}
+steps:
+  - type: finetune
+    epochs: 1
+  - {{type: distill, student_layers: [0], alpha_kd: 0.0, hidden_mse: 0.0, attention_mse: 0.0}}
+"""
+
+
+def test_the_review_page_repeats_a_warning_an_opened_recipe_never_showed(
+    qtbot, make_wizard, tiny_minilm, tmp_path
+):
+    """An opened recipe starts on Review (no Back): its all-zero distillation was never
+    said anywhere in the window. Review says it, Run stays on; '1 epoch', not '1 epochs'."""
+    recipe = recipe_from_yaml(ZERO_SIGNAL.format(model=tiny_minilm, output=tmp_path / "out"))
+    w = make_wizard([tiny_minilm])
+    w.open_recipe(recipe, tmp_path / "zero.yaml")
+    review = w.review_page
+    finish = w.button(QWizard.WizardButton.FinishButton)
+    qtbot.waitUntil(finish.isEnabled, timeout=TIMEOUT)
+    assert review.warning.isVisible()
+    assert review.warning.text().startswith("2. Distill — the KD weight (alpha_kd), hidden MSE")
+    assert "learns only from the labels" in review.warning.text()
+    assert "Fine-tune (1 epoch)" in review.chain_label.text()

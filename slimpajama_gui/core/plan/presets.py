@@ -144,11 +144,16 @@ def step_title(step: Step) -> str:
     return titles.get(step.step_type, step.step_type)
 
 
+def epochs(count: float, kind: str = "") -> str:
+    """``"1 epoch"``, ``"3 epochs"``, ``"0.5 epochs"``, ``"2 recovery epochs"``."""
+    return f"{count:g} {kind}epoch{'' if count == 1 else 's'}"
+
+
 def step_summary(step: Step) -> str:
     """One short line per step for the preset description and the review page."""
     title = step_title(step)
     if isinstance(step, FineTune):
-        return f"{title} ({step.epochs:g} epochs)"
+        return f"{title} ({epochs(step.epochs)})"
     if isinstance(step, Distill):
         layers = ", ".join(map(str, step.student_layers)) or "every second"
         extra = f", hidden MSE {step.hidden_mse:g}" if step.hidden_mse else ""
@@ -178,9 +183,9 @@ def training_sentence(steps: Sequence[Step]) -> str:
     parts = []
     for step in steps:
         if isinstance(step, (FineTune, Distill)) or step.step_type == "distill_static":
-            parts.append(f"{step_title(step)} ({step.epochs:g} epochs)")
+            parts.append(f"{step_title(step)} ({epochs(step.epochs)})")
         elif isinstance(step, Prune) and trains(step) and step.recovery_epochs:
-            parts.append(f"{step_title(step)} ({step.recovery_epochs:g} recovery epochs)")
+            parts.append(f"{step_title(step)} ({epochs(step.recovery_epochs, 'recovery ')})")
     return f"Trains: {', '.join(parts)}." if parts else "No training."
 
 

@@ -33,12 +33,13 @@ from PySide6.QtWidgets import (
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.plan.estimate import Estimate
-from slimpajama_gui.core.plan.presets import slug, step_summary
+from slimpajama_gui.core.plan.presets import slug, step_summary, step_title
 from slimpajama_gui.core.plan.recipe import Recipe, dump_recipe, save_recipe
 from slimpajama_gui.core.units import human_bytes
 from slimpajama_gui.qt.wizard.cluster_dialog import ClusterDialog
 from slimpajama_gui.qt.wizard.widgets import (
     NOTE_STYLE,
+    WARNING_STYLE,
     WizardPage,
     error_label,
     escape,
@@ -100,6 +101,10 @@ class ReviewPage(WizardPage):
         self.cluster_dialog: ClusterDialog | None = None
         self.saved = make_label("", NOTE_STYLE)
         self.error = error_label()
+        # Settings that are valid but almost surely a mistake: said here too, since an
+        # opened recipe reaches this page without passing the Techniques page.
+        self.warning = make_label("", WARNING_STYLE)
+        self.warning.hide()
 
         left = QVBoxLayout()
         left.addWidget(self.headline)
@@ -122,6 +127,7 @@ class ReviewPage(WizardPage):
         body.addWidget(yaml_box, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(body, 1)
+        layout.addWidget(self.warning)
         layout.addWidget(self.error)
 
         self.copy_button.clicked.connect(self.copy_yaml)
@@ -173,6 +179,14 @@ class ReviewPage(WizardPage):
                 recipe = dataclasses.replace(recipe, **copy.deepcopy(self.wiz.recipe_extras))
             self._built = recipe
             self.yaml.setPlainText(dump_recipe(recipe))
+        warnings = []
+        if self._built is not None:
+            warnings = [
+                f"{index + 1}. {step_title(step)} — {text}."
+                for index, step in enumerate(self._built.steps)
+                for text in step.warnings()
+            ]
+        show_text(self.warning, "\n".join(warnings))
         if problems:
             show_text(self.error, "Run is off until this is fixed:\n" + "\n".join(problems))
         else:
