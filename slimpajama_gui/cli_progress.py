@@ -49,6 +49,10 @@ class ProgressCallbacks:
         # warnings through one channel; "note" is true of both, "warning" was not.
         self.progress.console.print(f"[cyan]note:[/cyan] {text}")
 
+    def on_warning(self, text: str) -> None:
+        """A setting that is valid but almost surely a mistake (``Recipe.warnings``)."""
+        self.progress.console.print(f"[bold yellow]warning:[/bold yellow] {text}")
+
     def on_step_start(self, index, step, count) -> None:
         self._close_task()
         self.task = self.progress.add_task(

@@ -305,3 +305,25 @@ steps:
     assert (
         f"Timed: 5 sentences of {demo_path('train')} (column sentence)." in capsys.readouterr().out
     )
+
+
+def test_run_prints_a_recipe_s_warning_as_a_warning(tiny_minilm, tmp_path, capsys):
+    """A distillation with no weight on the teacher: valid, so the job runs, but the
+    console says it as a warning, not as one more 'note:' beside routine ones."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\ngood film,1\nbad film,7\n", encoding="utf-8")
+    recipe = tmp_path / "zero.yaml"
+    recipe.write_text(
+        f"""name: zero
+model: {tiny_minilm}
+dataset: {{train: {bad}, eval: {bad}, text_column: text}}
+output: out
+steps:
+  - {{type: distill, student_layers: [0], alpha_kd: 0}}
+"""
+    )
+    assert cli.main(["run", str(recipe)]) == 1  # then fails on its data: no step runs
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert "warning: Step 1 'distill': the KD weight (alpha_kd)" in " ".join(out.split())
+    assert "note: Step 1 'distill'" not in " ".join(out.split())

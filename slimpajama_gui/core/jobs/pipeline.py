@@ -274,8 +274,11 @@ def run(
             if resume is not None:
                 source = f" of job #{rerun_from[0]}" if rerun_from is not None else ""
                 callbacks.on_message(f"Job #{job_id} {resume.describe()}{source}.")
-            for text in recipe.warnings(first):  # valid, almost surely a slip: said, not refused
-                callbacks.on_message(text)
+            # Valid, almost surely a slip: said, not refused; as a warning where the
+            # callbacks tell one apart (the CLI), else as a message.
+            warn = getattr(callbacks, "on_warning", None) or callbacks.on_message
+            for text in recipe.warnings(first):
+                warn(text)
             cap = step_cap()
             if cap is not None:  # a smoke run: its figures are not the recipe's
                 callbacks.on_message(
