@@ -587,6 +587,12 @@ def type_refused(qtbot, page, box: NumberBox, typed: str, sentence: str) -> None
     assert not next_button(page.wizard()).isEnabled()
 
 
+def refused_then_fixed(qtbot, page, box: NumberBox, typed: str, fixed: str, sentence: str) -> None:
+    """:func:`type_refused` with ``typed``, then type ``fixed`` into the same box."""
+    type_refused(qtbot, page, box, typed, sentence)
+    type_into(qtbot, box, fixed)
+
+
 def test_a_number_out_of_range_stays_as_typed_and_blocks_next_with_a_sentence(qtbot, on_techniques):
     """Hidden MSE 1000 was clamped to 100 and Temperature 0 put back to 2.0, silently."""
     w = on_techniques
@@ -615,21 +621,18 @@ def test_a_number_out_of_range_stays_as_typed_and_blocks_next_with_a_sentence(qt
     clear_and_leave(qtbot, tech.temperature)
     assert tech.temperature.text() == ""
     assert error_text(tech) == "Temperature is empty; type a number above 0 and at most 1,000."
-    type_refused(qtbot, tech, tech.temperature, "warm",
-                 "Temperature: 'warm' is not a number; type a number above 0 and at most "
-                 "1,000.")  # fmt: skip
-    type_into(qtbot, tech.temperature, "3")
+    refused_then_fixed(qtbot, tech, tech.temperature, "warm", "3",
+                       "Temperature: 'warm' is not a number; type a number above 0 and at most "
+                       "1,000.")  # fmt: skip
     assert not error_text(tech) and next_button(w).isEnabled()
     assert [s.temperature for s in tech.chain() if isinstance(s, Distill)] == [3.0]
 
     # A whole number where the recipe takes one; a share in the per cent the box shows.
-    type_refused(qtbot, tech, tech.augment, "1.5",
-                 "Augmented copies: 1.5 is not a whole number; type a whole number from 0 to "
-                 "10.")  # fmt: skip
-    type_into(qtbot, tech.augment, "0")
-    type_refused(qtbot, tech, tech.student_ffn, "100",
-                 "FFN removed: 100 % is too large; type a number from 0 to below 100 %.")  # fmt: skip
-    type_into(qtbot, tech.student_ffn, "0")
+    refused_then_fixed(qtbot, tech, tech.augment, "1.5", "0",
+                       "Augmented copies: 1.5 is not a whole number; type a whole number from 0 to "
+                       "10.")  # fmt: skip
+    refused_then_fixed(qtbot, tech, tech.student_ffn, "100", "0",
+                       "FFN removed: 100 % is too large; type a number from 0 to below 100 %.")  # fmt: skip
     assert not error_text(tech)
 
     # A number in a technique that is not ticked does not count; it is kept as typed.
@@ -670,17 +673,14 @@ def test_settings_numbers_out_of_range_stay_as_typed_and_block_next(qtbot, on_te
     go_next(qtbot, w)
     settings = w.settings_page
     row = settings.row_for("distill")
-    type_refused(qtbot, settings, row.epochs, "1001",
-                 "Distill — epochs: 1001 is too large; type a number above 0 and at most "
-                 "1,000.")  # fmt: skip
-    type_into(qtbot, row.epochs, "2")
-    type_refused(qtbot, settings, row.batch_size, "0",
-                 "Distill — batch size: 0 is too small; type a whole number from 1 to "
-                 "8,192.")  # fmt: skip
-    type_into(qtbot, row.batch_size, "16")
-    type_refused(qtbot, settings, settings.threads, "100000",
-                 "Threads: 100000 is too large; type a whole number from 0 (auto) to 1,024.")  # fmt: skip
-    type_into(qtbot, settings.threads, "auto")
+    refused_then_fixed(qtbot, settings, row.epochs, "1001", "2",
+                       "Distill — epochs: 1001 is too large; type a number above 0 and at most "
+                       "1,000.")  # fmt: skip
+    refused_then_fixed(qtbot, settings, row.batch_size, "0", "16",
+                       "Distill — batch size: 0 is too small; type a whole number from 1 to "
+                       "8,192.")  # fmt: skip
+    refused_then_fixed(qtbot, settings, settings.threads, "100000", "auto",
+                       "Threads: 100000 is too large; type a whole number from 0 (auto) to 1,024.")  # fmt: skip
     assert not error_text(settings)
     go_next(qtbot, w)
     recipe = w.recipe()
