@@ -134,10 +134,13 @@ def test_every_settings_problem_is_listed_at_once_with_what_it_is_about(draft):
         (0, "learning_rate"), (1, "learning_rate"), (0, "batch_size"), (1, "recovery_epochs"),
     ]  # fmt: skip
     assert [p.text for p in issues] == draft.problems("settings")
-    assert issues[0].text == "Fine-tune — learning rate: 'abc' is not a number; write it like 5e-5."
+    assert (
+        issues[0].text
+        == "Fine-tune — learning rate: 'abc' is not a number; type a number above 0 and at most 10, like 5e-5."
+    )
     # A page names the field as it labels it.
     assert issues[1].worded("Prune weights — recovery — learning rate", {}) == (
-        "Prune weights — recovery — learning rate: 'fast' is not a number; write it like 5e-5."
+        "Prune weights — recovery — learning rate: 'fast' is not a number; type a number above 0 and at most 10, like 5e-5."
     )
     assert issues[3].worded("Prune weights — recovery — epochs", {}) == (
         "Prune weights — recovery — epochs: must be above 0 when schedule is 'gradual' "

@@ -78,8 +78,13 @@ def test_names_and_numbers_as_people_write_them():
     assert presets.parse_lr(" 5e-5 ", "Distill") == pytest.approx(5e-5)
     with pytest.raises(UserError, match="Distill — learning rate: 'fast' is not a number"):
         presets.parse_lr("fast", "Distill")
-    with pytest.raises(UserError, match="must be above 0"):
-        presets.parse_lr("0", "Distill")
+    # Worded as the wizard's number fields: what is wrong, then the range and an example.
+    rule = "type a number above 0 and at most 10, like 5e-5."
+    for typed, says in [("0", "0 is too small"), ("-1e-4", "-1e-4 is too small"),
+                        ("20", "20 is too large"), ("", "it is empty")]:  # fmt: skip
+        with pytest.raises(UserError) as err:
+            presets.parse_lr(typed, "Distill")
+        assert str(err.value) == f"Distill — learning rate: {says}; {rule}"
     assert presets.step_title(Prune(method="heads", amount=0.3)) == "Prune attention heads"
     assert presets.step_summary(Prune(method="heads", amount=0.3)) == "Prune attention heads (30 %)"
     quant = Quantize(method="dynamic_int8", backend="onnxruntime")

@@ -482,11 +482,11 @@ def test_every_problem_of_the_settings_page_is_listed_at_once(qtbot, on_techniqu
     settings.output_edit.clear()
     assert error_text(settings).split("\n") == [
         "Fine-tune — epochs: 1001 is too large; type a number above 0 and at most 1,000.",
-        "Fine-tune — learning rate: 'abc' is not a number; write it like 5e-5.",
+        "Fine-tune — learning rate: 'abc' is not a number; type a number above 0 and at most 10, like 5e-5.",
         "Fine-tune — batch size: 0 is too small; type a whole number from 1 to 8,192.",
         "Prune weights — recovery — epochs: must be above 0 when schedule is 'gradual' "
         "(pruning happens while it trains).",
-        "Prune weights — recovery — learning rate: 'fast' is not a number; write it like 5e-5.",
+        "Prune weights — recovery — learning rate: 'fast' is not a number; type a number above 0 and at most 10, like 5e-5.",
         "Prune weights — recovery — batch size: 0 is too small; type a whole number from 1 "
         "to 8,192.",
         "Threads: 'zz' is not a number; type a whole number from 0 (auto) to 1,024.",

@@ -111,13 +111,23 @@ def parse_lr(text: str, where: str) -> float:
 
 def learning_rate_problem(text: str) -> str:
     """What is wrong with a learning rate typed by a person, as a clause to follow the
-    field's name (``'fast' is not a number; write it like 5e-5``); "" when nothing."""
+    field's name (``'fast' is not a number; type a number above 0 and at most 10, like
+    5e-5``); "" when nothing."""
+    # Worded as the wizard's number fields are: what is wrong, then the range.
+    what = f"type a number above 0 and at most {LEARNING_RATE.high:g}, like 5e-5"
+    typed = text.strip()
+    if not typed:
+        return f"it is empty; {what}"
     try:
-        value = float(text.strip())
+        value = float(typed)
     except ValueError:
-        return f"{text.strip()!r} is not a number; write it like 5e-5"
+        return f"{typed!r} is not a number; {what}"
     if not LEARNING_RATE.admits(value):
-        return f"must be {LEARNING_RATE.requirement(value)}, got {text.strip()}"
+        if math.isnan(value):
+            size = "not a number"
+        else:
+            size = "too small" if value <= LEARNING_RATE.low else "too large"
+        return f"{typed} is {size}; {what}"
     return ""
 
 
