@@ -19,6 +19,7 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.inspection import (
     PACKAGED_NAME,
     ModelInfo,
+    distinct_result_names,
     hf_repo_id,
     inspect_model,
 )
@@ -252,13 +253,7 @@ def discover_models(
 
 def _distinct_result_names(infos: list[ModelInfo]) -> list[ModelInfo]:
     """Results of two runs of one job (same name, same steps) told apart by their folder."""
-    count: dict[str, int] = {}
-    for info in infos:
-        count[info.name] = count.get(info.name, 0) + 1
-    out = []
-    for info in infos:
-        if info.source == "result" and count[info.name] > 1 and " › " in info.name:
-            job, step = info.name.rsplit(" › ", 1)
-            info = _renamed(info, f"{job} ({info.path.parent.name}) › {step}")
-        out.append(info)
-    return out
+    results = [i for i in infos if i.source == "result"]
+    names = distinct_result_names([(i.name, i.path) for i in results])
+    renamed = {id(i): _renamed(i, n) for i, n in zip(results, names, strict=True) if n != i.name}
+    return [renamed.get(id(i), i) for i in infos]

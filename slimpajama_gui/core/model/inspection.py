@@ -668,6 +668,22 @@ def _default_name(folder: Path, source: str) -> str:
     return folder.name
 
 
+def distinct_result_names(results: list[tuple[str, Path]]) -> list[str]:
+    """``(name, folder)`` of results named as :func:`result_name` does; two runs of one
+    job (same name, same steps) told apart by their output folder:
+    ``"job (out-run2) › 02-distill"``. Other names are returned as they are."""
+    count: dict[str, int] = {}
+    for name, _folder in results:
+        count[name] = count.get(name, 0) + 1
+    out = []
+    for name, folder in results:
+        if count[name] > 1 and " › " in name:
+            job, step = name.rsplit(" › ", 1)
+            name = f"{job} ({Path(folder).parent.name}) › {step}"
+        out.append(name)
+    return out
+
+
 def result_name(folder: Path) -> str:
     """A job's saved variant as people tell it apart: ``"preset-balanced › 01-finetune"``.
 
