@@ -1,6 +1,7 @@
 """Live charts of a job: loss terms, accuracy, learning rate, sparsity, size and latency.
 
 :mod:`.series` holds the numbers (curve buffers, axis steps, the metric keys drawn),
+:mod:`.base` what every chart shares (palette colours, export),
 :mod:`.widgets` the chart widgets, and :mod:`.job_charts` the grid of one job's charts
 and how each metric key reaches its chart.
 """

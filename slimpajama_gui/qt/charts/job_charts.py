@@ -59,6 +59,7 @@ from PySide6.QtWidgets import (
 
 from slimpajama_gui.core.storage.history import MetricRecord
 from slimpajama_gui.core.techniques.sensitivity import load_report
+from slimpajama_gui.qt.charts.base import ChartBase
 from slimpajama_gui.qt.charts.search_chart import SearchPareto, is_search_metrics
 from slimpajama_gui.qt.charts.sensitivity import SensitivityPanel
 from slimpajama_gui.qt.charts.series import (
@@ -73,7 +74,7 @@ from slimpajama_gui.qt.charts.series import (
     group_records,
     is_nan,
 )
-from slimpajama_gui.qt.charts.widgets import ChartBase, LiveCurves, SparsityBars
+from slimpajama_gui.qt.charts.widgets import LiveCurves, SparsityBars
 
 #: The x axis of the training charts (see the module doc).
 TRAINING_X_LABEL = "optimizer step, counted across the job"

@@ -22,7 +22,7 @@ from PySide6.QtCore import QRectF, QTimer
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from slimpajama_gui.core.techniques.sensitivity import SensitivityReport
-from slimpajama_gui.qt.charts.widgets import ChartBase
+from slimpajama_gui.qt.charts.base import ChartBase
 
 #: Selector text -> (effect key, scale to display units, axis label).
 MEASURES: dict[str, tuple[str, float, str]] = {
