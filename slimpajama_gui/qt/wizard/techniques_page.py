@@ -14,11 +14,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup,
-    QCheckBox,
-    QFormLayout,
     QFrame,
-    QGridLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QRadioButton,
@@ -39,9 +35,6 @@ from slimpajama_gui.core.plan.presets import (
 from slimpajama_gui.core.plan.search_step import Search
 from slimpajama_gui.core.plan.static_step import DistillStatic
 from slimpajama_gui.core.plan.steps import (
-    KD_WEIGHT,
-    KEEP_GENERAL,
-    TEMPERATURE,
     Benchmark,
     Distill,
     Evaluate,
@@ -52,25 +45,25 @@ from slimpajama_gui.core.plan.steps import (
     Step,
 )
 from slimpajama_gui.qt.wizard.numbers import NumberBox
+from slimpajama_gui.qt.wizard.technique_boxes import (
+    add_distill_box,
+    add_finetune_box,
+    add_layers_box,
+    add_measure_box,
+    add_prune_boxes,
+    add_quantize_box,
+    add_search_box,
+    add_sensitivity_box,
+)
 from slimpajama_gui.qt.wizard.widgets import (
-    NOTE_STYLE,
     WARNING_STYLE,
-    LayerPicker,
     PageField,
     WizardPage,
-    amount_row,
-    combo_box,
-    double_spin,
     error_label,
     escape,
-    group_box,
-    int_spin,
     make_label,
-    percent_spin,
-    scope_combo,
     set_combo,
     show_text,
-    vbox,
 )
 
 if TYPE_CHECKING:
@@ -116,263 +109,16 @@ class TechniquesPage(WizardPage):
         self.description = make_label()
         self.description.setTextFormat(Qt.TextFormat.RichText)
 
-        # find the best within N points (the search step)
-        self.search_box = group_box("Find the best within N points",
-                                    "A budgeted search over the techniques below")  # fmt: skip
-        self.search_box.setCheckable(False)
-        # Every number's range is its recipe key's (the step class's bounds); what is
-        # typical shows only in the arrows' step.
-        self.search_budget = double_spin("Accuracy budget", Search.bounds["budget_points"],
-                                         1.0, decimals=1, step=0.5,
-                                         suffix=" points",
-                                         tip="Accuracy on the eval split the result may lose "
-                                         "against the model it starts from")  # fmt: skip
-        self.search_minutes = double_spin("Time budget",
-                                          Search.bounds["time_budget_s"].per(60), 30,
-                                          decimals=0, step=5,
-                                          suffix=" min",
-                                          tip="Wall-clock time of the whole search; when it "
-                                          "ends, the best model found so far is the result")  # fmt: skip
-        self.search_objective = combo_box(
-            [("latency", "Fastest (batch-1 latency on this CPU)"),
-             ("size", "Smallest (size on disk)")],
-            tip="What 'best' means among the models within the budget",
-        )  # fmt: skip
-        search_form = QFormLayout(self.search_box)
-        search_form.addRow("Accuracy budget:", self.search_budget)
-        search_form.addRow("Time budget:", self.search_minutes)
-        search_form.addRow("Objective:", self.search_objective)
-        self.search_box.hide()
-
-        # fine-tune
-        self.finetune_box = group_box("Fine-tune", "Train the whole model on your data first")
-        self.finetune_note = make_label("Trains the whole model on your data first.", NOTE_STYLE)
-        vbox(self.finetune_box).addWidget(self.finetune_note)
-
-        # sensitivity analysis
-        self.sensitivity_box = group_box(
-            "Sensitivity analysis",
-            "Before compressing: measure what dropping each layer, removing each attention "
-            "head and FFN block, and int8 on each linear costs in eval loss and accuracy. "
-            "Shown as a heat map while it runs; a quantize step right after uses it to "
-            "choose which linears stay in float.",
-        )
-        self.sensitivity_box.setChecked(False)
-        self.sensitivity_rows = int_spin("Sensitivity analysis — eval rows",
-                                         Sensitivity.bounds["rows"], Sensitivity().rows,
-                                         step=64,
-            tip="Eval rows sampled (seeded); every measurement runs the model over them once")  # fmt: skip
-        rows_line = QHBoxLayout()
-        rows_line.addWidget(QLabel("Measured on"))
-        rows_line.addWidget(self.sensitivity_rows)
-        rows_line.addWidget(QLabel("eval rows"))
-        rows_line.addStretch(1)
-        vbox(self.sensitivity_box).addLayout(rows_line)
-
-        # distill
-        self.distill_box = group_box(
-            "Distill into a smaller student",
-            "Build a shallower student from some of the teacher's layers and train it to "
-            "imitate the teacher",
-        )
-        self.student_kind = combo_box(
-            [("layers", "Teacher layers"), ("static", "Static embeddings (Model2Vec)")],
-            "Teacher layers: a shallower transformer. Static embeddings: one vector per "
-            "token, averaged, then a linear classifier",
-        )
-        self.static_note = make_label(
-            "Very fast (a lookup and an average per sentence, no attention), less accurate: "
-            "expect several points below the teacher.",
-            NOTE_STYLE,
-        )
-        self.static_dims = int_spin("Dimensions", DistillStatic.bounds["dims"], 256,
-            tip="Width of each token vector (PCA components of the teacher's)")  # fmt: skip
-        self.static_storage = combo_box(
-            [("int8", "int8"), ("float16", "float16"), ("float32", "float32")],
-            "How the vectors are stored: int8 (one scale per row) is 4x smaller than float32",
-        )
-        self.static_form = QWidget()
-        static_form = QFormLayout(self.static_form)
-        static_form.setContentsMargins(0, 0, 0, 0)
-        static_form.addRow("Dimensions:", self.static_dims)
-        static_form.addRow("Storage:", self.static_storage)
-        self.student_picker = LayerPicker("kept in the student")
-        # Both students' temperature and KD weight: Distill's and DistillStatic's.
-        self.temperature = double_spin("Temperature", TEMPERATURE, 2.0, decimals=1, step=0.5,
-                                 tip="Temperature: softens both models' outputs for the "
-                                 "KD loss")  # fmt: skip
-        self.alpha_kd = double_spin("KD weight", KD_WEIGHT, 0.5, step=0.1,
-                              tip="Weight of the teacher's soft labels (KD); the rest goes to "
-                              "the true labels")  # fmt: skip
-        # Sized for weights up to 100 (two of them share a row with their labels).
-        self.hidden_mse = double_spin("Hidden MSE", Distill.bounds["hidden_mse"], 0.0, step=0.5,
-                                widest=100,
-                                tip="Weight of matching the teacher's hidden states layer by "
-                                "layer (1.0 helped on SST-2)")  # fmt: skip
-        self.attention_mse = double_spin("Attention MSE", Distill.bounds["attention_mse"], 0.0,
-                                   step=0.5, widest=100,
-                                   tip="Weight of matching the teacher's attention maps")  # fmt: skip
-        self.student_ffn = percent_spin("FFN removed", Distill.bounds["ffn_fraction"], 0,
-                                        "Share of each student layer's FFN neurons removed "
-                                        "before distillation (the least important by "
-                                        "gradient score): a smaller student")  # fmt: skip
-        self.augment = int_spin("Augmented copies", Distill.bounds["augment"], 0,
-            tip="Altered copies of each train row, "
-            "with 30 % of their words swapped for near neighbours, that learn from the teacher's "
-            "logits: the student stays closer to the teacher on text unlike the train set. Each "
-            "copy is one more pass of training.")  # fmt: skip
-        knobs = QGridLayout()
-        knobs.addWidget(QLabel("Temperature:"), 0, 0)
-        knobs.addWidget(self.temperature, 0, 1)
-        knobs.addWidget(QLabel("KD weight:"), 0, 2)
-        knobs.addWidget(self.alpha_kd, 0, 3)
-        self.state_knobs = [QLabel("Hidden MSE:"), self.hidden_mse, QLabel("Attention MSE:"),
-                            self.attention_mse, QLabel("FFN removed:"), self.student_ffn,
-                            QLabel("Augmented copies:"), self.augment]  # fmt: skip
-        for i, widget in enumerate(self.state_knobs):
-            # Two knobs a row: a third pushed the Quantize column out of the window.
-            knobs.addWidget(widget, 1 + i // 4, i % 4)
-        knobs.setColumnStretch(4, 1)
-        distill_layout = vbox(self.distill_box)
-        kind_row = QHBoxLayout()
-        kind_row.addWidget(QLabel("Student:"))
-        kind_row.addWidget(self.student_kind)
-        kind_row.addStretch(1)
-        distill_layout.addLayout(kind_row)
-        distill_layout.addWidget(self.static_note)
-        distill_layout.addWidget(self.static_form)
-        self.picker_label = make_label("Teacher layers; pressed ones are kept:", wrap=False)
-        distill_layout.addWidget(self.picker_label)
-        distill_layout.addWidget(self.student_picker)
-        distill_layout.addLayout(knobs)
+        # the technique boxes, each with its knobs (technique_boxes)
+        add_search_box(self)
+        add_finetune_box(self)
+        add_sensitivity_box(self)
+        add_distill_box(self)
         self._show_student_kind()
-
-        # drop layers
-        self.layers_box = group_box("Drop whole layers", "Remove encoder layers, then recover")
-        self.keep_picker = LayerPicker("kept")
-        vbox(self.layers_box).addWidget(self.keep_picker)
-
-        # heads / FFN / weights
-        self.heads_box = group_box("Prune attention heads",
-                                "Remove the least important heads; one always stays per layer")  # fmt: skip
-        self.heads_amount = percent_spin("Prune attention heads", Prune.bounds["amount"], 30,
-                                         "Share of all attention heads removed")  # fmt: skip
-        self.heads_scope = scope_combo("heads")
-        amount_row(self.heads_box, "Remove", self.heads_amount, self.heads_scope)
-
-        self.ffn_box = group_box("Prune FFN neurons", "Remove the least important FFN neurons")
-        self.ffn_amount = percent_spin("Prune FFN neurons", Prune.bounds["amount"], 50,
-                                       "Share of all feed-forward neurons removed")  # fmt: skip
-        self.ffn_scope = scope_combo("neurons")
-        amount_row(self.ffn_box, "Remove", self.ffn_amount, self.ffn_scope)
-
-        self.magnitude_box = group_box(
-            "Prune weights (unstructured)",
-            "Zero the smallest weights of the encoder's linear layers. The file keeps its "
-            "size; sparse runtimes can use the zeros.",
-        )
-        self.magnitude_amount = percent_spin("Prune weights", Prune.bounds["amount"], 50,
-                                             "Share of encoder weights set to zero")  # fmt: skip
-        self.magnitude_scope = scope_combo("weights")
-        self.magnitude_schedule = combo_box(
-            [("oneshot", "all at once"), ("gradual", "gradually")],
-            "Gradual pruning raises sparsity step by step during the recovery training",
-        )
-        mag_layout = amount_row(
-            self.magnitude_box, "Zero", self.magnitude_amount, self.magnitude_scope
-        )
-        schedule_row = QHBoxLayout()
-        schedule_row.addWidget(QLabel("Schedule:"))
-        schedule_row.addWidget(self.magnitude_schedule)
-        schedule_row.addStretch(1)
-        mag_layout.addLayout(schedule_row)
-
-        self.vocab_box = group_box(
-            "Prune vocabulary",
-            "Keep the tokens the training data uses and the tokenizer's most common ones",
-        )
-        self.vocab_general = int_spin(
-            "Common tokens kept", Prune.bounds["keep_general"], KEEP_GENERAL, step=1000
-        )
-        # One change per edit, not per keystroke: each value starts a vocabulary count.
-        self.vocab_general.setKeyboardTracking(False)
-        self.vocab_general.setToolTip(
-            "keep_general: how many of the tokenizer's most common tokens to keep besides "
-            "those the training texts use, so text from other domains still reads as whole "
-            "words (single characters first, then the tokens of the most frequent English "
-            "words; 20,000 keep about 19,000 words whole). 0 keeps only the training texts' tokens (smallest, but out-of-domain "
-            "words then read as other pieces or [UNK])."
-        )
-        general_row = QHBoxLayout()
-        general_row.addWidget(QLabel("Also keep the most common tokens:"))
-        general_row.addWidget(self.vocab_general)
-        general_row.addStretch(1)
-        vocab_layout = vbox(self.vocab_box)
-        vocab_layout.addLayout(general_row)
-        vocab_layout.addWidget(
-            make_label(
-                "Keeps the token ids the training texts use and that many common ones; "
-                "other words read as smaller pieces, or [UNK].",
-                NOTE_STYLE,
-            )
-        )
-
-        # quantize
-        self.quant_box = group_box("Quantize", "Store (and compute) the weights in fewer bits")
-        self.quant_method = combo_box(
-            [
-                ("dynamic_int8", "dynamic int8"),
-                ("weight_int8", "weight-only int8"),
-                ("weight_int4", "weight-only int4"),
-                ("fp16", "fp16"),
-                ("bf16", "bf16"),
-            ],
-            "dynamic int8: fast on CPU; weight-only int8/int4: smaller files, dequantized at "
-            "run time; fp16/bf16: half precision (fp16 is for GPUs)",
-        )
-        self.quant_backend = combo_box(
-            [("onnxruntime", "onnxruntime"), ("pytorch", "PyTorch")],
-            "onnxruntime: exports to ONNX, the fastest on CPU, dynamic int8 only. "
-            "PyTorch: every method, with an accuracy guard",
-        )
-        self.per_channel = QCheckBox("Per-channel scales")
-        self.per_channel.setChecked(True)
-        self.per_channel.setToolTip("One scale per output channel: more accurate, same speed")
-        self.quant_embeddings4 = QCheckBox("4-bit word embeddings")
-        self.quant_embeddings4.setToolTip(
-            "onnxruntime backend: store the word-embedding table in 4 bits (blocks of 32 with "
-            "their own scale), about half its int8 size; the linear layers stay int8"
-        )
-        self.quant_embeddings = QCheckBox("Quantize embeddings")
-        self.quant_embeddings.setChecked(True)
-        self.quant_embeddings.setToolTip(
-            "The word-embedding table is often half of a small model (PyTorch backend; "
-            "onnxruntime always quantizes it)"
-        )
-        self.tolerance = double_spin("Max. loss", Quantize.bounds["tolerance"], 1.0,
-                               decimals=1, step=0.5,
-                               suffix=" pt", tip="Accuracy guard: the most accuracy (in points) this step "
-                               "may cost. A larger drop counts only when it is beyond the eval "
-                               "set's noise (McNemar's test on the rows int8 changed); then "
-                               "sensitive layers stay in float (for onnxruntime, PyTorch's "
-                               "int8) until it passes, else the step fails")  # fmt: skip
-        quant_form = QFormLayout(self.quant_box)
-        quant_form.addRow("Method:", self.quant_method)
-        quant_form.addRow("Backend:", self.quant_backend)
-        quant_form.addRow(self.per_channel)
-        quant_form.addRow(self.quant_embeddings)
-        quant_form.addRow(self.quant_embeddings4)
-        quant_form.addRow("Max. loss:", self.tolerance)
-
-        # measure
-        self.measure_box = QGroupBox("Measure the result")
-        self.evaluate_check = QCheckBox("Accuracy on the eval split")
-        self.evaluate_check.setChecked(True)
-        self.benchmark_check = QCheckBox("Size and CPU latency")
-        self.benchmark_check.setChecked(True)
-        measure_layout = vbox(self.measure_box)
-        measure_layout.addWidget(self.evaluate_check)
-        measure_layout.addWidget(self.benchmark_check)
+        add_layers_box(self)
+        add_prune_boxes(self)
+        add_quantize_box(self)
+        add_measure_box(self)
 
         columns = QHBoxLayout()
         for boxes, stretch in (
