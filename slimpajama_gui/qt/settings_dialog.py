@@ -209,6 +209,7 @@ class SettingsDialog(QDialog):
         self._settings = settings
         self.initial = load_settings(settings)
         self.values = self.initial
+        self._fitted_height = 0  # the height _fit_height last chose
 
         self.device = QComboBox()
         self.device.addItem("auto — a GPU if there is one, else the CPU", "auto")
@@ -288,6 +289,7 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.buttons)
         self.set_values(self.initial)
         self.resize(max(self.sizeHint().width(), 600), self.sizeHint().height())
+        self._fit_height()
 
     def set_values(self, values: AppSettings) -> None:
         index = self.device.findData(values.device)
@@ -318,6 +320,31 @@ class SettingsDialog(QDialog):
         problems = self.problems()
         show_text(self.error, "\n".join(problems))
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(not problems)
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        """Make the dialog as tall as its wrapped sentences need at its current width.
+
+        Why: Qt sizes a window from its labels' one-line heights, so when the threads
+        sentence appeared the window grew by less than it took and the data folder's note
+        was squeezed to a cut-off line. The height the sentences need is also the least
+        the window can be dragged to; a height this method chose follows the content
+        back down when the sentence goes, one the user chose is kept.
+        """
+        layout = self.layout()
+        layout.activate()
+        need = layout.totalHeightForWidth(self.width())
+        if need <= 0:
+            return
+        self.setMinimumHeight(need)
+        if self.height() < need or self.height() == self._fitted_height:
+            self.resize(self.width(), need)
+        self._fitted_height = need
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            self._fit_height()  # narrower means more lines
 
     def accept(self) -> None:
         if self.problems():  # Enter, or code: what OK would do, OK being off

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QPoint, QRect, QSettings, Qt
 from PySide6.QtGui import QKeySequence, QPalette
-from PySide6.QtWidgets import QApplication, QDialogButtonBox
+from PySide6.QtWidgets import QApplication, QDialogButtonBox, QLabel
 
 from slimpajama_gui.qt.settings_dialog import (
     KEY_DATA_DIR,
@@ -75,6 +75,14 @@ def test_cancel_stores_nothing_and_defaults_restore(qtbot):
     assert dialog.current_values() == AppSettings()
 
 
+def _type_threads(qtbot, dialog: SettingsDialog, text: str) -> None:
+    """Replace what the CPU threads box holds by ``text`` and leave the box, as a user does."""
+    dialog.threads.setFocus()
+    dialog.threads.selectAll()
+    qtbot.keyClicks(dialog.threads, text)
+    qtbot.keyClick(dialog.threads, Qt.Key.Key_Tab)
+
+
 def test_threads_out_of_range_stay_as_typed_and_keep_ok_off(qtbot):
     """A spin box took 0 to this machine's cores and put back its last value silently;
     the range is now a recipe's (1 to 1,024, or auto), and what is typed stays."""
@@ -85,10 +93,7 @@ def test_threads_out_of_range_stay_as_typed_and_keep_ok_off(qtbot):
     ok = dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
 
     def type_threads(text: str) -> None:
-        dialog.threads.setFocus()
-        dialog.threads.selectAll()
-        qtbot.keyClicks(dialog.threads, text)
-        qtbot.keyClick(dialog.threads, Qt.Key.Key_Tab)
+        _type_threads(qtbot, dialog, text)
 
     type_threads("2000")
     assert dialog.threads.text() == "2000"
@@ -108,6 +113,50 @@ def test_threads_out_of_range_stay_as_typed_and_keep_ok_off(qtbot):
         _ok(dialog)
     assert int(QSettings().value(KEY_THREADS)) == 64
     assert load_settings().threads == 64
+
+
+def _cut_sentences(dialog: SettingsDialog) -> list[str]:
+    """The texts on screen that the dialog shows shorter or narrower than they need."""
+    cut = []
+    for label in dialog.findChildren(QLabel):
+        if not label.isVisible() or not label.text():
+            continue
+        need = label.sizeHint()
+        if label.wordWrap():
+            need.setHeight(label.heightForWidth(label.width()))
+            need.setWidth(min(need.width(), label.width()))
+        where = QRect(label.mapTo(dialog, QPoint(0, 0)), label.size())
+        short = label.height() < need.height() or label.width() < need.width()
+        if short or not dialog.rect().contains(where):
+            cut.append(label.text())
+    return cut
+
+
+def test_every_sentence_stays_whole_when_the_threads_sentence_appears(qtbot):
+    """With the threads sentence on screen, the window grew less than the sentence took
+    and the data folder's note was squeezed to a cut-off line."""
+    dialog = SettingsDialog(cuda=False)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    assert dialog.env_note.isVisible()  # the tests' own data folder: every note is shown
+    assert _cut_sentences(dialog) == []
+    height = dialog.height()
+
+    _type_threads(qtbot, dialog, "2000")
+    assert dialog.error.isVisible()
+    assert _cut_sentences(dialog) == []
+    # Not by dragging the window smaller either, nor narrower (more lines).
+    dialog.resize(dialog.width(), 40)
+    assert _cut_sentences(dialog) == []
+    dialog.resize(dialog.minimumWidth(), dialog.height())
+    assert _cut_sentences(dialog) == []
+    dialog.resize(600, 40)
+
+    # The sentence goes, and the window is as high as before it came.
+    _type_threads(qtbot, dialog, "4")
+    assert not dialog.error.isVisible()
+    assert _cut_sentences(dialog) == [] and dialog.height() == height
 
 
 def test_cuda_is_disabled_without_a_gpu(qtbot):
