@@ -311,14 +311,7 @@ def test_two_variants_side_by_side_with_real_flips(view, qtbot, history):
     results = []
     view.flips_ready.connect(results.append)
     a_row, b_row = _row(view, folders["v1"]), _row(view, folders["v2"])
-    selection = view.table.selectionModel()
-    flags = QItemSelectionModel.SelectionFlag
-    selection.select(
-        view.proxy.mapFromSource(view.model.index(a_row, 0)), flags.ClearAndSelect | flags.Rows
-    )
-    selection.select(
-        view.proxy.mapFromSource(view.model.index(b_row, 0)), flags.Select | flags.Rows
-    )
+    _select_rows(view, a_row, b_row)
     assert view.pair() == (view.variants[a_row], view.variants[b_row])
 
     def done() -> bool:
@@ -531,7 +524,22 @@ def test_benchmark_the_source_model_puts_the_baseline_on_the_chart(
     assert re.fullmatch(r"same|\d+\.\d× (faster|slower)", speed), speed
 
 
-def test_a_no_head_source_ends_with_a_sentence_and_gets_latency_only(qtbot, tmp_path, tiny_minilm):
+def _select_rows(view, *rows: int) -> None:
+    """Select these rows of the table, as clicking the first and Ctrl+clicking the rest does."""
+    selection = view.table.selectionModel()
+    flags = QItemSelectionModel.SelectionFlag
+    for n, row in enumerate(rows):
+        how = flags.ClearAndSelect if n == 0 else flags.Select
+        selection.select(view.proxy.mapFromSource(view.model.index(row, 0)), how | flags.Rows)
+
+
+def test_a_model_without_a_classifier_head_is_greyed_out_in_both_pickers(
+    qtbot, tmp_path, tiny_minilm
+):
+    """Picking the packaged MiniLM (an encoder without a classifier head) as A or B ran the
+    comparison into a red error. It stays listed, greyed out with the reason, and neither
+    the mouse nor the keyboard picks it; a pair that holds it anyway (two table rows) gets a
+    plain sentence saying what to do, in the normal colour, and no model is run."""
     from slimpajama_gui.core.model.catalog import packaged_minilm_path
 
     packaged = packaged_minilm_path()
@@ -539,22 +547,67 @@ def test_a_no_head_source_ends_with_a_sentence_and_gets_latency_only(qtbot, tmp_
     view = _open(qtbot, store)
     failures = []
     view.flips_failed.connect(failures.append)
-    src = next(i for i, v in enumerate(view.variants) if v.is_source)
-    view.set_pair(src, _row(view, folder))
-    qtbot.waitUntil(lambda: bool(failures), timeout=TIMEOUT)
-    qtbot.waitUntil(lambda: not view.details.progress.isVisible(), timeout=TIMEOUT)
-    assert "classifier head" in failures[-1] and "classifier head" in view.details.status.text()
-    for caption in (view.details.caption_a, view.details.caption_b):
-        assert "computing" not in caption.text()
+    encoder, result = _row(view, packaged), _row(view, folder)
+    name = view.variants[encoder].name
+    for combo in (view.details.combo_a, view.details.combo_b):
+        assert combo.itemText(encoder).startswith(name)
+        assert "no classifier head" in combo.itemText(encoder)
+        assert not combo.model().item(encoder).isEnabled()
+        assert combo.model().item(result).isEnabled()
+        tip = combo.itemData(encoder, Qt.ItemDataRole.ToolTipRole)
+        assert "no classifier head" in tip and "fine-tune it first" in tip.lower()
 
-    # Stopping a flip computation also leaves no "computing…" behind.
-    view.set_pair(_row(view, folder), src)
+        # A click on it in the open list picks nothing.
+        combo.showPopup()
+        popup = combo.view()
+        qtbot.waitUntil(popup.isVisible, timeout=TIMEOUT)
+        spot = popup.visualRect(popup.model().index(encoder, 0)).center()
+        qtbot.mouseClick(popup.viewport(), Qt.MouseButton.LeftButton, pos=spot)
+        assert combo.currentIndex() != encoder
+        combo.hidePopup()
+        # The keys that walk the list pass over it.
+        combo.setFocus()
+        for key in (Qt.Key.Key_Home, Qt.Key.Key_End, Qt.Key.Key_Up, Qt.Key.Key_Down):
+            qtbot.keyClick(combo, key)
+            assert combo.currentIndex() != encoder
+    qtbot.waitUntil(lambda: not view.busy(), timeout=TIMEOUT)
+
+    # Two rows of the table, one of them the encoder: its figures, and a sentence.
+    details = view.details
+    before = details.flip_summary.text()
+    _select_rows(view, encoder, result)
+    assert view.pair() == (view.variants[encoder], view.variants[result])
+    qtbot.waitUntil(
+        lambda: details.flip_summary.text() != before and not view.busy(), timeout=TIMEOUT
+    )
+    text = details.flip_summary.text()
+    assert not failures and details.status.text() == ""
+    assert "no classifier head" in text and "fine-tune it first" in text.lower()
+    assert "#a1261b" not in text and "color" not in text  # the normal text colour
+    assert "no classifier head" in details.combo_a.toolTip()
+    for caption in (details.caption_a, details.caption_b):
+        assert "computing" not in caption.text()
+    assert details.metrics.item(0, 1).text() != "–"  # B's figures are there
+
+
+def test_stopping_the_flips_leaves_no_computing_behind(view, qtbot, history):
+    _store, folders = history
+    view.set_pair(_row(view, folders["v1"]), _row(view, folders["v2"]))
     qtbot.waitUntil(lambda: view._flip_worker is not None, timeout=TIMEOUT)
     view.stop_flips()
     qtbot.waitUntil(lambda: not view.busy(), timeout=TIMEOUT)
     assert all(
         "computing" not in c.text() for c in (view.details.caption_a, view.details.caption_b)
     )
+
+
+def test_a_no_head_source_gets_latency_only(qtbot, tmp_path, tiny_minilm):
+    from slimpajama_gui.core.model.catalog import packaged_minilm_path
+
+    packaged = packaged_minilm_path()
+    store, folder = _one_variant_history(tmp_path, packaged, tiny_minilm)
+    view = _open(qtbot, store)
+    src = next(i for i, v in enumerate(view.variants) if v.is_source)
 
     # The details pane's button benchmarks the model picked as A.
     view.set_pair(src, _row(view, folder))

@@ -67,6 +67,7 @@ from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.qt.compare.details import DetailsPanel
 from slimpajama_gui.qt.compare.pareto_plot import ParetoPlot
 from slimpajama_gui.qt.compare.table import VariantTableModel
+from slimpajama_gui.qt.widgets.combos import NO_HEAD, add_unpickable
 from slimpajama_gui.qt.widgets.errors import error_sentence
 from slimpajama_gui.qt.widgets.panes import two_panes
 from slimpajama_gui.qt.widgets.tables import sortable_table
@@ -336,7 +337,11 @@ class CompareView(WorkerScreen):
             combo.blockSignals(True)
             combo.clear()
             for i, v in enumerate(self.variants):
-                combo.addItem(v.name + (" (source)" if v.is_source else ""), i)
+                text = v.name + (" (source)" if v.is_source else "")
+                if can_classify(v):
+                    combo.addItem(text, i)
+                else:
+                    add_unpickable(combo, text + NO_HEAD, i, _no_head_sentence([v]))
             combo.setCurrentIndex(-1 if pick is None else pick)
             combo.blockSignals(False)
         self._pair_timer.start()
@@ -408,6 +413,16 @@ class CompareView(WorkerScreen):
             button.setEnabled(v.key not in self._benchmarking)
         if a.key == b.key:
             self.details.flip_summary.setText("<i>A and B are the same model: nothing flips.</i>")
+            return
+        # The pickers grey such a model out, but two table rows can still pair it; running
+        # it would only end in the loader's error.
+        headless = [(side, v) for side, v in (("A", a), ("B", b)) if not can_classify(v)]
+        if headless:
+            sides = " and ".join(side for side, _v in headless)
+            has = "has" if len(headless) == 1 else "have"
+            self.details.end_computing(f"{sides} {has} no classifier head")
+            sentence = _no_head_sentence([v for _side, v in headless], figures=True)
+            self.details.flip_summary.setText(f"<i>{sentence}</i>")
             return
         self._start_flips(a, b)
 
@@ -671,6 +686,21 @@ class CompareView(WorkerScreen):
     def on_shutdown(self) -> None:
         self._pair_timer.stop()
         self._bench_stop.should_stop = True
+
+
+def _no_head_sentence(variants: list[Variant], *, figures: bool = False) -> str:
+    """Why these models cannot be compared on predictions, and what to do; ``figures``
+    adds that the figures of the pair on screen still compare."""
+    names = " and ".join(v.name for v in variants)
+    if len(variants) == 1:
+        has, what, it = "has", "an encoder only", "it"
+    else:
+        has, what, it = "have", "encoders only", "them"
+    return (
+        f"{names} {has} no classifier head ({what}), so there are no predictions to "
+        f"compare. Fine-tune {it} first (Compress), then compare the result"
+        + ("; sizes and latencies are in the figures above." if figures else ".")
+    )
 
 
 class _Stop:

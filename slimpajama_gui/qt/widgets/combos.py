@@ -1,9 +1,37 @@
-"""A drop-down list whose closed box keeps both ends of a long name in view."""
+"""Drop-down lists of models: long names kept whole at both ends, and entries that are
+listed but cannot be picked."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QStyle, QStyleOptionComboBox, QStylePainter
+
+#: What an entry for a model without a classifier head says after the model's name.
+NO_HEAD = " — no classifier head"
+
+
+def add_unpickable(combo: QComboBox, text: str, data: Any, reason: str) -> None:
+    """Add an entry that is listed greyed out, with ``reason`` as its tooltip.
+
+    Neither a click nor the arrow keys pick it, yet code may still make it current (a pair
+    chosen elsewhere). Why listed at all: a model left out of a picker had the user
+    looking for the model they had just added; greyed out, it says why and what to do.
+    """
+    combo.addItem(text, data)
+    index = combo.count() - 1
+    item = combo.model().item(index)  # a combo box's own model is a QStandardItemModel
+    item.setFlags(item.flags() & ~(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable))
+    combo.setItemData(index, reason, Qt.ItemDataRole.ToolTipRole)
+
+
+def pickable(combo: QComboBox, index: int) -> bool:
+    """Whether entry ``index`` of ``combo`` exists and the user could pick it."""
+    model = combo.model()
+    return 0 <= index < combo.count() and bool(
+        model.flags(model.index(index, combo.modelColumn())) & Qt.ItemFlag.ItemIsEnabled
+    )
 
 
 class ElidedComboBox(QComboBox):
@@ -22,6 +50,9 @@ class ElidedComboBox(QComboBox):
 
     def _update_tip(self, *_args) -> None:
         parts = [self.currentText(), self._tip]
+        index = self.currentIndex()
+        if index >= 0 and not pickable(self, index):
+            parts.insert(1, str(self.itemData(index, Qt.ItemDataRole.ToolTipRole) or ""))
         self.setToolTip("\n".join(p for p in parts if p))
 
     def shown_text(self) -> str:
