@@ -96,7 +96,8 @@ def test_wizard_job_charts_compare_playground(qtbot, window):
     qtbot.waitUntil(
         lambda: any(str(i.path) == latest for i in win.models_view.model.infos()), timeout=TIMEOUT
     )
-    qtbot.waitUntil(lambda: pg.pickers["b"].count() >= 2, timeout=TIMEOUT)
+    picker = pg.pickers["b"]
+    qtbot.waitUntil(lambda: picker.findData(latest) >= 0, timeout=TIMEOUT)
     pg.set_pair(tiny_path(win), latest)
     assert str(pg.path("b")) == latest and latest.endswith("-quantize")
     shown: dict[str, object] = {}

@@ -225,15 +225,62 @@ def test_an_unloadable_model_shows_a_sentence(view, qtbot, two_models, tmp_path)
     assert "Traceback" not in view.panels["a"].error
 
 
-def test_models_without_a_head_are_not_offered(view, qtbot, two_models):
+def test_a_model_without_a_head_is_greyed_out_with_the_reason(view, qtbot, two_models):
+    """A model without a classifier head was left out of the pickers, so a user looked for
+    the model they had just added; it is listed greyed out, saying why and what to do, and
+    neither the mouse nor the keyboard picks it."""
     a, b = two_models
-    encoder = replace(a, name="bare-encoder", num_labels=None)
+    encoder = replace(a, name="bare-encoder", num_labels=None, path=a.path.parent / "encoder")
     _offer(view, qtbot, [encoder, a, b])
-    combo = view.pickers["a"]
-    assert [combo.itemText(i) for i in range(combo.count())] == ["model-a", "model-b"]
+    assert view.models() == [a, b]  # what can predict
+    for side in ("a", "b"):
+        combo = view.pickers[side]
+        assert [combo.itemText(i) for i in range(combo.count())] == [
+            "bare-encoder — no classifier head",
+            "model-a",
+            "model-b",
+        ]
+        assert not combo.model().item(0).isEnabled() and combo.model().item(1).isEnabled()
+        tip = combo.itemData(0, Qt.ItemDataRole.ToolTipRole)
+        assert "no classifier head" in tip and "fine-tune it first" in tip.lower()
+
+        combo.showPopup()
+        popup = combo.view()
+        qtbot.waitUntil(popup.isVisible, timeout=TIMEOUT)
+        spot = popup.visualRect(popup.model().index(0, 0)).center()
+        qtbot.mouseClick(popup.viewport(), Qt.MouseButton.LeftButton, pos=spot)
+        assert view.path(side) != encoder.path
+        combo.hidePopup()
+        combo.setFocus()
+        for key in (Qt.Key.Key_Home, Qt.Key.Key_Up, Qt.Key.Key_End, Qt.Key.Key_Down):
+            qtbot.keyClick(combo, key)
+            assert view.path(side) != encoder.path
     with qtbot.waitSignal(view.defaults_chosen, timeout=TIMEOUT):
         view.set_models([encoder])
+    assert (view.path("a"), view.path("b")) == (None, None)
     assert view.hint.isVisibleTo(view) and "classifier head" in view.hint.text()
+
+
+def test_a_model_without_a_head_asked_for_says_what_to_do(view, qtbot, two_models):
+    """Compare's Open in Playground on a job's first result asks for the packaged MiniLM,
+    which has no classifier head, as A: that side said only 'Pick a model.'. It names the
+    model and what to do, in the normal colour, and runs nothing; B predicts as usual."""
+    a, b = two_models
+    encoder = replace(a, name="bare-encoder", num_labels=None, path=a.path.parent / "encoder")
+    _offer(view, qtbot, [encoder, a, b])
+    failed = []
+    view.prediction_failed.connect(lambda side, text: failed.append(side))
+    view.set_pair(encoder.path, b.path)
+    panel = view.panels["a"]
+    assert view.path("a") is None and view.path("b") == b.path
+    said = panel.state.text()
+    assert "bare-encoder" in said and "no classifier head" in said
+    assert "fine-tune it first" in said.lower() and panel.state.styleSheet() == ""
+    qtbot.keyClicks(view.text, "a good film")
+    qtbot.keyClick(view.text, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: view.panels["b"].result is not None, timeout=TIMEOUT)
+    assert panel.result is None and not failed and panel.state.text() == said
+    assert encoder.path not in view.cache.loads
 
 
 # --------------------------------------------------------------------------- reading notes

@@ -41,7 +41,7 @@ from slimpajama_gui.core.runtime.predictor import (
     compare_texts,
 )
 from slimpajama_gui.qt.playground.panels import BatchPanel, PredictionPanel
-from slimpajama_gui.qt.widgets.combos import ElidedComboBox
+from slimpajama_gui.qt.widgets.combos import NO_HEAD, ElidedComboBox, add_unpickable, pickable
 from slimpajama_gui.qt.widgets.errors import error_sentence
 from slimpajama_gui.qt.widgets.workers import WorkerScreen, start_worker
 
@@ -95,6 +95,13 @@ def _side_job(cache: PredictorCache, request: _Request) -> Iterator[tuple[str, _
     )
 
 
+def _no_head_sentence(name: str, then: str) -> str:
+    return (
+        f"{name} has no classifier head (an encoder only), so it cannot predict. "
+        f"Fine-tune it first (Compress), {then}."
+    )
+
+
 # --------------------------------------------------------------------------- widgets
 
 
@@ -127,11 +134,15 @@ class PlaygroundView(WorkerScreen):
         super().__init__(parent)
         self.cache = PredictorCache(factory)
         self._infos: list[ModelInfo] = []
+        #: Folder → name of each offered model without a classifier head.
+        self._headless: dict[str, str] = {}
         self._state = {s: _SideState() for s in SIDES}
         self._generation = 0
         self._batch_worker = None
         self._batch_token: object | None = None
         self._models_generation = 0
+        #: Per side, why it is empty when a model without a classifier head was asked for.
+        self._refused: dict[str, str] = {}
         #: Sides whose "Loading …" is on the status bar, with the folder being loaded.
         self._loading_status: dict[str, Path] = {}
         #: Results dropped because newer text or another model was asked for meanwhile.
@@ -147,7 +158,8 @@ class PlaygroundView(WorkerScreen):
         pickers = QHBoxLayout()
         for side in SIDES:
             combo = ElidedComboBox(
-                tip=f"Model {side.upper()}: only models with a classifier head are listed"
+                tip=f"Model {side.upper()}: a model without a classifier head is greyed out "
+                "(fine-tune it first)"
             )
             combo.setSizeAdjustPolicy(
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
@@ -204,20 +216,29 @@ class PlaygroundView(WorkerScreen):
 
     # ------------------------------------------------------------------ models
     def set_models(self, infos: Sequence[ModelInfo]) -> None:
-        """Offer these models (those without a classifier head are left out).
+        """Offer these models; those without a classifier head are listed greyed out,
+        saying why, and cannot be picked.
 
         The pickers keep their choice if it is still listed; otherwise the default pair
         is chosen on a worker (it reads ``slimpajama.json`` files) and
         :attr:`defaults_chosen` is emitted.
         """
         self._infos = [i for i in infos if i.num_labels]
+        self._headless = {str(i.path): i.name for i in infos if not i.num_labels}
         self._models_generation += 1
+        self._refused.clear()
         keep = {s: self.path(s) for s in SIDES}
         for side in SIDES:
             combo = self.pickers[side]
             combo.blockSignals(True)
             combo.clear()
-            for info in self._infos:
+            for info in infos:
+                if not info.num_labels:
+                    why = _no_head_sentence(info.name, "the result appears here")
+                    add_unpickable(
+                        combo, info.name + NO_HEAD, str(info.path), f"{info.path}\n{why}"
+                    )
+                    continue
                 combo.addItem(info.name, str(info.path))  # a result reads 'job › 01-step'
                 combo.setItemData(
                     combo.count() - 1,
@@ -230,7 +251,7 @@ class PlaygroundView(WorkerScreen):
             self.panels[side].show_idle("Pick a model.")
         self._update_verdict()
         self._update_hint()
-        still = all(p is not None and self._combo_index(p) >= 0 for p in keep.values())
+        still = all(p is not None and self._pickable_index(p) >= 0 for p in keep.values())
         if still:
             self.set_pair(keep["a"], keep["b"])
             return
@@ -259,12 +280,23 @@ class PlaygroundView(WorkerScreen):
         self.defaults_chosen.emit(first, first)
 
     def set_pair(self, a: Path | str | None, b: Path | str | None) -> None:
-        """Pick models A and B by folder (each must be one of the offered models)."""
+        """Pick models A and B by folder (each must be one of the offered models).
+
+        A model without a classifier head (Compare asks for a result's source, which may
+        be a bare encoder) is not picked: its side stays empty and says why.
+        """
         for side, path in (("a", a), ("b", b)):
             combo = self.pickers[side]
             index = self._combo_index(path) if path is not None else -1
+            self._refused.pop(side, None)
+            if index >= 0 and not pickable(combo, index):
+                name = self._headless[combo.itemData(index)]
+                self._refused[side] = _no_head_sentence(name, "or pick another model above")
+                index = -1
             if index != combo.currentIndex():
                 combo.setCurrentIndex(index)  # → _on_model_changed
+            elif index < 0:
+                self.panels[side].show_idle(self._idle_text(side))
 
     def path(self, side: str) -> Path | None:
         """The folder of the model picked on ``side`` ("a" or "b"), or None."""
@@ -273,6 +305,16 @@ class PlaygroundView(WorkerScreen):
 
     def models(self) -> list[ModelInfo]:
         return list(self._infos)
+
+    def _pickable_index(self, path: Path | str) -> int:
+        index = self._combo_index(path)
+        return index if pickable(self.pickers["a"], index) else -1
+
+    def _idle_text(self, side: str) -> str:
+        """What an idle side says: type, pick, or why the model asked for is not picked."""
+        if self.path(side) is not None:
+            return "Type a sentence above."
+        return self._refused.get(side, "Pick a model.")
 
     def _combo_index(self, path: Path | str) -> int:
         # Paths come from the offered ModelInfos, so equal paths are equal objects here;
@@ -299,8 +341,9 @@ class PlaygroundView(WorkerScreen):
         self._update_verdict()
         if self.path(side) is None:
             self._state[side].generation += 1  # anything in flight for it is stale now
-            panel.show_idle("Pick a model.")
+            panel.show_idle(self._idle_text(side))
             return
+        self._refused.pop(side, None)
         panel.show_idle("Type a sentence above.")
         if self.text.text().strip():
             self._request(side, self.text.text())
@@ -313,9 +356,7 @@ class PlaygroundView(WorkerScreen):
             for side in SIDES:
                 self._state[side].generation = self._generation
                 self._state[side].pending = None
-                self.panels[side].show_idle(
-                    "Type a sentence above." if self.path(side) else "Pick a model."
-                )
+                self.panels[side].show_idle(self._idle_text(side))
             self._update_verdict()
             return
         self._debounce.start()
