@@ -1182,6 +1182,24 @@ def test_the_review_page_repeats_a_warning_an_opened_recipe_never_showed(
     finish = w.button(QWizard.WizardButton.FinishButton)
     qtbot.waitUntil(finish.isEnabled, timeout=TIMEOUT)
     assert review.warning.isVisible()
-    assert review.warning.text().startswith("2. Distill — the KD weight (alpha_kd), hidden MSE")
+    assert review.warning.text().startswith("Distill — the KD weight (alpha_kd), hidden MSE")
     assert "learns only from the labels" in review.warning.text()
     assert "Fine-tune (1 epoch)" in review.chain_label.text()
+
+
+# --------------------------------------------------------------------------- what the pages say
+
+
+def test_review_says_the_chain_s_warnings_as_the_techniques_page_does(qtbot, on_techniques):
+    """One wording of a warning (the draft's) on both pages, so the two cannot drift."""
+    w = on_techniques
+    tech = w.techniques_page
+    custom_with_distill(qtbot, tech)
+    type_into(qtbot, tech.augment, "0")
+    for box in (tech.alpha_kd, tech.hidden_mse, tech.attention_mse):
+        type_into(qtbot, box, "0")
+    said = tech.warning.text()
+    assert said == "\n".join(w.draft.warnings()) and "learns only from the labels" in said
+    go_next(qtbot, w)
+    go_next(qtbot, w)
+    assert w.review_page.warning.isVisible() and w.review_page.warning.text() == said

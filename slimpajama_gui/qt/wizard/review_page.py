@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.plan.estimate import Estimate
-from slimpajama_gui.core.plan.presets import slug, step_summary, step_title
+from slimpajama_gui.core.plan.presets import slug, step_summary
 from slimpajama_gui.core.plan.recipe import Recipe, dump_recipe, save_recipe
 from slimpajama_gui.core.units import human_bytes
 from slimpajama_gui.qt.wizard.cluster_dialog import ClusterDialog
@@ -179,14 +179,8 @@ class ReviewPage(WizardPage):
                 recipe = dataclasses.replace(recipe, **copy.deepcopy(self.wiz.recipe_extras))
             self._built = recipe
             self.yaml.setPlainText(dump_recipe(recipe))
-        warnings = []
-        if self._built is not None:
-            warnings = [
-                f"{index + 1}. {step_title(step)} — {text}."
-                for index, step in enumerate(self._built.steps)
-                for text in step.warnings()
-            ]
-        show_text(self.warning, "\n".join(warnings))
+        # The draft's own sentences, as the techniques page says them: one wording.
+        show_text(self.warning, "\n".join(self.draft.warnings()))
         if problems:
             show_text(self.error, "Run is off until this is fixed:\n" + "\n".join(problems))
         else:
