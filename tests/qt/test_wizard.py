@@ -605,9 +605,10 @@ def test_a_number_out_of_range_stays_as_typed_and_blocks_next_with_a_sentence(qt
     assert tech.hidden_mse.value() == 2e6
     w.next()
     assert w.currentPage() is tech
-    # The chain (and the summary above) holds what was typed, not a clamped 1,000,000.
+    # The chain holds what was typed, not a clamped 1,000,000; the summary above says
+    # nothing of a value that would not run.
     (distill,) = [s for s in tech.chain() if isinstance(s, Distill)]
-    assert distill.hidden_mse == 2e6 and "hidden MSE 2e+06" in tech.description.text()
+    assert distill.hidden_mse == 2e6 and "hidden MSE not set" in tech.description.text()
     # The arrows step back into the range.
     tech.hidden_mse.setFocus()
     qtbot.keyClick(tech.hidden_mse, Qt.Key.Key_Down)
@@ -1188,6 +1189,33 @@ def test_the_review_page_repeats_a_warning_an_opened_recipe_never_showed(
 
 
 # --------------------------------------------------------------------------- what the pages say
+
+
+def test_the_custom_summary_never_repeats_a_refused_value(qtbot, on_techniques):
+    """The line above the boxes describes what would run: a field holding a refused value
+    is not set there (it said 'hidden MSE 2e+06' for a refused 2000000)."""
+    w = on_techniques
+    tech = w.techniques_page
+    custom_with_distill(qtbot, tech)
+    type_into(qtbot, tech.hidden_mse, "3")
+    assert "hidden MSE 3" in tech.description.text()
+    type_refused(qtbot, tech, tech.hidden_mse, "2000000",
+                 "Hidden MSE: 2000000 is too large; type a number from 0 to 1,000,000.")  # fmt: skip
+    summary = tech.description.text()
+    assert "2e+06" not in summary and "2000000" not in summary and "hidden MSE 3" not in summary
+    assert "hidden MSE not set until its field is fixed" in summary
+    # Text that is no number: not the number the box held before it either.
+    type_into(qtbot, tech.hidden_mse, "lots")
+    assert "hidden MSE not set until its field is fixed" in tech.description.text()
+    type_into(qtbot, tech.hidden_mse, "0")
+    assert "hidden MSE" not in tech.description.text()
+    click_group_check(qtbot, tech.heads_box)
+    type_into(qtbot, tech.heads_amount, "100")
+    summary = tech.description.text()
+    assert "Prune attention heads (amount not set until its field is fixed)" in summary
+    assert "100 %" not in summary
+    type_into(qtbot, tech.heads_amount, "25")
+    assert "Prune attention heads (25 %)" in tech.description.text()
 
 
 def test_review_says_the_chain_s_warnings_as_the_techniques_page_does(qtbot, on_techniques):

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from importlib import resources
 from typing import Any
 
@@ -159,24 +159,44 @@ def epochs(count: float, kind: str = "") -> str:
     return f"{count:g} {kind}epoch{'' if count == 1 else 's'}"
 
 
-def step_summary(step: Step) -> str:
-    """One short line per step for the preset description and the review page."""
+#: How :func:`step_summary` says a setting whose field holds a value the page refuses.
+NOT_SET = "not set until its field is fixed"
+
+
+def step_summary(step: Step, unset: Collection[str] = ()) -> str:
+    """One short line per step for the preset description and the review page.
+
+    ``unset`` names the keys whose fields hold a value the page refuses (out of range,
+    no number, or against another field): the line says them as not set, never the
+    refused value, so it describes only what would run.
+    """
     title = step_title(step)
     if isinstance(step, FineTune):
         return f"{title} ({epochs(step.epochs)})"
     if isinstance(step, Distill):
         layers = ", ".join(map(str, step.student_layers)) or "every second"
-        extra = f", hidden MSE {step.hidden_mse:g}" if step.hidden_mse else ""
-        if step.ffn_fraction:
+        extra = ""
+        if "hidden_mse" in unset:
+            extra += f", hidden MSE {NOT_SET}"
+        elif step.hidden_mse:
+            extra += f", hidden MSE {step.hidden_mse:g}"
+        if "ffn_fraction" in unset:
+            extra += f", FFN removed {NOT_SET}"
+        elif step.ffn_fraction:
             extra += f", {100 * step.ffn_fraction:g} % of its FFN removed"
-        if step.augment:
+        if "augment" in unset:
+            extra += f", augmented copies {NOT_SET}"
+        elif step.augment:
             copies = "copy" if step.augment == 1 else "copies"
             extra += f", {step.augment} augmented {copies} of the train rows"
         return f"{title} into teacher layers {layers}{extra}"
     if step.step_type == "distill_static":
-        return f"{title} ({step.dims} dims, {step.storage})"
+        dims = f"dims {NOT_SET}" if "dims" in unset else f"{step.dims} dims"
+        return f"{title} ({dims}, {step.storage})"
     if isinstance(step, Prune):
         if step.method in ("heads", "ffn", "magnitude"):
+            if "amount" in unset:
+                return f"{title} (amount {NOT_SET})"
             return f"{title} ({100 * step.amount:g} %)"
         if step.method == "layers":
             return f"{title} (keep {', '.join(map(str, step.keep_layers or []))})"

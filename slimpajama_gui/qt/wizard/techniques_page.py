@@ -44,7 +44,7 @@ from slimpajama_gui.core.plan.steps import (
     Sensitivity,
     Step,
 )
-from slimpajama_gui.qt.wizard.numbers import NumberBox
+from slimpajama_gui.qt.wizard.numbers import NumberBox, number_boxes_in_use
 from slimpajama_gui.qt.wizard.technique_boxes import (
     add_distill_box,
     add_finetune_box,
@@ -487,7 +487,7 @@ class TechniquesPage(WizardPage):
         if parts & {"chain", "model", "data"}:
             self._update()
 
-    def _summary(self, step: Step) -> str:
+    def _summary(self, index: int, step: Step, refused: set[tuple[int, str]]) -> str:
         # An empty layer list means "every second layer" in a recipe; here it means the
         # user un-pressed every button, which problems() reports.
         if (
@@ -497,11 +497,28 @@ class TechniquesPage(WizardPage):
             and not self.student_picker.selected()
         ):
             return "Distill into teacher layers: none selected"
-        return step_summary(step)
+        return step_summary(step, {key for at, key in refused if at == index})
+
+    def refused_fields(self) -> set[tuple[int, str]]:
+        """``(step index, key)`` of each number field that holds a value the page
+        refuses: its box's own sentence, or the draft's about its key (an augmentation
+        with no KD weight). The chain holds what such a box reads as, which would not
+        run; the summary must not describe it."""
+        in_use = set(number_boxes_in_use(self))
+        said = {(p.step, p.field) for p in self.draft.issues("techniques")}
+        return {
+            (f.step, f.key)
+            for f in self.fields()
+            if f.box is not None
+            and f.step is not None
+            and ((f.box in in_use and f.box.problem()) or (f.step, f.key) in said)
+        }
 
     def _update(self) -> None:
         preset = self.draft.preset
-        lines = " → ".join(self._summary(s) for s in self.draft.chain) or "no steps"
+        refused = self.refused_fields()
+        lines = " → ".join(self._summary(i, s, refused) for i, s in enumerate(self.draft.chain))
+        lines = lines or "no steps"
         if preset == "custom":
             text = f"<b>Custom:</b> {escape(lines)}"
         elif preset == SEARCH:
