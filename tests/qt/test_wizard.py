@@ -1231,3 +1231,34 @@ def test_review_says_the_chain_s_warnings_as_the_techniques_page_does(qtbot, on_
     go_next(qtbot, w)
     go_next(qtbot, w)
     assert w.review_page.warning.isVisible() and w.review_page.warning.text() == said
+
+
+# --------------------------------------------------------------------------- Run is a click
+
+
+def test_enter_on_the_review_page_never_starts_the_job(qtbot, on_techniques):
+    """A job can take an hour: Enter goes on from page to page, but on Review only a click
+    on Run starts it, wherever the focus is."""
+    w = on_techniques
+    ran: list[object] = []
+    w.recipe_ready.connect(ran.append)
+    tech = w.techniques_page
+    click(qtbot, tech.preset_buttons["fast"])
+    tech.tolerance.setFocus()
+    qtbot.keyClick(tech.tolerance, Qt.Key.Key_Return)  # Enter in a field: the next page
+    assert w.currentPage() is w.settings_page
+    w.settings_page.name_edit.setFocus()
+    qtbot.keyClick(w.settings_page.name_edit, Qt.Key.Key_Enter, Qt.KeyboardModifier.KeypadModifier)
+    review = w.review_page
+    assert w.currentPage() is review
+    run = w.button(QWizard.WizardButton.FinishButton)
+    qtbot.waitUntil(run.isEnabled, timeout=TIMEOUT)
+    for target in (w, review, review.yaml, review.copy_button, run):
+        target.setFocus()
+        qtbot.keyClick(target, Qt.Key.Key_Return)
+        qtbot.keyClick(target, Qt.Key.Key_Enter, Qt.KeyboardModifier.KeypadModifier)
+        assert ran == [] and w.isVisible() and w.currentPage() is review, target
+    assert not run.isDefault()  # nor drawn as the button Enter presses
+    with qtbot.waitSignal(w.recipe_ready, timeout=TIMEOUT):
+        click(qtbot, run)
+    assert len(ran) == 1 and not w.isVisible()

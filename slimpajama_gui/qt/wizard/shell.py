@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import QDialog, QWidget, QWizard
 
 from slimpajama_gui.core.model.catalog import packaged_minilm_path
@@ -47,6 +47,9 @@ from slimpajama_gui.qt.wizard.techniques_page import TechniquesPage
 
 log = logging.getLogger(__name__)
 
+#: The keys that would press a dialog's default button.
+_ENTER_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+
 
 class CompressWizard(QWizard):
     """Model → data → techniques → settings → review; *Run* emits :attr:`recipe_ready`.
@@ -54,6 +57,9 @@ class CompressWizard(QWizard):
     Works as a dialog (``open()`` / ``exec()``), or embedded in a layout after
     ``setWindowFlags(Qt.WindowType.Widget)``: embedded, *Run* and *Cancel* start it over
     instead of hiding it. Make a new wizard for each job when it is a dialog.
+
+    Enter goes on to the next page, but never runs the job: on the review page only a
+    click on *Run* (or Space while it has the focus) does.
     """
 
     #: The recipe to run (a :class:`~slimpajama_gui.core.plan.recipe.Recipe`), on *Run*.
@@ -73,7 +79,11 @@ class CompressWizard(QWizard):
         self.setWizardStyle(QWizard.WizardStyle.ModernStyle)
         self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
         self.setButtonText(QWizard.WizardButton.FinishButton, "Run")
-        self.button(QWizard.WizardButton.FinishButton).setToolTip("Queue the job and close")
+        run = self.button(QWizard.WizardButton.FinishButton)
+        run.setToolTip("Queue the job and close")
+        # A job can take an hour: Enter must never start it, not even with Run focused.
+        run.setAutoDefault(False)
+        run.installEventFilter(self)
         self.closing = False
         self._workers = WorkerSet()
         self._vocab_pending: set[tuple] = set()
@@ -92,6 +102,9 @@ class CompressWizard(QWizard):
         for page_id, page in enumerate((self.model_page, self.data_page, self.techniques_page,
                                         self.settings_page, self.review_page)):  # fmt: skip
             self.setPage(page_id, page)
+            # After QWizard's own handler, which makes Run the default on the last page.
+            page.completeChanged.connect(self._no_default_run)
+        self.currentIdChanged.connect(self._no_default_run)
         self.setStartId(self.PAGE_MODEL)
         self.draft.subscribe(self._on_draft_changed)
         # Fits a 1280x800 screen; below 960x640 the techniques page would scroll sideways.
@@ -228,6 +241,32 @@ class CompressWizard(QWizard):
         # Only the estimate needs it; it falls back to a typical share of the vocabulary.
         log.warning("Counting the vocabulary failed: %s", exc)
         self._vocab_pending.clear()
+
+    # -- Enter never runs the job ----------------------------------------------------
+    def _no_default_run(self, *_args: Any) -> None:
+        # QWizard makes Run the default button on the last page (drawn as the one Enter
+        # presses) each time it updates its buttons, and QDialog makes its last default
+        # the default again whenever a focused button loses the focus. Next takes that
+        # place: hidden on the last page, where Enter then presses nothing.
+        if self.button(QWizard.WizardButton.FinishButton).isDefault():
+            self.button(QWizard.WizardButton.NextButton).setDefault(True)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        # Enter in a field that does not take it (the recipe's text) reaches the dialog,
+        # which would press Run on the last page.
+        if event.key() in _ENTER_KEYS and self.currentId() == self.PAGE_REVIEW:
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
+        if (
+            watched is self.button(QWizard.WizardButton.FinishButton)
+            and event.type() == QEvent.Type.KeyPress
+            and event.key() in _ENTER_KEYS
+        ):
+            return True  # a button pressed by Enter when it has the focus: not Run
+        return super().eventFilter(watched, event)
 
     # -- finishing -------------------------------------------------------------------
     def done(self, result: int) -> None:
