@@ -10,9 +10,11 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QGroupBox,
+    QMessageBox,
     QStyle,
     QStyleOptionGroupBox,
     QVBoxLayout,
@@ -1262,3 +1264,95 @@ def test_enter_on_the_review_page_never_starts_the_job(qtbot, on_techniques):
     with qtbot.waitSignal(w.recipe_ready, timeout=TIMEOUT):
         click(qtbot, run)
     assert len(ran) == 1 and not w.isVisible()
+
+
+# --------------------------------------------------------------------------- nothing a user made is lost
+
+
+@pytest.fixture
+def questions(monkeypatch) -> list[QMessageBox]:
+    """Every message box the code shows, in order (shown as usual, so a test can answer)."""
+    shown: list[QMessageBox] = []
+    for name in ("open", "exec"):
+        original = getattr(QMessageBox, name)
+
+        def record(box, *args, _original=original, **kwargs):
+            shown.append(box)
+            return _original(box, *args, **kwargs)
+
+        monkeypatch.setattr(QMessageBox, name, record)
+    for name in ("question", "warning", "information", "critical"):
+        monkeypatch.setattr(QMessageBox, name, staticmethod(lambda *a, **k: shown.append(a)))
+    return shown
+
+
+def custom_controls(tech) -> dict[str, object]:
+    """What the techniques page's own controls show: every number as typed, every tick,
+    every choice and the layers pressed."""
+    inner = tech.scroll.widget()
+    return {
+        "numbers": [box.text() for box in inner.findChildren(NumberBox)],
+        "boxes": [box.isChecked() for box in inner.findChildren(QGroupBox) if box.isCheckable()],
+        "checks": [check.isChecked() for check in inner.findChildren(QCheckBox)],
+        "choices": [combo.currentText() for combo in inner.findChildren(QComboBox)],
+        "student": tech.student_picker.selected(),
+        "kept": tech.keep_picker.selected(),
+    }
+
+
+def back_button(w: QWizard):
+    return w.button(QWizard.WizardButton.BackButton)
+
+
+def test_a_preset_click_keeps_the_custom_settings_for_custom_again(qtbot, on_techniques, questions):
+    """Custom edits, then Fast: Custom again brings back exactly what was typed (a refused
+    number included), and the training settings typed for the custom chain, no question."""
+    w = on_techniques
+    tech = w.techniques_page
+    custom_with_distill(qtbot, tech)
+    type_into(qtbot, tech.temperature, "3.5")
+    click_group_check(qtbot, tech.heads_box)
+    type_into(qtbot, tech.heads_amount, "40")
+    choose(qtbot, tech.heads_scope, "in every")
+    if not tech.quant_box.isChecked():
+        click_group_check(qtbot, tech.quant_box)
+    choose(qtbot, tech.quant_backend, "Py")
+    click_option(qtbot, tech.benchmark_check)
+    refused = "Hidden MSE: 2000000 is too large; type a number from 0 to 1,000,000."
+    type_refused(qtbot, tech, tech.hidden_mse, "2000000", refused)
+    typed = custom_controls(tech)
+
+    click(qtbot, tech.preset_buttons["fast"])
+    assert tech.preset() == "fast" and not error_text(tech)
+    assert custom_controls(tech) != typed  # the boxes show what Fast does
+    click(qtbot, tech.preset_buttons["custom"])
+    assert custom_controls(tech) == typed
+    assert tech.hidden_mse.text() == "2000000"
+    assert error_text(tech) == refused
+    type_into(qtbot, tech.hidden_mse, "1")
+    (distill,) = [s for s in tech.chain() if isinstance(s, Distill)]
+    assert (distill.temperature, distill.hidden_mse) == (3.5, 1.0)
+    (heads,) = [s for s in tech.chain() if isinstance(s, Prune) and s.method == "heads"]
+    assert (heads.amount, heads.scope) == (pytest.approx(0.4), "layer")
+
+    # The custom chain's training settings, typed on the next page, come back too.
+    go_next(qtbot, w)
+    row = w.settings_page.row_for("distill")
+    type_into(qtbot, row.epochs, "7")
+    type_into(qtbot, row.batch_size, "8")
+    click(qtbot, back_button(w))
+    click(qtbot, tech.preset_buttons["fast"])
+    # Enter in one of Fast's fields goes on; it re-sends the value, which is no edit
+    # that would make a new custom chain of Fast's in place of the one kept.
+    tech.tolerance.setFocus()
+    qtbot.keyClick(tech.tolerance, Qt.Key.Key_Return)
+    assert w.currentPage() is w.settings_page and tech.preset() == "fast"
+    assert w.settings_page.row_for("distill") is None  # the settings page shows Fast's rows
+    click(qtbot, back_button(w))
+    click(qtbot, tech.preset_buttons["custom"])
+    go_next(qtbot, w)
+    row = w.settings_page.row_for("distill")
+    assert (row.epochs.value(), row.batch_size.value()) == (7, 8)
+    (distill,) = [s for s in w.steps() if isinstance(s, Distill)]
+    assert (distill.epochs, distill.batch_size, distill.temperature) == (7, 8, 3.5)
+    assert questions == []

@@ -256,6 +256,12 @@ class Draft:
             raise UserError(problems[0].text)
         return steps
 
+    def steps_with_settings(self) -> list[Step]:
+        """The chain with the settings page's rows written into it, each value that
+        reads as one (a learning rate that is no number keeps the step's own); never
+        raises. What the user has set, for a chain built anew to start from."""
+        return self._steps()[0]
+
     def _steps(self) -> tuple[list[Step], list[Problem]]:
         """The chain with the settings written into it, and a problem for each learning
         rate that is no number in range (that step keeps the chain's own)."""

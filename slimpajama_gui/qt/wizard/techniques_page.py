@@ -9,12 +9,16 @@ makes the chain the user's own (``"custom"``). Problems come from the draft.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
+    QComboBox,
     QFrame,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QRadioButton,
@@ -57,6 +61,7 @@ from slimpajama_gui.qt.wizard.technique_boxes import (
 )
 from slimpajama_gui.qt.wizard.widgets import (
     WARNING_STYLE,
+    LayerPicker,
     PageField,
     WizardPage,
     error_label,
@@ -79,6 +84,15 @@ SEARCH_BLURB = (
 )
 
 
+@dataclass
+class _CustomChoice:
+    """The custom chain as the user left it for a preset: what each control showed
+    (a number as typed, refused or not), and the chain with its training settings."""
+
+    controls: list[tuple[QWidget, Any]]
+    chain: list[Step]
+
+
 class TechniquesPage(WizardPage):
     """(c) What to do: a preset, or a custom chain of techniques."""
 
@@ -91,6 +105,10 @@ class TechniquesPage(WizardPage):
         )
         self._loading = False
         self._layers = 0  # layers the pickers show
+        #: The custom chain while a preset or the search is chosen; Custom brings it back.
+        self._custom: _CustomChoice | None = None
+        #: What the technique boxes said when a preset filled them.
+        self._preset_shown: list[Step] | None = None
 
         self.preset_buttons: dict[str, QRadioButton] = {}
         self.preset_group = QButtonGroup(self)
@@ -220,7 +238,16 @@ class TechniquesPage(WizardPage):
         for widget in (self.picker_label, self.student_picker, *self.state_knobs):
             widget.setVisible(not static)
 
-    def _custom_steps(self) -> list[Step]:
+    def _custom_steps(self, previous: Sequence[Step] | None = None) -> list[Step]:
+        """The chain the technique boxes say, each step's training settings those of the
+        same kind of step in ``previous`` (default: the draft's chain with the settings
+        page's rows), so a change of technique never resets the epochs typed."""
+        if previous is None:
+            previous = self.draft.steps_with_settings()
+        return keep_training_settings(self._boxes_steps(), list(previous))
+
+    def _boxes_steps(self) -> list[Step]:
+        """The steps the technique boxes say, training settings at their defaults."""
         steps: list[Step] = []
         if self.finetune_box.isChecked():
             steps.append(FineTune())
@@ -290,7 +317,7 @@ class TechniquesPage(WizardPage):
             steps.append(Evaluate())
         if self.benchmark_check.isChecked():
             steps.append(Benchmark())
-        return keep_training_settings(steps, self.draft.chain)
+        return steps
 
     def problems(self) -> list[str]:
         """Sentences saying what is wrong with the current choice (empty: all fine):
@@ -385,18 +412,74 @@ class TechniquesPage(WizardPage):
         if not checked or self._loading:
             return
         name = self.preset()
+        if self.draft.preset == "custom" and name != "custom":
+            # A preset fills the boxes with its own values. The user's are kept, not
+            # asked about: a click on a preset is often just a look at what it does, and
+            # a question at every such click would be in the way; Custom brings them
+            # back as they were, as a desktop tool's presets keep a "Custom" entry.
+            self._custom = self._save_custom()
         self.search_box.setVisible(name == SEARCH)
         self.scroll.setVisible(name != SEARCH)
         if name == SEARCH:
             self.draft.set_chain(SEARCH, self._search_steps())
         elif name != "custom":
             self._apply_preset(name)
+        elif self._custom is not None:
+            self._restore_custom(self._custom)
         else:
             self.draft.set_chain("custom", self._custom_steps())
 
     def _apply_preset(self, name: str) -> None:
         steps = self.draft.use_preset(name)
         self._show_chain(steps)
+        self._preset_shown = self._boxes_steps()
+
+    def _custom_controls(self) -> list[QWidget]:
+        """The controls that make up a custom chain, in the order they are put back:
+        what enables the 4-bit embeddings box before it."""
+        inner = self.scroll.widget()
+        checks = [c for c in inner.findChildren(QCheckBox) if c is not self.quant_embeddings4]
+        return [
+            *inner.findChildren(LayerPicker),
+            *inner.findChildren(QComboBox),
+            *inner.findChildren(NumberBox),
+            *(box for box in inner.findChildren(QGroupBox) if box.isCheckable()),
+            *checks,
+            self.quant_embeddings4,
+        ]
+
+    def _save_custom(self) -> _CustomChoice:
+        controls: list[tuple[QWidget, Any]] = []
+        for control in self._custom_controls():
+            if isinstance(control, LayerPicker):
+                controls.append((control, control.selected()))
+            elif isinstance(control, QComboBox):
+                controls.append((control, control.currentIndex()))
+            elif isinstance(control, NumberBox):
+                controls.append((control, control.lineEdit().text()))
+            else:
+                controls.append((control, control.isChecked()))
+        return _CustomChoice(controls, self.draft.steps_with_settings())
+
+    def _restore_custom(self, saved: _CustomChoice) -> None:
+        """Show the custom chain as the user left it, and make it the draft's again."""
+        self._custom = None
+        self._loading = True
+        try:
+            for control, value in saved.controls:
+                if isinstance(control, LayerPicker):
+                    control.set_selected(value)
+                elif isinstance(control, QComboBox):
+                    control.setCurrentIndex(value)
+                elif isinstance(control, NumberBox):
+                    control.lineEdit().setText(value)  # as typed, a refused value too
+                else:
+                    control.setChecked(value)
+            self._show_student_kind()
+            self._enforce_finetune()
+        finally:
+            self._loading = False
+        self.draft.set_chain("custom", self._custom_steps(saved.chain))
 
     def _show_chain(self, steps: Sequence[Step]) -> None:
         """Set the custom controls to show ``steps``, so Custom starts from the preset."""
@@ -477,7 +560,11 @@ class TechniquesPage(WizardPage):
         if self.preset() == SEARCH:
             return  # the technique boxes are hidden while the search is chosen
         if self.preset() != "custom":
-            # Changing a technique makes the chain the user's own.
+            if self._boxes_steps() == self._preset_shown:
+                return  # Enter in a field sends its value again: nothing changed
+            # Changing a technique makes the chain the user's own, from the preset
+            # shown: the one Custom kept before is replaced by the one now in the boxes.
+            self._custom = None
             self._loading = True
             self.preset_buttons["custom"].setChecked(True)
             self._loading = False
