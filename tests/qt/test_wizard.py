@@ -1356,3 +1356,62 @@ def test_a_preset_click_keeps_the_custom_settings_for_custom_again(qtbot, on_tec
     (distill,) = [s for s in w.steps() if isinstance(s, Distill)]
     assert (distill.epochs, distill.batch_size, distill.temperature) == (7, 8, 3.5)
     assert questions == []
+
+
+def the_question(qtbot, questions) -> QMessageBox:
+    """The one message box shown, once it is on screen."""
+    assert len(questions) == 1, questions
+    box = questions.pop()
+    qtbot.waitUntil(box.isVisible)
+    return box
+
+
+def answer(qtbot, box: QMessageBox, text: str) -> None:
+    (button,) = [b for b in box.buttons() if b.text() == text]
+    click(qtbot, button)
+    qtbot.waitUntil(lambda: not box.isVisible())
+
+
+def test_closing_the_wizard_asks_before_it_throws_changes_away(
+    qtbot, make_wizard, tiny_minilm, questions
+):
+    """Cancel, Esc and the window's close button: with nothing changed the wizard just
+    closes; with a change it asks first, and Keep editing is the default."""
+    w = make_wizard([tiny_minilm], tiny_minilm)
+    go_next(qtbot, w)
+    qtbot.waitUntil(w.data_page.isComplete, timeout=TIMEOUT)
+    for _ in range(3):  # going from page to page changes nothing, nor what pages fill in
+        go_next(qtbot, w)
+    assert w.currentPage() is w.review_page
+    click(qtbot, w.button(QWizard.WizardButton.CancelButton))
+    assert not w.isVisible() and questions == []
+
+    w = make_wizard([tiny_minilm], tiny_minilm)
+    ran: list[object] = []
+    w.recipe_ready.connect(ran.append)
+    go_next(qtbot, w)
+    qtbot.waitUntil(w.data_page.isComplete, timeout=TIMEOUT)
+    go_next(qtbot, w)
+    tech = w.techniques_page
+    click(qtbot, tech.preset_buttons["fast"])
+    for close in (
+        lambda: click(qtbot, w.button(QWizard.WizardButton.CancelButton)),
+        lambda: qtbot.keyClick(w, Qt.Key.Key_Escape),
+        w.close,
+    ):
+        close()
+        box = the_question(qtbot, questions)
+        assert box.text() == "Discard this compression setup?"
+        assert sorted(b.text() for b in box.buttons()) == ["Discard", "Keep editing"]
+        assert box.defaultButton().text() == "Keep editing"
+        answer(qtbot, box, "Keep editing")
+        assert w.isVisible() and w.currentPage() is tech and tech.preset() == "fast"
+    # Esc in the question keeps editing too.
+    w.close()
+    box = the_question(qtbot, questions)
+    qtbot.keyClick(box, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not box.isVisible())
+    assert w.isVisible()
+    click(qtbot, w.button(QWizard.WizardButton.CancelButton))
+    answer(qtbot, the_question(qtbot, questions), "Discard")
+    assert not w.isVisible() and ran == []

@@ -313,6 +313,7 @@ class DataPage(WizardPage):
             "Data files (*.csv *.tsv *.tab *.jsonl *.ndjson *.json *.parquet *.pq);;All files (*)",
         )
         if path:
+            self.wiz.note_edit()
             edit.setText(path)
 
     def _on_source_changed(self, *_args: Any) -> None:

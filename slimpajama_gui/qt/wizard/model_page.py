@@ -8,7 +8,8 @@ draft (:meth:`~slimpajama_gui.core.plan.draft.Draft.set_model`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,7 @@ class ModelPage(WizardPage):
         self.summary.setMinimumWidth(300)
         self._wanted: Path | None = None
         self._discovering = False
+        self._selecting = False  # the selection changes in code, not by the user
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.add_button)
@@ -89,19 +91,30 @@ class ModelPage(WizardPage):
 
         self.list.currentItemChanged.connect(self._on_current_changed)
         self.add_button.clicked.connect(self._choose_folder)
-        self._on_current_changed(None, None)
+        with self._in_code():
+            self._on_current_changed(None, None)
 
     # -- model list ------------------------------------------------------------------
+    @contextmanager
+    def _in_code(self) -> Iterator[None]:
+        """Selection changes made here are the app's, not a choice of the user's."""
+        selecting, self._selecting = self._selecting, True
+        try:
+            yield
+        finally:
+            self._selecting = selecting
+
     def set_models(self, infos: Sequence[ModelInfo]) -> None:
         current = self.selected_info()
         wanted = self._wanted or (current.path if current else None)
-        self.list.clear()
-        for info in infos:
-            self._add_item(info)
-        if wanted is not None:
-            self.select_path(wanted)
-        if self.list.currentItem() is None and self.list.count():
-            self.list.setCurrentRow(0)
+        with self._in_code():
+            self.list.clear()
+            for info in infos:
+                self._add_item(info)
+            if wanted is not None:
+                self.select_path(wanted)
+            if self.list.currentItem() is None and self.list.count():
+                self.list.setCurrentRow(0)
 
     def _add_item(self, info: ModelInfo) -> QListWidgetItem:
         for row in range(self.list.count()):
@@ -125,10 +138,16 @@ class ModelPage(WizardPage):
         self._wanted = Path(path)
         for row in range(self.list.count()):
             if same_path(self.list.item(row).data(Qt.ItemDataRole.UserRole).path, path):
-                self.list.setCurrentRow(row)
+                with self._in_code():
+                    self.list.setCurrentRow(row)
                 self._wanted = None
                 return True
         return False
+
+    def clear_selection(self) -> None:
+        """No model selected (until one is chosen or read)."""
+        with self._in_code():
+            self.list.setCurrentRow(-1)
 
     def selected_info(self) -> ModelInfo | None:
         item = self.list.currentItem()
@@ -154,6 +173,7 @@ class ModelPage(WizardPage):
     def _choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Add a model folder")
         if folder:
+            self.wiz.note_edit()
             self.add_folder(folder)
 
     def add_folder(self, folder: Path | str) -> None:
@@ -174,7 +194,8 @@ class ModelPage(WizardPage):
     def add_info(self, info: ModelInfo) -> None:
         """List ``info`` (or update its row) and select it."""
         item = self._add_item(info)
-        self.list.setCurrentItem(item)
+        with self._in_code():  # the user's choice was the folder (noted then), if any
+            self.list.setCurrentItem(item)
         self.draft.set_model(self.selected_info())  # also when it was current already
         self.completeChanged.emit()
 
@@ -187,6 +208,8 @@ class ModelPage(WizardPage):
 
     # -- summary ---------------------------------------------------------------------
     def _on_current_changed(self, *_args: Any) -> None:
+        if not self._selecting:
+            self.wiz.note_edit()  # a click or a key in the list
         info = self.selected_info()
         if info is None:
             self.summary.setText("<i>Select a model, or add a folder.</i>")

@@ -65,6 +65,8 @@ class NumberBox(QDoubleSpinBox):
 
     #: The text changed (every keystroke, and values set in code).
     typed = Signal()
+    #: The user stepped the value (the arrows, the wheel, Up/Down); never code.
+    stepped = Signal()
 
     def __init__(
         self,
@@ -243,6 +245,7 @@ class NumberBox(QDoubleSpinBox):
             return
         self.setValue(target)
         self.selectAll()
+        self.stepped.emit()
 
     def stepEnabled(self) -> QAbstractSpinBox.StepEnabledFlag:  # noqa: N802 (Qt override)
         flags = QAbstractSpinBox.StepEnabledFlag.StepNone

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
-from PySide6.QtWidgets import QDialog, QWidget, QWizard
+from PySide6.QtWidgets import QDialog, QMessageBox, QWidget, QWizard
 
 from slimpajama_gui.core.model.catalog import packaged_minilm_path
 from slimpajama_gui.core.model.inspection import ModelInfo
@@ -44,9 +44,12 @@ from slimpajama_gui.qt.wizard.model_page import ModelPage
 from slimpajama_gui.qt.wizard.review_page import ReviewPage
 from slimpajama_gui.qt.wizard.settings_page import SettingsPage
 from slimpajama_gui.qt.wizard.techniques_page import TechniquesPage
+from slimpajama_gui.qt.wizard.widgets import watch_user_edits
 
 log = logging.getLogger(__name__)
 
+DISCARD = "Discard"
+KEEP_EDITING = "Keep editing"
 #: The keys that would press a dialog's default button.
 _ENTER_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter)
 
@@ -56,10 +59,14 @@ class CompressWizard(QWizard):
 
     Works as a dialog (``open()`` / ``exec()``), or embedded in a layout after
     ``setWindowFlags(Qt.WindowType.Widget)``: embedded, *Run* and *Cancel* start it over
-    instead of hiding it. Make a new wizard for each job when it is a dialog.
+    instead of hiding it (the pages keep what they hold). Make a new wizard for each job
+    when it is a dialog.
 
-    Enter goes on to the next page, but never runs the job: on the review page only a
-    click on *Run* (or Space while it has the focus) does.
+    As a dialog, *Cancel*, Esc and the window's close button ask "Discard this
+    compression setup?" first once the user has changed anything (:attr:`edited`);
+    Discard closes it, Keep editing (the default) leaves it as it was. Enter goes on to
+    the next page, but never runs the job: on the review page only a click on *Run*
+    (or Space while it has the focus) does.
     """
 
     #: The recipe to run (a :class:`~slimpajama_gui.core.plan.recipe.Recipe`), on *Run*.
@@ -85,6 +92,11 @@ class CompressWizard(QWizard):
         run.setAutoDefault(False)
         run.installEventFilter(self)
         self.closing = False
+        #: Whether the user changed anything since the wizard opened (or last ran).
+        self.edited = False
+        #: The "Discard this compression setup?" question while it is shown.
+        self.question: QMessageBox | None = None
+        self._discarding = False
         self._workers = WorkerSet()
         self._vocab_pending: set[tuple] = set()
         #: The job being planned; the pages edit it and listen to it.
@@ -102,9 +114,11 @@ class CompressWizard(QWizard):
         for page_id, page in enumerate((self.model_page, self.data_page, self.techniques_page,
                                         self.settings_page, self.review_page)):  # fmt: skip
             self.setPage(page_id, page)
+            watch_user_edits(page, self.note_edit)
             # After QWizard's own handler, which makes Run the default on the last page.
             page.completeChanged.connect(self._no_default_run)
-        self.currentIdChanged.connect(self._no_default_run)
+        # A page may build fields as it opens (the settings page's rows, layer buttons).
+        self.currentIdChanged.connect(self._on_page_shown)
         self.setStartId(self.PAGE_MODEL)
         self.draft.subscribe(self._on_draft_changed)
         # Fits a 1280x800 screen; below 960x640 the techniques page would scroll sideways.
@@ -163,7 +177,7 @@ class CompressWizard(QWizard):
             folder = recipe.resolve_path(recipe.model)
         if not self.model_page.select_path(folder):
             # No model at all until it is read: never the list's first one meanwhile.
-            self.model_page.list.setCurrentRow(-1)
+            self.model_page.clear_selection()
             self.model_page.add_folder(folder)
         self.setStartId(self.PAGE_REVIEW)
         if self.isVisible():
@@ -268,6 +282,19 @@ class CompressWizard(QWizard):
             return True  # a button pressed by Enter when it has the focus: not Run
         return super().eventFilter(watched, event)
 
+    # -- what the user changed -------------------------------------------------------
+    def note_edit(self) -> None:
+        """The user changed a choice (a page's fields call this through
+        :func:`~slimpajama_gui.qt.wizard.widgets.watch_user_edits`; a page calls it for
+        a choice made in a file dialog)."""
+        self.edited = True
+
+    def _on_page_shown(self, _page_id: int) -> None:
+        page = self.currentPage()
+        if page is not None:
+            watch_user_edits(page, self.note_edit)
+        self._no_default_run()
+
     # -- finishing -------------------------------------------------------------------
     def done(self, result: int) -> None:
         if result == QDialog.DialogCode.Accepted:
@@ -277,19 +304,52 @@ class CompressWizard(QWizard):
             if recipe is None:
                 return
             self.recipe_ready.emit(recipe)
+            self.edited = False  # queued: nothing of it is lost any more
             if not self.isWindow():
                 self.restart()
                 return
         if not self.isWindow():
             self.restart()
             return
+        if result != QDialog.DialogCode.Accepted and self.edited and not self._discarding:
+            # Cancel, Esc and the window's close button all end here (QDialog rejects).
+            self._ask_discard()
+            return
         self.closing = True
         super().done(result)
 
+    def _ask_discard(self) -> None:
+        """Ask whether to throw the user's changes away; closes on Discard only."""
+        if self.question is not None and self.question.isVisible():
+            self.question.raise_()
+            return
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setWindowTitle(self.windowTitle())
+        box.setText("Discard this compression setup?")
+        box.setInformativeText("Nothing has been queued: the choices made on these pages are lost.")
+        discard = box.addButton(DISCARD, QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton(KEEP_EDITING, QMessageBox.ButtonRole.RejectRole)
+        # Enter or Esc in the question keeps the work: only a deliberate choice loses it.
+        box.setDefaultButton(keep)
+        box.setEscapeButton(keep)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.buttonClicked.connect(lambda button: self._answered(button is discard))
+        self.question = box
+        box.open()
+
+    def _answered(self, discard: bool) -> None:
+        self.question = None
+        if discard:
+            self._discarding = True
+            self.reject()
+
     def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
         self.closing = False  # opened again after Cancel or Run
+        self._discarding = False
         super().showEvent(event)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)
-        self.closing = True
-        super().closeEvent(event)
+        super().closeEvent(event)  # QDialog rejects: done() may ask, and keep it open
+        if event.isAccepted():
+            self.closing = True

@@ -10,19 +10,21 @@ draft it edits and the wizard's services (the thread pool), never another page.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QAbstractButton,
     QComboBox,
     QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QProgressBar,
     QToolButton,
     QVBoxLayout,
@@ -47,7 +49,8 @@ class WizardPage(QWizardPage):
 
     ``self.draft`` is the job being planned (the page edits its own part and listens
     for the rest); ``self.wiz`` offers the shared services only: ``start_worker``,
-    ``closing`` and ``request_vocabulary_count``.
+    ``closing``, ``request_vocabulary_count`` and ``note_edit`` (the user made a choice
+    no field's own signal says, e.g. a file picked in a dialog).
     """
 
     def __init__(self, wizard: CompressWizard, title: str, subtitle: str) -> None:
@@ -126,6 +129,34 @@ class PageField:
 
 
 # --------------------------------------------------------------------------- small widgets
+
+
+#: Set on a widget :func:`watch_user_edits` has connected, so it is connected once.
+_WATCHED = "slimpajamaWatchedForEdits"
+
+
+def watch_user_edits(root: QWidget, edited: Callable[[], None]) -> None:
+    """Call ``edited`` whenever the user changes a field under ``root``: types into a
+    line or number field, steps a number, chooses in a combo, ticks or presses a
+    checkable button. Only the user's signals are used, never those a value set in code
+    sends, so filling a page (a preset, a loaded file's columns) is no edit.
+
+    Call it again when fields were added under ``root``; each is connected once.
+    """
+    for widget in (root, *root.findChildren(QWidget)):
+        if widget.property(_WATCHED):
+            continue
+        if isinstance(widget, NumberBox):
+            widget.stepped.connect(edited)  # its typing: its QLineEdit, below
+        elif isinstance(widget, QLineEdit):
+            widget.textEdited.connect(lambda _text: edited())
+        elif isinstance(widget, QComboBox):
+            widget.activated.connect(lambda _index: edited())
+        elif isinstance(widget, (QAbstractButton, QGroupBox)) and widget.isCheckable():
+            widget.clicked.connect(lambda _checked=False: edited())
+        else:
+            continue
+        widget.setProperty(_WATCHED, True)
 
 
 def make_label(text: str = "", style: str | None = None, *, wrap: bool = True) -> QLabel:
