@@ -1358,6 +1358,21 @@ def test_a_preset_click_keeps_the_custom_settings_for_custom_again(qtbot, on_tec
     assert questions == []
 
 
+def test_ticking_a_technique_keeps_the_training_settings_typed(qtbot, on_techniques):
+    """One more technique ticked rebuilt the chain from its boxes, and the epochs typed
+    for the distillation on the settings page fell back to the chain's own."""
+    w = on_techniques
+    tech = w.techniques_page
+    custom_with_distill(qtbot, tech)
+    go_next(qtbot, w)
+    type_into(qtbot, w.settings_page.row_for("distill").epochs, "7")
+    click(qtbot, back_button(w))
+    click_group_check(qtbot, tech.heads_box)  # one more step: the rows are made anew
+    go_next(qtbot, w)
+    assert w.settings_page.row_for("distill").epochs.value() == 7
+    assert w.settings_page.row_for("prune", "heads") is not None
+
+
 def the_question(qtbot, questions) -> QMessageBox:
     """The one message box shown, once it is on screen."""
     assert len(questions) == 1, questions
