@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtCore import QSettings, QThreadPool, QTimer
 
 from slimpajama_gui.qt.app import collect_garbage_on_gui_thread, configure_identity
 
@@ -17,6 +17,9 @@ def gui_thread_garbage_collection(qapp):
     :func:`~slimpajama_gui.qt.app.collect_garbage_on_gui_thread`)."""
     collect_garbage_on_gui_thread(qapp)
     yield
+    # As the app does at exit: a worker still running (a window's start-up imports) when
+    # the interpreter shuts down fails inside its import and emits into a deleted object.
+    QThreadPool.globalInstance().waitForDone(60_000)
     qapp._slimpajama_gc.timer.stop()
     gc.enable()
 
