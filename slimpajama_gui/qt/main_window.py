@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QSettings, QSize, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -29,12 +29,14 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs.index import variant_from_record
 from slimpajama_gui.core.jobs.warmup import warm_imports
 from slimpajama_gui.core.model.catalog import describe_folder, packaged_minilm_path
+from slimpajama_gui.core.paths import data_dir
 from slimpajama_gui.core.plan.recipe import Recipe, load_recipe
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.storage.variant import VariantRecord
 from slimpajama_gui.qt.closing import CloseGuard
 from slimpajama_gui.qt.compare import CompareView
 from slimpajama_gui.qt.compress_page import CompressPage
+from slimpajama_gui.qt.help_menu import about_text, show_shortcuts
 from slimpajama_gui.qt.jobs_view import JobsView
 from slimpajama_gui.qt.models_view import ModelsView
 from slimpajama_gui.qt.playground import PlaygroundView
@@ -231,6 +233,12 @@ class MainWindow(QMainWindow):
         refresh.setShortcut(QKeySequence.StandardKey.Refresh)
         refresh.triggered.connect(self.models_view.rescan)
         file_menu.addAction(refresh)
+        open_data = QAction("Open &data folder", self)
+        open_data.setToolTip("Show the folder of results, job history and logs in the file manager")
+        open_data.triggered.connect(
+            lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(data_dir())))
+        )
+        file_menu.addAction(open_data)
         file_menu.addSeparator()
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
@@ -252,17 +260,15 @@ class MainWindow(QMainWindow):
             view_menu.addAction(action)
 
         help_menu = self.menuBar().addMenu("&Help")
+        keys = QAction("&Keyboard shortcuts", self)
+        keys.setShortcut(QKeySequence.StandardKey.HelpContents)
+        keys.triggered.connect(lambda: show_shortcuts(self))
+        help_menu.addAction(keys)
         about = QAction("&About SlimPajama Studio", self)
-        about.triggered.connect(self._about)
-        help_menu.addAction(about)
-
-    def _about(self) -> None:
-        QMessageBox.about(
-            self,
-            "About SlimPajama Studio",
-            f"<b>SlimPajama Studio {__version__}</b><p>Make transformer text classifiers "
-            "small and fast, and watch it happen.</p>",
+        about.triggered.connect(
+            lambda: QMessageBox.about(self, "About SlimPajama Studio", about_text())
         )
+        help_menu.addAction(about)
 
     def show_settings(self) -> SettingsDialog:
         """Edit → Settings… (window-modal; returned for tests)."""

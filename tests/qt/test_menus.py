@@ -388,3 +388,52 @@ def test_an_onnx_int8_source_chosen_on_the_model_page_is_stopped_before_the_revi
     assert f"choose the float model it was made from ({tiny_minilm})" in error_text(tech)
     assert not w.button(QWizard.WizardButton.NextButton).isEnabled()
     qtbot.waitUntil(lambda: not w.busy(), timeout=TIMEOUT)
+
+
+def test_help_lists_every_shortcut_and_about_names_versions_and_folders(
+    qtbot, tmp_path, monkeypatch
+):
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QDesktopServices, QKeySequence
+
+    from slimpajama_gui.qt import help_menu
+
+    monkeypatch.setenv("SLIMPAJAMA_HOME", str(tmp_path / "home"))
+    window = MainWindow()
+    qtbot.addWidget(window)
+    with qtbot.waitSignal(window.models_view.scan_finished, timeout=TIMEOUT):
+        window.show()
+    menus = {a.text(): a.menu() for a in window.menuBar().actions()}
+    help_actions = {a.text(): a for a in menus["&Help"].actions()}
+    assert list(help_actions) == ["&Keyboard shortcuts", "&About SlimPajama Studio"]
+
+    help_actions["&Keyboard shortcuts"].trigger()
+    (box,) = [
+        b for b in window.findChildren(QMessageBox) if b.windowTitle() == "Keyboard shortcuts"
+    ]
+    assert box.isVisible()
+    text = box.text()
+    # Read from the window: every menu action with keys and the Playground's own shortcut.
+    for keys, what in [
+        ("Ctrl+,", "Edit › Settings"),
+        ("Ctrl+1", "View › Models"),
+        ("Ctrl+Return", "Playground › Predict all"),
+    ]:
+        assert keys in text and what in text, (keys, what, text)
+    # Standard keys (Quit, Open) differ by platform: whatever this one binds is listed.
+    for menu in menus.values():
+        for action in menu.actions():
+            if not action.shortcut().isEmpty():
+                assert action.shortcut().toString(QKeySequence.SequenceFormat.NativeText) in text
+    box.close()
+
+    about = help_menu.about_text()
+    assert str(tmp_path / "home") in about and "slimpajama.log" in about
+    for name in ("torch", "transformers", "onnxruntime", "PySide6"):
+        assert f"{name} " in about
+
+    opened: list[QUrl] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
+    (open_data,) = [a for a in menus["&File"].actions() if a.text() == "Open &data folder"]
+    open_data.trigger()
+    assert [u.toLocalFile() for u in opened] == [str(tmp_path / "home")]

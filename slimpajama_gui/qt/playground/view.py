@@ -211,6 +211,7 @@ class PlaygroundView(WorkerScreen):
             )
         self.batch.run_button.clicked.connect(self.run_batch)
         shortcut = QShortcut(QKeySequence("Ctrl+Return"), self.batch.input)
+        shortcut.setWhatsThis("Playground › Predict all (the lines of the batch box)")
         shortcut.activated.connect(self.run_batch)
         self._update_hint()
 
