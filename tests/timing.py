@@ -60,3 +60,48 @@ def slow_start(monkeypatch, load_s: float = 100.0, first_pass_s: float = 200.0):
         return ModelPredictor(path)
 
     return factory, passes
+
+
+class ColdPasses:
+    """A factory whose models pay a start-up cost (``cold_s`` on a :class:`FakeClock`) on
+    each input length they have not read yet, and on the first pass after :meth:`chill`.
+
+    That is what stays cold after the warm-up at load: a pass on a new shape sets up its
+    buffers, and a model left idle while others loaded or ran has its weights out of the
+    CPU caches (a test says when, with :meth:`chill`, so no thread race decides it).
+    ``cold`` counts the cold passes.
+    """
+
+    def __init__(self, monkeypatch, cold_s: float = 200.0) -> None:
+        self.clock = FakeClock()
+        self.cold_s = cold_s
+        self.cold = 0
+        self._seen: dict[int, set[int]] = {}
+        self._models: dict[str, int] = {}
+        self._lock = threading.Lock()
+        monkeypatch.setattr(
+            predictor_mod, "time", SimpleNamespace(perf_counter=self.clock.perf_counter)
+        )
+        real_logits = predictor_mod.row_logits
+
+        def row_logits(model, input_ids, *args):
+            with self._lock:
+                seen = self._seen.setdefault(id(model), set())
+                if int(input_ids.shape[-1]) not in seen:
+                    seen.add(int(input_ids.shape[-1]))
+                    self.cold += 1
+                    self.clock.spend(cold_s)
+            return real_logits(model, input_ids, *args)
+
+        monkeypatch.setattr(predictor_mod, "row_logits", row_logits)
+
+    def __call__(self, path) -> ModelPredictor:
+        predictor = ModelPredictor(path)
+        with self._lock:
+            self._models[str(path)] = id(predictor.model)
+        return predictor
+
+    def chill(self, path) -> None:
+        """The next pass of the model loaded from ``path`` is cold again."""
+        with self._lock:
+            self._seen.pop(self._models[str(path)], None)

@@ -14,7 +14,7 @@ from slimpajama_gui.core.model.inspection import inspect_model
 from slimpajama_gui.core.runtime.predictor import ModelPredictor
 from slimpajama_gui.qt.playground import PlaygroundView
 from tests.figures import measured
-from tests.timing import TICK_MS, slow_start
+from tests.timing import TICK_MS, ColdPasses, slow_start
 
 TIMEOUT = 30_000
 
@@ -140,9 +140,91 @@ def test_the_first_latency_shown_is_the_forward_pass_alone(qtbot, two_models, mo
     for panel in view.panels.values():
         assert panel.result.ms == pytest.approx(TICK_MS)  # not 300 000 ms of loading
         assert panel.latency.text().startswith("1.0 ms · batch 1, ")
-        assert "warm-up" in panel.latency.toolTip()
-    assert list(passes.values()) == [3]  # one untimed warm-up, then one pass per side
+        assert "untimed" in panel.latency.toolTip()
+    # The cache's warm-up at load, then per side the text untimed (its first figure
+    # after a pick) and timed.
+    assert list(passes.values()) == [5]
     assert list(view.cache.loads.values()) == [1]
+
+
+def test_a_latency_shown_is_warm_after_a_load_or_a_switch(qtbot, two_models, monkeypatch):
+    """Switching A to another result and back showed 164.5 ms and 500.8 ms, against 52.2 ms
+    once warm: the warm-up at load reads another text, and a model left idle goes cold.
+    The first text after a model is loaded or picked runs once untimed, so every figure
+    shown is a warm pass (on a fake clock: a cold pass would show 200 000 ms)."""
+    a, b = two_models
+    cold = ColdPasses(monkeypatch)
+    view = PlaygroundView(factory=cold)
+    qtbot.addWidget(view, before_close_func=lambda w: _settle(w, qtbot))
+    view.show()
+    _offer(view, qtbot, [a, b])
+    view.set_pair(a.path, a.path)  # one model on both sides: no two loads race
+    text = "a warm and funny film about two old friends"
+
+    def shown_warm() -> None:
+        qtbot.waitUntil(lambda: _shown_for(view, text), timeout=TIMEOUT)
+        qtbot.waitUntil(lambda: not view.busy(), timeout=TIMEOUT)
+        for panel in view.panels.values():
+            assert panel.result.ms == pytest.approx(TICK_MS)
+            assert panel.latency.text().startswith("1.0 ms · batch 1")
+
+    view.text.setText(text)
+    view.predict_now()
+    shown_warm()
+    view.set_pair(b.path, a.path)  # A loads another model
+    shown_warm()
+    cold.chill(a.path)  # idle while B's model loaded and ran
+    view.set_pair(a.path, a.path)  # and back
+    shown_warm()
+    assert cold.cold >= 4  # the cold passes happened, untimed
+    assert "untimed" in view.panels["a"].latency.toolTip()
+
+
+def test_a_side_never_shows_a_latency_from_an_earlier_prediction(view, qtbot, two_models):
+    """With one model on both sides, A showed 4.6 ms and B 15.3 ms, B's from an earlier
+    prediction. While a side predicts new text, its old figure is gone; when a side's
+    model changes, both sides are timed again, so the two figures are of the same moment."""
+    import threading
+
+    gate = threading.Event()
+    gate.set()
+
+    def gated(path):
+        predictor = ModelPredictor(path)
+        real = predictor.predict
+
+        def predict(texts):
+            gate.wait(TIMEOUT / 1000)
+            return real(texts)
+
+        predictor.predict = predict
+        return predictor
+
+    view.cache.factory = gated
+    a, b = two_models
+    _offer(view, qtbot, list(two_models))
+    view.text.setText("first text")
+    view.predict_now()
+    qtbot.waitUntil(lambda: _shown_for(view, "first text"), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not view.busy(), timeout=TIMEOUT)
+    gate.clear()
+    try:
+        view.text.setText("a second, longer text")
+        view.predict_now()
+        qtbot.waitUntil(lambda: view.busy(), timeout=TIMEOUT)
+        for panel in view.panels.values():
+            assert "ms" not in panel.latency.text(), panel.latency.text()
+    finally:
+        gate.set()
+    qtbot.waitUntil(lambda: _shown_for(view, "a second, longer text"), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not view.busy(), timeout=TIMEOUT)
+    before = view.panels["a"].result
+    view.set_pair(a.path, a.path)  # B takes A's model; A's figure is taken again beside it
+    qtbot.waitUntil(lambda: not view.busy(), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: _shown_for(view, "a second, longer text"), timeout=TIMEOUT)
+    assert view.panels["a"].result is not before
+    for panel in view.panels.values():
+        assert panel.latency.text() == panel.result.latency_text()
 
 
 def test_models_load_and_predict_off_the_gui_thread(qtbot, two_models, gui_probe):
@@ -162,8 +244,8 @@ def test_models_load_and_predict_off_the_gui_thread(qtbot, two_models, gui_probe
     view.text.setText("a fun film")
     view.predict_now()
     qtbot.waitUntil(lambda: _shown_for(view, "a fun film"), timeout=TIMEOUT)
-    # Two loads and two predictions (one per side), each on a worker thread.
-    gui_probe.assert_work_ran_off_the_gui_thread(calls=4)
+    # Two loads and, per side, the text untimed then timed: each on a worker thread.
+    gui_probe.assert_work_ran_off_the_gui_thread(calls=6)
     # Meanwhile the GUI thread drew the panels: each said it was loading its model.
     for side in (0, 1):
         assert any("Loading" in texts[side] for texts in gui_probe.seen), gui_probe.seen

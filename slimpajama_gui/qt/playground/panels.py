@@ -120,8 +120,8 @@ class PredictionPanel(QGroupBox):
         self.latency.setStyleSheet("color: #5f6b76;")
         self.latency.setToolTip(
             "Time of this text's forward pass alone, at batch 1 on the CPU threads shown: "
-            "tokenization excluded, and loading too (each model runs one untimed warm-up "
-            "pass after it loads, so the first figure is timed like the others)"
+            "tokenization excluded, and loading too. After a model is loaded or picked, "
+            "the text first runs once untimed, so the figure is a warm pass like the others"
         )
         self.note = QLabel()
         self.note.setWordWrap(True)
@@ -159,6 +159,9 @@ class PredictionPanel(QGroupBox):
         self.state.setStyleSheet("")
 
     def show_running(self) -> None:
+        # The label and bars of the previous text stay (no flicker while typing); its
+        # latency goes, as a figure beside the new text would be read as the new one's.
+        self.latency.setText("measuring…")
         if self.result is None and not self.error:
             self.state.setText("<i>Predicting…</i>")
             self.state.setStyleSheet("")

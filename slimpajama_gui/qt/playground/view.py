@@ -59,6 +59,11 @@ class _Request:
     generation: int
     path: Path
     text: str
+    #: Run the text once untimed first: a model was loaded or picked since this side's
+    #: last figure.
+    warm_up: bool = False
+    #: The view's ``_picks`` when asked.
+    picks: int = 0
 
 
 @dataclass
@@ -66,20 +71,28 @@ class _SideState:
     busy: bool = False
     pending: _Request | None = None
     generation: int = 0  # newest generation asked for
+    #: The view's ``_picks`` when this side's last figure was measured (-1: never).
+    warm_at: int = -1
 
 
 def _side_job(cache: PredictorCache, request: _Request) -> Iterator[tuple[str, _Request]]:
     """Runs on a worker: load the model if needed (saying so), then predict one text.
 
-    The latency is the forward pass alone: loading (and the untimed warm-up pass the
-    cache runs after it) is over before it is timed. A :class:`ModelPredictor` also says
+    The latency is a warm forward pass alone: loading (and the untimed warm-up pass the
+    cache runs after it) is over before it is timed, and after a load or a change of
+    model the same text runs once untimed first. A model's first pass on a new input
+    shape, or after other models pushed it out of the CPU caches, took 3 to 10 times a
+    warm one, and was shown as if it were typical. A :class:`ModelPredictor` also says
     how it read the text (cut to its length, words its vocabulary does not have) and on
     how many CPU threads it ran; other predictors give neither.
     """
     predictor = cache.peek(request.path)
-    if predictor is None:
+    loaded = predictor is None
+    if loaded:
         yield ("loading", request)
         predictor = cache.get(request.path)
+    if request.warm_up or loaded:
+        predictor.predict([request.text])
     threads = getattr(predictor, "threads", None)
     probs, names, ms = predictor.predict([request.text])
     reading = getattr(predictor, "reading", None)
@@ -147,6 +160,11 @@ class PlaygroundView(WorkerScreen):
         self._loading_status: dict[str, Path] = {}
         #: Results dropped because newer text or another model was asked for meanwhile.
         self.stale_dropped = 0
+        #: Counts model changes on either side: a side whose last figure is older than
+        #: the latest one warms its model up before timing the next.
+        self._picks = 0
+        #: set_pair is changing both pickers: it predicts once, after both.
+        self._pairing = False
 
         self.text = QLineEdit()
         self.text.setPlaceholderText(
@@ -286,18 +304,25 @@ class PlaygroundView(WorkerScreen):
         A model without a classifier head (Compare asks for a result's source, which may
         be a bare encoder) is not picked: its side stays empty and says why.
         """
-        for side, path in (("a", a), ("b", b)):
-            combo = self.pickers[side]
-            index = self._combo_index(path) if path is not None else -1
-            self._refused.pop(side, None)
-            if index >= 0 and not pickable(combo, index):
-                name = self._headless[combo.itemData(index)]
-                self._refused[side] = _no_head_sentence(name, "or pick another model above")
-                index = -1
-            if index != combo.currentIndex():
-                combo.setCurrentIndex(index)  # → _on_model_changed
-            elif index < 0:
-                self.panels[side].show_idle(self._idle_text(side))
+        picks = self._picks
+        self._pairing = True
+        try:
+            for side, path in (("a", a), ("b", b)):
+                combo = self.pickers[side]
+                index = self._combo_index(path) if path is not None else -1
+                self._refused.pop(side, None)
+                if index >= 0 and not pickable(combo, index):
+                    name = self._headless[combo.itemData(index)]
+                    self._refused[side] = _no_head_sentence(name, "or pick another model above")
+                    index = -1
+                if index != combo.currentIndex():
+                    combo.setCurrentIndex(index)  # → _on_model_changed
+                elif index < 0:
+                    self.panels[side].show_idle(self._idle_text(side))
+        finally:
+            self._pairing = False
+        if self._picks != picks:
+            self.predict_now()
 
     def path(self, side: str) -> Path | None:
         """The folder of the model picked on ``side`` ("a" or "b"), or None."""
@@ -339,6 +364,7 @@ class PlaygroundView(WorkerScreen):
 
     def _on_model_changed(self, side: str) -> None:
         panel = self.panels[side]
+        self._picks += 1
         self._update_verdict()
         if self.path(side) is None:
             self._state[side].generation += 1  # anything in flight for it is stale now
@@ -346,8 +372,10 @@ class PlaygroundView(WorkerScreen):
             return
         self._refused.pop(side, None)
         panel.show_idle("Type a sentence above.")
-        if self.text.text().strip():
-            self._request(side, self.text.text())
+        if self.text.text().strip() and not self._pairing:
+            # Both sides again: the other side's figure was taken before this model was
+            # loaded or picked, under other conditions, and the two are read side by side.
+            self.predict_now()
 
     # ------------------------------------------------------------------ live
     def _on_text_changed(self, text: str) -> None:
@@ -378,7 +406,8 @@ class PlaygroundView(WorkerScreen):
         self._generation += 1
         state = self._state[side]
         state.generation = self._generation
-        request = _Request(side, self._generation, path, text)
+        warm_up = state.warm_at < self._picks
+        request = _Request(side, self._generation, path, text, warm_up, self._picks)
         self.panels[side].show_running()
         if state.busy:
             state.pending = request  # only the newest waits; older text is not worth running
@@ -427,6 +456,9 @@ class PlaygroundView(WorkerScreen):
     def _on_side_returned(self, item: tuple[_Request, Prediction]) -> None:
         request, pred = item
         self._end_loading_status(request.side)
+        if request.warm_up:  # stale or not, the model ran warm
+            state = self._state[request.side]
+            state.warm_at = max(state.warm_at, request.picks)
         if not self._current(request):
             self.stale_dropped += 1
             return
