@@ -6,12 +6,11 @@ Drives the real main window on a tiny model and the built-in demo data.
 from __future__ import annotations
 
 import pytest
-from PySide6.QtWidgets import QWizard
 
 from slimpajama_gui.qt.main_window import MainWindow
 from tests.figures import measured
 
-from .test_wizard import choose, click, click_group_check, go_next, type_into
+from .test_wizard import choose, click, click_group_check, click_run, go_next, type_into
 
 JOB_TIMEOUT = 180_000
 TIMEOUT = 30_000
@@ -60,7 +59,7 @@ def run_wizard(qtbot, win: MainWindow, *, distill_epochs: str) -> None:
     go_next(qtbot, w)
     assert "smaller than" in w.review_page.headline.text()
     with qtbot.waitSignal(win.jobs_view.runner.job_started, timeout=TIMEOUT):
-        click(qtbot, w.button(QWizard.WizardButton.FinishButton))
+        click_run(qtbot, w)
     assert win.current_area() == "jobs"
 
 

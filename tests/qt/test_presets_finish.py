@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QWizard
 
 from slimpajama_gui.core.model.catalog import packaged_minilm_path
 from slimpajama_gui.core.plan.presets import PRESETS
@@ -19,7 +18,7 @@ from slimpajama_gui.core.plan.steps import FineTune
 from slimpajama_gui.core.techniques.train import MAX_STEPS_ENV
 from slimpajama_gui.qt.main_window import MainWindow
 
-from .test_wizard import click, go_next
+from .test_wizard import click, click_run, go_next
 
 JOB_TIMEOUT = 600_000
 TIMEOUT = 60_000
@@ -64,7 +63,7 @@ def test_each_preset_finishes_on_the_demo_data_through_the_wizard(qtbot, window,
         qtbot.waitSignal(runner.job_finished, timeout=JOB_TIMEOUT) as done,
         qtbot.waitSignal(runner.job_started, timeout=TIMEOUT),
     ):
-        click(qtbot, w.button(QWizard.WizardButton.FinishButton))
+        click_run(qtbot, w)
     job_id, status, error = done.args
     assert status == "done", error
     model = win.jobs_view.model

@@ -118,6 +118,13 @@ def error_text(page) -> str:
     return page.error.text() if page.error.isVisible() else ""
 
 
+def click_run(qtbot, w: CompressWizard) -> None:
+    """Click Run as a user who has read the review page: once the double-click interval
+    in which Run ignores presses (the wizard's own timer) is over."""
+    qtbot.waitUntil(lambda: not w.run_guarded(), timeout=TIMEOUT)
+    click(qtbot, w.button(QWizard.WizardButton.FinishButton))
+
+
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -235,7 +242,7 @@ def test_custom_chain_review_run_and_execute(qtbot, make_wizard, tiny_minilm, ti
     assert w.button(QWizard.WizardButton.FinishButton).text() == "Run"
 
     with qtbot.waitSignal(w.recipe_ready, timeout=TIMEOUT) as blocker:
-        click(qtbot, w.button(QWizard.WizardButton.FinishButton))
+        click_run(qtbot, w)
     recipe = blocker.args[0]
     assert recipe == parsed
     assert not w.isVisible()
@@ -857,7 +864,7 @@ def test_an_opened_recipe_keeps_its_threads(qtbot, make_wizard, tiny_minilm, tmp
     assert settings.threads.text() == "3" and settings.name_edit.text() == "opened"
     assert (w.draft.threads, w.draft.name, w.draft.device) == (3, "opened", "cpu")
     with qtbot.waitSignal(w.recipe_ready, timeout=TIMEOUT) as blocker:
-        click(qtbot, finish)
+        click_run(qtbot, w)
     sent = blocker.args[0]
     assert (sent.threads, sent.device, sent.name) == (3, "cpu", "opened")
     # Its steps as the file has them: the benchmark keeps its own 2 threads, as
@@ -1092,7 +1099,7 @@ def test_embedded_wizard_starts_over_after_run(qtbot, tiny_minilm):
         w.next()
     assert w.currentPage() is w.review_page
     with qtbot.waitSignal(w.recipe_ready, timeout=TIMEOUT):
-        click(qtbot, w.button(QWizard.WizardButton.FinishButton))
+        click_run(qtbot, w)
     assert w.isVisible() and w.currentId() == w.PAGE_MODEL
     qtbot.waitUntil(lambda: not w.busy(), timeout=TIMEOUT)
 
@@ -1262,7 +1269,48 @@ def test_enter_on_the_review_page_never_starts_the_job(qtbot, on_techniques):
         assert ran == [] and w.isVisible() and w.currentPage() is review, target
     assert not run.isDefault()  # nor drawn as the button Enter presses
     with qtbot.waitSignal(w.recipe_ready, timeout=TIMEOUT):
-        click(qtbot, run)
+        click_run(qtbot, w)
+    assert len(ran) == 1 and not w.isVisible()
+
+
+@pytest.fixture
+def slow_double_click():
+    """A double-click interval no test machine is slow enough to outlast: whether a
+    click falls inside it never depends on the machine's speed."""
+    hints = QGuiApplication.styleHints()
+    before = hints.mouseDoubleClickInterval()
+    hints.setMouseDoubleClickInterval(600_000)
+    yield
+    hints.setMouseDoubleClickInterval(before)
+
+
+def test_a_double_click_on_next_never_starts_the_job(qtbot, on_techniques, slow_double_click):
+    """Run sits where Next was: the first click of a double-click on the settings page's
+    Next opens Review, and the second, which lands on Run, must not start a job."""
+    w = on_techniques
+    ran: list[object] = []
+    w.recipe_ready.connect(ran.append)
+    click(qtbot, w.techniques_page.preset_buttons["fast"])
+    go_next(qtbot, w)
+    assert w.currentPage() is w.settings_page
+    nxt, run = next_button(w), w.button(QWizard.WizardButton.FinishButton)
+    spot = nxt.mapTo(w, nxt.rect().center())
+    # The first click: press and release on Next.
+    click(qtbot, nxt)
+    assert w.currentPage() is w.review_page
+    assert run.isVisible() and run.isEnabled() and run.geometry().contains(spot)
+    # The second, as the platform sends it: a press, the double-click, a release.
+    at = run.mapFrom(w, spot)
+    qtbot.mousePress(run, Qt.MouseButton.LeftButton, pos=at)
+    qtbot.mouseDClick(run, Qt.MouseButton.LeftButton, pos=at)
+    qtbot.mouseRelease(run, Qt.MouseButton.LeftButton, pos=at)
+    assert ran == [] and w.isVisible() and w.currentPage() is w.review_page
+    assert not run.isDown()
+
+    # Once the interval is over (the wizard's timer runs out), a click on Run runs.
+    w.run_guard.start(0)
+    with qtbot.waitSignal(w.recipe_ready, timeout=TIMEOUT):
+        click_run(qtbot, w)
     assert len(ran) == 1 and not w.isVisible()
 
 

@@ -29,8 +29,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
-from PySide6.QtWidgets import QDialog, QMessageBox, QWidget, QWizard
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import QApplication, QDialog, QMessageBox, QWidget, QWizard
 
 from slimpajama_gui.core.model.catalog import packaged_minilm_path
 from slimpajama_gui.core.model.inspection import ModelInfo
@@ -52,6 +52,8 @@ DISCARD = "Discard"
 KEEP_EDITING = "Keep editing"
 #: The keys that would press a dialog's default button.
 _ENTER_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+#: The mouse presses Run ignores just after the review page appears.
+_PRESSES = (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonDblClick)
 
 
 class CompressWizard(QWizard):
@@ -66,7 +68,8 @@ class CompressWizard(QWizard):
     compression setup?" first once the user has changed anything (:attr:`edited`);
     Discard closes it, Keep editing (the default) leaves it as it was. Enter goes on to
     the next page, but never runs the job: on the review page only a click on *Run*
-    (or Space while it has the focus) does.
+    (or Space while it has the focus) does, and not the second click of a double-click
+    on *Next* (:meth:`run_guarded`).
     """
 
     #: The recipe to run (a :class:`~slimpajama_gui.core.plan.recipe.Recipe`), on *Run*.
@@ -91,6 +94,11 @@ class CompressWizard(QWizard):
         # A job can take an hour: Enter must never start it, not even with Run focused.
         run.setAutoDefault(False)
         run.installEventFilter(self)
+        # Run sits where Next was: the second click of a double-click on Next would press
+        # it. Presses on Run are ignored for one double-click interval after the review
+        # page appears; a single shot, so a test can drive it rather than sleep.
+        self.run_guard = QTimer(self)
+        self.run_guard.setSingleShot(True)
         self.closing = False
         #: Whether the user changed anything since the wizard opened (or last ran).
         self.edited = False
@@ -274,13 +282,20 @@ class CompressWizard(QWizard):
         super().keyPressEvent(event)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
-        if (
-            watched is self.button(QWizard.WizardButton.FinishButton)
-            and event.type() == QEvent.Type.KeyPress
-            and event.key() in _ENTER_KEYS
-        ):
-            return True  # a button pressed by Enter when it has the focus: not Run
+        if watched is self.button(QWizard.WizardButton.FinishButton):
+            if event.type() == QEvent.Type.KeyPress and event.key() in _ENTER_KEYS:
+                return True  # a button pressed by Enter when it has the focus: not Run
+            if event.type() in _PRESSES and self.run_guarded():
+                # A press this soon after the page appeared was aimed at Next (the second
+                # click of a double-click), not at a plan nobody has read yet. Without its
+                # press, the release clicks nothing.
+                return True
         return super().eventFilter(watched, event)
+
+    def run_guarded(self) -> bool:
+        """Whether Run still ignores mouse presses: the review page appeared less than
+        the platform's double-click interval ago."""
+        return self.run_guard.isActive()
 
     # -- what the user changed -------------------------------------------------------
     def note_edit(self) -> None:
@@ -289,11 +304,15 @@ class CompressWizard(QWizard):
         a choice made in a file dialog)."""
         self.edited = True
 
-    def _on_page_shown(self, _page_id: int) -> None:
+    def _on_page_shown(self, page_id: int) -> None:
         page = self.currentPage()
         if page is not None:
             watch_user_edits(page, self.note_edit)
         self._no_default_run()
+        if page_id == self.PAGE_REVIEW:
+            self.run_guard.start(QApplication.styleHints().mouseDoubleClickInterval())
+        else:
+            self.run_guard.stop()
 
     # -- finishing -------------------------------------------------------------------
     def done(self, result: int) -> None:
