@@ -1406,6 +1406,52 @@ def test_a_preset_click_keeps_the_custom_settings_for_custom_again(qtbot, on_tec
     assert questions == []
 
 
+def test_an_edit_under_a_preset_keeps_the_earlier_custom_settings_restorable(
+    qtbot, on_techniques, questions
+):
+    """Custom edits, then Balanced, then an edit of one of Balanced's fields: the chain is
+    custom again, from Balanced, and the earlier custom settings are not gone: a button
+    beside the presets brings them back, and then the ones it replaced. No question."""
+    w = on_techniques
+    tech = w.techniques_page
+    restore = tech.restore_button
+    custom_with_distill(qtbot, tech)
+    type_into(qtbot, tech.temperature, "3.5")
+    click_group_check(qtbot, tech.heads_box)
+    type_into(qtbot, tech.heads_amount, "40")
+    earlier, earlier_chain = custom_controls(tech), tech.chain()
+    assert not restore.isVisible()
+
+    click(qtbot, tech.preset_buttons["balanced"])
+    assert not restore.isVisible()  # Custom brings them back: nothing replaced yet
+    boxes_at = tech.scroll.mapTo(tech, tech.scroll.rect().topLeft())
+    type_into(qtbot, tech.tolerance, "2")  # an edit: a new custom chain, from Balanced
+    assert tech.preset() == "custom" and tech.temperature.text() == "2.0"
+    (quant,) = [s for s in tech.chain() if isinstance(s, Quantize)]
+    assert quant.tolerance == 2 and not any(isinstance(s, Prune) for s in tech.chain())
+    qtbot.waitUntil(restore.isVisible)
+    assert restore.text() == "Restore my earlier custom settings"
+    assert "Prune attention heads" in restore.toolTip()
+    qtbot.wait(50)
+    assert tech.scroll.mapTo(tech, tech.scroll.rect().topLeft()) == boxes_at
+    replaced, replaced_chain = custom_controls(tech), tech.chain()
+
+    click(qtbot, restore)
+    assert tech.preset() == "custom"
+    assert custom_controls(tech) == earlier and tech.chain() == earlier_chain
+    assert restore.isVisible()  # the ones from Balanced are kept in turn
+    click(qtbot, restore)
+    assert custom_controls(tech) == replaced and tech.chain() == replaced_chain
+
+    # Kept while a preset is shown too: from Fast, the button brings the earlier ones.
+    click(qtbot, tech.preset_buttons["fast"])
+    click(qtbot, restore)
+    assert tech.preset() == "custom" and custom_controls(tech) == earlier
+    click(qtbot, restore)
+    assert custom_controls(tech) == replaced
+    assert questions == []
+
+
 def test_ticking_a_technique_keeps_the_training_settings_typed(qtbot, on_techniques):
     """One more technique ticked rebuilt the chain from its boxes, and the epochs typed
     for the distillation on the settings page fell back to the chain's own."""

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QPushButton,
     QRadioButton,
     QScrollArea,
     QVBoxLayout,
@@ -107,6 +108,9 @@ class TechniquesPage(WizardPage):
         self._layers = 0  # layers the pickers show
         #: The custom chain while a preset or the search is chosen; Custom brings it back.
         self._custom: _CustomChoice | None = None
+        #: Custom chains an edit under a preset replaced, the latest last; the restore
+        #: button brings them back one by one.
+        self._earlier: list[_CustomChoice] = []
         #: What the technique boxes said when a preset filled them.
         self._preset_shown: list[Step] | None = None
 
@@ -123,6 +127,14 @@ class TechniquesPage(WizardPage):
             self.preset_buttons[name] = button
             presets.addWidget(button)
         presets.addStretch(1)
+        self.restore_button = QPushButton("Restore my earlier custom settings")
+        self.restore_button.clicked.connect(self.restore_earlier)
+        # Its room is kept while it is hidden: the boxes below never move when it shows.
+        policy = self.restore_button.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)
+        self.restore_button.setSizePolicy(policy)
+        self.restore_button.hide()
+        presets.addWidget(self.restore_button)
         self.preset_buttons["balanced"].setChecked(True)
         self.description = make_label()
         self.description.setTextFormat(Qt.TextFormat.RichText)
@@ -418,8 +430,7 @@ class TechniquesPage(WizardPage):
             # a question at every such click would be in the way; Custom brings them
             # back as they were, as a desktop tool's presets keep a "Custom" entry.
             self._custom = self._save_custom()
-        self.search_box.setVisible(name == SEARCH)
-        self.scroll.setVisible(name != SEARCH)
+        self._show_boxes_for(name)
         if name == SEARCH:
             self.draft.set_chain(SEARCH, self._search_steps())
         elif name != "custom":
@@ -428,6 +439,10 @@ class TechniquesPage(WizardPage):
             self._restore_custom(self._custom)
         else:
             self.draft.set_chain("custom", self._custom_steps())
+
+    def _show_boxes_for(self, name: str) -> None:
+        self.search_box.setVisible(name == SEARCH)
+        self.scroll.setVisible(name != SEARCH)
 
     def _apply_preset(self, name: str) -> None:
         steps = self.draft.use_preset(name)
@@ -563,12 +578,50 @@ class TechniquesPage(WizardPage):
             if self._boxes_steps() == self._preset_shown:
                 return  # Enter in a field sends its value again: nothing changed
             # Changing a technique makes the chain the user's own, from the preset
-            # shown: the one Custom kept before is replaced by the one now in the boxes.
-            self._custom = None
+            # shown. The custom chain kept before is not thrown away, nor asked about in
+            # the middle of typing (a question there would take the keystrokes): the
+            # restore button offers it back beside the presets, as an editor's undo bar
+            # does, and restoring keeps this one in turn.
+            if self._custom is not None:
+                self._earlier.append(self._custom)
+                self._custom = None
+                self._show_restore()
             self._loading = True
             self.preset_buttons["custom"].setChecked(True)
             self._loading = False
         self.draft.set_chain("custom", self._custom_steps())
+
+    def restore_earlier(self) -> None:
+        """Bring back the custom chain an edit under a preset replaced last; the custom
+        chain it replaces now (shown, or kept while a preset is) is kept in its place,
+        first in line, so repeated clicks go round them all and none is dropped."""
+        if not self._earlier:
+            return
+        earlier = self._earlier.pop()
+        current = self._save_custom() if self.preset() == "custom" else self._custom
+        self._custom = None
+        if current is not None:
+            self._earlier.insert(0, current)
+        self._loading = True
+        self.preset_buttons["custom"].setChecked(True)
+        self._loading = False
+        self._show_boxes_for("custom")
+        self._restore_custom(earlier)
+        self._show_restore()
+        self.wiz.note_edit()
+
+    def _show_restore(self) -> None:
+        """Show the restore button while a replaced custom chain is kept, saying which."""
+        self.restore_button.setVisible(bool(self._earlier))
+        if not self._earlier:
+            return
+        chain = " → ".join(step_summary(s) for s in self._earlier[-1].chain) or "no steps"
+        more = len(self._earlier) - 1
+        others = f" ({more} more kept)" if more else ""
+        self.restore_button.setToolTip(
+            f"Bring back the custom settings your edit replaced: {chain}.{others} The "
+            "custom settings you have now are kept in turn, for this button to bring back."
+        )
 
     def _on_draft_changed(self, parts: set[str]) -> None:
         if parts & {"chain", "model", "data"}:
