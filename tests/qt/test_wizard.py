@@ -1452,6 +1452,38 @@ def test_an_edit_under_a_preset_keeps_the_earlier_custom_settings_restorable(
     assert questions == []
 
 
+def test_a_technique_a_preset_leaves_out_shows_its_defaults(qtbot, on_techniques):
+    """Under a preset, an unticked technique's greyed-out fields showed what was typed
+    for Custom (heads 40 % under Balanced, which prunes no heads), and ticking it started
+    from there; they show the technique's defaults, and Custom still brings back its own."""
+    w = on_techniques
+    tech = w.techniques_page
+    defaults = {box: box.text() for box in (tech.heads_amount, tech.temperature)}
+    scope = tech.heads_scope.currentText()
+    custom_with_distill(qtbot, tech)
+    type_into(qtbot, tech.temperature, "3.5")
+    click_group_check(qtbot, tech.heads_box)
+    type_into(qtbot, tech.heads_amount, "40")
+    choose(qtbot, tech.heads_scope, "in every")
+    typed = custom_controls(tech)
+
+    click(qtbot, tech.preset_buttons["fast"])  # no distillation, no heads pruned
+    assert not tech.heads_box.isChecked() and not tech.distill_box.isChecked()
+    assert (tech.heads_amount.text(), tech.heads_scope.currentText()) == (
+        defaults[tech.heads_amount],
+        scope,
+    )
+    assert tech.temperature.text() == defaults[tech.temperature]
+    click_group_check(qtbot, tech.heads_box)  # an edit: a custom chain from Fast
+    (heads,) = [s for s in tech.chain() if isinstance(s, Prune) and s.method == "heads"]
+    assert (heads.amount, heads.scope) == (pytest.approx(0.3), "global")
+
+    click(qtbot, tech.preset_buttons["balanced"])
+    assert not tech.heads_box.isChecked() and tech.heads_amount.text() == "30 %"
+    click(qtbot, tech.restore_button)  # Fast + heads took Custom's place; the first is kept
+    assert custom_controls(tech) == typed
+
+
 def test_ticking_a_technique_keeps_the_training_settings_typed(qtbot, on_techniques):
     """One more technique ticked rebuilt the chain from its boxes, and the epochs typed
     for the distillation on the settings page fell back to the chain's own."""

@@ -207,6 +207,8 @@ class TechniquesPage(WizardPage):
         for box in self.findChildren(NumberBox):
             # Every keystroke: text that is no number in range changes no value.
             box.typed.connect(self._update)
+        #: What each control shows before anyone touched it: a technique's defaults.
+        self._defaults = self._control_values()
         self.draft.subscribe(self._on_draft_changed)
 
     # -- state -----------------------------------------------------------------------
@@ -464,6 +466,10 @@ class TechniquesPage(WizardPage):
         ]
 
     def _save_custom(self) -> _CustomChoice:
+        return _CustomChoice(self._control_values(), self.draft.steps_with_settings())
+
+    def _control_values(self) -> list[tuple[QWidget, Any]]:
+        """What each custom control shows, a number as typed."""
         controls: list[tuple[QWidget, Any]] = []
         for control in self._custom_controls():
             if isinstance(control, LayerPicker):
@@ -474,32 +480,41 @@ class TechniquesPage(WizardPage):
                 controls.append((control, control.lineEdit().text()))
             else:
                 controls.append((control, control.isChecked()))
-        return _CustomChoice(controls, self.draft.steps_with_settings())
+        return controls
 
     def _restore_custom(self, saved: _CustomChoice) -> None:
         """Show the custom chain as the user left it, and make it the draft's again."""
         self._custom = None
         self._loading = True
         try:
-            for control, value in saved.controls:
-                if isinstance(control, LayerPicker):
-                    control.set_selected(value)
-                elif isinstance(control, QComboBox):
-                    control.setCurrentIndex(value)
-                elif isinstance(control, NumberBox):
-                    control.lineEdit().setText(value)  # as typed, a refused value too
-                else:
-                    control.setChecked(value)
+            self._set_controls(saved.controls)
             self._show_student_kind()
             self._enforce_finetune()
         finally:
             self._loading = False
         self.draft.set_chain("custom", self._custom_steps(saved.chain))
 
+    def _set_controls(self, controls: Sequence[tuple[QWidget, Any]]) -> None:
+        for control, value in controls:
+            if isinstance(control, LayerPicker):
+                control.set_selected(value)
+            elif isinstance(control, QComboBox):
+                control.setCurrentIndex(value)
+            elif isinstance(control, NumberBox):
+                control.lineEdit().setText(value)  # as typed, a refused value too
+            else:
+                control.setChecked(value)
+
     def _show_chain(self, steps: Sequence[Step]) -> None:
         """Set the custom controls to show ``steps``, so Custom starts from the preset."""
         self._loading = True
         try:
+            # A technique the chain leaves out shows its defaults, greyed out: what custom
+            # values were left there are no part of this chain, and ticking it would
+            # start from them. (Custom keeps those values apart, to bring them back.)
+            self._set_controls(self._defaults)
+            for picker in (self.student_picker, self.keep_picker):
+                picker.set_selected(default_student_layers(self._layers))
             first = _first_of(steps)
             self.finetune_box.setChecked(first(FineTune) is not None or self.draft.needs_finetune)
             sensitivity = first(Sensitivity)
