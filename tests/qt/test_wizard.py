@@ -1200,6 +1200,28 @@ def test_the_review_page_repeats_a_warning_an_opened_recipe_never_showed(
 # --------------------------------------------------------------------------- what the pages say
 
 
+def test_an_error_line_never_moves_the_search_form(qtbot, on_techniques):
+    """'Find the best…': 'lots' typed into the accuracy budget made the red sentence
+    appear and the whole form moved up ~100 px, so the next click landed elsewhere."""
+    tech = on_techniques.techniques_page
+    click(qtbot, tech.preset_buttons["search"])
+    qtbot.wait(50)
+    fields = (tech.description, tech.search_budget, tech.search_minutes, tech.search_objective)
+
+    def places() -> list[QPoint]:
+        return [f.mapTo(tech, f.rect().topLeft()) for f in fields]
+
+    before = places()
+    type_into(qtbot, tech.search_budget, "lots")
+    assert error_text(tech).startswith("Accuracy budget: 'lots' is not a number")
+    qtbot.wait(50)
+    assert places() == before
+    type_into(qtbot, tech.search_budget, "2")
+    assert not error_text(tech)
+    qtbot.wait(50)
+    assert places() == before
+
+
 def test_the_custom_summary_never_repeats_a_refused_value(qtbot, on_techniques):
     """The line above the boxes describes what would run: a field holding a refused value
     is not set there (it said 'hidden MSE 2e+06' for a refused 2000000)."""

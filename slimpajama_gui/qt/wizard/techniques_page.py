@@ -172,10 +172,20 @@ class TechniquesPage(WizardPage):
         # Allowed but almost surely a slip (a distillation with no weight on the teacher).
         self.warning = make_label("", WARNING_STYLE)
         self.warning.hide()
+        # The search's form sits at the top of the room the technique boxes take, the
+        # rest of it empty below: with nothing else to stretch, every row grew with the
+        # page, and a sentence appearing below shrank them all, moving the field being
+        # typed in (and the next click's target) up by a hundred pixels.
+        self.search_area = QWidget()
+        search_layout = QVBoxLayout(self.search_area)
+        search_layout.setContentsMargins(0, 0, 0, 0)
+        search_layout.addWidget(self.search_box)
+        search_layout.addStretch(1)
+        self.search_area.hide()
         layout = QVBoxLayout(self)
         layout.addLayout(presets)
         layout.addWidget(self.description)
-        layout.addWidget(self.search_box)
+        layout.addWidget(self.search_area, 1)
         layout.addWidget(self.scroll, 1)
         layout.addWidget(self.error)
         layout.addWidget(self.warning)
@@ -443,6 +453,7 @@ class TechniquesPage(WizardPage):
             self.draft.set_chain("custom", self._custom_steps())
 
     def _show_boxes_for(self, name: str) -> None:
+        self.search_area.setVisible(name == SEARCH)
         self.search_box.setVisible(name == SEARCH)
         self.scroll.setVisible(name != SEARCH)
 
