@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QItemSelectionModel, QPoint, QPointF, Qt
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.jobs.flips import EVAL_BATCH
@@ -829,3 +829,108 @@ def test_latency_axis_never_shows_a_scale_factor(view, qtbot):
         axis = item.getAxis(name)
         assert axis.scale == 1.0, name
         assert "x0.0" not in axis.labelString(), name
+
+
+# --------------------------------------------------------------- a head-less pair, buttons, layout
+
+
+def _figures(view) -> dict[str, list[str]]:
+    metrics = view.details.metrics
+    return {
+        metrics.verticalHeaderItem(r).text(): [metrics.item(r, c).text() for c in range(3)]
+        for r in range(metrics.rowCount())
+    }
+
+
+def test_a_head_less_model_paired_from_the_table_gets_no_misleading_figures(
+    qtbot, tmp_path, tiny_minilm
+):
+    """Ctrl-click a result and the packaged MiniLM (no classifier head): the Accuracy row's
+    'B against A' said 'other eval sets', but B has no accuracy at all. Every cell says
+    what is true, either way round."""
+    from slimpajama_gui.core.model.catalog import packaged_minilm_path
+
+    packaged = packaged_minilm_path()
+    store, folder = _one_variant_history(tmp_path, packaged, tiny_minilm)
+    view = _open(qtbot, store)
+    encoder, result = _row(view, packaged), _row(view, folder)
+    for first, second, side in ((result, encoder, "B"), (encoder, result, "A")):
+        _select_rows(view, first, second)
+        assert view.pair() == (view.variants[first], view.variants[second])
+        qtbot.waitUntil(lambda: not view._pair_timer.isActive(), timeout=TIMEOUT)
+        qtbot.waitUntil(lambda: not view.busy(), timeout=TIMEOUT)
+        rows = _figures(view)
+        for name in ("Accuracy", "Macro-F1"):
+            assert rows[name][2] == f"– ({side} has no classifier head)", rows
+        assert not any("eval sets" in cell for row in rows.values() for cell in row), rows
+        ours = 0 if side == "A" else 1
+        assert rows["Accuracy"][ours] == "–" and rows["Accuracy"][1 - ours] == "80.00 %"
+    store.close()
+
+
+def test_benchmark_buttons_are_off_with_nothing_to_benchmark(qtbot, tmp_path, tiny_minilm):
+    """With no results, Benchmark A and B were enabled and did nothing when clicked."""
+    store = JobStore(tmp_path / "empty.sqlite3")
+    view = _open(qtbot, store)
+    details = view.details
+    for button in (details.bench_a, details.bench_b):
+        assert not button.isEnabled()
+        assert "nothing to benchmark" in button.toolTip().lower()
+    store.close()
+    # One result: B is it, A is empty (nothing else can classify).
+    from slimpajama_gui.core.model.catalog import packaged_minilm_path
+
+    store, folder = _one_variant_history(tmp_path / "one", packaged_minilm_path(), tiny_minilm)
+    view = _open(qtbot, store)
+    qtbot.waitUntil(lambda: not view.busy(), timeout=TIMEOUT)
+    assert view.pair()[0] is None and view.pair()[1].path == folder
+    assert not view.details.bench_a.isEnabled() and view.details.bench_b.isEnabled()
+    assert "no model is picked as A" in view.details.bench_a.toolTip()
+    assert "Time B" in view.details.bench_b.toolTip()
+    store.close()
+
+
+def test_computing_flips_never_moves_the_pickers_or_the_panes(qtbot, history, monkeypatch):
+    """While the flips were computed, the progress bar and Stop button appeared in the
+    picker row: the pickers shrank to 'all-Mi…netune' and the right-hand pane moved."""
+    import threading
+
+    from slimpajama_gui.qt.compare import view as view_mod
+
+    never = threading.Event()
+
+    def slow_flips(a, b):
+        yield ("status", "Loading A…")
+        while not never.wait(0.02):
+            yield ("progress", "A", 0, 4)
+
+    monkeypatch.setattr(view_mod, "flip_job", slow_flips)
+    store, folders = history
+    view = _open(qtbot, store)
+    details = view.details
+    pair = _row(view, folders["v1"]), _row(view, folders["v2"])
+
+    def computing() -> None:
+        view.set_pair(*pair)
+        qtbot.waitUntil(
+            lambda: not view._pair_timer.isActive() and details.progress.isVisible(),
+            timeout=TIMEOUT,
+        )
+        assert details.stop_button.isVisible()
+
+    def geometry():
+        QApplication.processEvents()
+        return [
+            (w.mapTo(view, QPoint(0, 0)), w.size())
+            for w in (details.combo_a, details.combo_b, details.metrics, view.plot)
+        ]
+
+    computing()
+    view.stop_flips()
+    qtbot.waitUntil(lambda: not view.busy(), timeout=TIMEOUT)
+    idle = geometry()
+    computing()  # the same pair again: only the loading indicator differs
+    assert geometry() == idle
+    view.stop_flips()
+    qtbot.waitUntil(lambda: not view.busy(), timeout=TIMEOUT)
+    assert geometry() == idle

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from slimpajama_gui.core.jobs.flips import FlipResult
-from slimpajama_gui.core.jobs.index import Variant
+from slimpajama_gui.core.jobs.index import Variant, can_classify
 from slimpajama_gui.core.units import human_bytes
 from slimpajama_gui.qt.compare.table import ms, pct
 from slimpajama_gui.qt.widgets.combos import ElidedComboBox
@@ -185,6 +185,24 @@ def _points(a: float | None, b: float | None) -> str:
     return f"{100 * (b - a):+.2f} pt"
 
 
+def _score_delta(a: Variant, b: Variant, fa: float | None, fb: float | None) -> str:
+    """B against A for a score (accuracy, macro-F1) measured on eval rows.
+
+    A side without a classifier head has no score at all, which is what the cell says:
+    'other eval sets' would suggest that a score exists somewhere. Scores on different
+    eval rows are not comparable, so no difference is given for them.
+    """
+    headless = [side for side, v in (("A", a), ("B", b)) if not can_classify(v)]
+    if headless:
+        has = "has" if len(headless) == 1 else "have"
+        return f"– ({' and '.join(headless)} {has} no classifier head)"
+    if fa is None or fb is None:
+        return "–"
+    if a.eval_set == b.eval_set and bool(a.eval_set):
+        return _points(fa, fb)
+    return "other eval sets"
+
+
 def metric_cells(a: Variant, b: Variant) -> list[tuple[str, str, str, str]]:
     """(figure, A, B, B against A) rows of the side-by-side table."""
 
@@ -197,22 +215,9 @@ def metric_cells(a: Variant, b: Variant) -> list[tuple[str, str, str, str]]:
     def tput(v: Variant) -> str:
         return "–" if v.throughput is None else f"{v.throughput:,.0f}/s"
 
-    # Accuracies on different eval rows are not comparable: no difference is given.
-    same_rows = a.eval_set == b.eval_set and bool(a.eval_set)
-    apart = "other eval sets"
     return [
-        (
-            "Accuracy",
-            pct(a.accuracy),
-            pct(b.accuracy),
-            _points(a.accuracy, b.accuracy) if same_rows or a.accuracy is None else apart,
-        ),
-        (
-            "Macro-F1",
-            pct(a.macro_f1),
-            pct(b.macro_f1),
-            _points(a.macro_f1, b.macro_f1) if same_rows or a.macro_f1 is None else apart,
-        ),
+        ("Accuracy", pct(a.accuracy), pct(b.accuracy), _score_delta(a, b, a.accuracy, b.accuracy)),
+        ("Macro-F1", pct(a.macro_f1), pct(b.macro_f1), _score_delta(a, b, a.macro_f1, b.macro_f1)),
         (
             "Size on disk",
             size(a),
@@ -266,26 +271,36 @@ class DetailsPanel(QWidget):
         self.status.setWordWrap(True)
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(160)
-        self.progress.hide()
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Stop computing the flipped predictions")
-        self.stop_button.hide()
+        # On the status line, their space kept while hidden: in the picker row they
+        # squeezed the pickers ("all-Mi…netune") and moved the panes while models loaded.
+        for widget in (self.progress, self.stop_button):
+            policy = widget.sizePolicy()
+            policy.setRetainSizeWhenHidden(True)
+            widget.setSizePolicy(policy)
+            widget.hide()
         pickers = QHBoxLayout()
         pickers.addWidget(QLabel("<b>A</b>:"))
         pickers.addWidget(self.combo_a, 1)
         pickers.addWidget(QLabel("against <b>B</b>:"))
         pickers.addWidget(self.combo_b, 1)
-        pickers.addWidget(self.progress)
-        pickers.addWidget(self.stop_button)
         self.bench_a = QPushButton("Benchmark A")
         self.bench_b = QPushButton("Benchmark B")
+        #: Each Benchmark button's tooltip while it has a model to time.
+        self.bench_tips = {
+            side: f"Time {side} at batch 1 (and evaluate it on its job's eval set if it can "
+            "classify); a source model's figures are kept in the app's data, never in its "
+            "folder"
+            for side in "AB"
+        }
         for button, side in ((self.bench_a, "A"), (self.bench_b, "B")):
-            button.setToolTip(
-                f"Time {side} at batch 1 (and evaluate it on its job's eval set if it can "
-                "classify); a source model's figures are kept in the app's data, never in "
-                "its folder"
-            )
+            button.setToolTip(self.bench_tips[side])
             pickers.addWidget(button)
+        status = QHBoxLayout()
+        status.addWidget(self.status, 1)
+        status.addWidget(self.progress)
+        status.addWidget(self.stop_button)
 
         self.metrics = QTableWidget(len(_METRIC_ROWS), 3)
         self.metrics.setHorizontalHeaderLabels(["A", "B", "B against A"])
@@ -333,7 +348,7 @@ class DetailsPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(pickers)
-        layout.addWidget(self.status)
+        layout.addLayout(status)
         layout.addWidget(figures)
         layout.addWidget(flips, 1)
 

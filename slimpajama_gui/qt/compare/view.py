@@ -191,8 +191,9 @@ class CompareView(WorkerScreen):
         selection = self.table.selectionModel()
         selection.currentRowChanged.connect(self._on_current_changed)
         selection.selectionChanged.connect(self._on_selection_changed)
-        self.details.combo_a.currentIndexChanged.connect(self._pair_timer.start)
-        self.details.combo_b.currentIndexChanged.connect(self._pair_timer.start)
+        for combo in (self.details.combo_a, self.details.combo_b):
+            combo.currentIndexChanged.connect(self._pair_timer.start)
+            combo.currentIndexChanged.connect(self._update_bench_buttons)
         for combo in (self.details.combo_a, self.details.combo_b):
             combo.activated.connect(self._on_pair_picked)  # the user's pick, not ours
         self.details.stop_button.clicked.connect(self.stop_flips)
@@ -203,6 +204,7 @@ class CompareView(WorkerScreen):
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.details.show_pair(None, None)
+        self._update_bench_buttons()
 
     # ------------------------------------------------------------------ loading
     def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
@@ -403,14 +405,14 @@ class CompareView(WorkerScreen):
         self._flip_generation += 1
         if a is None or b is None:
             self.details.show_pair(None, None)
+            self._update_bench_buttons()
             self.details.status.setText("")
             sentence = self._no_pair_sentence(a, b)
             if sentence:
                 self.details.flip_summary.setText(f"<i>{sentence}</i>")
             return
         self.details.show_pair(a, b)
-        for button, v in ((self.details.bench_a, a), (self.details.bench_b, b)):
-            button.setEnabled(v.key not in self._benchmarking)
+        self._update_bench_buttons()
         if a.key == b.key:
             self.details.flip_summary.setText("<i>A and B are the same model: nothing flips.</i>")
             return
@@ -517,6 +519,7 @@ class CompareView(WorkerScreen):
             return
         self._benchmarking.add(v.key)
         self._offer_baseline()
+        self._update_bench_buttons()
         self._bench_text(f"<i>Benchmarking {v.name}…</i>")
         start_worker(
             self._measure_and_save,
@@ -583,6 +586,27 @@ class CompareView(WorkerScreen):
         self._benchmarking.discard(key)
         if not self._closing:
             self._offer_baseline()
+            self._update_bench_buttons()
+
+    def _update_bench_buttons(self, *_args) -> None:
+        """Benchmark A / B are on only with a model on their side that is not being
+        measured already; off, their tooltip says why (a click did nothing)."""
+        details = self.details
+        for button, v, side in zip(
+            (details.bench_a, details.bench_b), self.pair(), "AB", strict=True
+        ):
+            if v is None:
+                why = (
+                    f"no model is picked as {side}"
+                    if self.variants
+                    else "no results yet (run a compression job in Compress)"
+                )
+                button.setToolTip(f"Nothing to benchmark: {why}")
+            elif v.key in self._benchmarking:
+                button.setToolTip(f"Benchmarking {v.name}…")
+            else:
+                button.setToolTip(details.bench_tips[side])
+            button.setEnabled(v is not None and v.key not in self._benchmarking)
 
     def _benchmark_side(self, side: int) -> None:
         combo = (self.details.combo_a, self.details.combo_b)[side]
