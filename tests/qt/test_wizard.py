@@ -1222,6 +1222,28 @@ def test_an_error_line_never_moves_the_search_form(qtbot, on_techniques):
     assert places() == before
 
 
+def test_the_accuracy_budget_says_1_point(qtbot, on_techniques):
+    """'1 points' read wrong: a 1 takes the singular, every other number the plural."""
+    tech = on_techniques.techniques_page
+    click(qtbot, tech.preset_buttons["search"])
+    budget = tech.search_budget
+    assert budget.text() == "1.0 points"
+    for typed, shown, value in (("1", "1 point", 1), ("15", "15 points", 15),
+                                ("0.5", "0.5 points", 0.5), ("1", "1 point", 1)):  # fmt: skip
+        budget.setFocus()
+        budget.selectAll()
+        qtbot.keyClicks(budget, typed)  # each keystroke: "1 point", then "15 points"
+        assert (budget.text(), budget.value()) == (shown, value)
+        qtbot.keyClick(budget, Qt.Key.Key_Tab)
+        assert budget.text() == shown
+        (search,) = [s for s in tech.chain() if isinstance(s, Search)]
+        assert search.budget_points == value
+    type_into(qtbot, budget, "200")
+    assert error_text(tech) == (
+        "Accuracy budget: 200 points is too large; type a number from 0 to 100 points."
+    )
+
+
 def test_the_custom_summary_never_repeats_a_refused_value(qtbot, on_techniques):
     """The line above the boxes describes what would run: a field holding a refused value
     is not set there (it said 'hidden MSE 2e+06' for a refused 2000000)."""

@@ -61,6 +61,8 @@ class NumberBox(QDoubleSpinBox):
             top); for a range far beyond the values people type (a loss weight up to
             1,000,000), so the box is not drawn wider than the page has room for. A
             longer number scrolls in the box, and is still allowed.
+        singular: the suffix after a number written ``1`` (" point", where ``suffix``
+            is " points"); "" when the suffix has no plural (" %", " min").
     """
 
     #: The text changed (every keystroke, and values set in code).
@@ -81,6 +83,7 @@ class NumberBox(QDoubleSpinBox):
         whole: bool = False,
         special: str = "",
         widest: float | None = None,
+        singular: str = "",
     ) -> None:
         super().__init__()
         self.label = label
@@ -92,6 +95,7 @@ class NumberBox(QDoubleSpinBox):
         self._widest = self.high if widest is None else min(float(widest), self.high)
         self._places = 0 if whole else decimals
         self._from_code = False
+        self._plural, self._singular = suffix, singular
         self.setDecimals(_KEPT_DECIMALS)
         self.setRange(-_HELD, _HELD)
         self.setSingleStep(step)
@@ -100,6 +104,7 @@ class NumberBox(QDoubleSpinBox):
         self.setKeyboardTracking(True)
         self.setValue(value)
         self.lineEdit().textChanged.connect(self.typed)
+        self.lineEdit().textChanged.connect(self._fit_suffix)
         self.editingFinished.connect(self._show_special)
 
     # -- reading the text ------------------------------------------------------------
@@ -109,10 +114,20 @@ class NumberBox(QDoubleSpinBox):
 
     def _strip(self, text: str) -> str:
         text = text.strip()
-        suffix = self.suffix().strip()
-        if suffix and text.endswith(suffix):
-            text = text[: -len(suffix)].strip()
+        # Either form: the text may still end with the one its last number took.
+        for suffix in sorted({self._plural.strip(), self._singular.strip()}, key=len, reverse=True):
+            if suffix and text.endswith(suffix):
+                return text[: -len(suffix)].strip()
         return text
+
+    def unit(self, number_text: str) -> str:
+        """The suffix after ``number_text``: "1 point", "2 points", "1.5 points"."""
+        return self._singular if self._singular and number_text == "1" else self._plural
+
+    def _fit_suffix(self, *_args: object) -> None:
+        wanted = self.unit(self.typed_text())
+        if self.suffix() != wanted:
+            self.setSuffix(wanted)  # writes the text again, as typed, with the new suffix
 
     def _read(self, text: str | None = None) -> float | None:
         """The number ``text`` (default: the box's) reads as; None if it is none.
@@ -150,7 +165,7 @@ class NumberBox(QDoubleSpinBox):
         if self.whole and high_open and high.is_integer():
             high, high_open = high - 1, False
         low_text = format_number(low) + (f" ({self.special})" if self.special else "")
-        high_text = format_number(high) + self.suffix()
+        high_text = format_number(high) + self.unit(format_number(high))
         if low_open and high_open:
             return f"above {low_text} and below {high_text}"
         if low_open:
@@ -170,7 +185,7 @@ class NumberBox(QDoubleSpinBox):
         quoted = text if len(text) <= _QUOTED else text[:_QUOTED] + "…"
         if number is None:
             return f"{self.label}: '{quoted}' is not a number; {what}."
-        shown = quoted + self.suffix()
+        shown = quoted + self.unit(quoted)
         if self.whole and math.isfinite(number) and not number.is_integer():
             return f"{self.label}: {shown} is not a whole number; {what}."
         if number < self.low or (self.low_open and number == self.low):
@@ -233,6 +248,7 @@ class NumberBox(QDoubleSpinBox):
             super().setValue(float(f"{float(value):.12g}"))
         finally:
             self._from_code = False
+        self._fit_suffix()
         self.typed.emit()  # the spin box writes its text with the editor's signals off
 
     def stepBy(self, steps: int) -> None:  # noqa: N802 (Qt override)

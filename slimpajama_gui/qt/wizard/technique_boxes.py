@@ -58,7 +58,7 @@ def add_search_box(page: TechniquesPage) -> None:
     # typical shows only in the arrows' step.
     page.search_budget = double_spin("Accuracy budget", Search.bounds["budget_points"],
                                      1.0, decimals=1, step=0.5,
-                                     suffix=" points",
+                                     suffix=" points", singular=" point",
                                      tip="Accuracy on the eval split the result may lose "
                                      "against the model it starts from")  # fmt: skip
     page.search_minutes = double_spin("Time budget",
