@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QColor, QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QFileDialog,
     QGroupBox,
+    QLabel,
     QMessageBox,
     QStyle,
     QStyleOptionGroupBox,
@@ -1242,6 +1243,38 @@ def test_the_accuracy_budget_says_1_point(qtbot, on_techniques):
     assert error_text(tech) == (
         "Accuracy budget: 200 points is too large; type a number from 0 to 100 points."
     )
+
+
+def lightness(widget: QWidget, darkest: bool = False) -> float:
+    """How light ``widget`` is drawn: its mean colour, or its darkest pixel (its text)."""
+    image = widget.grab().toImage()
+    colors = [
+        QColor(image.pixel(x, y)) for x in range(image.width()) for y in range(image.height())
+    ]
+    if darkest:
+        return min(c.lightnessF() for c in colors)
+    return QColor(*(sum(getattr(c, part)() for c in colors) // len(colors)
+                    for part in ("red", "green", "blue"))).lightnessF()  # fmt: skip
+
+
+def test_an_unticked_distillation_s_layers_look_off(qtbot, on_techniques):
+    """With Distill unticked, its layer buttons and 'Kept in the student: …' looked as
+    active as when ticked; they are greyed with the rest of the group."""
+    tech = on_techniques.techniques_page
+    click(qtbot, tech.preset_buttons["fast"])  # no distillation
+    picker = tech.student_picker
+    pressed = next(b for b in picker.buttons if b.isChecked())
+    texts = [tech.picker_label, *picker.findChildren(QLabel)]  # the caption, emb →, → head
+    assert not tech.distill_box.isChecked() and not pressed.isEnabled()
+    off = [lightness(label, darkest=True) for label in texts]
+    pressed_off = lightness(pressed)
+    click_group_check(qtbot, tech.distill_box)
+    assert pressed.isEnabled()
+    on = [lightness(label, darkest=True) for label in texts]
+    # Each text far lighter when off, as the group's plain label (the first) is.
+    for text_off, text_on in zip(off, on, strict=True):
+        assert text_off > text_on + 0.2, (off, on)
+    assert pressed_off > 0.8 > lightness(pressed)  # a pale button when off
 
 
 def test_the_custom_summary_never_repeats_a_refused_value(qtbot, on_techniques):

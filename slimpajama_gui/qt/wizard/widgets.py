@@ -41,7 +41,9 @@ if TYPE_CHECKING:
 
 ERROR_STYLE = "color: #b3261e;"
 WARNING_STYLE = "color: #8a5a00;"
-NOTE_STYLE = "color: #5f6b78;"
+#: A note greys with its group when that is off (an unticked technique), as plain labels do:
+#: a fixed colour kept it looking active.
+NOTE_STYLE = "QLabel { color: #5f6b78; } QLabel:disabled { color: #b8bec6; }"
 
 
 class WizardPage(QWizardPage):
@@ -270,8 +272,11 @@ class LayerPicker(QWidget):
         " border-radius: 4px; background: #eef1f4; color: #7a8593; }"
         "QToolButton:checked { background: #2f7bbf; color: white; border-color: #1f5f99;"
         " font-weight: bold; }"
-        "QToolButton:disabled { background: #f4f5f7; color: #b8bec6; }"
-        "QToolButton:checked:disabled { background: #8fb3d6; color: #eef3f8; }"
+        # Off with an unticked technique: pale, as the group's other fields are, and the
+        # pressed ones still told apart (a middle blue in white bold read as active).
+        "QToolButton:disabled { background: #f4f5f7; color: #b8bec6; border-color: #d3d8de; }"
+        "QToolButton:checked:disabled { background: #d9e4ef; color: #9fb0c2;"
+        " border-color: #bccbdb; }"
     )
 
     def __init__(self, what: str = "kept", parent: QWidget | None = None) -> None:
