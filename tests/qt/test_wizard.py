@@ -679,6 +679,27 @@ def test_a_distillation_with_no_weight_on_the_teacher_is_warned_about(qtbot, on_
     assert not tech.warning.isVisible()
 
 
+def test_whole_epochs_read_as_whole_numbers(qtbot, on_techniques):
+    """Epochs read '4.00' for Balanced's 4: whole numbers have no decimals, and a fraction
+    is still allowed and shown as one."""
+    w = on_techniques
+    click(qtbot, w.techniques_page.preset_buttons["balanced"])
+    go_next(qtbot, w)
+    epochs = w.settings_page.row_for("distill").epochs
+    assert epochs.text() == "4"
+    epochs.setFocus()
+    qtbot.keyClick(epochs, Qt.Key.Key_Up)
+    assert epochs.text() == "4.5"
+    qtbot.keyClick(epochs, Qt.Key.Key_Up)
+    assert epochs.text() == "5"
+    type_into(qtbot, epochs, "0.25")
+    qtbot.keyClick(epochs, Qt.Key.Key_Up)
+    assert (epochs.text(), epochs.value()) == ("0.75", 0.75)
+    assert not error_text(w.settings_page)
+    (distill,) = [s for s in w.steps() if isinstance(s, Distill)]
+    assert distill.epochs == 0.75
+
+
 def test_settings_numbers_out_of_range_stay_as_typed_and_block_next(qtbot, on_techniques):
     w = on_techniques  # the balanced preset: fine-tune, distill, ...
     go_next(qtbot, w)

@@ -63,6 +63,9 @@ class NumberBox(QDoubleSpinBox):
             longer number scrolls in the box, and is still allowed.
         singular: the suffix after a number written ``1`` (" point", where ``suffix``
             is " points"); "" when the suffix has no plural (" %", " min").
+        trim: a value set in code (or stepped to) shows only the decimals it needs, up
+            to ``decimals``: "3" and "0.5" epochs, where a weight reads "1.00" beside
+            "0.50".
     """
 
     #: The text changed (every keystroke, and values set in code).
@@ -84,6 +87,7 @@ class NumberBox(QDoubleSpinBox):
         special: str = "",
         widest: float | None = None,
         singular: str = "",
+        trim: bool = False,
     ) -> None:
         super().__init__()
         self.label = label
@@ -96,6 +100,7 @@ class NumberBox(QDoubleSpinBox):
         self._places = 0 if whole else decimals
         self._from_code = False
         self._plural, self._singular = suffix, singular
+        self._trim = trim
         self.setDecimals(_KEPT_DECIMALS)
         self.setRange(-_HELD, _HELD)
         self.setSingleStep(step)
@@ -237,7 +242,10 @@ class NumberBox(QDoubleSpinBox):
         if self.whole and float(value).is_integer():
             return str(int(value))
         if round(value, self._places) == value:
-            return f"{value:.{self._places}f}"
+            text = f"{value:.{self._places}f}"
+            if self._trim and "." in text:
+                text = text.rstrip("0").rstrip(".")
+            return text
         return f"{value:.12g}"
 
     def setValue(self, value: float) -> None:  # noqa: N802 (Qt API)

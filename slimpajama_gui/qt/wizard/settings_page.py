@@ -158,8 +158,9 @@ class SettingsPage(WizardPage):
             title = step_title(step) + (" — recovery" if is_prune else "")
             # The ranges are the recipe keys' own, from the step's class.
             key = "recovery_epochs" if is_prune else "epochs"
+            # "3" epochs, not "3.00"; a fraction shows as one (0.5, 0.25).
             epochs = double_spin(f"{title} — epochs", type(step).bounds[key], getattr(step, key),
-                           step=0.5,
+                           step=0.5, trim=True,
                            tip="Passes over the training data; fractions allowed (0.5)"
                            + ("; 0 = no recovery training" if is_prune else ""))  # fmt: skip
             lr = QComboBox()

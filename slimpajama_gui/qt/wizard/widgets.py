@@ -184,14 +184,15 @@ def show_text(label: QLabel, text: str) -> None:
 
 def double_spin(label: str, bounds: Bounds, value: float, *, decimals: int = 2,
                 step: float = 0.1, suffix: str = "", tip: str = "",
-                widest: float | None = None, singular: str = "") -> NumberBox:  # fmt: skip
+                widest: float | None = None, singular: str = "",
+                trim: bool = False) -> NumberBox:  # fmt: skip
     """A number field named ``label`` (its sentences start with it) allowing ``bounds``
     (for a recipe key, the key's own: ``Distill.bounds["temperature"]``): a value outside
     stays as typed and is a problem of the page. ``step`` is what the arrows add;
     ``widest`` the largest value the box is sized for, ``singular`` the suffix after a
-    1 (:class:`NumberBox`)."""
+    1, ``trim`` whether a whole number drops its decimals (:class:`NumberBox`)."""
     box = NumberBox(label, bounds, value, decimals=decimals, step=step, suffix=suffix,
-                    tip=tip, widest=widest, singular=singular)  # fmt: skip
+                    tip=tip, widest=widest, singular=singular, trim=trim)  # fmt: skip
     box.setMaximumWidth(110)
     return box
 
