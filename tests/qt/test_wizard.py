@@ -700,6 +700,27 @@ def test_whole_epochs_read_as_whole_numbers(qtbot, on_techniques):
     assert distill.epochs == 0.75
 
 
+def test_the_default_output_folder_is_named_after_the_job(qtbot, on_techniques):
+    """The job was 'tiny-minilm-fast' and its folder 'tiny-minilm-<time>', which said
+    nothing of the preset; the default folder takes the job's name, and follows it while
+    the user has not chosen a folder."""
+    w = on_techniques
+    click(qtbot, w.techniques_page.preset_buttons["fast"])
+    go_next(qtbot, w)
+    settings = w.settings_page
+    assert settings.name_edit.text() == "tiny-minilm-fast"
+    folder = settings.output_edit.text()
+    assert re.fullmatch(r"\{data\}/results/tiny-minilm-fast-\d{8}-\d{4}", folder), folder
+    settings.name_edit.selectAll()
+    qtbot.keyClicks(settings.name_edit, "my first job")
+    assert settings.output_edit.text() == folder.replace("tiny-minilm-fast", "my-first-job")
+    assert w.draft.output == settings.output_edit.text()
+    settings.output_edit.selectAll()
+    qtbot.keyClicks(settings.output_edit, "/tmp/mine")
+    qtbot.keyClicks(settings.name_edit, " again")  # the folder chosen stays
+    assert settings.output_edit.text() == "/tmp/mine" and w.draft.output == "/tmp/mine"
+
+
 def test_settings_numbers_out_of_range_stay_as_typed_and_block_next(qtbot, on_techniques):
     w = on_techniques  # the balanced preset: fine-tune, distill, ...
     go_next(qtbot, w)

@@ -78,6 +78,7 @@ class SettingsPage(WizardPage):
         self._signature: tuple | None = None
         self._output_edited = False
         self._name_edited = False
+        self._stamp = ""  # the default output folder's time, set as the page opens
 
         self.training_box = QGroupBox("Training")
         self.training_grid = QGridLayout(self.training_box)
@@ -242,9 +243,15 @@ class SettingsPage(WizardPage):
         if not self._name_edited:
             self.name_edit.setText(f"{base}-{self.draft.preset}")
         if not self._output_edited:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M")
-            self.output_edit.setText(f"{{data}}/results/{base}-{stamp}")
+            self._stamp = datetime.now().strftime("%Y%m%d-%H%M")
+            self._default_output()
         self._update()
+
+    def _default_output(self) -> None:
+        # The folder is named after the job, so the files say which job (and preset)
+        # wrote them as the Jobs list does; the time keeps two runs of it apart.
+        name = slug(self.name_edit.text())
+        self.output_edit.setText(f"{{data}}/results/{name}-{self._stamp}")
 
     def show_job(self) -> None:
         """Show the draft's job settings (an opened recipe's name, output folder, device
@@ -269,6 +276,8 @@ class SettingsPage(WizardPage):
 
     def _on_name_edited(self, _text: str) -> None:
         self._name_edited = True
+        if not self._output_edited and self._stamp:
+            self._default_output()  # still the default: it follows the name
 
     def _on_output_edited(self, _text: str) -> None:
         self._output_edited = True
