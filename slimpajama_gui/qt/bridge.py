@@ -62,7 +62,8 @@ class JobBridge(QObject, PipelineCallbacks):
 
     Signals (all delivered on the GUI thread):
         job_started(int job_id): the job row exists in the history and runs.
-        message(str): a warning or note for the user.
+        message(str): a note for the user.
+        warned(str): a warning (a valid setting that is costly or almost surely a slip).
         step_started(int index, str step_type, int count): step ``index`` of ``count``.
         progress(int index, int done, int total): units done in the current step.
         overall(float fraction, object remaining_s, bool measured): the job's progress
@@ -85,6 +86,7 @@ class JobBridge(QObject, PipelineCallbacks):
 
     job_started = Signal(int)
     message = Signal(str)
+    warned = Signal(str)
     step_started = Signal(int, str, int)
     progress = Signal(int, int, int)
     overall = Signal(float, object, bool)
@@ -118,6 +120,10 @@ class JobBridge(QObject, PipelineCallbacks):
     def on_message(self, text: str) -> None:
         if not self.detached:
             self.message.emit(str(text))
+
+    def on_warning(self, text: str) -> None:
+        if not self.detached:
+            self.warned.emit(str(text))
 
     def on_step_start(self, index: int, step: Step, count: int) -> None:
         if not self.detached:

@@ -118,6 +118,40 @@ class FailureBox(QFrame):
         return self.label.text()
 
 
+class WarningBox(QFrame):
+    """The selected job's warnings, in full: the status bar shows only a short form,
+    and only until the next message replaces it."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("warnings")
+        self.setStyleSheet(
+            "#warnings { background: #fff8e1; border: 1px solid #e0b84a; border-radius: 4px; }"
+            "#warnings QLabel { color: #4a3500; }"
+        )
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextFormat(Qt.TextFormat.RichText)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(10, 6, 10, 6)
+        layout.addWidget(self.label, 1)
+        self.hide()
+
+    def show_row(self, row: JobRow | None) -> None:
+        warnings = row.warnings if row is not None else []
+        if not warnings:
+            self.hide()
+            return
+        head = f"⚠ {len(warnings)} warning{'s' if len(warnings) != 1 else ''}"
+        lines = "<br>".join(_escape(w) for w in warnings)
+        self.label.setText(f"<b>{head}:</b><br>{lines}")
+        self.show()
+
+    def text(self) -> str:
+        return self.label.text()
+
+
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -135,6 +169,7 @@ class JobDetails(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.failure = FailureBox()
+        self.warnings = WarningBox()
         self.live_charts = JobCharts()
         self.history_charts = JobCharts()
         self.charts_stack = QStackedWidget()
@@ -144,6 +179,7 @@ class JobDetails(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.failure)
+        layout.addWidget(self.warnings)
         layout.addWidget(self.charts_stack, 1)
 
     def current_charts(self) -> JobCharts:
@@ -158,6 +194,7 @@ class JobDetails(QWidget):
             None.
         """
         self.failure.show_row(row)
+        self.warnings.show_row(row)
         if row is not None and row.job_id is not None and row.job_id == live_job:
             self.charts_stack.setCurrentWidget(self.live_charts)
             return None
@@ -184,11 +221,45 @@ class JobDetails(QWidget):
         return None
 
 
+#: How a warning's line starts in a job's log, after the time.
+WARNING_MARK = "warning: "
+
+
 class JobLog:
-    """Each job's log lines: kept in memory and appended to ``logs/job-<id>.log``."""
+    """Each job's log lines: kept in memory and appended to ``logs/job-<id>.log``.
+
+    Warnings are lines marked "warning:"; :meth:`warnings` gives them back in full for
+    the Jobs list and the job's details, this session's from memory and an earlier
+    session's from the file (read once).
+    """
 
     def __init__(self) -> None:
         self._messages: dict[int, list[str]] = {}
+        self._warnings: dict[int, list[str]] = {}
+
+    def warn(self, job_id: int, text: str) -> list[str]:
+        """Log ``text`` as a warning of the job; returns all of the job's warnings."""
+        found = self.warnings(job_id)
+        self.append(job_id, WARNING_MARK + text)
+        found.append(text)
+        return list(found)
+
+    def warnings(self, job_id: int) -> list[str]:
+        """The job's warnings, in full, oldest first."""
+        if job_id not in self._warnings:
+            if job_id in self._messages:
+                lines = self._messages[job_id]
+            else:
+                try:
+                    lines = log_path(job_id).read_text(encoding="utf-8").splitlines()
+                except OSError:
+                    lines = []
+            # A line is "<date> <time> <text>"; the text may itself hold a mark.
+            texts = [line.split(" ", 2)[-1] for line in lines]
+            self._warnings[job_id] = [
+                t[len(WARNING_MARK) :] for t in texts if t.startswith(WARNING_MARK)
+            ]
+        return self._warnings[job_id]
 
     def append(self, job_id: int, text: str) -> None:
         """Add ``text`` with a timestamp; a file that cannot be written is only warned of."""

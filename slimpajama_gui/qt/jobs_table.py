@@ -92,6 +92,8 @@ class JobRow:
     remaining_at: float | None = None
     #: The job's resumes (``JobRecord.resume_log``), oldest first.
     resumes: list = field(default_factory=list)
+    #: The warnings the job gave, in full (from its log).
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
     def from_record(cls, job: JobRecord) -> JobRow:
@@ -187,12 +189,17 @@ class JobTableModel(RowTableModel[JobRow]):
             return float(row.progress)
         if role == Qt.ItemDataRole.ForegroundRole and col == COL_STATUS:
             return QColor(STATUS_COLORS.get(row.status, "#000000"))
+        if role == Qt.ItemDataRole.DecorationRole and col == COL_STATUS and row.warnings:
+            return _warning_icon()
         if role == Qt.ItemDataRole.FontRole and col == COL_STATUS:
             font = QFont()
             font.setBold(row.status in ("running", "failed"))
             return font
         if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tooltip(row, col)
+            tip = self._tooltip(row, col)
+            if col == COL_STATUS and row.warnings:
+                tip = "\n\n".join([tip, warnings_text(row.warnings)])
+            return tip
         return None
 
     @staticmethod
@@ -273,11 +280,31 @@ class JobTableModel(RowTableModel[JobRow]):
         row.progress = fraction
         self.dataChanged.emit(self.index(i, COL_PROGRESS), self.index(i, COL_REMAINING))
 
+    def set_warnings(self, job_id: int, warnings: list[str]) -> None:
+        """The running job's warnings so far (the bridge's, fresher than its log's)."""
+        i = self.row_of_job(job_id)
+        if i is None:
+            return
+        self._rows[i].warnings = list(warnings)
+        self.dataChanged.emit(self.index(i, COL_STATUS), self.index(i, COL_STATUS))
+
     def tick(self) -> None:
         """Refresh the elapsed / remaining cells of running jobs (a 1 s timer)."""
         for i, row in enumerate(self._rows):
             if row.status == "running":
                 self.dataChanged.emit(self.index(i, COL_ELAPSED), self.index(i, COL_REMAINING))
+
+
+def warnings_text(warnings: list[str]) -> str:
+    """'1 warning: …' or '2 warnings:' with one line each, in full."""
+    head = f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''}"
+    if len(warnings) == 1:
+        return f"{head}: {warnings[0]}"
+    return head + ":\n" + "\n".join(f"• {w}" for w in warnings)
+
+
+def _warning_icon():
+    return QApplication.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
 
 
 class ProgressDelegate(QStyledItemDelegate):

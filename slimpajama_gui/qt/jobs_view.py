@@ -62,12 +62,15 @@ class JobsView(JobActions, QWidget):
     Signals:
         open_result(str path): "Open result" on a done job (its newest saved variant).
         status_message(str): a short sentence for the status bar.
+        status_warning(str short, str full): a job's warning, cut short for the status
+            bar, and in full (its tooltip); the job's details keep it in full.
         external_job_finished(int job_id): a job another process (the CLI) ran ended
             while the app was open; its results are new on disk.
     """
 
     open_result = Signal(str)
     status_message = Signal(str)
+    status_warning = Signal(str, str)
     external_job_finished = Signal(int)
 
     def __init__(
@@ -194,6 +197,7 @@ class JobsView(JobActions, QWidget):
         bridge = self.runner.bridge
         bridge.job_started.connect(self._on_job_started)
         bridge.message.connect(self._on_message)
+        bridge.warned.connect(self._on_warning)
         bridge.step_started.connect(self._on_step_started)
         bridge.step_started.connect(self.live_charts.start_step)  # labels the step boundaries
         bridge.overall.connect(self._on_overall)
@@ -249,6 +253,9 @@ class JobsView(JobActions, QWidget):
         self._shown = _snapshot(records)
         rows = [JobRow.from_queued(q) for q in self.runner.pending]
         rows += [JobRow.from_record(r) for r in records]
+        for row in rows:
+            if row.job_id is not None:
+                row.warnings = list(self.job_log.warnings(row.job_id))
         live = self.runner.current_job_id
         for row in rows:
             # The history holds progress at most once a second; the bridge is fresher.
@@ -387,6 +394,18 @@ class JobsView(JobActions, QWidget):
             self._log(self._live_job, text)
         self.status_message.emit(text)
 
+    def _on_warning(self, text: str) -> None:
+        job_id = self._live_job
+        if job_id is None:  # no job to keep it with: the status bar alone says it
+            self.status_warning.emit(short_warning(text), text)
+            return
+        warnings = self.job_log.warn(job_id, text)
+        self.model.set_warnings(job_id, warnings)
+        selected = self.selected_row()
+        if selected is not None and selected.job_id == job_id:
+            self.details.warnings.show_row(selected)
+        self.status_warning.emit(short_warning(text, job_id), text)
+
     def _on_step_started(self, index: int, step_type: str, count: int) -> None:
         self._step_index, self._step_count = index, max(1, count)
         if self._live_job is not None:
@@ -499,6 +518,19 @@ def _snapshot(records) -> dict[int, tuple[str, float]]:
 
 def _log_sweep_error(exc: BaseException) -> None:
     log.warning("Could not clear what interrupted jobs left: %s", exc)
+
+
+#: Characters of a warning the status bar shows before "…".
+SHORT_WARNING = 90
+
+
+def short_warning(text: str, job_id: int | None = None) -> str:
+    """A warning cut for the status bar at a word, saying where it is in full."""
+    where = f"Job #{job_id} warns" if job_id is not None else "Warning"
+    if len(text) > SHORT_WARNING:
+        cut = text[:SHORT_WARNING].rsplit(" ", 1)[0].rstrip(",;:")
+        text = f"{cut}… (in full in the job's details)"
+    return f"⚠ {where}: {text}"
 
 
 def _open_store() -> tuple[JobStore, list[str]]:

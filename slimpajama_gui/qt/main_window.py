@@ -178,6 +178,10 @@ class MainWindow(QMainWindow):
         self.jobs_view.status_message.connect(status)
         self.playground.status_message.connect(status)
         self.compare_view.status_message.connect(status)
+        self._status_warning: str | None = None
+        self.jobs_view.status_warning.connect(self._show_warning)
+        # A warning's tooltip (its full text) goes with the warning, not to the next message.
+        self.statusBar().messageChanged.connect(self._on_status_changed)
         self.models_view.scan_finished.connect(
             lambda _n: self.playground.set_models(self.models_view.model.infos())
         )
@@ -194,6 +198,17 @@ class MainWindow(QMainWindow):
         self.closer = CloseGuard(self.jobs_view.runner, self)
         self._restore_settings()
         QTimer.singleShot(0, self._warm_up)
+
+    def _show_warning(self, short: str, full: str) -> None:
+        """A job's warning on the status bar, cut short, with the whole text as its tooltip."""
+        self._status_warning = short
+        self.statusBar().setToolTip(full)
+        self.statusBar().showMessage(short)
+
+    def _on_status_changed(self, message: str) -> None:
+        if message != self._status_warning:
+            self._status_warning = None
+            self.statusBar().setToolTip("")
 
     def _warm_up(self) -> None:
         # A reference, so the worker outlives this call; a failed warm-up is not fatal.

@@ -255,7 +255,7 @@ def test_a_job_says_its_recipe_s_warnings_before_any_step(tiny_minilm, tmp_path,
     result = run(recipe, recorder, store=store)
     assert result.status == "failed" and not recorder.events[:-1]
     assert recorder.messages[0].startswith(
-        "Step 1 'distill': the KD weight (alpha_kd), hidden MSE (hidden_mse) and attention MSE"
+        "warning: Step 1 'distill': the KD weight (alpha_kd), hidden MSE (hidden_mse) and attention MSE"
     )
 
 

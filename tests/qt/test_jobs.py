@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import threading
 import time
 from pathlib import Path
@@ -639,3 +640,65 @@ def test_jobs_a_cli_process_runs_appear_and_their_end_is_announced(qtbot, tmp_pa
     qtbot.waitUntil(lambda: status_cell(view, job) == "done", timeout=5_000)
     cli.close()
     assert view.shutdown(1)
+
+
+# --------------------------------------------------------------------------- warnings
+
+
+def test_a_step_warning_stays_readable_in_full_beside_its_job(qtbot, tiny_minilm, tmp_path):
+    """A Fast job's quantize warning was cut at the window's edge in the status bar
+    ('…more than quantize.tolerance (1.0); smaller losses canno'), then replaced by the
+    next message; only Show log had it. It stays, in full, in the job's details, with a
+    mark in the Jobs list (this session and the next); the status bar shows a short form
+    with the whole text as its tooltip; and it names the wizard's field."""
+    from slimpajama_gui.qt.main_window import MainWindow
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.models_view.scan_finished, timeout=JOB_TIMEOUT):
+        win.show()
+    bar = win.statusBar()
+    seen: list[tuple[str, str]] = []  # (message, tooltip) as each message appears
+    bar.messageChanged.connect(lambda m: seen.append((m, bar.toolTip())))
+    view = win.jobs_view
+    # 100 demo eval rows cannot show a 1-point loss beyond noise: the guard warns.
+    recipe = make_recipe(
+        tiny_minilm,
+        tmp_path / "warned",
+        FINETUNE.format(epochs=1, max_steps=2) + "  - {type: quantize, tolerance: 1.0}\n",
+    )
+    try:
+        with qtbot.waitSignal(view.runner.job_finished, timeout=JOB_TIMEOUT) as finished:
+            view.submit(recipe)
+        job_id, status, error = finished.args
+        assert status == "done", error
+        qtbot.waitUntil(lambda: view.selected_row() is not None, timeout=JOB_TIMEOUT)
+        view.select_job(job_id)
+
+        [full] = view.selected_row().warnings
+        assert full.startswith("on 100 eval rows") and full.endswith("can detect them.")
+        assert "Max. loss of 1.0 pt (quantize.tolerance)" in full  # the wizard's words
+        box = view.details.warnings
+        assert box.isVisibleTo(view) and html.escape(full, quote=False) in box.text()
+        row = view.model.row_of_job(job_id)
+        cell = view.model.index(row, COL_STATUS)
+        assert cell.data(Qt.ItemDataRole.DecorationRole) is not None
+        assert full in cell.data(Qt.ItemDataRole.ToolTipRole)
+        # The status bar said it short, with the whole text as the tooltip, and the next
+        # message did not keep that tooltip.
+        [(short, tip)] = [(m, t) for m, t in seen if "warns" in m]
+        assert short.startswith(f"⚠ Job #{job_id} warns: on 100 eval rows")
+        assert len(short) < len(full) and "job's details" in short and tip == full
+        assert bar.currentMessage() != short and bar.toolTip() == ""
+    finally:
+        win.jobs_view.shutdown(timeout_s=10)
+
+    # The next session reads it back from the job's log.
+    later = JobsView()
+    qtbot.addWidget(later)
+    later.show()
+    later.select_job(job_id)
+    assert later.selected_row().warnings == [full]
+    assert later.details.warnings.isVisibleTo(later)
+    cell = later.model.index(later.model.row_of_job(job_id), COL_STATUS)
+    assert cell.data(Qt.ItemDataRole.DecorationRole) is not None

@@ -147,6 +147,18 @@ class JobContext:
         return path
 
 
+def warn(callbacks: Any, text: str) -> None:
+    """Say ``text``, a warning (a setting that is valid but costly or almost surely a
+    slip), as one: through ``on_warning`` where the callbacks tell warnings apart (the
+    CLI prints it as one; the window keeps it beside the job), else as a message marked
+    "warning:". Notes and findings go through ``on_message``."""
+    hook = getattr(callbacks, "on_warning", None)
+    if callable(hook):
+        hook(text)
+    else:
+        callbacks.on_message(f"warning: {text}")
+
+
 Handler = Callable[[JobContext, int, Step], dict[str, Any]]
 #: Steps that can run on an ONNX variant (they measure, they do not change weights).
 ONNX_STEPS = {"evaluate", "benchmark"}

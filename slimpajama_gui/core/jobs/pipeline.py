@@ -39,7 +39,7 @@ import torch
 from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.errors import UserError, error_sentence
 from slimpajama_gui.core.jobs import handlers as _handlers  # noqa: F401 - registers them
-from slimpajama_gui.core.jobs.context import HANDLERS, ONNX_STEPS, Cancelled, JobContext
+from slimpajama_gui.core.jobs.context import HANDLERS, ONNX_STEPS, Cancelled, JobContext, warn
 from slimpajama_gui.core.jobs.progress import JobProgress
 from slimpajama_gui.core.jobs.resume import (
     ResumePlan,
@@ -274,11 +274,9 @@ def run(
             if resume is not None:
                 source = f" of job #{rerun_from[0]}" if rerun_from is not None else ""
                 callbacks.on_message(f"Job #{job_id} {resume.describe()}{source}.")
-            # Valid, almost surely a slip: said, not refused; as a warning where the
-            # callbacks tell one apart (the CLI), else as a message.
-            warn = getattr(callbacks, "on_warning", None) or callbacks.on_message
+            # Valid, almost surely a slip: said as a warning, not refused.
             for text in recipe.warnings(first):
-                warn(text)
+                warn(callbacks, text)
             cap = step_cap()
             if cap is not None:  # a smoke run: its figures are not the recipe's
                 callbacks.on_message(

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slimpajama_gui.core.errors import UserError, error_sentence
-from slimpajama_gui.core.jobs.context import HANDLERS, Cancelled, JobContext, accuracy
+from slimpajama_gui.core.jobs.context import HANDLERS, Cancelled, JobContext, accuracy, warn
 from slimpajama_gui.core.jobs.search_space import (  # noqa: F401 - the search space, re-exported
     PRUNE_SHARES,
     QUANTIZE_CHOICES,
@@ -213,6 +213,9 @@ class _TrialCallbacks:
 
     def on_message(self, text: str) -> None:
         self.job.on_message(f"Trial {self.number}: {text}")
+
+    def on_warning(self, text: str) -> None:
+        warn(self.job, f"Trial {self.number}: {text}")
 
     def on_variant(self, index: int, path: Path, record: dict[str, Any]) -> None:
         self.job.on_variant(self.index, path, record)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.jobs.context import JobContext, eval_batches, handles
+from slimpajama_gui.core.jobs.context import JobContext, eval_batches, handles, warn
 from slimpajama_gui.core.jobs.handlers.sensitivity import report_for_current_model
 from slimpajama_gui.core.jobs.saving import new_record, save_variant
 from slimpajama_gui.core.plan.recipe import Export, Quantize, Step
@@ -31,6 +31,7 @@ from slimpajama_gui.core.techniques.quantize import int8_path
 from slimpajama_gui.core.techniques.quantize.guard import (
     GuardReport,
     LossVerdict,
+    allowed_loss,
     guard_quantization,
     judge_loss,
 )
@@ -128,7 +129,7 @@ def _torch_guard(ctx: JobContext, model: Any, step: Quantize, index: int) -> Gua
         log=ctx.callbacks.on_message, check=ctx.check_stop, known_costs=known,
     )  # fmt: skip
     if report.first_verdict is not None and report.first_verdict.underpowered:
-        ctx.callbacks.on_message(report.first_verdict.power_warning())
+        warn(ctx.callbacks, report.first_verdict.power_warning())
     return report
 
 
@@ -161,7 +162,7 @@ def _guard_failure(
         verdict.sentence()
         if verdict is not None
         else f"{what} costs {100 * report.drop:.2f} accuracy points, more than "
-        f"quantize.tolerance ({tolerance})."
+        f"{allowed_loss(tolerance)}."
     )
     kept = (
         f" Keeping {len(report.kept_float)} modules in float did not bring it within."
@@ -174,7 +175,7 @@ def _guard_failure(
         advice.append("try 'per_channel: true'")
     if other_method:
         advice.append(other_method)
-    advice += ["raise quantize.tolerance", "leave the quantize step out"]
+    advice += ["raise the Max. loss (quantize.tolerance)", "leave the quantize step out"]
     return f"quantize: {loss}{kept} To go on, " + ", ".join(advice[:-1]) + f" or {advice[-1]}."
 
 
@@ -244,7 +245,7 @@ def to_onnx(
         )  # fmt: skip
         ctx.callbacks.on_message(verdict.sentence())
         if verdict.underpowered:
-            ctx.callbacks.on_message(verdict.power_warning())
+            warn(ctx.callbacks, verdict.power_warning())
         guard = {"onnxruntime": verdict.to_dict(), "kept": "onnxruntime int8"}
         if not verdict.ok and not per_channel:
             ctx.callbacks.on_message("trying onnxruntime int8 with one scale per channel")

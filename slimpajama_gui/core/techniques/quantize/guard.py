@@ -87,6 +87,20 @@ def smallest_detectable(rows: int, alpha: float = SIGNIFICANCE) -> int:
     return k
 
 
+def allowed_loss(tolerance: float) -> str:
+    """The allowed drop as a sentence names it, in the wizard's terms and the recipe's:
+    its field ("Max. loss", in points) with the key in parentheses, as the steps'
+    warnings name a setting, so one sentence reads right in the window and the CLI.
+
+    Example:
+        >>> allowed_loss(1.0)
+        'the Max. loss of 1.0 pt (quantize.tolerance)'
+    """
+    value = float(tolerance)
+    shown = f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
+    return f"the Max. loss of {shown} pt (quantize.tolerance)"
+
+
 @dataclass(frozen=True)
 class LossVerdict:
     """Whether a quantized model lost accuracy against the float one on the same rows.
@@ -146,14 +160,14 @@ class LossVerdict:
         )
         p = f"McNemar p = {self.p_value:.2g}, one-sided"
         if not self.beyond_tolerance:
-            return f"{flips}, within quantize.tolerance ({self.tolerance})."
+            return f"{flips}, within {allowed_loss(self.tolerance)}."
         if self.significant:
             return (
-                f"{flips}: more than quantize.tolerance ({self.tolerance}) and beyond the "
+                f"{flips}: more than {allowed_loss(self.tolerance)} and beyond the "
                 f"noise of {self.rows} eval rows ({p})."
             )
         return (
-            f"{flips}: more than quantize.tolerance ({self.tolerance}), but on "
+            f"{flips}: more than {allowed_loss(self.tolerance)}, but on "
             f"{self.rows} rows that is within noise ({p}); a larger eval set can detect "
             "smaller losses."
         )
@@ -164,9 +178,9 @@ class LossVerdict:
             return None
         k = smallest_detectable(self.rows)
         return (
-            f"warning: on {self.rows} eval rows the smallest accuracy loss that can show "
+            f"on {self.rows} eval rows the smallest accuracy loss that can show "
             f"beyond noise is {self.detectable_points:.1f} points ({k} rows right→wrong, "
-            f"none the other way), more than quantize.tolerance ({self.tolerance}); "
+            f"none the other way), more than {allowed_loss(self.tolerance)}; "
             "smaller losses cannot be told from noise here. A larger eval set can detect them."
         )
 
@@ -471,9 +485,9 @@ def accuracy_change(what: str, accuracy: float, baseline: float, tolerance: floa
     if points > 0:
         return f"{head}, +{points:.2f} points (no loss)."
     within = (
-        f"within quantize.tolerance ({tolerance})"
+        f"within {allowed_loss(tolerance)}"
         if -points <= tolerance
-        else f"more than quantize.tolerance ({tolerance})"
+        else f"more than {allowed_loss(tolerance)}"
     )
     return f"{head}, −{-points:.2f} points, {within}."
 
