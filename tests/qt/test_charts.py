@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtGui import QPalette
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QPalette
 
 from slimpajama_gui.core.storage.history import MetricRecord
 from slimpajama_gui.qt.charts import JobCharts, LiveCurves
@@ -348,3 +349,94 @@ def test_step_labels_take_turns_at_two_heights_and_loss_terms_say_unweighted(qtb
     assert scientific(2.5e-5) == "2.5e-5" and scientific(-1e-3) == "-1e-3"
     charts.clear()
     assert charts.loss.shown_title == "Training loss" and not charts.loss.toolTip()
+
+
+# --------------------------------------------------------------------------- what the axes say
+
+
+def _shown(charts: JobCharts, qtbot) -> None:
+    charts.resize(1100, 600)
+    charts.show()
+    qtbot.waitExposed(charts)
+
+
+def test_an_empty_accuracy_chart_reads_in_percent(qtbot):
+    """Its axis says 'accuracy (%)' but the empty chart showed ticks 0 to 1.0."""
+    charts = JobCharts()
+    qtbot.addWidget(charts)
+    _, (y0, y1) = view_range(charts.accuracy)
+    assert y0 <= 0 and 100 <= y1 < 110, (y0, y1)
+    _two_step_job(charts)
+    charts.clear()  # another job selected: empty again, in percent again
+    _, (y0, y1) = view_range(charts.accuracy)
+    assert y0 <= 0 and 100 <= y1 < 110, (y0, y1)
+
+
+def test_the_step_axis_never_shows_negative_optimizer_steps(qtbot):
+    """The view left a quarter of the data's span of headroom below step 0 too, so the
+    x axis read -10, -5 while steps only count up from 0."""
+    charts = JobCharts()
+    qtbot.addWidget(charts)
+    _shown(charts, qtbot)
+    charts.start_step(0, "finetune")
+    for step in range(1, 40, 3):
+        charts.add_metrics(0, _train_log(step, 0.7 - 0.01 * step))
+    for step in (13, 26, 39):
+        charts.add_metrics(0, {"eval_accuracy": 0.8 + step / 1000, "step": step})
+    charts.flush()
+    for chart in (charts.loss, charts.accuracy, charts.lr):
+        (x0, x1), _ = view_range(chart)
+        # Room for the first marker, never a whole step below 0.
+        assert -1 < x0 <= 0 and x1 >= 39, (chart.title, x0, x1)
+
+
+def test_a_legend_marker_has_its_points_colour_before_the_points_are_drawn(qtbot):
+    """The legend's marker of 'eval (pipeline step)' was purple while its points were
+    orange: the legend drew it with pyqtgraph's default symbol brush, which the curve set
+    only with its first points, and the legend was not drawn again."""
+    from slimpajama_gui.qt.charts.series import PALETTE
+
+    chart = LiveCurves("Accuracy", y_label="accuracy (%)", symbols=True)
+    qtbot.addWidget(chart)
+    chart.resize(400, 300)
+    chart.show()
+    chart.add_curve("eval")
+    chart.add_curve("eval (pipeline step)", line=False, symbol="d")
+    for (sample, _label), color in zip(chart._legend.items, PALETTE, strict=False):
+        opts = sample.item.scatter.opts  # what the legend draws its marker with
+        assert opts["brush"].color().name() == QColor(color).name(), sample.item.name()
+        assert opts["pen"].style() == Qt.PenStyle.NoPen
+    chart.append("eval (pipeline step)", 3, 85.0)
+    chart.flush()
+    sample = chart._legend.items[1][0]
+    point = sample.item.scatter.points()[0]
+    assert point.brush().color().name() == sample.item.scatter.opts["brush"].color().name()
+
+
+def test_a_step_label_is_never_drawn_over_a_point(qtbot):
+    """'01 finetune' sat at the top left, over the first points of a loss that starts
+    high (or an accuracy that starts high): the view keeps room above the data."""
+    from PySide6.QtCore import QPointF
+
+    charts = JobCharts()
+    qtbot.addWidget(charts)
+    _shown(charts, qtbot)
+    charts.start_step(0, "finetune")
+    charts.start_step(1, "distill")
+    for step in range(1, 30):
+        charts.add_metrics(0, _train_log(step, 0.7 / step**0.3))
+    charts.add_metrics(0, {"eval_accuracy": 0.92, "step": 2})
+    charts.add_metrics(0, {"eval_accuracy": 0.91, "step": 29})
+    for step in range(1, 30):
+        charts.add_metrics(1, {**_train_log(step, 0.9 / step**0.3), "kd": 0.5})
+    charts.flush()
+    qtbot.wait(50)
+    for chart in (charts.loss, charts.accuracy, charts.lr):
+        view = chart.getPlotItem().getViewBox()
+        for _x, label, line in chart._boundaries:
+            box = line.label.sceneBoundingRect().adjusted(-4, -4, 4, 4)  # the marker's size
+            for name in chart.names:
+                xs, ys = chart.points(name)
+                for x, y in zip(xs, ys, strict=True):
+                    spot = view.mapViewToScene(QPointF(x, y))
+                    assert not box.contains(spot), (chart.title, label, name, x, y)

@@ -30,6 +30,9 @@ from slimpajama_gui.qt.charts.series import (
 
 #: Where step labels sit on their dashed line (0 bottom .. 1 top), in turn.
 BOUNDARY_LABEL_HEIGHTS = (0.96, 0.86)
+#: The share of the view's height above the data that a chart with step labels keeps
+#: free for them while it cannot measure them (not laid out yet).
+BOUNDARY_LABEL_ROOM = 0.3
 
 
 def scientific(value: float) -> str:

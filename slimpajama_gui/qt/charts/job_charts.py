@@ -121,6 +121,7 @@ class JobCharts(QWidget):
             symbols=True,
             empty="No evaluation yet",
             legend_at_bottom=True,  # accuracy rises towards the top-right corner
+            empty_y=(0.0, 100.0),
         )
         self.lr = LiveCurves(
             "Learning rate",

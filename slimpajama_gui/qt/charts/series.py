@@ -96,15 +96,24 @@ def csv_number(value: float) -> str:
 
 
 def stepped_range(
-    v0: float, v1: float, lo: float, hi: float, refit: bool, *, grow: float, pad: float
+    v0: float,
+    v1: float,
+    lo: float,
+    hi: float,
+    refit: bool,
+    *,
+    grow: float,
+    pad: float,
+    grow_below: bool = True,
 ) -> tuple[float, float]:
     """The view ``(v0, v1)``, or a new one when the data ``lo..hi`` has left it.
 
     A new view leaves ``grow`` of the data's span as headroom on the side the data
     left by (so a falling loss or a growing step count moves the view every few points
     rather than on every one) and re-fits when the data fills less than 40 % of it.
-    A point counts as inside only with half of ``pad`` to spare: one on the very edge
-    would have its marker cut in half.
+    ``grow_below=False`` never leaves it below the data, for values that only count up
+    (steps): the axis read -10, -5 before step 0. A point counts as inside only with
+    half of ``pad`` to spare: one on the very edge would have its marker cut in half.
     """
     span = hi - lo
     if span <= 0:
@@ -113,7 +122,7 @@ def stepped_range(
     inside = v0 + margin <= lo and hi <= v1 - margin
     if inside and not refit and span >= 0.4 * (v1 - v0):
         return v0, v1
-    below = 0.0 if refit or lo >= v0 + margin else grow
+    below = 0.0 if refit or not grow_below or lo >= v0 + margin else grow
     above = 0.0 if refit or hi <= v1 - margin else grow
     return lo - (pad + below) * span, hi + (pad + above) * span
 

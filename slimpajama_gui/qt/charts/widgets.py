@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from slimpajama_gui.qt.charts.base import (
     BOUNDARY_LABEL_HEIGHTS,
+    BOUNDARY_LABEL_ROOM,
     ChartBase,
     ChartColors,
     ScientificAxis,
@@ -61,6 +62,8 @@ class LiveCurves(ChartBase):
         y_label, x_label: axis titles.
         symbols: draw a marker on every point (for charts with few points).
         empty: the sentence shown while there is no data.
+        empty_y: the y range of the empty chart, in the axis's unit (0 to 100 for a
+            percentage).
 
     Signals:
         hovered(str): the read-out of the point nearest the mouse ("" when none).
@@ -89,12 +92,14 @@ class LiveCurves(ChartBase):
         empty: str = "No data yet",
         legend_at_bottom: bool = False,
         scientific: bool = False,
+        empty_y: tuple[float, float] = (0.0, 1.0),
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(
             title, y_label=y_label, x_label=x_label, empty=empty, scientific=scientific,
             parent=parent,
         )  # fmt: skip
+        self.empty_y = empty_y
         plot = self.getPlotItem()
         plot.setDownsampling(mode="peak", auto=True)
         plot.setClipToView(True)
@@ -165,6 +170,14 @@ class LiveCurves(ChartBase):
             size = 6 if line else 9
             options.update(symbol=symbol, symbolSize=size, symbolBrush=color, symbolPen=None)
         item = self.getPlotItem().plot([], [], connect="finite", name=name, **options)
+        if symbol is not None:
+            # The legend draws the marker with the scatter's own style, which pyqtgraph
+            # sets only with the first points: until then, and until the legend happened
+            # to be drawn again, the marker was its default slate purple.
+            item.scatter.setSymbol(symbol, update=False)
+            item.scatter.setSize(size, update=False)
+            item.scatter.setBrush(pg.mkBrush(color), update=False)
+            item.scatter.setPen(pg.mkPen(None), update=False)
         series = Series(item)
         series.color = color
         series.own_symbol = symbol is not None
@@ -308,10 +321,28 @@ class LiveCurves(ChartBase):
         if bounds is None:
             return
         (x0, x1), (y0, y1) = self.getPlotItem().getViewBox().viewRange()
-        new_x = stepped_range(x0, x1, bounds[0], bounds[1], refit, grow=0.25, pad=0.02)
+        # x is a step number, which only counts up.
+        new_x = stepped_range(
+            x0, x1, bounds[0], bounds[1], refit, grow=0.25, pad=0.02, grow_below=False
+        )
         new_y = stepped_range(y0, y1, bounds[2], bounds[3], refit, grow=0.1, pad=0.08)
+        if self._boundaries:
+            # Room above the data for the step labels, which were drawn over the first
+            # points of a loss (or an accuracy) that starts high.
+            top = new_y[0] + (bounds[3] - new_y[0]) / (1 - self._label_room())
+            new_y = (new_y[0], max(new_y[1], top))
         if (new_x, new_y) != ((x0, x1), (y0, y1)):
             self.getPlotItem().setRange(xRange=new_x, yRange=new_y, padding=0)
+
+    def _label_room(self) -> float:
+        """The share of the view's height the step labels take, from the top: down to the
+        lowest label's line of text, with a marker's size to spare."""
+        pixels = self.getPlotItem().getViewBox().height()
+        lowest = min(BOUNDARY_LABEL_HEIGHTS[: len(self._boundaries)])
+        text = max(line.label.boundingRect().height() for _x, _l, line in self._boundaries)
+        if pixels < 4 * text:  # not laid out yet, or too small to measure
+            return BOUNDARY_LABEL_ROOM
+        return min(0.6, 1 - lowest + (text + 6) / pixels)
 
     def clear_data(self) -> None:
         """Remove every curve (a new job starts)."""
@@ -392,9 +423,10 @@ class LiveCurves(ChartBase):
 
 
 def _reset_range(chart: pg.PlotWidget) -> None:
-    """An empty chart shows 0..1, not the range of the job shown before."""
+    """An empty chart shows 0..1 (its ``empty_y``), not the range of the job shown before."""
     plot = chart.getPlotItem()
-    plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0.02)
+    y_range = chart.empty_y if isinstance(chart, LiveCurves) else (0, 1)
+    plot.setRange(xRange=(0, 1), yRange=y_range, padding=0.02)
     if isinstance(chart, LiveCurves):
         chart.follow_data()
     else:
