@@ -67,6 +67,8 @@ REMAINING_TIP = (
 COL_NAME, COL_STATUS, COL_PROGRESS, COL_STARTED, COL_ELAPSED, COL_REMAINING, COL_OUTPUT = range(
     len(COLUMNS)
 )
+#: Whole rows the Jobs list always has room for, whatever the charts below would take.
+ROWS_SHOWN = 4
 
 
 @dataclass
@@ -360,6 +362,11 @@ def jobs_table_view(model: JobTableModel) -> QTableView:
         (COL_REMAINING, remaining_width(table)),
     ):
         table.setColumnWidth(col, width)
+    # At 1280×800 the charts' share of the splitter left about a row and a half, the
+    # second job cut in half.
+    rows = ROWS_SHOWN * table.verticalHeader().defaultSectionSize()
+    header = header.sizeHint().height()
+    table.setMinimumHeight(header + rows + 2 * table.frameWidth())
     return table
 
 

@@ -702,3 +702,28 @@ def test_a_step_warning_stays_readable_in_full_beside_its_job(qtbot, tiny_minilm
     assert later.details.warnings.isVisibleTo(later)
     cell = later.model.index(later.model.row_of_job(job_id), COL_STATUS)
     assert cell.data(Qt.ItemDataRole.DecorationRole) is not None
+
+
+def test_the_jobs_list_shows_several_whole_rows_at_1280_by_800(qtbot):
+    """At 1280×800 the list showed about a row and a half, the second job cut in half,
+    while the charts below took the rest."""
+    from slimpajama_gui.qt.main_window import MainWindow
+
+    with JobStore() as store:
+        for n in range(1, 5):
+            store.create_job(f"job-{n}", "name: job\n", f"/tmp/out-{n}")
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.resize(1280, 800)
+    win.show()
+    qtbot.waitExposed(win)
+    win.show_area("jobs")
+    view = win.jobs_view
+    qtbot.waitUntil(lambda: view.model.rowCount() == 4, timeout=JOB_TIMEOUT)
+    qtbot.wait(50)
+    table = view.table
+    rows = table.viewport().height() / table.rowHeight(0)
+    assert rows >= 3.5, rows
+    # The charts keep room enough for their two rows.
+    assert all(c.height() >= c.minimumHeight() for c in view.live_charts.charts.values())
+    win.jobs_view.shutdown(timeout_s=10)
