@@ -36,9 +36,52 @@ def heads_text(info: ModelInfo) -> str:
     return str(heads[0]) if len(set(heads)) <= 1 else "/".join(map(str, heads))
 
 
+#: Families as people write them.
+FAMILY_NAMES = {"bert": "BERT", "roberta": "RoBERTa"}
+#: How weights are stored, in words: safetensors dtypes, quantize methods, ONNX formats.
+WEIGHTS_NAMES = {
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I8": "int8",
+    "U8": "uint8",
+    "fp32": "float32",
+    "fp16": "float16",
+    "bf16": "bfloat16",
+    "dynamic_int8": "int8 (PyTorch dynamic quantization)",
+    "weight_int8": "int8 weights, computed in float",
+    "weight_int4": "int4 weights, computed in float",
+    "onnx_int8": "int8 (ONNX Runtime)",
+    "onnx_fp32": "float32 (ONNX Runtime)",
+    "onnx": "ONNX Runtime",
+}
+
+
+def family_text(info: ModelInfo) -> str:
+    """'BERT', 'RoBERTa', 'SlimPajama result (BERT family)': what the model is, in words
+    (``ModelInfo.family`` is config.json's ``model_type``)."""
+    if info.family != "slimpajama":
+        return FAMILY_NAMES.get(info.family, info.family)
+    if info.base_family == "static":
+        return "SlimPajama result (static token embeddings)"
+    base = FAMILY_NAMES.get(info.base_family)
+    return f"SlimPajama result ({base} family)" if base else "SlimPajama result"
+
+
+def weights_text(dtype: str) -> str:
+    """How the weights are stored, in words: 'float32', 'int8 (ONNX Runtime)'."""
+    if dtype in WEIGHTS_NAMES:
+        return WEIGHTS_NAMES[dtype]
+    if dtype.startswith("onnx-"):  # an ONNX folder whose record names another format
+        return f"{weights_text(dtype[len('onnx-') :])} (ONNX Runtime)"
+    if dtype.startswith("static-"):
+        return f"{dtype[len('static-') :]} static token vectors"
+    return dtype
+
+
 COLUMNS = (
     Column("Name", lambda i: i.name, lambda i: i.name.lower(), False),
-    Column("Family", lambda i: i.family, lambda i: i.family, False),
+    Column("Family", family_text, family_text, False),
     Column("Parameters", lambda i: human_count(i.parameters), lambda i: i.parameters, True),
     Column("Size on disk", lambda i: human_bytes(i.size_bytes), lambda i: i.size_bytes, True),
     Column("Layers", lambda i: str(i.layers), lambda i: i.layers, True),

@@ -50,7 +50,9 @@ from slimpajama_gui.qt.model_table import (
     INFO_ROLE,
     ModelFilterProxy,
     ModelTableModel,
+    family_text,
     heads_text,
+    weights_text,
 )
 from slimpajama_gui.qt.widgets.errors import error_sentence
 from slimpajama_gui.qt.widgets.panes import two_panes
@@ -119,7 +121,7 @@ class DetailsPane(QWidget):
             "FFN width per layer",
             "Vocabulary",
             "Labels",
-            "Weights dtype",
+            "Weights",
             "Folder",
         ):
             label = QLabel("–")
@@ -151,7 +153,7 @@ class DetailsPane(QWidget):
         share = 100.0 * info.embedding_params / max(info.parameters, 1)
         ffn = info.layer_ffn
         values = {
-            "Family": info.family,
+            "Family": family_text(info),
             "Source": info.source,
             "Parameters": f"{info.parameters:,} ({human_count(info.parameters)})",
             "Embeddings": f"{info.embedding_params:,} ({share:.0f} % of all parameters)",
@@ -164,7 +166,7 @@ class DetailsPane(QWidget):
             ),
             "Vocabulary": f"{info.vocab:,} tokens",
             "Labels": "none yet (encoder only)" if not info.num_labels else str(info.num_labels),
-            "Weights dtype": info.dtype,
+            "Weights": weights_text(info.dtype),
             "Folder": str(info.path),
         }
         for key, text in values.items():

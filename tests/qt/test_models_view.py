@@ -239,3 +239,37 @@ def test_window_geometry_and_area_persist(qtbot, tiny_bert):
         lambda: "tiny-bert" in [i.name for i in second.models_view.model.infos()],
         timeout=SCAN_TIMEOUT,
     )
+
+
+def test_model_details_say_family_and_weights_in_words(qtbot, tiny_minilm, tmp_path):
+    """The details said 'Family: slimpajama' and 'Weights dtype: onnx_int8', the app's
+    internal names: they say what the model is and how its weights are stored."""
+    from slimpajama_gui.core.model.encoder import EncoderClassifier
+    from slimpajama_gui.core.model.inspection import inspect_model
+    from slimpajama_gui.core.model.saving import save_pretrained
+    from slimpajama_gui.core.storage.variant import VariantRecord
+    from slimpajama_gui.core.techniques.onnx_export import save_onnx_variant
+    from slimpajama_gui.qt.model_table import COLUMNS
+
+    model = EncoderClassifier.from_pretrained(tiny_minilm, id2label={0: "neg", 1: "pos"})
+    result = tmp_path / "01-finetune"
+    save_pretrained(model, result, tokenizer_from=tiny_minilm)
+    onnx = tmp_path / "02-quantize"
+    onnx.mkdir()
+    save_onnx_variant(model, tiny_minilm, onnx, quantized=True)
+    VariantRecord(job_id=1, weights_format="onnx_int8", parent=str(result)).write(onnx)
+
+    pane = mv.DetailsPane()
+    qtbot.addWidget(pane)
+    family = next(c for c in COLUMNS if c.title == "Family")
+    expected = [
+        (tiny_minilm, "BERT", "float32"),
+        (result, "SlimPajama result (BERT family)", "float32"),
+        (onnx, "SlimPajama result (BERT family)", "int8 (ONNX Runtime)"),
+    ]
+    for folder, kind, weights in expected:
+        info = inspect_model(folder)
+        pane.show_info(info)
+        assert pane.fields["Family"].text() == kind, folder
+        assert pane.fields["Weights"].text() == weights, folder
+        assert family.display(info) == kind  # the table says it the same way

@@ -147,6 +147,9 @@ class ModelInfo:
         label_names: the classes of the saved head in id order (config.json's
             ``id2label``); ``None`` when there is no head or its names are transformers'
             placeholders (``LABEL_0``, ...), which say nothing about the classes.
+        base_family: for a SlimPajama result (``family`` ``"slimpajama"``), what its
+            encoder is: ``"bert"`` or ``"roberta"`` (from its position offset), or
+            ``"static"`` for static token embeddings; ``""`` for any other model.
     """
 
     name: str
@@ -168,6 +171,7 @@ class ModelInfo:
     dtype: str
     weights_bytes: int = 0
     label_names: tuple[str, ...] | None = None
+    base_family: str = ""
 
 
 # --------------------------------------------------------------------------- config
@@ -504,7 +508,18 @@ def _info(
         dtype=counts.dtype,
         weights_bytes=weights_bytes,
         label_names=tuple(names) if names and len(names) == num_labels else None,
+        base_family=_base_family(family, config),
     )
+
+
+def _base_family(family: str, config: dict) -> str:
+    """What a SlimPajama result's encoder is (see :attr:`ModelInfo.base_family`)."""
+    if family != "slimpajama":
+        return ""
+    if isinstance(config.get(STATIC_KEY), dict):
+        return "static"
+    offset = config.get("position_offset", 0)
+    return "roberta" if isinstance(offset, int) and offset > 0 else "bert"
 
 
 def _file_size(path: Path) -> int:
