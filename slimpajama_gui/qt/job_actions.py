@@ -33,12 +33,20 @@ from slimpajama_gui.core.jobs.resume import (
     rerun_steps,
 )
 from slimpajama_gui.core.plan.recipe import load_recipe, recipe_from_yaml
+from slimpajama_gui.core.units import human_duration
+from slimpajama_gui.qt.closing import KEEP_RUNNING
 from slimpajama_gui.qt.job_details import TextDialog, log_dialog
 from slimpajama_gui.qt.jobs_table import JobRow
 from slimpajama_gui.qt.widgets.errors import error_sentence
 from slimpajama_gui.qt.widgets.workers import start_worker
 
 log = logging.getLogger("slimpajama_gui.qt.jobs_view")
+
+#: Seconds a job may have run before Cancel asks first; a job cancelled sooner loses
+#: little, and a slip of the mouse a moment after Run costs nothing to redo.
+CONFIRM_CANCEL_AFTER_S = 30.0
+#: The question's button that cancels (its other button is closing's "Keep running").
+CANCEL_JOB = "Cancel job"
 
 
 class JobActions:
@@ -53,13 +61,68 @@ class JobActions:
             self.runner.remove_queued(row.queue_key)
             self.status_message.emit(f"{row.name} taken off the queue")
         elif row.job_id is not None and row.job_id == self.runner.current_job_id:
-            self.runner.cancel()
-            # Newer than the wish to follow a submitted job: stay on this one.
-            self._cancelled_here, self._follow_next = row.job_id, False
-            self.cancel_button.setEnabled(False)
-            self.cancel_button.setText("Cancelling…")
-            self._log(row.job_id, "cancel requested")
-            self.status_message.emit(f"Cancelling job #{row.job_id}…")
+            if (row.elapsed or 0.0) >= CONFIRM_CANCEL_AFTER_S:
+                self._ask_cancel(row)
+            else:
+                self._cancel_running(row.job_id)
+
+    def _cancel_running(self, job_id: int) -> None:
+        self.runner.cancel()
+        # Newer than the wish to follow a submitted job: stay on this one.
+        self._cancelled_here, self._follow_next = job_id, False
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.setText("Cancelling…")
+        self._log(job_id, "cancel requested")
+        self.status_message.emit(f"Cancelling job #{job_id}…")
+
+    def _ask_cancel(self, row: JobRow) -> None:
+        """Ask before cancelling a job that has run a while, as closing the window
+        mid-job does (:mod:`~slimpajama_gui.qt.closing`): window-modal, never blocking
+        the job's signals, Keep running the default."""
+        job_id = row.job_id
+        done = self._step_index  # steps before the one under way
+        kept = (
+            "No step has finished yet, so nothing of it is kept."
+            if done == 0
+            else f"Its finished steps stay saved with their results (step{'s' if done > 1 else ''} "
+            f"{'1–' if done > 1 else ''}{done} of {self._step_count})."
+        )
+        busy = self.runner.busy_with
+        stops = (
+            f"It is {busy}, which cannot be stopped part-way: it stops once that is done."
+            if busy
+            else f"The step under way (step {done + 1} of {self._step_count}) stops, and what "
+            "it has done is not kept."
+        )
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setWindowTitle("Cancel the job?")
+        box.setText(f"Job #{job_id} has run for {human_duration(row.elapsed)}. Cancel it?")
+        box.setInformativeText(
+            f"{kept} {stops} The job is marked cancelled; Resume continues it from its "
+            "first unfinished step."
+        )
+        cancel = box.addButton(CANCEL_JOB, QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton(KEEP_RUNNING, QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(keep)
+        box.setEscapeButton(keep)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.buttonClicked.connect(lambda button: self._cancel_answered(job_id, button is cancel))
+        self.cancel_question = box
+        box.open()
+
+    def _cancel_answered(self, job_id: int, cancel: bool) -> None:
+        self.cancel_question = None
+        # The job may have ended, or another begun, while the question was open.
+        if cancel and job_id == self.runner.current_job_id and self.runner.is_running:
+            self._cancel_running(job_id)
+
+    def _drop_cancel_question(self, job_id: int) -> None:
+        """The job ended while asked about: the question has nothing left to cancel."""
+        box = self.cancel_question
+        if box is not None and f"#{job_id} " in box.text():
+            self.cancel_question = None
+            box.done(0)
 
     def rerun_selected(self, from_step: int = 0) -> None:
         """Run the selected job's recipe again into a new folder; ``from_step`` (0-based)

@@ -107,6 +107,8 @@ class JobsView(JobActions, QWidget):
         self.job_log = JobLog()
         self.error_dialog: QMessageBox | None = None
         self.dialog: TextDialog | None = None
+        #: Cancel's question while it is open (a job that has run a while), else None.
+        self.cancel_question: QMessageBox | None = None
         self._closing = False
 
         # widgets -------------------------------------------------------------
@@ -432,6 +434,7 @@ class JobsView(JobActions, QWidget):
         self._log(self._live_job, f"step {index + 1} finished" + (f": {parts}" if parts else ""))
 
     def _on_job_finished(self, job_id: int, status: str, error: str) -> None:
+        self._drop_cancel_question(job_id)
         if job_id != NO_JOB:
             self._log(job_id, f"job #{job_id} {status}" + (f": {error}" if error else ""))
         self._ticker.stop()

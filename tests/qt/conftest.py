@@ -123,3 +123,15 @@ def gui_probe(qtbot):
     probe = GuiProbe()
     yield probe
     probe.timer.stop()
+
+
+@pytest.fixture(autouse=True)
+def cancel_without_asking(monkeypatch):
+    """Cancel asks first once a job has run a while (``CONFIRM_CANCEL_AFTER_S``); on a busy
+    machine a test's job may run that long before its click, so Cancel acts at once in
+    tests unless a test sets the threshold itself."""
+    import math
+
+    from slimpajama_gui.qt import job_actions
+
+    monkeypatch.setattr(job_actions, "CONFIRM_CANCEL_AFTER_S", math.inf)

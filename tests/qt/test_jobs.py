@@ -727,3 +727,43 @@ def test_the_jobs_list_shows_several_whole_rows_at_1280_by_800(qtbot):
     # The charts keep room enough for their two rows.
     assert all(c.height() >= c.minimumHeight() for c in view.live_charts.charts.values())
     win.jobs_view.shutdown(timeout_s=10)
+
+
+def test_cancel_asks_first_once_a_job_has_run_a_while(
+    view, qtbot, tiny_minilm, tmp_path, monkeypatch
+):
+    """Cancel stopped a job that had run for many minutes at once, without a word, as
+    closing the window mid-job never does: past a short while it asks, saying what is
+    kept, and Keep running (the default) leaves the job alone."""
+    from slimpajama_gui.qt import job_actions
+
+    monkeypatch.setattr(job_actions, "CONFIRM_CANCEL_AFTER_S", 0.0)  # 'a while' has passed
+    # A finished evaluation, then a training that only ever ends by being cancelled.
+    steps = "  - type: evaluate\n" + FINETUNE.format(epochs=200, max_steps=100_000)
+    training: list[int] = []
+    view.runner.bridge.progress.connect(lambda index, *_: training.append(index))
+    view.submit(make_recipe(tiny_minilm, tmp_path / "long", steps))
+    qtbot.waitUntil(lambda: 1 in training, timeout=JOB_TIMEOUT)
+    job_id = view.runner.current_job_id
+    cancels: list[int] = []
+    real_cancel = view.runner.cancel
+    monkeypatch.setattr(view.runner, "cancel", lambda: (cancels.append(1), real_cancel())[1])
+    qtbot.mouseClick(view.cancel_button, Qt.MouseButton.LeftButton)
+    box = view.cancel_question
+    assert box is not None and box.isVisible()
+    assert view.runner.is_running and not cancels
+    said = f"{box.text()} {box.informativeText()}"
+    assert f"#{job_id}" in said and "has run for" in said
+    assert "finished steps stay saved with their results (step 1 of 2)" in said
+    assert "step under way (step 2 of 2)" in said and "Resume" in said
+    assert box.defaultButton().text() == "Keep running"
+    box.defaultButton().click()  # as Enter or Esc would
+    qtbot.waitUntil(lambda: not box.isVisible(), timeout=JOB_TIMEOUT)
+    assert view.runner.is_running and not cancels
+    assert view.cancel_button.isEnabled()
+
+    qtbot.mouseClick(view.cancel_button, Qt.MouseButton.LeftButton)
+    box = view.cancel_question
+    with qtbot.waitSignal(view.runner.job_finished, timeout=JOB_TIMEOUT) as finished:
+        next(b for b in box.buttons() if b.text() == "Cancel job").click()
+    assert finished.args[:2] == [job_id, "cancelled"]
