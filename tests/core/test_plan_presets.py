@@ -91,6 +91,12 @@ def test_names_and_numbers_as_people_write_them():
     assert presets.step_summary(quant) == "Quantize dynamic_int8 (onnxruntime)"
     quant4 = Quantize(method="dynamic_int8", backend="onnxruntime", embedding_bits=4)
     assert presets.step_summary(quant4) == "Quantize dynamic_int8 (onnxruntime, 4-bit embeddings)"
+    # Every loss term that is on is said: a summary that hid one described another chain.
+    distill = Distill(student_layers=[0, 5], hidden_mse=1.0, attention_mse=50.0)
+    assert presets.step_summary(distill) == (
+        "Distill into teacher layers 0, 5, hidden MSE 1, attention MSE 50"
+    )
+    assert "attention MSE not set" in presets.step_summary(distill, unset={"attention_mse"})
     assert presets.trains(Prune(method="ffn", amount=0.5))
     assert not presets.trains(Prune(method="vocabulary"))
     assert presets.needs_finetune(None, 2) is False

@@ -180,6 +180,10 @@ def step_summary(step: Step, unset: Collection[str] = ()) -> str:
             extra += f", hidden MSE {NOT_SET}"
         elif step.hidden_mse:
             extra += f", hidden MSE {step.hidden_mse:g}"
+        if "attention_mse" in unset:
+            extra += f", attention MSE {NOT_SET}"
+        elif step.attention_mse:
+            extra += f", attention MSE {step.attention_mse:g}"
         if "ffn_fraction" in unset:
             extra += f", FFN removed {NOT_SET}"
         elif step.ffn_fraction:
