@@ -83,12 +83,13 @@ class TextDialog(QDialog):
         QGuiApplication.clipboard().setText(self.text.toPlainText())
 
 
-class FailureBox(QFrame):
-    """The selected job's failure (or cancellation) sentence, hard to miss."""
+class _NoticeBox(QFrame):
+    """A framed, selectable, word-wrapped sentence about the selected job, hidden until
+    it has something to say."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, name: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setObjectName("failure")
+        self.setObjectName(name)
         self.label = QLabel()
         self.label.setWordWrap(True)
         self.label.setTextFormat(Qt.TextFormat.RichText)
@@ -97,6 +98,13 @@ class FailureBox(QFrame):
         layout.setContentsMargins(10, 6, 10, 6)
         layout.addWidget(self.label, 1)
         self.hide()
+
+
+class FailureBox(_NoticeBox):
+    """The selected job's failure (or cancellation) sentence, hard to miss."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("failure", parent)
 
     def show_row(self, row: JobRow | None) -> None:
         if row is None or row.status not in ("failed", "cancelled", "interrupted"):
@@ -118,25 +126,16 @@ class FailureBox(QFrame):
         return self.label.text()
 
 
-class WarningBox(QFrame):
+class WarningBox(_NoticeBox):
     """The selected job's warnings, in full: the status bar shows only a short form,
     and only until the next message replaces it."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("warnings")
+        super().__init__("warnings", parent)
         self.setStyleSheet(
             "#warnings { background: #fff8e1; border: 1px solid #e0b84a; border-radius: 4px; }"
             "#warnings QLabel { color: #4a3500; }"
         )
-        self.label = QLabel()
-        self.label.setWordWrap(True)
-        self.label.setTextFormat(Qt.TextFormat.RichText)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(10, 6, 10, 6)
-        layout.addWidget(self.label, 1)
-        self.hide()
 
     def show_row(self, row: JobRow | None) -> None:
         warnings = row.warnings if row is not None else []

@@ -176,14 +176,11 @@ def step_summary(step: Step, unset: Collection[str] = ()) -> str:
     if isinstance(step, Distill):
         layers = ", ".join(map(str, step.student_layers)) or "every second"
         extra = ""
-        if "hidden_mse" in unset:
-            extra += f", hidden MSE {NOT_SET}"
-        elif step.hidden_mse:
-            extra += f", hidden MSE {step.hidden_mse:g}"
-        if "attention_mse" in unset:
-            extra += f", attention MSE {NOT_SET}"
-        elif step.attention_mse:
-            extra += f", attention MSE {step.attention_mse:g}"
+        for key, label in (("hidden_mse", "hidden MSE"), ("attention_mse", "attention MSE")):
+            if key in unset:
+                extra += f", {label} {NOT_SET}"
+            elif getattr(step, key):
+                extra += f", {label} {getattr(step, key):g}"
         if "ffn_fraction" in unset:
             extra += f", FFN removed {NOT_SET}"
         elif step.ffn_fraction:
