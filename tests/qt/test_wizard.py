@@ -175,6 +175,7 @@ def test_custom_chain_review_run_and_execute(qtbot, make_wizard, tiny_minilm, ti
     qtbot.mouseClick(page.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert "yes, 2 classes" in page.summary.text()
     assert "2" in page.summary.text() and "Vocabulary" in page.summary.text()
+    assert "<td>BERT</td>" in page.summary.text()  # in words, as the Models area says it
     go_next(qtbot, w)
 
     # (b) Data: the demo set is the default; preview, mapping and label balance appear.

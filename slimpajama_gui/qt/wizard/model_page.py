@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 from slimpajama_gui.core.model.catalog import describe_folder, discover_models
 from slimpajama_gui.core.model.inspection import ModelInfo
 from slimpajama_gui.core.units import human_bytes, human_count
-from slimpajama_gui.qt.model_table import heads_text
+from slimpajama_gui.qt.model_table import family_text, heads_text
 from slimpajama_gui.qt.widgets.errors import error_sentence
 from slimpajama_gui.qt.wizard.widgets import (
     NOTE_STYLE,
@@ -234,7 +234,7 @@ class ModelPage(WizardPage):
                 ("Hidden size", str(info.hidden)),
                 ("Vocabulary", f"{info.vocab:,} tokens"),
                 ("Classifier head", head),
-                ("Family", info.family),
+                ("Family", escape(family_text(info))),
             ]
             table = "".join(
                 f"<tr><td style='padding-right:10px'>{k}:</td><td>{v}</td></tr>" for k, v in rows
