@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from slimpajama_gui.core.errors import UserError
-from slimpajama_gui.core.model.inspection import ModelInfo, distinct_result_names
+from slimpajama_gui.core.model.inspection import ModelInfo
+from slimpajama_gui.core.model.result_names import distinct_result_names
 from slimpajama_gui.core.storage.history import JobStore, VariantRow
 from slimpajama_gui.core.storage.variant import VariantRecord, finite_number
 
@@ -446,7 +447,7 @@ def _load_variants(store: JobStore) -> CompareData:
 def _name_results(variants: list[Variant]) -> None:
     """Results named as the Models list and the Playground name them: ``"job › 02-distill"``
     (its job's name, else its output folder), two runs of one job told apart by their
-    output folder (:func:`~slimpajama_gui.core.model.inspection.distinct_result_names`)."""
+    output folder (:func:`~slimpajama_gui.core.model.result_names.distinct_result_names`)."""
     results = [v for v in variants if not v.is_source]
     named = [(f"{v.job_name or v.path.parent.name} › {v.path.name}", v.path) for v in results]
     for v, name in zip(results, distinct_result_names(named), strict=True):

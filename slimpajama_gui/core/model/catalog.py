@@ -19,10 +19,10 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.inspection import (
     PACKAGED_NAME,
     ModelInfo,
-    distinct_result_names,
     hf_repo_id,
     inspect_model,
 )
+from slimpajama_gui.core.model.result_names import distinct_result_names
 from slimpajama_gui.core.storage.safe_io import no_weights_error
 from slimpajama_gui.core.storage.variant import is_variant_folder
 

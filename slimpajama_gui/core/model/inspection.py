@@ -33,6 +33,7 @@ from typing import Any
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.hf_config import specific_label_names, translate
+from slimpajama_gui.core.model.result_names import result_name
 from slimpajama_gui.core.storage.safe_io import (
     PICKLE_SUFFIXES,
     SafetensorsHeader,
@@ -681,32 +682,3 @@ def _default_name(folder: Path, source: str) -> str:
     if source == "result":
         return result_name(folder)
     return folder.name
-
-
-def distinct_result_names(results: list[tuple[str, Path]]) -> list[str]:
-    """``(name, folder)`` of results named as :func:`result_name` does; two runs of one
-    job (same name, same steps) told apart by their output folder:
-    ``"job (out-run2) › 02-distill"``. Other names are returned as they are."""
-    count: dict[str, int] = {}
-    for name, _folder in results:
-        count[name] = count.get(name, 0) + 1
-    out = []
-    for name, folder in results:
-        if count[name] > 1 and " › " in name:
-            job, step = name.rsplit(" › ", 1)
-            name = f"{job} ({Path(folder).parent.name}) › {step}"
-        out.append(name)
-    return out
-
-
-def result_name(folder: Path) -> str:
-    """A job's saved variant as people tell it apart: ``"preset-balanced › 01-finetune"``.
-
-    Every job saves ``01-finetune``, ``02-distill``, ...; the step folder alone says
-    nothing about which job made it. The job's name comes from the variant's record (its
-    recipe), else from the output folder.
-    """
-    record = VariantRecord.read_or_none(folder)
-    recipe = record.recipe if record is not None and isinstance(record.recipe, dict) else {}
-    job = recipe.get("name") if isinstance(recipe.get("name"), str) else None
-    return f"{job or folder.parent.name} › {folder.name}"
