@@ -9,16 +9,12 @@ makes the chain the user's own (``"custom"``). Problems come from the draft.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup,
-    QCheckBox,
-    QComboBox,
     QFrame,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -49,6 +45,7 @@ from slimpajama_gui.core.plan.steps import (
     Sensitivity,
     Step,
 )
+from slimpajama_gui.qt.wizard.custom_kept import CustomChoice, CustomKeeping
 from slimpajama_gui.qt.wizard.numbers import NumberBox, number_boxes_in_use
 from slimpajama_gui.qt.wizard.technique_boxes import (
     add_distill_box,
@@ -62,7 +59,6 @@ from slimpajama_gui.qt.wizard.technique_boxes import (
 )
 from slimpajama_gui.qt.wizard.widgets import (
     WARNING_STYLE,
-    LayerPicker,
     PageField,
     WizardPage,
     error_label,
@@ -85,16 +81,7 @@ SEARCH_BLURB = (
 )
 
 
-@dataclass
-class _CustomChoice:
-    """The custom chain as the user left it for a preset: what each control showed
-    (a number as typed, refused or not), and the chain with its training settings."""
-
-    controls: list[tuple[QWidget, Any]]
-    chain: list[Step]
-
-
-class TechniquesPage(WizardPage):
+class TechniquesPage(CustomKeeping, WizardPage):
     """(c) What to do: a preset, or a custom chain of techniques."""
 
     def __init__(self, wizard: CompressWizard) -> None:
@@ -107,10 +94,10 @@ class TechniquesPage(WizardPage):
         self._loading = False
         self._layers = 0  # layers the pickers show
         #: The custom chain while a preset or the search is chosen; Custom brings it back.
-        self._custom: _CustomChoice | None = None
+        self._custom: CustomChoice | None = None
         #: Custom chains an edit under a preset replaced, the latest last; the restore
         #: button brings them back one by one.
-        self._earlier: list[_CustomChoice] = []
+        self._earlier: list[CustomChoice] = []
         #: What the technique boxes said when a preset filled them.
         self._preset_shown: list[Step] | None = None
 
@@ -462,60 +449,6 @@ class TechniquesPage(WizardPage):
         self._show_chain(steps)
         self._preset_shown = self._boxes_steps()
 
-    def _custom_controls(self) -> list[QWidget]:
-        """The controls that make up a custom chain, in the order they are put back:
-        what enables the 4-bit embeddings box before it."""
-        inner = self.scroll.widget()
-        checks = [c for c in inner.findChildren(QCheckBox) if c is not self.quant_embeddings4]
-        return [
-            *inner.findChildren(LayerPicker),
-            *inner.findChildren(QComboBox),
-            *inner.findChildren(NumberBox),
-            *(box for box in inner.findChildren(QGroupBox) if box.isCheckable()),
-            *checks,
-            self.quant_embeddings4,
-        ]
-
-    def _save_custom(self) -> _CustomChoice:
-        return _CustomChoice(self._control_values(), self.draft.steps_with_settings())
-
-    def _control_values(self) -> list[tuple[QWidget, Any]]:
-        """What each custom control shows, a number as typed."""
-        controls: list[tuple[QWidget, Any]] = []
-        for control in self._custom_controls():
-            if isinstance(control, LayerPicker):
-                controls.append((control, control.selected()))
-            elif isinstance(control, QComboBox):
-                controls.append((control, control.currentIndex()))
-            elif isinstance(control, NumberBox):
-                controls.append((control, control.lineEdit().text()))
-            else:
-                controls.append((control, control.isChecked()))
-        return controls
-
-    def _restore_custom(self, saved: _CustomChoice) -> None:
-        """Show the custom chain as the user left it, and make it the draft's again."""
-        self._custom = None
-        self._loading = True
-        try:
-            self._set_controls(saved.controls)
-            self._show_student_kind()
-            self._enforce_finetune()
-        finally:
-            self._loading = False
-        self.draft.set_chain("custom", self._custom_steps(saved.chain))
-
-    def _set_controls(self, controls: Sequence[tuple[QWidget, Any]]) -> None:
-        for control, value in controls:
-            if isinstance(control, LayerPicker):
-                control.set_selected(value)
-            elif isinstance(control, QComboBox):
-                control.setCurrentIndex(value)
-            elif isinstance(control, NumberBox):
-                control.lineEdit().setText(value)  # as typed, a refused value too
-            else:
-                control.setChecked(value)
-
     def _show_chain(self, steps: Sequence[Step]) -> None:
         """Set the custom controls to show ``steps``, so Custom starts from the preset."""
         self._loading = True
@@ -616,38 +549,6 @@ class TechniquesPage(WizardPage):
             self.preset_buttons["custom"].setChecked(True)
             self._loading = False
         self.draft.set_chain("custom", self._custom_steps())
-
-    def restore_earlier(self) -> None:
-        """Bring back the custom chain an edit under a preset replaced last; the custom
-        chain it replaces now (shown, or kept while a preset is) is kept in its place,
-        first in line, so repeated clicks go round them all and none is dropped."""
-        if not self._earlier:
-            return
-        earlier = self._earlier.pop()
-        current = self._save_custom() if self.preset() == "custom" else self._custom
-        self._custom = None
-        if current is not None:
-            self._earlier.insert(0, current)
-        self._loading = True
-        self.preset_buttons["custom"].setChecked(True)
-        self._loading = False
-        self._show_boxes_for("custom")
-        self._restore_custom(earlier)
-        self._show_restore()
-        self.wiz.note_edit()
-
-    def _show_restore(self) -> None:
-        """Show the restore button while a replaced custom chain is kept, saying which."""
-        self.restore_button.setVisible(bool(self._earlier))
-        if not self._earlier:
-            return
-        chain = " → ".join(step_summary(s) for s in self._earlier[-1].chain) or "no steps"
-        more = len(self._earlier) - 1
-        others = f" ({more} more kept)" if more else ""
-        self.restore_button.setToolTip(
-            f"Bring back the custom settings your edit replaced: {chain}.{others} The "
-            "custom settings you have now are kept in turn, for this button to bring back."
-        )
 
     def _on_draft_changed(self, parts: set[str]) -> None:
         if parts & {"chain", "model", "data"}:
