@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QSettings, QThreadPool, QTimer
+from PySide6.QtGui import QGuiApplication
 
 from slimpajama_gui.qt.app import collect_garbage_on_gui_thread, configure_identity
 
@@ -22,6 +23,18 @@ def gui_thread_garbage_collection(qapp):
     QThreadPool.globalInstance().waitForDone(60_000)
     qapp._slimpajama_gc.timer.stop()
     gc.enable()
+
+
+@pytest.fixture(autouse=True)
+def quick_double_click(qapp):
+    """A double-click interval of 50 ms, so that a test waiting one out (the wizard's
+    Next and Run ignore presses that soon after a page appears) waits little; a test
+    about double-clicks sets its own."""
+    hints = QGuiApplication.styleHints()
+    before = hints.mouseDoubleClickInterval()
+    hints.setMouseDoubleClickInterval(50)
+    yield
+    hints.setMouseDoubleClickInterval(before)
 
 
 @pytest.fixture(autouse=True)

@@ -109,8 +109,11 @@ def next_button(w: QWizard):
 
 
 def go_next(qtbot, w: CompressWizard) -> None:
+    """Click Next as a user who has looked at the page: once the double-click interval
+    in which Next ignores presses after a page appears (the wizard's own timer) is over."""
     page = w.currentId()
     assert next_button(w).isEnabled(), error_text(w.currentPage())
+    qtbot.waitUntil(lambda: not w.presses_guarded(), timeout=TIMEOUT)
     click(qtbot, next_button(w))
     assert w.currentId() == page + 1
 
@@ -122,7 +125,7 @@ def error_text(page) -> str:
 def click_run(qtbot, w: CompressWizard) -> None:
     """Click Run as a user who has read the review page: once the double-click interval
     in which Run ignores presses (the wizard's own timer) is over."""
-    qtbot.waitUntil(lambda: not w.run_guarded(), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not w.presses_guarded(), timeout=TIMEOUT)
     click(qtbot, w.button(QWizard.WizardButton.FinishButton))
 
 
@@ -1415,7 +1418,9 @@ def test_a_double_click_on_next_never_starts_the_job(qtbot, on_techniques, slow_
     assert w.currentPage() is w.settings_page
     nxt, run = next_button(w), w.button(QWizard.WizardButton.FinishButton)
     spot = nxt.mapTo(w, nxt.rect().center())
-    # The first click: press and release on Next.
+    # The first click, once the user has read the settings page: press and release.
+    w.press_guard.start(0)
+    qtbot.waitUntil(lambda: not w.presses_guarded(), timeout=TIMEOUT)
     click(qtbot, nxt)
     assert w.currentPage() is w.review_page
     assert run.isVisible() and run.isEnabled() and run.geometry().contains(spot)
@@ -1428,10 +1433,32 @@ def test_a_double_click_on_next_never_starts_the_job(qtbot, on_techniques, slow_
     assert not run.isDown()
 
     # Once the interval is over (the wizard's timer runs out), a click on Run runs.
-    w.run_guard.start(0)
+    w.press_guard.start(0)
     with qtbot.waitSignal(w.recipe_ready, timeout=TIMEOUT):
         click_run(qtbot, w)
     assert len(ran) == 1 and not w.isVisible()
+
+
+def test_a_double_click_on_next_never_skips_a_page(qtbot, on_techniques, slow_double_click):
+    """The second click of a double-click on the techniques page's Next lands on the
+    settings page's Next: it must leave the settings page shown, not skip it unread."""
+    w = on_techniques
+    click(qtbot, w.techniques_page.preset_buttons["fast"])
+    nxt = next_button(w)
+    w.press_guard.start(0)
+    qtbot.waitUntil(lambda: not w.presses_guarded(), timeout=TIMEOUT)
+    click(qtbot, nxt)  # the first click
+    assert w.currentPage() is w.settings_page and nxt.isVisible() and nxt.isEnabled()
+    # The second, as the platform sends it: a press, the double-click, a release.
+    qtbot.mousePress(nxt, Qt.MouseButton.LeftButton)
+    qtbot.mouseDClick(nxt, Qt.MouseButton.LeftButton)
+    qtbot.mouseRelease(nxt, Qt.MouseButton.LeftButton)
+    assert w.currentPage() is w.settings_page
+    assert not nxt.isDown()
+    # Once the interval is over, a click on Next goes on as always.
+    w.press_guard.start(0)
+    go_next(qtbot, w)
+    assert w.currentPage() is w.review_page
 
 
 # --------------------------------------------------------------------------- nothing a user made is lost

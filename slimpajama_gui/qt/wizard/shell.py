@@ -52,7 +52,7 @@ DISCARD = "Discard"
 KEEP_EDITING = "Keep editing"
 #: The keys that would press a dialog's default button.
 _ENTER_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter)
-#: The mouse presses Run ignores just after the review page appears.
+#: The mouse presses Next and Run ignore just after a page appears.
 _PRESSES = (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonDblClick)
 
 
@@ -69,7 +69,8 @@ class CompressWizard(QWizard):
     Discard closes it, Keep editing (the default) leaves it as it was. Enter goes on to
     the next page, but never runs the job: on the review page only a click on *Run*
     (or Space while it has the focus) does, and not the second click of a double-click
-    on *Next* (:meth:`run_guarded`).
+    on *Next*. Likewise the second click of a double-click on *Next* never skips the
+    page the first one opened (:meth:`presses_guarded`).
     """
 
     #: The recipe to run (a :class:`~slimpajama_gui.core.plan.recipe.Recipe`), on *Run*.
@@ -94,11 +95,14 @@ class CompressWizard(QWizard):
         # A job can take an hour: Enter must never start it, not even with Run focused.
         run.setAutoDefault(False)
         run.installEventFilter(self)
-        # Run sits where Next was: the second click of a double-click on Next would press
-        # it. Presses on Run are ignored for one double-click interval after the review
-        # page appears; a single shot, so a test can drive it rather than sleep.
-        self.run_guard = QTimer(self)
-        self.run_guard.setSingleShot(True)
+        self.button(QWizard.WizardButton.NextButton).installEventFilter(self)
+        # The second click of a double-click on Next lands on the page the first one
+        # opened: on its Next (skipping that page unread) or, on the review page, on Run,
+        # which sits where Next was. Presses on Next and Run are ignored for one
+        # double-click interval after a page appears; a single shot, so a test can drive
+        # it rather than sleep.
+        self.press_guard = QTimer(self)
+        self.press_guard.setSingleShot(True)
         self.closing = False
         #: Whether the user changed anything since the wizard opened (or last ran).
         self.edited = False
@@ -282,20 +286,24 @@ class CompressWizard(QWizard):
         super().keyPressEvent(event)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
-        if watched is self.button(QWizard.WizardButton.FinishButton):
-            if event.type() == QEvent.Type.KeyPress and event.key() in _ENTER_KEYS:
-                return True  # a button pressed by Enter when it has the focus: not Run
-            if event.type() in _PRESSES and self.run_guarded():
-                # A press this soon after the page appeared was aimed at Next (the second
-                # click of a double-click), not at a plan nobody has read yet. Without its
-                # press, the release clicks nothing.
-                return True
+        run = self.button(QWizard.WizardButton.FinishButton)
+        if watched is run and event.type() == QEvent.Type.KeyPress and event.key() in _ENTER_KEYS:
+            return True  # a button pressed by Enter when it has the focus: not Run
+        if (
+            watched in (run, self.button(QWizard.WizardButton.NextButton))
+            and event.type() in _PRESSES
+            and self.presses_guarded()
+        ):
+            # A press this soon after the page appeared was the second click of a
+            # double-click on the page before's Next, not a choice made on a page nobody
+            # has read yet. Without its press, the release clicks nothing.
+            return True
         return super().eventFilter(watched, event)
 
-    def run_guarded(self) -> bool:
-        """Whether Run still ignores mouse presses: the review page appeared less than
+    def presses_guarded(self) -> bool:
+        """Whether Next and Run still ignore mouse presses: the page appeared less than
         the platform's double-click interval ago."""
-        return self.run_guard.isActive()
+        return self.press_guard.isActive()
 
     # -- what the user changed -------------------------------------------------------
     def note_edit(self) -> None:
@@ -309,10 +317,7 @@ class CompressWizard(QWizard):
         if page is not None:
             watch_user_edits(page, self.note_edit)
         self._no_default_run()
-        if page_id == self.PAGE_REVIEW:
-            self.run_guard.start(QApplication.styleHints().mouseDoubleClickInterval())
-        else:
-            self.run_guard.stop()
+        self.press_guard.start(QApplication.styleHints().mouseDoubleClickInterval())
 
     # -- finishing -------------------------------------------------------------------
     def done(self, result: int) -> None:
