@@ -373,7 +373,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     )
     # On lines of their own: a long data path would wrap inside the table.
     print(f"Timed: {r.timed}.")
-    print(f"Method: {r.method.replace(f'timed: {r.timed}; ', '')}; {r.versions}.")
+    print(f"Method: {r.procedure}; {r.versions}.")
     return EXIT_OK
 
 

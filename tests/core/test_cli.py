@@ -293,6 +293,8 @@ steps:
     assert step["timed"].startswith(f"5 sentences of {dev.name} (column sentence")
     assert f"Timed: 7 sentences of {dev} (column sentence" in out
     assert "Method: onnxruntime forward pass" in out and "pytorch" not in out.split("Method:")[1]
+    # What was timed is said once, on its own line, not again inside the method.
+    assert "timed:" not in out.split("Method:")[1] and "latency: batch 1" in out
     assert "pre-tokenized input, 3 threads;" in " ".join(out.split())
     assert (
         cli.main(["bench", str(variant), "--sentences", "3", "--repeats", "1", "--threads", "1"])

@@ -73,6 +73,9 @@ class BenchResult:
     #: Latency (batch 1) and throughput are CPU figures, whatever device trained the
     #: model (a variant's ``metrics.training.trained_on`` says which).
     device: str = "cpu"
+    #: :attr:`method` without what was timed, for a report that names that on its own
+    #: line (``slimpajama bench``).
+    procedure: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -449,6 +452,16 @@ def benchmark(
         params, nonzero = runner.parameters()
     name = getattr(runner, "name", type(runner).__name__)
     timed = TimedText(sentences, source).describe(len(inputs), config.sentences)
+    runner_text = (
+        f"{name} forward pass on pre-tokenized input, {config.threads} "
+        f"thread{'s' if config.threads != 1 else ''}"
+    )
+    protocol = (
+        f"latency: batch 1, {len(inputs)} sentences x {repeats} passes after "
+        f"{config.warmup} warm-up calls, p50/p95 of {len(samples)} calls; throughput: "
+        f"padded batches of {config.throughput_batch}; peak RSS of the process "
+        "sampled every 5 ms during the run"
+    )
     return BenchResult(
         backend=name,
         threads=config.threads,
@@ -466,13 +479,6 @@ def benchmark(
         versions=_versions(name),
         machine=machine_description(),
         timed=timed,
-        method=(
-            f"{name} forward pass on pre-tokenized input, {config.threads} "
-            f"thread{'s' if config.threads != 1 else ''}; "
-            f"timed: {timed}; "
-            f"latency: batch 1, {len(inputs)} sentences x {repeats} passes after "
-            f"{config.warmup} warm-up calls, p50/p95 of {len(samples)} calls; throughput: "
-            f"padded batches of {config.throughput_batch}; peak RSS of the process "
-            "sampled every 5 ms during the run"
-        ),
+        method=f"{runner_text}; timed: {timed}; {protocol}",
+        procedure=f"{runner_text}; {protocol}",
     )
