@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QItemSelectionModel, QPoint, QPointF, Qt
+from PySide6.QtCore import QEvent, QItemSelectionModel, QPoint, QPointF, Qt
+from PySide6.QtGui import QHelpEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from slimpajama_gui.core import data as data_mod
@@ -212,6 +213,62 @@ def test_the_pickers_name_results_as_models_does_and_show_both_ends(view, histor
     assert shown_a != shown_b
     assert shown_a.endswith(a.currentText()[-6:]) and shown_b.endswith(b.currentText()[-6:])
     assert a.currentText() in a.toolTip()
+
+
+def _tip_names(view, combo) -> str:
+    """The model the picker's tooltip names: its first line, as hovering shows it."""
+    return combo.toolTip().split("\n")[0]
+
+
+def test_the_pickers_tooltips_follow_a_refresh(
+    view, qtbot, history, monkeypatch, tmp_path, tiny_minilm
+):
+    """Reading the list again changed what the pickers held without a word to their
+    tooltips, which went on naming the models picked before: after a result was deleted,
+    and when the model picked as A lost its classifier head (greyed out, same place)."""
+    store, folders = history
+    a, b = view.details.combo_a, view.details.combo_b
+    for combo in (a, b):
+        assert _tip_names(view, combo) == combo.currentText()
+
+    # The newest result goes: the default pair moves to another one.
+    monkeypatch.setattr(QMessageBox, "question", lambda *_a: QMessageBox.StandardButton.Yes)
+    before = (a.currentText(), b.currentText())
+    with qtbot.waitSignal(view.loaded, timeout=TIMEOUT):
+        assert view.delete_result(_row(view, folders["v3"])) is True
+    assert (a.currentText(), b.currentText()) != before
+    for combo in (a, b):
+        assert _tip_names(view, combo) == combo.currentText()
+
+    # A source the user picked loses its head: it stays picked, greyed out, and its
+    # tooltip says why.
+    from safetensors.torch import load_file, save_file
+
+    source = tmp_path / "source"
+    shutil.copytree(tiny_minilm, source)
+    s_store, result = _one_variant_history(tmp_path / "other", source, tiny_minilm)
+    other = _open(qtbot, s_store)
+    other.set_pair(_row(other, source), _row(other, result))
+    qtbot.waitUntil(lambda: not other.busy(), timeout=TIMEOUT)
+    combo = other.details.combo_a
+    assert "no classifier head" not in combo.toolTip()
+    weights = source / "model.safetensors"
+    tensors = {k: v for k, v in load_file(weights).items() if not k.startswith("classifier.")}
+    save_file(tensors, weights, metadata={"format": "pt"})
+    with qtbot.waitSignal(other.loaded, timeout=TIMEOUT):
+        other.refresh()
+    assert other.pair()[0].path == source and other.pair()[0].has_head is False
+    assert _tip_names(other, combo) == combo.currentText()
+    assert "no classifier head" in combo.currentText()
+    assert "no classifier head" in combo.toolTip().split("\n", 1)[1]
+
+    # A refill that does not say so is still right by the time the tooltip shows.
+    combo.blockSignals(True)
+    combo.setCurrentIndex(_row(other, result))
+    combo.blockSignals(False)
+    hover = QHelpEvent(QEvent.Type.ToolTip, QPoint(5, 5), combo.mapToGlobal(QPoint(5, 5)))
+    QApplication.sendEvent(combo, hover)
+    assert _tip_names(other, combo) == combo.currentText()
 
 
 def _settle(view, qtbot) -> None:

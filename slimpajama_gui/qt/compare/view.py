@@ -339,6 +339,7 @@ class CompareView(RowActions, WorkerScreen):
                     add_unpickable(combo, text + NO_HEAD, i, _no_head_sentence([v]))
             combo.setCurrentIndex(-1 if pick is None else pick)
             combo.blockSignals(False)
+            combo.update_tip()
         self._pair_timer.start()
 
     # ------------------------------------------------------------------ selection

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtWidgets import QComboBox, QStyle, QStyleOptionComboBox, QStylePainter
 
 #: What an entry for a model without a classifier head says after the model's name.
@@ -41,19 +41,30 @@ class ElidedComboBox(QComboBox):
     Why: results are named ``"job › 02-distill"``; a narrow box cut at the right end
     showed ``"all-MiniLM-L6-v2-bal"`` for every result of a job, so two pickers holding
     different steps looked the same. The open list still shows whole names.
+
+    A caller that refills the box with its signals blocked calls :meth:`update_tip`
+    afterwards: no ``currentIndexChanged`` reaches the box then, and an entry can change
+    under an unchanged index (a model greyed out where it was).
     """
 
     def __init__(self, parent=None, *, tip: str = "") -> None:
         super().__init__(parent)
         self._tip = tip
-        self.currentIndexChanged.connect(self._update_tip)
+        self.currentIndexChanged.connect(self.update_tip)
 
-    def _update_tip(self, *_args) -> None:
+    def update_tip(self, *_args) -> None:
+        """Make the tooltip name the current entry (and why it is greyed out, if it is)."""
         parts = [self.currentText(), self._tip]
         index = self.currentIndex()
         if index >= 0 and not pickable(self, index):
             parts.insert(1, str(self.itemData(index, Qt.ItemDataRole.ToolTipRole) or ""))
         self.setToolTip("\n".join(p for p in parts if p))
+
+    def event(self, event: QEvent) -> bool:
+        # A refill that forgot update_tip would otherwise show the previous model's name.
+        if event.type() == QEvent.Type.ToolTip:
+            self.update_tip()
+        return super().event(event)
 
     def shown_text(self) -> str:
         """The current text as the closed box draws it (elided to fit)."""
