@@ -10,6 +10,7 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QColor, QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
+    QApplication,
     QCheckBox,
     QComboBox,
     QFileDialog,
@@ -27,6 +28,7 @@ from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.jobs import pipeline
 from slimpajama_gui.core.model.catalog import packaged_minilm_path
 from slimpajama_gui.core.model.inspection import ModelInfo, inspect_model
+from slimpajama_gui.core.plan.presets import PRESETS
 from slimpajama_gui.core.plan.recipe import (
     Benchmark,
     Distill,
@@ -45,7 +47,7 @@ from slimpajama_gui.qt.wizard import CompressWizard
 from slimpajama_gui.qt.wizard.numbers import NumberBox
 from slimpajama_gui.qt.wizard.settings_page import cuda_available
 
-from ..conftest import write_tiny_bert
+from ..conftest import write_tiny_bert, write_tiny_minilm_vocab
 
 TIMEOUT = 30_000
 
@@ -1321,6 +1323,52 @@ def test_an_unticked_distillation_s_layers_look_off(qtbot, on_techniques):
     for text_off, text_on in zip(off, on, strict=True):
         assert text_off > text_on + 0.2, (off, on)
     assert pressed_off > 0.8 > lightness(pressed)  # a pale button when off
+
+
+def settle_layout() -> None:
+    """Let posted layout requests run (a box ticked or shown asks for room later)."""
+    for _ in range(3):
+        QApplication.processEvents()
+
+
+@pytest.mark.parametrize("layers", [2, 12])
+def test_the_techniques_page_never_scrolls_sideways_at_960_px(
+    qtbot, make_wizard, tiny_minilm, tmp_path, layers
+):
+    """At the wizard's smallest width the techniques page scrolled sideways: the
+    distillation knobs, the vocabulary box's label and a 12-layer model's row of layer
+    buttons each asked for more than their column's share of 960 px."""
+    model = tiny_minilm
+    if layers != 2:
+        model = write_tiny_minilm_vocab(tmp_path / f"minilm-{layers}", layers=layers)
+    w = make_wizard([model], model)
+    w.resize(960, 740)
+    go_next(qtbot, w)
+    qtbot.waitUntil(w.data_page.isComplete, timeout=TIMEOUT)
+    go_next(qtbot, w)
+    tech = w.techniques_page
+    bar = tech.scroll.horizontalScrollBar()
+
+    def assert_fits(what: str) -> None:
+        settle_layout()
+        assert w.width() == 960, what
+        assert bar.maximum() == 0, f"{what}: scrolls sideways by {bar.maximum()} px"
+
+    for name in (*PRESETS, "custom"):
+        click(qtbot, tech.preset_buttons[name])
+        assert_fits(name)
+    for box in (tech.finetune_box, tech.sensitivity_box, tech.distill_box, tech.layers_box,
+                tech.heads_box, tech.ffn_box, tech.magnitude_box, tech.vocab_box,
+                tech.quant_box):  # fmt: skip
+        if not box.isChecked():
+            click_group_check(qtbot, box)
+    for check in (tech.quant_embeddings4, tech.evaluate_check, tech.benchmark_check):
+        if check.isEnabled() and not check.isChecked():
+            click_option(qtbot, check)
+    assert tech.preset() == "custom"
+    assert_fits("custom, everything ticked, a layer student")
+    choose(qtbot, tech.student_kind, "Static")
+    assert_fits("custom, everything ticked, static embeddings")
 
 
 def test_the_custom_summary_never_repeats_a_refused_value(qtbot, on_techniques):

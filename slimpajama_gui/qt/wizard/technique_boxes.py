@@ -162,13 +162,16 @@ def add_distill_box(page: TechniquesPage) -> None:
         "logits: the student stays closer to the teacher on text unlike the train set. Each "
         "copy is one more pass of training.")  # fmt: skip
     knobs = QGridLayout()
-    knobs.addWidget(QLabel("Temperature:"), 0, 0)
+    # Labels that wrap: on one line, "Augmented copies:" and "Attention MSE:" made the
+    # first column scroll sideways in a 960 px wide wizard.
+    knobs.addWidget(make_label("Temperature:"), 0, 0)
     knobs.addWidget(page.temperature, 0, 1)
-    knobs.addWidget(QLabel("KD weight:"), 0, 2)
+    knobs.addWidget(make_label("KD weight:"), 0, 2)
     knobs.addWidget(page.alpha_kd, 0, 3)
-    page.state_knobs = [QLabel("Hidden MSE:"), page.hidden_mse, QLabel("Attention MSE:"),
-                        page.attention_mse, QLabel("FFN removed:"), page.student_ffn,
-                        QLabel("Augmented copies:"), page.augment]  # fmt: skip
+    page.state_knobs = [make_label("Hidden MSE:"), page.hidden_mse,
+                        make_label("Attention MSE:"), page.attention_mse,
+                        make_label("FFN removed:"), page.student_ffn,
+                        make_label("Augmented copies:"), page.augment]  # fmt: skip
     for i, widget in enumerate(page.state_knobs):
         # Two knobs a row: a third pushed the Quantize column out of the window.
         knobs.addWidget(widget, 1 + i // 4, i % 4)
@@ -181,7 +184,7 @@ def add_distill_box(page: TechniquesPage) -> None:
     distill_layout.addLayout(kind_row)
     distill_layout.addWidget(page.static_note)
     distill_layout.addWidget(page.static_form)
-    page.picker_label = make_label("Teacher layers; pressed ones are kept:", wrap=False)
+    page.picker_label = make_label("Teacher layers; pressed ones are kept:")
     distill_layout.addWidget(page.picker_label)
     distill_layout.addWidget(page.student_picker)
     distill_layout.addLayout(knobs)
@@ -245,7 +248,8 @@ def add_prune_boxes(page: TechniquesPage) -> None:
         "words then read as other pieces or [UNK])."
     )
     general_row = QHBoxLayout()
-    general_row.addWidget(QLabel("Also keep the most common tokens:"))
+    # Wraps: on one line it was the widest thing in the middle column.
+    general_row.addWidget(make_label("Also keep the most common tokens:"))
     general_row.addWidget(page.vocab_general)
     general_row.addStretch(1)
     vocab_layout = vbox(page.vocab_box)

@@ -265,8 +265,9 @@ class LayerPicker(QWidget):
 
     changed = Signal()
 
-    #: Buttons per row; a 24-layer model gets two rows.
-    PER_ROW = 12
+    #: Buttons per row; a 12-layer model gets two rows. Twelve in a row were wider than
+    #: the techniques page's first column in a 960 px wide wizard.
+    PER_ROW = 6
 
     _STYLE = (
         "QToolButton { min-width: 28px; min-height: 26px; border: 1px solid #9aa7b4;"
