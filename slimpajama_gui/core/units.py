@@ -1,10 +1,15 @@
 """Numbers as people read them: ``22.7 M`` parameters, ``90.9 MB`` on disk, ``1 min 15 s``.
 
 Below every layer of core (like errors.py and paths.py), so the job plan's estimate and
-the Qt screens format sizes the same way.
+the Qt screens format sizes the same way, and the accuracy guard's sentences name the
+allowed loss as the wizard labels it.
 """
 
 from __future__ import annotations
+
+#: What the wizard calls ``quantize.tolerance`` (points of accuracy): its label there, and
+#: the name the guard's sentences give the setting (``guard.allowed_loss``).
+TOLERANCE_LABEL = "Max. loss"
 
 
 def human_count(n: int) -> str:

@@ -31,6 +31,7 @@ from slimpajama_gui.core.plan.steps import (
     Quantize,
     Sensitivity,
 )
+from slimpajama_gui.core.units import TOLERANCE_LABEL
 from slimpajama_gui.qt.wizard.widgets import (
     NOTE_STYLE,
     LayerPicker,
@@ -296,7 +297,7 @@ def add_quantize_box(page: TechniquesPage) -> None:
         "The word-embedding table is often half of a small model (PyTorch backend; "
         "onnxruntime always quantizes it)"
     )
-    page.tolerance = double_spin("Max. loss", Quantize.bounds["tolerance"], 1.0,
+    page.tolerance = double_spin(TOLERANCE_LABEL, Quantize.bounds["tolerance"], 1.0,
                            decimals=1, step=0.5,
                            suffix=" pt", tip="Accuracy guard: the most accuracy (in points) this step "
                            "may cost. A larger drop counts only when it is beyond the eval "
@@ -309,7 +310,7 @@ def add_quantize_box(page: TechniquesPage) -> None:
     quant_form.addRow(page.per_channel)
     quant_form.addRow(page.quant_embeddings)
     quant_form.addRow(page.quant_embeddings4)
-    quant_form.addRow("Max. loss:", page.tolerance)
+    quant_form.addRow(f"{TOLERANCE_LABEL}:", page.tolerance)
 
 
 def add_measure_box(page: TechniquesPage) -> None:

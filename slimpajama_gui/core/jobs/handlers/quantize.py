@@ -35,6 +35,7 @@ from slimpajama_gui.core.techniques.quantize.guard import (
     guard_quantization,
     judge_loss,
 )
+from slimpajama_gui.core.units import TOLERANCE_LABEL
 
 
 @handles("quantize")
@@ -175,7 +176,7 @@ def _guard_failure(
         advice.append("try 'per_channel: true'")
     if other_method:
         advice.append(other_method)
-    advice += ["raise the Max. loss (quantize.tolerance)", "leave the quantize step out"]
+    advice += [f"raise the {TOLERANCE_LABEL} (quantize.tolerance)", "leave the quantize step out"]
     return f"quantize: {loss}{kept} To go on, " + ", ".join(advice[:-1]) + f" or {advice[-1]}."
 
 

@@ -31,6 +31,7 @@ from slimpajama_gui.core.techniques.quantize.methods import (
     quantize_model,
 )
 from slimpajama_gui.core.techniques.quantize.modules import _device_of
+from slimpajama_gui.core.units import TOLERANCE_LABEL
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def allowed_loss(tolerance: float) -> str:
     """
     value = float(tolerance)
     shown = f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
-    return f"the Max. loss of {shown} pt (quantize.tolerance)"
+    return f"the {TOLERANCE_LABEL} of {shown} pt (quantize.tolerance)"
 
 
 @dataclass(frozen=True)
