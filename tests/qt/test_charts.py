@@ -440,3 +440,63 @@ def test_a_step_label_is_never_drawn_over_a_point(qtbot):
                 for x, y in zip(xs, ys, strict=True):
                     spot = view.mapViewToScene(QPointF(x, y))
                     assert not box.contains(spot), (chart.title, label, name, x, y)
+
+
+def _drawn_tick_labels(chart: LiveCurves) -> list[tuple[float, str]]:
+    """The left axis's labels as it draws them now, each with the height it sits at (in
+    the axis's own coordinates, 0 at the top)."""
+    from PySide6.QtGui import QImage, QPainter
+    from PySide6.QtWidgets import QApplication
+
+    # Painted once first, as on screen: a label wider than the axis is left out of that
+    # paint and widens the axis for the next one.
+    chart.grab()
+    QApplication.processEvents()
+    axis = chart.getPlotItem().getAxis("left")
+    image = QImage(10, 10, QImage.Format.Format_ARGB32)
+    painter = QPainter(image)
+    try:
+        specs = axis.generateDrawSpecs(painter)
+    finally:
+        painter.end()
+    assert specs is not None, "the axis is not laid out"
+    return [(rect.center().y(), text) for rect, _flags, text in specs[2]]
+
+
+def test_a_constant_learning_rate_reads_once_on_its_axis(qtbot):
+    """A constant learning rate left a view a fraction of a per cent high, and the axis
+    printed '1e-4' at each of its ticks: labels that repeat say nothing about where the
+    line is. A flat line reads once, at its value; a changing one keeps distinct labels."""
+    from slimpajama_gui.qt.charts.base import scientific
+
+    charts = JobCharts()
+    qtbot.addWidget(charts)
+    _shown(charts, qtbot)
+    for lr in (1e-4, 3e-5, 2.5e-5):
+        charts.clear()
+        charts.start_step(0, "finetune")
+        for step in range(1, 30):
+            charts.add_metrics(0, _train_log(step, 0.7 - 0.01 * step) | {"lr": lr})
+        charts.flush()
+        drawn = [text for _y, text in _drawn_tick_labels(charts.lr)]
+        assert drawn, lr
+        assert len(set(drawn)) == len(drawn), (lr, drawn)
+        assert drawn == [scientific(lr)], (lr, drawn)
+
+    # A decaying one: several labels, all different, each the value its tick sits at.
+    charts.clear()
+    charts.start_step(0, "finetune")
+    for step in range(1, 30):
+        charts.add_metrics(0, _train_log(step, 0.5) | {"lr": 1e-4 * (1 - step / 30)})
+    charts.flush()
+    drawn = _drawn_tick_labels(charts.lr)
+    texts = [text for _y, text in drawn]
+    assert len(texts) >= 3 and len(set(texts)) == len(texts), texts
+    # Higher on screen (smaller y) is a larger value.
+    by_height = [float(text) for _y, text in sorted(drawn)]
+    assert by_height == sorted(by_height, reverse=True), drawn
+
+    # Zoomed in on a sliver of it, the labels still differ from each other.
+    charts.lr.getPlotItem().setYRange(5.0001e-5, 5.0009e-5, padding=0)
+    texts = [text for _y, text in _drawn_tick_labels(charts.lr)]
+    assert texts and len(set(texts)) == len(texts), texts

@@ -35,21 +35,81 @@ BOUNDARY_LABEL_HEIGHTS = (0.96, 0.86)
 BOUNDARY_LABEL_ROOM = 0.3
 
 
-def scientific(value: float) -> str:
-    """A tick value as people write small numbers: 1e-4, 2.5e-5, 0."""
+#: Significant digits a tick label of a :class:`ScientificAxis` has at most, unless it is
+#: the one tick of a view too narrow for these.
+TICK_DIGITS = 3
+#: A :class:`ScientificAxis` view less high than this share of its values has one tick.
+#: A learning-rate schedule changes by factors, not per cents: so narrow a view shows a
+#: constant (the chart pads a flat line by under 1 % each way).
+ONE_TICK_SHARE = 0.05
+
+
+def scientific(value: float, digits: int = TICK_DIGITS) -> str:
+    """A tick value as people write small numbers, to at most ``digits`` significant
+    digits: 1e-4, 2.5e-5, 0."""
     if not math.isfinite(value):
         return ""
     if abs(value) < 1e-12:
         return "0"
-    mantissa, exponent = f"{abs(value):.2e}".split("e")
-    return f"{'-' if value < 0 else ''}{float(mantissa):g}e{int(exponent)}"
+    mantissa, exponent = f"{abs(value):.{max(digits, 1) - 1}e}".split("e")
+    return f"{'-' if value < 0 else ''}{float(mantissa):.{digits}g}e{int(exponent)}"
+
+
+def _reads_as_itself(value: float, spacing: float, digits: int) -> bool:
+    """Whether ``value`` written to ``digits`` digits lies where its tick is drawn (within
+    a hundredth of the ticks' spacing), so that two ticks never read the same."""
+    text = scientific(value, digits)
+    return bool(text) and abs(float(text) - value) <= 0.01 * abs(spacing)
+
+
+def roundest(lo: float, hi: float) -> tuple[float, float]:
+    """The value in ``lo..hi`` with the fewest significant digits (nearest the middle of
+    those with as few), and the place value of its last digit."""
+    largest = max(abs(lo), abs(hi))
+    top = math.floor(math.log10(largest)) if largest > 0 else 0
+    for place in range(top, top - 17, -1):
+        step = 10.0**place
+        value = round((lo + hi) / 2 / step) * step
+        if lo <= value <= hi:
+            return value, step
+    return (lo + hi) / 2, hi - lo
 
 
 class ScientificAxis(pg.AxisItem):
-    """An axis whose tick labels are :func:`scientific` numbers."""
+    """An axis whose tick labels are :func:`scientific` numbers, never two alike.
+
+    Why: a constant learning rate gets a view a per cent or two of its value high, whose
+    ticks all read "1e-4" to three digits. A view that narrow (:data:`ONE_TICK_SHARE`),
+    or whose ticks need more digits than :data:`TICK_DIGITS` to tell apart, gets one
+    tick instead, at the roundest value in it (the constant itself, as a rule): labels
+    such as 2.99e-5, 3e-5, 3.01e-5 around a flat line suggest a change that is not there.
+    """
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802 (pyqtgraph override)
+        levels = super().tickValues(minVal, maxVal, size)
+        lo, hi = sorted((minVal, maxVal))
+        if self.logMode or not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            return levels
+        readable = []
+        if hi - lo >= ONE_TICK_SHARE * max(abs(lo), abs(hi)):
+            for spacing, values in levels:
+                if not all(_reads_as_itself(v, spacing, TICK_DIGITS) for v in values):
+                    break  # finer levels need more digits still
+                readable.append((spacing, values))
+        if readable:
+            return readable
+        value, place = roundest(lo, hi)
+        return [(place, [value])]
 
     def tickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph override)
-        return [scientific(v * scale) for v in values]
+        return [self._label(v * scale, spacing * scale) for v in values]
+
+    @staticmethod
+    def _label(value: float, spacing: float) -> str:
+        for digits in range(TICK_DIGITS, 18):
+            if _reads_as_itself(value, spacing, digits):
+                return scientific(value, digits)
+        return scientific(value, 17)
 
 
 class _EmptyHint(QLabel):
