@@ -94,6 +94,20 @@ def _shown_for(view, text: str) -> bool:
     )
 
 
+def test_a_picker_s_tooltip_never_names_a_model_it_no_longer_holds(view, qtbot, two_models):
+    """The pickers are refilled with their signals blocked: the tooltip went on naming the
+    model picked before, which the list may no longer hold."""
+    a, b = two_models
+    _offer(view, qtbot, list(two_models))
+    assert view.pickers["a"].toolTip().startswith(a.name)
+    view.set_models([b])  # A's model is gone; new defaults come from a worker
+    assert a.name not in view.pickers["a"].toolTip()
+    qtbot.waitUntil(lambda: not view.busy(), timeout=TIMEOUT)
+    for side in ("a", "b"):
+        combo = view.pickers[side]
+        assert combo.toolTip().split("\n")[0] == combo.currentText()
+
+
 def test_typing_shows_two_predictions(view, qtbot, two_models):
     a, b = two_models
     _offer(view, qtbot, list(two_models))

@@ -266,6 +266,7 @@ class PlaygroundView(WorkerScreen):
                 )
             combo.setCurrentIndex(-1)
             combo.blockSignals(False)
+            combo.update_tip()  # no currentIndexChanged reached it while blocked
             self._state[side].generation += 1  # answers from the old models are stale
             self.panels[side].show_idle("Pick a model.")
         self._update_verdict()
