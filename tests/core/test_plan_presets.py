@@ -97,6 +97,10 @@ def test_names_and_numbers_as_people_write_them():
         "Distill into teacher layers 0, 5, hidden MSE 1, attention MSE 50"
     )
     assert "attention MSE not set" in presets.step_summary(distill, unset={"attention_mse"})
+    averaged = Distill(student_layers=[0, 5], ema_decay=0.999)
+    assert presets.step_summary(averaged) == (
+        "Distill into teacher layers 0, 5, EMA of the weights (decay 0.999)"
+    )
     assert presets.trains(Prune(method="ffn", amount=0.5))
     assert not presets.trains(Prune(method="vocabulary"))
     assert presets.needs_finetune(None, 2) is False

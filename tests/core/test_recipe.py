@@ -265,6 +265,7 @@ def test_each_number_is_checked_against_its_key_s_bounds_ends_included_or_not() 
         "  - type: finetune\n    epochs: 1000\n    batch_size: 8192\n",
         "  - type: distill\n    temperature: 1000\n    hidden_mse: 1e6\n",
         "  - type: distill\n    temperature: 0.001\n    attention_mse: 0\n",
+        "  - type: distill\n    ema_decay: 0.999\n",
     ):
         parse(steps)
     # Just beyond: refused, with the bound the wizard's sentence names.
@@ -276,6 +277,10 @@ def test_each_number_is_checked_against_its_key_s_bounds_ends_included_or_not() 
         ("  - type: finetune\n    batch_size: 8193\n", "batch_size: must be at most 8,192, got 8193"),
         ("  - type: distill\n    ffn_fraction: 1\n",
          "ffn_fraction: must be 0 or more and below 1, got 1.0"),
+        ("  - type: distill\n    ema_decay: 1\n",
+         "ema_decay: must be 0 or more and below 1, got 1.0"),
+        ("  - type: finetune\n    ema_decay: -0.1\n",
+         "ema_decay: must be 0 or more and below 1, got -0.1"),
     ):  # fmt: skip
         with pytest.raises(RecipeError, match=re.escape(expected) + r" \(recipe\.yaml line 9"):
             parse(steps)

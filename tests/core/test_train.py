@@ -292,3 +292,59 @@ def test_control_names_the_phase_that_cannot_stop_until_it_ends():
     assert control.busy_with is None  # also after the phase failed
     control.request_stop()
     assert control.should_stop and control.busy_with is None
+
+
+def test_ema_is_the_warmed_up_average_of_every_step_and_is_what_ends_and_is_scored():
+    """With ``ema_decay`` the loop ends with, evaluates and keeps the exponential moving
+    average of the weights after each optimizer step (decay min(d, (1+n)/(10+n)) after n
+    updates), not the last step's weights."""
+    model = tiny_model(seed=4)
+    seen: list[dict[str, torch.Tensor]] = []
+    scored: list[torch.Tensor] = []
+
+    class Keep(Callbacks):
+        def on_step_end(self, state) -> None:
+            seen.append({k: v.detach().clone() for k, v in model.named_parameters()})
+
+    def scoring(m, control=None):
+        scored.append(m.classifier.weight.detach().clone())
+        return eval_accuracy(m, control)
+
+    decay = 0.9
+    config = TrainConfig(epochs=2, learning_rate=3e-3, batch_size=16, ema_decay=decay)
+    result = train(
+        model, lambda e: to_batches(TRAIN, 16, shuffle_seed=e), 20, config,
+        eval_fn=scoring, callbacks=Keep(),
+    )  # fmt: skip
+    assert result.status == "done" and len(seen) == 40 and len(scored) == 2
+    expected = dict(seen[0])
+    averages = []
+    for n, weights in enumerate(seen[1:], start=1):
+        d = min(decay, (1 + n) / (10 + n))
+        expected = {k: d * expected[k] + (1 - d) * w for k, w in weights.items()}
+        averages.append(expected)
+    # Each epoch's evaluation scored the average at that step, not the trained weights.
+    for at_step, weight in ((20, scored[0]), (40, scored[1])):
+        torch.testing.assert_close(weight, averages[at_step - 2]["classifier.weight"])
+        assert not torch.allclose(weight, seen[at_step - 1]["classifier.weight"])
+    # The model ends holding the best-scored average.
+    best = 0 if result.best_step == 20 else 1
+    torch.testing.assert_close(model.classifier.weight, scored[best])
+    assert eval_accuracy(model)["accuracy"] == pytest.approx(result.best_metric)
+
+
+def test_ema_without_keep_best_ends_with_the_last_average():
+    model = tiny_model(seed=4)
+    last: dict[str, torch.Tensor] = {}
+
+    class Keep(Callbacks):
+        def on_step_end(self, state) -> None:
+            last.update({k: v.detach().clone() for k, v in model.named_parameters()})
+
+    config = TrainConfig(
+        epochs=1, learning_rate=3e-3, batch_size=16, ema_decay=0.5, keep_best=False
+    )
+    train(model, lambda e: to_batches(TRAIN, 16), 20, config, callbacks=Keep())
+    # An average of several steps' weights: not the last step's.
+    assert not torch.allclose(model.classifier.weight, last["classifier.weight"])
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -312,4 +312,5 @@ def train_config(step: Any, epochs: float, *, keep_best: bool = True) -> TrainCo
         batch_size=step.batch_size,
         keep_best=keep_best,
         seed=getattr(step, "seed", 0),
+        ema_decay=getattr(step, "ema_decay", 0.0),
     )

@@ -190,6 +190,8 @@ def step_summary(step: Step, unset: Collection[str] = ()) -> str:
         elif step.augment:
             copies = "copy" if step.augment == 1 else "copies"
             extra += f", {step.augment} augmented {copies} of the train rows"
+        if step.ema_decay and "ema_decay" not in unset:
+            extra += f", EMA of the weights (decay {step.ema_decay:g})"
         return f"{title} into teacher layers {layers}{extra}"
     if step.step_type == "distill_static":
         dims = f"dims {NOT_SET}" if "dims" in unset else f"{step.dims} dims"

@@ -275,6 +275,8 @@ KD_WEIGHT = Bounds(0, 1)
 SHARE_REMOVED = Bounds(0, 1, low_open=True, high_open=True)
 #: A share of something, all of it excluded (warm-up steps, a student's FFN removed).
 SHARE_BELOW_ALL = Bounds(0, 1, high_open=True)
+#: An EMA decay: 0 (off) up to, not including, 1 (an average that never moves).
+EMA_DECAY = Bounds(0, 1, high_open=True)
 #: Layer numbers, 0-based.
 LAYER = Bounds(0, MAX_LAYER)
 #: CPU threads (a recipe's ``threads``, a benchmark's, a search's).
@@ -310,7 +312,7 @@ class FineTune(Step):
         "weight_decay": WEIGHT, "max_grad_norm": WEIGHT,
         "eval_every_steps": Bounds(0, MAX_STEPS),
         "max_steps": Bounds(0, MAX_STEPS, low_open=True), "seed": SEED,
-        "log_every_steps": Bounds(0, MAX_STEPS, low_open=True),
+        "log_every_steps": Bounds(0, MAX_STEPS, low_open=True), "ema_decay": EMA_DECAY,
     }  # fmt: skip
 
     epochs: float = 3.0  # fractional epochs are allowed (e.g. 0.5 for a quick run)
@@ -325,6 +327,9 @@ class FineTune(Step):
     keep_best: bool = True  # keep the checkpoint with the best eval accuracy
     seed: int = 0
     log_every_steps: int = 10
+    # Exponential moving average of the weights (0: off; 0.999 is usual): evaluation, the
+    # best checkpoint and the result use the average of the recent steps' weights.
+    ema_decay: float = 0.0
 
 
 @register_step("evaluate")
@@ -444,7 +449,7 @@ class Distill(Step):
         "hidden_mse": WEIGHT, "attention_mse": WEIGHT, "epochs": EPOCHS,
         "learning_rate": LEARNING_RATE, "batch_size": BATCH_SIZE,
         "ffn_fraction": SHARE_BELOW_ALL, "augment": Bounds(0, MAX_AUGMENT),
-        "augment_rate": Bounds(0, 1, low_open=True),
+        "augment_rate": Bounds(0, 1, low_open=True), "ema_decay": EMA_DECAY,
     }  # fmt: skip
 
     student_layers: list[int] = field(default_factory=list)  # teacher layers kept, 0-based;
@@ -465,6 +470,8 @@ class Distill(Step):
     # on text unlike the train set; each copy costs one more epoch of training time.
     augment: int = 0
     augment_rate: float = 0.3
+    # Exponential moving average of the student's weights (0: off), as in fine-tune.
+    ema_decay: float = 0.0
 
     def check(self) -> None:
         _check_layer_list("student_layers", self.student_layers)

@@ -96,6 +96,13 @@ class TrainConfig:
     # Batches of rows of similar length (sorted within shuffled chunks of 50 batches,
     # batch order shuffled): with per-batch padding, far fewer pad tokens are computed.
     group_by_length: bool = True
+    #: Exponential moving average (EMA) of the weights; 0 turns it off. After every
+    #: optimizer step the average moves ``1 - d`` of the way to the new weights, with
+    #: ``d = min(ema_decay, (1 + n) / (10 + n))`` after ``n`` updates (the warm-up of
+    #: TensorFlow's ``ExponentialMovingAverage(num_updates=...)``, so that a short run's
+    #: average is not stuck near the first weights). Evaluation, the best checkpoint and
+    #: the trained model are then the average's (Polyak & Juditsky 1992).
+    ema_decay: float = 0.0
 
 
 class Control:
@@ -413,6 +420,20 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def _ema_update(decay: float) -> Callable[[list, list, torch.Tensor], None]:
+    """``AveragedModel``'s ``multi_avg_fn``: EMA with the warm-up of
+    :attr:`TrainConfig.ema_decay`. torch's ``get_ema_multi_avg_fn`` has a fixed decay,
+    which keeps a run of a few hundred steps at its first weights."""
+
+    @torch.no_grad()
+    def update(averaged: list, current: list, n_averaged: torch.Tensor) -> None:
+        n = int(n_averaged)
+        d = min(decay, (1 + n) / (10 + n))
+        torch._foreach_lerp_(averaged, current, 1.0 - d)
+
+    return update
+
+
 def _wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     """``model`` in PyTorch's DistributedDataParallel (gradients averaged across ranks).
 
@@ -501,6 +522,15 @@ def train(
         1 if device.type == "cpu" else max(1, config.log_every_steps)
     )
     state = TrainState(total_steps=total)
+    # The average lives beside the model (a copy of its weights); its buffers follow the
+    # model's. Floating-point weights only: the loop trains nothing else.
+    ema = (
+        torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=_ema_update(config.ema_decay))
+        if config.ema_decay > 0
+        else None
+    )
+    if ema is not None:
+        ema.module.eval()
     eval_every = config.eval_every_steps or steps_per_epoch
     best_weights: dict[str, torch.Tensor] | None = None
     last_good = _snapshot(model)
@@ -551,8 +581,9 @@ def train(
         if eval_fn is None:
             return
         check_diverged(last_batch)
+        scored = ema.module if ema is not None else model
         model.eval()
-        metrics = eval_fn(model, control)
+        metrics = eval_fn(scored, control)
         model.train()
         if control.should_stop:
             return
@@ -561,7 +592,7 @@ def train(
         if score is not None and (state.best_metric is None or score > state.best_metric):
             state.best_metric, state.best_step = score, state.step
             if config.keep_best:
-                best_weights = _snapshot(model)
+                best_weights = _snapshot(scored)
         callbacks.on_evaluate(state, dict(metrics, step=state.step))
 
     def flush_window() -> dict[str, float]:
@@ -617,6 +648,8 @@ def train(
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
+                if ema is not None:
+                    ema.update_parameters(model)
                 state.step += 1
                 state.epoch = state.step / steps_per_epoch
                 examples += rows
@@ -656,6 +689,8 @@ def train(
         model.eval()
     if best_weights is not None and config.keep_best:
         model.load_state_dict(best_weights)
+    elif ema is not None and int(ema.n_averaged) > 0:
+        model.load_state_dict(ema.module.state_dict())
     callbacks.on_end(state, status)
     if group is not None and status == "done":
         # Every rank ends here together; a cancelled rank may have left mid-epoch.

@@ -51,6 +51,7 @@ def finetune(ctx: JobContext, index: int, step: FineTune) -> dict[str, Any]:
         keep_best=step.keep_best,
         seed=step.seed,
         log_every_steps=step.log_every_steps,
+        ema_decay=step.ema_decay,
     )
     result = fit(ctx, index, "finetune", ctx.model, config, eval_batch_size=step.eval_batch_size)
     metrics = {
@@ -124,7 +125,7 @@ def distill(ctx: JobContext, index: int, step: Distill) -> dict[str, Any]:
         distill={
             "teacher_layers": layers, "temperature": step.temperature, "alpha_kd": step.alpha_kd,
             "teacher_logits": report.get("teacher_logits"),
-            "augmented_rows": rows - originals,
+            "augmented_rows": rows - originals, "ema_decay": step.ema_decay,
         },
     )  # fmt: skip
     save_variant(ctx, index, step, record)
