@@ -674,12 +674,17 @@ def test_a_no_head_source_gets_latency_only(qtbot, tmp_path, tiny_minilm):
     assert s.accuracy is None and "no trained classifier head" in text
     cell = view.model.index(src, 3)
     assert cell.data() == "–" and "classifier head" in cell.data(Qt.ItemDataRole.ToolTipRole)
-    # No accuracy, so no point: the baseline's latency is a labelled line instead.
+    # No accuracy, so no point: the baseline's latency is a labelled line instead; the
+    # line says "baseline" at its top (a point at its latency is not written over) and the
+    # legend says why it is a line.
     assert src not in view.plot.plotted
     [line] = view.plot.baseline_lines
-    assert line.value() == pytest.approx(s.p50_ms) and "no classifier head" in line.label.format
+    assert line.value() == pytest.approx(s.p50_ms) and line.label.format == "baseline"
+    assert line.label.orthoPos > 0.8
+    legend = [label.text for _sample, label in view.plot.legend.items]
+    assert "baseline latency (no classifier head)" in legend
     # ... and the legend does not name a star that is not drawn.
-    assert SOURCE_LEGEND not in [label.text for _sample, label in view.plot.legend.items]
+    assert SOURCE_LEGEND not in legend
 
 
 def test_compare_never_opens_on_the_head_less_encoder(qtbot, tmp_path, tiny_minilm):

@@ -136,6 +136,10 @@ class ParetoPlot(pg.PlotWidget):
         self._labels: list[pg.TextItem] = []
         #: Vertical lines at the latency of source models with no point on this chart.
         self.baseline_lines: list[pg.InfiniteLine] = []
+        #: The legend's sample of those lines (never drawn on the plot) and its text.
+        self._baseline_pen = pg.mkPen(SOURCE_COLOR, width=1.5, style=Qt.PenStyle.DotLine)
+        self._line_sample = pg.PlotDataItem(pen=self._baseline_pen)
+        self._line_in_legend = ""
 
     def _y(self, row: int) -> float:
         figures = self._variants[row].accuracy_on(self.eval_set)
@@ -211,19 +215,31 @@ class ParetoPlot(pg.PlotWidget):
         for line in self.baseline_lines:
             self.getPlotItem().removeItem(line)
         self.baseline_lines = []
+        # The line itself says only "baseline", at the top of the plot: a fine-tuned copy
+        # of the source has its latency, so its point sits on the line, and the whole
+        # sentence written along the line ran through that point. The legend says why.
+        reasons = []
         for i, v in enumerate(self._variants):
             if v.is_source and v.p50_ms is not None and i not in self.plotted:
                 why = "no classifier head" if v.has_head is False else "no accuracy on this set"
+                reasons.append(why)
                 line = pg.InfiniteLine(
                     pos=v.p50_ms,
                     angle=90,
-                    pen=pg.mkPen(SOURCE_COLOR, width=1.5, style=Qt.PenStyle.DotLine),
-                    label=f"baseline latency ({why})",
-                    labelOpts={"position": 0.5, "color": SOURCE_COLOR, "rotateAxis": (1, 0)},
+                    pen=self._baseline_pen,
+                    label="baseline",
+                    labelOpts={"position": 0.85, "color": SOURCE_COLOR, "rotateAxis": (1, 0)},
                 )
                 line.setToolTip(describe(v, self.eval_set))
                 self.getPlotItem().addItem(line)
                 self.baseline_lines.append(line)
+        wanted = f"baseline latency ({', '.join(dict.fromkeys(reasons))})" if reasons else ""
+        if wanted != self._line_in_legend:
+            if self._line_in_legend:
+                self.legend.removeItem(self._line_sample)
+            if wanted:
+                self.legend.addItem(self._line_sample, wanted)
+            self._line_in_legend = wanted
         # The step line joins the front of the largest group of comparable points only:
         # fronts of points timed differently are not one frontier.
         groups = sorted(self.ranking.groups.values(), key=len, reverse=True)
@@ -256,9 +272,12 @@ class ParetoPlot(pg.PlotWidget):
         y0, y1 = min(ys), max(ys)
         dx = max(x1 - x0, 0.1 * max(abs(x1), 1e-3))
         dy = max(y1 - y0, 1.0)
-        # Room for the biggest markers and for the legend in the lower right.
+        # Room for the biggest markers and for the legend in the lower right, which grows
+        # a row for the star and one for a baseline line (at 0.45 for three rows, a
+        # fourth one covered the lowest point).
+        rows = 3 + self._star_in_legend + bool(self._line_in_legend)
         self.setXRange(max(0.0, x0 - 0.15 * dx), x1 + 0.2 * dx, padding=0)
-        self.setYRange(y0 - 0.45 * dy, y1 + 0.15 * dy, padding=0)
+        self.setYRange(y0 - 0.15 * rows * dy, y1 + 0.15 * dy, padding=0)
 
     def select(self, row: int | None) -> None:
         """Ring the point of ``row`` (or none)."""
