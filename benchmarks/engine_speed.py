@@ -62,7 +62,7 @@ def stop_latency(model: str, n: int) -> tuple[float, int, str]:
     """(seconds from the stop request to ``run`` returning, steps after it, status)."""
     from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks, run
     from slimpajama_gui.core.plan.recipe import recipe_from_yaml
-    from slimpajama_gui.core.techniques.train import Control
+    from slimpajama_gui.core.techniques.hooks import Control
 
     control = Control()
     asked: list[float] = []

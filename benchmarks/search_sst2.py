@@ -56,7 +56,7 @@ def run_search(args, work: Path, store) -> tuple[Any, dict[str, Any], float]:
     from slimpajama_gui.core.jobs.search import load_state, search_folder
     from slimpajama_gui.core.plan.recipe import Recipe
     from slimpajama_gui.core.plan.steps import step_from_dict
-    from slimpajama_gui.core.techniques.train import Control
+    from slimpajama_gui.core.techniques.hooks import Control
 
     search = {"type": "search", "budget_points": args.budget_points,
               "time_budget_s": args.time_budget, "objective": "latency", "seed": args.seed,

@@ -124,7 +124,7 @@ def _run_distributed(args: argparse.Namespace, recipe) -> int:
 
     from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks, run
     from slimpajama_gui.core.techniques import distributed
-    from slimpajama_gui.core.techniques.train import Control
+    from slimpajama_gui.core.techniques.hooks import Control
 
     group = distributed.start(args.device or recipe.device)
     control = Control()

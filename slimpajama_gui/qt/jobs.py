@@ -47,7 +47,7 @@ from slimpajama_gui.core.jobs.priority import lower_thread_priority
 from slimpajama_gui.core.jobs.resume import ResumePlan
 from slimpajama_gui.core.plan.recipe import Recipe
 from slimpajama_gui.core.storage.history import JobStore
-from slimpajama_gui.core.techniques.train import Control
+from slimpajama_gui.core.techniques.hooks import Control
 from slimpajama_gui.qt.bridge import JobBridge
 from slimpajama_gui.qt.widgets.errors import error_sentence
 from slimpajama_gui.qt.widgets.workers import start_worker

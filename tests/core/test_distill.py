@@ -24,7 +24,8 @@ from slimpajama_gui.core.techniques.distill import (
     small_student,
     student_from_teacher,
 )
-from slimpajama_gui.core.techniques.train import Callbacks, TrainConfig, train
+from slimpajama_gui.core.techniques.hooks import Callbacks
+from slimpajama_gui.core.techniques.train import TrainConfig, train
 
 # The toy task of test_train.py: the label says whether "good" (7) or "bad" (8) appears.
 VOCAB, GOOD, BAD, PAD_ONLY = 40, 7, 8, 39

@@ -26,13 +26,8 @@ from slimpajama_gui.core.runtime.predictor import ModelPredictor
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.storage.variant import VariantRecord
 from slimpajama_gui.core.techniques import distributed
-from slimpajama_gui.core.techniques.train import (
-    Control,
-    NonFiniteLoss,
-    TrainConfig,
-    pick_device,
-    train,
-)
+from slimpajama_gui.core.techniques.hooks import Control
+from slimpajama_gui.core.techniques.train import NonFiniteLoss, TrainConfig, pick_device, train
 from tests.conftest import REPO
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

@@ -18,8 +18,8 @@ from slimpajama_gui.core.plan.recipe import recipe_from_yaml
 from slimpajama_gui.core.runtime.loading import open_model
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.storage.locks import OutputLock
+from slimpajama_gui.core.techniques.hooks import Control
 from slimpajama_gui.core.techniques.quantize import int8_path
-from slimpajama_gui.core.techniques.train import Control
 from tests.figures import measured
 
 

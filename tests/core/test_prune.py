@@ -12,6 +12,7 @@ import torch
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.config import EncoderConfig
 from slimpajama_gui.core.model.encoder import EncoderClassifier, count_parameters
+from slimpajama_gui.core.techniques.hooks import Callbacks
 from slimpajama_gui.core.techniques.prune import (
     GradualMagnitudePruner,
     Importance,
@@ -29,7 +30,7 @@ from slimpajama_gui.core.techniques.prune import (
     sparsity_report,
     structure_importance,
 )
-from slimpajama_gui.core.techniques.train import Callbacks, TrainConfig, train
+from slimpajama_gui.core.techniques.train import TrainConfig, train
 
 VOCAB, GOOD, BAD = 40, 7, 8
 

@@ -32,7 +32,7 @@ from slimpajama_gui.core.storage.history import (
     StoreLocked,
     StoreUnavailable,
 )
-from slimpajama_gui.core.techniques.train import Control
+from slimpajama_gui.core.techniques.hooks import Control
 
 REPO = Path(__file__).resolve().parents[2]
 

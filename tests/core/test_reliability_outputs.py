@@ -26,7 +26,7 @@ from slimpajama_gui.core.storage import atomic, variant
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.storage.locks import OutputLock
 from slimpajama_gui.core.storage.variant import VariantRecord, check_replaceable
-from slimpajama_gui.core.techniques.train import Control
+from slimpajama_gui.core.techniques.hooks import Control
 
 REPO = Path(__file__).resolve().parents[2]
 TEXTS = ["a good film", "the plot was boring and bad"]

@@ -18,7 +18,7 @@ from slimpajama_gui.core.plan.search_step import parse_duration, search_recipe
 from slimpajama_gui.core.plan.steps import step_from_dict
 from slimpajama_gui.core.runtime.predictor import ModelPredictor
 from slimpajama_gui.core.storage.history import JobStore
-from slimpajama_gui.core.techniques.train import Control
+from slimpajama_gui.core.techniques.hooks import Control
 
 # Cheap trials: a 1-layer student or not, int8 or not; the size objective needs no timing.
 SEARCH = (

@@ -19,11 +19,11 @@ from slimpajama_gui.core.jobs.pipeline import run
 from slimpajama_gui.core.plan.recipe import RecipeError, step_from_dict
 from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.techniques import sensitivity as sens
+from slimpajama_gui.core.techniques.hooks import Control
 from slimpajama_gui.core.techniques.prune import drop_layers
 from slimpajama_gui.core.techniques.prune.structured import StructureMasks, prune_structure
 from slimpajama_gui.core.techniques.quantize import guard as guard_mod
 from slimpajama_gui.core.techniques.quantize.methods import quantize_model
-from slimpajama_gui.core.techniques.train import Control
 
 from .test_pipeline import Recorder, make_recipe
 from .test_quantize import SENSITIVE, inputs, tiny_model

@@ -19,13 +19,8 @@ from slimpajama_gui.core.runtime.evaluate import (
     predict,
     prediction_diff,
 )
-from slimpajama_gui.core.techniques.train import (
-    Callbacks,
-    Control,
-    NonFiniteLoss,
-    TrainConfig,
-    train,
-)
+from slimpajama_gui.core.techniques.hooks import Callbacks, Control
+from slimpajama_gui.core.techniques.train import NonFiniteLoss, TrainConfig, train
 from tests.figures import in_order, measured
 
 # A learnable toy task: the label says whether "good" (id 7) or "bad" (id 8) appears.

@@ -34,13 +34,8 @@ from slimpajama_gui.core.storage.history import JobStore
 from slimpajama_gui.core.storage.leftovers import make_scratch
 from slimpajama_gui.core.storage.variant import VariantRecord
 from slimpajama_gui.core.techniques import distributed
-from slimpajama_gui.core.techniques.train import (
-    Callbacks,
-    Control,
-    TrainConfig,
-    TrainState,
-    train,
-)
+from slimpajama_gui.core.techniques.hooks import Callbacks, Control, TrainState
+from slimpajama_gui.core.techniques.train import TrainConfig, train
 
 if TYPE_CHECKING:
     from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks

@@ -60,14 +60,9 @@ from slimpajama_gui.core.storage.history import JobRecord, JobStore
 from slimpajama_gui.core.storage.leftovers import sweep_output
 from slimpajama_gui.core.storage.locks import OutputLock
 from slimpajama_gui.core.techniques import distributed
+from slimpajama_gui.core.techniques.hooks import Control
 from slimpajama_gui.core.techniques.quantize import int8_path
-from slimpajama_gui.core.techniques.train import (
-    MAX_STEPS_ENV,
-    Control,
-    NonFiniteLoss,
-    pick_device,
-    step_cap,
-)
+from slimpajama_gui.core.techniques.train import MAX_STEPS_ENV, NonFiniteLoss, pick_device, step_cap
 
 log = logging.getLogger(__name__)
 

@@ -65,7 +65,7 @@ from slimpajama_gui.core.plan.search_step import Search
 from slimpajama_gui.core.plan.steps import Benchmark, Evaluate, Step
 from slimpajama_gui.core.runtime.bench import BenchConfig, TorchRunner, benchmark, size_on_disk
 from slimpajama_gui.core.storage.atomic import atomic_write_text
-from slimpajama_gui.core.techniques.train import Control
+from slimpajama_gui.core.techniques.hooks import Control
 
 if TYPE_CHECKING:
     from slimpajama_gui.core.jobs.pipeline import PipelineCallbacks

@@ -27,8 +27,8 @@ from slimpajama_gui.core.plan.recipe import Prune
 from slimpajama_gui.core.runtime import inputs as inputs_mod
 from slimpajama_gui.core.runtime.bench import count_parameters
 from slimpajama_gui.core.techniques import prune as prune_mod
+from slimpajama_gui.core.techniques.hooks import Callbacks
 from slimpajama_gui.core.techniques.prune import vocabulary as vocab_mod
-from slimpajama_gui.core.techniques.train import Callbacks
 
 #: The vocabulary report's figures that the step's summary (CLI, job log) carries.
 VOCAB_FIGURES = (

@@ -26,7 +26,8 @@ from torch import nn
 from slimpajama_gui.core.techniques.distill.cache import load_logits, save_logits
 from slimpajama_gui.core.techniques.distill.loss import Batch, DistillLoss, _forward
 from slimpajama_gui.core.techniques.distill.students import _device_of
-from slimpajama_gui.core.techniques.train import Callbacks, Control, TrainResult
+from slimpajama_gui.core.techniques.hooks import Callbacks, Control
+from slimpajama_gui.core.techniques.train import TrainResult
 
 log = logging.getLogger(__name__)
 

@@ -33,6 +33,7 @@ from torch.nn.utils import prune as torch_prune
 
 from slimpajama_gui.core.errors import UserError
 from slimpajama_gui.core.model.encoder import EncoderClassifier
+from slimpajama_gui.core.techniques.hooks import Callbacks, TrainState
 from slimpajama_gui.core.techniques.prune.layers import (
     Scope,
     _check_fraction,
@@ -40,7 +41,6 @@ from slimpajama_gui.core.techniques.prune.layers import (
     _check_slim,
     _plain_state_dict,
 )
-from slimpajama_gui.core.techniques.train import Callbacks, TrainState
 
 log = logging.getLogger(__name__)
 
