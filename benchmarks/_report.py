@@ -40,6 +40,17 @@ def machine() -> str:
     )
 
 
+def read_section(key: str) -> str | None:
+    """The text of the section marked ``key`` in docs/benchmarks.md, or None if absent."""
+    if not DOC.exists():
+        return None
+    text = DOC.read_text(encoding="utf-8")
+    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
+    if start not in text or end not in text:
+        return None
+    return text[text.index(start) + len(start) : text.index(end)]
+
+
 def write_section(key: str, body: str) -> None:
     """Replace (or append) the section marked ``key`` in docs/benchmarks.md, atomically."""
     text = DOC.read_text(encoding="utf-8") if DOC.exists() else HEADER

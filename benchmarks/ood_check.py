@@ -21,8 +21,10 @@ Writes the "ood-check" section of docs/benchmarks.md, with ``--note`` (how the
 variants were made) under the table; ``--quick`` checks the first rows of each set only
 and leaves docs/benchmarks.md alone; ``--sets FOLDER`` (e.g. ``resources/ood-confirm``,
 sets kept apart to confirm a choice made on the first ones) writes its own section,
-"ood-check-FOLDER"; ``--section NAME`` writes another, keeping the earlier table. Exits 1
-when a variant is outside the budget.
+"ood-check-FOLDER"; ``--section NAME`` writes another, keeping the earlier table. A run
+that checks fewer models than the section it would replace stops before it starts, naming
+the rows it would drop (``--replace`` drops them). Exits 1 when a variant is outside the
+budget.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine, write_section  # noqa: E402
+from _report import machine, read_section, write_section  # noqa: E402
 
 from slimpajama_gui.core.errors import UserError  # noqa: E402
 from slimpajama_gui.core.runtime.predictor import ModelPredictor  # noqa: E402
@@ -214,6 +216,21 @@ def table(checked: list[Checked], domains: list[Domain], budget: float) -> tuple
     return "\n".join(lines), verdicts
 
 
+def section_models(section: str) -> list[str]:
+    """The model names in the first column of a section's table (the sweep's rows, which
+    every run with the same options remakes, and the teacher left out)."""
+    names = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not line.lstrip().startswith("|"):
+            continue
+        name = cells[0]
+        if name in ("model", "teacher") or set(name) <= set("-: ") or "keep_general" in name:
+            continue
+        names.append(name)
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -242,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help=f"{QUICK_ROWS} rows per set, print the table, leave docs/benchmarks.md alone",
     )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="let the run replace a section whose table has models this run does not check",
+    )
     args = parser.parse_args(argv)
     if args.section is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", args.section):
         parser.error(
@@ -253,9 +275,22 @@ def main(argv: list[str] | None = None) -> int:
     models = [args.teacher, *args.variant]
     for results in args.results:
         models += variant_folders(results)
+    names = ["teacher"] + [f"{Path(p).parent.name}/{Path(p).name}" for p in models[1:]]
+    section = args.section or (
+        "ood-check" if args.sets.resolve() == SETS.resolve() else f"ood-check-{args.sets.name}"
+    )
+    if not args.quick and not args.replace:
+        # A section holds the only record of models that may be gone since (their folders
+        # deleted, the machine restarted): checking fewer must not erase their rows.
+        dropped = [n for n in section_models(read_section(section) or "") if n not in names]
+        if dropped:
+            parser.error(
+                f"docs/benchmarks.md section {section!r} has rows for {', '.join(dropped)}, "
+                "which this run does not check; name a new section (--section NAME) to keep "
+                "that table, add those models (--variant), or pass --replace to drop them"
+            )
     checked = []
-    for i, path in enumerate(models):
-        name = "teacher" if i == 0 else f"{Path(path).parent.name}/{Path(path).name}"
+    for path, name in zip(models, names, strict=True):
         checked.append(check(path, name, domains))
         print(f"checked {name} ({path})", flush=True)
     sweep_lines: list[str] = []
@@ -278,7 +313,6 @@ def main(argv: list[str] | None = None) -> int:
     # The default sets have their own section; another folder (a confirmation set) gets
     # one named after it, so checking it never replaces the first table.
     default = args.sets.resolve() == SETS.resolve()
-    section = args.section or ("ood-check" if default else f"ood-check-{args.sets.name}")
     where = "resources/ood" if default else args.sets.name
     per_domain = min(len(d.texts) for d in domains)
     body = f"""## Out-of-domain checks ({section})

@@ -103,3 +103,28 @@ def test_section_names_the_table_and_a_bad_name_is_refused(tiny_minilm, capsys):
     assert "--section 'Bad Name': use lower-case letters" in capsys.readouterr().err
     assert ood.main(["--teacher", str(tiny_minilm), "--quick", "--section", "ood-check-x"]) == 0
     assert "## Out-of-domain checks (ood-check-x)" in capsys.readouterr().out
+
+
+def test_a_run_that_would_drop_rows_of_a_section_stops_first(
+    tiny_minilm, tmp_path, monkeypatch, capsys
+):
+    ood = _script()
+    report = tmp_path / "benchmarks.md"
+    report.write_text(
+        "# Benchmarks\n\n<!-- ood-check-x:start -->\n## Out-of-domain checks (ood-check-x)\n\n"
+        "| model | backend | token ids | films acc (Δ) |\n|---|---|---|---|\n"
+        "| teacher | pytorch | 30,522 | 85.8 |\n| gone/02-quantize | onnx | 30,522 | 85.1 (-0.7) |\n"
+        "| teacher, vocabulary keep_general 0 | pytorch | 9,000 | 80.1 (-5.7) |\n"
+        "<!-- ood-check-x:end -->\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(sys.modules["_report"], "DOC", report)
+    before = report.read_bytes()
+    with pytest.raises(SystemExit):
+        ood.main(["--teacher", str(tiny_minilm), "--section", "ood-check-x"])
+    err = capsys.readouterr().err
+    # The model the run does not check is named, the sweep's and teacher's rows are not.
+    assert "section 'ood-check-x' has rows for gone/02-quantize, which this run" in err
+    assert "--replace" in err and "keep_general" not in err
+    assert report.read_bytes() == before
+    assert ood.section_models(report.read_text(encoding="utf-8")) == ["gone/02-quantize"]
