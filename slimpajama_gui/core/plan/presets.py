@@ -45,28 +45,31 @@ log = logging.getLogger(__name__)
 PRESETS = ("fast", "balanced", "smallest")
 #: What each preset does to the model, true whatever the chain is fitted to (whether
 #: fine-tuning comes first depends on the model: :func:`preset_blurb` says it). The
-#: figures were measured on SST-2 (docs/benchmarks.md, peers-sst2, and ood-check-ood with
-#: its two confirmation sections, 1,000 sentences a domain): against the fp32
-#: teacher, with an 8,000-row, 1-epoch training budget on 2 CPU cores. No time figure:
-#: how long a chain takes depends on the data and the machine, and the job shows it.
+#: figures were measured on SST-2 (docs/benchmarks.md, peers-sst2, and the out-of-domain
+#: checks of 2026-12-03 on nine domains, 1,000 sentences each): against the fp32 teacher,
+#: with an 8,000-row, 1-epoch training budget on 2 CPU cores. Speed-ups are given for the
+#: two x86 CPUs they were measured on (an Intel Xeon and an AMD EPYC, both with VNNI):
+#: int8 gains differ between CPUs. No time figure: how long a chain takes depends on the
+#: data and the machine, and the job shows it.
 PRESET_BLURBS = {
     "fast": "Fast — no distillation and every token kept: int8 in onnxruntime with 4-bit word "
-    "embeddings. Measured on SST-2 against the fine-tuned teacher: 4.7× smaller and 4.5× "
-    "faster (batch 1, 2 CPU threads), test accuracy kept; on review sentences from nine other "
-    "domains (three check sets), within 0.5 accuracy points of the teacher on each set, 1.1 "
-    "below on its worst domain.",
+    "embeddings. Measured on SST-2 against the fine-tuned teacher: 4.7× smaller and 3.2–4.5× "
+    "faster (batch 1, 2 CPU threads, on two x86 CPUs), 0.3 test accuracy points lost; on "
+    "review sentences from nine other domains (three check sets), within 0.3 points of the "
+    "teacher on each set, 0.7 below on its worst domain.",
     "balanced": "Balanced — distil into a 4-layer student (logit KD and hidden-state MSE, on the "
     "train rows and one augmented copy of each), int8 in onnxruntime with 4-bit word "
     "embeddings; every token kept. Measured on SST-2 against the fine-tuned teacher: 5.8× "
-    "smaller and 6.8× faster (batch 1, 2 CPU threads), 0.9 test accuracy points lost after a "
-    "short CPU run; on review sentences from nine other domains (three check sets), within "
-    "1.1 points of the teacher on each set, 1.4 below on its worst domain.",
+    "smaller and 4.5–6.8× faster (batch 1, 2 CPU threads, on two x86 CPUs), 0.9 test accuracy "
+    "points lost after a short CPU run; on review sentences from nine other domains (three "
+    "check sets), within 0.9 points of the teacher on each set, 1.7 below on its worst domain "
+    "(hotels).",
     "smallest": "Smallest — the balanced student, then vocabulary pruning (the data's tokens "
     "and 20,000 common ones) and int8 with 4-bit word embeddings. Measured on SST-2 against "
-    "the fine-tuned teacher: 6.7× smaller and 6.4× faster (batch 1, 2 CPU threads), 1.0 test "
-    "accuracy point lost after a short CPU run; on review sentences from nine other domains "
-    "(three check sets), within 1.1 points of the teacher on each set, 1.9 below on its worst "
-    "domain (hotels).",
+    "the fine-tuned teacher: 6.7× smaller and 4.4–6.4× faster (batch 1, 2 CPU threads, on two "
+    "x86 CPUs), 1.0–1.2 test accuracy points lost after a short CPU run; on review sentences "
+    "from nine other domains (three check sets), within 1.0 point of the teacher on each set, "
+    "1.7 below on its worst domain (hotels).",
 }
 #: The recipe's ``dataset:`` mapping for the built-in demo data.
 DEMO_SPEC: dict[str, Any] = {
