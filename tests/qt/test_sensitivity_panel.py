@@ -75,3 +75,49 @@ def test_a_sensitivity_job_fills_the_heat_map_live_and_again_from_its_saved_repo
     assert not later.history_charts.sensitivity_shown()
     assert isinstance(later.history_charts.tabs, QTabWidget)
     assert later.shutdown(timeout_s=30) and view.shutdown(timeout_s=30)
+
+
+def test_in_a_1280x800_window_every_axis_label_can_be_read_whole(qtbot):
+    from PySide6.QtCore import QPoint, QRect
+
+    view = JobsView()
+    qtbot.addWidget(view)
+    view.resize(1280, 800)  # the screenshots' window: the jobs table takes the top
+    view.show()
+    charts = view.current_charts()
+    charts.show_sensitivity(True, select=True)
+    panel = charts.sensitivity
+    for layer in range(6):
+        for kind, value in (("layer", 0.1 * layer), ("ffn", -0.02 * layer)):
+            panel.add_measurement({"kind": kind, "layer": layer, "loss_change": value,
+                                   "accuracy_change": -value / 10})  # fmt: skip
+        panel.add_measurement({"kind": "linear", "name": f"layers.{layer}.attention.q",
+                               "loss_change": 0.001, "accuracy_change": 0.0})  # fmt: skip
+    panel.flush()
+    page = panel.scroll
+    qtbot.waitUntil(lambda: page.viewport().height() > 0)
+    # The charts keep the height they need (not more); what the window cannot show scrolls.
+    body = page.widget()
+    assert body.height() == max(body.minimumSizeHint().height(), page.viewport().height())
+    assert page.verticalScrollBar().maximum() > 0
+    for measure in ("Loss change", "Accuracy change"):
+        panel.measure.setCurrentText(measure)
+        for chart in (panel.layers, panel.ffn, panel.linears):
+            # Scrolled to (its top at the window's), a chart fits the window whole.
+            page.verticalScrollBar().setValue(chart.mapTo(body, QPoint(0, 0)).y())
+            qtbot.wait(1)
+            placed = QRect(chart.mapTo(page.viewport(), QPoint(0, 0)), chart.size())
+            assert page.viewport().rect().contains(placed), (chart.title, placed)
+            for side in ("left", "bottom"):
+                label = chart.getPlotItem().getAxis(side).label
+                # The glyphs: the text item's rect less the margin Qt keeps around text.
+                box = chart.mapFromScene(label.mapRectToScene(label.boundingRect()))
+                rect = box.boundingRect().adjusted(4, 4, -4, -4)
+                assert QRect(0, 0, chart.width(), chart.height()).contains(rect), (
+                    chart.title,
+                    side,
+                    measure,
+                    rect,
+                    chart.size(),
+                )
+    assert view.shutdown(timeout_s=30)

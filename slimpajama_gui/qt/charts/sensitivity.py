@@ -19,7 +19,16 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, QTimer
-from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from slimpajama_gui.core.techniques.sensitivity import SensitivityReport
 from slimpajama_gui.qt.charts.base import ChartBase
@@ -29,6 +38,8 @@ MEASURES: dict[str, tuple[str, float, str]] = {
     "Loss change": ("loss_change", 1.0, "eval loss change (nats)"),
     "Accuracy change": ("accuracy_change", 100.0, "accuracy change (points)"),
 }
+#: Pixels a bar chart of the panel needs for its labels to be read whole.
+BAR_CHART_MIN_HEIGHT = 210
 #: A diverging map, white at no change (Kovesi's CET-D1).
 _DIVERGING = "CET-D1"
 _SHORT = {
@@ -53,6 +64,9 @@ class EffectBars(ChartBase):
         self.setMouseEnabled(x=False, y=False)
         self.setMenuEnabled(False)
         self.hideButtons()
+        # Title, x-axis label and a y label such as "accuracy change (points)" need this
+        # much; less cuts the y label's ends.
+        self.setMinimumHeight(BAR_CHART_MIN_HEIGHT)
         self._bars = pg.BarGraphItem(x=[], height=[], width=0.7, brushes=[], pen=None)
         self.addItem(self._bars)
         self._values: dict[str, float] = {}
@@ -210,7 +224,12 @@ class SensitivityPanel(QWidget):
         top.addWidget(QLabel("Show:"))
         top.addWidget(self.measure)
         top.addWidget(self.caption, 1)
-        grid = QGridLayout()
+        # Four charts need more height than a short window leaves below the jobs table:
+        # they scroll (under the selector, which stays) rather than lose their axis labels
+        # at the window's edge.
+        body = QWidget()
+        grid = QGridLayout(body)
+        grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(6)
         grid.addWidget(self.heads, 0, 0, 2, 1)
         grid.addWidget(self.layers, 0, 1)
@@ -221,7 +240,11 @@ class SensitivityPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
-        layout.addLayout(grid, 1)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(body)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        layout.addWidget(self.scroll, 1)
         self._timer = QTimer(self)
         self._timer.setInterval(80)
         self._timer.setSingleShot(True)
