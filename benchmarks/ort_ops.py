@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", type=int, default=200, help="dev sentences (batch 1)")
     parser.add_argument("--rounds", type=int, default=5, help="round-robin timing rounds")
     parser.add_argument("--write", action="store_true", help="write section ort-ops")
+    parser.add_argument("--note", default="", help="a paragraph to keep under the tables")
     args = parser.parse_args(argv)
     if not (args.result / ONNX_NAME).is_file():
         parser.error(f"--result {args.result}: no {ONNX_NAME} there; give an ONNX result folder")
@@ -132,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
             for name, t in timed.items()
         ),
     ]
-    command = "python benchmarks/ort_ops.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    shown = list(argv if argv is not None else sys.argv[1:])
+    if "--note" in shown:  # the note is under the tables, not repeated in the command
+        i = shown.index("--note")
+        shown = [*shown[:i], "--note", "NOTE", *shown[i + 2 :]]
+    command = "python benchmarks/ort_ops.py " + " ".join(shown)
     body = f"""## Where an ONNX result's time goes (ort-ops)
 
 Command: `{command}`
@@ -149,6 +154,8 @@ ONNX Runtime settings against the fp32 PyTorch teacher (2 threads), {args.rounds
 round-robin in one run:
 
 {chr(10).join(set_lines)}
+
+{args.note}
 """
     print(body)
     if args.write:
