@@ -15,6 +15,7 @@ from slimpajama_gui.core.jobs.flips import flip_job
 from slimpajama_gui.core.jobs.index import (
     EvalFigures,
     Variant,
+    bench_setup,
     comparable_front,
     default_pair,
     eval_set_identity,
@@ -22,6 +23,7 @@ from slimpajama_gui.core.jobs.index import (
     load_variants,
     pareto_front,
     playground_pair,
+    timed_with,
 )
 from slimpajama_gui.core.jobs.pipeline import run
 from slimpajama_gui.core.model.inspection import inspect_model
@@ -285,3 +287,18 @@ def test_a_steps_eval_without_a_row_count_shares_its_jobs_eval_set():
         tuned.accuracy_on(known_key).label == known_label == "the demo set's dev split (100 rows)"
     )
     assert other.eval_set == loose_key  # another job: its rows are not assumed
+
+
+def test_latencies_of_different_backends_on_one_setup_are_ranked_together(tmp_path):
+    timed = {"latency_p50_ms": 2.0, "threads": 2, "machine": "Xeon, 2 cores"}
+    torch_setup = bench_setup({**timed, "backend": "pytorch"})
+    ort_setup = bench_setup({**timed, "backend": "onnxruntime"})
+    assert torch_setup == ort_setup == "2 threads · batch 1 · Xeon, 2 cores"
+    assert bench_setup({**timed, "threads": 1}) != torch_setup  # threads still count
+    fp32 = _measured(tmp_path, "fp32", acc=0.90, rows=100, p50=9.8, setup=torch_setup)
+    int8 = _measured(tmp_path, "int8", acc=0.94, rows=100, p50=0.8, setup=ort_setup)
+    fp32.backend, int8.backend = "pytorch", "onnxruntime"
+    ranking = comparable_front([fp32, int8], fp32.eval_set)
+    # The int8 variant is faster and more accurate: the fp32 one is not Pareto-optimal.
+    assert ranking.front == [1] and len(ranking.groups) == 1
+    assert timed_with(int8) == "onnxruntime · 2 threads · batch 1 · Xeon, 2 cores"

@@ -13,7 +13,7 @@ in the user's model folder).
 Accuracies are only comparable on the same eval rows: every accuracy carries the
 identity of its eval set (:func:`eval_set_identity`: where the rows come from and how
 many), and :func:`comparable_front` ranks only points measured on one eval set, with
-latency measured the same way (backend, threads, machine) and enough eval rows.
+latency measured the same way (threads, batch 1, machine; any backend) and enough eval rows.
 
 Example:
     >>> data = load_variants(JobStore())                      # doctest: +SKIP
@@ -96,8 +96,11 @@ class Variant:
     #: empty when unknown. ``evals`` holds every accuracy of it, by eval set.
     eval_set: str = ""
     evals: dict[str, EvalFigures] = field(default_factory=dict)
-    #: How its latency was measured: backend, threads, batch 1, machine (empty: never).
+    #: How its latency was measured: threads, batch 1, machine (empty: never). Latencies
+    #: are compared when these are equal, whatever runs the model (``backend``).
     bench_setup: str = ""
+    #: What ran the model when its latency was measured (pytorch, onnxruntime; "" unknown).
+    backend: str = ""
     #: The CPU its latency was measured on ("" when not recorded).
     machine: str = ""
     #: Whether it has a trained classifier head (``None``: not known). A model without
@@ -202,13 +205,16 @@ def eval_set_identity(
 
 
 def bench_setup(figures: dict[str, Any]) -> str:
-    """How a latency was measured (backend, threads, batch 1, machine), as one string.
+    """How a latency was measured (threads, batch 1, machine), as one string.
 
-    Latencies are compared only between equal strings. Empty when nothing was timed.
+    Latencies are compared only between equal strings. The backend is not part of it:
+    every backend is timed by the same harness (``runtime.bench.benchmark``: the same
+    sentences, warm-up and threads), and a user compares an ONNX Runtime int8 variant with
+    its PyTorch source precisely to see what the change of runtime gained. Empty when
+    nothing was timed.
     """
     if finite_number(figures.get("latency_p50_ms")) is None:
         return ""
-    backend = str(figures.get("backend") or "backend not recorded")
     threads = _int(figures.get("threads"))
     machine = str(figures.get("machine") or "machine not recorded")
     threads_text = (
@@ -216,7 +222,14 @@ def bench_setup(figures: dict[str, Any]) -> str:
         if threads is None
         else f"{threads} thread{'s' if threads != 1 else ''}"
     )
-    return f"{backend} · {threads_text} · batch 1 · {machine}"
+    return f"{threads_text} · batch 1 · {machine}"
+
+
+def timed_with(variant: Variant) -> str:
+    """How a variant's latency was taken, for a tooltip: backend, threads, batch 1, machine."""
+    if not variant.bench_setup:
+        return ""
+    return " · ".join(x for x in (variant.backend, variant.bench_setup) if x)
 
 
 def variant_from_record(path: Path, record: VariantRecord) -> Variant:
@@ -255,6 +268,7 @@ def variant_from_record(path: Path, record: VariantRecord) -> Variant:
         source_model=Path(record.source_model) if record.source_model else None,
         created_at=str(record.created_at or ""),
         bench_setup=bench_setup(bench),
+        backend=str(bench.get("backend") or "") if bench_setup(bench) else "",
         machine=str(bench.get("machine") or ""),
         has_head=True,  # a job only saves classifiers
     )
@@ -332,6 +346,7 @@ def _source_variant(
         setattr(variant, attr, value)
     if variant.p50_ms is not None:
         variant.machine = machine
+        variant.backend = str(backend or "")
         variant.bench_setup = bench_setup(
             {
                 "latency_p50_ms": variant.p50_ms,
@@ -520,7 +535,7 @@ def comparable_front(
 
     Two points are comparable when their accuracies are on the same eval set (the same
     key of :func:`eval_set_identity`) and their latencies were measured the same way
-    (equal :func:`bench_setup`: backend, threads, batch 1, machine). A point with fewer
+    (equal :func:`bench_setup`: threads, batch 1, machine). A point with fewer
     than ``min_rows`` eval rows, or an unrecorded count, is drawn but never ranked: it
     neither is Pareto-optimal nor dominates another. The front of each group is
     :func:`pareto_front`'s.

@@ -95,6 +95,7 @@ class SourceMeasurement:
             variant.p95_ms = finite_number(b.get("latency_p95_ms"))
             variant.throughput = finite_number(b.get("throughput_per_s"))
             variant.bench_setup = bench_setup(b)
+            variant.backend = str(b.get("backend") or "")
             variant.machine = str(b.get("machine") or "")
             variant.measured_by = f"Compare's Benchmark action ({self.measured_at})"
         for attr in ("size_bytes", "parameters", "nonzero_parameters"):

@@ -14,7 +14,7 @@ from typing import Any
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 
-from slimpajama_gui.core.jobs.index import Ranking, Variant, comparable_front
+from slimpajama_gui.core.jobs.index import Ranking, Variant, comparable_front, timed_with
 from slimpajama_gui.core.units import human_bytes, human_count
 from slimpajama_gui.qt.compare.table import ms, pct
 
@@ -46,7 +46,7 @@ def describe(v: Variant, eval_set: str | None = None, why_unranked: str = "") ->
     if v.int8_arithmetic:
         lines.append(f"int8 measured on {v.int8_arithmetic}")
     if v.bench_setup:
-        lines.append(f"latency timed with {v.bench_setup}")
+        lines.append(f"latency timed with {timed_with(v)}")
     if why_unranked:
         lines.append(why_unranked)
     return "\n".join(lines)

@@ -9,7 +9,7 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush, QColor, QFont
 
-from slimpajama_gui.core.jobs.index import Variant
+from slimpajama_gui.core.jobs.index import Variant, timed_with
 from slimpajama_gui.core.units import human_bytes, human_count
 from slimpajama_gui.qt.widgets.tables import SORT_ROLE, Column, RowTableModel
 
@@ -29,7 +29,7 @@ def against_source(v: Variant, base: Variant | None) -> tuple[str, str]:
     """(cell, tooltip) of a variant's ratios against its source model (the baseline).
 
     Size is compared whenever both are known; latency only when the source was timed
-    the same way (backend, threads, batch 1, machine).
+    the same way (threads, batch 1, machine; any backend).
     """
     if v.is_source:
         return "baseline", "The source model: the other rows' ratios are against it"
@@ -209,7 +209,7 @@ class VariantTableModel(RowTableModel[Variant]):
             if row in self.unranked:
                 lines.append(self.unranked[row])
             if v.bench_setup:
-                lines.append(f"latency timed with {v.bench_setup}")
+                lines.append(f"latency timed with {timed_with(v)}")
             if v.note:
                 lines.append(v.note)
             return "\n".join(lines)
