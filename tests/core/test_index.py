@@ -302,3 +302,29 @@ def test_latencies_of_different_backends_on_one_setup_are_ranked_together(tmp_pa
     # The int8 variant is faster and more accurate: the fp32 one is not Pareto-optimal.
     assert ranking.front == [1] and len(ranking.groups) == 1
     assert timed_with(int8) == "onnxruntime · 2 threads · batch 1 · Xeon, 2 cores"
+
+
+def test_a_steps_accuracy_keeps_its_eval_set_when_the_evaluated_variant_is_deleted(
+    tiny_minilm, tmp_path
+):
+    # Compare -> Delete result on the job's last variant (the one its evaluate step
+    # measured) must not leave the fine-tune's accuracy on "rows not recorded".
+    text = f"""
+name: two
+model: {tiny_minilm}
+dataset: {{train: demo, labels: [negative, positive], max_length: 48}}
+output: {tmp_path / "out"}
+steps:
+  - {{type: finetune, epochs: 1, batch_size: 16, seed: 1}}
+  - {{type: prune, method: magnitude, amount: 0.2}}
+  - type: evaluate
+"""
+    with JobStore(tmp_path / "h.sqlite3") as store:
+        result = run(recipe_from_yaml(text, "two.yaml", base_dir=tmp_path), store=store)
+        assert result.status == "done", result.error
+        shutil.rmtree(tmp_path / "out" / "02-prune")
+        variants = load_variants(store).variants
+    [tuned] = [v for v in variants if v.path.name == "01-finetune"]
+    key, label = eval_set_identity({"train": "demo"}, None, 100)
+    assert tuned.eval_set == key and tuned.accuracy_on(key).rows == 100
+    assert tuned.accuracy_on(key).label == label == "the demo set's dev split (100 rows)"

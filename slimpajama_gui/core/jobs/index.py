@@ -274,11 +274,13 @@ def variant_from_record(path: Path, record: VariantRecord) -> Variant:
     )
     if variant.accuracy is not None:
         dataset = variant.recipe.get("dataset") if variant.recipe else None
-        key, label = eval_set_identity(dataset, variant.recipe_dir, _int(ev.get("n")))
+        training = record.metrics.get("training")
+        n = _int(ev.get("n")) if ev.get("accuracy") is not None else None
+        if n is None and isinstance(training, dict):
+            n = _int(training.get("eval_n"))
+        key, label = eval_set_identity(dataset, variant.recipe_dir, n)
         variant.eval_set = key
-        variant.evals[key] = EvalFigures(
-            variant.accuracy, variant.macro_f1, _int(ev.get("n")), label
-        )
+        variant.evals[key] = EvalFigures(variant.accuracy, variant.macro_f1, n, label)
     return variant
 
 
@@ -471,8 +473,10 @@ def _name_results(variants: list[Variant]) -> None:
 
 def _join_unrecorded_rows(variants: list[Variant]) -> None:
     """Accuracies a training step measured on its job's eval split without recording the
-    row count are put with that job's recorded count for the same split: one job's
-    dataset section gives every step the same eval rows, so they share an axis."""
+    row count (records written before steps saved it as ``eval_n``) are put with that
+    job's recorded count for the same split: one job's dataset section gives every step
+    the same eval rows, so they share an axis. Another job's count is not assumed (its
+    file may have changed between the jobs)."""
     known: dict[tuple[int | None, str], tuple[str, EvalFigures]] = {}
     for v in variants:
         for key, figures in v.evals.items():

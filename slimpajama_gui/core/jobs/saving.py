@@ -70,6 +70,10 @@ def new_record(
     ``onnx=``).
     """
     params, nonzero = ctx.parameters()
+    if "eval_accuracy" in training and "eval_n" not in training and ctx.dataset.eval is not None:
+        # The row count names the eval set in Compare; without it the accuracy could only
+        # borrow the count of another variant of the job, and lose it with that variant.
+        training = {**training, "eval_n": len(ctx.dataset.eval)}
     return VariantRecord(
         app_version=__version__,
         job_id=ctx.job_id,
