@@ -1015,7 +1015,7 @@ def test_packaged_model_needs_finetune_and_presets_start_with_it(qtbot, make_wiz
     assert [type(s) for s in tech.chain()] == [
         FineTune, Distill, Prune, Quantize, Evaluate, Benchmark
     ]  # fmt: skip
-    assert tech.chain()[1].student_layers == [0, 1, 2, 5] and tech.chain()[1].augment == 1
+    assert tech.chain()[1].student_layers == [0, 1, 2, 5] and tech.chain()[1].augment == 2
     # Fine-tuning cannot be unticked while the model has no head.
     click(qtbot, tech.preset_buttons["custom"])
     assert tech.finetune_box.isChecked()
