@@ -996,3 +996,30 @@ def test_computing_flips_never_moves_the_pickers_or_the_panes(qtbot, history, mo
     view.stop_flips()
     qtbot.waitUntil(lambda: not view.busy(), timeout=TIMEOUT)
     assert geometry() == idle
+
+
+def test_a_fast_point_beside_a_slow_one_is_drawn_whole(qtbot, tmp_path):
+    # 2 ms next to 450 ms: on an axis from 0 the fast point's marker was cut in half.
+    from PySide6.QtCore import QPointF
+
+    from slimpajama_gui.core.jobs.index import EvalFigures, Variant
+    from slimpajama_gui.qt.compare.pareto_plot import MARKER_RADIUS_PX, ParetoPlot
+
+    plot = ParetoPlot()
+    qtbot.addWidget(plot)
+    plot.resize(600, 420)
+    plot.show()
+    qtbot.waitExposed(plot)
+    variants = []
+    for name, p50, acc in (("int8", 2.0, 0.91), ("fp32", 450.0, 0.90)):
+        v = Variant(tmp_path / name, name, p50_ms=p50, accuracy=acc, size_bytes=90_000_000)
+        v.bench_setup, v.eval_set = "2 threads · batch 1 · cpu", "demo:dev#100"
+        v.evals[v.eval_set] = EvalFigures(acc, None, 100, "demo (100 rows)")
+        variants.append(v)
+    plot.set_variants(variants, "demo:dev#100")
+    box = plot.getPlotItem().getViewBox()
+    left = box.mapViewToScene(QPointF(box.viewRange()[0][0], 0.91)).x()
+    fast = box.mapViewToScene(QPointF(2.0, 0.91)).x()
+    assert fast - left >= MARKER_RADIUS_PX - 1
+    # The axis starts below 0 by less than its first tick: no negative latency is labelled.
+    assert -0.1 * 450 < box.viewRange()[0][0] < 0

@@ -18,6 +18,8 @@ from slimpajama_gui.core.jobs.index import Ranking, Variant, comparable_front, t
 from slimpajama_gui.core.units import human_bytes, human_count
 from slimpajama_gui.qt.compare.table import ms, pct
 
+#: Half the widest marker a point gets (the selection ring of the largest variant), px.
+MARKER_RADIUS_PX = 27
 #: Okabe-Ito colours, as in :mod:`slimpajama_gui.qt.charts`.
 VARIANT_COLOR = "#0072B2"
 SOURCE_COLOR = "#7F7F7F"
@@ -276,7 +278,15 @@ class ParetoPlot(pg.PlotWidget):
         # a row for the star and one for a baseline line (at 0.45 for three rows, a
         # fourth one covered the lowest point).
         rows = 3 + self._star_in_legend + bool(self._line_in_legend)
-        self.setXRange(max(0.0, x0 - 0.15 * dx), x1 + 0.2 * dx, padding=0)
+        right = x1 + 0.2 * dx
+        left = max(0.0, x0 - 0.15 * dx)
+        # A 2 ms point beside a 400 ms one sits on the axis at 0 and loses half its marker:
+        # start the axis far enough below 0 that the biggest marker (ring included) fits.
+        width = self.getPlotItem().getViewBox().width()
+        if width > 4 * MARKER_RADIUS_PX:
+            share = MARKER_RADIUS_PX / width
+            left = min(left, (x0 - share * right) / (1 - share))
+        self.setXRange(left, right, padding=0)
         self.setYRange(y0 - 0.15 * rows * dy, y1 + 0.15 * dy, padding=0)
 
     def select(self, row: int | None) -> None:
