@@ -466,3 +466,21 @@ def test_a_distillation_with_no_weight_on_the_teacher_is_valid_but_warned_about(
     assert recipe.warnings(first_step=2) == []  # a resumed job starting after it
     assert Distill().warnings() == [] and Distill(alpha_kd=0, hidden_mse=1.0).warnings() == []
     assert full_recipe().warnings() == []
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_folder_that_refuses_new_folders_even_to_root_is_refused(tmp_path: Path) -> None:
+    # /proc passes a permission-bit check for root, yet mkdir there fails: the job used
+    # to stop at its first save with an internal error ("please report it").
+    (tmp_path / "teacher").mkdir()
+    path = tmp_path / "recipe.yaml"
+    path.write_text(
+        "name: x\nmodel: teacher\ndataset: {train: d.csv}\noutput: /proc/nope/out\n"
+        "steps:\n  - type: finetune\n"
+    )
+    with pytest.raises(RecipeError, match="^output: the output folder /proc/nope/out cannot"):
+        load_recipe(path)
+    # The check leaves nothing behind where it could write.
+    path.write_text(path.read_text().replace("/proc/nope/out", "fresh/run1"))
+    assert load_recipe(path).output == "fresh/run1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.yaml", "teacher"]

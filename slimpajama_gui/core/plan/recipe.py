@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -231,6 +232,18 @@ class Recipe:
                 f"the output folder {output} cannot be created or written: {existing} is not "
                 "writable for you; choose a folder you can write to",
             )
+        if existing is not None and existing != output:
+            # Permission bits do not tell everything: /proc or a read-only mount refuse a
+            # new folder even to root. Try one, as the job will, and take it away again.
+            try:
+                probe = tempfile.mkdtemp(prefix=".slimpajama-check-", dir=existing)
+            except OSError as exc:
+                raise RecipeError(
+                    "output",
+                    f"the output folder {output} cannot be created: {existing} refuses new "
+                    f"folders ({exc.strerror or exc}); choose a folder you can write to",
+                ) from None
+            os.rmdir(probe)
         # docs/reliability.md F8: a job must never write into its own source model.
         if self.uses_packaged_model:
             return
