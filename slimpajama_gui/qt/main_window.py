@@ -189,7 +189,10 @@ class MainWindow(QMainWindow):
         self.compare_view.open_in_playground.connect(self._open_in_playground)
         self.models_view.compress_requested.connect(self.compress_model)
         self.models_view.playground_requested.connect(self.try_in_playground)
-        self.models_view.result_deleted.connect(lambda _path: self.compare_view.refresh())
+        # A result deleted in one area leaves every list: the Playground's pickers too, or
+        # they would still offer (and run, from memory) a model whose folder is gone.
+        self.models_view.result_deleted.connect(self._on_result_deleted)
+        self.compare_view.result_deleted.connect(self._on_result_deleted)
         self.compress_page.recipe_ready.connect(self._submit)
         self.jobs_view.runner.job_finished.connect(self._on_job_finished)
         self.jobs_view.external_job_finished.connect(self._on_external_job_finished)
@@ -339,6 +342,13 @@ class MainWindow(QMainWindow):
         wizard = self.compress_page.open_wizard()
         wizard.set_current_model(folder)
         return wizard
+
+    def _on_result_deleted(self, folder: Path) -> None:
+        if self.sender() is self.compare_view:
+            self.models_view.forget(folder)
+        else:
+            self.compare_view.refresh()
+        self.playground.set_models(self.models_view.model.infos())
 
     def try_in_playground(self, folder: Path) -> None:
         """Models → Open in Playground: ``folder`` as model B, beside the current A."""

@@ -505,10 +505,14 @@ class ModelsView(WorkerScreen):
         )
         return True
 
+    def forget(self, folder: Path) -> None:
+        """Drop a folder deleted elsewhere (Compare) from the list, without a rescan."""
+        self.model.set_infos([i for i in self.model.infos() if Path(i.path) != Path(folder)])
+
     def _on_deleted(self, folder: Path) -> None:
         if self._closing:
             return
-        self.model.set_infos([i for i in self.model.infos() if Path(i.path) != folder])
+        self.forget(folder)
         self.status_message.emit(f"Deleted {folder}")
         self.result_deleted.emit(folder)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -273,3 +274,36 @@ def test_model_details_say_family_and_weights_in_words(qtbot, tiny_minilm, tmp_p
         assert pane.fields["Family"].text() == kind, folder
         assert pane.fields["Weights"].text() == weights, folder
         assert family.display(info) == kind  # the table says it the same way
+
+
+def test_a_deleted_result_leaves_the_playground_pickers(window, qtbot, tiny_minilm, tmp_path):
+    # A new user deleted the model picked as Playground's B in Models; B still offered it
+    # and predicted from memory, with no word that its folder was gone.
+    from slimpajama_gui.core.storage.variant import VariantRecord
+
+    result = tmp_path / "job-a" / "01-finetune"
+    shutil.copytree(tiny_minilm, result)
+    VariantRecord(job_id=3, recipe={"name": "job-a"}).write(result)
+    with qtbot.waitSignal(window.models_view.scan_finished, timeout=SCAN_TIMEOUT):
+        window.models_view.add_folders([result.parent])
+    picker = window.playground.pickers["b"]
+
+    def offered() -> list[str]:
+        return [picker.itemData(i) for i in range(picker.count())]
+
+    qtbot.waitUntil(lambda: str(result) in offered(), timeout=SCAN_TIMEOUT)
+    [info] = [i for i in window.models_view.model.infos() if Path(i.path) == result]
+    with qtbot.waitSignal(window.models_view.result_deleted, timeout=SCAN_TIMEOUT):
+        assert window.models_view.delete_result(info, confirm=False)
+    assert not result.exists() and str(result) not in offered()
+    # Deleted from Compare instead: the Models list and the pickers let it go as well.
+    again = tmp_path / "job-a" / "02-quantize"
+    shutil.copytree(tiny_minilm, again)
+    VariantRecord(job_id=3, recipe={"name": "job-a"}).write(again)
+    with qtbot.waitSignal(window.models_view.scan_finished, timeout=SCAN_TIMEOUT):
+        window.models_view.rescan()
+    qtbot.waitUntil(lambda: str(again) in offered(), timeout=SCAN_TIMEOUT)
+    shutil.rmtree(again)
+    window.compare_view.result_deleted.emit(again)
+    assert str(again) not in offered()
+    assert all(Path(i.path) != again for i in window.models_view.model.infos())

@@ -112,6 +112,7 @@ class RowActions:
     def _on_deleted(self: CompareView, path: Path) -> None:
         self.status_message.emit(f"Deleted {path}")
         self.refresh()
+        self.result_deleted.emit(path)
 
     def _on_delete_failed(self: CompareView, v: Variant, exc: BaseException) -> None:
         text = error_sentence(exc, f"Deleting {v.name}", logger=log)

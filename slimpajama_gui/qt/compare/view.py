@@ -21,6 +21,7 @@ Everything that reads a file or runs a model does so on the thread pool.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
@@ -92,6 +93,8 @@ class CompareView(RowActions, WorkerScreen):
     benchmark_done = Signal(str)
     #: "Open in Playground": (model A, model B) folders; A is B's parent or source.
     open_in_playground = Signal(object, object)
+    #: A result folder was deleted from Compare's menu (its path).
+    result_deleted = Signal(Path)
 
     def __init__(
         self,
