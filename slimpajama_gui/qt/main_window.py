@@ -191,8 +191,8 @@ class MainWindow(QMainWindow):
         self.models_view.playground_requested.connect(self.try_in_playground)
         # A result deleted in one area leaves every list: the Playground's pickers too, or
         # they would still offer (and run, from memory) a model whose folder is gone.
-        self.models_view.result_deleted.connect(self._on_result_deleted)
-        self.compare_view.result_deleted.connect(self._on_result_deleted)
+        self.models_view.result_deleted.connect(self._on_deleted_in_models)
+        self.compare_view.result_deleted.connect(self._on_deleted_in_compare)
         self.compress_page.recipe_ready.connect(self._submit)
         self.jobs_view.runner.job_finished.connect(self._on_job_finished)
         self.jobs_view.external_job_finished.connect(self._on_external_job_finished)
@@ -343,11 +343,12 @@ class MainWindow(QMainWindow):
         wizard.set_current_model(folder)
         return wizard
 
-    def _on_result_deleted(self, folder: Path) -> None:
-        if self.sender() is self.compare_view:
-            self.models_view.forget(folder)
-        else:
-            self.compare_view.refresh()
+    def _on_deleted_in_models(self, _folder: Path) -> None:
+        self.compare_view.refresh()
+        self.playground.set_models(self.models_view.model.infos())
+
+    def _on_deleted_in_compare(self, folder: Path) -> None:
+        self.models_view.forget(folder)
         self.playground.set_models(self.models_view.model.infos())
 
     def try_in_playground(self, folder: Path) -> None:

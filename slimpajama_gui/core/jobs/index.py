@@ -268,7 +268,7 @@ def variant_from_record(path: Path, record: VariantRecord) -> Variant:
         source_model=Path(record.source_model) if record.source_model else None,
         created_at=str(record.created_at or ""),
         bench_setup=bench_setup(bench),
-        backend=str(bench.get("backend") or "") if bench_setup(bench) else "",
+        backend=str(bench.get("backend") or ""),
         machine=str(bench.get("machine") or ""),
         has_head=True,  # a job only saves classifiers
     )
