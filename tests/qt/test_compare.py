@@ -672,6 +672,9 @@ def test_a_no_head_source_gets_latency_only(qtbot, tmp_path, tiny_minilm):
     s = view.variants[src]
     assert s.p50_ms is not None and s.has_head is False
     assert s.accuracy is None and "no trained classifier head" in text
+    # Said once: the benchmark line repeated the note under the summary word for word.
+    shown = f"{text}\n{view.notes.text()}"
+    assert shown.count("its latency and size are measured") <= 1, shown
     cell = view.model.index(src, 3)
     assert cell.data() == "–" and "classifier head" in cell.data(Qt.ItemDataRole.ToolTipRole)
     # No accuracy, so no point: the baseline's latency is a labelled line instead; the
@@ -1023,3 +1026,105 @@ def test_a_fast_point_beside_a_slow_one_is_drawn_whole(qtbot, tmp_path):
     assert fast - left >= MARKER_RADIUS_PX - 1
     # The axis starts below 0 by less than its first tick: no negative latency is labelled.
     assert -0.1 * 450 < box.viewRange()[0][0] < 0
+
+
+def test_in_a_short_window_the_pair_figures_never_overlap(view, qtbot, history):
+    # In a 960x640 window Confusion B was drawn over Confusion A's second row, the
+    # figures' last rows were cut, and the parameter counts read "22,7…". Offscreen
+    # fonts are smaller than a desktop's, so the same squeeze needs a shorter area here.
+    _store, folders = history
+    view.resize(960 - 150, 460)
+    _select_rows(view, _row(view, folders["v1"]), _row(view, folders["v2"]))
+    details = view.details
+    qtbot.waitUntil(lambda: details.confusion_b.isVisible(), timeout=TIMEOUT)
+    view.layout().activate()
+    qtbot.wait(50)
+
+    def box(widget):
+        top_left = widget.mapTo(details, widget.rect().topLeft())
+        return top_left.y(), top_left.y() + widget.height()
+
+    stack = [details.caption_a, details.confusion_a, details.caption_b, details.confusion_b]
+    for upper, lower in zip(stack, stack[1:], strict=False):
+        assert box(upper)[1] <= box(lower)[0], (upper, lower)
+    # Each widget is as tall as it needs; what does not fit scrolls.
+    for table in (details.metrics, details.confusion_a, details.confusion_b):
+        assert table.height() >= table.horizontalHeader().height() + table.verticalHeader().length()
+    # Every figure cell shows its whole text (no "…").
+    metrics = details.metrics
+    fm = metrics.fontMetrics()
+    for r in range(metrics.rowCount()):
+        for c in range(3):
+            item = metrics.item(r, c)
+            lines = item.text().split()
+            widest = max(fm.horizontalAdvance(word) for word in lines) if lines else 0
+            assert widest <= metrics.columnWidth(c) - 4, (item.text(), metrics.columnWidth(c))
+    params = next(
+        r for r in range(metrics.rowCount()) if metrics.verticalHeaderItem(r).text() == "Parameters"
+    )
+    assert metrics.item(params, 0).toolTip().endswith(" parameters")
+    assert (
+        "," in metrics.item(params, 0).toolTip()
+        or int(metrics.item(params, 0).toolTip().split()[0]) < 1000
+    )
+    # What does not fit scrolls, and the flip list keeps room to show rows.
+    scroll = details.figures_scroll
+    if scroll.widget().height() > scroll.viewport().height():
+        assert scroll.verticalScrollBar().isVisible()
+        assert scroll.verticalScrollBar().maximum() > 0
+    assert details.flip_table.height() >= 80
+
+
+def test_the_baseline_line_label_is_never_under_a_point(qtbot, tmp_path):
+    # A fine-tuned copy of a head-less source has its latency and the best accuracy, so
+    # its point sat on the line's "baseline" label near the top of the chart.
+    from PySide6.QtCore import QPointF
+
+    from slimpajama_gui.core.jobs.index import EvalFigures, Variant
+    from slimpajama_gui.qt.compare.pareto_plot import ParetoPlot
+
+    plot = ParetoPlot()
+    qtbot.addWidget(plot)
+    plot.resize(420, 380)
+    plot.show()
+    qtbot.waitExposed(plot)
+    source = Variant(tmp_path / "src", "all-MiniLM", is_source=True, has_head=False)
+    source.p50_ms, source.size_bytes, source.bench_setup = 9.9, 91_600_000, "2 threads"
+    variants = [source]
+    for name, p50, acc, size in (
+        ("finetune", 9.92, 0.61, 91_600_000),
+        ("int8", 0.83, 0.57, 15_800_000),
+    ):
+        v = Variant(tmp_path / name, name, p50_ms=p50, accuracy=acc, size_bytes=size)
+        v.bench_setup, v.eval_set = "2 threads", "demo:dev#100"
+        v.evals[v.eval_set] = EvalFigures(acc, None, 100, "demo (100 rows)")
+        variants.append(v)
+    plot.set_variants(variants, "demo:dev#100")
+    qtbot.wait(20)
+    (line,) = plot.baseline_lines
+    label = line.label.sceneBoundingRect()
+    box = plot.getPlotItem().getViewBox()
+    for row in plot.plotted:
+        v = plot._variants[row]
+        centre = box.mapViewToScene(QPointF(v.p50_ms, 100 * v.accuracy))
+        r = plot._diameters[row] / 2
+        near_x = max(label.left(), min(centre.x(), label.right()))
+        near_y = max(label.top(), min(centre.y(), label.bottom()))
+        assert (near_x - centre.x()) ** 2 + (near_y - centre.y()) ** 2 > r**2, v.name
+    # The label stays inside the chart and above the legend.
+    assert box.sceneBoundingRect().contains(label)
+    assert label.bottom() <= plot.legend.sceneBoundingRect().top() or (
+        label.left() > plot.legend.sceneBoundingRect().right()
+        or label.right() < plot.legend.sceneBoundingRect().left()
+    )
+
+
+def test_an_empty_chart_has_no_tick_values(qtbot):
+    from slimpajama_gui.qt.compare.pareto_plot import ParetoPlot
+
+    plot = ParetoPlot()
+    qtbot.addWidget(plot)
+    plot.set_variants([])
+    assert plot.empty.isVisible()
+    for axis in ("bottom", "left"):
+        assert plot.getPlotItem().getAxis(axis).style["showValues"] is False

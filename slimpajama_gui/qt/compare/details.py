@@ -15,11 +15,13 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -28,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from slimpajama_gui.core.jobs.flips import FlipResult
 from slimpajama_gui.core.jobs.index import Variant, can_classify
-from slimpajama_gui.core.units import human_bytes
+from slimpajama_gui.core.units import human_bytes, human_count
 from slimpajama_gui.qt.compare.table import ms, pct
 from slimpajama_gui.qt.widgets.combos import ElidedComboBox
 from slimpajama_gui.qt.widgets.tables import RIGHT, SORT_ROLE, header_text, sortable_table
@@ -210,7 +212,9 @@ def metric_cells(a: Variant, b: Variant) -> list[tuple[str, str, str, str]]:
         return "–" if v.size_bytes is None else human_bytes(v.size_bytes)
 
     def params(v: Variant) -> str:
-        return "–" if v.parameters is None else f"{v.parameters:,}"
+        # Short form: the full count ("22,713,216") was cut to "22,7…" in a 960 px
+        # window; the cell's tooltip has it exactly.
+        return "–" if v.parameters is None else human_count(v.parameters)
 
     def tput(v: Variant) -> str:
         return "–" if v.throughput is None else f"{v.throughput:,.0f}/s"
@@ -331,6 +335,14 @@ class DetailsPanel(QWidget):
         figures_layout.setContentsMargins(0, 0, 0, 0)
         figures_layout.addWidget(self.metrics, 3, Qt.AlignmentFlag.AlignTop)
         figures_layout.addLayout(confusions, 2)
+        # Scrolls when the window is short: at 960x640 the figures and both confusion
+        # matrices need more height than the pane has, and Qt then drew Confusion B over
+        # Confusion A's second row and cut the figures' last rows.
+        self.figures_scroll = QScrollArea()
+        self.figures_scroll.setWidget(figures)
+        self.figures_scroll.setWidgetResizable(True)
+        self.figures_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.figures_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
         self.flip_summary = QLabel()
         self.flip_summary.setWordWrap(True)
@@ -349,7 +361,9 @@ class DetailsPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(pickers)
         layout.addLayout(status)
-        layout.addWidget(figures)
+        # Equal shares when the window is short; when it is tall the figures stop at
+        # their own height (set_figures_height) and the flip list takes the rest.
+        layout.addWidget(self.figures_scroll, 1)
         layout.addWidget(flips, 1)
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt override)
@@ -360,6 +374,26 @@ class DetailsPanel(QWidget):
         for table in (self.confusion_a, self.confusion_b):
             if table.isVisibleTo(self):
                 fit_height(table)
+        self._cap_figures()
+
+    def _cap_figures(self) -> None:
+        """The figures' pane is never taller than what it shows."""
+        figures = self.figures_scroll.widget()
+        # The captions wrap, so the height depends on the width the pane has now.
+        width = self.figures_scroll.viewport().width()
+        wrapped = figures.heightForWidth(width) if figures.hasHeightForWidth() else -1
+        height = (
+            max(wrapped, figures.minimumSizeHint().height()) + 2 * self.figures_scroll.frameWidth()
+        )
+        self.figures_scroll.setMaximumHeight(height)
+        # In a short window the flip list's table took all the height it was short of
+        # from the figures, which kept two rows: they get at least half of what is left.
+        below = self.height() - self.figures_scroll.geometry().top()
+        self.figures_scroll.setMinimumHeight(max(0, min(height, below // 2)))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        self._cap_figures()
 
     def show_pair(self, a: Variant | None, b: Variant | None) -> None:
         """Figures and stored confusion matrices; the flips come later."""
@@ -376,15 +410,18 @@ class DetailsPanel(QWidget):
             self.caption_b.setText("Confusion B: –")
             self.flip_summary.setText("<i>Pick two variants to compare.</i>")
             fit_height(self.metrics)
+            self._cap_figures()
             return
         for col, v in ((0, a), (1, b)):
             self.metrics.horizontalHeaderItem(col).setToolTip(f"{v.name}\n{v.path}")
         cells = metric_cells(a, b)  # an int8 row only where one of them is int8
         self.metrics.setRowCount(len(cells))
         self.metrics.setVerticalHeaderLabels([name for name, *_ in cells])
-        for r, (_name, va, vb, delta) in enumerate(cells):
+        for r, (name, va, vb, delta) in enumerate(cells):
             for c, text in enumerate((va, vb, delta)):
                 cell = QTableWidgetItem(text)
+                exact = (a, b)[c].parameters if name == "Parameters" and c < 2 else None
+                cell.setToolTip(f"{exact:,} parameters" if exact is not None else text)
                 cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.metrics.setItem(r, c, cell)
         for v, table, caption, side in (
@@ -400,6 +437,7 @@ class DetailsPanel(QWidget):
                 caption.setText(f"Confusion {side}: <i>computing on the eval rows…</i>")
         self.flip_summary.setText("<i>Running both models on the eval rows…</i>")
         fit_height(self.metrics)
+        self._cap_figures()
 
     def end_computing(self, why: str) -> None:
         """The flips will not come (an error, a stop): every "computing…" says so."""
@@ -431,3 +469,4 @@ class DetailsPanel(QWidget):
                     f"Confusion {side} (on these {result.rows} rows: "
                     f"accuracy {100 * report.accuracy:.1f} %)"
                 )
+        self._cap_figures()

@@ -54,6 +54,9 @@ def describe(v: Variant, eval_set: str | None = None, why_unranked: str = "") ->
     return "\n".join(lines)
 
 
+#: Length (px) of the rotated "baseline" label along its line, with a margin.
+LINE_LABEL_PX = 64
+
 #: The legend entry of the source model's point.
 SOURCE_LEGEND = "baseline (source model)"
 
@@ -142,6 +145,7 @@ class ParetoPlot(pg.PlotWidget):
         self._baseline_pen = pg.mkPen(SOURCE_COLOR, width=1.5, style=Qt.PenStyle.DotLine)
         self._line_sample = pg.PlotDataItem(pen=self._baseline_pen)
         self._line_in_legend = ""
+        self._diameters: dict[int, float] = {}
 
     def _y(self, row: int) -> float:
         figures = self._variants[row].accuracy_on(self.eval_set)
@@ -166,16 +170,19 @@ class ParetoPlot(pg.PlotWidget):
         biggest = max(sizes, default=0) or 1
         front = set(self.front)
 
+        # Marker diameters (px): area, not diameter, follows the size on disk.
+        self._diameters = {
+            i: 10 + 30 * math.sqrt((self._variants[i].size_bytes or 0) / biggest)
+            for i in self.plotted
+        }
+
         def spots(source: bool) -> dict[str, list]:
             rows = [i for i in self.plotted if self._variants[i].is_source == source]
             base = VARIANT_COLOR if not source else SOURCE_COLOR
             return {
                 "x": [self._variants[i].p50_ms for i in rows],
                 "y": [self._y(i) for i in rows],
-                # Area, not diameter, follows the size on disk.
-                "size": [
-                    10 + 30 * math.sqrt((self._variants[i].size_bytes or 0) / biggest) for i in rows
-                ],
+                "size": [self._diameters[i] for i in rows],
                 "data": rows,
                 # Hollow: drawn, but with too few eval rows to be ranked.
                 "brush": [
@@ -257,6 +264,10 @@ class ParetoPlot(pg.PlotWidget):
         self.frontier.setData(fx, fy)
         self.empty.setVisible(not self.plotted)
         self.legend.setVisible(bool(self.plotted))
+        # An empty chart's 0-1 range would show ticks 0.1 to 0.9 under "accuracy (%)"
+        # and "latency (ms)": figures no model has. The axes keep their titles only.
+        for axis in ("bottom", "left"):
+            self.getPlotItem().getAxis(axis).setStyle(showValues=bool(self.plotted))
         self._fit()
         self.select(self._selected if self._selected in self.plotted else None)
         return list(self.front)
@@ -288,6 +299,49 @@ class ParetoPlot(pg.PlotWidget):
             left = min(left, (x0 - share * right) / (1 - share))
         self.setXRange(left, right, padding=0)
         self.setYRange(y0 - 0.15 * rows * dy, y1 + 0.15 * dy, padding=0)
+        self._place_line_labels()
+
+    def _place_line_labels(self) -> None:
+        """Put each baseline line's "baseline" where no marker covers it.
+
+        A fine-tuned copy of the source has the source's latency, so its point sits on
+        the line, and it is often the most accurate one: at a fixed height near the top
+        the label was drawn under that point. Heights from the top down are tried; the
+        lowest ones stay above the legend in the lower right.
+        """
+        if not self.baseline_lines:
+            return
+        box = self.getPlotItem().getViewBox()
+        (x_lo, x_hi), (y_lo, y_hi) = box.viewRange()
+        width, height = box.width(), box.height()
+        if width <= 0 or height <= 0 or x_hi <= x_lo or y_hi <= y_lo:
+            return
+        px_x, px_y = width / (x_hi - x_lo), height / (y_hi - y_lo)
+        markers = [
+            (self._variants[i].p50_ms, self._y(i), self._diameters.get(i, 12) / 2 + 3)
+            for i in self.plotted
+        ]
+        legend_px = self.legend.boundingRect().height() + 8 if self.legend.isVisible() else 0
+        lowest = min(0.9, (legend_px + LINE_LABEL_PX) / height)
+        spots = [f / 20 for f in range(18, -1, -1) if f / 20 >= lowest] or [0.9]
+        for line in self.baseline_lines:
+            chosen = spots[0]
+            for spot in spots:
+                y = y_lo + spot * (y_hi - y_lo)
+                if not any(
+                    abs(mx - line.value()) * px_x < r + 10
+                    and abs(my - y) * px_y < r + LINE_LABEL_PX / 2
+                    for mx, my, r in markers
+                ):
+                    chosen = spot
+                    break
+            line.label.setPosition(chosen)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        # Qt resizes the widget inside __init__, and pyqtgraph drops its plot on close.
+        if hasattr(self, "_diameters") and getattr(self, "plotItem", None) is not None:
+            self._place_line_labels()
 
     def select(self, row: int | None) -> None:
         """Ring the point of ``row`` (or none)."""

@@ -559,6 +559,10 @@ class CompareView(RowActions, WorkerScreen):
         accuracy = (
             f"accuracy {100 * m.evaluation['accuracy']:.2f} % on {m.evaluation['eval_set_label']}"
             if m.evaluation
+            # Short: the note under the summary already says the whole sentence, which
+            # this line repeated word for word.
+            else "no accuracy (no trained classifier head)"
+            if not m.has_head
             else f"no accuracy ({m.note.rstrip('.')})"
             if m.note
             else "no accuracy"
