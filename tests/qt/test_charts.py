@@ -500,3 +500,68 @@ def test_a_constant_learning_rate_reads_once_on_its_axis(qtbot):
     charts.lr.getPlotItem().setYRange(5.0001e-5, 5.0009e-5, padding=0)
     texts = [text for _y, text in _drawn_tick_labels(charts.lr)]
     assert texts and len(set(texts)) == len(texts), texts
+
+
+def _points_under_legend(chart: LiveCurves) -> list[tuple[str, float, float]]:
+    from PySide6.QtCore import QPointF
+
+    box = chart.getPlotItem().getViewBox()
+    legend = chart._legend.sceneBoundingRect()
+    under = []
+    for name in chart.names:
+        xs, ys = chart.points(name)
+        for x, y in zip(xs, ys, strict=True):
+            if legend.contains(box.mapViewToScene(QPointF(float(x), float(y)))):
+                under.append((name, float(x), float(y)))
+    return under
+
+
+def _four_curves(chart: LiveCurves) -> None:
+    chart.mark_boundary(0, "01 finetune")
+    chart.mark_boundary(5, "02 distill")
+    xs = np.arange(1, 13, dtype=float)
+    curves = {
+        "loss": 1.1 - 0.07 * xs,  # high on the left
+        "ce": 0.7 - 0.01 * xs,
+        "hidden": 0.4 + 0 * xs,
+        "kd": (55 + 0.8 * xs) / 100,  # rising: highest on the right
+    }
+    for name, ys in curves.items():
+        chart.extend(name, xs, ys, segment=0)
+    chart.flush()
+
+
+def test_the_legend_never_covers_a_point_when_the_chart_has_room(qtbot):
+    # In a 960x640 window the legend of four entries in one column sat on the loss
+    # curves (top right) and on the eval points (bottom right): the entries now share
+    # rows, and a band above (or below) the data is kept free for them.
+    for at_bottom in (False, True):
+        chart = LiveCurves(
+            "Training loss", y_label="loss", symbols=True, legend_at_bottom=at_bottom
+        )
+        qtbot.addWidget(chart)
+        chart.resize(360, 240)
+        chart.show()
+        qtbot.waitExposed(chart)
+        _four_curves(chart)
+        qtbot.wait(20)
+        assert chart._legend.columnCount > 1  # entries side by side where they fit
+        assert chart._bands()[2]
+        assert _points_under_legend(chart) == [], at_bottom
+
+
+def test_a_legend_too_tall_for_a_band_takes_the_emptiest_corner(qtbot):
+    chart = LiveCurves("Training loss", y_label="loss", symbols=True)
+    qtbot.addWidget(chart)
+    chart.resize(260, 130)
+    chart.show()
+    qtbot.waitExposed(chart)
+    _four_curves(chart)
+    qtbot.wait(20)
+    assert not chart._bands()[2]
+    chosen = len(_points_under_legend(chart))
+    for corner in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        offset = (-8 if corner[0] else 8, -8 if corner[1] else 8)
+        chart._legend.anchor(itemPos=corner, parentPos=corner, offset=offset)
+        qtbot.wait(5)
+        assert chosen <= len(_points_under_legend(chart)), corner

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, QTimer, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QWidget,
 )
@@ -46,6 +46,29 @@ __all__ = [
     "SparsityBars",
     "scientific",
 ]
+
+
+#: Pixels kept free between the legend and the data, besides the legend's own offset.
+LEGEND_MARGIN_PX = 14
+#: Width of a legend entry's sample and spacing, besides its text (px).
+LEGEND_SAMPLE_PX = 34
+#: The tallest band (share of the view's height) kept free for the legend.
+LEGEND_BAND_MAX = 0.45
+
+
+def _free_bands(
+    view: tuple[float, float], low: float, high: float, top: float, bottom: float
+) -> tuple[float, float]:
+    """Widen ``view`` (y0, y1) until the data [low, high] leaves the top ``top`` and the
+    bottom ``bottom`` shares of it free (``top + bottom`` < 1)."""
+    lo, hi = view
+    for _ in range(60):  # each pass closes the gap by a factor top + bottom
+        height = hi - lo
+        new = (min(lo, low - bottom * height), max(hi, high + top * height))
+        if abs(new[0] - lo) + abs(new[1] - hi) <= 1e-9 * max(height, 1e-12):
+            break
+        lo, hi = new
+    return lo, hi
 
 
 class LiveCurves(ChartBase):
@@ -107,6 +130,7 @@ class LiveCurves(ChartBase):
             offset=(-8, -8 if legend_at_bottom else 8), labelTextSize="8pt"
         )
         self._legend.hide()  # an empty legend is a stray white box
+        self._legend_at_bottom = legend_at_bottom
         self._symbols = symbols
         self._series: dict[str, Series] = {}
         #: Step boundaries: (x, label, the line drawn).
@@ -183,6 +207,7 @@ class LiveCurves(ChartBase):
         series.own_symbol = symbol is not None
         self._series[name] = series
         self._legend.show()
+        self._fit_legend()
         self._set_empty(False)
 
     def _curve(self, name: str) -> Series:
@@ -326,13 +351,109 @@ class LiveCurves(ChartBase):
             x0, x1, bounds[0], bounds[1], refit, grow=0.25, pad=0.02, grow_below=False
         )
         new_y = stepped_range(y0, y1, bounds[2], bounds[3], refit, grow=0.1, pad=0.08)
-        if self._boundaries:
-            # Room above the data for the step labels, which were drawn over the first
-            # points of a loss (or an accuracy) that starts high.
-            top = new_y[0] + (bounds[3] - new_y[0]) / (1 - self._label_room())
-            new_y = (new_y[0], max(new_y[1], top))
+        # Room above the data for the step labels, which were drawn over the first points
+        # of a loss (or an accuracy) that starts high, and a band for the legend at its
+        # side, which covered the lines of a small chart (a 960x640 window).
+        top, bottom, _banded = self._bands()
+        new_y = _free_bands(new_y, bounds[2], bounds[3], top, bottom)
         if (new_x, new_y) != ((x0, x1), (y0, y1)):
             self.getPlotItem().setRange(xRange=new_x, yRange=new_y, padding=0)
+        self._place_legend()
+
+    def _legend_room(self) -> float:
+        """The share of the view's height kept free for the legend at its edge; 0 when
+        there is no legend or when a band that tall would squeeze the data (then
+        :meth:`_place_legend` picks the corner that covers the fewest points)."""
+        if not self._series or not self._legend.isVisible():
+            return 0.0
+        pixels = self.getPlotItem().getViewBox().height()
+        needed = self._legend.boundingRect().height() + LEGEND_MARGIN_PX
+        if pixels <= 0 or needed > LEGEND_BAND_MAX * pixels:
+            return 0.0
+        return needed / pixels
+
+    def _bands(self) -> tuple[float, float, bool]:
+        """(top, bottom, legend banded): the shares of the view's height kept free above
+        and below the data, for the step labels and the legend, and whether the legend
+        has its band (else it goes to the emptiest corner)."""
+        legend, at_bottom = self._legend_room(), self._legend_below()
+        labels = self._label_room() if self._boundaries else 0.0
+        top = max(labels, 0.0 if at_bottom else legend)
+        bottom = legend if at_bottom else 0.0
+        if top + bottom > LEGEND_BAND_MAX + BOUNDARY_LABEL_ROOM:  # the data would be a sliver
+            return labels, 0.0, False
+        return top, bottom, legend > 0
+
+    def _legend_below(self) -> bool:
+        """The legend's band is below the data where asked, and wherever step labels take
+        the top (at the top it covered "01 finetune" and "02 distill")."""
+        return self._legend_at_bottom or bool(self._boundaries)
+
+    def _place_legend(self) -> None:
+        """Anchor the legend in its own corner when a band is kept free for it, else in
+        the corner over the fewest points and line midpoints (matplotlib's "best")."""
+        if not self._series or not self._legend.isVisible():
+            return
+        home = (1, 1 if self._legend_below() else 0)
+        corner = home
+        if not self._bands()[2]:
+            box = self.getPlotItem().getViewBox()
+            (x0, x1), (y0, y1) = box.viewRange()
+            width, height = box.width(), box.height()
+            if width > 0 and height > 0 and x1 > x0 and y1 > y0:
+                px = []
+                for series in self._series.values():
+                    xs, ys = series.drawn()
+                    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+                    mids_x, mids_y = (xs[1:] + xs[:-1]) / 2, (ys[1:] + ys[:-1]) / 2
+                    for cx, cy in ((xs, ys), (mids_x, mids_y)):
+                        ok = np.isfinite(cx) & np.isfinite(cy)
+                        px.append(
+                            ((cx[ok] - x0) / (x1 - x0) * width, (y1 - cy[ok]) / (y1 - y0) * height)
+                        )
+                rect = self._legend.boundingRect()
+                w, h = rect.width() + 8, rect.height() + 8
+                # The step labels count too: a legend on "02 distill" hides which step
+                # the points belong to.
+                origin = box.sceneBoundingRect().topLeft()
+                labels = [
+                    line.label.sceneBoundingRect().translated(-origin.x(), -origin.y())
+                    for _x, _l, line in self._boundaries
+                ]
+
+                def covered(c: tuple[int, int]) -> int:
+                    left = width - w if c[0] else 0.0
+                    top = height - h if c[1] else 0.0
+                    spot = QRectF(left, top, w, h)
+                    return sum(
+                        int(np.sum((xs >= left) & (xs <= left + w) & (ys >= top) & (ys <= top + h)))
+                        for xs, ys in px
+                    ) + sum(spot.intersects(label) for label in labels)
+
+                corners = [home, (home[0], 1 - home[1]), (0, home[1]), (0, 1 - home[1])]
+                corner = min(corners, key=lambda c: (covered(c), corners.index(c)))
+        offset = (-8 if corner[0] else 8, -8 if corner[1] else 8)
+        self._legend.anchor(itemPos=corner, parentPos=corner, offset=offset)
+
+    def _fit_legend(self) -> None:
+        """As many legend columns as the chart's width holds: one column of four entries
+        took most of a small chart's height."""
+        items = self._legend.items
+        if not items:
+            return
+        widest = max(label.boundingRect().width() for _sample, label in items)
+        entry = widest + LEGEND_SAMPLE_PX
+        width = self.getPlotItem().getViewBox().width()
+        columns = max(1, min(len(items), int((0.8 * width) // entry))) if width > 0 else 1
+        if columns != self._legend.columnCount:
+            self._legend.setColumnCount(columns)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        # pyqtgraph resizes from inside __init__ and drops its plot on close.
+        if self.__dict__.get("_series") and getattr(self, "plotItem", None) is not None:
+            self._fit_legend()
+            self._follow_data(refit=True)
 
     def _label_room(self) -> float:
         """The share of the view's height the step labels take, from the top: down to the
