@@ -41,6 +41,7 @@ from slimpajama_gui.qt.jobs_view import JobsView
 from slimpajama_gui.qt.models_view import ModelsView
 from slimpajama_gui.qt.playground import PlaygroundView
 from slimpajama_gui.qt.settings_dialog import SettingsDialog
+from slimpajama_gui.qt.widgets.screens import fitted_size
 from slimpajama_gui.qt.widgets.workers import start_worker
 
 log = logging.getLogger(__name__)
@@ -426,7 +427,7 @@ class MainWindow(QMainWindow):
         settings = QSettings()
         geometry = settings.value("window/geometry")
         if geometry is None or not self.restoreGeometry(geometry):
-            self.resize(1200, 760)
+            self.resize(fitted_size(self, 1200, 760))
         area = settings.value("window/area", "models")
         self.show_area(area if area in self.pages else "models")
         self.models_view.restore_state(settings)

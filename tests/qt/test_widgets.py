@@ -91,3 +91,23 @@ def test_quit_all_stops_a_generator_worker_at_its_next_yield(qtbot):
     workers.quit_all()
     gate.set()
     qtbot.waitUntil(lambda: bool(ended) and not workers, timeout=TIMEOUT)
+
+
+def test_a_window_opens_no_larger_than_the_screen_it_is_on(qtbot):
+    # The wizard opened at 1040x740 on a 960x640 screen, centred over the window with
+    # its Preset row and its buttons off the screen's edges.
+    from PySide6.QtWidgets import QWidget
+
+    from slimpajama_gui.qt.widgets.screens import fitted_size
+    from slimpajama_gui.qt.wizard.shell import CompressWizard
+
+    window = QWidget()
+    qtbot.addWidget(window)
+    free = window.screen().availableGeometry().size()
+    window.setMinimumSize(300, 200)
+    assert fitted_size(window, free.width() + 500, free.height() + 400) == free
+    assert fitted_size(window, 400, 300).toTuple() == (400, 300)  # room: as asked
+    assert fitted_size(window, 100, 100).toTuple() == (300, 200)  # never below the minimum
+    wizard = CompressWizard(window)  # deleted with its parent
+    assert wizard.width() <= max(free.width(), wizard.minimumWidth())
+    assert wizard.height() <= max(free.height(), wizard.minimumHeight())

@@ -38,6 +38,7 @@ from slimpajama_gui.core.plan.draft import Draft
 from slimpajama_gui.core.plan.estimate import count_vocabulary
 from slimpajama_gui.core.plan.recipe import Recipe
 from slimpajama_gui.core.plan.steps import Step
+from slimpajama_gui.qt.widgets.screens import fitted_size
 from slimpajama_gui.qt.widgets.workers import WorkerSet, start_worker
 from slimpajama_gui.qt.wizard.data_page import DataPage
 from slimpajama_gui.qt.wizard.model_page import ModelPage
@@ -135,7 +136,7 @@ class CompressWizard(QWizard):
         self.draft.subscribe(self._on_draft_changed)
         # Fits a 1280x800 screen; below 960x640 the techniques page would scroll sideways.
         self.setMinimumSize(960, 640)
-        self.resize(1040, 740)
+        self.resize(fitted_size(self, 1040, 740))
         if models is not None:
             self.set_models(models)
         if current_model is not None:
