@@ -1354,7 +1354,8 @@ def test_the_techniques_page_never_scrolls_sideways_at_960_px(
         assert w.width() == 960, what
         assert bar.maximum() == 0, f"{what}: scrolls sideways by {bar.maximum()} px"
 
-    for name in (*PRESETS, "custom"):
+    assert set(tech.preset_buttons) == {*PRESETS, "search", "custom"}
+    for name in tech.preset_buttons:  # the presets, "Find the best…" and custom
         click(qtbot, tech.preset_buttons[name])
         assert_fits(name)
     for box in (tech.finetune_box, tech.sensitivity_box, tech.distill_box, tech.layers_box,
