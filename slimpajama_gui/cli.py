@@ -17,6 +17,7 @@ stderr), 2 wrong usage, 3 an internal error (traceback in the log file it names,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the failed or cancelled job that wrote to the recipe's output folder "
                    "at its first unfinished step, with this recipe (fix a failed step's settings first)")  # fmt: skip
+    _max_steps_option(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("resume", help="continue a failed or cancelled job at its first unfinished step",
@@ -111,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "model, data and output must be unchanged; later steps may differ)")  # fmt: skip
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                    help="where to train (default: the recipe's device)")  # fmt: skip
+    _max_steps_option(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("rerun", help="run a recorded job again into a new folder, maybe from a step",
@@ -126,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first step to run, 1-based (default: 1, the whole recipe)")  # fmt: skip
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                    help="where to train (default: the recipe's device)")  # fmt: skip
+    _max_steps_option(p)
     p.set_defaults(func=cmd_rerun)
 
     p = sub.add_parser("eval", help="accuracy, macro-F1 and confusion matrix of a classifier on DATA",
@@ -258,6 +262,44 @@ def _configure_logging(debug: bool) -> list[logging.Handler]:
     return added
 
 
+@contextlib.contextmanager
+def _step_cap(steps: int | None):
+    """--max-steps N: the pipeline's step cap (the job's log says it was applied) while
+    the command runs, and the environment as it was afterwards."""
+    if steps is None:
+        yield
+        return
+    from slimpajama_gui.core.techniques.train import MAX_STEPS_ENV
+
+    before = os.environ.get(MAX_STEPS_ENV)
+    os.environ[MAX_STEPS_ENV] = str(steps)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(MAX_STEPS_ENV, None)
+        else:
+            os.environ[MAX_STEPS_ENV] = before
+
+
+def _steps(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of steps: give a whole number, 1 or more"
+        )
+    return value
+
+
+def _max_steps_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-steps", type=_steps, default=None, metavar="N",
+                   help="stop every training loop after N optimizer steps, for a quick try of "
+                   "the recipe: its accuracies are a smoke run's (default: the recipe's own)")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -275,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if not _torchrun_rank():  # rank 0 (or the only process) owns the outputs
             recover_outputs()  # F4/O3: what a killed save left is put back or cleared
-        return args.func(args)
+        with _step_cap(getattr(args, "max_steps", None)):
+            return args.func(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT

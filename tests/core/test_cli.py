@@ -329,3 +329,33 @@ steps:
     out = captured.out + captured.err
     assert "warning: Step 1 'distill': the KD weight (alpha_kd)" in " ".join(out.split())
     assert "note: Step 1 'distill'" not in " ".join(out.split())
+
+
+def test_max_steps_caps_every_training_loop_for_one_command(tiny_minilm, tmp_path, capsys):
+    import os
+
+    from slimpajama_gui.core.storage.history import JobStore
+    from slimpajama_gui.core.techniques.train import MAX_STEPS_ENV
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"""name: capped
+model: {tiny_minilm}
+dataset: {{train: demo, labels: [negative, positive], max_length: 32}}
+output: out
+steps:
+  - {{type: finetune, epochs: 3, batch_size: 16}}
+"""
+    )
+    assert cli.main(["run", str(recipe), "--max-steps", "2"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "stops after 2 optimizer steps" in out
+    assert MAX_STEPS_ENV not in os.environ  # the cap ends with the command
+    with JobStore() as store:
+        job = store.list_jobs(limit=1)[0]
+        steps = [r.value for r in store.metrics(job.id, key="step")]
+    assert steps and max(steps) <= 2, steps
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", str(recipe), "--max-steps", "0"])
+    assert exit_info.value.code == 2
+    assert "--max-steps: '0' is not a number of steps" in capsys.readouterr().err
