@@ -35,7 +35,7 @@ from _timing import interleaved_latency, timer_of  # noqa: E402
 
 from slimpajama_gui.core.data.tables import read_table  # noqa: E402
 from slimpajama_gui.core.runtime.bench import encode_for_bench  # noqa: E402
-from slimpajama_gui.core.runtime.onnx_runner import ONNX_NAME, OrtRunner  # noqa: E402
+from slimpajama_gui.core.runtime.onnx_runner import ONNX_NAME, OrtRunner, session_options  # noqa: E402
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "dev.tsv"
 
@@ -51,12 +51,7 @@ def session(path: Path, threads: int, config: dict[str, str], profile_dir: Path 
     """An ONNX Runtime CPU session with OrtRunner's options plus ``config`` entries."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
+    options = session_options(threads)
     for key, value in config.items():
         options.add_session_config_entry(key, value)
     if profile_dir is not None:

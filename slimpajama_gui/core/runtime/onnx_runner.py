@@ -147,7 +147,10 @@ def onnx_parameters(path: Path) -> tuple[int, int]:
 # --------------------------------------------------------------------------- runners
 
 
-def _session(path: Path, threads: int):
+def session_options(threads: int):
+    """The ``onnxruntime.SessionOptions`` every ONNX timing and prediction uses: ``threads``
+    intra-op threads (the pool spins between operators, ONNX Runtime's default), one
+    inter-op thread, operators in sequence, every graph optimisation."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -156,6 +159,13 @@ def _session(path: Path, threads: int):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # its warnings are about graph details, not for users
+    return options
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = session_options(threads)
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's errors derive from Exception only
