@@ -119,7 +119,12 @@ class FailureBox(_NoticeBox):
         where = f" in {_escape(row.failed_step)}" if row.failed_step else ""
         title = {"failed": "failed", "cancelled": "was cancelled", "interrupted": "was interrupted"}
         text = _escape(row.error or "")
-        self.label.setText(f"<b>Job #{row.job_id} {title[row.status]}{where}.</b> {text}")
+        if row.status == "cancelled" and text.lower().startswith("cancelled"):
+            # The engine's reason ("cancelled during distill") already says what the title
+            # would: one sentence, not "was cancelled. cancelled during distill".
+            self.label.setText(f"<b>Job #{row.job_id} was {text}.</b>")
+        else:
+            self.label.setText(f"<b>Job #{row.job_id} {title[row.status]}{where}.</b> {text}")
         self.show()
 
     def text(self) -> str:

@@ -234,7 +234,11 @@ def test_cancel_stops_the_job_at_the_next_training_step_and_the_view_stays_usabl
     assert not (tmp_path / "long").exists() or not any((tmp_path / "long").iterdir())
     assert status_cell(view, job_id) == "cancelled"
     assert view.store.get_job(job_id).status == "cancelled"
-    assert view.failure.isVisible() and "cancelled" in view.failure.text()
+    assert view.failure.isVisible()
+    # One sentence naming the step, not "was cancelled. cancelled during …".
+    banner = view.failure.text()
+    assert f"Job #{job_id} was cancelled during" in banner, banner
+    assert banner.lower().count("cancelled") == 1, banner
     assert not view.cancel_button.isEnabled()
 
     # Usable afterwards: another job runs to the end.

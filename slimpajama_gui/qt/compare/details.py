@@ -454,7 +454,7 @@ class DetailsPanel(QWidget):
         n = len(d.flips)
         self.flip_summary.setText(
             f"<b>{n} of {result.rows}</b> predictions flip ({100 * (1 - d.agreement):.1f} %): "
-            f"<span style='background:#d9efe2'>&nbsp;{d.fixed} fixed&nbsp;</span>, "
+            f"<span style='background:#d9efe2'>&nbsp;{d.fixed} fixed&nbsp;</span> and "
             f"<span style='background:#f8dcd5'>&nbsp;{d.broken} broken&nbsp;</span> by B. "
             f"On {result.dataset}; mean shift in the gold class's probability "
             f"{d.mean_confidence_shift:.3f}."
