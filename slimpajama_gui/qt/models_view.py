@@ -507,7 +507,17 @@ class ModelsView(WorkerScreen):
 
     def forget(self, folder: Path) -> None:
         """Drop a folder deleted elsewhere (Compare) from the list, without a rescan."""
+        selected = self.selected_info()
+        at = max(self.table.currentIndex().row(), 0)
         self.model.set_infos([i for i in self.model.infos() if Path(i.path) != Path(folder)])
+        # A model reset drops the current row without a currentChanged signal, so the
+        # details pane would go on describing a folder that no longer exists.
+        if selected is not None and Path(selected.path) != Path(folder):
+            self.select_path(selected.path)
+        elif self.proxy.rowCount():
+            self.table.selectRow(min(at, self.proxy.rowCount() - 1))
+        self.details.show_info(self.selected_info())
+        self._update_hint()
 
     def _on_deleted(self, folder: Path) -> None:
         if self._closing:

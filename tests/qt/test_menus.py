@@ -369,6 +369,33 @@ def test_a_result_of_a_running_job_is_not_deleted(qtbot, monkeypatch, tiny_minil
     assert result.is_dir() and view.model.rowCount() == 1
 
 
+def test_after_a_delete_the_details_pane_describes_a_model_that_exists(
+    qtbot, tiny_minilm, tmp_path
+):
+    # A new user deleted the selected result; the details pane went on showing its folder.
+    results = [tmp_path / "job-a" / name for name in ("01-finetune", "02-quantize")]
+    for folder in results:
+        shutil.copytree(tiny_minilm, folder)
+        VariantRecord(job_id=4, recipe={"name": "job-a"}).write(folder)
+    view = ModelsView(scan_on_start=False)
+    qtbot.addWidget(view)
+    with qtbot.waitSignal(view.scan_finished, timeout=TIMEOUT):
+        view.add_folders([tmp_path / "job-a"])
+    view.select_path(results[0])
+    assert view.details.fields["Folder"].text() == str(results[0])
+    with qtbot.waitSignal(view.result_deleted, timeout=TIMEOUT):
+        assert view.delete_result(view.selected_info(), confirm=False)
+    assert not results[0].exists()
+    # The neighbour is selected and described, not the folder that is gone.
+    assert Path(view.selected_info().path) == results[1]
+    assert view.details.fields["Folder"].text() == str(results[1])
+    with qtbot.waitSignal(view.result_deleted, timeout=TIMEOUT):
+        assert view.delete_result(view.selected_info(), confirm=False)
+    assert view.selected_info() is None and view.model.rowCount() == 0
+    assert view.details.fields["Folder"].text() == "–"
+    assert "Select a model" in view.details.title.text() and view.empty_hint.isVisibleTo(view)
+
+
 def test_an_onnx_int8_source_chosen_on_the_model_page_is_stopped_before_the_review(
     qtbot, onnx_int8, tiny_minilm
 ):
