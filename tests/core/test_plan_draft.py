@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -105,6 +106,13 @@ def test_settings_problems_and_training(draft):
         "Name: give the job a name.",
         "Output folder: choose where the results go.",
     ]
+    # Typed relative, it would start wherever the app was launched: refused, saying where.
+    draft.set_job(name="job", output="relative dir")
+    [problem] = [p for p in draft.problems("settings") if p.startswith("Output folder")]
+    assert "“relative dir” is not a full path" in problem and str(Path.cwd()) in problem
+    for full in ("~/results/job", "{data}/results/job", str(Path.cwd().absolute() / "out")):
+        draft.set_job(output=full)
+        assert not [p for p in draft.problems("settings") if p.startswith("Output folder")]
     draft.set_job(name="job", output="out")
     draft.set_training({0: Training(epochs=0.5, learning_rate="fast", batch_size=8)})
     assert any("'fast' is not a number" in p for p in draft.problems("settings"))

@@ -522,6 +522,12 @@ def test_every_problem_of_the_settings_page_is_listed_at_once(qtbot, on_techniqu
         before = error_text(settings).split("\n")
         fix()
         assert error_text(settings).split("\n") == before[1:]
+    assert not settings.output_resolved.text()  # no "= ." for an empty field
+    # A relative folder would land wherever the app was started: said, not taken.
+    qtbot.keyClicks(settings.output_edit, "relative dir")
+    assert error_text(settings).startswith("Output folder: “relative dir” is not a full path")
+    assert not next_button(w).isEnabled()
+    settings.output_edit.clear()
     qtbot.keyClicks(settings.output_edit, "{data}/results/all-at-once")
     assert not error_text(settings) and next_button(w).isEnabled()
 

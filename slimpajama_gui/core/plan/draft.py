@@ -26,6 +26,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from slimpajama_gui.core.errors import UserError
@@ -377,8 +378,21 @@ class Draft:
         settings = problems["settings"]
         if not self.name.strip():
             settings.append(Problem("Name: give the job a name.", field="name"))
-        if not self.output.strip():
+        output = self.output.strip()
+        if not output:
             settings.append(Problem("Output folder: choose where the results go.", field="output"))
+        elif not _full_path(output):
+            # A recipe file's relative paths start at the file; a typed one would start at
+            # whatever folder the app was launched from, which the user cannot see.
+            settings.append(
+                Problem(
+                    f"Output folder: “{output}” is not a full path, so the results would go "
+                    f"under the folder the app was started from ({Path.cwd()}); type a full "
+                    "path, start it with {data} for the app's data folder, or choose a folder "
+                    "with Browse….",
+                    field="output",
+                )
+            )
         # Every problem at once: each learning rate, and each step's every field.
         steps, bad_rates = self._steps()
         settings += bad_rates
@@ -493,3 +507,9 @@ def _recipe_problem(exc: UserError) -> Problem:
 def _key(field: str) -> str:
     """The key a :class:`RecipeError` names: ``student_layers`` of ``student_layers[3]``."""
     return field.split("[", 1)[0]
+
+
+def _full_path(text: str) -> bool:
+    """Whether an output folder as typed names one place whatever the working folder:
+    absolute, under the home folder (``~``) or under the app's data folder (``{data}``)."""
+    return "{data}" in text or text.startswith("~") or Path(text).is_absolute()

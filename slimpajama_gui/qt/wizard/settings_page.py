@@ -338,7 +338,8 @@ class SettingsPage(WizardPage):
         self._update()
 
     def _update(self, *_args: Any) -> None:
-        self.output_resolved.setText(f"= {self.resolved_output()}")
+        typed = self.output_edit.text().strip()
+        self.output_resolved.setText(f"= {self.resolved_output()}" if typed else "")
         show_text(self.error, "\n".join(self.problems()))
         self.completeChanged.emit()
 
