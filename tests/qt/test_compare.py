@@ -215,6 +215,28 @@ def test_the_pickers_name_results_as_models_does_and_show_both_ends(view, histor
     assert a.currentText() in a.toolTip()
 
 
+def test_a_narrow_picker_drops_the_head_all_results_share(qtbot):
+    """A new user's two results of one model both read "all-MiniL…02-quantize"."""
+    from slimpajama_gui.qt.widgets.combos import ElidedComboBox
+
+    names = [
+        f"all-MiniLM-L6-v2-{preset}-20261203-1402 › 02-quantize" for preset in ("balanced", "fast")
+    ]
+    shown = []
+    for pick in range(2):
+        combo = ElidedComboBox()
+        qtbot.addWidget(combo)
+        combo.addItems(names)
+        combo.setCurrentIndex(pick)
+        combo.setFixedWidth(190)
+        shown.append(combo.shown_text())
+        assert combo.shown_text().endswith("02-quantize")
+    assert "balanced" in shown[0] or "bal" in shown[0], shown
+    assert shown[1].startswith("…fast"), shown
+    combo.setFixedWidth(900)  # room for the whole name: shown whole
+    assert combo.shown_text() == names[1]
+
+
 def _tip_names(view, combo) -> str:
     """The model the picker's tooltip names: its first line, as hovering shows it."""
     return combo.toolTip().split("\n")[0]

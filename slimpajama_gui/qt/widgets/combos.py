@@ -3,6 +3,7 @@ listed but cannot be picked."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from PySide6.QtCore import QEvent, Qt
@@ -73,9 +74,13 @@ class ElidedComboBox(QComboBox):
         field = self.style().subControlRect(
             QStyle.ComplexControl.CC_ComboBox, option, QStyle.SubControl.SC_ComboBoxEditField, self
         )
-        return self.fontMetrics().elidedText(
-            self.currentText(), Qt.TextElideMode.ElideMiddle, field.width()
-        )
+        text, metrics = self.currentText(), self.fontMetrics()
+        if metrics.horizontalAdvance(text) > field.width():
+            # Results of one model share a long head ("all-MiniLM-L6-v2-balanced-…",
+            # "all-MiniLM-L6-v2-fast-…"): cut in the middle, every entry read
+            # "all-MiniL…02-quantize". The part all entries share goes first.
+            text = _without_shared_head(text, [self.itemText(i) for i in range(self.count())])
+        return metrics.elidedText(text, Qt.TextElideMode.ElideMiddle, field.width())
 
     def paintEvent(self, _event) -> None:  # noqa: N802 (Qt override)
         painter = QStylePainter(self)
@@ -84,3 +89,20 @@ class ElidedComboBox(QComboBox):
         painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
         option.currentText = self.shown_text()
         painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
+
+
+#: Where a shared head may be cut: after one of these, not inside a word.
+_BREAKS = "-_ ./›·"
+
+
+def _without_shared_head(text: str, entries: list[str]) -> str:
+    """``text`` with the head that every entry shares (up to a separator) replaced by
+    "…"; ``text`` as it is when the entries share no such head or it is all of ``text``."""
+    others = [e for e in entries if e]
+    if len(others) < 2:
+        return text
+    head = os.path.commonprefix(others)
+    cut = max(head.rfind(c) for c in _BREAKS) + 1
+    if cut < 4 or cut >= len(text):
+        return text
+    return "…" + text[cut:]
