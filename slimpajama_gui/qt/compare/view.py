@@ -559,9 +559,9 @@ class CompareView(RowActions, WorkerScreen):
         accuracy = (
             f"accuracy {100 * m.evaluation['accuracy']:.2f} % on {m.evaluation['eval_set_label']}"
             if m.evaluation
-            # Short: the note under the summary already says the whole sentence, which
-            # this line repeated word for word.
-            else "no accuracy (no trained classifier head)"
+            # The note under the summary already says why (no classifier head) and what
+            # to do; this line said it again.
+            else "latency and size only"
             if not m.has_head
             else f"no accuracy ({m.note.rstrip('.')})"
             if m.note
