@@ -1097,6 +1097,41 @@ def test_in_a_short_window_the_pair_figures_never_overlap(view, qtbot, history):
     assert details.flip_table.height() >= 80
 
 
+def test_the_figures_keep_every_row_whole_as_their_pane_changes_width(view, qtbot, history):
+    # At 1280 px a new user saw the "int8 measured on" row cut off with no scroll bar:
+    # its words wrap onto more lines as the columns narrow, and the rows kept the heights
+    # they had for the width the pair was first shown at.
+    _store, folders = history
+    details = view.details
+    view.lower.setSizes([300, 900])  # wide: the pair is shown at this width
+    qtbot.waitUntil(lambda: details.width() > 800, timeout=TIMEOUT)
+    details.show_pair(*(view.variants[_row(view, folders[k])] for k in ("v1", "v3")))
+    metrics, scroll = details.metrics, details.figures_scroll
+    last = metrics.rowCount() - 1
+    assert metrics.verticalHeaderItem(last).text() == "int8 measured on"
+
+    def whole() -> bool:
+        bottom = metrics.rowViewportPosition(last) + metrics.rowHeight(last)
+        return metrics.rowHeight(last) >= metrics.sizeHintForRow(last) and (
+            bottom <= metrics.viewport().height()
+        )
+
+    for width, height, details_px in ((1200, 800, 330), (1200, 800, 900), (700, 480, 400)):
+        view.resize(width, height)
+        view.lower.setSizes([width - details_px, details_px])
+        qtbot.waitUntil(whole, timeout=TIMEOUT)
+        # The pane shows the whole table, or it scrolls to it.
+        inner = scroll.widget()
+        qtbot.waitUntil(
+            lambda inner=inner: (
+                metrics.mapTo(inner, metrics.rect().bottomLeft()).y() <= inner.height()
+            ),
+            timeout=TIMEOUT,
+        )
+        hidden = inner.height() - scroll.viewport().height()
+        assert hidden <= 0 or scroll.verticalScrollBar().maximum() >= hidden, (width, height)
+
+
 def test_the_baseline_line_label_is_never_under_a_point(qtbot, tmp_path):
     # A fine-tuned copy of a head-less source has its latency and the best accuracy, so
     # its point sat on the line's "baseline" label near the top of the chart.

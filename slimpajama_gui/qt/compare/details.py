@@ -10,6 +10,7 @@ from PySide6.QtCore import (
     QModelIndex,
     QPersistentModelIndex,
     Qt,
+    QTimer,
 )
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
@@ -316,6 +317,14 @@ class DetailsPanel(QWidget):
         self.metrics.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.metrics.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.metrics.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # Qt sizes word-wrapped rows once: when the columns narrow (a window or splitter
+        # resized) a row's text wraps onto more lines than its height holds, and the last
+        # row ("int8 measured on") was cut off with no scroll bar. Refit after a resize.
+        self._refit_timer = QTimer(self)
+        self._refit_timer.setSingleShot(True)
+        self._refit_timer.setInterval(0)
+        self._refit_timer.timeout.connect(self._refit_figures)
+        self.metrics.horizontalHeader().sectionResized.connect(self._refit_timer.start)
         self.confusion_a = ConfusionTable()
         self.confusion_b = ConfusionTable()
         self.caption_a = QLabel("Confusion A")
@@ -374,6 +383,10 @@ class DetailsPanel(QWidget):
         for table in (self.confusion_a, self.confusion_b):
             if table.isVisibleTo(self):
                 fit_height(table)
+        self._cap_figures()
+
+    def _refit_figures(self) -> None:
+        fit_height(self.metrics)
         self._cap_figures()
 
     def _cap_figures(self) -> None:
