@@ -1170,10 +1170,22 @@ def test_the_baseline_line_label_is_never_under_a_point(qtbot, tmp_path):
         assert (near_x - centre.x()) ** 2 + (near_y - centre.y()) ** 2 > r**2, v.name
     # The label stays inside the chart and above the legend.
     assert box.sceneBoundingRect().contains(label)
-    assert label.bottom() <= plot.legend.sceneBoundingRect().top() or (
-        label.left() > plot.legend.sceneBoundingRect().right()
-        or label.right() < plot.legend.sceneBoundingRect().left()
+    legend = plot.legend.sceneBoundingRect()
+    assert label.bottom() <= legend.top() or (
+        label.left() > legend.right() or label.right() < legend.left()
     )
+    # The line itself does not run under the legend's box (the source, the slowest model,
+    # drew it at the right edge, where the legend sits), nor does any point.
+    line_x = box.mapViewToScene(QPointF(line.value(), 0)).x()
+    assert not legend.left() - 2 <= line_x <= legend.right() + 2, (line_x, legend)
+    for row in plot.plotted:  # not even a marker's rim
+        v = plot._variants[row]
+        centre = box.mapViewToScene(QPointF(v.p50_ms, 100 * v.accuracy))
+        near_x = max(legend.left(), min(centre.x(), legend.right()))
+        near_y = max(legend.top(), min(centre.y(), legend.bottom()))
+        r = plot._diameters[row] / 2
+        assert (near_x - centre.x()) ** 2 + (near_y - centre.y()) ** 2 > r**2, v.name
+    assert box.sceneBoundingRect().contains(legend)
 
 
 def test_an_empty_chart_has_no_tick_values(qtbot):

@@ -57,6 +57,9 @@ def describe(v: Variant, eval_set: str | None = None, why_unranked: str = "") ->
 #: Length (px) of the rotated "baseline" label along its line, with a margin.
 LINE_LABEL_PX = 64
 
+#: Pixels between the legend and the plot's edges.
+LEGEND_OFFSET_PX = 8
+
 #: The legend entry of the source model's point.
 SOURCE_LEGEND = "baseline (source model)"
 
@@ -81,7 +84,7 @@ class ParetoPlot(pg.PlotWidget):
         for axis in ("bottom", "left"):  # "(x0.001)" on a latency axis reads as an error
             item.getAxis(axis).enableAutoSIPrefix(False)
         item.showGrid(x=True, y=True, alpha=0.2)
-        self.legend = item.addLegend(offset=(-8, -8), labelTextSize="8pt")
+        self.legend = item.addLegend(offset=(-LEGEND_OFFSET_PX, -8), labelTextSize="8pt")
         self.legend.setBrush(pg.mkBrush(255, 255, 255, 210))
         self.legend.setPen(pg.mkPen("#c8c8c8"))
         self._variants: list[Variant] = []
@@ -298,7 +301,17 @@ class ParetoPlot(pg.PlotWidget):
             share = MARKER_RADIUS_PX / width
             left = min(left, (x0 - share * right) / (1 - share))
         self.setXRange(left, right, padding=0)
-        self.setYRange(y0 - 0.15 * rows * dy, y1 + 0.15 * dy, padding=0)
+        low, high = y0 - 0.15 * rows * dy, y1 + 0.15 * dy
+        height = self.getPlotItem().getViewBox().height()
+        legend = self.legend.boundingRect().height()
+        # In pixels once the chart has a size: a share of the data's span left the
+        # lowest point's rim under a legend taller than that share.
+        below = legend + 2 * LEGEND_OFFSET_PX + MARKER_RADIUS_PX
+        above = MARKER_RADIUS_PX + 4
+        if legend > 0 and height > below + above + 60:
+            per_px = dy / (height - below - above)
+            low, high = y0 - below * per_px, y1 + above * per_px
+        self.setYRange(low, high, padding=0)
         self._place_line_labels()
 
     def _place_line_labels(self) -> None:
@@ -309,6 +322,7 @@ class ParetoPlot(pg.PlotWidget):
         the label was drawn under that point. Heights from the top down are tried; the
         lowest ones stay above the legend in the lower right.
         """
+        self._place_legend()
         if not self.baseline_lines:
             return
         box = self.getPlotItem().getViewBox()
@@ -337,11 +351,55 @@ class ParetoPlot(pg.PlotWidget):
                     break
             line.label.setPosition(chosen)
 
+    def _place_legend(self) -> None:
+        """Keep the legend in the lower right unless a baseline line or a marker runs
+        under it there and the lower left is freer: the source is usually the slowest
+        model, so its line sat at the right edge, dashed under the legend's box."""
+        box = self.getPlotItem().getViewBox()
+        (x_lo, x_hi), (y_lo, y_hi) = box.viewRange()
+        width, height = box.width(), box.height()
+        side = "right"
+        if self.baseline_lines and width > 0 and height > 0 and x_hi > x_lo and y_hi > y_lo:
+            px_x, px_y = width / (x_hi - x_lo), height / (y_hi - y_lo)
+            rect = self.legend.boundingRect()
+            top = height - LEGEND_OFFSET_PX - rect.height()
+            spans = {
+                "right": (width - LEGEND_OFFSET_PX - rect.width(), width - LEGEND_OFFSET_PX),
+                "left": (LEGEND_OFFSET_PX, LEGEND_OFFSET_PX + rect.width()),
+            }
+
+            def under(span: tuple[float, float]) -> float:
+                # Pixels hidden: a line crosses the legend's whole height; a marker loses
+                # what reaches into the box (a rim, most often).
+                hidden = sum(
+                    rect.height()
+                    for line in self.baseline_lines
+                    if span[0] - 4 <= (line.value() - x_lo) * px_x <= span[1] + 4
+                )
+                for i in self.plotted:
+                    x = (self._variants[i].p50_ms - x_lo) * px_x
+                    y = (y_hi - self._y(i)) * px_y
+                    r = self._diameters.get(i, 12) / 2
+                    dx = max(span[0] - x, 0.0, x - span[1])
+                    dy = max(top - y, 0.0)
+                    hidden += 2 * max(0.0, r - (dx * dx + dy * dy) ** 0.5)
+                return hidden
+
+            if under(spans["left"]) < under(spans["right"]):
+                side = "left"
+        if side != getattr(self, "_legend_side", "right"):
+            x = 0 if side == "left" else 1
+            sign = 1 if side == "left" else -1
+            self.legend.anchor(
+                itemPos=(x, 1), parentPos=(x, 1), offset=(sign * LEGEND_OFFSET_PX, -8)
+            )
+        self._legend_side = side
+
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
         super().resizeEvent(event)
         # Qt resizes the widget inside __init__, and pyqtgraph drops its plot on close.
         if hasattr(self, "_diameters") and getattr(self, "plotItem", None) is not None:
-            self._place_line_labels()
+            self._fit()  # the legend's room is kept in pixels
 
     def select(self, row: int | None) -> None:
         """Ring the point of ``row`` (or none)."""
