@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QEvent, QItemSelectionModel, QPoint, QPointF, Qt
 from PySide6.QtGui import QHelpEvent
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QBoxLayout, QMessageBox
 
 from slimpajama_gui.core import data as data_mod
 from slimpajama_gui.core.jobs.flips import EVAL_BATCH
@@ -1095,6 +1095,41 @@ def test_in_a_short_window_the_pair_figures_never_overlap(view, qtbot, history):
         assert scroll.verticalScrollBar().isVisible()
         assert scroll.verticalScrollBar().maximum() > 0
     assert details.flip_table.height() >= 80
+
+
+def test_in_a_narrow_window_the_figures_stack_and_read_whole(view, qtbot, history):
+    # At 960x640 a new user read "90.00 / %" on two lines, "5.8× smal…" and "› negativ",
+    # and each picker showed "pre…une" beside the two Benchmark buttons.
+    from slimpajama_gui.qt.compare.details import SIDE_BY_SIDE_PX
+
+    _store, folders = history
+    details = view.details
+    _select_rows(view, _row(view, folders["v1"]), _row(view, folders["v3"]))
+    view.resize(960 - 150, 560)
+    view.lower.setSizes([360, 450])
+    qtbot.waitUntil(lambda: 0 < details.width() < SIDE_BY_SIDE_PX, timeout=TIMEOUT)
+    qtbot.waitUntil(
+        lambda: details.figures_layout.direction() == QBoxLayout.Direction.TopToBottom,
+        timeout=TIMEOUT,
+    )
+    metrics = details.metrics
+    fm = metrics.fontMetrics()
+    qtbot.wait(50)
+    for r in range(metrics.rowCount()):
+        name = metrics.verticalHeaderItem(r).text()
+        for c in range(3):
+            text = metrics.item(r, c).text()
+            if name != "int8 measured on":  # figures on one line, not wrapped or cut
+                assert fm.horizontalAdvance(text) <= metrics.columnWidth(c) - 4, (text, c)
+    for combo in (details.combo_a, details.combo_b):  # the pickers have the row
+        assert combo.width() >= (details.width() - 120) // 2 - 20, combo.width()
+    # Wide again: side by side.
+    view.resize(1500, 800)
+    view.lower.setSizes([500, 1000])
+    qtbot.waitUntil(
+        lambda: details.figures_layout.direction() == QBoxLayout.Direction.LeftToRight,
+        timeout=TIMEOUT,
+    )
 
 
 def test_the_figures_keep_every_row_whole_as_their_pane_changes_width(view, qtbot, history):

@@ -15,6 +15,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QBoxLayout,
     QComboBox,
     QFrame,
     QHBoxLayout,
@@ -37,6 +38,11 @@ from slimpajama_gui.qt.widgets.combos import ElidedComboBox
 from slimpajama_gui.qt.widgets.tables import RIGHT, SORT_ROLE, header_text, sortable_table
 
 _Index = QModelIndex | QPersistentModelIndex
+
+
+#: The details panel's width (px) from which the figures and the confusion matrices sit
+#: side by side; below it they are stacked.
+SIDE_BY_SIDE_PX = 640
 
 
 def fit_height(table: QTableWidget) -> None:
@@ -299,13 +305,15 @@ class DetailsPanel(QWidget):
             "folder"
             for side in "AB"
         }
-        for button, side in ((self.bench_a, "A"), (self.bench_b, "B")):
-            button.setToolTip(self.bench_tips[side])
-            pickers.addWidget(button)
         status = QHBoxLayout()
         status.addWidget(self.status, 1)
         status.addWidget(self.progress)
         status.addWidget(self.stop_button)
+        # Under the pickers, not beside them: at 960 px the two buttons left each picker
+        # room for "pre…une".
+        for button, side in ((self.bench_a, "A"), (self.bench_b, "B")):
+            button.setToolTip(self.bench_tips[side])
+            status.addWidget(button)
 
         self.metrics = QTableWidget(len(_METRIC_ROWS), 3)
         self.metrics.setHorizontalHeaderLabels(["A", "B", "B against A"])
@@ -340,7 +348,7 @@ class DetailsPanel(QWidget):
             confusions.addWidget(table)
         confusions.addStretch(1)
         figures = QWidget()
-        figures_layout = QHBoxLayout(figures)
+        self.figures_layout = figures_layout = QBoxLayout(QBoxLayout.Direction.LeftToRight, figures)
         figures_layout.setContentsMargins(0, 0, 0, 0)
         figures_layout.addWidget(self.metrics, 3, Qt.AlignmentFlag.AlignTop)
         figures_layout.addLayout(confusions, 2)
@@ -406,6 +414,17 @@ class DetailsPanel(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
         super().resizeEvent(event)
+        # Side by side below this width the figures wrapped ("90.00 / %"), the last
+        # column read "5.8× smal…" and the matrices' headers "› negativ": stacked, each
+        # gets the whole width and the pane scrolls.
+        direction = (
+            QBoxLayout.Direction.LeftToRight
+            if event.size().width() >= SIDE_BY_SIDE_PX
+            else QBoxLayout.Direction.TopToBottom
+        )
+        if self.figures_layout.direction() != direction:
+            self.figures_layout.setDirection(direction)
+            self._refit_timer.start()
         self._cap_figures()
 
     def show_pair(self, a: Variant | None, b: Variant | None) -> None:
