@@ -33,6 +33,7 @@ from slimpajama_gui.core.techniques.onnx_int8 import (
     quantize_onnx,
     set_activation_bits,
 )
+from slimpajama_gui.core.techniques.ort_int8_kernels import saturates_8bit_products
 from slimpajama_gui.core.techniques.quantize import int8_path
 from tests.conftest import SST2
 
@@ -436,6 +437,75 @@ def test_packaged_minilm_parity(tmp_path):
 # --------------------------------------------------------------------------- PyTorch int8
 
 
+def unsigned_weights_copy(source, target):
+    """``source`` with every int8 ``MatMulInteger`` weight stored as uint8 + 128, zero
+    point + 128: the same products, computed by ONNX Runtime's exact uint8 kernels."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(source))
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    shifted = 0
+    for node in graph.node:
+        weight = inits.get(node.input[1]) if node.op_type == "MatMulInteger" else None
+        if weight is None or weight.data_type != onnx.TensorProto.INT8:
+            continue
+        w = numpy_helper.to_array(weight).astype(np.int16) + 128
+        zero = np.zeros((), np.int16)
+        if len(node.input) > 3 and node.input[3]:
+            zero = numpy_helper.to_array(inits[node.input[3]]).astype(np.int16)
+        names = (f"{weight.name}_u8", f"{weight.name}_u8_zero")
+        graph.initializer.extend(
+            numpy_helper.from_array(a.astype(np.uint8), n)
+            for a, n in zip((w, zero + 128), names, strict=True)
+        )
+        inputs = list(node.input) + [""] * (4 - len(node.input))
+        inputs[1], inputs[3] = names
+        del node.input[:]
+        node.input.extend(inputs)
+        shifted += 1
+    assert shifted, "no int8 MatMulInteger weight to shift"
+    onnx.save(proto, str(target))
+    return target
+
+
+def test_the_saturation_probe_predicts_onnx_runtimes_8bit_products():
+    """``saturates_8bit_products`` says whether a real-sized 8-bit product (384 deep,
+    random full-range values) comes back exact here; unsigned weights are always exact."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = rng.integers(-128, 128, size=(384, 64)).astype(np.int8)
+    a = rng.integers(0, 256, size=(1, 384)).astype(np.uint8)
+    exact = a.astype(np.int64) @ w.astype(np.int64)
+
+    def product(weight: np.ndarray, zero: int | None) -> np.ndarray:
+        inits = [numpy_helper.from_array(weight, "W")]
+        inputs = ["A", "W"]
+        if zero is not None:
+            inits.append(numpy_helper.from_array(np.array(zero, weight.dtype), "Z"))
+            inputs += ["", "Z"]
+        graph = helper.make_graph(
+            [helper.make_node("MatMulInteger", inputs, ["Y"])],
+            "g",
+            [helper.make_tensor_value_info("A", TensorProto.UINT8, [1, 384])],
+            [helper.make_tensor_value_info("Y", TensorProto.INT32, [1, 64])],
+            inits,
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        session = ort.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        return session.run(None, {"A": a})[0]
+
+    assert (not np.array_equal(product(w, None), exact)) == saturates_8bit_products()
+    unsigned = (w.astype(np.int16) + 128).astype(np.uint8)
+    assert np.array_equal(product(unsigned, 128), exact)
+
+
 @pytest.mark.parametrize("per_channel", [True, False])
 def test_a_pytorch_int8_model_exports_as_the_same_int8_model(tmp_path, per_channel):
     """The ONNX file computes what the PyTorch int8 model computes: its int8 weights,
@@ -466,7 +536,15 @@ def test_a_pytorch_int8_model_exports_as_the_same_int8_model(tmp_path, per_chann
     meta = {p.key: p.value for p in onnx.load(str(info.path)).metadata_props}
     assert meta[META_ACTIVATION_BITS] == str(path.activation_bits)
     assert ("DynamicQuantizeLinear" in ops) == (path.activation_bits == 8)
-    runner = OrtRunner(info.path, threads=1)
+    assert info.ort_saturates == (path.activation_bits == 8 and saturates_8bit_products())
+    model_file = info.path
+    if info.ort_saturates:
+        # ONNX Runtime here clips 8-bit pair sums (x86 without VNNI): it cannot run the
+        # ARM/VNNI arithmetic this file was made for. The same integers with unsigned
+        # weights (w + 128, zero point 128) go through its exact kernels, so the file's
+        # integers are still checked against PyTorch's.
+        model_file = unsigned_weights_copy(info.path, tmp_path / "u8u8.onnx")
+    runner = OrtRunner(model_file, threads=1)
     for n in (3, 9, 17, 30):
         inputs = padded_batch([n], seed=n)
         expected = torch_logits(quantized, inputs)

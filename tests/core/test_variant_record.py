@@ -81,3 +81,26 @@ def test_predictions_are_stored_beside_the_record(tmp_path):
     assert record.read_predictions(tmp_path, "test") is None
     (tmp_path / record.predictions["eval"]).write_bytes(b"damaged")
     assert record.read_predictions(tmp_path, "eval") is None  # then Compare computes them
+
+
+def test_an_onnx_int8_figure_says_when_onnx_runtime_clipped_its_products(tmp_path):
+    """The 'int8 measured on' line of Compare: an 8-bit ONNX file measured where ONNX
+    Runtime clips 8-bit products says so, whatever arithmetic the file reproduces."""
+    made_on_arm = {"description": "ARM/qnnpack (8-bit activations)"}
+    cases = [
+        ({"activation_bits": 8, "ort_saturates": False}, "ONNX Runtime, 8-bit activations"),
+        (
+            {"activation_bits": 8, "ort_saturates": True},
+            "ONNX Runtime, 8-bit activations; ONNX Runtime clipped its 8-bit products "
+            "(x86 without VNNI)",
+        ),
+        (
+            {"activation_bits": 8, "int8_path": made_on_arm, "ort_saturates": True},
+            "ARM/qnnpack (8-bit activations); ONNX Runtime clipped its 8-bit products "
+            "(x86 without VNNI)",
+        ),
+        ({"activation_bits": 7}, "ONNX Runtime, 7-bit activations"),  # older files
+    ]
+    for onnx_section, label in cases:
+        VariantRecord(label_names=["a", "b"], onnx=onnx_section).write(tmp_path)
+        assert VariantRecord.read(tmp_path).int8_arithmetic == label

@@ -256,12 +256,16 @@ class VariantRecord:
             section = getattr(self, key)
             if not isinstance(section, dict):
                 continue
+            # An ONNX file's figures are ONNX Runtime's; on x86 without VNNI its 8-bit
+            # products are clipped, whatever arithmetic the file was made to reproduce.
+            clipped = "; ONNX Runtime clipped its 8-bit products (x86 without VNNI)"
+            note = clipped if key == "onnx" and section.get("ort_saturates") is True else ""
             path = section.get("int8_path")
             if isinstance(path, dict) and path.get("description"):
-                return str(path["description"])
+                return str(path["description"]) + note
             bits = section.get("activation_bits")
             if key == "onnx" and isinstance(bits, int):
-                return f"ONNX Runtime, {bits}-bit activations"
+                return f"ONNX Runtime, {bits}-bit activations{note}"
         return ""
 
     def model_card(self, folder_name: str) -> str:

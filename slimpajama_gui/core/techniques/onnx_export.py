@@ -305,6 +305,10 @@ class OnnxVariantInfo:
     int8_path: dict | None = None
     #: Bits of the stored word-embedding table: 4 or 8 when quantized, None in fp32.
     embedding_bits: int | None = None
+    #: True when ONNX Runtime on the exporting machine clips this file's 8-bit products
+    #: (x86 without VNNI; :mod:`~slimpajama_gui.core.techniques.ort_int8_kernels`), so the
+    #: figures measured with it there are those of the clipped products.
+    ort_saturates: bool = False
 
     def to_dict(self) -> dict:
         return {**asdict(self), "path": str(self.path)}
@@ -351,7 +355,7 @@ def export_and_quantize(
     Raises:
         UserError: the model was quantized in PyTorch some other way than dynamic_int8.
     """
-    from slimpajama_gui.core.techniques import onnx_int8
+    from slimpajama_gui.core.techniques import onnx_int8, ort_int8_kernels
     from slimpajama_gui.core.techniques.quantize import int8_path
 
     folder = Path(folder)
@@ -378,6 +382,7 @@ def export_and_quantize(
                 os.replace(staged, tmp)
     finally:
         staged.unlink(missing_ok=True)
+    saturates = bits == 8 and ort_int8_kernels.saturates_8bit_products()
     return OnnxVariantInfo(
         path=target,
         quantized=quantize,
@@ -389,6 +394,7 @@ def export_and_quantize(
         activation_bits=bits,
         int8_path=path_info,
         embedding_bits=embedding_bits if quantize else None,
+        ort_saturates=saturates,
     )
 
 

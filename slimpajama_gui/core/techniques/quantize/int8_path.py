@@ -24,7 +24,9 @@ kernels (``FBGEMM_ENABLE_INSTRUCTIONS=AVX2``, read by fbgemm once, at its first 
 ``SLIMPAJAMA_INT8_PATH=arm`` runs ARM's int8 kernels (qnnpack, which x86 builds of
 PyTorch include) on an x86 machine. ``make test`` runs the int8 and ONNX tests again on
 the paths this CPU does not take by itself. ONNX Runtime has no such switch; the 7-bit
-graphs the exporter writes for the no-VNNI path cannot saturate on any CPU.
+graphs the exporter writes for the no-VNNI path cannot saturate on any CPU, while 8-bit
+graphs saturate in ONNX Runtime on x86 without VNNI
+(:mod:`slimpajama_gui.core.techniques.ort_int8_kernels`).
 """
 
 from __future__ import annotations
