@@ -565,3 +565,39 @@ def test_a_legend_too_tall_for_a_band_takes_the_emptiest_corner(qtbot):
         chart._legend.anchor(itemPos=corner, parentPos=corner, offset=offset)
         qtbot.wait(5)
         assert chosen <= len(_points_under_legend(chart)), corner
+
+
+def test_in_a_short_window_the_charts_scroll_and_keep_their_legends_off_the_data(qtbot):
+    """At 960x640 the Jobs area gives the chart grid about 930x300 px: the charts shrank
+    below their minimum, the lower row lost its axis titles, and the accuracy legend sat
+    on the eval points. The grid now scrolls, and each chart keeps its height."""
+    from slimpajama_gui.qt.charts.job_charts import GRID_CHART_MIN_HEIGHT
+
+    charts = JobCharts()
+    qtbot.addWidget(charts)
+    charts.resize(790, 300)
+    charts.show()
+    qtbot.waitExposed(charts)
+    # The preset-balanced job of the screenshot: a fine-tune with rising eval accuracy,
+    # a distillation that holds ~90 %, and a pipeline step's eval at the end.
+    charts.start_step(0, "finetune")
+    for step in range(1, 90, 4):
+        charts.add_metrics(0, _train_log(step, 0.7 / step**0.2))
+    for step, acc in ((30, 0.66), (55, 0.82), (85, 0.89)):
+        charts.add_metrics(0, {"eval_accuracy": acc, "step": step})
+    charts.start_step(1, "distill")
+    for step in range(1, 330, 8):
+        charts.add_metrics(1, {**_train_log(step, 0.6 / step**0.3), "kd": 0.1, "hidden": 0.05})
+    for step, acc in ((80, 0.89), (160, 0.905), (240, 0.905), (320, 0.905)):
+        charts.add_metrics(1, {"eval_accuracy": acc, "step": step})
+    charts.add_metrics(1, {"eval_accuracy": 0.90})  # the pipeline step's evaluation
+    charts.flush()
+    qtbot.wait(50)
+    for name in ("loss", "accuracy", "learning-rate", "sparsity", "size", "latency"):
+        chart = charts.charts[name]
+        assert chart.height() >= GRID_CHART_MIN_HEIGHT, (name, chart.height())
+        # Drawn whole inside the grid page: the page is taller than the view and scrolls.
+        assert chart.geometry().bottom() <= chart.parentWidget().height(), name
+    assert charts.charts["latency"].geometry().bottom() > charts.height()
+    for chart in (charts.accuracy, charts.loss):
+        assert _points_under_legend(chart) == [], chart.title

@@ -52,6 +52,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -78,6 +79,11 @@ from slimpajama_gui.qt.charts.widgets import LiveCurves, SparsityBars
 
 #: The x axis of the training charts (see the module doc).
 TRAINING_X_LABEL = "optimizer step, counted across the job"
+
+#: Least height of a chart in the grid (px). At 960x640 the charts shrank below their
+#: minimum and lost the lower row's axis titles, and a two-row legend covered the
+#: accuracy curve; at this height the legend has its own band beside the data.
+GRID_CHART_MIN_HEIGHT = 200
 #: The loss chart's title once a distillation logs its terms beside the total.
 LOSS_TERMS_TITLE = "Training loss (terms unweighted)"
 #: What each curve of a distillation's loss is (the chart's tooltip once they appear);
@@ -170,15 +176,22 @@ class JobCharts(QWidget):
         grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(6)
         for i, chart in enumerate(self.charts.values()):
+            chart.setMinimumHeight(GRID_CHART_MIN_HEIGHT)
             grid.addWidget(chart, i // 3, i % 3)
         grid.addWidget(self.search, 2, 0, 1, 3)
+        # A short window scrolls the charts instead of cutting off the lower row's axes.
+        grid_scroll = QScrollArea()
+        grid_scroll.setObjectName("chart-grid-scroll")
+        grid_scroll.setWidgetResizable(True)
+        grid_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        grid_scroll.setWidget(grid_page)
         self.search.hovered.connect(self.hovered)
         self.charts["search"] = self.search
         self.sensitivity = SensitivityPanel()
         # Tabs appear only when a job has a sensitivity step; otherwise the grid alone.
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
-        self.tabs.addTab(grid_page, "Training and size")
+        self.tabs.addTab(grid_scroll, "Training and size")
         self.tabs.addTab(self.sensitivity, "Sensitivity")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
