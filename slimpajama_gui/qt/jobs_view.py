@@ -164,7 +164,7 @@ class JobsView(JobActions, QWidget):
         top_layout.addWidget(self.table, 1)
         top_layout.addWidget(self.empty_hint)
         self.splitter = two_panes(
-            top, self.details, Qt.Orientation.Vertical, stretch=(2, 3), sizes=(260, 440)
+            top, self.details, Qt.Orientation.Vertical, stretch=(2, 3), sizes=(200, 500)
         )
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)

@@ -437,14 +437,20 @@ class LiveCurves(ChartBase):
 
     def _fit_legend(self) -> None:
         """As many legend columns as the chart's width holds: one column of four entries
-        took most of a small chart's height."""
+        took most of a small chart's height. The legend fills its rows left to right and
+        each column is as wide as its widest entry, so a short name beside a long one
+        ("eval", "eval (pipeline step)") shares a row the widest name alone would not."""
         items = self._legend.items
         if not items:
             return
-        widest = max(label.boundingRect().width() for _sample, label in items)
-        entry = widest + LEGEND_SAMPLE_PX
-        width = self.getPlotItem().getViewBox().width()
-        columns = max(1, min(len(items), int((0.8 * width) // entry))) if width > 0 else 1
+        entries = [label.boundingRect().width() + LEGEND_SAMPLE_PX for _sample, label in items]
+        width = 0.8 * self.getPlotItem().getViewBox().width()
+        fits = [
+            n
+            for n in range(1, len(items) + 1)
+            if sum(max(entries[c::n]) for c in range(n)) <= width
+        ]
+        columns = max(fits, default=1)
         if columns != self._legend.columnCount:
             self._legend.setColumnCount(columns)
 
