@@ -258,8 +258,7 @@ class VariantRecord:
                 continue
             # An ONNX file's figures are ONNX Runtime's; on x86 without VNNI its 8-bit
             # products are clipped, whatever arithmetic the file was made to reproduce.
-            clipped = "; ONNX Runtime clipped its 8-bit products (x86 without VNNI)"
-            note = clipped if key == "onnx" and section.get("ort_saturates") is True else ""
+            note = _CLIPPED if key == "onnx" and section.get("ort_saturates") is True else ""
             path = section.get("int8_path")
             if isinstance(path, dict) and path.get("description"):
                 return str(path["description"]) + note
@@ -314,6 +313,10 @@ class VariantRecord:
 
 
 _OPTIONAL_SECTIONS = ("prune", "distill", "quantization", "onnx")
+
+
+#: Added to an ONNX variant's int8 arithmetic when ONNX Runtime clipped its products.
+_CLIPPED = "; ONNX Runtime clipped its 8-bit products (x86 without VNNI)"
 
 
 def finite_number(value: Any) -> float | None:

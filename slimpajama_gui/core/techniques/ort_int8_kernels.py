@@ -11,8 +11,12 @@ quantization.html). With VNNI, on ARM and for 7-bit activations the products are
 So a file with 8-bit activations (ONNX Runtime's own int8, or PyTorch int8 exported on a
 VNNI or ARM machine) computes other numbers on such a CPU than where it was made. Its
 figures measured there are still what ONNX Runtime computes there; the export records
-:func:`saturates_8bit_products` so reports label them. The answer comes from running one product, not from
-the CPU's name: ONNX Runtime picks its kernel at run time and may change it.
+:func:`saturates_8bit_products` so reports label them. The answer comes from running one
+product, not from the CPU's name: ONNX Runtime picks its kernel at run time.
+
+The probe sets up its own minimal session rather than calling
+``runtime.onnx_runner.session_options``: ``techniques`` sits below ``runtime`` in the
+engine's layers, and one ``MatMulInteger`` needs none of those settings.
 """
 
 from __future__ import annotations
